@@ -1,0 +1,88 @@
+"""Typed errors raised by the storage engine.
+
+Each error names what went wrong in words a person can act on. The broker maps these classes to gRPC
+status codes and per-partition error codes in one table; nothing below the broker knows about gRPC.
+"""
+
+from __future__ import annotations
+
+
+class LogStoreError(Exception):
+    """Base class of every error the storage engine raises on purpose."""
+
+
+# --- bad input: the caller sent something wrong, nothing was written ----------------------------------
+
+
+class InvalidRequestError(LogStoreError):
+    """The request is malformed in a way that retrying will not fix."""
+
+
+class InvalidTopicError(InvalidRequestError):
+    """A topic name breaks the naming rules (characters, length, '.' or '..')."""
+
+
+class InvalidConfigError(InvalidRequestError):
+    """A topic configuration key is unknown or its value is out of range."""
+
+
+class InvalidPartitionCountError(InvalidRequestError):
+    """A partition count is not positive, or would shrink a topic."""
+
+
+class CorruptRecordError(InvalidRequestError):
+    """A record batch fails its framing, magic byte, length or CRC check."""
+
+
+class RecordTooLargeError(InvalidRequestError):
+    """A record batch is larger than the topic's max_message_bytes."""
+
+
+class InvalidTimestampError(InvalidRequestError):
+    """A timestamp is negative or otherwise not usable."""
+
+
+# --- state: the thing asked for does not exist, or exists already ------------------------------------
+
+
+class UnknownTopicError(LogStoreError):
+    """No topic of that name exists."""
+
+
+class UnknownPartitionError(LogStoreError):
+    """The topic exists but has no partition with that number."""
+
+
+class TopicExistsError(LogStoreError):
+    """A topic of that name exists already."""
+
+
+class OffsetOutOfRangeError(LogStoreError):
+    """The offset lies before the log start offset or after the log end offset."""
+
+    def __init__(self, message: str, *, log_start_offset: int, log_end_offset: int) -> None:
+        super().__init__(message)
+        self.log_start_offset = log_start_offset
+        self.log_end_offset = log_end_offset
+
+
+# --- idempotent producers ----------------------------------------------------------------------------
+
+
+class OutOfOrderSequenceError(InvalidRequestError):
+    """An idempotent producer's batch skips or repeats sequence numbers out of order."""
+
+
+class InvalidProducerEpochError(LogStoreError):
+    """An idempotent producer's epoch is older than one the log has already seen (a fenced zombie)."""
+
+
+# --- the engine itself ----------------------------------------------------------------------------------
+
+
+class LogClosedError(LogStoreError):
+    """The log or manager is closed (shutting down, or the topic was deleted)."""
+
+
+class StorageError(LogStoreError):
+    """The disk failed us: an I/O error while reading or writing segment files."""
