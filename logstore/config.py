@@ -52,8 +52,6 @@ class TopicConfig:
     """fsync when the oldest unflushed record is this old; -1 leaves flushing to the OS."""
     message_timestamp_type: str = "CreateTime"
     """'CreateTime' keeps the producer's timestamps; 'LogAppendTime' stamps batches with broker time."""
-    preallocate: bool = True
-    """Preallocate segment files to segment_bytes (sparse) so appends never grow the file."""
 
     _extra: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
@@ -67,8 +65,10 @@ class TopicConfig:
         self._check_positive("max_message_bytes", minimum=61)
         for name in ("retention_ms", "retention_bytes", "flush_interval_messages", "flush_interval_ms"):
             value = getattr(self, name)
-            if value < -1 or value == 0 and name.startswith("flush"):
-                raise InvalidConfigError(f"{_dotted(name)} must be -1 (off) or a positive number, not {value}")
+            if value < -1 or (value == 0 and name.startswith("flush")):
+                raise InvalidConfigError(
+                    f"{_dotted(name)} must be -1 (off) or a positive number, not {value}"
+                )
         if self.segment_bytes > 0xFFFFFFFF:
             raise InvalidConfigError(
                 f"segment.bytes must be at most {0xFFFFFFFF} (index positions are 32-bit), not {self.segment_bytes}"

@@ -1,0 +1,546 @@
+"""One partition: an ordered list of segments, the partition's lock, and the append / read / flush paths.
+
+Appends check every batch (framing, magic, CRC, size, producer sequence) before anything is written, then
+assign offsets by patching each batch's 8-byte base offset — the CRC does not cover it — and hand the
+pieces to one `pwritev`, so the payload is never copied or re-encoded. `flush` implements group commit:
+callers that need durability up to some offset share one fsync.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import os
+import shutil
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from logstore.checkpoint import fsync_dir
+from logstore.config import TopicConfig
+from logstore.errors import (
+    CorruptRecordError,
+    InvalidRequestError,
+    LogClosedError,
+    OffsetOutOfRangeError,
+    OutOfOrderSequenceError,
+)
+from logstore.producer_state import ProducerEntry, ProducerStateManager
+from logstore.records import BatchHeader, check_batch, decode_batch, set_log_append_time
+from logstore.segment import (
+    CLEANED_SUFFIX,
+    INDEX_SUFFIX,
+    LOG_SUFFIX,
+    TIME_INDEX_SUFFIX,
+    LogSegment,
+    parse_segment_name,
+)
+
+log = logging.getLogger(__name__)
+
+PRODUCER_SNAPSHOT = "producer-state.json"
+_OFFSET = struct.Struct(">q")
+_MAX_RELATIVE_OFFSET = 0xFFFFFFFF
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    base_offset: int
+    last_offset: int
+    log_append_time_ms: int
+    record_count: int
+    duplicate: bool = False
+
+
+@dataclass(frozen=True)
+class ReadResult:
+    data: bytes
+    high_watermark: int
+    log_start_offset: int
+
+
+@dataclass(frozen=True)
+class RecoveryInfo:
+    """What opening a partition found: how many segments were scanned and how much was cut off."""
+
+    topic: str
+    partition: int
+    clean: bool
+    segments_recovered: int
+    truncated_bytes: int
+    segments_dropped: int
+    log_end_offset: int
+
+
+class Log:
+    """A partition's log. Thread-safe: appends, reads and maintenance serialise on one lock; fsync does not."""
+
+    def __init__(
+        self,
+        directory: Path,
+        topic: str,
+        partition: int,
+        config: TopicConfig,
+        *,
+        clean_shutdown: bool = True,
+        recovery_point: int | None = None,
+        clock_ms: Callable[[], int] = now_ms,
+    ) -> None:
+        self.directory = Path(directory)
+        self.topic = topic
+        self.partition = partition
+        self.config = config
+        self._clock_ms = clock_ms
+        self._lock = threading.RLock()
+        self._fsync_lock = threading.Lock()  # held while fsyncing; segment removal waits for it
+        self._flush_cond = threading.Condition()
+        self._flushing = False
+        self._closed = False
+        self.segments: list[LogSegment] = []
+        self._bases: list[int] = []
+        self.producer_state = ProducerStateManager(f"{topic}-{partition}")
+        self.unflushed_messages = 0
+        self.first_unflushed_ms: int | None = None
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.recovery = self._load(clean_shutdown, recovery_point or 0)
+        self.flushed_offset = (
+            self.log_end_offset if clean_shutdown else min(recovery_point or 0, self.log_end_offset)
+        )
+
+    # --- opening and recovery -----------------------------------------------------------------------------
+
+    def _new_segment(self, base_offset: int, *, active: bool) -> LogSegment:
+        return LogSegment(
+            self.directory,
+            base_offset,
+            capacity=self.config.segment_bytes,
+            max_index_bytes=self.config.segment_index_bytes,
+            index_interval_bytes=self.config.index_interval_bytes,
+            active=active,
+        )
+
+    def _load(self, clean: bool, recovery_point: int) -> RecoveryInfo:
+        """Open every segment; after an unclean stop, re-check those past the recovery point byte by byte."""
+        bases = self._discover_segments()
+        recovered = truncated = dropped = 0
+        first_to_recover = len(bases)
+        if not clean:
+            first_to_recover = max(0, bisect.bisect_right(bases, recovery_point) - 1)
+            first_to_recover = min(first_to_recover, max(len(bases) - 1, 0))
+        for i, base in enumerate(bases):
+            last = i == len(bases) - 1
+            segment = self._new_segment(base, active=last)
+            if self.segments and base < self.segments[-1].next_offset:
+                log.warning(
+                    "%s-%s: segment %s overlaps its predecessor; dropping it",
+                    self.topic,
+                    self.partition,
+                    segment.log_path.name,
+                )
+                segment.delete()
+                dropped += 1
+                continue
+            cut = False
+            if i >= first_to_recover:
+                result = segment.recover(self.config.max_message_bytes)
+                recovered += 1
+                truncated += result.truncated_bytes
+                cut = result.truncated_bytes > 0
+                if not last and not cut:
+                    segment.seal()
+            else:
+                segment.load()
+            self._add_segment(segment)
+            if cut and not last:
+                # Everything after a corrupt point is unreachable: drop the later segments.
+                for later in bases[i + 1 :]:
+                    self._new_segment(later, active=False).delete()
+                    dropped += 1
+                break
+        if not self.segments:
+            self._add_segment(self._new_segment(0, active=True))
+        elif not self.active._active:
+            self.active.activate(self.config.segment_bytes)
+        self._rebuild_producer_state(clean)
+        info = RecoveryInfo(
+            self.topic, self.partition, clean, recovered, truncated, dropped, self.log_end_offset
+        )
+        if truncated or dropped:
+            log.warning(
+                "%s-%s: recovery truncated %d bytes and dropped %d segments; log end offset %d",
+                self.topic,
+                self.partition,
+                truncated,
+                dropped,
+                self.log_end_offset,
+            )
+        return info
+
+    def _discover_segments(self) -> list[int]:
+        """Segment base offsets on disk, after clearing what an interrupted operation left behind."""
+        bases = []
+        for path in self.directory.iterdir():
+            name = path.name
+            if name.endswith((CLEANED_SUFFIX, ".tmp", ".deleted")):
+                path.unlink(missing_ok=True)
+                continue
+            if name.endswith(LOG_SUFFIX):
+                base = parse_segment_name(name)
+                if base is not None:
+                    bases.append(base)
+        for path in self.directory.iterdir():
+            if path.name.endswith((INDEX_SUFFIX, TIME_INDEX_SUFFIX)):
+                base = parse_segment_name(path.name)
+                if base is None or base not in bases:
+                    path.unlink(missing_ok=True)  # an index without its log
+        return sorted(bases)
+
+    def _add_segment(self, segment: LogSegment) -> None:
+        self.segments.append(segment)
+        self._bases.append(segment.base_offset)
+
+    def _rebuild_producer_state(self, clean: bool) -> None:
+        """Producer sequences from the snapshot (clean stop only) plus the batches after it."""
+        self.producer_state.clear()
+        snapshot = self.directory / PRODUCER_SNAPSHOT
+        start = 0
+        if clean:
+            loaded = self.producer_state.load_snapshot(snapshot)
+            if loaded is not None and loaded <= self.log_end_offset:
+                start = loaded
+            else:
+                self.producer_state.clear()
+        snapshot.unlink(missing_ok=True)
+        for header in self._headers_from(start):
+            if header.producer_id >= 0:
+                self.producer_state.update(header)
+
+    def _headers_from(self, offset: int) -> Iterator[BatchHeader]:
+        index = max(0, bisect.bisect_right(self._bases, offset) - 1)
+        for segment in self.segments[index:]:
+            for _, header in segment.batches():
+                if header.last_offset >= offset:
+                    yield header
+
+    # --- offsets --------------------------------------------------------------------------------------
+
+    @property
+    def active(self) -> LogSegment:
+        return self.segments[-1]
+
+    @property
+    def log_start_offset(self) -> int:
+        return self.segments[0].base_offset
+
+    @property
+    def log_end_offset(self) -> int:
+        return self.active.next_offset
+
+    @property
+    def size_in_bytes(self) -> int:
+        return sum(segment.size for segment in self.segments)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise LogClosedError(f"partition {self.topic}-{self.partition} is closed")
+
+    # --- append -----------------------------------------------------------------------------------------
+
+    def validate(self, data: bytes | bytearray | memoryview) -> list[tuple[int, BatchHeader]]:
+        """Check that `data` is whole v2 batches, each within the size limit and with a good CRC."""
+        view = memoryview(data)
+        total = len(view)
+        if total == 0:
+            raise CorruptRecordError(f"{self.topic}-{self.partition}: the request holds no record batch")
+        batches = []
+        position = 0
+        limit = self.config.max_message_bytes
+        while position < total:
+            header = check_batch(view, position, max_size=limit)
+            if header.is_transactional or header.is_control:
+                raise InvalidRequestError(
+                    f"{self.topic}-{self.partition}: transactional and control batches are not supported"
+                )
+            batches.append((position, header))
+            position += header.size
+        if self.config.compact:
+            for position, _ in batches:
+                for record in decode_batch(view, position):
+                    if record.key is None:
+                        raise CorruptRecordError(
+                            f"{self.topic}-{self.partition} is compacted (cleanup.policy={self.config.cleanup_policy})"
+                            f": every record needs a key; the record at offset delta "
+                            f"{record.offset} has none"
+                        )
+        return batches
+
+    def append(self, data: bytes | bytearray | memoryview, *, now_ms: int | None = None) -> AppendResult:
+        """Append whole batches. All-or-nothing: on any error nothing is written.
+
+        A retried idempotent batch is answered with its original offsets (duplicate=True).
+        """
+        view = memoryview(data)
+        batches = self.validate(view)
+        with self._lock:
+            self._check_open()
+            now = self._clock_ms() if now_ms is None else now_ms
+            next_offset = self.log_end_offset
+            staged: dict[int, ProducerEntry] = {}
+            duplicates = []
+            headers: list[BatchHeader] = []
+            parts: list[bytes | memoryview] = []
+            append_time = now if self.config.log_append_time else -1
+            records = 0
+            for position, header in batches:
+                if header.producer_id >= 0:
+                    original = self.producer_state.check(header, staged)
+                    if original is not None:
+                        duplicates.append(original)
+                        continue
+                assigned = header._replace(base_offset=next_offset)
+                end = position + header.size
+                if append_time >= 0:
+                    patched = bytearray(view[position:end])
+                    set_log_append_time(patched, 0, append_time)
+                    patched[0:8] = _OFFSET.pack(next_offset)
+                    parts.append(patched)
+                    assigned = assigned._replace(
+                        max_timestamp=append_time, attributes=header.attributes | 0x08
+                    )
+                else:
+                    parts.append(_OFFSET.pack(next_offset))
+                    parts.append(view[position + 8 : end])
+                if header.producer_id >= 0:
+                    self.producer_state.update(assigned, staged)
+                headers.append(assigned)
+                next_offset = assigned.last_offset + 1
+                records += header.record_count
+            if duplicates:
+                if headers:
+                    raise OutOfOrderSequenceError(
+                        f"{self.topic}-{self.partition}: a request mixes retried batches with new ones; "
+                        "send retries on their own"
+                    )
+                return AppendResult(duplicates[0].first_offset, duplicates[-1].last_offset, -1, 0, True)
+            nbytes = sum(len(part) for part in parts)
+            self._maybe_roll(nbytes, next_offset, now)
+            self.active.append(parts, headers, nbytes, now)
+            self.producer_state.apply(staged)
+            self.unflushed_messages += records
+            if self.first_unflushed_ms is None:
+                self.first_unflushed_ms = now
+            result = AppendResult(headers[0].base_offset, next_offset - 1, append_time, records)
+            flush_now = 0 < self.config.flush_interval_messages <= self.unflushed_messages
+        if flush_now:
+            self.flush(result.last_offset + 1)
+        return result
+
+    def _maybe_roll(self, nbytes: int, next_offset: int, now: int) -> None:
+        active = self.active
+        if active.size == 0:
+            return
+        started = active.created_ms if active.created_ms is not None else active.first_batch_timestamp
+        if (
+            active.size + nbytes > self.config.segment_bytes
+            or active.index_full
+            or next_offset - 1 - active.base_offset > _MAX_RELATIVE_OFFSET
+            or (started is not None and now - started >= self.config.segment_ms)
+        ):
+            self._roll()
+
+    def roll(self) -> None:
+        """Start a new active segment at the log end (no-op when the active segment is empty)."""
+        with self._lock:
+            self._check_open()
+            if self.active.size > 0:
+                self._roll()
+
+    def _roll(self) -> None:
+        with self._fsync_lock:
+            self.active.seal()
+            self._add_segment(self._new_segment(self.log_end_offset, active=True))
+
+    # --- read ---------------------------------------------------------------------------------------------
+
+    def read(self, offset: int, max_bytes: int) -> ReadResult:
+        """Whole batches from the one holding `offset`, up to `max_bytes` but at least one batch."""
+        with self._lock:
+            self._check_open()
+            start, end = self.log_start_offset, self.log_end_offset
+            if offset < start or offset > end:
+                raise OffsetOutOfRangeError(
+                    f"offset {offset} is out of range for {self.topic}-{self.partition}: "
+                    f"valid offsets are {start} to {end}",
+                    log_start_offset=start,
+                    log_end_offset=end,
+                )
+            if offset == end:
+                return ReadResult(b"", end, start)
+            index = bisect.bisect_right(self._bases, offset) - 1
+            for segment in self.segments[index:]:
+                position = segment.find_batch(offset)
+                if position is not None:
+                    return ReadResult(segment.read(position, max_bytes), end, start)
+            return ReadResult(b"", end, start)
+
+    def offset_for_timestamp(self, timestamp_ms: int) -> tuple[int, int] | None:
+        """The first record with a timestamp >= `timestamp_ms`: (offset, timestamp), or None."""
+        with self._lock:
+            self._check_open()
+            for segment in self.segments:
+                if segment.max_timestamp >= timestamp_ms:
+                    found = segment.find_offset_by_timestamp(timestamp_ms)
+                    if found is not None:
+                        return found
+            return None
+
+    # --- durability -------------------------------------------------------------------------------------
+
+    def flush(self, up_to_offset: int | None = None) -> None:
+        """Return once every offset below `up_to_offset` (default: the log end) is on stable storage.
+
+        Group commit: while one caller fsyncs, the others wait; when it finishes, those it covered return
+        and one of the rest fsyncs everything appended meanwhile.
+        """
+        target = self.log_end_offset if up_to_offset is None else min(up_to_offset, self.log_end_offset)
+        with self._flush_cond:
+            while self.flushed_offset < target and self._flushing:
+                self._flush_cond.wait()
+            if self.flushed_offset >= target:
+                return
+            self._flushing = True
+        flushed_to = None
+        try:
+            with self._lock:
+                self._check_open()
+                end = self.log_end_offset
+                first = max(0, bisect.bisect_right(self._bases, self.flushed_offset) - 1)
+                segments = self.segments[first:]
+                self.unflushed_messages = 0
+                self.first_unflushed_ms = None
+            with self._fsync_lock:
+                for segment in segments:
+                    segment.flush()
+            flushed_to = end
+        finally:
+            with self._flush_cond:
+                self._flushing = False
+                if flushed_to is not None and flushed_to > self.flushed_offset:
+                    self.flushed_offset = flushed_to
+                self._flush_cond.notify_all()
+
+    def flush_due(self, now: int) -> bool:
+        """Whether the topic's flush policy (or a rolled, unflushed segment) calls for a flush now."""
+        if self.flushed_offset < self.active.base_offset:
+            return True
+        interval = self.config.flush_interval_ms
+        return (
+            interval > 0 and self.first_unflushed_ms is not None and now - self.first_unflushed_ms >= interval
+        )
+
+    # --- maintenance -------------------------------------------------------------------------------------
+
+    def truncate_to(self, offset: int) -> None:
+        """Remove every batch that holds an offset >= `offset` (a batch is kept or dropped whole)."""
+        with self._lock, self._fsync_lock:
+            self._check_open()
+            if offset >= self.log_end_offset:
+                return
+            while len(self.segments) > 1 and self.active.base_offset >= offset:
+                self.segments.pop().delete()
+                self._bases.pop()
+            if self.active.base_offset >= offset:
+                # Nothing before `offset` is left in the log: start again, empty, at `offset`.
+                self.segments.pop().delete()
+                self._bases.pop()
+                self._add_segment(self._new_segment(max(offset, 0), active=True))
+            else:
+                if not self.active._active:
+                    self.active.activate(self.config.segment_bytes)
+                self.active.truncate_to(offset)
+            self.flushed_offset = min(self.flushed_offset, self.log_end_offset)
+            self._rebuild_producer_state(clean=False)
+
+    def closed_segments(self) -> list[LogSegment]:
+        with self._lock:
+            return list(self.segments[:-1])
+
+    def delete_oldest_segments(self, count: int) -> int:
+        """Delete the `count` oldest closed segments (never the active one); returns how many went."""
+        with self._lock, self._fsync_lock:
+            self._check_open()
+            count = min(count, len(self.segments) - 1)
+            for segment in self.segments[:count]:
+                segment.delete()
+            del self.segments[:count]
+            del self._bases[:count]
+            return max(count, 0)
+
+    def roll_if_older_than(self, deadline_ms: int) -> bool:
+        """Roll an active segment whose newest record is older than `deadline_ms`, so retention can take it."""
+        with self._lock:
+            self._check_open()
+            active = self.active
+            if active.size > 0 and 0 <= active.max_timestamp < deadline_ms:
+                self._roll()
+                return True
+            return False
+
+    def replace_segment(self, old: LogSegment, cleaned_path: Path) -> LogSegment:
+        """Swap a closed segment for its compacted copy (same base offset), crash-safely.
+
+        Order matters: the old indexes go first (a missing index is rebuilt at start-up, a stale one
+        could point into the wrong bytes), then `os.replace` swaps the log file atomically.
+        """
+        with self._lock, self._fsync_lock:
+            self._check_open()
+            index = self.segments.index(old)
+            if index == len(self.segments) - 1:
+                raise ValueError("the active segment cannot be replaced")
+            old.close()
+            old.offset_index.path.unlink(missing_ok=True)
+            old.time_index.path.unlink(missing_ok=True)
+            os.replace(cleaned_path, old.log_path)
+            fsync_dir(self.directory)
+            segment = self._new_segment(old.base_offset, active=False)
+            segment.rebuild_indexes()
+            segment.seal()
+            self.segments[index] = segment
+            return segment
+
+    # --- life cycle -------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Flush, snapshot producer state, trim and close every segment."""
+        if self._closed:
+            return
+        self.flush()
+        with self._lock, self._fsync_lock:
+            if self._closed:
+                return
+            self.producer_state.write_snapshot(self.directory / PRODUCER_SNAPSHOT, self.log_end_offset)
+            for segment in self.segments:
+                segment.close()
+            self._closed = True
+
+    def delete(self) -> None:
+        """Close without flushing and remove the partition's directory."""
+        with self._lock, self._fsync_lock:
+            for segment in self.segments:
+                segment.delete()
+            self._closed = True
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __repr__(self) -> str:
+        return f"Log({self.topic}-{self.partition}, start={self.log_start_offset}, end={self.log_end_offset})"

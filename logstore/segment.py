@@ -1,0 +1,424 @@
+"""One segment of a partition's log: a `.log` file of record batches and its two sparse indexes.
+
+Write path and read path are split by measurement: appends go through `os.pwrite` into a file that is
+preallocated (sparse) to the segment size, and reads slice one memory map of that file. On Linux the map
+and the file share the page cache, so a read sees every byte that `pwrite` returned from. The logical end
+(`size`) lives in memory; the file is trimmed to it when the segment is rolled or closed, and anything past
+it is zero, so recovery can always tell where the real data stops.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from logstore.errors import CorruptRecordError, StorageError
+from logstore.index import CorruptIndexError, OffsetIndex, TimeIndex
+from logstore.records import HEADER_SIZE, BatchHeader, check_batch, decode_batch, iter_headers, parse_header
+
+LOG_SUFFIX = ".log"
+INDEX_SUFFIX = ".index"
+TIME_INDEX_SUFFIX = ".timeindex"
+CLEANED_SUFFIX = ".cleaned"
+
+# The header fields a scan needs: base offset, batch length, ... last offset delta, base and max timestamp.
+_SCAN = struct.Struct(">qi")
+_LAST_DELTA = struct.Struct(">i")
+_MAX_TS = struct.Struct(">q")
+_LENGTH_OVERHEAD = 12  # base offset + length field: a batch occupies length + 12 bytes
+_MAX_OFFSET = 2**63 - 1
+_IOV_MAX = 1024
+
+
+def segment_name(base_offset: int) -> str:
+    """Kafka's file naming: the base offset, zero-padded to 20 digits."""
+    return f"{base_offset:020d}"
+
+
+def parse_segment_name(name: str) -> int | None:
+    stem = name.split(".", 1)[0]
+    return int(stem) if len(stem) == 20 and stem.isdigit() else None
+
+
+@dataclass(frozen=True)
+class BatchPosition:
+    """Where one batch of an append lands: its base and last offset, byte position and max timestamp."""
+
+    base_offset: int
+    last_offset: int
+    position: int
+    size: int
+    max_timestamp: int
+
+
+@dataclass(frozen=True)
+class RecoveryResult:
+    valid_bytes: int
+    truncated_bytes: int
+    batches: int
+    next_offset: int
+
+
+class LogSegment:
+    """A `.log` file with an offset index and a time index, all named by the segment's base offset."""
+
+    def __init__(
+        self,
+        directory: Path,
+        base_offset: int,
+        *,
+        capacity: int,
+        max_index_bytes: int,
+        index_interval_bytes: int,
+        active: bool,
+    ) -> None:
+        self.directory = directory
+        self.base_offset = base_offset
+        self.index_interval_bytes = index_interval_bytes
+        stem = directory / segment_name(base_offset)
+        self.log_path = stem.with_suffix(LOG_SUFFIX)
+        self.offset_index = OffsetIndex(stem.with_suffix(INDEX_SUFFIX), base_offset, max_index_bytes)
+        self.time_index = TimeIndex(stem.with_suffix(TIME_INDEX_SUFFIX), base_offset, max_index_bytes)
+        self._fd = os.open(self.log_path, os.O_RDWR | os.O_CREAT, 0o644)
+        self.size = os.fstat(self._fd).st_size  # a trimmed file's length is its logical size
+        self._capacity = 0
+        self._map: mmap.mmap | None = None
+        self._active = False
+        self._closed = False
+        self.next_offset = base_offset
+        self.max_timestamp = -1
+        self.offset_of_max_timestamp = base_offset
+        self.first_batch_timestamp: int | None = None
+        self._bytes_since_index_entry = 0
+        self.created_ms: int | None = None  # wall-clock time of the first append in this process
+        self._map_to(max(self.size, capacity) if active else self.size)
+        self._active = active
+
+    # --- life cycle -------------------------------------------------------------------------------------
+
+    def _map_to(self, length: int) -> None:
+        """(Re)map the file at `length` bytes, growing it (sparse) first if needed."""
+        if self._map is not None:
+            self._map.close()
+            self._map = None
+        if os.fstat(self._fd).st_size < length:
+            os.ftruncate(self._fd, length)
+        self._capacity = length
+        if length > 0:
+            self._map = mmap.mmap(self._fd, length, access=mmap.ACCESS_READ)
+
+    def load(self) -> None:
+        """Restore in-memory state of a segment that was closed cleanly, trusting only what it can check.
+
+        The indexes are sanity-checked against the log; a bad or missing one is rebuilt from the log.
+        The next offset and max timestamp come from the last index entries plus a short scan.
+        """
+        try:
+            self.offset_index.sanity_check(self.size)
+            self.time_index.sanity_check()
+            _, position = self.offset_index.lookup(_MAX_OFFSET)
+            self._reset_state()
+            end = position
+            for pos, header in self._headers_from(position):
+                self._note_timestamp(header.max_timestamp, header.last_offset)
+                self.next_offset = header.last_offset + 1
+                end = pos + header.size
+            if end != self.size:
+                raise CorruptIndexError(
+                    f"{self.log_path}: batches scanned from the last index entry end at byte {end}, "
+                    f"the file at {self.size}"
+                )
+            self._bytes_since_index_entry = self.size - position
+            ts, ts_offset = self.time_index.lookup(_MAX_OFFSET)
+            if ts > self.max_timestamp:
+                self.max_timestamp, self.offset_of_max_timestamp = ts, ts_offset
+            self._load_first_timestamp()
+        except CorruptIndexError:
+            self.rebuild_indexes()
+
+    def _load_first_timestamp(self) -> None:
+        if self.size >= HEADER_SIZE and self._map is not None:
+            header = self._header_at(0)
+            self.first_batch_timestamp = header.max_timestamp
+
+    def recover(self, max_batch_bytes: int) -> RecoveryResult:
+        """Scan every batch (framing, magic, CRC, increasing offsets); cut the file at the first bad byte.
+
+        Indexes are rebuilt from scratch: after an unclean stop nothing in them is trusted.
+        """
+        self.offset_index.reset()
+        self.time_index.reset()
+        self._reset_state()
+        position = 0
+        batches = 0
+        limit = self._capacity
+        view = self._map
+        previous_last = self.base_offset - 1
+        while view is not None and position + HEADER_SIZE <= limit:
+            try:
+                header = check_batch(view, position, max_size=max(max_batch_bytes, limit))
+            except CorruptRecordError:
+                break
+            if header.base_offset <= previous_last or header.base_offset < self.base_offset:
+                break
+            if header.last_offset - self.base_offset > 0xFFFFFFFF:
+                break
+            self._index_batch(position, header)
+            previous_last = header.last_offset
+            position += header.size
+            batches += 1
+        self.size = position
+        truncated = self._logical_end_of_file() - position
+        self._zero_tail()
+        self._load_first_timestamp()
+        return RecoveryResult(position, max(truncated, 0), batches, self.next_offset)
+
+    def _logical_end_of_file(self) -> int:
+        """How far non-zero data reaches: up to the first hole of the sparse file, less trailing zeros."""
+        if self._map is None:
+            return 0
+        try:
+            end = min(os.lseek(self._fd, self.size, os.SEEK_HOLE), self._capacity)
+        except OSError:  # a file system without SEEK_HOLE: walk back over the whole zero tail
+            end = self._capacity
+        step = 1 << 16
+        while end > 0:
+            start = max(0, end - step)
+            chunk = self._map[start:end]
+            stripped = chunk.rstrip(b"\x00")
+            if stripped:
+                return start + len(stripped)
+            end = start
+        return 0
+
+    def rebuild_indexes(self) -> None:
+        """Rebuild both indexes from the log without truncating it (used when an index fails its check)."""
+        self.offset_index.reset()
+        self.time_index.reset()
+        self._reset_state()
+        position = 0
+        for pos, header in self._headers_from(0):
+            self._index_batch(pos, header)
+            position = pos + header.size
+        if position != self.size:
+            raise StorageError(
+                f"{self.log_path}: batches end at byte {position} but the segment is {self.size} bytes; "
+                "the file was changed behind the broker's back"
+            )
+        self._load_first_timestamp()
+
+    def _reset_state(self) -> None:
+        self.next_offset = self.base_offset
+        self.max_timestamp = -1
+        self.offset_of_max_timestamp = self.base_offset
+        self.first_batch_timestamp = None
+        self._bytes_since_index_entry = 0
+
+    def _zero_tail(self) -> None:
+        """Make every byte past `size` zero: shrink the file to it, then grow it back (sparse)."""
+        capacity = self._capacity
+        if self._map is not None:
+            self._map.close()
+            self._map = None
+        os.ftruncate(self._fd, self.size)
+        self._map_to(capacity if self._active else self.size)
+
+    # --- writing ----------------------------------------------------------------------------------------
+
+    def fits(self, nbytes: int) -> bool:
+        return self.size + nbytes <= self._capacity
+
+    def append(
+        self,
+        parts: list[bytes | bytearray | memoryview],
+        headers: list[BatchHeader],
+        nbytes: int,
+        now_ms: int,
+    ) -> None:
+        """Write already-checked batches (offsets assigned) at the end, and index them.
+
+        `parts` are buffers written back to back with one vectored write (no joining copy); `headers`
+        describe the batches they make up, in order. The caller rolls the segment first when the bytes
+        would not fit; a single batch larger than a whole segment grows the file instead.
+        """
+        if self._closed:
+            raise StorageError(f"{self.log_path}: segment is closed")
+        position = self.size
+        if position + nbytes > self._capacity:
+            self._map_to(position + nbytes)
+        written = 0
+        for start in range(0, len(parts), _IOV_MAX):
+            chunk = parts[start : start + _IOV_MAX]
+            done = os.pwritev(self._fd, chunk, position + written)
+            expected = sum(len(part) for part in chunk)
+            if done < expected:  # a short write: finish this chunk the slow, sure way
+                rest = b"".join(chunk)[done:]
+                while rest:
+                    n = os.pwrite(self._fd, rest, position + written + done)
+                    done += n
+                    rest = rest[n:]
+            written += done
+        for header in headers:
+            self._index_batch(position, header)
+            position += header.size
+        self.size = position
+        if self.created_ms is None:
+            self.created_ms = now_ms
+        if self.first_batch_timestamp is None and headers:
+            self.first_batch_timestamp = headers[0].max_timestamp
+
+    def _index_batch(self, position: int, header: BatchHeader) -> None:
+        """Kafka's cadence: once more than `index_interval_bytes` were written since the last entry, index
+        this batch's position, and the largest timestamp so far. A full index just stops growing (lookups
+        stay correct, only less sparse-precise); the log rolls before the next append."""
+        self._note_timestamp(header.max_timestamp, header.last_offset)
+        if self._bytes_since_index_entry > self.index_interval_bytes and not self.index_full:
+            self.offset_index.append(header.base_offset, position)
+            self.time_index.append(self.max_timestamp, self.offset_of_max_timestamp)
+            self._bytes_since_index_entry = 0
+        self._bytes_since_index_entry += header.size
+        self.next_offset = header.last_offset + 1
+
+    def _note_timestamp(self, timestamp: int, offset: int) -> None:
+        if timestamp > self.max_timestamp:
+            self.max_timestamp = timestamp
+            self.offset_of_max_timestamp = offset
+
+    @property
+    def index_full(self) -> bool:
+        return self.offset_index.is_full or self.time_index.is_full
+
+    def flush(self) -> None:
+        """fsync the log, then the indexes (the log is the source of truth; indexes can be rebuilt)."""
+        if self._closed:
+            return
+        os.fsync(self._fd)
+        self.offset_index.flush()
+        self.time_index.flush()
+
+    def seal(self) -> None:
+        """Become a closed segment: record the max timestamp in the time index, trim files to their data."""
+        if self.max_timestamp > self.time_index.last_timestamp and not self.time_index.is_full:
+            self.time_index.append(self.max_timestamp, self.offset_of_max_timestamp)
+        self.offset_index.trim()
+        self.time_index.trim()
+        if self._map is not None:
+            self._map.close()
+            self._map = None
+        os.ftruncate(self._fd, self.size)
+        self._active = False
+        self._map_to(self.size)
+
+    def activate(self, capacity: int) -> None:
+        """Reopen a sealed segment as the active one (at start-up): grow the file again for appends."""
+        self._active = True
+        self._map_to(max(self.size, capacity))
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        if self._active:
+            self.seal()
+        if self._map is not None:
+            self._map.close()
+            self._map = None
+        self.offset_index.close()
+        self.time_index.close()
+        os.close(self._fd)
+        self._closed = True
+
+    def delete(self) -> None:
+        """Close and remove all three files."""
+        self._active = False
+        self.close()
+        for path in (self.log_path, self.offset_index.path, self.time_index.path):
+            path.unlink(missing_ok=True)
+
+    def truncate_to(self, offset: int) -> int:
+        """Drop every batch whose base offset is >= `offset`; return how many bytes were dropped."""
+        position = self._position_of_first_batch_at_or_after(offset)
+        if position >= self.size:
+            return 0
+        dropped = self.size - position
+        self.size = position
+        self._zero_tail()
+        self.rebuild_indexes()
+        return dropped
+
+    # --- reading ----------------------------------------------------------------------------------------
+
+    def _header_at(self, position: int) -> BatchHeader:
+        assert self._map is not None
+        return parse_header(self._map, position)
+
+    def _headers_from(self, position: int) -> Iterator[tuple[int, BatchHeader]]:
+        if self._map is None:
+            return iter(())
+        return iter_headers(self._map, position, self.size)
+
+    def _position_of_first_batch_at_or_after(self, offset: int) -> int:
+        """Byte position of the first batch with base offset >= `offset` (size if none)."""
+        _, start = self.offset_index.lookup(offset)
+        for pos, header in self._headers_from(start):
+            if header.base_offset >= offset:
+                return pos
+        return self.size
+
+    def find_batch(self, offset: int) -> int | None:
+        """Byte position of the batch holding `offset` (or the first one after it), None if past the end."""
+        _, position = self.offset_index.lookup(offset)
+        view = self._map
+        if view is None:
+            return None
+        size = self.size
+        unpack_base = _SCAN.unpack_from
+        unpack_delta = _LAST_DELTA.unpack_from
+        while position + HEADER_SIZE <= size:
+            base, length = unpack_base(view, position)
+            if base + unpack_delta(view, position + 23)[0] >= offset:
+                return position
+            position += length + _LENGTH_OVERHEAD
+        return None
+
+    def read(self, position: int, max_bytes: int) -> bytes:
+        """Whole batches from `position`, up to `max_bytes`, but always at least the first batch."""
+        view = self._map
+        size = self.size
+        if view is None or position >= size:
+            return b""
+        end = position
+        unpack = _SCAN.unpack_from
+        while end + HEADER_SIZE <= size:
+            length = unpack(view, end)[1] + _LENGTH_OVERHEAD
+            if end + length > size:
+                break
+            if end + length - position > max_bytes and end > position:
+                break
+            end += length
+        return view[position:end]
+
+    def read_all(self) -> bytes:
+        return self._map[: self.size] if self._map is not None else b""
+
+    def find_offset_by_timestamp(self, timestamp: int) -> tuple[int, int] | None:
+        """The first record whose timestamp is >= `timestamp`, as (offset, its timestamp), or None."""
+        if self.max_timestamp < timestamp:
+            return None
+        _, offset = self.time_index.lookup(timestamp)
+        _, position = self.offset_index.lookup(offset)
+        for pos, header in self._headers_from(position):
+            if header.max_timestamp >= timestamp:
+                for record in decode_batch(self._map, pos):
+                    if record.timestamp >= timestamp:
+                        return record.offset, record.timestamp
+        return None
+
+    def batches(self) -> Iterator[tuple[int, BatchHeader]]:
+        return self._headers_from(0)
+
+    def __repr__(self) -> str:
+        return f"LogSegment({self.log_path.name}, size={self.size}, next_offset={self.next_offset})"
