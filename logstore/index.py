@@ -291,8 +291,10 @@ class _MappedIndex:
         if self._map is not None:
             self._map.close()
             self._map = None
-        os.ftruncate(self._fd, size)
-        self._remap(size)
+        try:
+            os.ftruncate(self._fd, size)
+        finally:  # on failure (disk trouble) keep a map of whatever size the file has, never a stale one
+            self._remap(os.fstat(self._fd).st_size)
 
     def _remap(self, size: int) -> None:
         """Map the first `size` bytes (the whole file); mmap cannot map 0 bytes, so an empty file has none."""
