@@ -1,0 +1,155 @@
+"""Log compaction for `cleanup.policy=compact`: keep the latest record per key in the closed segments.
+
+The cleaner works on the closed segments old enough to clean (`min.compaction.lag.ms`), once the share
+of them not yet cleaned reaches `min.cleanable.dirty.ratio`. It maps each key to its latest offset over
+those segments, then rewrites each segment keeping a record only if it is that latest one; tombstones
+(null values) older than `delete.retention.ms` go too. Batches keep their base offset, last offset delta
+and producer fields, so offsets never change and producer state stays rebuildable. Each rewritten segment
+is written beside the original, fsynced, and swapped in with `Log.replace_segment` (crash-safe).
+
+Not done yet (Kafka does them): merging small cleaned segments into one, and keeping an empty batch
+for a producer whose every record was compacted away.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+from collections.abc import Iterable
+from pathlib import Path
+
+from logstore.checkpoint import read_offset_checkpoint, write_offset_checkpoint
+from logstore.log import Log
+from logstore.records import BatchHeader, Record, decode_batch, iter_headers
+from logstore.records.builder import encode_record
+from logstore.records.compression import compress
+from logstore.records.crc import crc32c
+from logstore.records.layout import ATTRIBUTES_OFFSET, CRC_OFFSET, HEADER_STRUCT, MAGIC, MIN_BATCH_LENGTH
+from logstore.segment import CLEANED_SUFFIX, LogSegment
+
+log = logging.getLogger(__name__)
+
+CLEANER_CHECKPOINT = "cleaner-checkpoint"
+_CRC = struct.Struct(">I")
+
+
+def rebuild_batch(header: BatchHeader, records: Iterable[Record]) -> bytes:
+    """Re-encode `records` (a subset of the batch's) under the batch's original header fields."""
+    kept = list(records)
+    section = b"".join(
+        encode_record(
+            r.offset - header.base_offset, r.timestamp - header.base_timestamp, r.key, r.value, r.headers
+        )
+        for r in kept
+    )
+    if header.compression:
+        section = compress(header.compression, section)
+    batch = bytearray(
+        HEADER_STRUCT.pack(
+            header.base_offset,
+            MIN_BATCH_LENGTH + len(section),
+            header.partition_leader_epoch,
+            MAGIC,
+            0,
+            header.attributes,
+            header.last_offset_delta,
+            header.base_timestamp,
+            header.max_timestamp,
+            header.producer_id,
+            header.producer_epoch,
+            header.base_sequence,
+            len(kept),
+        )
+    )
+    batch += section
+    _CRC.pack_into(batch, CRC_OFFSET, crc32c(memoryview(batch)[ATTRIBUTES_OFFSET:]))
+    return bytes(batch)
+
+
+def _cleanable(log_: Log, now_ms: int) -> list[LogSegment]:
+    """The closed segments, oldest first, up to the first one younger than min.compaction.lag.ms."""
+    lag = log_.config.min_compaction_lag_ms
+    segments = []
+    for segment in log_.closed_segments():
+        if segment.max_timestamp > now_ms - lag:
+            break
+        segments.append(segment)
+    return segments
+
+
+def _latest_offsets(segments: list[LogSegment]) -> dict[bytes, int]:
+    latest: dict[bytes, int] = {}
+    for segment in segments:
+        data = segment.read_all()
+        for position, _ in iter_headers(data):
+            for record in decode_batch(data, position):
+                if record.key is not None:
+                    latest[record.key] = record.offset
+    return latest
+
+
+def _clean_segment(segment: LogSegment, latest: dict[bytes, int], tombstone_horizon_ms: int) -> bytes | None:
+    """The segment's compacted bytes, or None when every record in it is still needed."""
+    data = segment.read_all()
+    pieces: list[bytes] = []
+    changed = False
+    for position, header in iter_headers(data):
+        records = decode_batch(data, position)
+        kept = [
+            r
+            for r in records
+            if r.key is not None
+            and latest.get(r.key) == r.offset
+            and not (r.value is None and r.timestamp < tombstone_horizon_ms)
+        ]
+        if len(kept) == len(records):
+            pieces.append(bytes(data[position : position + header.size]))
+        else:
+            changed = True
+            if kept:
+                pieces.append(rebuild_batch(header, kept))
+    return b"".join(pieces) if changed else None
+
+
+def compact_log(log_: Log, now_ms: int) -> bool:
+    """Compact one partition if enough of it is dirty. Returns whether anything was rewritten."""
+    segments = _cleanable(log_, now_ms)
+    if not segments:
+        return False
+    checkpoint_path = log_.directory / CLEANER_CHECKPOINT
+    first_dirty = read_offset_checkpoint(checkpoint_path) or 0
+    total = sum(s.size for s in segments)
+    dirty = sum(s.size for s in segments if s.base_offset >= first_dirty)
+    if total == 0 or dirty == 0 or dirty / total < log_.config.min_cleanable_dirty_ratio:
+        return False
+    latest = _latest_offsets(segments)
+    horizon = now_ms - log_.config.delete_retention_ms
+    rewritten = 0
+    for segment in segments:
+        cleaned = _clean_segment(segment, latest, horizon)
+        if cleaned is None:
+            continue
+        path = Path(str(segment.log_path) + CLEANED_SUFFIX)
+        _write_synced(path, cleaned)
+        try:
+            log_.replace_segment(segment, path)
+        except ValueError:  # the segment went away meanwhile (retention or truncation)
+            path.unlink(missing_ok=True)
+            continue
+        rewritten += 1
+    write_offset_checkpoint(checkpoint_path, segments[-1].next_offset)
+    if rewritten:
+        log.info("compacted %d segments of %s-%d", rewritten, log_.topic, log_.partition)
+    return rewritten > 0
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
