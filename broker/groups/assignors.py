@@ -1,0 +1,143 @@
+"""Server-side partition assignors: pure functions from subscriptions to a target assignment.
+
+An assignor sees only members whose subscriptions are already resolved to existing topics, and gives
+each partition to at most one member subscribed to its topic. Every member appears in the result, with
+an empty set if it gets nothing. Results are deterministic for the same inputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol
+
+from broker.groups.errors import UnsupportedAssignorError
+from broker.groups.model import Assignment, TopicPartition
+
+Subscriptions = Mapping[str, frozenset[str]]  # member id -> subscribed topics (existing ones only)
+TopicPartitions = Mapping[str, int]  # topic -> partition count
+Assignments = Mapping[str, Assignment]  # member id -> partitions
+
+
+class Assignor(Protocol):
+    name: str
+
+    def assign(
+        self, subscriptions: Subscriptions, topic_partitions: TopicPartitions, current: Assignments
+    ) -> dict[str, Assignment]:
+        """Return the target assignment; ``current`` is the previous target, for stickiness."""
+        ...
+
+
+def _subscribers_by_topic(
+    subscriptions: Subscriptions, topic_partitions: TopicPartitions
+) -> dict[str, list[str]]:
+    subscribers: dict[str, list[str]] = {topic: [] for topic in topic_partitions}
+    for member_id in sorted(subscriptions):
+        for topic in subscriptions[member_id]:
+            if topic in subscribers:
+                subscribers[topic].append(member_id)
+    return subscribers
+
+
+class RangeAssignor:
+    """Kafka's range assignor: per topic, the partitions are cut into contiguous ranges over the
+    subscribed members sorted by member id; the first ``count % members`` members get one extra."""
+
+    name = "range"
+
+    def assign(
+        self, subscriptions: Subscriptions, topic_partitions: TopicPartitions, current: Assignments
+    ) -> dict[str, Assignment]:
+        result: dict[str, set[TopicPartition]] = {member_id: set() for member_id in subscriptions}
+        for topic, members in _subscribers_by_topic(subscriptions, topic_partitions).items():
+            if not members:
+                continue
+            per_member, extra = divmod(topic_partitions[topic], len(members))
+            start = 0
+            for index, member_id in enumerate(members):
+                size = per_member + (1 if index < extra else 0)
+                result[member_id].update(TopicPartition(topic, p) for p in range(start, start + size))
+                start += size
+        return {member_id: frozenset(parts) for member_id, parts in result.items()}
+
+
+class UniformAssignor:
+    """Balanced and sticky, for identical or different subscriptions.
+
+    1. Keep every partition of the previous target whose member still exists and is still subscribed.
+    2. Give each unassigned partition to its least loaded subscriber, most constrained topics first.
+    3. Move partitions one at a time from a member to a less loaded subscriber of the same topic while
+       that leaves the receiver at least one partition short of the giver.
+
+    Step 3 ends with no member able to take a partition from a member holding two or more partitions
+    more than it has; in particular members with identical subscriptions differ by at most one
+    partition. Each move lowers the sum of squared loads, so it terminates, and it moves no more
+    partitions than balance needs: adding a fourth member to three members sharing 12 partitions
+    moves exactly 3.
+    """
+
+    name = "uniform"
+
+    def assign(
+        self, subscriptions: Subscriptions, topic_partitions: TopicPartitions, current: Assignments
+    ) -> dict[str, Assignment]:
+        subscribers = _subscribers_by_topic(subscriptions, topic_partitions)
+        result: dict[str, set[TopicPartition]] = {member_id: set() for member_id in subscriptions}
+        taken: set[TopicPartition] = set()
+
+        for member_id in sorted(subscriptions):
+            for tp in sorted(current.get(member_id, ())):
+                still_valid = tp.topic in subscriptions[member_id] and tp.partition < topic_partitions.get(
+                    tp.topic, 0
+                )
+                if still_valid and tp not in taken:
+                    result[member_id].add(tp)
+                    taken.add(tp)
+
+        for topic in sorted(subscribers, key=lambda t: (len(subscribers[t]), t)):
+            members = subscribers[topic]
+            if not members:
+                continue
+            for partition in range(topic_partitions[topic]):
+                tp = TopicPartition(topic, partition)
+                if tp not in taken:
+                    receiver = min(members, key=lambda m: (len(result[m]), m))
+                    result[receiver].add(tp)
+                    taken.add(tp)
+
+        while self._move_one(result, subscribers):
+            pass
+        return {member_id: frozenset(parts) for member_id, parts in result.items()}
+
+    @staticmethod
+    def _move_one(result: dict[str, set[TopicPartition]], subscribers: Mapping[str, list[str]]) -> bool:
+        """Move one partition from the most loaded member that can give one; False when balanced."""
+        for giver in sorted(result, key=lambda m: (-len(result[m]), m)):
+            giver_load = len(result[giver])
+            best: tuple[int, str, str] | None = None  # (receiver load, receiver, topic)
+            for topic in sorted({tp.topic for tp in result[giver]}):
+                for receiver in subscribers[topic]:
+                    load = len(result[receiver])
+                    if load + 1 < giver_load and (best is None or (load, receiver) < best[:2]):
+                        best = (load, receiver, topic)
+            if best is not None:
+                _, receiver, topic = best
+                moved = max(tp for tp in result[giver] if tp.topic == topic)
+                result[giver].remove(moved)
+                result[receiver].add(moved)
+                return True
+        return False
+
+
+ASSIGNORS: dict[str, Assignor] = {
+    assignor.name: assignor for assignor in (UniformAssignor(), RangeAssignor())
+}
+
+
+def get_assignor(name: str) -> Assignor:
+    try:
+        return ASSIGNORS[name]
+    except KeyError:
+        raise UnsupportedAssignorError(
+            f"unknown server assignor {name!r}; the supported assignors are {sorted(ASSIGNORS)}"
+        ) from None
