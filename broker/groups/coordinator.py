@@ -61,6 +61,10 @@ from broker.groups.reconcile import Reconciled, next_assignment, reconcile
 from broker.groups.state import AssignmentInputs, Group, Member
 from broker.groups.subscription import Subscription
 
+_NO_SUBSCRIPTION = (
+    "a member joining the group for the first time must send subscribed_topic_names or subscribed_topic_regex"
+)
+
 
 def _uuid_member_id() -> str:
     return uuid.uuid4().hex
@@ -106,9 +110,7 @@ class GroupCoordinator:
             return self._leave_static(group, request, now_ms)
         owned = _owned(request)
         if request.member_epoch == JOIN_GROUP_MEMBER_EPOCH:
-            if group is None:
-                group = self._groups[request.group_id] = Group(request.group_id)
-            member = self._join(group, request, now_ms)
+            group, member = self._join(group, request, now_ms)
         else:
             member = self._known_member(group, request.group_id, request.member_id)
             assert group is not None
@@ -141,8 +143,9 @@ class GroupCoordinator:
             )
         return self._response(group, member)
 
-    def _join(self, group: Group, request: HeartbeatRequest, now_ms: int) -> Member:
-        """Epoch 0: a new member, a member rejoining after a fence, or a static member coming back."""
+    def _join(self, group: Group | None, request: HeartbeatRequest, now_ms: int) -> tuple[Group, Member]:
+        """Epoch 0: a new member, a member rejoining after a fence, or a static member coming back.
+        Creates the group on the first join."""
         if request.owned_partitions:
             raise InvalidGroupRequestError(
                 "a member joining with epoch 0 owns no partitions; send owned_partitions empty or unset"
@@ -150,6 +153,10 @@ class GroupCoordinator:
         subscription = _subscription(request)
         if request.server_assignor is not None:
             get_assignor(request.server_assignor)
+        if group is None:
+            if subscription is None:
+                raise InvalidGroupRequestError(_NO_SUBSCRIPTION)
+            group = self._groups[request.group_id] = Group(request.group_id)
         member = group.members.get(request.member_id) if request.member_id else None
         if member is not None:
             if member.instance_id != request.instance_id:
@@ -164,10 +171,7 @@ class GroupCoordinator:
             group.assignment_inputs = self._assignment_inputs(group)  # same subscriptions: no rebalance
         else:
             if subscription is None:
-                raise InvalidGroupRequestError(
-                    "a member joining the group for the first time must send subscribed_topic_names "
-                    "or subscribed_topic_regex"
-                )
+                raise InvalidGroupRequestError(_NO_SUBSCRIPTION)
             if not group.members:
                 group.first_member_assignor = request.server_assignor
             member = Member(
@@ -195,7 +199,7 @@ class GroupCoordinator:
             lambda tp: group.is_free_for(member.member_id, tp),
         )
         self._apply(group, member, next_step, now_ms)
-        return member
+        return group, member
 
     def _leave(self, group: Group | None, request: HeartbeatRequest) -> HeartbeatResponse:
         """Epoch -1: remove the member for good. Leaving twice, or after a timeout, is not an error."""
