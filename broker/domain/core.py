@@ -1,0 +1,125 @@
+"""The broker's domain, assembled: one object the service layer calls, with plain values in and out."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+from broker.domain.durability import Flusher
+from broker.domain.errors import ShuttingDownError
+from broker.domain.fetch import Reader
+from broker.domain.produce import Appender
+from broker.domain.producer_ids import ProducerIdAllocator
+from broker.domain.subscribe import Subscriptions
+from broker.domain.topics import Topics
+from broker.domain.values import (
+    Acks,
+    AppendOutcome,
+    FetchSpec,
+    OffsetAnswer,
+    OffsetQuery,
+    PartitionRead,
+    ProduceEntry,
+    SubscribeStart,
+)
+from broker.domain.waiters import AppendWaiters
+from logstore.manager import LogManager
+
+log = logging.getLogger(__name__)
+
+
+class BrokerCore:
+    """Topics, produce, fetch, subscribe, list offsets and producer ids over one LogManager.
+
+    Call it from one event loop only. `close` is two-phase with the server: `begin_shutdown` makes
+    long-polls answer and subscriptions end so in-flight calls can finish; `close` then appends queued
+    acks=0 data, waits for fsyncs and closes the engine (which writes the clean-shutdown marker).
+    """
+
+    def __init__(
+        self,
+        manager: LogManager,
+        *,
+        auto_create_topics: bool,
+        default_partitions: int,
+        max_batch_bytes: int,
+        flush_threads: int,
+    ) -> None:
+        self.manager = manager
+        self.waiters = AppendWaiters()
+        self._executor = ThreadPoolExecutor(max_workers=flush_threads, thread_name_prefix="logstore-fsync")
+        self.topics = Topics(
+            manager,
+            self.waiters,
+            auto_create=auto_create_topics,
+            default_partitions=default_partitions,
+            max_batch_bytes=max_batch_bytes,
+        )
+        self._flusher = Flusher(self._executor)
+        self._appender = Appender(self.topics, self.waiters, self._flusher)
+        self._reader = Reader(self.topics, self.waiters)
+        self._subscriptions = Subscriptions(self.topics, self.waiters)
+        self._producer_ids = ProducerIdAllocator(manager.data_dir)
+        self.shutting_down = False
+
+    def _check_running(self) -> None:
+        if self.shutting_down:
+            raise ShuttingDownError("the broker is shutting down; retry once it is back")
+
+    @property
+    def admin(self) -> Topics:
+        """The topic registry, for admin calls; refused while shutting down."""
+        self._check_running()
+        return self.topics
+
+    # --- data path --------------------------------------------------------------------------------------
+
+    async def produce(
+        self, entries: Sequence[ProduceEntry], acks: Acks, timeout_s: float
+    ) -> list[AppendOutcome]:
+        self._check_running()
+        return await self._appender.produce(entries, acks, timeout_s)
+
+    def init_producer_id(self) -> tuple[int, int]:
+        """A new producer id and its epoch (always 0: ids are never reused, so never bumped)."""
+        self._check_running()
+        return self._producer_ids.allocate(), 0
+
+    async def fetch(
+        self, specs: Sequence[FetchSpec], *, min_bytes: int, max_wait_s: float, max_bytes: int
+    ) -> list[PartitionRead]:
+        self._check_running()
+        return await self._reader.fetch(
+            specs, min_bytes=min_bytes, max_wait_s=max_wait_s, max_bytes=max_bytes
+        )
+
+    def list_offsets(self, queries: Sequence[OffsetQuery]) -> list[OffsetAnswer]:
+        self._check_running()
+        return self._reader.list_offsets(queries)
+
+    def subscribe(
+        self, starts: Sequence[SubscribeStart], max_bytes: int
+    ) -> AsyncIterator[list[PartitionRead]]:
+        """Resolve every start position now (raising if one is unusable), then stream."""
+        self._check_running()
+        positions = self._subscriptions.resolve(starts)
+        return self._subscriptions.run(positions, max_bytes)
+
+    # --- lifecycle --------------------------------------------------------------------------------------
+
+    def begin_shutdown(self) -> None:
+        """Refuse new work; wake long-polls (they answer with what they have) and end subscriptions."""
+        self.shutting_down = True
+        self._reader.closing = True
+        self._subscriptions.closing = True
+        self.waiters.notify_all()
+
+    async def close(self) -> None:
+        """After the server has finished its calls: append queued acks=0 data, flush, close the engine."""
+        self.begin_shutdown()
+        self._appender.drain_unacknowledged()
+        await self._flusher.wait_idle()
+        await asyncio.get_running_loop().run_in_executor(self._executor, self.manager.close)
+        self._executor.shutdown(wait=True)

@@ -1,0 +1,23 @@
+"""Errors the broker raises itself, beside the storage engine's `logstore.errors`.
+
+They are plain exceptions (no grpc here); `broker.errors` maps them to gRPC status codes and to the
+per-partition error codes of the wire contract, together with the engine's classes.
+"""
+
+from __future__ import annotations
+
+
+class BrokerError(Exception):
+    """Base class of the errors the broker raises on purpose."""
+
+
+class ShuttingDownError(BrokerError):
+    """The broker is stopping and takes no new work; retry once it (or another) is back."""
+
+
+class RequestTimedOutError(BrokerError):
+    """The data was appended but not confirmed durable within the request's timeout."""
+
+
+class CannotShrinkTopicError(BrokerError):
+    """A topic cannot have fewer partitions than it has now: that would drop stored data."""

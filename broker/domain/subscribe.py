@@ -1,0 +1,98 @@
+"""Subscriptions: push a partition's batches as they are appended, from a chosen start.
+
+A subscription keeps one position per partition. Each round reads every partition from its position
+(starting from a different one each round, so a busy partition cannot starve the others), yields what
+it found, and sleeps on the append waiters when there was nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+
+from broker.domain.errors import ShuttingDownError
+from broker.domain.fetch import read_partition
+from broker.domain.topics import Topics
+from broker.domain.values import FetchSpec, PartitionRead, StartFrom, SubscribeStart
+from broker.domain.waiters import AppendWaiters, PartitionKey
+from logstore.errors import InvalidRequestError, InvalidTimestampError, OffsetOutOfRangeError
+from logstore.records import iter_headers
+
+
+class Subscriptions:
+    """Starts subscriptions and runs them until the caller stops iterating or the broker stops."""
+
+    def __init__(self, topics: Topics, waiters: AppendWaiters) -> None:
+        self._topics = topics
+        self._waiters = waiters
+        self.closing = False
+        """Set at shutdown: every subscription ends with ShuttingDownError."""
+
+    def resolve(self, starts: Sequence[SubscribeStart]) -> dict[PartitionKey, int]:
+        """The first offset to read per partition. Raises (ending the call) if any start is unusable."""
+        positions: dict[PartitionKey, int] = {}
+        for start in starts:
+            key = (start.topic, start.partition)
+            if key in positions:
+                raise InvalidRequestError(f"partition {start.topic}-{start.partition} is listed twice")
+            positions[key] = self._start_offset(start)
+        return positions
+
+    def _start_offset(self, start: SubscribeStart) -> int:
+        partition_log = self._topics.log(start.topic, start.partition)
+        first, end = partition_log.log_start_offset, partition_log.log_end_offset
+        if start.start_from is StartFrom.EARLIEST:
+            return first
+        if start.start_from is StartFrom.LATEST:
+            return end
+        if start.start_from is StartFrom.TIMESTAMP:
+            if start.timestamp_ms < 0:
+                raise InvalidTimestampError(
+                    f"timestamp_ms must be a time in milliseconds since the epoch, not {start.timestamp_ms}"
+                )
+            found = partition_log.offset_for_timestamp(start.timestamp_ms)
+            return end if found is None else found[0]
+        if not first <= start.offset <= end:
+            raise OffsetOutOfRangeError(
+                f"cannot start {start.topic}-{start.partition} at offset {start.offset}: "
+                f"valid offsets are {first} to {end}",
+                log_start_offset=first,
+                log_end_offset=end,
+            )
+        return start.offset
+
+    async def run(
+        self, positions: dict[PartitionKey, int], max_bytes: int
+    ) -> AsyncIterator[list[PartitionRead]]:
+        """Yield batches as they arrive. A partition that fails is reported once and dropped."""
+        rounds = 0
+        while positions:
+            if self.closing:
+                raise ShuttingDownError("the broker is shutting down; subscribe again from your next offset")
+            keys = list(positions)
+            shift = rounds % len(keys)
+            rounds += 1
+            found: list[PartitionRead] = []
+            total = 0
+            for key in keys[shift:] + keys[:shift]:
+                spec = FetchSpec(key[0], key[1], positions[key], max_bytes)
+                result = read_partition(self._topics, spec, max_bytes - total, total > 0)
+                if result.error is not None:
+                    del positions[key]
+                    found.append(result)
+                elif result.records:
+                    positions[key] = _next_offset(result.records)
+                    total += len(result.records)
+                    found.append(result)
+            if found:
+                yield found
+            else:
+                await self._waiters.wait(keys, None)
+
+
+def _next_offset(data: bytes) -> int:
+    """The offset after the last whole batch in `data`."""
+    last = None
+    for _, header in iter_headers(data):
+        last = header
+    assert last is not None, "a read with data holds at least one whole batch"
+    return last.last_offset + 1

@@ -1,0 +1,135 @@
+"""The topic registry over the engine's LogManager, with the broker's own rules on top.
+
+Those rules: topic auto-creation on produce, a default partition count, no shrinking, and a per-topic
+batch size limit (max.message.bytes) that never exceeds what fits in one request.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+
+from broker.domain.errors import CannotShrinkTopicError
+from broker.domain.values import PartitionOffsets, TopicSummary, TopicView
+from broker.domain.waiters import AppendWaiters
+from logstore.config import TopicConfig
+from logstore.errors import InvalidConfigError, TopicExistsError, UnknownTopicError
+from logstore.log import Log
+from logstore.manager import LogManager, TopicInfo, validate_topic_name
+
+log = logging.getLogger(__name__)
+
+
+class Topics:
+    """Create, describe, grow, reconfigure and delete topics; find a partition's Log."""
+
+    def __init__(
+        self,
+        manager: LogManager,
+        waiters: AppendWaiters,
+        *,
+        auto_create: bool,
+        default_partitions: int,
+        max_batch_bytes: int,
+    ) -> None:
+        self.manager = manager
+        self._waiters = waiters
+        self.auto_create = auto_create
+        self.default_partitions = default_partitions
+        self.max_batch_bytes = max_batch_bytes
+        """The largest max.message.bytes a topic may have: a bigger batch would not fit in a request."""
+
+    # --- admin ------------------------------------------------------------------------------------------
+
+    def create(self, name: str, partitions: int = 0, config: Mapping[str, str] | None = None) -> TopicView:
+        """Create a topic; `partitions` 0 means the default count."""
+        validate_topic_name(name)
+        config = dict(config or {})
+        self._check_batch_limit(TopicConfig.from_mapping(config, base=self.manager.default_config))
+        self.manager.create_topic(name, partitions or self.default_partitions, config)
+        return self.describe(name)
+
+    def delete(self, name: str) -> None:
+        partitions = self.manager.topic(name).partitions
+        self.manager.delete_topic(name)
+        self._wake(name, range(partitions))
+
+    def list(self) -> list[TopicSummary]:
+        return [TopicSummary(info.name, info.partitions) for info in self.manager.topics()]
+
+    def describe(self, name: str) -> TopicView:
+        info = self.manager.topic(name)
+        partitions = []
+        for number in range(info.partitions):
+            partition_log = self.manager.log(name, number)
+            partitions.append(
+                PartitionOffsets(number, partition_log.log_start_offset, partition_log.log_end_offset)
+            )
+        return TopicView(info.name, info.config.to_mapping(), partitions)
+
+    def add_partitions(self, name: str, total_partitions: int) -> TopicView:
+        current = self.manager.topic(name).partitions
+        if total_partitions < current:
+            raise CannotShrinkTopicError(
+                f"topic {name!r} has {current} partitions and cannot shrink to {total_partitions}: "
+                f"that would drop stored data; ask for more than {current}, or create a new topic"
+            )
+        self.manager.add_partitions(name, total_partitions)
+        return self.describe(name)
+
+    def alter_config(self, name: str, updates: Mapping[str, str], reset: Iterable[str] = ()) -> TopicView:
+        """Set some settings and return others (`reset`) to the broker's defaults."""
+        info = self.manager.topic(name)
+        changes = dict(updates)
+        defaults = self.manager.default_config.to_mapping()
+        for key in reset:
+            dotted = key.strip().replace("_", ".").replace("-", ".")
+            if dotted not in defaults:
+                raise InvalidConfigError(
+                    f"cannot reset unknown topic config {key!r}; known settings: {', '.join(sorted(defaults))}"
+                )
+            if any(k.strip().replace("_", ".").replace("-", ".") == dotted for k in changes):
+                raise InvalidConfigError(f"topic config {key!r} is both set and reset; choose one")
+            changes[dotted] = defaults[dotted]
+        self._check_batch_limit(TopicConfig.from_mapping(changes, base=info.config))
+        self.manager.alter_config(name, changes)
+        return self.describe(name)
+
+    def _check_batch_limit(self, config: TopicConfig) -> None:
+        if config.max_message_bytes > self.max_batch_bytes:
+            raise InvalidConfigError(
+                f"max.message.bytes {config.max_message_bytes} is larger than this broker accepts "
+                f"({self.max_batch_bytes}, from its max request size); a batch that large could never be "
+                "produced. Use a smaller value or raise the broker's max_request_bytes"
+            )
+
+    def _wake(self, name: str, partitions: Iterable[int]) -> None:
+        for number in partitions:
+            self._waiters.notify((name, number))
+
+    # --- data path --------------------------------------------------------------------------------------
+
+    def log(self, topic: str, partition: int) -> Log:
+        """The partition's Log. A name that breaks the rules is reported as such, not as unknown."""
+        try:
+            return self.manager.log(topic, partition)
+        except UnknownTopicError:
+            validate_topic_name(topic)
+            raise
+
+    def log_for_produce(self, topic: str, partition: int) -> Log:
+        """The partition's Log, creating the topic first if it is unknown and auto-creation is on."""
+        try:
+            return self.log(topic, partition)
+        except UnknownTopicError:
+            if not self.auto_create:
+                raise UnknownTopicError(
+                    f"topic {topic!r} does not exist and this broker does not create topics on produce; "
+                    "create it first"
+                ) from None
+        try:
+            info: TopicInfo = self.manager.create_topic(topic, self.default_partitions)
+            log.info("auto-created topic %s with %d partitions for a produce request", topic, info.partitions)
+        except TopicExistsError:
+            pass  # created meanwhile by another request: just use it
+        return self.manager.log(topic, partition)

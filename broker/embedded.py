@@ -1,0 +1,147 @@
+"""Run a broker inside this process (on a background thread) or as a child process.
+
+For tests, benchmarks and tools that need a real broker on a real port. Both bind 127.0.0.1 port 0 by
+default and report the port they got.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from broker.server import BrokerServer
+from broker.settings import Settings
+
+_LISTENING = re.compile(rb"listening on (\S+):(\d+) ")
+
+
+class EmbeddedBroker:
+    """A broker on its own event loop in a daemon thread; `with EmbeddedBroker(settings) as broker: ...`."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.server = BrokerServer(settings)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, name="embedded-broker", daemon=True)
+
+    @classmethod
+    def on(cls, data_dir: Path | str, **overrides: Any) -> EmbeddedBroker:
+        """A broker over `data_dir` on a free loopback port, with other settings changed as given."""
+        return cls(dataclasses.replace(Settings(), data_dir=Path(data_dir), port=0, **overrides))
+
+    @property
+    def address(self) -> str:
+        return self.server.address
+
+    def start(self) -> EmbeddedBroker:
+        self._thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            self._thread.join()
+            raise self._error
+        return self
+
+    def stop(self) -> None:
+        """Stop the way SIGTERM does: finish calls, flush, write the clean-shutdown marker."""
+        if self._loop is not None and self._stop is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join()
+
+    def run(self, function: Any, *args: Any) -> Any:
+        """Call `function(*args)` on the broker's event loop and return its result (for inspection)."""
+        assert self._loop is not None
+
+        async def call() -> Any:
+            return function(*args)
+
+        return asyncio.run_coroutine_threadsafe(call(), self._loop).result()
+
+    def _main(self) -> None:
+        asyncio.run(self._serve())
+
+    async def _serve(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        try:
+            await self.server.start()
+        except BaseException as exc:
+            self._error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        try:
+            await self._stop.wait()
+        finally:
+            await self.server.stop()
+
+    def __enter__(self) -> EmbeddedBroker:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class BrokerProcess:
+    """`python -m broker` as a child process on a free port, its log written to `log_path`."""
+
+    def __init__(self, data_dir: Path | str, log_path: Path | str, args: Sequence[str] = ()) -> None:
+        self.data_dir = Path(data_dir)
+        self.log_path = Path(log_path)
+        self.args = list(args)
+        self.process: subprocess.Popen[bytes] | None = None
+        self.address: str | None = None
+        self._log: IO[bytes] | None = None
+
+    def start(self, timeout_s: float = 30.0) -> str:
+        """Start the broker and wait until it listens; returns its address."""
+        self._log = self.log_path.open("ab")
+        start_of_run = self.log_path.stat().st_size
+        command = [sys.executable, "-m", "broker", "--data-dir", str(self.data_dir), "--port", "0", *self.args]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.process = subprocess.Popen(command, stdout=self._log, stderr=self._log, env=env)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            found = _LISTENING.search(self.log_path.read_bytes()[start_of_run:])
+            if found:
+                self.address = f"{found[1].decode()}:{found[2].decode()}"
+                return self.address
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.kill()
+                raise RuntimeError(f"the broker did not start; its log:\n{self.log_text()}")
+            time.sleep(0.02)
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def terminate(self, timeout_s: float = 30.0) -> int:
+        """SIGTERM, then wait for the exit code."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        return self._wait(timeout_s)
+
+    def kill(self) -> int:
+        """SIGKILL: no flush, no marker; the next start must recover."""
+        assert self.process is not None
+        self.process.kill()
+        return self._wait(30.0)
+
+    def _wait(self, timeout_s: float) -> int:
+        assert self.process is not None
+        code = self.process.wait(timeout_s)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        return code

@@ -1,0 +1,91 @@
+"""The one table from error classes to gRPC status codes (whole calls) and wire error codes (partitions).
+
+Every error the engine or the broker raises on purpose is a class in this table; the most specific class
+of an exception decides. Anything else is a bug: INTERNAL / ERROR_CODE_UNKNOWN, logged with its traceback.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import grpc
+
+from broker.domain import errors as broker
+from logstore import errors as engine
+from wire.logstore.v1 import common_pb2 as common
+
+Status = grpc.StatusCode
+
+
+@dataclass(frozen=True)
+class ErrorMapping:
+    """How one error class travels on the wire."""
+
+    status: grpc.StatusCode
+    """The gRPC status that ends a call when the error concerns the whole request."""
+    code: int
+    """The `logstore.v1.ErrorCode` value when the error concerns one partition of a batched call."""
+
+
+TABLE: dict[type[BaseException], ErrorMapping] = {
+    # bad input: nothing was written, retrying as is will fail again
+    engine.InvalidRequestError: ErrorMapping(Status.INVALID_ARGUMENT, common.ERROR_CODE_INVALID_REQUEST),
+    engine.InvalidTopicError: ErrorMapping(Status.INVALID_ARGUMENT, common.ERROR_CODE_INVALID_TOPIC),
+    engine.InvalidConfigError: ErrorMapping(Status.INVALID_ARGUMENT, common.ERROR_CODE_INVALID_CONFIG),
+    engine.InvalidPartitionCountError: ErrorMapping(
+        Status.INVALID_ARGUMENT, common.ERROR_CODE_INVALID_PARTITIONS
+    ),
+    engine.CorruptRecordError: ErrorMapping(Status.INVALID_ARGUMENT, common.ERROR_CODE_CORRUPT_RECORD),
+    engine.RecordTooLargeError: ErrorMapping(Status.RESOURCE_EXHAUSTED, common.ERROR_CODE_RECORD_TOO_LARGE),
+    engine.InvalidTimestampError: ErrorMapping(Status.INVALID_ARGUMENT, common.ERROR_CODE_INVALID_TIMESTAMP),
+    # state: the thing asked for does not exist, exists already, or conflicts with what exists
+    engine.UnknownTopicError: ErrorMapping(Status.NOT_FOUND, common.ERROR_CODE_UNKNOWN_TOPIC),
+    engine.UnknownPartitionError: ErrorMapping(Status.NOT_FOUND, common.ERROR_CODE_UNKNOWN_PARTITION),
+    engine.TopicExistsError: ErrorMapping(Status.ALREADY_EXISTS, common.ERROR_CODE_TOPIC_ALREADY_EXISTS),
+    engine.OffsetOutOfRangeError: ErrorMapping(Status.OUT_OF_RANGE, common.ERROR_CODE_OFFSET_OUT_OF_RANGE),
+    broker.CannotShrinkTopicError: ErrorMapping(
+        Status.FAILED_PRECONDITION, common.ERROR_CODE_INVALID_PARTITIONS
+    ),
+    # idempotent producers
+    engine.OutOfOrderSequenceError: ErrorMapping(
+        Status.FAILED_PRECONDITION, common.ERROR_CODE_OUT_OF_ORDER_SEQUENCE
+    ),
+    engine.InvalidProducerEpochError: ErrorMapping(
+        Status.FAILED_PRECONDITION, common.ERROR_CODE_INVALID_PRODUCER_EPOCH
+    ),
+    # the broker or its disk: retrying later may work
+    broker.RequestTimedOutError: ErrorMapping(Status.DEADLINE_EXCEEDED, common.ERROR_CODE_REQUEST_TIMED_OUT),
+    broker.ShuttingDownError: ErrorMapping(Status.UNAVAILABLE, common.ERROR_CODE_NOT_AVAILABLE),
+    engine.LogClosedError: ErrorMapping(Status.UNAVAILABLE, common.ERROR_CODE_NOT_AVAILABLE),
+    engine.StorageError: ErrorMapping(Status.UNAVAILABLE, common.ERROR_CODE_STORAGE_ERROR),
+}
+
+UNEXPECTED = ErrorMapping(Status.INTERNAL, common.ERROR_CODE_UNKNOWN)
+
+
+def mapping_for(error: BaseException) -> ErrorMapping:
+    """The table entry of the most specific class of `error` (UNEXPECTED for classes not in it)."""
+    for cls in type(error).__mro__:
+        found = TABLE.get(cls)
+        if found is not None:
+            return found
+    return UNEXPECTED
+
+
+def is_expected(error: BaseException) -> bool:
+    """Whether `error` was raised on purpose (else it is a bug worth a traceback in the log)."""
+    return mapping_for(error) is not UNEXPECTED
+
+
+def describe(error: BaseException) -> str:
+    """The message a person reads: the error's own words, or a pointer to the log for a bug."""
+    if is_expected(error):
+        return str(error) or type(error).__name__
+    return f"internal error ({type(error).__name__}); the broker's log has the details"
+
+
+def partition_error(error: BaseException | None) -> tuple[int, str]:
+    """(`ErrorCode` value, message) for one partition's result; (ERROR_CODE_NONE, "") when all went well."""
+    if error is None:
+        return common.ERROR_CODE_NONE, ""
+    return mapping_for(error).code, describe(error)

@@ -1,0 +1,199 @@
+"""The broker process: open the data directory, serve gRPC, stop cleanly on SIGTERM or SIGINT.
+
+Start: open (and if need be recover) every partition, register the logstore.v1 services, standard health
+checking and server reflection, then listen. Stop: report NOT_SERVING, refuse new calls, let calls in
+flight finish (long-polls answer, subscriptions end), append queued acks=0 data, flush, write the
+clean-shutdown marker, exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from broker.domain.core import BrokerCore
+from broker.service import SERVICE_NAMES, add_services
+from broker.settings import Settings, SettingsError
+from logstore.errors import LogStoreError
+from logstore.manager import LogManager
+
+log = logging.getLogger("broker")
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class BindError(OSError):
+    """The broker could not listen on the address it was given."""
+
+
+def grpc_options(settings: Settings) -> list[tuple[str, int]]:
+    """Channel options that keep gRPC's size limits in line with the broker's own."""
+    return [
+        ("grpc.max_receive_message_length", settings.max_request_bytes),
+        ("grpc.max_send_message_length", settings.max_send_bytes),
+        # Without this, a second broker on the same port would silently share it.
+        ("grpc.so_reuseport", 0),
+    ]
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+
+
+class BrokerServer:
+    """One broker: a LogManager, the domain over it, and a grpc.aio server in front."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.port: int | None = None
+        self.core: BrokerCore | None = None
+        self._server: grpc.aio.Server | None = None
+        self._health: health.aio.HealthServicer | None = None
+        self._stopped = False
+
+    @property
+    def address(self) -> str:
+        assert self.port is not None, "the server is not started"
+        return _address(self.settings.host, self.port)
+
+    async def start(self) -> None:
+        settings = self.settings
+        manager = LogManager(settings.data_dir, default_config=settings.topic_config())
+        try:
+            self._report_start(manager)
+            self.core = BrokerCore(
+                manager,
+                auto_create_topics=settings.auto_create_topics,
+                default_partitions=settings.default_partitions,
+                max_batch_bytes=settings.max_batch_bytes,
+                flush_threads=settings.flush_threads,
+            )
+            server = grpc.aio.server(options=grpc_options(settings))
+            add_services(
+                server,
+                self.core,
+                produce_timeout_ms=settings.produce_timeout_ms,
+                fetch_max_bytes=settings.fetch_max_bytes,
+            )
+            self._health = health.aio.HealthServicer()
+            health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+            reflection.enable_server_reflection(
+                (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+            )
+            wanted = _address(settings.host, settings.port)
+            try:
+                self.port = server.add_insecure_port(wanted)
+            except RuntimeError as exc:
+                raise BindError(
+                    f"cannot listen on {wanted}: {exc}; is another process using the port?"
+                ) from None
+            await server.start()
+            self._server = server
+        except BaseException:
+            manager.close()
+            raise
+        for name in ("", *SERVICE_NAMES):
+            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info("logstore broker listening on %s (data dir %s)", self.address, settings.data_dir)
+
+    def _report_start(self, manager: LogManager) -> None:
+        topics = manager.topics()
+        partitions = sum(info.partitions for info in topics)
+        shutdown = "clean" if manager.clean_shutdown else "not clean: partitions were re-checked"
+        log.info(
+            "opened %s: %d topics, %d partitions; previous shutdown %s",
+            self.settings.data_dir,
+            len(topics),
+            partitions,
+            shutdown,
+        )
+        for info in manager.recovery:
+            if info.truncated_bytes or info.segments_dropped:
+                log.warning(
+                    "recovery of %s-%d truncated %d bytes and dropped %d segments; log end offset is now %d",
+                    info.topic,
+                    info.partition,
+                    info.truncated_bytes,
+                    info.segments_dropped,
+                    info.log_end_offset,
+                )
+        for info in topics:
+            if info.config.max_message_bytes > self.settings.max_batch_bytes:
+                log.warning(
+                    "topic %s allows batches of %d bytes (max.message.bytes) but requests are limited to %d "
+                    "bytes (max_request_bytes): its largest batches cannot be produced",
+                    info.name,
+                    info.config.max_message_bytes,
+                    self.settings.max_request_bytes,
+                )
+
+    async def stop(self) -> None:
+        """Stop serving and close the data directory cleanly. Safe to call twice."""
+        if self._stopped or self._server is None or self.core is None:
+            return
+        self._stopped = True
+        assert self._health is not None
+        await self._health.enter_graceful_shutdown()
+        self.core.begin_shutdown()
+        await self._server.stop(self.settings.shutdown_grace_ms / 1000)
+        await self.core.close()
+        log.info("stopped cleanly; data directory %s closed", self.settings.data_dir)
+
+
+async def serve(settings: Settings) -> int:
+    """Run a broker until SIGTERM or SIGINT, then stop it cleanly."""
+    server = BrokerServer(settings)
+    await server.start()
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+
+    def on_signal(signum: int) -> None:
+        if stop.is_set():
+            log.warning("already stopping; send SIGKILL to stop at once (the next start will recover)")
+            return
+        log.info("received %s: finishing calls in flight, then stopping", signal.Signals(signum).name)
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        await stop.wait()
+    finally:
+        await server.stop()
+    return 0
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format=LOG_FORMAT, stream=sys.stderr)
+    logging.getLogger("logstore").setLevel(level.upper())
+
+
+def run(settings: Settings) -> int:
+    """Entry point of `logstore serve` and `python -m broker`: returns the process exit code."""
+    configure_logging(settings.log_level)
+    try:
+        return asyncio.run(serve(settings))
+    except (LogStoreError, BindError) as exc:
+        log.error("cannot start: %s", exc)
+        return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m broker`: the same flags as `logstore serve`."""
+    import argparse
+
+    from broker.settings import add_arguments, from_arguments
+
+    parser = argparse.ArgumentParser(prog="python -m broker", description="Run a logstore broker.")
+    add_arguments(parser)
+    try:
+        settings = from_arguments(parser.parse_args(argv))
+    except SettingsError as exc:
+        parser.error(str(exc))
+    return run(settings)

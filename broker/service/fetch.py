@@ -1,0 +1,112 @@
+"""FetchService: batched long-polling reads, subscriptions, and offset lookups."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+
+import grpc
+
+from broker.domain.core import BrokerCore
+from broker.domain.values import FetchSpec, OffsetQuery, OffsetSpec, PartitionRead, StartFrom, SubscribeStart
+from broker.errors import partition_error
+from broker.service.calls import check_not_negative, check_partition_count, require, streaming, unary
+from wire.logstore.v1 import fetch_pb2 as pb
+from wire.logstore.v1 import fetch_pb2_grpc
+
+DEFAULT_PARTITION_MAX_BYTES = 1024 * 1024
+START_FROM = {
+    pb.START_FROM_EARLIEST: StartFrom.EARLIEST,
+    pb.START_FROM_LATEST: StartFrom.LATEST,
+    pb.START_FROM_OFFSET: StartFrom.OFFSET,
+    pb.START_FROM_TIMESTAMP: StartFrom.TIMESTAMP,
+}
+OFFSET_SPEC = {
+    pb.OFFSET_SPEC_EARLIEST: OffsetSpec.EARLIEST,
+    pb.OFFSET_SPEC_LATEST: OffsetSpec.LATEST,
+    pb.OFFSET_SPEC_TIMESTAMP: OffsetSpec.TIMESTAMP,
+}
+
+
+def partition_records(reads: Iterable[PartitionRead]) -> list[pb.PartitionRecords]:
+    results = []
+    for read in reads:
+        code, message = partition_error(read.error)
+        results.append(
+            pb.PartitionRecords(
+                topic=read.topic,
+                partition=read.partition,
+                error_code=code,
+                error_message=message,
+                high_watermark=read.high_watermark,
+                log_start_offset=read.log_start_offset,
+                records=read.records,
+            )
+        )
+    return results
+
+
+class FetchService(fetch_pb2_grpc.FetchServiceServicer):
+    def __init__(self, core: BrokerCore, fetch_max_bytes: int) -> None:
+        self._core = core
+        self._fetch_max_bytes = fetch_max_bytes
+
+    def _max_bytes(self, requested: int) -> int:
+        check_not_negative(requested, "max_bytes")
+        return min(requested, self._fetch_max_bytes) if requested else self._fetch_max_bytes
+
+    @unary
+    async def Fetch(self, request: pb.FetchRequest, context: grpc.aio.ServicerContext) -> pb.FetchResponse:
+        check_partition_count(request.partitions, "fetch")
+        check_not_negative(request.min_bytes, "min_bytes")
+        check_not_negative(request.max_wait_ms, "max_wait_ms")
+        max_bytes = self._max_bytes(request.max_bytes)
+        specs = [
+            FetchSpec(p.topic, p.partition, p.offset, p.max_bytes or DEFAULT_PARTITION_MAX_BYTES)
+            for p in request.partitions
+        ]
+        reads = await self._core.fetch(
+            specs, min_bytes=request.min_bytes, max_wait_s=request.max_wait_ms / 1000, max_bytes=max_bytes
+        )
+        return pb.FetchResponse(results=partition_records(reads))
+
+    @streaming
+    async def Subscribe(
+        self, request: pb.SubscribeRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.SubscribeResponse]:
+        check_partition_count(request.partitions, "subscribe")
+        max_bytes = self._max_bytes(request.max_bytes) if request.max_bytes else DEFAULT_PARTITION_MAX_BYTES
+        starts = []
+        for p in request.partitions:
+            start_from = START_FROM.get(p.start_from)
+            require(
+                start_from is not None,
+                f"{p.topic}-{p.partition}: start_from must be START_FROM_EARLIEST, _LATEST, _OFFSET or "
+                f"_TIMESTAMP, not {p.start_from}",
+            )
+            starts.append(SubscribeStart(p.topic, p.partition, start_from, p.offset, p.timestamp_ms))  # type: ignore[arg-type]
+        async for reads in self._core.subscribe(starts, max_bytes):
+            yield pb.SubscribeResponse(partitions=partition_records(reads))
+
+    @unary
+    async def ListOffsets(
+        self, request: pb.ListOffsetsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListOffsetsResponse:
+        check_partition_count(request.partitions, "list-offsets")
+        queries = [
+            OffsetQuery(p.topic, p.partition, OFFSET_SPEC.get(p.spec), p.timestamp_ms)
+            for p in request.partitions
+        ]
+        results = []
+        for answer in self._core.list_offsets(queries):
+            code, message = partition_error(answer.error)
+            results.append(
+                pb.ListOffsetsPartitionResult(
+                    topic=answer.topic,
+                    partition=answer.partition,
+                    error_code=code,
+                    error_message=message,
+                    offset=answer.offset,
+                    timestamp_ms=answer.timestamp_ms,
+                )
+            )
+        return pb.ListOffsetsResponse(results=results)

@@ -1,0 +1,244 @@
+"""Broker settings: command-line flags over `LOGSTORE_*` environment variables over a TOML file over defaults.
+
+The config file is named by `--config` or `LOGSTORE_CONFIG`. Its keys are the field names below (dashes
+allowed instead of underscores); per-topic defaults go in a `[topic_defaults]` table under Kafka's names:
+
+    port = 9092
+    data_dir = "/var/lib/logstore"
+    auto_create_topics = false
+    [topic_defaults]
+    "retention.ms" = 86400000
+
+The size limits are kept consistent here: gRPC refuses any request over `max_request_bytes` (with
+RESOURCE_EXHAUSTED), a topic's max.message.bytes must fit in such a request, and the broker's send limit
+leaves room for the largest fetch answer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from logstore.config import TopicConfig
+from logstore.errors import InvalidConfigError
+
+MiB = 1024 * 1024
+ENV_PREFIX = "LOGSTORE_"
+GRPC_MESSAGE_LIMIT = 2**31 - 1
+"""gRPC message sizes are 32-bit signed."""
+REQUEST_FRAMING_BYTES = 1024
+"""Room in a produce request for everything but one batch: topic name (up to 249 bytes), numbers, tags."""
+RESPONSE_HEADROOM_BYTES = 4 * MiB
+"""Room in an answer beyond its batches: per-partition fields for up to 10,000 partitions."""
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class SettingsError(ValueError):
+    """A setting is missing, malformed or out of range; the message names it and its source."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything `logstore serve` can be told."""
+
+    data_dir: Path = Path("data")
+    """Directory holding the topics; created if missing."""
+    host: str = "127.0.0.1"
+    """Interface to listen on; loopback unless you mean to expose the broker."""
+    port: int = 9092
+    """TCP port; 0 picks a free one (the log says which)."""
+    auto_create_topics: bool = True
+    """Create an unknown topic when a produce request names it, as Kafka does."""
+    default_partitions: int = 1
+    """Partition count of auto-created topics, and of CreateTopic calls that ask for 0."""
+    max_request_bytes: int = 100 * MiB
+    """Largest request accepted; larger ones are refused with RESOURCE_EXHAUSTED."""
+    fetch_max_bytes: int = 50 * MiB
+    """Most bytes of batches one fetch answer (or one subscription message) carries."""
+    produce_timeout_ms: int = 30_000
+    """How long acks=all waits for an fsync when the request does not say."""
+    shutdown_grace_ms: int = 10_000
+    """How long calls in flight may take to finish on SIGTERM before they are cancelled."""
+    flush_threads: int = 8
+    """Worker threads for fsyncs (acks=all); each partition uses at most one at a time."""
+    log_level: str = "INFO"
+    """DEBUG also logs every refused request; INFO tells what the broker did."""
+    topic_defaults: Mapping[str, str] = field(default_factory=dict)
+    """Default per-topic settings under Kafka's names, for topics that do not set their own."""
+
+    def __post_init__(self) -> None:
+        _check_range("port", self.port, 0, 65535)
+        _check_range("default_partitions", self.default_partitions, 1, 10_000)
+        _check_range(
+            "max_request_bytes",
+            self.max_request_bytes,
+            64 * 1024,
+            GRPC_MESSAGE_LIMIT - RESPONSE_HEADROOM_BYTES,
+        )
+        _check_range("fetch_max_bytes", self.fetch_max_bytes, 1, self.max_request_bytes)
+        _check_range("produce_timeout_ms", self.produce_timeout_ms, 1, 2**31 - 1)
+        _check_range("shutdown_grace_ms", self.shutdown_grace_ms, 0, 2**31 - 1)
+        _check_range("flush_threads", self.flush_threads, 1, 256)
+        if self.log_level.upper() not in LOG_LEVELS:
+            raise SettingsError(f"log_level must be one of {', '.join(LOG_LEVELS)}, not {self.log_level!r}")
+        batch = self.topic_config().max_message_bytes
+        if batch > self.max_batch_bytes:
+            raise SettingsError(
+                f"topic default max.message.bytes ({batch}) does not fit in a request of max_request_bytes "
+                f"({self.max_request_bytes}); raise max_request_bytes to at least "
+                f"{batch + REQUEST_FRAMING_BYTES} or lower max.message.bytes in topic_defaults"
+            )
+
+    @property
+    def max_batch_bytes(self) -> int:
+        """The largest max.message.bytes a topic may have: one such batch must fit in a request."""
+        return self.max_request_bytes - REQUEST_FRAMING_BYTES
+
+    @property
+    def max_send_bytes(self) -> int:
+        """The largest answer: a fetch's batches (one batch at least, itself within a request) plus fields."""
+        return self.max_request_bytes + RESPONSE_HEADROOM_BYTES
+
+    def topic_config(self) -> TopicConfig:
+        try:
+            return TopicConfig.from_mapping(self.topic_defaults)
+        except InvalidConfigError as exc:
+            raise SettingsError(f"topic_defaults: {exc}") from None
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+_SCALARS = {name: type(f.default) for name, f in _FIELDS.items() if name != "topic_defaults"}
+_SCALARS["data_dir"] = Path
+
+
+def _check_range(name: str, value: int, low: int, high: int) -> None:
+    if not low <= value <= high:
+        raise SettingsError(f"{name} must be between {low} and {high}, not {value}")
+
+
+def _parse(name: str, value: Any, source: str) -> Any:
+    """Turn a value from a file or the environment into the field's type, naming the source on error."""
+    wanted = _SCALARS[name]
+    if wanted is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise SettingsError(f"{source}: {name} must be true or false, not {value!r}")
+    if wanted is int:
+        if isinstance(value, bool):
+            raise SettingsError(f"{source}: {name} must be an integer, not {value!r}")
+        try:
+            return int(str(value).strip())
+        except ValueError:
+            raise SettingsError(f"{source}: {name} must be an integer, not {value!r}") from None
+    if wanted is Path:
+        return Path(str(value))
+    return str(value)
+
+
+def _from_file(path: Path) -> dict[str, Any]:
+    try:
+        document = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise SettingsError(f"cannot read config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"config file {path} is not valid TOML: {exc}") from None
+    values: dict[str, Any] = {}
+    for raw_key, value in document.items():
+        key = raw_key.replace("-", "_")
+        if key == "topic_defaults":
+            if not isinstance(value, dict):
+                raise SettingsError(f"{path}: topic_defaults must be a table of Kafka topic settings")
+            values[key] = {
+                str(k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in value.items()
+            }
+        elif key in _SCALARS:
+            values[key] = _parse(key, value, str(path))
+        else:
+            raise SettingsError(f"{path}: unknown setting {raw_key!r}; known settings: {', '.join(_FIELDS)}")
+    return values
+
+
+def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    return {
+        name: _parse(name, env[ENV_PREFIX + name.upper()], f"environment variable {ENV_PREFIX}{name.upper()}")
+        for name in _SCALARS
+        if ENV_PREFIX + name.upper() in env
+    }
+
+
+def load(flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Merge the sources: `flags` (already typed, only those given) > `env` > the config file > defaults."""
+    flags = dict(flags or {})
+    env = os.environ if env is None else env
+    config_path = flags.pop("config", None) or env.get(ENV_PREFIX + "CONFIG")
+    values: dict[str, Any] = _from_file(Path(config_path)) if config_path else {}
+    values.update(_from_env(env))
+    topic_flags = flags.pop("topic_defaults", None)
+    if topic_flags:
+        values["topic_defaults"] = {**values.get("topic_defaults", {}), **topic_flags}
+    values.update(flags)
+    return Settings(**values)
+
+
+# --- command line ---------------------------------------------------------------------------------------
+
+
+def _topic_setting(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(
+            f"expected KEY=VALUE (for example retention.ms=86400000), not {text!r}"
+        )
+    return key.strip(), value.strip()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The `serve` flags. Every flag defaults to 'not given', so env vars and the file can fill it in."""
+    given = argparse.SUPPRESS
+    parser.add_argument("--config", type=Path, default=given, help="TOML config file (env LOGSTORE_CONFIG)")
+    parser.add_argument("--data-dir", type=Path, default=given, help="data directory (default ./data)")
+    parser.add_argument("--host", default=given, help="interface to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=given, help="TCP port, 0 for any free one (default 9092)")
+    parser.add_argument(
+        "--auto-create-topics",
+        action=argparse.BooleanOptionalAction,
+        default=given,
+        help="create unknown topics on produce (default on)",
+    )
+    parser.add_argument("--default-partitions", type=int, default=given, help="partitions of new topics (1)")
+    parser.add_argument("--max-request-bytes", type=int, default=given, help="largest request (100 MiB)")
+    parser.add_argument(
+        "--fetch-max-bytes", type=int, default=given, help="most bytes per fetch answer (50 MiB)"
+    )
+    parser.add_argument("--produce-timeout-ms", type=int, default=given, help="acks=all fsync wait (30000)")
+    parser.add_argument("--shutdown-grace-ms", type=int, default=given, help="time to finish calls (10000)")
+    parser.add_argument("--flush-threads", type=int, default=given, help="threads for fsync (8)")
+    parser.add_argument("--log-level", choices=LOG_LEVELS, type=str.upper, default=given, help="(INFO)")
+    parser.add_argument(
+        "--topic-default",
+        dest="topic_defaults",
+        metavar="KEY=VALUE",
+        type=_topic_setting,
+        action="append",
+        default=given,
+        help="default topic setting, repeatable (for example --topic-default retention.ms=86400000)",
+    )
+
+
+def from_arguments(namespace: argparse.Namespace) -> Settings:
+    """Settings from parsed `serve` flags (other attributes of the namespace are ignored)."""
+    flags = {key: value for key, value in vars(namespace).items() if key in _FIELDS or key == "config"}
+    if "topic_defaults" in flags:
+        flags["topic_defaults"] = dict(flags["topic_defaults"])
+    return load(flags)

@@ -1,0 +1,66 @@
+"""`logstore`: the command line, in the manner of Kafka's console tools.
+
+Each tool is a subcommand that registers its own flags and a handler returning the exit code:
+
+    def add_parser(subcommands) -> None:
+        parser = subcommands.add_parser("topics", help="...")
+        parser.add_argument(...)
+        parser.set_defaults(handler=run_topics)
+
+and is listed in COMMANDS below.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+Subcommands = Any  # argparse's private _SubParsersAction
+
+
+def _add_serve(subcommands: Subcommands) -> None:
+    from broker.settings import add_arguments
+
+    parser = subcommands.add_parser(
+        "serve",
+        help="run a broker",
+        description="Run a logstore broker. Flags override LOGSTORE_* environment variables, which override "
+        "the config file, which overrides the defaults.",
+    )
+    add_arguments(parser)
+    parser.set_defaults(handler=_serve)
+
+
+def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    # The broker (and grpc's server side) is imported only by the command that needs it.
+    from broker.server import run
+    from broker.settings import SettingsError, from_arguments
+
+    try:
+        settings = from_arguments(args)
+    except SettingsError as exc:
+        parser.error(str(exc))
+    return run(settings)
+
+
+COMMANDS: Sequence[Callable[[Subcommands], None]] = (_add_serve,)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="logstore", description="A Kafka-style partitioned commit log.")
+    subcommands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add in COMMANDS:
+        add(subcommands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return args.handler(args, parser)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
