@@ -339,8 +339,12 @@ class LogSegment:
             path.unlink(missing_ok=True)
 
     def truncate_to(self, offset: int) -> int:
-        """Drop every batch whose base offset is >= `offset`; return how many bytes were dropped."""
-        position = self._position_of_first_batch_at_or_after(offset)
+        """Drop every batch holding an offset >= `offset` (a batch goes whole); return the bytes dropped.
+
+        Like Kafka's truncateTo, the batch that contains `offset` goes too, so the segment then ends at or
+        below `offset`, never above it.
+        """
+        position = self._position_of_first_batch_reaching(offset)
         if position >= self.size:
             return 0
         dropped = self.size - position
@@ -360,11 +364,11 @@ class LogSegment:
             return iter(())
         return iter_headers(self._map, position, self.size)
 
-    def _position_of_first_batch_at_or_after(self, offset: int) -> int:
-        """Byte position of the first batch with base offset >= `offset` (size if none)."""
+    def _position_of_first_batch_reaching(self, offset: int) -> int:
+        """Byte position of the first batch whose last offset is >= `offset` (size if none)."""
         _, start = self.offset_index.lookup(offset)
         for pos, header in self._headers_from(start):
-            if header.base_offset >= offset:
+            if header.last_offset >= offset:
                 return pos
         return self.size
 

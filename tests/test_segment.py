@@ -41,7 +41,9 @@ def open_segment(
     )
 
 
-def fill(segment: LogSegment, batches: int, *, count: int = 3, ts: int = TS) -> list[tuple[bytes, BatchHeader]]:
+def fill(
+    segment: LogSegment, batches: int, *, count: int = 3, ts: int = TS
+) -> list[tuple[bytes, BatchHeader]]:
     """Append `batches` batches one call each, continuing at the segment's next offset."""
     written = []
     for i in range(batches):
@@ -218,6 +220,15 @@ def test_truncate_to_drops_batches_from_the_offset_and_zeroes_the_tail(tmp_path:
     segment.close()
 
 
+def test_truncate_to_an_offset_inside_a_batch_drops_the_whole_batch(tmp_path: Path) -> None:
+    segment = open_segment(tmp_path, interval=100)
+    written = fill(segment, 10)
+    segment.truncate_to(13)  # batch 4 holds offsets 12..14
+    assert segment.next_offset == 12
+    assert segment.read_all() == b"".join(data for data, _ in written[:4])
+    segment.close()
+
+
 def test_recover_cuts_a_torn_tail_and_rebuilds_indexes(tmp_path: Path) -> None:
     segment = open_segment(tmp_path, interval=100)
     written = fill(segment, 10)
@@ -299,7 +310,11 @@ def test_closed_segment_refuses_appends_and_delete_removes_files(tmp_path: Path)
 def test_decoded_records_match_what_was_appended(tmp_path: Path) -> None:
     segment = open_segment(tmp_path, base=7)
     written = fill(segment, 3, count=2)
-    records = [r for pos, _ in iter_headers(segment.read_all()) for r in decode_batch(segment.read_all(), pos)]
+    records = [
+        r for pos, _ in iter_headers(segment.read_all()) for r in decode_batch(segment.read_all(), pos)
+    ]
     assert [r.offset for r in records] == list(range(7, 13))
-    assert [r.value for r in records] == [bytes([b.base_offset % 251]) * 40 for _, b in written for _ in (0, 1)]
+    assert [r.value for r in records] == [
+        bytes([b.base_offset % 251]) * 40 for _, b in written for _ in (0, 1)
+    ]
     segment.close()
