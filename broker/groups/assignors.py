@@ -66,14 +66,16 @@ class UniformAssignor:
 
     1. Keep every partition of the previous target whose member still exists and is still subscribed.
     2. Give each unassigned partition to its least loaded subscriber, most constrained topics first.
-    3. Move partitions one at a time from a member to a less loaded subscriber of the same topic while
-       that leaves the receiver at least one partition short of the giver.
+    3. Move a partition from a member to a subscriber of its topic holding at least two fewer; when no
+       such direct move is left, shift one partition along a chain of members (each hop gives a
+       partition to a subscriber of its topic) from a member to one holding at least two fewer.
 
-    Step 3 ends with no member able to take a partition from a member holding two or more partitions
-    more than it has; in particular members with identical subscriptions differ by at most one
-    partition. Each move lowers the sum of squared loads, so it terminates, and it moves no more
-    partitions than balance needs: adding a fourth member to three members sharing 12 partitions
-    moves exactly 3.
+    Step 3 stops when no chain from a member to one holding two or fewer partitions less exists, which
+    is the condition for the most even loads possible (it minimises the sum of squared loads; see
+    Harvey et al., "Semi-matchings for bipartite graphs"). Members with identical subscriptions then
+    differ by at most one partition. Direct moves come first and each move fixes one unit of
+    imbalance, so homogeneous groups move no more partitions than balance needs: adding a fourth
+    member to three members sharing 12 partitions moves exactly 3.
     """
 
     name = "uniform"
@@ -105,7 +107,7 @@ class UniformAssignor:
                     result[receiver].add(tp)
                     taken.add(tp)
 
-        while self._move_one(result, subscribers):
+        while self._move_one(result, subscribers) or self._move_along_chain(result, subscribers):
             pass
         return {member_id: frozenset(parts) for member_id, parts in result.items()}
 
@@ -126,6 +128,36 @@ class UniformAssignor:
                 result[giver].remove(moved)
                 result[receiver].add(moved)
                 return True
+        return False
+
+    @staticmethod
+    def _move_along_chain(
+        result: dict[str, set[TopicPartition]], subscribers: Mapping[str, list[str]]
+    ) -> bool:
+        """Shift one partition along the shortest chain from a member to one holding two fewer."""
+        for giver in sorted(result, key=lambda m: (-len(result[m]), m)):
+            via: dict[str, tuple[str, str] | None] = {giver: None}  # member -> (previous member, topic)
+            frontier = [giver]
+            while frontier:
+                next_frontier = []
+                for holder in frontier:
+                    for topic in sorted({tp.topic for tp in result[holder]}):
+                        for member in subscribers[topic]:
+                            if member not in via:
+                                via[member] = (holder, topic)
+                                next_frontier.append(member)
+                frontier = next_frontier
+            receiver = min((m for m in via if m != giver), key=lambda m: (len(result[m]), m), default=None)
+            if receiver is None or len(result[receiver]) + 1 >= len(result[giver]):
+                continue
+            member = receiver
+            while (hop := via[member]) is not None:
+                holder, topic = hop
+                moved = max(tp for tp in result[holder] if tp.topic == topic)
+                result[holder].remove(moved)
+                result[member].add(moved)
+                member = holder
+            return True
         return False
 
 
