@@ -187,13 +187,16 @@ def test_uniform_homogeneous_membership_change_moves_the_minimum(old_n, new_n, p
     assert moved(before, after) == surplus
 
 
-@settings(max_examples=150, deadline=None)
-@given(
-    st.dictionaries(
-        st.sampled_from("abc"), st.frozensets(st.sampled_from(TOPICS[:3]), min_size=1), min_size=1
-    ),
-    st.dictionaries(st.sampled_from(TOPICS[:3]), st.integers(0, 3)),
+small_subscriptions = st.dictionaries(
+    st.sampled_from("abc"), st.frozensets(st.sampled_from(TOPICS[:3]), min_size=1), min_size=1
 )
-def test_uniform_loads_are_as_even_as_possible(subscriptions, topics) -> None:  # type: ignore[no-untyped-def]
-    result = UniformAssignor().assign(subscriptions, topics, {})
-    assert sum(len(p) ** 2 for p in result.values()) == most_even_sum_of_squares(subscriptions, topics)
+small_topics = st.dictionaries(st.sampled_from(TOPICS[:3]), st.integers(0, 3))
+
+
+@settings(max_examples=150, deadline=None)
+@given(small_subscriptions, small_topics, small_subscriptions, small_topics)
+def test_uniform_loads_are_as_even_as_possible(subscriptions, topics, old_subscriptions, old_topics) -> None:  # type: ignore[no-untyped-def]
+    assignor = UniformAssignor()
+    for current in ({}, assignor.assign(old_subscriptions, old_topics, {})):
+        result = assignor.assign(subscriptions, topics, current)
+        assert sum(len(p) ** 2 for p in result.values()) == most_even_sum_of_squares(subscriptions, topics)
