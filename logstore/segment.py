@@ -15,6 +15,7 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from logstore.errors import CorruptRecordError, StorageError
 from logstore.index import CorruptIndexError, OffsetIndex, TimeIndex
@@ -31,6 +32,7 @@ _LAST_DELTA = struct.Struct(">i")
 _MAX_TS = struct.Struct(">q")
 _LENGTH_OVERHEAD = 12  # base offset + length field: a batch occupies length + 12 bytes
 _MAX_OFFSET = 2**63 - 1
+_Index = TypeVar("_Index", OffsetIndex, TimeIndex)
 _IOV_MAX = 1024
 
 
@@ -81,8 +83,9 @@ class LogSegment:
         self.index_interval_bytes = index_interval_bytes
         stem = directory / segment_name(base_offset)
         self.log_path = stem.with_suffix(LOG_SUFFIX)
-        self.offset_index = OffsetIndex(stem.with_suffix(INDEX_SUFFIX), base_offset, max_index_bytes)
-        self.time_index = TimeIndex(stem.with_suffix(TIME_INDEX_SUFFIX), base_offset, max_index_bytes)
+        self._indexes_trusted = True  # cleared when an index file is missing or unreadable
+        self.offset_index = self._open_index(OffsetIndex, stem.with_suffix(INDEX_SUFFIX), max_index_bytes)
+        self.time_index = self._open_index(TimeIndex, stem.with_suffix(TIME_INDEX_SUFFIX), max_index_bytes)
         self._fd = os.open(self.log_path, os.O_RDWR | os.O_CREAT, 0o644)
         self.size = os.fstat(self._fd).st_size  # a trimmed file's length is its logical size
         self._capacity = 0
@@ -99,6 +102,21 @@ class LogSegment:
         self._active = active
 
     # --- life cycle -------------------------------------------------------------------------------------
+
+    def _open_index(self, kind: type[_Index], path: Path, max_index_bytes: int) -> _Index:
+        """Open one index file; create a missing one, replace one that cannot be opened (not whole entries).
+
+        Either way the indexes are marked untrusted and `load` rebuilds them from the log: an empty index
+        passes every sanity check, and trusting it would leave e.g. the segment's max timestamp wrong.
+        """
+        if not path.exists():
+            self._indexes_trusted = False
+        try:
+            return kind(path, self.base_offset, max_index_bytes)
+        except CorruptIndexError:
+            path.unlink()
+            self._indexes_trusted = False
+            return kind(path, self.base_offset, max_index_bytes)
 
     def _map_to(self, length: int) -> None:
         """(Re)map the file at `length` bytes, growing it (sparse) first if needed."""
@@ -117,6 +135,9 @@ class LogSegment:
         The indexes are sanity-checked against the log; a bad or missing one is rebuilt from the log.
         The next offset and max timestamp come from the last index entries plus a short scan.
         """
+        if not self._indexes_trusted:
+            self.rebuild_indexes()
+            return
         try:
             self.offset_index.sanity_check(self.size)
             self.time_index.sanity_check()

@@ -318,3 +318,25 @@ def test_decoded_records_match_what_was_appended(tmp_path: Path) -> None:
         bytes([b.base_offset % 251]) * 40 for _, b in written for _ in (0, 1)
     ]
     segment.close()
+
+
+@pytest.mark.parametrize("damage", ["deleted", "odd size"])
+@pytest.mark.parametrize("suffix", [".index", ".timeindex"])
+def test_load_rebuilds_a_missing_or_unopenable_index(tmp_path: Path, damage: str, suffix: str) -> None:
+    segment = open_segment(tmp_path, interval=200)
+    data, header = batch_at(0, 2, ts=TS + 10_000)  # the newest record comes first
+    segment.append([data], [header], len(data), now_ms=0)
+    fill(segment, 20)
+    expected = (segment.max_timestamp, segment.offset_of_max_timestamp, segment.offset_index.entries)
+    segment.close()
+    path = tmp_path / f"{segment_name(0)}{suffix}"
+    if damage == "deleted":
+        path.unlink()
+    else:
+        with open(path, "ab") as f:
+            f.write(b"\x07")
+    loaded = open_segment(tmp_path, interval=200, active=False)
+    loaded.load()
+    assert (loaded.max_timestamp, loaded.offset_of_max_timestamp, loaded.offset_index.entries) == expected
+    assert loaded.find_offset_by_timestamp(TS + 5_000) == (0, TS + 10_000)
+    loaded.close()
