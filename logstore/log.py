@@ -152,7 +152,7 @@ class Log:
                 result = segment.recover(self.config.max_message_bytes)
                 recovered += 1
                 truncated += result.truncated_bytes
-                cut = result.truncated_bytes > 0
+                cut = result.truncated_bytes > 0 or (not last and self._gap_after(segment, bases[i + 1]))
                 if not last and not cut:
                     segment.seal()
             else:
@@ -182,6 +182,16 @@ class Log:
                 self.log_end_offset,
             )
         return info
+
+    def _gap_after(self, segment: LogSegment, next_base: int) -> bool:
+        """Whether a recovered closed segment stops short of the next segment's base offset.
+
+        A crash can lose a segment's last batches without leaving a non-zero byte behind (cut at a batch
+        boundary, or a length persisted before its data, which reads back as zeros). The next segment is
+        then unreachable without a gap in the offsets. Compacted topics are exempt: the cleaner may drop a
+        segment's last batches on purpose.
+        """
+        return not self.config.compact and segment.next_offset != next_base
 
     def _discover_segments(self) -> list[int]:
         """Segment base offsets on disk, after clearing what an interrupted operation left behind."""
