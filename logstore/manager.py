@@ -203,7 +203,7 @@ class LogManager:
 
     def create_topic(self, name: str, partitions: int, config: Mapping[str, Any] | None = None) -> TopicInfo:
         validate_topic_name(name)
-        if not isinstance(partitions, int) or not 1 <= partitions <= MAX_PARTITIONS:
+        if not _is_int(partitions) or not 1 <= partitions <= MAX_PARTITIONS:
             raise InvalidPartitionCountError(
                 f"topic {name!r}: partition count must be between 1 and {MAX_PARTITIONS}, not {partitions}"
             )
@@ -246,10 +246,7 @@ class LogManager:
         with self._lock:
             self._check_open()
             info = self.topic(name)
-            if (
-                not isinstance(total_partitions, int)
-                or not info.partitions < total_partitions <= MAX_PARTITIONS
-            ):
+            if not _is_int(total_partitions) or not info.partitions < total_partitions <= MAX_PARTITIONS:
                 raise InvalidPartitionCountError(
                     f"topic {name!r} has {info.partitions} partitions; the new count must be larger "
                     f"(and at most {MAX_PARTITIONS}), not {total_partitions}"
@@ -291,7 +288,7 @@ class LogManager:
         logs = self._logs.get(topic)
         if logs is None:
             raise UnknownTopicError(f"topic {topic!r} does not exist")
-        if not isinstance(partition, int) or not 0 <= partition < len(logs):
+        if not _is_int(partition) or not 0 <= partition < len(logs):
             raise UnknownPartitionError(
                 f"topic {topic!r} has partitions 0 to {len(logs) - 1}; there is no partition {partition}"
             )
@@ -410,6 +407,11 @@ class LogManager:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _is_int(value: object) -> bool:
+    """An int that is not a bool: `True` would otherwise pass for one partition and be stored as `true`."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _collision(name: str, topics: Mapping[str, object]) -> str | None:
