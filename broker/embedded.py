@@ -40,7 +40,8 @@ class EmbeddedBroker:
     @classmethod
     def on(cls, data_dir: Path | str, **overrides: Any) -> EmbeddedBroker:
         """A broker over `data_dir` on a free loopback port, with other settings changed as given."""
-        return cls(dataclasses.replace(Settings(), data_dir=Path(data_dir), port=0, **overrides))
+        overrides.setdefault("port", 0)
+        return cls(dataclasses.replace(Settings(), data_dir=Path(data_dir), **overrides))
 
     @property
     def address(self) -> str:
@@ -109,7 +110,16 @@ class BrokerProcess:
         """Start the broker and wait until it listens; returns its address."""
         self._log = self.log_path.open("ab")
         start_of_run = self.log_path.stat().st_size
-        command = [sys.executable, "-m", "broker", "--data-dir", str(self.data_dir), "--port", "0", *self.args]
+        command = [
+            sys.executable,
+            "-m",
+            "broker",
+            "--data-dir",
+            str(self.data_dir),
+            "--port",
+            "0",
+            *self.args,
+        ]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.process = subprocess.Popen(command, stdout=self._log, stderr=self._log, env=env)
         deadline = time.monotonic() + timeout_s

@@ -105,14 +105,22 @@ class BrokerServer:
     def _report_start(self, manager: LogManager) -> None:
         topics = manager.topics()
         partitions = sum(info.partitions for info in topics)
-        shutdown = "clean" if manager.clean_shutdown else "not clean: partitions were re-checked"
-        log.info(
-            "opened %s: %d topics, %d partitions; previous shutdown %s",
-            self.settings.data_dir,
-            len(topics),
-            partitions,
-            shutdown,
-        )
+        if not topics:
+            log.info("opened %s: 0 topics", self.settings.data_dir)
+        else:
+            truncated = sum(info.truncated_bytes for info in manager.recovery)
+            shutdown = (
+                "was clean"
+                if manager.clean_shutdown
+                else f"was not clean: every partition was re-checked, {truncated} bytes truncated"
+            )
+            log.info(
+                "opened %s: %d topics, %d partitions; previous shutdown %s",
+                self.settings.data_dir,
+                len(topics),
+                partitions,
+                shutdown,
+            )
         for info in manager.recovery:
             if info.truncated_bytes or info.segments_dropped:
                 log.warning(

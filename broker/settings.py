@@ -81,7 +81,7 @@ class Settings:
             64 * 1024,
             GRPC_MESSAGE_LIMIT - RESPONSE_HEADROOM_BYTES,
         )
-        _check_range("fetch_max_bytes", self.fetch_max_bytes, 1, self.max_request_bytes)
+        _check_range("fetch_max_bytes", self.fetch_max_bytes, 1, GRPC_MESSAGE_LIMIT - RESPONSE_HEADROOM_BYTES)
         _check_range("produce_timeout_ms", self.produce_timeout_ms, 1, 2**31 - 1)
         _check_range("shutdown_grace_ms", self.shutdown_grace_ms, 0, 2**31 - 1)
         _check_range("flush_threads", self.flush_threads, 1, 256)
@@ -102,8 +102,9 @@ class Settings:
 
     @property
     def max_send_bytes(self) -> int:
-        """The largest answer: a fetch's batches (one batch at least, itself within a request) plus fields."""
-        return self.max_request_bytes + RESPONSE_HEADROOM_BYTES
+        """The largest answer: a fetch's batches (up to fetch_max_bytes, or one batch that fit in a request)
+        plus the per-partition fields."""
+        return max(self.max_request_bytes, self.fetch_max_bytes) + RESPONSE_HEADROOM_BYTES
 
     def topic_config(self) -> TopicConfig:
         try:

@@ -25,11 +25,12 @@ class Flusher:
         loop = asyncio.get_running_loop()
         while log.flushed_offset < min(up_to_offset, log.log_end_offset):
             running = self._running.get(log)
-            if running is None:
+            if running is None or running.done():  # a finished flush that did not cover us: start anew
                 running = loop.run_in_executor(self._executor, log.flush)
                 self._running[log] = running
                 running.add_done_callback(lambda done, log=log: self._forget(log, done))
-            # A flush that started before our append may not cover it: loop and check again.
+            # A flush that started before our append may not cover it: loop and check again. (Awaiting a
+            # finished future does not yield to the loop, hence the done() check above.)
             await asyncio.shield(running)
 
     def _forget(self, log: Log, done: asyncio.Future[None]) -> None:

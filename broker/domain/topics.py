@@ -50,7 +50,7 @@ class Topics:
         return self.describe(name)
 
     def delete(self, name: str) -> None:
-        partitions = self.manager.topic(name).partitions
+        partitions = self.info(name).partitions
         self.manager.delete_topic(name)
         self._wake(name, range(partitions))
 
@@ -58,7 +58,7 @@ class Topics:
         return [TopicSummary(info.name, info.partitions) for info in self.manager.topics()]
 
     def describe(self, name: str) -> TopicView:
-        info = self.manager.topic(name)
+        info = self.info(name)
         partitions = []
         for number in range(info.partitions):
             partition_log = self.manager.log(name, number)
@@ -68,7 +68,7 @@ class Topics:
         return TopicView(info.name, info.config.to_mapping(), partitions)
 
     def add_partitions(self, name: str, total_partitions: int) -> TopicView:
-        current = self.manager.topic(name).partitions
+        current = self.info(name).partitions
         if total_partitions < current:
             raise CannotShrinkTopicError(
                 f"topic {name!r} has {current} partitions and cannot shrink to {total_partitions}: "
@@ -79,7 +79,7 @@ class Topics:
 
     def alter_config(self, name: str, updates: Mapping[str, str], reset: Iterable[str] = ()) -> TopicView:
         """Set some settings and return others (`reset`) to the broker's defaults."""
-        info = self.manager.topic(name)
+        info = self.info(name)
         changes = dict(updates)
         defaults = self.manager.default_config.to_mapping()
         for key in reset:
@@ -106,6 +106,14 @@ class Topics:
     def _wake(self, name: str, partitions: Iterable[int]) -> None:
         for number in partitions:
             self._waiters.notify((name, number))
+
+    def info(self, name: str) -> TopicInfo:
+        """The topic's metadata. A name that breaks the rules is reported as such, not as unknown."""
+        try:
+            return self.manager.topic(name)
+        except UnknownTopicError:
+            validate_topic_name(name)
+            raise
 
     # --- data path --------------------------------------------------------------------------------------
 
