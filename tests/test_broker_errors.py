@@ -1,0 +1,55 @@
+"""The error table: every error class is mapped on purpose, and every wire error code is reachable."""
+
+from __future__ import annotations
+
+import inspect
+
+import grpc
+
+from broker import errors
+from broker.domain import errors as broker_errors
+from logstore import errors as engine
+from wire.logstore.v1 import common_pb2 as common
+
+
+def _classes(module, base: type) -> list[type]:
+    return [
+        c for _, c in inspect.getmembers(module, inspect.isclass) if issubclass(c, base) and c is not base
+    ]
+
+
+def test_every_engine_and_broker_error_class_has_its_own_entry() -> None:
+    wanted = _classes(engine, engine.LogStoreError) + _classes(broker_errors, broker_errors.BrokerError)
+    missing = [cls.__name__ for cls in wanted if cls not in errors.TABLE]
+    assert not missing, f"map these in broker/errors.py: {missing}"
+
+
+def test_every_wire_error_code_is_used() -> None:
+    used = {mapping.code for mapping in errors.TABLE.values()} | {
+        errors.UNEXPECTED.code,
+        common.ERROR_CODE_NONE,
+    }
+    assert used == set(common.ErrorCode.values())
+
+
+def test_the_most_specific_class_decides() -> None:
+    sequence_error = engine.OutOfOrderSequenceError("gap")  # also an InvalidRequestError
+    assert errors.partition_error(sequence_error) == (common.ERROR_CODE_OUT_OF_ORDER_SEQUENCE, "gap")
+    assert errors.mapping_for(sequence_error).status == grpc.StatusCode.FAILED_PRECONDITION
+
+    class NewKindOfBadInput(engine.InvalidRequestError):
+        pass
+
+    assert errors.mapping_for(NewKindOfBadInput("x")).code == common.ERROR_CODE_INVALID_REQUEST
+
+
+def test_unexpected_errors_are_internal_and_point_to_the_log() -> None:
+    assert errors.mapping_for(KeyError("k")) == errors.UNEXPECTED
+    assert errors.UNEXPECTED.status == grpc.StatusCode.INTERNAL
+    code, message = errors.partition_error(ZeroDivisionError("division by zero"))
+    assert code == common.ERROR_CODE_UNKNOWN
+    assert "log" in message and "ZeroDivisionError" in message
+
+
+def test_no_error_is_code_none_with_no_message() -> None:
+    assert errors.partition_error(None) == (common.ERROR_CODE_NONE, "")
