@@ -40,6 +40,12 @@ def test_range_cuts_each_topic_into_contiguous_ranges_over_sorted_members() -> N
     }
 
 
+def test_range_puts_static_members_first_in_instance_id_order() -> None:
+    subscriptions = {m: frozenset({"t"}) for m in ("a", "b", "c")}
+    result = RangeAssignor().assign(subscriptions, {"t": 3}, {}, {"c": "i1", "b": "i2"})
+    assert result == {"c": tps("t", 0), "b": tps("t", 1), "a": tps("t", 2)}
+
+
 def test_range_with_more_members_than_partitions_leaves_the_last_ones_empty() -> None:
     subscriptions = {m: frozenset({"t"}) for m in ("a", "b", "c")}
     assert RangeAssignor().assign(subscriptions, {"t": 2}, {}) == {

@@ -16,23 +16,36 @@ from broker.groups.model import Assignment, TopicPartition
 Subscriptions = Mapping[str, frozenset[str]]  # member id -> subscribed topics (existing ones only)
 TopicPartitions = Mapping[str, int]  # topic -> partition count
 Assignments = Mapping[str, Assignment]  # member id -> partitions
+InstanceIds = Mapping[str, str]  # member id -> static instance id, for static members only
 
 
 class Assignor(Protocol):
     name: str
 
     def assign(
-        self, subscriptions: Subscriptions, topic_partitions: TopicPartitions, current: Assignments
+        self,
+        subscriptions: Subscriptions,
+        topic_partitions: TopicPartitions,
+        current: Assignments,
+        instance_ids: InstanceIds | None = None,
     ) -> dict[str, Assignment]:
         """Return the target assignment; ``current`` is the previous target, for stickiness."""
         ...
 
 
+def member_order(member_id: str, instance_ids: InstanceIds) -> tuple[int, str]:
+    """Static members first, by instance id, then the others by member id: a static member that comes
+    back under a new member id keeps its place (Kafka's order since KIP-345)."""
+    instance_id = instance_ids.get(member_id)
+    return (0, instance_id) if instance_id is not None else (1, member_id)
+
+
 def _subscribers_by_topic(
-    subscriptions: Subscriptions, topic_partitions: TopicPartitions
+    subscriptions: Subscriptions, topic_partitions: TopicPartitions, instance_ids: InstanceIds | None = None
 ) -> dict[str, list[str]]:
+    """Topic -> its subscribers, in `member_order`."""
     subscribers: dict[str, list[str]] = {topic: [] for topic in topic_partitions}
-    for member_id in sorted(subscriptions):
+    for member_id in sorted(subscriptions, key=lambda m: member_order(m, instance_ids or {})):
         for topic in subscriptions[member_id]:
             if topic in subscribers:
                 subscribers[topic].append(member_id)
@@ -41,15 +54,20 @@ def _subscribers_by_topic(
 
 class RangeAssignor:
     """Kafka's range assignor: per topic, the partitions are cut into contiguous ranges over the
-    subscribed members sorted by member id; the first ``count % members`` members get one extra."""
+    subscribed members in `member_order` (static members by instance id, then the others by member
+    id); the first ``count % members`` members get one extra."""
 
     name = "range"
 
     def assign(
-        self, subscriptions: Subscriptions, topic_partitions: TopicPartitions, current: Assignments
+        self,
+        subscriptions: Subscriptions,
+        topic_partitions: TopicPartitions,
+        current: Assignments,
+        instance_ids: InstanceIds | None = None,
     ) -> dict[str, Assignment]:
         result: dict[str, set[TopicPartition]] = {member_id: set() for member_id in subscriptions}
-        for topic, members in _subscribers_by_topic(subscriptions, topic_partitions).items():
+        for topic, members in _subscribers_by_topic(subscriptions, topic_partitions, instance_ids).items():
             if not members:
                 continue
             per_member, extra = divmod(topic_partitions[topic], len(members))
@@ -81,7 +99,11 @@ class UniformAssignor:
     name = "uniform"
 
     def assign(
-        self, subscriptions: Subscriptions, topic_partitions: TopicPartitions, current: Assignments
+        self,
+        subscriptions: Subscriptions,
+        topic_partitions: TopicPartitions,
+        current: Assignments,
+        instance_ids: InstanceIds | None = None,
     ) -> dict[str, Assignment]:
         subscribers = _subscribers_by_topic(subscriptions, topic_partitions)
         result: dict[str, set[TopicPartition]] = {member_id: set() for member_id in subscriptions}

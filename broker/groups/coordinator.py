@@ -407,7 +407,10 @@ class GroupCoordinator:
             return False
         assignor_name, subscriptions, metadata = inputs
         group.epoch += 1
-        group.target = get_assignor(assignor_name).assign(dict(subscriptions), dict(metadata), group.target)
+        instance_ids = {member_id: m.instance_id for member_id, m in group.members.items() if m.instance_id}
+        group.target = get_assignor(assignor_name).assign(
+            dict(subscriptions), dict(metadata), group.target, instance_ids
+        )
         group.target_epoch = group.epoch
         group.assignment_inputs = inputs
         return True
