@@ -98,10 +98,18 @@ class EmbeddedBroker:
 class BrokerProcess:
     """`python -m broker` as a child process on a free port, its log written to `log_path`."""
 
-    def __init__(self, data_dir: Path | str, log_path: Path | str, args: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        data_dir: Path | str,
+        log_path: Path | str,
+        args: Sequence[str] = (),
+        command: Sequence[str] = (sys.executable, "-m", "broker"),
+    ) -> None:
         self.data_dir = Path(data_dir)
         self.log_path = Path(log_path)
         self.args = list(args)
+        self.command = list(command)
+        """How to start a broker; `(sys.executable, "-m", "client.cli", "serve")` runs `logstore serve`."""
         self.process: subprocess.Popen[bytes] | None = None
         self.address: str | None = None
         self._log: IO[bytes] | None = None
@@ -110,16 +118,7 @@ class BrokerProcess:
         """Start the broker and wait until it listens; returns its address."""
         self._log = self.log_path.open("ab")
         start_of_run = self.log_path.stat().st_size
-        command = [
-            sys.executable,
-            "-m",
-            "broker",
-            "--data-dir",
-            str(self.data_dir),
-            "--port",
-            "0",
-            *self.args,
-        ]
+        command = [*self.command, "--data-dir", str(self.data_dir), "--port", "0", *self.args]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.process = subprocess.Popen(command, stdout=self._log, stderr=self._log, env=env)
         deadline = time.monotonic() + timeout_s
@@ -136,10 +135,10 @@ class BrokerProcess:
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def terminate(self, timeout_s: float = 30.0) -> int:
-        """SIGTERM, then wait for the exit code."""
+    def terminate(self, timeout_s: float = 30.0, signum: int = signal.SIGTERM) -> int:
+        """SIGTERM (or `signum`), then wait for the exit code."""
         assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
+        self.process.send_signal(signum)
         return self._wait(timeout_s)
 
     def kill(self) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import sys
 import threading
 from dataclasses import dataclass, field
 
@@ -121,3 +123,16 @@ def test_sigkill_under_acks_all_load_keeps_every_acknowledged_record_once_and_in
     assert second.terminate() == 0
     assert (data_dir / CLEAN_SHUTDOWN_MARKER).exists()
     assert "stopped cleanly" in second.log_text()
+
+
+@pytest.mark.slow
+def test_logstore_serve_stops_cleanly_on_sigint(tmp_path, connect) -> None:
+    serve = BrokerProcess(
+        tmp_path / "data", tmp_path / "broker.log", command=(sys.executable, "-m", "client.cli", "serve")
+    )
+    serve.start()
+    stubs = connect(serve)
+    assert stubs.produce_one("auto", 0, build_batch([b"v"])).base_offset == 0
+    assert serve.terminate(signum=signal.SIGINT) == 0
+    assert (tmp_path / "data" / CLEAN_SHUTDOWN_MARKER).exists()
+    assert "received SIGINT" in serve.log_text()

@@ -58,7 +58,8 @@ class FetchServiceServicer:
 
     def Fetch(self, request, context):
         """Reads whole batches from many partitions in one call, each from its own offset. Waits (long-polls)
-        until at least min_bytes are available in total or max_wait_ms has passed.
+        until at least min_bytes are available in total, a partition has an error, or max_wait_ms has
+        passed; a broker that is shutting down answers at once with what it has.
         Whole-request failures: INVALID_ARGUMENT (no partitions, negative min_bytes, max_bytes or
         max_wait_ms, more than 10000 partitions), UNAVAILABLE (the broker is shutting down).
         """
