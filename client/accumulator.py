@@ -1,0 +1,538 @@
+"""The producer's pure core: records into per-partition batches, batches into requests, answers into
+retries. No I/O and no clock: every call that needs the time takes ``now`` (monotonic seconds).
+
+Not thread-safe: the producer calls it under one lock, from ``send()`` and from its sender thread.
+
+What it decides:
+- Which batch a record joins. A batch is closed when the next record might not fit in ``batch_size``
+  (a record larger than that gets a batch of its own); buffer memory is reserved per batch, and a new
+  batch that does not fit in ``buffer_memory`` raises ``BufferFull`` so the caller can wait.
+- Which batches go in the next request: per partition the oldest batch, if it is full, has lingered
+  ``linger_ms``, or a flush, close or memory shortage is under way; at most ``max_in_flight_per_partition``
+  per partition, up to ``max_request_size`` bytes per request, starting from a different partition
+  each time so none starves.
+- Idempotence: sequence numbers are given per partition when a batch is first drained. When a batch
+  fails, its partition is held (nothing new is sent) until every request in flight for it has answered;
+  then the batches to retry go back to the front of the queue in their original order, renumbered past
+  any batch that failed for good. A batch whose outcome is unknown (the call broke, so the broker may
+  have appended it) is never renumbered: if it must be given up, the partition moves to a new producer
+  epoch and restarts its sequence at 0, which the broker accepts as a fresh start. This keeps per-key
+  order under retries with several requests in flight, and never writes a record twice.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+
+from client.backoff import Backoff
+from client.errors import ClientError, DeliveryTimeoutError, OutOfOrderSequenceError, RecordTooLargeError
+from client.futures import BatchOutcome, RecordFuture, failed_future
+from logstore.records import HEADER_SIZE, NONE, BatchBuilder, crc32c
+
+RECORD_OVERHEAD = 36
+"""Upper bound of a record's framing bytes: length, attributes, two deltas, key and value lengths, header count
+(every varint at its int32 maximum of 5 bytes except the timestamp delta's 10)."""
+
+# RecordBatch v2 header positions (Kafka's layout, fixed by the format).
+_PRODUCER_FIELDS_OFFSET = 43  # producer id i64, producer epoch i16, base sequence i32
+_ATTRIBUTES_OFFSET = 21  # the CRC covers everything from here on
+_CRC_OFFSET = 17
+_PRODUCER_FIELDS = struct.Struct(">qhi")
+_CRC = struct.Struct(">I")
+_SEQUENCE_MODULUS = 1 << 31  # sequences wrap after the int32 maximum, as the broker's do
+_EPOCH_MODULUS = 1 << 15
+
+
+def stamp_producer(batch: bytes, producer_id: int, epoch: int, base_sequence: int) -> bytearray:
+    """A copy of an encoded batch with its producer id, epoch and base sequence set and its CRC redone."""
+    data = bytearray(batch)
+    _PRODUCER_FIELDS.pack_into(data, _PRODUCER_FIELDS_OFFSET, producer_id, epoch, base_sequence)
+    with memoryview(data) as view, view[_ATTRIBUTES_OFFSET:] as covered:
+        crc = crc32c(covered)
+    _CRC.pack_into(data, _CRC_OFFSET, crc)
+    return data
+
+
+def estimated_size(key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes | None]]) -> int:
+    """An upper bound of the bytes one record adds to a batch."""
+    size = RECORD_OVERHEAD
+    if key is not None:
+        size += len(key)
+    if value is not None:
+        size += len(value)
+    for header_key, header_value in headers:
+        size += 10 + len(header_key) * 4  # utf-8 takes at most 4 bytes per character
+        if header_value is not None:
+            size += len(header_value)
+    return size
+
+
+class BufferFull(Exception):
+    """Raised by ``append`` when a new batch would not fit in the buffer memory; nothing was appended."""
+
+    def __init__(self, needed: int) -> None:
+        super().__init__(needed)
+        self.needed = needed
+
+
+class ProducerBatch:
+    """One batch for one partition, from its first record until it is acknowledged or given up."""
+
+    __slots__ = (
+        "attempts",
+        "builder",
+        "created",
+        "data",
+        "deadline",
+        "epoch",
+        "maybe_appended",
+        "order",
+        "outcome",
+        "partition",
+        "reserved",
+        "retry_at",
+        "sequence",
+        "topic",
+    )
+
+    def __init__(
+        self, topic: str, partition: int, builder: BatchBuilder, now: float, deadline: float, reserved: int
+    ) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.builder = builder
+        self.outcome = BatchOutcome(topic, partition)
+        self.created = now
+        self.deadline = deadline
+        self.reserved = reserved
+        self.attempts = 0
+        self.retry_at = 0.0
+        self.sequence = -1
+        self.epoch = -1
+        self.order = -1
+        self.maybe_appended = False
+        self.data: bytes | bytearray | None = None
+
+    @property
+    def record_count(self) -> int:
+        return self.builder.record_count
+
+    def size(self) -> int:
+        return self.builder.size_in_bytes()
+
+    def encode(self, producer_id: int) -> bytes | bytearray:
+        """The batch's bytes as sent, stamped with the producer fields when it has a sequence."""
+        if self.data is None:
+            data: bytes | bytearray = self.builder.build()
+            if self.sequence >= 0:
+                data = stamp_producer(data, producer_id, self.epoch, self.sequence)
+            self.data = data
+        return self.data
+
+    def __repr__(self) -> str:
+        return (
+            f"<ProducerBatch {self.topic}-{self.partition} records={self.record_count} seq={self.sequence} "
+            f"epoch={self.epoch} attempts={self.attempts}>"
+        )
+
+
+class PartitionQueue:
+    """The batches of one partition, and where its sequence numbers stand."""
+
+    __slots__ = (
+        "acked_next",
+        "acked_order",
+        "epoch",
+        "held",
+        "in_flight",
+        "next_order",
+        "next_sequence",
+        "open",
+        "partition",
+        "queue",
+        "reset_needed",
+        "retrying",
+        "topic",
+    )
+
+    def __init__(self, topic: str, partition: int, epoch: int) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.open: ProducerBatch | None = None
+        self.queue: deque[ProducerBatch] = deque()
+        self.in_flight: list[ProducerBatch] = []
+        self.retrying: list[ProducerBatch] = []
+        self.held = False
+        self.reset_needed = False
+        self.epoch = epoch
+        self.next_sequence = 0
+        self.acked_next = 0
+        self.acked_order = -1
+        self.next_order = 0
+
+    def batches(self) -> Iterator[ProducerBatch]:
+        """Every batch not yet finished, in flight or not."""
+        yield from self.in_flight
+        yield from self.retrying
+        yield from self.queue
+        if self.open is not None:
+            yield self.open
+
+
+Finished = list[tuple[ProducerBatch, BaseException]]
+"""Batches given up, each with the error to fail its records with."""
+
+
+class Accumulator:
+    """Per-partition batches, request draining and retry bookkeeping for one producer."""
+
+    def __init__(
+        self,
+        *,
+        batch_size: int,
+        linger_ms: float,
+        buffer_memory: int,
+        delivery_timeout_ms: float,
+        max_request_size: int,
+        backoff: Backoff,
+        compression: int = NONE,
+        idempotent: bool = True,
+        max_in_flight_per_partition: int = 5,
+        retries: int | None = None,
+    ) -> None:
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if max_request_size < batch_size:
+            raise ValueError(
+                f"max_request_size ({max_request_size}) must be at least batch_size ({batch_size}): "
+                "a full batch must fit in a request"
+            )
+        self.batch_size = batch_size
+        self.linger_s = linger_ms / 1000.0
+        self.buffer_memory = buffer_memory
+        self.delivery_timeout_s = delivery_timeout_ms / 1000.0
+        self.max_request_size = max_request_size
+        self.backoff = backoff
+        self.compression = compression
+        self.idempotent = idempotent
+        self.max_in_flight_per_partition = max_in_flight_per_partition
+        self.retries = retries
+        self.producer_id = -1
+        self.producer_epoch = 0
+        self.reserved = 0
+        """Bytes of buffer memory held by unfinished batches."""
+        self.flushing = 0
+        """How many flushes are under way: while any is, every batch is ready at once."""
+        self.closing = False
+        self.memory_waiters = 0
+        """Senders blocked on buffer memory: their wait ends sooner if batches go out at once."""
+        self.new_batch_hook: Callable[[], None] | None = None
+        """Called (under the caller's lock) when a batch is started, so the sender can plan its linger."""
+        self._topics: dict[str, dict[int, PartitionQueue]] = {}
+        self._queues: list[PartitionQueue] = []
+        self._drain_start = 0
+
+    # --- appending (the send() hot path) ----------------------------------------------------------------
+
+    def append(
+        self,
+        topic: str,
+        partition: int,
+        value: bytes | None,
+        key: bytes | None,
+        headers: Sequence[tuple[str, bytes | None]],
+        timestamp_ms: int,
+        now: float,
+        abort_on_new_batch: bool = False,
+    ) -> RecordFuture | None:
+        """Add a record to its partition's open batch and return its future.
+
+        Returns None instead, appending nothing, when ``abort_on_new_batch`` is set and the record would
+        start a new batch (the sticky partitioner then moves on). Raises ``BufferFull`` when a new batch
+        does not fit in the buffer memory. A record that could never be sent (larger than
+        ``max_request_size`` or ``buffer_memory``) gets a failed future.
+        """
+        partitions = self._topics.get(topic)
+        queue = partitions.get(partition) if partitions is not None else None
+        size = RECORD_OVERHEAD + (len(value) if value is not None else 0)
+        if key is not None:
+            size += len(key)
+        if headers:
+            size = estimated_size(key, value, headers)
+        batch = queue.open if queue is not None else None
+        if batch is None or batch.builder.size_in_bytes() + size > self.batch_size:
+            if abort_on_new_batch:
+                return None
+            return self._append_to_new_batch(topic, partition, queue, value, key, headers, timestamp_ms, size, now)
+        return RecordFuture(batch.outcome, batch.builder.append(value, key, headers, timestamp_ms), timestamp_ms)
+
+    def _append_to_new_batch(
+        self,
+        topic: str,
+        partition: int,
+        queue: PartitionQueue | None,
+        value: bytes | None,
+        key: bytes | None,
+        headers: Sequence[tuple[str, bytes | None]],
+        timestamp_ms: int,
+        size: int,
+        now: float,
+    ) -> RecordFuture:
+        needed = size + HEADER_SIZE
+        limit = min(self.max_request_size, self.buffer_memory)
+        if needed > limit:
+            which = "max_request_size" if limit == self.max_request_size else "buffer_memory"
+            error = RecordTooLargeError(
+                f"a record of up to {size} bytes (key, value, headers and framing) does not fit in a batch "
+                f"limited by {which}={limit} bytes; send a smaller record or raise {which}"
+            )
+            return failed_future(topic, partition, error, timestamp_ms)
+        reserve = max(self.batch_size, needed)
+        if self.reserved + reserve > self.buffer_memory:
+            raise BufferFull(reserve)
+        if queue is None:
+            queue = self._queue(topic, partition)
+        builder = BatchBuilder(compression=self.compression)
+        offset_delta = builder.append(value, key, headers, timestamp_ms)  # raises (appending nothing) on bad input
+        if queue.open is not None:
+            queue.queue.append(queue.open)
+        batch = queue.open = ProducerBatch(topic, partition, builder, now, now + self.delivery_timeout_s, reserve)
+        self.reserved += reserve
+        if self.new_batch_hook is not None:
+            self.new_batch_hook()
+        return RecordFuture(batch.outcome, offset_delta, timestamp_ms)
+
+    def _queue(self, topic: str, partition: int) -> PartitionQueue:
+        queue = PartitionQueue(topic, partition, self.producer_epoch)
+        self._topics.setdefault(topic, {})[partition] = queue
+        self._queues.append(queue)
+        return queue
+
+    # --- draining -----------------------------------------------------------------------------------------
+
+    def drain(self, now: float) -> tuple[list[ProducerBatch], float | None]:
+        """Take the batches for one request. Returns them and the time at which another batch will be ready
+        by waiting alone (None if nothing is waiting for time: only for an answer or a new record)."""
+        batches: list[ProducerBatch] = []
+        wake: float | None = None
+        queues = self._queues
+        count = len(queues)
+        if not count:
+            return batches, None
+        total = 0
+        hurry = self.flushing > 0 or self.closing or self.memory_waiters > 0
+        start = self._drain_start
+        for step in range(count):
+            queue = queues[(start + step) % count]
+            if queue.held or len(queue.in_flight) >= self.max_in_flight_per_partition:
+                continue
+            if queue.queue:
+                batch = queue.queue[0]
+                if batch.retry_at > now:
+                    wake = batch.retry_at if wake is None else min(wake, batch.retry_at)
+                    continue
+            elif queue.open is not None:
+                batch = queue.open
+                ready_at = batch.created + self.linger_s
+                if ready_at > now and not hurry:
+                    wake = ready_at if wake is None else min(wake, ready_at)
+                    continue
+            else:
+                continue
+            size = batch.size()
+            if batches and total + size > self.max_request_size:
+                self._drain_start = (start + step) % count  # the next request starts with this partition
+                return batches, now
+            if batch is queue.open:
+                queue.open = None
+            else:
+                queue.queue.popleft()
+            self._number(queue, batch)
+            queue.in_flight.append(batch)
+            batches.append(batch)
+            total += size
+        self._drain_start = (start + 1) % count
+        return batches, wake
+
+    def _number(self, queue: PartitionQueue, batch: ProducerBatch) -> None:
+        """Give a batch its place in the partition's sequence the first time it is drained."""
+        if batch.order >= 0:
+            return
+        batch.order = queue.next_order
+        queue.next_order += 1
+        if self.idempotent:
+            batch.epoch = queue.epoch
+            batch.sequence = queue.next_sequence
+            queue.next_sequence = (queue.next_sequence + batch.record_count) % _SEQUENCE_MODULUS
+
+    # --- answers --------------------------------------------------------------------------------------------
+
+    def acknowledge(self, batch: ProducerBatch, now: float) -> Finished:
+        """The broker appended ``batch`` (or had appended it before); the caller resolves its outcome.
+
+        Returns batches given up as a consequence (only when the partition had to restart its sequence).
+        """
+        queue = self._topics[batch.topic][batch.partition]
+        queue.in_flight.remove(batch)
+        if batch.order > queue.acked_order:
+            queue.acked_order = batch.order
+            if batch.sequence >= 0:
+                queue.acked_next = (batch.sequence + batch.record_count) % _SEQUENCE_MODULUS
+        self.reserved -= batch.reserved
+        if not queue.held:
+            return []
+        finished = self._resume(queue, now)
+        self._release(finished)
+        return finished
+
+    def fail(self, batch: ProducerBatch, error: ClientError, now: float, *, uncertain: bool) -> Finished:
+        """An attempt to send ``batch`` failed. ``uncertain``: the broker may have appended it anyway.
+
+        Returns the batches given up for good (this one, or others whose fate it decided).
+        """
+        queue = self._topics[batch.topic][batch.partition]
+        queue.in_flight.remove(batch)
+        if uncertain:
+            batch.maybe_appended = True
+        finished: Finished = []
+        # An out-of-order answer while an earlier batch of the partition failed or is still unanswered only
+        # echoes that batch (concurrent calls may reach the broker in any order): retry it after that one.
+        follows_failure = (
+            isinstance(error, OutOfOrderSequenceError)
+            and batch.sequence >= 0
+            and (queue.held or any(other.order < batch.order for other in queue.in_flight))
+        )
+        if error.retriable or follows_failure:
+            if not follows_failure:
+                batch.attempts += 1  # an echo is not the batch's own failure: no backoff, no retry spent
+            if now >= batch.deadline or (self.retries is not None and batch.attempts > self.retries):
+                finished.append((batch, self._gave_up(batch, error)))
+                self._left_sequence(queue, batch)
+            else:
+                queue.retrying.append(batch)
+                queue.held = True
+        else:
+            finished.append((batch, error))
+            self._left_sequence(queue, batch)
+            if isinstance(error, OutOfOrderSequenceError):
+                queue.reset_needed = True  # the broker expects other numbers than ours: start afresh
+        finished += self._resume(queue, now)
+        self._release(finished)
+        return finished
+
+    def _gave_up(self, batch: ProducerBatch, error: BaseException) -> DeliveryTimeoutError:
+        why = (
+            f"not acknowledged within delivery_timeout_ms={self.delivery_timeout_s * 1000:.0f}"
+            if self.retries is None or batch.attempts <= self.retries
+            else f"still failing after retries={self.retries}"
+        )
+        maybe = " It may or may not have been written." if batch.maybe_appended else ""
+        return DeliveryTimeoutError(
+            f"batch of {batch.record_count} records to {batch.topic}-{batch.partition} {why} "
+            f"({batch.attempts} attempts; last error: {error}).{maybe}"
+        )
+
+    def _left_sequence(self, queue: PartitionQueue, batch: ProducerBatch) -> None:
+        """A numbered batch left its partition's sequence for good: the batches after it need new numbers."""
+        if batch.sequence >= 0:
+            queue.held = True
+            if batch.maybe_appended:
+                queue.reset_needed = True
+
+    def _resume(self, queue: PartitionQueue, now: float) -> Finished:
+        """Once a held partition has nothing in flight, put its retries back in order and carry on."""
+        if not queue.held or queue.in_flight:
+            return []
+        finished: Finished = []
+        retry = queue.retrying
+        queue.retrying = []
+        while queue.queue and queue.queue[0].order >= 0:  # numbered batches waiting for a resend
+            retry.append(queue.queue.popleft())
+        retry.sort(key=_by_order)
+        if self.idempotent:
+            if queue.reset_needed:
+                kept = []
+                for batch in retry:
+                    if batch.maybe_appended:
+                        finished.append((batch, self._abandoned(batch)))
+                    else:
+                        kept.append(batch)
+                retry = kept
+                queue.epoch = (queue.epoch + 1) % _EPOCH_MODULUS
+                queue.acked_next = sequence = 0
+            else:
+                sequence = queue.acked_next
+            for batch in retry:
+                if batch.sequence != sequence or batch.epoch != queue.epoch:
+                    batch.sequence = sequence
+                    batch.epoch = queue.epoch
+                    batch.data = None  # encode again with the new numbers
+                sequence = (sequence + batch.record_count) % _SEQUENCE_MODULUS
+            queue.next_sequence = sequence
+        if retry:
+            head = retry[0]
+            head.retry_at = now + self.backoff.delay_s(head.attempts) if head.attempts else now
+            queue.queue.extendleft(reversed(retry))
+        queue.held = False
+        queue.reset_needed = False
+        return finished
+
+    @staticmethod
+    def _abandoned(batch: ProducerBatch) -> DeliveryTimeoutError:
+        return DeliveryTimeoutError(
+            f"batch of {batch.record_count} records to {batch.topic}-{batch.partition} abandoned: an earlier "
+            "batch of this partition was given up, and this one may already have been written, so resending "
+            "it could write it twice. It may or may not have been written."
+        )
+
+    def _release(self, finished: Finished) -> None:
+        for batch, _ in finished:
+            self.reserved -= batch.reserved
+
+    # --- time and shutdown ------------------------------------------------------------------------------------
+
+    def expire(self, now: float) -> Finished:
+        """Give up batches waiting (not in flight) past their delivery deadline."""
+        finished: Finished = []
+        for queue in self._queues:
+            while queue.queue and queue.queue[0].deadline <= now:
+                batch = queue.queue.popleft()
+                finished.append((batch, self._gave_up(batch, _StillWaiting())))
+                self._left_sequence(queue, batch)
+            if not queue.queue and queue.open is not None and queue.open.deadline <= now:
+                batch, queue.open = queue.open, None
+                finished.append((batch, self._gave_up(batch, _StillWaiting())))
+            if queue.held:
+                finished += self._resume(queue, now)
+        self._release(finished)
+        return finished
+
+    def abort(self, error: BaseException) -> Finished:
+        """Give up every unfinished batch, in flight or not (the producer is closing without waiting)."""
+        finished: Finished = []
+        for queue in self._queues:
+            finished.extend((batch, error) for batch in queue.batches())
+            queue.open = None
+            queue.queue.clear()
+            queue.in_flight.clear()
+            queue.retrying.clear()
+        self._release(finished)
+        return finished
+
+    def outcomes(self) -> list[BatchOutcome]:
+        """The outcomes of every unfinished batch, for flush() to wait on."""
+        return [batch.outcome for queue in self._queues for batch in queue.batches()]
+
+    def has_unfinished(self) -> bool:
+        return any(queue.open or queue.queue or queue.in_flight or queue.retrying for queue in self._queues)
+
+
+class _StillWaiting(Exception):
+    def __str__(self) -> str:
+        return "no answer yet: the batch was still waiting to be sent"
+
+
+def _by_order(batch: ProducerBatch) -> int:
+    return batch.order
