@@ -339,6 +339,34 @@ def test_concurrent_flushes_share_one_fsync(tmp_path: Path, monkeypatch: pytest.
     log.close()
 
 
+def test_concurrent_appenders_waiting_for_durability(tmp_path: Path) -> None:
+    """acks=all from many threads: each flush covers its own append, offsets stay dense, order per thread."""
+    log = open_log(tmp_path, segment_bytes=4 * KIB)
+    failures: list[str] = []
+
+    def produce(thread: int) -> None:
+        for n in range(40):
+            result = log.append(batch(1 + n % 3, key=f"{thread}:{n}".encode()))
+            log.flush(result.last_offset + 1)
+            if log.flushed_offset <= result.last_offset:
+                failures.append(
+                    f"thread {thread} append {n}: flushed {log.flushed_offset} <= {result.last_offset}"
+                )
+
+    threads = [threading.Thread(target=produce, args=(t,)) for t in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    records = list(iter_records(read_everything(log)))
+    assert [r.offset for r in records] == list(range(log.log_end_offset))
+    for thread in range(4):
+        sequence = [int(r.key.split(b":")[1]) for r in records if r.key.startswith(f"{thread}:".encode())]
+        assert sequence == sorted(sequence) and set(sequence) == set(range(40))
+    log.close()
+
+
 def test_flush_skips_fsync_when_already_durable(tmp_path: Path, fsyncs: list[int]) -> None:
     log = open_log(tmp_path)
     log.append(batch(2))
