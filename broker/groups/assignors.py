@@ -7,6 +7,7 @@ an empty set if it gets nothing. Results are deterministic for the same inputs.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Mapping
 from typing import Protocol
 
@@ -84,16 +85,16 @@ class UniformAssignor:
 
     1. Keep every partition of the previous target whose member still exists and is still subscribed.
     2. Give each unassigned partition to its least loaded subscriber, most constrained topics first.
-    3. Move a partition from a member to a subscriber of its topic holding at least two fewer; when no
-       such direct move is left, shift one partition along a chain of members (each hop gives a
-       partition to a subscriber of its topic) from a member to one holding at least two fewer.
+    3. While some member can pass a partition, directly or along a chain of members (each hop gives
+       one partition to a subscriber of its topic), to a member holding at least two fewer, do so
+       along the shortest such chain, from the most loaded such member.
 
-    Step 3 stops when no chain from a member to one holding two or fewer partitions less exists, which
-    is the condition for the most even loads possible (it minimises the sum of squared loads; see
-    Harvey et al., "Semi-matchings for bipartite graphs"). Members with identical subscriptions then
-    differ by at most one partition. Direct moves come first and each move fixes one unit of
-    imbalance, so homogeneous groups move no more partitions than balance needs: adding a fourth
-    member to three members sharing 12 partitions moves exactly 3.
+    Step 3 stops when no such chain exists, which is the condition for the most even loads possible
+    (it minimises the sum of squared loads; see Harvey et al., "Semi-matchings for bipartite
+    graphs"). Members with identical subscriptions then differ by at most one partition. Each step
+    moves one unit of load from a most loaded member to a least loaded one, so homogeneous groups move
+    no more partitions than balance needs: adding a fourth member to three members sharing 12
+    partitions moves exactly 3.
     """
 
     name = "uniform"
@@ -119,68 +120,107 @@ class UniformAssignor:
                     taken.add(tp)
 
         for topic in sorted(subscribers, key=lambda t: (len(subscribers[t]), t)):
-            members = subscribers[topic]
-            if not members:
-                continue
-            for partition in range(topic_partitions[topic]):
-                tp = TopicPartition(topic, partition)
-                if tp not in taken:
-                    receiver = min(members, key=lambda m: (len(result[m]), m))
-                    result[receiver].add(tp)
-                    taken.add(tp)
+            unassigned = [
+                tp for p in range(topic_partitions[topic]) if (tp := TopicPartition(topic, p)) not in taken
+            ]
+            if subscribers[topic] and unassigned:
+                _give_to_least_loaded(unassigned, subscribers[topic], result)
 
-        while self._move_one(result, subscribers) or self._move_along_chain(result, subscribers):
-            pass
+        _Balancer(result, subscriptions, topic_partitions).run()
         return {member_id: frozenset(parts) for member_id, parts in result.items()}
 
-    @staticmethod
-    def _move_one(result: dict[str, set[TopicPartition]], subscribers: Mapping[str, list[str]]) -> bool:
-        """Move one partition from the most loaded member that can give one; False when balanced."""
-        for giver in sorted(result, key=lambda m: (-len(result[m]), m)):
-            giver_load = len(result[giver])
-            best: tuple[int, str, str] | None = None  # (receiver load, receiver, topic)
-            for topic in sorted({tp.topic for tp in result[giver]}):
-                for receiver in subscribers[topic]:
-                    load = len(result[receiver])
-                    if load + 1 < giver_load and (best is None or (load, receiver) < best[:2]):
-                        best = (load, receiver, topic)
-            if best is not None:
-                _, receiver, topic = best
-                moved = max(tp for tp in result[giver] if tp.topic == topic)
-                result[giver].remove(moved)
-                result[receiver].add(moved)
+
+class _Balancer:
+    """Step 3 of `UniformAssignor`, with the bookkeeping that keeps each step near O(members * topics)."""
+
+    def __init__(
+        self, result: dict[str, set[TopicPartition]], subscriptions: Subscriptions, topics: TopicPartitions
+    ) -> None:
+        self.result = result
+        self.subscribed = {m: sorted(t for t in subscriptions[m] if t in topics) for m in result}
+        self.holders: dict[str, dict[str, int]] = {topic: {} for topic in topics}  # topic -> member -> count
+        for member_id in sorted(result):
+            for tp in result[member_id]:
+                held = self.holders[tp.topic]
+                held[member_id] = held.get(member_id, 0) + 1
+
+    def run(self) -> None:
+        while self._step():
+            pass
+
+    def _step(self) -> bool:
+        loads = {m: len(parts) for m, parts in self.result.items()}
+        if not loads:
+            return False
+        least, most = min(loads.values()), max(loads.values())
+        for level in range(least, most - 1):
+            chain = self._shortest_chain_to(
+                sorted(m for m, load in loads.items() if load == level), level + 2, loads
+            )
+            if chain:
+                self._shift(chain)
                 return True
         return False
 
-    @staticmethod
-    def _move_along_chain(
-        result: dict[str, set[TopicPartition]], subscribers: Mapping[str, list[str]]
-    ) -> bool:
-        """Shift one partition along the shortest chain from a member to one holding two fewer."""
-        for giver in sorted(result, key=lambda m: (-len(result[m]), m)):
-            via: dict[str, tuple[str, str] | None] = {giver: None}  # member -> (previous member, topic)
-            frontier = [giver]
-            while frontier:
-                next_frontier = []
-                for holder in frontier:
-                    for topic in sorted({tp.topic for tp in result[holder]}):
-                        for member in subscribers[topic]:
-                            if member not in via:
-                                via[member] = (holder, topic)
-                                next_frontier.append(member)
-                frontier = next_frontier
-            receiver = min((m for m in via if m != giver), key=lambda m: (len(result[m]), m), default=None)
-            if receiver is None or len(result[receiver]) + 1 >= len(result[giver]):
-                continue
-            member = receiver
-            while (hop := via[member]) is not None:
-                holder, topic = hop
-                moved = max(tp for tp in result[holder] if tp.topic == topic)
-                result[holder].remove(moved)
-                result[member].add(moved)
-                member = holder
-            return True
-        return False
+    def _shortest_chain_to(
+        self, receivers: list[str], min_giver_load: int, loads: Mapping[str, int]
+    ) -> list[tuple[str, str, str]] | None:
+        """Breadth-first from the receivers against the direction partitions flow; returns the hops
+        (giver, topic, taker) from the most loaded member that is nearest to a receiver."""
+        if not receivers:
+            return None
+        gives_to: dict[str, tuple[str, str]] = {}  # member -> (topic, member it passes a partition to)
+        seen = set(receivers)
+        expanded: set[str] = set()  # a topic's holders can give to any subscriber: expand it once
+        frontier = receivers
+        while frontier:
+            layer: list[str] = []
+            for taker in frontier:
+                for topic in self.subscribed[taker]:
+                    if topic in expanded:
+                        continue
+                    expanded.add(topic)
+                    for holder in self.holders[topic]:
+                        if holder not in seen:
+                            seen.add(holder)
+                            gives_to[holder] = (topic, taker)
+                            layer.append(holder)
+            givers = [m for m in layer if loads[m] >= min_giver_load]
+            if givers:
+                member = min(givers, key=lambda m: (-loads[m], m))
+                hops = []
+                while member in gives_to:
+                    topic, taker = gives_to[member]
+                    hops.append((member, topic, taker))
+                    member = taker
+                return hops
+            frontier = sorted(layer)
+        return None
+
+    def _shift(self, hops: list[tuple[str, str, str]]) -> None:
+        for giver, topic, taker in hops:
+            moved = max(tp for tp in self.result[giver] if tp.topic == topic)
+            self.result[giver].remove(moved)
+            self.result[taker].add(moved)
+            held = self.holders[topic]
+            held[giver] -= 1
+            if not held[giver]:
+                del held[giver]
+            held[taker] = held.get(taker, 0) + 1
+
+
+def _give_to_least_loaded(
+    partitions: list[TopicPartition], members: list[str], result: dict[str, set[TopicPartition]]
+) -> None:
+    """Give each partition in turn to the member holding the fewest (ties: lowest member id)."""
+    heap = [(len(result[m]), m) for m in members]
+    heapq.heapify(heap)
+    for tp in partitions:
+        load, member = heapq.heappop(heap)
+        while load != len(result[member]):  # stale: the member took partitions of another topic since
+            load, member = heapq.heappushpop(heap, (len(result[member]), member))
+        result[member].add(tp)
+        heapq.heappush(heap, (load + 1, member))
 
 
 ASSIGNORS: dict[str, Assignor] = {
