@@ -18,6 +18,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from broker.domain.core import BrokerCore
+from broker.malloc import keep_large_buffers
 from broker.service import SERVICE_NAMES, add_services
 from broker.settings import Settings, SettingsError
 from logstore.errors import LogStoreError
@@ -185,6 +186,8 @@ def configure_logging(level: str) -> None:
 def run(settings: Settings) -> int:
     """Entry point of `logstore serve` and `python -m broker`: returns the process exit code."""
     configure_logging(settings.log_level)
+    if not keep_large_buffers():
+        log.debug("could not tune the C library's allocator; large calls will cost more page faults")
     try:
         return asyncio.run(serve(settings))
     except (LogStoreError, BindError) as exc:

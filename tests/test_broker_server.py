@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import platform
 import time
 
 import grpc
@@ -11,6 +12,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from broker.embedded import EmbeddedBroker
+from broker.malloc import keep_large_buffers
 from broker.server import BindError
 from logstore.manager import CLEAN_SHUTDOWN_MARKER
 from logstore.records import build_batch, iter_records
@@ -101,3 +103,7 @@ def test_the_log_tells_an_operator_what_happened_without_per_request_noise(tmp_p
     assert any("auto-created topic auto" in m for m in messages)
     assert any("stopped cleanly" in m for m in messages)
     assert len(messages) < 12, messages
+
+
+def test_the_allocator_is_tuned_where_the_c_library_allows_it() -> None:
+    assert keep_large_buffers() == (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")
