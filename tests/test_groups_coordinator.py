@@ -579,3 +579,34 @@ def test_malformed_heartbeats_are_rejected_and_change_nothing(
         coordinator.heartbeat(request_, 0)
     assert coordinator.list_groups() == []
     assert coordinator.describe_group(GROUP).members == ()
+
+
+def test_unreported_owned_partitions_count_as_still_owned() -> None:
+    coordinator = make_coordinator()
+    a, b = Consumer(coordinator), Consumer(coordinator)
+    a.join(0)
+    b.join(1)
+    a.beat(2)
+    silent = HeartbeatRequest(GROUP, a.member_id, a.epoch)  # owned_partitions not sent
+    assert coordinator.heartbeat(silent, 3).member_epoch == 1
+    assert b.beat(4).assignment == frozenset()
+
+
+def test_group_config_overrides_session_timeout_and_heartbeat_interval() -> None:
+    coordinator = make_coordinator()
+    coordinator.configure_group(GROUP, GroupConfig(session_timeout_ms=3_000, heartbeat_interval_ms=500), 0)
+    a = Consumer(coordinator)
+    assert a.join(0).heartbeat_interval_ms == 500
+    assert coordinator.next_deadline_ms() == 3_000
+    assert [r.reason for r in coordinator.tick(3_000).removed] == [RemovalReason.SESSION_TIMEOUT]
+    with pytest.raises(InvalidGroupRequestError, match="smaller than session_timeout_ms"):
+        coordinator.configure_group(GROUP, GroupConfig(heartbeat_interval_ms=SESSION_MS), 1)
+    with pytest.raises(UnsupportedAssignorError):
+        coordinator.configure_group(GROUP, GroupConfig(assignor="nope"), 1)
+
+
+def test_coordinator_config_is_checked() -> None:
+    with pytest.raises(InvalidGroupRequestError, match="heartbeat_interval_ms"):
+        GroupCoordinator(CoordinatorConfig(session_timeout_ms=1_000, heartbeat_interval_ms=1_000))
+    with pytest.raises(InvalidGroupRequestError, match="partition counts"):
+        GroupCoordinator(topic_partitions={"t": -1})

@@ -94,6 +94,13 @@ class GroupCoordinator:
     def heartbeat(self, request: HeartbeatRequest, now_ms: int) -> HeartbeatResponse:
         """Join, stay in, or leave a group, and learn which partitions the member may own now.
 
+        Epoch 0 joins (a new member, a rejoin after a fence, or a static instance coming back; the
+        joining process must own nothing). Epoch -1 leaves for good: it answers normally even if the
+        member is already gone. Epoch -2 is a static member's temporary leave: its partitions stay
+        reserved until its instance id rejoins or its session times out. Any other epoch must be the
+        member's current one (or the previous one, if the reported owned partitions are a subset of
+        what the member has now: the last response was lost or not processed yet).
+
         Raises `UnknownMemberIdError` (member or group unknown: rejoin with epoch 0),
         `FencedMemberEpochError` (stale epoch: release partitions, rejoin with epoch 0),
         `FencedInstanceIdError` (another process took this static member's place),

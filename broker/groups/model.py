@@ -85,6 +85,9 @@ class HeartbeatRequest:
     subscribed are the names plus every existing topic the regex matches with ``re.fullmatch``; topics
     whose names start with ``__`` never match a regex. ``owned_partitions`` is what the member owns
     right now; None means "not reported" and is read as "still owns everything it was given".
+    ``server_assignor`` is the member's preferred assignor ("uniform" or "range"); it counts only for
+    the member that joins an empty group, unless a `GroupConfig` names the group's assignor.
+    ``rebalance_timeout_ms`` bounds how long the member may take to give up revoked partitions.
     """
 
     group_id: str
