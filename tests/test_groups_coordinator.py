@@ -299,6 +299,9 @@ def test_static_member_restarting_without_leaving_replaces_the_old_member_id() -
         a.beat(now + 1)  # the old process is a zombie now
     with pytest.raises(FencedInstanceIdError):
         coordinator.validate_commit(GROUP, a.member_id, a.epoch, now + 1)
+    with pytest.raises(FencedInstanceIdError):
+        a.epoch = 0
+        a.join(now + 1)  # nor can it take the place back by rejoining under its old member id
     assert [m.member_id for m in coordinator.describe_group(GROUP).members] == [
         b.member_id,
         restarted.member_id,

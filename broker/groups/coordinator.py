@@ -164,6 +164,8 @@ class GroupCoordinator:
             if subscription is None:
                 raise InvalidGroupRequestError(_NO_SUBSCRIPTION)
             group = self._groups[request.group_id] = Group(request.group_id)
+        if request.member_id in group.replaced:
+            self._known_member(group, group.group_id, request.member_id)  # raises FencedInstanceIdError
         member = group.members.get(request.member_id) if request.member_id else None
         if member is not None:
             if member.instance_id != request.instance_id:
