@@ -42,7 +42,6 @@ from broker.groups.model import (
     JOIN_GROUP_MEMBER_EPOCH,
     LEAVE_GROUP_MEMBER_EPOCH,
     LEAVE_GROUP_STATIC_MEMBER_EPOCH,
-    Assignment,
     CoordinatorConfig,
     GroupConfig,
     GroupDescription,
@@ -55,11 +54,20 @@ from broker.groups.model import (
     MemberState,
     RemovalReason,
     TickResult,
-    TopicPartition,
 )
 from broker.groups.reconcile import Reconciled, next_assignment, reconcile
 from broker.groups.state import AssignmentInputs, Group, Member
 from broker.groups.subscription import Subscription
+from broker.groups.validation import (
+    check_group_id,
+    check_member_epoch,
+    check_positive,
+    check_request,
+    check_timeouts,
+    checked_topics,
+    owned_partitions,
+    requested_subscription,
+)
 
 _NO_SUBSCRIPTION = (
     "a member joining the group for the first time must send subscribed_topic_names or subscribed_topic_regex"
@@ -81,11 +89,11 @@ class GroupCoordinator:
         member_id_factory: Callable[[], str] = _uuid_member_id,
     ) -> None:
         self._config = config or CoordinatorConfig()
-        _check_timeouts(self._config.session_timeout_ms, self._config.heartbeat_interval_ms)
-        _check_positive("rebalance_timeout_ms", self._config.rebalance_timeout_ms)
+        check_timeouts(self._config.session_timeout_ms, self._config.heartbeat_interval_ms)
+        check_positive("rebalance_timeout_ms", self._config.rebalance_timeout_ms)
         get_assignor(self._config.assignor)
         self._new_member_id = member_id_factory
-        self._topics: dict[str, int] = _checked_topics(topic_partitions or {})
+        self._topics: dict[str, int] = checked_topics(topic_partitions or {})
         self._groups: dict[str, Group] = {}
         self._timed_out: list[MemberRemoved] = []
 
@@ -107,7 +115,7 @@ class GroupCoordinator:
         `InvalidGroupRequestError` and its subclasses for malformed requests. A failed call changes
         nothing (apart from applying timeouts that were due).
         """
-        _check_request(request)
+        check_request(request)
         group = self._groups.get(request.group_id)
         if group is not None:
             self._expire(group, now_ms)
@@ -115,19 +123,19 @@ class GroupCoordinator:
             return self._leave(group, request)
         if request.member_epoch == LEAVE_GROUP_STATIC_MEMBER_EPOCH:
             return self._leave_static(group, request, now_ms)
-        owned = _owned(request)
+        owned = owned_partitions(request)
         if request.member_epoch == JOIN_GROUP_MEMBER_EPOCH:
             group, member = self._join(group, request, now_ms)
         else:
             member = self._known_member(group, request.group_id, request.member_id)
             assert group is not None
-            _check_member_epoch(group, member, request, owned)
+            check_member_epoch(group, member, request, owned)
             if request.instance_id is not None and request.instance_id != member.instance_id:
                 raise InvalidGroupRequestError(
                     f"member {member.member_id!r} joined group {group.group_id!r} with instance id "
                     f"{member.instance_id!r} but now sends {request.instance_id!r}; the instance id cannot change"
                 )
-            subscription = _subscription(request)
+            subscription = requested_subscription(request)
             if self._update_member(member, request, subscription):
                 self._refresh_target(group)
             member.session_deadline_ms = now_ms + self._session_timeout(group)
@@ -157,7 +165,7 @@ class GroupCoordinator:
             raise InvalidGroupRequestError(
                 "a member joining with epoch 0 owns no partitions; send owned_partitions empty or unset"
             )
-        subscription = _subscription(request)
+        subscription = requested_subscription(request)
         if request.server_assignor is not None:
             get_assignor(request.server_assignor)
         if group is None:
@@ -316,7 +324,7 @@ class GroupCoordinator:
         assign()) uses member id "" and epoch -1 and is accepted only while the group has no members
         (`NonEmptyGroupError` otherwise); it does not create the group (see `ensure_group`).
         """
-        _check_group_id(group_id)
+        check_group_id(group_id)
         group = self._groups.get(group_id)
         if group is not None:
             self._expire(group, now_ms)
@@ -348,7 +356,7 @@ class GroupCoordinator:
         """Replace the snapshot of topics and partition counts; returns the ids of the groups whose
         target assignment was recomputed (new partitions, new topics matching a subscription, deleted
         topics)."""
-        topics = _checked_topics(topic_partitions)
+        topics = checked_topics(topic_partitions)
         for group in self._groups.values():
             self._expire(group, now_ms)
         self._topics = topics
@@ -429,7 +437,7 @@ class GroupCoordinator:
     def configure_group(self, group_id: str, config: GroupConfig, now_ms: int) -> None:
         """Set a group's overrides (creating the group if needed). A new assignor takes effect at once;
         new timeouts apply from each member's next heartbeat."""
-        _check_group_id(group_id)
+        check_group_id(group_id)
         if config.assignor is not None:
             get_assignor(config.assignor)
         session = config.session_timeout_ms or self._config.session_timeout_ms
@@ -437,8 +445,8 @@ class GroupCoordinator:
         for name in ("session_timeout_ms", "heartbeat_interval_ms"):
             value = getattr(config, name)
             if value is not None:
-                _check_positive(name, value)
-        _check_timeouts(session, interval)
+                check_positive(name, value)
+        check_timeouts(session, interval)
         group = self._groups.setdefault(group_id, Group(group_id))
         self._expire(group, now_ms)
         group.config = config
@@ -448,7 +456,7 @@ class GroupCoordinator:
     def ensure_group(self, group_id: str) -> None:
         """Make an empty group known (for groups that only have committed offsets, e.g. replayed at
         start-up), so that it is listed and can be deleted."""
-        _check_group_id(group_id)
+        check_group_id(group_id)
         self._groups.setdefault(group_id, Group(group_id))
 
     def delete_group(self, group_id: str) -> None:
@@ -502,100 +510,3 @@ class GroupCoordinator:
         if group is not None and group.config.heartbeat_interval_ms:
             return group.config.heartbeat_interval_ms
         return self._config.heartbeat_interval_ms
-
-
-# --- validation helpers ------------------------------------------------------------------------------
-
-
-def _check_group_id(group_id: str) -> None:
-    if not isinstance(group_id, str) or not group_id:
-        raise InvalidGroupRequestError(f"group id must be a non-empty string, got {group_id!r}")
-
-
-def _check_positive(name: str, value: int) -> None:
-    if not isinstance(value, int) or value <= 0:
-        raise InvalidGroupRequestError(f"{name} must be a positive number of milliseconds, got {value!r}")
-
-
-def _check_timeouts(session_timeout_ms: int, heartbeat_interval_ms: int) -> None:
-    _check_positive("session_timeout_ms", session_timeout_ms)
-    _check_positive("heartbeat_interval_ms", heartbeat_interval_ms)
-    if heartbeat_interval_ms >= session_timeout_ms:
-        raise InvalidGroupRequestError(
-            f"heartbeat_interval_ms ({heartbeat_interval_ms}) must be smaller than session_timeout_ms "
-            f"({session_timeout_ms}), or members time out between heartbeats"
-        )
-
-
-def _checked_topics(topic_partitions: Mapping[str, int]) -> dict[str, int]:
-    for topic, count in topic_partitions.items():
-        if not isinstance(topic, str) or not topic or not isinstance(count, int) or count < 0:
-            raise InvalidGroupRequestError(
-                f"topic metadata needs non-empty topic names and partition counts >= 0, got {topic!r}: {count!r}"
-            )
-    return dict(topic_partitions)
-
-
-def _check_request(request: HeartbeatRequest) -> None:
-    _check_group_id(request.group_id)
-    epoch = request.member_epoch
-    if not isinstance(epoch, int) or epoch < LEAVE_GROUP_STATIC_MEMBER_EPOCH:
-        raise InvalidGroupRequestError(
-            f"member epoch must be 0 (join), -1 (leave), -2 (static leave) or a positive epoch, got {epoch!r}"
-        )
-    if not isinstance(request.member_id, str) or (epoch != JOIN_GROUP_MEMBER_EPOCH and not request.member_id):
-        raise InvalidGroupRequestError(
-            f"member id must be the one from the join response when the member epoch is {epoch}; only a "
-            "join (epoch 0) may send an empty member id"
-        )
-    if request.instance_id is not None and (
-        not isinstance(request.instance_id, str) or not request.instance_id
-    ):
-        raise InvalidGroupRequestError(
-            f"instance_id must be a non-empty string or unset, got {request.instance_id!r}"
-        )
-    if request.rebalance_timeout_ms is not None:
-        _check_positive("rebalance_timeout_ms", request.rebalance_timeout_ms)
-
-
-def _owned(request: HeartbeatRequest) -> Assignment | None:
-    if request.owned_partitions is None:
-        return None
-    owned = frozenset(TopicPartition(topic, partition) for topic, partition in request.owned_partitions)
-    for topic, partition in owned:
-        if not isinstance(topic, str) or not isinstance(partition, int) or partition < 0:
-            raise InvalidGroupRequestError(
-                f"owned partitions must be (topic name, partition >= 0) pairs, got {(topic, partition)!r}"
-            )
-    return owned
-
-
-def _subscription(request: HeartbeatRequest) -> Subscription | None:
-    if request.subscribed_topic_names is None and request.subscribed_topic_regex is None:
-        return None
-    return Subscription.parse(request.subscribed_topic_names, request.subscribed_topic_regex)
-
-
-def _check_member_epoch(
-    group: Group, member: Member, request: HeartbeatRequest, owned: Assignment | None
-) -> None:
-    """The epoch must be the member's current one, or its previous one when the member reports owning
-    only partitions it still has (the last response was lost or is not processed yet)."""
-    epoch = request.member_epoch
-    if epoch == member.epoch:
-        return
-    if (
-        epoch == member.previous_epoch
-        and epoch < member.epoch
-        and owned is not None
-        and owned <= member.assigned
-    ):
-        return
-    if member.state is MemberState.LEFT_STATIC:
-        detail = "it left the group as a static member (epoch -2)"
-    else:
-        detail = f"its current epoch is {member.epoch}"
-    raise FencedMemberEpochError(
-        f"member {member.member_id!r} of group {group.group_id!r} sent epoch {epoch} but {detail}; release "
-        "all partitions and rejoin with member epoch 0"
-    )
