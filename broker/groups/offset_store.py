@@ -1,0 +1,190 @@
+"""Committed offsets kept as records in the internal compacted topic `__consumer_offsets`.
+
+The storage engine is its own offset store: a commit is a record appended to one partition of the
+internal topic (chosen by the group id, so one group's commits stay in order), and compaction keeps only
+the latest commit per (group, topic, partition) key. At start-up the whole topic is replayed into memory,
+so committed offsets survive restarts and `kill -9` exactly as far as the log itself does.
+
+Keys and values are versioned JSON (one leading version byte), small enough not to matter and readable
+with `logstore dump-log`. Deleting a group writes tombstones (null values) for its keys.
+
+Not thread-safe: the broker calls it from its event loop only. Durability (fsync before answering) is the
+caller's choice: `commit` returns the partition and last offset to flush up to.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import mmh3
+
+from logstore.errors import TopicExistsError, UnknownTopicError
+from logstore.log import Log
+from logstore.manager import LogManager
+from logstore.records import BatchBuilder, iter_records
+
+from .model import TopicPartition
+
+log = logging.getLogger(__name__)
+
+OFFSETS_TOPIC = "__consumer_offsets"
+DEFAULT_OFFSETS_PARTITIONS = 8
+_KEY_VERSION = b"\x01"
+_OFFSETS_TOPIC_CONFIG = {
+    "cleanup.policy": "compact",
+    "segment.bytes": str(64 * 1024 * 1024),
+    "min.cleanable.dirty.ratio": "0.5",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class OffsetAndMetadata:
+    offset: int
+    metadata: str = ""
+    commit_timestamp_ms: int = -1
+
+
+def _key(group_id: str, tp: TopicPartition) -> bytes:
+    return _KEY_VERSION + json.dumps([group_id, tp.topic, tp.partition], separators=(",", ":")).encode()
+
+
+def _value(committed: OffsetAndMetadata) -> bytes:
+    body = {"offset": committed.offset, "metadata": committed.metadata, "ts": committed.commit_timestamp_ms}
+    return _KEY_VERSION + json.dumps(body, separators=(",", ":")).encode()
+
+
+def _parse_key(key: bytes) -> tuple[str, TopicPartition] | None:
+    if not key.startswith(_KEY_VERSION):
+        return None
+    group_id, topic, partition = json.loads(key[1:])
+    return group_id, TopicPartition(topic, int(partition))
+
+
+def _parse_value(value: bytes) -> OffsetAndMetadata:
+    body = json.loads(value[1:])
+    return OffsetAndMetadata(int(body["offset"]), str(body.get("metadata", "")), int(body.get("ts", -1)))
+
+
+class OffsetStore:
+    """Commits and fetches group offsets; the in-memory view is rebuilt from the log at start-up."""
+
+    def __init__(self, manager: LogManager, partitions: int = DEFAULT_OFFSETS_PARTITIONS) -> None:
+        self._manager = manager
+        self._offsets: dict[str, dict[TopicPartition, OffsetAndMetadata]] = {}
+        self._partitions = self._ensure_topic(partitions)
+        self._load()
+
+    def _ensure_topic(self, partitions: int) -> int:
+        try:
+            return self._manager.topic(OFFSETS_TOPIC).partitions
+        except UnknownTopicError:
+            pass
+        try:
+            return self._manager.create_topic(OFFSETS_TOPIC, partitions, _OFFSETS_TOPIC_CONFIG).partitions
+        except TopicExistsError:
+            return self._manager.topic(OFFSETS_TOPIC).partitions
+
+    def _load(self) -> None:
+        records = 0
+        for partition in range(self._partitions):
+            partition_log = self._manager.log(OFFSETS_TOPIC, partition)
+            offset = partition_log.log_start_offset
+            while offset < partition_log.log_end_offset:
+                data = partition_log.read(offset, 1 << 20).data
+                last = None
+                for record in iter_records(data):
+                    last = record.offset
+                    if record.key is not None:
+                        self._apply(record.key, record.value)
+                        records += 1
+                if last is None:
+                    break
+                offset = last + 1
+        if records:
+            log.info("loaded committed offsets of %d groups from %d records", len(self._offsets), records)
+
+    def _apply(self, key: bytes, value: bytes | None) -> None:
+        parsed = _parse_key(key)
+        if parsed is None:
+            return
+        group_id, tp = parsed
+        if value is None:
+            group = self._offsets.get(group_id)
+            if group is not None:
+                group.pop(tp, None)
+                if not group:
+                    del self._offsets[group_id]
+            return
+        self._offsets.setdefault(group_id, {})[tp] = _parse_value(value)
+
+    def partition_for(self, group_id: str) -> int:
+        """Which partition of the internal topic holds a group's commits: murmur3 of the id, as for keys."""
+        return mmh3.hash(group_id.encode(), seed=0, signed=False) % self._partitions
+
+    def log_for(self, group_id: str) -> Log:
+        return self._manager.log(OFFSETS_TOPIC, self.partition_for(group_id))
+
+    def commit(
+        self,
+        group_id: str,
+        offsets: Mapping[TopicPartition, OffsetAndMetadata],
+        now_ms: int | None = None,
+    ) -> tuple[Log, int]:
+        """Append the commits as one batch (all or nothing) and apply them; returns (log, last offset)."""
+        now = time.time_ns() // 1_000_000 if now_ms is None else now_ms
+        builder = BatchBuilder()
+        stamped = {
+            tp: OffsetAndMetadata(
+                c.offset, c.metadata, now if c.commit_timestamp_ms < 0 else c.commit_timestamp_ms
+            )
+            for tp, c in offsets.items()
+        }
+        for tp, committed in stamped.items():
+            builder.append(_value(committed), key=_key(group_id, tp), timestamp_ms=now)
+        partition_log = self.log_for(group_id)
+        result = partition_log.append(builder.build(), now_ms=now)
+        group = self._offsets.setdefault(group_id, {})
+        group.update(stamped)
+        return partition_log, result.last_offset
+
+    def fetch(
+        self, group_id: str, partitions: Iterable[TopicPartition] | None = None
+    ) -> dict[TopicPartition, OffsetAndMetadata]:
+        """Committed offsets of a group: all of them, or those asked for (missing ones are left out)."""
+        group = self._offsets.get(group_id, {})
+        if partitions is None:
+            return dict(group)
+        return {tp: group[tp] for tp in partitions if tp in group}
+
+    def groups(self) -> list[str]:
+        return sorted(self._offsets)
+
+    def delete_group(self, group_id: str, now_ms: int | None = None) -> tuple[Log, int] | None:
+        """Write tombstones for every committed offset of the group; None if it had none."""
+        return self.delete_offsets(group_id, list(self._offsets.get(group_id, {})), now_ms)
+
+    def delete_offsets(
+        self, group_id: str, partitions: Iterable[TopicPartition], now_ms: int | None = None
+    ) -> tuple[Log, int] | None:
+        group = self._offsets.get(group_id, {})
+        doomed = [tp for tp in partitions if tp in group]
+        if not doomed:
+            return None
+        now = time.time_ns() // 1_000_000 if now_ms is None else now_ms
+        builder = BatchBuilder()
+        for tp in doomed:
+            builder.append(None, key=_key(group_id, tp), timestamp_ms=now)
+        partition_log = self.log_for(group_id)
+        result = partition_log.append(builder.build(), now_ms=now)
+        for tp in doomed:
+            self._apply(_key(group_id, tp), None)
+        return partition_log, result.last_offset
+
+    def forget_topic(self, topic: str, now_ms: int | None = None) -> None:
+        """Drop every group's commits for a deleted topic (so a new topic of that name starts clean)."""
+        for group_id in list(self._offsets):
+            self.delete_offsets(group_id, [tp for tp in self._offsets[group_id] if tp.topic == topic], now_ms)
