@@ -16,7 +16,7 @@ from broker.malloc import keep_large_buffers
 from broker.server import BindError
 from logstore.manager import CLEAN_SHUTDOWN_MARKER
 from logstore.records import build_batch, iter_records
-from wire.logstore.v1 import fetch_pb2, produce_pb2
+from wire.logstore.v1 import admin_pb2, fetch_pb2, produce_pb2
 
 
 def _wait_for_waiters(broker, count: int) -> None:
@@ -65,7 +65,7 @@ def test_stop_answers_long_polls_ends_subscriptions_and_marks_a_clean_shutdown(t
     )
     start = fetch_pb2.SubscribePartition(topic="t", partition=0, start_from=fetch_pb2.START_FROM_LATEST)
     stream = stubs.fetch.Subscribe(fetch_pb2.SubscribeRequest(partitions=[start]), timeout=60)
-    _wait_for_waiters(broker, 1)  # both wait on the same partition
+    _wait_for_waiters(broker, 2)  # the long-poll and the subscription
     assert not poll.done()
 
     broker.stop()
@@ -107,3 +107,19 @@ def test_the_log_tells_an_operator_what_happened_without_per_request_noise(tmp_p
 
 def test_the_allocator_is_tuned_where_the_c_library_allows_it() -> None:
     assert keep_large_buffers() == (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")
+
+
+def test_a_broker_bug_is_internal_points_to_the_log_and_the_broker_carries_on(broker, stubs, caplog) -> None:
+    def broken() -> list:
+        raise ZeroDivisionError("a bug")
+
+    original = broker.server.core.topics.list
+    broker.run(setattr, broker.server.core.topics, "list", broken)
+    with pytest.raises(grpc.RpcError) as raised:
+        stubs.admin.ListTopics(admin_pb2.ListTopicsRequest())
+    assert raised.value.code() == grpc.StatusCode.INTERNAL
+    assert "ZeroDivisionError" in raised.value.details() and "log" in raised.value.details()
+    assert any(record.exc_info and "ListTopics" in record.getMessage() for record in caplog.records)
+    broker.run(setattr, broker.server.core.topics, "list", original)
+    stubs.create_topic("t")
+    assert [t.name for t in stubs.admin.ListTopics(admin_pb2.ListTopicsRequest()).topics] == ["t"]

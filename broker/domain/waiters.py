@@ -51,5 +51,5 @@ class AppendWaiters:
                         del self._waiting[key]
 
     def __len__(self) -> int:
-        """How many partitions have someone waiting (for tests and diagnostics)."""
-        return len(self._waiting)
+        """How many (partition, waiter) pairs are registered (for tests and diagnostics)."""
+        return sum(len(futures) for futures in self._waiting.values())
