@@ -426,7 +426,6 @@ class Log:
             if self.flushed_offset >= target:
                 return
             self._flushing = True
-        flushed_to = None
         try:
             with self._lock:
                 self._check_open()
@@ -438,12 +437,13 @@ class Log:
             with self._fsync_lock:
                 for segment in segments:
                     segment.flush()
-            flushed_to = end
+                # Publish before letting go of the fsync lock: a truncation waiting for it then lowers
+                # flushed_offset after this, never before (which would leave it past the new log end).
+                with self._flush_cond:
+                    self.flushed_offset = max(self.flushed_offset, end)
         finally:
             with self._flush_cond:
                 self._flushing = False
-                if flushed_to is not None and flushed_to > self.flushed_offset:
-                    self.flushed_offset = flushed_to
                 self._flush_cond.notify_all()
 
     def flush_due(self, now: int) -> bool:

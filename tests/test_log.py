@@ -367,6 +367,50 @@ def test_concurrent_appenders_waiting_for_durability(tmp_path: Path) -> None:
     log.close()
 
 
+class PauseAfterRelease:
+    """A stand-in for the log's fsync lock that, the first time the thread named `paused` releases it, holds
+    that thread right after the release until `resume` is set: the moment another thread can slip in."""
+
+    def __init__(self, paused: str) -> None:
+        self._lock = threading.Lock()
+        self.paused = paused
+        self.released = threading.Event()
+        self.resume = threading.Event()
+
+    def __enter__(self) -> PauseAfterRelease:
+        self._lock.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+        if threading.current_thread().name == self.paused and not self.released.is_set():
+            self.released.set()
+            assert self.resume.wait(30)
+
+
+def test_truncation_during_a_flush_never_leaves_flushed_offset_past_the_end(
+    tmp_path: Path, fsyncs: list[int]
+) -> None:
+    log = open_log(tmp_path)
+    log.append(batch(2))
+    log.append(batch(2))
+    lock = PauseAfterRelease(paused="flusher")
+    log._fsync_lock = lock
+    flusher = threading.Thread(target=log.flush, name="flusher")
+    flusher.start()
+    assert lock.released.wait(30)  # the fsync of offsets 0..3 is done; the flusher is between two steps
+    log.truncate_to(2)
+    lock.resume.set()
+    flusher.join(30)
+    assert log.flushed_offset <= log.log_end_offset == 2
+    log.append(batch(2))  # offsets 2 and 3 again, new data this time
+    fsyncs.clear()
+    log.flush(up_to_offset=4)
+    assert len(fsyncs) == 1  # the new data really is fsynced, not taken for flushed already
+    assert log.flushed_offset == 4
+    log.close()
+
+
 def test_flush_skips_fsync_when_already_durable(tmp_path: Path, fsyncs: list[int]) -> None:
     log = open_log(tmp_path)
     log.append(batch(2))
