@@ -91,6 +91,7 @@ class ProducerBatch:
         "order",
         "outcome",
         "partition",
+        "resent",
         "reserved",
         "retry_at",
         "sequence",
@@ -113,6 +114,7 @@ class ProducerBatch:
         self.epoch = -1
         self.order = -1
         self.maybe_appended = False
+        self.resent = False
         self.data: bytes | bytearray | None = None
 
     @property
@@ -142,9 +144,8 @@ class PartitionQueue:
     """The batches of one partition, and where its sequence numbers stand."""
 
     __slots__ = (
-        "acked_next",
-        "acked_order",
         "epoch",
+        "gaps",
         "held",
         "in_flight",
         "next_order",
@@ -152,6 +153,7 @@ class PartitionQueue:
         "open",
         "partition",
         "queue",
+        "resending",
         "reset_needed",
         "retrying",
         "topic",
@@ -165,11 +167,14 @@ class PartitionQueue:
         self.in_flight: list[ProducerBatch] = []
         self.retrying: list[ProducerBatch] = []
         self.held = False
+        self.resending = 0
+        """Resent batches in flight (at most one, alone)."""
         self.reset_needed = False
         self.epoch = epoch
         self.next_sequence = 0
-        self.acked_next = 0
-        self.acked_order = -1
+        self.gaps: list[tuple[int, int]] = []
+        """(order, record count) of numbered batches given up that were certainly not written: the
+        batches numbered after each must move down by its count."""
         self.next_order = 0
 
     def batches(self) -> Iterator[ProducerBatch]:
@@ -326,10 +331,12 @@ class Accumulator:
         start = self._drain_start
         for step in range(count):
             queue = queues[(start + step) % count]
-            if queue.held or len(queue.in_flight) >= self.max_in_flight_per_partition:
+            if queue.held or queue.resending or len(queue.in_flight) >= self.max_in_flight_per_partition:
                 continue
             if queue.queue:
                 batch = queue.queue[0]
+                if batch.order >= 0 and queue.in_flight:
+                    continue  # a resend goes alone (see _number)
                 if batch.retry_at > now:
                     wake = batch.retry_at if wake is None else min(wake, batch.retry_at)
                     continue
@@ -357,8 +364,15 @@ class Accumulator:
         return batches, wake
 
     def _number(self, queue: PartitionQueue, batch: ProducerBatch) -> None:
-        """Give a batch its place in the partition's sequence the first time it is drained."""
+        """Give a batch its place in the partition's sequence the first time it is drained.
+
+        A batch drained again is a resend, and goes alone: nothing else of its partition is in flight until
+        it is answered. Its first attempt may have been written, and the broker recognises a duplicate only
+        among the last five batches of the partition, so no more batches may be written after it meanwhile.
+        """
         if batch.order >= 0:
+            batch.resent = True
+            queue.resending += 1
             return
         batch.order = queue.next_order
         queue.next_order += 1
@@ -375,11 +389,7 @@ class Accumulator:
         Returns batches given up as a consequence (only when the partition had to restart its sequence).
         """
         queue = self._topics[batch.topic][batch.partition]
-        queue.in_flight.remove(batch)
-        if batch.order > queue.acked_order:
-            queue.acked_order = batch.order
-            if batch.sequence >= 0:
-                queue.acked_next = (batch.sequence + batch.record_count) % _SEQUENCE_MODULUS
+        self._landed(queue, batch)
         self.reserved -= batch.reserved
         if not queue.held:
             return []
@@ -393,7 +403,7 @@ class Accumulator:
         Returns the batches given up for good (this one, or others whose fate it decided).
         """
         queue = self._topics[batch.topic][batch.partition]
-        queue.in_flight.remove(batch)
+        self._landed(queue, batch)
         if uncertain:
             batch.maybe_appended = True
         finished: Finished = []
@@ -422,6 +432,14 @@ class Accumulator:
         self._release(finished)
         return finished
 
+    @staticmethod
+    def _landed(queue: PartitionQueue, batch: ProducerBatch) -> None:
+        """An answer (or a failure) for ``batch`` came back: it is no longer in flight."""
+        queue.in_flight.remove(batch)
+        if batch.resent:
+            batch.resent = False
+            queue.resending -= 1
+
     def _gave_up(self, batch: ProducerBatch, error: BaseException) -> DeliveryTimeoutError:
         why = (
             f"not acknowledged within delivery_timeout_ms={self.delivery_timeout_s * 1000:.0f}"
@@ -435,11 +453,18 @@ class Accumulator:
         )
 
     def _left_sequence(self, queue: PartitionQueue, batch: ProducerBatch) -> None:
-        """A numbered batch left its partition's sequence for good: the batches after it need new numbers."""
+        """A numbered batch left its partition's sequence for good: the batches after it need new numbers.
+
+        If it was certainly not written, they move down to close the gap. If it may have been written,
+        no numbering is safe (the broker might take a renumbered batch for a duplicate of it), so the
+        partition restarts its sequence on a new epoch.
+        """
         if batch.sequence >= 0:
             queue.held = True
             if batch.maybe_appended:
                 queue.reset_needed = True
+            else:
+                queue.gaps.append((batch.order, batch.record_count))
 
     def _resume(self, queue: PartitionQueue, now: float) -> Finished:
         """Once a held partition has nothing in flight, put its retries back in order and carry on."""
@@ -461,16 +486,20 @@ class Accumulator:
                         kept.append(batch)
                 retry = kept
                 queue.epoch = (queue.epoch + 1) % _EPOCH_MODULUS
-                queue.acked_next = sequence = 0
-            else:
-                sequence = queue.acked_next
-            for batch in retry:
-                if batch.sequence != sequence or batch.epoch != queue.epoch:
-                    batch.sequence = sequence
-                    batch.epoch = queue.epoch
-                    batch.data = None  # encode again with the new numbers
-                sequence = (sequence + batch.record_count) % _SEQUENCE_MODULUS
-            queue.next_sequence = sequence
+                sequence = 0
+                for batch in retry:
+                    self._renumber(batch, sequence, queue.epoch)
+                    sequence = (sequence + batch.record_count) % _SEQUENCE_MODULUS
+                queue.next_sequence = sequence
+            elif queue.gaps:
+                # Batches before the first gap keep their numbers (they may be written: a resend is then
+                # answered as a duplicate); each later one moves down by the gaps before it.
+                for batch in retry:
+                    shift = sum(count for order, count in queue.gaps if order < batch.order)
+                    self._renumber(batch, (batch.sequence - shift) % _SEQUENCE_MODULUS, batch.epoch)
+                total = sum(count for _, count in queue.gaps)
+                queue.next_sequence = (queue.next_sequence - total) % _SEQUENCE_MODULUS
+            queue.gaps.clear()
         if retry:
             head = retry[0]
             head.retry_at = now + self.backoff.delay_s(head.attempts) if head.attempts else now
@@ -478,6 +507,13 @@ class Accumulator:
         queue.held = False
         queue.reset_needed = False
         return finished
+
+    @staticmethod
+    def _renumber(batch: ProducerBatch, sequence: int, epoch: int) -> None:
+        if batch.sequence != sequence or batch.epoch != epoch:
+            batch.sequence = sequence
+            batch.epoch = epoch
+            batch.data = None  # encode again with the new numbers
 
     @staticmethod
     def _abandoned(batch: ProducerBatch) -> DeliveryTimeoutError:
@@ -517,6 +553,7 @@ class Accumulator:
             queue.open = None
             queue.queue.clear()
             queue.in_flight.clear()
+            queue.resending = 0
             queue.retrying.clear()
         self._release(finished)
         return finished

@@ -1,0 +1,64 @@
+"""One gRPC channel to the broker, with a stub per service. Every client object owns one."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import grpc
+
+from wire.logstore.v1 import admin_pb2_grpc, fetch_pb2_grpc, produce_pb2_grpc
+
+DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+MESSAGE_HEADROOM = 4 * 1024 * 1024
+"""Room in a gRPC message beyond its record bytes (per-partition fields), as the broker keeps."""
+_GRPC_MESSAGE_LIMIT = 2**31 - 1
+
+
+def parse_bootstrap(bootstrap: str | list[str] | tuple[str, ...]) -> str:
+    """The gRPC target for ``"host:port"`` (or the first of a list, or of a comma-separated string).
+
+    One broker serves everything, so further addresses are not used; a port is required.
+    """
+    if isinstance(bootstrap, list | tuple):
+        if not bootstrap:
+            raise ValueError("bootstrap is an empty list; give the broker's address as 'host:port'")
+        bootstrap = bootstrap[0]
+    if not isinstance(bootstrap, str):
+        raise TypeError(f"bootstrap must be 'host:port', not {type(bootstrap).__name__}")
+    address = bootstrap.split(",")[0].strip()
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"bootstrap {bootstrap!r} is not 'host:port' (for example '127.0.0.1:9092')")
+    return address
+
+
+class Connection:
+    """A channel to the broker and its three stubs."""
+
+    def __init__(
+        self,
+        bootstrap: str | list[str],
+        *,
+        max_send_bytes: int,
+        max_receive_bytes: int,
+        interceptors: Sequence[grpc.UnaryUnaryClientInterceptor] = (),
+    ) -> None:
+        self.address = parse_bootstrap(bootstrap)
+        options = [
+            ("grpc.max_send_message_length", min(max_send_bytes + MESSAGE_HEADROOM, _GRPC_MESSAGE_LIMIT)),
+            ("grpc.max_receive_message_length", min(max_receive_bytes + MESSAGE_HEADROOM, _GRPC_MESSAGE_LIMIT)),
+            # Reconnect soon after a broker restart instead of grpc's default backoff of up to two minutes.
+            ("grpc.initial_reconnect_backoff_ms", 100),
+            ("grpc.max_reconnect_backoff_ms", 1000),
+            # A separate subchannel per client object, so one busy producer does not queue behind another.
+            ("grpc.use_local_subchannel_pool", 1),
+        ]
+        self.channel = grpc.insecure_channel(self.address, options=options)
+        # Interceptors (tracing, auth, fault injection in tests) wrap every call made through the stubs.
+        calls = grpc.intercept_channel(self.channel, *interceptors) if interceptors else self.channel
+        self.admin = admin_pb2_grpc.AdminServiceStub(calls)
+        self.produce = produce_pb2_grpc.ProduceServiceStub(calls)
+        self.fetch = fetch_pb2_grpc.FetchServiceStub(calls)
+
+    def close(self) -> None:
+        self.channel.close()

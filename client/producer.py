@@ -1,0 +1,309 @@
+"""The producer: ``send()`` appends to a batch and returns a future; a sender thread does the rest.
+
+    with Producer(bootstrap="127.0.0.1:9092") as producer:
+        future = producer.send("orders", b'{"id": 7}', key=b"customer-42")
+        print(future.get(timeout=10))  # RecordMetadata(topic='orders', partition=3, offset=17, ...)
+
+Settings follow kafka-python's names and Kafka's defaults. With idempotence on (the default, unless
+acks=0) the broker writes each batch once even when it is retried, and per-partition order holds with
+up to five requests in flight. With idempotence off, retries may reorder records unless max_in_flight=1.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import grpc
+
+from client.accumulator import Accumulator, BufferFull
+from client.backoff import Backoff
+from client.connection import DEFAULT_BOOTSTRAP, Connection
+from client.errors import BufferExhaustedError, ClosedError, SerializationError, UnknownPartitionError
+from client.futures import RecordFuture
+from client.metadata import TopicMetadata
+from client.partitioner import StickyPartitioner, key_partition
+from client.sender import Sender
+from client.serde import Serializer, resolve_serializer
+from logstore.records import GZIP, NONE, ZSTD
+
+log = logging.getLogger(__name__)
+
+COMPRESSION = {"none": NONE, None: NONE, "gzip": GZIP, "zstd": ZSTD}
+ACKS = {0: 0, 1: 1, -1: -1, "all": -1, "0": 0, "1": 1, "-1": -1}
+MAX_IN_FLIGHT_IDEMPOTENT = 5
+"""The broker remembers the last five batches per producer and partition, so it can deduplicate at most
+five requests in flight."""
+
+Headers = Sequence[tuple[str, bytes | None]] | Mapping[str, bytes | None] | None
+
+
+class Producer:
+    """Sends records to a logstore broker. Thread-safe: share one producer between threads."""
+
+    def __init__(
+        self,
+        bootstrap: str | list[str] = DEFAULT_BOOTSTRAP,
+        *,
+        acks: int | str = 1,
+        batch_size: int = 16384,
+        linger_ms: float = 5,
+        compression: str | None = "none",
+        max_in_flight: int = 5,
+        retries: int | None = None,
+        delivery_timeout_ms: float = 120_000,
+        request_timeout_ms: float = 30_000,
+        retry_backoff_ms: float = 100,
+        retry_backoff_max_ms: float = 1000,
+        buffer_memory: int = 32 * 1024 * 1024,
+        max_block_ms: float = 60_000,
+        max_request_size: int = 1024 * 1024,
+        enable_idempotence: bool | None = None,
+        key_serializer: str | Serializer | None = None,
+        value_serializer: str | Serializer | None = None,
+        auto_create_topics: bool = True,
+        metadata_max_age_ms: float = 300_000,
+        bootstrap_servers: str | list[str] | None = None,
+        interceptors: Sequence[grpc.UnaryUnaryClientInterceptor] = (),
+    ) -> None:
+        if bootstrap_servers is not None:  # kafka-python's name
+            bootstrap = bootstrap_servers
+        if acks not in ACKS:
+            raise ValueError(f"acks must be 0, 1 or 'all' (-1), got {acks!r}")
+        acks_value = ACKS[acks]
+        if compression not in COMPRESSION:
+            raise ValueError(f"compression must be 'none', 'gzip' or 'zstd', got {compression!r}")
+        if enable_idempotence is None:
+            enable_idempotence = acks_value != 0
+        elif enable_idempotence and acks_value == 0:
+            raise ValueError("enable_idempotence needs acknowledgements: use acks=1 or 'all', or turn it off")
+        if max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
+        if enable_idempotence and max_in_flight > MAX_IN_FLIGHT_IDEMPOTENT:
+            raise ValueError(
+                f"with enable_idempotence, max_in_flight must be at most {MAX_IN_FLIGHT_IDEMPOTENT} "
+                f"(the broker deduplicates that many), got {max_in_flight}"
+            )
+        if retries is not None and retries < 0:
+            raise ValueError(f"retries must be None (until delivery_timeout_ms) or >= 0, got {retries}")
+        if delivery_timeout_ms < linger_ms + request_timeout_ms:
+            raise ValueError(
+                f"delivery_timeout_ms ({delivery_timeout_ms}) must be at least linger_ms + request_timeout_ms "
+                f"({linger_ms + request_timeout_ms}), or records would expire before a first answer"
+            )
+        if buffer_memory < batch_size:
+            raise ValueError(f"buffer_memory ({buffer_memory}) must be at least batch_size ({batch_size})")
+        self.acks = acks_value
+        self.idempotent = enable_idempotence
+        self._max_block_s = max_block_ms / 1000.0
+        self._key_serializer = resolve_serializer(key_serializer, "key_serializer")
+        self._value_serializer = resolve_serializer(value_serializer, "value_serializer")
+        self._connection = Connection(
+            bootstrap, max_send_bytes=max_request_size, max_receive_bytes=1024 * 1024, interceptors=interceptors
+        )
+        self._metadata = TopicMetadata(
+            self._connection,
+            auto_create=auto_create_topics,
+            max_age_ms=metadata_max_age_ms,
+            request_timeout_ms=request_timeout_ms,
+        )
+        self._counts = self._metadata.counts
+        self._lock = threading.Lock()
+        self._memory_freed = threading.Condition(self._lock)
+        self._accumulator = Accumulator(
+            batch_size=batch_size,
+            linger_ms=linger_ms,
+            buffer_memory=buffer_memory,
+            delivery_timeout_ms=delivery_timeout_ms,
+            max_request_size=max_request_size,
+            backoff=Backoff(retry_backoff_ms, retry_backoff_max_ms),
+            compression=COMPRESSION[compression],
+            idempotent=enable_idempotence,
+            max_in_flight_per_partition=max_in_flight,
+            retries=retries,
+        )
+        self._sticky = StickyPartitioner()
+        self._sender = Sender(
+            self._accumulator,
+            self._connection,
+            self._metadata,
+            self._lock,
+            acks=acks_value,
+            max_in_flight=max_in_flight,
+            request_timeout_ms=request_timeout_ms,
+            retry_backoff=Backoff(retry_backoff_ms, retry_backoff_max_ms),
+            memory_freed=self._memory_freed,
+        )
+        work = self._sender.work
+        self._accumulator.new_batch_hook = work.notify
+        self._closed = False
+        self._sender.start()
+
+    # --- sending --------------------------------------------------------------------------------------------
+
+    def send(
+        self,
+        topic: str,
+        value: Any = None,
+        key: Any = None,
+        headers: Headers = None,
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
+    ) -> RecordFuture:
+        """Queue a record and return its future (``.get(timeout)`` gives its ``RecordMetadata``).
+
+        Blocks up to ``max_block_ms`` when the buffer is full or the topic's partitions are not yet known.
+        A record that can never be sent (too large) gets a failed future; bad arguments raise at once.
+        """
+        if self._closed:
+            raise ClosedError("send() on a closed producer")
+        if self._value_serializer is not None:
+            value = self._serialize(self._value_serializer, value, "value", topic)
+        if self._key_serializer is not None and key is not None:
+            key = self._serialize(self._key_serializer, key, "key", topic)
+        if timestamp_ms is None:
+            timestamp_ms = time.time_ns() // 1_000_000
+        if not headers:
+            headers = ()
+        elif isinstance(headers, Mapping):
+            headers = list(headers.items())
+        count = self._counts.get(topic)
+        if count is None:
+            count = self._metadata.partition_count(topic, self._max_block_s)
+        abort_on_new_batch = False
+        if partition is None:
+            if key is None:
+                partition = self._sticky.partition(topic, count)
+                abort_on_new_batch = True
+            else:
+                partition = key_partition(key, count)
+        elif not 0 <= partition < count:
+            raise UnknownPartitionError(
+                f"topic {topic!r} has partitions 0 to {count - 1}; partition {partition} does not exist"
+            )
+        with self._lock:
+            try:
+                future = self._accumulator.append(
+                    topic, partition, value, key, headers, timestamp_ms, time.monotonic(), abort_on_new_batch
+                )
+                if future is None:  # the sticky partition's batch completed: move on, then append
+                    partition = self._sticky.on_new_batch(topic, count, partition)
+                    future = self._accumulator.append(
+                        topic, partition, value, key, headers, timestamp_ms, time.monotonic()
+                    )
+            except BufferFull:
+                future = self._append_when_memory_frees(topic, partition, value, key, headers, timestamp_ms)
+            except TypeError as exc:
+                raise SerializationError(f"cannot send to {topic!r}: {exc}") from None
+        return future
+
+    def _append_when_memory_frees(
+        self,
+        topic: str,
+        partition: int,
+        value: bytes | None,
+        key: bytes | None,
+        headers: Sequence[tuple[str, bytes | None]],
+        timestamp_ms: int,
+    ) -> RecordFuture:
+        """Wait (holding the lock's condition) until a batch's memory is released, up to max_block_ms."""
+        accumulator = self._accumulator
+        deadline = time.monotonic() + self._max_block_s
+        accumulator.memory_waiters += 1
+        try:
+            while True:
+                self._sender.work.notify()  # with a waiter, every batch is ready at once
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise BufferExhaustedError(
+                        f"buffer_memory ({accumulator.buffer_memory} bytes) stayed full for max_block_ms "
+                        f"({self._max_block_s * 1000:.0f} ms): the broker is slower than the sends, or "
+                        "unreachable; raise buffer_memory or max_block_ms, or send less"
+                    )
+                self._memory_freed.wait(remaining)
+                if self._closed:
+                    raise ClosedError("the producer was closed while send() waited for buffer memory")
+                try:
+                    future = accumulator.append(
+                        topic, partition, value, key, headers, timestamp_ms, time.monotonic()
+                    )
+                except BufferFull:
+                    continue
+                assert future is not None
+                return future
+        finally:
+            accumulator.memory_waiters -= 1
+
+    @staticmethod
+    def _serialize(serializer: Serializer, data: Any, what: str, topic: str) -> bytes | None:
+        try:
+            return serializer(data)
+        except SerializationError:
+            raise
+        except Exception as exc:
+            raise SerializationError(f"{what}_serializer failed on a {what} for {topic!r}: {exc!r}") from exc
+
+    def partitions_for(self, topic: str) -> set[int]:
+        """The topic's partition numbers (creating the topic if it is unknown and auto-creation is on)."""
+        return set(range(self._metadata.partition_count(topic, self._max_block_s)))
+
+    # --- flush and close ------------------------------------------------------------------------------------
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Send everything buffered now and wait until each record is acknowledged or has failed.
+
+        Raises ``TimeoutError`` if records are still in flight after ``timeout`` seconds.
+        """
+        with self._lock:
+            self._accumulator.flushing += 1
+            outcomes = self._accumulator.outcomes()
+            self._sender.work.notify()
+        try:
+            deadline = None if timeout is None else time.monotonic() + timeout
+            for outcome in outcomes:
+                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+                if not outcome.wait(remaining):
+                    raise TimeoutError(f"flush() timed out after {timeout} s with records still in flight")
+        finally:
+            with self._lock:
+                self._accumulator.flushing -= 1
+
+    def close(self, timeout: float | None = None) -> None:
+        """Send what is buffered and stop. After ``timeout`` seconds (None: no limit) records still
+        unsent fail with ``ClosedError``; ``close(0)`` fails them at once. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._accumulator.closing = True
+            self._memory_freed.notify_all()
+        if timeout is None or timeout > 0:
+            self._sender.stop()
+            self._sender.join(timeout)
+        if self._sender.is_alive() or timeout == 0:
+            with self._lock:
+                finished = self._accumulator.abort(
+                    ClosedError("the producer was closed before this record was acknowledged")
+                )
+            self._sender.stop(abort=True)
+            for batch, error in finished:
+                batch.outcome.fail(error)
+            self._sender.join()
+        self._connection.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> Producer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if not getattr(self, "_closed", True):
+            log.warning("a Producer was garbage-collected without close(); buffered records may be lost")
