@@ -112,15 +112,17 @@ class LogManager:
         marker = self.data_dir / CLEAN_SHUTDOWN_MARKER
         self.clean_shutdown = marker.exists()
         self.recovery: list[RecoveryInfo] = []
+        # The marker vouches for the files exactly as the clean stop left them, and opening a partition
+        # changes them (its active segment grows back to the preallocated size). So it goes before the
+        # first partition is opened: from here on a crash, even one during start-up, must be noticed.
+        if self.clean_shutdown:
+            marker.unlink()
+            fsync_dir(self.data_dir)
         try:
             self._load()
         except BaseException:
             self._release_data_dir()
             raise
-        # From here on a crash must be noticed at the next start.
-        if self.clean_shutdown:
-            marker.unlink()
-            fsync_dir(self.data_dir)
         if background:
             self._thread = threading.Thread(target=self._background, name="logstore-upkeep", daemon=True)
             self._thread.start()

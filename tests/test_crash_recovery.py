@@ -339,6 +339,46 @@ def test_garbage_recovery_checkpoint_means_a_full_scan(tmp_path: Path, garbage: 
     mgr.close()
 
 
+class Killed(BaseException):
+    """Stands for the process dying at this point."""
+
+
+def test_a_start_up_cut_short_after_a_clean_stop_is_recovered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Opening a partition changes its files (the active segment grows back to its preallocated size), so
+    a crash half-way through start-up must not leave the clean-shutdown marker vouching for them."""
+    rng = random.Random(41)
+    mgr = open_manager(tmp_path)
+    mgr.create_topic("t", 2, TOPIC_CONFIG)
+    for i in range(30):
+        mgr.log("t", i % 2).append(random_batch(rng, TS + 1000 * i))
+    expected = stored_batches(mgr.log("t", 0))
+    other = stored_batches(mgr.log("t", 1))
+    mgr.close()
+    opened: list[Log] = []
+    real_open = LogManager._open_log
+
+    def open_then_die(self: LogManager, info: object, partition: int) -> Log:
+        if partition == 1:
+            raise Killed
+        log = real_open(self, info, partition)
+        opened.append(log)
+        return log
+
+    monkeypatch.setattr(LogManager, "_open_log", open_then_die)
+    with pytest.raises(Killed):
+        open_manager(tmp_path)
+    monkeypatch.undo()
+    for log in opened:
+        for segment in log.segments:
+            _release(segment)
+    mgr = open_manager(tmp_path)
+    assert [b.data for b in stored_batches(mgr.log("t", 1))] == [b.data for b in other]
+    assert_recovered(mgr, expected)
+    mgr.close()
+
+
 def test_recovery_is_repeatable(tmp_path: Path) -> None:
     """A crash right after a recovery (before any clean stop) recovers to the same state."""
     mgr, expected = write_partition(tmp_path, seed=31)
