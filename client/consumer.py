@@ -1,0 +1,379 @@
+"""The consumer: ``assign()`` partitions (or follow whole topics), then ``poll()`` or iterate.
+
+    with Consumer(bootstrap="127.0.0.1:9092", auto_offset_reset="earliest") as consumer:
+        consumer.assign([TopicPartition("orders", 0)])
+        for record in consumer:
+            print(record.offset, record.value)
+
+A background fetcher reads ahead while the application handles records (see ``client.fetcher``); the
+subscription state (``client.subscription``) is a pure core that a group membership component can drive
+later. Consumer groups (``group_id``) are not available in this version of the client.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import grpc
+
+from client.backoff import Backoff
+from client.connection import DEFAULT_BOOTSTRAP, Connection
+from client.errors import ClosedError, IllegalStateError, NoOffsetForPartitionError, SerializationError
+from client.fetcher import Fetcher
+from client.metadata import describe_topic
+from client.offsets import EARLIEST, LATEST, SPECS, TIMESTAMP, list_offsets
+from client.records import ConsumerRecord, with_deserializers
+from client.serde import Deserializer, resolve_deserializer
+from client.subscription import SubscriptionState
+from client.types import OffsetAndTimestamp, TopicPartition
+
+_FOREVER = float("inf")
+
+
+class Consumer:
+    """Reads records from assigned partitions. Not thread-safe (like Kafka's): use it from one thread,
+    except ``close()`` which may come from another."""
+
+    def __init__(
+        self,
+        *topics: str,
+        bootstrap: str | list[str] = DEFAULT_BOOTSTRAP,
+        group_id: str | None = None,
+        auto_offset_reset: str = "latest",
+        fetch_min_bytes: int = 1,
+        fetch_max_wait_ms: int = 500,
+        max_partition_fetch_bytes: int = 1024 * 1024,
+        fetch_max_bytes: int = 50 * 1024 * 1024,
+        max_poll_records: int = 500,
+        key_deserializer: str | Deserializer | None = None,
+        value_deserializer: str | Deserializer | None = None,
+        enable_auto_commit: bool = True,
+        request_timeout_ms: float = 30_000,
+        retry_backoff_ms: float = 100,
+        retry_backoff_max_ms: float = 1000,
+        consumer_timeout_ms: float = _FOREVER,
+        bootstrap_servers: str | list[str] | None = None,
+        interceptors: Sequence[grpc.UnaryUnaryClientInterceptor] = (),
+    ) -> None:
+        if group_id is not None:
+            raise IllegalStateError(
+                "consumer groups are not available in this version of the client: leave group_id unset and "
+                "use assign() (or name topics to read all their partitions), committing nothing"
+            )
+        if bootstrap_servers is not None:
+            bootstrap = bootstrap_servers
+        for name, value in (
+            ("fetch_min_bytes", fetch_min_bytes),
+            ("max_partition_fetch_bytes", max_partition_fetch_bytes),
+            ("fetch_max_bytes", fetch_max_bytes),
+            ("max_poll_records", max_poll_records),
+        ):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if fetch_max_wait_ms < 0:
+            raise ValueError(f"fetch_max_wait_ms must not be negative, got {fetch_max_wait_ms}")
+        self.enable_auto_commit = enable_auto_commit  # meaningful with groups only; kept for kafka-python code
+        self._max_poll_records = max_poll_records
+        self._consumer_timeout_s = consumer_timeout_ms / 1000.0
+        self._request_timeout_s = request_timeout_ms / 1000.0
+        self._key_deserializer = resolve_deserializer(key_deserializer, "key_deserializer")
+        self._value_deserializer = resolve_deserializer(value_deserializer, "value_deserializer")
+        self._connection = Connection(
+            bootstrap,
+            max_send_bytes=1024 * 1024,
+            max_receive_bytes=max(fetch_max_bytes, max_partition_fetch_bytes),
+            interceptors=interceptors,
+        )
+        self._state = SubscriptionState(auto_offset_reset)
+        self._lock = threading.Lock()
+        self._fetcher = Fetcher(
+            self._connection,
+            self._state,
+            self._lock,
+            fetch_min_bytes=fetch_min_bytes,
+            fetch_max_wait_ms=fetch_max_wait_ms,
+            max_partition_fetch_bytes=max_partition_fetch_bytes,
+            fetch_max_bytes=fetch_max_bytes,
+            request_timeout_ms=request_timeout_ms,
+            retry_backoff=Backoff(retry_backoff_ms, retry_backoff_max_ms),
+        )
+        self._closed = False
+        self._iterator: Iterator[ConsumerRecord] | None = None
+        if topics:
+            self._state.subscribe(topics)
+        self._fetcher.start()
+
+    # --- what to read ---------------------------------------------------------------------------------------
+
+    def assign(self, partitions: Iterable[TopicPartition | tuple[str, int]]) -> None:
+        """Read exactly these partitions (replacing any earlier assignment). New ones start per
+        ``auto_offset_reset`` unless you ``seek()``."""
+        wanted = [TopicPartition(*tp) for tp in partitions]
+        with self._lock:
+            self._check_open()
+            if self._state.subscribed_topics:
+                raise IllegalStateError("this consumer follows topics (subscribe); call unsubscribe() before assign()")
+            self._state.assign(wanted)
+            self._fetcher.clear(set(self._fetcher_tps()) - set(wanted))
+            self._fetcher.interrupt()
+
+    def subscribe(self, topics: Iterable[str]) -> None:
+        """Without a group: read every partition of ``topics``, including partitions added later."""
+        names = list(topics)
+        if not names or not all(isinstance(t, str) and t for t in names):
+            raise ValueError(f"subscribe() needs topic names, got {names!r}")
+        with self._lock:
+            self._check_open()
+            if self._state.partitions and not self._state.subscribed_topics:
+                raise IllegalStateError("this consumer has assigned partitions; call unsubscribe() before subscribe()")
+            self._state.subscribe(names)
+            self._fetcher.interrupt()
+
+    def unsubscribe(self) -> None:
+        """Stop reading everything (assigned or subscribed)."""
+        with self._lock:
+            self._state.subscribe(())
+            self._state.assign(())
+            self._fetcher.clear()
+            self._fetcher.interrupt()
+
+    def assignment(self) -> set[TopicPartition]:
+        with self._lock:
+            return self._state.assignment()
+
+    def subscription(self) -> set[str]:
+        return set(self._state.subscribed_topics)
+
+    def _fetcher_tps(self) -> Iterable[TopicPartition]:
+        return list(self._state.partitions)
+
+    # --- reading ---------------------------------------------------------------------------------------------
+
+    def poll(self, timeout_ms: float = 0, max_records: int | None = None) -> dict[TopicPartition, list[ConsumerRecord]]:
+        """Records fetched so far, up to ``max_records`` (default ``max_poll_records``), waiting up to
+        ``timeout_ms`` for some. Positions move past every record returned. Raises errors the fetcher
+        met (an unknown topic, an offset out of range with auto_offset_reset="none", ...)."""
+        limit = self._max_poll_records if max_records is None else max_records
+        if limit < 1:
+            raise ValueError(f"max_records must be at least 1, got {limit}")
+        records = self._take(limit, timeout_ms / 1000.0)
+        if records and (self._key_deserializer is not None or self._value_deserializer is not None):
+            for chunk in records.values():
+                self._deserialize(chunk)
+        return records
+
+    def _take(self, limit: int, timeout_s: float) -> dict[TopicPartition, list[ConsumerRecord]]:
+        fetcher = self._fetcher
+        with self._lock:
+            self._check_open()
+            if not self._state.partitions and not self._state.subscribed_topics:
+                raise IllegalStateError("no partitions to read: call assign() or subscribe() first")
+            records = fetcher.take(limit)
+            if records or timeout_s <= 0:
+                return records
+            deadline = time.monotonic() + timeout_s
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._closed:
+                    return records
+                fetcher.data_ready.wait(min(remaining, 3600.0))
+                records = fetcher.take(limit)
+                if records:
+                    return records
+
+    def _deserialize(self, records: list[ConsumerRecord]) -> None:
+        try:
+            with_deserializers(records, self._key_deserializer, self._value_deserializer)
+        except SerializationError:
+            raise
+        except Exception as exc:
+            raise SerializationError(f"a deserializer failed on a record of {records[0].topic_partition}: {exc!r}") from exc
+
+    def __iter__(self) -> Iterator[ConsumerRecord]:
+        """Records one by one, waiting for more; stops after ``consumer_timeout_ms`` without any (default:
+        never) or when the consumer is closed. Positions move past each chunk (up to max_poll_records) as
+        it is handed out, as with poll()."""
+        if self._iterator is None:
+            self._iterator = self._records()
+        return self._iterator
+
+    def __next__(self) -> ConsumerRecord:
+        return next(iter(self))
+
+    def _records(self) -> Iterator[ConsumerRecord]:
+        deserialize = self._key_deserializer is not None or self._value_deserializer is not None
+        timeout = self._consumer_timeout_s
+        limit = self._max_poll_records
+        while not self._closed:
+            try:
+                taken = self._take(limit, timeout)
+            except ClosedError:
+                return
+            if not taken:
+                if timeout != _FOREVER or self._closed:
+                    self._iterator = None
+                    return
+                continue
+            for chunk in taken.values():
+                if deserialize:
+                    self._deserialize(chunk)
+                yield from chunk
+
+    # --- positions ------------------------------------------------------------------------------------------
+
+    def seek(self, partition: TopicPartition, offset: int) -> None:
+        """Read ``partition`` from ``offset`` on (next poll)."""
+        tp = TopicPartition(*partition)
+        with self._lock:
+            self._assigned(tp)
+            self._state.seek(tp, offset)
+            self._fetcher.interrupt()
+
+    def seek_to_beginning(self, *partitions: TopicPartition) -> None:
+        """Read from the earliest offset still stored (of the given partitions, or all assigned)."""
+        self._request_reset(partitions, "earliest")
+
+    def seek_to_end(self, *partitions: TopicPartition) -> None:
+        """Read only what is appended from now on (of the given partitions, or all assigned)."""
+        self._request_reset(partitions, "latest")
+
+    def _request_reset(self, partitions: tuple[TopicPartition, ...], strategy: str) -> None:
+        with self._lock:
+            tps = [TopicPartition(*tp) for tp in partitions] or list(self._state.partitions)
+            for tp in tps:
+                self._assigned(tp)
+            for tp in tps:
+                self._state.request_reset(tp, strategy)
+            self._fetcher.interrupt()
+
+    def position(self, partition: TopicPartition) -> int:
+        """The offset of the next record poll() will return for ``partition`` (looking it up if needed)."""
+        tp = TopicPartition(*partition)
+        with self._lock:
+            state = self._assigned(tp)
+            if state.position is not None:
+                return state.position
+            if state.reset not in SPECS:
+                raise NoOffsetForPartitionError(
+                    f"{tp} has no position and auto_offset_reset is 'none': seek() to an offset first"
+                )
+            strategy, generation = state.reset, state.generation
+        found = list_offsets(self._connection, [(tp, SPECS[strategy], 0)], self._request_timeout_s)[tp]
+        with self._lock:
+            if found is not None:
+                self._state.complete_reset(tp, found.offset, generation)
+                self._fetcher.interrupt()
+            state = self._assigned(tp)
+            if state.position is None:  # seeked or reset again meanwhile: ask afresh
+                return self.position(tp)
+            return state.position
+
+    def highwater(self, partition: TopicPartition) -> int | None:
+        """The partition's end offset as of the last fetch answer (None before the first)."""
+        with self._lock:
+            return self._assigned(TopicPartition(*partition)).high_watermark
+
+    def lag(self, partition: TopicPartition) -> int | None:
+        """Records between the position and the last known end of the partition (None if unknown)."""
+        with self._lock:
+            state = self._assigned(TopicPartition(*partition))
+            if state.high_watermark is None or state.position is None:
+                return None
+            return max(0, state.high_watermark - state.position)
+
+    def _assigned(self, tp: TopicPartition) -> Any:
+        try:
+            return self._state.state(tp)
+        except KeyError:
+            raise IllegalStateError(f"{tp} is not assigned to this consumer; assigned: {sorted(self._state.partitions)}") from None
+
+    # --- offset lookups --------------------------------------------------------------------------------------
+
+    def beginning_offsets(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+        """The earliest offset still stored, per partition (assigned or not)."""
+        return self._lookup(partitions, EARLIEST)
+
+    def end_offsets(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+        """The offset the next appended record will get, per partition."""
+        return self._lookup(partitions, LATEST)
+
+    def offsets_for_times(
+        self, timestamps: Mapping[TopicPartition, int]
+    ) -> dict[TopicPartition, OffsetAndTimestamp | None]:
+        """Per partition, the first offset whose batch has a timestamp at or after the given time (ms), with
+        that timestamp; None when every record is older. Seek to it to replay from a moment."""
+        queries = []
+        for partition, timestamp in timestamps.items():
+            if not isinstance(timestamp, int) or timestamp < 0:
+                raise ValueError(f"timestamps must be non-negative ints (ms since the epoch), got {timestamp!r}")
+            queries.append((TopicPartition(*partition), TIMESTAMP, timestamp))
+        self._check_open()
+        return list_offsets(self._connection, queries, self._request_timeout_s)
+
+    def _lookup(self, partitions: Iterable[TopicPartition], spec: int) -> dict[TopicPartition, int]:
+        self._check_open()
+        found = list_offsets(
+            self._connection, [(TopicPartition(*tp), spec, 0) for tp in partitions], self._request_timeout_s
+        )
+        return {tp: answer.offset if answer is not None else -1 for tp, answer in found.items()}
+
+    def partitions_for_topic(self, topic: str) -> set[int]:
+        """The topic's partition numbers (raises UnknownTopicError if there is no such topic)."""
+        self._check_open()
+        return {p.partition for p in describe_topic(self._connection, topic, self._request_timeout_s).partitions}
+
+    # --- pause -----------------------------------------------------------------------------------------------
+
+    def pause(self, *partitions: TopicPartition) -> None:
+        """Stop returning (and fetching) records of these partitions until resume(); positions stay."""
+        with self._lock:
+            tps = [TopicPartition(*tp) for tp in partitions]
+            for tp in tps:
+                self._assigned(tp)
+            for tp in tps:
+                self._state.pause(tp)
+            self._fetcher.interrupt()
+
+    def resume(self, *partitions: TopicPartition) -> None:
+        with self._lock:
+            tps = [TopicPartition(*tp) for tp in partitions]
+            for tp in tps:
+                self._assigned(tp)
+            for tp in tps:
+                self._state.resume(tp)
+            self._fetcher.interrupt()
+            self._fetcher.data_ready.notify_all()
+
+    def paused(self) -> set[TopicPartition]:
+        with self._lock:
+            return self._state.paused()
+
+    # --- life cycle --------------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop fetching and release the connection. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._fetcher.close()
+        self._fetcher.join(self._request_timeout_s)
+        self._connection.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError("this consumer is closed")
+
+    def __enter__(self) -> Consumer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+

@@ -1,0 +1,354 @@
+"""The consumer's fetcher thread: reads ahead while the application handles what it already has.
+
+The thread keeps one Fetch call open for the partitions that have less than ``max_partition_fetch_bytes``
+buffered, stores each answer as raw bytes, and goes straight on to the next call. Decoding happens in the
+application's thread when records are taken (``take``), batch by batch, so the thread here only waits on
+the network. A seek, pause or reassignment cancels the call in flight, so it takes effect at once rather
+than after a long-poll; data fetched for an older generation of a partition is dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+import grpc
+
+from client.backoff import Backoff
+from client.connection import Connection
+from client.errors import (
+    ClientError,
+    NoOffsetForPartitionError,
+    OffsetOutOfRangeError,
+    error_from_code,
+    error_from_rpc,
+)
+from client.metadata import describe_topic
+from client.offsets import SPECS, list_offsets
+from client.records import ConsumerRecord, batch_positions, decode_as, record_class
+from client.subscription import SubscriptionState
+from client.types import TopicPartition
+from wire.logstore.v1 import common_pb2, fetch_pb2
+
+log = logging.getLogger(__name__)
+
+SUBSCRIPTION_REFRESH_S = 1.0
+"""How often partitions of subscribed topics are looked up again (new topics and partitions)."""
+
+
+class CompletedFetch:
+    """One partition's answer to one Fetch, consumed batch by batch."""
+
+    __slots__ = ("batches", "cls", "data", "generation", "next_batch", "next_offset", "records", "size", "tp")
+
+    def __init__(self, tp: TopicPartition, generation: int, data: bytes, start_offset: int) -> None:
+        self.tp = tp
+        self.generation = generation
+        self.data = data
+        self.size = len(data)
+        self.batches = batch_positions(data, start_offset)
+        self.next_batch = 0
+        self.records: list[ConsumerRecord] = []
+        self.cls = record_class(tp.topic, tp.partition)
+        last = self.batches[-1][1] if self.batches else None
+        self.next_offset = last.base_offset + last.last_offset_delta + 1 if last else start_offset
+
+    def take(self, max_records: int, position: int) -> list[ConsumerRecord]:
+        """Up to ``max_records`` records from ``position`` on (decoding the next batch if need be)."""
+        records = self.records
+        while not records and self.next_batch < len(self.batches):
+            pos, _ = self.batches[self.next_batch]
+            self.next_batch += 1
+            records = decode_as(self.cls, self.data, pos, position)
+        if len(records) <= max_records:
+            self.records = []
+            return records
+        self.records = records[max_records:]
+        return records[:max_records]
+
+    @property
+    def exhausted(self) -> bool:
+        return not self.records and self.next_batch >= len(self.batches)
+
+
+class Fetcher(threading.Thread):
+    """Fetches ahead into a buffer that ``take`` empties; errors found are raised by ``take``."""
+
+    def __init__(
+        self,
+        connection: Connection,
+        state: SubscriptionState,
+        lock: threading.Lock,
+        *,
+        fetch_min_bytes: int,
+        fetch_max_wait_ms: int,
+        max_partition_fetch_bytes: int,
+        fetch_max_bytes: int,
+        request_timeout_ms: float,
+        retry_backoff: Backoff,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(name="logstore-consumer-fetcher", daemon=True)
+        self._connection = connection
+        self._state = state
+        self._min_bytes = fetch_min_bytes
+        self._max_wait_ms = fetch_max_wait_ms
+        self._partition_bytes = max_partition_fetch_bytes
+        self._max_bytes = fetch_max_bytes
+        self._timeout_s = request_timeout_ms / 1000.0 + fetch_max_wait_ms / 1000.0
+        self._backoff = retry_backoff
+        self._clock = clock
+        self.lock = lock
+        self.work = threading.Condition(lock)
+        """The fetcher waits on it for something to fetch."""
+        self.data_ready = threading.Condition(lock)
+        """Applications wait on it for records (or errors)."""
+        self._buffer: deque[CompletedFetch] = deque()
+        self._buffered: dict[TopicPartition, int] = {}
+        self._errors: deque[ClientError] = deque()
+        self._call: grpc.Future | None = None
+        self._closed = False
+        self._call_failures = 0
+        self._next_refresh = 0.0
+
+    # --- the application's side (called with the lock held) ------------------------------------------------
+
+    def take(self, max_records: int) -> dict[TopicPartition, list[ConsumerRecord]]:
+        """Hand out up to ``max_records`` buffered records, advancing positions. Raises a pending error."""
+        if self._errors:
+            raise self._errors.popleft()
+        taken: dict[TopicPartition, list[ConsumerRecord]] = {}
+        if not self._buffer:
+            return taken
+        state = self._state
+        room = max_records
+        kept: list[CompletedFetch] = []
+        buffer = self._buffer
+        while buffer and room > 0:
+            completed = buffer[0]
+            tp = completed.tp
+            partition = state.partitions.get(tp)
+            if partition is None or partition.generation != completed.generation:
+                self._drop(buffer.popleft())
+                continue
+            if partition.paused:
+                kept.append(buffer.popleft())  # kept for after resume()
+                continue
+            records = completed.take(room, partition.position)
+            if records:
+                got = taken.get(tp)
+                if got is None:
+                    taken[tp] = records
+                else:
+                    got.extend(records)
+                room -= len(records)
+                partition.position = records[-1].offset + 1
+            if completed.exhausted:
+                partition.position = max(partition.position, completed.next_offset)
+                self._drop(buffer.popleft())
+        if kept:
+            buffer.extendleft(reversed(kept))
+        return taken
+
+    def has_data(self) -> bool:
+        return bool(self._buffer) or bool(self._errors)
+
+    def interrupt(self) -> None:
+        """Positions or the assignment changed: abandon the call in flight and plan again."""
+        if self._call is not None:
+            self._call.cancel()
+        self.work.notify()
+
+    def clear(self, tps: set[TopicPartition] | None = None) -> None:
+        """Drop buffered data (of ``tps``, or all)."""
+        for completed in list(self._buffer):
+            if tps is None or completed.tp in tps:
+                self._buffer.remove(completed)
+                self._drop(completed)
+
+    def close(self) -> None:
+        with self.lock:
+            self._closed = True
+            self.interrupt()
+            self.data_ready.notify_all()
+
+    def _drop(self, completed: CompletedFetch) -> None:
+        left = self._buffered.get(completed.tp, 0) - completed.size
+        if left > 0:
+            self._buffered[completed.tp] = left
+        else:
+            self._buffered.pop(completed.tp, None)
+            self.work.notify()
+
+    # --- the thread --------------------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        try:
+            while True:
+                with self.lock:
+                    if self._closed:
+                        return
+                self._refresh_subscription()
+                self._reset_positions()
+                self._fetch_once()
+        except Exception as exc:  # a bug: tell the application rather than stop silently
+            log.exception("the consumer's fetcher thread failed")
+            with self.lock:
+                self._errors.append(ClientError(f"the consumer's fetcher thread failed: {exc!r}"))
+                self.data_ready.notify_all()
+
+    def _refresh_subscription(self) -> None:
+        """Without a group, a subscription to topics reads every partition they have (and gain)."""
+        topics = self._state.subscribed_topics
+        now = self._clock()
+        if not topics or now < self._next_refresh:
+            return
+        self._next_refresh = now + SUBSCRIPTION_REFRESH_S
+        found: list[TopicPartition] = []
+        for topic in topics:
+            try:
+                count = len(describe_topic(self._connection, topic, self._timeout_s).partitions)
+            except ClientError as exc:
+                log.debug("cannot describe subscribed topic %s yet: %s", topic, exc)
+                count = 0
+            found.extend(TopicPartition(topic, p) for p in range(count))
+        with self.lock:
+            if self._state.subscribed_topics == topics and set(found) != self._state.assignment():
+                self._state.assign(found)
+
+    def _reset_positions(self) -> None:
+        with self.lock:
+            resets = self._state.resets_needed()
+            missing = self._state.without_position()
+            now = self._clock()
+            for tp in missing:
+                state = self._state.partitions[tp]
+                if state.backoff_until <= now:
+                    state.backoff_until = now + 1.0
+                    self._fail_partition(
+                        NoOffsetForPartitionError(
+                            f"{tp} has no position and auto_offset_reset is 'none': seek() to an offset first"
+                        )
+                    )
+        if not resets:
+            return
+        try:
+            found = list_offsets(
+                self._connection, [(tp, SPECS[strategy], 0) for tp, strategy, _ in resets], self._timeout_s
+            )
+        except ClientError as exc:
+            self._failed_call(exc, "looking up start offsets")
+            return
+        with self.lock:
+            for tp, _, generation in resets:
+                answer = found.get(tp)
+                if answer is not None:
+                    self._state.complete_reset(tp, answer.offset, generation)
+
+    def _fetch_once(self) -> None:
+        state = self._state
+        with self.lock:
+            now = self._clock()
+            targets = [
+                (tp, partition.generation, partition.fetch_offset)
+                for tp, partition in state.fetchable(now)
+                if self._buffered.get(tp, 0) < self._partition_bytes
+            ]
+            if not targets:
+                if not self._closed and not state.resets_needed():
+                    self.work.wait(self._idle_wait(now))
+                return
+            request = fetch_pb2.FetchRequest(
+                partitions=[
+                    fetch_pb2.FetchPartition(
+                        topic=tp.topic, partition=tp.partition, offset=offset, max_bytes=self._partition_bytes
+                    )
+                    for tp, _, offset in targets
+                ],
+                min_bytes=self._min_bytes,
+                max_wait_ms=self._max_wait_ms,
+                max_bytes=self._max_bytes,
+            )
+            call = self._call = self._connection.fetch.Fetch.future(request, timeout=self._timeout_s)
+        try:
+            response = call.result()
+        except grpc.FutureCancelledError:
+            return  # interrupted on purpose
+        except grpc.RpcError as exc:
+            if call.cancelled() or exc.code() is grpc.StatusCode.CANCELLED:
+                return  # interrupted on purpose
+            self._failed_call(error_from_rpc(exc, "Fetch"), "fetching")
+            return
+        finally:
+            with self.lock:
+                self._call = None
+        self._call_failures = 0
+        with self.lock:
+            self._store(targets, response.results)
+
+    def _idle_wait(self, now: float) -> float | None:
+        """How long to sleep with nothing to fetch: until a backoff ends or the subscription refresh."""
+        waits = [p.backoff_until - now for p in self._state.partitions.values() if p.backoff_until > now]
+        if self._state.subscribed_topics:
+            waits.append(self._next_refresh - now)
+        return max(0.0, min(waits)) if waits else None
+
+    def _store(self, targets: list[tuple[TopicPartition, int, int]], results: list) -> None:
+        state = self._state
+        now = self._clock()
+        stored = False
+        for (tp, generation, offset), result in zip(targets, results, strict=False):
+            if not state.is_current(tp, generation):
+                continue
+            state.update_offsets(tp, result.high_watermark, result.log_start_offset)
+            code = result.error_code
+            if code == common_pb2.ERROR_CODE_NONE:
+                if result.records:
+                    completed = CompletedFetch(tp, generation, result.records, offset)
+                    if completed.batches:
+                        state.fetched(tp, generation, completed.next_offset)
+                        self._buffer.append(completed)
+                        self._buffered[tp] = self._buffered.get(tp, 0) + completed.size
+                        stored = True
+                continue
+            error = error_from_code(
+                code,
+                result.error_message,
+                where=str(tp),
+                log_start_offset=result.log_start_offset,
+                high_watermark=result.high_watermark,
+            )
+            partition = state.partitions[tp]
+            if isinstance(error, OffsetOutOfRangeError) and state.out_of_range(
+                tp, generation, result.log_start_offset, result.high_watermark
+            ):
+                log.info("%s: offset %d out of range; reset by auto_offset_reset", tp, offset)
+                continue
+            partition.backoff_until = now + self._backoff.delay_s(10 if not error.retriable else 1)
+            if error.retriable:
+                log.debug("fetching %s failed, will retry: %s", tp, error)
+            else:
+                self._fail_partition(error)
+        if stored:
+            self.data_ready.notify_all()
+
+    def _fail_partition(self, error: ClientError) -> None:
+        self._errors.append(error)
+        self.data_ready.notify_all()
+
+    def _failed_call(self, error: ClientError, doing: str) -> None:
+        """A whole call failed: back off (growing while it keeps failing) and tell the application if it
+        is not just the broker being away."""
+        self._call_failures += 1
+        delay = self._backoff.delay_s(self._call_failures)
+        with self.lock:
+            if self._closed:
+                return
+            if error.retriable:
+                log.warning("%s failed (retrying in %.0f ms): %s", doing, delay * 1000, error)
+            else:
+                self._fail_partition(error)
+            self.work.wait(delay)
