@@ -411,14 +411,15 @@ def test_sigkill_during_flushed_appends_keeps_every_flushed_batch(tmp_path: Path
             env=env,
         )
         assert writer.stdout is not None
-        lines = rng.randint(5, 200)
-        for _ in range(lines):
-            line = writer.stdout.readline()
-            assert line, f"the writer stopped early (exit code {writer.poll()})"
-            reported = int(line)
-        writer.send_signal(signal.SIGKILL)
-        writer.wait()
-        writer.stdout.close()
+        try:
+            for _ in range(rng.randint(5, 200)):  # kill it after a random number of flushed batches
+                line = writer.stdout.readline()
+                assert line, f"the writer stopped early (exit code {writer.poll()})"
+                reported = int(line)
+        finally:
+            writer.send_signal(signal.SIGKILL)
+            writer.wait()
+            writer.stdout.close()
         assert writer.returncode == -signal.SIGKILL
 
         mgr = open_manager(data_dir)
