@@ -150,10 +150,13 @@ class _MappedIndex:
         return self._decode(n)
 
     def flush(self) -> None:
-        """msync the used part of the map (the file size was set when it was opened or grown)."""
+        """Make the entries durable: fsync the file, which also writes pages dirtied through the map.
+
+        An fsync of the descriptor (rather than an msync of the map) stays safe while another thread
+        trims or remaps this index, so a log can fsync without holding up a segment roll.
+        """
         self._require_open()
-        if self._map is not None and self._entries:
-            self._map.flush(0, self._entries * self.ENTRY_SIZE)
+        os.fsync(self._fd)
 
     def trim(self) -> None:
         """Shrink the file to exactly its entries, so a reopen (even after a crash) counts them by size."""

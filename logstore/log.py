@@ -57,6 +57,8 @@ class AppendResult:
     log_append_time_ms: int
     record_count: int
     duplicate: bool = False
+    flush_due: bool = False
+    """The topic's flush.interval.messages is reached: the caller should flush soon (off its hot path)."""
 
 
 @dataclass(frozen=True)
@@ -346,11 +348,8 @@ class Log:
             self.unflushed_messages += records
             if self.first_unflushed_ms is None:
                 self.first_unflushed_ms = now
-            result = AppendResult(headers[0].base_offset, next_offset - 1, append_time, records)
-            flush_now = 0 < self.config.flush_interval_messages <= self.unflushed_messages
-        if flush_now:
-            self.flush(result.last_offset + 1)
-        return result
+            flush_due = 0 < self.config.flush_interval_messages <= self.unflushed_messages
+            return AppendResult(headers[0].base_offset, next_offset - 1, append_time, records, False, flush_due)
 
     def _maybe_roll(self, nbytes: int, next_offset: int, now: int) -> None:
         active = self.active
@@ -373,9 +372,10 @@ class Log:
                 self._roll()
 
     def _roll(self) -> None:
-        with self._fsync_lock:
-            self.active.seal()
-            self._add_segment(self._new_segment(self.log_end_offset, active=True))
+        # No fsync lock here: a concurrent flush only fsyncs descriptors, which sealing keeps open, so a
+        # roll on the append path never waits for a disk flush.
+        self.active.seal()
+        self._add_segment(self._new_segment(self.log_end_offset, active=True))
 
     # --- read ---------------------------------------------------------------------------------------------
 
@@ -449,6 +449,8 @@ class Log:
     def flush_due(self, now: int) -> bool:
         """Whether the topic's flush policy (or a rolled, unflushed segment) calls for a flush now."""
         if self.flushed_offset < self.active.base_offset:
+            return True
+        if 0 < self.config.flush_interval_messages <= self.unflushed_messages:
             return True
         interval = self.config.flush_interval_ms
         return (

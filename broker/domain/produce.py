@@ -62,6 +62,8 @@ class Appender:
             return AppendOutcome(entry.topic, entry.partition, error=exc), None, -1
         if not result.duplicate:
             self._waiters.notify((entry.topic, entry.partition))
+        if result.flush_due:  # the topic's flush.interval.messages: fsync on a worker, not on the loop
+            asyncio.ensure_future(self._flusher.flush(partition_log, result.last_offset + 1))
         outcome = AppendOutcome(
             entry.topic,
             entry.partition,
