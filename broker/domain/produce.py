@@ -35,6 +35,7 @@ class Appender:
         self._flusher = flusher
         self._unacknowledged: deque[Sequence[ProduceEntry]] = deque()
         self._drain_scheduled = False
+        self._policy_flushes: set[asyncio.Future[None]] = set()  # held so the loop cannot drop them
 
     async def produce(
         self, entries: Sequence[ProduceEntry], acks: Acks, timeout_s: float
@@ -63,7 +64,9 @@ class Appender:
         if not result.duplicate:
             self._waiters.notify((entry.topic, entry.partition))
         if result.flush_due:  # the topic's flush.interval.messages: fsync on a worker, not on the loop
-            asyncio.ensure_future(self._flusher.flush(partition_log, result.last_offset + 1))
+            flush = asyncio.ensure_future(self._flusher.flush(partition_log, result.last_offset + 1))
+            self._policy_flushes.add(flush)
+            flush.add_done_callback(self._policy_flushes.discard)
         outcome = AppendOutcome(
             entry.topic,
             entry.partition,
