@@ -17,6 +17,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from client.console import COMMANDS as CONSOLE_COMMANDS
+
 Subcommands = Any  # argparse's private _SubParsersAction
 
 
@@ -45,7 +47,7 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return run(settings)
 
 
-COMMANDS: Sequence[Callable[[Subcommands], None]] = (_add_serve,)
+COMMANDS: Sequence[Callable[[Subcommands], None]] = (_add_serve, *CONSOLE_COMMANDS)
 
 
 def build_parser() -> argparse.ArgumentParser:

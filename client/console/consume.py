@@ -1,0 +1,151 @@
+"""``logstore consume TOPIC``: print records, one per line (like kafka-console-consumer), without a group."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime
+from typing import Any
+
+from client.console.common import add_bootstrap, bootstrap, friendly
+
+
+def add_parser(subcommands: Any) -> None:
+    parser = subcommands.add_parser(
+        "consume",
+        help="print records of a topic",
+        description="Print each record's value on its own line (and more fields on request). Without "
+        "--from-beginning, --offset or --from-time only new records are printed. Nothing is committed.",
+    )
+    parser.add_argument("topic")
+    add_bootstrap(parser)
+    start = parser.add_mutually_exclusive_group()
+    start.add_argument("--from-beginning", action="store_true", help="start at the earliest stored record")
+    start.add_argument("--offset", help="with --partition: start at this offset, or 'earliest' / 'latest'")
+    start.add_argument(
+        "--from-time",
+        metavar="TIME",
+        help="start at the first record at or after TIME: ms since the epoch, or ISO 8601 such as "
+        "2024-05-01T12:00:00Z (no zone: local time)",
+    )
+    parser.add_argument("--partition", type=int, help="read only this partition")
+    parser.add_argument("--max-messages", type=int, help="exit after printing this many records")
+    parser.add_argument("--timeout-ms", type=float, help="exit when no record came for this long")
+    parser.add_argument("--print-key", action="store_true")
+    parser.add_argument("--print-partition", action="store_true")
+    parser.add_argument("--print-offset", action="store_true")
+    parser.add_argument("--print-timestamp", action="store_true")
+    parser.add_argument("--print-headers", action="store_true")
+    parser.add_argument("--separator", default="\t", help="between printed fields (default: tab)")
+    parser.set_defaults(handler=friendly(_consume))
+
+
+def parse_time(text: str) -> int:
+    """Milliseconds since the epoch from ``text``: an integer, or an ISO 8601 date and time."""
+    if text.lstrip("-").isdigit():
+        value = int(text)
+    else:
+        try:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            raise ValueError(
+                f"--from-time {text!r} is neither milliseconds since the epoch nor an ISO 8601 time "
+                "(e.g. 2024-05-01T12:00:00Z)"
+            ) from None
+        value = int(moment.timestamp() * 1000)
+    if value < 0:
+        raise ValueError(f"--from-time must not be before 1970, got {text!r}")
+    return value
+
+
+def _consume(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from client.consumer import Consumer
+    from client.types import TopicPartition
+
+    if args.offset is not None and args.partition is None:
+        raise ValueError("--offset needs --partition (which partition to start at that offset)")
+    if args.max_messages is not None and args.max_messages < 1:
+        raise ValueError(f"--max-messages must be at least 1, got {args.max_messages}")
+    start_time = parse_time(args.from_time) if args.from_time is not None else None
+    consumer = Consumer(
+        bootstrap=bootstrap(args),
+        auto_offset_reset="earliest" if args.from_beginning else "latest",
+        max_poll_records=10_000,
+    )
+    printed = 0
+    try:
+        if args.partition is not None:
+            partitions = [TopicPartition(args.topic, args.partition)]
+            if args.partition not in consumer.partitions_for_topic(args.topic):
+                raise ValueError(f"topic {args.topic!r} has no partition {args.partition}")
+        else:
+            partitions = [TopicPartition(args.topic, p) for p in sorted(consumer.partitions_for_topic(args.topic))]
+        consumer.assign(partitions)
+        _position(consumer, partitions, args.offset, start_time)
+        out = sys.stdout.buffer
+        line = _formatter(args)
+        wait_ms = 3_600_000 if args.timeout_ms is None else args.timeout_ms
+        while printed != args.max_messages:
+            polled = consumer.poll(timeout_ms=wait_ms, max_records=_room(args.max_messages, printed))
+            if not polled:
+                if args.timeout_ms is not None:
+                    break
+                continue
+            for records in polled.values():
+                out.writelines(map(line, records))
+                printed += len(records)
+            out.flush()
+    finally:
+        consumer.close()
+        print(f"Processed a total of {printed} messages", file=sys.stderr)
+    return 0
+
+
+def _room(limit: int | None, printed: int) -> int:
+    return 10_000 if limit is None else min(10_000, limit - printed)
+
+
+def _position(consumer: Any, partitions: list, offset: str | None, start_time: int | None) -> None:
+    if offset is not None:
+        if offset == "earliest":
+            consumer.seek_to_beginning(*partitions)
+        elif offset == "latest":
+            consumer.seek_to_end(*partitions)
+        elif offset.isdigit():
+            consumer.seek(partitions[0], int(offset))
+        else:
+            raise ValueError(f"--offset must be a non-negative number, 'earliest' or 'latest', got {offset!r}")
+    if start_time is not None:
+        for tp, found in consumer.offsets_for_times(dict.fromkeys(partitions, start_time)).items():
+            if found is None:
+                consumer.seek_to_end(tp)
+            else:
+                consumer.seek(tp, found.offset)
+
+
+def _formatter(args: argparse.Namespace) -> Any:
+    separator = args.separator.encode()
+
+    def show(data: bytes | None) -> bytes:
+        return b"null" if data is None else data
+
+    def line(record: Any) -> bytes:
+        fields = []
+        if args.print_timestamp:
+            kind = "CreateTime" if record.timestamp_type == 0 else "LogAppendTime"
+            fields.append(f"{kind}:{record.timestamp}".encode())
+        if args.print_partition:
+            fields.append(b"Partition:%d" % record.partition)
+        if args.print_offset:
+            fields.append(b"Offset:%d" % record.offset)
+        if args.print_headers:
+            headers = record.headers
+            fields.append(
+                b",".join(k.encode() + b":" + show(v) for k, v in headers) if headers else b"NO_HEADERS"
+            )
+        if args.print_key:
+            fields.append(show(record.key))
+        fields.append(show(record.value))
+        return separator.join(fields) + b"\n"
+
+    return line

@@ -1,0 +1,117 @@
+"""``logstore dump-log PATH``: print the batches and records of a segment file, checking every batch.
+
+Works on the file alone (no broker). Each batch is checked with ``check_batch`` (framing, magic, CRC);
+the exit code is 1 if any batch is invalid or the file ends in something that is not a whole batch
+(a zero-filled preallocated tail is reported but is not an error).
+"""
+
+from __future__ import annotations
+
+import argparse
+import mmap
+from pathlib import Path
+from typing import Any
+
+from client.console.common import add_bootstrap, friendly
+
+_SHOWN_BYTES = 60
+
+
+def add_parser(subcommands: Any) -> None:
+    parser = subcommands.add_parser(
+        "dump-log",
+        help="print and check the batches of a segment file",
+        description="Print each batch of a .log segment file with its header fields and whether it is "
+        "valid, then its records (unless --batches-only).",
+    )
+    parser.add_argument("path", type=Path, help="a segment file, e.g. data/orders-0/00000000000000000000.log")
+    parser.add_argument("--batches-only", action="store_true", help="do not print records")
+    parser.add_argument("--print-values", action="store_true", help="show keys and values (first 60 bytes)")
+    add_bootstrap(parser)  # accepted like every tool's, unused: this one reads a file
+    parser.set_defaults(handler=friendly(_dump))
+
+
+def _dump(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    path: Path = args.path
+    if not path.is_file():
+        raise ValueError(f"{path} is not a file; give a segment file such as <data-dir>/<topic>-<n>/<offset>.log")
+    size = path.stat().st_size
+    if size == 0:
+        print(f"{path}: empty")
+        return 0
+    with path.open("rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        return _dump_buffer(data, path, args)
+
+
+def _dump_buffer(data: Any, path: Path, args: argparse.Namespace) -> int:
+    from logstore.errors import LogStoreError  # what check_batch raises
+    from logstore.records import (
+        GZIP,
+        LOG_APPEND_TIME,
+        LZ4,
+        NONE,
+        SNAPPY,
+        ZSTD,
+        check_batch,
+        decode_batch,
+        iter_headers,
+    )
+
+    codecs = {NONE: "none", GZIP: "gzip", SNAPPY: "snappy", LZ4: "lz4", ZSTD: "zstd"}
+    invalid = 0
+    batches = 0
+    records = 0
+    end = 0
+    print(f"Dumping {path}")
+    for pos, header in iter_headers(data):
+        batches += 1
+        end = pos + header.size
+        try:
+            check_batch(data, pos)
+            verdict = "isValid: true"
+        except LogStoreError as exc:
+            invalid += 1
+            verdict = f"isValid: false ({exc})"
+        kind = "LogAppendTime" if header.timestamp_type == LOG_APPEND_TIME else "CreateTime"
+        print(
+            f"baseOffset: {header.base_offset} lastOffset: {header.last_offset} count: {header.record_count} "
+            f"position: {pos} size: {header.size} {kind}: {header.max_timestamp} "
+            f"compression: {codecs.get(header.compression, header.compression)} producerId: {header.producer_id} "
+            f"producerEpoch: {header.producer_epoch} baseSequence: {header.base_sequence} "
+            f"crc: {header.crc} {verdict}"
+        )
+        if args.batches_only or not verdict.endswith("true"):
+            continue
+        for record in decode_batch(data, pos):
+            records += 1
+            line = (
+                f"| offset: {record.offset} {kind}: {record.timestamp} "
+                f"keySize: {_size(record.key)} valueSize: {_size(record.value)} headers: {len(record.headers)}"
+            )
+            if args.print_values:
+                line += f" key: {_show(record.key)} value: {_show(record.value)}"
+            print(line)
+    tail = len(data) - end
+    verdicts = [f"{batches} batches, {records if not args.batches_only else 'unprinted'} records"]
+    if invalid:
+        verdicts.append(f"{invalid} invalid batches")
+    if tail:
+        rest = data[end:]
+        if rest.count(0) == len(rest):
+            verdicts.append(f"{tail} zero bytes after the last batch (preallocated space)")
+        else:
+            verdicts.append(f"{tail} bytes after position {end} are not a whole batch (torn or corrupt)")
+            invalid += 1
+    print("Summary: " + "; ".join(verdicts))
+    return 1 if invalid else 0
+
+
+def _size(data: bytes | None) -> int:
+    return -1 if data is None else len(data)
+
+
+def _show(data: bytes | None) -> str:
+    if data is None:
+        return "null"
+    text = repr(data[:_SHOWN_BYTES])
+    return text + ("..." if len(data) > _SHOWN_BYTES else "")

@@ -1,0 +1,99 @@
+"""``logstore topics create|list|describe|alter|delete``: topic administration from the shell."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from client.console.common import add_bootstrap, bootstrap, friendly, key_values
+
+
+def add_parser(subcommands: Any) -> None:
+    parser = subcommands.add_parser("topics", help="create, list, describe, alter and delete topics")
+    add_bootstrap(parser)
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    create = actions.add_parser("create", help="create a topic")
+    create.add_argument("name")
+    create.add_argument("--partitions", type=int, default=0, help="partition count (default: the broker's)")
+    create.add_argument("--config", action="append", metavar="KEY=VALUE", help="a topic setting, e.g. retention.ms=3600000")
+    create.set_defaults(handler=friendly(_create))
+
+    listing = actions.add_parser("list", help="list topics with their partition counts")
+    listing.set_defaults(handler=friendly(_list))
+
+    describe = actions.add_parser("describe", help="show configuration and partition offsets")
+    describe.add_argument("names", nargs="*", metavar="NAME", help="topics to describe (default: all)")
+    describe.set_defaults(handler=friendly(_describe))
+
+    alter = actions.add_parser("alter", help="add partitions or change settings")
+    alter.add_argument("name")
+    alter.add_argument("--partitions", type=int, help="new total partition count (only grows)")
+    alter.add_argument("--config", action="append", metavar="KEY=VALUE", help="a setting to change")
+    alter.add_argument("--reset-config", action="append", metavar="KEY", help="a setting to return to the default")
+    alter.set_defaults(handler=friendly(_alter))
+
+    delete = actions.add_parser("delete", help="delete topics and all their data")
+    delete.add_argument("names", nargs="+", metavar="NAME")
+    delete.set_defaults(handler=friendly(_delete))
+
+    for action in (create, listing, describe, alter, delete):
+        add_bootstrap(action)
+
+
+def _admin(args: argparse.Namespace) -> Any:
+    from client.admin import Admin
+
+    return Admin(bootstrap(args))
+
+
+def _create(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if args.partitions < 0:
+        raise ValueError(f"--partitions must be positive, got {args.partitions}")
+    with _admin(args) as admin:
+        topic = admin.create_topic(args.name, args.partitions, key_values(args.config, "--config"))
+    print(f"created topic {topic.name} with {len(topic.partitions)} partitions")
+    return 0
+
+
+def _list(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    with _admin(args) as admin:
+        for name, partitions in admin.list_topics().items():
+            print(f"{name}\t{partitions}")
+    return 0
+
+
+def _describe(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    with _admin(args) as admin:
+        topics = admin.describe_topics(args.names or None)
+    for topic in topics:
+        config = ", ".join(f"{k}={v}" for k, v in sorted(topic.config.items()))
+        print(f"topic: {topic.name}\tpartitions: {len(topic.partitions)}\tconfig: {config}")
+        for p in topic.partitions:
+            print(
+                f"\tpartition: {p.partition}\tstart offset: {p.log_start_offset}\tend offset: {p.log_end_offset}"
+                f"\trecords: {p.log_end_offset - p.log_start_offset}"
+            )
+    return 0
+
+
+def _alter(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    changes = key_values(args.config, "--config")
+    if args.partitions is None and not changes and not args.reset_config:
+        raise ValueError("say what to change: --partitions, --config KEY=VALUE or --reset-config KEY")
+    with _admin(args) as admin:
+        if args.partitions is not None:
+            admin.create_partitions({args.name: args.partitions})
+            print(f"topic {args.name} now has {args.partitions} partitions")
+        if changes or args.reset_config:
+            admin.alter_configs({args.name: changes}, reset={args.name: args.reset_config or []})
+            print(f"updated the configuration of topic {args.name}")
+    return 0
+
+
+def _delete(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    with _admin(args) as admin:
+        admin.delete_topics(args.names)
+    for name in args.names:
+        print(f"deleted topic {name}")
+    return 0
