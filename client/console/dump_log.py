@@ -8,13 +8,16 @@ the exit code is 1 if any batch is invalid or the file ends in something that is
 from __future__ import annotations
 
 import argparse
+import errno
 import mmap
+import os
 from pathlib import Path
 from typing import Any
 
 from client.console.common import add_bootstrap, friendly
 
 _SHOWN_BYTES = 60
+_SCAN_CHUNK = 1 << 20
 
 
 def add_parser(subcommands: Any) -> None:
@@ -40,10 +43,10 @@ def _dump(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         print(f"{path}: empty")
         return 0
     with path.open("rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        return _dump_buffer(data, path, args)
+        return _dump_buffer(data, path, args, file.fileno())
 
 
-def _dump_buffer(data: Any, path: Path, args: argparse.Namespace) -> int:
+def _dump_buffer(data: Any, path: Path, args: argparse.Namespace, fileno: int) -> int:
     from logstore.errors import LogStoreError  # what check_batch raises
     from logstore.records import (
         GZIP,
@@ -96,14 +99,34 @@ def _dump_buffer(data: Any, path: Path, args: argparse.Namespace) -> int:
     if invalid:
         verdicts.append(f"{invalid} invalid batches")
     if tail:
-        rest = data[end:]
-        if rest.count(0) == len(rest):
+        if _all_zero(data, end, fileno):
             verdicts.append(f"{tail} zero bytes after the last batch (preallocated space)")
         else:
             verdicts.append(f"{tail} bytes after position {end} are not a whole batch (torn or corrupt)")
             invalid += 1
     print("Summary: " + "; ".join(verdicts))
     return 1 if invalid else 0
+
+
+def _all_zero(data: Any, start: int, fileno: int) -> bool:
+    """Whether ``data[start:]`` is all zero bytes. Segment files are preallocated sparse, so holes (found
+    with SEEK_DATA / SEEK_HOLE, which read nothing) are skipped and only data regions are scanned."""
+    end = len(data)
+    position = start
+    while position < end:
+        try:
+            position = os.lseek(fileno, position, os.SEEK_DATA)
+            stop = min(os.lseek(fileno, position, os.SEEK_HOLE), end)
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:  # no data after position: the rest is a hole
+                return True
+            stop = end  # the file system cannot say: scan everything
+        for chunk_start in range(position, stop, _SCAN_CHUNK):
+            chunk = data[chunk_start : min(chunk_start + _SCAN_CHUNK, stop)]
+            if chunk.count(0) != len(chunk):
+                return False
+        position = stop
+    return True
 
 
 def _size(data: bytes | None) -> int:
