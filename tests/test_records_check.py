@@ -74,7 +74,9 @@ def test_zero_filled_buffer_has_a_too_small_length() -> None:
 
 def test_truncated_batch() -> None:
     data = batch()
-    with pytest.raises(CorruptRecordError, match=rf"says {len(data)} bytes but only {len(data) - 1} are left"):
+    with pytest.raises(
+        CorruptRecordError, match=rf"says {len(data)} bytes but only {len(data) - 1} are left"
+    ):
         check_batch(data[:-1])
 
 
@@ -115,7 +117,9 @@ def test_length_below_minimum() -> None:
 
 def test_oversize_batch() -> None:
     data = batch()
-    with pytest.raises(RecordTooLargeError, match=rf"is {len(data)} bytes, larger than the limit of 100 bytes"):
+    with pytest.raises(
+        RecordTooLargeError, match=rf"is {len(data)} bytes, larger than the limit of 100 bytes"
+    ):
         check_batch(data, max_size=100)
 
 
