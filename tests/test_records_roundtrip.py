@@ -310,3 +310,11 @@ def test_varint_errors() -> None:
         decode_varint(b"\xff" * 11, 0)
     with pytest.raises(OverflowError):
         encode_varint(2**63)
+
+
+def test_headers_may_be_none_or_any_iterable() -> None:
+    builder = BatchBuilder()
+    builder.append(b"a", headers=None)
+    builder.append(b"b", key=b"k", headers=None)
+    builder.append(b"c", headers=iter([("h", b"1")]))
+    assert [r.headers for r in decode_batch(builder.build())] == [[], [], [("h", b"1")]]

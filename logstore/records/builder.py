@@ -78,7 +78,7 @@ def encode_record(
     timestamp_delta: int,
     key: BytesLike | None,
     value: BytesLike | None,
-    headers: Iterable[Header] = (),
+    headers: Iterable[Header] | None = (),
 ) -> bytes:
     """Encode one record, length prefix included. The general path, and the reference for the fast one."""
     body = bytearray(b"\x00")  # record attributes: unused, always 0
@@ -91,7 +91,7 @@ def encode_record(
             data = _bytes_field(name, field)
             body += encode_varint(len(data))
             body += data
-    header_list = list(headers)
+    header_list = list(headers) if headers else []
     body += encode_varint(len(header_list))
     for header in header_list:
         try:
@@ -195,7 +195,7 @@ class BatchBuilder:
         self,
         value: BytesLike | None,
         key: BytesLike | None = None,
-        headers: Sequence[Header] = (),
+        headers: Sequence[Header] | None = (),
         timestamp_ms: int | None = None,
     ) -> int:
         """Add a record and return its offset delta within the batch (0 for the first record).
