@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import grpc
 
 from broker.domain import errors as broker
+from broker.groups import errors as groups
 from logstore import errors as engine
 from wire.logstore.v1 import common_pb2 as common
 
@@ -46,12 +47,34 @@ TABLE: dict[type[BaseException], ErrorMapping] = {
     broker.CannotShrinkTopicError: ErrorMapping(
         Status.FAILED_PRECONDITION, common.ERROR_CODE_INVALID_PARTITIONS
     ),
+    broker.InternalTopicError: ErrorMapping(Status.INVALID_ARGUMENT, common.ERROR_CODE_INVALID_TOPIC),
     # idempotent producers
     engine.OutOfOrderSequenceError: ErrorMapping(
         Status.FAILED_PRECONDITION, common.ERROR_CODE_OUT_OF_ORDER_SEQUENCE
     ),
     engine.InvalidProducerEpochError: ErrorMapping(
         Status.FAILED_PRECONDITION, common.ERROR_CODE_INVALID_PRODUCER_EPOCH
+    ),
+    # consumer groups: membership and fencing, then group state, then malformed group requests
+    groups.UnknownMemberIdError: ErrorMapping(
+        Status.FAILED_PRECONDITION, common.ERROR_CODE_UNKNOWN_MEMBER_ID
+    ),
+    groups.FencedMemberEpochError: ErrorMapping(
+        Status.FAILED_PRECONDITION, common.ERROR_CODE_FENCED_MEMBER_EPOCH
+    ),
+    groups.FencedInstanceIdError: ErrorMapping(
+        Status.FAILED_PRECONDITION, common.ERROR_CODE_FENCED_INSTANCE_ID
+    ),
+    groups.GroupIdNotFoundError: ErrorMapping(Status.NOT_FOUND, common.ERROR_CODE_GROUP_ID_NOT_FOUND),
+    groups.NonEmptyGroupError: ErrorMapping(Status.FAILED_PRECONDITION, common.ERROR_CODE_NON_EMPTY_GROUP),
+    groups.InvalidGroupRequestError: ErrorMapping(
+        Status.INVALID_ARGUMENT, common.ERROR_CODE_INVALID_GROUP_REQUEST
+    ),
+    groups.UnsupportedAssignorError: ErrorMapping(
+        Status.INVALID_ARGUMENT, common.ERROR_CODE_UNSUPPORTED_ASSIGNOR
+    ),
+    groups.InvalidRegularExpressionError: ErrorMapping(
+        Status.INVALID_ARGUMENT, common.ERROR_CODE_INVALID_REGULAR_EXPRESSION
     ),
     # the broker or its disk: retrying later may work
     broker.RequestTimedOutError: ErrorMapping(Status.DEADLINE_EXCEEDED, common.ERROR_CODE_REQUEST_TIMED_OUT),

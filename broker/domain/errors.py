@@ -6,6 +6,8 @@ per-partition error codes of the wire contract, together with the engine's class
 
 from __future__ import annotations
 
+from logstore.errors import InvalidTopicError
+
 
 class BrokerError(Exception):
     """Base class of the errors the broker raises on purpose."""
@@ -21,3 +23,8 @@ class RequestTimedOutError(BrokerError):
 
 class CannotShrinkTopicError(BrokerError):
     """A topic cannot have fewer partitions than it has now: that would drop stored data."""
+
+
+class InternalTopicError(BrokerError, InvalidTopicError):
+    """The request would write to, delete or grow a topic the broker keeps for itself (such as
+    `__consumer_offsets`); clients may read such topics but not change them."""
