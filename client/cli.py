@@ -47,7 +47,13 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return run(settings)
 
 
-COMMANDS: Sequence[Callable[[Subcommands], None]] = (_add_serve, *CONSOLE_COMMANDS)
+def _add_perf(subcommands: Subcommands) -> None:
+    from bench.perf.cli import add_parser
+
+    add_parser(subcommands)
+
+
+COMMANDS: Sequence[Callable[[Subcommands], None]] = (_add_serve, *CONSOLE_COMMANDS, _add_perf)
 
 
 def build_parser() -> argparse.ArgumentParser:
