@@ -244,3 +244,32 @@ def test_malformed_records_under_a_valid_crc_are_corrupt_record_errors() -> None
     struct.pack_into(">I", longer, CRC_OFFSET, crc32c(bytes(longer[ATTRIBUTES_OFFSET:])))
     with pytest.raises(CorruptRecordError, match="record 0 declares"):
         decode_batch(longer)
+
+
+# --- decompression bombs ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("codec_id", [1, 4], ids=["gzip", "zstd"])
+def test_decompression_is_capped(codec_id: int) -> None:
+    from logstore.records.compression import compress, decompress
+
+    bomb = compress(codec_id, b"\x00" * (4 * 1024 * 1024))
+    assert len(bomb) < 64 * 1024
+    with pytest.raises(CorruptRecordError, match="decompresses to more than"):
+        decompress(codec_id, bomb, max_bytes=1024 * 1024)
+    assert len(decompress(codec_id, bomb, max_bytes=4 * 1024 * 1024)) == 4 * 1024 * 1024
+
+
+def test_zstd_frames_without_a_declared_size_are_capped_too() -> None:
+    import zstandard
+
+    from logstore.records.compression import ZSTD, decompress
+
+    streamed = zstandard.ZstdCompressor(write_content_size=False).compress(b"\x00" * (2 * 1024 * 1024))
+    assert zstandard.frame_content_size(streamed) == -1
+    with pytest.raises(CorruptRecordError, match="decompresses to more than"):
+        decompress(ZSTD, streamed, max_bytes=1024 * 1024)
+    assert len(decompress(ZSTD, streamed, max_bytes=2 * 1024 * 1024)) == 2 * 1024 * 1024
+    small = zstandard.ZstdCompressor().compress(b"ok")
+    with pytest.raises(CorruptRecordError, match="decompresses to more than"):
+        decompress(ZSTD, small + streamed, max_bytes=1024 * 1024)

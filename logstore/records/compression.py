@@ -6,7 +6,6 @@ be stored and served as opaque bytes, but encoding or decoding their records rai
 
 from __future__ import annotations
 
-import gzip
 import zlib
 
 import zstandard
@@ -20,6 +19,7 @@ SUPPORTED_CODECS = (NONE, GZIP, ZSTD)
 # Kafka's own defaults: java.util.zip's default deflate level and zstd level 3.
 GZIP_LEVEL = 6
 ZSTD_LEVEL = 3
+MAX_DECOMPRESSED_BYTES = 64 * 1024 * 1024
 _GZIP_WBITS = 31  # deflate inside a gzip member (header with mtime 0, so output is deterministic)
 
 
@@ -49,31 +49,79 @@ def compress(codec: int, data: bytes) -> bytes:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def decompress(codec: int, data: bytes | memoryview) -> bytes:
-    """Decompress a records section, raising CorruptRecordError on any malformed input."""
+def decompress(codec: int, data: bytes | memoryview, max_bytes: int = MAX_DECOMPRESSED_BYTES) -> bytes:
+    """Decompress a records section, raising CorruptRecordError on malformed input.
+
+    The output is capped at ``max_bytes``: a few kilobytes of crafted gzip or zstd can claim gigabytes,
+    and the broker decodes compressed batches of compacted topics on the produce path.
+    """
     if codec == NONE:
         return bytes(data)
     require_supported(codec)
     try:
         if codec == GZIP:
-            return gzip.decompress(data)
-        return _zstd_decompress(data)
+            return _gzip_decompress(data, max_bytes)
+        return _zstd_decompress(data, max_bytes)
     except (OSError, EOFError, zlib.error, zstandard.ZstdError) as exc:
         raise CorruptRecordError(f"{codec_name(codec)} records section does not decompress: {exc}") from None
 
 
-def _zstd_decompress(data: bytes | memoryview) -> bytes:
-    """Decompress one or more zstd frames, with or without a content size in their headers.
+def _too_large(codec: str, max_bytes: int) -> CorruptRecordError:
+    return CorruptRecordError(
+        f"{codec} records section decompresses to more than {max_bytes} bytes; refusing it (a batch that "
+        "large uncompressed should be split by the producer)"
+    )
 
-    Streaming producers omit the content size, which ``ZstdDecompressor.decompress`` refuses; a
-    decompressobj per frame copes, and its ``eof`` flag tells a truncated frame from a complete one.
-    """
+
+def _gzip_decompress(data: bytes | memoryview, max_bytes: int) -> bytes:
+    """One or more gzip members, bounded: never inflates more than ``max_bytes`` + 1 bytes."""
     pieces = []
+    total = 0
     rest = bytes(data)
     while rest:
+        member = zlib.decompressobj(_GZIP_WBITS)
+        out = member.decompress(rest, max_bytes - total + 1)
+        total += len(out)
+        if total > max_bytes:
+            raise _too_large("gzip", max_bytes)
+        if not member.eof:
+            raise CorruptRecordError("gzip records section is truncated: its last member does not end")
+        pieces.append(out)
+        rest = member.unused_data
+    return b"".join(pieces)
+
+
+def _zstd_decompress(data: bytes | memoryview, max_bytes: int) -> bytes:
+    """Decompress one or more zstd frames, never producing more than ``max_bytes``.
+
+    A frame that declares its content size (ours do) is checked against what is left of the cap before
+    it is inflated, and decompressed on its own so a truncated frame is told from a complete one.
+    Streaming producers omit the size; from such a frame on, the rest is read through a bounded stream.
+    """
+    pieces = []
+    total = 0
+    rest = bytes(data)
+    while rest:
+        try:
+            declared = zstandard.frame_content_size(rest)
+        except zstandard.ZstdError:
+            declared = 0  # not a frame header: the decompressor below reports it as malformed
+        if declared > max_bytes - total:
+            raise _too_large("zstd", max_bytes)
+        if declared < 0:
+            reader = zstandard.ZstdDecompressor().stream_reader(rest, read_across_frames=True)
+            out = reader.read(max_bytes - total + 1)
+            if total + len(out) > max_bytes:
+                raise _too_large("zstd", max_bytes)
+            pieces.append(out)
+            break
         frame = zstandard.ZstdDecompressor().decompressobj()
-        pieces.append(frame.decompress(rest))
+        out = frame.decompress(rest)
         if not frame.eof:
             raise CorruptRecordError("zstd records section is truncated: its last frame does not end")
+        total += len(out)
+        if total > max_bytes:  # a frame that understated its size
+            raise _too_large("zstd", max_bytes)
+        pieces.append(out)
         rest = frame.unused_data
     return b"".join(pieces)
