@@ -1,7 +1,7 @@
 """The sweep's two charts, drawn with matplotlib (the optional ``logstore[bench]`` extra).
 
-- ``throughput_vs_batch_size.png``: records/s against batch size (log scale), one line per linger_ms,
-  one panel per combination of the other settings that vary;
+- ``throughput_vs_batch_size.png``: records/s of the unthrottled runs against batch size (log scale),
+  one line per linger_ms, one panel per combination of the other settings that vary;
 - ``latency_vs_throughput.png``: p50, p99 and p99.9 latency against the records/s achieved, one colour
   per combination of the settings other than ``throughput`` (the knob that moves along the curve).
 """
@@ -32,9 +32,14 @@ def write_plots(output: Path, summary: list[dict[str, Any]], varying: list[str])
     done = [point for point in summary if point["runs"]]
     if not done:
         return "plots skipped: no point of the sweep succeeded"
-    _throughput_vs_batch_size(plt, output / THROUGHPUT_PLOT, done, varying)
+    written = []
+    unthrottled = [point for point in done if point["settings"].get("throughput", -1) == -1]
+    if unthrottled:
+        _throughput_vs_batch_size(plt, output / THROUGHPUT_PLOT, unthrottled, varying)
+        written.append(str(output / THROUGHPUT_PLOT))
     _latency_vs_throughput(plt, output / LATENCY_PLOT, done, varying)
-    return f"plots: {output / THROUGHPUT_PLOT}, {output / LATENCY_PLOT}"
+    written.append(str(output / LATENCY_PLOT))
+    return "plots: " + ", ".join(written)
 
 
 def _label(settings: dict[str, Any], names: list[str]) -> str:
@@ -49,7 +54,7 @@ def _groups(points: list[dict[str, Any]], names: list[str]) -> dict[str, list[di
 
 
 def _throughput_vs_batch_size(plt: Any, path: Path, points: list[dict[str, Any]], varying: list[str]) -> None:
-    panel_names = [name for name in varying if name not in ("batch_size", "linger_ms")]
+    panel_names = [name for name in varying if name not in ("batch_size", "linger_ms", "throughput")]
     panels = list(_groups(points, panel_names).items())[:MAX_PANELS]
     columns = min(3, len(panels))
     rows = math.ceil(len(panels) / columns)

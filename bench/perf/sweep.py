@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.perf.common import machine, own_broker
+from bench.perf.produce import ProduceSettings
 from bench.perf.progress import ProgressBar
 from client.console.common import add_bootstrap, bootstrap, friendly
 
@@ -55,6 +56,11 @@ PARAMETERS = (
     "key_size",
 )
 """Grid and fixed keys: the flags of ``perf produce`` (with underscores)."""
+DEFAULTS = {
+    name: getattr(ProduceSettings, name, None) if name != "partitions" else "broker default"
+    for name in PARAMETERS
+}
+"""What ``perf produce`` uses for a setting the config leaves out (shown in the CSV)."""
 LATENCIES = ("avg", "p50", "p95", "p99", "p999", "max")
 POINT_TIMEOUT_S = 600
 
@@ -68,7 +74,7 @@ class SweepConfig:
     producer_props: dict[str, Any] = field(default_factory=dict)
 
     def points(self) -> list[dict[str, Any]]:
-        """Every combination of the grid's values, each merged over the fixed settings."""
+        """Every combination of the grid's values, merged over the fixed settings."""
         names = list(self.grid)
         return [
             {**self.fixed, **dict(zip(names, values, strict=True))}
@@ -252,7 +258,7 @@ def write_results(output: Path, config: SweepConfig, summary: list[dict[str, Any
         writer = csv.DictWriter(file, fieldnames=["point", *columns, *_METRICS, "repeats", "failed"])
         writer.writeheader()
         for point, row in zip(summary, rows, strict=True):
-            settings = {name: point["settings"].get(name, "") for name in columns}
+            settings = {name: point["settings"].get(name, DEFAULTS[name]) for name in columns}
             writer.writerow(
                 {
                     "point": point["point"],
