@@ -30,7 +30,12 @@ lint: $(VENV)/.installed-test
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
-bench: $(VENV)/.installed-test
+$(VENV)/.installed-bench: pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e '.[test,bench]'
+	touch $@ $(VENV)/.installed $(VENV)/.installed-test
+
+# The micro-benchmarks; also installs the bench extra (matplotlib) that `logstore perf sweep` plots with.
+bench: $(VENV)/.installed-bench
 	$(PY) -m pytest bench --benchmark-enable --benchmark-only -p no:cacheprovider
 
 clean:
