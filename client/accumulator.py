@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 from client.backoff import Backoff
 from client.errors import ClientError, DeliveryTimeoutError, OutOfOrderSequenceError, RecordTooLargeError
-from client.futures import BatchOutcome, RecordFuture, failed_future
+from client.futures import BatchOutcome, RecordFuture, failed_future, new_future
 from logstore.records import HEADER_SIZE, NONE, BatchBuilder, crc32c
 
 RECORD_OVERHEAD = 36
@@ -81,8 +81,10 @@ class ProducerBatch:
     """One batch for one partition, from its first record until it is acknowledged or given up."""
 
     __slots__ = (
+        "append",
         "attempts",
         "builder",
+        "closed",
         "created",
         "data",
         "deadline",
@@ -94,6 +96,7 @@ class ProducerBatch:
         "resent",
         "reserved",
         "retry_at",
+        "room",
         "sequence",
         "topic",
     )
@@ -104,6 +107,11 @@ class ProducerBatch:
         self.topic = topic
         self.partition = partition
         self.builder = builder
+        self.append = builder.append
+        self.closed = False
+        """Set when the batch stops taking records (full, drained, expired or aborted)."""
+        self.room = 0
+        """A lower bound of the bytes the batch can still take, for the fast path in ``Producer.send``."""
         self.outcome = BatchOutcome(topic, partition)
         self.created = now
         self.deadline = deadline
@@ -233,6 +241,9 @@ class Accumulator:
         self.closing = False
         self.memory_waiters = 0
         """Senders blocked on buffer memory: their wait ends sooner if batches go out at once."""
+        self.open_batches: dict[tuple[str, int], ProducerBatch] = {}
+        """The open batch of each partition that has one. ``Producer.send`` appends to these directly
+        while ``room`` lasts (a lower bound of the bytes still free), and calls ``append`` otherwise."""
         self.new_batch_hook: Callable[[], None] | None = None
         """Called (under the caller's lock) when a batch is started, so the sender can plan its linger."""
         self._topics: dict[str, dict[int, PartitionQueue]] = {}
@@ -259,25 +270,26 @@ class Accumulator:
         does not fit in the buffer memory. A record that could never be sent (larger than
         ``max_request_size`` or ``buffer_memory``) gets a failed future.
         """
-        partitions = self._topics.get(topic)
-        queue = partitions.get(partition) if partitions is not None else None
         size = RECORD_OVERHEAD + (len(value) if value is not None else 0)
         if key is not None:
             size += len(key)
         if headers:
             size = estimated_size(key, value, headers)
-        batch = queue.open if queue is not None else None
-        if batch is None or batch.builder.size_in_bytes() + size > self.batch_size:
-            if abort_on_new_batch:
-                return None
-            return self._append_to_new_batch(topic, partition, queue, value, key, headers, timestamp_ms, size, now)
-        return RecordFuture(batch.outcome, batch.builder.append(value, key, headers, timestamp_ms), timestamp_ms)
+        batch = self.open_batches.get((topic, partition))
+        if batch is not None:
+            used = batch.builder.size_in_bytes()
+            if used + size <= self.batch_size:
+                offset_delta = batch.append(value, key, headers, timestamp_ms)
+                batch.room = self.batch_size - used - size  # a lower bound again, from the exact size
+                return new_future(RecordFuture, (batch.outcome, offset_delta, timestamp_ms))
+        if abort_on_new_batch:
+            return None
+        return self._append_to_new_batch(topic, partition, value, key, headers, timestamp_ms, size, now)
 
     def _append_to_new_batch(
         self,
         topic: str,
         partition: int,
-        queue: PartitionQueue | None,
         value: bytes | None,
         key: bytes | None,
         headers: Sequence[tuple[str, bytes | None]],
@@ -297,17 +309,34 @@ class Accumulator:
         reserve = max(self.batch_size, needed)
         if self.reserved + reserve > self.buffer_memory:
             raise BufferFull(reserve)
+        partitions = self._topics.get(topic)
+        queue = partitions.get(partition) if partitions is not None else None
         if queue is None:
             queue = self._queue(topic, partition)
         builder = BatchBuilder(compression=self.compression)
         offset_delta = builder.append(value, key, headers, timestamp_ms)  # raises (appending nothing) on bad input
         if queue.open is not None:
-            queue.queue.append(queue.open)
+            queue.queue.append(self._close_open(queue))
         batch = queue.open = ProducerBatch(topic, partition, builder, now, now + self.delivery_timeout_s, reserve)
+        batch.room = self.batch_size - builder.size_in_bytes()
+        self.open_batches[(topic, partition)] = batch
         self.reserved += reserve
         if self.new_batch_hook is not None:
             self.new_batch_hook()
-        return RecordFuture(batch.outcome, offset_delta, timestamp_ms)
+        return new_future(RecordFuture, (batch.outcome, offset_delta, timestamp_ms))
+
+    def open_batch(self, topic: str, partition: int) -> ProducerBatch | None:
+        """The batch records of this partition join now (None if none is open)."""
+        return self.open_batches.get((topic, partition))
+
+    def _close_open(self, queue: PartitionQueue) -> ProducerBatch:
+        """Close the partition's open batch: no record joins it any more."""
+        batch = queue.open
+        assert batch is not None
+        batch.closed = True
+        queue.open = None
+        del self.open_batches[(queue.topic, queue.partition)]
+        return batch
 
     def _queue(self, topic: str, partition: int) -> PartitionQueue:
         queue = PartitionQueue(topic, partition, self.producer_epoch)
@@ -353,7 +382,7 @@ class Accumulator:
                 self._drain_start = (start + step) % count  # the next request starts with this partition
                 return batches, now
             if batch is queue.open:
-                queue.open = None
+                self._close_open(queue)
             else:
                 queue.queue.popleft()
             self._number(queue, batch)
@@ -538,7 +567,7 @@ class Accumulator:
                 finished.append((batch, self._gave_up(batch, _StillWaiting())))
                 self._left_sequence(queue, batch)
             if not queue.queue and queue.open is not None and queue.open.deadline <= now:
-                batch, queue.open = queue.open, None
+                batch = self._close_open(queue)
                 finished.append((batch, self._gave_up(batch, _StillWaiting())))
             if queue.held:
                 finished += self._resume(queue, now)
@@ -550,7 +579,8 @@ class Accumulator:
         finished: Finished = []
         for queue in self._queues:
             finished.extend((batch, error) for batch in queue.batches())
-            queue.open = None
+            if queue.open is not None:
+                self._close_open(queue)
             queue.queue.clear()
             queue.in_flight.clear()
             queue.resending = 0

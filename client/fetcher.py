@@ -42,13 +42,26 @@ SUBSCRIPTION_REFRESH_S = 1.0
 class CompletedFetch:
     """One partition's answer to one Fetch, consumed batch by batch."""
 
-    __slots__ = ("batches", "cls", "data", "generation", "next_batch", "next_offset", "records", "size", "tp")
+    __slots__ = (
+        "batches",
+        "cls",
+        "counted",
+        "data",
+        "generation",
+        "next_batch",
+        "next_offset",
+        "records",
+        "size",
+        "tp",
+    )
 
     def __init__(self, tp: TopicPartition, generation: int, data: bytes, start_offset: int) -> None:
         self.tp = tp
         self.generation = generation
         self.data = data
         self.size = len(data)
+        self.counted = True
+        """Whether ``size`` still counts as read ahead (it stops when the application starts on it)."""
         self.batches = batch_positions(data, start_offset)
         self.next_batch = 0
         self.records: list[ConsumerRecord] = []
@@ -137,6 +150,8 @@ class Fetcher(threading.Thread):
             if partition.paused:
                 kept.append(buffer.popleft())  # kept for after resume()
                 continue
+            if completed.counted:
+                self._uncount(completed)  # being consumed: the fetcher may read the next one meanwhile
             records = completed.take(room, partition.position)
             if records:
                 got = taken.get(tp)
@@ -176,6 +191,11 @@ class Fetcher(threading.Thread):
             self.data_ready.notify_all()
 
     def _drop(self, completed: CompletedFetch) -> None:
+        if completed.counted:
+            self._uncount(completed)
+
+    def _uncount(self, completed: CompletedFetch) -> None:
+        completed.counted = False
         left = self._buffered.get(completed.tp, 0) - completed.size
         if left > 0:
             self._buffered[completed.tp] = left

@@ -78,15 +78,32 @@ class BatchOutcome:
 _ON_SUCCESS, _ON_ERROR, _ON_DONE = 0, 1, 2
 
 
-class RecordFuture:
-    """The future of one sent record, resolving to its ``RecordMetadata``."""
+class RecordFuture(tuple):
+    """The future of one sent record, resolving to its ``RecordMetadata``.
 
-    __slots__ = ("_delta", "_outcome", "_timestamp")
+    A tuple ``(outcome, offset delta, timestamp)`` underneath: made by one C-level ``tuple.__new__`` in
+    ``send()``, with no Python ``__init__`` frame. It compares and hashes by identity, like any future.
+    """
 
-    def __init__(self, outcome: BatchOutcome, delta: int, timestamp: int) -> None:
-        self._outcome = outcome
-        self._delta = delta
-        self._timestamp = timestamp
+    __slots__ = ()
+    __eq__ = object.__eq__  # type: ignore[assignment]
+    __ne__ = object.__ne__  # type: ignore[assignment]
+    __hash__ = object.__hash__  # type: ignore[assignment]
+
+    def __new__(cls, outcome: BatchOutcome, delta: int, timestamp: int) -> RecordFuture:
+        return tuple.__new__(cls, (outcome, delta, timestamp))
+
+    @property
+    def _outcome(self) -> BatchOutcome:
+        return self[0]
+
+    @property
+    def _delta(self) -> int:
+        return self[1]
+
+    @property
+    def _timestamp(self) -> int:
+        return self[2]
 
     # --- state ------------------------------------------------------------------------------------------
 
@@ -150,11 +167,12 @@ class RecordFuture:
         return outcome.error
 
     def _metadata(self) -> RecordMetadata:
-        outcome = self._outcome
+        outcome, delta, timestamp = self
         offset = outcome.base_offset
         if offset >= 0:
-            offset += self._delta
-        timestamp = outcome.append_time if outcome.append_time >= 0 else self._timestamp
+            offset += delta
+        if outcome.append_time >= 0:
+            timestamp = outcome.append_time
         return RecordMetadata(outcome.topic, outcome.partition, offset, timestamp)
 
     # --- callbacks --------------------------------------------------------------------------------------
@@ -204,6 +222,10 @@ def _bind(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any])
     if not args and not kwargs:
         return fn
     return lambda value: fn(*args, value, **kwargs)
+
+
+new_future = tuple.__new__
+"""``new_future(RecordFuture, (outcome, delta, timestamp))``: the hot path's way to make a future."""
 
 
 def failed_future(topic: str, partition: int, error: ClientError, timestamp: int = -1) -> RecordFuture:

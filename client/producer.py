@@ -18,12 +18,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import grpc
+import mmh3
 
-from client.accumulator import Accumulator, BufferFull
+from client.accumulator import RECORD_OVERHEAD, Accumulator, BufferFull, ProducerBatch
 from client.backoff import Backoff
 from client.connection import DEFAULT_BOOTSTRAP, Connection
 from client.errors import BufferExhaustedError, ClosedError, SerializationError, UnknownPartitionError
-from client.futures import RecordFuture
+from client.futures import RecordFuture, new_future
 from client.metadata import TopicMetadata
 from client.partitioner import StickyPartitioner, key_partition
 from client.sender import Sender
@@ -31,6 +32,10 @@ from client.serde import Serializer, resolve_serializer
 from logstore.records import GZIP, NONE, ZSTD
 
 log = logging.getLogger(__name__)
+
+_time_ns = time.time_ns
+_new_future = new_future
+_murmur3 = mmh3.hash  # the same function as client.partitioner.key_partition, inlined on the hot path
 
 COMPRESSION = {"none": NONE, None: NONE, "gzip": GZIP, "zstd": ZSTD}
 ACKS = {0: 0, 1: 1, -1: -1, "all": -1, "0": 0, "1": 1, "-1": -1}
@@ -112,6 +117,7 @@ class Producer:
         )
         self._counts = self._metadata.counts
         self._lock = threading.Lock()
+        self._acquire, self._release = self._lock.acquire, self._lock.release
         self._memory_freed = threading.Condition(self._lock)
         self._accumulator = Accumulator(
             batch_size=batch_size,
@@ -126,6 +132,9 @@ class Producer:
             retries=retries,
         )
         self._sticky = StickyPartitioner()
+        self._sticky_batches: dict[str, ProducerBatch] = {}
+        """The open batch of each topic's sticky partition, for keyless records on the hot path."""
+        self._open_batches = self._accumulator.open_batches
         self._sender = Sender(
             self._accumulator,
             self._connection,
@@ -140,6 +149,8 @@ class Producer:
         work = self._sender.work
         self._accumulator.new_batch_hook = work.notify
         self._closed = False
+        self._prepare = self._key_serializer is not None or self._value_serializer is not None
+        """Whether send() must look at more than the hot path does (serializers, or closed)."""
         self._sender.start()
 
     # --- sending --------------------------------------------------------------------------------------------
@@ -158,14 +169,52 @@ class Producer:
         Blocks up to ``max_block_ms`` when the buffer is full or the topic's partitions are not yet known.
         A record that can never be sent (too large) gets a failed future; bad arguments raise at once.
         """
+        if self._prepare:  # closed, or serializers to run
+            value, key = self._prepared(topic, value, key)
+        if timestamp_ms is None:
+            timestamp_ms = _time_ns() // 1_000_000
+        if type(value) is bytes and not headers:
+            # The hot path: straight into the partition's open batch while its room lasts (a lower bound
+            # kept by the accumulator, which decides everything else in _send below).
+            batch = None
+            if key is None:
+                size = RECORD_OVERHEAD + len(value)
+                if partition is None:
+                    batch = self._sticky_batches.get(topic)
+                else:
+                    batch = self._open_batches.get((topic, partition))
+            elif partition is None and type(key) is bytes:
+                count = self._counts.get(topic)
+                if count is not None:
+                    size = RECORD_OVERHEAD + len(value) + len(key)
+                    partition = _murmur3(key, 0, False) % count
+                    batch = self._open_batches.get((topic, partition))
+            if batch is not None:
+                self._acquire()  # cheaper than `with` on this path
+                try:
+                    room = batch.room - size
+                    if room >= 0 and not batch.closed:
+                        batch.room = room
+                        offset_delta = batch.append(value, key, (), timestamp_ms)
+                        return _new_future(RecordFuture, (batch.outcome, offset_delta, timestamp_ms))
+                finally:
+                    self._release()
+        return self._send(topic, value, key, headers, partition, timestamp_ms)
+
+    def _prepared(self, topic: str, value: Any, key: Any) -> tuple[Any, Any]:
+        """Refuse a closed producer; run the serializers."""
         if self._closed:
             raise ClosedError("send() on a closed producer")
         if self._value_serializer is not None:
             value = self._serialize(self._value_serializer, value, "value", topic)
-        if self._key_serializer is not None and key is not None:
+        if key is not None and self._key_serializer is not None:
             key = self._serialize(self._key_serializer, key, "key", topic)
-        if timestamp_ms is None:
-            timestamp_ms = time.time_ns() // 1_000_000
+        return value, key
+
+    def _send(
+        self, topic: str, value: Any, key: Any, headers: Headers, partition: int | None, timestamp_ms: int
+    ) -> RecordFuture:
+        """Everything the hot path leaves: metadata, partitioning, new batches, waiting for memory."""
         if not headers:
             headers = ()
         elif isinstance(headers, Mapping):
@@ -173,31 +222,36 @@ class Producer:
         count = self._counts.get(topic)
         if count is None:
             count = self._metadata.partition_count(topic, self._max_block_s)
-        abort_on_new_batch = False
+        sticky = False
         if partition is None:
             if key is None:
                 partition = self._sticky.partition(topic, count)
-                abort_on_new_batch = True
+                sticky = True
             else:
                 partition = key_partition(key, count)
         elif not 0 <= partition < count:
             raise UnknownPartitionError(
                 f"topic {topic!r} has partitions 0 to {count - 1}; partition {partition} does not exist"
             )
+        accumulator = self._accumulator
         with self._lock:
             try:
-                future = self._accumulator.append(
-                    topic, partition, value, key, headers, timestamp_ms, time.monotonic(), abort_on_new_batch
+                future = accumulator.append(
+                    topic, partition, value, key, headers, timestamp_ms, time.monotonic(), sticky
                 )
                 if future is None:  # the sticky partition's batch completed: move on, then append
                     partition = self._sticky.on_new_batch(topic, count, partition)
-                    future = self._accumulator.append(
-                        topic, partition, value, key, headers, timestamp_ms, time.monotonic()
-                    )
+                    future = accumulator.append(topic, partition, value, key, headers, timestamp_ms, time.monotonic())
             except BufferFull:
                 future = self._append_when_memory_frees(topic, partition, value, key, headers, timestamp_ms)
             except TypeError as exc:
                 raise SerializationError(f"cannot send to {topic!r}: {exc}") from None
+            if sticky:
+                batch = accumulator.open_batch(topic, partition)
+                if batch is None:
+                    self._sticky_batches.pop(topic, None)
+                else:
+                    self._sticky_batches[topic] = batch
         return future
 
     def _append_when_memory_frees(
@@ -277,7 +331,7 @@ class Producer:
         with self._lock:
             if self._closed:
                 return
-            self._closed = True
+            self._closed = self._prepare = True
             self._accumulator.closing = True
             self._memory_freed.notify_all()
         if timeout is None or timeout > 0:

@@ -163,9 +163,12 @@ class Sender(threading.Thread):
             except grpc.RpcError as exc:
                 error = error_from_rpc(exc, "InitProducerId")
                 attempt += 1
-                log.warning("could not get a producer id (attempt %d): %s", attempt, error)
+                if attempt == 1 or attempt % 10 == 0:
+                    log.warning("could not get a producer id (attempt %d, retrying): %s", attempt, error)
+                deadline = self._clock() + self._backoff.delay_s(attempt)
                 with self.work:
-                    self.work.wait(self._backoff.delay_s(attempt))
+                    while not self._stopping and (remaining := deadline - self._clock()) > 0:
+                        self.work.wait(remaining)
                 continue
             with self.work:
                 self._accumulator.producer_id = answer.producer_id
