@@ -157,6 +157,22 @@ def test_fast_path_bytes_equal_general_path_bytes() -> None:
     assert fast.size_in_bytes() == slow.size_in_bytes() == len(fast.build())
 
 
+def test_keyed_fast_path_bytes_equal_general_path_bytes() -> None:
+    """bytes keys and values take the keyed fast path, bytearrays the general one: same batch bytes,
+    including at the edge where key and value together no longer fit the varint table."""
+    deltas = [0, 3, -64, -65, 1023, 1024]
+    sizes = [(0, 0), (16, 100), (63, 64), (100, 16266), (16367, 0), (0, 16367), (16368, 0), (8000, 8400)]
+    fast = BatchBuilder()
+    slow = BatchBuilder()
+    for delta in deltas:
+        for key_length, value_length in sizes:
+            key, value = b"k" * key_length, bytes([value_length % 256]) * value_length
+            fast.append(value, key, timestamp_ms=BASE_TS + delta)
+            slow.append(bytearray(value), bytearray(key), timestamp_ms=BASE_TS + delta)
+    assert fast.build() == slow.build()
+    assert fast.size_in_bytes() == len(fast.build())
+
+
 def test_fast_path_record_matches_reference_encoder() -> None:
     builder = BatchBuilder()
     pieces = []
