@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from broker.groups.assignors import ASSIGNORS
+from broker.groups.model import CoordinatorConfig
 from logstore.config import TopicConfig
 from logstore.errors import InvalidConfigError
 
@@ -71,6 +73,16 @@ class Settings:
     """DEBUG also logs every refused request; INFO tells what the broker did."""
     topic_defaults: Mapping[str, str] = field(default_factory=dict)
     """Default per-topic settings under Kafka's names, for topics that do not set their own."""
+    group_session_timeout_ms: int = 45_000
+    """A consumer-group member not heard from for this long is removed and its partitions move on."""
+    group_heartbeat_interval_ms: int = 5_000
+    """How often members are told to heartbeat; must be below the session timeout."""
+    group_rebalance_timeout_ms: int = 300_000
+    """How long a member may take to release revoked partitions, when its heartbeats do not say."""
+    group_assignor: str = "uniform"
+    """The server-side assignor of groups whose first member names none: uniform or range."""
+    offsets_topic_partitions: int = 8
+    """Partitions of the internal `__consumer_offsets` topic; used only when the broker first creates it."""
 
     def __post_init__(self) -> None:
         _check_range("port", self.port, 0, 65535)
@@ -85,6 +97,20 @@ class Settings:
         _check_range("produce_timeout_ms", self.produce_timeout_ms, 1, 2**31 - 1)
         _check_range("shutdown_grace_ms", self.shutdown_grace_ms, 0, 2**31 - 1)
         _check_range("flush_threads", self.flush_threads, 1, 256)
+        _check_range("group_session_timeout_ms", self.group_session_timeout_ms, 2, 2**31 - 1)
+        _check_range("group_heartbeat_interval_ms", self.group_heartbeat_interval_ms, 1, 2**31 - 1)
+        if self.group_heartbeat_interval_ms >= self.group_session_timeout_ms:
+            raise SettingsError(
+                f"group_heartbeat_interval_ms ({self.group_heartbeat_interval_ms}) must be smaller than "
+                f"group_session_timeout_ms ({self.group_session_timeout_ms}), or members time out between "
+                "heartbeats"
+            )
+        _check_range("group_rebalance_timeout_ms", self.group_rebalance_timeout_ms, 1, 2**31 - 1)
+        if self.group_assignor not in ASSIGNORS:
+            raise SettingsError(
+                f"group_assignor must be one of {', '.join(sorted(ASSIGNORS))}, not {self.group_assignor!r}"
+            )
+        _check_range("offsets_topic_partitions", self.offsets_topic_partitions, 1, 1000)
         if self.log_level.upper() not in LOG_LEVELS:
             raise SettingsError(f"log_level must be one of {', '.join(LOG_LEVELS)}, not {self.log_level!r}")
         batch = self.topic_config().max_message_bytes
@@ -105,6 +131,15 @@ class Settings:
         """The largest answer: a fetch's batches (up to fetch_max_bytes, or one batch that fit in a request)
         plus the per-partition fields."""
         return max(self.max_request_bytes, self.fetch_max_bytes) + RESPONSE_HEADROOM_BYTES
+
+    def group_config(self) -> CoordinatorConfig:
+        """The consumer-group coordinator's defaults."""
+        return CoordinatorConfig(
+            session_timeout_ms=self.group_session_timeout_ms,
+            heartbeat_interval_ms=self.group_heartbeat_interval_ms,
+            rebalance_timeout_ms=self.group_rebalance_timeout_ms,
+            assignor=self.group_assignor,
+        )
 
     def topic_config(self) -> TopicConfig:
         try:
@@ -225,6 +260,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--produce-timeout-ms", type=int, default=given, help="acks=all fsync wait (30000)")
     parser.add_argument("--shutdown-grace-ms", type=int, default=given, help="time to finish calls (10000)")
     parser.add_argument("--flush-threads", type=int, default=given, help="threads for fsync (8)")
+    parser.add_argument(
+        "--group-session-timeout-ms", type=int, default=given, help="remove silent group members (45000)"
+    )
+    parser.add_argument(
+        "--group-heartbeat-interval-ms", type=int, default=given, help="member heartbeat pace (5000)"
+    )
+    parser.add_argument(
+        "--group-rebalance-timeout-ms", type=int, default=given, help="time to release partitions (300000)"
+    )
+    parser.add_argument(
+        "--group-assignor", choices=sorted(ASSIGNORS), default=given, help="default group assignor (uniform)"
+    )
+    parser.add_argument(
+        "--offsets-topic-partitions", type=int, default=given, help="__consumer_offsets partitions (8)"
+    )
     parser.add_argument("--log-level", choices=LOG_LEVELS, type=str.upper, default=given, help="(INFO)")
     parser.add_argument(
         "--topic-default",
