@@ -7,9 +7,9 @@ batch size limit (max.message.bytes) that never exceeds what fits in one request
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
-from broker.domain.errors import CannotShrinkTopicError
+from broker.domain.errors import CannotShrinkTopicError, InternalTopicError
 from broker.domain.values import PartitionOffsets, TopicSummary, TopicView
 from broker.domain.waiters import AppendWaiters
 from logstore.config import TopicConfig
@@ -38,6 +38,10 @@ class Topics:
         self.default_partitions = default_partitions
         self.max_batch_bytes = max_batch_bytes
         """The largest max.message.bytes a topic may have: a bigger batch would not fit in a request."""
+        self.internal: frozenset[str] = frozenset()
+        """Topics the broker keeps for itself: not listed, and never produced to, deleted or grown by clients."""
+        self.on_change: Callable[[str], None] = lambda name: None
+        """Called with a topic's name after it is created (also automatically), deleted or grown."""
 
     # --- admin ------------------------------------------------------------------------------------------
 
@@ -47,15 +51,22 @@ class Topics:
         config = dict(config or {})
         self._check_batch_limit(TopicConfig.from_mapping(config, base=self.manager.default_config))
         self.manager.create_topic(name, partitions or self.default_partitions, config)
+        self.on_change(name)
         return self.describe(name)
 
     def delete(self, name: str) -> None:
+        self._refuse_internal(name, "deleted")
         partitions = self.info(name).partitions
         self.manager.delete_topic(name)
         self._wake(name, range(partitions))
+        self.on_change(name)
 
     def list(self) -> list[TopicSummary]:
-        return [TopicSummary(info.name, info.partitions) for info in self.manager.topics()]
+        return [
+            TopicSummary(info.name, info.partitions)
+            for info in self.manager.topics()
+            if info.name not in self.internal
+        ]
 
     def describe(self, name: str) -> TopicView:
         info = self.info(name)
@@ -74,7 +85,9 @@ class Topics:
                 f"topic {name!r} has {current} partitions and cannot shrink to {total_partitions}: "
                 f"that would drop stored data; ask for more than {current}, or create a new topic"
             )
+        self._refuse_internal(name, "grown")
         self.manager.add_partitions(name, total_partitions)
+        self.on_change(name)
         return self.describe(name)
 
     def alter_config(self, name: str, updates: Mapping[str, str], reset: Iterable[str] = ()) -> TopicView:
@@ -103,6 +116,12 @@ class Topics:
                 "produced. Use a smaller value or raise the broker's max_request_bytes"
             )
 
+    def _refuse_internal(self, name: str, change: str) -> None:
+        if name in self.internal:
+            raise InternalTopicError(
+                f"topic {name!r} is internal to the broker and cannot be {change} by clients; it may only be read"
+            )
+
     def _wake(self, name: str, partitions: Iterable[int]) -> None:
         for number in partitions:
             self._waiters.notify((name, number))
@@ -127,6 +146,7 @@ class Topics:
 
     def log_for_produce(self, topic: str, partition: int) -> Log:
         """The partition's Log, creating the topic first if it is unknown and auto-creation is on."""
+        self._refuse_internal(topic, "produced to")
         try:
             return self.log(topic, partition)
         except UnknownTopicError:
@@ -138,6 +158,7 @@ class Topics:
         try:
             info: TopicInfo = self.manager.create_topic(topic, self.default_partitions)
             log.info("auto-created topic %s with %d partitions for a produce request", topic, info.partitions)
+            self.on_change(topic)
         except TopicExistsError:
             pass  # created meanwhile by another request: just use it
         return self.manager.log(topic, partition)
