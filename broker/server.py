@@ -74,6 +74,8 @@ class BrokerServer:
                 default_partitions=settings.default_partitions,
                 max_batch_bytes=settings.max_batch_bytes,
                 flush_threads=settings.flush_threads,
+                group_config=settings.group_config(),
+                offsets_topic_partitions=settings.offsets_topic_partitions,
             )
             server = grpc.aio.server(options=grpc_options(settings))
             add_services(

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from broker.domain.durability import Flusher
 from broker.domain.errors import ShuttingDownError
 from broker.domain.fetch import Reader
+from broker.domain.groups import GroupDomain
 from broker.domain.produce import Appender
 from broker.domain.producer_ids import ProducerIdAllocator
 from broker.domain.subscribe import Subscriptions
@@ -25,13 +26,15 @@ from broker.domain.values import (
     SubscribeStart,
 )
 from broker.domain.waiters import AppendWaiters
+from broker.groups.model import CoordinatorConfig
+from broker.groups.offset_store import DEFAULT_OFFSETS_PARTITIONS, OFFSETS_TOPIC
 from logstore.manager import LogManager
 
 log = logging.getLogger(__name__)
 
 
 class BrokerCore:
-    """Topics, produce, fetch, subscribe, list offsets and producer ids over one LogManager.
+    """Topics, produce, fetch, subscribe, list offsets, producer ids and consumer groups over one LogManager.
 
     Call it from one event loop only. `close` is two-phase with the server: `begin_shutdown` makes
     long-polls answer and subscriptions end so in-flight calls can finish; `close` then appends queued
@@ -46,6 +49,8 @@ class BrokerCore:
         default_partitions: int,
         max_batch_bytes: int,
         flush_threads: int,
+        group_config: CoordinatorConfig | None = None,
+        offsets_topic_partitions: int = DEFAULT_OFFSETS_PARTITIONS,
     ) -> None:
         self.manager = manager
         self.waiters = AppendWaiters()
@@ -62,6 +67,15 @@ class BrokerCore:
         self._reader = Reader(self.topics, self.waiters)
         self._subscriptions = Subscriptions(self.topics, self.waiters)
         self._producer_ids = ProducerIdAllocator(manager.data_dir)
+        self._groups = GroupDomain(
+            manager,
+            self.topics,
+            self._flusher,
+            group_config or CoordinatorConfig(),
+            offsets_topic_partitions=offsets_topic_partitions,
+        )
+        self.topics.internal = frozenset({OFFSETS_TOPIC})
+        self.topics.on_change = self._groups.topic_changed
         self.shutting_down = False
 
     def _check_running(self) -> None:
@@ -73,6 +87,12 @@ class BrokerCore:
         """The topic registry, for admin calls; refused while shutting down."""
         self._check_running()
         return self.topics
+
+    @property
+    def groups(self) -> GroupDomain:
+        """Consumer groups and committed offsets; refused while shutting down."""
+        self._check_running()
+        return self._groups
 
     # --- data path --------------------------------------------------------------------------------------
 
@@ -114,6 +134,7 @@ class BrokerCore:
         self.shutting_down = True
         self._reader.closing = True
         self._subscriptions.closing = True
+        self._groups.close()
         self.waiters.notify_all()
 
     async def close(self) -> None:

@@ -11,12 +11,15 @@ import grpc
 from broker.domain.core import BrokerCore
 from broker.service.admin import AdminService
 from broker.service.fetch import FetchService
+from broker.service.groups import GroupService
 from broker.service.produce import ProduceService
 from wire.logstore.v1 import (
     admin_pb2,
     admin_pb2_grpc,
     fetch_pb2,
     fetch_pb2_grpc,
+    group_pb2,
+    group_pb2_grpc,
     produce_pb2,
     produce_pb2_grpc,
 )
@@ -25,6 +28,7 @@ SERVICE_NAMES = (
     admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
     produce_pb2.DESCRIPTOR.services_by_name["ProduceService"].full_name,
     fetch_pb2.DESCRIPTOR.services_by_name["FetchService"].full_name,
+    group_pb2.DESCRIPTOR.services_by_name["GroupService"].full_name,
 )
 
 
@@ -35,3 +39,4 @@ def add_services(
     admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminService(core), server)
     produce_pb2_grpc.add_ProduceServiceServicer_to_server(ProduceService(core, produce_timeout_ms), server)
     fetch_pb2_grpc.add_FetchServiceServicer_to_server(FetchService(core, fetch_max_bytes), server)
+    group_pb2_grpc.add_GroupServiceServicer_to_server(GroupService(core), server)

@@ -1,0 +1,29 @@
+"""Consumer groups in the broker: the driver around the pure coordinator (`broker.groups`) and the
+offset store, with plain values in and out."""
+
+from broker.domain.groups.driver import MAX_METADATA_BYTES, GroupDomain
+from broker.domain.groups.values import (
+    CommitOutcome,
+    Committed,
+    GroupView,
+    OffsetCommitEntry,
+    PartitionProgress,
+    PartitionScope,
+    ResetMode,
+    ResetOutcome,
+    ResetSpec,
+)
+
+__all__ = [
+    "MAX_METADATA_BYTES",
+    "CommitOutcome",
+    "Committed",
+    "GroupDomain",
+    "GroupView",
+    "OffsetCommitEntry",
+    "PartitionProgress",
+    "PartitionScope",
+    "ResetMode",
+    "ResetOutcome",
+    "ResetSpec",
+]

@@ -1,0 +1,339 @@
+"""The driver around the pure group coordinator and the offset store: clock, timer, durability, topics.
+
+The coordinator (`broker.groups`) decides and the offset store (`__consumer_offsets`) remembers; this
+class gives them what they cannot have themselves:
+
+- time: a monotonic clock, and one timer armed at the coordinator's next session or rebalance deadline,
+  so a silent member is removed when its session ends, not when someone next happens to call;
+- durability: a commit is answered only after its record is fsynced, through the shared `Flusher` (the
+  fsync runs on a worker thread, never on the event loop);
+- topics: every create, delete and growth of a topic reaches the coordinator, and a deleted topic's
+  committed offsets are forgotten;
+- restarts: groups found in the offset store at start-up are known again (listed, describable,
+  deletable); membership is rebuilt from heartbeats.
+
+Heartbeats are the hot path: a steady one (same epoch, owning exactly its assignment) costs one
+coordinator call and no timer work. That is safe because the timer is only ever armed at or before the
+earliest deadline, and a steady heartbeat can only push its own member's deadline later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+
+from broker.domain.durability import Flusher
+from broker.domain.groups import reset
+from broker.domain.groups.timer import DeadlineTimer, monotonic_ms
+from broker.domain.groups.values import (
+    CommitOutcome,
+    Committed,
+    GroupView,
+    OffsetCommitEntry,
+    PartitionProgress,
+    PartitionScope,
+    ResetOutcome,
+    ResetSpec,
+)
+from broker.domain.topics import Topics
+from broker.groups.coordinator import GroupCoordinator
+from broker.groups.errors import GroupIdNotFoundError, NonEmptyGroupError
+from broker.groups.model import (
+    CoordinatorConfig,
+    GroupListing,
+    GroupState,
+    HeartbeatRequest,
+    HeartbeatResponse,
+    MemberRemoved,
+    TopicPartition,
+)
+from broker.groups.offset_store import OFFSETS_TOPIC, OffsetAndMetadata, OffsetStore
+from broker.groups.validation import check_group_id
+from logstore.errors import InvalidRequestError, LogStoreError
+from logstore.log import Log
+from logstore.manager import LogManager
+
+log = logging.getLogger(__name__)
+
+MAX_METADATA_BYTES = 4096
+"""Longest metadata string stored with a committed offset (Kafka's offset.metadata.max.bytes)."""
+
+
+class GroupDomain:
+    """Consumer groups and committed offsets over one LogManager. Call it from one event loop only."""
+
+    def __init__(
+        self,
+        manager: LogManager,
+        topics: Topics,
+        flusher: Flusher,
+        config: CoordinatorConfig,
+        *,
+        offsets_topic_partitions: int,
+        clock_ms: Callable[[], int] = monotonic_ms,
+    ) -> None:
+        self._manager = manager
+        self._topics = topics
+        self._flusher = flusher
+        self._config = config
+        self._clock_ms = clock_ms
+        self._store = OffsetStore(manager, offsets_topic_partitions)
+        self._coordinator = GroupCoordinator(config, topic_partitions=self._topic_partitions())
+        self._timer = DeadlineTimer(self._on_deadline, clock_ms)
+        self._background_flushes: set[asyncio.Future[None]] = set()
+        # A topic deleted just before a crash may have left offsets whose tombstones were not durable yet.
+        committed_topics = {tp.topic for group in self._store.groups() for tp in self._store.fetch(group)}
+        for topic in sorted(committed_topics - set(self._topic_partitions())):
+            self._forget_topic(topic)
+        for group_id in self._store.groups():
+            self._coordinator.ensure_group(group_id)
+
+    @property
+    def session_timeout_ms(self) -> int:
+        return self._config.session_timeout_ms
+
+    @property
+    def heartbeat_interval_ms(self) -> int:
+        return self._config.heartbeat_interval_ms
+
+    # --- membership ---------------------------------------------------------------------------------
+
+    def heartbeat(self, request: HeartbeatRequest) -> HeartbeatResponse:
+        """Join, stay or leave; raises the coordinator's errors (see `GroupCoordinator.heartbeat`)."""
+        response = self._coordinator.heartbeat(request, self._clock_ms())
+        if self._timer.due_ms is None or not _is_steady(request, response):
+            self._timer.arm(self._coordinator.next_deadline_ms())
+        return response
+
+    def _on_deadline(self, now_ms: int) -> None:
+        try:
+            self._expire(now_ms)
+        except Exception:  # a bug; keep the timer alive so sessions still end
+            log.exception("consumer-group timeout handling failed")
+            self._timer.arm(self._coordinator.next_deadline_ms())
+
+    def _expire(self, now_ms: int | None = None) -> None:
+        """Apply every timeout that is due, log the removals, and arm the timer for the next one."""
+        result = self._coordinator.tick(self._clock_ms() if now_ms is None else now_ms)
+        for removed in result.removed:
+            _log_removal(removed)
+        self._timer.arm(result.next_deadline_ms)
+
+    # --- offsets ------------------------------------------------------------------------------------
+
+    async def commit(
+        self, group_id: str, member_id: str, member_epoch: int, entries: Sequence[OffsetCommitEntry]
+    ) -> list[CommitOutcome]:
+        """Store the valid entries in one batch and return once it is fsynced.
+
+        Raises the coordinator's fencing errors before anything is written; a member commits with its
+        id and current epoch, anyone else with member id "" and epoch -1 while the group is empty.
+        """
+        self._coordinator.validate_commit(group_id, member_id, member_epoch, self._clock_ms())
+        outcomes = []
+        valid: dict[TopicPartition, OffsetAndMetadata] = {}
+        for entry in entries:
+            error = self._check_entry(entry)
+            if error is None:
+                valid[TopicPartition(entry.topic, entry.partition)] = OffsetAndMetadata(
+                    entry.offset, entry.metadata
+                )
+            outcomes.append(CommitOutcome(entry.topic, entry.partition, error))
+        if valid:
+            await self._write(group_id, valid)
+        return outcomes
+
+    def _check_entry(self, entry: OffsetCommitEntry) -> LogStoreError | None:
+        where = f"{entry.topic}-{entry.partition}"
+        try:
+            self._topics.log(entry.topic, entry.partition)
+            if entry.offset < 0:
+                raise InvalidRequestError(
+                    f"{where}: a committed offset is the next offset to consume and cannot be negative "
+                    f"({entry.offset})"
+                )
+            size = len(entry.metadata.encode())
+            if size > MAX_METADATA_BYTES:
+                raise InvalidRequestError(
+                    f"{where}: offset metadata is {size} bytes; at most {MAX_METADATA_BYTES} are stored"
+                )
+        except LogStoreError as error:
+            return error
+        return None
+
+    async def _write(self, group_id: str, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
+        partition_log, last_offset = self._store.commit(group_id, offsets)
+        self._coordinator.ensure_group(group_id)
+        await self._flusher.flush(partition_log, last_offset + 1)
+
+    def fetch_offsets(self, group_id: str, scope: PartitionScope) -> list[Committed]:
+        """Committed offsets of the partitions in `scope` (offset -1 if none); all of them if it is empty."""
+        check_group_id(group_id)
+        committed = self._store.fetch(group_id)
+        if not scope:
+            return [_committed(tp, committed[tp]) for tp in sorted(committed)]
+        found = []
+        for topic, numbers in scope:
+            if not numbers:
+                numbers = range(self._partition_count(topic))
+            for number in numbers:
+                tp = TopicPartition(topic, number)
+                found.append(_committed(tp, committed.get(tp)))
+        return found
+
+    def _partition_count(self, topic: str) -> int:
+        try:
+            return self._manager.topic(topic).partitions
+        except LogStoreError:
+            return 0
+
+    # --- admin --------------------------------------------------------------------------------------
+
+    def list_groups(self) -> list[GroupListing]:
+        self._expire()
+        return self._coordinator.list_groups()
+
+    def describe_group(self, group_id: str) -> GroupView:
+        """The group, its members, and per partition the committed offset, log end offset and lag."""
+        check_group_id(group_id)
+        self._expire()
+        description = self._coordinator.describe_group(group_id)
+        if description.state is GroupState.DEAD:
+            raise GroupIdNotFoundError(f"group {group_id!r} does not exist")
+        holders = {
+            tp: member.member_id
+            for member in description.members
+            for tp in member.assigned_partitions | member.pending_revocation
+        }
+        committed = self._store.fetch(group_id)
+        progress = []
+        for tp in sorted(set(committed) | set(holders)):
+            offset = committed[tp].offset if tp in committed else -1
+            try:
+                end = self._topics.log(tp.topic, tp.partition).log_end_offset
+            except LogStoreError:
+                end = -1
+            progress.append(
+                PartitionProgress(
+                    tp.topic,
+                    tp.partition,
+                    committed_offset=offset,
+                    metadata=committed[tp].metadata if tp in committed else "",
+                    log_end_offset=end,
+                    lag=end - offset if offset >= 0 and end >= 0 else -1,
+                    member_id=holders.get(tp, ""),
+                )
+            )
+        return GroupView(description, progress)
+
+    async def delete_group(self, group_id: str) -> None:
+        """Forget a group without members, and delete its committed offsets (durably)."""
+        check_group_id(group_id)
+        self._expire()
+        try:
+            self._coordinator.delete_group(group_id)
+        except GroupIdNotFoundError:
+            if not self._store.fetch(group_id):
+                raise
+        written = self._store.delete_group(group_id)
+        if written is not None:
+            partition_log, last_offset = written
+            await self._flusher.flush(partition_log, last_offset + 1)
+        log.info("deleted consumer group %s", group_id)
+
+    async def reset_offsets(
+        self, group_id: str, scope: PartitionScope, spec: ResetSpec, *, dry_run: bool
+    ) -> list[ResetOutcome]:
+        """Move the committed offsets of a group without members; all partitions in scope or none."""
+        check_group_id(group_id)
+        reset.check_spec(spec)
+        self._expire()
+        group = self._coordinator.describe_group(group_id)
+        if group.members:
+            raise NonEmptyGroupError(
+                f"group {group_id!r} has {len(group.members)} active member(s); offsets can only be reset "
+                "while the group has none: stop its consumers (or wait for their session timeout) first"
+            )
+        if not scope and group.state is GroupState.DEAD:
+            raise GroupIdNotFoundError(
+                f"group {group_id!r} does not exist; name the topics (and partitions) to set its offsets"
+            )
+        committed = self._store.fetch(group_id)
+        partitions = reset.partitions_in_scope(self._topics, scope, committed)
+        outcomes = reset.plan(self._topics, partitions, committed, spec)
+        if outcomes and not dry_run:
+            await self._write(
+                group_id,
+                {TopicPartition(o.topic, o.partition): OffsetAndMetadata(o.new_offset) for o in outcomes},
+            )
+            log.info("reset offsets of group %s on %d partitions (%s)", group_id, len(outcomes), spec)
+        return outcomes
+
+    # --- topics -------------------------------------------------------------------------------------
+
+    def topic_changed(self, topic: str) -> None:
+        """After a topic was created, deleted or grown: reassign, and forget a deleted topic's offsets."""
+        try:
+            partitions = self._topic_partitions()
+            rebalanced = self._coordinator.update_topics(partitions, self._clock_ms())
+            if rebalanced:
+                log.info("topic %s changed: new target assignment for groups %s", topic, list(rebalanced))
+            if topic not in partitions:
+                self._forget_topic(topic)
+            self._expire()
+        except Exception:  # the topic change itself is done; do not fail the call that made it
+            log.exception("consumer groups could not follow the change of topic %s", topic)
+
+    def _topic_partitions(self) -> dict[str, int]:
+        return {info.name: info.partitions for info in self._manager.topics()}
+
+    def _forget_topic(self, topic: str) -> None:
+        """Tombstone every group's offsets of a deleted topic, so a new topic of that name starts clean."""
+        self._store.forget_topic(topic)
+        for number in range(self._manager.topic(OFFSETS_TOPIC).partitions):
+            partition_log = self._manager.log(OFFSETS_TOPIC, number)
+            if partition_log.flushed_offset < partition_log.log_end_offset:
+                self._flush_in_background(partition_log)
+
+    def _flush_in_background(self, partition_log: Log) -> None:
+        flush = asyncio.ensure_future(self._flusher.flush(partition_log, partition_log.log_end_offset))
+        self._background_flushes.add(flush)
+        flush.add_done_callback(self._flush_done)
+
+    def _flush_done(self, flush: asyncio.Future[None]) -> None:
+        self._background_flushes.discard(flush)
+        if not flush.cancelled() and flush.exception() is not None:
+            log.error("could not fsync deleted offsets in %s", OFFSETS_TOPIC, exc_info=flush.exception())
+
+    # --- lifecycle ----------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop the timer (at shutdown); commits in flight finish through the Flusher."""
+        self._timer.cancel()
+
+
+def _is_steady(request: HeartbeatRequest, response: HeartbeatResponse) -> bool:
+    """A heartbeat that changed nothing but its member's session deadline (which only moves later)."""
+    return (
+        request.member_epoch > 0
+        and response.member_epoch == request.member_epoch
+        and request.owned_partitions is not None
+        and frozenset(request.owned_partitions) == response.assignment
+    )
+
+
+def _committed(tp: TopicPartition, found: OffsetAndMetadata | None) -> Committed:
+    if found is None:
+        return Committed(tp.topic, tp.partition)
+    return Committed(tp.topic, tp.partition, found.offset, found.metadata, found.commit_timestamp_ms)
+
+
+def _log_removal(removed: MemberRemoved) -> None:
+    log.info(
+        "group %s: removed member %s%s (%s); its partitions move to the others",
+        removed.group_id,
+        removed.member_id,
+        f" (instance {removed.instance_id})" if removed.instance_id else "",
+        removed.reason.value,
+    )
