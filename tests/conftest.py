@@ -123,3 +123,100 @@ def connect() -> Iterator[Callable[[EmbeddedBroker], Stubs]]:
 def stubs(broker: EmbeddedBroker, connect: Callable[[EmbeddedBroker], Stubs]) -> Stubs:
     """Stubs connected to the default `broker`."""
     return connect(broker)
+
+
+# --- consumer groups -------------------------------------------------------------------------------------
+
+from collections.abc import Iterable  # noqa: E402
+
+from wire.logstore.v1 import common_pb2, group_pb2, group_pb2_grpc  # noqa: E402
+
+
+def group_stub(stubs: Stubs) -> group_pb2_grpc.GroupServiceStub:
+    """A GroupService stub over an open channel."""
+    return group_pb2_grpc.GroupServiceStub(stubs.channel)
+
+
+def partition_set(partitions: Iterable[tuple[str, int]]) -> list[group_pb2.TopicPartitions]:
+    by_topic: dict[str, list[int]] = {}
+    for topic, partition in partitions:
+        by_topic.setdefault(topic, []).append(partition)
+    return [group_pb2.TopicPartitions(topic=t, partitions=sorted(p)) for t, p in sorted(by_topic.items())]
+
+
+def flatten(entries: Iterable[group_pb2.TopicPartitions]) -> frozenset[tuple[str, int]]:
+    return frozenset((entry.topic, p) for entry in entries for p in entry.partitions)
+
+
+class GroupMember:
+    """A consumer-group member driven through the raw GroupService stub, the way a careful client would:
+    it owns exactly what its last answer assigned (it releases revoked partitions at once) and reports
+    that in every heartbeat."""
+
+    def __init__(
+        self,
+        stub: group_pb2_grpc.GroupServiceStub,
+        group_id: str,
+        topics: Iterable[str] = (),
+        regex: str = "",
+        **join_fields: Any,
+    ) -> None:
+        self.stub = stub
+        self.group_id = group_id
+        self.subscription = group_pb2.Subscription(topic_names=list(topics), topic_regex=regex)
+        self.join_fields = join_fields
+        self.member_id = ""
+        self.epoch = 0
+        self.assignment: frozenset[tuple[str, int]] = frozenset()
+        self.last: group_pb2.HeartbeatResponse | None = None
+
+    def heartbeat(self, **fields: Any) -> group_pb2.HeartbeatResponse:
+        """One heartbeat (a join while the epoch is 0); on success, adopt the answer's assignment."""
+        request = group_pb2.HeartbeatRequest(
+            group_id=self.group_id, member_id=self.member_id, member_epoch=self.epoch
+        )
+        if self.epoch == 0:
+            request.subscription.CopyFrom(self.subscription)
+            for name, value in self.join_fields.items():
+                setattr(request, name, value)
+        else:
+            request.owned_partitions.topics.extend(partition_set(self.assignment))
+        for name, value in fields.items():
+            setattr(request, name, value)
+        answer = self.stub.Heartbeat(request)
+        self.last = answer
+        if answer.error_code == common_pb2.ERROR_CODE_NONE:
+            self.member_id, self.epoch = answer.member_id, answer.member_epoch
+            self.assignment = flatten(answer.assignment)
+        return answer
+
+    def leave(self) -> group_pb2.HeartbeatResponse:
+        answer = self.heartbeat(member_epoch=-1)
+        self.epoch, self.assignment = 0, frozenset()
+        return answer
+
+    def commit(
+        self, offsets: dict[tuple[str, int], int], epoch: int | None = None, metadata: str = ""
+    ) -> group_pb2.CommitOffsetsResponse:
+        """Commit as this member (with its current epoch unless told otherwise)."""
+        return self.stub.CommitOffsets(
+            group_pb2.CommitOffsetsRequest(
+                group_id=self.group_id,
+                member_id=self.member_id,
+                member_epoch=self.epoch if epoch is None else epoch,
+                offsets=[
+                    group_pb2.OffsetCommit(topic=t, partition=p, offset=o, metadata=metadata)
+                    for (t, p), o in offsets.items()
+                ],
+            )
+        )
+
+
+def committed_offsets(
+    stub: group_pb2_grpc.GroupServiceStub, group_id: str, partitions: Iterable[tuple[str, int]] = ()
+) -> dict[tuple[str, int], int]:
+    """FetchOffsets as {(topic, partition): offset}; -1 where nothing is committed."""
+    answer = stub.FetchOffsets(
+        group_pb2.FetchOffsetsRequest(group_id=group_id, partitions=partition_set(partitions))
+    )
+    return {(c.topic, c.partition): c.offset for c in answer.offsets}
