@@ -84,6 +84,7 @@ class ProducerBatch:
         "append",
         "attempts",
         "builder",
+        "built_as",
         "closed",
         "created",
         "data",
@@ -123,7 +124,9 @@ class ProducerBatch:
         self.order = -1
         self.maybe_appended = False
         self.resent = False
-        self.data: bytes | bytearray | None = None
+        self.built_as: tuple[int, int, int] | None = None
+        """The (producer id, epoch, base sequence) the builder writes into the header."""
+        self.data: bytes | None = None
 
     @property
     def record_count(self) -> int:
@@ -132,12 +135,13 @@ class ProducerBatch:
     def size(self) -> int:
         return self.builder.size_in_bytes()
 
-    def encode(self, producer_id: int) -> bytes | bytearray:
-        """The batch's bytes as sent, stamped with the producer fields when it has a sequence."""
+    def encode(self, producer_id: int) -> bytes:
+        """The batch's bytes as sent, with its producer fields. They are usually built in (the builder was
+        made with the numbers the batch was expected to get); otherwise they are stamped on a copy."""
         if self.data is None:
-            data: bytes | bytearray = self.builder.build()
-            if self.sequence >= 0:
-                data = stamp_producer(data, producer_id, self.epoch, self.sequence)
+            data = self.builder.build()
+            if self.sequence >= 0 and self.built_as != (producer_id, self.epoch, self.sequence):
+                data = bytes(stamp_producer(data, producer_id, self.epoch, self.sequence))
             self.data = data
         return self.data
 
@@ -313,17 +317,41 @@ class Accumulator:
         queue = partitions.get(partition) if partitions is not None else None
         if queue is None:
             queue = self._queue(topic, partition)
-        builder = BatchBuilder(compression=self.compression)
+        built_as = self._expected_numbers(queue)
+        if built_as is None:
+            builder = BatchBuilder(compression=self.compression)
+        else:
+            producer_id, epoch, sequence = built_as
+            builder = BatchBuilder(
+                compression=self.compression, producer_id=producer_id, producer_epoch=epoch, base_sequence=sequence
+            )
         offset_delta = builder.append(value, key, headers, timestamp_ms)  # raises (appending nothing) on bad input
         if queue.open is not None:
             queue.queue.append(self._close_open(queue))
         batch = queue.open = ProducerBatch(topic, partition, builder, now, now + self.delivery_timeout_s, reserve)
         batch.room = self.batch_size - builder.size_in_bytes()
+        batch.built_as = built_as
         self.open_batches[(topic, partition)] = batch
         self.reserved += reserve
         if self.new_batch_hook is not None:
             self.new_batch_hook()
         return new_future(RecordFuture, (batch.outcome, offset_delta, timestamp_ms))
+
+    def _expected_numbers(self, queue: PartitionQueue) -> tuple[int, int, int] | None:
+        """The producer fields a new batch of ``queue`` will most likely be sent with, so its builder can
+        write them and ``encode`` need not copy the batch to stamp them. (Every batch before it is closed,
+        so their record counts are final; retries may still change the numbers, then it is stamped.)"""
+        if not self.idempotent or self.producer_id < 0 or queue.held or queue.retrying:
+            return None
+        sequence = queue.next_sequence
+        for batch in queue.queue:
+            if batch.sequence < 0:
+                sequence += batch.record_count
+            else:
+                return None  # retries waiting: renumbering may follow
+        if queue.open is not None:
+            sequence += queue.open.record_count
+        return self.producer_id, queue.epoch, sequence % _SEQUENCE_MODULUS
 
     def open_batch(self, topic: str, partition: int) -> ProducerBatch | None:
         """The batch records of this partition join now (None if none is open)."""

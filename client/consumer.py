@@ -116,8 +116,9 @@ class Consumer:
             self._check_open()
             if self._state.subscribed_topics:
                 raise IllegalStateError("this consumer follows topics (subscribe); call unsubscribe() before assign()")
+            dropped = set(self._state.partitions) - set(wanted)
             self._state.assign(wanted)
-            self._fetcher.clear(set(self._fetcher_tps()) - set(wanted))
+            self._fetcher.clear(dropped)
             self._fetcher.interrupt()
 
     def subscribe(self, topics: Iterable[str]) -> None:
@@ -146,9 +147,6 @@ class Consumer:
 
     def subscription(self) -> set[str]:
         return set(self._state.subscribed_topics)
-
-    def _fetcher_tps(self) -> Iterable[TopicPartition]:
-        return list(self._state.partitions)
 
     # --- reading ---------------------------------------------------------------------------------------------
 

@@ -35,6 +35,8 @@ from wire.logstore.v1 import common_pb2, fetch_pb2
 
 log = logging.getLogger(__name__)
 
+MAX_PENDING_ERRORS = 100
+"""Errors kept for the application to see (the oldest go first if it does not poll)."""
 SUBSCRIPTION_REFRESH_S = 1.0
 """How often partitions of subscribed topics are looked up again (new topics and partitions)."""
 
@@ -121,7 +123,7 @@ class Fetcher(threading.Thread):
         """Applications wait on it for records (or errors)."""
         self._buffer: deque[CompletedFetch] = deque()
         self._buffered: dict[TopicPartition, int] = {}
-        self._errors: deque[ClientError] = deque()
+        self._errors: deque[ClientError] = deque(maxlen=MAX_PENDING_ERRORS)
         self._call: grpc.Future | None = None
         self._closed = False
         self._call_failures = 0
@@ -326,8 +328,9 @@ class Fetcher(threading.Thread):
             state.update_offsets(tp, result.high_watermark, result.log_start_offset)
             code = result.error_code
             if code == common_pb2.ERROR_CODE_NONE:
-                if result.records:
-                    completed = CompletedFetch(tp, generation, result.records, offset)
+                data = result.records  # each read of a bytes field copies it: read once
+                if data:
+                    completed = CompletedFetch(tp, generation, data, offset)
                     if completed.batches:
                         state.fetched(tp, generation, completed.next_offset)
                         self._buffer.append(completed)

@@ -185,7 +185,7 @@ class Sender(threading.Thread):
             data = batch.encode(producer_id)
             entries.append(
                 produce_pb2.ProducePartitionData(
-                    topic=batch.topic, partition=batch.partition, records=bytes(data)
+                    topic=batch.topic, partition=batch.partition, records=data
                 )
             )
         request = produce_pb2.ProduceRequest(acks=self._acks, partitions=entries)
@@ -221,6 +221,12 @@ class Sender(threading.Thread):
                         for batch in batches:
                             finished += accumulator.acknowledge(batch, now)
                             acked.append((batch, -1, -1))
+                    if results and len(results) != len(batches):
+                        error = UnknownBrokerError(
+                            f"the broker answered {len(results)} results for {len(batches)} batches"
+                        )
+                        for batch in batches[len(results) :]:
+                            finished += accumulator.fail(batch, error, now, uncertain=True)
                     for batch, result in zip(batches, results, strict=False):
                         if result.error_code == 0:
                             finished += accumulator.acknowledge(batch, now)

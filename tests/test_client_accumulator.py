@@ -222,7 +222,9 @@ def test_sequences_are_consecutive_per_partition_and_stamped_with_a_valid_crc() 
     assert zero[0].sequence == 0 and zero[1].sequence == zero[0].record_count
     one = next(b for b in batches if b.partition == 1)
     assert one.sequence == 0
+    assert zero[1].built_as == (7, 3, zero[0].record_count)  # numbers built in: no stamping copy
     data = zero[1].encode(acc.producer_id)
+    assert data is not None and type(data) is bytes
     header = check_batch(data)
     assert (header.producer_id, header.producer_epoch, header.base_sequence) == (7, 3, zero[0].record_count)
     assert [r.value for r in decode_batch(data)] == [VALUE] * zero[1].record_count
