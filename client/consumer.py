@@ -12,6 +12,7 @@ later. Consumer groups (``group_id``) are not available in this version of the c
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -195,13 +196,14 @@ class Consumer:
         never) or when the consumer is closed. Positions move past each chunk (up to max_poll_records) as
         it is handed out, as with poll()."""
         if self._iterator is None:
-            self._iterator = self._records()
+            # chain walks each chunk in C: no generator frame to resume per record
+            self._iterator = itertools.chain.from_iterable(self._chunks())
         return self._iterator
 
     def __next__(self) -> ConsumerRecord:
         return next(iter(self))
 
-    def _records(self) -> Iterator[ConsumerRecord]:
+    def _chunks(self) -> Iterator[list[ConsumerRecord]]:
         deserialize = self._key_deserializer is not None or self._value_deserializer is not None
         timeout = self._consumer_timeout_s
         limit = self._max_poll_records
@@ -209,16 +211,16 @@ class Consumer:
             try:
                 taken = self._take(limit, timeout)
             except ClosedError:
-                return
+                break
             if not taken:
                 if timeout != _FOREVER or self._closed:
-                    self._iterator = None
-                    return
+                    break
                 continue
             for chunk in taken.values():
                 if deserialize:
                     self._deserialize(chunk)
-                yield from chunk
+                yield chunk
+        self._iterator = None  # a later iteration starts afresh (after a consumer_timeout_ms pause)
 
     # --- positions ------------------------------------------------------------------------------------------
 
