@@ -58,6 +58,8 @@ log = logging.getLogger(__name__)
 
 MAX_METADATA_BYTES = 4096
 """Longest metadata string stored with a committed offset (Kafka's offset.metadata.max.bytes)."""
+RETRY_AFTER_FAILURE_MS = 1000
+"""When timeout handling hit a bug, try again this much later rather than at once."""
 
 
 class GroupDomain:
@@ -109,9 +111,9 @@ class GroupDomain:
     def _on_deadline(self, now_ms: int) -> None:
         try:
             self._expire(now_ms)
-        except Exception:  # a bug; keep the timer alive so sessions still end
-            log.exception("consumer-group timeout handling failed")
-            self._timer.arm(self._coordinator.next_deadline_ms())
+        except Exception:  # a bug: keep the timer alive so sessions still end, but do not spin on it
+            log.exception("consumer-group timeout handling failed; retrying in %d ms", RETRY_AFTER_FAILURE_MS)
+            self._timer.arm(now_ms + RETRY_AFTER_FAILURE_MS)
 
     def _expire(self, now_ms: int | None = None) -> None:
         """Apply every timeout that is due, log the removals, and arm the timer for the next one."""
