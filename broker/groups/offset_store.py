@@ -8,8 +8,9 @@ so committed offsets survive restarts and `kill -9` exactly as far as the log it
 Keys and values are versioned JSON (one leading version byte), small enough not to matter and readable
 with `logstore dump-log`. Deleting a group writes tombstones (null values) for its keys.
 
-Not thread-safe: the broker calls it from its event loop only. Durability (fsync before answering) is the
-caller's choice: `commit` returns the partition and last offset to flush up to.
+Not thread-safe: the broker calls it from its event loop only. Writing and showing are two steps, so
+that nobody sees a commit that is not durable yet: `commit` and the deletes append and return a
+`PendingWrite`; the caller flushes its log up to `last_offset` and then calls `apply`.
 """
 
 from __future__ import annotations
@@ -48,6 +49,16 @@ class OffsetAndMetadata:
     commit_timestamp_ms: int = -1
 
 
+@dataclass(frozen=True, slots=True)
+class PendingWrite:
+    """Records appended but not yet applied: flush `log` past `last_offset`, then `OffsetStore.apply`."""
+
+    log: Log
+    last_offset: int
+    group_id: str
+    offsets: dict[TopicPartition, OffsetAndMetadata | None]  # None: the commit was deleted
+
+
 def _key(group_id: str, tp: TopicPartition) -> bytes:
     return _KEY_VERSION + json.dumps([group_id, tp.topic, tp.partition], separators=(",", ":")).encode()
 
@@ -75,6 +86,9 @@ class OffsetStore:
     def __init__(self, manager: LogManager, partitions: int = DEFAULT_OFFSETS_PARTITIONS) -> None:
         self._manager = manager
         self._offsets: dict[str, dict[TopicPartition, OffsetAndMetadata]] = {}
+        # Log offset of the record behind each in-memory value: a write that finishes late never
+        # overwrites a newer one.
+        self._written_at: dict[tuple[str, TopicPartition], int] = {}
         self._partitions = self._ensure_topic(partitions)
         self._load()
 
@@ -98,8 +112,11 @@ class OffsetStore:
                 last = None
                 for record in iter_records(data):
                     last = record.offset
-                    if record.key is not None:
-                        self._apply(record.key, record.value)
+                    parsed = _parse_key(record.key) if record.key is not None else None
+                    if parsed is not None:
+                        group_id, tp = parsed
+                        value = None if record.value is None else _parse_value(record.value)
+                        self._set(group_id, tp, value, record.offset)
                         records += 1
                 if last is None:
                     break
@@ -107,19 +124,25 @@ class OffsetStore:
         if records:
             log.info("loaded committed offsets of %d groups from %d records", len(self._offsets), records)
 
-    def _apply(self, key: bytes, value: bytes | None) -> None:
-        parsed = _parse_key(key)
-        if parsed is None:
+    def _set(
+        self, group_id: str, tp: TopicPartition, value: OffsetAndMetadata | None, written_at: int
+    ) -> None:
+        if self._written_at.get((group_id, tp), -1) > written_at:
             return
-        group_id, tp = parsed
-        if value is None:
-            group = self._offsets.get(group_id)
-            if group is not None:
-                group.pop(tp, None)
-                if not group:
-                    del self._offsets[group_id]
+        self._written_at[(group_id, tp)] = written_at
+        if value is not None:
+            self._offsets.setdefault(group_id, {})[tp] = value
             return
-        self._offsets.setdefault(group_id, {})[tp] = _parse_value(value)
+        group = self._offsets.get(group_id)
+        if group is not None:
+            group.pop(tp, None)
+            if not group:
+                del self._offsets[group_id]
+
+    def apply(self, write: PendingWrite) -> None:
+        """Show a write's offsets (call once its log is flushed past `write.last_offset`)."""
+        for tp, value in write.offsets.items():
+            self._set(write.group_id, tp, value, write.last_offset)
 
     def partition_for(self, group_id: str) -> int:
         """Which partition of the internal topic holds a group's commits: murmur3 of the id, as for keys."""
@@ -133,8 +156,8 @@ class OffsetStore:
         group_id: str,
         offsets: Mapping[TopicPartition, OffsetAndMetadata],
         now_ms: int | None = None,
-    ) -> tuple[Log, int]:
-        """Append the commits as one batch (all or nothing) and apply them; returns (log, last offset)."""
+    ) -> PendingWrite:
+        """Append the commits as one batch (all or nothing); `apply` the result once it is durable."""
         now = time.time_ns() // 1_000_000 if now_ms is None else now_ms
         builder = BatchBuilder()
         stamped = {
@@ -147,9 +170,7 @@ class OffsetStore:
             builder.append(_value(committed), key=_key(group_id, tp), timestamp_ms=now)
         partition_log = self.log_for(group_id)
         result = partition_log.append(builder.build(), now_ms=now)
-        group = self._offsets.setdefault(group_id, {})
-        group.update(stamped)
-        return partition_log, result.last_offset
+        return PendingWrite(partition_log, result.last_offset, group_id, dict(stamped))
 
     def fetch(
         self, group_id: str, partitions: Iterable[TopicPartition] | None = None
@@ -163,13 +184,13 @@ class OffsetStore:
     def groups(self) -> list[str]:
         return sorted(self._offsets)
 
-    def delete_group(self, group_id: str, now_ms: int | None = None) -> tuple[Log, int] | None:
+    def delete_group(self, group_id: str, now_ms: int | None = None) -> PendingWrite | None:
         """Write tombstones for every committed offset of the group; None if it had none."""
         return self.delete_offsets(group_id, list(self._offsets.get(group_id, {})), now_ms)
 
     def delete_offsets(
         self, group_id: str, partitions: Iterable[TopicPartition], now_ms: int | None = None
-    ) -> tuple[Log, int] | None:
+    ) -> PendingWrite | None:
         group = self._offsets.get(group_id, {})
         doomed = [tp for tp in partitions if tp in group]
         if not doomed:
@@ -180,11 +201,15 @@ class OffsetStore:
             builder.append(None, key=_key(group_id, tp), timestamp_ms=now)
         partition_log = self.log_for(group_id)
         result = partition_log.append(builder.build(), now_ms=now)
-        for tp in doomed:
-            self._apply(_key(group_id, tp), None)
-        return partition_log, result.last_offset
+        return PendingWrite(partition_log, result.last_offset, group_id, dict.fromkeys(doomed))
 
     def forget_topic(self, topic: str, now_ms: int | None = None) -> None:
-        """Drop every group's commits for a deleted topic (so a new topic of that name starts clean)."""
+        """Drop every group's commits for a deleted topic (so a new topic of that name starts clean).
+
+        Applied at once: the topic is gone either way; the tombstones only keep a restart from showing
+        the old offsets, and the caller flushes them in the background."""
         for group_id in list(self._offsets):
-            self.delete_offsets(group_id, [tp for tp in self._offsets[group_id] if tp.topic == topic], now_ms)
+            doomed = [tp for tp in self._offsets[group_id] if tp.topic == topic]
+            write = self.delete_offsets(group_id, doomed, now_ms)
+            if write is not None:
+                self.apply(write)

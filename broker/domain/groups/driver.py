@@ -165,9 +165,10 @@ class GroupDomain:
         return None
 
     async def _write(self, group_id: str, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
-        partition_log, last_offset = self._store.commit(group_id, offsets)
+        write = self._store.commit(group_id, offsets)
         self._coordinator.ensure_group(group_id)
-        await self._flusher.flush(partition_log, last_offset + 1)
+        await self._flusher.flush(write.log, write.last_offset + 1)
+        self._store.apply(write)  # shown only once durable
 
     def fetch_offsets(self, group_id: str, scope: PartitionScope) -> list[Committed]:
         """Committed offsets of the partitions in `scope` (offset -1 if none); all of them if it is empty."""
@@ -240,8 +241,8 @@ class GroupDomain:
                 raise
         written = self._store.delete_group(group_id)
         if written is not None:
-            partition_log, last_offset = written
-            await self._flusher.flush(partition_log, last_offset + 1)
+            await self._flusher.flush(written.log, written.last_offset + 1)
+            self._store.apply(written)
         log.info("deleted consumer group %s", group_id)
 
     async def reset_offsets(
