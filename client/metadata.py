@@ -1,9 +1,8 @@
 """Partition counts of topics, as the producer and consumer need them, cached and refreshed.
 
-The producer must know a topic's partition count before it can place a keyed record. The broker
-auto-creates topics on produce, not on describe, so for an unknown topic this cache creates it with the
-broker's default partition count (``CreateTopic`` with 0 partitions) when ``auto_create`` is on, which is
-what a first ``send()`` to a new topic would have done anyway.
+The producer must know a topic's partition count before it can place a keyed record. For an unknown
+topic it asks with ``DescribeTopic(allow_auto_create=True)`` when ``auto_create`` is on: the broker then
+creates the topic exactly as a first produce would, and only if the broker itself auto-creates topics.
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ from client.connection import Connection
 from client.errors import (
     BufferExhaustedError,
     ClientError,
-    TopicExistsError,
     UnknownTopicError,
     error_from_rpc,
 )
@@ -26,10 +24,13 @@ from client.types import PartitionInfo, TopicDescription
 from wire.logstore.v1 import admin_pb2
 
 
-def describe_topic(connection: Connection, name: str, timeout_s: float) -> TopicDescription:
+def describe_topic(
+    connection: Connection, name: str, timeout_s: float, *, allow_auto_create: bool = False
+) -> TopicDescription:
     """One DescribeTopic call, as plain values. Raises the client's errors."""
+    request = admin_pb2.DescribeTopicRequest(name=name, allow_auto_create=allow_auto_create)
     try:
-        answer = connection.admin.DescribeTopic(admin_pb2.DescribeTopicRequest(name=name), timeout=timeout_s)
+        answer = connection.admin.DescribeTopic(request, timeout=timeout_s)
     except grpc.RpcError as exc:
         raise error_from_rpc(exc, f"describing topic {name!r}") from None
     return topic_description(answer.topic)
@@ -68,7 +69,9 @@ class TopicMetadata:
         attempt = 0
         while True:
             try:
-                return self.refresh(topic, max(0.001, min(self._request_timeout_s, deadline - time.monotonic())))
+                return self.refresh(
+                    topic, max(0.001, min(self._request_timeout_s, deadline - time.monotonic()))
+                )
             except ClientError as exc:
                 if not exc.retriable:
                     raise
@@ -86,29 +89,19 @@ class TopicMetadata:
         timeout = self._request_timeout_s if timeout_s is None else timeout_s
         with self._lock:
             try:
-                description = describe_topic(self._connection, topic, timeout)
-            except UnknownTopicError:
-                if not self.auto_create:
-                    raise UnknownTopicError(
-                        f"topic {topic!r} does not exist; create it first (logstore topics create {topic}) "
-                        "or allow auto_create_topics"
-                    ) from None
-                description = self._create(topic, timeout)
+                description = describe_topic(
+                    self._connection, topic, timeout, allow_auto_create=self.auto_create
+                )
+            except UnknownTopicError as exc:
+                raise UnknownTopicError(
+                    f"topic {topic!r} does not exist; create it first (logstore topics create {topic})"
+                    + ("" if self.auto_create else " or allow auto_create_topics")
+                    + f" ({exc})"
+                ) from None
             count = len(description.partitions)
             self.counts[topic] = count
             self._fetched_at[topic] = time.monotonic()
             return count
-
-    def _create(self, topic: str, timeout_s: float) -> TopicDescription:
-        request = admin_pb2.CreateTopicRequest(name=topic, partitions=0)
-        try:
-            answer = self._connection.admin.CreateTopic(request, timeout=timeout_s)
-            return topic_description(answer.topic)
-        except grpc.RpcError as exc:
-            error = error_from_rpc(exc, f"creating topic {topic!r}")
-            if not isinstance(error, TopicExistsError):
-                raise error from None
-        return describe_topic(self._connection, topic, timeout_s)  # created meanwhile by someone else
 
     def stale(self, now: float) -> list[str]:
         """Topics whose count is older than ``metadata_max_age_ms``."""

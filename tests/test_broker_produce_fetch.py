@@ -9,8 +9,8 @@ import grpc
 import pytest
 
 from logstore.records import Record, build_batch, iter_records
+from wire.logstore.v1 import admin_pb2, fetch_pb2, produce_pb2
 from wire.logstore.v1 import common_pb2 as common
-from wire.logstore.v1 import fetch_pb2, produce_pb2
 
 
 def _entry(topic: str, partition: int, records: bytes) -> produce_pb2.ProducePartitionData:
@@ -203,6 +203,25 @@ def test_auto_creation_can_be_switched_off(start_broker, connect) -> None:
     assert "create it first" in refused.error_message
     stubs.create_topic("fresh")
     assert stubs.produce_one("fresh", 0, build_batch([b"v"])).error_code == 0
+
+
+def test_describe_with_allow_auto_create_follows_the_broker_setting(start_broker, connect, tmp_path) -> None:
+    on = connect(start_broker(default_partitions=3))
+    described = on.admin.DescribeTopic(
+        admin_pb2.DescribeTopicRequest(name="meta-first", allow_auto_create=True)
+    )
+    assert len(described.topic.partitions) == 3
+    with pytest.raises(grpc.RpcError) as plain:  # without the flag, describe never creates
+        on.admin.DescribeTopic(admin_pb2.DescribeTopicRequest(name="other"))
+    assert plain.value.code() == grpc.StatusCode.NOT_FOUND
+    off = connect(start_broker(auto_create_topics=False, data_dir=tmp_path / "off"))
+    with pytest.raises(grpc.RpcError) as refused:
+        off.admin.DescribeTopic(admin_pb2.DescribeTopicRequest(name="meta-first", allow_auto_create=True))
+    assert refused.value.code() == grpc.StatusCode.NOT_FOUND
+    assert "does not create topics automatically" in refused.value.details()
+    with pytest.raises(grpc.RpcError) as internal:
+        on.admin.DescribeTopic(admin_pb2.DescribeTopicRequest(name="__nope", allow_auto_create=False))
+    assert internal.value.code() == grpc.StatusCode.NOT_FOUND
 
 
 def _idempotent(producer_id: int, sequence: int, *values: bytes) -> bytes:

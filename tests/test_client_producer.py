@@ -47,7 +47,9 @@ def test_keys_go_to_murmur3_partitions_in_order(broker: EmbeddedBroker) -> None:
     create(broker, "keyed", 4)
     keys = [f"customer-{i}".encode() for i in range(12)]
     with Producer(broker.address, linger_ms=1, batch_size=1024) as producer:
-        futures = [(key, n, producer.send("keyed", str(n).encode(), key=key)) for n in range(40) for key in keys]
+        futures = [
+            (key, n, producer.send("keyed", str(n).encode(), key=key)) for n in range(40) for key in keys
+        ]
         producer.flush(timeout=30)
     for key, _, future in futures:
         assert future.get(0).partition == key_partition(key, 4)
@@ -144,6 +146,14 @@ def test_unknown_topic_without_auto_creation(broker: EmbeddedBroker) -> None:
         producer.send("nope", b"x")
 
 
+def test_a_producer_never_creates_topics_behind_a_broker_that_does_not(start_broker) -> None:
+    broker = start_broker(auto_create_topics=False)
+    with Producer(broker.address, max_block_ms=2000) as producer, pytest.raises(UnknownTopicError):
+        producer.send("nope", b"x", key=b"k")
+    with Admin(broker.address) as admin:
+        assert "nope" not in admin.list_topics()
+
+
 def test_flush_waits_for_everything_and_close_is_idempotent(broker: EmbeddedBroker) -> None:
     create(broker, "f", 2)
     producer = Producer(broker.address, linger_ms=60_000, delivery_timeout_ms=120_000)
@@ -188,7 +198,9 @@ def test_lost_answers_are_retried_without_duplicates(broker: EmbeddedBroker) -> 
         producer.flush(timeout=30)
     assert faults.lost == 2
     assert [f.get(0).offset for f in futures] == list(range(10))  # the retried batch got its original offsets
-    assert [r.value for r in read_partition(broker.address, "dedup", 0)] == [str(i).encode() for i in range(10)]
+    assert [r.value for r in read_partition(broker.address, "dedup", 0)] == [
+        str(i).encode() for i in range(10)
+    ]
 
 
 def test_order_per_key_survives_faults_with_five_requests_in_flight(broker: EmbeddedBroker) -> None:
@@ -248,7 +260,12 @@ def test_full_buffer_blocks_then_raises(start_broker) -> None:  # type: ignore[n
     broker = start_broker()
     create(broker, "full", 1)
     producer = Producer(
-        broker.address, batch_size=1024, buffer_memory=2048, max_block_ms=300, linger_ms=0, request_timeout_ms=30_000
+        broker.address,
+        batch_size=1024,
+        buffer_memory=2048,
+        max_block_ms=300,
+        linger_ms=0,
+        request_timeout_ms=30_000,
     )
     producer.send("full", b"x").get(10)
     broker.stop()

@@ -68,7 +68,14 @@ class Topics:
             if info.name not in self.internal
         ]
 
-    def describe(self, name: str) -> TopicView:
+    def describe(self, name: str, allow_auto_create: bool = False) -> TopicView:
+        """A topic's config and per-partition offsets; `allow_auto_create` creates it as a produce would."""
+        if allow_auto_create:
+            self._refuse_internal(name, "auto-created")
+            try:
+                self.info(name)
+            except UnknownTopicError:
+                self._auto_create(name, "a producer's metadata request")
         info = self.info(name)
         partitions = []
         for number in range(info.partitions):
@@ -150,15 +157,19 @@ class Topics:
         try:
             return self.log(topic, partition)
         except UnknownTopicError:
-            if not self.auto_create:
-                raise UnknownTopicError(
-                    f"topic {topic!r} does not exist and this broker does not create topics on produce; "
-                    "create it first"
-                ) from None
+            self._auto_create(topic, "a produce request")
+        return self.manager.log(topic, partition)
+
+    def _auto_create(self, topic: str, reason: str) -> None:
+        """Create an unknown topic with the broker's defaults, if this broker auto-creates topics."""
+        if not self.auto_create:
+            raise UnknownTopicError(
+                f"topic {topic!r} does not exist and this broker does not create topics automatically; "
+                "create it first"
+            ) from None
         try:
             info: TopicInfo = self.manager.create_topic(topic, self.default_partitions)
-            log.info("auto-created topic %s with %d partitions for a produce request", topic, info.partitions)
+            log.info("auto-created topic %s with %d partitions for %s", topic, info.partitions, reason)
             self.on_change(topic)
         except TopicExistsError:
             pass  # created meanwhile by another request: just use it
-        return self.manager.log(topic, partition)

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17logstore/v1/admin.proto\x12\x0blogstore.v1\"\xa2\x01\n\x12\x43reateTopicRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\npartitions\x18\x02 \x01(\x05\x12;\n\x06\x63onfig\x18\x03 \x03(\x0b\x32+.logstore.v1.CreateTopicRequest.ConfigEntry\x1a-\n\x0b\x43onfigEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"C\n\x13\x43reateTopicResponse\x12,\n\x05topic\x18\x01 \x01(\x0b\x32\x1d.logstore.v1.TopicDescription\"\"\n\x12\x44\x65leteTopicRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x15\n\x13\x44\x65leteTopicResponse\"\x13\n\x11ListTopicsRequest\"?\n\x12ListTopicsResponse\x12)\n\x06topics\x18\x01 \x03(\x0b\x32\x19.logstore.v1.TopicSummary\"0\n\x0cTopicSummary\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\npartitions\x18\x02 \x01(\x05\"$\n\x14\x44\x65scribeTopicRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"E\n\x15\x44\x65scribeTopicResponse\x12,\n\x05topic\x18\x01 \x01(\x0b\x32\x1d.logstore.v1.TopicDescription\"\xc1\x01\n\x10TopicDescription\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x39\n\x06\x63onfig\x18\x02 \x03(\x0b\x32).logstore.v1.TopicDescription.ConfigEntry\x12\x35\n\npartitions\x18\x03 \x03(\x0b\x32!.logstore.v1.PartitionDescription\x1a-\n\x0b\x43onfigEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"[\n\x14PartitionDescription\x12\x11\n\tpartition\x18\x01 \x01(\x05\x12\x18\n\x10log_start_offset\x18\x02 \x01(\x03\x12\x16\n\x0elog_end_offset\x18\x03 \x01(\x03\"A\n\x17\x43reatePartitionsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x10total_partitions\x18\x02 \x01(\x05\"H\n\x18\x43reatePartitionsResponse\x12,\n\x05topic\x18\x01 \x01(\x0b\x32\x1d.logstore.v1.TopicDescription\"\x9e\x01\n\x17\x41lterTopicConfigRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12:\n\x03set\x18\x02 \x03(\x0b\x32-.logstore.v1.AlterTopicConfigRequest.SetEntry\x12\r\n\x05reset\x18\x03 \x03(\t\x1a*\n\x08SetEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"H\n\x18\x41lterTopicConfigResponse\x12,\n\x05topic\x18\x01 \x01(\x0b\x32\x1d.logstore.v1.TopicDescription2\x9b\x04\n\x0c\x41\x64minService\x12P\n\x0b\x43reateTopic\x12\x1f.logstore.v1.CreateTopicRequest\x1a .logstore.v1.CreateTopicResponse\x12P\n\x0b\x44\x65leteTopic\x12\x1f.logstore.v1.DeleteTopicRequest\x1a .logstore.v1.DeleteTopicResponse\x12M\n\nListTopics\x12\x1e.logstore.v1.ListTopicsRequest\x1a\x1f.logstore.v1.ListTopicsResponse\x12V\n\rDescribeTopic\x12!.logstore.v1.DescribeTopicRequest\x1a\".logstore.v1.DescribeTopicResponse\x12_\n\x10\x43reatePartitions\x12$.logstore.v1.CreatePartitionsRequest\x1a%.logstore.v1.CreatePartitionsResponse\x12_\n\x10\x41lterTopicConfig\x12$.logstore.v1.AlterTopicConfigRequest\x1a%.logstore.v1.AlterTopicConfigResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17logstore/v1/admin.proto\x12\x0blogstore.v1\"\xa2\x01\n\x12\x43reateTopicRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\npartitions\x18\x02 \x01(\x05\x12;\n\x06\x63onfig\x18\x03 \x03(\x0b\x32+.logstore.v1.CreateTopicRequest.ConfigEntry\x1a-\n\x0b\x43onfigEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"C\n\x13\x43reateTopicResponse\x12,\n\x05topic\x18\x01 \x01(\x0b\x32\x1d.logstore.v1.TopicDescription\"\"\n\x12\x44\x65leteTopicRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x15\n\x13\x44\x65leteTopicResponse\"\x13\n\x11ListTopicsRequest\"?\n\x12ListTopicsResponse\x12)\n\x06topics\x18\x01 \x03(\x0b\x32\x19.logstore.v1.TopicSummary\"0\n\x0cTopicSummary\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\npartitions\x18\x02 \x01(\x05\"?\n\x14\x44\x65scribeTopicRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x19\n\x11\x61llow_auto_create\x18\x02 \x01(\x08\"E\n\x15\x44\x65scribeTopicResponse\x12,\n\x05topic\x18\x01 \x01(\x0b\x32\x1d.logstore.v1.TopicDescription\"\xc1\x01\n\x10TopicDescription\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x39\n\x06\x63onfig\x18\x02 \x03(\x0b\x32).logstore.v1.TopicDescription.ConfigEntry\x12\x35\n\npartitions\x18\x03 \x03(\x0b\x32!.logstore.v1.PartitionDescription\x1a-\n\x0b\x43onfigEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"[\n\x14PartitionDescription\x12\x11\n\tpartition\x18\x01 \x01(\x05\x12\x18\n\x10log_start_offset\x18\x02 \x01(\x03\x12\x16\n\x0elog_end_offset\x18\x03 \x01(\x03\"A\n\x17\x43reatePartitionsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x10total_partitions\x18\x02 \x01(\x05\"H\n\x18\x43reatePartitionsResponse\x12,\n\x05topic\x18\x01 \x01(\x0b\x32\x1d.logstore.v1.TopicDescription\"\x9e\x01\n\x17\x41lterTopicConfigRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12:\n\x03set\x18\x02 \x03(\x0b\x32-.logstore.v1.AlterTopicConfigRequest.SetEntry\x12\r\n\x05reset\x18\x03 \x03(\t\x1a*\n\x08SetEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"H\n\x18\x41lterTopicConfigResponse\x12,\n\x05topic\x18\x01 \x01(\x0b\x32\x1d.logstore.v1.TopicDescription2\x9b\x04\n\x0c\x41\x64minService\x12P\n\x0b\x43reateTopic\x12\x1f.logstore.v1.CreateTopicRequest\x1a .logstore.v1.CreateTopicResponse\x12P\n\x0b\x44\x65leteTopic\x12\x1f.logstore.v1.DeleteTopicRequest\x1a .logstore.v1.DeleteTopicResponse\x12M\n\nListTopics\x12\x1e.logstore.v1.ListTopicsRequest\x1a\x1f.logstore.v1.ListTopicsResponse\x12V\n\rDescribeTopic\x12!.logstore.v1.DescribeTopicRequest\x1a\".logstore.v1.DescribeTopicResponse\x12_\n\x10\x43reatePartitions\x12$.logstore.v1.CreatePartitionsRequest\x1a%.logstore.v1.CreatePartitionsResponse\x12_\n\x10\x41lterTopicConfig\x12$.logstore.v1.AlterTopicConfigRequest\x1a%.logstore.v1.AlterTopicConfigResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -54,25 +54,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TOPICSUMMARY']._serialized_start=419
   _globals['_TOPICSUMMARY']._serialized_end=467
   _globals['_DESCRIBETOPICREQUEST']._serialized_start=469
-  _globals['_DESCRIBETOPICREQUEST']._serialized_end=505
-  _globals['_DESCRIBETOPICRESPONSE']._serialized_start=507
-  _globals['_DESCRIBETOPICRESPONSE']._serialized_end=576
-  _globals['_TOPICDESCRIPTION']._serialized_start=579
-  _globals['_TOPICDESCRIPTION']._serialized_end=772
+  _globals['_DESCRIBETOPICREQUEST']._serialized_end=532
+  _globals['_DESCRIBETOPICRESPONSE']._serialized_start=534
+  _globals['_DESCRIBETOPICRESPONSE']._serialized_end=603
+  _globals['_TOPICDESCRIPTION']._serialized_start=606
+  _globals['_TOPICDESCRIPTION']._serialized_end=799
   _globals['_TOPICDESCRIPTION_CONFIGENTRY']._serialized_start=158
   _globals['_TOPICDESCRIPTION_CONFIGENTRY']._serialized_end=203
-  _globals['_PARTITIONDESCRIPTION']._serialized_start=774
-  _globals['_PARTITIONDESCRIPTION']._serialized_end=865
-  _globals['_CREATEPARTITIONSREQUEST']._serialized_start=867
-  _globals['_CREATEPARTITIONSREQUEST']._serialized_end=932
-  _globals['_CREATEPARTITIONSRESPONSE']._serialized_start=934
-  _globals['_CREATEPARTITIONSRESPONSE']._serialized_end=1006
-  _globals['_ALTERTOPICCONFIGREQUEST']._serialized_start=1009
-  _globals['_ALTERTOPICCONFIGREQUEST']._serialized_end=1167
-  _globals['_ALTERTOPICCONFIGREQUEST_SETENTRY']._serialized_start=1125
-  _globals['_ALTERTOPICCONFIGREQUEST_SETENTRY']._serialized_end=1167
-  _globals['_ALTERTOPICCONFIGRESPONSE']._serialized_start=1169
-  _globals['_ALTERTOPICCONFIGRESPONSE']._serialized_end=1241
-  _globals['_ADMINSERVICE']._serialized_start=1244
-  _globals['_ADMINSERVICE']._serialized_end=1783
+  _globals['_PARTITIONDESCRIPTION']._serialized_start=801
+  _globals['_PARTITIONDESCRIPTION']._serialized_end=892
+  _globals['_CREATEPARTITIONSREQUEST']._serialized_start=894
+  _globals['_CREATEPARTITIONSREQUEST']._serialized_end=959
+  _globals['_CREATEPARTITIONSRESPONSE']._serialized_start=961
+  _globals['_CREATEPARTITIONSRESPONSE']._serialized_end=1033
+  _globals['_ALTERTOPICCONFIGREQUEST']._serialized_start=1036
+  _globals['_ALTERTOPICCONFIGREQUEST']._serialized_end=1194
+  _globals['_ALTERTOPICCONFIGREQUEST_SETENTRY']._serialized_start=1152
+  _globals['_ALTERTOPICCONFIGREQUEST_SETENTRY']._serialized_end=1194
+  _globals['_ALTERTOPICCONFIGRESPONSE']._serialized_start=1196
+  _globals['_ALTERTOPICCONFIGRESPONSE']._serialized_end=1268
+  _globals['_ADMINSERVICE']._serialized_start=1271
+  _globals['_ADMINSERVICE']._serialized_end=1810
 # @@protoc_insertion_point(module_scope)

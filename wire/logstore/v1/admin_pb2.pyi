@@ -58,10 +58,12 @@ class TopicSummary(_message.Message):
     def __init__(self, name: _Optional[str] = ..., partitions: _Optional[int] = ...) -> None: ...
 
 class DescribeTopicRequest(_message.Message):
-    __slots__ = ("name",)
+    __slots__ = ("name", "allow_auto_create")
     NAME_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_AUTO_CREATE_FIELD_NUMBER: _ClassVar[int]
     name: str
-    def __init__(self, name: _Optional[str] = ...) -> None: ...
+    allow_auto_create: bool
+    def __init__(self, name: _Optional[str] = ..., allow_auto_create: _Optional[bool] = ...) -> None: ...
 
 class DescribeTopicResponse(_message.Message):
     __slots__ = ("topic",)
