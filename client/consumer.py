@@ -6,8 +6,9 @@
             print(record.offset, record.value)
 
 A background fetcher reads ahead while the application handles records (see ``client.fetcher``); the
-subscription state (``client.subscription``) is a pure core that a group membership component can drive
-later. Consumer groups (``group_id``) are not available in this version of the client.
+subscription state (``client.subscription``) is a pure core. With a ``group_id``, ``subscribe()`` joins a
+consumer group (``client.group``): the broker shares the partitions among the members and the consumer
+commits its positions (auto-commit by default, or ``commit()``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from client.backoff import Backoff
 from client.connection import DEFAULT_BOOTSTRAP, Connection
 from client.errors import ClosedError, IllegalStateError, NoOffsetForPartitionError, SerializationError
 from client.fetcher import Fetcher
+from client.group import CommitCallback, ConsumerRebalanceListener, GroupCoordinator
 from client.metadata import describe_topic
 from client.offsets import EARLIEST, LATEST, SPECS, TIMESTAMP, list_offsets
 from client.records import ConsumerRecord, with_deserializers
@@ -58,12 +60,12 @@ class Consumer:
         consumer_timeout_ms: float = _FOREVER,
         bootstrap_servers: str | list[str] | None = None,
         interceptors: Sequence[grpc.UnaryUnaryClientInterceptor] = (),
+        auto_commit_interval_ms: float = 5000,
+        group_instance_id: str | None = None,
+        server_assignor: str | None = None,
+        rebalance_timeout_ms: int = 0,
+        client_id: str = "logstore-python",
     ) -> None:
-        if group_id is not None:
-            raise IllegalStateError(
-                "consumer groups are not available in this version of the client: leave group_id unset and "
-                "use assign() (or name topics to read all their partitions), committing nothing"
-            )
         if bootstrap_servers is not None:
             bootstrap = bootstrap_servers
         for name, value in (
@@ -103,9 +105,25 @@ class Consumer:
         )
         self._closed = False
         self._iterator: Iterator[ConsumerRecord] | None = None
-        if topics:
-            self._state.subscribe(topics)
+        self._group: GroupCoordinator | None = None
+        if group_id is not None:
+            self._group = GroupCoordinator(
+                group_id,
+                self._connection,
+                self._state,
+                self._fetcher,
+                instance_id=group_instance_id,
+                server_assignor=server_assignor,
+                rebalance_timeout_ms=rebalance_timeout_ms,
+                client_id=client_id,
+                enable_auto_commit=enable_auto_commit,
+                auto_commit_interval_ms=auto_commit_interval_ms,
+                request_timeout_s=self._request_timeout_s,
+                retry_backoff=Backoff(retry_backoff_ms, retry_backoff_max_ms),
+            )
         self._fetcher.start()
+        if topics:
+            self.subscribe(topics)
 
     # --- what to read ---------------------------------------------------------------------------------------
 
@@ -115,18 +133,33 @@ class Consumer:
         wanted = [TopicPartition(*tp) for tp in partitions]
         with self._lock:
             self._check_open()
-            if self._state.subscribed_topics:
+            if self._state.subscribed_topics or (self._group is not None and self._group.subscribed):
                 raise IllegalStateError("this consumer follows topics (subscribe); call unsubscribe() before assign()")
             dropped = set(self._state.partitions) - set(wanted)
             self._state.assign(wanted)
             self._fetcher.clear(dropped)
             self._fetcher.interrupt()
 
-    def subscribe(self, topics: Iterable[str]) -> None:
-        """Without a group: read every partition of ``topics``, including partitions added later."""
+    def subscribe(
+        self,
+        topics: Iterable[str] = (),
+        pattern: str | None = None,
+        listener: ConsumerRebalanceListener | None = None,
+    ) -> None:
+        """With a group: join it, sharing the partitions of ``topics`` (and of topics whose whole name matches
+        ``pattern``) with its other members; ``listener`` hears of partitions coming and going.
+        Without a group: read every partition of ``topics``, including partitions added later."""
         names = list(topics)
-        if not names or not all(isinstance(t, str) and t for t in names):
-            raise ValueError(f"subscribe() needs topic names, got {names!r}")
+        if not all(isinstance(t, str) and t for t in names) or not (names or (pattern and self._group)):
+            raise ValueError(f"subscribe() needs topic names (or a pattern, with a group_id), got {names!r}")
+        if self._group is not None:
+            self._check_open()
+            if self._state.partitions and not self._group.subscribed:
+                raise IllegalStateError("this consumer has assigned partitions; call unsubscribe() before subscribe()")
+            self._group.subscribe(names, pattern, listener)
+            return
+        if pattern or listener:
+            raise IllegalStateError("subscribe(pattern=..., listener=...) needs a consumer with a group_id")
         with self._lock:
             self._check_open()
             if self._state.partitions and not self._state.subscribed_topics:
@@ -135,7 +168,9 @@ class Consumer:
             self._fetcher.interrupt()
 
     def unsubscribe(self) -> None:
-        """Stop reading everything (assigned or subscribed)."""
+        """Stop reading everything (assigned or subscribed); with a group, leave it."""
+        if self._group is not None and self._group.subscribed:
+            self._group.unsubscribe()
         with self._lock:
             self._state.subscribe(())
             self._state.assign(())
@@ -147,7 +182,8 @@ class Consumer:
             return self._state.assignment()
 
     def subscription(self) -> set[str]:
-        return set(self._state.subscribed_topics)
+        group = self._group.subscription() if self._group is not None else None
+        return set(group.topics) if group is not None else set(self._state.subscribed_topics)
 
     # --- reading ---------------------------------------------------------------------------------------------
 
@@ -158,17 +194,23 @@ class Consumer:
         limit = self._max_poll_records if max_records is None else max_records
         if limit < 1:
             raise ValueError(f"max_records must be at least 1, got {limit}")
-        records = self._take(limit, timeout_ms / 1000.0)
+        records = self._next(limit, timeout_ms / 1000.0)
         if records and (self._key_deserializer is not None or self._value_deserializer is not None):
             for chunk in records.values():
                 self._deserialize(chunk)
         return records
 
+    def _next(self, limit: int, timeout_s: float) -> dict[TopicPartition, list[ConsumerRecord]]:
+        """Records as ``_take`` gives them; a group member also runs its rebalance steps and auto-commit."""
+        if self._group is None:
+            return self._take(limit, timeout_s)
+        return self._group.poll(self._take, limit, timeout_s)
+
     def _take(self, limit: int, timeout_s: float) -> dict[TopicPartition, list[ConsumerRecord]]:
         fetcher = self._fetcher
         with self._lock:
             self._check_open()
-            if not self._state.partitions and not self._state.subscribed_topics:
+            if not self._state.partitions and not self._state.subscribed_topics and not self._group_subscribed():
                 raise IllegalStateError("no partitions to read: call assign() or subscribe() first")
             records = fetcher.take(limit)
             if records or timeout_s <= 0:
@@ -176,7 +218,7 @@ class Consumer:
             deadline = time.monotonic() + timeout_s
             while True:
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or self._closed:
+                if remaining <= 0 or self._closed or (self._group is not None and self._group.has_work()):
                     return records
                 fetcher.data_ready.wait(min(remaining, 3600.0))
                 records = fetcher.take(limit)
@@ -209,7 +251,7 @@ class Consumer:
         limit = self._max_poll_records
         while not self._closed:
             try:
-                taken = self._take(limit, timeout)
+                taken = self._next(limit, timeout)
             except ClosedError:
                 break
             if not taken:
@@ -221,6 +263,35 @@ class Consumer:
                     self._deserialize(chunk)
                 yield chunk
         self._iterator = None  # a later iteration starts afresh (after a consumer_timeout_ms pause)
+
+    # --- committed offsets (with a group_id) ------------------------------------------------------------------
+
+    def commit(self, offsets: Mapping[TopicPartition, int] | None = None) -> None:
+        """Commit ``offsets`` (per partition, the next record to read) or the positions of every assigned
+        partition, and wait. Raises CommitFailedError if the partitions were reassigned meanwhile."""
+        self._check_open()
+        self._group_needed("commit()").commit(offsets)
+
+    def commit_async(
+        self, offsets: Mapping[TopicPartition, int] | None = None, callback: CommitCallback | None = None
+    ) -> Any:
+        """Commit without waiting; returns a future and calls ``callback(offsets, error_or_None)``."""
+        self._check_open()
+        return self._group_needed("commit_async()").commit_async(offsets, callback)
+
+    def committed(self, partition: TopicPartition) -> int | None:
+        """The group's committed offset of ``partition`` (the next record to read), or None."""
+        self._check_open()
+        tp = TopicPartition(*partition)
+        return self._group_needed("committed()").committed([tp]).get(tp)
+
+    def _group_needed(self, what: str) -> GroupCoordinator:
+        if self._group is None:
+            raise IllegalStateError(f"{what} needs a consumer with a group_id (offsets are committed per group)")
+        return self._group
+
+    def _group_subscribed(self) -> bool:
+        return self._group is not None and self._group.subscribed
 
     # --- positions ------------------------------------------------------------------------------------------
 
@@ -358,6 +429,9 @@ class Consumer:
         with self._lock:
             if self._closed:
                 return
+        if self._group is not None:
+            self._group.close()  # commits and leaves while the consumer still works
+        with self._lock:
             self._closed = True
         self._fetcher.close()
         self._fetcher.join(self._request_timeout_s)
