@@ -1,4 +1,5 @@
-"""Topic administration: create, delete, list, describe, grow and reconfigure topics.
+"""Topic and group administration: create, delete, list, describe, grow and reconfigure topics; list,
+describe (with lag), delete groups and reset their committed offsets (``client.group_admin``).
 
     with Admin(bootstrap="127.0.0.1:9092") as admin:
         admin.create_topics([NewTopic("orders", 6, {"retention.ms": "86400000"})])
@@ -17,6 +18,8 @@ import grpc
 
 from client.connection import DEFAULT_BOOTSTRAP, Connection
 from client.errors import ClientError, ClosedError, error_from_rpc
+from client.group_admin import GroupAdmin
+from client.group_rpc import group_stub
 from client.metadata import topic_description
 from client.types import TopicDescription
 from wire.logstore.v1 import admin_pb2
@@ -34,7 +37,7 @@ class NewTopic(NamedTuple):
 
 
 class Admin:
-    """Administers a broker's topics."""
+    """Administers a broker's topics and consumer groups."""
 
     def __init__(
         self,
@@ -51,6 +54,7 @@ class Admin:
             bootstrap, max_send_bytes=1024 * 1024, max_receive_bytes=64 * 1024 * 1024, interceptors=interceptors
         )
         self._closed = False
+        self._groups = GroupAdmin(group_stub(self._connection), self._timeout_s)
 
     # --- topics --------------------------------------------------------------------------------------------
 
@@ -131,6 +135,32 @@ class Admin:
                 ).topic
             ),
         )
+
+    # --- consumer groups (see client.group_admin for the result types) ------------------------------------------
+
+    def list_groups(self) -> list:
+        """Every group (with members or only committed offsets): id, state, member count."""
+        self._check_open()
+        return self._groups.list_groups()
+
+    def describe_group(self, group_id: str) -> object:
+        """State, members with their assignments, and per partition committed offset, log end offset, lag."""
+        self._check_open()
+        return self._groups.describe_group(group_id)
+
+    def delete_group(self, group_id: str) -> None:
+        """Delete a group without members, and its committed offsets."""
+        self._check_open()
+        self._groups.delete_group(group_id)
+
+    def reset_offsets(self, group_id: str, scope: Iterable = (), **where: object) -> list:
+        """Move committed offsets of a group without members; see GroupAdmin.reset_offsets."""
+        self._check_open()
+        return self._groups.reset_offsets(group_id, scope, **where)  # type: ignore[arg-type]
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError("this admin client is closed")
 
     # --- plumbing --------------------------------------------------------------------------------------------
 
