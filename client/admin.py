@@ -18,7 +18,7 @@ import grpc
 
 from client.connection import DEFAULT_BOOTSTRAP, Connection
 from client.errors import ClientError, ClosedError, error_from_rpc
-from client.group_admin import GroupAdmin
+from client.group_admin import GroupAdmin, GroupDescription, GroupListing, OffsetReset
 from client.group_rpc import group_stub
 from client.metadata import topic_description
 from client.types import TopicDescription
@@ -136,14 +136,14 @@ class Admin:
             ),
         )
 
-    # --- consumer groups (see client.group_admin for the result types) ------------------------------------------
+    # --- consumer groups --------------------------------------------------------------------------------------
 
-    def list_groups(self) -> list:
+    def list_groups(self) -> list[GroupListing]:
         """Every group (with members or only committed offsets): id, state, member count."""
         self._check_open()
         return self._groups.list_groups()
 
-    def describe_group(self, group_id: str) -> object:
+    def describe_group(self, group_id: str) -> GroupDescription:
         """State, members with their assignments, and per partition committed offset, log end offset, lag."""
         self._check_open()
         return self._groups.describe_group(group_id)
@@ -153,7 +153,7 @@ class Admin:
         self._check_open()
         self._groups.delete_group(group_id)
 
-    def reset_offsets(self, group_id: str, scope: Iterable = (), **where: object) -> list:
+    def reset_offsets(self, group_id: str, scope: Iterable = (), **where: object) -> list[OffsetReset]:
         """Move committed offsets of a group without members; see GroupAdmin.reset_offsets."""
         self._check_open()
         return self._groups.reset_offsets(group_id, scope, **where)  # type: ignore[arg-type]
