@@ -53,7 +53,13 @@ def _add_perf(subcommands: Subcommands) -> None:
     add_parser(subcommands)
 
 
-COMMANDS: Sequence[Callable[[Subcommands], None]] = (_add_serve, *CONSOLE_COMMANDS, _add_perf)
+def _add_groups(subcommands: Subcommands) -> None:
+    from client.console.groups import add_parser
+
+    add_parser(subcommands)
+
+
+COMMANDS: Sequence[Callable[[Subcommands], None]] = (_add_serve, *CONSOLE_COMMANDS, _add_groups, _add_perf)
 
 
 def build_parser() -> argparse.ArgumentParser:

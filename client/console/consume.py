@@ -1,4 +1,5 @@
-"""``logstore consume TOPIC``: print records, one per line (like kafka-console-consumer), without a group."""
+"""``logstore consume TOPIC``: print records, one per line (like kafka-console-consumer); with ``--group``,
+as a member of a consumer group that commits as it goes."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ def add_parser(subcommands: Any) -> None:
         "consume",
         help="print records of a topic",
         description="Print each record's value on its own line (and more fields on request). Without "
-        "--from-beginning, --offset or --from-time only new records are printed. Nothing is committed.",
+        "--from-beginning, --offset or --from-time only new records are printed. Nothing is committed unless "
+        "--group is given; then the group's committed offsets say where to start (--from-beginning only "
+        "applies where it has none) and printed records are committed as it goes and at exit.",
     )
     parser.add_argument("topic")
     add_bootstrap(parser)
@@ -29,6 +32,7 @@ def add_parser(subcommands: Any) -> None:
         "2024-05-01T12:00:00Z (no zone: local time)",
     )
     parser.add_argument("--partition", type=int, help="read only this partition")
+    parser.add_argument("--group", metavar="GROUP", help="consume as a member of this consumer group, committing")
     parser.add_argument("--max-messages", type=int, help="exit after printing this many records")
     parser.add_argument("--timeout-ms", type=float, help="exit when no record came for this long")
     parser.add_argument("--print-key", action="store_true")
@@ -71,17 +75,26 @@ def _consume(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         bootstrap=bootstrap(args),
         auto_offset_reset="earliest" if args.from_beginning else "latest",
         max_poll_records=10_000,
+        group_id=args.group,
+        auto_commit_interval_ms=1000,
     )
     printed = 0
     try:
-        if args.partition is not None:
+        if args.group is not None and args.partition is None:
+            if args.offset is not None or start_time is not None:
+                raise ValueError("--offset and --from-time need --partition with --group (the group decides the rest)")
+            consumer.subscribe([args.topic])
+        elif args.partition is not None:
             partitions = [TopicPartition(args.topic, args.partition)]
             if args.partition not in consumer.partitions_for_topic(args.topic):
                 raise ValueError(f"topic {args.topic!r} has no partition {args.partition}")
         else:
             partitions = [TopicPartition(args.topic, p) for p in sorted(consumer.partitions_for_topic(args.topic))]
-        consumer.assign(partitions)
-        _position(consumer, partitions, args.offset, start_time)
+        if args.group is None or args.partition is not None:
+            consumer.assign(partitions)
+            _position(consumer, partitions, args.offset, start_time)
+            if args.group is not None and args.offset is None and start_time is None:
+                _resume_committed(consumer, partitions)
         out = sys.stdout.buffer
         line = _formatter(args)
         wait_ms = 3_600_000 if args.timeout_ms is None else args.timeout_ms
@@ -103,6 +116,14 @@ def _consume(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 def _room(limit: int | None, printed: int) -> int:
     return 10_000 if limit is None else min(10_000, limit - printed)
+
+
+def _resume_committed(consumer: Any, partitions: list) -> None:
+    """With --group and --partition: continue where the group's committed offset says, if it has one."""
+    for tp in partitions:
+        offset = consumer.committed(tp)
+        if offset is not None:
+            consumer.seek(tp, offset)
 
 
 def _position(consumer: Any, partitions: list, offset: str | None, start_time: int | None) -> None:
