@@ -1,12 +1,20 @@
 """Decoding v2 record batches into Record objects.
 
-The per-record loop is the consumer's hot path, so it is one flat function: varints of one and two
-bytes (every length, delta and count of a typical record) are decoded inline, anything longer falls
-back to ``decode_varint``; values are sliced from ``bytes`` so each is one copy and a real ``bytes``.
+The per-record loop is the consumer's hot path. Two ways through it, giving the same records:
+
+- runs of same-shaped records (the common producer output: one-byte timestamp deltas, consecutive offset
+  deltas of one varint width, the same key and value lengths, no headers) are checked column by column
+  with C-level strided slices and cut apart by ``struct.iter_unpack``, leaving only the record object's
+  creation to Python;
+- everything else goes through one flat loop: varints of one and two bytes (every length, delta and count
+  of a typical record) are decoded inline, anything longer falls back to ``decode_varint``.
+
+Values are sliced from ``bytes`` so each is one copy and a real ``bytes``.
 """
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterator
 
 from ..errors import CorruptRecordError
@@ -22,28 +30,56 @@ _ONE_BYTE = [(z >> 1) ^ -(z & 1) for z in range(0x80)]
 # index is the 14-bit payload plus 0x80; the first 0x80 entries are never used)
 _TWO_BYTES = [0] * 0x80 + [(z >> 1) ^ -(z & 1) for z in range(1 << 14)]
 
+# --- same-shaped runs ------------------------------------------------------------------------------------
+# Offset deltas 0..63 take one varint byte, 64..8191 two, 8192..(1 << 20) - 1 three: a run never crosses
+# those bounds, so every record of it has the same layout and the same length.
+_RUN_BOUNDS = (64, 8192, 1 << 20)
+_MIN_RUN = 8  # shorter runs are not worth the column checks
+_MAX_RUN_DELTA = 1 << 17  # offset deltas covered by the expected-column tables below (128 KiB each)
 
-def decode_batch(buf: bytes | bytearray | memoryview, pos: int = 0) -> list[Record]:
+
+def _delta_columns() -> tuple[bytes, ...]:
+    """The bytes of each varint position of offset deltas 0.. _MAX_RUN_DELTA, column by column: the one-
+    byte column for deltas < 64, two columns for < 8192, three above (each indexed by the delta)."""
+    zigzags = range(0, 2 * _MAX_RUN_DELTA, 2)
+    low7 = bytes(z & 0x7F for z in zigzags)
+    return (
+        low7,  # a one-byte varint is the value itself (< 0x80)
+        bytes(b | 0x80 for b in low7),  # the first byte of a longer one has its high bit set
+        bytes((z >> 7) & 0x7F for z in zigzags),
+        bytes(((z >> 7) & 0x7F) | 0x80 for z in zigzags),
+        bytes(min(z >> 14, 0xFF) for z in zigzags),
+    )
+
+
+_D_ONE, _D_FIRST, _D_SECOND_LAST, _D_SECOND, _D_THIRD = _delta_columns()
+_run_structs: dict[str, struct.Struct] = {}
+
+
+def decode_batch(
+    buf: bytes | bytearray | memoryview, pos: int = 0, record_type: type[Record] = Record
+) -> list[Record]:
     """Check the batch at ``pos`` (framing, magic, CRC) and return its records, decompressing if needed.
 
     With LogAppendTime every record's timestamp is the batch's max timestamp, as in Kafka. Records of a
-    control batch are returned like any other (see ``BatchHeader.is_control``).
+    control batch are returned like any other (see ``BatchHeader.is_control``). ``record_type`` may be a
+    subclass of Record that adds no slots: the records are made as that class directly.
     """
-    return list(_batch_records(buf, pos))
+    return _batch_records(buf, pos, record_type)
 
 
 def iter_records(buf: bytes | bytearray | memoryview) -> Iterator[Record]:
     """Yield the records of every complete batch in ``buf``, in order; a partial tail is ignored.
 
-    Each batch is checked (framing, magic, CRC) before its first record is yielded. Records are made
-    one at a time, so a consumer that handles and drops them keeps memory flat.
+    Each batch is checked (framing, magic, CRC) and decoded whole before its first record is yielded, so
+    memory holds one batch's records at a time.
     """
     for pos, _ in iter_headers(buf):
-        yield from _batch_records(buf, pos)
+        yield from _batch_records(buf, pos, Record)
 
 
-def _batch_records(buf: bytes | bytearray | memoryview, pos: int) -> Iterator[Record]:
-    """Check the batch at ``pos`` and yield its records."""
+def _batch_records(buf: bytes | bytearray | memoryview, pos: int, record_type: type[Record]) -> list[Record]:
+    """Check the batch at ``pos`` and decode its records."""
     header = check_batch(buf, pos)
     start = pos + HEADER_SIZE
     end = pos + header.size
@@ -61,14 +97,36 @@ def _batch_records(buf: bytes | bytearray | memoryview, pos: int) -> Iterator[Re
     base_timestamp = header.base_timestamp
     timestamp_type = header.timestamp_type
     append_time = header.max_timestamp if timestamp_type == LOG_APPEND_TIME else None
+    records: list[Record] = []
+    append = records.append
     new = object.__new__
-    record_type = Record
     one_byte = _ONE_BYTE
     two_bytes = _TWO_BYTES
     read_varint = decode_varint
     index = 0
+    try_run_at = 0  # the next record index at which a same-shaped run may start
     try:
-        for index in range(count):
+        while index < count:
+            if index == try_run_at:
+                bound = _run_bound(index)
+                try_run_at = bound
+                if bound - index >= _MIN_RUN and count - index >= _MIN_RUN:
+                    taken, p = _decode_run(
+                        data,
+                        p,
+                        end,
+                        index,
+                        min(bound, count),
+                        base_offset,
+                        base_timestamp,
+                        timestamp_type,
+                        append_time,
+                        record_type,
+                        append,
+                    )
+                    if taken:
+                        index += taken
+                        continue
             # record length: one or two bytes for records under 8 KiB
             b = data[p]
             if b < 0x80:
@@ -148,11 +206,142 @@ def _batch_records(buf: bytes | bytearray | memoryview, pos: int) -> Iterator[Re
             record.key = key
             record.value = value
             record._headers = headers
-            yield record
+            append(record)
+            index += 1
     except (IndexError, ValueError) as exc:  # ran off the end of the data, or a header key is not UTF-8
         raise CorruptRecordError(f"batch at byte {pos}: malformed record {index} of {count}: {exc}") from None
     if p != end:
         raise CorruptRecordError(f"batch at byte {pos}: {end - p} bytes left over after its {count} records")
+    return records
+
+
+def _run_bound(index: int) -> int:
+    """The first offset delta past ``index`` whose varint is wider than ``index``'s."""
+    for bound in _RUN_BOUNDS:
+        if index < bound:
+            return bound
+    return index  # deltas this large are never in a run
+
+
+def _decode_run(
+    data: bytes,
+    p: int,
+    end: int,
+    first: int,
+    stop: int,
+    base_offset: int,
+    base_timestamp: int,
+    timestamp_type: int,
+    append_time: int | None,
+    record_type: type[Record],
+    append: object,
+) -> tuple[int, int]:
+    """Decode records ``first`` to ``stop - 1`` at ``p`` if they all have the shape of the first one and
+    offset deltas equal to their index; return ``(records decoded, position after them)``, or ``(0, p)``
+    (nothing decoded) if they do not, leaving them to the general loop."""
+    if stop > _MAX_RUN_DELTA:
+        return 0, p
+    # The first record's layout: length (1-2 bytes), attributes 0, timestamp delta (1 byte), offset delta
+    # (width fixed by the run), key (null, or a length under 64), value length (1-2 bytes), value, no headers.
+    b = data[p]
+    if b < 0x80:
+        length_width, length = 1, _ONE_BYTE[b]
+    elif data[p + 1] < 0x80:
+        length_width, length = 2, _TWO_BYTES[b + (data[p + 1] << 7)]
+    else:
+        return 0, p
+    if length <= 0:
+        return 0, p
+    stride = length_width + length
+    m = stop - first
+    run_end = p + stride * m
+    if run_end > end:
+        return 0, p
+    delta_width = 1 if stop <= 64 else 2 if stop <= 8192 else 3
+    key_at = p + length_width + 2 + delta_width
+    key_byte = data[key_at]
+    if key_byte == 1:
+        key_length = -1
+    elif key_byte < 0x80 and not key_byte & 1:
+        key_length = key_byte >> 1
+    else:
+        return 0, p
+    value_at = key_at + 1 + max(key_length, 0)
+    b = data[value_at]
+    if b < 0x80:
+        value_length_width, value_length = 1, b >> 1
+    elif data[value_at + 1] < 0x80 and not b & 1:
+        value_length_width, value_length = 2, _TWO_BYTES[b + (data[value_at + 1] << 7)]
+    else:
+        return 0, p  # odd: a negative (null) value, or a varint too long for a run
+    if value_at + value_length_width + value_length + 1 != p + stride:
+        return 0, p
+    # Every column of the run must hold what the first record's layout says.
+    zeros = bytes(m)
+    at = p
+    for column in range(length_width):
+        if data[at + column : run_end : stride] != bytes((data[at + column],)) * m:
+            return 0, p
+    at += length_width
+    if data[at:run_end:stride] != zeros:  # attributes
+        return 0, p
+    stamps = data[at + 1 : run_end : stride]
+    if not stamps.isascii():  # timestamp deltas past one byte
+        return 0, p
+    at += 2
+    if delta_width == 1:
+        expected = (_D_ONE[first:stop],)
+    elif delta_width == 2:
+        expected = (_D_FIRST[first:stop], _D_SECOND_LAST[first:stop])
+    else:
+        expected = (_D_FIRST[first:stop], _D_SECOND[first:stop], _D_THIRD[first:stop])
+    for column, want in enumerate(expected):
+        if data[at + column : run_end : stride] != want:
+            return 0, p
+    if data[key_at:run_end:stride] != bytes((key_byte,)) * m:
+        return 0, p
+    for column in range(value_length_width):
+        at = value_at + column
+        if data[at:run_end:stride] != bytes((data[at],)) * m:
+            return 0, p
+    if data[p + stride - 1 : run_end : stride] != zeros:  # header counts
+        return 0, p
+    # Cut the run apart in C: (timestamp delta byte, [key,] value) per record.
+    skip_key = f"x{key_length}s" if key_length >= 0 else "x"
+    layout = f"={length_width + 1}xB{delta_width}x{skip_key}{value_length_width}x{value_length}sx"
+    unpacker = _run_structs.get(layout)
+    if unpacker is None:
+        unpacker = _run_structs[layout] = struct.Struct(layout)
+    if append_time is None:
+        timestamps = [base_timestamp + delta for delta in _ONE_BYTE]
+    else:
+        timestamps = [append_time] * 0x80
+    new = object.__new__
+    offset = base_offset + first
+    with memoryview(data) as view, view[p:run_end] as run:
+        if key_length < 0:
+            for stamp, value in unpacker.iter_unpack(run):
+                record = new(record_type)
+                record.offset = offset
+                record.timestamp = timestamps[stamp]
+                record.timestamp_type = timestamp_type
+                record.key = None
+                record.value = value
+                record._headers = None
+                append(record)  # type: ignore[operator]
+                offset += 1
+        else:
+            for stamp, key, value in unpacker.iter_unpack(run):
+                record = new(record_type)
+                record.offset = offset
+                record.timestamp = timestamps[stamp]
+                record.timestamp_type = timestamp_type
+                record.key = key
+                record.value = value
+                record._headers = None
+                append(record)  # type: ignore[operator]
+                offset += 1
+    return m, run_end
 
 
 def _decode_headers(data: bytes, p: int) -> tuple[list[Header], int]:
