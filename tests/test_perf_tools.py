@@ -130,6 +130,36 @@ def test_consume_reads_what_produce_wrote(broker: EmbeddedBroker, capsys) -> Non
     assert_sane_ceilings(result["ceilings"])
 
 
+def test_consume_through_a_group(broker: EmbeddedBroker, capsys) -> None:
+    run_json(
+        capsys,
+        "produce",
+        "--bootstrap",
+        broker.address,
+        "--topic",
+        "g",
+        "--num-records",
+        str(RECORDS),
+        "--partitions",
+        "3",
+    )
+    result = run_json(
+        capsys,
+        "consume",
+        "--bootstrap",
+        broker.address,
+        "--topic",
+        "g",
+        "--num-records",
+        str(RECORDS),
+        "--group",
+        "perf",
+    )
+    assert result["settings"]["group"] == "perf"
+    assert result["records"] == RECORDS and result["bytes"] == RECORDS * 100
+    assert 0 < result["first_record_ms"] < result["seconds"] * 1000
+
+
 def test_consume_prefills_and_fails_plainly_when_records_are_missing(broker: EmbeddedBroker, capsys) -> None:
     result = run_json(
         capsys,
