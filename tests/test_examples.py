@@ -1,0 +1,49 @@
+"""Every script in examples/ runs against a real broker with small parameters and reports success."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+@pytest.fixture(scope="module")
+def address(tmp_path_factory):
+    from broker.embedded import EmbeddedBroker
+
+    broker = EmbeddedBroker.on(
+        tmp_path_factory.mktemp("examples"), group_session_timeout_ms=3000, group_heartbeat_interval_ms=100
+    ).start()
+    yield broker.address
+    broker.stop()
+
+
+@pytest.mark.parametrize(
+    ("script", "options"),
+    [
+        ("work_queue.py", ["--workers", "2", "--count", "20"]),
+        ("fan_out.py", ["--count", "10"]),
+        ("live_tail.py", ["--count", "3"]),
+        ("replay_from_time.py", ["--count", "5"]),
+        ("dead_letter.py", ["--count", "6", "--attempts", "2"]),
+    ],
+)
+def test_example_runs(address: str, script: str, options: list[str]) -> None:
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / script), "--bootstrap", address, "--seconds", "20", *options],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, f"{script} failed:\n{done.stdout}\n{done.stderr}"
+
+
+def test_every_example_is_tested_and_says_how_to_run() -> None:
+    scripts = {p.name for p in EXAMPLES.glob("*.py") if not p.name.startswith("_")}
+    assert scripts == {"work_queue.py", "fan_out.py", "live_tail.py", "replay_from_time.py", "dead_letter.py"}
+    for name in scripts:
+        assert "make run" in (EXAMPLES / name).read_text(), f"{name}'s docstring should say how to run it"
