@@ -285,7 +285,7 @@ class Accumulator:
             if used + size <= self.batch_size:
                 offset_delta = batch.append(value, key, headers, timestamp_ms)
                 batch.room = self.batch_size - used - size  # a lower bound again, from the exact size
-                return new_future(RecordFuture, (batch.outcome, offset_delta, timestamp_ms))
+                return new_future(batch.outcome, offset_delta, timestamp_ms)
         if abort_on_new_batch:
             return None
         return self._append_to_new_batch(topic, partition, value, key, headers, timestamp_ms, size, now)
@@ -335,7 +335,7 @@ class Accumulator:
         self.reserved += reserve
         if self.new_batch_hook is not None:
             self.new_batch_hook()
-        return new_future(RecordFuture, (batch.outcome, offset_delta, timestamp_ms))
+        return new_future(batch.outcome, offset_delta, timestamp_ms)
 
     def _expected_numbers(self, queue: PartitionQueue) -> tuple[int, int, int] | None:
         """The producer fields a new batch of ``queue`` will most likely be sent with, so its builder can

@@ -24,7 +24,7 @@ from client.accumulator import RECORD_OVERHEAD, Accumulator, BufferFull, Produce
 from client.backoff import Backoff
 from client.connection import DEFAULT_BOOTSTRAP, Connection
 from client.errors import BufferExhaustedError, ClosedError, SerializationError, UnknownPartitionError
-from client.futures import RecordFuture, new_future
+from client.futures import RecordFuture
 from client.metadata import TopicMetadata
 from client.partitioner import StickyPartitioner, key_partition
 from client.sender import Sender
@@ -34,7 +34,7 @@ from logstore.records import GZIP, NONE, ZSTD
 log = logging.getLogger(__name__)
 
 _time_ns = time.time_ns
-_new_future = new_future
+_new = object.__new__
 _murmur3 = mmh3.hash  # the same function as client.partitioner.key_partition, inlined on the hot path
 
 COMPRESSION = {"none": NONE, None: NONE, "gzip": GZIP, "zstd": ZSTD}
@@ -195,8 +195,11 @@ class Producer:
                     room = batch.room - size
                     if room >= 0 and not batch.closed:
                         batch.room = room
-                        offset_delta = batch.append(value, key, (), timestamp_ms)
-                        return _new_future(RecordFuture, (batch.outcome, offset_delta, timestamp_ms))
+                        future = _new(RecordFuture)  # three slot stores: no __init__ frame
+                        future._outcome = batch.outcome
+                        future._delta = batch.append(value, key, (), timestamp_ms)
+                        future._timestamp = timestamp_ms
+                        return future
                 finally:
                     self._release()
         return self._send(topic, value, key, headers, partition, timestamp_ms)
