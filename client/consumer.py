@@ -28,7 +28,7 @@ from client.fetcher import Fetcher
 from client.group import CommitCallback, ConsumerRebalanceListener, GroupCoordinator
 from client.metadata import describe_topic
 from client.offsets import EARLIEST, LATEST, SPECS, TIMESTAMP, list_offsets
-from client.records import ConsumerRecord, with_deserializers
+from client.records import DECODE_CHUNK, ConsumerRecord, with_deserializers
 from client.serde import Deserializer, resolve_deserializer
 from client.subscription import SubscriptionState
 from client.types import OffsetAndTimestamp, TopicPartition
@@ -235,8 +235,8 @@ class Consumer:
 
     def __iter__(self) -> Iterator[ConsumerRecord]:
         """Records one by one, waiting for more; stops after ``consumer_timeout_ms`` without any (default:
-        never) or when the consumer is closed. Positions move past each chunk (up to max_poll_records) as
-        it is handed out, as with poll()."""
+        never) or when the consumer is closed. Positions move past each chunk (up to max_poll_records, and
+        at most 512 records) as it is handed out, as with poll()."""
         if self._iterator is None:
             # chain walks each chunk in C: no generator frame to resume per record
             self._iterator = itertools.chain.from_iterable(self._chunks())
@@ -248,7 +248,9 @@ class Consumer:
     def _chunks(self) -> Iterator[list[ConsumerRecord]]:
         deserialize = self._key_deserializer is not None or self._value_deserializer is not None
         timeout = self._consumer_timeout_s
-        limit = self._max_poll_records
+        # Small chunks, each dropped before the next is decoded, keep the garbage collector idle (see
+        # client.records.DECODE_CHUNK); positions still move only past what was handed out.
+        limit = min(self._max_poll_records, DECODE_CHUNK)
         while not self._closed:
             try:
                 taken = self._next(limit, timeout)

@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import grpc
 
@@ -28,7 +28,7 @@ from client.errors import (
 )
 from client.metadata import describe_topic
 from client.offsets import SPECS, list_offsets
-from client.records import ConsumerRecord, batch_positions, decode_as, record_class
+from client.records import ConsumerRecord, batch_positions, decode_chunks_as, record_class
 from client.subscription import SubscriptionState
 from client.types import TopicPartition
 from wire.logstore.v1 import common_pb2, fetch_pb2
@@ -42,10 +42,12 @@ SUBSCRIPTION_REFRESH_S = 1.0
 
 
 class CompletedFetch:
-    """One partition's answer to one Fetch, consumed batch by batch."""
+    """One partition's answer to one Fetch, consumed a chunk of records at a time."""
 
     __slots__ = (
+        "batch_end",
         "batches",
+        "chunks",
         "cls",
         "counted",
         "data",
@@ -66,18 +68,33 @@ class CompletedFetch:
         """Whether ``size`` still counts as read ahead (it stops when the application starts on it)."""
         self.batches = batch_positions(data, start_offset)
         self.next_batch = 0
+        self.chunks: Iterator[list[ConsumerRecord]] | None = None
+        """The batch being decoded, chunk by chunk (see ``decode_chunks_as``)."""
+        self.batch_end = -1
+        """The last offset of that batch, by its header."""
         self.records: list[ConsumerRecord] = []
         self.cls = record_class(tp.topic, tp.partition)
         last = self.batches[-1][1] if self.batches else None
         self.next_offset = last.base_offset + last.last_offset_delta + 1 if last else start_offset
 
     def take(self, max_records: int, position: int) -> list[ConsumerRecord]:
-        """Up to ``max_records`` records from ``position`` on (decoding the next batch if need be)."""
+        """Up to ``max_records`` records from ``position`` on (decoding the next chunk if need be)."""
         records = self.records
-        while not records and self.next_batch < len(self.batches):
-            pos, _ = self.batches[self.next_batch]
-            self.next_batch += 1
-            records = decode_as(self.cls, self.data, pos, position)
+        while not records:
+            if self.chunks is not None:
+                records = next(self.chunks, None)  # type: ignore[arg-type]
+                if records is None:
+                    self.chunks = None
+                    records = []
+                elif records[-1].offset >= self.batch_end:
+                    self.chunks = None  # the batch's last chunk (its end checks are done): exhausted at once
+            elif self.next_batch < len(self.batches):
+                pos, header = self.batches[self.next_batch]
+                self.next_batch += 1
+                self.batch_end = header.base_offset + header.last_offset_delta
+                self.chunks = decode_chunks_as(self.cls, self.data, pos, position)
+            else:
+                break
         if len(records) <= max_records:
             self.records = []
             return records
@@ -86,7 +103,7 @@ class CompletedFetch:
 
     @property
     def exhausted(self) -> bool:
-        return not self.records and self.next_batch >= len(self.batches)
+        return not self.records and self.chunks is None and self.next_batch >= len(self.batches)
 
 
 class Fetcher(threading.Thread):

@@ -7,7 +7,14 @@ import pickle
 import pytest
 
 from client.fetcher import CompletedFetch
-from client.records import ConsumerRecord, batch_positions, decode_all, record_class, with_deserializers
+from client.records import (
+    DECODE_CHUNK,
+    ConsumerRecord,
+    batch_positions,
+    decode_all,
+    record_class,
+    with_deserializers,
+)
 from client.serde import json_deserializer, string_deserializer
 from client.subscription import SubscriptionState
 from client.types import TopicPartition
@@ -172,3 +179,16 @@ def test_bad_settings() -> None:
     state.assign([TP0])
     with pytest.raises(ValueError, match="non-negative"):
         state.seek(TP0, -1)
+
+
+def test_completed_fetch_decodes_a_large_batch_a_chunk_at_a_time() -> None:
+    tp = TopicPartition("t", 0)
+    count = 3 * DECODE_CHUNK + 5
+    completed = CompletedFetch(tp, 0, batches([Record(0, 1000, value=b"%06d" % i) for i in range(count)]), 0)
+    sizes, offsets = [], []
+    while not completed.exhausted:
+        records = completed.take(10 * count, len(offsets))
+        sizes.append(len(records))
+        offsets += [r.offset for r in records]
+    assert sizes == [DECODE_CHUNK] * 3 + [5]  # exhausted with the batch's last record, no empty take
+    assert offsets == list(range(count))

@@ -18,7 +18,7 @@ from logstore.records import (
     set_log_append_time,
 )
 from logstore.records.builder import encode_record
-from logstore.records.reader import _decode_run
+from logstore.records.reader import _run_rows, decode_batch_chunks
 
 BASE_TS = 1_700_000_000_000
 COUNT = 8300  # offset deltas of one, two and three varint bytes
@@ -84,13 +84,28 @@ def test_values_of_two_byte_lengths_and_empty_values() -> None:
 
 def test_the_bulk_path_takes_whole_runs_of_the_producers_output() -> None:
     data = build([(None, b"%05d" % i, [], ts(i)) for i in range(100)])
-    found: list[Record] = []
     first_record = 61  # the batch header's size: records start right after it
-    taken, end = _decode_run(
-        data, first_record, len(data), 0, 64, 0, BASE_TS, CREATE_TIME, None, Record, found.append
-    )
-    assert taken == 64 and len(found) == 64 and found[63].value == b"00063"
+    run = _run_rows(data, first_record, len(data), 0, 64)
+    assert run is not None
+    rows, keyed, end = run
+    rows = list(rows)
+    assert not keyed and len(rows) == 64 and rows[63][1] == b"00063"
     assert data[end] == data[first_record] + 2  # the next record: one byte longer (a two-byte offset delta)
+
+
+@pytest.mark.parametrize("chunk_size", [1, 7, 64, 500, 8192, 9000])
+def test_chunks_hold_the_same_records_in_order(chunk_size: int) -> None:
+    records = [(None, b"%05d" % i, [], ts(i)) for i in range(COUNT)]
+    records[100] = (None, b"odd one out", [("h", None)], BASE_TS)  # the general loop between runs
+    chunks = list(decode_batch_chunks(build(records), 0, Record, chunk_size))
+    assert [len(chunk) for chunk in chunks[:-1]] == [chunk_size] * (len(chunks) - 1)
+    assert 0 < len(chunks[-1]) <= chunk_size
+    assert [record for chunk in chunks for record in chunk] == expected(records)
+
+
+def test_chunk_size_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="chunk_size must be at least 1"):
+        decode_batch_chunks(build([(None, b"v", [], BASE_TS)]), 0, Record, 0)
 
 
 def raw_batch(section: bytes, count: int, last_delta: int) -> bytes:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
+from itertools import islice
 
 from ..errors import CorruptRecordError
 from .check import check_batch
@@ -54,6 +55,7 @@ def _delta_columns() -> tuple[bytes, ...]:
 
 _D_ONE, _D_FIRST, _D_SECOND_LAST, _D_SECOND, _D_THIRD = _delta_columns()
 _run_structs: dict[str, struct.Struct] = {}
+_WHOLE_BATCH = 1 << 31  # more records than a batch can hold: decode_batch takes one chunk
 
 
 def decode_batch(
@@ -65,21 +67,45 @@ def decode_batch(
     control batch are returned like any other (see ``BatchHeader.is_control``). ``record_type`` may be a
     subclass of Record that adds no slots: the records are made as that class directly.
     """
-    return _batch_records(buf, pos, record_type)
+    for records in decode_batch_chunks(buf, pos, record_type, _WHOLE_BATCH):
+        return records
+    return []  # unreachable: a checked batch holds at least one record, and one chunk holds them all
+
+
+def decode_batch_chunks(
+    buf: bytes | bytearray | memoryview,
+    pos: int = 0,
+    record_type: type[Record] = Record,
+    chunk_size: int = 512,
+) -> Iterator[list[Record]]:
+    """``decode_batch`` a chunk of at most ``chunk_size`` records at a time, each decoded when asked for.
+
+    The batch is checked (framing, magic, CRC) before the first chunk, and its end (no bytes left over)
+    before the last, so the chunk holding the batch's last record is the generator's last. A consumer that hands records out
+    in small chunks keeps few of them alive at once: the cyclic garbage collector, which runs after every
+    700 net allocations of container objects, then seldom runs, and records do not pile up in its older
+    generations (whose full passes cost as much as decoding when a whole 1 MiB batch is kept alive).
+    """
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
+    return _record_chunks(buf, pos, record_type, chunk_size)
 
 
 def iter_records(buf: bytes | bytearray | memoryview) -> Iterator[Record]:
     """Yield the records of every complete batch in ``buf``, in order; a partial tail is ignored.
 
-    Each batch is checked (framing, magic, CRC) and decoded whole before its first record is yielded, so
-    memory holds one batch's records at a time.
+    Each batch is checked (framing, magic, CRC) before its first record is yielded; records are decoded
+    a chunk at a time, so a consumer that handles and drops them keeps memory flat.
     """
     for pos, _ in iter_headers(buf):
-        yield from _batch_records(buf, pos, Record)
+        for records in _record_chunks(buf, pos, Record, 512):
+            yield from records
 
 
-def _batch_records(buf: bytes | bytearray | memoryview, pos: int, record_type: type[Record]) -> list[Record]:
-    """Check the batch at ``pos`` and decode its records."""
+def _record_chunks(
+    buf: bytes | bytearray | memoryview, pos: int, record_type: type[Record], chunk_size: int
+) -> Iterator[list[Record]]:
+    """Check the batch at ``pos`` and yield its records in lists of ``chunk_size`` (the last one shorter)."""
     header = check_batch(buf, pos)
     start = pos + HEADER_SIZE
     end = pos + header.size
@@ -111,21 +137,47 @@ def _batch_records(buf: bytes | bytearray | memoryview, pos: int, record_type: t
                 bound = _run_bound(index)
                 try_run_at = bound
                 if bound - index >= _MIN_RUN and count - index >= _MIN_RUN:
-                    taken, p = _decode_run(
-                        data,
-                        p,
-                        end,
-                        index,
-                        min(bound, count),
-                        base_offset,
-                        base_timestamp,
-                        timestamp_type,
-                        append_time,
-                        record_type,
-                        append,
-                    )
-                    if taken:
-                        index += taken
+                    run = _run_rows(data, p, end, index, min(bound, count))
+                    if run is not None:
+                        rows, keyed, p = run
+                        timestamps = (
+                            [base_timestamp + delta for delta in one_byte]
+                            if append_time is None
+                            else [append_time] * 0x80
+                        )
+                        offset = base_offset + index
+                        left = min(bound, count) - index
+                        index += left
+                        while left:
+                            part = min(left, chunk_size - len(records))
+                            left -= part
+                            # object.__new__ plus slot stores: no Python-level __init__ frame per record
+                            if keyed:
+                                for stamp, key, value in islice(rows, part):
+                                    record = new(record_type)
+                                    record.offset = offset
+                                    record.timestamp = timestamps[stamp]
+                                    record.timestamp_type = timestamp_type
+                                    record.key = key
+                                    record.value = value
+                                    record._headers = None
+                                    append(record)
+                                    offset += 1
+                            else:
+                                for stamp, value in islice(rows, part):
+                                    record = new(record_type)
+                                    record.offset = offset
+                                    record.timestamp = timestamps[stamp]
+                                    record.timestamp_type = timestamp_type
+                                    record.key = None
+                                    record.value = value
+                                    record._headers = None
+                                    append(record)
+                                    offset += 1
+                            if len(records) == chunk_size and (left or index < count):
+                                yield records
+                                records = []
+                                append = records.append
                         continue
             # record length: one or two bytes for records under 8 KiB
             b = data[p]
@@ -208,11 +260,16 @@ def _batch_records(buf: bytes | bytearray | memoryview, pos: int, record_type: t
             record._headers = headers
             append(record)
             index += 1
+            if len(records) == chunk_size and index < count:  # the last chunk waits for the end checks
+                yield records
+                records = []
+                append = records.append
     except (IndexError, ValueError) as exc:  # ran off the end of the data, or a header key is not UTF-8
         raise CorruptRecordError(f"batch at byte {pos}: malformed record {index} of {count}: {exc}") from None
     if p != end:
         raise CorruptRecordError(f"batch at byte {pos}: {end - p} bytes left over after its {count} records")
-    return records
+    if records:
+        yield records
 
 
 def _run_bound(index: int) -> int:
@@ -223,24 +280,14 @@ def _run_bound(index: int) -> int:
     return index  # deltas this large are never in a run
 
 
-def _decode_run(
-    data: bytes,
-    p: int,
-    end: int,
-    first: int,
-    stop: int,
-    base_offset: int,
-    base_timestamp: int,
-    timestamp_type: int,
-    append_time: int | None,
-    record_type: type[Record],
-    append: object,
-) -> tuple[int, int]:
-    """Decode records ``first`` to ``stop - 1`` at ``p`` if they all have the shape of the first one and
-    offset deltas equal to their index; return ``(records decoded, position after them)``, or ``(0, p)``
-    (nothing decoded) if they do not, leaving them to the general loop."""
+def _run_rows(
+    data: bytes, p: int, end: int, first: int, stop: int
+) -> tuple[Iterator[tuple], bool, int] | None:
+    """If records ``first`` to ``stop - 1`` at ``p`` all have the shape of the first one and offset deltas
+    equal to their index, return an iterator of their ``(timestamp delta byte, [key,] value)``, whether
+    they have keys, and the position after them; None if they do not (the general loop takes them)."""
     if stop > _MAX_RUN_DELTA:
-        return 0, p
+        return None
     # The first record's layout: length (1-2 bytes), attributes 0, timestamp delta (1 byte), offset delta
     # (width fixed by the run), key (null, or a length under 64), value length (1-2 bytes), value, no headers.
     b = data[p]
@@ -249,14 +296,14 @@ def _decode_run(
     elif data[p + 1] < 0x80:
         length_width, length = 2, _TWO_BYTES[b + (data[p + 1] << 7)]
     else:
-        return 0, p
+        return None
     if length <= 0:
-        return 0, p
+        return None
     stride = length_width + length
     m = stop - first
     run_end = p + stride * m
     if run_end > end:
-        return 0, p
+        return None
     delta_width = 1 if stop <= 64 else 2 if stop <= 8192 else 3
     key_at = p + length_width + 2 + delta_width
     key_byte = data[key_at]
@@ -265,7 +312,7 @@ def _decode_run(
     elif key_byte < 0x80 and not key_byte & 1:
         key_length = key_byte >> 1
     else:
-        return 0, p
+        return None
     value_at = key_at + 1 + max(key_length, 0)
     b = data[value_at]
     if b < 0x80:
@@ -273,21 +320,21 @@ def _decode_run(
     elif data[value_at + 1] < 0x80 and not b & 1:
         value_length_width, value_length = 2, _TWO_BYTES[b + (data[value_at + 1] << 7)]
     else:
-        return 0, p  # odd: a negative (null) value, or a varint too long for a run
+        return None  # odd: a negative (null) value, or a varint too long for a run
     if value_at + value_length_width + value_length + 1 != p + stride:
-        return 0, p
+        return None
     # Every column of the run must hold what the first record's layout says.
     zeros = bytes(m)
     at = p
     for column in range(length_width):
         if data[at + column : run_end : stride] != bytes((data[at + column],)) * m:
-            return 0, p
+            return None
     at += length_width
     if data[at:run_end:stride] != zeros:  # attributes
-        return 0, p
+        return None
     stamps = data[at + 1 : run_end : stride]
     if not stamps.isascii():  # timestamp deltas past one byte
-        return 0, p
+        return None
     at += 2
     if delta_width == 1:
         expected = (_D_ONE[first:stop],)
@@ -297,51 +344,22 @@ def _decode_run(
         expected = (_D_FIRST[first:stop], _D_SECOND[first:stop], _D_THIRD[first:stop])
     for column, want in enumerate(expected):
         if data[at + column : run_end : stride] != want:
-            return 0, p
+            return None
     if data[key_at:run_end:stride] != bytes((key_byte,)) * m:
-        return 0, p
+        return None
     for column in range(value_length_width):
         at = value_at + column
         if data[at:run_end:stride] != bytes((data[at],)) * m:
-            return 0, p
+            return None
     if data[p + stride - 1 : run_end : stride] != zeros:  # header counts
-        return 0, p
+        return None
     # Cut the run apart in C: (timestamp delta byte, [key,] value) per record.
     skip_key = f"x{key_length}s" if key_length >= 0 else "x"
     layout = f"={length_width + 1}xB{delta_width}x{skip_key}{value_length_width}x{value_length}sx"
     unpacker = _run_structs.get(layout)
     if unpacker is None:
         unpacker = _run_structs[layout] = struct.Struct(layout)
-    if append_time is None:
-        timestamps = [base_timestamp + delta for delta in _ONE_BYTE]
-    else:
-        timestamps = [append_time] * 0x80
-    new = object.__new__
-    offset = base_offset + first
-    with memoryview(data) as view, view[p:run_end] as run:
-        if key_length < 0:
-            for stamp, value in unpacker.iter_unpack(run):
-                record = new(record_type)
-                record.offset = offset
-                record.timestamp = timestamps[stamp]
-                record.timestamp_type = timestamp_type
-                record.key = None
-                record.value = value
-                record._headers = None
-                append(record)  # type: ignore[operator]
-                offset += 1
-        else:
-            for stamp, key, value in unpacker.iter_unpack(run):
-                record = new(record_type)
-                record.offset = offset
-                record.timestamp = timestamps[stamp]
-                record.timestamp_type = timestamp_type
-                record.key = key
-                record.value = value
-                record._headers = None
-                append(record)  # type: ignore[operator]
-                offset += 1
-    return m, run_end
+    return unpacker.iter_unpack(memoryview(data)[p:run_end]), key_length >= 0, run_end
 
 
 def _decode_headers(data: bytes, p: int) -> tuple[list[Header], int]:
