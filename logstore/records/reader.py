@@ -9,7 +9,8 @@ The per-record loop is the consumer's hot path. Two ways through it, giving the 
 - everything else goes through one flat loop: varints of one and two bytes (every length, delta and count
   of a typical record) are decoded inline, anything longer falls back to ``decode_varint``.
 
-Values are sliced from ``bytes`` so each is one copy and a real ``bytes``.
+Values are sliced from ``bytes`` so each is one copy and a real ``bytes``. Records come out in chunks
+(``decode_batch_chunks``) so that a consumer need not keep a whole batch of them alive at once.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ def decode_batch(
     """
     for records in decode_batch_chunks(buf, pos, record_type, _WHOLE_BATCH):
         return records
-    return []  # unreachable: a checked batch holds at least one record, and one chunk holds them all
+    return []  # a batch without records (one chunk holds all the others)
 
 
 def decode_batch_chunks(
