@@ -55,7 +55,9 @@ def stamp_producer(batch: bytes, producer_id: int, epoch: int, base_sequence: in
     return data
 
 
-def estimated_size(key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes | None]]) -> int:
+def estimated_size(
+    key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes | None]]
+) -> int:
     """An upper bound of the bytes one record adds to a batch."""
     size = RECORD_OVERHEAD
     if key is not None:
@@ -323,12 +325,19 @@ class Accumulator:
         else:
             producer_id, epoch, sequence = built_as
             builder = BatchBuilder(
-                compression=self.compression, producer_id=producer_id, producer_epoch=epoch, base_sequence=sequence
+                compression=self.compression,
+                producer_id=producer_id,
+                producer_epoch=epoch,
+                base_sequence=sequence,
             )
-        offset_delta = builder.append(value, key, headers, timestamp_ms)  # raises (appending nothing) on bad input
+        offset_delta = builder.append(
+            value, key, headers, timestamp_ms
+        )  # raises (appending nothing) on bad input
         if queue.open is not None:
             queue.queue.append(self._close_open(queue))
-        batch = queue.open = ProducerBatch(topic, partition, builder, now, now + self.delivery_timeout_s, reserve)
+        batch = queue.open = ProducerBatch(
+            topic, partition, builder, now, now + self.delivery_timeout_s, reserve
+        )
         batch.room = self.batch_size - builder.size_in_bytes()
         batch.built_as = built_as
         self.open_batches[(topic, partition)] = batch

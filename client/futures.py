@@ -151,7 +151,9 @@ class RecordFuture:
     def exception(self, timeout: float | None = None) -> BaseException | None:
         outcome = self._outcome
         if not outcome.wait(timeout):
-            raise TimeoutError(f"record to {outcome.topic}-{outcome.partition} still in flight after {timeout} s")
+            raise TimeoutError(
+                f"record to {outcome.topic}-{outcome.partition} still in flight after {timeout} s"
+            )
         return outcome.error
 
     def _metadata(self) -> RecordMetadata:

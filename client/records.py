@@ -12,8 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 from client.types import TopicPartition
-from logstore.records import CREATE_TIME, BatchHeader, Record, decode_batch, iter_headers
-from logstore.records.reader import decode_batch_chunks
+from logstore.records import CREATE_TIME, BatchHeader, Record, decode_batch, decode_batch_chunks, iter_headers
 
 DECODE_CHUNK = 512
 """Records decoded at a time for the application: few enough that, handed out and dropped chunk by

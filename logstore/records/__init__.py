@@ -23,7 +23,7 @@ from .layout import (
     set_base_offset,
     set_log_append_time,
 )
-from .reader import decode_batch, iter_records
+from .reader import decode_batch, decode_batch_chunks, iter_records
 from .record import Record
 
 __all__ = [
@@ -42,6 +42,7 @@ __all__ = [
     "check_batch",
     "crc32c",
     "decode_batch",
+    "decode_batch_chunks",
     "iter_headers",
     "iter_records",
     "parse_header",
