@@ -64,7 +64,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
         for _ in range(RECORDS):
             producer.send("consume", VALUE)
     channel = grpc.insecure_channel(
-        address, options=[("grpc.max_receive_message_length", 64 * MiB), ("grpc.max_send_message_length", 64 * MiB)]
+        address,
+        options=[("grpc.max_receive_message_length", 64 * MiB), ("grpc.max_send_message_length", 64 * MiB)],
     )
     yield Setup(address, channel, "consume")
     channel.close()
@@ -83,7 +84,10 @@ def _print_summary() -> None:
     for name, rate in RESULTS.items():
         unit = "calls/s" if name == "empty gRPC call" else "records/s"
         print(f"  {name:44s} {rate:>12,.0f} {unit}")
-    raw_produce, raw_fetch = RESULTS.get("raw Produce, 1 MiB prebuilt"), RESULTS.get("raw Fetch, 1 MiB, no decode")
+    raw_produce, raw_fetch = (
+        RESULTS.get("raw Produce, 1 MiB prebuilt"),
+        RESULTS.get("raw Fetch, 1 MiB, no decode"),
+    )
     empty = RESULTS.get("empty gRPC call")
     for name, rate in RESULTS.items():
         if name.startswith("client produce") and raw_produce:
@@ -128,7 +132,9 @@ def test_raw_fetch(benchmark, setup: Setup) -> None:
     def fetch() -> None:
         offset = next(offsets, 0)
         request = fetch_pb2.FetchRequest(
-            partitions=[fetch_pb2.FetchPartition(topic=setup.consume_topic, partition=0, offset=offset, max_bytes=MiB)]
+            partitions=[
+                fetch_pb2.FetchPartition(topic=setup.consume_topic, partition=0, offset=offset, max_bytes=MiB)
+            ]
         )
         (result,) = stub.Fetch(request).results
         counted.append(len(result.records) // (len(VALUE) + 7))
@@ -158,7 +164,9 @@ def test_client_produce_no_key(benchmark, setup: Setup, batch_size: int) -> None
     topic = f"produce-{batch_size}"
     with Admin(setup.address) as admin:
         admin.create_topic(topic, 1)
-    benchmark.pedantic(_produce, args=(setup.address, topic, None), kwargs={"batch_size": batch_size}, rounds=ROUNDS)
+    benchmark.pedantic(
+        _produce, args=(setup.address, topic, None), kwargs={"batch_size": batch_size}, rounds=ROUNDS
+    )
     _rate(benchmark, f"client produce, no key, batch {batch_size // 1024} KiB", RECORDS)
 
 
@@ -202,5 +210,7 @@ def _consume_poll(address: str, topic: str) -> None:
 
 
 def test_client_consume_poll(benchmark, setup: Setup) -> None:
-    benchmark.pedantic(_consume_poll, args=(setup.address, setup.consume_topic), rounds=ROUNDS, warmup_rounds=1)
+    benchmark.pedantic(
+        _consume_poll, args=(setup.address, setup.consume_topic), rounds=ROUNDS, warmup_rounds=1
+    )
     _rate(benchmark, "client consume, poll", RECORDS)

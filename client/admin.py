@@ -51,7 +51,10 @@ class Admin:
             bootstrap = bootstrap_servers
         self._timeout_s = request_timeout_ms / 1000.0
         self._connection = Connection(
-            bootstrap, max_send_bytes=1024 * 1024, max_receive_bytes=64 * 1024 * 1024, interceptors=interceptors
+            bootstrap,
+            max_send_bytes=1024 * 1024,
+            max_receive_bytes=64 * 1024 * 1024,
+            interceptors=interceptors,
         )
         self._closed = False
         self._groups = GroupAdmin(group_stub(self._connection), self._timeout_s)
@@ -74,7 +77,9 @@ class Admin:
             ),
         )
 
-    def create_topic(self, name: str, partitions: int = 0, config: Mapping[str, str] | None = None) -> TopicDescription:
+    def create_topic(
+        self, name: str, partitions: int = 0, config: Mapping[str, str] | None = None
+    ) -> TopicDescription:
         return self.create_topics([NewTopic(name, partitions, config)])[0]
 
     def delete_topics(self, names: Iterable[str]) -> None:

@@ -46,7 +46,10 @@ class Connection:
         self.address = parse_bootstrap(bootstrap)
         options = [
             ("grpc.max_send_message_length", min(max_send_bytes + MESSAGE_HEADROOM, _GRPC_MESSAGE_LIMIT)),
-            ("grpc.max_receive_message_length", min(max_receive_bytes + MESSAGE_HEADROOM, _GRPC_MESSAGE_LIMIT)),
+            (
+                "grpc.max_receive_message_length",
+                min(max_receive_bytes + MESSAGE_HEADROOM, _GRPC_MESSAGE_LIMIT),
+            ),
             # Reconnect soon after a broker restart instead of grpc's default backoff of up to two minutes.
             ("grpc.initial_reconnect_backoff_ms", 100),
             ("grpc.max_reconnect_backoff_ms", 1000),

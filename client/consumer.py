@@ -78,7 +78,9 @@ class Consumer:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         if fetch_max_wait_ms < 0:
             raise ValueError(f"fetch_max_wait_ms must not be negative, got {fetch_max_wait_ms}")
-        self.enable_auto_commit = enable_auto_commit  # meaningful with groups only; kept for kafka-python code
+        self.enable_auto_commit = (
+            enable_auto_commit  # meaningful with groups only; kept for kafka-python code
+        )
         self._max_poll_records = max_poll_records
         self._consumer_timeout_s = consumer_timeout_ms / 1000.0
         self._request_timeout_s = request_timeout_ms / 1000.0
@@ -134,7 +136,9 @@ class Consumer:
         with self._lock:
             self._check_open()
             if self._state.subscribed_topics or (self._group is not None and self._group.subscribed):
-                raise IllegalStateError("this consumer follows topics (subscribe); call unsubscribe() before assign()")
+                raise IllegalStateError(
+                    "this consumer follows topics (subscribe); call unsubscribe() before assign()"
+                )
             dropped = set(self._state.partitions) - set(wanted)
             self._state.assign(wanted)
             self._fetcher.clear(dropped)
@@ -155,7 +159,9 @@ class Consumer:
         if self._group is not None:
             self._check_open()
             if self._state.partitions and not self._group.subscribed:
-                raise IllegalStateError("this consumer has assigned partitions; call unsubscribe() before subscribe()")
+                raise IllegalStateError(
+                    "this consumer has assigned partitions; call unsubscribe() before subscribe()"
+                )
             self._group.subscribe(names, pattern, listener)
             return
         if pattern or listener:
@@ -163,7 +169,9 @@ class Consumer:
         with self._lock:
             self._check_open()
             if self._state.partitions and not self._state.subscribed_topics:
-                raise IllegalStateError("this consumer has assigned partitions; call unsubscribe() before subscribe()")
+                raise IllegalStateError(
+                    "this consumer has assigned partitions; call unsubscribe() before subscribe()"
+                )
             self._state.subscribe(names)
             self._fetcher.interrupt()
 
@@ -187,7 +195,9 @@ class Consumer:
 
     # --- reading ---------------------------------------------------------------------------------------------
 
-    def poll(self, timeout_ms: float = 0, max_records: int | None = None) -> dict[TopicPartition, list[ConsumerRecord]]:
+    def poll(
+        self, timeout_ms: float = 0, max_records: int | None = None
+    ) -> dict[TopicPartition, list[ConsumerRecord]]:
         """Records fetched so far, up to ``max_records`` (default ``max_poll_records``), waiting up to
         ``timeout_ms`` for some. Positions move past every record returned. Raises errors the fetcher
         met (an unknown topic, an offset out of range with auto_offset_reset="none", ...)."""
@@ -210,7 +220,11 @@ class Consumer:
         fetcher = self._fetcher
         with self._lock:
             self._check_open()
-            if not self._state.partitions and not self._state.subscribed_topics and not self._group_subscribed():
+            if (
+                not self._state.partitions
+                and not self._state.subscribed_topics
+                and not self._group_subscribed()
+            ):
                 raise IllegalStateError("no partitions to read: call assign() or subscribe() first")
             records = fetcher.take(limit)
             if records or timeout_s <= 0:
@@ -231,7 +245,9 @@ class Consumer:
         except SerializationError:
             raise
         except Exception as exc:
-            raise SerializationError(f"a deserializer failed on a record of {records[0].topic_partition}: {exc!r}") from exc
+            raise SerializationError(
+                f"a deserializer failed on a record of {records[0].topic_partition}: {exc!r}"
+            ) from exc
 
     def __iter__(self) -> Iterator[ConsumerRecord]:
         """Records one by one, waiting for more; stops after ``consumer_timeout_ms`` without any (default:
@@ -289,7 +305,9 @@ class Consumer:
 
     def _group_needed(self, what: str) -> GroupCoordinator:
         if self._group is None:
-            raise IllegalStateError(f"{what} needs a consumer with a group_id (offsets are committed per group)")
+            raise IllegalStateError(
+                f"{what} needs a consumer with a group_id (offsets are committed per group)"
+            )
         return self._group
 
     def _group_subscribed(self) -> bool:
@@ -361,7 +379,9 @@ class Consumer:
         try:
             return self._state.state(tp)
         except KeyError:
-            raise IllegalStateError(f"{tp} is not assigned to this consumer; assigned: {sorted(self._state.partitions)}") from None
+            raise IllegalStateError(
+                f"{tp} is not assigned to this consumer; assigned: {sorted(self._state.partitions)}"
+            ) from None
 
     # --- offset lookups --------------------------------------------------------------------------------------
 
@@ -381,7 +401,9 @@ class Consumer:
         queries = []
         for partition, timestamp in timestamps.items():
             if not isinstance(timestamp, int) or timestamp < 0:
-                raise ValueError(f"timestamps must be non-negative ints (ms since the epoch), got {timestamp!r}")
+                raise ValueError(
+                    f"timestamps must be non-negative ints (ms since the epoch), got {timestamp!r}"
+                )
             queries.append((TopicPartition(*partition), TIMESTAMP, timestamp))
         self._check_open()
         return list_offsets(self._connection, queries, self._request_timeout_s)
@@ -396,7 +418,9 @@ class Consumer:
     def partitions_for_topic(self, topic: str) -> set[int]:
         """The topic's partition numbers (raises UnknownTopicError if there is no such topic)."""
         self._check_open()
-        return {p.partition for p in describe_topic(self._connection, topic, self._request_timeout_s).partitions}
+        return {
+            p.partition for p in describe_topic(self._connection, topic, self._request_timeout_s).partitions
+        }
 
     # --- pause -----------------------------------------------------------------------------------------------
 
@@ -452,4 +476,3 @@ class Consumer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-

@@ -196,7 +196,10 @@ def error_from_code(
 ) -> ClientError:
     """The exception for a per-partition error code; ``where`` (e.g. "orders-3") prefixes the message."""
     cls = _BY_CODE.get(code, UnknownBrokerError)
-    text = message or f"the broker answered error code {common_pb2.ErrorCode.Name(code) if code in _BY_CODE else code}"
+    text = (
+        message
+        or f"the broker answered error code {common_pb2.ErrorCode.Name(code) if code in _BY_CODE else code}"
+    )
     if where and not text.startswith(where):
         text = f"{where}: {text}"
     if cls is OffsetOutOfRangeError:

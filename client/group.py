@@ -135,7 +135,9 @@ class GroupCoordinator:
             self._membership.subscribe(wanted, self._clock())
             self._wake.notify()
             if self._thread is None:
-                self._thread = threading.Thread(target=self._heartbeat_loop, name="logstore-heartbeat", daemon=True)
+                self._thread = threading.Thread(
+                    target=self._heartbeat_loop, name="logstore-heartbeat", daemon=True
+                )
                 self._thread.start()
 
     def unsubscribe(self) -> None:
@@ -172,7 +174,9 @@ class GroupCoordinator:
         with self._lock:
             lost, self._lost = self._lost, []
             fatal = self._membership.fatal
-            step = self._membership.take_reconciliation() if self._clock() >= self._retry_reconcile_at else None
+            step = (
+                self._membership.take_reconciliation() if self._clock() >= self._retry_reconcile_at else None
+            )
         for tps in lost:
             if tps:
                 self._listener.on_partitions_lost(set(tps))
@@ -203,7 +207,9 @@ class GroupCoordinator:
                 except ClientError as exc:
                     if not exc.retriable:
                         raise
-                    log.warning("group %s: cannot fetch committed offsets yet (will retry): %s", self.group_id, exc)
+                    log.warning(
+                        "group %s: cannot fetch committed offsets yet (will retry): %s", self.group_id, exc
+                    )
                     self._retry_reconcile_at = self._clock() + self._membership.heartbeat_interval_s
                     return
             with self._lock:
@@ -347,7 +353,9 @@ class GroupCoordinator:
                     with self._lock:
                         log.log(
                             logging.DEBUG if error.retriable else logging.ERROR,
-                            "group %s: heartbeat failed: %s", self.group_id, error,
+                            "group %s: heartbeat failed: %s",
+                            self.group_id,
+                            error,
                         )
                         m.on_failure(self._clock(), error.retriable, error)
                         self._fetcher.data_ready.notify_all()
@@ -355,8 +363,12 @@ class GroupCoordinator:
                 with self._lock:
                     outcome = m.on_answer(heartbeat_answer(response), plan, self._clock())
                     if outcome.lost:
-                        log.info("group %s: lost %d partitions (%s)", self.group_id, len(outcome.lost),
-                                 response.error_message or "fatal error")
+                        log.info(
+                            "group %s: lost %d partitions (%s)",
+                            self.group_id,
+                            len(outcome.lost),
+                            response.error_message or "fatal error",
+                        )
                         self._drop(outcome.lost)
                         self._lost.append(outcome.lost)
                     if self.has_work():
@@ -402,14 +414,20 @@ class GroupCoordinator:
         if plan is None:
             return
         try:
-            self._stub.Heartbeat(heartbeat_request(self.group_id, plan, self._client_id), timeout=self._timeout_s)
+            self._stub.Heartbeat(
+                heartbeat_request(self.group_id, plan, self._client_id), timeout=self._timeout_s
+            )
         except grpc.RpcError as exc:
-            log.warning("group %s: leaving failed (the session timeout will remove this member): %s",
-                        self.group_id, group_rpc_error(exc, "leaving"))
+            log.warning(
+                "group %s: leaving failed (the session timeout will remove this member): %s",
+                self.group_id,
+                group_rpc_error(exc, "leaving"),
+            )
 
 
 def _offsets(offsets: Mapping[TopicPartition, Any]) -> dict[TopicPartition, int]:
     """Offsets given as ints or as objects with ``.offset`` (kafka-python's OffsetAndMetadata)."""
     return {
-        TopicPartition(*tp): (value.offset if hasattr(value, "offset") else value) for tp, value in offsets.items()
+        TopicPartition(*tp): (value.offset if hasattr(value, "offset") else value)
+        for tp, value in offsets.items()
     }

@@ -90,11 +90,15 @@ class GroupAdmin:
 
     def list_groups(self) -> list[GroupListing]:
         answer = self._call("ListGroups", group_pb2.ListGroupsRequest(), "listing groups")
-        return [GroupListing(g.group_id, _STATES.get(g.state, "Unknown"), g.member_count) for g in answer.groups]
+        return [
+            GroupListing(g.group_id, _STATES.get(g.state, "Unknown"), g.member_count) for g in answer.groups
+        ]
 
     def describe_group(self, group_id: str) -> GroupDescription:
         answer = self._call(
-            "DescribeGroup", group_pb2.DescribeGroupRequest(group_id=group_id), f"describing group {group_id!r}"
+            "DescribeGroup",
+            group_pb2.DescribeGroupRequest(group_id=group_id),
+            f"describing group {group_id!r}",
         )
         group = answer.group
         return GroupDescription(
@@ -126,7 +130,9 @@ class GroupAdmin:
         )
 
     def delete_group(self, group_id: str) -> None:
-        self._call("DeleteGroup", group_pb2.DeleteGroupRequest(group_id=group_id), f"deleting group {group_id!r}")
+        self._call(
+            "DeleteGroup", group_pb2.DeleteGroupRequest(group_id=group_id), f"deleting group {group_id!r}"
+        )
 
     def reset_offsets(
         self,
@@ -143,10 +149,15 @@ class GroupAdmin:
         partitions named there, or (empty scope) every partition the group has an offset for. Exactly one
         of ``to`` ("earliest" or "latest"), ``offset``, ``timestamp`` (ms since the epoch or a datetime)
         or ``shift`` says where. The group must have no members. ``dry_run`` only answers what would be."""
-        chosen = [name for name, value in (("to", to), ("offset", offset), ("timestamp", timestamp), ("shift", shift))
-                  if value is not None]
+        chosen = [
+            name
+            for name, value in (("to", to), ("offset", offset), ("timestamp", timestamp), ("shift", shift))
+            if value is not None
+        ]
         if len(chosen) != 1:
-            raise ValueError(f"say where to move the offsets with exactly one of to, offset, timestamp, shift; got {chosen}")
+            raise ValueError(
+                f"say where to move the offsets with exactly one of to, offset, timestamp, shift; got {chosen}"
+            )
         request = group_pb2.ResetOffsetsRequest(group_id=group_id, dry_run=dry_run, partitions=_scope(scope))
         if to is not None:
             if to not in ("earliest", "latest"):

@@ -85,6 +85,10 @@ def group_rpc_error(error: grpc.RpcError, what: str) -> ClientError:
     code = error.code() if hasattr(error, "code") else None
     if code is grpc.StatusCode.FAILED_PRECONDITION:
         return NonEmptyGroupError(f"{mapped}; stop the group's consumers (or wait for their session timeout)")
-    if code is grpc.StatusCode.NOT_FOUND and "group" in str(mapped).lower() and "topic" not in str(mapped).lower():
+    if (
+        code is grpc.StatusCode.NOT_FOUND
+        and "group" in str(mapped).lower()
+        and "topic" not in str(mapped).lower()
+    ):
         return GroupIdNotFoundError(str(mapped))
     return mapped

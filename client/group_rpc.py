@@ -69,7 +69,11 @@ def heartbeat_answer(response: group_pb2.HeartbeatResponse) -> HeartbeatAnswer:
 
 
 def commit_request(
-    group_id: str, member_id: str, member_epoch: int, offsets: Mapping[TopicPartition, int], metadata: str = ""
+    group_id: str,
+    member_id: str,
+    member_epoch: int,
+    offsets: Mapping[TopicPartition, int],
+    metadata: str = "",
 ) -> group_pb2.CommitOffsetsRequest:
     for tp, offset in offsets.items():
         if not isinstance(offset, int) or offset < 0:
@@ -99,7 +103,9 @@ def check_commit(response: group_pb2.CommitOffsetsResponse, group_id: str) -> No
         raise group_error(code, response.error_message, group_id)
     for result in response.results:
         if result.error_code:
-            raise error_from_code(result.error_code, result.error_message, where=f"{result.topic}-{result.partition}")
+            raise error_from_code(
+                result.error_code, result.error_message, where=f"{result.topic}-{result.partition}"
+            )
 
 
 def commit(

@@ -107,7 +107,10 @@ class Producer:
         self._key_serializer = resolve_serializer(key_serializer, "key_serializer")
         self._value_serializer = resolve_serializer(value_serializer, "value_serializer")
         self._connection = Connection(
-            bootstrap, max_send_bytes=max_request_size, max_receive_bytes=1024 * 1024, interceptors=interceptors
+            bootstrap,
+            max_send_bytes=max_request_size,
+            max_receive_bytes=1024 * 1024,
+            interceptors=interceptors,
         )
         self._metadata = TopicMetadata(
             self._connection,
@@ -244,7 +247,9 @@ class Producer:
                 )
                 if future is None:  # the sticky partition's batch completed: move on, then append
                     partition = self._sticky.on_new_batch(topic, count, partition)
-                    future = accumulator.append(topic, partition, value, key, headers, timestamp_ms, time.monotonic())
+                    future = accumulator.append(
+                        topic, partition, value, key, headers, timestamp_ms, time.monotonic()
+                    )
             except BufferFull:
                 future = self._append_when_memory_frees(topic, partition, value, key, headers, timestamp_ms)
             except TypeError as exc:

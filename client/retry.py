@@ -80,7 +80,12 @@ class RetryingHandler:
                 error = exc
                 log.info(
                     "%s-%d@%d: attempt %d of %d failed: %r",
-                    record.topic, record.partition, record.offset, attempt, self.max_attempts, exc,
+                    record.topic,
+                    record.partition,
+                    record.offset,
+                    attempt,
+                    self.max_attempts,
+                    exc,
                 )
                 if attempt < self.max_attempts:
                     self._sleep(self._backoff.delay_s(attempt))
@@ -99,11 +104,18 @@ class RetryingHandler:
         self.parked += 1
         log.warning(
             "%s-%d@%d parked in %s after %d attempts: %r",
-            record.topic, record.partition, record.offset, self.dead_letter_topic, attempts, error,
+            record.topic,
+            record.partition,
+            record.offset,
+            self.dead_letter_topic,
+            attempts,
+            error,
         )
 
 
-def dead_letter_headers(record: ConsumerRecord, error: BaseException, attempts: int) -> list[tuple[str, bytes]]:
+def dead_letter_headers(
+    record: ConsumerRecord, error: BaseException, attempts: int
+) -> list[tuple[str, bytes]]:
     message = str(error).encode("utf-8", "replace")[:MAX_ERROR_MESSAGE_BYTES]
     return [
         ("dlt.error.type", type(error).__name__.encode()),

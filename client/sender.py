@@ -96,7 +96,9 @@ class Sender(threading.Thread):
             log.exception("the producer's sender thread failed; failing all buffered records")
             self.fatal_error = exc
             with self.work:
-                finished = self._accumulator.abort(ClientError(f"the producer's sender thread failed: {exc!r}"))
+                finished = self._accumulator.abort(
+                    ClientError(f"the producer's sender thread failed: {exc!r}")
+                )
             self._finish(finished)
 
     def _loop(self) -> None:
@@ -110,7 +112,9 @@ class Sender(threading.Thread):
                 continue
             self._refresh_metadata_if_due()
             with self.work:
-                if self._aborted or (self._stopping and not self._in_flight and not accumulator.has_unfinished()):
+                if self._aborted or (
+                    self._stopping and not self._in_flight and not accumulator.has_unfinished()
+                ):
                     return
                 now = self._clock()
                 finished = accumulator.expire(now)
@@ -184,9 +188,7 @@ class Sender(threading.Thread):
         for batch in batches:
             data = batch.encode(producer_id)
             entries.append(
-                produce_pb2.ProducePartitionData(
-                    topic=batch.topic, partition=batch.partition, records=data
-                )
+                produce_pb2.ProducePartitionData(topic=batch.topic, partition=batch.partition, records=data)
             )
         request = produce_pb2.ProduceRequest(acks=self._acks, partitions=entries)
         future = self._connection.produce.Produce.future(request, timeout=self._request_timeout_s)

@@ -59,7 +59,9 @@ def json_serializer(value: Any) -> bytes | None:
     try:
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     except (TypeError, ValueError) as exc:
-        raise SerializationError(f"the 'json' serializer cannot encode this {type(value).__name__}: {exc}") from None
+        raise SerializationError(
+            f"the 'json' serializer cannot encode this {type(value).__name__}: {exc}"
+        ) from None
 
 
 def json_deserializer(data: bytes | None) -> Any:
@@ -117,7 +119,9 @@ def schema_version(headers: Sequence[Header] | None, default: int = 1) -> int:
             try:
                 return int(value)
             except ValueError:
-                raise SerializationError(f"{SCHEMA_VERSION_HEADER} header is not an integer: {value!r}") from None
+                raise SerializationError(
+                    f"{SCHEMA_VERSION_HEADER} header is not an integer: {value!r}"
+                ) from None
     return default
 
 

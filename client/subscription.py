@@ -127,7 +127,9 @@ class SubscriptionState:
         state.generation += 1
         return True
 
-    def out_of_range(self, tp: TopicPartition, generation: int, log_start_offset: int, high_watermark: int) -> bool:
+    def out_of_range(
+        self, tp: TopicPartition, generation: int, log_start_offset: int, high_watermark: int
+    ) -> bool:
         """A fetch found the position outside the log. Resets by ``auto_offset_reset`` and returns True, or
         returns False when the strategy is "none" (the application must be told)."""
         state = self.partitions.get(tp)

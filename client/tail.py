@@ -79,7 +79,9 @@ class Tail:
         self, partitions: list[TopicPartition], start: str, from_time_ms: int | None
     ) -> dict[TopicPartition, int]:
         if from_time_ms is not None:
-            found = list_offsets(self._connection, [(tp, TIMESTAMP, from_time_ms) for tp in partitions], self._timeout_s)
+            found = list_offsets(
+                self._connection, [(tp, TIMESTAMP, from_time_ms) for tp in partitions], self._timeout_s
+            )
             ends = list_offsets(self._connection, [(tp, LATEST, 0) for tp in partitions], self._timeout_s)
             return {tp: (found[tp] or ends[tp]).offset for tp in partitions}  # type: ignore[union-attr]
         spec = LATEST if start == "latest" else EARLIEST
@@ -95,7 +97,10 @@ class Tail:
                 request = fetch_pb2.SubscribeRequest(
                     partitions=[
                         fetch_pb2.SubscribePartition(
-                            topic=tp.topic, partition=tp.partition, start_from=fetch_pb2.START_FROM_OFFSET, offset=offset
+                            topic=tp.topic,
+                            partition=tp.partition,
+                            start_from=fetch_pb2.START_FROM_OFFSET,
+                            offset=offset,
                         )
                         for tp, offset in self.positions.items()
                     ],
@@ -116,7 +121,9 @@ class Tail:
                     raise error_from_rpc(exc, "Subscribe") from None
                 attempt += 1
                 delay = self._backoff.delay_s(attempt)
-                log.warning("live tail lost the broker (%s); reconnecting in %.0f ms", exc.code().name, delay * 1000)
+                log.warning(
+                    "live tail lost the broker (%s); reconnecting in %.0f ms", exc.code().name, delay * 1000
+                )
                 with self._lock:
                     self._call = None
                     if self._closed:

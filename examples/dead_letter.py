@@ -48,13 +48,26 @@ def main() -> int:
 
     with Producer(args.bootstrap) as producer:
         for i in range(args.count):
-            producer.send(topic, f"payment-{i}{':poison' if i % 3 == 2 else ''}".encode(), key=str(i).encode())
+            producer.send(
+                topic, f"payment-{i}{':poison' if i % 3 == 2 else ''}".encode(), key=str(i).encode()
+            )
         producer.flush()
-        handle = RetryingHandler(charge, producer, dead_letter_topic=dead_letters, max_attempts=args.attempts,
-                                 backoff_ms=10, backoff_max_ms=100)
+        handle = RetryingHandler(
+            charge,
+            producer,
+            dead_letter_topic=dead_letters,
+            max_attempts=args.attempts,
+            backoff_ms=10,
+            backoff_max_ms=100,
+        )
         with Consumer(topic, group_id=group, bootstrap=args.bootstrap, enable_auto_commit=False) as consumer:
-            counts = process_with_retry(consumer, handle, max_records=args.count, poll_timeout_ms=200,
-                                        should_stop=_timer(args.seconds))
+            counts = process_with_retry(
+                consumer,
+                handle,
+                max_records=args.count,
+                poll_timeout_ms=200,
+                should_stop=_timer(args.seconds),
+            )
     print(f"handled {counts['handled']}, parked {counts['parked']} in {dead_letters}")
     expected_parked = sum(1 for i in range(args.count) if i % 3 == 2)
     return 0 if counts == {"handled": args.count - expected_parked, "parked": expected_parked} else 1

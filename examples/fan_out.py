@@ -25,8 +25,12 @@ def main() -> int:
     topic = args.topic or "events"
     ensure_topic(args.bootstrap, topic, partitions=3)
     run_id = str(time.time_ns())
-    groups = {name: Consumer(topic, group_id=f"{name}-{run_id}", bootstrap=args.bootstrap,
-                             auto_offset_reset="earliest") for name in ("billing", "audit")}
+    groups = {
+        name: Consumer(
+            topic, group_id=f"{name}-{run_id}", bootstrap=args.bootstrap, auto_offset_reset="earliest"
+        )
+        for name in ("billing", "audit")
+    }
     try:
         with Producer(args.bootstrap) as producer:
             for i in range(args.count):

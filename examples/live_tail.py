@@ -35,7 +35,9 @@ def main() -> int:
     seen = 0
     try:
         for record in tail:
-            print(f"{record.topic}-{record.partition}@{record.offset}: {record.value.decode(errors='replace')}")
+            print(
+                f"{record.topic}-{record.partition}@{record.offset}: {record.value.decode(errors='replace')}"
+            )
             seen += 1
             if args.count and seen >= args.count:
                 break

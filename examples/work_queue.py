@@ -34,7 +34,9 @@ def main() -> int:
     stop = threading.Event()
 
     def worker(name: str) -> None:
-        with Consumer(topic, group_id="workers", bootstrap=args.bootstrap, auto_offset_reset="earliest") as consumer:
+        with Consumer(
+            topic, group_id="workers", bootstrap=args.bootstrap, auto_offset_reset="earliest"
+        ) as consumer:
             while not stop.is_set():
                 with lock:
                     shares[name] = len(consumer.assignment())

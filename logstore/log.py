@@ -349,7 +349,9 @@ class Log:
             if self.first_unflushed_ms is None:
                 self.first_unflushed_ms = now
             flush_due = 0 < self.config.flush_interval_messages <= self.unflushed_messages
-            return AppendResult(headers[0].base_offset, next_offset - 1, append_time, records, False, flush_due)
+            return AppendResult(
+                headers[0].base_offset, next_offset - 1, append_time, records, False, flush_due
+            )
 
     def _maybe_roll(self, nbytes: int, next_offset: int, now: int) -> None:
         active = self.active

@@ -32,7 +32,9 @@ def assert_one_line_error(done: subprocess.CompletedProcess[bytes], *fragments: 
 
 def test_topics_lifecycle(broker: EmbeddedBroker) -> None:
     at = ("--bootstrap", broker.address)
-    created = logstore("topics", "create", "orders", "--partitions", "3", "--config", "retention.ms=60000", *at)
+    created = logstore(
+        "topics", "create", "orders", "--partitions", "3", "--config", "retention.ms=60000", *at
+    )
     assert created.stdout == b"created topic orders with 3 partitions\n"
     assert logstore("topics", "list", *at).stdout == b"orders\t3\n"
     described = logstore("topics", "describe", "orders", *at).stdout.decode()
@@ -49,14 +51,37 @@ def test_topics_lifecycle(broker: EmbeddedBroker) -> None:
 def test_produce_lines_then_consume_them_with_fields(broker: EmbeddedBroker) -> None:
     at = ("--bootstrap", broker.address)
     logstore("topics", "create", "lines", "--partitions", "1", *at)
-    logstore("produce", "lines", "--key-separator", ":", "--acks", "all", "--compression", "zstd", *at,
-             stdin=b"a:first\nb:second\nc:with:colon\n")
+    logstore(
+        "produce",
+        "lines",
+        "--key-separator",
+        ":",
+        "--acks",
+        "all",
+        "--compression",
+        "zstd",
+        *at,
+        stdin=b"a:first\nb:second\nc:with:colon\n",
+    )
     done = logstore("consume", "lines", "--from-beginning", "--max-messages", "3", *at)
     assert done.stdout == b"first\nsecond\nwith:colon\n"
     assert b"Processed a total of 3 messages" in done.stderr
-    fields = logstore("consume", "lines", "--partition", "0", "--offset", "1", "--max-messages", "1",
-                      "--print-key", "--print-partition", "--print-offset", "--print-timestamp",
-                      "--print-headers", *at).stdout
+    fields = logstore(
+        "consume",
+        "lines",
+        "--partition",
+        "0",
+        "--offset",
+        "1",
+        "--max-messages",
+        "1",
+        "--print-key",
+        "--print-partition",
+        "--print-offset",
+        "--print-timestamp",
+        "--print-headers",
+        *at,
+    ).stdout
     timestamp, rest = fields.split(b"\t", 1)
     assert timestamp.startswith(b"CreateTime:") and rest == b"Partition:0\tOffset:1\tNO_HEADERS\tb\tsecond\n"
 
@@ -79,13 +104,16 @@ def test_errors_are_one_line_and_a_non_zero_exit(broker: EmbeddedBroker) -> None
     assert_one_line_error(logstore("topics", "describe", "missing", *at, check=False), "missing")
     logstore("topics", "create", "dup", *at)
     assert_one_line_error(logstore("topics", "create", "dup", *at, check=False), "exists")
-    assert_one_line_error(logstore("topics", "create", "x", "--config", "oops", *at, check=False), "key=value")
+    assert_one_line_error(
+        logstore("topics", "create", "x", "--config", "oops", *at, check=False), "key=value"
+    )
     assert_one_line_error(logstore("consume", "dup", "--offset", "3", *at, check=False), "--partition")
     assert_one_line_error(
         logstore("consume", "dup", "--from-time", "yesterday", *at, check=False), "ISO 8601"
     )
     assert_one_line_error(
-        logstore("produce", "dup", "--key-separator", "=", *at, stdin=b"no separator\n", check=False), "line 1"
+        logstore("produce", "dup", "--key-separator", "=", *at, stdin=b"no separator\n", check=False),
+        "line 1",
     )
     assert_one_line_error(logstore("topics", "list", "--bootstrap", "nonsense", check=False), "host:port")
 

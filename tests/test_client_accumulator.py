@@ -403,7 +403,9 @@ def test_batches_waiting_past_the_delivery_timeout_expire() -> None:
     in_flight = drain_all(acc, 0.0)
     assert acc.expire(0.5) == []
     finished = acc.expire(1.0)
-    assert len(finished) == 2  # the queued full batch and the open one; the one in flight waits for its answer
+    assert (
+        len(finished) == 2
+    )  # the queued full batch and the open one; the one in flight waits for its answer
     assert all(isinstance(e, DeliveryTimeoutError) for _, e in finished)
     assert acc.reserved == 1000
     acc.acknowledge(in_flight[0], 1.0)

@@ -19,7 +19,9 @@ from client.errors import (
 TP = TopicPartition("t", 0)
 
 
-def fill(broker: EmbeddedBroker, topic: str = "t", partitions: int = 1, count: int = 100, **send: object) -> None:
+def fill(
+    broker: EmbeddedBroker, topic: str = "t", partitions: int = 1, count: int = 100, **send: object
+) -> None:
     """Create ``topic`` and write ``count`` records per partition, values b"0", b"1", ... in order."""
     with Admin(broker.address) as admin:
         admin.create_topic(topic, partitions)
@@ -192,7 +194,11 @@ def test_deserializers(broker: EmbeddedBroker) -> None:
     with Producer(broker.address, key_serializer="str", value_serializer="json") as producer:
         producer.send("j", {"n": 1}, key="a").get(10)
     with consumer_for(
-        broker, TopicPartition("j", 0), key_deserializer="str", value_deserializer="json", consumer_timeout_ms=300
+        broker,
+        TopicPartition("j", 0),
+        key_deserializer="str",
+        value_deserializer="json",
+        consumer_timeout_ms=300,
     ) as consumer:
         assert [(r.key, r.value) for r in consumer] == [("a", {"n": 1})]
 

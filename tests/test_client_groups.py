@@ -149,7 +149,9 @@ def test_auto_commit_on_close_and_commit_async(address: str) -> None:
         consumer.subscribe(["logs"])
         poll_until([consumer], lambda: len(got[0]) >= 4, got)
         outcome: list = []
-        future = consumer.commit_async({tp: 2}, callback=lambda offsets, error: outcome.append((offsets, error)))
+        future = consumer.commit_async(
+            {tp: 2}, callback=lambda offsets, error: outcome.append((offsets, error))
+        )
         assert future.result(timeout=10) == {tp: 2}
         assert outcome == [({tp: 2}, None)]
         assert consumer.committed(tp) == 2

@@ -24,7 +24,9 @@ def member(**fields: object) -> Membership:
     return m
 
 
-def answer(*assigned: TopicPartition, epoch: int = 1, code: int = 0, interval_ms: int = 500) -> HeartbeatAnswer:
+def answer(
+    *assigned: TopicPartition, epoch: int = 1, code: int = 0, interval_ms: int = 500
+) -> HeartbeatAnswer:
     return HeartbeatAnswer(code, "why" if code else "", "m1", epoch, interval_ms, 3000, frozenset(assigned))
 
 
@@ -87,7 +89,9 @@ def test_fencing_loses_partitions_without_reconciliation_and_rejoins() -> None:
     m.reconciled(stale, now=1.2)
     assert m.owned == frozenset(), "a step from before the loss changes nothing"
     plan = m.plan(1.2)
-    assert plan is not None and plan.member_epoch == 0 and plan.owned is None and plan.subscription is not None
+    assert (
+        plan is not None and plan.member_epoch == 0 and plan.owned is None and plan.subscription is not None
+    )
     assert plan.member_id == "m1", "a rejoin keeps the member id"
 
 

@@ -58,12 +58,15 @@ def test_reference_matches_the_seeded_vector() -> None:
     assert murmur3_32_reference(b"", seed=1) == 0x514E28B7
 
 
-@pytest.mark.parametrize(("key", "count", "expected"), [
-    (b"hello", 8, 613153351 % 8),
-    (b"The quick brown fox jumps over the lazy dog", 10, 0x2E4FF723 % 10),
-    (b"", 5, 0),
-    (b"0123456789abcdef", 3, 919068895 % 3),
-])
+@pytest.mark.parametrize(
+    ("key", "count", "expected"),
+    [
+        (b"hello", 8, 613153351 % 8),
+        (b"The quick brown fox jumps over the lazy dog", 10, 0x2E4FF723 % 10),
+        (b"", 5, 0),
+        (b"0123456789abcdef", 3, 919068895 % 3),
+    ],
+)
 def test_known_key_partitions(key: bytes, count: int, expected: int) -> None:
     assert key_partition(key, count) == expected
 

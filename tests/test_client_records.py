@@ -44,7 +44,12 @@ def test_records_carry_topic_and_partition_and_every_field() -> None:
     [record] = decode_all("orders", 3, data)
     assert isinstance(record, ConsumerRecord)
     assert (record.topic, record.partition, record.offset, record.timestamp) == ("orders", 3, 40, 5)
-    assert (record.key, record.value, record.headers, record.timestamp_type) == (b"k", b"v", [("h", b"1"), ("n", None)], 0)
+    assert (record.key, record.value, record.headers, record.timestamp_type) == (
+        b"k",
+        b"v",
+        [("h", b"1"), ("n", None)],
+        0,
+    )
     assert record.topic_partition == TopicPartition("orders", 3)
     assert record == ConsumerRecord("orders", 3, 40, 5, 0, b"k", b"v", [("h", b"1"), ("n", None)])
     assert record != ConsumerRecord("orders", 4, 40, 5, 0, b"k", b"v", [("h", b"1"), ("n", None)])

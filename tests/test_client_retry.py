@@ -19,7 +19,9 @@ class FakeProducer:
     def __init__(self) -> None:
         self.sent: list[tuple[str, bytes, bytes, list]] = []
 
-    def send(self, topic: str, value: bytes, key: bytes | None = None, headers: list | None = None) -> FakeFuture:
+    def send(
+        self, topic: str, value: bytes, key: bytes | None = None, headers: list | None = None
+    ) -> FakeFuture:
         self.sent.append((topic, value, key, headers))
         return FakeFuture()
 
@@ -38,8 +40,15 @@ def test_a_record_that_succeeds_after_failures_is_handled_with_backoff() -> None
             raise TimeoutError("downstream busy")
 
     producer = FakeProducer()
-    handle = RetryingHandler(flaky, producer, dead_letter_topic="dlt", max_attempts=3, backoff_ms=100,
-                             backoff_max_ms=150, sleep=sleeps.append)
+    handle = RetryingHandler(
+        flaky,
+        producer,
+        dead_letter_topic="dlt",
+        max_attempts=3,
+        backoff_ms=100,
+        backoff_max_ms=150,
+        sleep=sleeps.append,
+    )
     assert handle(record()) == HANDLED
     assert calls == [7, 7, 7] and sleeps == [0.1, 0.15] and producer.sent == []
 
@@ -50,7 +59,9 @@ def test_a_record_that_keeps_failing_is_parked_with_why_and_where() -> None:
     def broken(r: ConsumerRecord) -> None:
         raise ValueError("bad amount: -3")
 
-    handle = RetryingHandler(broken, producer, dead_letter_topic="orders.dlt", max_attempts=2, sleep=lambda s: None)
+    handle = RetryingHandler(
+        broken, producer, dead_letter_topic="orders.dlt", max_attempts=2, sleep=lambda s: None
+    )
     assert handle(record()) == PARKED
     [(topic, value, key, headers)] = producer.sent
     assert (topic, value, key) == ("orders.dlt", b"v", b"k")
@@ -72,7 +83,9 @@ def test_exceptions_outside_retry_on_propagate_unparked() -> None:
     def crash(r: ConsumerRecord) -> None:
         raise KeyboardInterrupt
 
-    handle = RetryingHandler(crash, producer, dead_letter_topic="dlt", retry_on=(ValueError,), sleep=lambda s: None)
+    handle = RetryingHandler(
+        crash, producer, dead_letter_topic="dlt", retry_on=(ValueError,), sleep=lambda s: None
+    )
     with pytest.raises(KeyboardInterrupt):
         handle(record())
     assert producer.sent == []
@@ -99,8 +112,13 @@ def test_the_loop_parks_poison_records_and_commits_everything(start_broker) -> N
             seen.append(r.value)
 
         handle = RetryingHandler(work, producer, dead_letter_topic="jobs.dlt", max_attempts=2, backoff_ms=1)
-        with Consumer("jobs", group_id="workers", bootstrap=broker.address, auto_offset_reset="earliest",
-                      enable_auto_commit=False) as consumer:
+        with Consumer(
+            "jobs",
+            group_id="workers",
+            bootstrap=broker.address,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        ) as consumer:
             counts = process_with_retry(consumer, handle, max_records=10, poll_timeout_ms=200)
             assert consumer.committed(TopicPartition("jobs", 0)) == 10
     assert counts == {"handled": 8, "parked": 2}

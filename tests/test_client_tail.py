@@ -69,7 +69,10 @@ def test_tail_starts_at_the_end_and_follows_every_partition(two_partitions: Embe
     produce(address, "live", b"p1", partition=1)
     got = reader.next(2)
     assert sorted((r.partition, r.value) for r in got) == [(0, b"p0"), (1, b"p1")]
-    assert reader.follow.positions[TopicPartition("live", 1)] == got[[r.partition for r in got].index(1)].offset + 1
+    assert (
+        reader.follow.positions[TopicPartition("live", 1)]
+        == got[[r.partition for r in got].index(1)].offset + 1
+    )
     assert reader.stop() is None
 
 
@@ -77,8 +80,14 @@ def test_tail_from_the_beginning_or_a_time_with_deserializers(two_partitions: Em
     address = two_partitions.address
     for i in range(3):
         produce(address, "live", b"%d" % i, partition=0, timestamp_ms=5_000 + i)
-    reader = Reader(Tail(partitions=[TopicPartition("live", 0)], bootstrap=address, start="earliest",
-                         value_deserializer="str"))
+    reader = Reader(
+        Tail(
+            partitions=[TopicPartition("live", 0)],
+            bootstrap=address,
+            start="earliest",
+            value_deserializer="str",
+        )
+    )
     assert [r.value for r in reader.next(3)] == ["0", "1", "2"]
     reader.stop()
     reader = Reader(Tail("live", bootstrap=address, from_time_ms=5_001))

@@ -53,7 +53,9 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
     async def DescribeTopic(
         self, request: pb.DescribeTopicRequest, context: grpc.aio.ServicerContext
     ) -> pb.DescribeTopicResponse:
-        return pb.DescribeTopicResponse(topic=topic_description(self._core.admin.describe(request.name, request.allow_auto_create)))
+        return pb.DescribeTopicResponse(
+            topic=topic_description(self._core.admin.describe(request.name, request.allow_auto_create))
+        )
 
     @unary
     async def CreatePartitions(

@@ -32,7 +32,9 @@ def add_parser(subcommands: Any) -> None:
         "2024-05-01T12:00:00Z (no zone: local time)",
     )
     parser.add_argument("--partition", type=int, help="read only this partition")
-    parser.add_argument("--group", metavar="GROUP", help="consume as a member of this consumer group, committing")
+    parser.add_argument(
+        "--group", metavar="GROUP", help="consume as a member of this consumer group, committing"
+    )
     parser.add_argument("--max-messages", type=int, help="exit after printing this many records")
     parser.add_argument("--timeout-ms", type=float, help="exit when no record came for this long")
     parser.add_argument("--print-key", action="store_true")
@@ -82,14 +84,18 @@ def _consume(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     try:
         if args.group is not None and args.partition is None:
             if args.offset is not None or start_time is not None:
-                raise ValueError("--offset and --from-time need --partition with --group (the group decides the rest)")
+                raise ValueError(
+                    "--offset and --from-time need --partition with --group (the group decides the rest)"
+                )
             consumer.subscribe([args.topic])
         elif args.partition is not None:
             partitions = [TopicPartition(args.topic, args.partition)]
             if args.partition not in consumer.partitions_for_topic(args.topic):
                 raise ValueError(f"topic {args.topic!r} has no partition {args.partition}")
         else:
-            partitions = [TopicPartition(args.topic, p) for p in sorted(consumer.partitions_for_topic(args.topic))]
+            partitions = [
+                TopicPartition(args.topic, p) for p in sorted(consumer.partitions_for_topic(args.topic))
+            ]
         if args.group is None or args.partition is not None:
             consumer.assign(partitions)
             _position(consumer, partitions, args.offset, start_time)
@@ -135,7 +141,9 @@ def _position(consumer: Any, partitions: list, offset: str | None, start_time: i
         elif offset.isdigit():
             consumer.seek(partitions[0], int(offset))
         else:
-            raise ValueError(f"--offset must be a non-negative number, 'earliest' or 'latest', got {offset!r}")
+            raise ValueError(
+                f"--offset must be a non-negative number, 'earliest' or 'latest', got {offset!r}"
+            )
     if start_time is not None:
         for tp, found in consumer.offsets_for_times(dict.fromkeys(partitions, start_time)).items():
             if found is None:

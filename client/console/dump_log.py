@@ -37,7 +37,9 @@ def add_parser(subcommands: Any) -> None:
 def _dump(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     path: Path = args.path
     if not path.is_file():
-        raise ValueError(f"{path} is not a file; give a segment file such as <data-dir>/<topic>-<n>/<offset>.log")
+        raise ValueError(
+            f"{path} is not a file; give a segment file such as <data-dir>/<topic>-<n>/<offset>.log"
+        )
     size = path.stat().st_size
     if size == 0:
         print(f"{path}: empty")

@@ -10,16 +10,22 @@ from client.console.common import add_bootstrap, bootstrap, friendly
 
 
 def add_parser(subcommands: Any) -> None:
-    parser = subcommands.add_parser("groups", help="list, describe, delete consumer groups and reset their offsets")
+    parser = subcommands.add_parser(
+        "groups", help="list, describe, delete consumer groups and reset their offsets"
+    )
     add_bootstrap(parser)
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     listing = actions.add_parser("list", help="list groups with their state and member count")
     listing.set_defaults(handler=friendly(_list))
 
-    describe = actions.add_parser("describe", help="per partition: committed offset, log end offset, lag, owner")
+    describe = actions.add_parser(
+        "describe", help="per partition: committed offset, log end offset, lag, owner"
+    )
     describe.add_argument("group")
-    describe.add_argument("--members", action="store_true", help="list the members and their assignments instead")
+    describe.add_argument(
+        "--members", action="store_true", help="list the members and their assignments instead"
+    )
     describe.set_defaults(handler=friendly(_describe))
 
     delete = actions.add_parser("delete", help="delete groups without members, and their committed offsets")
@@ -44,9 +50,15 @@ def add_parser(subcommands: Any) -> None:
     where.add_argument("--to-earliest", action="store_true")
     where.add_argument("--to-latest", action="store_true")
     where.add_argument("--to-offset", type=int, metavar="N")
-    where.add_argument("--to-datetime", metavar="ISO", help="e.g. 2024-05-01T12:00:00Z, or ms since the epoch")
-    where.add_argument("--shift-by", type=int, metavar="N", help="move each committed offset by N (may be negative)")
-    reset.add_argument("--execute", action="store_true", help="store the new offsets (default: only show them)")
+    where.add_argument(
+        "--to-datetime", metavar="ISO", help="e.g. 2024-05-01T12:00:00Z, or ms since the epoch"
+    )
+    where.add_argument(
+        "--shift-by", type=int, metavar="N", help="move each committed offset by N (may be negative)"
+    )
+    reset.add_argument(
+        "--execute", action="store_true", help="store the new offsets (default: only show them)"
+    )
     reset.set_defaults(handler=friendly(_reset))
 
     for action in (listing, describe, delete, reset):
@@ -82,22 +94,41 @@ def _describe(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     with _admin(args) as admin:
         group = admin.describe_group(args.group)
     if args.members:
-        rows = [["GROUP", "CONSUMER-ID", "INSTANCE-ID", "HOST", "CLIENT-ID", "STATE", "#PARTITIONS", "ASSIGNMENT"]]
+        rows = [
+            ["GROUP", "CONSUMER-ID", "INSTANCE-ID", "HOST", "CLIENT-ID", "STATE", "#PARTITIONS", "ASSIGNMENT"]
+        ]
         for m in group.members:
             assigned = ",".join(str(tp) for tp in sorted(m.assignment)) or "-"
             rows.append(
-                [group.group_id, m.member_id, m.instance_id or "-", m.client_host or "-", m.client_id or "-",
-                 m.state, str(len(m.assignment)), assigned]
+                [
+                    group.group_id,
+                    m.member_id,
+                    m.instance_id or "-",
+                    m.client_host or "-",
+                    m.client_id or "-",
+                    m.state,
+                    str(len(m.assignment)),
+                    assigned,
+                ]
             )
     else:
         rows = [["GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG", "CONSUMER-ID"]]
         for o in group.offsets:
             rows.append(
-                [group.group_id, o.topic, str(o.partition), _known(o.committed_offset), _known(o.log_end_offset),
-                 _known(o.lag), o.member_id or "-"]
+                [
+                    group.group_id,
+                    o.topic,
+                    str(o.partition),
+                    _known(o.committed_offset),
+                    _known(o.log_end_offset),
+                    _known(o.lag),
+                    o.member_id or "-",
+                ]
             )
-    print(f"Consumer group '{group.group_id}' is {group.state} with {len(group.members)} members "
-          f"(assignor: {group.assignor or '-'})")
+    print(
+        f"Consumer group '{group.group_id}' is {group.state} with {len(group.members)} members "
+        f"(assignor: {group.assignor or '-'})"
+    )
     print()
     _table(rows)
     return 0
@@ -140,7 +171,9 @@ def _reset(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     with _admin(args) as admin:
         results = admin.reset_offsets(args.group, scope, dry_run=not args.execute, **where)
     rows = [["GROUP", "TOPIC", "PARTITION", "PREVIOUS-OFFSET", "NEW-OFFSET"]]
-    rows += [[args.group, r.topic, str(r.partition), _known(r.previous_offset), str(r.new_offset)] for r in results]
+    rows += [
+        [args.group, r.topic, str(r.partition), _known(r.previous_offset), str(r.new_offset)] for r in results
+    ]
     _table(rows)
     if not args.execute:
         print("\nDry run: nothing was changed. Add --execute to store these offsets.")

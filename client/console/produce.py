@@ -22,7 +22,9 @@ def add_parser(subcommands: Any) -> None:
     )
     parser.add_argument("--partition", type=int, help="send every record to this partition")
     parser.add_argument("--header", action="append", metavar="KEY=VALUE", help="a header for every record")
-    parser.add_argument("--acks", choices=["0", "1", "all"], default="1", help="when the broker answers (default: 1)")
+    parser.add_argument(
+        "--acks", choices=["0", "1", "all"], default="1", help="when the broker answers (default: 1)"
+    )
     parser.add_argument("--compression", choices=["none", "gzip", "zstd"], default="none")
     parser.add_argument("--linger-ms", type=float, default=5)
     parser.add_argument("--batch-size", type=int, default=16384)

@@ -16,7 +16,9 @@ def add_parser(subcommands: Any) -> None:
     create = actions.add_parser("create", help="create a topic")
     create.add_argument("name")
     create.add_argument("--partitions", type=int, default=0, help="partition count (default: the broker's)")
-    create.add_argument("--config", action="append", metavar="KEY=VALUE", help="a topic setting, e.g. retention.ms=3600000")
+    create.add_argument(
+        "--config", action="append", metavar="KEY=VALUE", help="a topic setting, e.g. retention.ms=3600000"
+    )
     create.set_defaults(handler=friendly(_create))
 
     listing = actions.add_parser("list", help="list topics with their partition counts")
@@ -30,7 +32,9 @@ def add_parser(subcommands: Any) -> None:
     alter.add_argument("name")
     alter.add_argument("--partitions", type=int, help="new total partition count (only grows)")
     alter.add_argument("--config", action="append", metavar="KEY=VALUE", help="a setting to change")
-    alter.add_argument("--reset-config", action="append", metavar="KEY", help="a setting to return to the default")
+    alter.add_argument(
+        "--reset-config", action="append", metavar="KEY", help="a setting to return to the default"
+    )
     alter.set_defaults(handler=friendly(_alter))
 
     delete = actions.add_parser("delete", help="delete topics and all their data")
