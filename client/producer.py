@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 
 _time_ns = time.time_ns
 _new = object.__new__
+_INT64_MIN = -(1 << 63)
+_INT64_MAX = (1 << 63) - 1
 _murmur3 = mmh3.hash  # the same function as client.partitioner.key_partition, inlined on the hot path
 
 COMPRESSION = {"none": NONE, None: NONE, "gzip": GZIP, "zstd": ZSTD}
@@ -176,6 +178,9 @@ class Producer:
             value, key = self._prepared(topic, value, key)
         if timestamp_ms is None:
             timestamp_ms = _time_ns() // 1_000_000
+        elif type(timestamp_ms) is not int or not _INT64_MIN <= timestamp_ms <= _INT64_MAX:
+            # Checked now: the hot path below defers encoding, so the builder would see it too late.
+            return self._send(topic, value, key, headers, partition, timestamp_ms)
         if type(value) is bytes and not headers:
             # The hot path: straight into the partition's open batch while its room lasts (a lower bound
             # kept by the accumulator, which decides everything else in _send below).
@@ -200,7 +205,9 @@ class Producer:
                         batch.room = room
                         future = _new(RecordFuture)  # three slot stores: no __init__ frame
                         future._outcome = batch.outcome
-                        future._delta = batch.append(value, key, (), timestamp_ms)
+                        pending = batch.pending  # encoded later, a batch at a time (ProducerBatch.settle)
+                        future._delta = batch.settled + len(pending) // 3
+                        pending += (value, key, timestamp_ms)
                         future._timestamp = timestamp_ms
                         return future
                 finally:
