@@ -29,7 +29,6 @@ CLEANED_SUFFIX = ".cleaned"
 # The header fields a scan needs: base offset, batch length, ... last offset delta, base and max timestamp.
 _SCAN = struct.Struct(">qi")
 _LAST_DELTA = struct.Struct(">i")
-_MAX_TS = struct.Struct(">q")
 _LENGTH_OVERHEAD = 12  # base offset + length field: a batch occupies length + 12 bytes
 _MAX_OFFSET = 2**63 - 1
 _Index = TypeVar("_Index", OffsetIndex, TimeIndex)
@@ -44,17 +43,6 @@ def segment_name(base_offset: int) -> str:
 def parse_segment_name(name: str) -> int | None:
     stem = name.split(".", 1)[0]
     return int(stem) if len(stem) == 20 and stem.isdigit() else None
-
-
-@dataclass(frozen=True)
-class BatchPosition:
-    """Where one batch of an append lands: its base and last offset, byte position and max timestamp."""
-
-    base_offset: int
-    last_offset: int
-    position: int
-    size: int
-    max_timestamp: int
 
 
 @dataclass(frozen=True)
