@@ -27,6 +27,7 @@ from logstore.checkpoint import (
     write_json_atomic,
     write_offset_checkpoint,
 )
+from logstore.cleaner import compact_log
 from logstore.config import TopicConfig
 from logstore.errors import (
     InvalidPartitionCountError,
@@ -354,8 +355,6 @@ class LogManager:
 
     def run_compaction(self, now_ms: int | None = None) -> int:
         """Compact the partitions of compacted topics that have enough dirty data; returns how many."""
-        from logstore.cleaner import compact_log
-
         now = self._clock_ms() if now_ms is None else now_ms
         compacted = 0
         for partition_log in self.all_logs():
