@@ -142,14 +142,19 @@ class LogManager:
         marker = self.data_dir / CLEAN_SHUTDOWN_MARKER
         self.clean_shutdown = marker.exists()
         self.recovery: list[RecoveryInfo] = []
-        # The marker vouches for the files exactly as the clean stop left them, and opening a partition
-        # changes them (its active segment grows back to the preallocated size). So it goes before the
-        # first partition is opened: from here on a crash, even one during start-up, must be noticed.
-        if self.clean_shutdown:
-            marker.unlink()
-            fsync_dir(self.data_dir)
         try:
-            self._load()
+            # Read and check the topic list first: a start refused for it leaves the directory untouched.
+            rebuilt = self._read_topic_list()
+            # The marker vouches for the files exactly as the clean stop left them, and opening a partition
+            # changes them (its active segment grows back to the preallocated size). So it goes before the
+            # first partition is opened: from here on a crash, even one during start-up, must be noticed.
+            if self.clean_shutdown:
+                marker.unlink()
+                fsync_dir(self.data_dir)
+            self._load(rebuilt)
+        except OSError as exc:
+            self._release_data_dir()
+            raise StorageError(f"cannot open data directory {self.data_dir}: {exc}") from exc
         except BaseException:
             self._release_data_dir()
             raise
@@ -176,9 +181,9 @@ class LogManager:
             os.close(self._lock_fd)
             self._lock_fd = -1
 
-    def _load(self) -> None:
+    def _read_topic_list(self) -> bool:
+        """Fill `_topics` from `meta.json` (or rebuild it from the folders); True if rebuilt."""
         meta_path = self.data_dir / META_FILE
-        rebuilt = False
         if meta_path.exists() or meta_path.is_symlink():
             self._topics = self._read_meta(meta_path)
             if self._recover_metadata:
@@ -200,7 +205,11 @@ class LogManager:
                 )
             if found:
                 self._topics = self._rebuild_topics()
-                rebuilt = True
+                return True
+        return False
+
+    def _load(self, rebuilt: bool) -> None:
+        """Settle unowned folders, then open (and if need be recover) every partition."""
         self._tidy(rebuilt)
         for info in self._topics.values():
             missing = [p for p in range(info.partitions) if not self._partition_dir(info.name, p).is_dir()]
@@ -256,7 +265,11 @@ class LogManager:
             if not isinstance(entry, dict):
                 raise bad(f"topic {name!r}: the entry must be an object, not {type(entry).__name__}")
             partitions, config, topic_id = entry.get("partitions"), entry.get("config"), entry.get("topic_id")
-            if not _is_int(partitions) or not 1 <= partitions <= MAX_PARTITIONS:
+            if (
+                not isinstance(partitions, int)
+                or isinstance(partitions, bool)
+                or not 1 <= partitions <= MAX_PARTITIONS
+            ):
                 raise bad(
                     f"topic {name!r}: 'partitions' must be a whole number 1 to {MAX_PARTITIONS}, not {partitions!r}"
                 )

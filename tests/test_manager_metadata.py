@@ -24,7 +24,7 @@ from logstore.errors import (
     MetadataError,
     StorageError,
 )
-from logstore.manager import META_FILE, UNOWNED_DIR, LogManager
+from logstore.manager import CLEAN_SHUTDOWN_MARKER, META_FILE, UNOWNED_DIR, LogManager
 from logstore.records import build_batch, iter_records
 
 TS = 1_700_000_000_000
@@ -74,6 +74,7 @@ def test_a_missing_meta_json_beside_partition_folders_refuses_to_start_and_delet
     assert META_FILE in message and "--recover-metadata" in message and "audit-0" in message
     assert folders(data_dir) == before
     assert any((data_dir / "orders-2").glob("*.log"))
+    assert (data_dir / CLEAN_SHUTDOWN_MARKER).exists(), "a refused start changes nothing"
     # the refusal released the directory lock: the way out works at once
     with open_manager(data_dir, recover_metadata=True) as recovered:
         assert values(recovered, "orders", 2) == [b"o2"]
@@ -206,6 +207,7 @@ def test_a_corrupt_meta_json_is_refused_with_a_message(
     assert complaint in str(refused.value)
     assert str(data_dir / META_FILE) in str(refused.value) and "--recover-metadata" in str(refused.value)
     assert folders(data_dir) == {"orders-0", "orders-1", "orders-2", "audit-0"}
+    assert (data_dir / CLEAN_SHUTDOWN_MARKER).exists(), "a refused start changes nothing"
 
 
 def test_a_meta_json_that_is_a_folder_is_refused_with_a_message(data_dir: Path) -> None:
