@@ -11,6 +11,8 @@ import errno
 import json
 import logging
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -366,3 +368,39 @@ def test_a_delete_whose_meta_json_write_fails_keeps_the_topic(
         assert values(manager, "orders", 1) == [b"o1", b"after"]
     with open_manager(data_dir) as again:
         assert values(again, "orders", 1) == [b"o1", b"after"]
+
+
+EMFILE_CHILD = """
+import json, resource, sys
+from logstore.manager import LogManager
+resource.setrlimit(resource.RLIMIT_NOFILE, (128, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+with LogManager(sys.argv[1], background=False) as manager:
+    try:
+        manager.create_topic("big", 300)
+        outcome = "created"
+    except Exception as exc:
+        outcome = f"{type(exc).__name__}: {exc}"
+    print(json.dumps({"outcome": outcome, "topics": [t.name for t in manager.topics()]}))
+"""
+
+
+def test_a_create_that_runs_out_of_descriptors_leaves_the_topic_whole_or_absent(data_dir: Path) -> None:
+    """Real EMFILE, in a child process under a 128-descriptor limit: whatever the descriptor cost of a
+    partition, the topic is afterwards complete or absent, and the directory starts."""
+    child = subprocess.run(
+        [sys.executable, "-c", EMFILE_CHILD, str(data_dir)], capture_output=True, text=True, timeout=300
+    )
+    assert child.returncode == 0, child.stderr
+    report = json.loads(child.stdout)
+    big = sorted(name for name in folders(data_dir) if name.startswith("big-"))
+    listed = "big" in meta(data_dir)["topics"]
+    if report["outcome"] == "created":
+        assert report["topics"] == ["audit", "big", "orders"] and listed and len(big) == 300
+    else:
+        assert report["outcome"].startswith("StorageError") and "nothing was created" in report["outcome"]
+        assert report["topics"] == ["audit", "orders"] and not listed and big == []
+    with open_manager(data_dir) as again:
+        assert values(again, "orders", 2) == [b"o2"]
+        assert [t.name for t in again.topics()] == (
+            ["audit", "big", "orders"] if listed else ["audit", "orders"]
+        )
