@@ -514,7 +514,7 @@ class LogManager:
                 del self._topics[name]
                 self._write_meta()
             except OSError as exc:
-                self._undo_delete(info, renamed)
+                self._undo_delete(info, logs, renamed)
                 raise StorageError(f"could not delete topic {name!r}: {exc}; the topic is kept") from exc
             del self._logs[name]
         for _, target in renamed:
@@ -524,14 +524,18 @@ class LogManager:
                 log.warning("could not remove %s (%s); the next start finishes the deletion", target, exc)
         log.info("deleted topic %s", name)
 
-    def _undo_delete(self, info: TopicInfo, renamed: list[tuple[Path, Path]]) -> None:
+    def _undo_delete(self, info: TopicInfo, logs: list[Log], renamed: list[tuple[Path, Path]]) -> None:
+        """Put a topic whose deletion failed back as it was: folders renamed back, closed logs reopened."""
         for source, target in reversed(renamed):
             try:
                 os.rename(target, source)
             except OSError:
                 log.exception("could not rename %s back to %s", target, source)
         self._topics[info.name] = info
-        self._logs[info.name] = [self._open_log(info, p) for p in range(info.partitions)]
+        self._logs[info.name] = [
+            self._open_log(info, p) if partition_log.closed else partition_log
+            for p, partition_log in enumerate(logs)
+        ]
 
     def add_partitions(self, name: str, total_partitions: int) -> TopicInfo:
         """Grow a topic, all or nothing like `create_topic`: new partitions first, `meta.json` last."""
