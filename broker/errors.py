@@ -81,6 +81,7 @@ TABLE: dict[type[BaseException], ErrorMapping] = {
     broker.ShuttingDownError: ErrorMapping(Status.UNAVAILABLE, common.ERROR_CODE_NOT_AVAILABLE),
     engine.LogClosedError: ErrorMapping(Status.UNAVAILABLE, common.ERROR_CODE_NOT_AVAILABLE),
     engine.StorageError: ErrorMapping(Status.UNAVAILABLE, common.ERROR_CODE_STORAGE_ERROR),
+    engine.MetadataError: ErrorMapping(Status.UNAVAILABLE, common.ERROR_CODE_STORAGE_ERROR),  # start-up only
 }
 
 UNEXPECTED = ErrorMapping(Status.INTERNAL, common.ERROR_CODE_UNKNOWN)

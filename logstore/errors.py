@@ -86,3 +86,8 @@ class LogClosedError(LogStoreError):
 
 class StorageError(LogStoreError):
     """The disk failed us: an I/O error while reading or writing segment files."""
+
+
+class MetadataError(LogStoreError):
+    """The data directory's topic list (meta.json) is missing, unreadable or does not match what is on
+    disk; the manager refuses to open rather than guess, and the message says how to get out."""
