@@ -678,10 +678,24 @@ class Accumulator:
         return finished
 
     def abort(self, error: BaseException) -> Finished:
-        """Give up every unfinished batch, in flight or not (the producer is closing without waiting)."""
+        """Give up every unfinished batch, in flight or not (the producer is closing without waiting).
+
+        Each fails with ``error``, except those in flight or that may have been written before: their
+        fate is unknown, so they fail with ``UnknownDeliveryError`` (``error`` as its cause).
+        """
         finished: Finished = []
         for queue in self._queues:
-            finished.extend((batch, error) for batch in queue.batches())
+            in_flight = set(map(id, queue.in_flight))
+            for batch in queue.batches():
+                if batch.maybe_appended or id(batch) in in_flight:
+                    unknown = UnknownDeliveryError(
+                        f"{error} (batch of {batch.record_count} records to {batch.topic}-{batch.partition}, "
+                        f"sent without an answer yet). {_MAYBE_WRITTEN}"
+                    )
+                    unknown.__cause__ = error
+                    finished.append((batch, unknown))
+                else:
+                    finished.append((batch, error))
             if queue.open is not None:
                 self._close_open(queue)
             queue.queue.clear()

@@ -418,11 +418,16 @@ def test_batches_waiting_past_the_delivery_timeout_expire() -> None:
 def test_abort_fails_everything_and_releases_memory() -> None:
     acc = make()
     fill(acc, 30)
-    drain_all(acc, 0.0)
+    [sent] = drain_all(acc, 0.0)
     outcomes = acc.outcomes()
-    finished = acc.abort(RuntimeError("closed"))
+    closed = RuntimeError("closed")
+    finished = acc.abort(closed)
     assert {b.outcome for b, _ in finished} == set(outcomes)
     assert acc.reserved == 0 and not acc.has_unfinished()
+    errors = {batch: error for batch, error in finished}
+    # the batch in flight may have been written: its fate is unknown; the others were never sent
+    assert isinstance(errors.pop(sent), UnknownDeliveryError)
+    assert all(error is closed for error in errors.values())
 
 
 def test_settings_are_checked() -> None:
