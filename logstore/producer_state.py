@@ -14,6 +14,7 @@ import json
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from logstore.checkpoint import write_atomic
 from logstore.errors import DuplicateSequenceNumberError, InvalidProducerEpochError, OutOfOrderSequenceError
@@ -188,9 +189,12 @@ class ProducerStateManager:
         return offset
 
 
-def _batch_from_snapshot(fields: list) -> BatchMetadata:
+def _batch_from_snapshot(fields: list[Any]) -> BatchMetadata:
     """Five ints (a snapshot from before CRCs were kept), or five and a CRC that may be null."""
     if len(fields) not in (5, 6):
         raise ValueError(f"a remembered batch has {len(fields)} fields, not 5 or 6")
+    first_seq, last_seq, first_offset, last_offset, timestamp = map(int, fields[:5])
     crc = fields[5] if len(fields) == 6 else None
-    return BatchMetadata(*map(int, fields[:5]), None if crc is None else int(crc))
+    return BatchMetadata(
+        first_seq, last_seq, first_offset, last_offset, timestamp, None if crc is None else int(crc)
+    )
