@@ -10,11 +10,18 @@ in the log at all (issue 9 item 6).
 from __future__ import annotations
 
 import random
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import grpc
 import pytest
+from test_client_support import FailedCall, read_partition
 
+from broker.embedded import EmbeddedBroker
 from broker.errors import partition_error
+from client import Admin, Producer
 from client.accumulator import DEDUP_WINDOW, Accumulator, ProducerBatch
 from client.backoff import Backoff
 from client.errors import (
@@ -230,3 +237,87 @@ def test_lost_and_slow_answers_in_any_order_keep_the_promises(tmp_path: Path, se
     check_promises(sent, part.values())
     assert sum(1 for _, future in sent if future.exception_value is None) > len(sent) // 2
     part.log.close()
+
+
+# --- the same through the real producer, sender and broker --------------------------------------------------
+
+
+class HeldCall(FailedCall):
+    """An answer held back until ``lose()``, which then fails it as a lost connection would."""
+
+    def __init__(self) -> None:
+        super().__init__(grpc.StatusCode.UNAVAILABLE, "injected: connection lost before the answer")
+        self._released = False
+        self._callbacks: list[Callable[[Any], None]] = []
+
+    def add_done_callback(self, fn: Callable[[Any], None]) -> None:
+        self._callbacks.append(fn)
+
+    def done(self) -> bool:
+        return self._released
+
+    def lose(self) -> None:
+        self._released = True
+        for fn in self._callbacks:
+            fn(self)
+
+
+class HoldFirstAnswer(grpc.UnaryUnaryClientInterceptor):
+    """The first Produce call reaches the broker, which appends; its answer is held back until
+    ``release()`` and then lost. Later calls go through; the interceptor counts them."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self.calls = 0
+        self.answered_after_first = 0
+        self.held: HeldCall | None = None
+
+    def intercept_unary_unary(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def]
+        if not client_call_details.method.endswith("/Produce"):
+            return continuation(client_call_details, request)
+        with self._changed:
+            self.calls += 1
+            first = self.calls == 1
+        outcome = continuation(client_call_details, request)
+        if first:
+            outcome.result()  # the broker has appended the batch
+            self.held = HeldCall()
+            return self.held
+        outcome.add_done_callback(lambda _: self._answered())
+        return outcome
+
+    def _answered(self) -> None:
+        with self._changed:
+            self.answered_after_first += 1
+            self._changed.notify_all()
+
+    def wait_answered(self, count: int) -> None:
+        with self._changed:
+            assert self._changed.wait_for(lambda: self.answered_after_first >= count, timeout=60)
+
+
+def test_the_producer_waits_for_a_slow_answer_then_its_resend_is_a_duplicate(broker: EmbeddedBroker) -> None:
+    """The first batch's answer is held back while the broker appends it; the producer sends four more
+    and then waits. The answer is then lost: the resend is still within the broker's memory, so it is
+    answered with its original offset (the old producer kept sending, and the resend was refused)."""
+    with Admin(broker.address) as admin:
+        admin.create_topic("slow", 1)
+    faults = HoldFirstAnswer()
+    values = [b"%03d" % n + b"x" * 50 for n in range(20)]
+    with Producer(
+        broker.address,
+        linger_ms=0,
+        batch_size=100,
+        max_in_flight=5,
+        retry_backoff_ms=1,
+        interceptors=[faults],
+    ) as producer:
+        futures = [producer.send("slow", value) for value in values]  # a batch each
+        faults.wait_answered(DEDUP_WINDOW - 1)
+        sent_meanwhile = faults.calls - 1  # no more can follow until the first is answered
+        assert faults.held is not None
+        faults.held.lose()
+        producer.flush(timeout=60)
+    assert [future.get(0).offset for future in futures] == list(range(len(values)))
+    assert [r.value for r in read_partition(broker.address, "slow", 0)] == values
+    assert sent_meanwhile == DEDUP_WINDOW - 1
