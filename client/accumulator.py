@@ -688,9 +688,14 @@ class Accumulator:
             in_flight = set(map(id, queue.in_flight))
             for batch in queue.batches():
                 if batch.maybe_appended or id(batch) in in_flight:
+                    how = (
+                        "sent, no answer yet"
+                        if id(batch) in in_flight
+                        else "an earlier attempt got no answer"
+                    )
                     unknown = UnknownDeliveryError(
-                        f"{error} (batch of {batch.record_count} records to {batch.topic}-{batch.partition}, "
-                        f"sent without an answer yet). {_MAYBE_WRITTEN}"
+                        f"{error} (batch of {batch.record_count} records to {batch.topic}-{batch.partition}: "
+                        f"{how}). {_MAYBE_WRITTEN}"
                     )
                     unknown.__cause__ = error
                     finished.append((batch, unknown))
