@@ -297,7 +297,8 @@ class Consumer:
 
     def commit(self, offsets: Mapping[TopicPartition, int] | None = None) -> None:
         """Commit ``offsets`` (per partition, the next record to read) or the positions of every assigned
-        partition, and wait. Raises CommitFailedError if the partitions were reassigned meanwhile."""
+        partition, and wait. Raises CommitFailedError if the partitions were reassigned meanwhile, or while
+        this consumer (re)joins its group: a subscribed consumer commits only as the member it is."""
         self._check_open()
         self._group_needed("commit()").commit(offsets)
 
