@@ -134,9 +134,8 @@ class CompletedFetch:
                         self.chunks = None
                         records = []
                     elif records[-1].offset >= self.batch_end:
-                        self.chunks = (
-                            None  # the batch's last chunk (its end checks are done): exhausted at once
-                        )
+                        # the batch's last chunk (its end checks are done): exhausted at once
+                        self.chunks = None
                 elif self.next_batch < len(self.batches):
                     pos, header = self.batches[self.next_batch]
                     self.header = header
@@ -495,7 +494,7 @@ class Fetcher(threading.Thread):
             if code == common_pb2.ERROR_CODE_CORRUPT_RECORD:
                 # The broker refuses to serve a batch it found corrupt: the partition stops there, after
                 # what is buffered before it, exactly as for a bad batch found here.
-                error = CorruptRecordError(
+                refusal = CorruptRecordError(
                     f"{tp}: the broker cannot serve offset {offset}: "
                     f"{result.error_message or 'its record batch is corrupt'}; the position stays at offset "
                     f"{offset}: seek past it to skip the corrupt batch",
@@ -504,7 +503,7 @@ class Fetcher(threading.Thread):
                     offset=offset,
                 )
                 state.stall(tp)
-                self._buffer.append(CompletedFetch.refused(tp, generation, error))
+                self._buffer.append(CompletedFetch.refused(tp, generation, refusal))
                 stored = True
                 continue
             error = error_from_code(

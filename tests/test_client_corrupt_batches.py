@@ -13,7 +13,6 @@ import threading
 import pytest
 
 from client.backoff import Backoff
-from client.connection import Connection
 from client.errors import CorruptRecordError
 from client.fetcher import CompletedFetch, Fetcher
 from client.subscription import SubscriptionState
@@ -65,6 +64,9 @@ def answer(
     )
 
 
+NO_CONNECTION = object()
+
+
 @pytest.fixture
 def fetcher() -> Fetcher:
     """A fetcher whose thread never runs: the test plays the broker through ``store``."""
@@ -72,9 +74,8 @@ def fetcher() -> Fetcher:
     state.assign([TP, OTHER])
     state.seek(TP, 0)
     state.seek(OTHER, 0)
-    connection = Connection("127.0.0.1:1", max_send_bytes=1 << 20, max_receive_bytes=1 << 20)
     made = Fetcher(
-        connection,
+        NO_CONNECTION,  # type: ignore[arg-type]  # the thread, the only user of the connection, never runs
         state,
         threading.Lock(),
         fetch_min_bytes=1,
@@ -84,8 +85,7 @@ def fetcher() -> Fetcher:
         request_timeout_ms=1000,
         retry_backoff=Backoff(1, 1),
     )
-    yield made
-    connection.close()
+    return made
 
 
 def store(fetcher: Fetcher, result: fetch_pb2.PartitionRecords, tp: TopicPartition = TP) -> None:
