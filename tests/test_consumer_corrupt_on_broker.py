@@ -144,3 +144,26 @@ def test_a_crc_mismatch_on_a_running_brokers_disk(
     # Found by the client: "CRC mismatch", skipped in one seek. A broker that checks what it serves
     # answers CORRUPT_RECORD instead, offset by offset through the batch.
     assert "CRC mismatch" in str(errors[0]) or "cannot serve offset 3" in str(errors[0])
+
+
+def test_iterating_goes_on_after_the_application_seeks_past_a_corrupt_batch(
+    broker: EmbeddedBroker, stubs_for: Callable[[EmbeddedBroker], Stubs]
+) -> None:
+    with Admin(broker.address) as admin:
+        admin.create_topic(TP.topic, 1)
+    produce_three_batches(stubs_for(broker))
+    spoil_second_batch(segment(broker), keep_crc=False)
+    seen: list[bytes] = []
+    with Consumer(bootstrap=broker.address, auto_offset_reset="earliest") as consumer:
+        consumer.assign([TP])
+        deadline = time.monotonic() + LIMIT_S
+        while b"c7" not in seen:
+            assert time.monotonic() < deadline, f"iteration stopped for good after {seen}"
+            try:
+                for record in consumer:
+                    seen.append(record.value)
+                    if record.value == b"c7":
+                        break
+            except CorruptRecordError as error:
+                consumer.seek(TP, error.next_offset if error.next_offset >= 0 else error.offset + 1)
+    assert seen == [b"a0", b"a1", b"a2", b"c6", b"c7"]
