@@ -103,6 +103,17 @@ class CorruptRecordError(InvalidRequestError):
         self.offset = offset
         self.next_offset = next_offset
 
+    def copy(self) -> CorruptRecordError:
+        """The same error, fresh: a consumer keeps one to raise on every poll, and raises copies, so the
+        kept one never holds a traceback (whose frames would tie the consumer into a reference cycle)."""
+        return CorruptRecordError(
+            str(self),
+            topic=self.topic,
+            partition=self.partition,
+            offset=self.offset,
+            next_offset=self.next_offset,
+        )
+
 
 class RecordTooLargeError(InvalidRequestError):
     """A record (or batch, or request) is larger than a limit allows."""

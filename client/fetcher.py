@@ -50,7 +50,7 @@ class CompletedFetch:
 
     A batch that fails its checks (framing, magic, CRC, records that do not decode) ends it: ``take``
     raises a CorruptRecordError naming the partition, the offset reached and the batch, and raises the
-    same error on every later call. Records of the batches before it are handed out first.
+    same error (a copy) on every later call. Records of the batches before it are handed out first.
     """
 
     __slots__ = (
@@ -124,7 +124,7 @@ class CompletedFetch:
     def take(self, max_records: int, position: int) -> list[ConsumerRecord]:
         """Up to ``max_records`` records from ``position`` on (decoding the next chunk if need be)."""
         if self.error is not None:
-            raise self.error
+            raise self.error.copy()
         records = self.records
         try:
             while not records:
@@ -154,7 +154,7 @@ class CompletedFetch:
         except LogStoreError as exc:
             self.chunks = None
             self.error = corrupt_batch_error(self.tp, position, self.header, self.next_offset, exc)
-            raise self.error from None
+            raise self.error.copy() from None
         if len(records) <= max_records:
             self.records = []
             return records
