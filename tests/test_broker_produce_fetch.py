@@ -9,20 +9,13 @@ import grpc
 import pytest
 
 from logstore.records import Record, build_batch, iter_records
+from tests.waiting import broker_waiters, wait_until
 from wire.logstore.v1 import admin_pb2, fetch_pb2, produce_pb2
 from wire.logstore.v1 import common_pb2 as common
 
 
 def _entry(topic: str, partition: int, records: bytes) -> produce_pb2.ProducePartitionData:
     return produce_pb2.ProducePartitionData(topic=topic, partition=partition, records=records)
-
-
-def _wait_until(condition, what: str, timeout_s: float = 10.0) -> None:
-    """Wait for a state the test cannot be notified of (a waiter registered inside the broker)."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting until {what}"
-        time.sleep(0.005)
 
 
 def test_produce_to_many_partitions_in_one_call_and_fetch_them_back(stubs) -> None:
@@ -134,7 +127,7 @@ def test_fetch_long_poll_wakes_up_on_append(broker, stubs) -> None:
             max_wait_ms=120_000,
         )
     )
-    _wait_until(lambda: broker.run(lambda: len(broker.server.core.waiters)) == 2, "the fetch waits")
+    wait_until(lambda: broker_waiters(broker) == 2, "the fetch waits")
     assert not waiting.done()
     stubs.produce_one("t", 1, build_batch([b"wake up"]), acks=produce_pb2.ACKS_LEADER)
     results = waiting.result(timeout=30).results

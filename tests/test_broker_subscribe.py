@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import grpc
 import pytest
 
+from broker.embedded import EmbeddedBroker
 from logstore.records import Record, build_batch, iter_records
+from tests.waiting import broker_waiters, wait_until
 from wire.logstore.v1 import admin_pb2
 from wire.logstore.v1 import common_pb2 as common
 from wire.logstore.v1 import fetch_pb2 as pb
@@ -43,11 +44,8 @@ def _collect(stream, count: int, positions: dict[int, int]) -> dict[int, list[by
     return got
 
 
-def _wait_for_waiter(broker) -> None:
-    deadline = time.monotonic() + 10
-    while broker.run(lambda: len(broker.server.core.waiters)) == 0:
-        assert time.monotonic() < deadline, "the subscription never went to sleep"
-        time.sleep(0.005)
+def _wait_for_waiter(broker: EmbeddedBroker) -> None:
+    wait_until(lambda: broker_waiters(broker) > 0, "the subscription goes to sleep")
 
 
 def test_from_earliest_gets_stored_batches_then_new_ones(broker, stubs) -> None:

@@ -17,7 +17,6 @@ from typing import Any
 
 import grpc
 import pytest
-from test_client_support import FailedCall, read_partition
 
 from broker.embedded import EmbeddedBroker
 from broker.errors import partition_error
@@ -38,6 +37,7 @@ from logstore.errors import LogStoreError
 from logstore.log import Log
 from logstore.producer_state import BATCHES_REMEMBERED
 from logstore.records import Record, build_batch, iter_records
+from tests.test_client_support import FailedCall, read_partition
 
 PRODUCER_ID = 7
 BATCH_BYTES = 250

@@ -7,7 +7,6 @@ import socket
 from collections import defaultdict
 
 import pytest
-from test_client_support import LoseAnswers, read_partition, read_topic
 
 from broker.embedded import EmbeddedBroker
 from client import Admin, Producer, RecordMetadata
@@ -21,6 +20,7 @@ from client.errors import (
     UnknownTopicError,
 )
 from client.partitioner import key_partition
+from tests.test_client_support import LoseAnswers, read_partition, read_topic
 
 
 def create(broker: EmbeddedBroker, name: str, partitions: int, **config: str) -> None:
