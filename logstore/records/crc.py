@@ -7,9 +7,8 @@ as is (no Python wrapper) because it sits on the append and recovery paths.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from crc32c import crc32c as _crc32c
 
-#: ``crc32c(data) -> int``: CRC-32C of any buffer (bytes, bytearray, memoryview, mmap), unsigned.
-crc32c: Callable[[bytes | bytearray | memoryview], int] = _crc32c
+#: ``crc32c(data, value=0) -> int``: CRC-32C of any buffer (bytes, bytearray, memoryview, mmap), unsigned;
+#: ``value`` continues the checksum of the bytes before ``data``.
+crc32c = _crc32c
