@@ -72,8 +72,12 @@ class LogSegment:
         stem = directory / segment_name(base_offset)
         self.log_path = stem.with_suffix(LOG_SUFFIX)
         self._indexes_trusted = True  # cleared when an index file is missing or unreadable
-        self.offset_index = self._open_index(OffsetIndex, stem.with_suffix(INDEX_SUFFIX), max_index_bytes)
-        self.time_index = self._open_index(TimeIndex, stem.with_suffix(TIME_INDEX_SUFFIX), max_index_bytes)
+        self.offset_index = self._open_index(
+            OffsetIndex, stem.with_suffix(INDEX_SUFFIX), max_index_bytes, preallocate=active
+        )
+        self.time_index = self._open_index(
+            TimeIndex, stem.with_suffix(TIME_INDEX_SUFFIX), max_index_bytes, preallocate=active
+        )
         self._fd = os.open(self.log_path, os.O_RDWR | os.O_CREAT, 0o644)
         self.size = os.fstat(self._fd).st_size  # a trimmed file's length is its logical size
         self._capacity = 0
@@ -91,20 +95,22 @@ class LogSegment:
 
     # --- life cycle -------------------------------------------------------------------------------------
 
-    def _open_index(self, kind: type[_Index], path: Path, max_index_bytes: int) -> _Index:
+    def _open_index(self, kind: type[_Index], path: Path, max_index_bytes: int, *, preallocate: bool) -> _Index:
         """Open one index file; create a missing one, replace one that cannot be opened (not whole entries).
 
         Either way the indexes are marked untrusted and `load` rebuilds them from the log: an empty index
         passes every sanity check, and trusting it would leave e.g. the segment's max timestamp wrong.
+        Only the active segment's indexes are preallocated: a closed segment's file keeps its size, so
+        opening thousands of them (and counting their entries after a crash) touches no zero tails.
         """
         if not path.exists():
             self._indexes_trusted = False
         try:
-            return kind(path, self.base_offset, max_index_bytes)
+            return kind(path, self.base_offset, max_index_bytes, preallocate=preallocate)
         except CorruptIndexError:
             path.unlink()
             self._indexes_trusted = False
-            return kind(path, self.base_offset, max_index_bytes)
+            return kind(path, self.base_offset, max_index_bytes, preallocate=preallocate)
 
     def _map_to(self, length: int) -> None:
         """(Re)map the file at `length` bytes, growing it (sparse) first if needed."""
@@ -325,6 +331,8 @@ class LogSegment:
     def activate(self, capacity: int) -> None:
         """Reopen a sealed segment as the active one (at start-up): grow the file again for appends."""
         self._active = True
+        self.offset_index.preallocate()
+        self.time_index.preallocate()
         self._map_to(max(self.size, capacity))
 
     def close(self) -> None:
