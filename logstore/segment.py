@@ -95,7 +95,9 @@ class LogSegment:
 
     # --- life cycle -------------------------------------------------------------------------------------
 
-    def _open_index(self, kind: type[_Index], path: Path, max_index_bytes: int, *, preallocate: bool) -> _Index:
+    def _open_index(
+        self, kind: type[_Index], path: Path, max_index_bytes: int, *, preallocate: bool
+    ) -> _Index:
         """Open one index file; create a missing one, replace one that cannot be opened (not whole entries).
 
         Either way the indexes are marked untrusted and `load` rebuilds them from the log: an empty index
