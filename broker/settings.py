@@ -83,6 +83,9 @@ class Settings:
     """The server-side assignor of groups whose first member names none: uniform or range."""
     offsets_topic_partitions: int = 8
     """Partitions of the internal `__consumer_offsets` topic; used only when the broker first creates it."""
+    max_open_segments: int = 0
+    """Segments that may hold their files open at once (six descriptors each); idle ones beyond it close
+    and reopen on demand. 0: half the descriptor limit (raised to the hard limit at start) divided by six."""
 
     def __post_init__(self) -> None:
         _check_range("port", self.port, 0, 65535)
@@ -111,6 +114,7 @@ class Settings:
                 f"group_assignor must be one of {', '.join(sorted(ASSIGNORS))}, not {self.group_assignor!r}"
             )
         _check_range("offsets_topic_partitions", self.offsets_topic_partitions, 1, 1000)
+        _check_range("max_open_segments", self.max_open_segments, 0, 2**31 - 1)
         if self.log_level.upper() not in LOG_LEVELS:
             raise SettingsError(f"log_level must be one of {', '.join(LOG_LEVELS)}, not {self.log_level!r}")
         batch = self.topic_config().max_message_bytes
@@ -274,6 +278,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--offsets-topic-partitions", type=int, default=given, help="__consumer_offsets partitions (8)"
+    )
+    parser.add_argument(
+        "--max-open-segments", type=int, default=given, help="segments with open files, 0 for auto (0)"
     )
     parser.add_argument("--log-level", choices=LOG_LEVELS, type=str.upper, default=given, help="(INFO)")
     parser.add_argument(

@@ -86,3 +86,10 @@ class LogClosedError(LogStoreError):
 
 class StorageError(LogStoreError):
     """The disk failed us: an I/O error while reading or writing segment files."""
+
+
+class PartitionOfflineError(StorageError):
+    """A write or fsync of this partition failed (EMFILE, ENOSPC, EIO...): it is offline until a restart.
+
+    Kafka's KAFKA_STORAGE_ERROR for an offline log directory; the other partitions keep serving.
+    """

@@ -39,6 +39,7 @@ from logstore.errors import (
     UnknownTopicError,
 )
 from logstore.log import Log, RecoveryInfo, now_ms
+from logstore.open_segments import OpenSegments
 from logstore.retention import SegmentStats, segments_to_delete
 
 log = logging.getLogger(__name__)
@@ -97,8 +98,13 @@ class LogManager:
         clock_ms: Callable[[], int] = now_ms,
         background: bool = True,
         intervals: Intervals | None = None,
+        max_open_segments: int | None = None,
     ) -> None:
+        """`max_open_segments`: how many segments may hold their files open at once, across all partitions
+        (None: half the process's descriptor limit, at six descriptors a segment); idle ones beyond it
+        release their files and reopen on demand."""
         self.data_dir = Path(data_dir)
+        self.open_segments = OpenSegments(max_open_segments)
         self.default_config = default_config or TopicConfig()
         self._clock_ms = clock_ms
         self.intervals = intervals or Intervals()
@@ -179,6 +185,7 @@ class LogManager:
             clean_shutdown=self.clean_shutdown,
             recovery_point=recovery_point,
             clock_ms=self._clock_ms,
+            open_segments=self.open_segments,
         )
 
     def _remove_strays(self) -> None:
@@ -232,7 +239,14 @@ class LogManager:
         directory = self._partition_dir(info.name, partition)
         if directory.exists():  # left over from an earlier topic of the same name
             shutil.rmtree(directory)
-        return Log(directory, info.name, partition, info.config, clock_ms=self._clock_ms)
+        return Log(
+            directory,
+            info.name,
+            partition,
+            info.config,
+            clock_ms=self._clock_ms,
+            open_segments=self.open_segments,
+        )
 
     def delete_topic(self, name: str) -> None:
         with self._lock:
@@ -305,7 +319,8 @@ class LogManager:
 
     def flush(self) -> None:
         for partition_log in self.all_logs():
-            partition_log.flush()
+            if partition_log.offline is None:
+                partition_log.flush()
 
     def flush_due(self, now: int | None = None) -> int:
         """Flush the partitions whose flush policy says so; returns how many were flushed."""
@@ -394,12 +409,17 @@ class LogManager:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
+        clean = True
         for partition_log in self.all_logs():
             partition_log.close()
+            if partition_log.offline is not None:
+                clean = False  # its files are as the disk failure left them: the next start recovers them
+                continue
             write_offset_checkpoint(
                 partition_log.directory / RECOVERY_CHECKPOINT, partition_log.log_end_offset
             )
-        (self.data_dir / CLEAN_SHUTDOWN_MARKER).write_bytes(b"")
+        if clean:
+            (self.data_dir / CLEAN_SHUTDOWN_MARKER).write_bytes(b"")
         fsync_dir(self.data_dir)
         self._release_data_dir()
 
