@@ -455,6 +455,8 @@ class Log:
         Group commit: while one caller fsyncs, the others wait; when it finishes, those it covered return
         and one of the rest fsyncs everything appended meanwhile.
         """
+        if self.offline is not None:
+            self._check_open()
         target = self.log_end_offset if up_to_offset is None else min(up_to_offset, self.log_end_offset)
         with self._flush_cond:
             while self.flushed_offset < target and self._flushing:
