@@ -95,8 +95,9 @@ class LogSegment:
         self.directory = directory
         self.base_offset = base_offset
         self.index_interval_bytes = index_interval_bytes
-        self._stem = directory / segment_name(base_offset)
-        self.log_path = self._stem.with_suffix(LOG_SUFFIX)
+        stem = directory / segment_name(base_offset)
+        self.log_path = stem.with_suffix(LOG_SUFFIX)
+        self._index_paths = (stem.with_suffix(INDEX_SUFFIX), stem.with_suffix(TIME_INDEX_SUFFIX))
         self._max_index_bytes = max_index_bytes
         self._open_segments = open_segments
         self._files = threading.Lock()  # guards opening and releasing the files, and `_users`
@@ -135,17 +136,12 @@ class LogSegment:
         offset_index: OffsetIndex | None = None
         time_index: TimeIndex | None = None
         try:
+            offset_path, time_path = self._index_paths
             offset_index = self._open_index(
-                OffsetIndex,
-                self._stem.with_suffix(INDEX_SUFFIX),
-                self._max_index_bytes,
-                preallocate=preallocate,
+                OffsetIndex, offset_path, self._max_index_bytes, preallocate=preallocate
             )
             time_index = self._open_index(
-                TimeIndex,
-                self._stem.with_suffix(TIME_INDEX_SUFFIX),
-                self._max_index_bytes,
-                preallocate=preallocate,
+                TimeIndex, time_path, self._max_index_bytes, preallocate=preallocate
             )
             flags = os.O_RDWR | (os.O_CREAT if create else 0)
             self._fd = os.open(self.log_path, flags, 0o644)
