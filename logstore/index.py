@@ -18,6 +18,7 @@ Which entries to add (one per `index_interval_bytes` of log) is the segment's de
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import struct
@@ -283,10 +284,14 @@ class _MappedIndex:
     def _count_entries(self, stored: int) -> int:
         """Entries in a file of `stored` entries, not counting the all-zero tail a crash leaves behind.
 
-        Scans backwards a chunk at a time for the last non-zero byte, so a 10 MB preallocated file with a
-        few entries costs one or two chunk reads, not 10 MB of Python.
+        Scans backwards a chunk at a time for the last non-zero byte, starting at the file's first hole:
+        a preallocated file is written from its start only, so what lies past the first hole is zeros,
+        and a 10 MB file left untrimmed by a crash costs a chunk read or two, not 10 MB of page faults.
         """
         end = stored * self.ENTRY_SIZE
+        if self._fd is not None and end:
+            with contextlib.suppress(OSError):  # no SEEK_HOLE here: scan the whole zero tail
+                end = min(end, os.lseek(self._fd, 0, os.SEEK_HOLE))
         while end > 0:
             start = max(0, end - _ZERO_SCAN_CHUNK)
             chunk = self._map[start:end]
