@@ -63,8 +63,19 @@ def open_descriptors(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
-def start(data_dir: Path, log_path: Path) -> tuple[BrokerProcess, Stubs]:
+@pytest.fixture
+def started() -> Iterator[list[BrokerProcess]]:
+    """Brokers started by the test; any still running at the end (a failed test) is killed."""
+    brokers: list[BrokerProcess] = []
+    yield brokers
+    for broker in brokers:
+        if broker.process is not None and broker.process.poll() is None:
+            broker.kill()
+
+
+def start(data_dir: Path, log_path: Path, started: list[BrokerProcess]) -> tuple[BrokerProcess, Stubs]:
     broker = BrokerProcess(data_dir, log_path, command=[sys.executable, "-c", UNDER_LIMIT])
+    started.append(broker)
     address = broker.start(timeout_s=300)
     return broker, Stubs.connect(address)
 
@@ -81,10 +92,10 @@ def data_dir(tmp_path: Path) -> Iterator[Path]:
 
 @pytest.mark.slow
 def test_a_broker_under_ulimit_1024_serves_10000_segments_and_restarts(
-    tmp_path: Path, data_dir: Path
+    tmp_path: Path, data_dir: Path, started: list[BrokerProcess]
 ) -> None:
     log_path = tmp_path / "broker.log"
-    broker, stubs = start(data_dir, log_path)
+    broker, stubs = start(data_dir, log_path, started)
     try:
         stubs.admin.CreateTopic(
             admin_create("t", PARTITIONS, {"segment.bytes": "100", "index.interval.bytes": "50"}), timeout=120
@@ -105,7 +116,7 @@ def test_a_broker_under_ulimit_1024_serves_10000_segments_and_restarts(
     assert "Too many open files" not in text, text[-3000:]
 
     # A clean restart opens every segment (one after another), then serves and appends.
-    broker, stubs = start(data_dir, log_path)
+    broker, stubs = start(data_dir, log_path, started)
     try:
         assert fetch_all(stubs, ROUNDS - 1) == {p: [value(p, ROUNDS - 1)] for p in range(PARTITIONS)}
         produce_round(stubs, ROUNDS)
@@ -115,7 +126,7 @@ def test_a_broker_under_ulimit_1024_serves_10000_segments_and_restarts(
     broker.terminate(signum=signal.SIGKILL)
 
     # And after a crash, the unclean start recovers the same data within the same limit.
-    broker, stubs = start(data_dir, log_path)
+    broker, stubs = start(data_dir, log_path, started)
     try:
         assert fetch_all(stubs, ROUNDS) == {p: [value(p, ROUNDS)] for p in range(PARTITIONS)}
         produce_round(stubs, ROUNDS + 1)
