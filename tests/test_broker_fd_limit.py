@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -140,3 +141,23 @@ def admin_create(name: str, partitions: int, config: dict[str, str]):  # type: i
     from wire.logstore.v1 import admin_pb2
 
     return admin_pb2.CreateTopicRequest(name=name, partitions=partitions, config=config)
+
+
+RAISE_SOFT_LIMIT = """
+import resource
+resource.setrlimit(resource.RLIMIT_NOFILE, (256, 1024))
+from broker.server import raise_open_files_limit
+raise_open_files_limit()
+from logstore.manager import LogManager
+import sys, tempfile
+with tempfile.TemporaryDirectory() as data_dir, LogManager(data_dir, background=False) as mgr:
+    print(*resource.getrlimit(resource.RLIMIT_NOFILE), mgr.open_segments.limit)
+"""
+
+
+def test_the_broker_raises_its_soft_descriptor_limit_to_the_hard_one() -> None:
+    """A soft 1,024 limit under a higher hard one is for interactive programs; a broker lifts it at start,
+    and the bound on open segments (half the limit, six descriptors each) follows."""
+    child = subprocess.run([sys.executable, "-c", RAISE_SOFT_LIMIT], capture_output=True, text=True)
+    assert child.returncode == 0, child.stderr
+    assert child.stdout.split() == ["1024", "1024", str(1024 // 2 // 6)]
