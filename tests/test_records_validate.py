@@ -264,3 +264,41 @@ def test_a_bad_gzip_member_after_a_good_one_is_refused() -> None:
     with pytest.raises(CorruptRecordError, match="gzip"):
         validate(batch)
     assert zlib.decompress(good, 31) == record(0, b"v")
+
+
+@settings_
+@given(
+    st.integers(1, 700),
+    st.integers(0, 3),
+    st.integers(0, 200),
+    st.lists(st.integers(0, 63), min_size=1, max_size=8),
+    st.integers(0, 1 << 20),
+    st.integers(0, 255),
+)
+def test_damage_inside_runs_of_same_shaped_records_is_caught(
+    count, key_length, value_length, deltas, where, byte
+) -> None:
+    """The same oracle over batches the run paths take (same-shaped records, one-byte timestamp deltas),
+    damaged at a random byte: refused, or decoded with dense offsets and consistent timestamps."""
+    builder = BatchBuilder()
+    key = b"k" * key_length if key_length else None
+    for i in range(count):
+        builder.append(
+            b"%03d" % (i % 1000) + b"v" * value_length,
+            key=key,
+            timestamp_ms=BASE_TS + deltas[i % len(deltas)],
+        )
+    batch = bytearray(builder.build())
+    validate(bytes(batch))
+    position = 61 + where % (len(batch) - 61)
+    batch[position] = byte
+    struct.pack_into(">I", batch, CRC_OFFSET, crc32c(bytes(batch[ATTRIBUTES_OFFSET:])))
+    damaged = bytes(batch)
+    header = check_batch(damaged)
+    try:
+        validate(damaged)
+    except (CorruptRecordError, InvalidTimestampError):
+        return
+    decoded = decode_batch(damaged)
+    assert [r.offset for r in decoded] == list(range(header.record_count))
+    assert max(r.timestamp for r in decoded) == header.max_timestamp

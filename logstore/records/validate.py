@@ -358,6 +358,8 @@ class _Shape(NamedTuple):
     value_length_width: int
     pattern: re.Pattern[bytes]
     """Matches records of this layout back to back (any timestamp delta byte and offset delta)."""
+    key: bytes
+    """What tells this layout from others (the key of ``_patterns``)."""
 
 
 _patterns: dict[bytes, re.Pattern[bytes]] = {}
@@ -406,20 +408,19 @@ def _shape(data: bytes, p: int, stop: int, require_keys: bool) -> _Shape | None:
     if pattern is None:
         source = b"".join(
             (
-                b"(?s:(?:",
                 re.escape(data[p : p + length_width]),
                 b"\\x00[\\x00-\\x7f]",  # attributes 0, a one-byte timestamp delta
                 _DELTA_CLASSES[delta_width],
                 re.escape(bytes((key_byte,))),
                 b".{%d}" % key_length,
                 re.escape(value_length_bytes),
-                b".{%d}\\x00)*)" % value_length,  # the value, no headers
+                b".{%d}\\x00" % value_length,  # the value, no headers
             )
         )
-        pattern = re.compile(source)
+        pattern = re.compile(b"(?s:(?:%s)*)" % source)
         if len(_patterns) < 1024:
             _patterns[key] = pattern
-    return _Shape(stride, length_width, delta_width, key_at, value_at, value_length_width, pattern)
+    return _Shape(stride, length_width, delta_width, key_at, value_at, value_length_width, pattern, key)
 
 
 def _is_run(data: bytes, p: int, end: int, first: int, stop: int, shape: _Shape) -> bool:
@@ -454,7 +455,7 @@ def _is_run(data: bytes, p: int, end: int, first: int, stop: int, shape: _Shape)
     )
 
 
-_REGEX_RUN = 512  # the number of records up to which the regular expression beats the column checks
+_REGEX_RUN = 48  # the number of records up to which the regular expression beats the column checks
 
 
 def _fixed_columns(data: bytes, p: int, run_end: int, m: int, shape: _Shape) -> bool:
