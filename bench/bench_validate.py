@@ -11,6 +11,11 @@ Payload: what the broker gets in a 1 MiB produce request of 100-byte records, ei
 - "append, no validation": `Log.append` of 32 such requests into a fresh partition per round with
   `validate_records` replaced by a no-op in this process, the baseline in the same run;
   "append": the real `Log.append`.
+- "broker produce": the whole produce path over gRPC, acks=1, into two brokers in child processes
+  started together, one with `validate_records` replaced by a no-op (the baseline), called in turn in
+  blocks of 10 calls so both see the same load. Besides wall-clock time per call it reads each broker's
+  CPU time (user + system, all threads, from /proc) before and after: records per CPU-second is what one
+  core of broker can take, and holds on a machine shared with other work, where wall-clock time does not.
 
 Every case stores records/s in `extra_info`; the module prints medians (and best rounds) side by side
 and the ratio to its baseline at the end.
@@ -18,7 +23,11 @@ and the ratio to its baseline at the end.
 
 from __future__ import annotations
 
+import os
 import shutil
+import statistics
+import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,10 +35,13 @@ from typing import Any
 import pytest
 
 import logstore.log
+from broker.embedded import BrokerProcess
+from broker.malloc import keep_large_buffers
 from logstore.config import TopicConfig
 from logstore.log import Log
 from logstore.records import BatchBuilder, check_batch, iter_headers
 from logstore.records.validate import validate_records
+from wire.logstore.v1 import admin_pb2, admin_pb2_grpc, produce_pb2, produce_pb2_grpc
 
 MiB = 1024 * 1024
 VALUE = b"v" * 100
@@ -78,12 +90,18 @@ def summary(request: pytest.FixtureRequest) -> Iterator[None]:
             "Validation cost, 1 MiB requests of 100-byte records (M records/s: median | best)"
         )
         for (case, size), row in sorted(_results.items()):
-            base = {"validate": "check_batch", "append": "append, no validation"}.get(case)
+            base = {
+                "validate": "check_batch",
+                "append": "append, no validation",
+                "broker produce": "broker produce, no validation",
+            }.get(case)
             ratio = ""
             if base and (base, size) in _results:
                 ratio = f"  {row['median'] / _results[(base, size)]['median']:5.2f} of {base}"
+            cpu = f"  {row['cpu'] / 1e6:6.2f} per broker CPU-second" if "cpu" in row else ""
             reporter.write_line(
-                f"  {case + ', ' + size + ' batches':38s} {row['median'] / 1e6:7.2f} | {row['best'] / 1e6:7.2f}{ratio}"
+                f"  {case + ', ' + size + ' batches':45s} {row['median'] / 1e6:7.2f} | {row['best'] / 1e6:7.2f}"
+                f"{ratio}{cpu}"
             )
 
 
@@ -165,3 +183,70 @@ def test_append(
     for cleanup in cleanups:
         cleanup()
     _record(benchmark, case, size, count * REQUESTS_PER_ROUND)
+
+
+# --- the broker's produce path ----------------------------------------------------------------------------
+
+_WITHOUT_VALIDATION = (
+    "import runpy, logstore.log; logstore.log.validate_records = lambda *args, **kwargs: None; "
+    "runpy.run_module('broker', run_name='__main__', alter_sys=True)"
+)
+BROKER_CALLS = 200
+BLOCK = 10
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of every thread of process ``pid`` so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads broker CPU time from /proc")
+def test_broker_produce(payload: tuple[str, bytes, int], tmp_path: Path) -> None:
+    import grpc
+
+    size, data, count = payload
+    keep_large_buffers()
+    options = [("grpc.max_send_message_length", 64 * MiB), ("grpc.max_receive_message_length", 64 * MiB)]
+    sides: dict[str, dict[str, Any]] = {}
+    for name, command in (
+        ("broker produce, no validation", (sys.executable, "-c", _WITHOUT_VALIDATION)),
+        ("broker produce", (sys.executable, "-m", "broker")),
+    ):
+        process = BrokerProcess(tmp_path / name / "data", tmp_path / f"{name}.log", command=command)
+        (tmp_path / name).mkdir()
+        channel = grpc.insecure_channel(process.start(), options=options)
+        admin_pb2_grpc.AdminServiceStub(channel).CreateTopic(
+            admin_pb2.CreateTopicRequest(name="p", partitions=1)
+        )
+        stub = produce_pb2_grpc.ProduceServiceStub(channel)
+        request = produce_pb2.ProduceRequest(
+            acks=produce_pb2.ACKS_LEADER,
+            partitions=[produce_pb2.ProducePartitionData(topic="p", partition=0, records=data)],
+        )
+        sides[name] = {"process": process, "channel": channel, "stub": stub, "request": request, "wall": []}
+    try:
+        for side in sides.values():  # warm up, and prove the no-op broker still appends what it gets
+            for _ in range(5):
+                (result,) = side["stub"].Produce(side["request"]).results
+                assert result.error_code == 0, result.error_message
+            side["cpu"] = -_cpu_seconds(side["process"].process.pid)
+        for _ in range(BROKER_CALLS // BLOCK):
+            for side in sides.values():
+                produce, request, wall = side["stub"].Produce, side["request"], side["wall"]
+                for _ in range(BLOCK):
+                    started = time.perf_counter()
+                    produce(request)
+                    wall.append(time.perf_counter() - started)
+        for name, side in sides.items():
+            side["cpu"] += _cpu_seconds(side["process"].process.pid)
+            per_call = statistics.median(side["wall"])
+            _results[(name, size)] = {
+                "median": count / per_call,
+                "best": count / min(side["wall"]),
+                "cpu": count * BROKER_CALLS / side["cpu"],
+            }
+    finally:
+        for side in sides.values():
+            side["channel"].close()
+            assert side["process"].terminate() == 0

@@ -13,12 +13,9 @@ and timestamps readers can use. This module checks all of that without an object
 
 from __future__ import annotations
 
-import re
-from typing import NamedTuple
-
 from ..errors import CorruptRecordError, InvalidTimestampError
 from .compression import decompress
-from .layout import HEADER_SIZE, NONE, TIMESTAMP_TYPE_MASK, BatchHeader
+from .layout import COMPRESSION_MASK, HEADER_SIZE, LENGTH_FIELD_END, NONE, TIMESTAMP_TYPE_MASK, BatchHeader
 from .reader import (
     _D_FIRST,
     _D_ONE,
@@ -62,9 +59,9 @@ def validate_records(
             f"batch at byte {pos}: the producer set the LogAppendTime timestamp type; producers send "
             "CreateTime, and the broker stamps batches of topics with message.timestamp.type=LogAppendTime"
         )
-    codec = header.compression
+    codec = header.attributes & COMPRESSION_MASK  # not the properties: this runs per batch
     start = pos + HEADER_SIZE
-    end = pos + header.size
+    end = pos + LENGTH_FIELD_END + header.length
     if codec == NONE:
         data = _whole_bytes(buf)
         if data is None:
@@ -121,8 +118,8 @@ class _Timestamps:
 
     def check_column(self, column: bytes, first: int) -> None:
         """Check a run's one-byte zig-zag deltas (record ``first`` onwards)."""
-        lo = max(self.floor, -64)
-        hi = min(self.top, 63)
+        lo = self.floor if self.floor > -64 else -64
+        hi = self.top if self.top < 63 else 63
         key = (lo, hi)
         allowed = _in_range_tables.get(key)
         if allowed is None:
@@ -318,72 +315,101 @@ def _run_bound(index: int) -> int:
 def _longest_run(
     data: bytes, p: int, end: int, first: int, stop: int, require_keys: bool, stamps: _Timestamps
 ) -> tuple[int, int] | None:
-    """The longest run of same-shaped records at ``p`` (records ``first`` up to ``stop - 1`` at most).
+    """Check the longest run of same-shaped records at ``p`` (records ``first`` up to ``stop - 1``).
 
-    Checks the run's timestamp deltas with ``stamps`` and returns ``(records, position after them)``,
-    or None when fewer than ``_MIN_RUN`` records from ``first`` share the first one's shape (the flat
-    loop takes them then). A prefix of a run is a run too, so a run that fails is cut by bisection.
+    A run's record: length (1-2 bytes), attributes (any), timestamp delta (1 byte), offset delta (its
+    width set by the run's deltas), key (null, or shorter than 64 bytes), value length (1-2 bytes), value,
+    no headers. Every record of such a run has the same length, so each field is a column at a fixed
+    stride: a strided slice per column checks all records at once in C. Returns ``(records, position
+    after them)`` with the run's timestamps checked by ``stamps``, or None when fewer than ``_MIN_RUN``
+    records from ``first`` share the first one's shape (the flat loop takes them). A prefix of a run is
+    a run too, so one that breaks off is cut at the break by bisection.
     """
-    m = stop - first
+    if stop - first < _MIN_RUN or end - p < _MIN_RUN * 6:
+        return None
+    try:
+        layout = _layout(data, p, stop, require_keys)
+    except IndexError:  # fields running past the data: the flat loop reports them
+        return None
+    if layout is None:
+        return None
+    stride, length_width, delta_width, key_at, value_at, value_length_width = layout
+    m = min(stop - first, (end - p) // stride)
     if m < _MIN_RUN:
         return None
-    shape = _shape(data, p, stop, require_keys)
-    if shape is None:
-        return None
-    if not _is_run(data, p, end, first, stop, shape):
-        if not _is_run(data, p, end, first, first + _MIN_RUN, shape):
+    # The columns every record of the run shares, then the offset deltas, which must be the indexes.
+    if length_width == 1:
+        columns: tuple[int, ...] = (p, key_at)
+    else:
+        columns = (p, p + 1, key_at)
+    columns += (
+        (value_at, p + stride - 1) if value_length_width == 1 else (value_at, value_at + 1, p + stride - 1)
+    )
+    stamp_at = p + length_width + 1
+    delta_at = stamp_at + 1
+    if delta_width == 1:
+        deltas: tuple[tuple[int, bytes], ...] = ((delta_at, _D_ONE),)
+    elif delta_width == 2:
+        deltas = ((delta_at, _D_FIRST), (delta_at + 1, _D_SECOND_LAST))
+    else:
+        deltas = ((delta_at, _D_FIRST), (delta_at + 1, _D_SECOND), (delta_at + 2, _D_THIRD))
+    if not _is_run(data, p, stride, first, m, columns, stamp_at, deltas):
+        if not _is_run(data, p, stride, first, _MIN_RUN, columns, stamp_at, deltas):
             return None
         good, bad = _MIN_RUN, m
         while bad - good > 1:
             middle = (good + bad) // 2
-            if _is_run(data, p, end, first, first + middle, shape):
+            if _is_run(data, p, stride, first, middle, columns, stamp_at, deltas):
                 good = middle
             else:
                 bad = middle
         m = good
-    stride = shape.stride
     run_end = p + stride * m
-    stamps.check_column(data[p + shape.length_width + 1 : run_end : stride], first)
+    stamps.check_column(data[stamp_at:run_end:stride], first)
     return m, run_end
 
 
-class _Shape(NamedTuple):
-    """The layout shared by the records of a run (positions relative to the record's first byte)."""
+def _is_run(
+    data: bytes,
+    p: int,
+    stride: int,
+    first: int,
+    count: int,
+    columns: tuple[int, ...],
+    stamp_at: int,
+    deltas: tuple[tuple[int, bytes], ...],
+) -> bool:
+    """Whether ``count`` records from ``p`` share the bytes of the first at ``columns``, have one-byte
+    timestamp deltas and offset deltas ``first`` onwards."""
+    run_end = p + stride * count
+    for at in columns:
+        if data[at:run_end:stride].count(data[at]) != count:
+            return False
+    if not data[stamp_at:run_end:stride].isascii():
+        return False
+    last = first + count
+    for at, table in deltas:  # noqa: SIM110 (a loop: all() over a generator costs more on this path)
+        if data[at:run_end:stride] != table[first:last]:
+            return False
+    return True
 
-    stride: int
-    length_width: int
-    delta_width: int
-    key_at: int
-    value_at: int
-    value_length_width: int
-    pattern: re.Pattern[bytes]
-    """Matches records of this layout back to back (any timestamp delta byte and offset delta)."""
-    key: bytes
-    """What tells this layout from others (the key of ``_patterns``)."""
 
-
-_patterns: dict[bytes, re.Pattern[bytes]] = {}
-_DELTA_CLASSES = (b"", rb"[\x00-\x7f]", rb"[\x80-\xff][\x00-\x7f]", rb"[\x80-\xff]{2}[\x00-\x7f]")
-
-
-def _shape(data: bytes, p: int, stop: int, require_keys: bool) -> _Shape | None:
-    """The layout of the record at ``p`` if it can start a run (ending at offset delta ``stop``).
-
-    A run's record: length (1-2 bytes), attributes 0, timestamp delta (1 byte), offset delta (its width
-    set by the run's deltas), key (null, or shorter than 64 bytes), value length (1-2 bytes), value, and
-    no headers.
-    """
+def _layout(data: bytes, p: int, stop: int, require_keys: bool) -> tuple[int, int, int, int, int, int] | None:
+    """The layout of the record at ``p`` if it can start a run ending before offset delta ``stop``:
+    ``(stride, length width, offset-delta width, key position, value position, value-length width)``."""
     b = data[p]
     if b < 0x80:
-        length_width, length = 1, _ONE_BYTE[b]
-    elif data[p + 1] < 0x80 and not b & 1:
+        length_width, length = 1, b >> 1
+    elif data[p + 1] < 0x80:
         length_width, length = 2, ((b & 0x7F) | (data[p + 1] << 7)) >> 1
     else:
         return None
+    if b & 1:  # a negative length: the flat loop refuses it
+        return None
     stride = length_width + length
     delta_width = 1 if stop <= 64 else 2 if stop <= 8192 else 3
-    key_at = length_width + 2 + delta_width
-    key_byte = data[p + key_at]
+    key_at = p + length_width + 2 + delta_width
+    key_byte = data[key_at]
     if key_byte == 1:
         if require_keys:
             return None  # the flat loop names the record
@@ -393,90 +419,13 @@ def _shape(data: bytes, p: int, stop: int, require_keys: bool) -> _Shape | None:
     else:
         return None
     value_at = key_at + 1 + key_length
-    b = data[p + value_at]
-    if b < 0x80 and not b & 1:
+    b = data[value_at]
+    if b < 0x80:
         value_length_width, value_length = 1, b >> 1
-    elif b >= 0x80 and data[p + value_at + 1] < 0x80 and not b & 1:
-        value_length_width, value_length = 2, ((b & 0x7F) | (data[p + value_at + 1] << 7)) >> 1
+    elif data[value_at + 1] < 0x80:
+        value_length_width, value_length = 2, ((b & 0x7F) | (data[value_at + 1] << 7)) >> 1
     else:
-        return None  # a null value, or a value length too long for a run
-    if value_at + value_length_width + value_length + 1 != stride or length < 6:
         return None
-    value_length_bytes = data[p + value_at : p + value_at + value_length_width]
-    key = data[p : p + length_width] + bytes((delta_width, key_byte)) + value_length_bytes
-    pattern = _patterns.get(key)
-    if pattern is None:
-        source = b"".join(
-            (
-                re.escape(data[p : p + length_width]),
-                b"\\x00[\\x00-\\x7f]",  # attributes 0, a one-byte timestamp delta
-                _DELTA_CLASSES[delta_width],
-                re.escape(bytes((key_byte,))),
-                b".{%d}" % key_length,
-                re.escape(value_length_bytes),
-                b".{%d}\\x00" % value_length,  # the value, no headers
-            )
-        )
-        pattern = re.compile(b"(?s:(?:%s)*)" % source)
-        if len(_patterns) < 1024:
-            _patterns[key] = pattern
-    return _Shape(stride, length_width, delta_width, key_at, value_at, value_length_width, pattern, key)
-
-
-def _is_run(data: bytes, p: int, end: int, first: int, stop: int, shape: _Shape) -> bool:
-    """Whether records ``first`` to ``stop - 1`` at ``p`` all have ``shape`` and offset deltas = index.
-
-    Short runs are matched with the shape's regular expression (one C call, about 50 ns a record); long
-    ones column by column with strided slices (about 2 ns a byte column a record, a dozen columns).
-    """
-    stride = shape.stride
-    m = stop - first
-    run_end = p + stride * m
-    if run_end > end:
-        return False
-    if m <= _REGEX_RUN:
-        if shape.pattern.match(data, p, run_end).end() != run_end:  # type: ignore[union-attr]
-            return False
-    elif not _fixed_columns(data, p, run_end, m, shape):
-        return False
-    at = p + shape.length_width + 2
-    delta_width = shape.delta_width
-    if delta_width == 1:
-        return data[at:run_end:stride] == _D_ONE[first:stop]
-    if delta_width == 2:
-        return (
-            data[at:run_end:stride] == _D_FIRST[first:stop]
-            and data[at + 1 : run_end : stride] == _D_SECOND_LAST[first:stop]
-        )
-    return (
-        data[at:run_end:stride] == _D_FIRST[first:stop]
-        and data[at + 1 : run_end : stride] == _D_SECOND[first:stop]
-        and data[at + 2 : run_end : stride] == _D_THIRD[first:stop]
-    )
-
-
-_REGEX_RUN = 48  # the number of records up to which the regular expression beats the column checks
-
-
-def _fixed_columns(data: bytes, p: int, run_end: int, m: int, shape: _Shape) -> bool:
-    """The byte columns every record of the run shares: length, attributes, timestamp width, key length,
-    value length and header count; the offset deltas are checked by the caller."""
-    stride = shape.stride
-    for column in range(shape.length_width):
-        at = p + column
-        if data[at:run_end:stride] != data[at : at + 1] * m:
-            return False
-    at = p + shape.length_width
-    zeros = bytes(m)
-    if data[at:run_end:stride] != zeros:  # attributes
-        return False
-    if not data[at + 1 : run_end : stride].isascii():  # one-byte timestamp deltas
-        return False
-    at = p + shape.key_at
-    if data[at:run_end:stride] != data[at : at + 1] * m:
-        return False
-    for column in range(shape.value_length_width):
-        at = p + shape.value_at + column
-        if data[at:run_end:stride] != data[at : at + 1] * m:
-            return False
-    return data[p + stride - 1 : run_end : stride] == zeros  # header counts
+    if b & 1 or value_at + value_length_width + value_length + 1 != p + stride:
+        return None  # a null value, or fields that do not add up to the length: the flat loop decides
+    return stride, length_width, delta_width, key_at, value_at, value_length_width
