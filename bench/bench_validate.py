@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 
 import logstore.log
@@ -203,8 +204,6 @@ def _cpu_seconds(pid: int) -> float:
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads broker CPU time from /proc")
 def test_broker_produce(payload: tuple[str, bytes, int], tmp_path: Path) -> None:
-    import grpc
-
     size, data, count = payload
     keep_large_buffers()
     options = [("grpc.max_send_message_length", 64 * MiB), ("grpc.max_receive_message_length", 64 * MiB)]

@@ -121,7 +121,7 @@ BAD_BATCHES: dict[str, tuple[bytes, type[Exception], str]] = {
     "max-timestamp-too-large": (
         raw_batch(THREE, 3, max_ts=BASE_TS + 1),
         InvalidTimestampError,
-        f"record timestamp {BASE_TS}",
+        f"the largest is {BASE_TS}",
     ),
     "log-append-time-from-producer": (
         raw_batch(THREE, 3, attributes=0x08),

@@ -79,11 +79,11 @@ def validate_records(
         p, stop = 0, len(data)
     stamps = _Timestamps(header.base_timestamp, header.max_timestamp, pos)
     _walk(data, p, stop, count, pos, require_keys, stamps)
-    if not stamps.reached:
+    if not stamps.reached:  # rare and refused: decoding the batch to name the largest costs nothing here
         largest = max(record.timestamp for record in decode_batch(buf, pos))
         raise InvalidTimestampError(
-            f"batch at byte {pos}: the header's max timestamp {header.max_timestamp} is not the largest "
-            f"record timestamp {largest}"
+            f"batch at byte {pos}: the header's max timestamp {header.max_timestamp} is larger than every "
+            f"record's timestamp (the largest is {largest}); it must be the largest record timestamp"
         )
 
 
