@@ -159,6 +159,8 @@ def test_log_append_refuses_it_and_writes_nothing(tmp_path, name: str) -> None:
 def test_good_batches_pass(compression: int) -> None:
     validate(built([b"v" * 100] * 3, compression))
     validate(built([b"v" * i for i in range(300)], compression))  # no two records of one shape
+    validate(built([b"a" * 100] * 64 + [b"b" * 50] * 84, compression))  # halves of different shapes
+    validate(built([b"a" * 100] * 70 + [b"b" * 50] * 78, compression))  # a shape change inside a half
     stamps = [BASE_TS + (i * 7) % 300 - 100 for i in range(9_000)]  # deltas of one and two bytes, both signs
     validate(built([b"x" * 90] * 9_000, compression, stamps))
 
@@ -198,7 +200,7 @@ def _damage_record(count: int, index: int, offset_in_record: int, new: int) -> b
     return raw_batch(b"".join(records), count)
 
 
-@pytest.mark.parametrize("count", [100, 9_500])  # the regular-expression path and the column path
+@pytest.mark.parametrize("count", [100, 9_500])  # a 16 KiB-sized batch, a 1 MiB one (bisected runs)
 @pytest.mark.parametrize("index", [0, 63, 64, 5_000, -1])
 def test_one_bad_record_inside_a_long_run_is_found(count: int, index: int) -> None:
     index = index % count if index < count else count - 1

@@ -162,6 +162,8 @@ def _walk(
     read_varint = _read_varint
     one_byte = _ONE_BYTE
     try:
+        if 64 < count <= 8192 and _two_runs(data, p, end, count, require_keys, stamps):
+            return
         while index < count:
             if index >= try_run_at:
                 if index >= next_bound:
@@ -337,14 +339,7 @@ def _longest_run(
     m = min(stop - first, (end - p) // stride)
     if m < _MIN_RUN:
         return None
-    # The columns every record of the run shares, then the offset deltas, which must be the indexes.
-    if length_width == 1:
-        columns: tuple[int, ...] = (p, key_at)
-    else:
-        columns = (p, p + 1, key_at)
-    columns += (
-        (value_at, p + stride - 1) if value_length_width == 1 else (value_at, value_at + 1, p + stride - 1)
-    )
+    columns = _columns(p, stride, length_width, key_at, value_at, value_length_width)
     stamp_at = p + length_width + 1
     delta_at = stamp_at + 1
     if delta_width == 1:
@@ -367,6 +362,51 @@ def _longest_run(
     run_end = p + stride * m
     stamps.check_column(data[stamp_at:run_end:stride], first)
     return m, run_end
+
+
+def _columns(
+    p: int, stride: int, length_width: int, key_at: int, value_at: int, value_length_width: int
+) -> tuple[int, ...]:
+    """The positions of the bytes every record of a run shares: length, key length, value length and
+    header count (the timestamp and offset deltas are checked apart)."""
+    columns = (p, key_at) if length_width == 1 else (p, p + 1, key_at)
+    if value_length_width == 1:
+        return (*columns, value_at, p + stride - 1)
+    return (*columns, value_at, value_at + 1, p + stride - 1)
+
+
+def _two_runs(data: bytes, p: int, end: int, count: int, require_keys: bool, stamps: _Timestamps) -> bool:
+    """Check a batch of 65 to 8192 records that is two whole runs, records 0-63 and 64 on, if it is.
+
+    That is Kafka's default 16 KiB batch of small records; its two halves differ only in the width of
+    the offset delta. Checked in one call with one timestamp check, it pays the fixed Python cost of a
+    run (most of the cost at this size) about once instead of twice. False leaves it to ``_walk``.
+    """
+    try:
+        head = _layout(data, p, 64, require_keys)
+        if head is None:
+            return False
+        split = p + 64 * head[0]
+        if split >= end:
+            return False
+        tail = _layout(data, split, count, require_keys)
+    except IndexError:
+        return False
+    if tail is None or split + tail[0] * (count - 64) != end:
+        return False
+    stride, length_width, _, key_at, value_at, value_length_width = head
+    head_stamps = p + length_width + 1
+    head_columns = _columns(p, stride, length_width, key_at, value_at, value_length_width)
+    if not _is_run(data, p, stride, 0, 64, head_columns, head_stamps, ((head_stamps + 1, _D_ONE),)):
+        return False
+    tail_stride, length_width, _, key_at, value_at, value_length_width = tail
+    tail_stamps = split + length_width + 1
+    tail_columns = _columns(split, tail_stride, length_width, key_at, value_at, value_length_width)
+    tail_deltas = ((tail_stamps + 1, _D_FIRST), (tail_stamps + 2, _D_SECOND_LAST))
+    if not _is_run(data, split, tail_stride, 64, count - 64, tail_columns, tail_stamps, tail_deltas):
+        return False
+    stamps.check_column(data[head_stamps:split:stride] + data[tail_stamps:end:tail_stride], 0)
+    return True
 
 
 def _is_run(
