@@ -32,7 +32,8 @@ from logstore.errors import (
 )
 from logstore.open_segments import OpenSegments
 from logstore.producer_state import ProducerEntry, ProducerStateManager
-from logstore.records import BatchHeader, check_batch, decode_batch, set_log_append_time
+from logstore.records import BatchHeader, check_batch, set_log_append_time
+from logstore.records.validate import validate_records
 from logstore.segment import (
     CLEANED_SUFFIX,
     INDEX_SUFFIX,
@@ -289,7 +290,8 @@ class Log:
     # --- append -----------------------------------------------------------------------------------------
 
     def validate(self, data: bytes | bytearray | memoryview) -> list[tuple[int, BatchHeader]]:
-        """Check that `data` is whole v2 batches, each within the size limit and with a good CRC."""
+        """Check that `data` is whole v2 batches, each within the size limit, with a good CRC, and with
+        records a reader can decode (`validate_records`: offsets, lengths, codec, timestamps, keys)."""
         view = memoryview(data)
         total = len(view)
         if total == 0:
@@ -297,23 +299,16 @@ class Log:
         batches = []
         position = 0
         limit = self.config.max_message_bytes
+        compact = self.config.compact
         while position < total:
             header = check_batch(view, position, max_size=limit)
             if header.is_transactional or header.is_control:
                 raise InvalidRequestError(
                     f"{self.topic}-{self.partition}: transactional and control batches are not supported"
                 )
+            validate_records(view, position, header, require_keys=compact)
             batches.append((position, header))
             position += header.size
-        if self.config.compact:
-            for position, _ in batches:
-                for record in decode_batch(view, position):
-                    if record.key is None:
-                        raise CorruptRecordError(
-                            f"{self.topic}-{self.partition} is compacted (cleanup.policy={self.config.cleanup_policy})"
-                            f": every record needs a key; the record at offset delta "
-                            f"{record.offset} has none"
-                        )
         return batches
 
     def append(self, data: bytes | bytearray | memoryview, *, now_ms: int | None = None) -> AppendResult:
