@@ -86,3 +86,17 @@ class LogClosedError(LogStoreError):
 
 class StorageError(LogStoreError):
     """The disk failed us: an I/O error while reading or writing segment files."""
+
+
+class CorruptSegmentError(CorruptRecordError):
+    """A stored batch fails its check when read: nothing of it is served (CORRUPT_RECORD for that offset).
+
+    Unlike its parent this is no fault of the caller: the bytes on disk changed after they were written.
+    `path` is the segment file, `offset` the batch's base offset as stored, `position` its byte.
+    """
+
+    def __init__(self, message: str, *, path: object, offset: int, position: int) -> None:
+        super().__init__(message)
+        self.path = path
+        self.offset = offset
+        self.position = position

@@ -23,6 +23,7 @@ from logstore.checkpoint import fsync_dir
 from logstore.config import TopicConfig
 from logstore.errors import (
     CorruptRecordError,
+    CorruptSegmentError,
     InvalidRequestError,
     LogClosedError,
     OffsetOutOfRangeError,
@@ -30,12 +31,14 @@ from logstore.errors import (
 )
 from logstore.producer_state import ProducerEntry, ProducerStateManager
 from logstore.records import BatchHeader, check_batch, decode_batch, set_log_append_time
+from logstore.recovery import move_aside
 from logstore.segment import (
     CLEANED_SUFFIX,
     INDEX_SUFFIX,
     LOG_SUFFIX,
     TIME_INDEX_SUFFIX,
     LogSegment,
+    RecoveryResult,
     parse_segment_name,
 )
 
@@ -106,6 +109,7 @@ class Log:
         self._flushing = False
         self._closed = False
         self.segments: list[LogSegment] = []
+        self._reported_corrupt: set[tuple[str, int]] = set()
         self._bases: list[int] = []
         self.producer_state = ProducerStateManager(f"{topic}-{partition}")
         self.unflushed_messages = 0
@@ -129,43 +133,52 @@ class Log:
         )
 
     def _load(self, clean: bool, recovery_point: int) -> RecoveryInfo:
-        """Open every segment; after an unclean stop, re-check those past the recovery point byte by byte."""
+        """Open every segment and check it; after an unclean stop, CRC-check those past the recovery point.
+
+        Every segment's framing is walked whatever the stop (`LogSegment.load`), and cut to its longest
+        valid prefix if it does not add up; the segments after such a cut are kept, their offsets still
+        increase. Then the segments must follow each other: a file whose base offset lies inside its
+        predecessor's offsets is moved aside, not trusted and not deleted. Only a cut in a segment past
+        the recovery point (a torn write) makes the later segments unreachable; they are moved aside too.
+        """
         bases = self._discover_segments()
-        recovered = truncated = dropped = 0
         first_to_recover = len(bases)
         if not clean:
             first_to_recover = max(0, bisect.bisect_right(bases, recovery_point) - 1)
             first_to_recover = min(first_to_recover, max(len(bases) - 1, 0))
+        opened: list[tuple[LogSegment, RecoveryResult | None]] = []
+        unchecked: list[LogSegment] = []  # after a torn segment: unreachable, no use checking them
         for i, base in enumerate(bases):
-            last = i == len(bases) - 1
-            segment = self._new_segment(base, active=last)
-            if self.segments and base < self.segments[-1].next_offset:
-                log.warning(
-                    "%s-%s: segment %s overlaps its predecessor; dropping it",
-                    self.topic,
-                    self.partition,
-                    segment.log_path.name,
-                )
-                segment.delete()
-                dropped += 1
-                continue
-            cut = False
-            if i >= first_to_recover:
-                result = segment.recover(self.config.max_message_bytes)
-                recovered += 1
-                truncated += result.truncated_bytes
-                cut = result.truncated_bytes > 0 or (not last and self._gap_after(segment, bases[i + 1]))
-                if not last and not cut:
-                    segment.seal()
+            segment = self._new_segment(base, active=i == len(bases) - 1)
+            if unchecked or (opened and opened[-1][1] is not None and opened[-1][1].truncated_bytes > 0):
+                unchecked.append(segment)
+            elif i >= first_to_recover:
+                opened.append((segment, segment.recover(self.config.max_message_bytes)))
             else:
                 segment.load()
-            self._add_segment(segment)
-            if cut and not last:
-                # Everything after a corrupt point is unreachable: drop the later segments.
-                for later in bases[i + 1 :]:
-                    self._new_segment(later, active=False).delete()
+                opened.append((segment, None))
+        kept, strays = self._link_segments(opened)
+        for segment in unchecked:
+            kept.append((segment, None))
+        recovered = sum(1 for _, result in opened if result is not None)
+        truncated = sum(result.truncated_bytes for _, result in opened if result is not None)
+        dropped = strays
+        for i, (segment, result) in enumerate(kept[:-1]):
+            torn = kept[i + 1][0] in unchecked or (
+                result is not None
+                and (result.truncated_bytes > 0 or self._gap_after(segment, kept[i + 1][0].base_offset))
+            )
+            if torn:
+                # Everything after a torn write is unreachable: set the later segments aside.
+                for later, _ in kept[i + 1 :]:
+                    self._set_segment_aside(later, f"it follows {segment.log_path.name}, cut by recovery")
                     dropped += 1
+                del kept[i + 1 :]
                 break
+        for i, (segment, _) in enumerate(kept):
+            if i < len(kept) - 1 and segment._active:
+                segment.seal()
+            self._add_segment(segment)
         if not self.segments:
             self._add_segment(self._new_segment(0, active=True))
         elif not self.active._active:
@@ -176,7 +189,7 @@ class Log:
         )
         if truncated or dropped:
             log.warning(
-                "%s-%s: recovery truncated %d bytes and dropped %d segments; log end offset %d",
+                "%s-%s: recovery truncated %d bytes and set aside %d segments; log end offset %d",
                 self.topic,
                 self.partition,
                 truncated,
@@ -184,6 +197,42 @@ class Log:
                 self.log_end_offset,
             )
         return info
+
+    def _link_segments(
+        self, opened: list[tuple[LogSegment, RecoveryResult | None]]
+    ) -> tuple[list[tuple[LogSegment, RecoveryResult | None]], int]:
+        """Keep the segments whose offsets follow their predecessor's; set the others aside.
+
+        When a file's base offset lies inside the previous segment's offsets, either the file is a stray
+        or the previous segment's last batch carries a damaged base offset (the CRC does not cover it).
+        The batch is blamed when its offsets would fit before the file's base; otherwise the file is.
+        """
+        kept: list[tuple[LogSegment, RecoveryResult | None]] = []
+        strays = 0
+        for segment, result in opened:
+            if kept:
+                previous = kept[-1][0]
+                if segment.base_offset < previous.next_offset and not previous.cut_outlier_tail(
+                    segment.base_offset
+                ):
+                    self._set_segment_aside(
+                        segment,
+                        f"its base offset {segment.base_offset} lies inside the offsets of "
+                        f"{previous.log_path.name} (up to {previous.next_offset - 1})",
+                    )
+                    strays += 1
+                    continue
+            kept.append((segment, result))
+        return kept, strays
+
+    def _set_segment_aside(self, segment: LogSegment, reason: str) -> None:
+        """Close `segment`, move its log file aside (a WARNING says where) and drop its indexes."""
+        segment._active = False
+        segment.close()
+        if segment.log_path.exists():
+            move_aside(segment.log_path, f"{self.topic}-{self.partition}: {reason}")
+        segment.offset_index.path.unlink(missing_ok=True)
+        segment.time_index.path.unlink(missing_ok=True)
 
     def _gap_after(self, segment: LogSegment, next_base: int) -> bool:
         """Whether a recovered closed segment stops short of the next segment's base offset.
@@ -396,11 +445,22 @@ class Log:
             if offset == end:
                 return ReadResult(b"", end, start)
             index = bisect.bisect_right(self._bases, offset) - 1
-            for segment in self.segments[index:]:
-                position = segment.find_batch(offset)
-                if position is not None:
-                    return ReadResult(segment.read(position, max_bytes), end, start)
+            try:
+                for segment in self.segments[index:]:
+                    position = segment.find_batch(offset)
+                    if position is not None:
+                        return ReadResult(segment.read(position, max_bytes), end, start)
+            except CorruptSegmentError as exc:
+                self._warn_corrupt(offset, exc)
+                raise
             return ReadResult(b"", end, start)
+
+    def _warn_corrupt(self, offset: int, exc: CorruptSegmentError) -> None:
+        """One WARNING per damaged batch and process: a consumer retrying the offset must not flood the log."""
+        key = (str(exc.path), exc.position)
+        if key not in self._reported_corrupt:
+            self._reported_corrupt.add(key)
+            log.warning("%s-%s: not serving offset %d: %s", self.topic, self.partition, offset, exc)
 
     def offset_for_timestamp(self, timestamp_ms: int) -> tuple[int, int] | None:
         """The first record with a timestamp >= `timestamp_ms`: (offset, timestamp), or None."""
