@@ -40,6 +40,7 @@ from logstore.segment import (
     LogSegment,
     RecoveryResult,
     parse_segment_name,
+    segment_name,
 )
 
 log = logging.getLogger(__name__)
@@ -147,37 +148,53 @@ class Log:
             first_to_recover = max(0, bisect.bisect_right(bases, recovery_point) - 1)
             first_to_recover = min(first_to_recover, max(len(bases) - 1, 0))
         opened: list[tuple[LogSegment, RecoveryResult | None]] = []
-        unchecked: list[LogSegment] = []  # after a torn segment: unreachable, no use checking them
+        dropped = 0
+        damaged_tail: set[int] = set()  # segments whose last batch had a damaged base offset, now cut
         for i, base in enumerate(bases):
-            segment = self._new_segment(base, active=i == len(bases) - 1)
-            if unchecked or (opened and opened[-1][1] is not None and opened[-1][1].truncated_bytes > 0):
-                unchecked.append(segment)
-            elif i >= first_to_recover:
+            if opened:
+                previous, result = opened[-1]
+                if result is not None and result.truncated_bytes > 0:
+                    # Everything after a torn write is unreachable: set the later segments aside unread.
+                    for later in bases[i:]:
+                        self._set_files_aside(later, f"it follows {previous.log_path.name}, cut by recovery")
+                        dropped += 1
+                    break
+                if base < previous.next_offset and previous.cut_outlier_tail(base):
+                    damaged_tail.add(previous.base_offset)
+                elif base < previous.next_offset:
+                    self._set_files_aside(
+                        base,
+                        f"its base offset {base} lies inside the offsets of {previous.log_path.name} "
+                        f"(up to {previous.next_offset - 1})",
+                    )
+                    dropped += 1
+                    continue
+            segment = self._new_segment(base, active=False)
+            if i >= first_to_recover:
                 opened.append((segment, segment.recover(self.config.max_message_bytes)))
             else:
                 segment.load()
                 opened.append((segment, None))
-        kept, strays = self._link_segments(opened)
-        for segment in unchecked:
-            kept.append((segment, None))
+        kept = opened
         recovered = sum(1 for _, result in opened if result is not None)
         truncated = sum(result.truncated_bytes for _, result in opened if result is not None)
-        dropped = strays
         for i, (segment, result) in enumerate(kept[:-1]):
-            torn = kept[i + 1][0] in unchecked or (
+            torn = (
                 result is not None
-                and (result.truncated_bytes > 0 or self._gap_after(segment, kept[i + 1][0].base_offset))
+                and segment.base_offset not in damaged_tail
+                and self._gap_after(segment, kept[i + 1][0].base_offset)
             )
             if torn:
-                # Everything after a torn write is unreachable: set the later segments aside.
+                # The segment lost its last batches (a crash): the later ones are unreachable, set aside.
                 for later, _ in kept[i + 1 :]:
-                    self._set_segment_aside(later, f"it follows {segment.log_path.name}, cut by recovery")
+                    later.close()
+                    self._set_files_aside(
+                        later.base_offset, f"it follows {segment.log_path.name}, which stops short of it"
+                    )
                     dropped += 1
                 del kept[i + 1 :]
                 break
-        for i, (segment, _) in enumerate(kept):
-            if i < len(kept) - 1 and segment._active:
-                segment.seal()
+        for segment, _ in kept:
             self._add_segment(segment)
         if not self.segments:
             self._add_segment(self._new_segment(0, active=True))
@@ -198,41 +215,14 @@ class Log:
             )
         return info
 
-    def _link_segments(
-        self, opened: list[tuple[LogSegment, RecoveryResult | None]]
-    ) -> tuple[list[tuple[LogSegment, RecoveryResult | None]], int]:
-        """Keep the segments whose offsets follow their predecessor's; set the others aside.
-
-        When a file's base offset lies inside the previous segment's offsets, either the file is a stray
-        or the previous segment's last batch carries a damaged base offset (the CRC does not cover it).
-        The batch is blamed when its offsets would fit before the file's base; otherwise the file is.
-        """
-        kept: list[tuple[LogSegment, RecoveryResult | None]] = []
-        strays = 0
-        for segment, result in opened:
-            if kept:
-                previous = kept[-1][0]
-                if segment.base_offset < previous.next_offset and not previous.cut_outlier_tail(
-                    segment.base_offset
-                ):
-                    self._set_segment_aside(
-                        segment,
-                        f"its base offset {segment.base_offset} lies inside the offsets of "
-                        f"{previous.log_path.name} (up to {previous.next_offset - 1})",
-                    )
-                    strays += 1
-                    continue
-            kept.append((segment, result))
-        return kept, strays
-
-    def _set_segment_aside(self, segment: LogSegment, reason: str) -> None:
-        """Close `segment`, move its log file aside (a WARNING says where) and drop its indexes."""
-        segment._active = False
-        segment.close()
-        if segment.log_path.exists():
-            move_aside(segment.log_path, f"{self.topic}-{self.partition}: {reason}")
-        segment.offset_index.path.unlink(missing_ok=True)
-        segment.time_index.path.unlink(missing_ok=True)
+    def _set_files_aside(self, base_offset: int, reason: str) -> None:
+        """Move a segment's log file aside (a WARNING says where) and drop its indexes (rebuildable)."""
+        stem = self.directory / segment_name(base_offset)
+        log_path = stem.with_suffix(LOG_SUFFIX)
+        if log_path.exists():
+            move_aside(log_path, f"{self.topic}-{self.partition}: {reason}")
+        stem.with_suffix(INDEX_SUFFIX).unlink(missing_ok=True)
+        stem.with_suffix(TIME_INDEX_SUFFIX).unlink(missing_ok=True)
 
     def _gap_after(self, segment: LogSegment, next_base: int) -> bool:
         """Whether a recovered closed segment stops short of the next segment's base offset.

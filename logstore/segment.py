@@ -165,7 +165,9 @@ class LogSegment:
         it (`recovery.set_aside`, which logs the WARNING), so nothing is deleted behind a person's back.
         """
         self.size = position
-        end = self._logical_end_of_file()
+        # A sealed segment's file ends where its data does (zero bytes included); an active one is
+        # preallocated, and its data ends at the last non-zero byte.
+        end = self._logical_end_of_file() if self._active else self._capacity
         if end > position and self._map is not None:
             set_aside(self.log_path, self._map[position:end], f"{reason}; cut the segment at byte {position}")
         else:
