@@ -52,6 +52,9 @@ class SegmentScan:
     """(position, header) of each batch of that prefix."""
     problem: str | None = None
     """Why the walk stopped before the end of the data, in words; None when it reached it."""
+    max_timestamp: int = -1
+    offset_of_max_timestamp: int = -1
+    """The largest max timestamp of the prefix's batches, and the last offset of the batch holding it."""
 
     @property
     def last_offset(self) -> int | None:
@@ -140,6 +143,10 @@ def scan_segment(
         previous_last = base + delta
         position += size
     scan.valid_bytes = batches[-1][0] + batches[-1][1].size if batches else 0
+    for _, header in batches:  # after the walk: a batch blamed late must not count
+        if header.max_timestamp > scan.max_timestamp:
+            scan.max_timestamp = header.max_timestamp
+            scan.offset_of_max_timestamp = header.last_offset
     if scan.problem is None and scan.valid_bytes != end:  # only possible after blaming a previous batch
         scan.problem = f"batches end at byte {scan.valid_bytes}, the segment at {end}"
     return scan

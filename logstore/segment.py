@@ -9,6 +9,7 @@ it is zero, so recovery can always tell where the real data stops.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import mmap
 import os
@@ -38,6 +39,10 @@ _Index = TypeVar("_Index", OffsetIndex, TimeIndex)
 _IOV_MAX = 1024
 
 log = logging.getLogger(__name__)
+
+
+def _position(batch: tuple[int, BatchHeader]) -> int:
+    return batch[0]
 
 
 def segment_name(base_offset: int) -> str:
@@ -140,19 +145,20 @@ class LogSegment:
         try:
             self.offset_index.sanity_check(self.size)
             self.time_index.sanity_check()
-            starts = {position: header.base_offset for position, header in scan.batches}
+            batches = scan.batches
             for n in range(self.offset_index.entries):
                 offset, position = self.offset_index.entry(n)
-                if starts.get(position) != offset:
+                i = bisect.bisect_left(batches, position, key=_position)
+                if i == len(batches) or batches[i][0] != position or batches[i][1].base_offset != offset:
                     raise CorruptIndexError(
                         f"{self.offset_index.path}: entry {n} maps offset {offset} to byte {position}, "
                         "where no batch of that offset starts"
                     )
             _, position = self.offset_index.lookup(_MAX_OFFSET)
             self._reset_state()
-            for _, header in scan.batches:
-                self._note_timestamp(header.max_timestamp, header.last_offset)
-                self.next_offset = header.last_offset + 1
+            if batches:
+                self.next_offset = batches[-1][1].last_offset + 1
+                self._note_timestamp(scan.max_timestamp, scan.offset_of_max_timestamp)
             self._bytes_since_index_entry = self.size - position
             self._load_first_timestamp()
         except CorruptIndexError:
