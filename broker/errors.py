@@ -81,6 +81,8 @@ TABLE: dict[type[BaseException], ErrorMapping] = {
     broker.ShuttingDownError: ErrorMapping(Status.UNAVAILABLE, common.ERROR_CODE_NOT_AVAILABLE),
     engine.LogClosedError: ErrorMapping(Status.UNAVAILABLE, common.ERROR_CODE_NOT_AVAILABLE),
     engine.StorageError: ErrorMapping(Status.UNAVAILABLE, common.ERROR_CODE_STORAGE_ERROR),
+    # a stored batch failed its check when read: the caller did nothing wrong, the disk did
+    engine.CorruptSegmentError: ErrorMapping(Status.DATA_LOSS, common.ERROR_CODE_CORRUPT_RECORD),
 }
 
 UNEXPECTED = ErrorMapping(Status.INTERNAL, common.ERROR_CODE_UNKNOWN)
