@@ -186,10 +186,11 @@ class Log:
             )
             if torn:
                 # The segment lost its last batches (a crash): the later ones are unreachable, set aside.
-                for later, _ in kept[i + 1 :]:
-                    later.close()
+                for unreachable, _ in kept[i + 1 :]:
+                    unreachable.close()
                     self._set_files_aside(
-                        later.base_offset, f"it follows {segment.log_path.name}, which stops short of it"
+                        unreachable.base_offset,
+                        f"it follows {segment.log_path.name}, which stops short of it",
                     )
                     dropped += 1
                 del kept[i + 1 :]

@@ -15,6 +15,7 @@ The walk reports the longest valid prefix; the segment cuts itself there (see `L
 from __future__ import annotations
 
 import logging
+import mmap
 import os
 import time
 from dataclasses import dataclass, field
@@ -62,7 +63,7 @@ class SegmentScan:
 
 
 def scan_segment(
-    buf: bytes | bytearray | memoryview | None,
+    buf: bytes | bytearray | memoryview | mmap.mmap | None,
     end: int,
     base_offset: int,
     *,
