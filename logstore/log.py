@@ -365,7 +365,7 @@ class Log:
             staged: dict[int, ProducerEntry] = {}
             duplicates = []
             headers: list[BatchHeader] = []
-            parts: list[bytes | memoryview] = []
+            parts: list[bytes | bytearray | memoryview] = []
             append_time = now if self.config.log_append_time else -1
             records = 0
             for position, header in batches:

@@ -12,8 +12,8 @@ import struct
 import time
 from collections.abc import Iterable, Sequence
 from itertools import chain, repeat
-from typing import cast
 from operator import add, sub
+from typing import cast
 
 from .compression import compress, require_supported
 from .crc import crc32c
@@ -341,7 +341,11 @@ class BatchBuilder:
             and stamp_high < base + _TS_DELTA_LIMIT
             and key_length + value_length < _FAST_VALUE_LIMIT
             and _same_length(values)
-            and (keys.count(None) == count if key is None else None not in keys and _same_length(cast("Sequence[bytes]", keys)))
+            and (
+                keys.count(None) == count
+                if key is None
+                else None not in keys and _same_length(cast("Sequence[bytes]", keys))
+            )
         ):
             append = self.append
             for value, key, stamp in zip(values, keys, stamps, strict=True):
