@@ -22,7 +22,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from client.backoff import Backoff
-from client.group_errors import FATAL_CODES, LOST_CODES, GroupError, group_error
+from client.errors import ClientError
+from client.group_errors import FATAL_CODES, LOST_CODES, group_error
 from client.types import TopicPartition
 
 JOIN_EPOCH = 0
@@ -87,7 +88,7 @@ class AnswerOutcome:
 
     lost: Partitions = EMPTY
     """Partitions taken away without a revoke (fenced or unknown member): drop them, commit nothing."""
-    fatal: GroupError | None = None
+    fatal: ClientError | None = None
 
 
 @dataclass
@@ -106,7 +107,7 @@ class Membership:
     owned: Partitions = EMPTY
     assignment: Partitions = EMPTY
     """The latest complete assignment from the broker."""
-    fatal: GroupError | None = None
+    fatal: ClientError | None = None
     subscription: Subscription | None = None
     _subscription_changed: bool = False
     _next_heartbeat_at: float = 0.0
@@ -183,7 +184,7 @@ class Membership:
         self._next_heartbeat_at = now + self.heartbeat_interval_s
         return AnswerOutcome()
 
-    def on_failure(self, now: float, retriable: bool, error: GroupError | None = None) -> None:
+    def on_failure(self, now: float, retriable: bool, error: ClientError | None = None) -> None:
         """The heartbeat call failed (no answer): back off and try again; a non-retriable failure with an
         error is fatal."""
         self._in_flight = False
