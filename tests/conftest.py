@@ -53,7 +53,7 @@ class Stubs:
         return self.admin.CreateTopic(request).topic
 
     def produce_one(
-        self, topic: str, partition: int, records: bytes, acks: int = produce_pb2.ACKS_ALL
+        self, topic: str, partition: int, records: bytes, acks: produce_pb2.Acks = produce_pb2.ACKS_ALL
     ) -> produce_pb2.ProducePartitionResult:
         data = produce_pb2.ProducePartitionData(topic=topic, partition=partition, records=records)
         return self.produce.Produce(produce_pb2.ProduceRequest(acks=acks, partitions=[data])).results[0]
