@@ -55,6 +55,9 @@ TABLE: dict[type[BaseException], ErrorMapping] = {
     engine.OutOfOrderSequenceError: ErrorMapping(
         Status.FAILED_PRECONDITION, common.ERROR_CODE_OUT_OF_ORDER_SEQUENCE
     ),
+    engine.DuplicateSequenceNumberError: ErrorMapping(
+        Status.FAILED_PRECONDITION, common.ERROR_CODE_DUPLICATE_SEQUENCE_NUMBER
+    ),
     engine.InvalidProducerEpochError: ErrorMapping(
         Status.FAILED_PRECONDITION, common.ERROR_CODE_INVALID_PRODUCER_EPOCH
     ),

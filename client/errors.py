@@ -174,6 +174,12 @@ class OutOfOrderSequenceError(ClientError):
     """An idempotent producer's batch did not continue its partition's sequence; nothing was appended."""
 
 
+@wire_code(common_pb2.ERROR_CODE_DUPLICATE_SEQUENCE_NUMBER)
+class DuplicateSequenceNumberError(ClientError):
+    """The broker holds another batch under this idempotent producer's id, epoch and sequence numbers (two
+    producers may share the id): this batch was refused, nothing of it was appended."""
+
+
 @wire_code(common_pb2.ERROR_CODE_INVALID_PRODUCER_EPOCH)
 class ProducerFencedError(ClientError):
     """A newer instance of this idempotent producer has taken over (its epoch is higher)."""
@@ -183,7 +189,19 @@ class ProducerFencedError(ClientError):
 
 
 class DeliveryTimeoutError(ClientError):
-    """A record was not acknowledged within ``delivery_timeout_ms``; it may or may not have been written."""
+    """A record was not acknowledged within ``delivery_timeout_ms``. Unless the error is also an
+    ``UnknownDeliveryError``, no attempt to send it can have been written."""
+
+
+class UnknownDeliveryError(ClientError):
+    """The record may or may not have been written (librdkafka's "possibly persisted"): an attempt to send
+    it got no answer, and the producer had to give up before learning its fate. Sending it again may write
+    it twice; read the partition to find out. Any other delivery error means it was not written."""
+
+
+class UnknownDeliveryTimeoutError(DeliveryTimeoutError, UnknownDeliveryError):
+    """Not acknowledged within ``delivery_timeout_ms``, after an attempt whose answer was lost: the record
+    may or may not have been written."""
 
 
 class BufferExhaustedError(ClientError):

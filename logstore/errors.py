@@ -76,6 +76,11 @@ class OutOfOrderSequenceError(InvalidRequestError):
     """An idempotent producer's batch skips or repeats sequence numbers out of order."""
 
 
+class DuplicateSequenceNumberError(InvalidRequestError):
+    """An idempotent producer's batch has the sequence numbers of a batch already written, but is not that
+    batch (its CRC differs): it is refused rather than answered as a retry of the other one."""
+
+
 class InvalidProducerEpochError(LogStoreError):
     """An idempotent producer's epoch is older than one the log has already seen (a fenced zombie)."""
 
