@@ -25,9 +25,8 @@ import grpc
 
 from client.backoff import Backoff
 from client.connection import Connection
-from client.errors import ClientError
+from client.errors import ClientError, CommitFailedError, GroupError, error_from_rpc
 from client.fetcher import Fetcher
-from client.group_errors import CommitFailedError, GroupError, group_rpc_error
 from client.group_rpc import (
     NO_OFFSET,
     OUTSIDE_MEMBER_EPOCH,
@@ -303,7 +302,7 @@ class GroupCoordinator:
             try:
                 check_commit(call.result(), self.group_id)
             except grpc.RpcError as exc:
-                error = group_rpc_error(exc, f"committing offsets of group {self.group_id!r}")
+                error = error_from_rpc(exc, f"committing offsets of group {self.group_id!r}")
             except ClientError as exc:
                 error = exc
             if error is None:
@@ -365,7 +364,7 @@ class GroupCoordinator:
                 try:
                     response = self._stub.Heartbeat(request, timeout=self._timeout_s)
                 except grpc.RpcError as exc:
-                    error = group_rpc_error(exc, f"heartbeat to group {self.group_id!r}")
+                    error = error_from_rpc(exc, f"heartbeat to group {self.group_id!r}")
                     with self._lock:
                         log.log(
                             logging.DEBUG if error.retriable else logging.ERROR,
@@ -437,7 +436,7 @@ class GroupCoordinator:
             log.warning(
                 "group %s: leaving failed (the session timeout will remove this member): %s",
                 self.group_id,
-                group_rpc_error(exc, "leaving"),
+                error_from_rpc(exc, "leaving"),
             )
 
 

@@ -22,8 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from client.backoff import Backoff
-from client.errors import ClientError
-from client.group_errors import FATAL_CODES, LOST_CODES, group_error
+from client.errors import ClientError, GroupError, MemberLostError, for_code, group_error
 from client.types import TopicPartition
 
 JOIN_EPOCH = 0
@@ -166,9 +165,10 @@ class Membership:
         if answer.session_timeout_ms > 0:
             self.session_timeout_s = answer.session_timeout_ms / 1000.0
         code = answer.error_code
-        if code in LOST_CODES:
+        kind = for_code(code)
+        if issubclass(kind, MemberLostError):
             return self._lose(now)
-        if code in FATAL_CODES:
+        if issubclass(kind, GroupError) and kind.fatal:
             self.fatal = group_error(code, answer.error_message, self.group_id)
             lost, self.owned, self.assignment = self.owned, EMPTY, EMPTY
             self._generation += 1

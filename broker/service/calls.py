@@ -20,7 +20,7 @@ from google.protobuf import message_factory
 from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import DecodeError, Message
 
-from broker.errors import describe, is_expected, mapping_for
+from broker.errors import describe, error_code_trailer, is_expected, mapping_for
 from logstore.errors import InvalidRequestError
 
 log = logging.getLogger("broker.service")
@@ -140,7 +140,8 @@ async def abort(context: grpc.aio.ServicerContext, error: Exception, call: str) 
         limited_log.log(logging.DEBUG, key, lambda: f"{call} refused: {error}")
     else:
         limited_log.log(logging.ERROR, key, lambda: f"{call} failed unexpectedly: {error!r}", exc_info=error)
-    await context.abort(mapping_for(error).status, describe(error))
+    mapping = mapping_for(error)
+    await context.abort(mapping.status, describe(error), trailing_metadata=error_code_trailer(mapping.code))
 
 
 def unary(
