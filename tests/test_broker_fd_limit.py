@@ -137,7 +137,7 @@ def test_a_broker_under_ulimit_1024_serves_10000_segments_and_restarts(
     assert "Too many open files" not in broker.log_text()
 
 
-def admin_create(name: str, partitions: int, config: dict[str, str]):  # type: ignore[no-untyped-def]
+def admin_create(name: str, partitions: int, config: dict[str, str]):
     from wire.logstore.v1 import admin_pb2
 
     return admin_pb2.CreateTopicRequest(name=name, partitions=partitions, config=config)

@@ -272,7 +272,7 @@ class HoldFirstAnswer(grpc.UnaryUnaryClientInterceptor):
         self.answered_after_first = 0
         self.held: HeldCall | None = None
 
-    def intercept_unary_unary(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def]
+    def intercept_unary_unary(self, continuation, client_call_details, request):
         if not client_call_details.method.endswith("/Produce"):
             return continuation(client_call_details, request)
         with self._changed:

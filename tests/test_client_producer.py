@@ -133,7 +133,7 @@ def test_batch_larger_than_the_topic_limit_fails_with_the_brokers_reason(broker:
         futures[0].get(0)
 
 
-def test_new_topic_is_created_with_the_brokers_default_partitions(start_broker) -> None:  # type: ignore[no-untyped-def]
+def test_new_topic_is_created_with_the_brokers_default_partitions(start_broker) -> None:
     broker = start_broker(default_partitions=3)
     with Producer(broker.address) as producer:
         assert producer.send("fresh", b"x", key=b"k").get(10).partition == key_partition(b"k", 3)
@@ -182,7 +182,7 @@ def test_callbacks_run_on_delivery(broker: EmbeddedBroker) -> None:
     seen: list[object] = []
     with Producer(broker.address) as producer:
         producer.send("cb", b"x").add_callback(seen.append).add_errback(seen.append)
-    assert seen == [RecordMetadata("cb", 0, 0, seen[0].timestamp)]  # type: ignore[union-attr]
+    assert seen == [RecordMetadata("cb", 0, 0, seen[0].timestamp)]
 
 
 # --- idempotence under faults ---------------------------------------------------------------------------------------
@@ -244,7 +244,7 @@ def test_metadata_wait_gives_up_after_max_block_ms() -> None:
         producer.close(0)
 
 
-def test_records_expire_after_delivery_timeout_when_the_broker_is_gone(start_broker) -> None:  # type: ignore[no-untyped-def]
+def test_records_expire_after_delivery_timeout_when_the_broker_is_gone(start_broker) -> None:
     broker = start_broker()
     create(broker, "gone", 1)
     producer = Producer(broker.address, request_timeout_ms=200, delivery_timeout_ms=600, retry_backoff_ms=20)
@@ -256,7 +256,7 @@ def test_records_expire_after_delivery_timeout_when_the_broker_is_gone(start_bro
     producer.close(0)
 
 
-def test_full_buffer_blocks_then_raises(start_broker) -> None:  # type: ignore[no-untyped-def]
+def test_full_buffer_blocks_then_raises(start_broker) -> None:
     broker = start_broker()
     create(broker, "full", 1)
     producer = Producer(

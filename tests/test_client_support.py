@@ -79,7 +79,7 @@ class LoseAnswers(grpc.UnaryUnaryClientInterceptor):
         self.calls = 0
         self.lost = 0
 
-    def intercept_unary_unary(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def]
+    def intercept_unary_unary(self, continuation, client_call_details, request):
         if not client_call_details.method.endswith("/Produce"):
             return continuation(client_call_details, request)
         with self._lock:
