@@ -235,7 +235,7 @@ class BatchBuilder:
         self,
         value: BytesLike | None,
         key: BytesLike | None = None,
-        headers: Sequence[Header] | None = (),
+        headers: Iterable[Header] | None = (),
         timestamp_ms: int | None = None,
     ) -> int:
         """Add a record and return its offset delta within the batch (0 for the first record).
