@@ -88,6 +88,7 @@ def test_three_members_share_six_partitions_and_a_dead_members_move_after_the_se
     members = [GroupMember(stub, "workers", ["jobs"]) for _ in range(3)]
     heartbeat_until(members, evenly_shared(members, 6))
     assert [len(m.assignment) for m in members] == [2, 2, 2]
+    assert members[0].last is not None
     assert members[0].last.heartbeat_interval_ms == HEARTBEAT_INTERVAL_MS
     assert members[0].last.session_timeout_ms == SESSION_TIMEOUT_MS
 

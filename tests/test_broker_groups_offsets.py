@@ -130,6 +130,7 @@ def test_committed_offsets_survive_a_sigkill_of_the_broker(tmp_path) -> None:
     data_dir, log_path = tmp_path / "data", tmp_path / "broker.log"
     first = BrokerProcess(data_dir, log_path)
     first.start()
+    assert first.address is not None
     stubs = Stubs.connect(first.address)
     try:
         stubs.create_topic("orders", 2)
@@ -143,6 +144,7 @@ def test_committed_offsets_survive_a_sigkill_of_the_broker(tmp_path) -> None:
 
     second = BrokerProcess(data_dir, log_path)
     second.start()
+    assert second.address is not None
     stubs = Stubs.connect(second.address)
     try:
         assert "previous shutdown was not clean" in second.log_text()
@@ -249,7 +251,7 @@ def test_reset_offsets_in_every_mode_only_without_members(stubs) -> None:
     member.heartbeat()
     assert member.commit({("orders", 0): 1}).error_code == 0
 
-    def reset(mode: int, scope=(("orders", 0),), **values) -> list[tuple[int, int]]:
+    def reset(mode: group_pb2.ResetMode, scope=(("orders", 0),), **values) -> list[tuple[int, int]]:
         answer = stub.ResetOffsets(
             group_pb2.ResetOffsetsRequest(group_id="g", partitions=partition_set(scope), mode=mode, **values)
         )

@@ -62,7 +62,7 @@ def test_produce_to_many_partitions_in_one_call_and_fetch_them_back(stubs) -> No
 def test_log_append_time_topics_answer_with_the_broker_time(stubs) -> None:
     stubs.create_topic("stamped", 1, **{"message.timestamp.type": "LogAppendTime"})
     before = time.time_ns() // 1_000_000
-    result = stubs.produce_one("stamped", 0, build_batch([Record(0, 5, 0, None, b"v", ())]))
+    result = stubs.produce_one("stamped", 0, build_batch([Record(0, 5, 0, None, b"v", [])]))
     assert result.log_append_time_ms >= before
     (record,) = iter_records(stubs.fetch_one("stamped", 0, 0).records)
     assert record.timestamp == result.log_append_time_ms
@@ -161,10 +161,10 @@ def test_fetch_max_bytes_limits_the_answer_but_always_returns_one_batch(stubs) -
 def test_list_offsets_earliest_latest_and_by_time(stubs) -> None:
     stubs.create_topic("t")
     for offset, timestamp in enumerate((1_000, 2_000, 3_000)):
-        record = Record(0, timestamp, 0, None, f"at {timestamp}".encode(), ())
+        record = Record(0, timestamp, 0, None, f"at {timestamp}".encode(), [])
         assert stubs.produce_one("t", 0, build_batch([record])).base_offset == offset
 
-    def lookup(spec: int, timestamp_ms: int = 0) -> fetch_pb2.ListOffsetsPartitionResult:
+    def lookup(spec: fetch_pb2.OffsetSpec, timestamp_ms: int = 0) -> fetch_pb2.ListOffsetsPartitionResult:
         query = fetch_pb2.ListOffsetsPartition(topic="t", partition=0, spec=spec, timestamp_ms=timestamp_ms)
         return stubs.fetch.ListOffsets(fetch_pb2.ListOffsetsRequest(partitions=[query])).results[0]
 

@@ -77,7 +77,7 @@ def test_from_latest_gets_only_new_batches(broker, stubs) -> None:
 def test_from_an_offset_and_from_a_timestamp(stubs) -> None:
     stubs.create_topic("t")
     for timestamp in (1_000, 2_000, 3_000):
-        stubs.produce_one("t", 0, build_batch([Record(0, timestamp, 0, None, str(timestamp).encode(), ())]))
+        stubs.produce_one("t", 0, build_batch([Record(0, timestamp, 0, None, str(timestamp).encode(), [])]))
 
     from_offset = _subscribe(stubs, _start(0, pb.START_FROM_OFFSET, offset=1))
     assert _collect(from_offset, 2, {0: 1}) == {0: [b"2000", b"3000"]}

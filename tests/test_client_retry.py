@@ -17,7 +17,7 @@ class FakeFuture:
 
 class FakeProducer:
     def __init__(self) -> None:
-        self.sent: list[tuple[str, bytes, bytes, list]] = []
+        self.sent: list[tuple[str, bytes, bytes | None, list | None]] = []
 
     def send(
         self, topic: str, value: bytes, key: bytes | None = None, headers: list | None = None

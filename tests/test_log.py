@@ -368,8 +368,9 @@ def test_concurrent_appenders_waiting_for_durability(tmp_path: Path) -> None:
     assert failures == []
     records = list(iter_records(read_everything(log)))
     assert [r.offset for r in records] == list(range(log.log_end_offset))
-    for thread in range(4):
-        sequence = [int(r.key.split(b":")[1]) for r in records if r.key.startswith(f"{thread}:".encode())]
+    for writer in range(4):
+        keys = [r.key for r in records if r.key is not None]
+        sequence = [int(key.split(b":")[1]) for key in keys if key.startswith(f"{writer}:".encode())]
         assert sequence == sorted(sequence) and set(sequence) == set(range(40))
     log.close()
 
