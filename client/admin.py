@@ -30,11 +30,11 @@ R = TypeVar("R")
 
 class NewTopic(NamedTuple):
     """A topic to create. ``num_partitions`` 0 means the broker's default; ``config`` uses Kafka's names
-    (``retention.ms``, ``cleanup.policy``, ...) with string values."""
+    (``retention.ms``, ``cleanup.policy``, ...) with string values (ints are sent as their digits)."""
 
     name: str
     num_partitions: int = 0
-    config: Mapping[str, str] | None = None
+    config: Mapping[str, str | int] | None = None
 
 
 class Admin:

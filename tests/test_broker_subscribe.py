@@ -24,13 +24,13 @@ def _subscribe(
     return stubs.fetch.Subscribe(request, timeout=DEADLINE_S)
 
 
-def _start(partition: int, start_from: int, **fields: int) -> pb.SubscribePartition:
+def _start(partition: int, start_from: pb.StartFrom, **fields: int) -> pb.SubscribePartition:
     return pb.SubscribePartition(topic="t", partition=partition, start_from=start_from, **fields)
 
 
-def _collect(stream, count: int, positions: dict[int, int]) -> dict[int, list[bytes]]:
+def _collect(stream, count: int, positions: dict[int, int]) -> dict[int, list[bytes | None]]:
     """Read messages until `count` records past `positions` arrived; returns values per partition."""
-    got: dict[int, list[bytes]] = {}
+    got: dict[int, list[bytes | None]] = {}
     while sum(map(len, got.values())) < count:
         message = next(stream)
         partitions = [p.partition for p in message.partitions]

@@ -56,6 +56,7 @@ def test_keys_go_to_murmur3_partitions_in_order(broker: EmbeddedBroker) -> None:
     per_key = defaultdict(list)
     for partition, records in read_topic(broker.address, "keyed", 4).items():
         for record in records:
+            assert record.key is not None and record.value is not None
             assert key_partition(record.key, 4) == partition
             per_key[record.key].append(int(record.value))
     assert all(values == list(range(40)) for values in per_key.values())
@@ -84,7 +85,7 @@ def test_explicit_partition_and_unknown_partition(broker: EmbeddedBroker) -> Non
 
 @pytest.mark.parametrize("acks", [0, 1, "all"])
 @pytest.mark.parametrize("compression", ["none", "gzip", "zstd"])
-def test_acks_and_compression(broker: EmbeddedBroker, acks: object, compression: str) -> None:
+def test_acks_and_compression(broker: EmbeddedBroker, acks: int | str, compression: str) -> None:
     topic = f"c-{compression}-{acks}"
     create(broker, topic, 1)
     with Producer(broker.address, acks=acks, compression=compression) as producer:
@@ -182,6 +183,7 @@ def test_callbacks_run_on_delivery(broker: EmbeddedBroker) -> None:
     seen: list[object] = []
     with Producer(broker.address) as producer:
         producer.send("cb", b"x").add_callback(seen.append).add_errback(seen.append)
+    assert isinstance(seen[0], RecordMetadata)
     assert seen == [RecordMetadata("cb", 0, 0, seen[0].timestamp)]
 
 
@@ -224,6 +226,7 @@ def test_order_per_key_survives_faults_with_five_requests_in_flight(broker: Embe
     per_key = defaultdict(list)
     for records in read_topic(broker.address, "chaos", 3).values():
         for record in records:
+            assert record.value is not None
             per_key[record.key].append(int(record.value))
     assert {key: values for key, values in per_key.items()} == {key: list(range(150)) for key in keys}
 
