@@ -11,6 +11,7 @@ import argparse
 import logging
 import time
 from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 import grpc
 import pytest
@@ -403,4 +404,4 @@ def test_group_settings_follow_flags_over_environment_over_file(tmp_path) -> Non
         ({"offsets_topic_partitions": 0}, "offsets_topic_partitions"),
     ]:
         with pytest.raises(SettingsError, match=named):
-            load(bad, env={})
+            load(cast("dict[str, Any]", bad), env={})

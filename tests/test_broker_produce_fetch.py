@@ -298,7 +298,7 @@ def test_an_older_producer_epoch_is_fenced(stubs) -> None:
     ("request_", "fragment"),
     [
         (produce_pb2.ProduceRequest(), "names no partitions"),
-        (produce_pb2.ProduceRequest(acks=9, partitions=[_entry("t", 0, b"")]), "acks must be"),
+        (produce_pb2.ProduceRequest(acks=9, partitions=[_entry("t", 0, b"")]), "acks must be"),  # type: ignore[arg-type]
         (produce_pb2.ProduceRequest(timeout_ms=-1, partitions=[_entry("t", 0, b"")]), "timeout_ms"),
         (produce_pb2.ProduceRequest(partitions=[_entry("t", 0, b"")] * 10_001), "the limit is 10000"),
     ],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Protocol
 
 import grpc
 import pytest
@@ -17,9 +18,16 @@ from wire.logstore.v1 import fetch_pb2 as pb
 DEADLINE_S = 30  # a broken subscription fails the test instead of hanging it
 
 
-def _subscribe(
-    stubs, *partitions: pb.SubscribePartition, max_bytes: int = 0
-) -> Iterator[pb.SubscribeResponse]:
+class _Stream(Protocol):
+    """A server-streaming call: its messages, and the call's control."""
+
+    def __iter__(self) -> Iterator[pb.SubscribeResponse]: ...
+    def __next__(self) -> pb.SubscribeResponse: ...
+    def cancel(self) -> bool: ...
+    def code(self) -> grpc.StatusCode: ...
+
+
+def _subscribe(stubs, *partitions: pb.SubscribePartition, max_bytes: int = 0) -> _Stream:
     request = pb.SubscribeRequest(partitions=partitions, max_bytes=max_bytes)
     return stubs.fetch.Subscribe(request, timeout=DEADLINE_S)
 

@@ -68,7 +68,7 @@ class Met:
     message: str
 
 
-def read_through_the_bad_batch(address: str) -> tuple[list[bytes], list[Met]]:
+def read_through_the_bad_batch(address: str) -> tuple[list[bytes | None], list[Met]]:
     """Values read from offset 0 to the end; each corrupt batch is met twice (the position must stay),
     then skipped with a seek, as an application would."""
     values: list[bytes | None] = []

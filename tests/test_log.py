@@ -403,7 +403,7 @@ def test_truncation_during_a_flush_never_leaves_flushed_offset_past_the_end(
     log.append(batch(2))
     log.append(batch(2))
     lock = PauseAfterRelease(paused="flusher")
-    log._fsync_lock = lock
+    log._fsync_lock = lock  # type: ignore[assignment]  # a stand-in that pauses after release
     flusher = threading.Thread(target=log.flush, name="flusher")
     flusher.start()
     assert lock.released.wait(30)  # the fsync of offsets 0..3 is done; the flusher is between two steps

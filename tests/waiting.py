@@ -19,4 +19,6 @@ def wait_until(condition: Callable[[], object], what: str, timeout_s: float = 10
 
 def broker_waiters(broker: EmbeddedBroker) -> int:
     """How many fetches and subscriptions are parked inside an EmbeddedBroker, waiting for data."""
-    return int(broker.run(lambda: len(broker.server.core.waiters)))
+    core = broker.server.core
+    assert core is not None, "the broker is not started"
+    return int(broker.run(lambda: len(core.waiters)))
