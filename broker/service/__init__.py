@@ -10,6 +10,7 @@ import grpc
 
 from broker.domain.core import BrokerCore
 from broker.service.admin import AdminService
+from broker.service.answers import AnswerBudget
 from broker.service.fetch import FetchService
 from broker.service.groups import GroupService
 from broker.service.produce import ProduceService
@@ -33,10 +34,15 @@ SERVICE_NAMES = (
 
 
 def add_services(
-    server: grpc.aio.Server, core: BrokerCore, *, produce_timeout_ms: int, fetch_max_bytes: int
+    server: grpc.aio.Server,
+    core: BrokerCore,
+    *,
+    produce_timeout_ms: int,
+    fetch_max_bytes: int,
+    answers: AnswerBudget | None = None,
 ) -> None:
-    """Register the logstore.v1 services on `server`."""
+    """Register the logstore.v1 services on `server`; `answers` bounds the memory held for answers."""
     admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminService(core), server)
     produce_pb2_grpc.add_ProduceServiceServicer_to_server(ProduceService(core, produce_timeout_ms), server)
-    fetch_pb2_grpc.add_FetchServiceServicer_to_server(FetchService(core, fetch_max_bytes), server)
+    fetch_pb2_grpc.add_FetchServiceServicer_to_server(FetchService(core, fetch_max_bytes, answers), server)
     group_pb2_grpc.add_GroupServiceServicer_to_server(GroupService(core), server)
