@@ -1,7 +1,8 @@
 """What clients that never read cost the broker: its RSS, and another client's produce latency.
 
 Starts `python -m broker` as a child process, fills a topic with `--fill-mib` MiB of 100-byte records,
-then opens `--calls` Fetch calls (50 MiB answers by default) that are never read, on `--connections`
+then opens `--calls` Fetch calls (50 MiB answers by default), or Subscribe calls (`--method subscribe`,
+1 MiB per message), that are never read, on `--connections`
 raw HTTP/2 connections (bench/stalled_reader.py). Reports the broker's RSS (VmRSS from /proc) before,
 with the calls open, and after they closed; and the median latency of acks=1 produces of 1 KiB from a
 normal client while the stalled calls are open, beside the same figure before them.
@@ -28,6 +29,7 @@ from wire.logstore.v1 import admin_pb2, admin_pb2_grpc, fetch_pb2, produce_pb2, 
 
 MiB = 1024 * 1024
 FETCH_METHOD = "/logstore.v1.FetchService/Fetch"
+SUBSCRIBE_METHOD = "/logstore.v1.FetchService/Subscribe"
 CLIENT_OPTIONS = [("grpc.max_receive_message_length", 256 * MiB), ("grpc.max_send_message_length", 256 * MiB)]
 
 
@@ -75,6 +77,12 @@ def fetch_request(topic: str) -> bytes:
     return fetch_pb2.FetchRequest(partitions=[wanted], max_bytes=256 * MiB).SerializeToString()
 
 
+def subscribe_request(topic: str) -> bytes:
+    """A subscription from the start of the topic with the default 1 MiB per message."""
+    wanted = fetch_pb2.SubscribePartition(topic=topic, partition=0, start_from=fetch_pb2.START_FROM_EARLIEST)
+    return fetch_pb2.SubscribeRequest(partitions=[wanted]).SerializeToString()
+
+
 def settle_rss(pid: int, seconds: float) -> int:
     """The highest RSS seen over `seconds` (the broker builds answers asynchronously)."""
     deadline = time.monotonic() + seconds
@@ -98,9 +106,12 @@ def one_run(args: argparse.Namespace, broker_args: list[str]) -> dict[str, float
                 quiet_ms = produce_latency_ms(channel, "small", args.produces, args.timeout_s)
                 before = rss_bytes(pid)
                 readers = [StalledReader(address) for _ in range(args.connections)]
-                request = fetch_request("big")
+                if args.method == "subscribe":
+                    method, request = SUBSCRIBE_METHOD, subscribe_request("big")
+                else:
+                    method, request = FETCH_METHOD, fetch_request("big")
                 for i in range(args.calls):
-                    readers[i % len(readers)].call(FETCH_METHOD, request)
+                    readers[i % len(readers)].call(method, request)
                 held = settle_rss(pid, args.settle_s)
                 loaded_ms = produce_latency_ms(channel, "small", args.produces, args.timeout_s)
                 held = max(held, rss_bytes(pid))
@@ -123,7 +134,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--calls", type=int, default=40, help="stalled Fetch calls (40)")
+    parser.add_argument(
+        "--method", choices=("fetch", "subscribe"), default="fetch", help="what to stall (fetch)"
+    )
+    parser.add_argument("--calls", type=int, default=40, help="stalled calls (40)")
     parser.add_argument("--connections", type=int, default=40, help="raw connections carrying them (40)")
     parser.add_argument("--fill-mib", type=int, default=64, help="MiB of records in the fetched topic (64)")
     parser.add_argument("--produces", type=int, default=20, help="produces timed per phase (20)")

@@ -81,6 +81,24 @@ class StalledReader:
         )
         return stream
 
+    @property
+    def peer(self) -> str:
+        """How the broker names this connection (gRPC's peer string)."""
+        host, port = self._socket.getsockname()[:2]
+        return f"ipv4:{host}:{port}" if ":" not in host else f"ipv6:[{host}]:{port}"
+
+    def wait_closed_by_peer(self, timeout_s: float) -> bool:
+        """Read (at last) until the broker closes the connection; False if it is still open after `timeout_s`."""
+        self._socket.settimeout(timeout_s)
+        try:
+            while self._socket.recv(1 << 16):
+                pass
+        except ConnectionResetError:
+            pass
+        except TimeoutError:
+            return False
+        return True
+
     def close(self) -> None:
         self._socket.close()
 

@@ -83,9 +83,10 @@ class Settings:
     """The server-side assignor of groups whose first member names none: uniform or range."""
     offsets_topic_partitions: int = 8
     """Partitions of the internal `__consumer_offsets` topic; used only when the broker first creates it."""
-    queued_max_response_bytes: int = 512 * MiB
+    queued_max_response_bytes: int = 256 * MiB
     """Most bytes of batches in answers not yet taken by their clients, broker-wide (Kafka's habit of
-    `queued.max.request.bytes`, for answers): past it, reads wait or get smaller answers."""
+    `queued.max.request.bytes`, for answers): past it, reads wait or get smaller answers. Each such byte
+    costs about three of memory while it waits (the answer, its serialized form, gRPC's copy)."""
     queued_max_response_bytes_per_connection: int = 64 * MiB
     """The same bound per client connection, so one slow reader cannot take the broker-wide budget."""
     connections_max_idle_ms: int = 600_000
@@ -297,7 +298,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--offsets-topic-partitions", type=int, default=given, help="__consumer_offsets partitions (8)"
     )
     parser.add_argument(
-        "--queued-max-response-bytes", type=int, default=given, help="unread answers, broker-wide (512 MiB)"
+        "--queued-max-response-bytes", type=int, default=given, help="unread answers, broker-wide (256 MiB)"
     )
     parser.add_argument(
         "--queued-max-response-bytes-per-connection",

@@ -56,6 +56,13 @@ class AnswerBudget:
 
     async def wait_for_room(self, connection: str) -> None:
         """Return once `connection` may read again; at once if it may already."""
+        if self.room(connection) <= 0:
+            log.debug(
+                "a read for %s waits for room: %d bytes of answers unread on its connection, %d in all",
+                connection,
+                self.held_by(connection),
+                self.in_use,
+            )
         while self.room(connection) <= 0:
             future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._waiting.add(future)
