@@ -5,7 +5,7 @@ then opens `--calls` Fetch calls (50 MiB answers by default), or Subscribe calls
 1 MiB per message), that are never read, on `--connections`
 raw HTTP/2 connections (bench/stalled_reader.py). Reports the broker's RSS (VmRSS from /proc) before,
 with the calls open, and after they closed; and the median latency of acks=1 produces of 1 KiB from a
-normal client while the stalled calls are open, beside the same figure before them.
+normal client before the stalled calls, right after they were sent, and once the broker has settled.
 
     .venv/bin/python -m bench.bench_slow_readers --calls 40 --runs 3
 
@@ -112,8 +112,10 @@ def one_run(args: argparse.Namespace, broker_args: list[str]) -> dict[str, float
                     method, request = FETCH_METHOD, fetch_request("big")
                 for i in range(args.calls):
                     readers[i % len(readers)].call(method, request)
-                held = settle_rss(pid, args.settle_s)
+                # Timed while the broker takes in the stalled calls, then after it has settled.
                 loaded_ms = produce_latency_ms(channel, "small", args.produces, args.timeout_s)
+                held = settle_rss(pid, args.settle_s)
+                settled_ms = produce_latency_ms(channel, "small", args.produces, args.timeout_s)
                 held = max(held, rss_bytes(pid))
                 for reader in readers:
                     reader.close()
@@ -126,7 +128,8 @@ def one_run(args: argparse.Namespace, broker_args: list[str]) -> dict[str, float
         "rss_held_mb": held / 1e6,
         "rss_after_close_mb": after / 1e6,
         "produce_ms_quiet": quiet_ms,
-        "produce_ms_with_stalled": loaded_ms,
+        "produce_ms_during_stall": loaded_ms,
+        "produce_ms_stalled_settled": settled_ms,
     }
 
 

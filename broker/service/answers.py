@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 
 log = logging.getLogger("broker.answers")
 
-TRIM_AFTER_BYTES = 64 * 1024 * 1024
+TRIM_AFTER_BYTES = 16 * 1024 * 1024
 """Once this much was held since the last trim and nearly all of it is released, give free memory back."""
 TRIM_DELAY_S = 1.0
-"""Wait this long after the drop before trimming, so a busy broker keeps reusing its buffers."""
+"""... but only after this long without a new answer, so a busy broker keeps reusing its buffers."""
 
 
 class AnswerBudget:
@@ -42,6 +43,7 @@ class AnswerBudget:
         self._waiting: set[asyncio.Future[None]] = set()
         self._release_memory = release_memory
         self._held_since_trim = 0
+        self._last_charge = 0.0
         self._trim: asyncio.TimerHandle | None = None
 
     def room(self, connection: str) -> int:
@@ -77,6 +79,7 @@ class AnswerBudget:
         self.in_use += size
         self._per_connection[connection] = self._per_connection.get(connection, 0) + size
         self._held_since_trim = max(self._held_since_trim, self.in_use)
+        self._last_charge = time.monotonic()
 
     def release(self, connection: str, size: int) -> None:
         if size <= 0:
@@ -104,6 +107,10 @@ class AnswerBudget:
     def _trim_now(self) -> None:
         self._trim = None
         if not self._should_trim():
+            return
+        quiet = time.monotonic() - self._last_charge
+        if quiet < TRIM_DELAY_S:
+            self._trim = asyncio.get_running_loop().call_later(TRIM_DELAY_S - quiet, self._trim_now)
             return
         held, self._held_since_trim = self._held_since_trim, self.in_use
         log.debug("answers holding %d bytes drained to %d; returning free memory", held, self.in_use)
