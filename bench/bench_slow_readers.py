@@ -3,7 +3,8 @@
 Starts `python -m broker` as a child process, fills a topic with `--fill-mib` MiB of 100-byte records,
 then opens `--calls` Fetch calls (50 MiB answers by default), or Subscribe calls (`--method subscribe`,
 1 MiB per message), that are never read, on `--connections`
-raw HTTP/2 connections (bench/stalled_reader.py). Reports the broker's RSS (VmRSS from /proc) before,
+raw HTTP/2 connections (bench/stalled_reader.py); or, with `--client grpc`, Subscribe streams a gRPC
+client never iterates and then cancels. Reports the broker's RSS (VmRSS from /proc) before,
 with the calls open, and after they closed; and the median latency of acks=1 produces of 1 KiB from a
 normal client before the stalled calls, right after they were sent, and once the broker has settled.
 
@@ -18,6 +19,7 @@ import argparse
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -25,7 +27,14 @@ import grpc
 from bench.stalled_reader import StalledReader
 from broker.embedded import BrokerProcess
 from logstore.records import build_batch
-from wire.logstore.v1 import admin_pb2, admin_pb2_grpc, fetch_pb2, produce_pb2, produce_pb2_grpc
+from wire.logstore.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    fetch_pb2,
+    fetch_pb2_grpc,
+    produce_pb2,
+    produce_pb2_grpc,
+)
 
 MiB = 1024 * 1024
 FETCH_METHOD = "/logstore.v1.FetchService/Fetch"
@@ -93,6 +102,38 @@ def settle_rss(pid: int, seconds: float) -> int:
     return peak
 
 
+def open_stalled_calls(address: str, channel: grpc.Channel, args: argparse.Namespace) -> Callable[[], None]:
+    """Open the stalled calls; returns what ends them (closing their connections, or cancelling them)."""
+    if args.client == "grpc":
+        # gRPC's own client reads its socket whatever the application does, but a stream the application
+        # does not iterate is not given flow-control window: the broker holds what it cannot send.
+        assert args.method == "subscribe", "a gRPC client always takes a unary answer"
+        stub = fetch_pb2_grpc.FetchServiceStub(channel)
+        start = fetch_pb2.SubscribePartition(
+            topic="big", partition=0, start_from=fetch_pb2.START_FROM_EARLIEST
+        )
+        streams = [stub.Subscribe(fetch_pb2.SubscribeRequest(partitions=[start])) for _ in range(args.calls)]
+
+        def cancel() -> None:
+            for stream in streams:
+                stream.cancel()
+
+        return cancel
+    readers = [StalledReader(address) for _ in range(args.connections)]
+    if args.method == "subscribe":
+        method, request = SUBSCRIBE_METHOD, subscribe_request("big")
+    else:
+        method, request = FETCH_METHOD, fetch_request("big")
+    for i in range(args.calls):
+        readers[i % len(readers)].call(method, request)
+
+    def close() -> None:
+        for reader in readers:
+            reader.close()
+
+    return close
+
+
 def one_run(args: argparse.Namespace, broker_args: list[str]) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         broker = BrokerProcess(Path(tmp) / "data", Path(tmp) / "broker.log", broker_args)
@@ -105,20 +146,13 @@ def one_run(args: argparse.Namespace, broker_args: list[str]) -> dict[str, float
                 fill(channel, "small", 1)
                 quiet_ms = produce_latency_ms(channel, "small", args.produces, args.timeout_s)
                 before = rss_bytes(pid)
-                readers = [StalledReader(address) for _ in range(args.connections)]
-                if args.method == "subscribe":
-                    method, request = SUBSCRIBE_METHOD, subscribe_request("big")
-                else:
-                    method, request = FETCH_METHOD, fetch_request("big")
-                for i in range(args.calls):
-                    readers[i % len(readers)].call(method, request)
+                close = open_stalled_calls(address, channel, args)
                 # Timed while the broker takes in the stalled calls, then after it has settled.
                 loaded_ms = produce_latency_ms(channel, "small", args.produces, args.timeout_s)
                 held = settle_rss(pid, args.settle_s)
                 settled_ms = produce_latency_ms(channel, "small", args.produces, args.timeout_s)
                 held = max(held, rss_bytes(pid))
-                for reader in readers:
-                    reader.close()
+                close()
                 time.sleep(args.settle_s)
                 after = rss_bytes(pid)
         finally:
@@ -139,6 +173,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "--method", choices=("fetch", "subscribe"), default="fetch", help="what to stall (fetch)"
+    )
+    parser.add_argument(
+        "--client",
+        choices=("raw", "grpc"),
+        default="raw",
+        help="raw: connections that never read (default); grpc: Subscribe streams never iterated, then cancelled",
     )
     parser.add_argument("--calls", type=int, default=40, help="stalled calls (40)")
     parser.add_argument("--connections", type=int, default=40, help="raw connections carrying them (40)")
