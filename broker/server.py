@@ -173,6 +173,8 @@ class BrokerServer:
         assert self._health is not None
         await self._health.enter_graceful_shutdown()
         self.core.begin_shutdown()
+        if self.answers is not None:
+            self.answers.close()
         await self._server.stop(self.settings.shutdown_grace_ms / 1000)
         await self.core.close()
         log.info("stopped cleanly; data directory %s closed", self.settings.data_dir)

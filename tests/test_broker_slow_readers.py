@@ -194,3 +194,27 @@ def test_memory_held_for_stalled_subscriptions_is_given_back_once_they_end(tmp_p
             _until(lambda: rss_bytes(pid) < before + 25 * 1000 * 1000, timeout_s=30)
     finally:
         broker.terminate()
+
+
+def test_a_fetch_waiting_for_room_ends_promptly_when_the_broker_stops(start_broker, connect, readers) -> None:
+    broker = start_broker(
+        queued_max_response_bytes=2 * MiB,
+        queued_max_response_bytes_per_connection=2 * MiB,
+        shutdown_grace_ms=3000,
+    )
+    stubs = connect(broker)
+    fill(stubs.channel, "big", 4)
+    stalled = StalledReader(broker.address)
+    readers.append(stalled)
+    stalled.call(FETCH_METHOD, fetch_request("big"))
+    stalled.call(FETCH_METHOD, fetch_request("big"))
+    answers = broker.server.answers
+    assert answers is not None
+    _until(lambda: broker.run(lambda: answers.in_use) >= 2 * MiB)
+    wanted = fetch_pb2.FetchPartition(topic="big", partition=0, offset=0)
+    waiting = stubs.fetch.Fetch.future(fetch_pb2.FetchRequest(partitions=[wanted]), timeout=120)
+    _until(lambda: broker.run(lambda: len(answers._waiting)) == 1)
+    broker.stop()  # the stalled calls hold it for the grace period; the waiting fetch must end before
+    error = waiting.exception()
+    assert error is not None and error.code() == grpc.StatusCode.UNAVAILABLE, error
+    assert "shutting down" in error.details()

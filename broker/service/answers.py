@@ -39,6 +39,8 @@ class AnswerBudget:
         self.max_bytes = max_bytes
         self.max_bytes_per_connection = max_bytes_per_connection
         self.in_use = 0
+        self.closed = False
+        """Set at shutdown: nobody waits for room any more (the calls then end as the broker stops)."""
         self._per_connection: dict[str, int] = {}
         self._waiting: set[asyncio.Future[None]] = set()
         self._release_memory = release_memory
@@ -65,13 +67,18 @@ class AnswerBudget:
                 self.held_by(connection),
                 self.in_use,
             )
-        while self.room(connection) <= 0:
+        while self.room(connection) <= 0 and not self.closed:
             future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._waiting.add(future)
             try:
                 await future
             finally:
                 self._waiting.discard(future)
+
+    def close(self) -> None:
+        """At shutdown: wake every read waiting for room, and let no new one wait."""
+        self.closed = True
+        self._wake()
 
     def charge(self, connection: str, size: int) -> None:
         if size <= 0:
@@ -90,12 +97,15 @@ class AnswerBudget:
             self._per_connection[connection] = left
         else:
             del self._per_connection[connection]
+        self._wake()
+        if self._release_memory is not None and self._should_trim():
+            self._schedule_trim()
+
+    def _wake(self) -> None:
         for future in self._waiting:
             if not future.done():
                 future.set_result(None)
         self._waiting.clear()
-        if self._release_memory is not None and self._should_trim():
-            self._schedule_trim()
 
     def _should_trim(self) -> bool:
         return self._held_since_trim >= TRIM_AFTER_BYTES and self.in_use <= self._held_since_trim // 8
@@ -134,7 +144,8 @@ class Lease:
         return self.budget.room(self.connection)
 
     async def wait_for_room(self) -> int:
-        """Wait until the call's connection may read, then return how many bytes it may take."""
+        """Wait until the call's connection may read, then return how many bytes it may take (0 or less
+        only once the broker is stopping)."""
         await self.budget.wait_for_room(self.connection)
         return self.room()
 

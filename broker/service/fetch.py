@@ -105,7 +105,9 @@ class FetchService(fetch_pb2_grpc.FetchServiceServicer):
         Reading and charging happen with no await in between, so concurrent calls cannot all take the
         same room."""
         room = await lease.wait_for_room()
-        reads = await self._core.fetch(specs, min_bytes=0, max_wait_s=0, max_bytes=min(max_bytes, room))
+        reads = await self._core.fetch(
+            specs, min_bytes=0, max_wait_s=0, max_bytes=max(1, min(max_bytes, room))
+        )
         lease.charge(_records_bytes(reads))
         return reads
 
