@@ -52,6 +52,9 @@ TABLE: dict[type[BaseException], ErrorMapping] = {
     engine.OutOfOrderSequenceError: ErrorMapping(
         Status.FAILED_PRECONDITION, common.ERROR_CODE_OUT_OF_ORDER_SEQUENCE
     ),
+    engine.DuplicateSequenceNumberError: ErrorMapping(
+        Status.FAILED_PRECONDITION, common.ERROR_CODE_DUPLICATE_SEQUENCE_NUMBER
+    ),
     engine.InvalidProducerEpochError: ErrorMapping(
         Status.FAILED_PRECONDITION, common.ERROR_CODE_INVALID_PRODUCER_EPOCH
     ),
@@ -81,6 +84,7 @@ TABLE: dict[type[BaseException], ErrorMapping] = {
     broker.ShuttingDownError: ErrorMapping(Status.UNAVAILABLE, common.ERROR_CODE_NOT_AVAILABLE),
     engine.LogClosedError: ErrorMapping(Status.UNAVAILABLE, common.ERROR_CODE_NOT_AVAILABLE),
     engine.StorageError: ErrorMapping(Status.UNAVAILABLE, common.ERROR_CODE_STORAGE_ERROR),
+    engine.MetadataError: ErrorMapping(Status.UNAVAILABLE, common.ERROR_CODE_STORAGE_ERROR),  # start-up only
 }
 
 UNEXPECTED = ErrorMapping(Status.INTERNAL, common.ERROR_CODE_UNKNOWN)

@@ -18,6 +18,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from broker.domain.core import BrokerCore
+from broker.groups.offset_store import _OFFSETS_TOPIC_CONFIG as OFFSETS_TOPIC_CONFIG
+from broker.groups.offset_store import OFFSETS_TOPIC
 from broker.malloc import keep_large_buffers, release_free_memory
 from broker.service import SERVICE_NAMES, add_services
 from broker.service.answers import AnswerBudget
@@ -80,7 +82,13 @@ class BrokerServer:
 
     async def start(self) -> None:
         settings = self.settings
-        manager = LogManager(settings.data_dir, default_config=settings.topic_config())
+        manager = LogManager(
+            settings.data_dir,
+            default_config=settings.topic_config(),
+            max_partitions=settings.max_partitions_per_topic,
+            recover_metadata=settings.recover_metadata,
+            recovered_configs={OFFSETS_TOPIC: OFFSETS_TOPIC_CONFIG},
+        )
         try:
             self._report_start(manager)
             self.core = BrokerCore(

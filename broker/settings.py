@@ -29,6 +29,7 @@ from broker.groups.assignors import ASSIGNORS
 from broker.groups.model import CoordinatorConfig
 from logstore.config import TopicConfig
 from logstore.errors import InvalidConfigError
+from logstore.manager import MAX_PARTITIONS
 
 MiB = 1024 * 1024
 ENV_PREFIX = "LOGSTORE_"
@@ -83,6 +84,12 @@ class Settings:
     """The server-side assignor of groups whose first member names none: uniform or range."""
     offsets_topic_partitions: int = 8
     """Partitions of the internal `__consumer_offsets` topic; used only when the broker first creates it."""
+    max_partitions_per_topic: int = 1000
+    """Most partitions one topic may have (CreateTopic, CreatePartitions; INVALID_PARTITIONS beyond).
+    Each partition costs open files and memory, so one request must not be able to take the broker down."""
+    recover_metadata: bool = False
+    """Rebuild a lost `meta.json` from the partition folders at start (command-line flag only: a lost
+    topic list is an event to look at, not something to repair silently on every start)."""
     queued_max_response_bytes: int = 256 * MiB
     """Most bytes of batches in answers not yet taken by their clients, broker-wide (Kafka's habit of
     `queued.max.request.bytes`, for answers): past it, reads wait or get smaller answers. Each such byte
@@ -123,6 +130,13 @@ class Settings:
                 f"group_assignor must be one of {', '.join(sorted(ASSIGNORS))}, not {self.group_assignor!r}"
             )
         _check_range("offsets_topic_partitions", self.offsets_topic_partitions, 1, 1000)
+        _check_range("max_partitions_per_topic", self.max_partitions_per_topic, 1, MAX_PARTITIONS)
+        for name in ("default_partitions", "offsets_topic_partitions"):
+            if getattr(self, name) > self.max_partitions_per_topic:
+                raise SettingsError(
+                    f"{name} ({getattr(self, name)}) is more than max_partitions_per_topic "
+                    f"({self.max_partitions_per_topic}); lower it or raise the limit"
+                )
         _check_range("queued_max_response_bytes", self.queued_max_response_bytes, 64 * 1024, 2**48)
         _check_range(
             "queued_max_response_bytes_per_connection",
@@ -171,7 +185,13 @@ class Settings:
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
-_SCALARS = {name: type(f.default) for name, f in _FIELDS.items() if name != "topic_defaults"}
+_FLAG_ONLY = ("recover_metadata",)
+"""Settings taken from the command line only, never from the environment or the config file."""
+_SCALARS = {
+    name: type(f.default)
+    for name, f in _FIELDS.items()
+    if name != "topic_defaults" and name not in _FLAG_ONLY
+}
 _SCALARS["data_dir"] = Path
 
 
@@ -220,6 +240,8 @@ def _from_file(path: Path) -> dict[str, Any]:
             values[key] = {
                 str(k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in value.items()
             }
+        elif key in _FLAG_ONLY:
+            raise SettingsError(f"{path}: {raw_key} is a command-line flag only (--{key.replace('_', '-')})")
         elif key in _SCALARS:
             values[key] = _parse(key, value, str(path))
         else:
@@ -296,6 +318,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--offsets-topic-partitions", type=int, default=given, help="__consumer_offsets partitions (8)"
+    )
+    parser.add_argument(
+        "--max-partitions-per-topic", type=int, default=given, help="most partitions of one topic (1000)"
+    )
+    parser.add_argument(
+        "--recover-metadata",
+        action="store_true",
+        default=given,
+        help="rebuild a lost meta.json from the partition folders (default configs, retention off), then start",
     )
     parser.add_argument(
         "--queued-max-response-bytes", type=int, default=given, help="unread answers, broker-wide (256 MiB)"

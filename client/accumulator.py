@@ -10,7 +10,10 @@ What it decides:
 - Which batches go in the next request: per partition the oldest batch, if it is full, has lingered
   ``linger_ms``, or a flush, close or memory shortage is under way; at most ``max_in_flight_per_partition``
   per partition, up to ``max_request_size`` bytes per request, starting from a different partition
-  each time so none starves.
+  each time so none starves. With idempotence, a new batch also waits while it would be
+  ``DEDUP_WINDOW`` or more batches after the oldest unanswered one of its partition: the broker
+  remembers only the last five batches per producer and partition, so a retry further back would be
+  refused as out of order although it was written.
 - Idempotence: sequence numbers are given per partition when a batch is first drained. When a batch
   fails, its partition is held (nothing new is sent) until every request in flight for it has answered;
   then the batches to retry go back to the front of the queue in their original order, renumbered past
@@ -18,6 +21,9 @@ What it decides:
   have appended it) is never renumbered: if it must be given up, the partition moves to a new producer
   epoch and restarts its sequence at 0, which the broker accepts as a fresh start. This keeps per-key
   order under retries with several requests in flight, and never writes a record twice.
+- What a failure says. A batch that may have been written (an attempt got no answer) and is then given
+  up fails with ``UnknownDeliveryError`` (its fate is unknown), whatever the last answer was; any other
+  error means none of its records is in the log.
 """
 
 from __future__ import annotations
@@ -27,7 +33,15 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 
 from client.backoff import Backoff
-from client.errors import ClientError, DeliveryTimeoutError, OutOfOrderSequenceError, RecordTooLargeError
+from client.errors import (
+    ClientError,
+    DeliveryTimeoutError,
+    DuplicateSequenceNumberError,
+    OutOfOrderSequenceError,
+    RecordTooLargeError,
+    UnknownDeliveryError,
+    UnknownDeliveryTimeoutError,
+)
 from client.futures import BatchOutcome, RecordFuture, failed_future, new_future
 from logstore.records import HEADER_SIZE, NONE, BatchBuilder, crc32c
 
@@ -43,6 +57,11 @@ _PRODUCER_FIELDS = struct.Struct(">qhi")
 _CRC = struct.Struct(">I")
 _SEQUENCE_MODULUS = 1 << 31  # sequences wrap after the int32 maximum, as the broker's do
 _EPOCH_MODULUS = 1 << 15
+
+DEDUP_WINDOW = 5
+"""Batches per producer and partition the broker remembers to recognise a retry (Kafka's five,
+``logstore.producer_state.BATCHES_REMEMBERED``): while a batch is unanswered, at most this many batches
+from it on may have been sent."""
 
 
 def stamp_producer(batch: bytes, producer_id: int, epoch: int, base_sequence: int) -> bytearray:
@@ -426,11 +445,12 @@ class Accumulator:
         start = self._drain_start
         for step in range(count):
             queue = queues[(start + step) % count]
-            if queue.held or queue.resending or len(queue.in_flight) >= self.max_in_flight_per_partition:
+            in_flight = queue.in_flight
+            if queue.held or queue.resending or len(in_flight) >= self.max_in_flight_per_partition:
                 continue
             if queue.queue:
                 batch = queue.queue[0]
-                if batch.order >= 0 and queue.in_flight:
+                if batch.order >= 0 and in_flight:
                     continue  # a resend goes alone (see _number)
                 if batch.retry_at > now:
                     wake = batch.retry_at if wake is None else min(wake, batch.retry_at)
@@ -443,6 +463,10 @@ class Accumulator:
                     continue
             else:
                 continue
+            # in_flight is in drain order, so its first batch is the oldest unanswered one (a resend goes
+            # alone, and a held partition, whose retries wait, sends nothing).
+            if in_flight and self.idempotent and queue.next_order - in_flight[0].order >= DEDUP_WINDOW:
+                continue  # sending it could push the oldest unanswered batch out of the broker's memory
             size = batch.size()
             if batches and total + size > self.max_request_size:
                 self._drain_start = (start + step) % count  # the next request starts with this partition
@@ -519,9 +543,9 @@ class Accumulator:
                 queue.retrying.append(batch)
                 queue.held = True
         else:
-            finished.append((batch, error))
+            finished.append((batch, self._unknown(batch, error) if batch.maybe_appended else error))
             self._left_sequence(queue, batch)
-            if isinstance(error, OutOfOrderSequenceError):
+            if isinstance(error, OutOfOrderSequenceError | DuplicateSequenceNumberError):
                 queue.reset_needed = True  # the broker expects other numbers than ours: start afresh
         finished += self._resume(queue, now)
         self._release(finished)
@@ -541,11 +565,24 @@ class Accumulator:
             if self.retries is None or batch.attempts <= self.retries
             else f"still failing after retries={self.retries}"
         )
-        maybe = " It may or may not have been written." if batch.maybe_appended else ""
-        return DeliveryTimeoutError(
+        text = (
             f"batch of {batch.record_count} records to {batch.topic}-{batch.partition} {why} "
-            f"({batch.attempts} attempts; last error: {error}).{maybe}"
+            f"({batch.attempts} attempts; last error: {error})."
         )
+        if batch.maybe_appended:
+            return UnknownDeliveryTimeoutError(f"{text} {_MAYBE_WRITTEN}")
+        return DeliveryTimeoutError(f"{text} It was not written.")
+
+    @staticmethod
+    def _unknown(batch: ProducerBatch, error: ClientError) -> UnknownDeliveryError:
+        """The error for a batch that may have been written and is now refused for good: a refusal says
+        nothing about an earlier attempt, whose answer was lost (the broker may have forgotten it)."""
+        unknown = UnknownDeliveryError(
+            f"batch of {batch.record_count} records to {batch.topic}-{batch.partition} given up: an earlier "
+            f"attempt got no answer, and the broker now refuses it ({error}). {_MAYBE_WRITTEN}"
+        )
+        unknown.__cause__ = error
+        return unknown
 
     def _left_sequence(self, queue: PartitionQueue, batch: ProducerBatch) -> None:
         """A numbered batch left its partition's sequence for good: the batches after it need new numbers.
@@ -611,11 +648,11 @@ class Accumulator:
             batch.data = None  # encode again with the new numbers
 
     @staticmethod
-    def _abandoned(batch: ProducerBatch) -> DeliveryTimeoutError:
-        return DeliveryTimeoutError(
+    def _abandoned(batch: ProducerBatch) -> UnknownDeliveryError:
+        return UnknownDeliveryError(
             f"batch of {batch.record_count} records to {batch.topic}-{batch.partition} abandoned: an earlier "
             "batch of this partition was given up, and this one may already have been written, so resending "
-            "it could write it twice. It may or may not have been written."
+            f"it could write it twice. {_MAYBE_WRITTEN}"
         )
 
     def _release(self, finished: Finished) -> None:
@@ -641,10 +678,29 @@ class Accumulator:
         return finished
 
     def abort(self, error: BaseException) -> Finished:
-        """Give up every unfinished batch, in flight or not (the producer is closing without waiting)."""
+        """Give up every unfinished batch, in flight or not (the producer is closing without waiting).
+
+        Each fails with ``error``, except those in flight or that may have been written before: their
+        fate is unknown, so they fail with ``UnknownDeliveryError`` (``error`` as its cause).
+        """
         finished: Finished = []
         for queue in self._queues:
-            finished.extend((batch, error) for batch in queue.batches())
+            in_flight = set(map(id, queue.in_flight))
+            for batch in queue.batches():
+                if batch.maybe_appended or id(batch) in in_flight:
+                    how = (
+                        "sent, no answer yet"
+                        if id(batch) in in_flight
+                        else "an earlier attempt got no answer"
+                    )
+                    unknown = UnknownDeliveryError(
+                        f"{error} (batch of {batch.record_count} records to {batch.topic}-{batch.partition}: "
+                        f"{how}). {_MAYBE_WRITTEN}"
+                    )
+                    unknown.__cause__ = error
+                    finished.append((batch, unknown))
+                else:
+                    finished.append((batch, error))
             if queue.open is not None:
                 self._close_open(queue)
             queue.queue.clear()
@@ -660,6 +716,9 @@ class Accumulator:
 
     def has_unfinished(self) -> bool:
         return any(queue.open or queue.queue or queue.in_flight or queue.retrying for queue in self._queues)
+
+
+_MAYBE_WRITTEN = "It may or may not have been written; sending it again may write it twice."
 
 
 class _StillWaiting(Exception):

@@ -62,8 +62,18 @@ def _add_groups(subcommands: Subcommands) -> None:
 COMMANDS: Sequence[Callable[[Subcommands], None]] = (_add_serve, *CONSOLE_COMMANDS, _add_groups, _add_perf)
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("logstore")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="logstore", description="A Kafka-style partitioned commit log.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     subcommands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in COMMANDS:
         add(subcommands)

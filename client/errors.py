@@ -114,6 +114,11 @@ class OutOfOrderSequenceError(ClientError):
     """An idempotent producer's batch did not continue its partition's sequence; nothing was appended."""
 
 
+class DuplicateSequenceNumberError(ClientError):
+    """The broker holds another batch under this idempotent producer's id, epoch and sequence numbers (two
+    producers may share the id): this batch was refused, nothing of it was appended."""
+
+
 class ProducerFencedError(ClientError):
     """A newer instance of this idempotent producer has taken over (its epoch is higher)."""
 
@@ -122,7 +127,19 @@ class ProducerFencedError(ClientError):
 
 
 class DeliveryTimeoutError(ClientError):
-    """A record was not acknowledged within ``delivery_timeout_ms``; it may or may not have been written."""
+    """A record was not acknowledged within ``delivery_timeout_ms``. Unless the error is also an
+    ``UnknownDeliveryError``, no attempt to send it can have been written."""
+
+
+class UnknownDeliveryError(ClientError):
+    """The record may or may not have been written (librdkafka's "possibly persisted"): an attempt to send
+    it got no answer, and the producer had to give up before learning its fate. Sending it again may write
+    it twice; read the partition to find out. Any other delivery error means it was not written."""
+
+
+class UnknownDeliveryTimeoutError(DeliveryTimeoutError, UnknownDeliveryError):
+    """Not acknowledged within ``delivery_timeout_ms``, after an attempt whose answer was lost: the record
+    may or may not have been written."""
 
 
 class BufferExhaustedError(ClientError):
@@ -163,6 +180,7 @@ _BY_CODE: dict[int, type[ClientError]] = {
     common_pb2.ERROR_CODE_TOPIC_ALREADY_EXISTS: TopicExistsError,
     common_pb2.ERROR_CODE_INVALID_CONFIG: InvalidConfigError,
     common_pb2.ERROR_CODE_INVALID_PARTITIONS: InvalidPartitionsError,
+    common_pb2.ERROR_CODE_DUPLICATE_SEQUENCE_NUMBER: DuplicateSequenceNumberError,
 }
 
 _BY_STATUS: dict[grpc.StatusCode, type[ClientError]] = {

@@ -7,6 +7,9 @@
 Settings follow kafka-python's names and Kafka's defaults. With idempotence on (the default, unless
 acks=0) the broker writes each batch once even when it is retried, and per-partition order holds with
 up to five requests in flight. With idempotence off, retries may reorder records unless max_in_flight=1.
+
+A future that fails with ``client.errors.UnknownDeliveryError`` means the record may or may not have been
+written (an attempt got no answer before the producer gave up); any other error means it was not.
 """
 
 from __future__ import annotations

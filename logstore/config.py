@@ -8,6 +8,8 @@ them, and `to_mapping` gives the dotted string form back for storage and display
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +17,13 @@ from typing import Any
 from logstore.errors import InvalidConfigError
 
 DAY_MS = 24 * 60 * 60 * 1000
+
+INT32_MAX = 2**31 - 1
+INT64_MAX = 2**63 - 1
+_INT32_FIELDS = ("segment_index_bytes", "index_interval_bytes", "max_message_bytes")
+"""Kafka types these as INT; the others that are whole numbers are LONG (segment.bytes is INT in Kafka
+too, but here its bound is the 32-bit unsigned index position, checked on its own)."""
+_DIGITS = re.compile(r"[+-]?[0-9]+")
 
 CLEANUP_POLICIES = ("delete", "compact", "compact,delete")
 TIMESTAMP_TYPES = ("CreateTime", "LogAppendTime")
@@ -69,11 +78,21 @@ class TopicConfig:
                 raise InvalidConfigError(
                     f"{_dotted(name)} must be -1 (off) or a positive number, not {value}"
                 )
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            ceiling = INT32_MAX if f.name in _INT32_FIELDS else INT64_MAX
+            if isinstance(value, int) and value > ceiling:
+                kind = "a 32-bit" if ceiling == INT32_MAX else "a 64-bit"
+                raise InvalidConfigError(
+                    f"{_dotted(f.name)} must be at most {ceiling} (Kafka stores it as {kind} number), not {value}"
+                )
         if self.segment_bytes > 0xFFFFFFFF:
             raise InvalidConfigError(
                 f"segment.bytes must be at most {0xFFFFFFFF} (index positions are 32-bit), not {self.segment_bytes}"
             )
-        if not 0.0 <= self.min_cleanable_dirty_ratio <= 1.0:
+        if not (
+            math.isfinite(self.min_cleanable_dirty_ratio) and 0.0 <= self.min_cleanable_dirty_ratio <= 1.0
+        ):
             raise InvalidConfigError(
                 f"min.cleanable.dirty.ratio must be between 0 and 1, not {self.min_cleanable_dirty_ratio}"
             )
@@ -154,11 +173,14 @@ def _parse(name: str, value: Any) -> Any:
                 raise ValueError(text)
             return lowered in ("true", "1")
         if wanted is int:
+            if not _DIGITS.fullmatch(text):  # int() would also take '1_000' and non-ASCII digits
+                raise ValueError(text)
             return int(text)
         if wanted is float:
             return float(text)
     except ValueError:
-        raise InvalidConfigError(f"{_dotted(name)} must be a {wanted.__name__}, not {text!r}") from None
+        kind = {"int": "whole number", "float": "number"}.get(wanted.__name__, wanted.__name__)
+        raise InvalidConfigError(f"{_dotted(name)} must be a {kind}, not {text!r}") from None
     return text
 
 

@@ -73,6 +73,11 @@ class OutOfOrderSequenceError(InvalidRequestError):
     """An idempotent producer's batch skips or repeats sequence numbers out of order."""
 
 
+class DuplicateSequenceNumberError(InvalidRequestError):
+    """An idempotent producer's batch has the sequence numbers of a batch already written, but is not that
+    batch (its CRC differs): it is refused rather than answered as a retry of the other one."""
+
+
 class InvalidProducerEpochError(LogStoreError):
     """An idempotent producer's epoch is older than one the log has already seen (a fenced zombie)."""
 
@@ -86,3 +91,8 @@ class LogClosedError(LogStoreError):
 
 class StorageError(LogStoreError):
     """The disk failed us: an I/O error while reading or writing segment files."""
+
+
+class MetadataError(LogStoreError):
+    """The data directory's topic list (meta.json) is missing, unreadable or does not match what is on
+    disk; the manager refuses to open rather than guess, and the message says how to get out."""

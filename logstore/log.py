@@ -232,7 +232,7 @@ class Log:
         snapshot.unlink(missing_ok=True)
         for header in self._headers_from(start):
             if header.producer_id >= 0:
-                self.producer_state.update(header)
+                self.producer_state.replay(header)
 
     def _headers_from(self, offset: int) -> Iterator[BatchHeader]:
         index = max(0, bisect.bisect_right(self._bases, offset) - 1)

@@ -1,7 +1,9 @@
 """Idempotent producers: per producer id, the epoch and the last few batches' sequence numbers.
 
 This is what lets the log answer a retried batch with its original offsets instead of appending it twice,
-and reject a batch that skips sequence numbers. Like Kafka, it remembers the last five batches per
+and reject a batch that skips sequence numbers. A batch is a retry only if it is the same batch: same
+sequence numbers and same CRC. Another batch under a remembered producer id and sequence (a stranger's, or
+a buggy client's) is refused, so it can never make the producer's own acknowledged batch vanish. Like Kafka, it remembers the last five batches per
 producer (a producer keeps at most five requests in flight). The state is rebuilt after a restart from the
 batch headers in the log, starting from a snapshot written at clean shutdown when there is one.
 """
@@ -12,10 +14,12 @@ import json
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from logstore.checkpoint import write_atomic
-from logstore.errors import InvalidProducerEpochError, OutOfOrderSequenceError
+from logstore.errors import DuplicateSequenceNumberError, InvalidProducerEpochError, OutOfOrderSequenceError
 from logstore.records import BatchHeader
+from logstore.records.layout import TIMESTAMP_TYPE_MASK
 
 BATCHES_REMEMBERED = 5
 _INT32_MAX = 2**31 - 1
@@ -28,6 +32,13 @@ class BatchMetadata:
     first_offset: int
     last_offset: int
     timestamp: int
+    crc: int | None = None
+    """The CRC the producer sent the batch with; None when unknown (a snapshot written before CRCs were
+    kept, or a LogAppendTime batch read back from the log, whose stored CRC is the broker's): a batch of
+    unknown CRC matches any retry with its sequence numbers, as before."""
+
+    def same_batch(self, header: BatchHeader) -> bool:
+        return self.crc is None or self.crc == header.crc
 
 
 @dataclass
@@ -63,9 +74,10 @@ class ProducerStateManager:
         """Decide what to do with an incoming batch, before anything is written.
 
         Returns the metadata of the original batch when this one is a retried duplicate, None when it
-        may be appended. Raises InvalidProducerEpochError for a fenced (older) epoch and
-        OutOfOrderSequenceError when sequence numbers do not follow on. `pending` holds the state of batches
-        earlier in the same request, not yet applied.
+        may be appended. Raises InvalidProducerEpochError for a fenced (older) epoch,
+        OutOfOrderSequenceError when sequence numbers do not follow on, and DuplicateSequenceNumberError for
+        a batch with a remembered batch's sequence numbers but other contents (its CRC differs). `pending`
+        holds the state of batches earlier in the same request, not yet applied.
         """
         pid = header.producer_id
         entry = (pending or {}).get(pid) or self.producers.get(pid)
@@ -92,7 +104,14 @@ class ProducerStateManager:
         last_seq = _last_seq(header)
         for batch in entry.batches:
             if batch.first_seq == first_seq and batch.last_seq == last_seq:
-                return batch
+                if batch.same_batch(header):
+                    return batch
+                raise DuplicateSequenceNumberError(
+                    f"{self.topic_partition}: producer {pid} epoch {header.producer_epoch} already wrote "
+                    f"sequences {first_seq}..{last_seq} at offsets {batch.first_offset}..{batch.last_offset}, "
+                    f"and this batch is not that one (CRC {header.crc:#010x}, written {batch.crc:#010x}); "
+                    "nothing was appended. Two producers may share this producer id"
+                )
         expected = _next_seq(entry.last_seq)
         if first_seq != expected:
             raise OutOfOrderSequenceError(
@@ -103,6 +122,16 @@ class ProducerStateManager:
 
     def update(self, header: BatchHeader, target: dict[int, ProducerEntry] | None = None) -> None:
         """Record an appended batch (offsets already assigned) in `target` (default: the live state)."""
+        self._remember(header, target, header.crc)
+
+    def replay(self, header: BatchHeader) -> None:
+        """Record a batch read back from the log at start-up. A LogAppendTime batch was stamped (and its
+        CRC recomputed) by the broker, so the CRC its producer sent is unknown: remember none."""
+        self._remember(header, None, None if header.attributes & TIMESTAMP_TYPE_MASK else header.crc)
+
+    def _remember(
+        self, header: BatchHeader, target: dict[int, ProducerEntry] | None, crc: int | None
+    ) -> None:
         producers = self.producers if target is None else target
         pid = header.producer_id
         entry = producers.get(pid)
@@ -119,6 +148,7 @@ class ProducerStateManager:
                 header.base_offset,
                 header.last_offset,
                 header.max_timestamp,
+                crc,
             )
         )
 
@@ -148,7 +178,7 @@ class ProducerStateManager:
             producers = {
                 int(pid): ProducerEntry(
                     int(value["epoch"]),
-                    deque((BatchMetadata(*map(int, b)) for b in value["batches"]), maxlen=BATCHES_REMEMBERED),
+                    deque((_batch_from_snapshot(b) for b in value["batches"]), maxlen=BATCHES_REMEMBERED),
                 )
                 for pid, value in data["producers"].items()
             }
@@ -157,3 +187,14 @@ class ProducerStateManager:
             return None
         self.producers = producers
         return offset
+
+
+def _batch_from_snapshot(fields: list[Any]) -> BatchMetadata:
+    """Five ints (a snapshot from before CRCs were kept), or five and a CRC that may be null."""
+    if len(fields) not in (5, 6):
+        raise ValueError(f"a remembered batch has {len(fields)} fields, not 5 or 6")
+    first_seq, last_seq, first_offset, last_offset, timestamp = map(int, fields[:5])
+    crc = fields[5] if len(fields) == 6 else None
+    return BatchMetadata(
+        first_seq, last_seq, first_offset, last_offset, timestamp, None if crc is None else int(crc)
+    )

@@ -262,6 +262,24 @@ def test_idempotent_retry_is_answered_with_its_first_offset_also_after_a_restart
     assert stubs.values("t", 0) == [b"a", b"b", b"c", b"d"]
 
 
+def test_a_batch_claiming_a_producers_id_and_sequence_is_refused_not_acknowledged(stubs) -> None:
+    """Issue 9 item 14: a batch under the same producer id, epoch and sequence as one written before used
+    to be answered as its retry, with its offset, though not a byte of it was written."""
+    stubs.create_topic("t")
+    pid = stubs.produce.InitProducerId(produce_pb2.InitProducerIdRequest()).producer_id
+    mine = _idempotent(pid, 0, b"mine")
+    assert stubs.produce_one("t", 0, mine).base_offset == 0
+    # A stranger takes the producer's next sequence; the producer's own batch with it is then refused.
+    assert stubs.produce_one("t", 0, _idempotent(pid, 1, b"stranger")).base_offset == 1
+    own = stubs.produce_one("t", 0, _idempotent(pid, 1, b"mine too"))
+    assert own.error_code == common.ERROR_CODE_DUPLICATE_SEQUENCE_NUMBER
+    assert own.base_offset == -1
+    assert "already wrote sequences 1..1 at offsets 1..1" in own.error_message
+    retry = stubs.produce_one("t", 0, mine)  # a real retry is still answered as the duplicate it is
+    assert (retry.error_code, retry.base_offset) == (0, 0)
+    assert stubs.values("t", 0) == [b"mine", b"stranger"]
+
+
 def test_a_sequence_gap_is_rejected_with_its_own_code(stubs) -> None:
     stubs.create_topic("t")
     pid = stubs.produce.InitProducerId(produce_pb2.InitProducerIdRequest()).producer_id

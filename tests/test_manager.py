@@ -20,7 +20,7 @@ from logstore.errors import (
     UnknownPartitionError,
     UnknownTopicError,
 )
-from logstore.manager import CLEAN_SHUTDOWN_MARKER, META_FILE, RECOVERY_CHECKPOINT, LogManager
+from logstore.manager import CLEAN_SHUTDOWN_MARKER, META_FILE, RECOVERY_CHECKPOINT, UNOWNED_DIR, LogManager
 from logstore.records import build_batch, iter_records
 
 TS = 1_700_000_000_000
@@ -235,13 +235,13 @@ def test_a_closed_manager_refuses_changes(data_dir: Path) -> None:
             call()
 
 
-def test_stray_folders_from_an_interrupted_delete_are_removed_at_start_up(data_dir: Path) -> None:
+def test_folders_no_topic_owns_are_moved_aside_at_start_up_not_removed(data_dir: Path) -> None:
     manager = open_manager(data_dir)
     manager.create_topic("gone", 2)
     manager.create_topic("kept", 1)
     manager.log("gone", 0).append(build_batch([b"x"]))
     manager.close()
-    # A delete cut short after meta.json was rewritten but before the folders were removed:
+    # meta.json edited by hand to forget a topic, and folders the broker did not make:
     meta = json.loads((data_dir / META_FILE).read_text())
     del meta["topics"]["gone"]
     (data_dir / META_FILE).write_text(json.dumps(meta))
@@ -249,7 +249,9 @@ def test_stray_folders_from_an_interrupted_delete_are_removed_at_start_up(data_d
     (data_dir / "not-a-partition").mkdir()
     manager = open_manager(data_dir)
     names = {path.name for path in data_dir.iterdir() if path.is_dir()}
-    assert names == {"kept-0", "not-a-partition"}
+    assert names == {"kept-0", "not-a-partition", UNOWNED_DIR}
+    assert {p.name for p in (data_dir / UNOWNED_DIR).iterdir()} == {"gone-0", "gone-1", "old-topic-delete"}
+    assert any((data_dir / UNOWNED_DIR / "gone-0").glob("*.log"))
     assert [t.name for t in manager.topics()] == ["kept"]
     manager.close()
 

@@ -9,20 +9,32 @@ from typing import Any
 import pytest
 
 from logstore.config import TopicConfig
-from logstore.errors import InvalidProducerEpochError, OutOfOrderSequenceError
+from logstore.errors import DuplicateSequenceNumberError, InvalidProducerEpochError, OutOfOrderSequenceError
 from logstore.log import PRODUCER_SNAPSHOT, AppendResult, Log
-from logstore.producer_state import ProducerStateManager
-from logstore.records import BatchHeader, build_batch, check_batch, iter_records
+from logstore.producer_state import BatchMetadata, ProducerStateManager
+from logstore.records import BatchHeader, Record, build_batch, check_batch, iter_records
 
 PID = 4242
 INT32_MAX = 2**31 - 1
+STAMP = 1_700_000_000_000
+"""Every test batch's timestamp: a retry is the same bytes as its first attempt (and so has its CRC)."""
+
+
+def stamped(values: list[bytes]) -> list[Record]:
+    return [Record(0, STAMP, value=value) for value in values]
 
 
 def header(
-    base_sequence: int, count: int = 1, *, epoch: int = 0, pid: int = PID, base_offset: int = 0
+    base_sequence: int,
+    count: int = 1,
+    *,
+    epoch: int = 0,
+    pid: int = PID,
+    base_offset: int = 0,
+    value: bytes = b"x",
 ) -> BatchHeader:
     data = build_batch(
-        [b"x"] * count,
+        stamped([value] * count),
         producer_id=pid,
         producer_epoch=epoch,
         base_sequence=base_sequence,
@@ -33,7 +45,7 @@ def header(
 
 def idempotent(base_sequence: int, count: int = 1, *, epoch: int = 0, pid: int = PID) -> bytes:
     values = [f"p{pid}-e{epoch}-s{base_sequence + i}".encode() for i in range(count)]
-    return build_batch(values, producer_id=pid, producer_epoch=epoch, base_sequence=base_sequence)
+    return build_batch(stamped(values), producer_id=pid, producer_epoch=epoch, base_sequence=base_sequence)
 
 
 def open_log(tmp_path: Path, **kwargs: Any) -> Log:
@@ -91,6 +103,32 @@ def test_a_retried_batch_is_recognised_among_the_last_five() -> None:
         state.check(header(2, 2))  # six batches back: forgotten, so out of order
 
 
+def test_a_different_batch_under_remembered_sequences_is_refused_not_taken_for_a_retry() -> None:
+    state = ProducerStateManager("t-0")
+    state.update(header(0, 2, base_offset=10))
+    state.update(header(2, 2, base_offset=12))
+    with pytest.raises(
+        DuplicateSequenceNumberError, match=r"already wrote sequences 2\.\.3 at offsets 12\.\.13"
+    ):
+        state.check(header(2, 2, value=b"y"))
+    with pytest.raises(DuplicateSequenceNumberError):
+        state.check(header(0, 2, value=b"y"))  # an older remembered batch too
+    assert state.check(header(2, 2)).first_offset == 12  # the real retry is still recognised
+    assert state.check(header(4, 2, value=b"y")) is None  # what follows on is not affected
+
+
+def test_a_remembered_batch_of_unknown_crc_matches_any_retry() -> None:
+    """Snapshots written before CRCs were kept, and LogAppendTime batches read back from the log (the
+    broker recomputed their CRC), remember none: their retries are recognised by sequence numbers alone."""
+    state = ProducerStateManager("t-0")
+    stamped = header(0, 2, base_offset=5)
+    state.replay(stamped._replace(attributes=stamped.attributes | 0x08))
+    assert state.producers[PID].batches[-1].crc is None
+    assert state.check(header(0, 2, value=b"other")).first_offset == 5
+    state.replay(header(2, 1, base_offset=7))  # CreateTime: the stored CRC is the producer's
+    assert state.producers[PID].batches[-1].crc == header(2, 1).crc
+
+
 def test_an_older_epoch_is_fenced_and_a_newer_one_starts_at_zero() -> None:
     state = ProducerStateManager("t-0")
     state.update(header(0, 5, epoch=3))
@@ -142,10 +180,27 @@ def test_snapshot_round_trip_and_unusable_snapshots(tmp_path: Path) -> None:
     assert {pid: (e.epoch, list(e.batches)) for pid, e in loaded.producers.items()} == {
         pid: (e.epoch, list(e.batches)) for pid, e in state.producers.items()
     }
-    for garbage in (b"", b"{", b'{"offset": 1}', b'{"offset": "x", "producers": {}}', b"[1, 2]"):
+    assert all(b.crc is not None for e in loaded.producers.values() for b in e.batches)
+    for garbage in (
+        b"",
+        b"{",
+        b'{"offset": 1}',
+        b'{"offset": "x", "producers": {}}',
+        b"[1, 2]",
+        b'{"offset": 1, "producers": {"1": {"epoch": 0, "batches": [[0, 0, 0, 0]]}}}',
+    ):
         path.write_bytes(garbage)
         assert ProducerStateManager("t-0").load_snapshot(path) is None
     assert ProducerStateManager("t-0").load_snapshot(tmp_path / "missing.json") is None
+
+
+def test_a_snapshot_from_before_crcs_were_kept_still_loads(tmp_path: Path) -> None:
+    path = tmp_path / "snapshot.json"
+    path.write_text('{"offset": 9, "producers": {"4242": {"epoch": 2, "batches": [[0, 2, 6, 8, 1000]]}}}')
+    state = ProducerStateManager("t-0")
+    assert state.load_snapshot(path) == 9
+    assert list(state.producers[PID].batches) == [BatchMetadata(0, 2, 6, 8, 1000, None)]
+    assert state.check(header(0, 3, epoch=2)).first_offset == 6
 
 
 # --- through the log ---------------------------------------------------------------------------------------
@@ -236,6 +291,47 @@ def test_a_stale_snapshot_is_not_trusted_after_an_unclean_stop(tmp_path: Path) -
     reopened = open_log(tmp_path, clean_shutdown=False)
     assert reopened.append(idempotent(2, 2)).duplicate
     reopened.close()
+
+
+@pytest.mark.parametrize("clean", [True, False], ids=["clean restart (snapshot)", "unclean restart (scan)"])
+def test_a_stranger_claiming_the_sequence_cannot_make_a_written_batch_vanish(
+    tmp_path: Path, clean: bool
+) -> None:
+    """Issue 9 item 14: the broker used to answer another batch with the same producer id, epoch and
+    sequences as a duplicate, with the first batch's offsets, so its records were never written."""
+    log = open_log(tmp_path)
+    mine = idempotent(0, 2)
+    stranger = build_batch(
+        stamped([b"stranger-1", b"stranger-2"]), producer_id=PID, producer_epoch=0, base_sequence=0
+    )
+    assert log.append(mine).base_offset == 0
+    with pytest.raises(DuplicateSequenceNumberError, match="not that one"):
+        log.append(stranger)
+    if clean:
+        log.close()
+        log = open_log(tmp_path)
+    else:
+        abandon(log)
+        log = open_log(tmp_path, clean_shutdown=False)
+    with pytest.raises(DuplicateSequenceNumberError):
+        log.append(stranger)
+    assert log.append(mine) == AppendResult(0, 1, -1, 0, True)  # the real retry is still a duplicate
+    assert values(log) == [b"p4242-e0-s0", b"p4242-e0-s1"]
+    log.close()
+
+
+def test_a_log_append_time_retry_is_recognised_after_an_unclean_restart(tmp_path: Path) -> None:
+    """The broker stamps LogAppendTime batches and so changes their CRC: replayed from the log, they are
+    matched by sequence numbers alone, so a retry is not refused as someone else's batch."""
+    config = TopicConfig(segment_bytes=64 * 1024, message_timestamp_type="LogAppendTime")
+    log = Log(tmp_path / "t-0", "t", 0, config)
+    batch = idempotent(0, 2)
+    assert log.append(batch).base_offset == 0
+    assert log.append(batch).duplicate  # live: the CRC the producer sent is remembered
+    abandon(log)
+    log = Log(tmp_path / "t-0", "t", 0, config, clean_shutdown=False)
+    assert log.append(batch) == AppendResult(0, 1, -1, 0, True)
+    log.close()
 
 
 def test_truncation_forgets_the_batches_it_removed(tmp_path: Path) -> None:

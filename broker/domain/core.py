@@ -12,7 +12,7 @@ from broker.domain.errors import ShuttingDownError
 from broker.domain.fetch import Reader
 from broker.domain.groups import GroupDomain
 from broker.domain.produce import Appender
-from broker.domain.producer_ids import ProducerIdAllocator
+from broker.domain.producer_ids import ProducerIdAllocator, highest_producer_id
 from broker.domain.subscribe import Room, Subscriptions
 from broker.domain.topics import Topics
 from broker.domain.values import (
@@ -66,7 +66,11 @@ class BrokerCore:
         self._appender = Appender(self.topics, self.waiters, self._flusher)
         self._reader = Reader(self.topics, self.waiters)
         self._subscriptions = Subscriptions(self.topics, self.waiters)
-        self._producer_ids = ProducerIdAllocator(manager.data_dir)
+        self._producer_ids = ProducerIdAllocator(
+            manager.data_dir,
+            highest_in_logs=lambda: highest_producer_id(manager.all_logs()),
+            fresh=not manager.topics(),
+        )
         self._groups = GroupDomain(
             manager,
             self.topics,

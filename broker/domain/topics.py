@@ -39,7 +39,8 @@ class Topics:
         self.max_batch_bytes = max_batch_bytes
         """The largest max.message.bytes a topic may have: a bigger batch would not fit in a request."""
         self.internal: frozenset[str] = frozenset()
-        """Topics the broker keeps for itself: not listed, and never produced to, deleted or grown by clients."""
+        """Topics the broker keeps for itself: not listed, and never produced to, deleted, grown or
+        reconfigured by clients."""
         self.on_change: Callable[[str], None] = lambda name: None
         """Called with a topic's name after it is created (also automatically), deleted or grown."""
 
@@ -98,7 +99,11 @@ class Topics:
         return self.describe(name)
 
     def alter_config(self, name: str, updates: Mapping[str, str], reset: Iterable[str] = ()) -> TopicView:
-        """Set some settings and return others (`reset`) to the broker's defaults."""
+        """Set some settings and return others (`reset`) to the broker's defaults.
+
+        Internal topics are refused: `max.message.bytes=100` on `__consumer_offsets` would fail every
+        commit and `retention.ms=1` would wipe every group's offsets."""
+        self._refuse_internal(name, "reconfigured")
         info = self.info(name)
         changes = dict(updates)
         defaults = self.manager.default_config.to_mapping()

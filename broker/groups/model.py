@@ -82,7 +82,7 @@ class HeartbeatRequest:
 
     Fields left at None mean "unchanged since my last heartbeat" (a joining member must send a
     subscription). Sending either subscription field replaces the whole subscription: the topics
-    subscribed are the names plus every existing topic the regex matches with ``re.fullmatch``; topics
+    subscribed are the names plus every existing topic the regex matches with RE2's ``fullmatch``; topics
     whose names start with ``__`` never match a regex. ``owned_partitions`` is what the member owns
     right now; None means "not reported" and is read as "still owns everything it was given".
     ``server_assignor`` is the member's preferred assignor ("uniform" or "range"); it counts only for

@@ -11,26 +11,17 @@ import grpc
 from broker.domain.core import BrokerCore
 from broker.service.admin import AdminService
 from broker.service.answers import AnswerBudget
+from broker.service.calls import add_servicer
 from broker.service.fetch import FetchService
 from broker.service.groups import GroupService
 from broker.service.produce import ProduceService
-from wire.logstore.v1 import (
-    admin_pb2,
-    admin_pb2_grpc,
-    fetch_pb2,
-    fetch_pb2_grpc,
-    group_pb2,
-    group_pb2_grpc,
-    produce_pb2,
-    produce_pb2_grpc,
-)
+from wire.logstore.v1 import admin_pb2, fetch_pb2, group_pb2, produce_pb2
 
-SERVICE_NAMES = (
-    admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
-    produce_pb2.DESCRIPTOR.services_by_name["ProduceService"].full_name,
-    fetch_pb2.DESCRIPTOR.services_by_name["FetchService"].full_name,
-    group_pb2.DESCRIPTOR.services_by_name["GroupService"].full_name,
-)
+ADMIN = admin_pb2.DESCRIPTOR.services_by_name["AdminService"]
+PRODUCE = produce_pb2.DESCRIPTOR.services_by_name["ProduceService"]
+FETCH = fetch_pb2.DESCRIPTOR.services_by_name["FetchService"]
+GROUP = group_pb2.DESCRIPTOR.services_by_name["GroupService"]
+SERVICE_NAMES = tuple(service.full_name for service in (ADMIN, PRODUCE, FETCH, GROUP))
 
 
 def add_services(
@@ -41,8 +32,9 @@ def add_services(
     fetch_max_bytes: int,
     answers: AnswerBudget | None = None,
 ) -> None:
-    """Register the logstore.v1 services on `server`; `answers` bounds the memory held for answers."""
-    admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminService(core), server)
-    produce_pb2_grpc.add_ProduceServiceServicer_to_server(ProduceService(core, produce_timeout_ms), server)
-    fetch_pb2_grpc.add_FetchServiceServicer_to_server(FetchService(core, fetch_max_bytes, answers), server)
-    group_pb2_grpc.add_GroupServiceServicer_to_server(GroupService(core), server)
+    """Register the logstore.v1 services on `server` (decoding requests in `calls`, not in grpc, so a
+    malformed one is INVALID_ARGUMENT, not UNKNOWN); `answers` bounds the memory held for answers."""
+    add_servicer(server, AdminService(core), ADMIN)
+    add_servicer(server, ProduceService(core, produce_timeout_ms), PRODUCE)
+    add_servicer(server, FetchService(core, fetch_max_bytes, answers), FETCH)
+    add_servicer(server, GroupService(core), GROUP)

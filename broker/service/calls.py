@@ -1,13 +1,24 @@
-"""What every handler shares: error mapping at the call boundary, and request-level checks."""
+"""What every handler shares: request decoding, error mapping and logging at the call boundary, and
+request-level checks.
+
+Requests are decoded here, not inside grpc: grpc answers bytes that do not parse with UNKNOWN and logs a
+traceback per call, so any client could flood the log. Here a malformed request is INVALID_ARGUMENT with
+the parser's reason, and the log gets at most one line per call and kind of error every
+`LOG_INTERVAL_S` (with a count of the lines left out), also for bugs (whose line keeps its traceback).
+"""
 
 from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sized
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sized
 from typing import Any, TypeVar
 
 import grpc
+from google.protobuf import message_factory
+from google.protobuf.descriptor import ServiceDescriptor
+from google.protobuf.message import DecodeError, Message
 
 from broker.errors import describe, is_expected, mapping_for
 from logstore.errors import InvalidRequestError
@@ -16,17 +27,119 @@ log = logging.getLogger("broker.service")
 
 MAX_PARTITIONS_PER_REQUEST = 10_000
 """Bounds the per-partition fields of an answer, so it always fits in the broker's send limit."""
+LOG_INTERVAL_S = 10.0
+"""At most one log line per call and kind of error in this many seconds."""
 
 Request = TypeVar("Request")
 Response = TypeVar("Response")
 
 
+class MalformedRequestError(InvalidRequestError):
+    """The request's bytes are not a valid message of the call's request type."""
+
+
+class MalformedRequest:
+    """Handed to a handler instead of a request whose bytes did not decode; the handler's wrapper
+    (`unary`, `streaming`) refuses it before the handler runs."""
+
+    __slots__ = ("reason", "type_name")
+
+    def __init__(self, type_name: str, reason: str) -> None:
+        self.type_name = type_name
+        self.reason = reason
+
+    def error(self) -> MalformedRequestError:
+        return MalformedRequestError(f"the request is not a valid {self.type_name} message: {self.reason}")
+
+
+def tolerant_deserializer(message_class: type[Message]) -> Callable[[bytes], Message | MalformedRequest]:
+    """`message_class.FromString`, answering a MalformedRequest where it would raise."""
+    parse = message_class.FromString
+    type_name = message_class.DESCRIPTOR.full_name
+
+    def deserialize(data: bytes) -> Message | MalformedRequest:
+        try:
+            return parse(data)
+        except DecodeError as exc:
+            reason = str(exc).removeprefix(f"Error parsing message with type '{type_name}': ")
+            return MalformedRequest(type_name, reason or "it does not parse")
+
+    return deserialize
+
+
+def add_servicer(server: grpc.aio.Server, servicer: object, service: ServiceDescriptor) -> None:
+    """Register `servicer`'s methods for `service` as the generated `add_*_to_server` would, but with
+    requests decoded by `tolerant_deserializer`."""
+    handlers = {}
+    for method in service.methods:
+        if method.client_streaming:
+            raise ValueError(f"{method.full_name}: client-streaming calls are not supported here")
+        make = (
+            grpc.unary_stream_rpc_method_handler
+            if method.server_streaming
+            else grpc.unary_unary_rpc_method_handler
+        )
+        handlers[method.name] = make(
+            getattr(servicer, method.name),
+            request_deserializer=tolerant_deserializer(message_factory.GetMessageClass(method.input_type)),
+            response_serializer=message_factory.GetMessageClass(method.output_type).SerializeToString,
+        )
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
+    server.add_registered_method_handlers(service.full_name, handlers)
+
+
+class RateLimitedLog:
+    """At most one line per key every `interval_s`; the next line says how many were left out.
+
+    Keys are (call, error class) pairs, so the table stays as small as the API.
+    """
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        interval_s: float = LOG_INTERVAL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._logger = logger
+        self._interval_s = interval_s
+        self._clock = clock
+        self._state: dict[Hashable, list[float | int]] = {}
+        """key -> [time the next line may be written, lines left out since the last one]"""
+
+    def log(
+        self, level: int, key: Hashable, message: Callable[[], str], *, exc_info: BaseException | None = None
+    ) -> None:
+        """Log `message()` unless a line with `key` went out less than `interval_s` ago (the message is
+        only built when it is written: a flood costs a dictionary look-up per line left out)."""
+        if not self._logger.isEnabledFor(level):
+            return
+        now = self._clock()
+        state = self._state.get(key)
+        if state is not None and now < state[0]:
+            state[1] += 1
+            return
+        left_out = int(state[1]) if state is not None else 0
+        text = message()
+        if left_out:
+            text += f" ({left_out} more like this since the previous line were not logged)"
+        self._state[key] = [now + self._interval_s, 0]
+        self._logger.log(level, "%s", text, exc_info=exc_info)
+
+
+limited_log = RateLimitedLog(log)
+
+
 async def abort(context: grpc.aio.ServicerContext, error: Exception, call: str) -> None:
     """End the call with the status the error table gives `error` (raises grpc's AbortError)."""
-    if is_expected(error):
-        log.debug("%s refused: %s", call, error)
+    key = (call, type(error))
+    if isinstance(error, MalformedRequestError):
+        limited_log.log(
+            logging.WARNING, key, lambda: f"{call} refused a malformed request from {context.peer()}: {error}"
+        )
+    elif is_expected(error):
+        limited_log.log(logging.DEBUG, key, lambda: f"{call} refused: {error}")
     else:
-        log.error("%s failed unexpectedly", call, exc_info=error)
+        limited_log.log(logging.ERROR, key, lambda: f"{call} failed unexpectedly: {error!r}", exc_info=error)
     await context.abort(mapping_for(error).status, describe(error))
 
 
@@ -38,6 +151,8 @@ def unary(
     @functools.wraps(handler)
     async def call(self: Any, request: Request, context: grpc.aio.ServicerContext) -> Response:
         try:
+            if isinstance(request, MalformedRequest):
+                raise request.error()
             return await handler(self, request, context)
         except grpc.aio.AbortError:
             raise
@@ -56,6 +171,8 @@ def streaming(
     @functools.wraps(handler)
     async def call(self: Any, request: Request, context: grpc.aio.ServicerContext) -> AsyncIterator[Response]:
         try:
+            if isinstance(request, MalformedRequest):
+                raise request.error()
             async for message in handler(self, request, context):
                 yield message
         except grpc.aio.AbortError:
