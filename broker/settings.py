@@ -93,7 +93,7 @@ class Settings:
     queued_max_response_bytes: int = 256 * MiB
     """Most bytes of batches in answers not yet taken by their clients, broker-wide (Kafka's habit of
     `queued.max.request.bytes`, for answers): past it, reads wait or get smaller answers. Each such byte
-    costs about three of memory while it waits (the answer, its serialized form, gRPC's copy)."""
+    costs two to three of memory while it waits (the serialized answer, gRPC core's copy)."""
     queued_max_response_bytes_per_connection: int = 64 * MiB
     """The same bound per client connection, so one slow reader cannot take the broker-wide budget."""
     connections_max_idle_ms: int = 600_000
