@@ -188,7 +188,7 @@ def test_memory_held_for_stalled_subscriptions_is_given_back_once_they_end(tmp_p
                 topic="big", partition=0, start_from=fetch_pb2.START_FROM_EARLIEST
             )
             streams = [stub.Subscribe(fetch_pb2.SubscribeRequest(partitions=[start])) for _ in range(200)]
-            _until(lambda: rss_bytes(pid) > before + 150 * 1000 * 1000)
+            _until(lambda: rss_bytes(pid) > before + 100 * 1000 * 1000)
             for stream in streams:
                 stream.cancel()
             _until(lambda: rss_bytes(pid) < before + 25 * 1000 * 1000, timeout_s=30)
