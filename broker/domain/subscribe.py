@@ -77,7 +77,7 @@ class Subscriptions:
             if self.closing:
                 raise ShuttingDownError("the broker is shutting down; subscribe again from your next offset")
             if room is not None:
-                max_bytes = min(configured, await room())
+                max_bytes = max(1, min(configured, await room()))
                 if self.closing:
                     continue
             keys = list(positions)
