@@ -90,6 +90,9 @@ class Settings:
     recover_metadata: bool = False
     """Rebuild a lost `meta.json` from the partition folders at start (command-line flag only: a lost
     topic list is an event to look at, not something to repair silently on every start)."""
+    max_open_segments: int = 0
+    """Segments that may hold their files open at once (six descriptors each); idle ones beyond it close
+    and reopen on demand. 0: half the descriptor limit (raised to the hard limit at start) divided by six."""
     queued_max_response_bytes: int = 256 * MiB
     """Most bytes of batches in answers not yet taken by their clients, broker-wide (Kafka's habit of
     `queued.max.request.bytes`, for answers): past it, reads wait or get smaller answers. Each such byte
@@ -137,6 +140,7 @@ class Settings:
                     f"{name} ({getattr(self, name)}) is more than max_partitions_per_topic "
                     f"({self.max_partitions_per_topic}); lower it or raise the limit"
                 )
+        _check_range("max_open_segments", self.max_open_segments, 0, 2**31 - 1)
         _check_range("queued_max_response_bytes", self.queued_max_response_bytes, 64 * 1024, 2**48)
         _check_range(
             "queued_max_response_bytes_per_connection",
@@ -327,6 +331,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         default=given,
         help="rebuild a lost meta.json from the partition folders (default configs, retention off), then start",
+    )
+    parser.add_argument(
+        "--max-open-segments", type=int, default=given, help="segments with open files, 0 for auto (0)"
     )
     parser.add_argument(
         "--queued-max-response-bytes", type=int, default=given, help="unread answers, broker-wide (256 MiB)"
