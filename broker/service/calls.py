@@ -67,6 +67,16 @@ def tolerant_deserializer(message_class: type[Message]) -> Callable[[bytes], Mes
     return deserialize
 
 
+def passing_bytes(serialize: Callable[[Any], bytes]) -> Callable[[Any], bytes]:
+    """A response serializer that also takes an answer already serialized by its handler: a large answer
+    (fetch) is then held by gRPC as one copy, not as the message and its serialized copy beside it."""
+
+    def serializer(message: Any) -> bytes:
+        return message if isinstance(message, bytes) else serialize(message)
+
+    return serializer
+
+
 def add_servicer(server: grpc.aio.Server, servicer: object, service: ServiceDescriptor) -> None:
     """Register `servicer`'s methods for `service` as the generated `add_*_to_server` would, but with
     requests decoded by `tolerant_deserializer`."""
@@ -82,7 +92,9 @@ def add_servicer(server: grpc.aio.Server, servicer: object, service: ServiceDesc
         handlers[method.name] = make(
             getattr(servicer, method.name),
             request_deserializer=tolerant_deserializer(message_factory.GetMessageClass(method.input_type)),
-            response_serializer=message_factory.GetMessageClass(method.output_type).SerializeToString,
+            response_serializer=passing_bytes(
+                message_factory.GetMessageClass(method.output_type).SerializeToString
+            ),
         )
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
     server.add_registered_method_handlers(service.full_name, handlers)
