@@ -10,6 +10,9 @@ up to five requests in flight. With idempotence off, retries may reorder records
 
 A future that fails with ``client.errors.UnknownDeliveryError`` means the record may or may not have been
 written (an attempt got no answer before the producer gave up); any other error means it was not.
+
+A producer still open when the interpreter exits is closed then (waiting up to ``request_timeout_ms``),
+with a warning: its buffered records are sent rather than lost, but ``close()`` belongs in the program.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from client.metadata import TopicMetadata
 from client.partitioner import StickyPartitioner, key_partition
 from client.sender import Sender
 from client.serde import Serializer, resolve_serializer
+from client.unclosed import track, untrack
 from logstore.records import GZIP, NONE, ZSTD
 
 log = logging.getLogger(__name__)
@@ -160,6 +164,7 @@ class Producer:
         self._prepare = self._key_serializer is not None or self._value_serializer is not None
         """Whether send() must look at more than the hot path does (serializers, or closed)."""
         self._sender.start()
+        track(self, request_timeout_ms / 1000.0)  # closed (flushed) at interpreter exit if still open
 
     # --- sending --------------------------------------------------------------------------------------------
 
@@ -365,6 +370,7 @@ class Producer:
                 batch.outcome.fail(error)
             self._sender.join()
         self._connection.close()
+        untrack(self)
 
     @property
     def closed(self) -> bool:
