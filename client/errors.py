@@ -234,6 +234,11 @@ def error_from_rpc(error: grpc.RpcError, what: str) -> ClientError:
     text = f"{what} failed ({status}): {details or 'no details from the broker'}"
     if code is grpc.StatusCode.UNAVAILABLE:
         text += "; is the broker running and reachable at the bootstrap address?"
+    elif code is grpc.StatusCode.RESOURCE_EXHAUSTED and details and "larger than max" in details:
+        # gRPC's own limit on the broker's side: its max_request_bytes, not a topic's max.message.bytes.
+        text += (
+            "; the broker refuses requests over its max_request_bytes (logstore serve --max-request-bytes)"
+        )
     return cls(text)
 
 

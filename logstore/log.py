@@ -27,6 +27,7 @@ from logstore.errors import (
     LogClosedError,
     OffsetOutOfRangeError,
     OutOfOrderSequenceError,
+    RecordTooLargeError,
 )
 from logstore.producer_state import ProducerEntry, ProducerStateManager
 from logstore.records import BatchHeader, check_batch, decode_batch, set_log_append_time
@@ -275,7 +276,13 @@ class Log:
         position = 0
         limit = self.config.max_message_bytes
         while position < total:
-            header = check_batch(view, position, max_size=limit)
+            try:
+                header = check_batch(view, position, max_size=limit)
+            except RecordTooLargeError as exc:
+                raise RecordTooLargeError(
+                    f"{self.topic}-{self.partition}: {exc}, the topic's max.message.bytes (send smaller "
+                    f"batches, or raise it: logstore topics alter {self.topic} --config max.message.bytes=N)"
+                ) from None
             if header.is_transactional or header.is_control:
                 raise InvalidRequestError(
                     f"{self.topic}-{self.partition}: transactional and control batches are not supported"
