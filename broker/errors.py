@@ -85,6 +85,8 @@ TABLE: dict[type[BaseException], ErrorMapping] = {
     engine.LogClosedError: ErrorMapping(Status.UNAVAILABLE, common.ERROR_CODE_NOT_AVAILABLE),
     engine.StorageError: ErrorMapping(Status.UNAVAILABLE, common.ERROR_CODE_STORAGE_ERROR),
     engine.MetadataError: ErrorMapping(Status.UNAVAILABLE, common.ERROR_CODE_STORAGE_ERROR),  # start-up only
+    # Kafka's KAFKA_STORAGE_ERROR: the partition's disk failed a write; it is offline until a restart
+    engine.PartitionOfflineError: ErrorMapping(Status.UNAVAILABLE, common.ERROR_CODE_STORAGE_ERROR),
 }
 
 UNEXPECTED = ErrorMapping(Status.INTERNAL, common.ERROR_CODE_UNKNOWN)

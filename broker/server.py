@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 import signal
 import sys
 
@@ -73,6 +74,7 @@ class BrokerServer:
             max_partitions=settings.max_partitions_per_topic,
             recover_metadata=settings.recover_metadata,
             recovered_configs={OFFSETS_TOPIC: OFFSETS_TOPIC_CONFIG},
+            max_open_segments=settings.max_open_segments or None,
         )
         try:
             self._report_start(manager)
@@ -132,6 +134,11 @@ class BrokerServer:
                 partitions,
                 shutdown,
             )
+        log.info(
+            "open files limit %d: at most %d segments keep their files open (max_open_segments)",
+            resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+            manager.open_segments.limit,
+        )
         for info in manager.recovery:
             if info.truncated_bytes or info.segments_dropped:
                 log.warning(
@@ -193,9 +200,22 @@ def configure_logging(level: str) -> None:
     logging.getLogger("logstore").setLevel(level.upper())
 
 
+def raise_open_files_limit() -> None:
+    """Lift the soft descriptor limit to the hard one, as a server should (a soft 1024 is meant for
+    interactive programs); the budget of open segments is derived from the result."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == hard:
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError):  # RLIM_INFINITY above fs.nr_open, or a sandbox: keep what we have
+        log.debug("could not raise the open files limit from %s to %s", soft, hard)
+
+
 def run(settings: Settings) -> int:
     """Entry point of `logstore serve` and `python -m broker`: returns the process exit code."""
     configure_logging(settings.log_level)
+    raise_open_files_limit()
     if not keep_large_buffers():
         log.debug("could not tune the C library's allocator; large calls will cost more page faults")
     try:

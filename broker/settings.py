@@ -90,6 +90,9 @@ class Settings:
     recover_metadata: bool = False
     """Rebuild a lost `meta.json` from the partition folders at start (command-line flag only: a lost
     topic list is an event to look at, not something to repair silently on every start)."""
+    max_open_segments: int = 0
+    """Segments that may hold their files open at once (six descriptors each); idle ones beyond it close
+    and reopen on demand. 0: half the descriptor limit (raised to the hard limit at start) divided by six."""
 
     def __post_init__(self) -> None:
         _check_range("port", self.port, 0, 65535)
@@ -125,6 +128,7 @@ class Settings:
                     f"{name} ({getattr(self, name)}) is more than max_partitions_per_topic "
                     f"({self.max_partitions_per_topic}); lower it or raise the limit"
                 )
+        _check_range("max_open_segments", self.max_open_segments, 0, 2**31 - 1)
         if self.log_level.upper() not in LOG_LEVELS:
             raise SettingsError(f"log_level must be one of {', '.join(LOG_LEVELS)}, not {self.log_level!r}")
         batch = self.topic_config().max_message_bytes
@@ -305,6 +309,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         default=given,
         help="rebuild a lost meta.json from the partition folders (default configs, retention off), then start",
+    )
+    parser.add_argument(
+        "--max-open-segments", type=int, default=given, help="segments with open files, 0 for auto (0)"
     )
     parser.add_argument("--log-level", choices=LOG_LEVELS, type=str.upper, default=given, help="(INFO)")
     parser.add_argument(

@@ -67,6 +67,7 @@ class Consumer:
         server_assignor: str | None = None,
         rebalance_timeout_ms: int = 0,
         client_id: str = "logstore-python",
+        check_crcs: bool = True,
     ) -> None:
         if bootstrap_servers is not None:
             bootstrap = bootstrap_servers
@@ -106,6 +107,7 @@ class Consumer:
             fetch_max_bytes=fetch_max_bytes,
             request_timeout_ms=request_timeout_ms,
             retry_backoff=Backoff(retry_backoff_ms, retry_backoff_max_ms),
+            check_crcs=check_crcs,
         )
         self._closed = False
         self._iterator: Iterator[ConsumerRecord] | None = None
@@ -202,7 +204,12 @@ class Consumer:
     ) -> dict[TopicPartition, list[ConsumerRecord]]:
         """Records fetched so far, up to ``max_records`` (default ``max_poll_records``), waiting up to
         ``timeout_ms`` for some. Positions move past every record returned. Raises errors the fetcher
-        met (an unknown topic, an offset out of range with auto_offset_reset="none", ...)."""
+        met (an unknown topic, an offset out of range with auto_offset_reset="none", ...).
+
+        A corrupt batch (it fails its CRC, or its records do not decode) raises CorruptRecordError once
+        the records before it were returned. It names the partition and the offset where the position
+        stays; every poll raises it again until ``seek()`` moves past it (``error.next_offset``, the
+        offset after the batch, or ``error.offset + 1`` when that is -1) or back to it to retry."""
         limit = self._max_poll_records if max_records is None else max_records
         if limit < 1:
             raise ValueError(f"max_records must be at least 1, got {limit}")
@@ -269,26 +276,31 @@ class Consumer:
         # Small chunks, each dropped before the next is decoded, keep the garbage collector idle (see
         # client.records.DECODE_CHUNK); positions still move only past what was handed out.
         limit = min(self._max_poll_records, DECODE_CHUNK)
-        while not self._closed:
-            try:
-                taken = self._next(limit, timeout)
-            except ClosedError:
-                break
-            if not taken:
-                if timeout != _FOREVER or self._closed:
+        try:
+            while not self._closed:
+                try:
+                    taken = self._next(limit, timeout)
+                except ClosedError:
                     break
-                continue
-            for chunk in taken.values():
-                if deserialize:
-                    self._deserialize(chunk)
-                yield chunk
-        self._iterator = None  # a later iteration starts afresh (after a consumer_timeout_ms pause)
+                if not taken:
+                    if timeout != _FOREVER or self._closed:
+                        break
+                    continue
+                for chunk in taken.values():
+                    if deserialize:
+                        self._deserialize(chunk)
+                    yield chunk
+        finally:
+            # A later iteration starts afresh: after a consumer_timeout_ms pause, or after an error (a
+            # corrupt batch) that the application handled, e.g. by seeking past it.
+            self._iterator = None
 
     # --- committed offsets (with a group_id) ------------------------------------------------------------------
 
     def commit(self, offsets: Mapping[TopicPartition, int] | None = None) -> None:
         """Commit ``offsets`` (per partition, the next record to read) or the positions of every assigned
-        partition, and wait. Raises CommitFailedError if the partitions were reassigned meanwhile."""
+        partition, and wait. Raises CommitFailedError if the partitions were reassigned meanwhile, or while
+        this consumer (re)joins its group: a subscribed consumer commits only as the member it is."""
         self._check_open()
         self._group_needed("commit()").commit(offsets)
 

@@ -81,7 +81,38 @@ class InvalidTimestampError(InvalidRequestError):
 
 
 class CorruptRecordError(InvalidRequestError):
-    """A record batch failed its framing, magic byte, length or CRC check."""
+    """A record batch failed its framing, magic byte, length or CRC check, or its records do not decode.
+
+    Raised by a consumer's poll(), it names the partition (``topic``, ``partition``) and ``offset``, the
+    consumer's position, which stays there: every poll raises again until the application seeks past.
+    ``next_offset`` is the offset after the bad batch (-1 when unknown: then try ``offset + 1``).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        topic: str | None = None,
+        partition: int | None = None,
+        offset: int = -1,
+        next_offset: int = -1,
+    ) -> None:
+        super().__init__(message)
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.next_offset = next_offset
+
+    def copy(self) -> CorruptRecordError:
+        """The same error, fresh: a consumer keeps one to raise on every poll, and raises copies, so the
+        kept one never holds a traceback (whose frames would tie the consumer into a reference cycle)."""
+        return CorruptRecordError(
+            str(self),
+            topic=self.topic,
+            partition=self.partition,
+            offset=self.offset,
+            next_offset=self.next_offset,
+        )
 
 
 class RecordTooLargeError(InvalidRequestError):

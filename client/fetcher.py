@@ -10,6 +10,7 @@ than after a long-poll; data fetched for an older generation of a partition is d
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections import deque
@@ -21,6 +22,7 @@ from client.backoff import Backoff
 from client.connection import Connection
 from client.errors import (
     ClientError,
+    CorruptRecordError,
     NoOffsetForPartitionError,
     OffsetOutOfRangeError,
     error_from_code,
@@ -28,9 +30,11 @@ from client.errors import (
 )
 from client.metadata import describe_topic
 from client.offsets import SPECS, list_offsets
-from client.records import ConsumerRecord, batch_positions, decode_chunks_as, record_class
+from client.records import ConsumerRecord, decode_chunks_as, record_class
 from client.subscription import SubscriptionState
 from client.types import TopicPartition
+from logstore.errors import LogStoreError
+from logstore.records import HEADER_SIZE, BatchHeader, check_batch, iter_headers, parse_header
 from wire.logstore.v1 import common_pb2, fetch_pb2
 
 log = logging.getLogger(__name__)
@@ -42,59 +46,115 @@ SUBSCRIPTION_REFRESH_S = 1.0
 
 
 class CompletedFetch:
-    """One partition's answer to one Fetch, consumed a chunk of records at a time."""
+    """One partition's answer to one Fetch, consumed a chunk of records at a time.
+
+    A batch that fails its checks (framing, magic, CRC, records that do not decode) ends it: ``take``
+    raises a CorruptRecordError naming the partition, the offset reached and the batch, and raises the
+    same error (a copy) on every later call. Records of the batches before it are handed out first.
+    """
 
     __slots__ = (
         "batch_end",
         "batches",
+        "check_crcs",
         "chunks",
         "cls",
         "counted",
         "data",
+        "error",
         "generation",
+        "header",
         "next_batch",
         "next_offset",
         "records",
         "size",
+        "tail",
         "tp",
     )
 
-    def __init__(self, tp: TopicPartition, generation: int, data: bytes, start_offset: int) -> None:
+    def __init__(
+        self, tp: TopicPartition, generation: int, data: bytes, start_offset: int, *, check_crcs: bool = True
+    ) -> None:
         self.tp = tp
         self.generation = generation
         self.data = data
         self.size = len(data)
         self.counted = True
         """Whether ``size`` still counts as read ahead (it stops when the application starts on it)."""
-        self.batches = batch_positions(data, start_offset)
+        self.check_crcs = check_crcs
+        """Also check the batches that hold no application records (control batches) before skipping
+        them; data batches are always checked (framing, magic, CRC) before their records are decoded."""
+        self.batches: list[tuple[int, BatchHeader]] = []
+        """Whole batches holding offsets >= ``start_offset``, control batches included."""
+        self.next_offset = start_offset
+        """The offset after the last whole batch: where the next fetch starts."""
+        end = 0
+        for pos, header in iter_headers(data):
+            end = pos + header.size
+            last = header.base_offset + header.last_offset_delta
+            if last >= start_offset:
+                self.batches.append((pos, header))
+                self.next_offset = last + 1
+        self.tail = len(data) - end
+        """Bytes after the last whole batch. The broker sends whole batches only: these are a batch whose
+        length field is broken, and reading cannot go on past them."""
         self.next_batch = 0
         self.chunks: Iterator[list[ConsumerRecord]] | None = None
         """The batch being decoded, chunk by chunk (see ``decode_chunks_as``)."""
+        self.header: BatchHeader | None = None
+        """The header of that batch."""
         self.batch_end = -1
         """The last offset of that batch, by its header."""
         self.records: list[ConsumerRecord] = []
         self.cls = record_class(tp.topic, tp.partition)
-        last = self.batches[-1][1] if self.batches else None
-        self.next_offset = last.base_offset + last.last_offset_delta + 1 if last else start_offset
+        self.error: CorruptRecordError | None = None
+
+    @classmethod
+    def refused(cls, tp: TopicPartition, generation: int, error: CorruptRecordError) -> CompletedFetch:
+        """The broker answered CORRUPT_RECORD: nothing to hand out, only ``error`` to raise."""
+        completed = cls(tp, generation, b"", error.offset)
+        completed.error = error
+        return completed
+
+    @property
+    def has_data(self) -> bool:
+        """Whether there is anything to hand out or raise (an answer of only a broken batch has no batches)."""
+        return bool(self.batches) or self.tail > 0 or self.error is not None
 
     def take(self, max_records: int, position: int) -> list[ConsumerRecord]:
         """Up to ``max_records`` records from ``position`` on (decoding the next chunk if need be)."""
+        if self.error is not None:
+            raise self.error.copy()
         records = self.records
-        while not records:
-            if self.chunks is not None:
-                records = next(self.chunks, None)  # type: ignore[arg-type]
-                if records is None:
-                    self.chunks = None
-                    records = []
-                elif records[-1].offset >= self.batch_end:
-                    self.chunks = None  # the batch's last chunk (its end checks are done): exhausted at once
-            elif self.next_batch < len(self.batches):
-                pos, header = self.batches[self.next_batch]
-                self.next_batch += 1
-                self.batch_end = header.base_offset + header.last_offset_delta
-                self.chunks = decode_chunks_as(self.cls, self.data, pos, position)
-            else:
-                break
+        try:
+            while not records:
+                if self.chunks is not None:
+                    records = next(self.chunks, None)  # type: ignore[arg-type]
+                    if records is None:
+                        self.chunks = None
+                        records = []
+                    elif records[-1].offset >= self.batch_end:
+                        # the batch's last chunk (its end checks are done): exhausted at once
+                        self.chunks = None
+                elif self.next_batch < len(self.batches):
+                    pos, header = self.batches[self.next_batch]
+                    self.header = header
+                    self.next_batch += 1
+                    self.batch_end = header.base_offset + header.last_offset_delta
+                    if header.is_control:  # no application records: skipped, but checked
+                        if self.check_crcs:
+                            check_batch(self.data, pos)
+                        continue
+                    self.chunks = decode_chunks_as(self.cls, self.data, pos, position)
+                elif self.tail:
+                    self.header = None
+                    raise LogStoreError(_broken_tail(self.data, len(self.data) - self.tail))
+                else:
+                    break
+        except LogStoreError as exc:
+            self.chunks = None
+            self.error = corrupt_batch_error(self.tp, position, self.header, self.next_offset, exc)
+            raise self.error.copy() from None
         if len(records) <= max_records:
             self.records = []
             return records
@@ -103,7 +163,54 @@ class CompletedFetch:
 
     @property
     def exhausted(self) -> bool:
-        return not self.records and self.chunks is None and self.next_batch >= len(self.batches)
+        return (
+            not self.records
+            and self.chunks is None
+            and self.next_batch >= len(self.batches)
+            and not self.tail
+            and self.error is None
+        )
+
+
+def corrupt_batch_error(
+    tp: TopicPartition, position: int, header: BatchHeader | None, next_offset: int, cause: Exception
+) -> CorruptRecordError:
+    """The error a consumer raises for a batch that fails its checks (``header`` None: bytes that are not a
+    whole batch, after the batches that end before ``next_offset``)."""
+    reason = _BYTE_POSITION.sub("", str(cause))  # positions in a fetch answer mean nothing to the reader
+    if header is None:
+        offset = max(position, next_offset)
+        return CorruptRecordError(
+            f"{tp}: the data after offset {offset - 1} is not a whole record batch ({reason}); the position "
+            f"stays at offset {offset}, which cannot be read: seek past it to skip the broken data",
+            topic=tp.topic,
+            partition=tp.partition,
+            offset=offset,
+        )
+    offset = max(position, header.base_offset)
+    last = header.base_offset + header.last_offset_delta
+    return CorruptRecordError(
+        f"{tp}: the record batch at offsets {header.base_offset}-{last} is corrupt ({reason}); the position "
+        f"stays at offset {offset}: seek to offset {last + 1} to skip the batch",
+        topic=tp.topic,
+        partition=tp.partition,
+        offset=offset,
+        next_offset=last + 1,
+    )
+
+
+_BYTE_POSITION = re.compile(r"^batch at byte \d+: ")
+
+
+def _broken_tail(data: bytes, pos: int) -> str:
+    left = len(data) - pos
+    if left < HEADER_SIZE:
+        return f"{left} bytes, less than a batch header"
+    header = parse_header(data, pos)
+    return (
+        f"a batch header claiming base offset {header.base_offset} and length {header.length}, "
+        f"but {left} bytes follow"
+    )
 
 
 class Fetcher(threading.Thread):
@@ -121,9 +228,11 @@ class Fetcher(threading.Thread):
         fetch_max_bytes: int,
         request_timeout_ms: float,
         retry_backoff: Backoff,
+        check_crcs: bool = True,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(name="logstore-consumer-fetcher", daemon=True)
+        self._check_crcs = check_crcs
         self._connection = connection
         self._state = state
         self._min_bytes = fetch_min_bytes
@@ -149,7 +258,11 @@ class Fetcher(threading.Thread):
     # --- the application's side (called with the lock held) ------------------------------------------------
 
     def take(self, max_records: int) -> dict[TopicPartition, list[ConsumerRecord]]:
-        """Hand out up to ``max_records`` buffered records, advancing positions. Raises a pending error."""
+        """Hand out up to ``max_records`` buffered records, advancing positions. Raises a pending error.
+
+        A corrupt batch stops its partition at the batch: the records taken before it are returned, and
+        this call (if it has none) and every later one raises its CorruptRecordError until the
+        application seeks (``Consumer.seek``, which bumps the generation and so drops the failed data)."""
         if self._errors:
             raise self._errors.popleft()
         taken: dict[TopicPartition, list[ConsumerRecord]] = {}
@@ -159,33 +272,55 @@ class Fetcher(threading.Thread):
         room = max_records
         kept: list[CompletedFetch] = []
         buffer = self._buffer
-        while buffer and room > 0:
-            completed = buffer[0]
-            tp = completed.tp
-            partition = state.partitions.get(tp)
-            if partition is None or partition.generation != completed.generation:
-                self._drop(buffer.popleft())
-                continue
-            if partition.paused:
-                kept.append(buffer.popleft())  # kept for after resume()
-                continue
-            if completed.counted:
-                self._uncount(completed)  # being consumed: the fetcher may read the next one meanwhile
-            records = completed.take(room, partition.position)
-            if records:
-                got = taken.get(tp)
-                if got is None:
-                    taken[tp] = records
-                else:
-                    got.extend(records)
-                room -= len(records)
-                partition.position = records[-1].offset + 1
-            if completed.exhausted:
-                partition.position = max(partition.position, completed.next_offset)
-                self._drop(buffer.popleft())
-        if kept:
-            buffer.extendleft(reversed(kept))
+        try:
+            while buffer and room > 0:
+                completed = buffer[0]
+                tp = completed.tp
+                partition = state.partitions.get(tp)
+                if partition is None or partition.generation != completed.generation:
+                    self._drop(buffer.popleft())
+                    continue
+                if partition.paused:
+                    kept.append(buffer.popleft())  # kept for after resume()
+                    continue
+                if completed.counted:
+                    self._uncount(completed)  # being consumed: the fetcher may read the next one meanwhile
+                try:
+                    records = completed.take(room, partition.position)
+                except CorruptRecordError as error:
+                    self._stall(completed, error)
+                    if taken:
+                        break  # the records before the bad batch first; the next take raises
+                    raise
+                if records:
+                    got = taken.get(tp)
+                    if got is None:
+                        taken[tp] = records
+                    else:
+                        got.extend(records)
+                    room -= len(records)
+                    partition.position = records[-1].offset + 1
+                if completed.exhausted:
+                    partition.position = max(partition.position, completed.next_offset)
+                    self._drop(buffer.popleft())
+        finally:
+            if kept:
+                buffer.extendleft(reversed(kept))
         return taken
+
+    def _stall(self, failed: CompletedFetch, error: CorruptRecordError) -> None:
+        """Stop ``failed``'s partition at the bad batch: its position moves up to the batch (past offsets
+        that compaction removed, never past a record not handed out), nothing more is fetched, and data
+        fetched after the batch is dropped."""
+        tp = failed.tp
+        partition = self._state.partitions[tp]
+        if partition.position is not None and error.offset > partition.position:
+            partition.position = error.offset
+        self._state.stall(tp)
+        for completed in list(self._buffer):
+            if completed.tp == tp and completed is not failed:
+                self._buffer.remove(completed)
+                self._drop(completed)
 
     def has_data(self) -> bool:
         return bool(self._buffer) or bool(self._errors)
@@ -347,12 +482,29 @@ class Fetcher(threading.Thread):
             if code == common_pb2.ERROR_CODE_NONE:
                 data = result.records  # each read of a bytes field copies it: read once
                 if data:
-                    completed = CompletedFetch(tp, generation, data, offset)
-                    if completed.batches:
+                    completed = CompletedFetch(tp, generation, data, offset, check_crcs=self._check_crcs)
+                    if completed.has_data:
                         state.fetched(tp, generation, completed.next_offset)
+                        if completed.tail:
+                            state.stall(tp)  # nothing can be read past bytes that are not a batch
                         self._buffer.append(completed)
                         self._buffered[tp] = self._buffered.get(tp, 0) + completed.size
                         stored = True
+                continue
+            if code == common_pb2.ERROR_CODE_CORRUPT_RECORD:
+                # The broker refuses to serve a batch it found corrupt: the partition stops there, after
+                # what is buffered before it, exactly as for a bad batch found here.
+                refusal = CorruptRecordError(
+                    f"{tp}: the broker cannot serve offset {offset}: "
+                    f"{result.error_message or 'its record batch is corrupt'}; the position stays at offset "
+                    f"{offset}: seek past it to skip the corrupt batch",
+                    topic=tp.topic,
+                    partition=tp.partition,
+                    offset=offset,
+                )
+                state.stall(tp)
+                self._buffer.append(CompletedFetch.refused(tp, generation, refusal))
+                stored = True
                 continue
             error = error_from_code(
                 code,

@@ -40,7 +40,7 @@ from client.group_rpc import (
     heartbeat_answer,
     heartbeat_request,
 )
-from client.membership import JOIN_EPOCH, Membership, Partitions, Reconciliation, Subscription
+from client.membership import Membership, Partitions, Reconciliation, Subscription
 from client.subscription import SubscriptionState
 from client.types import TopicPartition
 
@@ -249,10 +249,20 @@ class GroupCoordinator:
             return self.positions_locked(tps)
 
     def _identity(self) -> tuple[str, int]:
+        """Who a commit comes from (with the lock held). A subscribed consumer always commits as the member
+        it is, with the epoch it has: while it rejoins (epoch 0, after being fenced or timed out) the broker
+        then refuses its commits like any stale member's, instead of taking them as commits from outside
+        the group, which an empty group accepts. Only assign() consumers commit from outside."""
         m = self._membership
-        if m.subscription is not None and m.member_epoch > JOIN_EPOCH:
-            return m.member_id, m.member_epoch
-        return OUTSIDE_MEMBER_ID, OUTSIDE_MEMBER_EPOCH
+        if m.subscription is None:
+            return OUTSIDE_MEMBER_ID, OUTSIDE_MEMBER_EPOCH
+        if not m.member_id:
+            raise CommitFailedError(
+                f"group {self.group_id!r}: this consumer has not joined the group yet (no member id from the "
+                "broker), so it owns no partitions and may not commit; commit once poll() has assigned "
+                "partitions, or use a consumer with assign() to commit from outside the group"
+            )
+        return m.member_id, m.member_epoch
 
     def commit(self, offsets: Mapping[TopicPartition, Any] | None = None) -> None:
         """Commit ``offsets`` (next record to read, per partition), or the positions of everything assigned."""
@@ -277,8 +287,14 @@ class GroupCoordinator:
             if callback is not None:
                 callback(wanted, None)
             return done
-        with self._lock:
-            member_id, epoch = self._identity()
+        try:
+            with self._lock:
+                member_id, epoch = self._identity()
+        except CommitFailedError as exc:
+            done.set_exception(exc)
+            if callback is not None:
+                callback(wanted, exc)
+            return done
         request = commit_request(self.group_id, member_id, epoch, wanted)
         call = self._stub.CommitOffsets.future(request, timeout=self._timeout_s)
 

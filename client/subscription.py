@@ -33,6 +33,7 @@ class PartitionState:
         "paused",
         "position",
         "reset",
+        "stalled",
     )
 
     def __init__(self, reset: str) -> None:
@@ -48,6 +49,8 @@ class PartitionState:
         self.log_start_offset: int | None = None
         self.backoff_until = 0.0
         """After a retriable fetch error, no fetch for this partition before this time."""
+        self.stalled = False
+        """Reading stopped at a corrupt batch (at ``position``): nothing is fetched until a seek or reset."""
 
 
 class SubscriptionState:
@@ -94,6 +97,7 @@ class SubscriptionState:
         state.reset = None
         state.generation += 1
         state.backoff_until = 0.0
+        state.stalled = False
 
     def request_reset(self, tp: TopicPartition, strategy: str) -> None:
         """Forget the position; the next fetch round (or ``position()``) finds one with ``strategy``."""
@@ -104,6 +108,7 @@ class SubscriptionState:
         state.reset = strategy
         state.generation += 1
         state.backoff_until = 0.0
+        state.stalled = False
 
     def resets_needed(self) -> list[tuple[TopicPartition, str, int]]:
         """Partitions waiting for a position by lookup: ``(tp, "earliest" | "latest", generation)``."""
@@ -148,6 +153,13 @@ class SubscriptionState:
         if state is not None:
             state.position = next_offset
 
+    def stall(self, tp: TopicPartition) -> None:
+        """Reading ``tp`` met a corrupt batch at its position: fetch nothing more (data fetched meanwhile is
+        stale) until the application seeks past it, or back to it to try again."""
+        state = self.partitions.get(tp)
+        if state is not None:
+            state.stalled = True
+
     # --- fetching -------------------------------------------------------------------------------------------
 
     def fetchable(self, now: float) -> list[tuple[TopicPartition, PartitionState]]:
@@ -155,7 +167,10 @@ class SubscriptionState:
         return [
             (tp, state)
             for tp, state in self.partitions.items()
-            if state.fetch_offset is not None and not state.paused and state.backoff_until <= now
+            if state.fetch_offset is not None
+            and not state.paused
+            and not state.stalled
+            and state.backoff_until <= now
         ]
 
     def fetched(self, tp: TopicPartition, generation: int, next_fetch_offset: int) -> bool:
@@ -168,7 +183,7 @@ class SubscriptionState:
 
     def is_current(self, tp: TopicPartition, generation: int) -> bool:
         state = self.partitions.get(tp)
-        return state is not None and state.generation == generation and not state.paused
+        return state is not None and state.generation == generation and not state.paused and not state.stalled
 
     def update_offsets(self, tp: TopicPartition, high_watermark: int, log_start_offset: int) -> None:
         state = self.partitions.get(tp)

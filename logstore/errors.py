@@ -96,3 +96,10 @@ class StorageError(LogStoreError):
 class MetadataError(LogStoreError):
     """The data directory's topic list (meta.json) is missing, unreadable or does not match what is on
     disk; the manager refuses to open rather than guess, and the message says how to get out."""
+
+
+class PartitionOfflineError(StorageError):
+    """A write or fsync of this partition failed (EMFILE, ENOSPC, EIO...): it is offline until a restart.
+
+    Kafka's KAFKA_STORAGE_ERROR for an offline log directory; the other partitions keep serving.
+    """

@@ -1,8 +1,9 @@
 """Sparse, memory-mapped indexes of one segment: offset -> file position, and timestamp -> offset.
 
-Both files are arrays of fixed-size big-endian entries, preallocated (sparse, via `ftruncate`) to
-`max_index_bytes` so appends are plain stores into the map, and trimmed to their real length on `trim()`
-and `close()`. Offsets are stored relative to the segment's base offset as u32.
+Both files are arrays of fixed-size big-endian entries. The active segment's indexes are preallocated
+(sparse, via `ftruncate`) to `max_index_bytes` so appends are plain stores into the map; a closed
+segment's stay at their real length, so reopening one (even after a crash) never scans megabytes of
+zeros. Files are trimmed to their real length on `trim()` and `close()`. Offsets are stored relative to the segment's base offset as u32.
 
     offset index  (8 bytes):  relative offset u32, position in the .log u32
     time index   (12 bytes):  timestamp i64,      relative offset u32
@@ -17,6 +18,7 @@ Which entries to add (one per `index_interval_bytes` of log) is the segment's de
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import struct
@@ -79,6 +81,7 @@ class _MappedIndex:
         self._map: mmap.mmap | None = None  # None only while the file is empty: mmap cannot map 0 bytes
         self._file_bytes = 0
         self._entries = 0
+        self._preallocated = preallocate
         self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             size = os.fstat(self._fd).st_size
@@ -159,11 +162,24 @@ class _MappedIndex:
         os.fsync(self._fd)
 
     def trim(self) -> None:
-        """Shrink the file to exactly its entries, so a reopen (even after a crash) counts them by size."""
+        """Shrink the file to exactly its entries, so a reopen (even after a crash) counts them by size.
+
+        The index then grows only as far as new entries need (a rebuilt closed segment's index stays
+        small), until `preallocate()` makes it the active segment's again.
+        """
         self._require_open()
+        self._preallocated = False
         used = self._entries * self.ENTRY_SIZE
         if self._file_bytes != used:
             self._resize(used)
+
+    def preallocate(self) -> None:
+        """Grow the file (sparse) to full capacity, so appends are plain stores (the active segment's)."""
+        self._require_open()
+        self._preallocated = True
+        full = self._max_entries * self.ENTRY_SIZE
+        if self._file_bytes < full:
+            self._resize(full)
 
     def close(self) -> None:
         """Trim the file and release the map and the file descriptor. Calling it again does nothing."""
@@ -204,8 +220,10 @@ class _MappedIndex:
             )
         end = (self._entries + 1) * self.ENTRY_SIZE
         if end > self._file_bytes:
-            # Opened without preallocation, or trimmed: grow to full capacity once, not entry by entry.
-            self._resize(self._max_entries * self.ENTRY_SIZE)
+            # Opened without preallocation, or trimmed: grow to full capacity once if preallocating, else
+            # double (a closed segment's index rebuilt from its log never balloons to max_index_bytes).
+            wanted = self._max_entries if self._preallocated else max(2 * self._entries, 512)
+            self._resize(min(wanted, self._max_entries) * self.ENTRY_SIZE)
         self._ENTRY.pack_into(self._map, end - self.ENTRY_SIZE, *fields)
         self._entries += 1
 
@@ -266,10 +284,14 @@ class _MappedIndex:
     def _count_entries(self, stored: int) -> int:
         """Entries in a file of `stored` entries, not counting the all-zero tail a crash leaves behind.
 
-        Scans backwards a chunk at a time for the last non-zero byte, so a 10 MB preallocated file with a
-        few entries costs one or two chunk reads, not 10 MB of Python.
+        Scans backwards a chunk at a time for the last non-zero byte, starting at the file's first hole:
+        a preallocated file is written from its start only, so what lies past the first hole is zeros,
+        and a 10 MB file left untrimmed by a crash costs a chunk read or two, not 10 MB of page faults.
         """
         end = stored * self.ENTRY_SIZE
+        if self._fd is not None and end:
+            with contextlib.suppress(OSError):  # no SEEK_HOLE here: scan the whole zero tail
+                end = min(end, os.lseek(self._fd, 0, os.SEEK_HOLE))
         while end > 0:
             start = max(0, end - _ZERO_SCAN_CHUNK)
             chunk = self._map[start:end]

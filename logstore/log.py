@@ -27,8 +27,11 @@ from logstore.errors import (
     LogClosedError,
     OffsetOutOfRangeError,
     OutOfOrderSequenceError,
+    PartitionOfflineError,
     RecordTooLargeError,
+    StorageError,
 )
+from logstore.open_segments import OpenSegments
 from logstore.producer_state import ProducerEntry, ProducerStateManager
 from logstore.records import BatchHeader, check_batch, decode_batch, set_log_append_time
 from logstore.segment import (
@@ -95,12 +98,15 @@ class Log:
         clean_shutdown: bool = True,
         recovery_point: int | None = None,
         clock_ms: Callable[[], int] = now_ms,
+        open_segments: OpenSegments | None = None,
     ) -> None:
         self.directory = Path(directory)
         self.topic = topic
         self.partition = partition
         self.config = config
         self._clock_ms = clock_ms
+        self._open_segments = open_segments  # the bound on segments with open files (None: no bound)
+        self.offline: PartitionOfflineError | None = None  # set when the disk failed an append or flush
         self._lock = threading.RLock()
         self._fsync_lock = threading.Lock()  # held while fsyncing; segment removal waits for it
         self._flush_cond = threading.Condition()
@@ -127,6 +133,7 @@ class Log:
             max_index_bytes=self.config.segment_index_bytes,
             index_interval_bytes=self.config.index_interval_bytes,
             active=active,
+            open_segments=self._open_segments,
         )
 
     def _load(self, clean: bool, recovery_point: int) -> RecoveryInfo:
@@ -261,8 +268,24 @@ class Log:
         return sum(segment.size for segment in self.segments)
 
     def _check_open(self) -> None:
+        if self.offline is not None:
+            raise PartitionOfflineError(str(self.offline))  # a fresh one: each raise grows a traceback
         if self._closed:
             raise LogClosedError(f"partition {self.topic}-{self.partition} is closed")
+
+    def _take_offline(self, error: OSError, doing: str) -> PartitionOfflineError:
+        """The disk failed us mid-write: stop serving this partition (as Kafka does) until a restart.
+
+        What is in memory still describes the last complete append, but the files may not (a torn write,
+        a segment half rolled), so nothing more is written or read; the next start recovers the files.
+        """
+        if self.offline is None:
+            self.offline = PartitionOfflineError(
+                f"partition {self.topic}-{self.partition} is offline: {doing} failed with {error} "
+                f"({self.directory}); it serves nothing until the broker restarts and recovers it"
+            )
+            log.error("%s", self.offline)
+        return self.offline
 
     # --- append -----------------------------------------------------------------------------------------
 
@@ -349,8 +372,11 @@ class Log:
                     )
                 return AppendResult(duplicates[0].first_offset, duplicates[-1].last_offset, -1, 0, True)
             nbytes = sum(len(part) for part in parts)
-            self._maybe_roll(nbytes, next_offset, now)
-            self.active.append(parts, headers, nbytes, now)
+            try:
+                self._maybe_roll(nbytes, next_offset, now)
+                self.active.append(parts, headers, nbytes, now)
+            except OSError as exc:  # EMFILE, ENOSPC, EIO...: nothing was acknowledged
+                raise self._take_offline(exc, "an append") from exc
             self.producer_state.apply(staged)
             self.unflushed_messages += records
             if self.first_unflushed_ms is None:
@@ -378,7 +404,10 @@ class Log:
         with self._lock:
             self._check_open()
             if self.active.size > 0:
-                self._roll()
+                try:
+                    self._roll()
+                except OSError as exc:
+                    raise self._take_offline(exc, "a segment roll") from exc
 
     def _roll(self) -> None:
         # No fsync lock here: a concurrent flush only fsyncs descriptors, which sealing keeps open, so a
@@ -403,10 +432,15 @@ class Log:
             if offset == end:
                 return ReadResult(b"", end, start)
             index = bisect.bisect_right(self._bases, offset) - 1
-            for segment in self.segments[index:]:
-                position = segment.find_batch(offset)
-                if position is not None:
-                    return ReadResult(segment.read(position, max_bytes), end, start)
+            try:
+                for segment in self.segments[index:]:
+                    position = segment.find_batch(offset)
+                    if position is not None:
+                        return ReadResult(segment.read(position, max_bytes), end, start)
+            except OSError as exc:  # reopening a released segment failed (EMFILE...): retriable
+                raise StorageError(
+                    f"{self.topic}-{self.partition}: cannot read offset {offset}: {exc}"
+                ) from exc
             return ReadResult(b"", end, start)
 
     def offset_for_timestamp(self, timestamp_ms: int) -> tuple[int, int] | None:
@@ -428,6 +462,8 @@ class Log:
         Group commit: while one caller fsyncs, the others wait; when it finishes, those it covered return
         and one of the rest fsyncs everything appended meanwhile.
         """
+        if self.offline is not None:
+            self._check_open()
         target = self.log_end_offset if up_to_offset is None else min(up_to_offset, self.log_end_offset)
         with self._flush_cond:
             while self.flushed_offset < target and self._flushing:
@@ -444,8 +480,11 @@ class Log:
                 self.unflushed_messages = 0
                 self.first_unflushed_ms = None
             with self._fsync_lock:
-                for segment in segments:
-                    segment.flush()
+                try:
+                    for segment in segments:
+                        segment.flush()
+                except OSError as exc:  # an fsync that fails may have lost the pages: never retry it
+                    raise self._take_offline(exc, "an fsync") from exc
                 # Publish before letting go of the fsync lock: a truncation waiting for it then lowers
                 # flushed_offset after this, never before (which would leave it past the new log end).
                 with self._flush_cond:
@@ -510,7 +549,10 @@ class Log:
             self._check_open()
             active = self.active
             if active.size > 0 and 0 <= active.max_timestamp < deadline_ms:
-                self._roll()
+                try:
+                    self._roll()
+                except OSError as exc:
+                    raise self._take_offline(exc, "a segment roll") from exc
                 return True
             return False
 
@@ -539,8 +581,14 @@ class Log:
     # --- life cycle -------------------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Flush, snapshot producer state, trim and close every segment."""
+        """Flush, snapshot producer state, trim and close every segment.
+
+        An offline partition only lets go of its files: it writes nothing, so the next start recovers it.
+        """
         if self._closed:
+            return
+        if self.offline is not None:
+            self._abandon()
             return
         self.flush()
         with self._lock, self._fsync_lock:
@@ -559,9 +607,19 @@ class Log:
             self._closed = True
         shutil.rmtree(self.directory, ignore_errors=True)
 
+    def _abandon(self) -> None:
+        with self._lock, self._fsync_lock:
+            for segment in self.segments:
+                try:
+                    segment.abandon()
+                except OSError as exc:
+                    log.warning("%s-%s: could not close %s: %s", self.topic, self.partition, segment, exc)
+            self._closed = True
+
     @property
     def closed(self) -> bool:
-        return self._closed
+        """Closed, or offline (nothing is appended, flushed, retained or compacted any more)."""
+        return self._closed or self.offline is not None
 
     def __repr__(self) -> str:
         return f"Log({self.topic}-{self.partition}, start={self.log_start_offset}, end={self.log_end_offset})"

@@ -48,6 +48,7 @@ from logstore.errors import (
     UnknownTopicError,
 )
 from logstore.log import Log, RecoveryInfo, now_ms
+from logstore.open_segments import OpenSegments
 from logstore.retention import SegmentStats, segments_to_delete
 
 log = logging.getLogger(__name__)
@@ -118,13 +119,18 @@ class LogManager:
         max_partitions: int = MAX_PARTITIONS,
         recover_metadata: bool = False,
         recovered_configs: Mapping[str, Mapping[str, Any]] | None = None,
+        max_open_segments: int | None = None,
     ) -> None:
         """`recover_metadata` rebuilds a missing `meta.json` from the partition folders (otherwise its
         absence beside partition folders stops the start); `recovered_configs` gives the config of
-        topics whose settings the caller knows (its internal topics) when they are rebuilt so."""
+        topics whose settings the caller knows (its internal topics) when they are rebuilt so.
+        `max_open_segments`: how many segments may hold their files open at once, across all partitions
+        (None: half the process's descriptor limit, at six descriptors a segment); idle ones beyond it
+        release their files and reopen on demand."""
         if not _is_int(max_partitions) or not 1 <= max_partitions <= MAX_PARTITIONS:
             raise ValueError(f"max_partitions must be between 1 and {MAX_PARTITIONS}, not {max_partitions}")
         self.data_dir = Path(data_dir)
+        self.open_segments = OpenSegments(max_open_segments)
         self.default_config = default_config or TopicConfig()
         self.max_partitions = max_partitions
         self._recover_metadata = recover_metadata
@@ -338,6 +344,7 @@ class LogManager:
                 clean_shutdown=self.clean_shutdown,
                 recovery_point=recovery_point,
                 clock_ms=self._clock_ms,
+                open_segments=self.open_segments,
             )
         except OSError as exc:
             raise StorageError(
@@ -471,7 +478,16 @@ class LogManager:
                 if directory.exists() or directory.is_symlink():
                     self._set_aside(directory, f"new partition {info.name}-{partition} needs the name")
                 created.append(directory)
-                opened.append(Log(directory, info.name, partition, info.config, clock_ms=self._clock_ms))
+                opened.append(
+                    Log(
+                        directory,
+                        info.name,
+                        partition,
+                        info.config,
+                        clock_ms=self._clock_ms,
+                        open_segments=self.open_segments,
+                    )
+                )
         except BaseException as exc:
             self._discard(opened, created)
             if isinstance(exc, OSError):
@@ -607,7 +623,8 @@ class LogManager:
 
     def flush(self) -> None:
         for partition_log in self.all_logs():
-            partition_log.flush()
+            if partition_log.offline is None:
+                partition_log.flush()
 
     def flush_due(self, now: int | None = None) -> int:
         """Flush the partitions whose flush policy says so; returns how many were flushed."""
@@ -696,12 +713,17 @@ class LogManager:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
+        clean = True
         for partition_log in self.all_logs():
             partition_log.close()
+            if partition_log.offline is not None:
+                clean = False  # its files are as the disk failure left them: the next start recovers them
+                continue
             write_offset_checkpoint(
                 partition_log.directory / RECOVERY_CHECKPOINT, partition_log.log_end_offset
             )
-        (self.data_dir / CLEAN_SHUTDOWN_MARKER).write_bytes(b"")
+        if clean:
+            (self.data_dir / CLEAN_SHUTDOWN_MARKER).write_bytes(b"")
         fsync_dir(self.data_dir)
         self._release_data_dir()
 

@@ -9,17 +9,22 @@ it is zero, so recovery can always tell where the real data stops.
 
 from __future__ import annotations
 
+import functools
 import mmap
 import os
 import struct
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
 
 from logstore.errors import CorruptRecordError, StorageError
 from logstore.index import CorruptIndexError, OffsetIndex, TimeIndex
 from logstore.records import HEADER_SIZE, BatchHeader, check_batch, decode_batch, iter_headers, parse_header
+
+if TYPE_CHECKING:
+    from logstore.open_segments import OpenSegments
 
 LOG_SUFFIX = ".log"
 INDEX_SUFFIX = ".index"
@@ -33,6 +38,22 @@ _LENGTH_OVERHEAD = 12  # base offset + length field: a batch occupies length + 1
 _MAX_OFFSET = 2**63 - 1
 _Index = TypeVar("_Index", OffsetIndex, TimeIndex)
 _IOV_MAX = 1024
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _pinned(method: Callable[Concatenate[LogSegment, _P], _R]) -> Callable[Concatenate[LogSegment, _P], _R]:
+    """Run `method` with the segment's files open (reopening a released segment) and kept open."""
+
+    @functools.wraps(method)
+    def pinned(self: LogSegment, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        self._pin()
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            self._unpin()
+
+    return pinned
 
 
 def segment_name(base_offset: int) -> str:
@@ -54,7 +75,11 @@ class RecoveryResult:
 
 
 class LogSegment:
-    """A `.log` file with an offset index and a time index, all named by the segment's base offset."""
+    """A `.log` file with an offset index and a time index, all named by the segment's base offset.
+
+    With an `OpenSegments` bound, an idle segment may release its files and maps (`release`) and reopen
+    them on its next use; every method that touches a file pins the segment for its duration.
+    """
 
     def __init__(
         self,
@@ -65,46 +90,150 @@ class LogSegment:
         max_index_bytes: int,
         index_interval_bytes: int,
         active: bool,
+        open_segments: OpenSegments | None = None,
     ) -> None:
         self.directory = directory
         self.base_offset = base_offset
         self.index_interval_bytes = index_interval_bytes
         stem = directory / segment_name(base_offset)
         self.log_path = stem.with_suffix(LOG_SUFFIX)
+        self._index_paths = (stem.with_suffix(INDEX_SUFFIX), stem.with_suffix(TIME_INDEX_SUFFIX))
+        self._max_index_bytes = max_index_bytes
+        self._open_segments = open_segments
+        self._files = threading.Lock()  # guards opening and releasing the files, and `_users`
+        self._users = 0  # pins: while above zero the files stay open
         self._indexes_trusted = True  # cleared when an index file is missing or unreadable
-        self.offset_index = self._open_index(OffsetIndex, stem.with_suffix(INDEX_SUFFIX), max_index_bytes)
-        self.time_index = self._open_index(TimeIndex, stem.with_suffix(TIME_INDEX_SUFFIX), max_index_bytes)
-        self._fd = os.open(self.log_path, os.O_RDWR | os.O_CREAT, 0o644)
-        self.size = os.fstat(self._fd).st_size  # a trimmed file's length is its logical size
+        self._fd = -1  # -1 while released
         self._capacity = 0
         self._map: mmap.mmap | None = None
         self._active = False
         self._closed = False
+        self._open_files(preallocate=active, create=True)
+        try:
+            self.size = os.fstat(self._fd).st_size  # a trimmed file's length is its logical size
+        except BaseException:
+            self._release_files()
+            raise
         self.next_offset = base_offset
         self.max_timestamp = -1
         self.offset_of_max_timestamp = base_offset
         self.first_batch_timestamp: int | None = None
         self._bytes_since_index_entry = 0
         self.created_ms: int | None = None  # wall-clock time of the first append in this process
-        self._map_to(max(self.size, capacity) if active else self.size)
+        try:
+            self._map_to(max(self.size, capacity) if active else self.size)
+        except BaseException:
+            self._release_files()
+            raise
         self._active = active
+        if open_segments is not None:
+            open_segments.touch(self)
 
     # --- life cycle -------------------------------------------------------------------------------------
 
-    def _open_index(self, kind: type[_Index], path: Path, max_index_bytes: int) -> _Index:
+    def _open_files(self, *, preallocate: bool, create: bool) -> None:
+        """Open both indexes and the log file (not yet mapped); on failure nothing is left open."""
+        offset_index: OffsetIndex | None = None
+        time_index: TimeIndex | None = None
+        try:
+            offset_path, time_path = self._index_paths
+            offset_index = self._open_index(
+                OffsetIndex, offset_path, self._max_index_bytes, preallocate=preallocate
+            )
+            time_index = self._open_index(
+                TimeIndex, time_path, self._max_index_bytes, preallocate=preallocate
+            )
+            flags = os.O_RDWR | (os.O_CREAT if create else 0)
+            self._fd = os.open(self.log_path, flags, 0o644)
+        except BaseException:
+            for index in (offset_index, time_index):
+                if index is not None:
+                    index.close()
+            raise
+        self.offset_index, self.time_index = offset_index, time_index
+
+    def _release_files(self) -> None:
+        """Unmap and close the log and both indexes (trimming them); what the segment knows stays."""
+        errors: list[OSError] = []
+        if self._map is not None:
+            self._map.close()
+            self._map = None
+        for index in (self.offset_index, self.time_index):
+            try:
+                index.close()
+            except OSError as exc:
+                errors.append(exc)
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            os.close(fd)
+        if errors:
+            raise errors[0]
+
+    def _pin(self) -> None:
+        """Keep the files open until `_unpin`, reopening them first if they were released."""
+        with self._files:
+            if self._fd < 0 and not self._closed:
+                self._open_files(preallocate=self._active, create=False)
+                try:
+                    self._map_to(self._capacity)
+                except BaseException:
+                    self._release_files()
+                    raise
+            self._users += 1
+        if self._open_segments is not None and not self._closed:
+            self._open_segments.touch(self)
+
+    def _unpin(self) -> None:
+        with self._files:
+            self._users -= 1
+            if self._closed and self._users == 0:
+                self._release_files()  # a close that came while the segment was in use
+
+    def release(self) -> bool:
+        """Close files and maps if nobody is using them (without waiting); whether they are closed now.
+
+        Called by `OpenSegments` to stay within its bound; the next use reopens them.
+        """
+        if not self._files.acquire(blocking=False):
+            return False
+        try:
+            if self._users or self._closed:
+                return self._closed
+            if self._fd >= 0:
+                if self._map is not None:
+                    try:
+                        self._map.close()
+                    except BufferError:  # something still holds a view of the map: it is in use
+                        return False
+                    self._map = None
+                self._release_files()
+            return True
+        finally:
+            self._files.release()
+
+    @property
+    def files_open(self) -> bool:
+        """Whether the segment holds its descriptors and maps right now."""
+        return self._fd >= 0
+
+    def _open_index(
+        self, kind: type[_Index], path: Path, max_index_bytes: int, *, preallocate: bool
+    ) -> _Index:
         """Open one index file; create a missing one, replace one that cannot be opened (not whole entries).
 
         Either way the indexes are marked untrusted and `load` rebuilds them from the log: an empty index
         passes every sanity check, and trusting it would leave e.g. the segment's max timestamp wrong.
+        Only the active segment's indexes are preallocated: a closed segment's file keeps its size, so
+        opening thousands of them (and counting their entries after a crash) touches no zero tails.
         """
         if not path.exists():
             self._indexes_trusted = False
         try:
-            return kind(path, self.base_offset, max_index_bytes)
+            return kind(path, self.base_offset, max_index_bytes, preallocate=preallocate)
         except CorruptIndexError:
             path.unlink()
             self._indexes_trusted = False
-            return kind(path, self.base_offset, max_index_bytes)
+            return kind(path, self.base_offset, max_index_bytes, preallocate=preallocate)
 
     def _map_to(self, length: int) -> None:
         """(Re)map the file at `length` bytes, growing it (sparse) first if needed."""
@@ -117,6 +246,7 @@ class LogSegment:
         if length > 0:
             self._map = mmap.mmap(self._fd, length, access=mmap.ACCESS_READ)
 
+    @_pinned
     def load(self) -> None:
         """Restore in-memory state of a segment that was closed cleanly, trusting only what it can check.
 
@@ -154,6 +284,7 @@ class LogSegment:
             header = self._header_at(0)
             self.first_batch_timestamp = header.max_timestamp
 
+    @_pinned
     def recover(self, max_batch_bytes: int) -> RecoveryResult:
         """Scan every batch (framing, magic, CRC, increasing offsets); cut the file at the first bad byte.
 
@@ -204,6 +335,7 @@ class LogSegment:
             end = start
         return 0
 
+    @_pinned
     def rebuild_indexes(self) -> None:
         """Rebuild both indexes from the log without truncating it (used when an index fails its check)."""
         self.offset_index.reset()
@@ -241,6 +373,7 @@ class LogSegment:
     def fits(self, nbytes: int) -> bool:
         return self.size + nbytes <= self._capacity
 
+    @_pinned
     def append(
         self,
         parts: list[bytes | bytearray | memoryview],
@@ -302,13 +435,30 @@ class LogSegment:
         return self.offset_index.is_full or self.time_index.is_full
 
     def flush(self) -> None:
-        """fsync the log, then the indexes (the log is the source of truth; indexes can be rebuilt)."""
+        """fsync the log, then the indexes (the log is the source of truth; indexes can be rebuilt).
+
+        A released segment is not reopened for this: its files are fsynced by path (what was written
+        through descriptors and maps since closed still belongs to the files).
+        """
         if self._closed:
             return
-        os.fsync(self._fd)
-        self.offset_index.flush()
-        self.time_index.flush()
+        with self._files:
+            released = self._fd < 0
+            if not released:
+                self._users += 1
+        if released:
+            _fsync_path(self.log_path, missing_ok=False)
+            _fsync_path(self.offset_index.path, missing_ok=True)
+            _fsync_path(self.time_index.path, missing_ok=True)
+            return
+        try:
+            os.fsync(self._fd)
+            self.offset_index.flush()
+            self.time_index.flush()
+        finally:
+            self._unpin()
 
+    @_pinned
     def seal(self) -> None:
         """Become a closed segment: record the max timestamp in the time index, trim files to their data."""
         if self.max_timestamp > self.time_index.last_timestamp and not self.time_index.is_full:
@@ -322,23 +472,37 @@ class LogSegment:
         self._active = False
         self._map_to(self.size)
 
+    @_pinned
     def activate(self, capacity: int) -> None:
         """Reopen a sealed segment as the active one (at start-up): grow the file again for appends."""
         self._active = True
+        self.offset_index.preallocate()
+        self.time_index.preallocate()
         self._map_to(max(self.size, capacity))
 
     def close(self) -> None:
+        """Seal an active segment, then close its files for good (once the last user lets go)."""
         if self._closed:
             return
         if self._active:
             self.seal()
-        if self._map is not None:
-            self._map.close()
-            self._map = None
-        self.offset_index.close()
-        self.time_index.close()
-        os.close(self._fd)
-        self._closed = True
+        with self._files:
+            self._closed = True
+            if not self._users:
+                self._release_files()
+        if self._open_segments is not None:
+            self._open_segments.forget(self)
+
+    def abandon(self) -> None:
+        """Close the files for good without sealing, as a crash would leave them (the disk failed)."""
+        with self._files:
+            if self._closed:
+                return
+            self._closed = True
+            if not self._users:
+                self._release_files()
+        if self._open_segments is not None:
+            self._open_segments.forget(self)
 
     def delete(self) -> None:
         """Close and remove all three files."""
@@ -347,6 +511,7 @@ class LogSegment:
         for path in (self.log_path, self.offset_index.path, self.time_index.path):
             path.unlink(missing_ok=True)
 
+    @_pinned
     def truncate_to(self, offset: int) -> int:
         """Drop every batch holding an offset >= `offset` (a batch goes whole); return the bytes dropped.
 
@@ -381,6 +546,7 @@ class LogSegment:
                 return pos
         return self.size
 
+    @_pinned
     def find_batch(self, offset: int) -> int | None:
         """Byte position of the batch holding `offset` (or the first one after it), None if past the end."""
         _, position = self.offset_index.lookup(offset)
@@ -397,6 +563,7 @@ class LogSegment:
             position += length + _LENGTH_OVERHEAD
         return None
 
+    @_pinned
     def read(self, position: int, max_bytes: int) -> bytes:
         """Whole batches from `position`, up to `max_bytes`, but always at least the first batch."""
         view = self._map
@@ -414,9 +581,11 @@ class LogSegment:
             end += length
         return view[position:end]
 
+    @_pinned
     def read_all(self) -> bytes:
         return self._map[: self.size] if self._map is not None else b""
 
+    @_pinned
     def find_offset_by_timestamp(self, timestamp: int) -> tuple[int, int] | None:
         """The first record whose timestamp is >= `timestamp`, as (offset, its timestamp), or None."""
         if self.max_timestamp < timestamp:
@@ -431,7 +600,25 @@ class LogSegment:
         return None
 
     def batches(self) -> Iterator[tuple[int, BatchHeader]]:
-        return self._headers_from(0)
+        """Every batch header with its position; the segment stays pinned until the iterator is done."""
+        self._pin()
+        try:
+            yield from self._headers_from(0)
+        finally:
+            self._unpin()
 
     def __repr__(self) -> str:
         return f"LogSegment({self.log_path.name}, size={self.size}, next_offset={self.next_offset})"
+
+
+def _fsync_path(path: Path, *, missing_ok: bool) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        if missing_ok:
+            return
+        raise
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -140,11 +140,18 @@ def test_dump_log_prints_and_checks_batches(broker: EmbeddedBroker, tmp_path: Pa
     data[first_batch_end - 3] ^= 0xFF  # corrupt a byte inside the first batch's records
     copy = tmp_path / "corrupt.log"
     copy.write_bytes(bytes(data) + b"junk")
-    corrupt = logstore("dump-log", str(copy), check=False)
+    stopped = logstore("dump-log", str(copy), check=False)
+    assert "isValid: false (batch at byte 0: CRC mismatch" in stopped.stdout.decode()
+    assert_one_line_error(stopped, "position 0 (offsets 0-0) is invalid", "CRC mismatch", "--skip-corrupt")
+    corrupt = logstore("dump-log", str(copy), "--skip-corrupt", check=False)
     text = corrupt.stdout.decode()
     assert corrupt.returncode == 1
     assert "isValid: false (batch at byte 0: CRC mismatch" in text
     assert "not a whole batch" in text and "Traceback" not in corrupt.stderr.decode()
+    assert (
+        "warning: " in corrupt.stderr.decode()
+        and "skipped: batch at byte 0: CRC mismatch" in corrupt.stderr.decode()
+    )
 
 
 def test_dump_log_of_a_missing_file(tmp_path: Path) -> None:

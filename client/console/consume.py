@@ -45,6 +45,12 @@ def add_parser(subcommands: Any) -> None:
     )
     parser.add_argument("--print-headers", action="store_true", help="print each record's headers as k:v,...")
     parser.add_argument("--separator", default="\t", help="between printed fields (default: tab)")
+    parser.add_argument(
+        "--skip-corrupt",
+        action="store_true",
+        help="on a corrupt record batch, warn and go on after it (its records are not printed) instead of "
+        "stopping with an error",
+    )
     parser.set_defaults(handler=friendly(_consume))
 
 
@@ -68,6 +74,7 @@ def parse_time(text: str) -> int:
 
 def _consume(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from client.consumer import Consumer
+    from client.errors import CorruptRecordError
     from client.types import TopicPartition
 
     if args.offset is not None and args.partition is None:
@@ -107,7 +114,13 @@ def _consume(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         line = _formatter(args)
         wait_ms = 3_600_000 if args.timeout_ms is None else args.timeout_ms
         while printed != args.max_messages:
-            polled = consumer.poll(timeout_ms=wait_ms, max_records=_room(args.max_messages, printed))
+            try:
+                polled = consumer.poll(timeout_ms=wait_ms, max_records=_room(args.max_messages, printed))
+            except CorruptRecordError as exc:
+                if not args.skip_corrupt:
+                    raise CorruptRecordError(f"{exc} (--skip-corrupt skips such batches)") from None
+                _skip(consumer, exc)
+                continue
             if not polled:
                 if args.timeout_ms is not None:
                     break
@@ -120,6 +133,15 @@ def _consume(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         consumer.close()
         print(f"Processed a total of {printed} messages", file=sys.stderr)
     return 0
+
+
+def _skip(consumer: Any, error: Any) -> None:
+    """--skip-corrupt: warn, and move past the corrupt batch."""
+    from client.types import TopicPartition
+
+    offset = error.next_offset if error.next_offset >= 0 else error.offset + 1
+    print(f"logstore: warning: {error}; skipping to offset {offset}", file=sys.stderr)
+    consumer.seek(TopicPartition(error.topic, error.partition), offset)
 
 
 def _room(limit: int | None, printed: int) -> int:

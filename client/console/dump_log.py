@@ -1,8 +1,10 @@
 """``logstore dump-log PATH``: print the batches and records of a segment file, checking every batch.
 
-Works on the file alone (no broker). Each batch is checked with ``check_batch`` (framing, magic, CRC);
-the exit code is 1 if any batch is invalid or the file ends in something that is not a whole batch
-(a zero-filled preallocated tail is reported but is not an error).
+Works on the file alone (no broker). Each batch is checked with ``check_batch`` (framing, magic, CRC)
+and, unless --batches-only, by decoding its records. The first invalid batch ends the dump with a
+one-line error; with --skip-corrupt it is reported with a warning and the dump goes on. The exit code
+is 1 if any batch is invalid or the file ends in something that is not a whole batch (a zero-filled
+preallocated tail is reported but is not an error).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import argparse
 import errno
 import mmap
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +40,11 @@ def add_parser(subcommands: Any) -> None:
     )
     parser.add_argument("--batches-only", action="store_true", help="do not print records")
     parser.add_argument("--print-values", action="store_true", help="show keys and values (first 60 bytes)")
+    parser.add_argument(
+        "--skip-corrupt",
+        action="store_true",
+        help="report an invalid batch with a warning and go on to the next one, instead of stopping",
+    )
     parser.set_defaults(handler=friendly(_dump))
 
 
@@ -79,12 +87,16 @@ def _dump_buffer(data: Any, path: Path, args: argparse.Namespace, fileno: int) -
     for pos, header in iter_headers(data):
         batches += 1
         end = pos + header.size
+        problem = None
+        decoded = []
         try:
             check_batch(data, pos)
-            verdict = "isValid: true"
+            if not args.batches_only:
+                decoded = decode_batch(data, pos)
         except LogStoreError as exc:
             invalid += 1
-            verdict = f"isValid: false ({exc})"
+            problem = str(exc)
+        verdict = "isValid: true" if problem is None else f"isValid: false ({problem})"
         kind = "LogAppendTime" if header.timestamp_type == LOG_APPEND_TIME else "CreateTime"
         print(
             f"baseOffset: {header.base_offset} lastOffset: {header.last_offset} count: {header.record_count} "
@@ -93,9 +105,16 @@ def _dump_buffer(data: Any, path: Path, args: argparse.Namespace, fileno: int) -
             f"producerEpoch: {header.producer_epoch} baseSequence: {header.base_sequence} "
             f"crc: {header.crc} {verdict}"
         )
-        if args.batches_only or not verdict.endswith("true"):
+        if problem is not None:
+            where = f"{path}: the batch at position {pos} (offsets {header.base_offset}-{header.last_offset})"
+            if not args.skip_corrupt:
+                print(f"Summary: stopped at the invalid batch at position {pos}")
+                raise CorruptBatchError(
+                    f"{where} is invalid: {problem} (--skip-corrupt reports it and goes on)"
+                )
+            print(f"logstore: warning: {where} is invalid, skipped: {problem}", file=sys.stderr)
             continue
-        for record in decode_batch(data, pos):
+        for record in decoded:
             records += 1
             line = (
                 f"| offset: {record.offset} {kind}: {record.timestamp} "
@@ -116,6 +135,10 @@ def _dump_buffer(data: Any, path: Path, args: argparse.Namespace, fileno: int) -
             invalid += 1
     print("Summary: " + "; ".join(verdicts))
     return 1 if invalid else 0
+
+
+class CorruptBatchError(ValueError):
+    """An invalid batch ended the dump (a ValueError: the console tools print it as one line)."""
 
 
 def _all_zero(data: Any, start: int, fileno: int) -> bool:
