@@ -59,9 +59,9 @@ def close_all_at_exit() -> None:
     longest = max(timeout for _, timeout in pending)
     log.warning(
         "%d Producer(s) still open at interpreter exit: closing them now to send buffered records (up to "
-        "%.0f s each, then they are lost); call producer.close() or use `with Producer(...)`",
+        "%.0f ms each, then they are lost); call producer.close() or use `with Producer(...)`",
         len(pending),
-        longest,
+        longest * 1000,
     )
     for producer, timeout in pending:
         try:

@@ -6,8 +6,14 @@ import subprocess
 import sys
 import textwrap
 
+import grpc
+import pytest
+
 from broker.embedded import EmbeddedBroker
+from client import Producer
+from client.errors import ClosedError
 from tests.conftest import Stubs
+from tests.test_client_support import FailedCall
 
 _UNCLOSED = """
 import sys
@@ -42,3 +48,30 @@ def test_a_closed_producer_exits_without_a_warning(broker: EmbeddedBroker, stubs
     assert done.returncode == 0, done.stderr
     assert len(stubs.values("exit", 0)) == 100
     assert "still open" not in done.stderr, done.stderr
+
+
+class RefuseProducerIds(grpc.UnaryUnaryClientInterceptor):
+    """Fails every InitProducerId call as an unreachable broker would, counting them."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def intercept_unary_unary(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def]
+        if not client_call_details.method.endswith("/InitProducerId"):
+            return continuation(client_call_details, request)
+        self.calls += 1  # only the sender thread makes this call
+        return FailedCall(grpc.StatusCode.UNAVAILABLE, "injected: broker unreachable")
+
+
+def test_closing_while_no_producer_id_comes_keeps_backing_off(broker: EmbeddedBroker) -> None:
+    """A close (as at exit) waiting for buffered records must not retry InitProducerId in a busy loop."""
+    refusing = RefuseProducerIds()
+    producer = Producer(
+        broker.address, interceptors=[refusing], retry_backoff_ms=60_000, retry_backoff_max_ms=60_000
+    )
+    future = producer.send("no-id", b"x")  # buffered: the sender waits for a producer id
+    attempts = refusing.calls
+    producer.close(timeout=0.5)  # well inside one backoff: no further attempt is due
+    assert refusing.calls <= attempts + 1
+    with pytest.raises(ClosedError):
+        future.get(0)
