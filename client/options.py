@@ -38,7 +38,7 @@ def unknown_options_error(owner: str, unknown: Iterable[str], known: Iterable[st
 
 def refuse_unknown_options(cls: T) -> T:
     """Class decorator: a keyword argument ``cls.__init__`` does not take raises ``unknown_options_error``."""
-    init = cls.__init__
+    init = cls.__init__  # type: ignore[misc]  # the class itself, not an instance
     known = frozenset(option_names(init))
 
     @functools.wraps(init)
