@@ -28,6 +28,7 @@ from client.fetcher import Fetcher
 from client.group import CommitCallback, ConsumerRebalanceListener, GroupCoordinator
 from client.metadata import describe_topic
 from client.offsets import EARLIEST, LATEST, SPECS, TIMESTAMP, list_offsets
+from client.options import refuse_unknown_options
 from client.records import DECODE_CHUNK, ConsumerRecord, with_deserializers
 from client.serde import Deserializer, resolve_deserializer
 from client.subscription import SubscriptionState
@@ -36,6 +37,7 @@ from client.types import OffsetAndTimestamp, TopicPartition
 _FOREVER = float("inf")
 
 
+@refuse_unknown_options
 class Consumer:
     """Reads records from assigned partitions. Not thread-safe (like Kafka's): use it from one thread,
     except ``close()`` which may come from another."""

@@ -20,7 +20,7 @@ def add_parser(subcommands: Any) -> None:
         "--group is given; then the group's committed offsets say where to start (--from-beginning only "
         "applies where it has none) and printed records are committed as it goes and at exit.",
     )
-    parser.add_argument("topic")
+    parser.add_argument("topic", help="the topic to read")
     add_bootstrap(parser)
     start = parser.add_mutually_exclusive_group()
     start.add_argument("--from-beginning", action="store_true", help="start at the earliest stored record")
@@ -37,11 +37,13 @@ def add_parser(subcommands: Any) -> None:
     )
     parser.add_argument("--max-messages", type=int, help="exit after printing this many records")
     parser.add_argument("--timeout-ms", type=float, help="exit when no record came for this long")
-    parser.add_argument("--print-key", action="store_true")
-    parser.add_argument("--print-partition", action="store_true")
-    parser.add_argument("--print-offset", action="store_true")
-    parser.add_argument("--print-timestamp", action="store_true")
-    parser.add_argument("--print-headers", action="store_true")
+    parser.add_argument("--print-key", action="store_true", help="print each record's key before its value")
+    parser.add_argument("--print-partition", action="store_true", help="print each record's partition")
+    parser.add_argument("--print-offset", action="store_true", help="print each record's offset")
+    parser.add_argument(
+        "--print-timestamp", action="store_true", help="print each record's timestamp (ms) and its type"
+    )
+    parser.add_argument("--print-headers", action="store_true", help="print each record's headers as k:v,...")
     parser.add_argument("--separator", default="\t", help="between printed fields (default: tab)")
     parser.add_argument(
         "--skip-corrupt",
