@@ -517,7 +517,18 @@ class Fetcher(threading.Thread):
             if isinstance(error, OffsetOutOfRangeError) and state.out_of_range(
                 tp, generation, result.log_start_offset, result.high_watermark
             ):
-                log.info("%s: offset %d out of range; reset by auto_offset_reset", tp, offset)
+                reset = state.default_reset
+                log.warning(
+                    "%s: fetch offset %d is out of range (log start offset %d, log end offset %d); resetting "
+                    "to the %s offset %d (auto_offset_reset=%r)",
+                    tp,
+                    offset,
+                    result.log_start_offset,
+                    result.high_watermark,
+                    reset,
+                    result.log_start_offset if reset == "earliest" else result.high_watermark,
+                    reset,
+                )
                 continue
             partition.backoff_until = now + self._backoff.delay_s(10 if not error.retriable else 1)
             if error.retriable:

@@ -25,7 +25,7 @@ import grpc
 
 from client.backoff import Backoff
 from client.connection import Connection
-from client.errors import ClientError
+from client.errors import ClientError, UnknownTopicError
 from client.fetcher import Fetcher
 from client.group_errors import CommitFailedError, GroupError, group_rpc_error
 from client.group_rpc import (
@@ -41,10 +41,15 @@ from client.group_rpc import (
     heartbeat_request,
 )
 from client.membership import Membership, Partitions, Reconciliation, Subscription
+from client.metadata import describe_topic
 from client.subscription import SubscriptionState
 from client.types import TopicPartition
 
 log = logging.getLogger(__name__)
+
+UNKNOWN_TOPIC_WARNING_INTERVAL_S = 60.0
+"""How often a subscribed topic that does not exist is warned about (Kafka's clients warn on every
+metadata refresh; once a minute is enough to be seen without flooding the log)."""
 
 CommitCallback = Callable[[dict[TopicPartition, int], Exception | None], None]
 
@@ -91,6 +96,7 @@ class GroupCoordinator:
             raise ValueError(f"auto_commit_interval_ms must be positive, got {auto_commit_interval_ms}")
         self.group_id = group_id
         self._stub = group_stub(connection)
+        self._connection = connection
         self._state = state
         self._fetcher = fetcher
         self._lock = fetcher.lock
@@ -114,6 +120,11 @@ class GroupCoordinator:
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._retry_reconcile_at = 0.0
+        self._unreachable_since: float | None = None
+        """When the first of the heartbeats failing in a row was sent (None: the last one was answered)."""
+        self._unreachable: ClientError | None = None
+        """The error poll() raises once the broker has been unreachable for request_timeout_ms."""
+        self._topic_warned_at: dict[str, float] = {}
 
     # --- subscription ----------------------------------------------------------------------------------------
 
@@ -157,6 +168,7 @@ class GroupCoordinator:
         return (
             bool(self._lost)
             or m.fatal is not None
+            or self._unreachable is not None
             or (m.reconciliation_pending and m.active and self._clock() >= self._retry_reconcile_at)
         )
 
@@ -165,7 +177,11 @@ class GroupCoordinator:
         deadline = self._clock() + timeout_s
         while True:
             self.run_pending()
-            records = take(limit, max(0.0, deadline - self._clock()))
+            now = self._clock()
+            wait = deadline - now
+            if self.enable_auto_commit:  # wake for the next auto-commit even while no record comes
+                wait = min(wait, self._next_auto_commit - now)
+            records = take(limit, max(0.0, wait))
             if records or self._clock() >= deadline:
                 return records
 
@@ -182,6 +198,12 @@ class GroupCoordinator:
                 self._listener.on_partitions_lost(set(tps))
         if fatal is not None:
             raise fatal
+        with self._lock:
+            unreachable, self._unreachable = self._unreachable, None
+            if unreachable is not None:  # raised once per request_timeout_ms while the broker stays away
+                self._unreachable_since = self._clock()
+        if unreachable is not None:
+            raise unreachable
         if step is not None:
             self._reconcile(step)
         if self.enable_auto_commit and self._clock() >= self._next_auto_commit:
@@ -362,21 +384,24 @@ class GroupCoordinator:
                             break
                         self._wake.wait(m.next_heartbeat_in(self._clock()))
                 request = heartbeat_request(self.group_id, plan, self._client_id)
+                sent_at = self._clock()
                 try:
                     response = self._stub.Heartbeat(request, timeout=self._timeout_s)
                 except grpc.RpcError as exc:
                     error = group_rpc_error(exc, f"heartbeat to group {self.group_id!r}")
                     with self._lock:
-                        log.log(
-                            logging.DEBUG if error.retriable else logging.ERROR,
-                            "group %s: heartbeat failed: %s",
-                            self.group_id,
-                            error,
-                        )
+                        if error.retriable:
+                            self._note_unreachable(error, sent_at)
+                        else:
+                            log.error("group %s: heartbeat failed: %s", self.group_id, error)
                         m.on_failure(self._clock(), error.retriable, error)
                         self._fetcher.data_ready.notify_all()
                     continue
                 with self._lock:
+                    if self._unreachable_since is not None:
+                        log.warning("group %s: the broker answers again", self.group_id)
+                    self._unreachable_since = None
+                    self._unreachable = None
                     outcome = m.on_answer(heartbeat_answer(response), plan, self._clock())
                     if outcome.lost:
                         log.info(
@@ -389,11 +414,65 @@ class GroupCoordinator:
                         self._lost.append(outcome.lost)
                     if self.has_work():
                         self._fetcher.data_ready.notify_all()
+                    missing = self._unassigned_topics()
+                self._warn_unknown_topics(missing)
         except Exception as exc:  # a bug: stop the membership and tell the application through poll()
             log.exception("the consumer's heartbeat thread failed")
             with self._lock:
                 m.fatal = GroupError(f"the consumer's heartbeat thread failed: {exc!r}")
                 self._fetcher.data_ready.notify_all()
+
+    def _note_unreachable(self, error: ClientError, sent_at: float) -> None:
+        """A heartbeat got no answer (with the lock held): warn at the first failure of a streak, and
+        have poll() raise once the broker has been away for request_timeout_ms."""
+        now = self._clock()
+        if self._unreachable_since is None:
+            self._unreachable_since = sent_at
+            log.warning("group %s: cannot reach the broker, retrying: %s", self.group_id, error)
+            return
+        if self._unreachable is None and now - self._unreachable_since >= self._timeout_s:
+            self._unreachable = type(error)(
+                f"group {self.group_id!r}: no answer from the broker for "
+                f"{(now - self._unreachable_since) * 1000:.0f} ms (request_timeout_ms is "
+                f"{self._timeout_s * 1000:.0f}); still retrying: {error}"
+            )
+            log.error("%s", self._unreachable)
+
+    def _unassigned_topics(self) -> list[str]:
+        """Subscribed topics (by name) of which this member owns no partition and that were not checked in
+        the last UNKNOWN_TOPIC_WARNING_INTERVAL_S (with the lock held)."""
+        subscription = self._membership.subscription
+        if subscription is None:
+            return []
+        now = self._clock()
+        owned = {tp.topic for tp in self._membership.assignment}
+        due = [
+            topic
+            for topic in subscription.topics
+            if topic not in owned
+            and now - self._topic_warned_at.get(topic, -UNKNOWN_TOPIC_WARNING_INTERVAL_S)
+            >= UNKNOWN_TOPIC_WARNING_INTERVAL_S
+        ]
+        for topic in due:
+            self._topic_warned_at[topic] = now
+        return due
+
+    def _warn_unknown_topics(self, topics: list[str]) -> None:
+        """Warn about subscribed topics that do not exist, as Kafka's clients warn of
+        UNKNOWN_TOPIC_OR_PARTITION: the member waits for them to be created (without the lock)."""
+        for topic in topics:
+            try:
+                describe_topic(self._connection, topic, self._timeout_s)
+            except UnknownTopicError:
+                log.warning(
+                    "group %s: subscribed topic %r does not exist (UNKNOWN_TOPIC_OR_PARTITION); waiting for "
+                    "it to be created (e.g. `logstore topics create %s`)",
+                    self.group_id,
+                    topic,
+                    topic,
+                )
+            except ClientError as exc:
+                log.debug("group %s: cannot check topic %r: %s", self.group_id, topic, exc)
 
     # --- leaving ----------------------------------------------------------------------------------------------
 
