@@ -412,6 +412,7 @@ class GroupCoordinator:
         m = self._membership
         try:
             while True:
+                plan: HeartbeatPlan | None = None
                 with self._lock:
                     while True:
                         if self._stopping:
@@ -423,8 +424,9 @@ class GroupCoordinator:
                         if plan is not None:
                             break
                         self._wake.wait(self._idle_wait())
-                if leave is not None:
-                    self._send_leave(leave)
+                if plan is None:
+                    if leave is not None:
+                        self._send_leave(leave)
                     continue
                 request = heartbeat_request(self.group_id, plan, self._client_id)
                 sent_at = self._clock()
