@@ -155,3 +155,17 @@ def test_an_offset_past_the_end_is_reset_with_a_warning(
         (message,) = warnings_with(caplog, "out of range")
         assert "999" in message and "auto_offset_reset='latest'" in message
         assert consumer.position(tp) == 0
+
+
+def test_consumer_without_a_group_and_without_a_broker_poll_raises() -> None:
+    """The same promise without a group: assign() on a dead broker does not return nothing forever."""
+    with Consumer(
+        bootstrap=dead_address(), request_timeout_ms=300, retry_backoff_ms=20, retry_backoff_max_ms=50
+    ) as consumer:
+        consumer.assign([TopicPartition("orders", 0)])
+        with pytest.raises(ClientError) as raised:
+            deadline = time.monotonic() + LIMIT_S
+            while time.monotonic() < deadline:
+                consumer.poll(timeout_ms=1000)
+        assert raised.value.retriable
+        assert "no answer from the broker" in str(raised.value)
