@@ -76,6 +76,10 @@ class Settings:
     """Default per-topic settings under Kafka's names, for topics that do not set their own."""
     group_session_timeout_ms: int = 45_000
     """A consumer-group member not heard from for this long is removed and its partitions move on."""
+    group_min_session_timeout_ms: int = 6_000
+    """The shortest session timeout a member may ask for (Kafka's group.min.session.timeout.ms)."""
+    group_max_session_timeout_ms: int = 1_800_000
+    """The longest session timeout a member may ask for (Kafka's group.max.session.timeout.ms)."""
     group_heartbeat_interval_ms: int = 5_000
     """How often members are told to heartbeat; must be below the session timeout."""
     group_rebalance_timeout_ms: int = 300_000
@@ -127,6 +131,13 @@ class Settings:
                 f"group_session_timeout_ms ({self.group_session_timeout_ms}), or members time out between "
                 "heartbeats"
             )
+        _check_range("group_min_session_timeout_ms", self.group_min_session_timeout_ms, 2, 2**31 - 1)
+        _check_range(
+            "group_max_session_timeout_ms",
+            self.group_max_session_timeout_ms,
+            self.group_min_session_timeout_ms,
+            2**31 - 1,
+        )
         _check_range("group_rebalance_timeout_ms", self.group_rebalance_timeout_ms, 1, 2**31 - 1)
         if self.group_assignor not in ASSIGNORS:
             raise SettingsError(
@@ -178,6 +189,8 @@ class Settings:
             session_timeout_ms=self.group_session_timeout_ms,
             heartbeat_interval_ms=self.group_heartbeat_interval_ms,
             rebalance_timeout_ms=self.group_rebalance_timeout_ms,
+            min_session_timeout_ms=self.group_min_session_timeout_ms,
+            max_session_timeout_ms=self.group_max_session_timeout_ms,
             assignor=self.group_assignor,
         )
 
@@ -310,6 +323,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--flush-threads", type=int, default=given, help="threads for fsync (8)")
     parser.add_argument(
         "--group-session-timeout-ms", type=int, default=given, help="remove silent group members (45000)"
+    )
+    parser.add_argument(
+        "--group-min-session-timeout-ms",
+        type=int,
+        default=given,
+        help="shortest session timeout a consumer may ask for (6000)",
+    )
+    parser.add_argument(
+        "--group-max-session-timeout-ms",
+        type=int,
+        default=given,
+        help="longest session timeout a consumer may ask for (1800000)",
     )
     parser.add_argument(
         "--group-heartbeat-interval-ms", type=int, default=given, help="member heartbeat pace (5000)"

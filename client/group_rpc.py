@@ -52,6 +52,7 @@ def heartbeat_request(group_id: str, plan: HeartbeatPlan, client_id: str) -> gro
         rebalance_timeout_ms=plan.rebalance_timeout_ms,
         server_assignor=plan.server_assignor,
         client_id=client_id,
+        session_timeout_ms=plan.session_timeout_ms,
     )
     if plan.subscription is not None:
         request.subscription.topic_names.extend(plan.subscription.topics)
