@@ -123,7 +123,7 @@ def bench_start(root: Path, segments: int, segment_bytes: int, rounds: int) -> N
         batches = 0
         for path in files if scan_segment is not None else ():
             with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-                batches += len(scan_segment(data, len(data), int(path.name[:20])).batches)
+                batches += len(scan_segment(data, len(data), int(path.name[:20])).positions)
         t2 = time.perf_counter()
         opens.append(t1 - t0)
         walks.append(t2 - t1)

@@ -65,10 +65,6 @@ def _pinned(method: Callable[Concatenate[LogSegment, _P], _R]) -> Callable[Conca
 log = logging.getLogger(__name__)
 
 
-def _position(batch: tuple[int, BatchHeader]) -> int:
-    return batch[0]
-
-
 def segment_name(base_offset: int) -> str:
     """Kafka's file naming: the base offset, zero-padded to 20 digits."""
     return f"{base_offset:020d}"
@@ -278,19 +274,19 @@ class LogSegment:
         try:
             self.offset_index.sanity_check(self.size)
             self.time_index.sanity_check()
-            batches = scan.batches
+            positions, bases = scan.positions, scan.base_offsets
             for n in range(self.offset_index.entries):
                 offset, position = self.offset_index.entry(n)
-                i = bisect.bisect_left(batches, position, key=_position)
-                if i == len(batches) or batches[i][0] != position or batches[i][1].base_offset != offset:
+                i = bisect.bisect_left(positions, position)
+                if i == len(positions) or positions[i] != position or bases[i] != offset:
                     raise CorruptIndexError(
                         f"{self.offset_index.path}: entry {n} maps offset {offset} to byte {position}, "
                         "where no batch of that offset starts"
                     )
             _, position = self.offset_index.lookup(_MAX_OFFSET)
             self._reset_state()
-            if batches:
-                self.next_offset = batches[-1][1].last_offset + 1
+            if scan.last_offset is not None:
+                self.next_offset = scan.last_offset + 1
                 self._note_timestamp(scan.max_timestamp, scan.offset_of_max_timestamp)
             self._bytes_since_index_entry = self.size - position
             self._load_first_timestamp()
@@ -328,10 +324,10 @@ class LogSegment:
         self.time_index.reset()
         self._reset_state()
         scan = scan_segment(self._map, self._capacity, self.base_offset, check_crc=True)
-        for position, header in scan.batches:
+        for position, header in scan.headers(self._map):  # type: ignore[arg-type]
             self._index_batch(position, header)
         position = scan.valid_bytes
-        batches = len(scan.batches)
+        batches = len(scan.positions)
         self.size = position
         truncated = self._logical_end_of_file() - position
         self._zero_tail()
