@@ -34,7 +34,10 @@ _RECONNECT = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL, g
 
 
 class Tail:
-    """Iterate to receive records as they arrive; ``close()`` (from any thread) ends the iteration."""
+    """Iterate to receive records as they arrive; ``close()`` (from any thread) ends the iteration.
+
+    Not thread-safe: iterate from one thread; only ``close()`` may come from another.
+    """
 
     def __init__(
         self,

@@ -109,7 +109,10 @@ class Intervals:
 
 
 class LogManager:
-    """Owns every partition's Log under `data_dir` and keeps them recovered, flushed, retained, compacted."""
+    """Owns every partition's Log under `data_dir` and keeps them recovered, flushed, retained, compacted.
+
+    Thread-safe: topic changes serialise on one lock; each partition's Log has its own (see Log).
+    """
 
     def __init__(
         self,

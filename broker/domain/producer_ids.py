@@ -43,6 +43,8 @@ def highest_producer_id(logs: Iterable[Log]) -> int:
 class ProducerIdAllocator:
     """Hands out increasing producer ids, persisting a reservation one block ahead.
 
+    Not thread-safe: the broker calls it from its event loop only.
+
     `highest_in_logs` is asked only when the reservation file is missing or unreadable; `fresh` says the
     data directory held no topics at start (then a missing file just means nothing was handed out yet).
     """
