@@ -49,7 +49,7 @@ from logstore.errors import (
     UnknownPartitionError,
     UnknownTopicError,
 )
-from logstore.io_errors import io_errors
+from logstore.io_errors import describe, io_errors
 from logstore.log import Log, RecoveryInfo, now_ms
 from logstore.open_segments import OpenSegments
 from logstore.retention import SegmentStats, segments_to_delete
@@ -166,7 +166,9 @@ class LogManager:
             self._load(rebuilt)
         except OSError as exc:
             self._release_data_dir()
-            raise StorageError(f"cannot open data directory {self.data_dir}: {exc}") from exc
+            raise StorageError(
+                f"cannot open data directory {self.data_dir}: {describe(exc, 'opening', self.data_dir)}"
+            ) from exc
         except BaseException:
             self._release_data_dir()
             raise
@@ -354,7 +356,7 @@ class LogManager:
             )
         except OSError as exc:
             raise StorageError(
-                f"cannot open partition {info.name}-{partition} in {directory}: {exc}"
+                f"cannot open partition {info.name}-{partition}: {describe(exc, 'opening', directory)}"
             ) from exc
 
     def _tidy(self, rebuilt: bool) -> None:
@@ -468,7 +470,8 @@ class LogManager:
                 del self._topics[name], self._logs[name]
                 self._discard(logs, [log.directory for log in logs])
                 raise StorageError(
-                    f"could not create topic {name!r}: writing {META_FILE} failed: {exc}; nothing was created"
+                    f"could not create topic {name!r}: {describe(exc, 'writing', self.data_dir / META_FILE)}; "
+                    "nothing was created"
                 ) from exc
         log.info("created topic %s with %d partitions", name, partitions)
         return info
@@ -497,9 +500,11 @@ class LogManager:
         except BaseException as exc:
             self._discard(opened, created)
             if isinstance(exc, OSError):
+                where = self._partition_dir(info.name, partition)
                 raise StorageError(
-                    f"could not create {what}: opening partition {partition} of {len(partitions)} new ones "
-                    f"failed: {exc}; nothing was created"
+                    f"could not create {what}: "
+                    f"{describe(exc, f'opening partition {partition} of {len(partitions)} new ones in', where)}"
+                    "; nothing was created"
                 ) from exc
             raise
         return opened
@@ -537,7 +542,8 @@ class LogManager:
                 self._write_meta()
             except OSError as exc:
                 self._undo_delete(info, logs, renamed)
-                raise StorageError(f"could not delete topic {name!r}: {exc}; the topic is kept") from exc
+                doing = describe(exc, "renaming its folders in", self.data_dir)
+                raise StorageError(f"could not delete topic {name!r}: {doing}; the topic is kept") from exc
             del self._logs[name]
         for _, target in renamed:
             try:
@@ -582,8 +588,8 @@ class LogManager:
                 self._topics[name], self._logs[name] = info, logs
                 self._discard(added, [log.directory for log in added])
                 raise StorageError(
-                    f"could not add partitions to {name!r}: writing {META_FILE} failed: {exc}; "
-                    "nothing was added"
+                    f"could not add partitions to {name!r}: {describe(exc, 'writing', self.data_dir / META_FILE)}"
+                    "; nothing was added"
                 ) from exc
         log.info("topic %s now has %d partitions", name, total_partitions)
         return new
@@ -595,7 +601,14 @@ class LogManager:
             config = TopicConfig.from_mapping(updates, base=info.config)
             new = TopicInfo(name, info.partitions, config, info.topic_id)
             self._topics[name] = new
-            self._write_meta()
+            try:
+                self._write_meta()
+            except OSError as exc:
+                self._topics[name] = info
+                raise StorageError(
+                    f"could not alter the config of {name!r}: {describe(exc, 'writing', self.data_dir / META_FILE)}"
+                    "; nothing was changed"
+                ) from exc
             for partition_log in self._logs[name]:
                 partition_log.config = config
         log.info("altered config of topic %s: %s", name, dict(updates))

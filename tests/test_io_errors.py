@@ -172,6 +172,17 @@ def test_a_failed_checkpoint_write_takes_only_that_partition_offline(
         manager.log("t", 0).append(batch(b"later"))
 
 
+def test_a_failed_config_change_is_a_storage_error_and_changes_nothing(
+    manager: LogManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manager.create_topic("t", 1, {"retention.ms": "1000"})
+    with monkeypatch.context() as patch:
+        fail(patch, "open", lambda path: "meta.json" in path)
+        with pytest.raises(StorageError, match=rf"writing .*meta\.json failed: .*{EIO}.*nothing was changed"):
+            manager.alter_config("t", {"retention.ms": "2000"})  # before: a bare OSError (INTERNAL)
+    assert manager.topic("t").config.retention_ms == 1000
+
+
 # --- the broker: STORAGE_ERROR with the file named, never INTERNAL / UNKNOWN ----------------------------
 
 
