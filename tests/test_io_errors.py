@@ -54,7 +54,8 @@ def in_dir(name: str) -> Callable[[str], bool]:
 
 
 def values(log: Any) -> list[bytes | None]:
-    found, offset = [], log.log_start_offset
+    found: list[bytes | None] = []
+    offset = log.log_start_offset
     while offset < log.log_end_offset:
         records = list(iter_records(log.read(offset, 1 << 30).data))
         found.extend(r.value for r in records)
@@ -154,7 +155,7 @@ def test_a_failed_compaction_swap_takes_only_that_partition_offline(
         PartitionOfflineError, match=r"c-0 is offline: swapping in the compacted .*c-0.*\.log"
     ):
         manager.log("c", 0).read(0, 100)
-    assert values(manager.log("c", 1))[-1].startswith(b"v5")
+    assert (values(manager.log("c", 1))[-1] or b"").startswith(b"v5")
 
 
 def test_a_failed_checkpoint_write_takes_only_that_partition_offline(
