@@ -88,6 +88,9 @@ class LogSegment:
 
     With an `OpenSegments` bound, an idle segment may release its files and maps (`release`) and reopen
     them on its next use; every method that touches a file pins the segment for its duration.
+
+    Not thread-safe: its Log serialises appends, reads and maintenance; only pinning and releasing the
+    files take the segment's own lock, since `OpenSegments` may release it from any thread.
     """
 
     def __init__(
