@@ -17,7 +17,7 @@ import itertools
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import grpc
 
@@ -114,8 +114,10 @@ class Consumer:
         self._max_poll_records = config.max_poll_records
         self._consumer_timeout_s = config.consumer_timeout_s
         self._request_timeout_s = config.request_timeout_s
-        self._key_deserializer = config.key_deserializer
-        self._value_deserializer = config.value_deserializer
+        self._key_deserializer = cast(
+            "Deserializer | None", config.key_deserializer
+        )  # resolved by the config
+        self._value_deserializer = cast("Deserializer | None", config.value_deserializer)
         self._connection = Connection(
             config.bootstrap_servers,
             max_send_bytes=1024 * 1024,

@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import mmh3
@@ -138,8 +138,8 @@ class Producer:
         self.acks = config.acks
         self.idempotent = config.idempotent
         self._max_block_s = config.max_block_s
-        self._key_serializer = config.key_serializer
-        self._value_serializer = config.value_serializer
+        self._key_serializer = cast("Serializer | None", config.key_serializer)  # resolved by the config
+        self._value_serializer = cast("Serializer | None", config.value_serializer)
         self._connection = Connection(
             config.bootstrap_servers,
             max_send_bytes=config.max_request_size,
