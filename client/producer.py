@@ -93,23 +93,18 @@ class Producer:
         client_id: str | None = None,
         interceptors: Sequence[grpc.UnaryUnaryClientInterceptor] = (),
     ) -> None:
-        spelled = {}
-        if compression_type is not None:
-            spelled["compression_type"] = "compression_type"
-            _agree(compression, "none", compression_type, "compression", "compression_type")
-        else:
+        # compression and max_in_flight are this client's shorter names for two kafka-python options;
+        # ``spelled`` lets the config's errors name the one the caller wrote.
+        spelled: dict[str, str] = {}
+        if compression_type is None:
             compression_type, spelled["compression_type"] = compression, "compression"
-        if max_in_flight_requests_per_connection is not None:
-            _agree(
-                max_in_flight,
-                5,
-                max_in_flight_requests_per_connection,
-                "max_in_flight",
-                "max_in_flight_requests_per_connection",
-            )
         else:
-            max_in_flight_requests_per_connection = max_in_flight
-            spelled["max_in_flight_requests_per_connection"] = "max_in_flight"
+            _agree(compression, "none", compression_type, "compression", "compression_type")
+        in_flight_name = "max_in_flight_requests_per_connection"
+        if max_in_flight_requests_per_connection is None:
+            max_in_flight_requests_per_connection, spelled[in_flight_name] = max_in_flight, "max_in_flight"
+        else:
+            _agree(max_in_flight, 5, max_in_flight_requests_per_connection, "max_in_flight", in_flight_name)
         self.config = config = ProducerConfig(
             bootstrap_servers=bootstrap if bootstrap_servers is None else bootstrap_servers,
             acks=acks,
