@@ -101,3 +101,33 @@ def test_a_failed_delete_keeps_only_the_reopened_segments_registered(
         assert registered(manager) <= live
         assert descriptors() <= fds
         manager.log("t", 1).append(build_batch([b"after"]))
+
+
+def test_a_partition_whose_fsync_fails_while_its_topic_is_deleted_does_not_stop_the_delete(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Closing a partition flushes it; an fsync that fails takes the partition offline (i9-fds) with a
+    StorageError, not an OSError, so i9-meta's delete used to stop halfway: the partitions closed before
+    it refused every call as closed, the topic stayed listed, and nothing was undone. The topic is going
+    away anyway: the offline partition lets go of its files and the delete goes on."""
+    from logstore.segment import LogSegment
+
+    with open_manager(tmp_path) as manager:
+        manager.create_topic("t", 3)
+        fill(manager, "t", 3)
+        failing = manager.log("t", 1).directory
+        real_flush = LogSegment.flush
+
+        def flush(segment: LogSegment) -> None:
+            if segment.directory == failing:
+                raise OSError(errno.EIO, os.strerror(errno.EIO))
+            real_flush(segment)
+
+        monkeypatch.setattr(LogSegment, "flush", flush)
+        manager.delete_topic("t")
+        monkeypatch.undo()
+        assert [t.name for t in manager.topics()] == []
+        assert not [p for p in tmp_path.iterdir() if p.name.startswith("t-")]
+        assert len(manager.open_segments) == 0
+    with open_manager(tmp_path) as again:
+        assert [t.name for t in again.topics()] == []
