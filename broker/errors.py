@@ -87,6 +87,8 @@ TABLE: dict[type[BaseException], ErrorMapping] = {
     engine.MetadataError: ErrorMapping(Status.UNAVAILABLE, common.ERROR_CODE_STORAGE_ERROR),  # start-up only
     # Kafka's KAFKA_STORAGE_ERROR: the partition's disk failed a write; it is offline until a restart
     engine.PartitionOfflineError: ErrorMapping(Status.UNAVAILABLE, common.ERROR_CODE_STORAGE_ERROR),
+    # a stored batch failed its check when read: the caller did nothing wrong, the disk did
+    engine.CorruptSegmentError: ErrorMapping(Status.DATA_LOSS, common.ERROR_CODE_CORRUPT_RECORD),
 }
 
 UNEXPECTED = ErrorMapping(Status.INTERNAL, common.ERROR_CODE_UNKNOWN)

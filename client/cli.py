@@ -59,7 +59,36 @@ def _add_groups(subcommands: Subcommands) -> None:
     add_parser(subcommands)
 
 
-COMMANDS: Sequence[Callable[[Subcommands], None]] = (_add_serve, *CONSOLE_COMMANDS, _add_groups, _add_perf)
+def _add_verify(subcommands: Subcommands) -> None:
+    from pathlib import Path
+
+    from client.console.common import friendly
+
+    parser = subcommands.add_parser(
+        "verify",
+        help="check every batch of a data directory offline",
+        description="Check the framing, offsets, CRC and records of every batch of every segment under a "
+        "(stopped) broker's data directory, like kafka-dump-log --deep-iteration. Prints one line per "
+        "segment file; the exit code is 1 if anything does not check out. Repairs nothing.",
+    )
+    parser.add_argument("data_dir", type=Path, metavar="DATA_DIR", help="the broker's --data-dir")
+    parser.add_argument("--problems-only", action="store_true", help="print only the files with problems")
+    parser.set_defaults(handler=friendly(_verify))
+
+
+def _verify(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from logstore.verify import main as verify
+
+    return verify(args.data_dir, problems_only=args.problems_only)
+
+
+COMMANDS: Sequence[Callable[[Subcommands], None]] = (
+    _add_serve,
+    *CONSOLE_COMMANDS,
+    _add_groups,
+    _add_verify,
+    _add_perf,
+)
 
 
 def _version() -> str:

@@ -103,3 +103,17 @@ class PartitionOfflineError(StorageError):
 
     Kafka's KAFKA_STORAGE_ERROR for an offline log directory; the other partitions keep serving.
     """
+
+
+class CorruptSegmentError(CorruptRecordError):
+    """A stored batch fails its check when read: nothing of it is served (CORRUPT_RECORD for that offset).
+
+    Unlike its parent this is no fault of the caller: the bytes on disk changed after they were written.
+    `path` is the segment file, `offset` the batch's base offset as stored, `position` its byte.
+    """
+
+    def __init__(self, message: str, *, path: object, offset: int, position: int) -> None:
+        super().__init__(message)
+        self.path = path
+        self.offset = offset
+        self.position = position

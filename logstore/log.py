@@ -23,6 +23,7 @@ from logstore.checkpoint import fsync_dir
 from logstore.config import TopicConfig
 from logstore.errors import (
     CorruptRecordError,
+    CorruptSegmentError,
     InvalidRequestError,
     LogClosedError,
     OffsetOutOfRangeError,
@@ -32,14 +33,18 @@ from logstore.errors import (
 )
 from logstore.open_segments import OpenSegments
 from logstore.producer_state import ProducerEntry, ProducerStateManager
-from logstore.records import BatchHeader, check_batch, decode_batch, set_log_append_time
+from logstore.records import BatchHeader, check_batch, set_log_append_time
+from logstore.records.validate import validate_records
+from logstore.recovery import move_aside
 from logstore.segment import (
     CLEANED_SUFFIX,
     INDEX_SUFFIX,
     LOG_SUFFIX,
     TIME_INDEX_SUFFIX,
     LogSegment,
+    RecoveryResult,
     parse_segment_name,
+    segment_name,
 )
 
 log = logging.getLogger(__name__)
@@ -112,6 +117,7 @@ class Log:
         self._flushing = False
         self._closed = False
         self.segments: list[LogSegment] = []
+        self._reported_corrupt: set[tuple[str, int]] = set()
         self._bases: list[int] = []
         self.producer_state = ProducerStateManager(f"{topic}-{partition}")
         self.unflushed_messages = 0
@@ -136,43 +142,69 @@ class Log:
         )
 
     def _load(self, clean: bool, recovery_point: int) -> RecoveryInfo:
-        """Open every segment; after an unclean stop, re-check those past the recovery point byte by byte."""
+        """Open every segment and check it; after an unclean stop, CRC-check those past the recovery point.
+
+        Every segment's framing is walked whatever the stop (`LogSegment.load`), and cut to its longest
+        valid prefix if it does not add up; the segments after such a cut are kept, their offsets still
+        increase. Then the segments must follow each other: a file whose base offset lies inside its
+        predecessor's offsets is moved aside, not trusted and not deleted. Only a cut in a segment past
+        the recovery point (a torn write) makes the later segments unreachable; they are moved aside too.
+        """
         bases = self._discover_segments()
-        recovered = truncated = dropped = 0
         first_to_recover = len(bases)
         if not clean:
             first_to_recover = max(0, bisect.bisect_right(bases, recovery_point) - 1)
             first_to_recover = min(first_to_recover, max(len(bases) - 1, 0))
+        opened: list[tuple[LogSegment, RecoveryResult | None]] = []
+        dropped = 0
+        damaged_tail: set[int] = set()  # segments whose last batch had a damaged base offset, now cut
         for i, base in enumerate(bases):
-            last = i == len(bases) - 1
-            segment = self._new_segment(base, active=last)
-            if self.segments and base < self.segments[-1].next_offset:
-                log.warning(
-                    "%s-%s: segment %s overlaps its predecessor; dropping it",
-                    self.topic,
-                    self.partition,
-                    segment.log_path.name,
-                )
-                segment.delete()
-                dropped += 1
-                continue
-            cut = False
+            if opened:
+                previous, result = opened[-1]
+                if result is not None and result.truncated_bytes > 0:
+                    # Everything after a torn write is unreachable: set the later segments aside unread.
+                    for later in bases[i:]:
+                        self._set_files_aside(later, f"it follows {previous.log_path.name}, cut by recovery")
+                        dropped += 1
+                    break
+                if base < previous.next_offset and previous.cut_outlier_tail(base):
+                    damaged_tail.add(previous.base_offset)
+                elif base < previous.next_offset:
+                    self._set_files_aside(
+                        base,
+                        f"its base offset {base} lies inside the offsets of {previous.log_path.name} "
+                        f"(up to {previous.next_offset - 1})",
+                    )
+                    dropped += 1
+                    continue
+            segment = self._new_segment(base, active=False)
             if i >= first_to_recover:
-                result = segment.recover(self.config.max_message_bytes)
-                recovered += 1
-                truncated += result.truncated_bytes
-                cut = result.truncated_bytes > 0 or (not last and self._gap_after(segment, bases[i + 1]))
-                if not last and not cut:
-                    segment.seal()
+                opened.append((segment, segment.recover(self.config.max_message_bytes)))
             else:
                 segment.load()
-            self._add_segment(segment)
-            if cut and not last:
-                # Everything after a corrupt point is unreachable: drop the later segments.
-                for later in bases[i + 1 :]:
-                    self._new_segment(later, active=False).delete()
+                opened.append((segment, None))
+        kept = opened
+        recovered = sum(1 for _, result in opened if result is not None)
+        truncated = sum(result.truncated_bytes for _, result in opened if result is not None)
+        for i, (segment, result) in enumerate(kept[:-1]):
+            torn = (
+                result is not None
+                and segment.base_offset not in damaged_tail
+                and self._gap_after(segment, kept[i + 1][0].base_offset)
+            )
+            if torn:
+                # The segment lost its last batches (a crash): the later ones are unreachable, set aside.
+                for unreachable, _ in kept[i + 1 :]:
+                    unreachable.close()
+                    self._set_files_aside(
+                        unreachable.base_offset,
+                        f"it follows {segment.log_path.name}, which stops short of it",
+                    )
                     dropped += 1
+                del kept[i + 1 :]
                 break
+        for segment, _ in kept:
+            self._add_segment(segment)
         if not self.segments:
             self._add_segment(self._new_segment(0, active=True))
         elif not self.active._active:
@@ -183,7 +215,7 @@ class Log:
         )
         if truncated or dropped:
             log.warning(
-                "%s-%s: recovery truncated %d bytes and dropped %d segments; log end offset %d",
+                "%s-%s: recovery truncated %d bytes and set aside %d segments; log end offset %d",
                 self.topic,
                 self.partition,
                 truncated,
@@ -191,6 +223,15 @@ class Log:
                 self.log_end_offset,
             )
         return info
+
+    def _set_files_aside(self, base_offset: int, reason: str) -> None:
+        """Move a segment's log file aside (a WARNING says where) and drop its indexes (rebuildable)."""
+        stem = self.directory / segment_name(base_offset)
+        log_path = stem.with_suffix(LOG_SUFFIX)
+        if log_path.exists():
+            move_aside(log_path, f"{self.topic}-{self.partition}: {reason}")
+        stem.with_suffix(INDEX_SUFFIX).unlink(missing_ok=True)
+        stem.with_suffix(TIME_INDEX_SUFFIX).unlink(missing_ok=True)
 
     def _gap_after(self, segment: LogSegment, next_base: int) -> bool:
         """Whether a recovered closed segment stops short of the next segment's base offset.
@@ -289,7 +330,8 @@ class Log:
     # --- append -----------------------------------------------------------------------------------------
 
     def validate(self, data: bytes | bytearray | memoryview) -> list[tuple[int, BatchHeader]]:
-        """Check that `data` is whole v2 batches, each within the size limit and with a good CRC."""
+        """Check that `data` is whole v2 batches, each within the size limit, with a good CRC, and with
+        records a reader can decode (`validate_records`: offsets, lengths, codec, timestamps, keys)."""
         view = memoryview(data)
         total = len(view)
         if total == 0:
@@ -297,23 +339,16 @@ class Log:
         batches = []
         position = 0
         limit = self.config.max_message_bytes
+        compact = self.config.compact
         while position < total:
             header = check_batch(view, position, max_size=limit)
             if header.is_transactional or header.is_control:
                 raise InvalidRequestError(
                     f"{self.topic}-{self.partition}: transactional and control batches are not supported"
                 )
+            validate_records(view, position, header, require_keys=compact)
             batches.append((position, header))
             position += header.size
-        if self.config.compact:
-            for position, _ in batches:
-                for record in decode_batch(view, position):
-                    if record.key is None:
-                        raise CorruptRecordError(
-                            f"{self.topic}-{self.partition} is compacted (cleanup.policy={self.config.cleanup_policy})"
-                            f": every record needs a key; the record at offset delta "
-                            f"{record.offset} has none"
-                        )
         return batches
 
     def append(self, data: bytes | bytearray | memoryview, *, now_ms: int | None = None) -> AppendResult:
@@ -430,11 +465,21 @@ class Log:
                     position = segment.find_batch(offset)
                     if position is not None:
                         return ReadResult(segment.read(position, max_bytes), end, start)
+            except CorruptSegmentError as exc:
+                self._warn_corrupt(offset, exc)
+                raise
             except OSError as exc:  # reopening a released segment failed (EMFILE...): retriable
                 raise StorageError(
                     f"{self.topic}-{self.partition}: cannot read offset {offset}: {exc}"
                 ) from exc
             return ReadResult(b"", end, start)
+
+    def _warn_corrupt(self, offset: int, exc: CorruptSegmentError) -> None:
+        """One WARNING per damaged batch and process: a consumer retrying the offset must not flood the log."""
+        key = (str(exc.path), exc.position)
+        if key not in self._reported_corrupt:
+            self._reported_corrupt.add(key)
+            log.warning("%s-%s: not serving offset %d: %s", self.topic, self.partition, offset, exc)
 
     def offset_for_timestamp(self, timestamp_ms: int) -> tuple[int, int] | None:
         """The first record with a timestamp >= `timestamp_ms`: (offset, timestamp), or None."""

@@ -9,7 +9,9 @@ it is zero, so recovery can always tell where the real data stops.
 
 from __future__ import annotations
 
+import bisect
 import functools
+import logging
 import mmap
 import os
 import struct
@@ -19,9 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
 
-from logstore.errors import CorruptRecordError, StorageError
+from logstore.errors import CorruptRecordError, CorruptSegmentError, StorageError
 from logstore.index import CorruptIndexError, OffsetIndex, TimeIndex
 from logstore.records import HEADER_SIZE, BatchHeader, check_batch, decode_batch, iter_headers, parse_header
+from logstore.records.layout import MIN_BATCH_LENGTH
+from logstore.recovery import scan_segment, set_aside
 
 if TYPE_CHECKING:
     from logstore.open_segments import OpenSegments
@@ -54,6 +58,13 @@ def _pinned(method: Callable[Concatenate[LogSegment, _P], _R]) -> Callable[Conca
             self._unpin()
 
     return pinned
+
+
+log = logging.getLogger(__name__)
+
+
+def _position(batch: tuple[int, BatchHeader]) -> int:
+    return batch[0]
 
 
 def segment_name(base_offset: int) -> str:
@@ -250,34 +261,55 @@ class LogSegment:
     def load(self) -> None:
         """Restore in-memory state of a segment that was closed cleanly, trusting only what it can check.
 
-        The indexes are sanity-checked against the log; a bad or missing one is rebuilt from the log.
-        The next offset and max timestamp come from the last index entries plus a short scan.
+        Every batch header is walked (lengths, magic, offsets; no CRC): a segment whose framing does not
+        add up is cut to its longest valid prefix, with a WARNING naming the file, the bytes cut off kept
+        beside it. The indexes are sanity-checked against the walk; a bad or missing one is rebuilt.
         """
+        scan = scan_segment(self._map, self.size, self.base_offset)
+        if scan.problem is not None:
+            self._cut(scan.valid_bytes, scan.problem)
+            self.rebuild_indexes()
+            return
         if not self._indexes_trusted:
             self.rebuild_indexes()
             return
         try:
             self.offset_index.sanity_check(self.size)
             self.time_index.sanity_check()
+            batches = scan.batches
+            for n in range(self.offset_index.entries):
+                offset, position = self.offset_index.entry(n)
+                i = bisect.bisect_left(batches, position, key=_position)
+                if i == len(batches) or batches[i][0] != position or batches[i][1].base_offset != offset:
+                    raise CorruptIndexError(
+                        f"{self.offset_index.path}: entry {n} maps offset {offset} to byte {position}, "
+                        "where no batch of that offset starts"
+                    )
             _, position = self.offset_index.lookup(_MAX_OFFSET)
             self._reset_state()
-            end = position
-            for pos, header in self._headers_from(position):
-                self._note_timestamp(header.max_timestamp, header.last_offset)
-                self.next_offset = header.last_offset + 1
-                end = pos + header.size
-            if end != self.size:
-                raise CorruptIndexError(
-                    f"{self.log_path}: batches scanned from the last index entry end at byte {end}, "
-                    f"the file at {self.size}"
-                )
+            if batches:
+                self.next_offset = batches[-1][1].last_offset + 1
+                self._note_timestamp(scan.max_timestamp, scan.offset_of_max_timestamp)
             self._bytes_since_index_entry = self.size - position
-            ts, ts_offset = self.time_index.lookup(_MAX_OFFSET)
-            if ts > self.max_timestamp:
-                self.max_timestamp, self.offset_of_max_timestamp = ts, ts_offset
             self._load_first_timestamp()
         except CorruptIndexError:
             self.rebuild_indexes()
+
+    def _cut(self, position: int, reason: str) -> None:
+        """Cut the segment at `position` (a batch boundary) because of `reason`, keeping the bytes cut off.
+
+        Used at start-up on a segment that should have been sound: the cut-off bytes go to a file beside
+        it (`recovery.set_aside`, which logs the WARNING), so nothing is deleted behind a person's back.
+        """
+        self.size = position
+        # A sealed segment's file ends where its data does (zero bytes included); an active one is
+        # preallocated, and its data ends at the last non-zero byte.
+        end = self._logical_end_of_file() if self._active else self._capacity
+        if end > position and self._map is not None:
+            set_aside(self.log_path, self._map[position:end], f"{reason}; cut the segment at byte {position}")
+        else:
+            log.warning("%s: %s; cut the segment at byte %d", self.log_path, reason, position)
+        self._zero_tail()
 
     def _load_first_timestamp(self) -> None:
         if self.size >= HEADER_SIZE and self._map is not None:
@@ -293,24 +325,11 @@ class LogSegment:
         self.offset_index.reset()
         self.time_index.reset()
         self._reset_state()
-        position = 0
-        batches = 0
-        limit = self._capacity
-        view = self._map
-        previous_last = self.base_offset - 1
-        while view is not None and position + HEADER_SIZE <= limit:
-            try:
-                header = check_batch(view, position, max_size=max(max_batch_bytes, limit))
-            except CorruptRecordError:
-                break
-            if header.base_offset <= previous_last or header.base_offset < self.base_offset:
-                break
-            if header.last_offset - self.base_offset > 0xFFFFFFFF:
-                break
+        scan = scan_segment(self._map, self._capacity, self.base_offset, check_crc=True)
+        for position, header in scan.batches:
             self._index_batch(position, header)
-            previous_last = header.last_offset
-            position += header.size
-            batches += 1
+        position = scan.valid_bytes
+        batches = len(scan.batches)
         self.size = position
         truncated = self._logical_end_of_file() - position
         self._zero_tail()
@@ -334,6 +353,27 @@ class LogSegment:
                 return start + len(stripped)
             end = start
         return 0
+
+    @_pinned
+    def cut_outlier_tail(self, next_base: int) -> bool:
+        """Cut the last batch if it alone reaches `next_base` (the next segment's) and would fit before it.
+
+        That batch then carries a damaged base offset (the CRC does not cover it). Returns whether it cut.
+        """
+        batches = list(self._headers_from(0))
+        if not batches or batches[-1][1].last_offset < next_base:
+            return False
+        position, last = batches[-1]
+        before = batches[-2][1].last_offset if len(batches) > 1 else self.base_offset - 1
+        if before >= next_base or before + last.last_offset_delta + 1 >= next_base:
+            return False
+        self._cut(
+            position,
+            f"the last batch claims offsets {last.base_offset}..{last.last_offset}, reaching into the next "
+            f"segment (base offset {next_base}): a damaged base offset",
+        )
+        self.rebuild_indexes()
+        return True
 
     @_pinned
     def rebuild_indexes(self) -> None:
@@ -548,7 +588,10 @@ class LogSegment:
 
     @_pinned
     def find_batch(self, offset: int) -> int | None:
-        """Byte position of the batch holding `offset` (or the first one after it), None if past the end."""
+        """Byte position of the batch holding `offset` (or the first one after it), None if past the end.
+
+        Raises CorruptSegmentError at a length field that does not frame a batch within the segment.
+        """
         _, position = self.offset_index.lookup(offset)
         view = self._map
         if view is None:
@@ -558,6 +601,8 @@ class LogSegment:
         unpack_delta = _LAST_DELTA.unpack_from
         while position + HEADER_SIZE <= size:
             base, length = unpack_base(view, position)
+            if length < MIN_BATCH_LENGTH or position + length + _LENGTH_OVERHEAD > size:
+                raise self._corrupt(position, base, f"length field {length} does not frame a batch")
             if base + unpack_delta(view, position + 23)[0] >= offset:
                 return position
             position += length + _LENGTH_OVERHEAD
@@ -565,21 +610,42 @@ class LogSegment:
 
     @_pinned
     def read(self, position: int, max_bytes: int) -> bytes:
-        """Whole batches from `position`, up to `max_bytes`, but always at least the first batch."""
+        """Whole batches from `position`, up to `max_bytes`, but always at least the first batch.
+
+        Every batch is CRC-checked before it is served (hardware CRC-32C: see bench/README.md). The
+        answer stops before the first bad batch; CorruptSegmentError is raised if that is the first one.
+        """
         view = self._map
         size = self.size
         if view is None or position >= size:
             return b""
         end = position
-        unpack = _SCAN.unpack_from
         while end + HEADER_SIZE <= size:
-            length = unpack(view, end)[1] + _LENGTH_OVERHEAD
+            try:
+                header = check_batch(view, end)
+            except CorruptRecordError as exc:
+                if end == position:
+                    base = _SCAN.unpack_from(view, end)[0]
+                    raise self._corrupt(end, base, str(exc).removeprefix(f"batch at byte {end}: ")) from None
+                break
+            length = header.size
             if end + length > size:
+                if end == position:
+                    raise self._corrupt(end, header.base_offset, f"it runs past the segment's end {size}")
                 break
             if end + length - position > max_bytes and end > position:
                 break
             end += length
         return view[position:end]
+
+    def _corrupt(self, position: int, base_offset: int, why: str) -> CorruptSegmentError:
+        return CorruptSegmentError(
+            f"{self.log_path}: the stored batch at byte {position} (base offset {base_offset}) is corrupt: "
+            f"{why}; run `logstore verify` on the data directory",
+            path=self.log_path,
+            offset=base_offset,
+            position=position,
+        )
 
     @_pinned
     def read_all(self) -> bytes:

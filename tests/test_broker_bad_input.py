@@ -8,6 +8,7 @@ import grpc
 import pytest
 
 from logstore.records import build_batch
+from tests.test_records_validate import BAD_BATCHES
 from wire.logstore.v1 import admin_pb2, fetch_pb2, produce_pb2
 from wire.logstore.v1 import common_pb2 as common
 
@@ -24,6 +25,16 @@ def seeded(stubs):
     assert stubs.produce_one("t", 0, build_batch([b"still works"])).base_offset == len(GOOD)
 
 
+_BAD_CONTENTS = [
+    "garbage-records",
+    "gzip-header-over-garbage",
+    "snappy",
+    "lz4",
+    "1000-offsets-for-one-record",
+    "bytes-left-after-records",
+]
+
+
 def _corrupt_crc(batch: bytes) -> bytes:
     broken = bytearray(batch)
     broken[-1] ^= 0xFF  # a record byte: covered by the CRC
@@ -38,8 +49,21 @@ def _corrupt_crc(batch: bytes) -> bytes:
         (build_batch([b"v" * 100])[:-7], common.ERROR_CODE_CORRUPT_RECORD),
         (build_batch([b"v"]) + build_batch([b"w"])[:30], common.ERROR_CODE_CORRUPT_RECORD),
         (b"", common.ERROR_CODE_CORRUPT_RECORD),
+        # CRC-valid batches with bad contents (Kafka's LogValidator refuses them too)
+        *((BAD_BATCHES[name][0], common.ERROR_CODE_CORRUPT_RECORD) for name in _BAD_CONTENTS),
+        (BAD_BATCHES["negative-timestamp"][0], common.ERROR_CODE_INVALID_TIMESTAMP),
+        (BAD_BATCHES["max-timestamp-too-small"][0], common.ERROR_CODE_INVALID_TIMESTAMP),
     ],
-    ids=["garbage", "wrong-crc", "truncated", "good-then-partial", "empty"],
+    ids=[
+        "garbage",
+        "wrong-crc",
+        "truncated",
+        "good-then-partial",
+        "empty",
+        *_BAD_CONTENTS,
+        "negative-timestamp",
+        "max-timestamp-too-small",
+    ],
 )
 def test_bad_batches_are_refused_per_partition_and_the_others_are_appended(seeded, records, code) -> None:
     request = produce_pb2.ProduceRequest(

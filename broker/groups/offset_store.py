@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import mmh3
 
-from logstore.errors import TopicExistsError, UnknownTopicError
+from logstore.errors import CorruptRecordError, CorruptSegmentError, TopicExistsError, UnknownTopicError
 from logstore.log import Log
 from logstore.manager import LogManager
 from logstore.records import BatchBuilder, iter_records
@@ -108,9 +108,13 @@ class OffsetStore:
             partition_log = self._manager.log(OFFSETS_TOPIC, partition)
             offset = partition_log.log_start_offset
             while offset < partition_log.log_end_offset:
-                data = partition_log.read(offset, 1 << 20).data
+                try:
+                    data = partition_log.read(offset, 1 << 20).data
+                    decoded = list(iter_records(data))
+                except CorruptRecordError as exc:
+                    raise _unloadable(partition_log, offset, exc) from exc
                 last = None
-                for record in iter_records(data):
+                for record in decoded:
                     last = record.offset
                     parsed = _parse_key(record.key) if record.key is not None else None
                     if parsed is not None:
@@ -213,3 +217,15 @@ class OffsetStore:
             write = self.delete_offsets(group_id, doomed, now_ms)
             if write is not None:
                 self.apply(write)
+
+
+def _unloadable(partition_log: Log, offset: int, exc: CorruptRecordError) -> CorruptRecordError:
+    """Committed offsets cannot be loaded past a bad batch: refuse to start, naming the file and a way out."""
+    where = exc.path if isinstance(exc, CorruptSegmentError) else partition_log.directory
+    return CorruptSegmentError(
+        f"cannot load committed offsets from {where} at offset {offset}: {exc}. Starting without them "
+        "would hand groups wrong positions; restore the file, or move it aside to lose the offsets it holds",
+        path=where,
+        offset=offset,
+        position=exc.position if isinstance(exc, CorruptSegmentError) else -1,
+    )
