@@ -14,7 +14,6 @@ import functools
 import logging
 import mmap
 import os
-import struct
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,7 +23,13 @@ from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
 from logstore.errors import CorruptRecordError, CorruptSegmentError, StorageError
 from logstore.index import CorruptIndexError, OffsetIndex, TimeIndex
 from logstore.records import HEADER_SIZE, BatchHeader, check_batch, decode_batch, iter_headers, parse_header
-from logstore.records.layout import MIN_BATCH_LENGTH
+from logstore.records.layout import (
+    LAST_OFFSET_DELTA_OFFSET,
+    LAST_OFFSET_DELTA_STRUCT,
+    LENGTH_FIELD_END,
+    MIN_BATCH_LENGTH,
+    OFFSET_AND_LENGTH_STRUCT,
+)
 from logstore.recovery import scan_segment, set_aside
 
 if TYPE_CHECKING:
@@ -35,10 +40,6 @@ INDEX_SUFFIX = ".index"
 TIME_INDEX_SUFFIX = ".timeindex"
 CLEANED_SUFFIX = ".cleaned"
 
-# The header fields a scan needs: base offset, batch length, ... last offset delta, base and max timestamp.
-_SCAN = struct.Struct(">qi")
-_LAST_DELTA = struct.Struct(">i")
-_LENGTH_OVERHEAD = 12  # base offset + length field: a batch occupies length + 12 bytes
 _MAX_OFFSET = 2**63 - 1
 _Index = TypeVar("_Index", OffsetIndex, TimeIndex)
 _IOV_MAX = 1024
@@ -597,15 +598,15 @@ class LogSegment:
         if view is None:
             return None
         size = self.size
-        unpack_base = _SCAN.unpack_from
-        unpack_delta = _LAST_DELTA.unpack_from
+        unpack_base = OFFSET_AND_LENGTH_STRUCT.unpack_from
+        unpack_delta = LAST_OFFSET_DELTA_STRUCT.unpack_from
         while position + HEADER_SIZE <= size:
             base, length = unpack_base(view, position)
-            if length < MIN_BATCH_LENGTH or position + length + _LENGTH_OVERHEAD > size:
+            if length < MIN_BATCH_LENGTH or position + length + LENGTH_FIELD_END > size:
                 raise self._corrupt(position, base, f"length field {length} does not frame a batch")
-            if base + unpack_delta(view, position + 23)[0] >= offset:
+            if base + unpack_delta(view, position + LAST_OFFSET_DELTA_OFFSET)[0] >= offset:
                 return position
-            position += length + _LENGTH_OVERHEAD
+            position += length + LENGTH_FIELD_END
         return None
 
     @_pinned
@@ -625,7 +626,7 @@ class LogSegment:
                 header = check_batch(view, end)
             except CorruptRecordError as exc:
                 if end == position:
-                    base = _SCAN.unpack_from(view, end)[0]
+                    base = OFFSET_AND_LENGTH_STRUCT.unpack_from(view, end)[0]
                     raise self._corrupt(end, base, str(exc).removeprefix(f"batch at byte {end}: ")) from None
                 break
             length = header.size
