@@ -2,6 +2,9 @@
 
 Every error the engine or the broker raises on purpose is a class in this table; the most specific class
 of an exception decides. Anything else is a bug: INTERNAL / ERROR_CODE_UNKNOWN, logged with its traceback.
+
+A whole call that fails carries its `ErrorCode` too, in the trailing metadata entry `ERROR_CODE_KEY`
+(the code's number in decimal), so a client picks its error class by code, never by the message's words.
 """
 
 from __future__ import annotations
@@ -92,6 +95,14 @@ TABLE: dict[type[BaseException], ErrorMapping] = {
 }
 
 UNEXPECTED = ErrorMapping(Status.INTERNAL, common.ERROR_CODE_UNKNOWN)
+
+ERROR_CODE_KEY = "logstore-error-code"
+"""The trailing metadata key of a failed call's `logstore.v1.ErrorCode` (documented in proto/README.md)."""
+
+
+def error_code_trailer(code: int) -> tuple[tuple[str, str], ...]:
+    """The trailing metadata that tells a client which `ErrorCode` ended its call."""
+    return ((ERROR_CODE_KEY, str(code)),)
 
 
 def mapping_for(error: BaseException) -> ErrorMapping:

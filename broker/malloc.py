@@ -31,3 +31,20 @@ def keep_large_buffers() -> bool:
     return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and bool(
         mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)
     )
+
+
+def release_free_memory() -> bool:
+    """Give the OS back the free memory of every malloc arena (glibc's malloc_trim); False elsewhere.
+
+    The raised thresholds keep freed buffers for reuse; after a burst of answers (many slow readers let
+    go at once) that would keep hundreds of megabytes mapped for good, so the broker calls this when the
+    memory held for answers drains (broker/service/answers.py).
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return False
+    malloc_trim(0)
+    return True

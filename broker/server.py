@@ -21,8 +21,9 @@ from grpc_reflection.v1alpha import reflection
 from broker.domain.core import BrokerCore
 from broker.groups.offset_store import _OFFSETS_TOPIC_CONFIG as OFFSETS_TOPIC_CONFIG
 from broker.groups.offset_store import OFFSETS_TOPIC
-from broker.malloc import keep_large_buffers
+from broker.malloc import keep_large_buffers, release_free_memory
 from broker.service import SERVICE_NAMES, add_services
+from broker.service.answers import AnswerBudget
 from broker.settings import Settings, SettingsError
 from logstore.errors import LogStoreError
 from logstore.manager import LogManager
@@ -37,12 +38,24 @@ class BindError(OSError):
 
 
 def grpc_options(settings: Settings) -> list[tuple[str, int]]:
-    """Channel options that keep gRPC's size limits in line with the broker's own."""
+    """Channel options that keep gRPC's size limits in line with the broker's own, and let go of
+    connections that went idle or silent (their unread answers with them)."""
     return [
         ("grpc.max_receive_message_length", settings.max_request_bytes),
         ("grpc.max_send_message_length", settings.max_send_bytes),
         # Without this, a second broker on the same port would silently share it.
         ("grpc.so_reuseport", 0),
+        ("grpc.max_connection_idle_ms", settings.connections_max_idle_ms),
+        # Ping connections with calls; one whose client stopped reading cannot answer and is closed.
+        ("grpc.keepalive_time_ms", settings.keepalive_time_ms),
+        ("grpc.keepalive_timeout_ms", settings.keepalive_timeout_ms),
+        # Any ping (gRPC also sends its own to size flow-control windows) left unanswered this long
+        # closes the connection; only one ping is in flight at a time, so without this a keepalive
+        # ping could wait behind an unanswered one for gRPC's default minute.
+        ("grpc.http2.ping_timeout_ms", settings.keepalive_timeout_ms),
+        # Keep pinging a connection whose calls have had nothing to send for a while (an idle
+        # subscription); gRPC stops after two such pings by default.
+        ("grpc.http2.max_pings_without_data", 0),
     ]
 
 
@@ -57,6 +70,8 @@ class BrokerServer:
         self.settings = settings
         self.port: int | None = None
         self.core: BrokerCore | None = None
+        self.answers: AnswerBudget | None = None
+        """Bytes in answers not yet taken by clients (None until started)."""
         self._server: grpc.aio.Server | None = None
         self._health: health.aio.HealthServicer | None = None
         self._stopped = False
@@ -88,11 +103,17 @@ class BrokerServer:
                 offsets_topic_partitions=settings.offsets_topic_partitions,
             )
             server = grpc.aio.server(options=grpc_options(settings))
+            self.answers = AnswerBudget(
+                settings.queued_max_response_bytes,
+                settings.queued_max_response_bytes_per_connection,
+                release_memory=release_free_memory,
+            )
             add_services(
                 server,
                 self.core,
                 produce_timeout_ms=settings.produce_timeout_ms,
                 fetch_max_bytes=settings.fetch_max_bytes,
+                answers=self.answers,
             )
             self._health = health.aio.HealthServicer()
             health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
@@ -167,6 +188,8 @@ class BrokerServer:
         assert self._health is not None
         await self._health.enter_graceful_shutdown()
         self.core.begin_shutdown()
+        if self.answers is not None:
+            self.answers.close()
         await self._server.stop(self.settings.shutdown_grace_ms / 1000)
         await self.core.close()
         log.info("stopped cleanly; data directory %s closed", self.settings.data_dir)

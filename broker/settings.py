@@ -76,6 +76,10 @@ class Settings:
     """Default per-topic settings under Kafka's names, for topics that do not set their own."""
     group_session_timeout_ms: int = 45_000
     """A consumer-group member not heard from for this long is removed and its partitions move on."""
+    group_min_session_timeout_ms: int = 6_000
+    """The shortest session timeout a member may ask for (Kafka's group.min.session.timeout.ms)."""
+    group_max_session_timeout_ms: int = 1_800_000
+    """The longest session timeout a member may ask for (Kafka's group.max.session.timeout.ms)."""
     group_heartbeat_interval_ms: int = 5_000
     """How often members are told to heartbeat; must be below the session timeout."""
     group_rebalance_timeout_ms: int = 300_000
@@ -93,6 +97,18 @@ class Settings:
     max_open_segments: int = 0
     """Segments that may hold their files open at once (six descriptors each); idle ones beyond it close
     and reopen on demand. 0: half the descriptor limit (raised to the hard limit at start) divided by six."""
+    queued_max_response_bytes: int = 256 * MiB
+    """Most bytes of batches in answers not yet taken by their clients, broker-wide (Kafka's habit of
+    `queued.max.request.bytes`, for answers): past it, reads wait or get smaller answers. Each such byte
+    costs two to three of memory while it waits (the serialized answer, gRPC core's copy)."""
+    queued_max_response_bytes_per_connection: int = 64 * MiB
+    """The same bound per client connection, so one slow reader cannot take the broker-wide budget."""
+    connections_max_idle_ms: int = 600_000
+    """Close a connection with no call for this long (Kafka's connections.max.idle.ms)."""
+    keepalive_time_ms: int = 60_000
+    """Ping each connection that has calls after this much silence from it ..."""
+    keepalive_timeout_ms: int = 20_000
+    """... and close it if the ping is not answered within this: a client that stopped reading lets go."""
 
     def __post_init__(self) -> None:
         _check_range("port", self.port, 0, 65535)
@@ -115,6 +131,13 @@ class Settings:
                 f"group_session_timeout_ms ({self.group_session_timeout_ms}), or members time out between "
                 "heartbeats"
             )
+        _check_range("group_min_session_timeout_ms", self.group_min_session_timeout_ms, 2, 2**31 - 1)
+        _check_range(
+            "group_max_session_timeout_ms",
+            self.group_max_session_timeout_ms,
+            self.group_min_session_timeout_ms,
+            2**31 - 1,
+        )
         _check_range("group_rebalance_timeout_ms", self.group_rebalance_timeout_ms, 1, 2**31 - 1)
         if self.group_assignor not in ASSIGNORS:
             raise SettingsError(
@@ -129,6 +152,16 @@ class Settings:
                     f"({self.max_partitions_per_topic}); lower it or raise the limit"
                 )
         _check_range("max_open_segments", self.max_open_segments, 0, 2**31 - 1)
+        _check_range("queued_max_response_bytes", self.queued_max_response_bytes, 64 * 1024, 2**48)
+        _check_range(
+            "queued_max_response_bytes_per_connection",
+            self.queued_max_response_bytes_per_connection,
+            64 * 1024,
+            self.queued_max_response_bytes,
+        )
+        _check_range("connections_max_idle_ms", self.connections_max_idle_ms, 1, 2**31 - 1)
+        _check_range("keepalive_time_ms", self.keepalive_time_ms, 1, 2**31 - 1)
+        _check_range("keepalive_timeout_ms", self.keepalive_timeout_ms, 1, 2**31 - 1)
         if self.log_level.upper() not in LOG_LEVELS:
             raise SettingsError(f"log_level must be one of {', '.join(LOG_LEVELS)}, not {self.log_level!r}")
         batch = self.topic_config().max_message_bytes
@@ -156,6 +189,8 @@ class Settings:
             session_timeout_ms=self.group_session_timeout_ms,
             heartbeat_interval_ms=self.group_heartbeat_interval_ms,
             rebalance_timeout_ms=self.group_rebalance_timeout_ms,
+            min_session_timeout_ms=self.group_min_session_timeout_ms,
+            max_session_timeout_ms=self.group_max_session_timeout_ms,
             assignor=self.group_assignor,
         )
 
@@ -290,6 +325,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--group-session-timeout-ms", type=int, default=given, help="remove silent group members (45000)"
     )
     parser.add_argument(
+        "--group-min-session-timeout-ms",
+        type=int,
+        default=given,
+        help="shortest session timeout a consumer may ask for (6000)",
+    )
+    parser.add_argument(
+        "--group-max-session-timeout-ms",
+        type=int,
+        default=given,
+        help="longest session timeout a consumer may ask for (1800000)",
+    )
+    parser.add_argument(
         "--group-heartbeat-interval-ms", type=int, default=given, help="member heartbeat pace (5000)"
     )
     parser.add_argument(
@@ -312,6 +359,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--max-open-segments", type=int, default=given, help="segments with open files, 0 for auto (0)"
+    )
+    parser.add_argument(
+        "--queued-max-response-bytes", type=int, default=given, help="unread answers, broker-wide (256 MiB)"
+    )
+    parser.add_argument(
+        "--queued-max-response-bytes-per-connection",
+        type=int,
+        default=given,
+        help="unread answers per connection (64 MiB)",
+    )
+    parser.add_argument(
+        "--connections-max-idle-ms", type=int, default=given, help="close connections idle this long (600000)"
+    )
+    parser.add_argument(
+        "--keepalive-time-ms", type=int, default=given, help="ping silent connections (60000)"
+    )
+    parser.add_argument(
+        "--keepalive-timeout-ms", type=int, default=given, help="close if the ping is not answered (20000)"
     )
     parser.add_argument("--log-level", choices=LOG_LEVELS, type=str.upper, default=given, help="(INFO)")
     parser.add_argument(

@@ -12,10 +12,9 @@ Names and defaults follow kafka-python where they can. The client depends on the
 
 from client.admin import Admin, NewTopic
 from client.consumer import Consumer
-from client.errors import ClientError
+from client.errors import ClientError, CommitFailedError, GroupError
 from client.futures import RecordFuture
 from client.group import ConsumerRebalanceListener
-from client.group_errors import CommitFailedError, GroupError
 from client.producer import Producer
 from client.records import ConsumerRecord
 from client.tail import Tail, tail

@@ -21,6 +21,7 @@ from client.errors import ClientError, ClosedError, error_from_rpc
 from client.group_admin import GroupAdmin, GroupDescription, GroupListing, OffsetReset
 from client.group_rpc import group_stub
 from client.metadata import topic_description
+from client.options import refuse_unknown_options
 from client.types import TopicDescription
 from wire.logstore.v1 import admin_pb2
 
@@ -36,6 +37,7 @@ class NewTopic(NamedTuple):
     config: Mapping[str, str] | None = None
 
 
+@refuse_unknown_options
 class Admin:
     """Administers a broker's topics and consumer groups."""
 

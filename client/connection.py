@@ -42,6 +42,7 @@ class Connection:
         max_send_bytes: int,
         max_receive_bytes: int,
         interceptors: Sequence[grpc.UnaryUnaryClientInterceptor] = (),
+        client_id: str | None = None,
     ) -> None:
         self.address = parse_bootstrap(bootstrap)
         options = [
@@ -56,6 +57,8 @@ class Connection:
             # A separate subchannel per client object, so one busy producer does not queue behind another.
             ("grpc.use_local_subchannel_pool", 1),
         ]
+        if client_id:  # Kafka's client.id: the broker sees it at the front of each call's user-agent
+            options.append(("grpc.primary_user_agent", client_id))
         self.channel = grpc.insecure_channel(self.address, options=options)
         # Interceptors (tracing, auth, fault injection in tests) wrap every call made through the stubs.
         calls = grpc.intercept_channel(self.channel, *interceptors) if interceptors else self.channel

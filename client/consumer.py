@@ -28,6 +28,7 @@ from client.fetcher import Fetcher
 from client.group import CommitCallback, ConsumerRebalanceListener, GroupCoordinator
 from client.metadata import describe_topic
 from client.offsets import EARLIEST, LATEST, SPECS, TIMESTAMP, list_offsets
+from client.options import refuse_unknown_options
 from client.records import DECODE_CHUNK, ConsumerRecord, with_deserializers
 from client.serde import Deserializer, resolve_deserializer
 from client.subscription import SubscriptionState
@@ -36,9 +37,17 @@ from client.types import OffsetAndTimestamp, TopicPartition
 _FOREVER = float("inf")
 
 
+@refuse_unknown_options
 class Consumer:
     """Reads records from assigned partitions. Not thread-safe (like Kafka's): use it from one thread,
-    except ``close()`` which may come from another."""
+    except ``close()`` which may come from another.
+
+    Group timing, as kafka-python names it: ``session_timeout_ms`` is how long the broker waits for a
+    heartbeat before it removes this member and hands its partitions on (None: the broker's
+    group_session_timeout_ms; the broker refuses values outside its group_min/max_session_timeout_ms);
+    ``heartbeat_interval_ms`` caps the pace the broker asks for (None: the broker's); a member that does
+    not call poll() for ``max_poll_interval_ms`` (None: no limit) leaves the group, losing its partitions
+    without a commit, and rejoins at its next poll."""
 
     def __init__(
         self,
@@ -66,6 +75,9 @@ class Consumer:
         rebalance_timeout_ms: int = 0,
         client_id: str = "logstore-python",
         check_crcs: bool = True,
+        session_timeout_ms: int | None = None,
+        heartbeat_interval_ms: int | None = None,
+        max_poll_interval_ms: int | None = 300_000,
     ) -> None:
         if bootstrap_servers is not None:
             bootstrap = bootstrap_servers
@@ -124,6 +136,9 @@ class Consumer:
                 auto_commit_interval_ms=auto_commit_interval_ms,
                 request_timeout_s=self._request_timeout_s,
                 retry_backoff=Backoff(retry_backoff_ms, retry_backoff_max_ms),
+                session_timeout_ms=session_timeout_ms,
+                heartbeat_interval_ms=heartbeat_interval_ms,
+                max_poll_interval_ms=max_poll_interval_ms,
             )
         self._fetcher.start()
         if topics:

@@ -1,16 +1,58 @@
-"""The client's exception tree, and the one place that maps wire errors onto it.
+"""The client's exception tree: one registry of error classes by wire code, and the one place that maps
+wire errors onto it.
 
 Every error the client raises on purpose is a ``ClientError``. Each class says whether retrying the same
 request later may succeed (``retriable``); the producer retries only those, and applications can use the
-flag the same way. Per-partition error codes (``wire.logstore.v1.common_pb2.ErrorCode``) and whole-call
-gRPC status codes are both turned into these classes here, so nothing else in the client looks at them.
+flag the same way. A class that stands for a ``logstore.v1.ErrorCode`` carries it as ``code`` (the
+aiokafka habit), set by ``@wire_code``; ``for_code(code)`` is the one lookup. Every code of the wire enum
+but ERROR_CODE_NONE has exactly one class, consumer-group codes included (a test checks it).
+
+Per-partition error codes and whole-call failures are both turned into these classes here, so nothing else
+in the client looks at them. A failed call names its code in the trailing metadata entry
+``logstore-error-code``; only failures that never reached the broker's handlers (the network, gRPC's own
+limits) are classified by their gRPC status. Never by the words of a message.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import ClassVar, TypeVar
+
 import grpc
 
 from wire.logstore.v1 import common_pb2
+
+ERROR_CODE_KEY = "logstore-error-code"
+"""The trailing metadata key in which the broker names a failed call's ``ErrorCode`` (see proto/README.md)."""
+
+_REGISTRY: dict[int, type[ClientError]] = {}
+_E = TypeVar("_E", bound="type[ClientError]")
+
+
+def wire_code(code: int) -> Callable[[_E], _E]:
+    """Class decorator: ``cls`` is the client's error for ``code``; each code has exactly one class."""
+
+    def register(cls: _E) -> _E:
+        taken = _REGISTRY.get(code)
+        if taken is not None:
+            raise TypeError(
+                f"{common_pb2.ErrorCode.Name(code)} is {taken.__name__} already, not {cls.__name__}"
+            )
+        cls.code = code
+        _REGISTRY[code] = cls
+        return cls
+
+    return register
+
+
+def for_code(code: int) -> type[ClientError]:
+    """The error class of a wire ``ErrorCode`` (``UnknownBrokerError`` for a code this client does not know)."""
+    return _REGISTRY.get(code, UnknownBrokerError)
+
+
+def registry() -> dict[int, type[ClientError]]:
+    """A copy of the code -> class registry (for tests and tools)."""
+    return dict(_REGISTRY)
 
 
 class ClientError(Exception):
@@ -18,6 +60,8 @@ class ClientError(Exception):
 
     retriable = False
     """True when the same request may succeed if sent again later."""
+    code: ClassVar[int | None] = None
+    """The ``logstore.v1.ErrorCode`` this class stands for; None for errors of the client's own making."""
 
 
 # --- retriable: the broker or the network had a moment ------------------------------------------------
@@ -29,24 +73,28 @@ class BrokerUnavailableError(ClientError):
     retriable = True
 
 
+@wire_code(common_pb2.ERROR_CODE_REQUEST_TIMED_OUT)
 class RequestTimedOutError(ClientError):
     """The broker did not answer in time, or appended but could not confirm durability in time."""
 
     retriable = True
 
 
+@wire_code(common_pb2.ERROR_CODE_NOT_AVAILABLE)
 class NotAvailableError(ClientError):
     """The partition is closing (its topic is being deleted, or the broker is stopping)."""
 
     retriable = True
 
 
+@wire_code(common_pb2.ERROR_CODE_STORAGE_ERROR)
 class BrokerStorageError(ClientError):
     """The broker could not read or write its disk."""
 
     retriable = True
 
 
+@wire_code(common_pb2.ERROR_CODE_UNKNOWN)
 class UnknownBrokerError(ClientError):
     """The broker hit something it did not expect; its log has the details."""
 
@@ -60,26 +108,32 @@ class BrokerInternalError(ClientError):
     """The broker failed the whole call with an internal error (a bug); retrying will not help."""
 
 
+@wire_code(common_pb2.ERROR_CODE_INVALID_REQUEST)
 class InvalidRequestError(ClientError):
     """The request is malformed in a way that retrying will not fix."""
 
 
+@wire_code(common_pb2.ERROR_CODE_INVALID_TOPIC)
 class InvalidTopicError(InvalidRequestError):
     """A topic name breaks the naming rules: 1 to 249 characters from [A-Za-z0-9._-], not '.' or '..'."""
 
 
+@wire_code(common_pb2.ERROR_CODE_INVALID_CONFIG)
 class InvalidConfigError(InvalidRequestError):
     """A topic configuration key is unknown or its value is out of range."""
 
 
+@wire_code(common_pb2.ERROR_CODE_INVALID_PARTITIONS)
 class InvalidPartitionsError(InvalidRequestError):
     """A partition count is not positive, or would shrink a topic."""
 
 
+@wire_code(common_pb2.ERROR_CODE_INVALID_TIMESTAMP)
 class InvalidTimestampError(InvalidRequestError):
     """A timestamp is negative or otherwise unusable."""
 
 
+@wire_code(common_pb2.ERROR_CODE_CORRUPT_RECORD)
 class CorruptRecordError(InvalidRequestError):
     """A record batch failed its framing, magic byte, length or CRC check, or its records do not decode.
 
@@ -115,22 +169,27 @@ class CorruptRecordError(InvalidRequestError):
         )
 
 
+@wire_code(common_pb2.ERROR_CODE_RECORD_TOO_LARGE)
 class RecordTooLargeError(InvalidRequestError):
     """A record (or batch, or request) is larger than a limit allows."""
 
 
+@wire_code(common_pb2.ERROR_CODE_UNKNOWN_TOPIC)
 class UnknownTopicError(ClientError):
     """No topic of that name exists."""
 
 
+@wire_code(common_pb2.ERROR_CODE_UNKNOWN_PARTITION)
 class UnknownPartitionError(ClientError):
     """The topic exists but has no partition with that number."""
 
 
+@wire_code(common_pb2.ERROR_CODE_TOPIC_ALREADY_EXISTS)
 class TopicExistsError(ClientError):
     """A topic of that name exists already."""
 
 
+@wire_code(common_pb2.ERROR_CODE_OFFSET_OUT_OF_RANGE)
 class OffsetOutOfRangeError(ClientError):
     """An offset lies outside the partition's log; ``log_start_offset`` and ``high_watermark`` say where
     the log is now (-1 when unknown)."""
@@ -141,15 +200,18 @@ class OffsetOutOfRangeError(ClientError):
         self.high_watermark = high_watermark
 
 
+@wire_code(common_pb2.ERROR_CODE_OUT_OF_ORDER_SEQUENCE)
 class OutOfOrderSequenceError(ClientError):
     """An idempotent producer's batch did not continue its partition's sequence; nothing was appended."""
 
 
+@wire_code(common_pb2.ERROR_CODE_DUPLICATE_SEQUENCE_NUMBER)
 class DuplicateSequenceNumberError(ClientError):
     """The broker holds another batch under this idempotent producer's id, epoch and sequence numbers (two
     producers may share the id): this batch was refused, nothing of it was appended."""
 
 
+@wire_code(common_pb2.ERROR_CODE_INVALID_PRODUCER_EPOCH)
 class ProducerFencedError(ClientError):
     """A newer instance of this idempotent producer has taken over (its epoch is higher)."""
 
@@ -193,28 +255,79 @@ class SerializationError(ClientError):
     """A serializer or deserializer failed on a key or value."""
 
 
-_BY_CODE: dict[int, type[ClientError]] = {
-    common_pb2.ERROR_CODE_UNKNOWN: UnknownBrokerError,
-    common_pb2.ERROR_CODE_UNKNOWN_TOPIC: UnknownTopicError,
-    common_pb2.ERROR_CODE_UNKNOWN_PARTITION: UnknownPartitionError,
-    common_pb2.ERROR_CODE_INVALID_TOPIC: InvalidTopicError,
-    common_pb2.ERROR_CODE_CORRUPT_RECORD: CorruptRecordError,
-    common_pb2.ERROR_CODE_RECORD_TOO_LARGE: RecordTooLargeError,
-    common_pb2.ERROR_CODE_OFFSET_OUT_OF_RANGE: OffsetOutOfRangeError,
-    common_pb2.ERROR_CODE_OUT_OF_ORDER_SEQUENCE: OutOfOrderSequenceError,
-    common_pb2.ERROR_CODE_INVALID_PRODUCER_EPOCH: ProducerFencedError,
-    common_pb2.ERROR_CODE_INVALID_REQUEST: InvalidRequestError,
-    common_pb2.ERROR_CODE_INVALID_TIMESTAMP: InvalidTimestampError,
-    common_pb2.ERROR_CODE_REQUEST_TIMED_OUT: RequestTimedOutError,
-    common_pb2.ERROR_CODE_NOT_AVAILABLE: NotAvailableError,
-    common_pb2.ERROR_CODE_STORAGE_ERROR: BrokerStorageError,
-    common_pb2.ERROR_CODE_TOPIC_ALREADY_EXISTS: TopicExistsError,
-    common_pb2.ERROR_CODE_INVALID_CONFIG: InvalidConfigError,
-    common_pb2.ERROR_CODE_INVALID_PARTITIONS: InvalidPartitionsError,
-    common_pb2.ERROR_CODE_DUPLICATE_SEQUENCE_NUMBER: DuplicateSequenceNumberError,
-}
+# --- consumer groups ---------------------------------------------------------------------------------------
+
+
+class GroupError(ClientError):
+    """Base of the consumer-group errors. A ``fatal`` one ends the consumer's membership: poll() raises it
+    and the configuration or the code must change."""
+
+    fatal = False
+
+
+class CommitFailedError(GroupError):
+    """A commit was refused because this consumer is no longer the group member that owned the partitions
+    (its session timed out or its epoch is stale): they were reassigned, and the new owner's offsets win."""
+
+
+class MemberLostError(GroupError):
+    """The broker no longer knows this member or its epoch: its partitions are lost and it rejoins."""
+
+    retriable = True
+
+
+@wire_code(common_pb2.ERROR_CODE_UNKNOWN_MEMBER_ID)
+class UnknownMemberIdError(MemberLostError):
+    """The member id is not (or no longer) in the group: it left, its session timed out, or the broker
+    restarted. The consumer gives up its partitions without committing and rejoins."""
+
+
+@wire_code(common_pb2.ERROR_CODE_FENCED_MEMBER_EPOCH)
+class FencedMemberEpochError(MemberLostError):
+    """The member epoch sent is not the member's current one (a zombie, or answers were missed). The
+    consumer gives up its partitions without committing and rejoins."""
+
+
+@wire_code(common_pb2.ERROR_CODE_FENCED_INSTANCE_ID)
+class FencedInstanceIdError(GroupError):
+    """Another consumer joined with the same ``group_instance_id``; this one must stop (fatal)."""
+
+    fatal = True
+
+
+@wire_code(common_pb2.ERROR_CODE_INVALID_GROUP_REQUEST)
+class InvalidGroupRequestError(InvalidRequestError, GroupError):
+    """The broker refused a group request as malformed (fatal): the message says what is allowed."""
+
+    fatal = True
+
+
+@wire_code(common_pb2.ERROR_CODE_UNSUPPORTED_ASSIGNOR)
+class UnsupportedAssignorError(InvalidGroupRequestError):
+    """The ``server_assignor`` is not one the broker knows ("uniform" or "range")."""
+
+
+@wire_code(common_pb2.ERROR_CODE_INVALID_REGULAR_EXPRESSION)
+class InvalidRegularExpressionError(InvalidGroupRequestError):
+    """The subscription's pattern is not a valid Python regular expression."""
+
+
+@wire_code(common_pb2.ERROR_CODE_GROUP_ID_NOT_FOUND)
+class GroupIdNotFoundError(GroupError):
+    """No group of that id exists (it has neither members nor committed offsets)."""
+
+
+@wire_code(common_pb2.ERROR_CODE_NON_EMPTY_GROUP)
+class NonEmptyGroupError(GroupError):
+    """The operation needs a group without members (delete, reset offsets, commit from outside)."""
+
+    retriable = True
+
+
+# --- from the wire ------------------------------------------------------------------------------------------
 
 _BY_STATUS: dict[grpc.StatusCode, type[ClientError]] = {
+    # Only for failures that carry no ``logstore-error-code``: the call never reached a broker handler.
     grpc.StatusCode.UNAVAILABLE: BrokerUnavailableError,
     grpc.StatusCode.DEADLINE_EXCEEDED: RequestTimedOutError,
     grpc.StatusCode.INVALID_ARGUMENT: InvalidRequestError,
@@ -240,15 +353,16 @@ UNCERTAIN_STATUSES = frozenset(
 )
 
 
+def _code_name(code: int) -> str:
+    return common_pb2.ErrorCode.Name(code) if code in common_pb2.ErrorCode.values() else str(code)
+
+
 def error_from_code(
     code: int, message: str, *, where: str = "", log_start_offset: int = -1, high_watermark: int = -1
 ) -> ClientError:
     """The exception for a per-partition error code; ``where`` (e.g. "orders-3") prefixes the message."""
-    cls = _BY_CODE.get(code, UnknownBrokerError)
-    text = (
-        message
-        or f"the broker answered error code {common_pb2.ErrorCode.Name(code) if code in _BY_CODE else code}"
-    )
+    cls = for_code(code)
+    text = message or f"the broker answered error code {_code_name(code)}"
     if where and not text.startswith(where):
         text = f"{where}: {text}"
     if cls is OffsetOutOfRangeError:
@@ -256,15 +370,47 @@ def error_from_code(
     return cls(text)
 
 
+def group_error(code: int, message: str, group_id: str) -> GroupError:
+    """The exception for a group error code answered in a Heartbeat or CommitOffsets response."""
+    error = error_from_code(code, message, where=f"group {group_id!r}")
+    return error if isinstance(error, GroupError) else GroupError(str(error))
+
+
+def trailer_code(error: grpc.RpcError) -> int | None:
+    """The ``ErrorCode`` a failed call names in its trailing metadata, or None (no broker handler ran)."""
+    trailing = getattr(error, "trailing_metadata", None)
+    for key, value in (trailing() if callable(trailing) else None) or ():
+        if key == ERROR_CODE_KEY:
+            try:
+                return int(value)
+            except (TypeError, ValueError):
+                return None
+    return None
+
+
 def error_from_rpc(error: grpc.RpcError, what: str) -> ClientError:
-    """The exception for a failed gRPC call; ``what`` names the call for the message (e.g. "Produce")."""
-    code = error.code() if hasattr(error, "code") else None
+    """The exception for a failed gRPC call; ``what`` names the call for the message (e.g. "Produce").
+
+    The class comes from the call's ``logstore-error-code`` trailer; a broker bug (ERROR_CODE_UNKNOWN) and
+    failures without the trailer go by their gRPC status."""
+    status = error.code() if hasattr(error, "code") else None
     details = error.details() if hasattr(error, "details") else None
-    cls = _BY_STATUS.get(code, UnknownBrokerError) if code is not None else BrokerUnavailableError
-    status = code.name if code is not None else "no status"
-    text = f"{what} failed ({status}): {details or 'no details from the broker'}"
-    if code is grpc.StatusCode.UNAVAILABLE:
+    code = trailer_code(error)
+    if code is not None and code != common_pb2.ERROR_CODE_UNKNOWN:
+        cls = for_code(code)
+    elif status is not None:
+        cls = _BY_STATUS.get(status, UnknownBrokerError)
+    else:
+        cls = BrokerUnavailableError
+    status_name = status.name if status is not None else "no status"
+    text = f"{what} failed ({status_name}): {details or 'no details from the broker'}"
+    if status is grpc.StatusCode.UNAVAILABLE and code is None:
         text += "; is the broker running and reachable at the bootstrap address?"
+    elif code is grpc.StatusCode.RESOURCE_EXHAUSTED and details and "larger than max" in details:
+        # gRPC's own limit on the broker's side: its max_request_bytes, not a topic's max.message.bytes.
+        text += (
+            "; the broker refuses requests over its max_request_bytes (logstore serve --max-request-bytes)"
+        )
     return cls(text)
 
 

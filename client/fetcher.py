@@ -253,6 +253,9 @@ class Fetcher(threading.Thread):
         self._call: grpc.Future | None = None
         self._closed = False
         self._call_failures = 0
+        self._request_timeout_s = request_timeout_ms / 1000.0
+        self._away_since: float | None = None
+        """When the calls failing in a row began (None: the last call was answered)."""
         self._next_refresh = 0.0
 
     # --- the application's side (called with the lock held) ------------------------------------------------
@@ -416,6 +419,7 @@ class Fetcher(threading.Thread):
         except ClientError as exc:
             self._failed_call(exc, "looking up start offsets")
             return
+        self._away_since = None
         with self.lock:
             for tp, _, generation in resets:
                 answer = found.get(tp)
@@ -460,6 +464,7 @@ class Fetcher(threading.Thread):
             with self.lock:
                 self._call = None
         self._call_failures = 0
+        self._away_since = None
         with self.lock:
             self._store(targets, response.results)
 
@@ -517,7 +522,18 @@ class Fetcher(threading.Thread):
             if isinstance(error, OffsetOutOfRangeError) and state.out_of_range(
                 tp, generation, result.log_start_offset, result.high_watermark
             ):
-                log.info("%s: offset %d out of range; reset by auto_offset_reset", tp, offset)
+                reset = state.default_reset
+                log.warning(
+                    "%s: fetch offset %d is out of range (log start offset %d, log end offset %d); resetting "
+                    "to the %s offset %d (auto_offset_reset=%r)",
+                    tp,
+                    offset,
+                    result.log_start_offset,
+                    result.high_watermark,
+                    reset,
+                    result.log_start_offset if reset == "earliest" else result.high_watermark,
+                    reset,
+                )
                 continue
             partition.backoff_until = now + self._backoff.delay_s(10 if not error.retriable else 1)
             if error.retriable:
@@ -541,6 +557,19 @@ class Fetcher(threading.Thread):
                 return
             if error.retriable:
                 log.warning("%s failed (retrying in %.0f ms): %s", doing, delay * 1000, error)
+                now = self._clock()
+                if self._away_since is None:
+                    self._away_since = now
+                elif now - self._away_since >= self._request_timeout_s:
+                    # Tell the application (poll raises it), once per request_timeout_ms; keep retrying.
+                    self._fail_partition(
+                        type(error)(
+                            f"no answer from the broker for {(now - self._away_since) * 1000:.0f} ms "
+                            f"(request_timeout_ms is {self._request_timeout_s * 1000:.0f}); still retrying: "
+                            f"{error}"
+                        )
+                    )
+                    self._away_since = now
             else:
                 self._fail_partition(error)
             self.work.wait(delay)

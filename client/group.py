@@ -25,9 +25,8 @@ import grpc
 
 from client.backoff import Backoff
 from client.connection import Connection
-from client.errors import ClientError
+from client.errors import ClientError, CommitFailedError, GroupError, UnknownTopicError, error_from_rpc
 from client.fetcher import Fetcher
-from client.group_errors import CommitFailedError, GroupError, group_rpc_error
 from client.group_rpc import (
     NO_OFFSET,
     OUTSIDE_MEMBER_EPOCH,
@@ -40,11 +39,19 @@ from client.group_rpc import (
     heartbeat_answer,
     heartbeat_request,
 )
-from client.membership import Membership, Partitions, Reconciliation, Subscription
+from client.membership import HeartbeatPlan, Membership, Partitions, Reconciliation, Subscription
+from client.metadata import describe_topic
 from client.subscription import SubscriptionState
 from client.types import TopicPartition
 
 log = logging.getLogger(__name__)
+
+UNKNOWN_TOPIC_WARNING_INTERVAL_S = 60.0
+"""How often a subscribed topic that does not exist is warned about (Kafka's clients warn on every
+metadata refresh; once a minute is enough to be seen without flooding the log)."""
+
+_NOTHING_TO_SEND = HeartbeatPlan("", 0, None, None, "", "", 0)
+"""A poll timeout of a member with no epoch yet: nothing to tell the broker."""
 
 CommitCallback = Callable[[dict[TopicPartition, int], Exception | None], None]
 
@@ -83,14 +90,34 @@ class GroupCoordinator:
         auto_commit_interval_ms: float,
         request_timeout_s: float,
         retry_backoff: Backoff,
+        session_timeout_ms: int | None = None,
+        heartbeat_interval_ms: int | None = None,
+        max_poll_interval_ms: int | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not isinstance(group_id, str) or not group_id:
             raise ValueError(f"group_id must be a non-empty string, got {group_id!r}")
         if auto_commit_interval_ms <= 0:
             raise ValueError(f"auto_commit_interval_ms must be positive, got {auto_commit_interval_ms}")
+        for name, value in (
+            ("session_timeout_ms", session_timeout_ms),
+            ("heartbeat_interval_ms", heartbeat_interval_ms),
+            ("max_poll_interval_ms", max_poll_interval_ms),
+        ):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
+                raise ValueError(f"{name} must be a positive int (milliseconds) or None, got {value!r}")
+        if (
+            session_timeout_ms is not None
+            and heartbeat_interval_ms is not None
+            and heartbeat_interval_ms >= session_timeout_ms
+        ):
+            raise ValueError(
+                f"heartbeat_interval_ms ({heartbeat_interval_ms}) must be smaller than session_timeout_ms "
+                f"({session_timeout_ms}), or the member times out between heartbeats"
+            )
         self.group_id = group_id
         self._stub = group_stub(connection)
+        self._connection = connection
         self._state = state
         self._fetcher = fetcher
         self._lock = fetcher.lock
@@ -108,12 +135,22 @@ class GroupCoordinator:
             instance_id=instance_id or "",
             server_assignor=server_assignor or "",
             rebalance_timeout_ms=rebalance_timeout_ms,
+            requested_session_timeout_ms=session_timeout_ms or 0,
+            max_heartbeat_interval_s=heartbeat_interval_ms / 1000.0 if heartbeat_interval_ms else None,
         )
+        self._max_poll_s = max_poll_interval_ms / 1000.0 if max_poll_interval_ms else None
+        self._in_poll = False
+        self._last_poll = clock()
         self._listener = ConsumerRebalanceListener()
         self._lost: list[Partitions] = []
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._retry_reconcile_at = 0.0
+        self._unreachable_since: float | None = None
+        """When the first of the heartbeats failing in a row was sent (None: the last one was answered)."""
+        self._unreachable: ClientError | None = None
+        """The error poll() raises once the broker has been unreachable for request_timeout_ms."""
+        self._topic_warned_at: dict[str, float] = {}
 
     # --- subscription ----------------------------------------------------------------------------------------
 
@@ -157,17 +194,32 @@ class GroupCoordinator:
         return (
             bool(self._lost)
             or m.fatal is not None
+            or self._unreachable is not None
             or (m.reconciliation_pending and m.active and self._clock() >= self._retry_reconcile_at)
         )
 
     def poll(self, take: Callable[[int, float], dict], limit: int, timeout_s: float) -> dict:
         """``take`` records as the consumer does, running group work before and whenever it comes up."""
         deadline = self._clock() + timeout_s
-        while True:
-            self.run_pending()
-            records = take(limit, max(0.0, deadline - self._clock()))
-            if records or self._clock() >= deadline:
-                return records
+        with self._lock:
+            self._in_poll = True  # a poll that waits is no sign of a stuck application
+            self._membership.polled(self._clock())  # rejoins after a max_poll_interval_ms timeout
+            self._wake.notify()
+        try:
+            while True:
+                self.run_pending()
+                now = self._clock()
+                wait = deadline - now
+                if self.enable_auto_commit:  # wake for the next auto-commit even while no record comes
+                    wait = min(wait, self._next_auto_commit - now)
+                records = take(limit, max(0.0, wait))
+                if records or self._clock() >= deadline:
+                    return records
+        finally:
+            with self._lock:
+                self._in_poll = False
+                self._last_poll = self._clock()
+                self._wake.notify()
 
     def run_pending(self) -> None:
         """Callbacks for lost partitions, one reconciliation step, auto-commit; raises a fatal error."""
@@ -182,6 +234,12 @@ class GroupCoordinator:
                 self._listener.on_partitions_lost(set(tps))
         if fatal is not None:
             raise fatal
+        with self._lock:
+            unreachable, self._unreachable = self._unreachable, None
+            if unreachable is not None:  # raised once per request_timeout_ms while the broker stays away
+                self._unreachable_since = self._clock()
+        if unreachable is not None:
+            raise unreachable
         if step is not None:
             self._reconcile(step)
         if self.enable_auto_commit and self._clock() >= self._next_auto_commit:
@@ -303,7 +361,7 @@ class GroupCoordinator:
             try:
                 check_commit(call.result(), self.group_id)
             except grpc.RpcError as exc:
-                error = group_rpc_error(exc, f"committing offsets of group {self.group_id!r}")
+                error = error_from_rpc(exc, f"committing offsets of group {self.group_id!r}")
             except ClientError as exc:
                 error = exc
             if error is None:
@@ -353,30 +411,41 @@ class GroupCoordinator:
         m = self._membership
         try:
             while True:
+                plan: HeartbeatPlan | None = None
                 with self._lock:
                     while True:
                         if self._stopping:
                             return
+                        leave = self._poll_timed_out()
+                        if leave is not None:
+                            break
                         plan = m.plan(self._clock())
                         if plan is not None:
                             break
-                        self._wake.wait(m.next_heartbeat_in(self._clock()))
+                        self._wake.wait(self._idle_wait())
+                if plan is None:
+                    if leave is not None:
+                        self._send_leave(leave)
+                    continue
                 request = heartbeat_request(self.group_id, plan, self._client_id)
+                sent_at = self._clock()
                 try:
                     response = self._stub.Heartbeat(request, timeout=self._timeout_s)
                 except grpc.RpcError as exc:
-                    error = group_rpc_error(exc, f"heartbeat to group {self.group_id!r}")
+                    error = error_from_rpc(exc, f"heartbeat to group {self.group_id!r}")
                     with self._lock:
-                        log.log(
-                            logging.DEBUG if error.retriable else logging.ERROR,
-                            "group %s: heartbeat failed: %s",
-                            self.group_id,
-                            error,
-                        )
+                        if error.retriable:
+                            self._note_unreachable(error, sent_at)
+                        else:
+                            log.error("group %s: heartbeat failed: %s", self.group_id, error)
                         m.on_failure(self._clock(), error.retriable, error)
                         self._fetcher.data_ready.notify_all()
                     continue
                 with self._lock:
+                    if self._unreachable_since is not None:
+                        log.warning("group %s: the broker answers again", self.group_id)
+                    self._unreachable_since = None
+                    self._unreachable = None
                     outcome = m.on_answer(heartbeat_answer(response), plan, self._clock())
                     if outcome.lost:
                         log.info(
@@ -389,11 +458,117 @@ class GroupCoordinator:
                         self._lost.append(outcome.lost)
                     if self.has_work():
                         self._fetcher.data_ready.notify_all()
+                    missing = self._unassigned_topics()
+                self._warn_unknown_topics(missing)
         except Exception as exc:  # a bug: stop the membership and tell the application through poll()
             log.exception("the consumer's heartbeat thread failed")
             with self._lock:
                 m.fatal = GroupError(f"the consumer's heartbeat thread failed: {exc!r}")
                 self._fetcher.data_ready.notify_all()
+
+    def _poll_due_in(self) -> float | None:
+        """Seconds until this member counts as stuck (max_poll_interval_ms without a poll; with the lock
+        held); None while that cannot happen (inside poll(), not joined, or no limit)."""
+        m = self._membership
+        if self._max_poll_s is None or self._in_poll or not m.active or not m.member_id:
+            return None
+        return self._last_poll + self._max_poll_s - self._clock()
+
+    def _idle_wait(self) -> float | None:
+        waits = [
+            w
+            for w in (self._membership.next_heartbeat_in(self._clock()), self._poll_due_in())
+            if w is not None
+        ]
+        return max(0.0, min(waits)) if waits else None
+
+    def _poll_timed_out(self) -> HeartbeatPlan | None:
+        """Leave the group if the application has not called poll() for max_poll_interval_ms, as Kafka's
+        heartbeat thread does (with the lock held): its partitions go to the other members instead of
+        waiting for a consumer that may be stuck. Returns the leave heartbeat to send, if any."""
+        due = self._poll_due_in()
+        if due is None or due > 0:
+            return None
+        plan, lost = self._membership.poll_timed_out()
+        log.warning(
+            "group %s: poll() was not called for %.0f ms (max_poll_interval_ms): leaving the group so that "
+            "its other members take over %d partitions; the next poll() rejoins. Handle fewer records per "
+            "poll (max_poll_records) or raise max_poll_interval_ms if processing takes this long",
+            self.group_id,
+            (self._clock() - self._last_poll) * 1000,
+            len(lost),
+        )
+        if lost:
+            self._drop(lost)
+            self._lost.append(lost)  # on_partitions_lost at the next poll; nothing is committed
+        self._fetcher.data_ready.notify_all()
+        return plan or _NOTHING_TO_SEND
+
+    def _send_leave(self, plan: HeartbeatPlan) -> None:
+        if plan is _NOTHING_TO_SEND:
+            return
+        try:
+            self._stub.Heartbeat(
+                heartbeat_request(self.group_id, plan, self._client_id), timeout=self._timeout_s
+            )
+        except grpc.RpcError as exc:
+            log.warning(
+                "group %s: leaving failed (the session timeout will remove this member): %s",
+                self.group_id,
+                error_from_rpc(exc, "leaving"),
+            )
+
+    def _note_unreachable(self, error: ClientError, sent_at: float) -> None:
+        """A heartbeat got no answer (with the lock held): warn at the first failure of a streak, and
+        have poll() raise once the broker has been away for request_timeout_ms."""
+        now = self._clock()
+        if self._unreachable_since is None:
+            self._unreachable_since = sent_at
+            log.warning("group %s: cannot reach the broker, retrying: %s", self.group_id, error)
+            return
+        if self._unreachable is None and now - self._unreachable_since >= self._timeout_s:
+            self._unreachable = type(error)(
+                f"group {self.group_id!r}: no answer from the broker for "
+                f"{(now - self._unreachable_since) * 1000:.0f} ms (request_timeout_ms is "
+                f"{self._timeout_s * 1000:.0f}); still retrying: {error}"
+            )
+            log.error("%s", self._unreachable)
+
+    def _unassigned_topics(self) -> list[str]:
+        """Subscribed topics (by name) of which this member owns no partition and that were not checked in
+        the last UNKNOWN_TOPIC_WARNING_INTERVAL_S (with the lock held)."""
+        subscription = self._membership.subscription
+        if subscription is None:
+            return []
+        now = self._clock()
+        owned = {tp.topic for tp in self._membership.assignment}
+        due = [
+            topic
+            for topic in subscription.topics
+            if topic not in owned
+            and now - self._topic_warned_at.get(topic, -UNKNOWN_TOPIC_WARNING_INTERVAL_S)
+            >= UNKNOWN_TOPIC_WARNING_INTERVAL_S
+        ]
+        for topic in due:
+            self._topic_warned_at[topic] = now
+        return due
+
+    def _warn_unknown_topics(self, topics: list[str]) -> None:
+        """Warn about subscribed topics that do not exist, as Kafka's clients warn of
+        UNKNOWN_TOPIC_OR_PARTITION: the member waits for them to be created (without the lock)."""
+        for topic in topics:
+            try:
+                describe_topic(self._connection, topic, self._timeout_s)
+            except UnknownTopicError:
+                log.warning(
+                    "group %s: subscribed topic %r does not exist (UNKNOWN_TOPIC_OR_PARTITION); waiting for "
+                    "it to be created (e.g. `logstore topics create %s`)",
+                    self.group_id,
+                    topic,
+                    topic,
+                )
+            except ClientError as exc:
+                log.debug("group %s: cannot check topic %r: %s", self.group_id, topic, exc)
 
     # --- leaving ----------------------------------------------------------------------------------------------
 
@@ -437,7 +612,7 @@ class GroupCoordinator:
             log.warning(
                 "group %s: leaving failed (the session timeout will remove this member): %s",
                 self.group_id,
-                group_rpc_error(exc, "leaving"),
+                error_from_rpc(exc, "leaving"),
             )
 
 

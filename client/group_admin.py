@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 import grpc
 
-from client.group_errors import group_rpc_error
+from client.errors import error_from_rpc
 from client.group_rpc import flatten
 from client.types import TopicPartition
 from wire.logstore.v1 import group_pb2, group_pb2_grpc
@@ -86,7 +86,7 @@ class GroupAdmin:
         try:
             return getattr(self._stub, method)(request, timeout=self._timeout_s)
         except grpc.RpcError as exc:
-            raise group_rpc_error(exc, what) from None
+            raise error_from_rpc(exc, what) from None
 
     def list_groups(self) -> list[GroupListing]:
         answer = self._call("ListGroups", group_pb2.ListGroupsRequest(), "listing groups")

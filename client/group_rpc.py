@@ -8,8 +8,14 @@ from collections.abc import Iterable, Mapping
 import grpc
 
 from client.connection import Connection
-from client.errors import error_from_code
-from client.group_errors import LOST_CODES, CommitFailedError, group_error, group_rpc_error
+from client.errors import (
+    CommitFailedError,
+    MemberLostError,
+    error_from_code,
+    error_from_rpc,
+    for_code,
+    group_error,
+)
 from client.membership import HeartbeatAnswer, HeartbeatPlan, partitions
 from client.types import TopicPartition
 from wire.logstore.v1 import common_pb2, group_pb2, group_pb2_grpc
@@ -46,6 +52,7 @@ def heartbeat_request(group_id: str, plan: HeartbeatPlan, client_id: str) -> gro
         rebalance_timeout_ms=plan.rebalance_timeout_ms,
         server_assignor=plan.server_assignor,
         client_id=client_id,
+        session_timeout_ms=plan.session_timeout_ms,
     )
     if plan.subscription is not None:
         request.subscription.topic_names.extend(plan.subscription.topics)
@@ -93,7 +100,7 @@ def check_commit(response: group_pb2.CommitOffsetsResponse, group_id: str) -> No
     """Raise for a refused commit: CommitFailedError when the member was fenced or is unknown (its
     partitions were reassigned), the group error otherwise, or the first per-partition error."""
     code = response.error_code
-    if code in LOST_CODES:
+    if issubclass(for_code(code), MemberLostError):
         raise CommitFailedError(
             f"group {group_id!r}: commit refused because this consumer is no longer the member that owned "
             f"these partitions; they were reassigned to another member and its offsets win "
@@ -116,7 +123,7 @@ def commit(
     try:
         response = stub.CommitOffsets(request, timeout=timeout_s)
     except grpc.RpcError as exc:
-        raise group_rpc_error(exc, f"committing offsets of group {request.group_id!r}") from None
+        raise error_from_rpc(exc, f"committing offsets of group {request.group_id!r}") from None
     check_commit(response, request.group_id)
 
 
@@ -131,5 +138,5 @@ def fetch_committed(
     try:
         response = stub.FetchOffsets(request, timeout=timeout_s)
     except grpc.RpcError as exc:
-        raise group_rpc_error(exc, f"fetching committed offsets of group {group_id!r}") from None
+        raise error_from_rpc(exc, f"fetching committed offsets of group {group_id!r}") from None
     return {TopicPartition(c.topic, c.partition): c.offset for c in response.offsets}

@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from client.backoff import Backoff
-from client.group_errors import FATAL_CODES, LOST_CODES, GroupError, group_error
+from client.errors import GroupError, MemberLostError, for_code, group_error
 from client.types import TopicPartition
 
 JOIN_EPOCH = 0
@@ -56,6 +56,8 @@ class HeartbeatPlan:
     instance_id: str
     server_assignor: str
     rebalance_timeout_ms: int
+    session_timeout_ms: int = 0
+    """The member's own session timeout (0: the broker's)."""
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,10 @@ class Membership:
     instance_id: str = ""
     server_assignor: str = ""
     rebalance_timeout_ms: int = 0
+    requested_session_timeout_ms: int = 0
+    """Sent in every heartbeat (0: the broker's group_session_timeout_ms)."""
+    max_heartbeat_interval_s: float | None = None
+    """The client's heartbeat_interval_ms: heartbeat at least this often, even if the broker allows less."""
     member_id: str = ""
     member_epoch: int = JOIN_EPOCH
     heartbeat_interval_s: float = DEFAULT_HEARTBEAT_INTERVAL_S
@@ -115,6 +121,16 @@ class Membership:
     _generation: int = 0
     _reconciling: Reconciliation | None = None
     _left: bool = False
+    stale: bool = False
+    """Left the group because the application stopped calling poll() (max_poll_interval_ms); rejoins at
+    the next poll."""
+
+    def __post_init__(self) -> None:
+        self.heartbeat_interval_s = self._paced(self.heartbeat_interval_s)
+
+    def _paced(self, interval_s: float) -> float:
+        cap = self.max_heartbeat_interval_s
+        return interval_s if cap is None else min(interval_s, cap)
 
     # --- what the application asks ----------------------------------------------------------------------------
 
@@ -129,7 +145,7 @@ class Membership:
     @property
     def active(self) -> bool:
         """Whether the member should be heartbeating (subscribed, not left, not failed)."""
-        return self.subscription is not None and not self._left and self.fatal is None
+        return self.subscription is not None and not self._left and self.fatal is None and not self.stale
 
     # --- heartbeats ----------------------------------------------------------------------------------------------
 
@@ -149,6 +165,7 @@ class Membership:
             instance_id=self.instance_id,
             server_assignor=self.server_assignor if joining else "",
             rebalance_timeout_ms=self.rebalance_timeout_ms,
+            session_timeout_ms=self.requested_session_timeout_ms,
         )
 
     def next_heartbeat_in(self, now: float) -> float | None:
@@ -161,13 +178,14 @@ class Membership:
         """Adopt a heartbeat answer."""
         self._in_flight = False
         if answer.heartbeat_interval_ms > 0:
-            self.heartbeat_interval_s = answer.heartbeat_interval_ms / 1000.0
+            self.heartbeat_interval_s = self._paced(answer.heartbeat_interval_ms / 1000.0)
         if answer.session_timeout_ms > 0:
             self.session_timeout_s = answer.session_timeout_ms / 1000.0
         code = answer.error_code
-        if code in LOST_CODES:
+        kind = for_code(code)
+        if issubclass(kind, MemberLostError):
             return self._lose(now)
-        if code in FATAL_CODES:
+        if issubclass(kind, GroupError) and kind.fatal:
             self.fatal = group_error(code, answer.error_message, self.group_id)
             lost, self.owned, self.assignment = self.owned, EMPTY, EMPTY
             self._generation += 1
@@ -270,6 +288,36 @@ class Membership:
             rebalance_timeout_ms=0,
         )
 
+    def poll_timed_out(self) -> tuple[HeartbeatPlan | None, Partitions]:
+        """The application did not call poll() for max_poll_interval_ms: leave the group (the heartbeat
+        returned, if any, to send now) and lose every partition (no commit: the application may be stuck
+        half-way through a record). Nothing is sent again until ``polled()``."""
+        plan = None
+        if self.active and self.member_id and self.member_epoch > 0:
+            plan = HeartbeatPlan(
+                member_id=self.member_id,
+                member_epoch=STATIC_LEAVE_EPOCH if self.instance_id else LEAVE_EPOCH,
+                subscription=None,
+                owned=None,
+                instance_id=self.instance_id,
+                server_assignor="",
+                rebalance_timeout_ms=0,
+            )
+        lost = self.owned
+        self.owned = self.assignment = EMPTY
+        self.member_epoch = JOIN_EPOCH
+        self._generation += 1
+        self._reconciling = None
+        self.stale = True
+        return plan, lost
+
+    def polled(self, now: float) -> None:
+        """The application called poll(): a member that left for a poll timeout rejoins now."""
+        if self.stale:
+            self.stale = False
+            self._subscription_changed = True
+            self._next_heartbeat_at = now
+
     def release_all(self) -> Partitions:
         """Before leaving: what is owned now, which the application commits and revokes."""
         return self.owned
@@ -284,6 +332,7 @@ class Membership:
         self._reconciling = None
         self._left = False
         self._in_flight = False
+        self.stale = False
 
 
 def partitions(entries: Iterable[tuple[str, Iterable[int]]]) -> Partitions:

@@ -80,7 +80,8 @@ class TopicMetadata:
                 if time.monotonic() + pause >= deadline:
                     raise BufferExhaustedError(
                         f"could not learn the partitions of topic {topic!r} within {timeout_s * 1000:.0f} ms "
-                        f"(max_block_ms): {exc}"
+                        f"(max_block_ms; each request waits up to request_timeout_ms, "
+                        f"{self._request_timeout_s * 1000:.0f} ms): {exc}"
                     ) from None
                 time.sleep(pause)
 

@@ -10,6 +10,9 @@ up to five requests in flight. With idempotence off, retries may reorder records
 
 A future that fails with ``client.errors.UnknownDeliveryError`` means the record may or may not have been
 written (an attempt got no answer before the producer gave up); any other error means it was not.
+
+A producer still open when the interpreter exits is closed then (waiting up to ``request_timeout_ms``),
+with a warning: its buffered records are sent rather than lost, but ``close()`` belongs in the program.
 """
 
 from __future__ import annotations
@@ -29,9 +32,11 @@ from client.connection import DEFAULT_BOOTSTRAP, Connection
 from client.errors import BufferExhaustedError, ClosedError, SerializationError, UnknownPartitionError
 from client.futures import RecordFuture
 from client.metadata import TopicMetadata
+from client.options import refuse_unknown_options
 from client.partitioner import StickyPartitioner, key_partition
 from client.sender import Sender
 from client.serde import Serializer, resolve_serializer
+from client.unclosed import track, untrack
 from logstore.records import GZIP, NONE, ZSTD
 
 log = logging.getLogger(__name__)
@@ -51,8 +56,32 @@ five requests in flight."""
 Headers = Sequence[tuple[str, bytes | None]] | Mapping[str, bytes | None] | None
 
 
+def _alias(value: Any, default: Any, alias: Any, name: str, alias_name: str) -> tuple[Any, str]:
+    """The value of an option that has a kafka-python alias, and the name the caller used for it."""
+    if alias is None:
+        return value, name
+    if value != default and value != alias:
+        raise ValueError(f"{name}={value!r} and {alias_name}={alias!r} disagree: give one of them")
+    return alias, alias_name
+
+
+def _compression_refusal(name: str, codec: object) -> str:
+    if codec in ("snappy", "lz4"):
+        return (
+            f"{name}={codec!r} is not supported: this producer writes 'gzip' or 'zstd' batches "
+            "(or 'none'); use one of those"
+        )
+    return f"{name} must be 'none', 'gzip' or 'zstd', got {codec!r}"
+
+
+@refuse_unknown_options
 class Producer:
-    """Sends records to a logstore broker. Thread-safe: share one producer between threads."""
+    """Sends records to a logstore broker. Thread-safe: share one producer between threads.
+
+    kafka-python's ``bootstrap_servers``, ``compression_type`` and ``max_in_flight_requests_per_connection``
+    are accepted for ``bootstrap``, ``compression`` and ``max_in_flight``; ``client_id`` leads the
+    user-agent of every call. An unknown option is refused with a ``TypeError`` naming the close matches.
+    """
 
     def __init__(
         self,
@@ -77,25 +106,40 @@ class Producer:
         auto_create_topics: bool = True,
         metadata_max_age_ms: float = 300_000,
         bootstrap_servers: str | list[str] | None = None,
+        compression_type: str | None = None,
+        max_in_flight_requests_per_connection: int | None = None,
+        client_id: str | None = None,
         interceptors: Sequence[grpc.UnaryUnaryClientInterceptor] = (),
     ) -> None:
-        if bootstrap_servers is not None:  # kafka-python's name
+        # kafka-python's names for bootstrap, compression and max_in_flight.
+        if bootstrap_servers is not None:
             bootstrap = bootstrap_servers
+        compression, compression_name = _alias(
+            compression, "none", compression_type, "compression", "compression_type"
+        )
+        max_in_flight, in_flight_name = _alias(
+            max_in_flight,
+            5,
+            max_in_flight_requests_per_connection,
+            "max_in_flight",
+            "max_in_flight_requests_per_connection",
+        )
         if acks not in ACKS:
             raise ValueError(f"acks must be 0, 1 or 'all' (-1), got {acks!r}")
         acks_value = ACKS[acks]
         if compression not in COMPRESSION:
-            raise ValueError(f"compression must be 'none', 'gzip' or 'zstd', got {compression!r}")
+            raise ValueError(_compression_refusal(compression_name, compression))
         if enable_idempotence is None:
             enable_idempotence = acks_value != 0
         elif enable_idempotence and acks_value == 0:
             raise ValueError("enable_idempotence needs acknowledgements: use acks=1 or 'all', or turn it off")
-        if max_in_flight < 1:
-            raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
+        if type(max_in_flight) is not int or max_in_flight < 1:
+            raise ValueError(f"{in_flight_name} must be an integer of at least 1, got {max_in_flight!r}")
         if enable_idempotence and max_in_flight > MAX_IN_FLIGHT_IDEMPOTENT:
             raise ValueError(
-                f"with enable_idempotence, max_in_flight must be at most {MAX_IN_FLIGHT_IDEMPOTENT} "
-                f"(the broker deduplicates that many), got {max_in_flight}"
+                f"with enable_idempotence, {in_flight_name} must be at most {MAX_IN_FLIGHT_IDEMPOTENT} "
+                f"(the broker deduplicates that many), got {max_in_flight}; lower it, or pass "
+                "enable_idempotence=False (retries may then reorder or duplicate records)"
             )
         if retries is not None and retries < 0:
             raise ValueError(f"retries must be None (until delivery_timeout_ms) or >= 0, got {retries}")
@@ -116,6 +160,7 @@ class Producer:
             max_send_bytes=max_request_size,
             max_receive_bytes=1024 * 1024,
             interceptors=interceptors,
+            client_id=client_id,
         )
         self._metadata = TopicMetadata(
             self._connection,
@@ -160,6 +205,7 @@ class Producer:
         self._prepare = self._key_serializer is not None or self._value_serializer is not None
         """Whether send() must look at more than the hot path does (serializers, or closed)."""
         self._sender.start()
+        track(self, request_timeout_ms / 1000.0)  # closed (flushed) at interpreter exit if still open
 
     # --- sending --------------------------------------------------------------------------------------------
 
@@ -365,6 +411,7 @@ class Producer:
                 batch.outcome.fail(error)
             self._sender.join()
         self._connection.close()
+        untrack(self)
 
     @property
     def closed(self) -> bool:

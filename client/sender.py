@@ -170,8 +170,8 @@ class Sender(threading.Thread):
                 if attempt == 1 or attempt % 10 == 0:
                     log.warning("could not get a producer id (attempt %d, retrying): %s", attempt, error)
                 deadline = self._clock() + self._backoff.delay_s(attempt)
-                with self.work:
-                    while not self._stopping and (remaining := deadline - self._clock()) > 0:
+                with self.work:  # a graceful stop still backs off (it waits for records); an abort ends it
+                    while not self._aborted and (remaining := deadline - self._clock()) > 0:
                         self.work.wait(remaining)
                 continue
             with self.work:

@@ -20,10 +20,11 @@ import grpc
 
 from client.backoff import Backoff
 from client.connection import DEFAULT_BOOTSTRAP, Connection
-from client.errors import ClosedError, error_from_code, error_from_rpc
+from client.errors import ClosedError, CorruptRecordError, error_from_code, error_from_rpc
+from client.fetcher import CompletedFetch
 from client.metadata import describe_topic
 from client.offsets import EARLIEST, LATEST, TIMESTAMP, list_offsets
-from client.records import ConsumerRecord, decode_all, with_deserializers
+from client.records import DECODE_CHUNK, ConsumerRecord, with_deserializers
 from client.serde import Deserializer, resolve_deserializer
 from client.types import TopicPartition
 from wire.logstore.v1 import fetch_pb2
@@ -34,7 +35,11 @@ _RECONNECT = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL, g
 
 
 class Tail:
-    """Iterate to receive records as they arrive; ``close()`` (from any thread) ends the iteration."""
+    """Iterate to receive records as they arrive; ``close()`` (from any thread) ends the iteration.
+
+    A corrupt batch ends the iteration with a CorruptRecordError once the records before it were
+    delivered; ``positions`` then holds the corrupt batch's offset. Set it past the batch (the error's
+    ``next_offset``) and iterate again to go on."""
 
     def __init__(
         self,
@@ -129,6 +134,11 @@ class Tail:
                     if self._closed:
                         return
                 self._stopped.wait(delay)
+            except BaseException:  # a corrupt batch, or the application stopped iterating: end the stream
+                call.cancel()
+                with self._lock:
+                    self._call = None
+                raise
 
     def _records(self, message: fetch_pb2.SubscribeResponse) -> Iterator[ConsumerRecord]:
         for result in message.partitions:
@@ -136,13 +146,20 @@ class Tail:
             if result.error_code:
                 self.positions.pop(tp, None)
                 raise error_from_code(result.error_code, result.error_message, where=str(tp))
-            records = decode_all(tp.topic, tp.partition, result.records, self.positions[tp])
-            if not records:
-                continue
-            self.positions[tp] = records[-1].offset + 1
-            if self._key_deserializer is not None or self._value_deserializer is not None:
-                with_deserializers(records, self._key_deserializer, self._value_deserializer)
-            yield from records
+            # Decoded as the consumer does: the records before a corrupt batch are delivered first, then
+            # a CorruptRecordError (not the storage engine's raw error) names the partition and offset.
+            fetched = CompletedFetch(tp, 0, result.records, self.positions[tp])
+            while True:
+                try:
+                    records = fetched.take(DECODE_CHUNK, self.positions[tp])
+                except CorruptRecordError as exc:
+                    raise _for_tail(exc, tp) from None
+                if not records:
+                    break
+                self.positions[tp] = records[-1].offset + 1
+                if self._key_deserializer is not None or self._value_deserializer is not None:
+                    with_deserializers(records, self._key_deserializer, self._value_deserializer)
+                yield from records
 
     def close(self) -> None:
         """End the tail (an iteration in another thread returns). Idempotent."""
@@ -162,6 +179,19 @@ class Tail:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _for_tail(error: CorruptRecordError, tp: TopicPartition) -> CorruptRecordError:
+    """The consumer's corrupt-batch error, saying how a tail moves past: there is no seek()."""
+    skip_to = error.next_offset if error.next_offset >= 0 else error.offset + 1
+    return CorruptRecordError(
+        f"{error}. This tail stopped there; to skip the batch set tail.positions[{tp!r}] = {skip_to} and "
+        "iterate again",
+        topic=error.topic,
+        partition=error.partition,
+        offset=error.offset,
+        next_offset=error.next_offset,
+    )
 
 
 def tail(*topics: str, bootstrap: str | list[str] = DEFAULT_BOOTSTRAP, **options: object) -> Tail:

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 
 class LogStoreError(Exception):
-    """Base class of every error the storage engine raises on purpose."""
+    """Base class of every error the storage engine raises on purpose.
+
+    Also the one root of the broker's expected errors: the layers above extend it with their own classes.
+    """
 
 
 # --- bad input: the caller sent something wrong, nothing was written ----------------------------------

@@ -28,6 +28,7 @@ from logstore.errors import (
     OffsetOutOfRangeError,
     OutOfOrderSequenceError,
     PartitionOfflineError,
+    RecordTooLargeError,
     StorageError,
 )
 from logstore.open_segments import OpenSegments
@@ -339,7 +340,13 @@ class Log:
         limit = self.config.max_message_bytes
         compact = self.config.compact
         while position < total:
-            header = check_batch(view, position, max_size=limit)
+            try:
+                header = check_batch(view, position, max_size=limit)
+            except RecordTooLargeError as exc:
+                raise RecordTooLargeError(
+                    f"{self.topic}-{self.partition}: {exc}, the topic's max.message.bytes (send smaller "
+                    f"batches, or raise it: logstore topics alter {self.topic} --config max.message.bytes=N)"
+                ) from None
             if header.is_transactional or header.is_control:
                 raise InvalidRequestError(
                     f"{self.topic}-{self.partition}: transactional and control batches are not supported"

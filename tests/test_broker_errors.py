@@ -8,6 +8,7 @@ import grpc
 
 from broker import errors
 from broker.domain import errors as broker_errors
+from broker.groups import errors as group_errors
 from logstore import errors as engine
 from wire.logstore.v1 import common_pb2 as common
 
@@ -18,8 +19,20 @@ def _classes(module, base: type) -> list[type]:
     ]
 
 
+def test_the_broker_has_one_root_for_expected_errors() -> None:
+    roots = {broker_errors.BrokerError, group_errors.GroupCoordinatorError, engine.LogStoreError}
+    assert all(issubclass(root, engine.LogStoreError) for root in roots)
+    assert issubclass(group_errors.GroupCoordinatorError, broker_errors.BrokerError)
+
+
 def test_every_engine_and_broker_error_class_has_its_own_entry() -> None:
-    wanted = _classes(engine, engine.LogStoreError) + _classes(broker_errors, broker_errors.BrokerError)
+    wanted = [
+        cls
+        for module in (engine, broker_errors, group_errors)
+        for cls in _classes(module, engine.LogStoreError)
+        if cls.__module__ == module.__name__
+        and cls not in (broker_errors.BrokerError, group_errors.GroupCoordinatorError)
+    ]
     missing = [cls.__name__ for cls in wanted if cls not in errors.TABLE]
     assert not missing, f"map these in broker/errors.py: {missing}"
 

@@ -129,7 +129,7 @@ class _Context:
     def peer(self) -> str:
         return "ipv4:127.0.0.1:1"
 
-    async def abort(self, code: grpc.StatusCode, details: str) -> None:
+    async def abort(self, code: grpc.StatusCode, details: str, trailing_metadata: object = ()) -> None:
         self.aborted.append((code, details))
         raise grpc.aio.AbortError()
 

@@ -89,3 +89,16 @@ def test_grpc_limits_follow_the_request_limit() -> None:
     assert options["grpc.max_receive_message_length"] == 8 * MiB
     assert options["grpc.max_send_message_length"] > 32 * MiB
     assert settings.max_batch_bytes < 8 * MiB
+
+
+def test_answer_budgets_and_connection_timeouts_are_settings_with_kafka_s_defaults() -> None:
+    settings = load({}, env={"LOGSTORE_QUEUED_MAX_RESPONSE_BYTES_PER_CONNECTION": str(8 * MiB)})
+    assert settings.queued_max_response_bytes == 256 * MiB
+    assert settings.queued_max_response_bytes_per_connection == 8 * MiB
+    assert settings.connections_max_idle_ms == 600_000, "Kafka's connections.max.idle.ms"
+    with pytest.raises(SettingsError, match="queued_max_response_bytes_per_connection must be between"):
+        Settings(queued_max_response_bytes=16 * MiB, queued_max_response_bytes_per_connection=32 * MiB)
+    options = dict(grpc_options(Settings(keepalive_time_ms=5000, keepalive_timeout_ms=2000)))
+    assert options["grpc.keepalive_time_ms"] == 5000
+    assert options["grpc.keepalive_timeout_ms"] == options["grpc.http2.ping_timeout_ms"] == 2000
+    assert options["grpc.max_connection_idle_ms"] == 600_000

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from client.backoff import Backoff
-from client.group_errors import FencedInstanceIdError, InvalidRegularExpressionError
+from client.errors import FencedInstanceIdError, InvalidRegularExpressionError
 from client.membership import (
     HeartbeatAnswer,
     HeartbeatPlan,

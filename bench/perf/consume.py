@@ -72,8 +72,8 @@ def add_parser(subcommands: Any) -> None:
         description="Read records from the beginning of a topic and report records/s, MB/s and the time to "
         "the first record, beside this machine's ceilings.",
     )
-    parser.add_argument("--topic", required=True)
-    parser.add_argument("--num-records", type=positive_int, required=True)
+    parser.add_argument("--topic", required=True, help="the topic to read")
+    parser.add_argument("--num-records", type=positive_int, required=True, help="how many records to read")
     parser.add_argument(
         "--group", help="consume through this consumer group (default: assign every partition)"
     )

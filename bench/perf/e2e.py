@@ -59,7 +59,7 @@ def add_parser(subcommands: Any) -> None:
         description="Send one record at a time (or at --rate) and time it from send() until a consumer hands "
         "it over, once with a long-polling Consumer and once with a pushed live tail.",
     )
-    parser.add_argument("--topic", required=True)
+    parser.add_argument("--topic", required=True, help="the topic to write and read")
     parser.add_argument("--num-records", type=positive_int, default=10_000, help="timed records per mode")
     parser.add_argument("--record-size", type=positive_int, default=100, help="value bytes (default: 100)")
     parser.add_argument(

@@ -112,8 +112,8 @@ def add_parser(subcommands: Any) -> None:
         description="Send records as fast as possible (or at --throughput) and report records/s, MB/s and "
         "latency percentiles from send() to acknowledgement, beside this machine's ceilings.",
     )
-    parser.add_argument("--topic", required=True)
-    parser.add_argument("--num-records", type=positive_int, required=True)
+    parser.add_argument("--topic", required=True, help="the topic to write to")
+    parser.add_argument("--num-records", type=positive_int, required=True, help="how many records to send")
     add_producer_arguments(parser)
     add_common_arguments(parser)
     parser.set_defaults(handler=friendly(_run))
@@ -131,7 +131,9 @@ def add_producer_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--linger-ms", type=float, default=5, help="producer linger_ms (default: 5)")
     parser.add_argument("--acks", choices=["0", "1", "all", "-1"], default="1", help="(default: 1)")
-    parser.add_argument("--compression", choices=["none", "gzip", "zstd"], default="none")
+    parser.add_argument(
+        "--compression", choices=["none", "gzip", "zstd"], default="none", help="batch codec (default: none)"
+    )
     parser.add_argument(
         "--partitions",
         type=positive_int,

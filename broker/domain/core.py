@@ -13,7 +13,7 @@ from broker.domain.fetch import Reader
 from broker.domain.groups import GroupDomain
 from broker.domain.produce import Appender
 from broker.domain.producer_ids import ProducerIdAllocator, highest_producer_id
-from broker.domain.subscribe import Subscriptions
+from broker.domain.subscribe import Room, Subscriptions
 from broker.domain.topics import Topics
 from broker.domain.values import (
     Acks,
@@ -124,12 +124,12 @@ class BrokerCore:
         return self._reader.list_offsets(queries)
 
     def subscribe(
-        self, starts: Sequence[SubscribeStart], max_bytes: int
+        self, starts: Sequence[SubscribeStart], max_bytes: int, room: Room | None = None
     ) -> AsyncIterator[list[PartitionRead]]:
         """Resolve every start position now (raising if one is unusable), then stream."""
         self._check_running()
         positions = self._subscriptions.resolve(starts)
-        return self._subscriptions.run(positions, max_bytes)
+        return self._subscriptions.run(positions, max_bytes, room)
 
     # --- lifecycle --------------------------------------------------------------------------------------
 

@@ -2,15 +2,19 @@
 
 They are plain exceptions (no grpc here); `broker.errors` maps them to gRPC status codes and to the
 per-partition error codes of the wire contract, together with the engine's classes.
+
+One root: `BrokerError` extends the engine's `LogStoreError`, and the consumer-group coordinator's errors
+(`broker.groups.errors`) extend `BrokerError`, so `except LogStoreError` catches every error raised on
+purpose below the service layer, and anything else is a bug.
 """
 
 from __future__ import annotations
 
-from logstore.errors import InvalidTopicError
+from logstore.errors import InvalidTopicError, LogStoreError
 
 
-class BrokerError(Exception):
-    """Base class of the errors the broker raises on purpose."""
+class BrokerError(LogStoreError):
+    """Base class of the errors the broker (its domain layer and its group coordinator) raises on purpose."""
 
 
 class ShuttingDownError(BrokerError):

@@ -9,13 +9,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from broker.domain.errors import BrokerError
 from broker.domain.topics import Topics
 from broker.domain.values import FetchSpec, OffsetAnswer, OffsetQuery, OffsetSpec, PartitionRead
 from broker.domain.waiters import AppendWaiters
 from logstore.errors import InvalidRequestError, InvalidTimestampError, LogStoreError, OffsetOutOfRangeError
 
-EXPECTED_ERRORS = (LogStoreError, BrokerError)
+EXPECTED_ERRORS = LogStoreError  # the one root: the broker's own errors (BrokerError) extend it
 
 
 def read_partition(topics: Topics, spec: FetchSpec, budget: int, have_data: bool) -> PartitionRead:

@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Sequence
 
 from broker.domain.durability import Flusher
-from broker.domain.errors import BrokerError, RequestTimedOutError
+from broker.domain.errors import RequestTimedOutError
 from broker.domain.topics import Topics
 from broker.domain.values import Acks, AppendOutcome, ProduceEntry
 from broker.domain.waiters import AppendWaiters
@@ -23,7 +23,7 @@ from logstore.log import Log
 
 log = logging.getLogger(__name__)
 
-EXPECTED_ERRORS = (LogStoreError, BrokerError)
+EXPECTED_ERRORS = LogStoreError  # the one root: the broker's own errors (BrokerError) extend it
 
 
 class Appender:

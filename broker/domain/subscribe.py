@@ -7,7 +7,7 @@ it found, and sleeps on the append waiters when there was nothing.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 from broker.domain.errors import ShuttingDownError
 from broker.domain.fetch import read_partition
@@ -16,6 +16,9 @@ from broker.domain.values import FetchSpec, PartitionRead, StartFrom, SubscribeS
 from broker.domain.waiters import AppendWaiters, PartitionKey
 from logstore.errors import InvalidRequestError, InvalidTimestampError, OffsetOutOfRangeError
 from logstore.records import iter_headers
+
+Room = Callable[[], Awaitable[int]]
+"""Waits until a subscription may read and returns how many bytes it may take (the answer budget)."""
 
 
 class Subscriptions:
@@ -61,13 +64,22 @@ class Subscriptions:
         return start.offset
 
     async def run(
-        self, positions: dict[PartitionKey, int], max_bytes: int
+        self, positions: dict[PartitionKey, int], max_bytes: int, room: Room | None = None
     ) -> AsyncIterator[list[PartitionRead]]:
-        """Yield batches as they arrive. A partition that fails is reported once and dropped."""
+        """Yield batches as they arrive. A partition that fails is reported once and dropped.
+
+        With `room`, each round first waits for it and reads at most what it allows; nothing is awaited
+        between asking and reading, so the caller can account for the bytes read against what it allowed.
+        """
         rounds = 0
+        configured = max_bytes
         while positions:
             if self.closing:
                 raise ShuttingDownError("the broker is shutting down; subscribe again from your next offset")
+            if room is not None:
+                max_bytes = max(1, min(configured, await room()))
+                if self.closing:
+                    continue
             keys = list(positions)
             shift = rounds % len(keys)
             rounds += 1

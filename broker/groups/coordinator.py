@@ -63,6 +63,7 @@ from broker.groups.validation import (
     check_member_epoch,
     check_positive,
     check_request,
+    check_session_timeout,
     check_timeouts,
     checked_topics,
     owned_partitions,
@@ -119,6 +120,13 @@ class GroupCoordinator:
         group = self._groups.get(request.group_id)
         if group is not None:
             self._expire(group, now_ms)
+        if request.session_timeout_ms is not None and request.member_epoch >= JOIN_GROUP_MEMBER_EPOCH:
+            check_session_timeout(
+                request.session_timeout_ms,
+                self._config.min_session_timeout_ms,
+                self._config.max_session_timeout_ms,
+                self._heartbeat_interval(group),
+            )
         if request.member_epoch == LEAVE_GROUP_MEMBER_EPOCH:
             return self._leave(group, request)
         if request.member_epoch == LEAVE_GROUP_STATIC_MEMBER_EPOCH:
@@ -138,7 +146,7 @@ class GroupCoordinator:
             subscription = requested_subscription(request)
             if self._update_member(member, request, subscription):
                 self._refresh_target(group)
-            member.session_deadline_ms = now_ms + self._session_timeout(group)
+            member.session_deadline_ms = now_ms + self._session_timeout(group, member)
             if owned is not None:
                 member.owned_reported = owned
             self._apply(
@@ -202,7 +210,7 @@ class GroupCoordinator:
             group.add_member(member)
         self._update_member(member, request, subscription)
         self._refresh_target(group)
-        member.session_deadline_ms = now_ms + self._session_timeout(group)
+        member.session_deadline_ms = now_ms + self._session_timeout(group, member)
         member.owned_reported = EMPTY_ASSIGNMENT
         # The joining process owns nothing, so whatever it held but should not keep is released now.
         target = group.target.get(member.member_id, EMPTY_ASSIGNMENT)
@@ -246,7 +254,7 @@ class GroupCoordinator:
             member.epoch = LEAVE_GROUP_STATIC_MEMBER_EPOCH
             member.state = MemberState.LEFT_STATIC
             member.revocation_deadline_ms = None
-            member.session_deadline_ms = now_ms + self._session_timeout(group)
+            member.session_deadline_ms = now_ms + self._session_timeout(group, member)
         return HeartbeatResponse(
             request.member_id,
             LEAVE_GROUP_STATIC_MEMBER_EPOCH,
@@ -277,6 +285,8 @@ class GroupCoordinator:
         """Apply the optional fields of a heartbeat; True if the resolved subscription changed."""
         if request.rebalance_timeout_ms is not None:
             member.rebalance_timeout_ms = request.rebalance_timeout_ms
+        if request.session_timeout_ms is not None:
+            member.session_timeout_ms = request.session_timeout_ms
         if request.client_id:
             member.client_id = request.client_id
         if request.client_host:
@@ -303,7 +313,11 @@ class GroupCoordinator:
 
     def _response(self, group: Group, member: Member) -> HeartbeatResponse:
         return HeartbeatResponse(
-            member.member_id, member.epoch, self._heartbeat_interval(group), member.assigned
+            member.member_id,
+            member.epoch,
+            self._heartbeat_interval(group),
+            member.assigned,
+            self._session_timeout(group, member),
         )
 
     def _fresh_member_id(self, group: Group) -> str:
@@ -503,7 +517,10 @@ class GroupCoordinator:
             group_id, group.state(), group.epoch, group.target_epoch, self._assignor_name(group), members
         )
 
-    def _session_timeout(self, group: Group) -> int:
+    def _session_timeout(self, group: Group, member: Member | None = None) -> int:
+        """The member's own session timeout if it sent one, else the group's, else the broker's."""
+        if member is not None and member.session_timeout_ms is not None:
+            return member.session_timeout_ms
         return group.config.session_timeout_ms or self._config.session_timeout_ms
 
     def _heartbeat_interval(self, group: Group | None) -> int:

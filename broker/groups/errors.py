@@ -1,7 +1,7 @@
 """Typed errors of the consumer-group coordinator.
 
-They extend the storage engine's error tree so the broker's one mapping table (exception class -> gRPC
-status or per-request error code) covers them too. Two hints travel with every class:
+They extend the broker's one root, `broker.domain.errors.BrokerError` (itself a `LogStoreError`), so the
+broker's one mapping table (exception class -> gRPC status or per-request error code) covers them too. Two hints travel with every class:
 
 - ``retriable``: sending the same request again later may succeed.
 - ``rejoin``: the member must give up every partition it owns and join again with member epoch 0
@@ -11,10 +11,11 @@ status or per-request error code) covers them too. Two hints travel with every c
 
 from __future__ import annotations
 
-from logstore.errors import InvalidRequestError, LogStoreError
+from broker.domain.errors import BrokerError
+from logstore.errors import InvalidRequestError
 
 
-class GroupCoordinatorError(LogStoreError):
+class GroupCoordinatorError(BrokerError):
     """Base class of every error the group coordinator raises on purpose."""
 
     retriable: bool = False

@@ -60,6 +60,8 @@ class CoordinatorConfig:
     heartbeat_interval_ms: int = 5_000
     rebalance_timeout_ms: int = 300_000  # used when a joining member does not send one
     assignor: str = "uniform"
+    min_session_timeout_ms: int = 6_000  # bounds on what a member may ask for (Kafka's
+    max_session_timeout_ms: int = 1_800_000  # group.min/max.session.timeout.ms)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +89,8 @@ class HeartbeatRequest:
     right now; None means "not reported" and is read as "still owns everything it was given".
     ``server_assignor`` is the member's preferred assignor ("uniform" or "range"); it counts only for
     the member that joins an empty group, unless a `GroupConfig` names the group's assignor.
-    ``rebalance_timeout_ms`` bounds how long the member may take to give up revoked partitions.
+    ``rebalance_timeout_ms`` bounds how long the member may take to give up revoked partitions, and
+    ``session_timeout_ms`` how long the coordinator waits for its next heartbeat.
     """
 
     group_id: str
@@ -101,6 +104,8 @@ class HeartbeatRequest:
     owned_partitions: Collection[tuple[str, int]] | None = None
     client_id: str = ""
     client_host: str = ""
+    session_timeout_ms: int | None = None
+    """The member's own session timeout (None: keep the one sent before, or the group's)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +116,8 @@ class HeartbeatResponse:
     member_epoch: int
     heartbeat_interval_ms: int
     assignment: Assignment
+    session_timeout_ms: int = 0
+    """How long the coordinator waits for the member's next heartbeat (0 on a leave)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,6 +39,7 @@ class Member:
     pending_revocation: Assignment = EMPTY_ASSIGNMENT
     owned_reported: Assignment | None = None
     revocation_deadline_ms: int | None = None
+    session_timeout_ms: int | None = None  # the member's own choice; None: the group's
 
 
 @dataclass(slots=True)
@@ -102,6 +103,7 @@ class Group:
             resolved_topics=old.resolved_topics,
             rebalance_timeout_ms=old.rebalance_timeout_ms,
             session_deadline_ms=old.session_deadline_ms,
+            session_timeout_ms=old.session_timeout_ms,
             client_id=old.client_id,
             client_host=old.client_host,
         )

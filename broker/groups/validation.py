@@ -67,6 +67,24 @@ def check_request(request: HeartbeatRequest) -> None:
         )
     if request.rebalance_timeout_ms is not None:
         check_positive("rebalance_timeout_ms", request.rebalance_timeout_ms)
+    if request.session_timeout_ms is not None:
+        check_positive("session_timeout_ms", request.session_timeout_ms)
+
+
+def check_session_timeout(
+    session_timeout_ms: int, low_ms: int, high_ms: int, heartbeat_interval_ms: int
+) -> None:
+    """A member's own session timeout must lie within the broker's bounds and exceed the heartbeat pace."""
+    if not low_ms <= session_timeout_ms <= high_ms:
+        raise InvalidGroupRequestError(
+            f"session_timeout_ms {session_timeout_ms} is outside the broker's bounds [{low_ms}, {high_ms}] "
+            "(group_min_session_timeout_ms, group_max_session_timeout_ms); ask for a value within them"
+        )
+    if session_timeout_ms <= heartbeat_interval_ms:
+        raise InvalidGroupRequestError(
+            f"session_timeout_ms {session_timeout_ms} must be larger than the group's heartbeat interval "
+            f"({heartbeat_interval_ms} ms), or the member times out between heartbeats"
+        )
 
 
 def owned_partitions(request: HeartbeatRequest) -> Assignment | None:

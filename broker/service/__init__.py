@@ -10,6 +10,7 @@ import grpc
 
 from broker.domain.core import BrokerCore
 from broker.service.admin import AdminService
+from broker.service.answers import AnswerBudget
 from broker.service.calls import add_servicer
 from broker.service.fetch import FetchService
 from broker.service.groups import GroupService
@@ -24,11 +25,16 @@ SERVICE_NAMES = tuple(service.full_name for service in (ADMIN, PRODUCE, FETCH, G
 
 
 def add_services(
-    server: grpc.aio.Server, core: BrokerCore, *, produce_timeout_ms: int, fetch_max_bytes: int
+    server: grpc.aio.Server,
+    core: BrokerCore,
+    *,
+    produce_timeout_ms: int,
+    fetch_max_bytes: int,
+    answers: AnswerBudget | None = None,
 ) -> None:
     """Register the logstore.v1 services on `server` (decoding requests in `calls`, not in grpc, so a
-    malformed one is INVALID_ARGUMENT, not UNKNOWN)."""
+    malformed one is INVALID_ARGUMENT, not UNKNOWN); `answers` bounds the memory held for answers."""
     add_servicer(server, AdminService(core), ADMIN)
     add_servicer(server, ProduceService(core, produce_timeout_ms), PRODUCE)
-    add_servicer(server, FetchService(core, fetch_max_bytes), FETCH)
+    add_servicer(server, FetchService(core, fetch_max_bytes, answers), FETCH)
     add_servicer(server, GroupService(core), GROUP)

@@ -20,7 +20,7 @@ from google.protobuf import message_factory
 from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import DecodeError, Message
 
-from broker.errors import describe, is_expected, mapping_for
+from broker.errors import describe, error_code_trailer, is_expected, mapping_for
 from logstore.errors import InvalidRequestError
 
 log = logging.getLogger("broker.service")
@@ -67,6 +67,16 @@ def tolerant_deserializer(message_class: type[Message]) -> Callable[[bytes], Mes
     return deserialize
 
 
+def passing_bytes(serialize: Callable[[Any], bytes]) -> Callable[[Any], bytes]:
+    """A response serializer that also takes an answer already serialized by its handler: a large answer
+    (fetch) is then held by gRPC as one copy, not as the message and its serialized copy beside it."""
+
+    def serializer(message: Any) -> bytes:
+        return message if isinstance(message, bytes) else serialize(message)
+
+    return serializer
+
+
 def add_servicer(server: grpc.aio.Server, servicer: object, service: ServiceDescriptor) -> None:
     """Register `servicer`'s methods for `service` as the generated `add_*_to_server` would, but with
     requests decoded by `tolerant_deserializer`."""
@@ -82,7 +92,9 @@ def add_servicer(server: grpc.aio.Server, servicer: object, service: ServiceDesc
         handlers[method.name] = make(
             getattr(servicer, method.name),
             request_deserializer=tolerant_deserializer(message_factory.GetMessageClass(method.input_type)),
-            response_serializer=message_factory.GetMessageClass(method.output_type).SerializeToString,
+            response_serializer=passing_bytes(
+                message_factory.GetMessageClass(method.output_type).SerializeToString
+            ),
         )
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
     server.add_registered_method_handlers(service.full_name, handlers)
@@ -140,7 +152,8 @@ async def abort(context: grpc.aio.ServicerContext, error: Exception, call: str) 
         limited_log.log(logging.DEBUG, key, lambda: f"{call} refused: {error}")
     else:
         limited_log.log(logging.ERROR, key, lambda: f"{call} failed unexpectedly: {error!r}", exc_info=error)
-    await context.abort(mapping_for(error).status, describe(error))
+    mapping = mapping_for(error)
+    await context.abort(mapping.status, describe(error), trailing_metadata=error_code_trailer(mapping.code))
 
 
 def unary(

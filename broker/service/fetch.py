@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 
 import grpc
 
 from broker.domain.core import BrokerCore
 from broker.domain.values import FetchSpec, OffsetQuery, OffsetSpec, PartitionRead, StartFrom, SubscribeStart
 from broker.errors import partition_error
+from broker.service.answers import AnswerBudget, Lease
 from broker.service.calls import check_not_negative, check_partition_count, require, streaming, unary
 from wire.logstore.v1 import fetch_pb2 as pb
 from wire.logstore.v1 import fetch_pb2_grpc
@@ -45,17 +46,31 @@ def partition_records(reads: Iterable[PartitionRead]) -> list[pb.PartitionRecord
     return results
 
 
+def _lease(budget: AnswerBudget, context: grpc.aio.ServicerContext) -> Lease:
+    """A share of the answer budget for this call, given back when the call ends for any reason."""
+    lease = budget.lease(context.peer())
+    context.add_done_callback(lambda _: lease.release_all())
+    return lease
+
+
+def _records_bytes(reads: Sequence[PartitionRead]) -> int:
+    return sum(len(read.records) for read in reads)
+
+
 class FetchService(fetch_pb2_grpc.FetchServiceServicer):
-    def __init__(self, core: BrokerCore, fetch_max_bytes: int) -> None:
+    def __init__(self, core: BrokerCore, fetch_max_bytes: int, answers: AnswerBudget | None = None) -> None:
         self._core = core
         self._fetch_max_bytes = fetch_max_bytes
+        self._answers = answers or AnswerBudget(2**62, 2**62)
 
     def _max_bytes(self, requested: int) -> int:
         check_not_negative(requested, "max_bytes")
         return min(requested, self._fetch_max_bytes) if requested else self._fetch_max_bytes
 
     @unary
-    async def Fetch(self, request: pb.FetchRequest, context: grpc.aio.ServicerContext) -> pb.FetchResponse:
+    async def Fetch(self, request: pb.FetchRequest, context: grpc.aio.ServicerContext) -> bytes:
+        """The answer goes out serialized (see `calls.passing_bytes`): while a slow client has not taken
+        it, gRPC holds its bytes twice (here and in its core), not three times."""
         check_partition_count(request.partitions, "fetch")
         check_not_negative(request.min_bytes, "min_bytes")
         check_not_negative(request.max_wait_ms, "max_wait_ms")
@@ -64,15 +79,44 @@ class FetchService(fetch_pb2_grpc.FetchServiceServicer):
             FetchSpec(p.topic, p.partition, p.offset, p.max_bytes or DEFAULT_PARTITION_MAX_BYTES)
             for p in request.partitions
         ]
+        lease = _lease(self._answers, context)
+        reads = await self._read_now(specs, max_bytes, lease)
+        enough = _records_bytes(reads) >= request.min_bytes or any(read.error for read in reads)
+        if not enough and request.max_wait_ms and not self._core.shutting_down:
+            # Long-poll holding no budget: wait for min_bytes to be there (reading at most about that
+            # much each time it looks), then read for real within the room left at that moment.
+            del reads
+            lease.release_all()
+            reads = await self._core.fetch(
+                specs,
+                min_bytes=request.min_bytes,
+                max_wait_s=request.max_wait_ms / 1000,
+                max_bytes=max(1, min(request.min_bytes, max_bytes)),
+            )
+            if self._core.shutting_down:  # answer with what is there, as every long-poll does at stop
+                lease.charge(_records_bytes(reads))
+            else:
+                reads = await self._read_now(specs, max_bytes, lease)
+        return pb.FetchResponse(results=partition_records(reads)).SerializeToString()
+
+    async def _read_now(
+        self, specs: Sequence[FetchSpec], max_bytes: int, lease: Lease
+    ) -> list[PartitionRead]:
+        """Read at once within the room the budget leaves (waiting for some), and charge what was read.
+
+        Reading and charging happen with no await in between, so concurrent calls cannot all take the
+        same room."""
+        room = await lease.wait_for_room()
         reads = await self._core.fetch(
-            specs, min_bytes=request.min_bytes, max_wait_s=request.max_wait_ms / 1000, max_bytes=max_bytes
+            specs, min_bytes=0, max_wait_s=0, max_bytes=max(1, min(max_bytes, room))
         )
-        return pb.FetchResponse(results=partition_records(reads))
+        lease.charge(_records_bytes(reads))
+        return reads
 
     @streaming
     async def Subscribe(
         self, request: pb.SubscribeRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[pb.SubscribeResponse]:
+    ) -> AsyncIterator[bytes]:
         check_partition_count(request.partitions, "subscribe")
         max_bytes = self._max_bytes(request.max_bytes) if request.max_bytes else DEFAULT_PARTITION_MAX_BYTES
         starts = []
@@ -84,8 +128,17 @@ class FetchService(fetch_pb2_grpc.FetchServiceServicer):
                 f"_TIMESTAMP, not {p.start_from}",
             )
             starts.append(SubscribeStart(p.topic, p.partition, start_from, p.offset, p.timestamp_ms))  # type: ignore[arg-type]
-        async for reads in self._core.subscribe(starts, max_bytes):
-            yield pb.SubscribeResponse(partitions=partition_records(reads))
+        lease = _lease(self._answers, context)
+        try:
+            async for reads in self._core.subscribe(starts, max_bytes, lease.wait_for_room):
+                lease.charge(_records_bytes(reads))
+                message = pb.SubscribeResponse(partitions=partition_records(reads)).SerializeToString()
+                reads.clear()  # the batches now live in `message` only (the domain's list is this one)
+                yield message
+                # gRPC resumes this generator once the message has been sent: it no longer holds it.
+                lease.release_all()
+        finally:
+            lease.release_all()
 
     @unary
     async def ListOffsets(

@@ -86,6 +86,7 @@ def heartbeat_request(request: pb.HeartbeatRequest, context: grpc.aio.ServicerCo
         owned_partitions=owned,
         client_id=request.client_id,
         client_host=client_host,
+        session_timeout_ms=request.session_timeout_ms or None,
     )
 
 
@@ -153,7 +154,7 @@ class GroupService(group_pb2_grpc.GroupServiceServicer):
             member_id=answer.member_id,
             member_epoch=answer.member_epoch,
             heartbeat_interval_ms=answer.heartbeat_interval_ms,
-            session_timeout_ms=groups.session_timeout_ms,
+            session_timeout_ms=answer.session_timeout_ms or groups.session_timeout_ms,
             assignment=topic_partitions(answer.assignment),
         )
 

@@ -53,8 +53,8 @@ def friendly(handler: Handler) -> Handler:
 
         try:
             return handler(args, parser)
-        except KeyboardInterrupt:
-            return 130
+        except KeyboardInterrupt as exc:
+            return getattr(exc, "exit_code", 130)  # 143 after SIGTERM (client.console.consume)
         except BrokenPipeError:  # e.g. `logstore consume t | head`
             _silence_stdout()
             return 0

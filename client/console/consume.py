@@ -4,7 +4,9 @@ as a member of a consumer group that commits as it goes."""
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from datetime import datetime
 from typing import Any
 
@@ -20,7 +22,7 @@ def add_parser(subcommands: Any) -> None:
         "--group is given; then the group's committed offsets say where to start (--from-beginning only "
         "applies where it has none) and printed records are committed as it goes and at exit.",
     )
-    parser.add_argument("topic")
+    parser.add_argument("topic", help="the topic to read")
     add_bootstrap(parser)
     start = parser.add_mutually_exclusive_group()
     start.add_argument("--from-beginning", action="store_true", help="start at the earliest stored record")
@@ -37,11 +39,19 @@ def add_parser(subcommands: Any) -> None:
     )
     parser.add_argument("--max-messages", type=int, help="exit after printing this many records")
     parser.add_argument("--timeout-ms", type=float, help="exit when no record came for this long")
-    parser.add_argument("--print-key", action="store_true")
-    parser.add_argument("--print-partition", action="store_true")
-    parser.add_argument("--print-offset", action="store_true")
-    parser.add_argument("--print-timestamp", action="store_true")
-    parser.add_argument("--print-headers", action="store_true")
+    parser.add_argument(
+        "--request-timeout-ms",
+        type=float,
+        default=30_000,
+        help="fail when the broker has not answered for this long (default: 30000)",
+    )
+    parser.add_argument("--print-key", action="store_true", help="print each record's key before its value")
+    parser.add_argument("--print-partition", action="store_true", help="print each record's partition")
+    parser.add_argument("--print-offset", action="store_true", help="print each record's offset")
+    parser.add_argument(
+        "--print-timestamp", action="store_true", help="print each record's timestamp (ms) and its type"
+    )
+    parser.add_argument("--print-headers", action="store_true", help="print each record's headers as k:v,...")
     parser.add_argument("--separator", default="\t", help="between printed fields (default: tab)")
     parser.add_argument(
         "--skip-corrupt",
@@ -79,6 +89,8 @@ def _consume(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         raise ValueError("--offset needs --partition (which partition to start at that offset)")
     if args.max_messages is not None and args.max_messages < 1:
         raise ValueError(f"--max-messages must be at least 1, got {args.max_messages}")
+    if args.request_timeout_ms <= 0:
+        raise ValueError(f"--request-timeout-ms must be positive, got {args.request_timeout_ms}")
     start_time = parse_time(args.from_time) if args.from_time is not None else None
     consumer = Consumer(
         bootstrap=bootstrap(args),
@@ -86,14 +98,19 @@ def _consume(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         max_poll_records=10_000,
         group_id=args.group,
         auto_commit_interval_ms=1000,
+        request_timeout_ms=args.request_timeout_ms,
     )
     printed = 0
+    previous = _on_sigterm(_terminate)
     try:
         if args.group is not None and args.partition is None:
             if args.offset is not None or start_time is not None:
                 raise ValueError(
                     "--offset and --from-time need --partition with --group (the group decides the rest)"
                 )
+            # Fails at once, naming what is missing, for an unknown topic or an unreachable broker
+            # (the group member alone would wait for the topic to be created).
+            consumer.partitions_for_topic(args.topic)
             consumer.subscribe([args.topic])
         elif args.partition is not None:
             partitions = [TopicPartition(args.topic, args.partition)]
@@ -128,9 +145,30 @@ def _consume(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 printed += len(records)
             out.flush()
     finally:
-        consumer.close()
-        print(f"Processed a total of {printed} messages", file=sys.stderr)
+        _on_sigterm(signal.SIG_IGN)  # a second SIGTERM must not cut the commit short
+        try:
+            consumer.close()  # commits and leaves the group, on Ctrl-C and SIGTERM too
+        finally:
+            _on_sigterm(previous)
+            print(f"Processed a total of {printed} messages", file=sys.stderr)
     return 0
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as Ctrl-C is: commit, leave the group, print the summary; exit status 143."""
+
+    exit_code = 128 + signal.SIGTERM
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
+def _on_sigterm(handler: Any) -> Any:
+    """Install a SIGTERM handler (only the main thread may); returns the previous one."""
+    if handler is None or threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, handler)
 
 
 def _skip(consumer: Any, error: Any) -> None:
@@ -161,7 +199,7 @@ def _position(consumer: Any, partitions: list, offset: str | None, start_time: i
         elif offset == "latest":
             consumer.seek_to_end(*partitions)
         elif offset.isdigit():
-            consumer.seek(partitions[0], int(offset))
+            consumer.seek(partitions[0], _within_log(consumer, partitions[0], int(offset)))
         else:
             raise ValueError(
                 f"--offset must be a non-negative number, 'earliest' or 'latest', got {offset!r}"
@@ -172,6 +210,28 @@ def _position(consumer: Any, partitions: list, offset: str | None, start_time: i
                 consumer.seek_to_end(tp)
             else:
                 consumer.seek(tp, found.offset)
+
+
+def _within_log(consumer: Any, tp: Any, offset: int) -> int:
+    """``offset`` moved into [log start offset, log end offset] with a warning if outside (as
+    ``groups reset-offsets --to-offset`` does), instead of a silent reset by the fetcher."""
+    start = consumer.beginning_offsets([tp])[tp]
+    end = consumer.end_offsets([tp])[tp]
+    if offset > end:
+        print(
+            f"logstore: warning: --offset {offset} is past the end of {tp} (log end offset {end}); "
+            f"starting at offset {end}, the next record to be written",
+            file=sys.stderr,
+        )
+        return end
+    if offset < start:
+        print(
+            f"logstore: warning: --offset {offset} is before the earliest record still stored in {tp} "
+            f"(log start offset {start}); starting at offset {start}",
+            file=sys.stderr,
+        )
+        return start
+    return offset
 
 
 def _formatter(args: argparse.Namespace) -> Any:

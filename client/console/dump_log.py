@@ -17,7 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from client.console.common import add_bootstrap, friendly
+from client.console.common import friendly
+from client.console.dump_index import dump_index, is_index
 
 _SHOWN_BYTES = 60
 _SCAN_CHUNK = 1 << 20
@@ -26,11 +27,17 @@ _SCAN_CHUNK = 1 << 20
 def add_parser(subcommands: Any) -> None:
     parser = subcommands.add_parser(
         "dump-log",
-        help="print and check the batches of a segment file",
+        help="print and check the batches of a segment file, or the entries of an index",
         description="Print each batch of a .log segment file with its header fields and whether it is "
-        "valid, then its records (unless --batches-only).",
+        "valid, then its records (unless --batches-only). Given a .index or .timeindex file, print its "
+        "entries (offset and position, or timestamp and offset) and check them against the .log beside it. "
+        "Reads the file alone: no broker is involved.",
     )
-    parser.add_argument("path", type=Path, help="a segment file, e.g. data/orders-0/00000000000000000000.log")
+    parser.add_argument(
+        "path",
+        type=Path,
+        help="a segment file, e.g. data/orders-0/00000000000000000000.log, or its .index or .timeindex",
+    )
     parser.add_argument("--batches-only", action="store_true", help="do not print records")
     parser.add_argument("--print-values", action="store_true", help="show keys and values (first 60 bytes)")
     parser.add_argument(
@@ -38,7 +45,6 @@ def add_parser(subcommands: Any) -> None:
         action="store_true",
         help="report an invalid batch with a warning and go on to the next one, instead of stopping",
     )
-    add_bootstrap(parser)  # accepted like every tool's, unused: this one reads a file
     parser.set_defaults(handler=friendly(_dump))
 
 
@@ -48,6 +54,8 @@ def _dump(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         raise ValueError(
             f"{path} is not a file; give a segment file such as <data-dir>/<topic>-<n>/<offset>.log"
         )
+    if is_index(path):
+        return dump_index(path)
     size = path.stat().st_size
     if size == 0:
         print(f"{path}: empty")

@@ -22,14 +22,14 @@ def add_parser(subcommands: Any) -> None:
     describe = actions.add_parser(
         "describe", help="per partition: committed offset, log end offset, lag, owner"
     )
-    describe.add_argument("group")
+    describe.add_argument("group", help="the group to describe")
     describe.add_argument(
         "--members", action="store_true", help="list the members and their assignments instead"
     )
     describe.set_defaults(handler=friendly(_describe))
 
     delete = actions.add_parser("delete", help="delete groups without members, and their committed offsets")
-    delete.add_argument("groups", nargs="+", metavar="GROUP")
+    delete.add_argument("groups", nargs="+", metavar="GROUP", help="the groups to delete")
     delete.set_defaults(handler=friendly(_delete))
 
     reset = actions.add_parser(
@@ -38,7 +38,7 @@ def add_parser(subcommands: Any) -> None:
         description="Move the committed offsets of a group that has no running members. Prints the new "
         "offsets; only --execute stores them.",
     )
-    reset.add_argument("group")
+    reset.add_argument("group", help="the group whose offsets to move")
     reset.add_argument(
         "--topic",
         action="append",
@@ -47,9 +47,9 @@ def add_parser(subcommands: Any) -> None:
         "the group has an offset for",
     )
     where = reset.add_mutually_exclusive_group(required=True)
-    where.add_argument("--to-earliest", action="store_true")
-    where.add_argument("--to-latest", action="store_true")
-    where.add_argument("--to-offset", type=int, metavar="N")
+    where.add_argument("--to-earliest", action="store_true", help="to each partition's first stored offset")
+    where.add_argument("--to-latest", action="store_true", help="to each partition's end (skip everything)")
+    where.add_argument("--to-offset", type=int, metavar="N", help="to offset N in every partition")
     where.add_argument(
         "--to-datetime", metavar="ISO", help="e.g. 2024-05-01T12:00:00Z, or ms since the epoch"
     )

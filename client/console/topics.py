@@ -14,8 +14,12 @@ def add_parser(subcommands: Any) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     create = actions.add_parser("create", help="create a topic")
-    create.add_argument("name")
-    create.add_argument("--partitions", type=int, default=0, help="partition count (default: the broker's)")
+    create.add_argument("name", help="the new topic's name")
+    create.add_argument(
+        "--partitions",
+        type=int,
+        help="partition count, at least 1 (default: the broker's default_partitions)",
+    )
     create.add_argument(
         "--config", action="append", metavar="KEY=VALUE", help="a topic setting, e.g. retention.ms=3600000"
     )
@@ -29,7 +33,7 @@ def add_parser(subcommands: Any) -> None:
     describe.set_defaults(handler=friendly(_describe))
 
     alter = actions.add_parser("alter", help="add partitions or change settings")
-    alter.add_argument("name")
+    alter.add_argument("name", help="the topic to change")
     alter.add_argument("--partitions", type=int, help="new total partition count (only grows)")
     alter.add_argument("--config", action="append", metavar="KEY=VALUE", help="a setting to change")
     alter.add_argument(
@@ -38,7 +42,7 @@ def add_parser(subcommands: Any) -> None:
     alter.set_defaults(handler=friendly(_alter))
 
     delete = actions.add_parser("delete", help="delete topics and all their data")
-    delete.add_argument("names", nargs="+", metavar="NAME")
+    delete.add_argument("names", nargs="+", metavar="NAME", help="the topics to delete")
     delete.set_defaults(handler=friendly(_delete))
 
     for action in (create, listing, describe, alter, delete):
@@ -52,10 +56,12 @@ def _admin(args: argparse.Namespace) -> Any:
 
 
 def _create(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    if args.partitions < 0:
-        raise ValueError(f"--partitions must be positive, got {args.partitions}")
+    if args.partitions is not None and args.partitions < 1:
+        raise ValueError(
+            f"--partitions must be at least 1, got {args.partitions} (leave it out for the broker's default)"
+        )
     with _admin(args) as admin:
-        topic = admin.create_topic(args.name, args.partitions, key_values(args.config, "--config"))
+        topic = admin.create_topic(args.name, args.partitions or 0, key_values(args.config, "--config"))
     print(f"created topic {topic.name} with {len(topic.partitions)} partitions")
     return 0
 
