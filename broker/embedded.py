@@ -26,7 +26,10 @@ _LISTENING = re.compile(rb"listening on (\S+):(\d+) ")
 
 
 class EmbeddedBroker:
-    """A broker on its own event loop in a daemon thread; `with EmbeddedBroker(settings) as broker: ...`."""
+    """A broker on its own event loop in a daemon thread; `with EmbeddedBroker(settings) as broker: ...`.
+
+    Thread-safe: `start`, `stop` and `run` may be called from any thread; `run` hands work to the loop.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

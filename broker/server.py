@@ -64,7 +64,10 @@ def _address(host: str, port: int) -> str:
 
 
 class BrokerServer:
-    """One broker: a LogManager, the domain over it, and a grpc.aio server in front."""
+    """One broker: a LogManager, the domain over it, and a grpc.aio server in front.
+
+    Not thread-safe: `start` and `stop` run on the broker's event loop (EmbeddedBroker hands them over).
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

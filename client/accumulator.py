@@ -243,7 +243,10 @@ Finished = list[tuple[ProducerBatch, BaseException]]
 
 
 class Accumulator:
-    """Per-partition batches, request draining and retry bookkeeping for one producer."""
+    """Per-partition batches, request draining and retry bookkeeping for one producer.
+
+    Not thread-safe: every call holds the producer's lock (shared with its sender thread).
+    """
 
     def __init__(
         self,

@@ -39,7 +39,10 @@ class NewTopic(NamedTuple):
 
 @refuse_unknown_options
 class Admin:
-    """Administers a broker's topics and consumer groups."""
+    """Administers a broker's topics and consumer groups.
+
+    Thread-safe: each call is one independent gRPC call over a shared channel.
+    """
 
     def __init__(
         self,

@@ -33,7 +33,7 @@ def parse_bootstrap(bootstrap: str | list[str] | tuple[str, ...]) -> str:
 
 
 class Connection:
-    """A channel to the broker and its three stubs."""
+    """A channel to the broker and its three stubs. Thread-safe, as gRPC channels and stubs are."""
 
     def __init__(
         self,

@@ -214,7 +214,10 @@ def _broken_tail(data: bytes, pos: int) -> str:
 
 
 class Fetcher(threading.Thread):
-    """Fetches ahead into a buffer that ``take`` empties; errors found are raised by ``take``."""
+    """Fetches ahead into a buffer that ``take`` empties; errors found are raised by ``take``.
+
+    Thread-safe with its one Consumer: this thread and the consumer's share the consumer's lock.
+    """
 
     def __init__(
         self,

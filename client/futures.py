@@ -25,7 +25,10 @@ _CALLBACKS_LOCK = threading.Lock()
 
 
 class BatchOutcome:
-    """The fate of one batch: its base offset and append time, or the error that ended it."""
+    """The fate of one batch: its base offset and append time, or the error that ended it.
+
+    Thread-safe: the sender thread completes it once; any thread may wait on it or add callbacks.
+    """
 
     __slots__ = ("_callbacks", "_event", "append_time", "base_offset", "error", "partition", "topic")
 

@@ -73,7 +73,10 @@ class ConsumerRebalanceListener:
 
 
 class GroupCoordinator:
-    """One consumer's link to its group: membership, committed offsets and auto-commit."""
+    """One consumer's link to its group: membership, committed offsets and auto-commit.
+
+    Thread-safe with its one Consumer: its heartbeat thread and the consumer's share the consumer's lock.
+    """
 
     def __init__(
         self,

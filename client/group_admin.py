@@ -76,7 +76,7 @@ class OffsetReset(NamedTuple):
 
 
 class GroupAdmin:
-    """The group calls, over a GroupService stub."""
+    """The group calls, over a GroupService stub. Thread-safe: it keeps no state between calls."""
 
     def __init__(self, stub: group_pb2_grpc.GroupServiceStub, timeout_s: float) -> None:
         self._stub = stub

@@ -94,7 +94,7 @@ class AnswerOutcome:
 
 @dataclass
 class Membership:
-    """One consumer's membership in one group."""
+    """One consumer's membership in one group. Not thread-safe: its Consumer's lock guards it."""
 
     group_id: str
     backoff: Backoff

@@ -42,7 +42,8 @@ def topic_description(topic: admin_pb2.TopicDescription) -> TopicDescription:
 
 
 class TopicMetadata:
-    """Partition counts by topic. ``counts`` may be read without the lock (a dict lookup is atomic)."""
+    """Partition counts by topic. Thread-safe: refreshes take the lock; ``counts`` may be read without
+    it (a dict lookup is atomic)."""
 
     def __init__(
         self, connection: Connection, *, auto_create: bool, max_age_ms: float, request_timeout_ms: float

@@ -42,7 +42,10 @@ _Answer = tuple[list[ProducerBatch], "grpc.Future"]
 
 
 class Sender(threading.Thread):
-    """Runs until ``stop()``; on a graceful stop it first sends everything still buffered."""
+    """Runs until ``stop()``; on a graceful stop it first sends everything still buffered.
+
+    Thread-safe with its one Producer: this thread and the producer's callers share the producer's lock.
+    """
 
     def __init__(
         self,

@@ -54,7 +54,7 @@ class PartitionState:
 
 
 class SubscriptionState:
-    """Assigned partitions and their positions."""
+    """Assigned partitions and their positions. Not thread-safe: its Consumer's lock guards it."""
 
     def __init__(self, auto_offset_reset: str = "latest") -> None:
         if auto_offset_reset not in RESET_STRATEGIES:

@@ -39,7 +39,10 @@ class Tail:
 
     A corrupt batch ends the iteration with a CorruptRecordError once the records before it were
     delivered; ``positions`` then holds the corrupt batch's offset. Set it past the batch (the error's
-    ``next_offset``) and iterate again to go on."""
+    ``next_offset``) and iterate again to go on.
+
+    Not thread-safe: iterate from one thread; only ``close()`` may come from another.
+    """
 
     def __init__(
         self,

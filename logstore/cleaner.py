@@ -16,9 +16,11 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable
+from contextlib import suppress
 from pathlib import Path
 
 from logstore.checkpoint import read_offset_checkpoint, write_offset_checkpoint
+from logstore.io_errors import io_errors
 from logstore.log import Log
 from logstore.records import BatchHeader, Record, decode_batch, iter_headers, update_crc
 from logstore.records.builder import encode_record
@@ -78,7 +80,8 @@ def _cleanable(log_: Log, now_ms: int) -> list[LogSegment]:
 def _latest_offsets(segments: list[LogSegment]) -> dict[bytes, int]:
     latest: dict[bytes, int] = {}
     for segment in segments:
-        data = segment.read_all()
+        with io_errors("reading for compaction", segment.log_path):
+            data = segment.read_all()
         for position, _ in iter_headers(data):
             for record in decode_batch(data, position):
                 if record.key is not None:
@@ -88,7 +91,8 @@ def _latest_offsets(segments: list[LogSegment]) -> dict[bytes, int]:
 
 def _clean_segment(segment: LogSegment, latest: dict[bytes, int], tombstone_horizon_ms: int) -> bytes | None:
     """The segment's compacted bytes, or None when every record in it is still needed."""
-    data = segment.read_all()
+    with io_errors("reading for compaction", segment.log_path):
+        data = segment.read_all()
     pieces: list[bytes] = []
     changed = False
     for position, header in iter_headers(data):
@@ -128,14 +132,21 @@ def compact_log(log_: Log, now_ms: int) -> bool:
         if cleaned is None:
             continue
         path = Path(str(segment.log_path) + CLEANED_SUFFIX)
-        _write_synced(path, cleaned)
+        try:
+            with io_errors("writing the compacted copy", path):
+                _write_synced(path, cleaned)
+        except BaseException:
+            with suppress(OSError):  # the original is untouched; a leftover is also cleared at start
+                path.unlink(missing_ok=True)
+            raise
         try:
             log_.replace_segment(segment, path)
         except ValueError:  # the segment went away meanwhile (retention or truncation)
             path.unlink(missing_ok=True)
             continue
         rewritten += 1
-    write_offset_checkpoint(checkpoint_path, segments[-1].next_offset)
+    with io_errors("writing the cleaner checkpoint", checkpoint_path):
+        write_offset_checkpoint(checkpoint_path, segments[-1].next_offset)
     if rewritten:
         log.info("compacted %d segments of %s-%d", rewritten, log_.topic, log_.partition)
     return rewritten > 0

@@ -51,6 +51,8 @@ class IndexFullError(LogStoreError, ValueError):
 class _MappedIndex:
     """File, map and entry bookkeeping shared by both indexes: open, grow, trim, truncate, close.
 
+    Not thread-safe: its segment's Log serialises every use.
+
     Subclasses name their entry layout (`_ENTRY`), where the search key of `lookup` lives in an entry
     (`_KEY`, at byte 0) and where the relative offset lives (`_REL`, at `_REL_AT`), and keep a cache of
     their last entry in `_load_last()` so appends and tail lookups need no read of the map.

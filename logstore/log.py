@@ -15,6 +15,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,8 @@ from logstore.errors import (
     RecordTooLargeError,
     StorageError,
 )
+from logstore.io_errors import PathSource, io_errors
+from logstore.io_errors import describe as describe_io_error
 from logstore.open_segments import OpenSegments
 from logstore.producer_state import BatchMetadata, ProducerEntry, ProducerStateManager
 from logstore.records import BatchHeader, assign_offsets, check_batch
@@ -312,7 +315,7 @@ class Log:
         if self._closed:
             raise LogClosedError(f"partition {self.topic}-{self.partition} is closed")
 
-    def _take_offline(self, error: OSError, doing: str) -> PartitionOfflineError:
+    def _take_offline(self, error: OSError, doing: str, path: PathSource = None) -> PartitionOfflineError:
         """The disk failed us mid-write: stop serving this partition (as Kafka does) until a restart.
 
         What is in memory still describes the last complete append, but the files may not (a torn write,
@@ -320,11 +323,21 @@ class Log:
         """
         if self.offline is None:
             self.offline = PartitionOfflineError(
-                f"partition {self.topic}-{self.partition} is offline: {doing} failed with {error} "
-                f"({self.directory}); it serves nothing until the broker restarts and recovers it"
+                f"partition {self.topic}-{self.partition} is offline: "
+                f"{describe_io_error(error, doing, path or self.directory)}; "
+                "it serves nothing until the broker restarts and recovers it"
             )
             log.error("%s", self.offline)
         return self.offline
+
+    def _offline_on_error(self, doing: str, path: PathSource = None) -> AbstractContextManager[None]:
+        """`io_errors` for a step after which the files may no longer match memory: offline if it fails."""
+        return io_errors(doing, path, on_error=self._take_offline)
+
+    def take_offline(self, error: OSError, doing: str, path: PathSource = None) -> PartitionOfflineError:
+        """Take the partition offline for a failure of a file the manager keeps for it (a checkpoint)."""
+        with self._lock:
+            return self._take_offline(error, doing, path)
 
     # --- append -----------------------------------------------------------------------------------------
 
@@ -377,7 +390,7 @@ class Log:
                 self._maybe_roll(assigned.size, next_offset, now)
                 self.active.append(assigned.pieces, assigned.headers, assigned.size, now)
             except OSError as exc:  # EMFILE, ENOSPC, EIO...: nothing was acknowledged
-                raise self._take_offline(exc, "an append") from exc
+                raise self._take_offline(exc, "an append to", lambda: self.active.log_path) from exc
             self.producer_state.apply(staged)
             records = assigned.record_count
             self.unflushed_messages += records
@@ -440,7 +453,9 @@ class Log:
                 try:
                     self._roll()
                 except OSError as exc:
-                    raise self._take_offline(exc, "a segment roll") from exc
+                    raise self._take_offline(
+                        exc, "a segment roll after", lambda: self.active.log_path
+                    ) from exc
 
     def _roll(self) -> None:
         # No fsync lock here: a concurrent flush only fsyncs descriptors, which sealing keeps open, so a
@@ -467,16 +482,16 @@ class Log:
             index = bisect.bisect_right(self._bases, offset) - 1
             try:
                 for segment in self.segments[index:]:
-                    position = segment.find_batch(offset)
-                    if position is not None:
-                        return ReadResult(segment.read(position, max_bytes), end, start)
+                    # reopening a released segment can fail (EMFILE, EIO): a StorageError, retriable
+                    with io_errors(
+                        f"{self.topic}-{self.partition}: reading offset {offset} from", segment.log_path
+                    ):
+                        position = segment.find_batch(offset)
+                        if position is not None:
+                            return ReadResult(segment.read(position, max_bytes), end, start)
             except CorruptSegmentError as exc:
                 self._warn_corrupt(offset, exc)
                 raise
-            except OSError as exc:  # reopening a released segment failed (EMFILE...): retriable
-                raise StorageError(
-                    f"{self.topic}-{self.partition}: cannot read offset {offset}: {exc}"
-                ) from exc
             return ReadResult(b"", end, start)
 
     def _warn_corrupt(self, offset: int, exc: CorruptSegmentError) -> None:
@@ -492,7 +507,10 @@ class Log:
             self._check_open()
             for segment in self.segments:
                 if segment.max_timestamp >= timestamp_ms:
-                    found = segment.find_offset_by_timestamp(timestamp_ms)
+                    with io_errors(
+                        f"{self.topic}-{self.partition}: looking up a timestamp in", segment.log_path
+                    ):
+                        found = segment.find_offset_by_timestamp(timestamp_ms)
                     if found is not None:
                         return found
             return None
@@ -527,7 +545,7 @@ class Log:
                     for segment in segments:
                         segment.flush()
                 except OSError as exc:  # an fsync that fails may have lost the pages: never retry it
-                    raise self._take_offline(exc, "an fsync") from exc
+                    raise self._take_offline(exc, "an fsync of", lambda: segment.log_path) from exc
                 # Publish before letting go of the fsync lock: a truncation waiting for it then lowers
                 # flushed_offset after this, never before (which would leave it past the new log end).
                 with self._flush_cond:
@@ -552,7 +570,11 @@ class Log:
 
     def truncate_to(self, offset: int) -> None:
         """Remove every batch that holds an offset >= `offset` (a batch is kept or dropped whole)."""
-        with self._lock, self._fsync_lock:
+        with (
+            self._lock,
+            self._fsync_lock,
+            self._offline_on_error(f"truncating to offset {offset}", lambda: self.active.log_path),
+        ):
             self._check_open()
             if offset >= self.log_end_offset:
                 return
@@ -581,7 +603,9 @@ class Log:
             self._check_open()
             count = min(count, len(self.segments) - 1)
             for segment in self.segments[:count]:
-                segment.delete()
+                # A failed unlink leaves the files half gone while the segment list still has them.
+                with self._offline_on_error("deleting segment", segment.log_path):
+                    segment.delete()
             del self.segments[:count]
             del self._bases[:count]
             return max(count, 0)
@@ -595,7 +619,9 @@ class Log:
                 try:
                     self._roll()
                 except OSError as exc:
-                    raise self._take_offline(exc, "a segment roll") from exc
+                    raise self._take_offline(
+                        exc, "a segment roll after", lambda: self.active.log_path
+                    ) from exc
                 return True
             return False
 
@@ -610,14 +636,17 @@ class Log:
             index = self.segments.index(old)
             if index == len(self.segments) - 1:
                 raise ValueError("the active segment cannot be replaced")
-            old.close()
-            old.offset_index.path.unlink(missing_ok=True)
-            old.time_index.path.unlink(missing_ok=True)
-            os.replace(cleaned_path, old.log_path)
-            fsync_dir(self.directory)
-            segment = self._new_segment(old.base_offset, active=False)
-            segment.rebuild_indexes()
-            segment.seal()
+            # Once the old segment is closed it cannot serve again: a failure from here takes the partition
+            # offline, and the next start finds either the old log file or the cleaned one, whole.
+            with self._offline_on_error("swapping in the compacted", old.log_path):
+                old.close()
+                old.offset_index.path.unlink(missing_ok=True)
+                old.time_index.path.unlink(missing_ok=True)
+                os.replace(cleaned_path, old.log_path)
+                fsync_dir(self.directory)
+                segment = self._new_segment(old.base_offset, active=False)
+                segment.rebuild_indexes()
+                segment.seal()
             self.segments[index] = segment
             return segment
 
@@ -627,19 +656,35 @@ class Log:
         """Flush, snapshot producer state, trim and close every segment.
 
         An offline partition only lets go of its files: it writes nothing, so the next start recovers it.
+        A disk failure during the close takes it offline the same way; it never stops the close halfway.
         """
         if self._closed:
             return
+        if self.offline is None:
+            with suppress(PartitionOfflineError):  # the fsync failed: offline now, let go of the files below
+                self.flush()
         if self.offline is not None:
             self._abandon()
             return
-        self.flush()
         with self._lock, self._fsync_lock:
             if self._closed:
                 return
-            self.producer_state.write_snapshot(self.directory / PRODUCER_SNAPSHOT, self.log_end_offset)
+            snapshot = self.directory / PRODUCER_SNAPSHOT
+            try:
+                with io_errors("writing the producer state snapshot", snapshot):
+                    self.producer_state.write_snapshot(snapshot, self.log_end_offset)
+            except StorageError as exc:  # harmless: the next start rebuilds producer state from the log
+                log.error(
+                    "%s-%s: %s; the next start rebuilds it from the log", self.topic, self.partition, exc
+                )
             for segment in self.segments:
-                segment.close()
+                if self.offline is None:
+                    try:
+                        segment.close()
+                        continue
+                    except OSError as exc:
+                        self._take_offline(exc, "closing", segment.log_path)
+                self._let_go(segment)
             self._closed = True
 
     def delete(self) -> None:
@@ -653,11 +698,15 @@ class Log:
     def _abandon(self) -> None:
         with self._lock, self._fsync_lock:
             for segment in self.segments:
-                try:
-                    segment.abandon()
-                except OSError as exc:
-                    log.warning("%s-%s: could not close %s: %s", self.topic, self.partition, segment, exc)
+                self._let_go(segment)
             self._closed = True
+
+    def _let_go(self, segment: LogSegment) -> None:
+        """Close a segment's files without writing to them (its partition is offline)."""
+        try:
+            segment.abandon()
+        except OSError as exc:
+            log.warning("%s-%s: could not close %s: %s", self.topic, self.partition, segment, exc)
 
     @property
     def closed(self) -> bool:

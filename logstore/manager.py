@@ -22,7 +22,8 @@ import re
 import shutil
 import threading
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,11 +43,13 @@ from logstore.errors import (
     InvalidTopicError,
     LogClosedError,
     MetadataError,
+    PartitionOfflineError,
     StorageError,
     TopicExistsError,
     UnknownPartitionError,
     UnknownTopicError,
 )
+from logstore.io_errors import describe, io_errors
 from logstore.log import Log, RecoveryInfo, now_ms
 from logstore.open_segments import OpenSegments
 from logstore.retention import SegmentStats, segments_to_delete
@@ -106,7 +109,10 @@ class Intervals:
 
 
 class LogManager:
-    """Owns every partition's Log under `data_dir` and keeps them recovered, flushed, retained, compacted."""
+    """Owns every partition's Log under `data_dir` and keeps them recovered, flushed, retained, compacted.
+
+    Thread-safe: topic changes serialise on one lock; each partition's Log has its own (see Log).
+    """
 
     def __init__(
         self,
@@ -160,7 +166,9 @@ class LogManager:
             self._load(rebuilt)
         except OSError as exc:
             self._release_data_dir()
-            raise StorageError(f"cannot open data directory {self.data_dir}: {exc}") from exc
+            raise StorageError(
+                f"cannot open data directory {self.data_dir}: {describe(exc, 'opening', self.data_dir)}"
+            ) from exc
         except BaseException:
             self._release_data_dir()
             raise
@@ -348,7 +356,7 @@ class LogManager:
             )
         except OSError as exc:
             raise StorageError(
-                f"cannot open partition {info.name}-{partition} in {directory}: {exc}"
+                f"cannot open partition {info.name}-{partition}: {describe(exc, 'opening', directory)}"
             ) from exc
 
     def _tidy(self, rebuilt: bool) -> None:
@@ -462,7 +470,8 @@ class LogManager:
                 del self._topics[name], self._logs[name]
                 self._discard(logs, [log.directory for log in logs])
                 raise StorageError(
-                    f"could not create topic {name!r}: writing {META_FILE} failed: {exc}; nothing was created"
+                    f"could not create topic {name!r}: {describe(exc, 'writing', self.data_dir / META_FILE)}; "
+                    "nothing was created"
                 ) from exc
         log.info("created topic %s with %d partitions", name, partitions)
         return info
@@ -491,9 +500,11 @@ class LogManager:
         except BaseException as exc:
             self._discard(opened, created)
             if isinstance(exc, OSError):
+                where = self._partition_dir(info.name, partition)
                 raise StorageError(
-                    f"could not create {what}: opening partition {partition} of {len(partitions)} new ones "
-                    f"failed: {exc}; nothing was created"
+                    f"could not create {what}: "
+                    f"{describe(exc, f'opening partition {partition} of {len(partitions)} new ones in', where)}"
+                    "; nothing was created"
                 ) from exc
             raise
         return opened
@@ -531,7 +542,8 @@ class LogManager:
                 self._write_meta()
             except OSError as exc:
                 self._undo_delete(info, logs, renamed)
-                raise StorageError(f"could not delete topic {name!r}: {exc}; the topic is kept") from exc
+                doing = describe(exc, "renaming its folders in", self.data_dir)
+                raise StorageError(f"could not delete topic {name!r}: {doing}; the topic is kept") from exc
             del self._logs[name]
         for _, target in renamed:
             try:
@@ -576,8 +588,8 @@ class LogManager:
                 self._topics[name], self._logs[name] = info, logs
                 self._discard(added, [log.directory for log in added])
                 raise StorageError(
-                    f"could not add partitions to {name!r}: writing {META_FILE} failed: {exc}; "
-                    "nothing was added"
+                    f"could not add partitions to {name!r}: {describe(exc, 'writing', self.data_dir / META_FILE)}"
+                    "; nothing was added"
                 ) from exc
         log.info("topic %s now has %d partitions", name, total_partitions)
         return new
@@ -589,7 +601,14 @@ class LogManager:
             config = TopicConfig.from_mapping(updates, base=info.config)
             new = TopicInfo(name, info.partitions, config, info.topic_id)
             self._topics[name] = new
-            self._write_meta()
+            try:
+                self._write_meta()
+            except OSError as exc:
+                self._topics[name] = info
+                raise StorageError(
+                    f"could not alter the config of {name!r}: {describe(exc, 'writing', self.data_dir / META_FILE)}"
+                    "; nothing was changed"
+                ) from exc
             for partition_log in self._logs[name]:
                 partition_log.config = config
         log.info("altered config of topic %s: %s", name, dict(updates))
@@ -626,22 +645,44 @@ class LogManager:
             if partition_log.offline is None:
                 partition_log.flush()
 
+    @contextmanager
+    def _upkeep(self, job: str, partition_log: Log) -> Iterator[None]:
+        """One partition's share of a background job: a storage error stops that partition only.
+
+        The error is logged (an offline partition has said so already) and the job goes on with the
+        other partitions; clients of this one get STORAGE_ERROR.
+        """
+        try:
+            yield
+        except PartitionOfflineError:
+            pass  # logged at ERROR when the partition went offline
+        except StorageError as exc:
+            log.error("%s of %s-%d failed: %s", job, partition_log.topic, partition_log.partition, exc)
+
     def flush_due(self, now: int | None = None) -> int:
         """Flush the partitions whose flush policy says so; returns how many were flushed."""
         now = self._clock_ms() if now is None else now
         count = 0
         for partition_log in self.all_logs():
             if not partition_log.closed and partition_log.flush_due(now):
-                partition_log.flush()
-                count += 1
+                with self._upkeep("flush", partition_log):
+                    partition_log.flush()
+                    count += 1
         return count
 
     def write_checkpoints(self) -> None:
+        """Write each partition's recovery checkpoint. One that cannot be written takes its partition
+        offline, as Kafka takes a log directory offline: the disk under it is failing."""
         for partition_log in self.all_logs():
             if not partition_log.closed:
-                write_offset_checkpoint(
-                    partition_log.directory / RECOVERY_CHECKPOINT, partition_log.flushed_offset
-                )
+                with self._upkeep("recovery checkpoint", partition_log):
+                    self._checkpoint(partition_log, partition_log.flushed_offset)
+
+    @staticmethod
+    def _checkpoint(partition_log: Log, offset: int) -> None:
+        path = partition_log.directory / RECOVERY_CHECKPOINT
+        with io_errors("writing the recovery checkpoint", path, on_error=partition_log.take_offline):
+            write_offset_checkpoint(path, offset)
 
     def run_retention(self, now_ms: int | None = None) -> int:
         """Delete closed segments past their topic's retention; returns how many were deleted."""
@@ -651,25 +692,26 @@ class LogManager:
             config = partition_log.config
             if not config.delete or partition_log.closed:
                 continue
-            if config.retention_ms >= 0:
-                partition_log.roll_if_older_than(now - config.retention_ms)
-            closed = [SegmentStats(s.size, s.max_timestamp) for s in partition_log.closed_segments()]
-            count = segments_to_delete(
-                closed,
-                total_size=partition_log.size_in_bytes,
-                now_ms=now,
-                retention_ms=config.retention_ms,
-                retention_bytes=config.retention_bytes,
-            )
-            if count:
-                deleted += partition_log.delete_oldest_segments(count)
-                log.info(
-                    "retention deleted %d segments of %s-%d; log start offset is now %d",
-                    count,
-                    partition_log.topic,
-                    partition_log.partition,
-                    partition_log.log_start_offset,
+            with self._upkeep("retention", partition_log):
+                if config.retention_ms >= 0:
+                    partition_log.roll_if_older_than(now - config.retention_ms)
+                closed = [SegmentStats(s.size, s.max_timestamp) for s in partition_log.closed_segments()]
+                count = segments_to_delete(
+                    closed,
+                    total_size=partition_log.size_in_bytes,
+                    now_ms=now,
+                    retention_ms=config.retention_ms,
+                    retention_bytes=config.retention_bytes,
                 )
+                if count:
+                    deleted += partition_log.delete_oldest_segments(count)
+                    log.info(
+                        "retention deleted %d segments of %s-%d; log start offset is now %d",
+                        count,
+                        partition_log.topic,
+                        partition_log.partition,
+                        partition_log.log_start_offset,
+                    )
         return deleted
 
     def run_compaction(self, now_ms: int | None = None) -> int:
@@ -677,8 +719,9 @@ class LogManager:
         now = self._clock_ms() if now_ms is None else now_ms
         compacted = 0
         for partition_log in self.all_logs():
-            if partition_log.config.compact and not partition_log.closed and compact_log(partition_log, now):
-                compacted += 1
+            if partition_log.config.compact and not partition_log.closed:
+                with self._upkeep("compaction", partition_log):
+                    compacted += compact_log(partition_log, now)
         return compacted
 
     def _background(self) -> None:
@@ -716,16 +759,19 @@ class LogManager:
         clean = True
         for partition_log in self.all_logs():
             partition_log.close()
+            if partition_log.offline is None:
+                with self._upkeep("closing", partition_log):
+                    self._checkpoint(partition_log, partition_log.log_end_offset)
             if partition_log.offline is not None:
                 clean = False  # its files are as the disk failure left them: the next start recovers them
-                continue
-            write_offset_checkpoint(
-                partition_log.directory / RECOVERY_CHECKPOINT, partition_log.log_end_offset
-            )
-        if clean:
-            (self.data_dir / CLEAN_SHUTDOWN_MARKER).write_bytes(b"")
-        fsync_dir(self.data_dir)
-        self._release_data_dir()
+        marker = self.data_dir / CLEAN_SHUTDOWN_MARKER
+        try:
+            with io_errors("marking the shutdown clean with", marker):
+                if clean:
+                    marker.write_bytes(b"")
+                fsync_dir(self.data_dir)
+        finally:
+            self._release_data_dir()
 
     def __enter__(self) -> LogManager:
         return self

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import mmap
 import os
+import struct
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,12 +25,18 @@ from pathlib import Path
 from logstore.records.crc import crc32c
 from logstore.records.layout import (
     ATTRIBUTES_OFFSET,
+    BASE_OFFSET_OFFSET,
     HEADER_SIZE,
-    HEADER_STRUCT,
+    LAST_OFFSET_DELTA_OFFSET,
     LENGTH_FIELD_END,
+    LENGTH_OFFSET,
     MAGIC,
+    MAGIC_OFFSET,
+    MAX_TIMESTAMP_OFFSET,
     MIN_BATCH_LENGTH,
+    RECORD_COUNT_OFFSET,
     BatchHeader,
+    parse_header,
 )
 
 log = logging.getLogger(__name__)
@@ -40,35 +47,47 @@ CORRUPT_SUFFIX = ".corrupt"
 STRAY_SUFFIX = ".stray"
 """A whole segment file moved aside at start-up: `<segment>.log.stray-<ms>`."""
 
-_new_header = tuple.__new__
+# What the walk reads of a header, in one unpack: base offset, length, magic, CRC, last offset delta, max
+# timestamp, record count (the fields between are skipped as padding).
+assert BASE_OFFSET_OFFSET == 0 and LENGTH_OFFSET == 8 and LENGTH_FIELD_END == 12
+_WALK = struct.Struct(
+    f">qi{MAGIC_OFFSET - LENGTH_FIELD_END}xbI{LAST_OFFSET_DELTA_OFFSET - ATTRIBUTES_OFFSET}xi"
+    f"{MAX_TIMESTAMP_OFFSET - LAST_OFFSET_DELTA_OFFSET - 4}xq{RECORD_COUNT_OFFSET - MAX_TIMESTAMP_OFFSET - 8}xi"
+)
+_I64 = struct.Struct(">q")
+_I32 = struct.Struct(">i")
+
+_Buffer = bytes | bytearray | memoryview | mmap.mmap
 
 
 @dataclass
 class SegmentScan:
-    """What walking a segment found: its valid batches, and why the walk stopped short, if it did."""
+    """What walking a segment found: where its valid batches are, and why the walk stopped short, if it did.
+
+    Plain lists of ints, no header per batch: this runs on every batch of every segment at every start.
+    `headers` parses the headers of the prefix for the callers that need them.
+    """
 
     valid_bytes: int = 0
     """End of the longest valid prefix; the segment is sound when this is the file's size."""
-    batches: list[tuple[int, BatchHeader]] = field(default_factory=list)
-    """(position, header) of each batch of that prefix."""
+    positions: list[int] = field(default_factory=list)
+    """Byte position of each batch of that prefix."""
+    base_offsets: list[int] = field(default_factory=list)
+    """Base offset of each batch of that prefix."""
+    last_offset: int | None = None
+    """Last offset of the prefix's last batch; None when the prefix is empty."""
     problem: str | None = None
     """Why the walk stopped before the end of the data, in words; None when it reached it."""
     max_timestamp: int = -1
     offset_of_max_timestamp: int = -1
     """The largest max timestamp of the prefix's batches, and the last offset of the batch holding it."""
 
-    @property
-    def last_offset(self) -> int | None:
-        return self.batches[-1][1].last_offset if self.batches else None
+    def headers(self, buf: _Buffer) -> list[tuple[int, BatchHeader]]:
+        """(position, header) of each batch of the prefix, parsed from `buf`, the buffer that was walked."""
+        return [(position, parse_header(buf, position)) for position in self.positions]  # type: ignore[arg-type]
 
 
-def scan_segment(
-    buf: bytes | bytearray | memoryview | mmap.mmap | None,
-    end: int,
-    base_offset: int,
-    *,
-    check_crc: bool = False,
-) -> SegmentScan:
+def scan_segment(buf: _Buffer | None, end: int, base_offset: int, *, check_crc: bool = False) -> SegmentScan:
     """Walk the batches of `buf[0:end]`, a segment named `base_offset`, and find its longest valid prefix.
 
     A batch is valid when its header is whole, its length is at least a header's and stays within `end`,
@@ -79,85 +98,123 @@ def scan_segment(
     When a batch's base offset is not above the previous batch's last offset, either header may be the
     flipped one. The previous batch is blamed when it is the outlier: when its offsets would fit between
     the batch before it and this one. Otherwise this batch is.
+
+    One unpack of the fields it checks per batch, straight from `buf` (an mmap at start-up), and one
+    combined test; the reason is worked out only for the batch that fails it.
     """
     scan = SegmentScan()
     if buf is None or end <= 0:
         return scan
-    unpack = HEADER_STRUCT.unpack_from
-    batches = scan.batches
+    unpack = _WALK.unpack_from
+    positions, bases = scan.positions, scan.base_offsets
+    add_position, add_base = positions.append, bases.append
+    highest = base_offset + MAX_RELATIVE_OFFSET
     position = 0
     previous_last = base_offset - 1
-    while position < end:
-        if end - position < HEADER_SIZE:
-            scan.problem = f"a partial batch header at byte {position} ({end - position} bytes)"
-            break
-        fields = unpack(buf, position)
-        base, length, magic, count, delta = fields[0], fields[1], fields[3], fields[12], fields[6]
-        size = length + LENGTH_FIELD_END
-        problem = None
-        if length < MIN_BATCH_LENGTH:
-            problem = (
-                f"batch length field {length} at byte {position} is below the minimum {MIN_BATCH_LENGTH}"
-            )
-        elif position + size > end:
-            problem = (
-                f"the batch at byte {position} claims {size} bytes but the segment ends "
-                f"{end - position} bytes later"
-            )
-        elif magic != MAGIC:
-            problem = f"the batch at byte {position} has magic byte {magic}, not {MAGIC}"
-        elif count < 1 or delta < count - 1:
-            problem = (
-                f"the batch at byte {position} has {count} records and last offset delta {delta}, "
-                "which cannot both be right"
-            )
-        elif base < base_offset or base + delta - base_offset > MAX_RELATIVE_OFFSET:
-            problem = (
-                f"the batch at byte {position} holds offsets {base}..{base + delta}, outside the "
-                f"segment's range {base_offset}..{base_offset + MAX_RELATIVE_OFFSET}"
-            )
-        elif base <= previous_last:
-            problem = (
-                f"the batch at byte {position} starts at offset {base}, not after the previous "
-                f"batch's last offset {previous_last}"
-            )
-            if batches and _previous_is_outlier(batches, base_offset, base):
-                position, header = batches.pop()
-                problem = (
-                    f"the batch at byte {position} claims offsets {header.base_offset}.."
-                    f"{header.last_offset}, out of line with the batches around it "
-                    f"(a damaged base offset)"
-                )
-        elif check_crc:
-            stored = fields[4]
-            with memoryview(buf) as view, view[position + ATTRIBUTES_OFFSET : position + size] as covered:
-                computed = crc32c(covered)
-            if computed != stored:
-                problem = (
-                    f"the batch at byte {position} fails its CRC "
-                    f"(stored 0x{stored:08x}, computed 0x{computed:08x})"
-                )
-        if problem is not None:
-            scan.problem = problem
-            break
-        batches.append((position, _new_header(BatchHeader, fields)))
-        previous_last = base + delta
-        position += size
-    scan.valid_bytes = batches[-1][0] + batches[-1][1].size if batches else 0
-    for _, header in batches:  # after the walk: a batch blamed late must not count
-        if header.max_timestamp > scan.max_timestamp:
-            scan.max_timestamp = header.max_timestamp
-            scan.offset_of_max_timestamp = header.last_offset
-    if scan.problem is None and scan.valid_bytes != end:  # only possible after blaming a previous batch
-        scan.problem = f"batches end at byte {scan.valid_bytes}, the segment at {end}"
+    before_previous = base_offset - 1  # the last offset of the batch before the previous one
+    max_timestamp = offset_of_max_timestamp = -1
+    problem = None
+    view = memoryview(buf) if check_crc else None
+    try:
+        while position < end:
+            if end - position < HEADER_SIZE:
+                problem = f"a partial batch header at byte {position} ({end - position} bytes)"
+                break
+            base, length, magic, stored, delta, timestamp, count = unpack(buf, position)
+            next_position = position + length + LENGTH_FIELD_END
+            if (
+                length < MIN_BATCH_LENGTH
+                or next_position > end
+                or magic != MAGIC
+                or count < 1
+                or delta < count - 1
+                or base < base_offset
+                or base + delta > highest
+                or base <= previous_last
+            ):
+                problem = _why(position, end, base_offset, base, length, magic, delta, count)
+                if problem is None:  # only the order is wrong: which of the two batches is the outlier?
+                    problem = (
+                        f"the batch at byte {position} starts at offset {base}, not after the previous "
+                        f"batch's last offset {previous_last}"
+                    )
+                    if positions and before_previous + previous_last - bases[-1] + 1 < base:
+                        position = positions.pop()
+                        problem = (
+                            f"the batch at byte {position} claims offsets {bases.pop()}..{previous_last}, "
+                            "out of line with the batches around it (a damaged base offset)"
+                        )
+                        previous_last = before_previous
+                        max_timestamp, offset_of_max_timestamp = _max_timestamp(buf, positions)
+                break
+            if view is not None:
+                computed = crc32c(view[position + ATTRIBUTES_OFFSET : next_position])
+                if computed != stored:
+                    problem = (
+                        f"the batch at byte {position} fails its CRC "
+                        f"(stored 0x{stored:08x}, computed 0x{computed:08x})"
+                    )
+                    break
+            add_position(position)
+            add_base(base)
+            before_previous = previous_last
+            previous_last = base + delta
+            if timestamp > max_timestamp:
+                max_timestamp, offset_of_max_timestamp = timestamp, previous_last
+            position = next_position
+    finally:
+        if view is not None:
+            view.release()
+    scan.valid_bytes = position  # after a blamed previous batch: that batch's position
+    scan.problem = problem
+    scan.last_offset = previous_last if positions else None
+    scan.max_timestamp, scan.offset_of_max_timestamp = max_timestamp, offset_of_max_timestamp
     return scan
 
 
-def _previous_is_outlier(batches: list[tuple[int, BatchHeader]], base_offset: int, base: int) -> bool:
-    """Whether the last batch in `batches` would fit, offsets and all, between the one before and `base`."""
-    previous = batches[-1][1]
-    before = batches[-2][1].last_offset if len(batches) > 1 else base_offset - 1
-    return before + previous.last_offset_delta + 1 < base
+def _why(
+    position: int,
+    end: int,
+    base_offset: int,
+    base: int,
+    length: int,
+    magic: int,
+    delta: int,
+    count: int,
+) -> str | None:
+    """Why the batch at `position` failed the walk's combined test, in words; None if only its order did."""
+    size = length + LENGTH_FIELD_END
+    if length < MIN_BATCH_LENGTH:
+        return f"batch length field {length} at byte {position} is below the minimum {MIN_BATCH_LENGTH}"
+    if position + size > end:
+        return (
+            f"the batch at byte {position} claims {size} bytes but the segment ends "
+            f"{end - position} bytes later"
+        )
+    if magic != MAGIC:
+        return f"the batch at byte {position} has magic byte {magic}, not {MAGIC}"
+    if count < 1 or delta < count - 1:
+        return (
+            f"the batch at byte {position} has {count} records and last offset delta {delta}, "
+            "which cannot both be right"
+        )
+    if base < base_offset or base + delta - base_offset > MAX_RELATIVE_OFFSET:
+        return (
+            f"the batch at byte {position} holds offsets {base}..{base + delta}, outside the "
+            f"segment's range {base_offset}..{base_offset + MAX_RELATIVE_OFFSET}"
+        )
+    return None
+
+
+def _max_timestamp(buf: _Buffer, positions: list[int]) -> tuple[int, int]:
+    """The largest max timestamp of the batches at `positions`, and the last offset of the first holding it."""
+    best = offset = -1
+    for position in positions:
+        timestamp = _I64.unpack_from(buf, position + MAX_TIMESTAMP_OFFSET)[0]
+        if timestamp > best:
+            base = _I64.unpack_from(buf, position + BASE_OFFSET_OFFSET)[0]
+            best, offset = timestamp, base + _I32.unpack_from(buf, position + LAST_OFFSET_DELTA_OFFSET)[0]
+    return best, offset
 
 
 def set_aside(path: Path, data: bytes | bytearray | memoryview, reason: str) -> Path:

@@ -20,13 +20,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
 
-from logstore.errors import CorruptRecordError, CorruptSegmentError, StorageError
+from logstore.errors import CorruptSegmentError, StorageError
 from logstore.index import CorruptIndexError, OffsetIndex, TimeIndex
-from logstore.records import HEADER_SIZE, BatchHeader, check_batch, decode_batch, iter_headers, parse_header
+from logstore.records import HEADER_SIZE, BatchHeader, decode_batch, iter_headers, parse_header
+from logstore.records.check import check_batches
 from logstore.records.layout import (
     LAST_OFFSET_DELTA_OFFSET,
     LAST_OFFSET_DELTA_STRUCT,
     LENGTH_FIELD_END,
+    LENGTH_OFFSET,
+    LENGTH_STRUCT,
     MIN_BATCH_LENGTH,
     OFFSET_AND_LENGTH_STRUCT,
 )
@@ -64,10 +67,6 @@ def _pinned(method: Callable[Concatenate[LogSegment, _P], _R]) -> Callable[Conca
 log = logging.getLogger(__name__)
 
 
-def _position(batch: tuple[int, BatchHeader]) -> int:
-    return batch[0]
-
-
 def segment_name(base_offset: int) -> str:
     """Kafka's file naming: the base offset, zero-padded to 20 digits."""
     return f"{base_offset:020d}"
@@ -91,6 +90,9 @@ class LogSegment:
 
     With an `OpenSegments` bound, an idle segment may release its files and maps (`release`) and reopen
     them on its next use; every method that touches a file pins the segment for its duration.
+
+    Not thread-safe: its Log serialises appends, reads and maintenance; only pinning and releasing the
+    files take the segment's own lock, since `OpenSegments` may release it from any thread.
     """
 
     def __init__(
@@ -277,19 +279,19 @@ class LogSegment:
         try:
             self.offset_index.sanity_check(self.size)
             self.time_index.sanity_check()
-            batches = scan.batches
+            positions, bases = scan.positions, scan.base_offsets
             for n in range(self.offset_index.entries):
                 offset, position = self.offset_index.entry(n)
-                i = bisect.bisect_left(batches, position, key=_position)
-                if i == len(batches) or batches[i][0] != position or batches[i][1].base_offset != offset:
+                i = bisect.bisect_left(positions, position)
+                if i == len(positions) or positions[i] != position or bases[i] != offset:
                     raise CorruptIndexError(
                         f"{self.offset_index.path}: entry {n} maps offset {offset} to byte {position}, "
                         "where no batch of that offset starts"
                     )
             _, position = self.offset_index.lookup(_MAX_OFFSET)
             self._reset_state()
-            if batches:
-                self.next_offset = batches[-1][1].last_offset + 1
+            if scan.last_offset is not None:
+                self.next_offset = scan.last_offset + 1
                 self._note_timestamp(scan.max_timestamp, scan.offset_of_max_timestamp)
             self._bytes_since_index_entry = self.size - position
             self._load_first_timestamp()
@@ -327,10 +329,10 @@ class LogSegment:
         self.time_index.reset()
         self._reset_state()
         scan = scan_segment(self._map, self._capacity, self.base_offset, check_crc=True)
-        for position, header in scan.batches:
+        for position, header in scan.headers(self._map):  # type: ignore[arg-type]
             self._index_batch(position, header)
         position = scan.valid_bytes
-        batches = len(scan.batches)
+        batches = len(scan.positions)
         self.size = position
         truncated = self._logical_end_of_file() - position
         self._zero_tail()
@@ -615,29 +617,33 @@ class LogSegment:
 
         Every batch is CRC-checked before it is served (hardware CRC-32C: see bench/README.md). The
         answer stops before the first bad batch; CorruptSegmentError is raised if that is the first one.
+        The length fields are followed on the map, the answer is copied out once, and the check runs on
+        that copy (`check_batches`: no per-batch objects), so what is checked is exactly what is served.
         """
         view = self._map
         size = self.size
         if view is None or position >= size:
             return b""
+        unpack_length = LENGTH_STRUCT.unpack_from
         end = position
         while end + HEADER_SIZE <= size:
-            try:
-                header = check_batch(view, end)
-            except CorruptRecordError as exc:
+            length = unpack_length(view, end + LENGTH_OFFSET)[0]
+            next_end = end + length + LENGTH_FIELD_END
+            if length < MIN_BATCH_LENGTH or next_end > size:
                 if end == position:
-                    base = OFFSET_AND_LENGTH_STRUCT.unpack_from(view, end)[0]
-                    raise self._corrupt(end, base, str(exc).removeprefix(f"batch at byte {end}: ")) from None
+                    why = f"length field {length} does not frame a batch within the segment's {size} bytes"
+                    raise self._corrupt(end, OFFSET_AND_LENGTH_STRUCT.unpack_from(view, end)[0], why)
                 break
-            length = header.size
-            if end + length > size:
-                if end == position:
-                    raise self._corrupt(end, header.base_offset, f"it runs past the segment's end {size}")
+            if next_end - position > max_bytes and end > position:
                 break
-            if end + length - position > max_bytes and end > position:
-                break
-            end += length
-        return view[position:end]
+            end = next_end
+        data = view[position:end]
+        good, problem = check_batches(data)
+        if problem is None:
+            return data
+        if good == 0:
+            raise self._corrupt(position, OFFSET_AND_LENGTH_STRUCT.unpack_from(view, position)[0], problem)
+        return data[:good]
 
     def _corrupt(self, position: int, base_offset: int, why: str) -> CorruptSegmentError:
         return CorruptSegmentError(

@@ -76,7 +76,7 @@ def verify_segment(path: Path) -> SegmentReport:
         return report
     with path.open("rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
         scan = scan_segment(data, report.size, base_offset, check_crc=True)
-        for position, header in scan.batches:
+        for position, header in scan.headers(data):
             try:
                 report.records += len(decode_batch(data, position))  # type: ignore[arg-type]
             except CorruptRecordError as exc:

@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 class BrokerCore:
     """Topics, produce, fetch, subscribe, list offsets, producer ids and consumer groups over one LogManager.
 
-    Call it from one event loop only. `close` is two-phase with the server: `begin_shutdown` makes
+    Not thread-safe: call it from one event loop only. `close` is two-phase with the server: `begin_shutdown` makes
     long-polls answer and subscriptions end so in-flight calls can finish; `close` then appends queued
     acks=0 data, waits for fsyncs and closes the engine (which writes the clean-shutdown marker).
     """

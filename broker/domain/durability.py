@@ -14,7 +14,10 @@ from logstore.log import Log
 
 
 class Flusher:
-    """Makes a partition durable up to an offset, sharing in-progress fsyncs."""
+    """Makes a partition durable up to an offset, sharing in-progress fsyncs.
+
+    Not thread-safe: call it from one event loop; the fsyncs themselves run on the executor's threads.
+    """
 
     def __init__(self, executor: Executor) -> None:
         self._executor = executor

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from logstore.checkpoint import write_json_atomic
+from logstore.io_errors import io_errors
 from logstore.log import Log
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,8 @@ def highest_producer_id(logs: Iterable[Log]) -> int:
 class ProducerIdAllocator:
     """Hands out increasing producer ids, persisting a reservation one block ahead.
 
+    Not thread-safe: the broker calls it from its event loop only.
+
     `highest_in_logs` is asked only when the reservation file is missing or unreadable; `fresh` says the
     data directory held no topics at start (then a missing file just means nothing was handed out yet).
     """
@@ -56,7 +59,8 @@ class ProducerIdAllocator:
     ) -> None:
         self.path = Path(data_dir) / FILE_NAME
         self._block_size = block_size
-        self._next = self._block_end = self._reserved_end(highest_in_logs, fresh)
+        with io_errors("reading the producer id reservation", self.path):
+            self._next = self._block_end = self._reserved_end(highest_in_logs, fresh)
 
     def _reserved_end(self, highest_in_logs: Callable[[], int], fresh: bool) -> int:
         if not self.path.exists():
@@ -94,7 +98,8 @@ class ProducerIdAllocator:
         """The next unused producer id."""
         if self._next >= self._block_end:
             end = self._next + self._block_size
-            write_json_atomic(self.path, {"next_block_start": end})
+            with io_errors("reserving producer ids in", self.path):  # no id is handed out unless durable
+                write_json_atomic(self.path, {"next_block_start": end})
             self._block_end = end
         producer_id = self._next
         self._next += 1

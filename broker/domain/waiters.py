@@ -13,7 +13,7 @@ PartitionKey = tuple[str, int]
 
 
 class AppendWaiters:
-    """Futures per partition, resolved by `notify` when that partition changes."""
+    """Futures per partition, resolved by `notify` when that partition changes. Not thread-safe: one loop."""
 
     def __init__(self) -> None:
         self._waiting: dict[PartitionKey, set[asyncio.Future[None]]] = {}

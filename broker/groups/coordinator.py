@@ -80,7 +80,10 @@ def _uuid_member_id() -> str:
 
 
 class GroupCoordinator:
-    """All consumer groups of one broker. See the module docstring for the model."""
+    """All consumer groups of one broker. See the module docstring for the model.
+
+    Not thread-safe: a pure state machine, driven from the broker's event loop by GroupDomain.
+    """
 
     def __init__(
         self,

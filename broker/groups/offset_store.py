@@ -81,7 +81,10 @@ def _parse_value(value: bytes) -> OffsetAndMetadata:
 
 
 class OffsetStore:
-    """Commits and fetches group offsets; the in-memory view is rebuilt from the log at start-up."""
+    """Commits and fetches group offsets; the in-memory view is rebuilt from the log at start-up.
+
+    Not thread-safe: the broker calls it from its event loop only.
+    """
 
     def __init__(self, manager: LogManager, partitions: int = DEFAULT_OFFSETS_PARTITIONS) -> None:
         self._manager = manager

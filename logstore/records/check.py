@@ -6,15 +6,22 @@ checkpoint, so it only unpacks the header and computes one CRC over a zero-copy 
 
 from __future__ import annotations
 
+import struct
+
 from ..errors import CorruptRecordError, RecordTooLargeError
 from .crc import crc32c
 from .layout import (
     ATTRIBUTES_OFFSET,
+    CRC_OFFSET,
     HEADER_SIZE,
     HEADER_STRUCT,
+    LAST_OFFSET_DELTA_OFFSET,
     LENGTH_FIELD_END,
+    LENGTH_OFFSET,
     MAGIC,
+    MAGIC_OFFSET,
     MIN_BATCH_LENGTH,
+    RECORD_COUNT_OFFSET,
     BatchHeader,
 )
 
@@ -73,3 +80,54 @@ def check_batch(
             f"{record_count} records (must be at least {record_count - 1})"
         )
     return _new_header(BatchHeader, fields)
+
+
+# What check_batches reads of a header, in one unpack from the length field on: length, magic, CRC, last
+# offset delta, record count (the fields between are skipped as padding).
+assert CRC_OFFSET == MAGIC_OFFSET + 1 and LENGTH_FIELD_END == LENGTH_OFFSET + 4
+_FRAME = struct.Struct(
+    f">i{MAGIC_OFFSET - LENGTH_FIELD_END}xbI{LAST_OFFSET_DELTA_OFFSET - ATTRIBUTES_OFFSET}xi"
+    f"{RECORD_COUNT_OFFSET - LAST_OFFSET_DELTA_OFFSET - 4}xi"
+)
+
+
+def check_batches(
+    buf: bytes | bytearray | memoryview, start: int = 0, end: int | None = None
+) -> tuple[int, str | None]:
+    """Check the back-to-back batches of ``buf[start:end]`` as `check_batch` does, and say where they stop.
+
+    Returns ``(position, None)`` when every batch up to ``end`` is sound, else the position of the first
+    bad batch and why, in words without the position (the caller knows what that byte means). The fast
+    path for serving a read: one unpack and one CRC over a zero-copy view per batch, no header object.
+    """
+    if end is None:
+        end = len(buf)
+    unpack = _FRAME.unpack_from
+    pos = start
+    with memoryview(buf) as view:
+        while pos < end:
+            if end - pos < HEADER_SIZE:
+                return pos, f"only {end - pos} bytes left, a batch header needs {HEADER_SIZE}"
+            length, magic, stored, last_offset_delta, record_count = unpack(view, pos + LENGTH_OFFSET)
+            next_pos = pos + length + LENGTH_FIELD_END
+            if length < MIN_BATCH_LENGTH:
+                return pos, f"length field {length} is below the minimum {MIN_BATCH_LENGTH}"
+            if magic != MAGIC:
+                return pos, f"magic byte is {magic}, only {MAGIC} is supported"
+            if next_pos > end:
+                return pos, (
+                    f"length field says {length + LENGTH_FIELD_END} bytes but only {end - pos} are left "
+                    "(truncated)"
+                )
+            computed = crc32c(view[pos + ATTRIBUTES_OFFSET : next_pos])
+            if computed != stored:
+                return pos, f"CRC mismatch (stored 0x{stored:08x}, computed 0x{computed:08x})"
+            if record_count < 1:
+                return pos, f"record count is {record_count}, must be at least 1"
+            if last_offset_delta < record_count - 1:
+                return pos, (
+                    f"last offset delta {last_offset_delta} is too small for {record_count} records "
+                    f"(must be at least {record_count - 1})"
+                )
+            pos = next_pos
+    return pos, None

@@ -61,11 +61,11 @@ NO_PARTITION_LEADER_EPOCH = -1
 # Partial views of the header, for scans that step over many batches and need one or two fields of each.
 OFFSET_AND_LENGTH_STRUCT = struct.Struct(">qi")  # base offset and batch length, at BASE_OFFSET_OFFSET
 LAST_OFFSET_DELTA_STRUCT = struct.Struct(">i")  # at LAST_OFFSET_DELTA_OFFSET
+LENGTH_STRUCT = struct.Struct(">i")  # the batch length, at LENGTH_OFFSET
 
 _I64 = struct.Struct(">q")
 _I16 = struct.Struct(">h")
 _U32 = struct.Struct(">I")
-_LENGTH = struct.Struct(">i")
 _PRODUCER_FIELDS = struct.Struct(">qhi")  # producer id, producer epoch, base sequence
 
 
@@ -193,7 +193,7 @@ def update_crc(buf: bytearray | memoryview, pos: int = 0) -> int:
 
     The one place a header patch that touches CRC-covered fields (attributes onwards) seals the batch.
     """
-    length = _LENGTH.unpack_from(buf, pos + LENGTH_OFFSET)[0]
+    length = LENGTH_STRUCT.unpack_from(buf, pos + LENGTH_OFFSET)[0]
     with memoryview(buf) as view, view[pos + ATTRIBUTES_OFFSET : pos + LENGTH_FIELD_END + length] as covered:
         crc = crc32c(covered)
     _U32.pack_into(buf, pos + CRC_OFFSET, crc)

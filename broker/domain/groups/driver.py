@@ -63,7 +63,7 @@ RETRY_AFTER_FAILURE_MS = 1000
 
 
 class GroupDomain:
-    """Consumer groups and committed offsets over one LogManager. Call it from one event loop only."""
+    """Consumer groups and committed offsets over one LogManager. Not thread-safe: one event loop only."""
 
     def __init__(
         self,
