@@ -23,6 +23,7 @@ import pytest
 from client.accumulator import RECORD_OVERHEAD, Accumulator
 from client.backoff import Backoff
 from client.partitioner import StickyPartitioner, key_partition
+from client.producer_config import ProducerConfig
 from logstore.records import BatchBuilder
 
 RECORDS = 10_000
@@ -121,12 +122,14 @@ def _builder_append(keys: list[bytes] | None) -> Callable[[], None]:
 def _accumulator_append(keys: list[bytes] | None) -> Callable[[], None]:
     def run() -> None:
         accumulator = Accumulator(
-            batch_size=BATCH_BYTES,
-            linger_ms=5,
-            buffer_memory=1 << 30,
-            delivery_timeout_ms=120_000,
-            max_request_size=BATCH_BYTES,
-            backoff=Backoff(100, 1000),
+            ProducerConfig(
+                batch_size=BATCH_BYTES,
+                linger_ms=5,
+                buffer_memory=1 << 30,
+                delivery_timeout_ms=120_000,
+                max_request_size=BATCH_BYTES,
+            ),
+            Backoff(100, 1000),
         )
         append = accumulator.append
         if keys is None:

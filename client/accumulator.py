@@ -42,7 +42,8 @@ from client.errors import (
     UnknownDeliveryTimeoutError,
 )
 from client.futures import BatchOutcome, RecordFuture, failed_future, new_future
-from logstore.records import HEADER_SIZE, NONE, BatchBuilder, set_producer
+from client.producer_config import ProducerConfig
+from logstore.records import HEADER_SIZE, BatchBuilder, set_producer
 
 RECORD_OVERHEAD = 36
 """Upper bound of a record's framing bytes: length, attributes, two deltas, key and value lengths, header count
@@ -248,45 +249,28 @@ class Accumulator:
     Not thread-safe: every call holds the producer's lock (shared with its sender thread).
     """
 
-    def __init__(
-        self,
-        *,
-        batch_size: int,
-        linger_ms: float,
-        buffer_memory: int,
-        delivery_timeout_ms: float,
-        max_request_size: int,
-        backoff: Backoff,
-        compression: int = NONE,
-        idempotent: bool = True,
-        max_in_flight_per_partition: int = 5,
-        retries: int | None = None,
-    ) -> None:
-        if batch_size <= 0:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
-        if max_request_size < batch_size:
-            raise ValueError(
-                f"max_request_size ({max_request_size}) must be at least batch_size ({batch_size}): "
-                "a full batch must fit in a request"
-            )
-        self.batch_size = batch_size
-        self.linger_s = linger_ms / 1000.0
-        self.buffer_memory = buffer_memory
-        self.delivery_timeout_s = delivery_timeout_ms / 1000.0
-        self.max_request_size = max_request_size
-        self.backoff = backoff
-        self.compression = compression
-        self.idempotent = idempotent
-        self.max_in_flight_per_partition = max_in_flight_per_partition
-        self.retries = retries
-        self.producer_id = -1
-        self.producer_epoch = 0
+    def __init__(self, config: ProducerConfig, backoff: Backoff | None = None) -> None:
+        """``backoff``: the retry delays (default: from ``config``'s retry_backoff_ms and its maximum)."""
+        self.config = config
+        # Read on every append and drain: kept as plain attributes.
+        self.batch_size = config.batch_size
+        self.linger_s = config.linger_s
+        self.buffer_memory = config.buffer_memory
+        self.delivery_timeout_s = config.delivery_timeout_s
+        self.max_request_size = config.max_request_size
+        self.backoff = backoff or Backoff(config.retry_backoff_ms, config.retry_backoff_max_ms)
+        self.compression = config.compression
+        self.idempotent = config.idempotent
+        self.max_in_flight_per_partition = config.max_in_flight_requests_per_connection
+        self.retries = config.retries
+        self._producer_id = -1
+        self._producer_epoch = 0
         self.reserved = 0
         """Bytes of buffer memory held by unfinished batches."""
-        self.flushing = 0
+        self._flushing = 0
         """How many flushes are under way: while any is, every batch is ready at once."""
-        self.closing = False
-        self.memory_waiters = 0
+        self._closing = False
+        self._memory_waiters = 0
         """Senders blocked on buffer memory: their wait ends sooner if batches go out at once."""
         self.open_batches: dict[tuple[str, int], ProducerBatch] = {}
         """The open batch of each partition that has one. ``Producer.send`` appends to these directly
@@ -296,6 +280,37 @@ class Accumulator:
         self._topics: dict[str, dict[int, PartitionQueue]] = {}
         self._queues: list[PartitionQueue] = []
         self._drain_start = 0
+
+    # --- the producer's state (each call under the producer's lock) ------------------------------------
+
+    @property
+    def producer_id(self) -> int:
+        """The idempotent producer id the broker gave (-1 until then, or without idempotence)."""
+        return self._producer_id
+
+    def set_producer_id(self, producer_id: int, epoch: int) -> None:
+        """The broker's answer to InitProducerId: new batches are built with these numbers."""
+        self._producer_id = producer_id
+        self._producer_epoch = epoch
+
+    def begin_flush(self) -> list[BatchOutcome]:
+        """A flush starts: every batch is ready at once until ``end_flush``. Returns what it waits for."""
+        self._flushing += 1
+        return self.outcomes()
+
+    def end_flush(self) -> None:
+        self._flushing -= 1
+
+    def close(self) -> None:
+        """The producer is closing: every batch is ready at once from now on."""
+        self._closing = True
+
+    def add_memory_waiter(self) -> None:
+        """A ``send()`` waits for buffer memory: batches go out at once until ``remove_memory_waiter``."""
+        self._memory_waiters += 1
+
+    def remove_memory_waiter(self) -> None:
+        self._memory_waiters -= 1
 
     # --- appending (the send() hot path) ----------------------------------------------------------------
 
@@ -391,7 +406,7 @@ class Accumulator:
         """The producer fields a new batch of ``queue`` will most likely be sent with, so its builder can
         write them and ``encode`` need not copy the batch to stamp them. (Every batch before it is closed,
         so their record counts are final; retries may still change the numbers, then it is stamped.)"""
-        if not self.idempotent or self.producer_id < 0 or queue.held or queue.retrying:
+        if not self.idempotent or self._producer_id < 0 or queue.held or queue.retrying:
             return None
         sequence = queue.next_sequence
         for batch in queue.queue:
@@ -401,7 +416,7 @@ class Accumulator:
                 return None  # retries waiting: renumbering may follow
         if queue.open is not None:
             sequence += queue.open.record_count
-        return self.producer_id, queue.epoch, sequence % _SEQUENCE_MODULUS
+        return self._producer_id, queue.epoch, sequence % _SEQUENCE_MODULUS
 
     def open_batch(self, topic: str, partition: int) -> ProducerBatch | None:
         """The batch records of this partition join now (None if none is open)."""
@@ -417,7 +432,7 @@ class Accumulator:
         return batch
 
     def _queue(self, topic: str, partition: int) -> PartitionQueue:
-        queue = PartitionQueue(topic, partition, self.producer_epoch)
+        queue = PartitionQueue(topic, partition, self._producer_epoch)
         self._topics.setdefault(topic, {})[partition] = queue
         self._queues.append(queue)
         return queue
@@ -434,7 +449,7 @@ class Accumulator:
         if not count:
             return batches, None
         total = 0
-        hurry = self.flushing > 0 or self.closing or self.memory_waiters > 0
+        hurry = self._flushing > 0 or self._closing or self._memory_waiters > 0
         start = self._drain_start
         for step in range(count):
             queue = queues[(start + step) % count]

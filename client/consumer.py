@@ -17,12 +17,13 @@ import itertools
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import grpc
 
 from client.backoff import Backoff
 from client.connection import DEFAULT_BOOTSTRAP, Connection
+from client.consumer_config import FOREVER, ConsumerConfig
 from client.errors import ClosedError, IllegalStateError, NoOffsetForPartitionError, SerializationError
 from client.fetcher import Fetcher
 from client.group import CommitCallback, ConsumerRebalanceListener, GroupCoordinator
@@ -30,11 +31,11 @@ from client.metadata import describe_topic
 from client.offsets import EARLIEST, LATEST, SPECS, TIMESTAMP, list_offsets
 from client.options import refuse_unknown_options
 from client.records import DECODE_CHUNK, ConsumerRecord, with_deserializers
-from client.serde import Deserializer, resolve_deserializer
+from client.serde import Deserializer
 from client.subscription import SubscriptionState
 from client.types import OffsetAndTimestamp, TopicPartition
 
-_FOREVER = float("inf")
+_FOREVER = FOREVER
 
 
 @refuse_unknown_options
@@ -79,66 +80,84 @@ class Consumer:
         heartbeat_interval_ms: int | None = None,
         max_poll_interval_ms: int | None = 300_000,
     ) -> None:
-        if bootstrap_servers is not None:
-            bootstrap = bootstrap_servers
-        for name, value in (
-            ("fetch_min_bytes", fetch_min_bytes),
-            ("max_partition_fetch_bytes", max_partition_fetch_bytes),
-            ("fetch_max_bytes", fetch_max_bytes),
-            ("max_poll_records", max_poll_records),
-        ):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if fetch_max_wait_ms < 0:
-            raise ValueError(f"fetch_max_wait_ms must not be negative, got {fetch_max_wait_ms}")
+        self.config = config = ConsumerConfig(
+            bootstrap_servers=bootstrap if bootstrap_servers is None else bootstrap_servers,
+            group_id=group_id,
+            auto_offset_reset=auto_offset_reset,
+            fetch_min_bytes=fetch_min_bytes,
+            fetch_max_wait_ms=fetch_max_wait_ms,
+            max_partition_fetch_bytes=max_partition_fetch_bytes,
+            fetch_max_bytes=fetch_max_bytes,
+            max_poll_records=max_poll_records,
+            key_deserializer=key_deserializer,
+            value_deserializer=value_deserializer,
+            enable_auto_commit=enable_auto_commit,
+            request_timeout_ms=request_timeout_ms,
+            retry_backoff_ms=retry_backoff_ms,
+            retry_backoff_max_ms=retry_backoff_max_ms,
+            consumer_timeout_ms=consumer_timeout_ms,
+            interceptors=interceptors,
+            auto_commit_interval_ms=auto_commit_interval_ms,
+            group_instance_id=group_instance_id,
+            server_assignor=server_assignor,
+            rebalance_timeout_ms=rebalance_timeout_ms,
+            client_id=client_id,
+            check_crcs=check_crcs,
+            session_timeout_ms=session_timeout_ms,
+            heartbeat_interval_ms=heartbeat_interval_ms,
+            max_poll_interval_ms=max_poll_interval_ms,
+        )
+        """Every option, checked, with kafka-python's names (read-only)."""
         self.enable_auto_commit = (
             enable_auto_commit  # meaningful with groups only; kept for kafka-python code
         )
-        self._max_poll_records = max_poll_records
-        self._consumer_timeout_s = consumer_timeout_ms / 1000.0
-        self._request_timeout_s = request_timeout_ms / 1000.0
-        self._key_deserializer = resolve_deserializer(key_deserializer, "key_deserializer")
-        self._value_deserializer = resolve_deserializer(value_deserializer, "value_deserializer")
+        self._max_poll_records = config.max_poll_records
+        self._consumer_timeout_s = config.consumer_timeout_s
+        self._request_timeout_s = config.request_timeout_s
+        self._key_deserializer = cast(
+            "Deserializer | None", config.key_deserializer
+        )  # resolved by the config
+        self._value_deserializer = cast("Deserializer | None", config.value_deserializer)
         self._connection = Connection(
-            bootstrap,
+            config.bootstrap_servers,
             max_send_bytes=1024 * 1024,
-            max_receive_bytes=max(fetch_max_bytes, max_partition_fetch_bytes),
-            interceptors=interceptors,
+            max_receive_bytes=max(config.fetch_max_bytes, config.max_partition_fetch_bytes),
+            interceptors=config.interceptors,
         )
-        self._state = SubscriptionState(auto_offset_reset)
+        self._state = SubscriptionState(config.auto_offset_reset)
         self._lock = threading.Lock()
         self._fetcher = Fetcher(
             self._connection,
             self._state,
             self._lock,
-            fetch_min_bytes=fetch_min_bytes,
-            fetch_max_wait_ms=fetch_max_wait_ms,
-            max_partition_fetch_bytes=max_partition_fetch_bytes,
-            fetch_max_bytes=fetch_max_bytes,
-            request_timeout_ms=request_timeout_ms,
-            retry_backoff=Backoff(retry_backoff_ms, retry_backoff_max_ms),
-            check_crcs=check_crcs,
+            fetch_min_bytes=config.fetch_min_bytes,
+            fetch_max_wait_ms=config.fetch_max_wait_ms,
+            max_partition_fetch_bytes=config.max_partition_fetch_bytes,
+            fetch_max_bytes=config.fetch_max_bytes,
+            request_timeout_ms=config.request_timeout_ms,
+            retry_backoff=Backoff(config.retry_backoff_ms, config.retry_backoff_max_ms),
+            check_crcs=config.check_crcs,
         )
         self._closed = False
         self._iterator: Iterator[ConsumerRecord] | None = None
         self._group: GroupCoordinator | None = None
-        if group_id is not None:
+        if config.group_id is not None:
             self._group = GroupCoordinator(
-                group_id,
+                config.group_id,
                 self._connection,
                 self._state,
                 self._fetcher,
-                instance_id=group_instance_id,
-                server_assignor=server_assignor,
-                rebalance_timeout_ms=rebalance_timeout_ms,
-                client_id=client_id,
-                enable_auto_commit=enable_auto_commit,
-                auto_commit_interval_ms=auto_commit_interval_ms,
-                request_timeout_s=self._request_timeout_s,
-                retry_backoff=Backoff(retry_backoff_ms, retry_backoff_max_ms),
-                session_timeout_ms=session_timeout_ms,
-                heartbeat_interval_ms=heartbeat_interval_ms,
-                max_poll_interval_ms=max_poll_interval_ms,
+                instance_id=config.group_instance_id,
+                server_assignor=config.server_assignor,
+                rebalance_timeout_ms=config.rebalance_timeout_ms,
+                client_id=config.client_id,
+                enable_auto_commit=config.enable_auto_commit,
+                auto_commit_interval_ms=config.auto_commit_interval_ms,
+                request_timeout_s=config.request_timeout_s,
+                retry_backoff=Backoff(config.retry_backoff_ms, config.retry_backoff_max_ms),
+                session_timeout_ms=config.session_timeout_ms,
+                heartbeat_interval_ms=config.heartbeat_interval_ms,
+                max_poll_interval_ms=config.max_poll_interval_ms,
             )
         self._fetcher.start()
         if topics:

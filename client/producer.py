@@ -21,23 +21,22 @@ import logging
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import mmh3
 
 from client.accumulator import RECORD_OVERHEAD, Accumulator, BufferFull, ProducerBatch
-from client.backoff import Backoff
 from client.connection import DEFAULT_BOOTSTRAP, Connection
 from client.errors import BufferExhaustedError, ClosedError, SerializationError, UnknownPartitionError
 from client.futures import RecordFuture
 from client.metadata import TopicMetadata
 from client.options import refuse_unknown_options
 from client.partitioner import StickyPartitioner, key_partition
+from client.producer_config import ProducerConfig
 from client.sender import Sender
-from client.serde import Serializer, resolve_serializer
+from client.serde import Serializer
 from client.unclosed import track, untrack
-from logstore.records import GZIP, NONE, ZSTD
 
 log = logging.getLogger(__name__)
 
@@ -47,31 +46,14 @@ _INT64_MIN = -(1 << 63)
 _INT64_MAX = (1 << 63) - 1
 _murmur3 = mmh3.hash  # the same function as client.partitioner.key_partition, inlined on the hot path
 
-COMPRESSION = {"none": NONE, None: NONE, "gzip": GZIP, "zstd": ZSTD}
-ACKS = {0: 0, 1: 1, -1: -1, "all": -1, "0": 0, "1": 1, "-1": -1}
-MAX_IN_FLIGHT_IDEMPOTENT = 5
-"""The broker remembers the last five batches per producer and partition, so it can deduplicate at most
-five requests in flight."""
 
 Headers = Sequence[tuple[str, bytes | None]] | Mapping[str, bytes | None] | None
 
 
-def _alias(value: Any, default: Any, alias: Any, name: str, alias_name: str) -> tuple[Any, str]:
-    """The value of an option that has a kafka-python alias, and the name the caller used for it."""
-    if alias is None:
-        return value, name
+def _agree(value: Any, default: Any, alias: Any, name: str, alias_name: str) -> None:
+    """Refuse an option given under both its names with different values."""
     if value != default and value != alias:
         raise ValueError(f"{name}={value!r} and {alias_name}={alias!r} disagree: give one of them")
-    return alias, alias_name
-
-
-def _compression_refusal(name: str, codec: object) -> str:
-    if codec in ("snappy", "lz4"):
-        return (
-            f"{name}={codec!r} is not supported: this producer writes 'gzip' or 'zstd' batches "
-            "(or 'none'); use one of those"
-        )
-    return f"{name} must be 'none', 'gzip' or 'zstd', got {codec!r}"
 
 
 @refuse_unknown_options
@@ -111,79 +93,66 @@ class Producer:
         client_id: str | None = None,
         interceptors: Sequence[grpc.UnaryUnaryClientInterceptor] = (),
     ) -> None:
-        # kafka-python's names for bootstrap, compression and max_in_flight.
-        if bootstrap_servers is not None:
-            bootstrap = bootstrap_servers
-        compression, compression_name = _alias(
-            compression, "none", compression_type, "compression", "compression_type"
-        )
-        max_in_flight, in_flight_name = _alias(
-            max_in_flight,
-            5,
-            max_in_flight_requests_per_connection,
-            "max_in_flight",
-            "max_in_flight_requests_per_connection",
-        )
-        if acks not in ACKS:
-            raise ValueError(f"acks must be 0, 1 or 'all' (-1), got {acks!r}")
-        acks_value = ACKS[acks]
-        if compression not in COMPRESSION:
-            raise ValueError(_compression_refusal(compression_name, compression))
-        if enable_idempotence is None:
-            enable_idempotence = acks_value != 0
-        elif enable_idempotence and acks_value == 0:
-            raise ValueError("enable_idempotence needs acknowledgements: use acks=1 or 'all', or turn it off")
-        if type(max_in_flight) is not int or max_in_flight < 1:
-            raise ValueError(f"{in_flight_name} must be an integer of at least 1, got {max_in_flight!r}")
-        if enable_idempotence and max_in_flight > MAX_IN_FLIGHT_IDEMPOTENT:
-            raise ValueError(
-                f"with enable_idempotence, {in_flight_name} must be at most {MAX_IN_FLIGHT_IDEMPOTENT} "
-                f"(the broker deduplicates that many), got {max_in_flight}; lower it, or pass "
-                "enable_idempotence=False (retries may then reorder or duplicate records)"
-            )
-        if retries is not None and retries < 0:
-            raise ValueError(f"retries must be None (until delivery_timeout_ms) or >= 0, got {retries}")
-        if delivery_timeout_ms < linger_ms + request_timeout_ms:
-            raise ValueError(
-                f"delivery_timeout_ms ({delivery_timeout_ms}) must be at least linger_ms + request_timeout_ms "
-                f"({linger_ms + request_timeout_ms}), or records would expire before a first answer"
-            )
-        if buffer_memory < batch_size:
-            raise ValueError(f"buffer_memory ({buffer_memory}) must be at least batch_size ({batch_size})")
-        self.acks = acks_value
-        self.idempotent = enable_idempotence
-        self._max_block_s = max_block_ms / 1000.0
-        self._key_serializer = resolve_serializer(key_serializer, "key_serializer")
-        self._value_serializer = resolve_serializer(value_serializer, "value_serializer")
-        self._connection = Connection(
-            bootstrap,
-            max_send_bytes=max_request_size,
-            max_receive_bytes=1024 * 1024,
-            interceptors=interceptors,
+        # compression and max_in_flight are this client's shorter names for two kafka-python options;
+        # ``spelled`` lets the config's errors name the one the caller wrote.
+        spelled: dict[str, str] = {}
+        if compression_type is None:
+            compression_type, spelled["compression_type"] = compression, "compression"
+        else:
+            _agree(compression, "none", compression_type, "compression", "compression_type")
+        in_flight_name = "max_in_flight_requests_per_connection"
+        if max_in_flight_requests_per_connection is None:
+            max_in_flight_requests_per_connection, spelled[in_flight_name] = max_in_flight, "max_in_flight"
+        else:
+            _agree(max_in_flight, 5, max_in_flight_requests_per_connection, "max_in_flight", in_flight_name)
+        self.config = config = ProducerConfig(
+            bootstrap_servers=bootstrap if bootstrap_servers is None else bootstrap_servers,
+            acks=acks,
+            batch_size=batch_size,
+            linger_ms=linger_ms,
+            compression_type=compression_type,
+            max_in_flight_requests_per_connection=max_in_flight_requests_per_connection,
+            retries=retries,
+            delivery_timeout_ms=delivery_timeout_ms,
+            request_timeout_ms=request_timeout_ms,
+            retry_backoff_ms=retry_backoff_ms,
+            retry_backoff_max_ms=retry_backoff_max_ms,
+            buffer_memory=buffer_memory,
+            max_block_ms=max_block_ms,
+            max_request_size=max_request_size,
+            enable_idempotence=enable_idempotence,
+            key_serializer=key_serializer,
+            value_serializer=value_serializer,
+            auto_create_topics=auto_create_topics,
+            metadata_max_age_ms=metadata_max_age_ms,
             client_id=client_id,
+            interceptors=interceptors,
+            spelled=spelled,
+        )
+        """Every option, checked, with kafka-python's names (read-only)."""
+        self.acks = config.acks
+        self.idempotent = config.idempotent
+        self._max_block_s = config.max_block_s
+        self._key_serializer = cast("Serializer | None", config.key_serializer)  # resolved by the config
+        self._value_serializer = cast("Serializer | None", config.value_serializer)
+        self._connection = Connection(
+            config.bootstrap_servers,
+            max_send_bytes=config.max_request_size,
+            max_receive_bytes=1024 * 1024,
+            interceptors=config.interceptors,
+            client_id=config.client_id,
         )
         self._metadata = TopicMetadata(
             self._connection,
-            auto_create=auto_create_topics,
-            max_age_ms=metadata_max_age_ms,
-            request_timeout_ms=request_timeout_ms,
+            auto_create=config.auto_create_topics,
+            max_age_ms=config.metadata_max_age_ms,
+            request_timeout_ms=config.request_timeout_ms,
         )
         self._counts = self._metadata.counts
         self._lock = threading.Lock()
         self._acquire, self._release = self._lock.acquire, self._lock.release
         self._memory_freed = threading.Condition(self._lock)
-        self._accumulator = Accumulator(
-            batch_size=batch_size,
-            linger_ms=linger_ms,
-            buffer_memory=buffer_memory,
-            delivery_timeout_ms=delivery_timeout_ms,
-            max_request_size=max_request_size,
-            backoff=Backoff(retry_backoff_ms, retry_backoff_max_ms),
-            compression=COMPRESSION[compression],
-            idempotent=enable_idempotence,
-            max_in_flight_per_partition=max_in_flight,
-            retries=retries,
-        )
+        self._accumulator = Accumulator(config)
         self._sticky = StickyPartitioner()
         self._sticky_batches: dict[str, ProducerBatch] = {}
         """The open batch of each topic's sticky partition, for keyless records on the hot path."""
@@ -193,10 +162,7 @@ class Producer:
             self._connection,
             self._metadata,
             self._lock,
-            acks=acks_value,
-            max_in_flight=max_in_flight,
-            request_timeout_ms=request_timeout_ms,
-            retry_backoff=Backoff(retry_backoff_ms, retry_backoff_max_ms),
+            config,
             memory_freed=self._memory_freed,
         )
         work = self._sender.work
@@ -205,7 +171,7 @@ class Producer:
         self._prepare = self._key_serializer is not None or self._value_serializer is not None
         """Whether send() must look at more than the hot path does (serializers, or closed)."""
         self._sender.start()
-        track(self, request_timeout_ms / 1000.0)  # closed (flushed) at interpreter exit if still open
+        track(self, config.request_timeout_s)  # closed (flushed) at interpreter exit if still open
 
     # --- sending --------------------------------------------------------------------------------------------
 
@@ -330,7 +296,7 @@ class Producer:
         """Wait (holding the lock's condition) until a batch's memory is released, up to max_block_ms."""
         accumulator = self._accumulator
         deadline = time.monotonic() + self._max_block_s
-        accumulator.memory_waiters += 1
+        accumulator.add_memory_waiter()
         try:
             while True:
                 self._sender.work.notify()  # with a waiter, every batch is ready at once
@@ -353,7 +319,7 @@ class Producer:
                 assert future is not None
                 return future
         finally:
-            accumulator.memory_waiters -= 1
+            accumulator.remove_memory_waiter()
 
     @staticmethod
     def _serialize(serializer: Serializer, data: Any, what: str, topic: str) -> bytes | None:
@@ -376,8 +342,7 @@ class Producer:
         Raises ``TimeoutError`` if records are still in flight after ``timeout`` seconds.
         """
         with self._lock:
-            self._accumulator.flushing += 1
-            outcomes = self._accumulator.outcomes()
+            outcomes = self._accumulator.begin_flush()
             self._sender.work.notify()
         try:
             deadline = None if timeout is None else time.monotonic() + timeout
@@ -387,7 +352,7 @@ class Producer:
                     raise TimeoutError(f"flush() timed out after {timeout} s with records still in flight")
         finally:
             with self._lock:
-                self._accumulator.flushing -= 1
+                self._accumulator.end_flush()
 
     def close(self, timeout: float | None = None) -> None:
         """Send what is buffered and stop. After ``timeout`` seconds (None: no limit) records still
@@ -396,7 +361,7 @@ class Producer:
             if self._closed:
                 return
             self._closed = self._prepare = True
-            self._accumulator.closing = True
+            self._accumulator.close()
             self._memory_freed.notify_all()
         if timeout is None or timeout > 0:
             self._sender.stop()

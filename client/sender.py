@@ -27,6 +27,7 @@ from client.errors import (
     is_uncertain,
 )
 from client.metadata import TopicMetadata
+from client.producer_config import ProducerConfig
 from wire.logstore.v1 import produce_pb2
 
 log = logging.getLogger(__name__)
@@ -53,22 +54,20 @@ class Sender(threading.Thread):
         connection: Connection,
         metadata: TopicMetadata,
         lock: threading.Lock,
+        config: ProducerConfig,
         *,
-        acks: int,
-        max_in_flight: int,
-        request_timeout_ms: float,
-        retry_backoff: Backoff,
         memory_freed: threading.Condition,
+        retry_backoff: Backoff | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(name="logstore-producer-sender", daemon=True)
         self._accumulator = accumulator
         self._connection = connection
         self._metadata = metadata
-        self._acks = ACKS[acks]
-        self._max_in_flight = max_in_flight
-        self._request_timeout_s = request_timeout_ms / 1000.0
-        self._backoff = retry_backoff
+        self._acks = ACKS[config.acks]  # type: ignore[index]  # normalised to 0, 1 or -1
+        self._max_in_flight = config.max_in_flight_requests_per_connection
+        self._request_timeout_s = config.request_timeout_s
+        self._backoff = retry_backoff or Backoff(config.retry_backoff_ms, config.retry_backoff_max_ms)
         self._clock = clock
         self.work = threading.Condition(lock)
         """Notified on a new batch, an answer, a flush or a stop."""
@@ -178,8 +177,7 @@ class Sender(threading.Thread):
                         self.work.wait(remaining)
                 continue
             with self.work:
-                self._accumulator.producer_id = answer.producer_id
-                self._accumulator.producer_epoch = answer.producer_epoch
+                self._accumulator.set_producer_id(answer.producer_id, answer.producer_epoch)
             self._needs_producer_id = False
             return True
 

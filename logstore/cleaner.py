@@ -20,6 +20,7 @@ from contextlib import suppress
 from pathlib import Path
 
 from logstore.checkpoint import read_offset_checkpoint, write_offset_checkpoint
+from logstore.errors import CorruptRecordError, CorruptSegmentError
 from logstore.io_errors import io_errors
 from logstore.log import Log
 from logstore.records import BatchHeader, Record, decode_batch, iter_headers, update_crc
@@ -77,13 +78,28 @@ def _cleanable(log_: Log, now_ms: int) -> list[LogSegment]:
     return segments
 
 
+def _decode(segment: LogSegment, data: bytes, position: int, header: BatchHeader) -> list[Record]:
+    """The batch's records; a batch damaged on disk (CRC, framing) raises naming the segment file."""
+    try:
+        return decode_batch(data, position)
+    except CorruptRecordError as exc:
+        raise CorruptSegmentError(
+            f"{segment.log_path}: the stored batch at byte {position} (base offset {header.base_offset}) "
+            f"is corrupt: {str(exc).removeprefix(f'batch at byte {position}: ')}; "
+            "run `logstore verify` on the data directory",
+            path=segment.log_path,
+            offset=header.base_offset,
+            position=position,
+        ) from None
+
+
 def _latest_offsets(segments: list[LogSegment]) -> dict[bytes, int]:
     latest: dict[bytes, int] = {}
     for segment in segments:
         with io_errors("reading for compaction", segment.log_path):
             data = segment.read_all()
-        for position, _ in iter_headers(data):
-            for record in decode_batch(data, position):
+        for position, header in iter_headers(data):
+            for record in _decode(segment, data, position, header):
                 if record.key is not None:
                     latest[record.key] = record.offset
     return latest
@@ -96,7 +112,7 @@ def _clean_segment(segment: LogSegment, latest: dict[bytes, int], tombstone_hori
     pieces: list[bytes] = []
     changed = False
     for position, header in iter_headers(data):
-        records = decode_batch(data, position)
+        records = _decode(segment, data, position, header)
         kept = [
             r
             for r in records
@@ -114,7 +130,22 @@ def _clean_segment(segment: LogSegment, latest: dict[bytes, int], tombstone_hori
 
 
 def compact_log(log_: Log, now_ms: int) -> bool:
-    """Compact one partition if enough of it is dirty. Returns whether anything was rewritten."""
+    """Compact one partition if enough of it is dirty. Returns whether anything was rewritten.
+
+    A batch damaged on disk leaves the partition uncompacted (its keys cannot be trusted, and
+    re-encoding it would give it a fresh CRC), with one WARNING per damaged batch naming the file.
+    """
+    try:
+        return _compact(log_, now_ms)
+    except CorruptSegmentError as exc:
+        key = (f"compaction of {exc.path}", exc.position)  # apart from the read path's WARNING
+        if key not in log_._reported_corrupt:
+            log_._reported_corrupt.add(key)
+            log.warning("%s-%d: not compacted: %s", log_.topic, log_.partition, exc)
+        return False
+
+
+def _compact(log_: Log, now_ms: int) -> bool:
     segments = _cleanable(log_, now_ms)
     if not segments:
         return False

@@ -530,7 +530,10 @@ class LogManager:
             renamed: list[tuple[Path, Path]] = []
             try:
                 for partition_log in logs:
-                    partition_log.close()
+                    try:
+                        partition_log.close()
+                    except PartitionOfflineError:  # its last flush failed; its data goes anyway
+                        partition_log.close()  # offline now: only lets go of its files
                 for partition in range(info.partitions):
                     source = self._partition_dir(name, partition)
                     if source.exists():

@@ -125,9 +125,13 @@ class ProducerStateManager:
         self._remember(header, target, header.crc)
 
     def replay(self, header: BatchHeader) -> None:
-        """Record a batch read back from the log at start-up. A LogAppendTime batch was stamped (and its
-        CRC recomputed) by the broker, so the CRC its producer sent is unknown: remember none."""
-        self._remember(header, None, None if header.attributes & TIMESTAMP_TYPE_MASK else header.crc)
+        """Record a batch read back from the log at start-up. The broker changed (and re-CRCed) two kinds
+        of stored batch, so the CRC their producer sent is unknown and none is remembered: LogAppendTime
+        batches (stamped) and batches compaction dropped records from (fewer records than offsets)."""
+        rewritten = (
+            header.attributes & TIMESTAMP_TYPE_MASK or header.record_count != header.last_offset_delta + 1
+        )
+        self._remember(header, None, None if rewritten else header.crc)
 
     def _remember(
         self, header: BatchHeader, target: dict[int, ProducerEntry] | None, crc: int | None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -178,3 +179,46 @@ def test_compacted_topic_rejects_records_without_a_key(manager):
     with pytest.raises(CorruptRecordError, match="needs a key"):
         log.append(build_batch([b"no key"]))
     assert log.log_end_offset == 0
+
+
+def _damage(log, needle: bytes, replacement: bytes) -> None:
+    """Change stored bytes behind the broker's back (disk damage): the batch's CRC no longer matches."""
+    for segment in log.segments:
+        data = segment.read_all()
+        at = data.find(needle)
+        if at >= 0:
+            fd = os.open(segment.log_path, os.O_WRONLY)
+            try:
+                os.pwrite(fd, replacement, at)
+            finally:
+                os.close(fd)
+            return
+    raise AssertionError(f"{needle!r} is not stored")
+
+
+def test_a_damaged_batch_skips_its_partition_and_every_other_partition_is_still_compacted(manager, caplog):
+    """A batch damaged on disk must not stop compaction broker-wide (run_compaction used to raise at
+    the first such partition, so the ones after it, `__consumer_offsets` included, grew without bound
+    and upkeep logged a traceback every interval). Its partition is left as it is, with one WARNING
+    naming the file; the damaged batch is still refused on read, never re-encoded with a fresh CRC."""
+    manager.create_topic("c", 2, COMPACT)
+    damaged_log, healthy_log = manager.log("c", 0), manager.log("c", 1)
+    builder = BatchBuilder()
+    builder.append(b"old", key=b"gone", timestamp_ms=1000)
+    builder.append(b"precious-value", key=b"kept", timestamp_ms=1000)
+    damaged = damaged_log.append(builder.build(), now_ms=1000).base_offset
+    for log in (damaged_log, healthy_log):
+        _fill(log, 60, keys=3)  # supersedes and rolls: both partitions have cleanable segments
+        assert len(log.segments) > 1
+    _damage(damaged_log, b"precious-value", b"precious-VALUE")
+    before = _all_records(healthy_log)
+    with caplog.at_level("WARNING"):
+        assert manager.run_compaction(now_ms=5000) == 1
+        manager.run_compaction(now_ms=5000)
+    assert len(_all_records(healthy_log)) < len(before)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1, warnings
+    assert "c-0" in warnings[0] and str(damaged_log.segments[0].log_path) in warnings[0]
+    assert "CRC" in warnings[0]
+    with pytest.raises(CorruptRecordError):
+        damaged_log.read(damaged, 1 << 20)

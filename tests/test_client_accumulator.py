@@ -17,6 +17,7 @@ from client.errors import (
     RecordTooLargeError,
     UnknownDeliveryError,
 )
+from client.producer_config import ProducerConfig
 from logstore.records import check_batch, decode_batch, parse_header
 
 VALUE = b"v" * 50
@@ -32,12 +33,15 @@ def make(**overrides: object) -> Accumulator:
         "buffer_memory": 100_000,
         "delivery_timeout_ms": 60_000,
         "max_request_size": 5000,
-        "backoff": Backoff(100, 1000, jitter=0, rng=random.Random(0)),
-        "idempotent": True,
+        "enable_idempotence": True,
+        "request_timeout_ms": 100,  # lets a test choose a short delivery_timeout_ms
     }
     settings.update(overrides)
-    accumulator = Accumulator(**settings)  # type: ignore[arg-type]
-    accumulator.producer_id = 7
+    accumulator = Accumulator(
+        ProducerConfig(**settings),  # type: ignore[arg-type]
+        Backoff(100, 1000, jitter=0, rng=random.Random(0)),
+    )
+    accumulator.set_producer_id(7, 0)
     return accumulator
 
 
@@ -89,11 +93,11 @@ def test_flush_and_close_make_open_batches_ready_at_once() -> None:
     acc = make()
     fill(acc, 1)
     assert drain_all(acc, 0.0) == []
-    acc.flushing += 1
+    acc.begin_flush()
     assert len(drain_all(acc, 0.0)) == 1
-    acc.flushing -= 1
+    acc.end_flush()
     fill(acc, 1, partition=1)
-    acc.closing = True
+    acc.close()
     assert len(drain_all(acc, 0.0)) == 1
 
 
@@ -159,7 +163,7 @@ def test_buffer_full_raises_and_acknowledge_releases() -> None:
     with pytest.raises(BufferFull) as raised:
         fill(acc, 1, partition=2)
     assert raised.value.needed == 1000
-    acc.flushing = 1
+    acc.begin_flush()
     batches = drain_all(acc, 0.0)
     acc.acknowledge(batches[0], 0.0)
     assert acc.reserved == 1000
@@ -203,7 +207,7 @@ def test_drain_starts_from_a_different_partition_each_time() -> None:
 
 
 def test_in_flight_limit_per_partition() -> None:
-    acc = make(max_in_flight_per_partition=2, linger_ms=0)
+    acc = make(max_in_flight_requests_per_connection=2, linger_ms=0)
     fill(acc, 4 * PER_BATCH)  # several full batches
     assert len(drain_all(acc, 0.0)) == 1
     assert len(drain_all(acc, 0.0)) == 1
@@ -215,7 +219,7 @@ def test_in_flight_limit_per_partition() -> None:
 
 def test_sequences_are_consecutive_per_partition_and_stamped_with_a_valid_crc() -> None:
     acc = make(linger_ms=0)
-    acc.producer_epoch = 3
+    acc.set_producer_id(7, 3)
     fill(acc, 30)
     fill(acc, 4, partition=1)
     batches = drain_all(acc, 0.0) + drain_all(acc, 0.0)
@@ -232,7 +236,7 @@ def test_sequences_are_consecutive_per_partition_and_stamped_with_a_valid_crc() 
 
 
 def test_stamp_producer_keeps_the_records_and_fixes_the_crc() -> None:
-    acc = make(idempotent=False, linger_ms=0)
+    acc = make(enable_idempotence=False, linger_ms=0)
     fill(acc, 3)
     batch = drain_all(acc, 0.0)[0]
     plain = batch.encode(-1)
@@ -244,7 +248,7 @@ def test_stamp_producer_keeps_the_records_and_fixes_the_crc() -> None:
 
 
 def test_without_idempotence_batches_carry_no_sequence() -> None:
-    acc = make(idempotent=False, linger_ms=0)
+    acc = make(enable_idempotence=False, linger_ms=0)
     fill(acc, 2)
     batch = drain_all(acc, 0.0)[0]
     assert batch.sequence == -1
@@ -319,7 +323,7 @@ def test_unexpected_out_of_order_is_fatal_and_restarts_the_sequence_on_a_new_epo
     finished = acc.fail(a, OutOfOrderSequenceError("expected 40"), 1.0, uncertain=False)
     assert [batch for batch, _ in finished] == [a]
     fill(acc, 1)
-    acc.flushing = 1
+    acc.begin_flush()
     nxt = drain_all(acc, 1.0)[0]
     assert (nxt.epoch, nxt.sequence) == (1, 0)
 
@@ -400,7 +404,7 @@ def test_backoff_grows_with_attempts() -> None:
 
 
 def test_batches_waiting_past_the_delivery_timeout_expire() -> None:
-    acc = make(delivery_timeout_ms=1_000, max_in_flight_per_partition=1)
+    acc = make(delivery_timeout_ms=1_000, max_in_flight_requests_per_connection=1)
     futures = fill(acc, 2 * PER_BATCH + 1)
     in_flight = drain_all(acc, 0.0)
     assert acc.expire(0.5) == []

@@ -33,6 +33,7 @@ from client.errors import (
     error_from_code,
 )
 from client.futures import RecordFuture
+from client.producer_config import ProducerConfig
 from logstore.config import TopicConfig
 from logstore.errors import LogStoreError
 from logstore.log import Log
@@ -103,13 +104,16 @@ def producer(**overrides: object) -> Accumulator:
         "buffer_memory": 1_000_000,
         "delivery_timeout_ms": 600_000,
         "max_request_size": BATCH_BYTES,  # one batch per request
-        "backoff": Backoff(100, 1000, jitter=0, rng=random.Random(0)),
-        "idempotent": True,
-        "max_in_flight_per_partition": 5,
+        "enable_idempotence": True,
+        "request_timeout_ms": 100,  # lets a test choose a short delivery_timeout_ms
+        "max_in_flight_requests_per_connection": 5,
     }
     settings.update(overrides)
-    acc = Accumulator(**settings)  # type: ignore[arg-type]
-    acc.producer_id = PRODUCER_ID
+    acc = Accumulator(
+        ProducerConfig(**settings),  # type: ignore[arg-type]
+        Backoff(100, 1000, jitter=0, rng=random.Random(0)),
+    )
+    acc.set_producer_id(PRODUCER_ID, 0)
     return acc
 
 

@@ -353,3 +353,31 @@ def test_non_idempotent_batches_are_never_deduplicated(tmp_path: Path) -> None:
     assert log.append(plain).base_offset == 2
     assert log.producer_state.producers == {}
     log.close()
+
+
+def test_a_retry_of_a_batch_the_cleaner_rewrote_is_recognised_after_an_unclean_restart(
+    tmp_path: Path,
+) -> None:
+    """Compaction re-encodes a batch it drops records from, so its CRC on disk is no longer the one the
+    producer sent. Replayed from the log after a crash, the retry of that (written) batch must be
+    answered as a duplicate, not refused as someone else's batch: DUPLICATE_SEQUENCE_NUMBER tells the
+    producer its records were not written, although they are in the log."""
+    from logstore.cleaner import compact_log
+    from logstore.records import BatchBuilder
+
+    config = TopicConfig.from_mapping({"cleanup.policy": "compact", "segment.bytes": "2000"})
+    log = Log(tmp_path / "t-0", "t", 0, config)
+    builder = BatchBuilder(producer_id=PID, producer_epoch=0, base_sequence=0)
+    builder.append(b"superseded", key=b"a", timestamp_ms=STAMP)
+    builder.append(b"kept", key=b"b", timestamp_ms=STAMP)
+    batch = builder.build()
+    assert log.append(batch).base_offset == 0
+    for i in range(30):  # a later value for key "a", and enough to roll the first segment
+        log.append(build_batch([Record(0, STAMP + i, key=b"a", value=b"v%d" % i)]))
+    log.roll()
+    assert compact_log(log, STAMP + 10_000)
+    assert [r.key for r in iter_records(log.read(0, 1 << 20).data)][:1] == [b"b"]  # rewritten
+    abandon(log)
+    log = Log(tmp_path / "t-0", "t", 0, config, clean_shutdown=False)
+    assert log.append(batch) == AppendResult(0, 1, -1, 0, True)
+    log.close()
