@@ -406,7 +406,12 @@ def error_from_rpc(error: grpc.RpcError, what: str) -> ClientError:
     text = f"{what} failed ({status_name}): {details or 'no details from the broker'}"
     if status is grpc.StatusCode.UNAVAILABLE and code is None:
         text += "; is the broker running and reachable at the bootstrap address?"
-    elif code is grpc.StatusCode.RESOURCE_EXHAUSTED and details and "larger than max" in details:
+    elif (
+        status is grpc.StatusCode.RESOURCE_EXHAUSTED
+        and code is None
+        and details
+        and "larger than max" in details
+    ):
         # gRPC's own limit on the broker's side: its max_request_bytes, not a topic's max.message.bytes.
         text += (
             "; the broker refuses requests over its max_request_bytes (logstore serve --max-request-bytes)"

@@ -3,7 +3,9 @@
 A program that sends and ends without ``close()`` or ``flush()`` would otherwise lose everything still
 in the buffer: the sender is a daemon thread and dies with the interpreter. kafka-python registers an
 ``atexit`` close for the same reason. Here one handler serves every producer (registered with the first),
-holds them weakly (a producer that is garbage-collected is not kept alive for it), waits a bounded time
+holds them strongly until they are closed (a producer dropped unclosed, say a local in a function that
+returned, still has a live sender thread and buffered records: held weakly it would vanish from this list
+and its records with it), waits a bounded time
 for each (its ``request_timeout_ms``, so a dead broker cannot hang the exit), and warns once, since a
 missing ``close()`` is a bug in the program worth fixing even when the records got through.
 
@@ -15,7 +17,6 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
-import weakref
 from typing import Protocol
 
 log = logging.getLogger("client.producer")
@@ -28,7 +29,7 @@ class Closable(Protocol):
     def close(self, timeout: float | None = None) -> None: ...
 
 
-_open: weakref.WeakKeyDictionary[Closable, float] = weakref.WeakKeyDictionary()
+_open: dict[Closable, float] = {}
 """Each open producer and how long (seconds) its close may take at exit."""
 _lock = threading.Lock()
 _registered = False

@@ -9,7 +9,7 @@ import pytest
 
 from logstore.records import build_batch
 from tests.test_records_validate import BAD_BATCHES
-from wire.logstore.v1 import admin_pb2, fetch_pb2, produce_pb2
+from wire.logstore.v1 import admin_pb2, fetch_pb2, produce_pb2, produce_pb2_grpc
 from wire.logstore.v1 import common_pb2 as common
 
 GOOD = [b"first", b"second"]
@@ -161,3 +161,26 @@ def test_garbage_on_the_socket_does_not_disturb_other_clients(broker, seeded) ->
             raw.shutdown(socket.SHUT_WR)
             while raw.recv(4096):
                 pass
+
+
+def test_the_client_names_max_request_bytes_when_grpc_refuses_a_request_as_too_large(start_broker) -> None:
+    """gRPC's own size refusal (RESOURCE_EXHAUSTED, no error-code trailer) gets the hint naming the
+    broker's max_request_bytes flag, so the user knows which limit to raise."""
+    from client import Admin
+    from client.errors import error_from_rpc
+
+    limit = 1024 * 1024
+    broker = start_broker(max_request_bytes=limit, topic_defaults={"max.message.bytes": "65536"})
+    with Admin(broker.address) as admin:
+        admin.create_topic("t", 1)
+    channel = grpc.insecure_channel(broker.address)
+    try:
+        stub = produce_pb2_grpc.ProduceServiceStub(channel)
+        huge = produce_pb2.ProducePartitionData(topic="t", partition=0, records=b"\0" * (limit + 1))
+        with pytest.raises(grpc.RpcError) as raised:
+            stub.Produce(produce_pb2.ProduceRequest(partitions=[huge]))
+    finally:
+        channel.close()
+    message = str(error_from_rpc(raised.value, "Produce"))
+    assert "RESOURCE_EXHAUSTED" in message
+    assert "--max-request-bytes" in message, message

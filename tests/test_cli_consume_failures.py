@@ -107,3 +107,33 @@ def test_offset_within_the_log_starts_there(address: str) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["v7", "v8", "v9"]
     assert "warning" not in done.stderr
+
+
+def test_sigterm_while_poll_hands_over_records_prints_what_it_commits(
+    address: str, monkeypatch: pytest.MonkeyPatch, capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    """SIGTERM arriving after poll() moved the positions past records, before they were printed, must not
+    commit records nobody saw: what is committed is what was printed."""
+    from client import cli
+    from client.consumer import Consumer
+
+    original = Consumer.poll
+
+    def poll_then_sigterm(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        records = original(self, *args, **kwargs)
+        if records:
+            signal.raise_signal(signal.SIGTERM)  # the positions have moved; the records are not yet printed
+        return records
+
+    monkeypatch.setattr(Consumer, "poll", poll_then_sigterm)
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        code = cli.main(["consume", "orders", "--group", "t", "--from-beginning", "--bootstrap", address])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    printed = capsysbinary.readouterr().out.splitlines()
+    assert code == 128 + signal.SIGTERM
+    with Admin(address) as admin:
+        group = admin.describe_group("t")
+    assert [(p.partition, p.committed_offset) for p in group.offsets] == [(0, len(printed))]
+    assert printed == [b"v%d" % i for i in range(len(printed))]

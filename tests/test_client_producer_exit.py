@@ -75,3 +75,26 @@ def test_closing_while_no_producer_id_comes_keeps_backing_off(broker: EmbeddedBr
     assert refusing.calls <= attempts + 1
     with pytest.raises(ClosedError):
         future.get(0)
+
+
+_DROPPED = """
+import sys
+from client import Producer
+
+def produce() -> None:  # the producer goes out of scope unclosed: its records must still be sent at exit
+    producer = Producer(sys.argv[1], linger_ms=60_000, batch_size=1 << 20)
+    producer.partitions_for("dropped")
+    for i in range(100):
+        producer.send("dropped", b"record-%d" % i)
+
+produce()
+"""
+
+
+def test_records_of_a_producer_dropped_unclosed_are_sent_at_exit(
+    broker: EmbeddedBroker, stubs: Stubs
+) -> None:
+    done = run(_DROPPED, broker.address)
+    assert done.returncode == 0, done.stderr
+    assert stubs.values("dropped", 0) == [b"record-%d" % i for i in range(100)]
+    assert "still open at interpreter exit" in done.stderr, done.stderr

@@ -7,6 +7,7 @@ import argparse
 import signal
 import sys
 import threading
+import time
 from datetime import datetime
 from typing import Any
 
@@ -101,7 +102,8 @@ def _consume(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         request_timeout_ms=args.request_timeout_ms,
     )
     printed = 0
-    previous = _on_sigterm(_terminate)
+    sigterm = _SigtermFlag()
+    previous = _on_sigterm(sigterm.handle)
     try:
         if args.group is not None and args.partition is None:
             if args.offset is not None or start_time is not None:
@@ -127,8 +129,14 @@ def _consume(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 _resume_committed(consumer, partitions)
         out = sys.stdout.buffer
         line = _formatter(args)
-        wait_ms = 3_600_000 if args.timeout_ms is None else args.timeout_ms
-        while printed != args.max_messages:
+        idle_since: float | None = None
+        sigterm.deferred = True  # from here a SIGTERM only sets the flag: records in hand get printed first
+        while printed != args.max_messages and not sigterm.received:
+            wait_ms = _POLL_SLICE_MS
+            if args.timeout_ms is not None:
+                now = time.monotonic()
+                idle_since = now if idle_since is None else idle_since
+                wait_ms = max(0.0, min(wait_ms, args.timeout_ms - (now - idle_since) * 1000))
             try:
                 polled = consumer.poll(timeout_ms=wait_ms, max_records=_room(args.max_messages, printed))
             except CorruptRecordError as exc:
@@ -137,13 +145,16 @@ def _consume(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 _skip(consumer, exc)
                 continue
             if not polled:
-                if args.timeout_ms is not None:
+                if idle_since is not None and (time.monotonic() - idle_since) * 1000 >= args.timeout_ms:
                     break
                 continue
+            idle_since = None
             for records in polled.values():
                 out.writelines(map(line, records))
                 printed += len(records)
             out.flush()
+        if sigterm.received:
+            raise Terminated()
     finally:
         _on_sigterm(signal.SIG_IGN)  # a second SIGTERM must not cut the commit short
         try:
@@ -160,8 +171,23 @@ class Terminated(KeyboardInterrupt):
     exit_code = 128 + signal.SIGTERM
 
 
-def _terminate(signum: int, frame: Any) -> None:
-    raise Terminated()
+_POLL_SLICE_MS = 200.0
+"""The longest one poll() waits in the loop, so a deferred SIGTERM is seen within this time when idle."""
+
+
+class _SigtermFlag:
+    """SIGTERM raises Terminated at once while setting up, but only sets a flag once records flow: raised
+    inside poll() after the positions moved past records not yet printed, close() would commit records
+    nobody saw."""
+
+    def __init__(self) -> None:
+        self.deferred = False
+        self.received = False
+
+    def handle(self, signum: int, frame: Any) -> None:
+        if not self.deferred:
+            raise Terminated()
+        self.received = True
 
 
 def _on_sigterm(handler: Any) -> Any:
