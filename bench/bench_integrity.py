@@ -29,7 +29,8 @@ from pathlib import Path
 from logstore.config import TopicConfig
 from logstore.log import Log
 from logstore.manager import LogManager
-from logstore.records import BatchBuilder, crc32c, iter_headers
+from logstore.records import HEADER_SIZE, BatchBuilder, crc32c, iter_headers
+from logstore.records.layout import LENGTH_FIELD_END, LENGTH_OFFSET
 
 try:
     from logstore.recovery import scan_segment
@@ -38,7 +39,6 @@ except ImportError:  # the code before the checks (for the baseline): time the s
 
 KiB = 1024
 MiB = 1024 * KiB
-_LENGTH = 12
 
 
 def build_batches(batch_bytes: int, total_bytes: int, value_bytes: int = 1000) -> list[bytes]:
@@ -61,8 +61,8 @@ def unchecked_read(log: Log, offset: int, max_bytes: int) -> bytes:
     position = segment.find_batch(offset)
     assert position is not None and segment._map is not None
     view, size, end = segment._map, segment.size, position
-    while end + 61 <= size:
-        length = int.from_bytes(view[end + 8 : end + 12], "big") + _LENGTH
+    while end + HEADER_SIZE <= size:
+        length = int.from_bytes(view[end + LENGTH_OFFSET : end + LENGTH_FIELD_END], "big") + LENGTH_FIELD_END
         if end + length - position > max_bytes and end > position:
             break
         end += length

@@ -28,7 +28,6 @@ What it decides:
 
 from __future__ import annotations
 
-import struct
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 
@@ -44,18 +43,12 @@ from client.errors import (
 )
 from client.futures import BatchOutcome, RecordFuture, failed_future, new_future
 from client.producer_config import ProducerConfig
-from logstore.records import HEADER_SIZE, BatchBuilder, crc32c
+from logstore.records import HEADER_SIZE, BatchBuilder, set_producer
 
 RECORD_OVERHEAD = 36
 """Upper bound of a record's framing bytes: length, attributes, two deltas, key and value lengths, header count
 (every varint at its int32 maximum of 5 bytes except the timestamp delta's 10)."""
 
-# RecordBatch v2 header positions (Kafka's layout, fixed by the format).
-_PRODUCER_FIELDS_OFFSET = 43  # producer id i64, producer epoch i16, base sequence i32
-_ATTRIBUTES_OFFSET = 21  # the CRC covers everything from here on
-_CRC_OFFSET = 17
-_PRODUCER_FIELDS = struct.Struct(">qhi")
-_CRC = struct.Struct(">I")
 _SEQUENCE_MODULUS = 1 << 31  # sequences wrap after the int32 maximum, as the broker's do
 _EPOCH_MODULUS = 1 << 15
 
@@ -68,10 +61,7 @@ from it on may have been sent."""
 def stamp_producer(batch: bytes, producer_id: int, epoch: int, base_sequence: int) -> bytearray:
     """A copy of an encoded batch with its producer id, epoch and base sequence set and its CRC redone."""
     data = bytearray(batch)
-    _PRODUCER_FIELDS.pack_into(data, _PRODUCER_FIELDS_OFFSET, producer_id, epoch, base_sequence)
-    with memoryview(data) as view, view[_ATTRIBUTES_OFFSET:] as covered:
-        crc = crc32c(covered)
-    _CRC.pack_into(data, _CRC_OFFSET, crc)
+    set_producer(data, 0, producer_id, epoch, base_sequence)
     return data
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import struct
 from collections.abc import Iterable
 from contextlib import suppress
 from pathlib import Path
@@ -24,17 +23,15 @@ from logstore.checkpoint import read_offset_checkpoint, write_offset_checkpoint
 from logstore.errors import CorruptRecordError, CorruptSegmentError
 from logstore.io_errors import io_errors
 from logstore.log import Log
-from logstore.records import BatchHeader, Record, decode_batch, iter_headers
+from logstore.records import BatchHeader, Record, decode_batch, iter_headers, update_crc
 from logstore.records.builder import encode_record
 from logstore.records.compression import compress
-from logstore.records.crc import crc32c
-from logstore.records.layout import ATTRIBUTES_OFFSET, CRC_OFFSET, HEADER_STRUCT, MAGIC, MIN_BATCH_LENGTH
+from logstore.records.layout import HEADER_STRUCT, MAGIC, MIN_BATCH_LENGTH
 from logstore.segment import CLEANED_SUFFIX, LogSegment
 
 log = logging.getLogger(__name__)
 
 CLEANER_CHECKPOINT = "cleaner-checkpoint"
-_CRC = struct.Struct(">I")
 
 
 def rebuild_batch(header: BatchHeader, records: Iterable[Record]) -> bytes:
@@ -66,7 +63,7 @@ def rebuild_batch(header: BatchHeader, records: Iterable[Record]) -> bytes:
         )
     )
     batch += section
-    _CRC.pack_into(batch, CRC_OFFSET, crc32c(memoryview(batch)[ATTRIBUTES_OFFSET:]))
+    update_crc(batch)
     return bytes(batch)
 
 

@@ -1,8 +1,8 @@
 """One partition: an ordered list of segments, the partition's lock, and the append / read / flush paths.
 
 Appends check every batch (framing, magic, CRC, size, producer sequence) before anything is written, then
-assign offsets by patching each batch's 8-byte base offset — the CRC does not cover it — and hand the
-pieces to one `pwritev`, so the payload is never copied or re-encoded. `flush` implements group commit:
+assign offsets with the codec's pure `assign_offsets` (a new 8-byte base offset per batch, outside the CRC)
+and hand the pieces to one `pwritev`, so the payload is never copied or re-encoded. `flush` implements group commit:
 callers that need durability up to some offset share one fsync.
 """
 
@@ -12,7 +12,6 @@ import bisect
 import logging
 import os
 import shutil
-import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -36,8 +35,8 @@ from logstore.errors import (
 from logstore.io_errors import PathSource, io_errors
 from logstore.io_errors import describe as describe_io_error
 from logstore.open_segments import OpenSegments
-from logstore.producer_state import ProducerEntry, ProducerStateManager
-from logstore.records import BatchHeader, check_batch, set_log_append_time
+from logstore.producer_state import BatchMetadata, ProducerEntry, ProducerStateManager
+from logstore.records import BatchHeader, assign_offsets, check_batch
 from logstore.records.validate import validate_records
 from logstore.recovery import move_aside
 from logstore.segment import (
@@ -54,7 +53,6 @@ from logstore.segment import (
 log = logging.getLogger(__name__)
 
 PRODUCER_SNAPSHOT = "producer-state.json"
-_OFFSET = struct.Struct(">q")
 _MAX_RELATIVE_OFFSET = 0xFFFFFFFF
 
 
@@ -381,58 +379,58 @@ class Log:
         with self._lock:
             self._check_open()
             now = self._clock_ms() if now_ms is None else now_ms
-            next_offset = self.log_end_offset
-            staged: dict[int, ProducerEntry] = {}
-            duplicates = []
-            headers: list[BatchHeader] = []
-            parts: list[bytes | bytearray | memoryview] = []
             append_time = now if self.config.log_append_time else -1
-            records = 0
-            for position, header in batches:
-                if header.producer_id >= 0:
-                    original = self.producer_state.check(header, staged)
-                    if original is not None:
-                        duplicates.append(original)
-                        continue
-                assigned = header._replace(base_offset=next_offset)
-                end = position + header.size
-                if append_time >= 0:
-                    patched = bytearray(view[position:end])
-                    set_log_append_time(patched, 0, append_time)
-                    patched[0:8] = _OFFSET.pack(next_offset)
-                    parts.append(patched)
-                    assigned = assigned._replace(
-                        max_timestamp=append_time, attributes=header.attributes | 0x08
-                    )
-                else:
-                    parts.append(_OFFSET.pack(next_offset))
-                    parts.append(view[position + 8 : end])
-                if header.producer_id >= 0:
-                    self.producer_state.update(assigned, staged)
-                headers.append(assigned)
-                next_offset = assigned.last_offset + 1
-                records += header.record_count
+            assigned = assign_offsets(view, batches, self.log_end_offset, None if append_time < 0 else now)
+            staged: dict[int, ProducerEntry] = {}
+            duplicates = self._check_sequences(batches, assigned.headers, staged)
             if duplicates:
-                if headers:
-                    raise OutOfOrderSequenceError(
-                        f"{self.topic}-{self.partition}: a request mixes retried batches with new ones; "
-                        "send retries on their own"
-                    )
                 return AppendResult(duplicates[0].first_offset, duplicates[-1].last_offset, -1, 0, True)
-            nbytes = sum(len(part) for part in parts)
+            next_offset = assigned.next_offset
             try:
-                self._maybe_roll(nbytes, next_offset, now)
-                self.active.append(parts, headers, nbytes, now)
+                self._maybe_roll(assigned.size, next_offset, now)
+                self.active.append(assigned.pieces, assigned.headers, assigned.size, now)
             except OSError as exc:  # EMFILE, ENOSPC, EIO...: nothing was acknowledged
                 raise self._take_offline(exc, "an append to", lambda: self.active.log_path) from exc
             self.producer_state.apply(staged)
+            records = assigned.record_count
             self.unflushed_messages += records
             if self.first_unflushed_ms is None:
                 self.first_unflushed_ms = now
             flush_due = 0 < self.config.flush_interval_messages <= self.unflushed_messages
             return AppendResult(
-                headers[0].base_offset, next_offset - 1, append_time, records, False, flush_due
+                assigned.headers[0].base_offset, next_offset - 1, append_time, records, False, flush_due
             )
+
+    def _check_sequences(
+        self,
+        batches: list[tuple[int, BatchHeader]],
+        written: list[BatchHeader],
+        staged: dict[int, ProducerEntry],
+    ) -> list[BatchMetadata]:
+        """Check the idempotent batches' sequences and stage what they change in `staged`.
+
+        Returns the original batches when the request is a retry of batches already written (nothing is
+        to be appended), and raises when it mixes such retries with new batches.
+        """
+        duplicates: list[BatchMetadata] = []
+        new = False
+        for (_, header), assigned in zip(batches, written, strict=True):
+            if header.producer_id >= 0:
+                original = self.producer_state.check(header, staged)
+                if original is not None:
+                    duplicates.append(original)
+                    continue
+                # Remember the CRC the producer sent (a retry carries it), not a LogAppendTime reseal's.
+                self.producer_state.update(
+                    assigned if assigned.crc == header.crc else assigned._replace(crc=header.crc), staged
+                )
+            new = True
+        if duplicates and new:
+            raise OutOfOrderSequenceError(
+                f"{self.topic}-{self.partition}: a request mixes retried batches with new ones; "
+                "send retries on their own"
+            )
+        return duplicates
 
     def _maybe_roll(self, nbytes: int, next_offset: int, now: int) -> None:
         active = self.active

@@ -14,7 +14,6 @@ import functools
 import logging
 import mmap
 import os
-import struct
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -25,7 +24,15 @@ from logstore.errors import CorruptSegmentError, StorageError
 from logstore.index import CorruptIndexError, OffsetIndex, TimeIndex
 from logstore.records import HEADER_SIZE, BatchHeader, decode_batch, iter_headers, parse_header
 from logstore.records.check import check_batches
-from logstore.records.layout import LENGTH_FIELD_END, LENGTH_OFFSET, MIN_BATCH_LENGTH
+from logstore.records.layout import (
+    LAST_OFFSET_DELTA_OFFSET,
+    LAST_OFFSET_DELTA_STRUCT,
+    LENGTH_FIELD_END,
+    LENGTH_OFFSET,
+    LENGTH_STRUCT,
+    MIN_BATCH_LENGTH,
+    OFFSET_AND_LENGTH_STRUCT,
+)
 from logstore.recovery import scan_segment, set_aside
 
 if TYPE_CHECKING:
@@ -36,11 +43,6 @@ INDEX_SUFFIX = ".index"
 TIME_INDEX_SUFFIX = ".timeindex"
 CLEANED_SUFFIX = ".cleaned"
 
-# The header fields a scan needs: base offset, batch length, ... last offset delta, base and max timestamp.
-_SCAN = struct.Struct(">qi")
-_LAST_DELTA = struct.Struct(">i")
-_LENGTH = struct.Struct(">i")
-_LENGTH_OVERHEAD = 12  # base offset + length field: a batch occupies length + 12 bytes
 _MAX_OFFSET = 2**63 - 1
 _Index = TypeVar("_Index", OffsetIndex, TimeIndex)
 _IOV_MAX = 1024
@@ -598,15 +600,15 @@ class LogSegment:
         if view is None:
             return None
         size = self.size
-        unpack_base = _SCAN.unpack_from
-        unpack_delta = _LAST_DELTA.unpack_from
+        unpack_base = OFFSET_AND_LENGTH_STRUCT.unpack_from
+        unpack_delta = LAST_OFFSET_DELTA_STRUCT.unpack_from
         while position + HEADER_SIZE <= size:
             base, length = unpack_base(view, position)
-            if length < MIN_BATCH_LENGTH or position + length + _LENGTH_OVERHEAD > size:
+            if length < MIN_BATCH_LENGTH or position + length + LENGTH_FIELD_END > size:
                 raise self._corrupt(position, base, f"length field {length} does not frame a batch")
-            if base + unpack_delta(view, position + 23)[0] >= offset:
+            if base + unpack_delta(view, position + LAST_OFFSET_DELTA_OFFSET)[0] >= offset:
                 return position
-            position += length + _LENGTH_OVERHEAD
+            position += length + LENGTH_FIELD_END
         return None
 
     @_pinned
@@ -622,7 +624,7 @@ class LogSegment:
         size = self.size
         if view is None or position >= size:
             return b""
-        unpack_length = _LENGTH.unpack_from
+        unpack_length = LENGTH_STRUCT.unpack_from
         end = position
         while end + HEADER_SIZE <= size:
             length = unpack_length(view, end + LENGTH_OFFSET)[0]
@@ -630,7 +632,7 @@ class LogSegment:
             if length < MIN_BATCH_LENGTH or next_end > size:
                 if end == position:
                     why = f"length field {length} does not frame a batch within the segment's {size} bytes"
-                    raise self._corrupt(end, _SCAN.unpack_from(view, end)[0], why)
+                    raise self._corrupt(end, OFFSET_AND_LENGTH_STRUCT.unpack_from(view, end)[0], why)
                 break
             if next_end - position > max_bytes and end > position:
                 break
@@ -640,7 +642,7 @@ class LogSegment:
         if problem is None:
             return data
         if good == 0:
-            raise self._corrupt(position, _SCAN.unpack_from(view, position)[0], problem)
+            raise self._corrupt(position, OFFSET_AND_LENGTH_STRUCT.unpack_from(view, position)[0], problem)
         return data[:good]
 
     def _corrupt(self, position: int, base_offset: int, why: str) -> CorruptSegmentError:

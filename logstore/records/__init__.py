@@ -5,6 +5,7 @@ This package is the only part of ``logstore`` the client uses. See docs/storage-
 
 from __future__ import annotations
 
+from .assign import AssignedBatches, assign_offsets
 from .builder import BatchBuilder, build_batch
 from .check import check_batch
 from .crc import crc32c
@@ -22,6 +23,8 @@ from .layout import (
     parse_header,
     set_base_offset,
     set_log_append_time,
+    set_producer,
+    update_crc,
 )
 from .reader import decode_batch, decode_batch_chunks, iter_records
 from .record import Record
@@ -35,9 +38,11 @@ __all__ = [
     "NONE",
     "SNAPPY",
     "ZSTD",
+    "AssignedBatches",
     "BatchBuilder",
     "BatchHeader",
     "Record",
+    "assign_offsets",
     "build_batch",
     "check_batch",
     "crc32c",
@@ -48,4 +53,6 @@ __all__ = [
     "parse_header",
     "set_base_offset",
     "set_log_append_time",
+    "set_producer",
+    "update_crc",
 ]

@@ -8,7 +8,6 @@ fast path made of table lookups and three list items; everything else goes throu
 
 from __future__ import annotations
 
-import struct
 import time
 from collections.abc import Iterable, Sequence
 from itertools import chain, repeat
@@ -18,7 +17,9 @@ from typing import cast
 from .compression import compress, require_supported
 from .crc import crc32c
 from .layout import (
+    CRC_COVERED_HEAD_STRUCT,
     CREATE_TIME,
+    HEAD_STRUCT,
     LENGTH_FIELD_END,
     LOG_APPEND_TIME,
     MAGIC,
@@ -40,9 +41,8 @@ _INT64_MIN = -(1 << 63)
 _INT64_MAX = (1 << 63) - 1
 _INT32_MAX = (1 << 31) - 1
 
-# The header in two parts: the fields before the CRC, and the CRC-covered rest (attributes onwards).
-_HEAD = struct.Struct(">qiibI")
-_CRC_COVERED_HEAD = struct.Struct(">hiqqqhii")
+_HEAD = HEAD_STRUCT
+_CRC_COVERED_HEAD = CRC_COVERED_HEAD_STRUCT
 
 # Fast-path tables. A record without key and headers is
 #   length | attributes 0 | timestamp delta | offset delta | key length -1 | value length | value | 0 headers

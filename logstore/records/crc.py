@@ -7,8 +7,15 @@ as is (no Python wrapper) because it sits on the append and recovery paths.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from crc32c import crc32c as _crc32c
 
+
+class _Crc32c(Protocol):
+    def __call__(self, data: bytes | bytearray | memoryview, value: int = 0, /) -> int: ...
+
+
 #: ``crc32c(data, value=0) -> int``: CRC-32C of any buffer (bytes, bytearray, memoryview, mmap), unsigned;
-#: ``value`` continues the checksum of the bytes before ``data``.
-crc32c = _crc32c
+#: ``value`` is the CRC of the bytes before ``data``, so a CRC can be computed over pieces.
+crc32c: _Crc32c = _crc32c

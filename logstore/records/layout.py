@@ -21,6 +21,9 @@ Readable = bytes | bytearray | memoryview | mmap.mmap
 # base timestamp, max timestamp, producer id, producer epoch, base sequence, record count
 HEADER_STRUCT = struct.Struct(">qiibIhiqqqhii")
 HEADER_SIZE = HEADER_STRUCT.size  # 61
+# The same header in two parts: the fields before the CRC, and the CRC-covered rest (attributes onwards).
+HEAD_STRUCT = struct.Struct(">qiibI")
+CRC_COVERED_HEAD_STRUCT = struct.Struct(">hiqqqhii")
 
 BASE_OFFSET_OFFSET = 0
 LENGTH_OFFSET = 8
@@ -31,6 +34,9 @@ ATTRIBUTES_OFFSET = 21  # the CRC covers everything from here to the end of the 
 LAST_OFFSET_DELTA_OFFSET = 23
 BASE_TIMESTAMP_OFFSET = 27
 MAX_TIMESTAMP_OFFSET = 35
+PRODUCER_ID_OFFSET = 43
+PRODUCER_EPOCH_OFFSET = 51
+BASE_SEQUENCE_OFFSET = 53
 RECORD_COUNT_OFFSET = 57
 
 LENGTH_FIELD_END = 12  # the batch length counts the bytes after the length field
@@ -56,9 +62,15 @@ NO_PRODUCER_EPOCH = -1
 NO_SEQUENCE = -1
 NO_PARTITION_LEADER_EPOCH = -1
 
+# Partial views of the header, for scans that step over many batches and need one or two fields of each.
+OFFSET_AND_LENGTH_STRUCT = struct.Struct(">qi")  # base offset and batch length, at BASE_OFFSET_OFFSET
+LAST_OFFSET_DELTA_STRUCT = struct.Struct(">i")  # at LAST_OFFSET_DELTA_OFFSET
+LENGTH_STRUCT = struct.Struct(">i")  # the batch length, at LENGTH_OFFSET
+
 _I64 = struct.Struct(">q")
 _I16 = struct.Struct(">h")
 _U32 = struct.Struct(">I")
+_PRODUCER_FIELDS = struct.Struct(">qhi")  # producer id, producer epoch, base sequence
 
 
 class BatchHeader(NamedTuple):
@@ -163,7 +175,28 @@ def set_log_append_time(buf: bytearray | memoryview, pos: int, timestamp_ms: int
     attributes = _I16.unpack_from(buf, pos + ATTRIBUTES_OFFSET)[0] | TIMESTAMP_TYPE_MASK
     _I16.pack_into(buf, pos + ATTRIBUTES_OFFSET, attributes)
     _I64.pack_into(buf, pos + MAX_TIMESTAMP_OFFSET, timestamp_ms)
-    length = HEADER_STRUCT.unpack_from(buf, pos)[1]
+    update_crc(buf, pos)
+
+
+def set_producer(
+    buf: bytearray | memoryview, pos: int, producer_id: int, producer_epoch: int, base_sequence: int
+) -> None:
+    """Write the producer id, epoch and base sequence of the batch at ``pos``, and fix its CRC in place.
+
+    What an idempotent producer does to a batch built before its id was known, or renumbered for a retry.
+    The CRC is recomputed from the bytes as they are, so only call this on a batch known to be whole.
+    """
+    _PRODUCER_FIELDS.pack_into(buf, pos + PRODUCER_ID_OFFSET, producer_id, producer_epoch, base_sequence)
+    update_crc(buf, pos)
+
+
+def update_crc(buf: bytearray | memoryview, pos: int = 0) -> int:
+    """Recompute the CRC of the batch at ``pos`` over its bytes as they are, write it, and return it.
+
+    The one place a header patch that touches CRC-covered fields (attributes onwards) seals the batch.
+    """
+    length = LENGTH_STRUCT.unpack_from(buf, pos + LENGTH_OFFSET)[0]
     with memoryview(buf) as view, view[pos + ATTRIBUTES_OFFSET : pos + LENGTH_FIELD_END + length] as covered:
         crc = crc32c(covered)
     _U32.pack_into(buf, pos + CRC_OFFSET, crc)
+    return crc
