@@ -22,8 +22,12 @@ $(VENV)/.installed-test: pyproject.toml | $(PY)
 run: $(VENV)/.installed
 	$(PY) -m broker --data-dir $(DATA) --host 127.0.0.1 --port $(PORT)
 
+# The gates, cheapest first: lint, formatting, types (0 errors), then the suite (warnings are errors).
+# The fast local loop skips the real brokers and subprocesses: `$(PY) -m pytest -m "not integration"`.
 test: $(VENV)/.installed-test
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
 	$(PY) -m pytest
 
 lint: $(VENV)/.installed-test

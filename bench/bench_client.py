@@ -186,7 +186,7 @@ def _consume(address: str, topic: str) -> None:
         consumer.assign([tp])
         total = 0
         for count, record in enumerate(consumer, start=1):
-            total += len(record.value)
+            total += len(record.value or b"")
             if count == RECORDS:
                 break
     assert total == RECORDS * len(VALUE)

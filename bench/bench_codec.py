@@ -90,7 +90,7 @@ def _read_kafka(data: bytes) -> list:
 def _stream_ours(data: bytes) -> int:
     total = 0
     for record in iter_records(data):
-        total += len(record.value)
+        total += len(record.value or b"")
     return total
 
 

@@ -107,7 +107,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     _print_summary()
 
 
-def _produce_request(topic: str, payload: Payload, acks: int) -> produce_pb2.ProduceRequest:
+def _produce_request(topic: str, payload: Payload, acks: produce_pb2.Acks) -> produce_pb2.ProduceRequest:
     data = produce_pb2.ProducePartitionData(topic=topic, partition=0, records=payload.records)
     return produce_pb2.ProduceRequest(acks=acks, partitions=[data])
 
@@ -141,7 +141,7 @@ def test_empty_call(benchmark, setup: Setup) -> None:
 @pytest.mark.parametrize(
     ("acks", "topic"), [(produce_pb2.ACKS_LEADER, "produce-leader"), (produce_pb2.ACKS_ALL, "produce-all")]
 )
-def test_produce_1mib_per_call(benchmark, setup: Setup, acks: int, topic: str) -> None:
+def test_produce_1mib_per_call(benchmark, setup: Setup, acks: produce_pb2.Acks, topic: str) -> None:
     request = _produce_request(topic, setup.payload, acks)
 
     def produce() -> None:

@@ -35,7 +35,7 @@ from logstore.records.layout import LENGTH_FIELD_END, LENGTH_OFFSET
 try:
     from logstore.recovery import scan_segment
 except ImportError:  # the code before the checks (for the baseline): time the start only
-    scan_segment = None
+    scan_segment = None  # type: ignore[assignment]
 
 KiB = 1024
 MiB = 1024 * KiB

@@ -33,7 +33,8 @@ def main(requests: int = 1000) -> None:
         for n in range(requests):
             method, payload = CALLS[n % len(CALLS)]
             try:
-                channel.unary_unary(method)(payload, timeout=10)
+                call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(method)
+                call(payload, timeout=10)
                 codes["OK"] += 1
             except grpc.RpcError as error:
                 codes[error.code().name] += 1

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from logstore.manager import LogManager
 from logstore.records import Record, build_batch
@@ -31,7 +32,7 @@ TS = 1_700_000_000_000
 
 
 def manager(data_dir: Path, max_open_segments: int | None = None) -> LogManager:
-    kwargs = {}
+    kwargs: dict[str, Any] = {}
     if max_open_segments is not None and "max_open_segments" in inspect.signature(LogManager).parameters:
         kwargs["max_open_segments"] = max_open_segments
     return LogManager(data_dir, background=False, **kwargs)

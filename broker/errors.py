@@ -27,7 +27,7 @@ class ErrorMapping:
 
     status: grpc.StatusCode
     """The gRPC status that ends a call when the error concerns the whole request."""
-    code: int
+    code: common.ErrorCode
     """The `logstore.v1.ErrorCode` value when the error concerns one partition of a batched call."""
 
 
@@ -126,7 +126,7 @@ def describe(error: BaseException) -> str:
     return f"internal error ({type(error).__name__}); the broker's log has the details"
 
 
-def partition_error(error: BaseException | None) -> tuple[int, str]:
+def partition_error(error: BaseException | None) -> tuple[common.ErrorCode, str]:
     """(`ErrorCode` value, message) for one partition's result; (ERROR_CODE_NONE, "") when all went well."""
     if error is None:
         return common.ERROR_CODE_NONE, ""

@@ -173,13 +173,13 @@ class BrokerServer:
                     info.segments_dropped,
                     info.log_end_offset,
                 )
-        for info in topics:
-            if info.config.max_message_bytes > self.settings.max_batch_bytes:
+        for topic in topics:
+            if topic.config.max_message_bytes > self.settings.max_batch_bytes:
                 log.warning(
                     "topic %s allows batches of %d bytes (max.message.bytes) but requests are limited to %d "
                     "bytes (max_request_bytes): its largest batches cannot be produced",
-                    info.name,
-                    info.config.max_message_bytes,
+                    topic.name,
+                    topic.config.max_message_bytes,
                     self.settings.max_request_bytes,
                 )
 

@@ -204,7 +204,7 @@ class Settings:
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 _FLAG_ONLY = ("recover_metadata",)
 """Settings taken from the command line only, never from the environment or the config file."""
-_SCALARS = {
+_SCALARS: dict[str, type] = {
     name: type(f.default)
     for name, f in _FIELDS.items()
     if name != "topic_defaults" and name not in _FLAG_ONLY

@@ -11,8 +11,8 @@ the first error (its message lists the others), so one bad name does not stop th
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from typing import NamedTuple, TypeVar
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, NamedTuple, TypeVar
 
 import grpc
 
@@ -26,15 +26,16 @@ from client.types import TopicDescription
 from wire.logstore.v1 import admin_pb2
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 class NewTopic(NamedTuple):
     """A topic to create. ``num_partitions`` 0 means the broker's default; ``config`` uses Kafka's names
-    (``retention.ms``, ``cleanup.policy``, ...) with string values."""
+    (``retention.ms``, ``cleanup.policy``, ...) with string values (ints are sent as their digits)."""
 
     name: str
     num_partitions: int = 0
-    config: Mapping[str, str] | None = None
+    config: Mapping[str, str | int] | None = None
 
 
 @refuse_unknown_options
@@ -174,7 +175,8 @@ class Admin:
 
     # --- plumbing --------------------------------------------------------------------------------------------
 
-    def _call(self, method: str, request: object, what: str) -> object:
+    def _call(self, method: str, request: object, what: str) -> Any:
+        """The answer of AdminService.<method> (its message type follows the method's name)."""
         if self._closed:
             raise ClosedError("this admin client is closed")
         try:
@@ -183,13 +185,13 @@ class Admin:
             raise error_from_rpc(exc, what) from None
 
     @staticmethod
-    def _each(items: list[T], action: object) -> list:
+    def _each(items: list[T], action: Callable[[T], R]) -> list[R]:
         """Apply ``action`` to every item; if some failed, raise the first error naming all failures."""
-        results = []
+        results: list[R] = []
         errors: list[ClientError] = []
         for item in items:
             try:
-                results.append(action(item))  # type: ignore[operator]
+                results.append(action(item))
             except ClientError as exc:
                 errors.append(exc)
         if errors:

@@ -45,7 +45,7 @@ class Connection:
         client_id: str | None = None,
     ) -> None:
         self.address = parse_bootstrap(bootstrap)
-        options = [
+        options: list[tuple[str, int | str]] = [
             ("grpc.max_send_message_length", min(max_send_bytes + MESSAGE_HEADROOM, _GRPC_MESSAGE_LIMIT)),
             (
                 "grpc.max_receive_message_length",

@@ -34,6 +34,7 @@ from client.records import DECODE_CHUNK, ConsumerRecord, with_deserializers
 from client.serde import Deserializer
 from client.subscription import SubscriptionState
 from client.types import OffsetAndTimestamp, TopicPartition
+from wire.logstore.v1 import fetch_pb2
 
 _FOREVER = FOREVER
 
@@ -454,7 +455,9 @@ class Consumer:
         self._check_open()
         return list_offsets(self._connection, queries, self._request_timeout_s)
 
-    def _lookup(self, partitions: Iterable[TopicPartition], spec: int) -> dict[TopicPartition, int]:
+    def _lookup(
+        self, partitions: Iterable[TopicPartition], spec: fetch_pb2.OffsetSpec
+    ) -> dict[TopicPartition, int]:
         self._check_open()
         found = list_offsets(
             self._connection, [(TopicPartition(*tp), spec, 0) for tp in partitions], self._request_timeout_s

@@ -15,6 +15,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from typing import cast
 
 import grpc
 
@@ -291,6 +292,7 @@ class Fetcher(threading.Thread):
                     continue
                 if completed.counted:
                     self._uncount(completed)  # being consumed: the fetcher may read the next one meanwhile
+                assert partition.position is not None  # this generation's data was fetched from it
                 try:
                     records = completed.take(room, partition.position)
                 except CorruptRecordError as error:
@@ -434,7 +436,7 @@ class Fetcher(threading.Thread):
         with self.lock:
             now = self._clock()
             targets = [
-                (tp, partition.generation, partition.fetch_offset)
+                (tp, partition.generation, cast(int, partition.fetch_offset))  # fetchable: it has one
                 for tp, partition in state.fetchable(now)
                 if self._buffered.get(tp, 0) < self._partition_bytes
             ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import grpc
 
@@ -82,7 +82,8 @@ class GroupAdmin:
         self._stub = stub
         self._timeout_s = timeout_s
 
-    def _call(self, method: str, request: object, what: str) -> object:
+    def _call(self, method: str, request: object, what: str) -> Any:
+        """The answer of GroupService.<method> (its message type follows the method's name)."""
         try:
             return getattr(self._stub, method)(request, timeout=self._timeout_s)
         except grpc.RpcError as exc:
@@ -169,6 +170,7 @@ class GroupAdmin:
             ms = int(timestamp.timestamp() * 1000) if isinstance(timestamp, datetime) else timestamp
             request.mode, request.timestamp_ms = group_pb2.RESET_MODE_TIMESTAMP, ms
         else:
+            assert shift is not None  # exactly one was given
             request.mode, request.shift = group_pb2.RESET_MODE_SHIFT, shift
         answer = self._call("ResetOffsets", request, f"resetting offsets of group {group_id!r}")
         return [OffsetReset(r.topic, r.partition, r.previous_offset, r.new_offset) for r in answer.results]

@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from client.backoff import Backoff
-from client.errors import GroupError, MemberLostError, for_code, group_error
+from client.errors import ClientError, GroupError, MemberLostError, for_code, group_error
 from client.types import TopicPartition
 
 JOIN_EPOCH = 0
@@ -89,7 +89,7 @@ class AnswerOutcome:
 
     lost: Partitions = EMPTY
     """Partitions taken away without a revoke (fenced or unknown member): drop them, commit nothing."""
-    fatal: GroupError | None = None
+    fatal: ClientError | None = None
 
 
 @dataclass
@@ -112,7 +112,7 @@ class Membership:
     owned: Partitions = EMPTY
     assignment: Partitions = EMPTY
     """The latest complete assignment from the broker."""
-    fatal: GroupError | None = None
+    fatal: ClientError | None = None
     subscription: Subscription | None = None
     _subscription_changed: bool = False
     _next_heartbeat_at: float = 0.0
@@ -201,7 +201,7 @@ class Membership:
         self._next_heartbeat_at = now + self.heartbeat_interval_s
         return AnswerOutcome()
 
-    def on_failure(self, now: float, retriable: bool, error: GroupError | None = None) -> None:
+    def on_failure(self, now: float, retriable: bool, error: ClientError | None = None) -> None:
         """The heartbeat call failed (no answer): back off and try again; a non-retriable failure with an
         error is fatal."""
         self._in_flight = False

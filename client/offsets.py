@@ -18,7 +18,9 @@ SPECS = {"earliest": EARLIEST, "latest": LATEST}
 
 
 def list_offsets(
-    connection: Connection, queries: Iterable[tuple[TopicPartition, int, int]], timeout_s: float
+    connection: Connection,
+    queries: Iterable[tuple[TopicPartition, fetch_pb2.OffsetSpec, int]],
+    timeout_s: float,
 ) -> dict[TopicPartition, OffsetAndTimestamp | None]:
     """Look up ``(tp, spec, timestamp_ms)`` queries in one call. A timestamp later than every record gives
     None. Raises the first per-partition error (naming the partition) or the call's error."""

@@ -272,6 +272,7 @@ class Producer:
                     future = accumulator.append(
                         topic, partition, value, key, headers, timestamp_ms, time.monotonic()
                     )
+                    assert future is not None  # only a sticky append declines a record
             except BufferFull:
                 future = self._append_when_memory_frees(topic, partition, value, key, headers, timestamp_ms)
             except TypeError as exc:
@@ -322,7 +323,9 @@ class Producer:
             accumulator.remove_memory_waiter()
 
     @staticmethod
-    def _serialize(serializer: Serializer, data: Any, what: str, topic: str) -> bytes | None:
+    def _serialize(
+        serializer: Serializer, data: Any, what: str, topic: str
+    ) -> bytes | bytearray | memoryview | None:
         try:
             return serializer(data)
         except SerializationError:

@@ -59,7 +59,7 @@ class ConsumerRecord(Record):
             return NotImplemented
         return self.topic == other.topic and self.partition == other.partition and super().__eq__(other)
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None
 
     def __repr__(self) -> str:
         return (

@@ -17,14 +17,15 @@ from typing import Any, Protocol
 
 from client.errors import SerializationError
 
-Serializer = Callable[[Any], bytes | None]
+Serializer = Callable[[Any], bytes | bytearray | memoryview | None]
+"""Bytes-like values pass through as they are; the record builder copies them once into the batch."""
 Deserializer = Callable[[bytes | None], Any]
 Header = tuple[str, bytes | None]
 
 SCHEMA_VERSION_HEADER = "schema.version"
 
 
-def bytes_serializer(value: Any) -> bytes | None:
+def bytes_serializer(value: Any) -> bytes | bytearray | memoryview | None:
     """Pass bytes (and None, a tombstone) through; refuse anything else with a hint."""
     if value is None or isinstance(value, bytes | bytearray | memoryview):
         return value

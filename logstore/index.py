@@ -160,8 +160,7 @@ class _MappedIndex:
         An fsync of the descriptor (rather than an msync of the map) stays safe while another thread
         trims or remaps this index, so a log can fsync without holding up a segment roll.
         """
-        self._require_open()
-        os.fsync(self._fd)
+        os.fsync(self._require_open())
 
     def trim(self) -> None:
         """Shrink the file to exactly its entries, so a reopen (even after a crash) counts them by size.
@@ -226,6 +225,7 @@ class _MappedIndex:
             # double (a closed segment's index rebuilt from its log never balloons to max_index_bytes).
             wanted = self._max_entries if self._preallocated else max(2 * self._entries, 512)
             self._resize(min(wanted, self._max_entries) * self.ENTRY_SIZE)
+        assert self._map is not None  # the file holds at least this entry now
         self._ENTRY.pack_into(self._map, end - self.ENTRY_SIZE, *fields)
         self._entries += 1
 
@@ -236,6 +236,8 @@ class _MappedIndex:
         """
         lo, hi = 0, self._entries
         unpack, mapped, size = key.unpack_from, self._map, self.ENTRY_SIZE
+        if mapped is None:  # an empty file: no entries, the insertion point is 0
+            return 0
         if right:
             while lo < hi:
                 mid = (lo + hi) >> 1
@@ -262,8 +264,7 @@ class _MappedIndex:
         return words
 
     def _check_file_size(self) -> None:
-        self._require_open()
-        size = os.fstat(self._fd).st_size
+        size = os.fstat(self._require_open()).st_size
         if size % self.ENTRY_SIZE or size < self._entries * self.ENTRY_SIZE:
             raise CorruptIndexError(
                 f"{self._KIND} {self.path}: file size {size} does not hold {self._entries} whole "
@@ -277,9 +278,11 @@ class _MappedIndex:
             f"{self._decode(n - 1)}; {what}"
         )
 
-    def _require_open(self) -> None:
+    def _require_open(self) -> int:
+        """The open file's descriptor; ValueError once the index is closed."""
         if self._fd is None:
             raise ValueError(f"{self._KIND} {self.path} is closed")
+        return self._fd
 
     # --- file and map handling ------------------------------------------------------------------------
 
@@ -295,6 +298,7 @@ class _MappedIndex:
             with contextlib.suppress(OSError):  # no SEEK_HOLE here: scan the whole zero tail
                 end = min(end, os.lseek(self._fd, 0, os.SEEK_HOLE))
         while end > 0:
+            assert self._map is not None  # the file is not empty
             start = max(0, end - _ZERO_SCAN_CHUNK)
             chunk = self._map[start:end]
             data_end = len(chunk.rstrip(b"\0"))
@@ -308,6 +312,7 @@ class _MappedIndex:
         if keep >= self._entries:
             return
         start, end = keep * self.ENTRY_SIZE, self._entries * self.ENTRY_SIZE
+        assert self._map is not None  # it holds entries
         self._map[start:end] = bytes(end - start)
         self._entries = keep
         self._load_last()
@@ -319,14 +324,14 @@ class _MappedIndex:
             self._map.close()
             self._map = None
         try:
-            os.ftruncate(self._fd, size)
+            os.ftruncate(self._require_open(), size)
         finally:  # on failure (disk trouble) keep a map of whatever size the file has, never a stale one
-            self._remap(os.fstat(self._fd).st_size)
+            self._remap(os.fstat(self._require_open()).st_size)
 
     def _remap(self, size: int) -> None:
         """Map the first `size` bytes (the whole file); mmap cannot map 0 bytes, so an empty file has none."""
         self._file_bytes = size
-        self._map = mmap.mmap(self._fd, size) if size else None
+        self._map = mmap.mmap(self._require_open(), size) if size else None
 
     def _release(self) -> None:
         if self._map is not None:
@@ -391,6 +396,7 @@ class OffsetIndex(_MappedIndex):
         slot = self._search(self._KEY, 0, relative, right=True) - 1
         if slot < 0:
             return self.base_offset, 0
+        assert self._map is not None  # it holds an entry
         relative, position = self._ENTRY.unpack_from(self._map, slot * 8)
         return self.base_offset + relative, position
 
@@ -411,11 +417,13 @@ class OffsetIndex(_MappedIndex):
             )
 
     def _decode(self, n: int) -> tuple[int, int]:
+        assert self._map is not None  # entry n exists
         relative, position = self._ENTRY.unpack_from(self._map, n * 8)
         return self.base_offset + relative, position
 
     def _load_last(self) -> None:
         if self._entries:
+            assert self._map is not None
             self._last_rel, self._last_position = self._ENTRY.unpack_from(self._map, (self._entries - 1) * 8)
         else:
             self._last_rel, self._last_position = 0, 0
@@ -508,11 +516,13 @@ class TimeIndex(_MappedIndex):
             raise self._corrupt(_first_break(relatives, strict=False), "offsets must not decrease")
 
     def _decode(self, n: int) -> tuple[int, int]:
+        assert self._map is not None  # entry n exists
         timestamp, relative = self._ENTRY.unpack_from(self._map, n * 12)
         return timestamp, self.base_offset + relative
 
     def _load_last(self) -> None:
         if self._entries:
+            assert self._map is not None
             self._last_timestamp, self._last_rel = self._ENTRY.unpack_from(
                 self._map, (self._entries - 1) * 12
             )

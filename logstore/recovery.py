@@ -84,7 +84,7 @@ class SegmentScan:
 
     def headers(self, buf: _Buffer) -> list[tuple[int, BatchHeader]]:
         """(position, header) of each batch of the prefix, parsed from `buf`, the buffer that was walked."""
-        return [(position, parse_header(buf, position)) for position in self.positions]  # type: ignore[arg-type]
+        return [(position, parse_header(buf, position)) for position in self.positions]
 
 
 def scan_segment(buf: _Buffer | None, end: int, base_offset: int, *, check_crc: bool = False) -> SegmentScan:

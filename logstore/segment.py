@@ -667,6 +667,7 @@ class LogSegment:
         _, position = self.offset_index.lookup(offset)
         for pos, header in self._headers_from(position):
             if header.max_timestamp >= timestamp:
+                assert self._map is not None  # the headers came from it
                 for record in decode_batch(self._map, pos):
                     if record.timestamp >= timestamp:
                         return record.offset, record.timestamp

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +53,7 @@ class Stubs:
         return self.admin.CreateTopic(request).topic
 
     def produce_one(
-        self, topic: str, partition: int, records: bytes, acks: int = produce_pb2.ACKS_ALL
+        self, topic: str, partition: int, records: bytes, acks: produce_pb2.Acks = produce_pb2.ACKS_ALL
     ) -> produce_pb2.ProducePartitionResult:
         data = produce_pb2.ProducePartitionData(topic=topic, partition=partition, records=records)
         return self.produce.Produce(produce_pb2.ProduceRequest(acks=acks, partitions=[data])).results[0]
@@ -76,6 +78,68 @@ class Stubs:
 
 
 StartBroker = Callable[..., EmbeddedBroker]
+
+
+# --- the integration marker ------------------------------------------------------------------------------
+
+# A test is `integration` (so `pytest -m "not integration"` skips it) if it needs one of these fixtures
+# (directly or through another fixture), or if its code, or a test helper it calls, names one of the
+# things that start a broker or a process.
+BROKER_FIXTURES = frozenset({"start_broker", "connect"})
+STARTS_SOMETHING = frozenset(
+    {"EmbeddedBroker", "BrokerProcess", "subprocess", "Popen", "executable", "multiprocessing"}
+)
+TESTS_DIR = Path(__file__).parent
+
+
+def _in_tests(helper: object) -> bool:
+    """Whether ``helper`` is a function or class defined under tests/ (whatever its module is named)."""
+    if not (inspect.isfunction(helper) or inspect.isclass(helper)):
+        return False
+    try:
+        return Path(inspect.getfile(helper)).is_relative_to(TESTS_DIR)
+    except TypeError:  # a built-in
+        return False
+
+
+def _names(code: types.CodeType) -> set[str]:
+    """The global and attribute names a code object uses, nested functions and lambdas included."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _names(const)
+    return names
+
+
+def _starts_something(function: object, seen: set[int]) -> bool:
+    """Whether ``function`` names a broker or process starter, itself or via a helper in tests/."""
+    if id(function) in seen:
+        return False
+    seen.add(id(function))
+    if inspect.isclass(function):
+        return any(_starts_something(member, seen) for member in vars(function).values())
+    function = inspect.unwrap(function) if callable(function) else function
+    code = getattr(function, "__code__", None)
+    if not isinstance(code, types.CodeType):
+        return False
+    names = _names(code)
+    if names & STARTS_SOMETHING:
+        return True
+    scope: dict[str, Any] = getattr(function, "__globals__", {})
+    for name in names:
+        helper = scope.get(name)
+        if _in_tests(helper) and _starts_something(helper, seen):
+            return True
+    return False
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    integration = pytest.mark.integration
+    for item in items:
+        if not isinstance(item, pytest.Function):
+            continue
+        if BROKER_FIXTURES & set(item.fixturenames) or _starts_something(item.function, set()):
+            item.add_marker(integration)
 
 
 @pytest.fixture

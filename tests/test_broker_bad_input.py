@@ -147,7 +147,7 @@ def test_a_request_over_the_size_limit_is_resource_exhausted(start_broker, conne
     with pytest.raises(grpc.RpcError) as raised:
         stubs.admin.CreateTopic(too_big_for_requests)
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "max_request_bytes" in raised.value.details()
+    assert "max_request_bytes" in str(raised.value.details())
 
 
 def test_garbage_on_the_socket_does_not_disturb_other_clients(broker, seeded) -> None:

@@ -64,8 +64,8 @@ def _produce_until_the_broker_dies(stubs, thread: int, acked: Acked, counter: Ac
         counter.add()
 
 
-def _stored(stubs, partition: int) -> list[tuple[int, bytes]]:
-    stored: list[tuple[int, bytes]] = []
+def _stored(stubs, partition: int) -> list[tuple[int, bytes | None]]:
+    stored: list[tuple[int, bytes | None]] = []
     offset = 0
     while True:
         result = stubs.fetch_one("t", partition, offset)

@@ -67,7 +67,7 @@ def _wait_for_line(broker: BrokerProcess, text: str, timeout_s: float) -> None:
 
 
 def _stored(stubs, topic: str) -> list[tuple[int, bytes | None, bytes | None]]:
-    stored = []
+    stored: list[tuple[int, bytes | None, bytes | None]] = []
     offset = 0
     while True:
         result = stubs.fetch_one(topic, 0, offset)

@@ -49,11 +49,11 @@ def produce_round(stubs: Stubs, round_: int) -> None:
     assert {r.base_offset for r in results} == {round_}
 
 
-def fetch_all(stubs: Stubs, offset: int) -> dict[int, list[bytes]]:
+def fetch_all(stubs: Stubs, offset: int) -> dict[int, list[bytes | None]]:
     """Every partition's values from `offset`, in one Fetch of all 1,000 partitions."""
     wanted = [fetch_pb2.FetchPartition(topic="t", partition=p, offset=offset) for p in range(PARTITIONS)]
     answer = stubs.fetch.Fetch(fetch_pb2.FetchRequest(partitions=wanted), timeout=120)
-    found = {}
+    found: dict[int, list[bytes | None]] = {}
     for result in answer.results:
         assert result.error_code == common_pb2.ERROR_CODE_NONE, result.error_message
         found[result.partition] = [r.value for r in iter_records(result.records) if r.offset >= offset]
@@ -137,7 +137,7 @@ def test_a_broker_under_ulimit_1024_serves_10000_segments_and_restarts(
     assert "Too many open files" not in broker.log_text()
 
 
-def admin_create(name: str, partitions: int, config: dict[str, str]):  # type: ignore[no-untyped-def]
+def admin_create(name: str, partitions: int, config: dict[str, str]):
     from wire.logstore.v1 import admin_pb2
 
     return admin_pb2.CreateTopicRequest(name=name, partitions=partitions, config=config)

@@ -11,6 +11,7 @@ import argparse
 import logging
 import time
 from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 import grpc
 import pytest
@@ -88,6 +89,7 @@ def test_three_members_share_six_partitions_and_a_dead_members_move_after_the_se
     members = [GroupMember(stub, "workers", ["jobs"]) for _ in range(3)]
     heartbeat_until(members, evenly_shared(members, 6))
     assert [len(m.assignment) for m in members] == [2, 2, 2]
+    assert members[0].last is not None
     assert members[0].last.heartbeat_interval_ms == HEARTBEAT_INTERVAL_MS
     assert members[0].last.session_timeout_ms == SESSION_TIMEOUT_MS
 
@@ -402,4 +404,4 @@ def test_group_settings_follow_flags_over_environment_over_file(tmp_path) -> Non
         ({"offsets_topic_partitions": 0}, "offsets_topic_partitions"),
     ]:
         with pytest.raises(SettingsError, match=named):
-            load(bad, env={})
+            load(cast("dict[str, Any]", bad), env={})

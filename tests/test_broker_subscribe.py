@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
+from typing import Protocol
 
 import grpc
 import pytest
 
+from broker.embedded import EmbeddedBroker
 from logstore.records import Record, build_batch, iter_records
+from tests.waiting import broker_waiters, wait_until
 from wire.logstore.v1 import admin_pb2
 from wire.logstore.v1 import common_pb2 as common
 from wire.logstore.v1 import fetch_pb2 as pb
@@ -16,20 +18,27 @@ from wire.logstore.v1 import fetch_pb2 as pb
 DEADLINE_S = 30  # a broken subscription fails the test instead of hanging it
 
 
-def _subscribe(
-    stubs, *partitions: pb.SubscribePartition, max_bytes: int = 0
-) -> Iterator[pb.SubscribeResponse]:
+class _Stream(Protocol):
+    """A server-streaming call: its messages, and the call's control."""
+
+    def __iter__(self) -> Iterator[pb.SubscribeResponse]: ...
+    def __next__(self) -> pb.SubscribeResponse: ...
+    def cancel(self) -> bool: ...
+    def code(self) -> grpc.StatusCode: ...
+
+
+def _subscribe(stubs, *partitions: pb.SubscribePartition, max_bytes: int = 0) -> _Stream:
     request = pb.SubscribeRequest(partitions=partitions, max_bytes=max_bytes)
     return stubs.fetch.Subscribe(request, timeout=DEADLINE_S)
 
 
-def _start(partition: int, start_from: int, **fields: int) -> pb.SubscribePartition:
+def _start(partition: int, start_from: pb.StartFrom, **fields: int) -> pb.SubscribePartition:
     return pb.SubscribePartition(topic="t", partition=partition, start_from=start_from, **fields)
 
 
-def _collect(stream, count: int, positions: dict[int, int]) -> dict[int, list[bytes]]:
+def _collect(stream, count: int, positions: dict[int, int]) -> dict[int, list[bytes | None]]:
     """Read messages until `count` records past `positions` arrived; returns values per partition."""
-    got: dict[int, list[bytes]] = {}
+    got: dict[int, list[bytes | None]] = {}
     while sum(map(len, got.values())) < count:
         message = next(stream)
         partitions = [p.partition for p in message.partitions]
@@ -43,11 +52,8 @@ def _collect(stream, count: int, positions: dict[int, int]) -> dict[int, list[by
     return got
 
 
-def _wait_for_waiter(broker) -> None:
-    deadline = time.monotonic() + 10
-    while broker.run(lambda: len(broker.server.core.waiters)) == 0:
-        assert time.monotonic() < deadline, "the subscription never went to sleep"
-        time.sleep(0.005)
+def _wait_for_waiter(broker: EmbeddedBroker) -> None:
+    wait_until(lambda: broker_waiters(broker) > 0, "the subscription goes to sleep")
 
 
 def test_from_earliest_gets_stored_batches_then_new_ones(broker, stubs) -> None:
@@ -79,7 +85,7 @@ def test_from_latest_gets_only_new_batches(broker, stubs) -> None:
 def test_from_an_offset_and_from_a_timestamp(stubs) -> None:
     stubs.create_topic("t")
     for timestamp in (1_000, 2_000, 3_000):
-        stubs.produce_one("t", 0, build_batch([Record(0, timestamp, 0, None, str(timestamp).encode(), ())]))
+        stubs.produce_one("t", 0, build_batch([Record(0, timestamp, 0, None, str(timestamp).encode(), [])]))
 
     from_offset = _subscribe(stubs, _start(0, pb.START_FROM_OFFSET, offset=1))
     assert _collect(from_offset, 2, {0: 1}) == {0: [b"2000", b"3000"]}

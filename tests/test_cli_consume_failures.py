@@ -119,7 +119,7 @@ def test_sigterm_while_poll_hands_over_records_prints_what_it_commits(
 
     original = Consumer.poll
 
-    def poll_then_sigterm(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def poll_then_sigterm(self, *args, **kwargs):
         records = original(self, *args, **kwargs)
         if records:
             signal.raise_signal(signal.SIGTERM)  # the positions have moved; the records are not yet printed

@@ -4,6 +4,7 @@ exactly the bytes that appending each record on its own gives."""
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pytest
 
@@ -17,7 +18,7 @@ def flat(records: list[tuple[bytes, bytes | None, int]]) -> list[bytes | int | N
     return [field for record in records for field in record]
 
 
-def one_by_one(records: list[tuple[bytes, bytes | None, int]], **settings: int) -> BatchBuilder:
+def one_by_one(records: list[tuple[bytes, bytes | None, int]], **settings: Any) -> BatchBuilder:
     builder = BatchBuilder(**settings)
     for value, key, stamp in records:
         builder.append(value, key, (), stamp)

@@ -15,6 +15,7 @@ from client.errors import (
     OffsetOutOfRangeError,
     UnknownTopicError,
 )
+from tests.waiting import wait_until
 
 TP = TopicPartition("t", 0)
 
@@ -144,7 +145,13 @@ def test_out_of_range_position_is_reset_by_auto_offset_reset(
     with consumer_for(broker, TP, auto_offset_reset=strategy) as consumer:
         consumer.seek(TP, 1000)
         if strategy == "latest":
-            assert consumer.poll(timeout_ms=300) == {}
+            # The record sent next must land after the reset, so wait for the reset itself (the
+            # fetcher's out-of-range answer moves the position to the end, 5), not for a fixed time.
+            def reset_to_the_end() -> bool:
+                assert consumer.poll(timeout_ms=50) == {}
+                return consumer.position(TP) == 5
+
+            wait_until(reset_to_the_end, "the out-of-range position is reset to the end")
             with Producer(broker.address) as producer:
                 producer.send("t", b"late").get(10)
         assert poll_values(consumer)[0] == first

@@ -51,7 +51,7 @@ def crc_mismatch(data: bytearray) -> bytearray:
 
 
 def answer(
-    *parts: bytes, code: int = common_pb2.ERROR_CODE_NONE, message: str = ""
+    *parts: bytes | bytearray, code: common_pb2.ErrorCode = common_pb2.ERROR_CODE_NONE, message: str = ""
 ) -> fetch_pb2.PartitionRecords:
     return fetch_pb2.PartitionRecords(
         topic=TP.topic,
@@ -91,6 +91,7 @@ def fetcher() -> Fetcher:
 def store(fetcher: Fetcher, result: fetch_pb2.PartitionRecords, tp: TopicPartition = TP) -> None:
     """The broker's answer to a fetch of ``tp`` from its fetch offset (the fetcher thread's part)."""
     partition = fetcher._state.partitions[tp]
+    assert partition.fetch_offset is not None
     result.topic, result.partition = tp.topic, tp.partition
     with fetcher.lock:
         fetcher._store([(tp, partition.generation, partition.fetch_offset)], [result])

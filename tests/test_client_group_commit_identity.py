@@ -88,7 +88,8 @@ def test_a_rejoining_member_commits_as_itself_and_is_refused(address: str) -> No
         assert committed(address) == 10
         group = consumer._group
         assert group is not None
-        refuse = group._stub = RefuseJoins(group._stub)
+        refuse = RefuseJoins(group._stub)
+        group._stub = refuse  # type: ignore[assignment]  # a stand-in stub that refuses joins
         # The broker drops the member (as a session timeout would): the group is empty now.
         member_id = group._membership.member_id
         with grpc.insecure_channel(address) as channel:
@@ -115,7 +116,8 @@ def test_a_member_that_has_not_joined_yet_cannot_commit(address: str) -> None:
     try:
         group = consumer._group
         assert group is not None
-        refuse = group._stub = RefuseJoins(group._stub)
+        refuse = RefuseJoins(group._stub)
+        group._stub = refuse  # type: ignore[assignment]  # a stand-in stub that refuses joins
         consumer.subscribe([TP.topic])
         poll_until(consumer, lambda: refuse.refused > 0)
         with pytest.raises(CommitFailedError, match="not joined the group yet"):

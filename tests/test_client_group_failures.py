@@ -16,15 +16,13 @@ import pytest
 
 from client import Admin, Consumer, Producer, TopicPartition
 from client.errors import ClientError, ClosedError
+from tests import waiting
 
 LIMIT_S = 20.0
 
 
 def wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + LIMIT_S
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting until {what}"
-        time.sleep(0.01)
+    waiting.wait_until(condition, what, timeout_s=LIMIT_S)
 
 
 def dead_address() -> str:

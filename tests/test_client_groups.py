@@ -171,6 +171,7 @@ def test_a_fenced_member_cannot_commit_and_loses_its_partitions(address: str) ->
     poll_until([zombie], lambda: len(got[0]) >= 10, got)
     # The zombie's heartbeats stop (a long GC pause, a frozen VM): stop its heartbeat thread the hard way.
     group = zombie._group
+    assert group is not None and group._thread is not None
     with group._lock:
         group._stopping = True
         group._wake.notify()

@@ -17,7 +17,6 @@ from typing import Any
 
 import grpc
 import pytest
-from test_client_support import FailedCall, read_partition
 
 from broker.embedded import EmbeddedBroker
 from broker.errors import partition_error
@@ -39,6 +38,7 @@ from logstore.errors import LogStoreError
 from logstore.log import Log
 from logstore.producer_state import BATCHES_REMEMBERED
 from logstore.records import Record, build_batch, iter_records
+from tests.test_client_support import FailedCall, read_partition
 
 PRODUCER_ID = 7
 BATCH_BYTES = 250
@@ -276,7 +276,7 @@ class HoldFirstAnswer(grpc.UnaryUnaryClientInterceptor):
         self.answered_after_first = 0
         self.held: HeldCall | None = None
 
-    def intercept_unary_unary(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def]
+    def intercept_unary_unary(self, continuation, client_call_details, request):
         if not client_call_details.method.endswith("/Produce"):
             return continuation(client_call_details, request)
         with self._changed:

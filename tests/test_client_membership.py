@@ -7,9 +7,11 @@ import pytest
 from client.backoff import Backoff
 from client.errors import FencedInstanceIdError, InvalidRegularExpressionError
 from client.membership import (
+    AnswerOutcome,
     HeartbeatAnswer,
     HeartbeatPlan,
     Membership,
+    Reconciliation,
     Subscription,
 )
 from client.types import TopicPartition
@@ -30,10 +32,17 @@ def answer(
     return HeartbeatAnswer(code, "why" if code else "", "m1", epoch, interval_ms, 3000, frozenset(assigned))
 
 
-def exchange(m: Membership, now: float, response: HeartbeatAnswer) -> tuple[HeartbeatPlan, object]:
+def exchange(m: Membership, now: float, response: HeartbeatAnswer) -> tuple[HeartbeatPlan, AnswerOutcome]:
     plan = m.plan(now)
     assert plan is not None, "a heartbeat should be due"
     return plan, m.on_answer(response, plan, now)
+
+
+def next_step(m: Membership) -> Reconciliation:
+    """The reconciliation step the last answer made due."""
+    step = m.take_reconciliation()
+    assert step is not None, "a reconciliation step should be due"
+    return step
 
 
 def test_join_sends_the_subscription_and_owns_nothing_until_reconciled() -> None:
@@ -53,7 +62,7 @@ def test_join_sends_the_subscription_and_owns_nothing_until_reconciled() -> None
 def test_heartbeats_keep_the_broker_pace_and_report_what_is_owned() -> None:
     m = member()
     exchange(m, 0.0, answer(T0))
-    m.reconciled(m.take_reconciliation(), now=0.0)
+    m.reconciled(next_step(m), now=0.0)
     assert m.plan(0.4) is None, "not due before the interval"
     assert m.next_heartbeat_in(0.4) == pytest.approx(0.1)
     plan = m.plan(0.5)
@@ -65,7 +74,7 @@ def test_heartbeats_keep_the_broker_pace_and_report_what_is_owned() -> None:
 def test_revoked_partitions_are_reported_released_at_once() -> None:
     m = member()
     exchange(m, 0.0, answer(T0, T1))
-    m.reconciled(m.take_reconciliation(), now=0.0)
+    m.reconciled(next_step(m), now=0.0)
     exchange(m, 0.5, answer(T1, epoch=2))
     step = m.take_reconciliation()
     assert step is not None and step.revoke == {T0} and not step.assign
@@ -78,7 +87,7 @@ def test_revoked_partitions_are_reported_released_at_once() -> None:
 def test_fencing_loses_partitions_without_reconciliation_and_rejoins() -> None:
     m = member()
     exchange(m, 0.0, answer(T0, T1))
-    m.reconciled(m.take_reconciliation(), now=0.0)
+    m.reconciled(next_step(m), now=0.0)
     exchange(m, 0.5, answer(T0, T1, T2, epoch=2))
     stale = m.take_reconciliation()
     assert stale is not None
@@ -98,7 +107,7 @@ def test_fencing_loses_partitions_without_reconciliation_and_rejoins() -> None:
 def test_unknown_member_also_loses_partitions() -> None:
     m = member()
     exchange(m, 0.0, answer(T0))
-    m.reconciled(m.take_reconciliation(), now=0.0)
+    m.reconciled(next_step(m), now=0.0)
     _, outcome = exchange(m, 0.5, answer(code=common.ERROR_CODE_UNKNOWN_MEMBER_ID, epoch=0))
     assert outcome.lost == {T0} and m.member_epoch == 0
 
@@ -113,7 +122,7 @@ def test_unknown_member_also_loses_partitions() -> None:
 def test_fatal_errors_stop_the_membership(code: int, error: type) -> None:
     m = member()
     exchange(m, 0.0, answer(T0))
-    m.reconciled(m.take_reconciliation(), now=0.0)
+    m.reconciled(next_step(m), now=0.0)
     _, outcome = exchange(m, 0.5, answer(code=code, epoch=0))
     assert isinstance(outcome.fatal, error) and "why" in str(outcome.fatal)
     assert outcome.lost == {T0}
@@ -163,7 +172,7 @@ def test_leave_uses_epoch_minus_one_or_minus_two_for_static_members() -> None:
 def test_an_abandoned_step_is_handed_out_again() -> None:
     m = member()
     exchange(m, 0.0, answer(T0))
-    step = m.take_reconciliation()
+    step = next_step(m)
     m.abandon(step)
     again = m.take_reconciliation()
     assert again is not None and again.assign == {T0}

@@ -7,7 +7,6 @@ import socket
 from collections import defaultdict
 
 import pytest
-from test_client_support import LoseAnswers, read_partition, read_topic
 
 from broker.embedded import EmbeddedBroker
 from client import Admin, Producer, RecordMetadata
@@ -21,6 +20,7 @@ from client.errors import (
     UnknownTopicError,
 )
 from client.partitioner import key_partition
+from tests.test_client_support import LoseAnswers, read_partition, read_topic
 
 
 def create(broker: EmbeddedBroker, name: str, partitions: int, **config: str) -> None:
@@ -56,6 +56,7 @@ def test_keys_go_to_murmur3_partitions_in_order(broker: EmbeddedBroker) -> None:
     per_key = defaultdict(list)
     for partition, records in read_topic(broker.address, "keyed", 4).items():
         for record in records:
+            assert record.key is not None and record.value is not None
             assert key_partition(record.key, 4) == partition
             per_key[record.key].append(int(record.value))
     assert all(values == list(range(40)) for values in per_key.values())
@@ -84,7 +85,7 @@ def test_explicit_partition_and_unknown_partition(broker: EmbeddedBroker) -> Non
 
 @pytest.mark.parametrize("acks", [0, 1, "all"])
 @pytest.mark.parametrize("compression", ["none", "gzip", "zstd"])
-def test_acks_and_compression(broker: EmbeddedBroker, acks: object, compression: str) -> None:
+def test_acks_and_compression(broker: EmbeddedBroker, acks: int | str, compression: str) -> None:
     topic = f"c-{compression}-{acks}"
     create(broker, topic, 1)
     with Producer(broker.address, acks=acks, compression=compression) as producer:
@@ -133,7 +134,7 @@ def test_batch_larger_than_the_topic_limit_fails_with_the_brokers_reason(broker:
         futures[0].get(0)
 
 
-def test_new_topic_is_created_with_the_brokers_default_partitions(start_broker) -> None:  # type: ignore[no-untyped-def]
+def test_new_topic_is_created_with_the_brokers_default_partitions(start_broker) -> None:
     broker = start_broker(default_partitions=3)
     with Producer(broker.address) as producer:
         assert producer.send("fresh", b"x", key=b"k").get(10).partition == key_partition(b"k", 3)
@@ -182,7 +183,8 @@ def test_callbacks_run_on_delivery(broker: EmbeddedBroker) -> None:
     seen: list[object] = []
     with Producer(broker.address) as producer:
         producer.send("cb", b"x").add_callback(seen.append).add_errback(seen.append)
-    assert seen == [RecordMetadata("cb", 0, 0, seen[0].timestamp)]  # type: ignore[union-attr]
+    assert isinstance(seen[0], RecordMetadata)
+    assert seen == [RecordMetadata("cb", 0, 0, seen[0].timestamp)]
 
 
 # --- idempotence under faults ---------------------------------------------------------------------------------------
@@ -224,6 +226,7 @@ def test_order_per_key_survives_faults_with_five_requests_in_flight(broker: Embe
     per_key = defaultdict(list)
     for records in read_topic(broker.address, "chaos", 3).values():
         for record in records:
+            assert record.value is not None
             per_key[record.key].append(int(record.value))
     assert {key: values for key, values in per_key.items()} == {key: list(range(150)) for key in keys}
 
@@ -244,7 +247,7 @@ def test_metadata_wait_gives_up_after_max_block_ms() -> None:
         producer.close(0)
 
 
-def test_records_expire_after_delivery_timeout_when_the_broker_is_gone(start_broker) -> None:  # type: ignore[no-untyped-def]
+def test_records_expire_after_delivery_timeout_when_the_broker_is_gone(start_broker) -> None:
     broker = start_broker()
     create(broker, "gone", 1)
     producer = Producer(broker.address, request_timeout_ms=200, delivery_timeout_ms=600, retry_backoff_ms=20)
@@ -256,7 +259,7 @@ def test_records_expire_after_delivery_timeout_when_the_broker_is_gone(start_bro
     producer.close(0)
 
 
-def test_full_buffer_blocks_then_raises(start_broker) -> None:  # type: ignore[no-untyped-def]
+def test_full_buffer_blocks_then_raises(start_broker) -> None:
     broker = start_broker()
     create(broker, "full", 1)
     producer = Producer(

@@ -56,7 +56,7 @@ class RefuseProducerIds(grpc.UnaryUnaryClientInterceptor):
     def __init__(self) -> None:
         self.calls = 0
 
-    def intercept_unary_unary(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def]
+    def intercept_unary_unary(self, continuation, client_call_details, request):
         if not client_call_details.method.endswith("/InitProducerId"):
             return continuation(client_call_details, request)
         self.calls += 1  # only the sender thread makes this call

@@ -190,7 +190,8 @@ def test_completed_fetch_decodes_a_large_batch_a_chunk_at_a_time() -> None:
     tp = TopicPartition("t", 0)
     count = 3 * DECODE_CHUNK + 5
     completed = CompletedFetch(tp, 0, batches([Record(0, 1000, value=b"%06d" % i) for i in range(count)]), 0)
-    sizes, offsets = [], []
+    sizes: list[int] = []
+    offsets: list[int] = []
     while not completed.exhausted:
         records = completed.take(10 * count, len(offsets))
         sizes.append(len(records))

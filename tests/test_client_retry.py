@@ -17,7 +17,7 @@ class FakeFuture:
 
 class FakeProducer:
     def __init__(self) -> None:
-        self.sent: list[tuple[str, bytes, bytes, list]] = []
+        self.sent: list[tuple[str, bytes, bytes | None, list | None]] = []
 
     def send(
         self, topic: str, value: bytes, key: bytes | None = None, headers: list | None = None
@@ -104,7 +104,7 @@ def test_the_loop_parks_poison_records_and_commits_everything(start_broker) -> N
         for i in range(10):
             producer.send("jobs", b"poison" if i in (3, 8) else b"job-%d" % i, key=b"%d" % i)
         producer.flush()
-        seen: list[bytes] = []
+        seen: list[bytes | None] = []
 
         def work(r: ConsumerRecord) -> None:
             if r.value == b"poison":

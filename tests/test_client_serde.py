@@ -32,9 +32,10 @@ def test_named_serializers_round_trip() -> None:
     assert to_str is string_serializer and from_str is string_deserializer
     assert from_str(to_str("héllo")) == "héllo"
     to_json, from_json = resolve_serializer("json", "v"), resolve_deserializer("json", "v")
+    assert to_json is not None and from_json is not None
     assert to_json({"a": [1, "é"]}) == '{"a":[1,"é"]}'.encode()
     assert from_json(b'{"a": 1}') == {"a": 1}
-    custom = str.upper
+    custom = str.encode
     assert resolve_serializer(custom, "v") is custom
 
 

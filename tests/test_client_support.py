@@ -28,7 +28,7 @@ class FailedCall(grpc.RpcError, grpc.Future, grpc.Call):
     def result(self, timeout: float | None = None) -> Any:
         raise self
 
-    def exception(self, timeout: float | None = None) -> BaseException:
+    def exception(self, timeout: float | None = None) -> Exception:
         return self
 
     def traceback(self, timeout: float | None = None) -> None:
@@ -52,7 +52,7 @@ class FailedCall(grpc.RpcError, grpc.Future, grpc.Call):
     def is_active(self) -> bool:
         return False
 
-    def time_remaining(self) -> float | None:
+    def time_remaining(self) -> float | None:  # type: ignore[override]  # grpc: None without a deadline
         return None
 
     def add_callback(self, callback: Callable[[], None]) -> bool:
@@ -79,7 +79,7 @@ class LoseAnswers(grpc.UnaryUnaryClientInterceptor):
         self.calls = 0
         self.lost = 0
 
-    def intercept_unary_unary(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def]
+    def intercept_unary_unary(self, continuation, client_call_details, request):
         if not client_call_details.method.endswith("/Produce"):
             return continuation(client_call_details, request)
         with self._lock:

@@ -95,7 +95,7 @@ def test_tail_from_the_beginning_or_a_time_with_deserializers(two_partitions: Em
     reader.stop()
 
 
-def test_tail_survives_a_broker_restart_without_loss_or_repeats(start_broker) -> None:  # type: ignore[no-untyped-def]
+def test_tail_survives_a_broker_restart_without_loss_or_repeats(start_broker) -> None:
     broker = start_broker()
     port = int(broker.address.rsplit(":", 1)[1])
     with Admin(broker.address) as admin:

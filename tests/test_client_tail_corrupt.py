@@ -22,7 +22,7 @@ def batch(base: int, count: int) -> bytearray:
     return data
 
 
-def message(*parts: bytes) -> fetch_pb2.SubscribeResponse:
+def message(*parts: bytes | bytearray) -> fetch_pb2.SubscribeResponse:
     return fetch_pb2.SubscribeResponse(
         partitions=[
             fetch_pb2.PartitionRecords(topic=TP.topic, partition=TP.partition, records=b"".join(parts))

@@ -68,10 +68,10 @@ class Met:
     message: str
 
 
-def read_through_the_bad_batch(address: str) -> tuple[list[bytes], list[Met]]:
+def read_through_the_bad_batch(address: str) -> tuple[list[bytes | None], list[Met]]:
     """Values read from offset 0 to the end; each corrupt batch is met twice (the position must stay),
     then skipped with a seek, as an application would."""
-    values: list[bytes] = []
+    values: list[bytes | None] = []
     errors: list[Met] = []
     with Consumer(bootstrap=address, auto_offset_reset="earliest") as consumer:
         consumer.assign([TP])
@@ -166,7 +166,7 @@ def test_iterating_goes_on_after_the_application_seeks_past_a_corrupt_batch(
         admin.create_topic(TP.topic, 1)
     produce_three_batches(stubs_for(broker))
     spoil_second_batch(segment(broker), keep_crc=False)
-    seen: list[bytes] = []
+    seen: list[bytes | None] = []
     with Consumer(bootstrap=broker.address, auto_offset_reset="earliest") as consumer:
         consumer.assign([TP])
         deadline = time.monotonic() + LIMIT_S

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from logstore.log import Log
-from logstore.manager import CLEAN_SHUTDOWN_MARKER, RECOVERY_CHECKPOINT, LogManager
+from logstore.manager import CLEAN_SHUTDOWN_MARKER, RECOVERY_CHECKPOINT, LogManager, TopicInfo
 from logstore.records import HEADER_SIZE, Record, build_batch, check_batch, iter_headers, iter_records
 from logstore.segment import LogSegment
 
@@ -359,7 +359,7 @@ def test_a_start_up_cut_short_after_a_clean_stop_is_recovered(
     opened: list[Log] = []
     real_open = LogManager._open_log
 
-    def open_then_die(self: LogManager, info: object, partition: int) -> Log:
+    def open_then_die(self: LogManager, info: TopicInfo, partition: int) -> Log:
         if partition == 1:
             raise Killed
         log = real_open(self, info, partition)

@@ -5,6 +5,7 @@ the client classifies by (never the words of the message)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import grpc
 import pytest
@@ -20,6 +21,7 @@ CODES = set(common_pb2.ErrorCode.values()) - {common_pb2.ERROR_CODE_NONE}
 
 
 def _subclasses(cls: type) -> Iterator[type]:
+    sub: type
     for sub in cls.__subclasses__():
         yield sub
         yield from _subclasses(sub)
@@ -66,7 +68,8 @@ def test_a_whole_call_failure_carries_its_code_in_the_trailer(broker: EmbeddedBr
     with pytest.raises(grpc.RpcError) as failed:
         stubs.admin.CreateTopic(admin_pb2.CreateTopicRequest(name="no/slashes", partitions=1))
     assert failed.value.code() is grpc.StatusCode.INVALID_ARGUMENT
-    trailer = [tuple(entry) for entry in failed.value.trailing_metadata()]
+    metadata: Any = failed.value.trailing_metadata()  # (key, value) tuples; the stub calls them _Metadatum
+    trailer = [tuple(entry) for entry in metadata]
     assert (broker_errors.ERROR_CODE_KEY, str(common_pb2.ERROR_CODE_INVALID_TOPIC)) in trailer
     assert client_errors.ERROR_CODE_KEY == broker_errors.ERROR_CODE_KEY
 
@@ -114,7 +117,7 @@ class _FailedCall(grpc.RpcError):
     def details(self) -> str:
         return self._details
 
-    def trailing_metadata(self) -> tuple[tuple[str, str], ...]:
+    def trailing_metadata(self) -> tuple[tuple[str, str], ...]:  # type: ignore[override]  # as grpc returns it
         return self._trailer
 
 

@@ -17,6 +17,7 @@ import pytest
 from client import Admin, Consumer, ConsumerRebalanceListener, TopicPartition
 from client.backoff import Backoff
 from client.membership import HeartbeatAnswer, Membership, Subscription
+from tests import waiting
 from tests.conftest import GroupMember, group_stub
 from wire.logstore.v1 import common_pb2 as common
 
@@ -26,10 +27,7 @@ LIMIT_S = 20.0
 
 
 def wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + LIMIT_S
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting until {what}"
-        time.sleep(0.01)
+    waiting.wait_until(condition, what, timeout_s=LIMIT_S)
 
 
 @pytest.fixture
@@ -85,20 +83,20 @@ WORKER = textwrap.dedent(
 
 
 def test_a_killed_worker_is_replaced_after_its_own_session_timeout(broker) -> None:
-    worker = subprocess.Popen(
+    with subprocess.Popen(  # leaving the block closes the pipes (no ResourceWarning) and reaps the child
         [sys.executable, "-c", WORKER, broker.address],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-    )
-    try:
-        assert worker.stdout is not None
-        line = worker.stdout.readline()
-        assert line == "assigned\n", worker.stderr.read() if worker.stderr else ""
-    finally:
-        worker.kill()
-        worker.wait()
+    ) as worker:
+        try:
+            assert worker.stdout is not None
+            line = worker.stdout.readline()
+            assert line == "assigned\n", worker.stderr.read() if worker.stderr else ""
+        finally:
+            worker.kill()
+            worker.wait()
     everything = {TopicPartition("orders", 0), TopicPartition("orders", 1)}
     with Consumer(bootstrap=broker.address, group_id="g") as survivor:
         survivor.subscribe(["orders"])

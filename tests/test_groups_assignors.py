@@ -114,7 +114,7 @@ subscription_maps = st.dictionaries(
 )
 
 
-def check_valid(subscriptions, topics, result) -> None:  # type: ignore[no-untyped-def]
+def check_valid(subscriptions, topics, result) -> None:
     assert set(result) == set(subscriptions)
     seen: set[TopicPartition] = set()
     for member, parts in result.items():
@@ -126,7 +126,7 @@ def check_valid(subscriptions, topics, result) -> None:  # type: ignore[no-untyp
     assert seen == {TopicPartition(t, p) for t in subscribed for p in range(topics[t])}
 
 
-def check_balanced(subscriptions, result) -> None:  # type: ignore[no-untyped-def]
+def check_balanced(subscriptions, result) -> None:
     """No member could take a partition from one holding two or more partitions more than it."""
     for giver, parts in result.items():
         for receiver in result:
@@ -134,7 +134,7 @@ def check_balanced(subscriptions, result) -> None:  # type: ignore[no-untyped-de
                 assert not any(tp.topic in subscriptions[receiver] for tp in parts), (giver, receiver)
 
 
-def most_even_sum_of_squares(subscriptions, topics) -> int:  # type: ignore[no-untyped-def]
+def most_even_sum_of_squares(subscriptions, topics) -> int:
     """Brute force over every valid assignment: the smallest possible sum of squared loads."""
     members = sorted(subscriptions)
     partitions = [
@@ -150,7 +150,7 @@ def most_even_sum_of_squares(subscriptions, topics) -> int:  # type: ignore[no-u
 
 @settings(max_examples=150, deadline=None)
 @given(subscription_maps, topic_counts)
-def test_range_is_valid_and_splits_each_topic_evenly(subscriptions, topics) -> None:  # type: ignore[no-untyped-def]
+def test_range_is_valid_and_splits_each_topic_evenly(subscriptions, topics) -> None:
     result = RangeAssignor().assign(subscriptions, topics, {})
     check_valid(subscriptions, topics, result)
     for topic in topics:
@@ -164,7 +164,7 @@ def test_range_is_valid_and_splits_each_topic_evenly(subscriptions, topics) -> N
 
 @settings(max_examples=150, deadline=None)
 @given(subscription_maps, topic_counts, subscription_maps, topic_counts)
-def test_uniform_is_valid_balanced_and_sticky(before_subs, before_topics, after_subs, after_topics) -> None:  # type: ignore[no-untyped-def]
+def test_uniform_is_valid_balanced_and_sticky(before_subs, before_topics, after_subs, after_topics) -> None:
     assignor = UniformAssignor()
     before = assignor.assign(before_subs, before_topics, {})
     check_valid(before_subs, before_topics, before)
@@ -180,7 +180,7 @@ def test_uniform_is_valid_balanced_and_sticky(before_subs, before_topics, after_
 
 @settings(max_examples=100, deadline=None)
 @given(st.integers(1, 8), st.integers(1, 8), st.integers(0, 60))
-def test_uniform_homogeneous_membership_change_moves_the_minimum(old_n, new_n, partitions) -> None:  # type: ignore[no-untyped-def]
+def test_uniform_homogeneous_membership_change_moves_the_minimum(old_n, new_n, partitions) -> None:
     assignor = UniformAssignor()
     old = {f"m{i}": frozenset({"t"}) for i in range(old_n)}
     new = {f"m{i}": frozenset({"t"}) for i in range(new_n)}
@@ -201,7 +201,7 @@ small_topics = st.dictionaries(st.sampled_from(TOPICS[:3]), st.integers(0, 3))
 
 @settings(max_examples=150, deadline=None)
 @given(small_subscriptions, small_topics, small_subscriptions, small_topics)
-def test_uniform_loads_are_as_even_as_possible(subscriptions, topics, old_subscriptions, old_topics) -> None:  # type: ignore[no-untyped-def]
+def test_uniform_loads_are_as_even_as_possible(subscriptions, topics, old_subscriptions, old_topics) -> None:
     assignor = UniformAssignor()
     for current in ({}, assignor.assign(old_subscriptions, old_topics, {})):
         result = assignor.assign(subscriptions, topics, current)

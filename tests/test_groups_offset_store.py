@@ -56,7 +56,9 @@ def test_deleting_a_group_writes_tombstones_that_survive_restart_and_compaction(
         store = OffsetStore(mgr, partitions=1)
         _commit(store, "gone", {TP0: OffsetAndMetadata(1), TP1: OffsetAndMetadata(2)})
         _commit(store, "kept", {TP0: OffsetAndMetadata(5)})
-        store.apply(store.delete_group("gone"))
+        deletion = store.delete_group("gone")
+        assert deletion is not None
+        store.apply(deletion)
         assert store.delete_group("gone") is None
         assert store.groups() == ["kept"]
     with LogManager(tmp_path, background=False) as mgr:

@@ -204,7 +204,8 @@ def manager_of(broker: EmbeddedBroker) -> LogManager:
 
 def error_code(error: grpc.RpcError) -> int:
     """The `ErrorCode` a failed call carries in its trailer."""
-    trailer = dict(error.trailing_metadata() or ())
+    metadata: Any = error.trailing_metadata() or ()  # (key, value) tuples; the stub calls them _Metadatum
+    trailer = dict(metadata)
     return int(trailer[ERROR_CODE_KEY])
 
 
@@ -278,7 +279,7 @@ def test_the_client_gets_storage_error_naming_the_file_for_a_failed_offset_commi
         error_code(caught.value) == common_pb2.ERROR_CODE_STORAGE_ERROR
     )  # in the trailer, as for every call
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
-    details = caught.value.details()
+    details = str(caught.value.details())
     assert f"{OFFSETS_TOPIC}-" in details and ".log" in details and EIO in details
     assert stubs.produce_one("orders", 0, batch(b"kept")).error_code == common_pb2.ERROR_CODE_NONE
 
@@ -293,5 +294,6 @@ def test_the_client_gets_storage_error_naming_the_file_for_a_failed_producer_id_
             stubs.produce.InitProducerId(produce_pb2.InitProducerIdRequest())
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE  # before: INTERNAL
     assert error_code(caught.value) == common_pb2.ERROR_CODE_STORAGE_ERROR
-    assert "producer-ids.json" in caught.value.details() and EIO in caught.value.details()
+    details = str(caught.value.details())
+    assert "producer-ids.json" in details and EIO in details
     assert stubs.produce.InitProducerId(produce_pb2.InitProducerIdRequest()).producer_id >= 0

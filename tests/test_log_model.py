@@ -40,7 +40,7 @@ class ModelRecord:
     offset: int
     timestamp: int
     key: bytes | None
-    value: bytes
+    value: bytes | None
 
 
 @dataclass(frozen=True)

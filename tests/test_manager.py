@@ -73,7 +73,7 @@ def test_unknown_topics_and_partitions(mgr: LogManager) -> None:
         mgr.log("nope", 0)
     for partition in (2, -1, True, "0"):
         with pytest.raises(UnknownPartitionError, match="partitions 0 to 1"):
-            mgr.log("t", partition)
+            mgr.log("t", partition)  # type: ignore[arg-type]  # wrong types on purpose
     with pytest.raises(UnknownTopicError):
         mgr.delete_topic("nope")
     with pytest.raises(UnknownTopicError):
@@ -151,7 +151,7 @@ def test_add_partitions(mgr: LogManager, data_dir: Path) -> None:
     assert (data_dir / "t-2").is_dir()
     for bad in (3, 2, 10_001, True, "4"):
         with pytest.raises(InvalidPartitionCountError, match="has 3 partitions"):
-            mgr.add_partitions("t", bad)
+            mgr.add_partitions("t", bad)  # type: ignore[arg-type]  # wrong types on purpose
 
 
 def test_alter_config_applies_to_live_logs_and_persists(data_dir: Path) -> None:

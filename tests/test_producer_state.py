@@ -24,6 +24,13 @@ def stamped(values: list[bytes]) -> list[Record]:
     return [Record(0, STAMP, value=value) for value in values]
 
 
+def duplicate_of(state: ProducerStateManager, batch: BatchHeader) -> BatchMetadata:
+    """The original batch that ``batch`` repeats (the test expects it to be a retried duplicate)."""
+    original = state.check(batch)
+    assert original is not None, "a retried duplicate"
+    return original
+
+
 def header(
     base_sequence: int,
     count: int = 1,
@@ -98,7 +105,7 @@ def test_a_retried_batch_is_recognised_among_the_last_five() -> None:
         112,
         113,
     )
-    assert state.check(header(4, 2)).first_offset == 104  # the oldest one still remembered
+    assert duplicate_of(state, header(4, 2)).first_offset == 104  # the oldest one still remembered
     with pytest.raises(OutOfOrderSequenceError):
         state.check(header(2, 2))  # six batches back: forgotten, so out of order
 
@@ -113,7 +120,7 @@ def test_a_different_batch_under_remembered_sequences_is_refused_not_taken_for_a
         state.check(header(2, 2, value=b"y"))
     with pytest.raises(DuplicateSequenceNumberError):
         state.check(header(0, 2, value=b"y"))  # an older remembered batch too
-    assert state.check(header(2, 2)).first_offset == 12  # the real retry is still recognised
+    assert duplicate_of(state, header(2, 2)).first_offset == 12  # the real retry is still recognised
     assert state.check(header(4, 2, value=b"y")) is None  # what follows on is not affected
 
 
@@ -124,7 +131,7 @@ def test_a_remembered_batch_of_unknown_crc_matches_any_retry() -> None:
     stamped = header(0, 2, base_offset=5)
     state.replay(stamped._replace(attributes=stamped.attributes | 0x08))
     assert state.producers[PID].batches[-1].crc is None
-    assert state.check(header(0, 2, value=b"other")).first_offset == 5
+    assert duplicate_of(state, header(0, 2, value=b"other")).first_offset == 5
     state.replay(header(2, 1, base_offset=7))  # CreateTime: the stored CRC is the producer's
     assert state.producers[PID].batches[-1].crc == header(2, 1).crc
 
@@ -200,7 +207,7 @@ def test_a_snapshot_from_before_crcs_were_kept_still_loads(tmp_path: Path) -> No
     state = ProducerStateManager("t-0")
     assert state.load_snapshot(path) == 9
     assert list(state.producers[PID].batches) == [BatchMetadata(0, 2, 6, 8, 1000, None)]
-    assert state.check(header(0, 3, epoch=2)).first_offset == 6
+    assert duplicate_of(state, header(0, 3, epoch=2)).first_offset == 6
 
 
 # --- through the log ---------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ assert has_zstd(), "kafka-python cannot see zstandard; the zstd compatibility ca
 
 COMPRESSIONS = [NONE, GZIP, ZSTD]
 
-RECORDS = [
+RECORDS: list[tuple[bytes | None, bytes | None, list[tuple[str, bytes | None]], int]] = [
     # (key, value, headers, timestamp)
     (None, b"plain value", [], BASE_TS),
     (b"key-1", b"keyed value " * 10, [], BASE_TS + 1),
@@ -122,7 +122,9 @@ def test_byte_for_byte_equal_to_kafka_python(compression: int) -> None:
 
 def test_byte_for_byte_equal_for_the_fast_path_shape() -> None:
     """Many keyless, headerless records with growing deltas: the builder's fast path vs kafka-python."""
-    records = [(None, bytes([i % 256]) * (i % 300), [], BASE_TS + i // 10) for i in range(10_000)]
+    records: list[tuple[bytes | None, bytes | None, list[tuple[str, bytes | None]], int]] = [
+        (None, bytes([i % 256]) * (i % 300), [], BASE_TS + i // 10) for i in range(10_000)
+    ]
     assert our_build(records, NONE, partition_leader_epoch=0) == kafka_build(records, NONE)
 
 

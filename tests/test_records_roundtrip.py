@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from logstore.errors import CorruptRecordError
@@ -49,7 +51,7 @@ def expected(records: list[dict], base_offset: int = 0, timestamp_type: int = CR
     ]
 
 
-MIXED = [
+MIXED: list[dict[str, Any]] = [
     {"value": b"plain", "timestamp_ms": BASE_TS},
     {"value": b"with key", "key": b"k1", "timestamp_ms": BASE_TS + 1},
     {"value": None, "key": b"tombstone", "timestamp_ms": BASE_TS + 2},
@@ -257,17 +259,17 @@ def test_decode_accepts_any_buffer_and_returns_bytes(wrap) -> None:
 def test_str_values_keys_and_header_values_are_rejected_with_a_hint() -> None:
     builder = BatchBuilder()
     with pytest.raises(TypeError, match="not str: encode it"):
-        builder.append("text")
+        builder.append("text")  # type: ignore[arg-type]  # the wrong type on purpose
     with pytest.raises(TypeError, match="not str: encode it"):
-        builder.append(b"v", key="text")
+        builder.append(b"v", key="text")  # type: ignore[arg-type]  # the wrong type on purpose
     with pytest.raises(TypeError, match="not str: encode it"):
-        builder.append(b"v", headers=[("h", "text")])
+        builder.append(b"v", headers=[("h", "text")])  # type: ignore[list-item]  # the wrong type on purpose
     with pytest.raises(TypeError, match="header keys must be str"):
-        builder.append(b"v", headers=[(b"h", b"x")])
+        builder.append(b"v", headers=[(b"h", b"x")])  # type: ignore[list-item]  # the wrong type on purpose
     with pytest.raises(TypeError, match="must be bytes"):
-        builder.append(42)
+        builder.append(42)  # type: ignore[arg-type]  # the wrong type on purpose
     with pytest.raises(TypeError, match="timestamp_ms must be an int"):
-        builder.append(b"v", timestamp_ms=1.5)
+        builder.append(b"v", timestamp_ms=1.5)  # type: ignore[arg-type]  # the wrong type on purpose
     assert builder.record_count == 0
 
 

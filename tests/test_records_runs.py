@@ -4,6 +4,7 @@ gives, engages on the producer's usual output, and leaves anything irregular to 
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 
 import pytest
 
@@ -24,21 +25,23 @@ BASE_TS = 1_700_000_000_000
 COUNT = 8300  # offset deltas of one, two and three varint bytes
 
 
+Row = tuple[bytes | None, bytes | None, list, int]
+"""(key, value, headers, timestamp) of one record to build."""
+
+
 def ts(i: int) -> int:
     """Timestamps within 60 ms either side of the first record's: one-byte deltas, some negative."""
     return BASE_TS + (i * 37) % 61 - 30 if i else BASE_TS
 
 
-def build(records: list[tuple[bytes | None, bytes | None, list, int]]) -> bytes:
+def build(records: Sequence[Row]) -> bytes:
     builder = BatchBuilder(base_offset=500)
     for key, value, headers, timestamp in records:
         builder.append(value, key, headers, timestamp)
     return builder.build()
 
 
-def expected(
-    records: list[tuple[bytes | None, bytes | None, list, int]], append_time: int | None = None
-) -> list:
+def expected(records: Sequence[Row], append_time: int | None = None) -> list:
     kind = CREATE_TIME if append_time is None else LOG_APPEND_TIME
     return [
         Record(500 + i, timestamp if append_time is None else append_time, kind, key, value, list(headers))
@@ -49,7 +52,7 @@ def expected(
 @pytest.mark.parametrize("key", [None, b"", b"k" * 16, b"k" * 63, b"k" * 64])
 @pytest.mark.parametrize("append_time", [None, BASE_TS + 999])
 def test_same_shaped_records_in_every_offset_delta_width(key: bytes | None, append_time: int | None) -> None:
-    records = [(key, b"%05d" % i, [], ts(i)) for i in range(COUNT)]
+    records: list[Row] = [(key, b"%05d" % i, [], ts(i)) for i in range(COUNT)]
     data = bytearray(build(records))
     if append_time is not None:
         set_log_append_time(data, 0, append_time)
@@ -71,14 +74,14 @@ def test_same_shaped_records_in_every_offset_delta_width(key: bytes | None, appe
 )
 @pytest.mark.parametrize("where", [0, 7, 40, 63, 64, 3000, 8191, 8192, COUNT - 1])
 def test_one_odd_record_anywhere_decodes_the_same(odd: tuple, where: int) -> None:
-    records = [(None, b"%05d" % i, [], ts(i)) for i in range(COUNT)]
+    records: list[Row] = [(None, b"%05d" % i, [], ts(i)) for i in range(COUNT)]
     records[where] = odd
     assert decode_batch(build(records)) == expected(records)
 
 
 def test_values_of_two_byte_lengths_and_empty_values() -> None:
     for value in (b"", b"x" * 200, b"y" * 5000):
-        records = [(None, value, [], ts(i)) for i in range(100)]
+        records: list[Row] = [(None, value, [], ts(i)) for i in range(100)]
         assert decode_batch(build(records)) == expected(records)
 
 
@@ -87,15 +90,15 @@ def test_the_bulk_path_takes_whole_runs_of_the_producers_output() -> None:
     first_record = 61  # the batch header's size: records start right after it
     run = _run_rows(data, first_record, len(data), 0, 64)
     assert run is not None
-    rows, keyed, end = run
-    rows = list(rows)
+    found, keyed, end = run
+    rows = list(found)
     assert not keyed and len(rows) == 64 and rows[63][1] == b"00063"
     assert data[end] == data[first_record] + 2  # the next record: one byte longer (a two-byte offset delta)
 
 
 @pytest.mark.parametrize("chunk_size", [1, 7, 64, 500, 8192, 9000])
 def test_chunks_hold_the_same_records_in_order(chunk_size: int) -> None:
-    records = [(None, b"%05d" % i, [], ts(i)) for i in range(COUNT)]
+    records: list[Row] = [(None, b"%05d" % i, [], ts(i)) for i in range(COUNT)]
     records[100] = (None, b"odd one out", [("h", None)], BASE_TS)  # the general loop between runs
     chunks = list(decode_batch_chunks(build(records), 0, Record, chunk_size))
     assert [len(chunk) for chunk in chunks[:-1]] == [chunk_size] * (len(chunks) - 1)
@@ -111,7 +114,7 @@ def test_chunk_size_must_be_positive() -> None:
 def raw_batch(section: bytes, count: int, last_delta: int) -> bytes:
     """A v2 batch around an encoded records section (base offset 0)."""
     covered = struct.pack(">hiqqqhii", 0, last_delta, BASE_TS, BASE_TS, -1, -1, -1, count)
-    crc = crc32c(section, crc32c(covered))  # type: ignore[call-arg]
+    crc = crc32c(section, crc32c(covered))
     return struct.pack(">qiibI", 0, 49 + len(section), -1, 2, crc) + covered + section
 
 

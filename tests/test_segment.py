@@ -86,7 +86,7 @@ def test_append_many_batches_in_one_vectored_write(tmp_path: Path) -> None:
         parts.append(data)
         headers.append(header)
         offset = header.last_offset + 1
-    segment.append(parts, headers, sum(map(len, parts)), now_ms=0)
+    segment.append(list(parts), headers, sum(map(len, parts)), now_ms=0)
     assert segment.next_offset == 1500
     assert segment.read_all() == b"".join(parts)
     segment.close()

@@ -48,7 +48,7 @@ def in_segment(expected: list[StoredBatch], base: int) -> list[StoredBatch]:
 def values_from(mgr, offset: int = 0) -> list[tuple[int, bytes | None]]:
     """Every (offset, value) a reader gets from `offset` on, following the log like a consumer does."""
     log = mgr.log("t", 0)
-    seen = []
+    seen: list[tuple[int, bytes | None]] = []
     while offset < log.log_end_offset:
         records = [r for r in iter_records(log.read(offset, 1 << 20).data) if r.offset >= offset]
         if not records:

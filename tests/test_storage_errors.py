@@ -27,7 +27,8 @@ def batch(value: bytes) -> bytes:
 
 def values(mgr: LogManager, partition: int) -> list[bytes | None]:
     """Every value in the partition (a read returns one segment's batches at most)."""
-    log, found, offset = mgr.log("t", partition), [], 0
+    log, offset = mgr.log("t", partition), 0
+    found: list[bytes | None] = []
     while offset < log.log_end_offset:
         records = list(iter_records(log.read(offset, 1 << 30).data))
         found.extend(r.value for r in records)

@@ -265,7 +265,7 @@ def _chunks(settings: ProduceSettings, stride: int) -> list[tuple[tuple[bytes, b
     keys = [rng.randbytes(settings.key_size) for _ in range(settings.key_cardinality)]
     n_chunks = max(PAYLOAD_POOL, -(-settings.key_cardinality // stride))
     n_chunks = min(n_chunks, -(-settings.num_records // stride))
-    chunks = []
+    chunks: list[tuple[tuple[bytes, bytes | None], list[Any]]] = []
     for c in range(n_chunks):
         indexes = range(c * stride, (c + 1) * stride)
         values = [payloads[i % PAYLOAD_POOL] for i in indexes]

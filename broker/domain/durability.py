@@ -8,6 +8,7 @@ thread and one fsync between them; the others just await the running flush.
 from __future__ import annotations
 
 import asyncio
+import functools
 from concurrent.futures import Executor
 
 from logstore.log import Log
@@ -31,7 +32,7 @@ class Flusher:
             if running is None or running.done():  # a finished flush that did not cover us: start anew
                 running = loop.run_in_executor(self._executor, log.flush)
                 self._running[log] = running
-                running.add_done_callback(lambda done, log=log: self._forget(log, done))
+                running.add_done_callback(functools.partial(self._forget, log))
             # A flush that started before our append may not cover it: loop and check again. (Awaiting a
             # finished future does not yield to the loop, hence the done() check above.)
             await asyncio.shield(running)

@@ -49,7 +49,8 @@ def partition_records(reads: Iterable[PartitionRead]) -> list[pb.PartitionRecord
 def _lease(budget: AnswerBudget, context: grpc.aio.ServicerContext) -> Lease:
     """A share of the answer budget for this call, given back when the call ends for any reason."""
     lease = budget.lease(context.peer())
-    context.add_done_callback(lambda _: lease.release_all())
+    # types-grpcio asks for its own _DoneCallback class here; gRPC takes any callable of the context.
+    context.add_done_callback(lambda _: lease.release_all())  # type: ignore[arg-type]
     return lease
 
 

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterable, Sequence
 from itertools import chain, repeat
 from operator import add, sub
+from typing import cast
 
 from .compression import compress, require_supported
 from .crc import crc32c
@@ -36,7 +37,6 @@ from .varint import VARINT, VARINT_TABLE_LIMIT, VARINT_TABLE_NEGATIVE, encode_va
 
 BytesLike = bytes | bytearray | memoryview
 
-_BYTES_LIKE = (bytes, bytearray, memoryview)
 _INT64_MIN = -(1 << 63)
 _INT64_MAX = (1 << 63) - 1
 _INT32_MAX = (1 << 31) - 1
@@ -67,7 +67,7 @@ _TS_DELTAS = [*range(_TS_DELTA_LIMIT), *range(-VARINT_TABLE_NEGATIVE, 0)]
 _OFFSET_WIDTH_RUNS = ((0, 1 << 6), (1 << 6, 1 << 13), (1 << 13, VARINT_TABLE_LIMIT))
 
 
-def _same_length(items: tuple[bytes, ...]) -> bool:
+def _same_length(items: Sequence[bytes]) -> bool:
     return len(set(map(len, items))) == 1
 
 
@@ -103,7 +103,7 @@ def _bytes_field(name: str, data: object) -> bytes | bytearray:
         return data
     if isinstance(data, memoryview):
         return data.tobytes()  # byte length even for multi-byte formats, and contiguous
-    if isinstance(data, _BYTES_LIKE):
+    if isinstance(data, (bytes, bytearray)):
         return data  # subclasses of bytes / bytearray
     if isinstance(data, str):
         raise TypeError(
@@ -235,7 +235,7 @@ class BatchBuilder:
         self,
         value: BytesLike | None,
         key: BytesLike | None = None,
-        headers: Sequence[Header] | None = (),
+        headers: Iterable[Header] | None = (),
         timestamp_ms: int | None = None,
     ) -> int:
         """Add a record and return its offset delta within the batch (0 for the first record).
@@ -327,9 +327,9 @@ class BatchBuilder:
         if not count:
             return
         first = self._count
-        values = fields[0::3]
-        keys = fields[1::3]
-        stamps = fields[2::3]
+        values = cast("Sequence[bytes]", fields[0::3])
+        keys = cast("Sequence[bytes | None]", fields[1::3])
+        stamps = cast("Sequence[int]", fields[2::3])
         value_length = len(values[0])
         key = keys[0]
         key_length = -1 if key is None else len(key)
@@ -341,7 +341,11 @@ class BatchBuilder:
             and stamp_high < base + _TS_DELTA_LIMIT
             and key_length + value_length < _FAST_VALUE_LIMIT
             and _same_length(values)
-            and (keys.count(None) == count if key is None else None not in keys and _same_length(keys))
+            and (
+                keys.count(None) == count
+                if key is None
+                else None not in keys and _same_length(cast("Sequence[bytes]", keys))
+            )
         ):
             append = self.append
             for value, key, stamp in zip(values, keys, stamps, strict=True):

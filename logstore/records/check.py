@@ -23,14 +23,13 @@ from .layout import (
     MIN_BATCH_LENGTH,
     RECORD_COUNT_OFFSET,
     BatchHeader,
+    Readable,
 )
 
 _new_header = tuple.__new__
 
 
-def check_batch(
-    buf: bytes | bytearray | memoryview, pos: int = 0, *, max_size: int | None = None
-) -> BatchHeader:
+def check_batch(buf: Readable, pos: int = 0, *, max_size: int | None = None) -> BatchHeader:
     """Check the batch at ``pos`` and return its header.
 
     Raises CorruptRecordError if the header is cut short, the length field is below the minimum or runs

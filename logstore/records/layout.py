@@ -6,12 +6,16 @@ so the broker can inspect and patch batches without copying or decoding their re
 
 from __future__ import annotations
 
+import mmap
 import struct
 from collections.abc import Iterator
 from typing import NamedTuple
 
 from ..errors import CorruptRecordError
 from .crc import crc32c
+
+#: What the codec reads batches from: bytes off the wire, or a segment file's map.
+Readable = bytes | bytearray | memoryview | mmap.mmap
 
 # base offset, batch length, partition leader epoch, magic, crc, attributes, last offset delta,
 # base timestamp, max timestamp, producer id, producer epoch, base sequence, record count
@@ -119,7 +123,7 @@ class BatchHeader(NamedTuple):
 _new_header = tuple.__new__  # builds a BatchHeader from the unpacked tuple without per-field calls
 
 
-def parse_header(buf: bytes | bytearray | memoryview, pos: int = 0) -> BatchHeader:
+def parse_header(buf: Readable, pos: int = 0) -> BatchHeader:
     """Unpack the header at ``pos`` without checking anything but that 61 bytes are there."""
     try:
         return _new_header(BatchHeader, HEADER_STRUCT.unpack_from(buf, pos))
@@ -130,9 +134,7 @@ def parse_header(buf: bytes | bytearray | memoryview, pos: int = 0) -> BatchHead
         ) from None
 
 
-def iter_headers(
-    buf: bytes | bytearray | memoryview, start: int = 0, end: int | None = None
-) -> Iterator[tuple[int, BatchHeader]]:
+def iter_headers(buf: Readable, start: int = 0, end: int | None = None) -> Iterator[tuple[int, BatchHeader]]:
     """Yield ``(pos, header)`` for each complete batch in ``buf[start:end]``, back to back.
 
     Stops without an error at a partial tail and at a batch whose length field is below the minimum

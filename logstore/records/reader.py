@@ -22,7 +22,7 @@ from itertools import islice
 from ..errors import CorruptRecordError
 from .check import check_batch
 from .compression import decompress
-from .layout import HEADER_SIZE, LOG_APPEND_TIME, NONE, iter_headers
+from .layout import HEADER_SIZE, LOG_APPEND_TIME, NONE, Readable, iter_headers
 from .record import Header, Record
 from .varint import decode_varint
 
@@ -59,9 +59,7 @@ _run_structs: dict[str, struct.Struct] = {}
 _WHOLE_BATCH = 1 << 31  # more records than a batch can hold: decode_batch takes one chunk
 
 
-def decode_batch(
-    buf: bytes | bytearray | memoryview, pos: int = 0, record_type: type[Record] = Record
-) -> list[Record]:
+def decode_batch(buf: Readable, pos: int = 0, record_type: type[Record] = Record) -> list[Record]:
     """Check the batch at ``pos`` (framing, magic, CRC) and return its records, decompressing if needed.
 
     With LogAppendTime every record's timestamp is the batch's max timestamp, as in Kafka. Records of a
@@ -74,7 +72,7 @@ def decode_batch(
 
 
 def decode_batch_chunks(
-    buf: bytes | bytearray | memoryview,
+    buf: Readable,
     pos: int = 0,
     record_type: type[Record] = Record,
     chunk_size: int = 512,
@@ -104,7 +102,7 @@ def iter_records(buf: bytes | bytearray | memoryview) -> Iterator[Record]:
 
 
 def _record_chunks(
-    buf: bytes | bytearray | memoryview, pos: int, record_type: type[Record], chunk_size: int
+    buf: Readable, pos: int, record_type: type[Record], chunk_size: int
 ) -> Iterator[list[Record]]:
     """Check the batch at ``pos`` and yield its records in lists of ``chunk_size`` (the last one shorter)."""
     header = check_batch(buf, pos)
@@ -337,6 +335,7 @@ def _run_rows(
     if not stamps.isascii():  # timestamp deltas past one byte
         return None
     at += 2
+    expected: tuple[bytes, ...]
     if delta_width == 1:
         expected = (_D_ONE[first:stop],)
     elif delta_width == 2:
