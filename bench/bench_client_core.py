@@ -20,10 +20,10 @@ from collections.abc import Callable, Iterator
 import mmh3
 import pytest
 
-from client.accumulator import RECORD_OVERHEAD, Accumulator
-from client.backoff import Backoff
-from client.partitioner import StickyPartitioner, key_partition
-from client.producer_config import ProducerConfig
+from client.producer.accumulator import RECORD_OVERHEAD, Accumulator
+from client.producer.config import ProducerConfig
+from client.producer.partitioner import StickyPartitioner, key_partition
+from client.shared.backoff import Backoff
 from logstore.records import BatchBuilder
 
 RECORDS = 10_000

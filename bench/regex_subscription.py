@@ -26,7 +26,7 @@ import statistics
 import time
 from collections.abc import Callable
 
-from broker.groups.subscription import Subscription
+from broker.group_machine.subscription import Subscription
 
 PATTERN = "(x+)+y"
 RUNS = 5

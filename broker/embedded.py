@@ -112,7 +112,7 @@ class BrokerProcess:
         self.log_path = Path(log_path)
         self.args = list(args)
         self.command = list(command)
-        """How to start a broker; `(sys.executable, "-m", "client.cli", "serve")` runs `logstore serve`."""
+        """How to start a broker; `(sys.executable, "-m", "bench.cli", "serve")` runs `logstore serve`."""
         self.process: subprocess.Popen[bytes] | None = None
         self.address: str | None = None
         self._log: IO[bytes] | None = None

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import grpc
 
 from broker.domain import errors as broker
-from broker.groups import errors as groups
+from broker.group_machine import errors as groups
 from logstore import errors as engine
 from wire.logstore.v1 import common_pb2 as common
 

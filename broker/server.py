@@ -19,8 +19,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from broker.domain.core import BrokerCore
-from broker.groups.offset_store import _OFFSETS_TOPIC_CONFIG as OFFSETS_TOPIC_CONFIG
-from broker.groups.offset_store import OFFSETS_TOPIC
+from broker.domain.groups.offset_store import _OFFSETS_TOPIC_CONFIG as OFFSETS_TOPIC_CONFIG
+from broker.domain.groups.offset_store import OFFSETS_TOPIC
 from broker.malloc import keep_large_buffers, release_free_memory
 from broker.service import SERVICE_NAMES, add_services
 from broker.service.answers import AnswerBudget

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from broker.groups.assignors import ASSIGNORS
-from broker.groups.model import CoordinatorConfig
+from broker.group_machine.assignors import ASSIGNORS
+from broker.group_machine.model import CoordinatorConfig
 from logstore.config import TopicConfig
 from logstore.errors import InvalidConfigError
 from logstore.manager import MAX_PARTITIONS

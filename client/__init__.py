@@ -10,15 +10,21 @@ Names and defaults follow kafka-python where they can. The client depends on the
 ``wire`` and on the record codec ``logstore.records`` only.
 """
 
-from client.admin import Admin, NewTopic
-from client.consumer import Consumer
-from client.errors import ClientError, CommitFailedError, GroupError
-from client.futures import RecordFuture
-from client.group import ConsumerRebalanceListener
-from client.producer import Producer
-from client.records import ConsumerRecord
-from client.tail import Tail, tail
-from client.types import OffsetAndTimestamp, PartitionInfo, RecordMetadata, TopicDescription, TopicPartition
+from client.admin.api import Admin, NewTopic
+from client.consumer.api import Consumer
+from client.consumer.records import ConsumerRecord
+from client.consumer.tail import Tail, tail
+from client.groups.driver import ConsumerRebalanceListener
+from client.producer.api import Producer
+from client.producer.futures import RecordFuture
+from client.shared.errors import ClientError, CommitFailedError, GroupError
+from client.shared.types import (
+    OffsetAndTimestamp,
+    PartitionInfo,
+    RecordMetadata,
+    TopicDescription,
+    TopicPartition,
+)
 
 __all__ = [
     "Admin",

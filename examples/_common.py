@@ -6,7 +6,7 @@ import argparse
 import contextlib
 
 from client import Admin
-from client.errors import TopicExistsError
+from client.shared.errors import TopicExistsError
 
 
 def arguments(description: str, *, count: int = 10, seconds: float = 10.0) -> argparse.ArgumentParser:

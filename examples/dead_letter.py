@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from client import Consumer, ConsumerRecord, Producer, TopicPartition
-from client.retry import RetryingHandler, process_with_retry
+from client.consumer.retry import RetryingHandler, process_with_retry
 from examples._common import arguments, ensure_topic
 
 

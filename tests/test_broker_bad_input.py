@@ -167,7 +167,7 @@ def test_the_client_names_max_request_bytes_when_grpc_refuses_a_request_as_too_l
     """gRPC's own size refusal (RESOURCE_EXHAUSTED, no error-code trailer) gets the hint naming the
     broker's max_request_bytes flag, so the user knows which limit to raise."""
     from client import Admin
-    from client.errors import error_from_rpc
+    from client.shared.errors import error_from_rpc
 
     limit = 1024 * 1024
     broker = start_broker(max_request_bytes=limit, topic_defaults={"max.message.bytes": "65536"})

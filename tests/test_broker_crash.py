@@ -128,7 +128,7 @@ def test_sigkill_under_acks_all_load_keeps_every_acknowledged_record_once_and_in
 @pytest.mark.slow
 def test_logstore_serve_stops_cleanly_on_sigint(tmp_path, connect) -> None:
     serve = BrokerProcess(
-        tmp_path / "data", tmp_path / "broker.log", command=(sys.executable, "-m", "client.cli", "serve")
+        tmp_path / "data", tmp_path / "broker.log", command=(sys.executable, "-m", "bench.cli", "serve")
     )
     serve.start()
     stubs = connect(serve)

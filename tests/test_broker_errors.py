@@ -8,7 +8,7 @@ import grpc
 
 from broker import errors
 from broker.domain import errors as broker_errors
-from broker.groups import errors as group_errors
+from broker.group_machine import errors as group_errors
 from logstore import errors as engine
 from wire.logstore.v1 import common_pb2 as common
 

@@ -16,7 +16,7 @@ from typing import Any, cast
 import grpc
 import pytest
 
-from broker.groups import CoordinatorConfig
+from broker.group_machine import CoordinatorConfig
 from broker.settings import SettingsError, add_arguments, load
 from logstore.records import build_batch
 from tests.conftest import GroupMember, committed_offsets, flatten, group_stub, partition_set

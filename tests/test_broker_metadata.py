@@ -11,11 +11,11 @@ from pathlib import Path
 import grpc
 import pytest
 
+from bench.cli import build_parser
+from broker.domain.groups.offset_store import OFFSETS_TOPIC
 from broker.embedded import BrokerProcess, EmbeddedBroker
 from broker.errors import mapping_for
-from broker.groups.offset_store import OFFSETS_TOPIC
 from broker.settings import Settings, SettingsError, from_arguments, load
-from client.cli import build_parser
 from logstore.errors import InvalidPartitionCountError
 from logstore.manager import META_FILE
 from logstore.records import build_batch

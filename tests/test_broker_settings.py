@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.cli import build_parser
 from broker.server import grpc_options
 from broker.settings import MiB, Settings, SettingsError, from_arguments, load
-from client.cli import build_parser
 
 
 def _write(path: Path, text: str) -> Path:

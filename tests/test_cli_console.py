@@ -1,4 +1,4 @@
-"""The console tools driven as subprocesses (`python -m client.cli ...`) against a real broker."""
+"""The console tools driven as subprocesses (`python -m bench.cli ...`) against a real broker."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from client import Admin, Producer
 
 def logstore(*args: str, stdin: bytes = b"", check: bool = True) -> subprocess.CompletedProcess[bytes]:
     done = subprocess.run(
-        [sys.executable, "-m", "client.cli", *args], input=stdin, capture_output=True, timeout=60
+        [sys.executable, "-m", "bench.cli", *args], input=stdin, capture_output=True, timeout=60
     )
     if check:
         assert done.returncode == 0, done.stderr.decode()

@@ -14,7 +14,7 @@ def logstore(
     address: str, *args: str, stdin: bytes = b"", check: bool = True
 ) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(
-        [sys.executable, "-m", "client.cli", *args, "--bootstrap", address],
+        [sys.executable, "-m", "bench.cli", *args, "--bootstrap", address],
         input=stdin.decode(),
         capture_output=True,
         text=True,

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.cli import build_parser
 from broker.embedded import EmbeddedBroker
 from client import Admin, Producer
-from client.cli import build_parser
 from tests.test_cli_console import assert_one_line_error, logstore
 
 

@@ -6,9 +6,16 @@ import random
 
 import pytest
 
-from client.accumulator import RECORD_OVERHEAD, Accumulator, BufferFull, ProducerBatch, stamp_producer
-from client.backoff import Backoff
-from client.errors import (
+from client.producer.accumulator import (
+    RECORD_OVERHEAD,
+    Accumulator,
+    BufferFull,
+    ProducerBatch,
+    stamp_producer,
+)
+from client.producer.config import ProducerConfig
+from client.shared.backoff import Backoff
+from client.shared.errors import (
     BrokerUnavailableError,
     CorruptRecordError,
     DeliveryTimeoutError,
@@ -17,7 +24,6 @@ from client.errors import (
     RecordTooLargeError,
     UnknownDeliveryError,
 )
-from client.producer_config import ProducerConfig
 from logstore.records import check_batch, decode_batch, parse_header
 
 VALUE = b"v" * 50

@@ -6,7 +6,7 @@ import pytest
 
 from broker.embedded import EmbeddedBroker
 from client import Admin, NewTopic, PartitionInfo, Producer
-from client.errors import ClosedError, InvalidRequestError, TopicExistsError, UnknownTopicError
+from client.shared.errors import ClosedError, InvalidRequestError, TopicExistsError, UnknownTopicError
 
 
 def test_create_list_describe_grow_alter_delete(broker: EmbeddedBroker) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from client.accumulator import ProducerBatch
+from client.producer.accumulator import ProducerBatch
 from logstore.records import GZIP, NONE, BatchBuilder, decode_batch
 
 BASE_MS = 1_700_000_000_000

@@ -9,7 +9,7 @@ import pytest
 
 from broker.embedded import EmbeddedBroker
 from client import Admin, Consumer, OffsetAndTimestamp, Producer, TopicPartition
-from client.errors import (
+from client.shared.errors import (
     IllegalStateError,
     NoOffsetForPartitionError,
     OffsetOutOfRangeError,

@@ -8,7 +8,7 @@ import pytest
 
 from broker.embedded import EmbeddedBroker
 from client import Consumer
-from client.consumer_config import ConsumerConfig
+from client.consumer.config import ConsumerConfig
 
 
 def test_the_config_is_frozen_and_derives_seconds_once() -> None:

@@ -12,11 +12,11 @@ import threading
 
 import pytest
 
-from client.backoff import Backoff
-from client.errors import CorruptRecordError
-from client.fetcher import CompletedFetch, Fetcher
-from client.subscription import SubscriptionState
-from client.types import TopicPartition
+from client.consumer.fetcher import CompletedFetch, Fetcher
+from client.consumer.subscription import SubscriptionState
+from client.shared.backoff import Backoff
+from client.shared.errors import CorruptRecordError
+from client.shared.types import TopicPartition
 from logstore.records import Record, build_batch, crc32c, set_base_offset
 from wire.logstore.v1 import common_pb2, fetch_pb2
 

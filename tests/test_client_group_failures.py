@@ -15,7 +15,7 @@ from collections.abc import Callable
 import pytest
 
 from client import Admin, Consumer, Producer, TopicPartition
-from client.errors import ClientError, ClosedError
+from client.shared.errors import ClientError, ClosedError
 from tests import waiting
 
 LIMIT_S = 20.0

@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pytest
 
 from client import Admin, CommitFailedError, Consumer, ConsumerRebalanceListener, Producer, TopicPartition
-from client.errors import GroupIdNotFoundError, InvalidRegularExpressionError, NonEmptyGroupError
+from client.shared.errors import GroupIdNotFoundError, InvalidRegularExpressionError, NonEmptyGroupError
 
 SESSION_TIMEOUT_MS = 1500
 HEARTBEAT_INTERVAL_MS = 50

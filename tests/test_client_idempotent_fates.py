@@ -21,9 +21,11 @@ import pytest
 from broker.embedded import EmbeddedBroker
 from broker.errors import partition_error
 from client import Admin, Producer
-from client.accumulator import DEDUP_WINDOW, Accumulator, ProducerBatch
-from client.backoff import Backoff
-from client.errors import (
+from client.producer.accumulator import DEDUP_WINDOW, Accumulator, ProducerBatch
+from client.producer.config import ProducerConfig
+from client.producer.futures import RecordFuture
+from client.shared.backoff import Backoff
+from client.shared.errors import (
     BrokerUnavailableError,
     ClientError,
     DuplicateSequenceNumberError,
@@ -31,8 +33,6 @@ from client.errors import (
     UnknownDeliveryError,
     error_from_code,
 )
-from client.futures import RecordFuture
-from client.producer_config import ProducerConfig
 from logstore.config import TopicConfig
 from logstore.errors import LogStoreError
 from logstore.log import Log

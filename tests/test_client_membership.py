@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from client.backoff import Backoff
-from client.errors import FencedInstanceIdError, InvalidRegularExpressionError
-from client.membership import (
+from client.groups.membership import (
     AnswerOutcome,
     HeartbeatAnswer,
     HeartbeatPlan,
@@ -14,7 +12,9 @@ from client.membership import (
     Reconciliation,
     Subscription,
 )
-from client.types import TopicPartition
+from client.shared.backoff import Backoff
+from client.shared.errors import FencedInstanceIdError, InvalidRegularExpressionError
+from client.shared.types import TopicPartition
 from wire.logstore.v1 import common_pb2 as common
 
 T0, T1, T2 = (TopicPartition("orders", p) for p in range(3))

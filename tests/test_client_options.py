@@ -11,7 +11,7 @@ import pytest
 
 from broker.embedded import EmbeddedBroker
 from client import Admin, Consumer, Producer
-from client.errors import ClientError
+from client.shared.errors import ClientError
 from logstore.records import GZIP, ZSTD, iter_headers
 from tests.conftest import Stubs
 

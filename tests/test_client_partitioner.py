@@ -7,7 +7,7 @@ import random
 import mmh3
 import pytest
 
-from client.partitioner import StickyPartitioner, key_partition
+from client.producer.partitioner import StickyPartitioner, key_partition
 
 
 def murmur3_32_reference(data: bytes, seed: int = 0) -> int:

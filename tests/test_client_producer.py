@@ -10,7 +10,8 @@ import pytest
 
 from broker.embedded import EmbeddedBroker
 from client import Admin, Producer, RecordMetadata
-from client.errors import (
+from client.producer.partitioner import key_partition
+from client.shared.errors import (
     BufferExhaustedError,
     ClosedError,
     DeliveryTimeoutError,
@@ -19,7 +20,6 @@ from client.errors import (
     UnknownPartitionError,
     UnknownTopicError,
 )
-from client.partitioner import key_partition
 from tests.test_client_support import LoseAnswers, read_partition, read_topic
 
 

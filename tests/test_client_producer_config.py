@@ -9,8 +9,8 @@ import pytest
 
 from broker.embedded import EmbeddedBroker
 from client import Producer
-from client.accumulator import Accumulator
-from client.producer_config import ProducerConfig
+from client.producer.accumulator import Accumulator
+from client.producer.config import ProducerConfig
 from logstore.records import GZIP, NONE, ZSTD
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from broker.embedded import EmbeddedBroker
 from client import Producer
-from client.errors import ClosedError
+from client.shared.errors import ClosedError
 from tests.conftest import Stubs
 from tests.test_client_support import FailedCall
 

@@ -6,8 +6,8 @@ import pickle
 
 import pytest
 
-from client.fetcher import CompletedFetch
-from client.records import (
+from client.consumer.fetcher import CompletedFetch
+from client.consumer.records import (
     DECODE_CHUNK,
     ConsumerRecord,
     batch_positions,
@@ -15,9 +15,9 @@ from client.records import (
     record_class,
     with_deserializers,
 )
-from client.serde import json_deserializer, string_deserializer
-from client.subscription import SubscriptionState
-from client.types import TopicPartition
+from client.consumer.subscription import SubscriptionState
+from client.shared.serde import json_deserializer, string_deserializer
+from client.shared.types import TopicPartition
 from logstore.records import LOG_APPEND_TIME, Record, build_batch, set_base_offset, set_log_append_time
 
 

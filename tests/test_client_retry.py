@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from client import Admin, Consumer, Producer, TopicPartition
-from client.records import ConsumerRecord
-from client.retry import HANDLED, PARKED, RetryingHandler, process_with_retry
+from client.consumer.records import ConsumerRecord
+from client.consumer.retry import HANDLED, PARKED, RetryingHandler, process_with_retry
 from tests.test_client_support import read_partition
 
 

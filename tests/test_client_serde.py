@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from client.errors import SerializationError
-from client.serde import (
+from client.shared.errors import SerializationError
+from client.shared.serde import (
     SCHEMA_VERSION_HEADER,
     VersionedJson,
     bytes_serializer,

@@ -10,7 +10,7 @@ import pytest
 
 from broker.embedded import EmbeddedBroker
 from client import Admin, ConsumerRecord, Producer, Tail, TopicPartition, tail
-from client.errors import UnknownTopicError
+from client.shared.errors import UnknownTopicError
 
 
 def produce(address: str, topic: str, *values: bytes, **send: object) -> None:

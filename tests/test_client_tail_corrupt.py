@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from client.errors import CorruptRecordError
-from client.tail import Tail
-from client.types import TopicPartition
+from client.consumer.tail import Tail
+from client.shared.errors import CorruptRecordError
+from client.shared.types import TopicPartition
 from logstore.records import Record, build_batch, set_base_offset
 from wire.logstore.v1 import fetch_pb2
 

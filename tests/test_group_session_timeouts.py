@@ -15,8 +15,8 @@ from collections.abc import Callable
 import pytest
 
 from client import Admin, Consumer, ConsumerRebalanceListener, TopicPartition
-from client.backoff import Backoff
-from client.membership import HeartbeatAnswer, Membership, Subscription
+from client.groups.membership import HeartbeatAnswer, Membership, Subscription
+from client.shared.backoff import Backoff
 from tests import waiting
 from tests.conftest import GroupMember, group_stub
 from wire.logstore.v1 import common_pb2 as common

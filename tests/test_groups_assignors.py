@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from broker.groups import (
+from broker.group_machine import (
     Assignment,
     RangeAssignor,
     TopicPartition,

@@ -8,7 +8,7 @@ from collections.abc import Collection, Iterable
 
 import pytest
 
-from broker.groups import (
+from broker.group_machine import (
     LEAVE_GROUP_MEMBER_EPOCH,
     LEAVE_GROUP_STATIC_MEMBER_EPOCH,
     Assignment,

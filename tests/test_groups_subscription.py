@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from broker.groups.errors import InvalidRegularExpressionError
-from broker.groups.subscription import MAX_REGEX_LENGTH, Subscription
+from broker.group_machine.errors import InvalidRegularExpressionError
+from broker.group_machine.subscription import MAX_REGEX_LENGTH, Subscription
 from tests.conftest import GroupMember, group_stub
 from wire.logstore.v1 import common_pb2 as common
 

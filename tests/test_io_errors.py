@@ -15,9 +15,9 @@ from typing import Any
 import grpc
 import pytest
 
+from broker.domain.groups.offset_store import OFFSETS_TOPIC
 from broker.embedded import EmbeddedBroker
 from broker.errors import ERROR_CODE_KEY
-from broker.groups.offset_store import OFFSETS_TOPIC
 from logstore.errors import PartitionOfflineError, StorageError
 from logstore.io_errors import describe, io_errors
 from logstore.manager import RECOVERY_CHECKPOINT, LogManager

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.cli import main as logstore
 from bench.perf.cli import main as perf
 from broker.embedded import EmbeddedBroker
-from client.cli import main as logstore
 
 SWEEPS = Path(__file__).resolve().parent.parent / "bench" / "sweeps"
 RECORDS = 2000

@@ -101,7 +101,7 @@ def ensure_topic(address: str, topic: str, partitions: int | None) -> int:
     was asked.
     """
     from client import Admin
-    from client.errors import UnknownTopicError
+    from client.shared.errors import UnknownTopicError
 
     with Admin(address) as admin:
         try:

@@ -219,7 +219,7 @@ def _run_point(
 
 
 def _delete_quietly(admin: Any, topic: str) -> None:
-    from client.errors import ClientError
+    from client.shared.errors import ClientError
 
     with contextlib.suppress(ClientError):  # never created (the run failed early): nothing to free
         admin.delete_topics([topic])

@@ -11,6 +11,7 @@ from broker.domain.durability import Flusher
 from broker.domain.errors import ShuttingDownError
 from broker.domain.fetch import Reader
 from broker.domain.groups import GroupDomain
+from broker.domain.groups.offset_store import DEFAULT_OFFSETS_PARTITIONS, OFFSETS_TOPIC
 from broker.domain.produce import Appender
 from broker.domain.producer_ids import ProducerIdAllocator, highest_producer_id
 from broker.domain.subscribe import Room, Subscriptions
@@ -26,8 +27,7 @@ from broker.domain.values import (
     SubscribeStart,
 )
 from broker.domain.waiters import AppendWaiters
-from broker.groups.model import CoordinatorConfig
-from broker.groups.offset_store import DEFAULT_OFFSETS_PARTITIONS, OFFSETS_TOPIC
+from broker.group_machine.model import CoordinatorConfig
 from logstore.manager import LogManager
 
 log = logging.getLogger(__name__)

@@ -4,7 +4,7 @@ They are plain exceptions (no grpc here); `broker.errors` maps them to gRPC stat
 per-partition error codes of the wire contract, together with the engine's classes.
 
 One root: `BrokerError` extends the engine's `LogStoreError`, and the consumer-group coordinator's errors
-(`broker.groups.errors`) extend `BrokerError`, so `except LogStoreError` catches every error raised on
+(`broker.group_machine.errors`) extend `BrokerError`, so `except LogStoreError` catches every error raised on
 purpose below the service layer, and anything else is a bug.
 """
 

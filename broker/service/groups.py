@@ -20,7 +20,7 @@ from broker.domain.groups import (
     ResetSpec,
 )
 from broker.errors import partition_error
-from broker.groups import GroupCoordinatorError, GroupState, HeartbeatRequest, MemberState
+from broker.group_machine import GroupCoordinatorError, GroupState, HeartbeatRequest, MemberState
 from broker.service.calls import MAX_PARTITIONS_PER_REQUEST, check_partition_count, require, unary
 from wire.logstore.v1 import group_pb2 as pb
 from wire.logstore.v1 import group_pb2_grpc

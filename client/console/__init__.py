@@ -1,6 +1,6 @@
 """Console tools in the manner of Kafka's: ``topics``, ``produce``, ``consume``, ``dump-log``.
 
-Each module adds its subcommand to ``logstore`` (see ``client.cli``) and imports the client only when run.
+Each module adds its subcommand to ``logstore`` (see ``bench.cli``) and imports the client only when run.
 """
 
 from client.console import consume, dump_log, produce, topics

@@ -49,7 +49,9 @@ def friendly(handler: Handler) -> Handler:
 
     @functools.wraps(handler)
     def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-        from client.errors import ClientError  # imported here: `logstore serve` does not need the client
+        from client.shared.errors import (
+            ClientError,  # imported here: `logstore serve` does not need the client
+        )
 
         try:
             return handler(args, parser)

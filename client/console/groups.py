@@ -66,7 +66,7 @@ def add_parser(subcommands: Any) -> None:
 
 
 def _admin(args: argparse.Namespace) -> Any:
-    from client.admin import Admin
+    from client.admin.api import Admin
 
     return Admin(bootstrap(args))
 
@@ -144,7 +144,7 @@ def _delete(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 def _reset(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from client.console.consume import parse_time
-    from client.types import TopicPartition
+    from client.shared.types import TopicPartition
 
     scope: list[Any] = []
     for item in args.topic or ():

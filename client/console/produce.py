@@ -88,7 +88,7 @@ def as_flags(message: str) -> str:
 
 
 def _produce(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from client.errors import ClientError
+    from client.shared.errors import ClientError
 
     try:
         return _send_lines(args)
@@ -97,7 +97,7 @@ def _produce(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def _send_lines(args: argparse.Namespace) -> int:
-    from client.producer import Producer
+    from client.producer.api import Producer
 
     headers = [(k, v.encode()) for k, v in key_values(args.header, "--header").items()]
     separator = args.key_separator.encode() if args.key_separator else None

@@ -50,7 +50,7 @@ def add_parser(subcommands: Any) -> None:
 
 
 def _admin(args: argparse.Namespace) -> Any:
-    from client.admin import Admin
+    from client.admin.api import Admin
 
     return Admin(bootstrap(args))
 

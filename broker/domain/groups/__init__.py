@@ -1,4 +1,4 @@
-"""Consumer groups in the broker: the driver around the pure coordinator (`broker.groups`) and the
+"""Consumer groups in the broker: the driver around the pure coordinator (`broker.group_machine`) and the
 offset store, with plain values in and out."""
 
 from broker.domain.groups.driver import MAX_METADATA_BYTES, GroupDomain

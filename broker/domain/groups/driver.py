@@ -1,6 +1,6 @@
 """The driver around the pure group coordinator and the offset store: clock, timer, durability, topics.
 
-The coordinator (`broker.groups`) decides and the offset store (`__consumer_offsets`) remembers; this
+The coordinator (`broker.group_machine`) decides and the offset store (`__consumer_offsets`) remembers; this
 class gives them what they cannot have themselves:
 
 - time: a monotonic clock, and one timer armed at the coordinator's next session or rebalance deadline,
@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 
 from broker.domain.durability import Flusher
 from broker.domain.groups import reset
+from broker.domain.groups.offset_store import OFFSETS_TOPIC, OffsetAndMetadata, OffsetStore
 from broker.domain.groups.timer import DeadlineTimer, monotonic_ms
 from broker.domain.groups.values import (
     CommitOutcome,
@@ -37,9 +38,9 @@ from broker.domain.groups.values import (
     ResetSpec,
 )
 from broker.domain.topics import Topics
-from broker.groups.coordinator import GroupCoordinator
-from broker.groups.errors import GroupIdNotFoundError, NonEmptyGroupError
-from broker.groups.model import (
+from broker.group_machine.coordinator import GroupCoordinator
+from broker.group_machine.errors import GroupIdNotFoundError, NonEmptyGroupError
+from broker.group_machine.model import (
     CoordinatorConfig,
     GroupListing,
     GroupState,
@@ -48,8 +49,7 @@ from broker.groups.model import (
     MemberRemoved,
     TopicPartition,
 )
-from broker.groups.offset_store import OFFSETS_TOPIC, OffsetAndMetadata, OffsetStore
-from broker.groups.validation import check_group_id
+from broker.group_machine.validation import check_group_id
 from logstore.errors import InvalidRequestError, LogStoreError
 from logstore.log import Log
 from logstore.manager import LogManager

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from broker.domain.groups.offset_store import OffsetAndMetadata
 from broker.domain.groups.values import PartitionScope, ResetMode, ResetOutcome, ResetSpec
 from broker.domain.topics import Topics
-from broker.groups.model import TopicPartition
-from broker.groups.offset_store import OffsetAndMetadata
+from broker.group_machine.model import TopicPartition
 from logstore.errors import InvalidRequestError, InvalidTimestampError, UnknownPartitionError
 from logstore.log import Log
 

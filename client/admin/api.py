@@ -1,0 +1,222 @@
+"""Topic and group administration: create, delete, list, describe, grow and reconfigure topics; list,
+describe (with lag), delete groups and reset their committed offsets (``client.admin.groups``).
+
+    with Admin(bootstrap="127.0.0.1:9092") as admin:
+        admin.create_topics([NewTopic("orders", 6, {"retention.ms": "86400000"})])
+        print(admin.describe_topics(["orders"]))
+
+Calls act on one topic each on the wire; methods that take several topics try every one and then raise
+the first error (its message lists the others), so one bad name does not stop the rest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, NamedTuple, TypeVar
+
+import grpc
+
+from client.admin.groups import GroupAdmin, GroupDescription, GroupListing, OffsetReset
+from client.groups.rpc import group_stub
+from client.shared.connection import DEFAULT_BOOTSTRAP, Connection
+from client.shared.errors import ClientError, ClosedError, error_from_rpc
+from client.shared.metadata import topic_description
+from client.shared.options import refuse_unknown_options
+from client.shared.types import TopicDescription
+from wire.logstore.v1 import admin_pb2
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class NewTopic(NamedTuple):
+    """A topic to create. ``num_partitions`` 0 means the broker's default; ``config`` uses Kafka's names
+    (``retention.ms``, ``cleanup.policy``, ...) with string values (ints are sent as their digits)."""
+
+    name: str
+    num_partitions: int = 0
+    config: Mapping[str, str | int] | None = None
+
+
+@refuse_unknown_options
+class Admin:
+    """Administers a broker's topics and consumer groups.
+
+    Thread-safe: each call is one independent gRPC call over a shared channel.
+    """
+
+    def __init__(
+        self,
+        bootstrap: str | list[str] = DEFAULT_BOOTSTRAP,
+        *,
+        request_timeout_ms: float = 30_000,
+        bootstrap_servers: str | list[str] | None = None,
+        interceptors: Sequence[grpc.UnaryUnaryClientInterceptor] = (),
+    ) -> None:
+        if bootstrap_servers is not None:
+            bootstrap = bootstrap_servers
+        self._timeout_s = request_timeout_ms / 1000.0
+        self._connection = Connection(
+            bootstrap,
+            max_send_bytes=1024 * 1024,
+            max_receive_bytes=64 * 1024 * 1024,
+            interceptors=interceptors,
+        )
+        self._closed = False
+        self._groups = GroupAdmin(group_stub(self._connection), self._timeout_s)
+
+    # --- topics --------------------------------------------------------------------------------------------
+
+    def create_topics(self, new_topics: Iterable[NewTopic | str]) -> list[TopicDescription]:
+        """Create topics (a bare name gets the broker's default partition count); returns them as created."""
+        topics = [NewTopic(t) if isinstance(t, str) else NewTopic(*t) for t in new_topics]
+        return self._each(
+            topics,
+            lambda t: topic_description(
+                self._call(
+                    "CreateTopic",
+                    admin_pb2.CreateTopicRequest(
+                        name=t.name, partitions=t.num_partitions, config=_strings(t.config or {})
+                    ),
+                    f"creating topic {t.name!r}",
+                ).topic
+            ),
+        )
+
+    def create_topic(
+        self, name: str, partitions: int = 0, config: Mapping[str, str] | None = None
+    ) -> TopicDescription:
+        return self.create_topics([NewTopic(name, partitions, config)])[0]
+
+    def delete_topics(self, names: Iterable[str]) -> None:
+        """Delete topics and all their data."""
+        self._each(
+            list(names),
+            lambda name: self._call(
+                "DeleteTopic", admin_pb2.DeleteTopicRequest(name=name), f"deleting topic {name!r}"
+            ),
+        )
+
+    def list_topics(self) -> dict[str, int]:
+        """Every topic's name and partition count, sorted by name."""
+        answer = self._call("ListTopics", admin_pb2.ListTopicsRequest(), "listing topics")
+        return {topic.name: topic.partitions for topic in answer.topics}
+
+    def describe_topics(self, names: Iterable[str] | None = None) -> list[TopicDescription]:
+        """Configuration and per-partition start and end offsets (of the named topics, or all)."""
+        wanted = list(self.list_topics()) if names is None else list(names)
+        return self._each(
+            wanted,
+            lambda name: topic_description(
+                self._call(
+                    "DescribeTopic", admin_pb2.DescribeTopicRequest(name=name), f"describing topic {name!r}"
+                ).topic
+            ),
+        )
+
+    def create_partitions(self, totals: Mapping[str, int]) -> list[TopicDescription]:
+        """Grow topics to new total partition counts (never fewer). Keys may map elsewhere afterwards."""
+        return self._each(
+            list(totals.items()),
+            lambda item: topic_description(
+                self._call(
+                    "CreatePartitions",
+                    admin_pb2.CreatePartitionsRequest(name=item[0], total_partitions=item[1]),
+                    f"growing topic {item[0]!r} to {item[1]} partitions",
+                ).topic
+            ),
+        )
+
+    def alter_configs(
+        self, changes: Mapping[str, Mapping[str, str]], reset: Mapping[str, Iterable[str]] | None = None
+    ) -> list[TopicDescription]:
+        """Set some settings per topic (``{"orders": {"retention.ms": "3600000"}}``) and return others to
+        the broker's defaults (``reset={"orders": ["cleanup.policy"]}``); the rest keep their values."""
+        reset = reset or {}
+        names = list(dict.fromkeys([*changes, *reset]))
+        return self._each(
+            names,
+            lambda name: topic_description(
+                self._call(
+                    "AlterTopicConfig",
+                    admin_pb2.AlterTopicConfigRequest(
+                        name=name, set=_strings(changes.get(name, {})), reset=list(reset.get(name, ()))
+                    ),
+                    f"altering the configuration of topic {name!r}",
+                ).topic
+            ),
+        )
+
+    # --- consumer groups --------------------------------------------------------------------------------------
+
+    def list_groups(self) -> list[GroupListing]:
+        """Every group (with members or only committed offsets): id, state, member count."""
+        self._check_open()
+        return self._groups.list_groups()
+
+    def describe_group(self, group_id: str) -> GroupDescription:
+        """State, members with their assignments, and per partition committed offset, log end offset, lag."""
+        self._check_open()
+        return self._groups.describe_group(group_id)
+
+    def delete_group(self, group_id: str) -> None:
+        """Delete a group without members, and its committed offsets."""
+        self._check_open()
+        self._groups.delete_group(group_id)
+
+    def reset_offsets(self, group_id: str, scope: Iterable = (), **where: object) -> list[OffsetReset]:
+        """Move committed offsets of a group without members; see GroupAdmin.reset_offsets."""
+        self._check_open()
+        return self._groups.reset_offsets(group_id, scope, **where)  # type: ignore[arg-type]
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError("this admin client is closed")
+
+    # --- plumbing --------------------------------------------------------------------------------------------
+
+    def _call(self, method: str, request: object, what: str) -> Any:
+        """The answer of AdminService.<method> (its message type follows the method's name)."""
+        if self._closed:
+            raise ClosedError("this admin client is closed")
+        try:
+            return getattr(self._connection.admin, method)(request, timeout=self._timeout_s)
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc, what) from None
+
+    @staticmethod
+    def _each(items: list[T], action: Callable[[T], R]) -> list[R]:
+        """Apply ``action`` to every item; if some failed, raise the first error naming all failures."""
+        results: list[R] = []
+        errors: list[ClientError] = []
+        for item in items:
+            try:
+                results.append(action(item))
+            except ClientError as exc:
+                errors.append(exc)
+        if errors:
+            first = errors[0]
+            if len(errors) > 1:
+                others = "; ".join(str(e) for e in errors[1:])
+                first.args = (f"{first} (and {len(errors) - 1} more: {others})",)
+            raise first
+        return results
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._connection.close()
+
+    def __enter__(self) -> Admin:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _strings(config: Mapping[str, object]) -> dict[str, str]:
+    """Config values as the wire wants them: strings (numbers and booleans are converted)."""
+    out = {}
+    for key, value in config.items():
+        out[str(key)] = str(value).lower() if isinstance(value, bool) else str(value)
+    return out

@@ -1,0 +1,202 @@
+"""A live tail without a group: records pushed by the broker as they are appended (pub/sub style).
+
+    with tail("orders", bootstrap="127.0.0.1:9092") as records:
+        for record in records:   # blocks for the next record; close() from another thread ends it
+            print(record.value)
+
+It uses the broker's ``Subscribe`` stream, starts at the end of each partition (or the beginning, or a
+time), keeps no state on the broker and commits nothing. Start offsets are looked up when the tail
+opens, and it follows by offset from then on, so if the broker restarts the tail reconnects and carries on
+from the next offset of each partition without losing or repeating records.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Iterator
+
+import grpc
+
+from client.consumer.fetcher import CompletedFetch
+from client.consumer.offsets import EARLIEST, LATEST, TIMESTAMP, list_offsets
+from client.consumer.records import DECODE_CHUNK, ConsumerRecord, with_deserializers
+from client.shared.backoff import Backoff
+from client.shared.connection import DEFAULT_BOOTSTRAP, Connection
+from client.shared.errors import ClosedError, CorruptRecordError, error_from_code, error_from_rpc
+from client.shared.metadata import describe_topic
+from client.shared.serde import Deserializer, resolve_deserializer
+from client.shared.types import TopicPartition
+from wire.logstore.v1 import fetch_pb2
+
+log = logging.getLogger(__name__)
+
+_RECONNECT = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN})
+
+
+class Tail:
+    """Iterate to receive records as they arrive; ``close()`` (from any thread) ends the iteration.
+
+    A corrupt batch ends the iteration with a CorruptRecordError once the records before it were
+    delivered; ``positions`` then holds the corrupt batch's offset. Set it past the batch (the error's
+    ``next_offset``) and iterate again to go on.
+
+    Not thread-safe: iterate from one thread; only ``close()`` may come from another.
+    """
+
+    def __init__(
+        self,
+        *topics: str,
+        bootstrap: str | list[str] = DEFAULT_BOOTSTRAP,
+        partitions: Iterable[TopicPartition] | None = None,
+        start: str = "latest",
+        from_time_ms: int | None = None,
+        key_deserializer: str | Deserializer | None = None,
+        value_deserializer: str | Deserializer | None = None,
+        max_bytes: int = 1024 * 1024,
+        request_timeout_ms: float = 30_000,
+        reconnect_backoff_ms: float = 100,
+        reconnect_backoff_max_ms: float = 2000,
+    ) -> None:
+        if start not in ("latest", "earliest"):
+            raise ValueError(f"start must be 'latest' or 'earliest', got {start!r}")
+        if not topics and partitions is None:
+            raise ValueError("name the topics (or partitions) to follow")
+        self._timeout_s = request_timeout_ms / 1000.0
+        self._max_bytes = max_bytes
+        self._key_deserializer = resolve_deserializer(key_deserializer, "key_deserializer")
+        self._value_deserializer = resolve_deserializer(value_deserializer, "value_deserializer")
+        self._backoff = Backoff(reconnect_backoff_ms, reconnect_backoff_max_ms)
+        self._connection = Connection(bootstrap, max_send_bytes=1024 * 1024, max_receive_bytes=max_bytes)
+        self._lock = threading.Lock()
+        self._call: grpc.Call | None = None
+        self._closed = False
+        self._stopped = threading.Event()
+        try:
+            wanted = [TopicPartition(*tp) for tp in partitions or ()]
+            for topic in topics:
+                count = len(describe_topic(self._connection, topic, self._timeout_s).partitions)
+                wanted.extend(TopicPartition(topic, p) for p in range(count))
+            self.positions = self._start_offsets(wanted, start, from_time_ms)
+            """The next offset the tail will deliver, per partition."""
+        except BaseException:
+            self._connection.close()
+            raise
+
+    def _start_offsets(
+        self, partitions: list[TopicPartition], start: str, from_time_ms: int | None
+    ) -> dict[TopicPartition, int]:
+        if from_time_ms is not None:
+            found = list_offsets(
+                self._connection, [(tp, TIMESTAMP, from_time_ms) for tp in partitions], self._timeout_s
+            )
+            ends = list_offsets(self._connection, [(tp, LATEST, 0) for tp in partitions], self._timeout_s)
+            return {tp: (found[tp] or ends[tp]).offset for tp in partitions}  # type: ignore[union-attr]
+        spec = LATEST if start == "latest" else EARLIEST
+        found = list_offsets(self._connection, [(tp, spec, 0) for tp in partitions], self._timeout_s)
+        return {tp: found[tp].offset for tp in partitions}  # type: ignore[union-attr]
+
+    def __iter__(self) -> Iterator[ConsumerRecord]:
+        attempt = 0
+        while True:
+            with self._lock:
+                if self._closed:
+                    return
+                request = fetch_pb2.SubscribeRequest(
+                    partitions=[
+                        fetch_pb2.SubscribePartition(
+                            topic=tp.topic,
+                            partition=tp.partition,
+                            start_from=fetch_pb2.START_FROM_OFFSET,
+                            offset=offset,
+                        )
+                        for tp, offset in self.positions.items()
+                    ],
+                    max_bytes=self._max_bytes,
+                )
+                if not request.partitions:
+                    return
+                call = self._call = self._connection.fetch.Subscribe(request)
+            try:
+                for message in call:
+                    attempt = 0
+                    yield from self._records(message)
+                return
+            except grpc.RpcError as exc:
+                if self._closed or exc.code() is grpc.StatusCode.CANCELLED:
+                    return
+                if exc.code() not in _RECONNECT:
+                    raise error_from_rpc(exc, "Subscribe") from None
+                attempt += 1
+                delay = self._backoff.delay_s(attempt)
+                log.warning(
+                    "live tail lost the broker (%s); reconnecting in %.0f ms", exc.code().name, delay * 1000
+                )
+                with self._lock:
+                    self._call = None
+                    if self._closed:
+                        return
+                self._stopped.wait(delay)
+            except BaseException:  # a corrupt batch, or the application stopped iterating: end the stream
+                call.cancel()
+                with self._lock:
+                    self._call = None
+                raise
+
+    def _records(self, message: fetch_pb2.SubscribeResponse) -> Iterator[ConsumerRecord]:
+        for result in message.partitions:
+            tp = TopicPartition(result.topic, result.partition)
+            if result.error_code:
+                self.positions.pop(tp, None)
+                raise error_from_code(result.error_code, result.error_message, where=str(tp))
+            # Decoded as the consumer does: the records before a corrupt batch are delivered first, then
+            # a CorruptRecordError (not the storage engine's raw error) names the partition and offset.
+            fetched = CompletedFetch(tp, 0, result.records, self.positions[tp])
+            while True:
+                try:
+                    records = fetched.take(DECODE_CHUNK, self.positions[tp])
+                except CorruptRecordError as exc:
+                    raise _for_tail(exc, tp) from None
+                if not records:
+                    break
+                self.positions[tp] = records[-1].offset + 1
+                if self._key_deserializer is not None or self._value_deserializer is not None:
+                    with_deserializers(records, self._key_deserializer, self._value_deserializer)
+                yield from records
+
+    def close(self) -> None:
+        """End the tail (an iteration in another thread returns). Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._stopped.set()
+            if self._call is not None:
+                self._call.cancel()
+        self._connection.close()
+
+    def __enter__(self) -> Tail:
+        if self._closed:
+            raise ClosedError("this tail is closed")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _for_tail(error: CorruptRecordError, tp: TopicPartition) -> CorruptRecordError:
+    """The consumer's corrupt-batch error, saying how a tail moves past: there is no seek()."""
+    skip_to = error.next_offset if error.next_offset >= 0 else error.offset + 1
+    return CorruptRecordError(
+        f"{error}. This tail stopped there; to skip the batch set tail.positions[{tp!r}] = {skip_to} and "
+        "iterate again",
+        topic=error.topic,
+        partition=error.partition,
+        offset=error.offset,
+        next_offset=error.next_offset,
+    )
+
+
+def tail(*topics: str, bootstrap: str | list[str] = DEFAULT_BOOTSTRAP, **options: object) -> Tail:
+    """Follow ``topics`` live from their ends (see ``Tail`` for the options)."""
+    return Tail(*topics, bootstrap=bootstrap, **options)  # type: ignore[arg-type]

@@ -1,0 +1,253 @@
+"""The producer's sender thread: drains the accumulator into Produce calls and feeds the answers back.
+
+It keeps up to ``max_in_flight`` calls open at once (grpc futures), and does all of the accumulator's
+bookkeeping under the producer's lock, but encodes batches, calls the broker and runs user callbacks
+outside it, so ``send()`` is never held up by the network.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import grpc
+
+from client.producer.accumulator import Accumulator, Finished, ProducerBatch
+from client.producer.config import ProducerConfig
+from client.shared.backoff import Backoff
+from client.shared.connection import Connection
+from client.shared.errors import (
+    BrokerStorageError,
+    ClientError,
+    RequestTimedOutError,
+    UnknownBrokerError,
+    error_from_code,
+    error_from_rpc,
+    is_uncertain,
+)
+from client.shared.metadata import TopicMetadata
+from wire.logstore.v1 import produce_pb2
+
+log = logging.getLogger(__name__)
+
+ACKS = {0: produce_pb2.ACKS_NONE, 1: produce_pb2.ACKS_LEADER, -1: produce_pb2.ACKS_ALL}
+
+# Per-partition errors after which the broker may have appended the data anyway.
+_UNCERTAIN_ERRORS = (RequestTimedOutError, BrokerStorageError, UnknownBrokerError)
+
+METADATA_CHECK_INTERVAL_S = 5.0
+
+_Answer = tuple[list[ProducerBatch], "grpc.Future"]
+
+
+class Sender(threading.Thread):
+    """Runs until ``stop()``; on a graceful stop it first sends everything still buffered.
+
+    Thread-safe with its one Producer: this thread and the producer's callers share the producer's lock.
+    """
+
+    def __init__(
+        self,
+        accumulator: Accumulator,
+        connection: Connection,
+        metadata: TopicMetadata,
+        lock: threading.Lock,
+        config: ProducerConfig,
+        *,
+        memory_freed: threading.Condition,
+        retry_backoff: Backoff | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(name="logstore-producer-sender", daemon=True)
+        self._accumulator = accumulator
+        self._connection = connection
+        self._metadata = metadata
+        self._acks = ACKS[config.acks]  # type: ignore[index]  # normalised to 0, 1 or -1
+        self._max_in_flight = config.max_in_flight_requests_per_connection
+        self._request_timeout_s = config.request_timeout_s
+        self._backoff = retry_backoff or Backoff(config.retry_backoff_ms, config.retry_backoff_max_ms)
+        self._clock = clock
+        self.work = threading.Condition(lock)
+        """Notified on a new batch, an answer, a flush or a stop."""
+        self._memory_freed = memory_freed
+        self._answers: list[_Answer] = []
+        self._in_flight = 0
+        self._stopping = False
+        self._aborted = False
+        self._needs_producer_id = accumulator.idempotent
+        self._next_metadata_check = clock() + METADATA_CHECK_INTERVAL_S
+        self.fatal_error: BaseException | None = None
+
+    # --- control (called from other threads) ------------------------------------------------------------
+
+    def stop(self, *, abort: bool = False) -> None:
+        """Ask the thread to end: after the buffer is empty, or at once (``abort``, after failing batches)."""
+        with self.work:
+            self._stopping = True
+            self._aborted = self._aborted or abort
+            self.work.notify()
+
+    # --- the loop -----------------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as exc:  # a bug: fail what is left rather than hang every flush()
+            log.exception("the producer's sender thread failed; failing all buffered records")
+            self.fatal_error = exc
+            with self.work:
+                finished = self._accumulator.abort(
+                    ClientError(f"the producer's sender thread failed: {exc!r}")
+                )
+            self._finish(finished)
+
+    def _loop(self) -> None:
+        accumulator = self._accumulator
+        while True:
+            with self.work:
+                answers, self._answers = self._answers, []
+            if answers:
+                self._handle_answers(answers)
+            if self._needs_producer_id and not self._init_producer_id():
+                continue
+            self._refresh_metadata_if_due()
+            with self.work:
+                if self._aborted or (
+                    self._stopping and not self._in_flight and not accumulator.has_unfinished()
+                ):
+                    return
+                now = self._clock()
+                finished = accumulator.expire(now)
+                if finished:
+                    self._memory_freed.notify_all()
+                requests: list[list[ProducerBatch]] = []
+                wake: float | None = None
+                while self._in_flight < self._max_in_flight:
+                    batches, wake = accumulator.drain(now)
+                    if not batches:
+                        break
+                    requests.append(batches)
+                    self._in_flight += 1
+                if not requests and not finished and not self._answers:
+                    timeout = self._next_metadata_check - now
+                    if wake is not None:
+                        timeout = min(timeout, wake - now)
+                    self.work.wait(max(0.0, timeout))
+                    continue
+            self._finish(finished)
+            for batches in requests:
+                self._send(batches)
+
+    def _refresh_metadata_if_due(self) -> None:
+        """Every few seconds, refresh partition counts older than metadata_max_age_ms (outside the lock)."""
+        now = self._clock()
+        if now < self._next_metadata_check:
+            return
+        self._next_metadata_check = now + METADATA_CHECK_INTERVAL_S
+        for topic in self._metadata.stale(now):
+            try:
+                self._metadata.refresh(topic)
+            except ClientError as exc:
+                log.debug("metadata refresh of %s failed: %s", topic, exc)
+
+    def _init_producer_id(self) -> bool:
+        """Get an idempotent producer id; retried with backoff while the broker is away."""
+        attempt = 0
+        while True:
+            with self.work:
+                if self._aborted or (self._stopping and not self._accumulator.has_unfinished()):
+                    self._needs_producer_id = False
+                    return False
+                expired = self._accumulator.expire(self._clock())
+            self._finish(expired)
+            try:
+                answer = self._connection.produce.InitProducerId(
+                    produce_pb2.InitProducerIdRequest(), timeout=self._request_timeout_s
+                )
+            except grpc.RpcError as exc:
+                error = error_from_rpc(exc, "InitProducerId")
+                attempt += 1
+                if attempt == 1 or attempt % 10 == 0:
+                    log.warning("could not get a producer id (attempt %d, retrying): %s", attempt, error)
+                deadline = self._clock() + self._backoff.delay_s(attempt)
+                with self.work:  # a graceful stop still backs off (it waits for records); an abort ends it
+                    while not self._aborted and (remaining := deadline - self._clock()) > 0:
+                        self.work.wait(remaining)
+                continue
+            with self.work:
+                self._accumulator.set_producer_id(answer.producer_id, answer.producer_epoch)
+            self._needs_producer_id = False
+            return True
+
+    # --- calls ----------------------------------------------------------------------------------------------
+
+    def _send(self, batches: list[ProducerBatch]) -> None:
+        producer_id = self._accumulator.producer_id
+        entries = []
+        for batch in batches:
+            data = batch.encode(producer_id)
+            entries.append(
+                produce_pb2.ProducePartitionData(topic=batch.topic, partition=batch.partition, records=data)
+            )
+        request = produce_pb2.ProduceRequest(acks=self._acks, partitions=entries)
+        future = self._connection.produce.Produce.future(request, timeout=self._request_timeout_s)
+        future.add_done_callback(lambda done: self._answered(batches, done))
+
+    def _answered(self, batches: list[ProducerBatch], future: grpc.Future) -> None:
+        """Runs on a grpc thread: hand the answer to the sender thread."""
+        with self.work:
+            self._answers.append((batches, future))
+            self.work.notify()
+
+    def _handle_answers(self, answers: list[_Answer]) -> None:
+        accumulator = self._accumulator
+        for batches, future in answers:
+            acked: list[tuple[ProducerBatch, int, int]] = []
+            with self.work:
+                self._in_flight -= 1
+                if self._aborted:
+                    continue
+                now = self._clock()
+                finished: Finished = []
+                try:
+                    response = future.result()
+                except grpc.RpcError as exc:
+                    error = error_from_rpc(exc, f"Produce of {len(batches)} batches")
+                    uncertain = is_uncertain(exc)
+                    for batch in batches:
+                        finished += accumulator.fail(batch, error, now, uncertain=uncertain)
+                else:
+                    results = response.results
+                    if not results:  # acks=0: the broker says nothing
+                        for batch in batches:
+                            finished += accumulator.acknowledge(batch, now)
+                            acked.append((batch, -1, -1))
+                    if results and len(results) != len(batches):
+                        error = UnknownBrokerError(
+                            f"the broker answered {len(results)} results for {len(batches)} batches"
+                        )
+                        for batch in batches[len(results) :]:
+                            finished += accumulator.fail(batch, error, now, uncertain=True)
+                    for batch, result in zip(batches, results, strict=False):
+                        if result.error_code == 0:
+                            finished += accumulator.acknowledge(batch, now)
+                            acked.append((batch, result.base_offset, result.log_append_time_ms))
+                        else:
+                            error = error_from_code(
+                                result.error_code,
+                                result.error_message,
+                                where=f"{batch.topic}-{batch.partition}",
+                            )
+                            uncertain = isinstance(error, _UNCERTAIN_ERRORS)
+                            finished += accumulator.fail(batch, error, now, uncertain=uncertain)
+                self._memory_freed.notify_all()
+            for batch, base_offset, append_time in acked:
+                batch.outcome.resolve(base_offset, append_time)
+            self._finish(finished)
+
+    @staticmethod
+    def _finish(finished: Finished) -> None:
+        for batch, error in finished:
+            batch.outcome.fail(error)
