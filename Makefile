@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 DATA   ?= ./data
 PORT   ?= 9092
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint mypy-tree bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -20,15 +20,22 @@ $(VENV)/.installed-test: pyproject.toml | $(PY)
 	touch $@ $(VENV)/.installed
 
 run: $(VENV)/.installed
-	$(PY) -m broker --data-dir $(DATA) --host 127.0.0.1 --port $(PORT)
+	$(PY) -m logstore.broker --data-dir $(DATA) --host 127.0.0.1 --port $(PORT)
 
 # The gates, cheapest first: lint, formatting, types (0 errors), then the suite (warnings are errors).
 # The fast local loop skips the real brokers and subprocesses: `$(PY) -m pytest -m "not integration"`.
-test: $(VENV)/.installed-test
+test: $(VENV)/.installed-test mypy-tree
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 	$(PY) -m pytest
+
+# mypy names modules by path, so it reads the installed layout from a tree of links (see [tool.mypy]):
+# build/mypy/logstore/ holds the engine's entries, then broker/, client/, wire/ and bench/.
+mypy-tree:
+	rm -rf build/mypy && mkdir -p build/mypy/logstore
+	for entry in logstore/*; do ln -s "$$PWD/$$entry" build/mypy/logstore/; done
+	for package in broker client wire bench; do ln -s "$$PWD/$$package" build/mypy/logstore/$$package; done
 
 lint: $(VENV)/.installed-test
 	$(PY) -m ruff check .

@@ -2,7 +2,7 @@
 
 Run: .venv/bin/python -m pytest bench/bench_client.py --benchmark-enable -p no:cacheprovider -s
 
-The broker runs as a child process (`python -m broker`), so only the client runs in this process. Each
+The broker runs as a child process (`python -m logstore.broker`), so only the client runs in this process. Each
 round moves RECORDS records of 100 bytes:
 
 - produce, no key, acks=1, one partition (batch_size 256 KiB and 1 MiB, linger_ms 5): send() in a loop,
@@ -29,11 +29,11 @@ from dataclasses import dataclass
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from logstore.broker.embedded import BrokerProcess
+from logstore.client import Admin, Consumer, Producer, TopicPartition
+from logstore.wire.logstore.v1 import fetch_pb2, fetch_pb2_grpc, produce_pb2, produce_pb2_grpc
 
-from broker.embedded import BrokerProcess
-from client import Admin, Consumer, Producer, TopicPartition
 from logstore.records import BatchBuilder
-from wire.logstore.v1 import fetch_pb2, fetch_pb2_grpc, produce_pb2, produce_pb2_grpc
 
 MiB = 1024 * 1024
 RECORDS = int(os.environ.get("BENCH_CLIENT_RECORDS", 1_000_000))

@@ -19,11 +19,11 @@ from collections.abc import Callable, Iterator
 
 import mmh3
 import pytest
+from logstore.client.producer.accumulator import RECORD_OVERHEAD, Accumulator
+from logstore.client.producer.config import ProducerConfig
+from logstore.client.producer.partitioner import StickyPartitioner, key_partition
+from logstore.client.shared.backoff import Backoff
 
-from client.producer.accumulator import RECORD_OVERHEAD, Accumulator
-from client.producer.config import ProducerConfig
-from client.producer.partitioner import StickyPartitioner, key_partition
-from client.shared.backoff import Backoff
 from logstore.records import BatchBuilder
 
 RECORDS = 10_000

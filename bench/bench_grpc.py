@@ -2,13 +2,13 @@
 
 Run: .venv/bin/python -m pytest bench/bench_grpc.py --benchmark-enable -p no:cacheprovider -s
 
-The broker runs as a child process (`python -m broker`), so it does not share this process's GIL with
+The broker runs as a child process (`python -m logstore.broker`), so it does not share this process's GIL with
 the client. Records are 100-byte values in batches of about 16 KiB (Kafka's default batch.size), 1 MiB
 of batches per call to one partition. The empty call is a health check: the fixed cost of one gRPC
 round trip on this machine, measured in the same run. Each benchmark stores MB/s, records/s and its
 cost in empty calls in `extra_info`, and the module prints them side by side at the end.
 
-Both processes raise glibc's mmap and trim thresholds (`broker.malloc`), as `logstore serve` does:
+Both processes raise glibc's mmap and trim thresholds (`logstore.broker.malloc`), as `logstore serve` does:
 without it every 1 MiB buffer is mapped and unmapped per call, and page faults cost more than gRPC.
 """
 
@@ -20,11 +20,9 @@ from dataclasses import dataclass
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-from broker.embedded import BrokerProcess
-from broker.malloc import keep_large_buffers
-from logstore.records import BatchBuilder
-from wire.logstore.v1 import (
+from logstore.broker.embedded import BrokerProcess
+from logstore.broker.malloc import keep_large_buffers
+from logstore.wire.logstore.v1 import (
     admin_pb2,
     admin_pb2_grpc,
     fetch_pb2,
@@ -32,6 +30,8 @@ from wire.logstore.v1 import (
     produce_pb2,
     produce_pb2_grpc,
 )
+
+from logstore.records import BatchBuilder
 
 MiB = 1024 * 1024
 VALUE = b"v" * 100

@@ -1,7 +1,7 @@
 """What the integrity checks of issue 9 item 12 cost: CRC-checking every served batch, and walking every
 segment's batch headers at every start.
 
-Run: .venv/bin/python -m bench.bench_integrity [--mib 256] [--rounds 9]
+Run: .venv/bin/python -m logstore.bench.bench_integrity [--mib 256] [--rounds 9]
 
 Serve: a 256 MiB partition of 16 KiB and 1 MiB batches (1000-byte values) is read back whole with
 Log.read(offset, 1 MiB), what a consumer fetching with max_bytes = 1 MiB asks for, beside the same reads

@@ -1,6 +1,6 @@
 """What clients that never read cost the broker: its RSS, and another client's produce latency.
 
-Starts `python -m broker` as a child process, fills a topic with `--fill-mib` MiB of 100-byte records,
+Starts `python -m logstore.broker` as a child process, fills a topic with `--fill-mib` MiB of 100-byte records,
 then opens `--calls` Fetch calls (50 MiB answers by default), or Subscribe calls (`--method subscribe`,
 1 MiB per message), that are never read, on `--connections`
 raw HTTP/2 connections (bench/stalled_reader.py); or, with `--client grpc`, Subscribe streams a gRPC
@@ -8,7 +8,7 @@ client never iterates and then cancels. Reports the broker's RSS (VmRSS from /pr
 with the calls open, and after they closed; and the median latency of acks=1 produces of 1 KiB from a
 normal client before the stalled calls, right after they were sent, and once the broker has settled.
 
-    .venv/bin/python -m bench.bench_slow_readers --calls 40 --runs 3
+    .venv/bin/python -m logstore.bench.bench_slow_readers --calls 40 --runs 3
 
 Extra broker flags go after `--`, for example `-- --queued-max-response-bytes 268435456`.
 """
@@ -23,11 +23,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import grpc
-
-from bench.stalled_reader import StalledReader
-from broker.embedded import BrokerProcess
-from logstore.records import build_batch
-from wire.logstore.v1 import (
+from logstore.bench.stalled_reader import StalledReader
+from logstore.broker.embedded import BrokerProcess
+from logstore.wire.logstore.v1 import (
     admin_pb2,
     admin_pb2_grpc,
     fetch_pb2,
@@ -35,6 +33,8 @@ from wire.logstore.v1 import (
     produce_pb2,
     produce_pb2_grpc,
 )
+
+from logstore.records import build_batch
 
 MiB = 1024 * 1024
 FETCH_METHOD = "/logstore.v1.FetchService/Fetch"

@@ -34,15 +34,15 @@ from typing import Any
 
 import grpc
 import pytest
+from logstore.broker.embedded import BrokerProcess
+from logstore.broker.malloc import keep_large_buffers
+from logstore.wire.logstore.v1 import admin_pb2, admin_pb2_grpc, produce_pb2, produce_pb2_grpc
 
 import logstore.log
-from broker.embedded import BrokerProcess
-from broker.malloc import keep_large_buffers
 from logstore.config import TopicConfig
 from logstore.log import Log
 from logstore.records import BatchBuilder, check_batch, iter_headers
 from logstore.records.validate import validate_records
-from wire.logstore.v1 import admin_pb2, admin_pb2_grpc, produce_pb2, produce_pb2_grpc
 
 MiB = 1024 * 1024
 VALUE = b"v" * 100
@@ -210,7 +210,7 @@ def test_broker_produce(payload: tuple[str, bytes, int], tmp_path: Path) -> None
     sides: dict[str, dict[str, Any]] = {}
     for name, command in (
         ("broker produce, no validation", (sys.executable, "-c", _WITHOUT_VALIDATION)),
-        ("broker produce", (sys.executable, "-m", "broker")),
+        ("broker produce", (sys.executable, "-m", "logstore.broker")),
     ):
         process = BrokerProcess(tmp_path / name / "data", tmp_path / f"{name}.log", command=command)
         (tmp_path / name).mkdir()

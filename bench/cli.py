@@ -21,13 +21,13 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from client.console import COMMANDS as CONSOLE_COMMANDS
+from logstore.client.console import COMMANDS as CONSOLE_COMMANDS
 
 Subcommands = Any  # argparse's private _SubParsersAction
 
 
 def _add_serve(subcommands: Subcommands) -> None:
-    from broker.settings import add_arguments
+    from logstore.broker.settings import add_arguments
 
     parser = subcommands.add_parser(
         "serve",
@@ -41,8 +41,8 @@ def _add_serve(subcommands: Subcommands) -> None:
 
 def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     # The broker (and grpc's server side) is imported only by the command that needs it.
-    from broker.server import run
-    from broker.settings import SettingsError, from_arguments
+    from logstore.broker.server import run
+    from logstore.broker.settings import SettingsError, from_arguments
 
     try:
         settings = from_arguments(args)
@@ -52,13 +52,13 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def _add_perf(subcommands: Subcommands) -> None:
-    from bench.perf.cli import add_parser
+    from logstore.bench.perf.cli import add_parser
 
     add_parser(subcommands)
 
 
 def _add_groups(subcommands: Subcommands) -> None:
-    from client.console.groups import add_parser
+    from logstore.client.console.groups import add_parser
 
     add_parser(subcommands)
 
@@ -66,7 +66,7 @@ def _add_groups(subcommands: Subcommands) -> None:
 def _add_verify(subcommands: Subcommands) -> None:
     from pathlib import Path
 
-    from client.console.common import friendly
+    from logstore.client.console.common import friendly
 
     parser = subcommands.add_parser(
         "verify",

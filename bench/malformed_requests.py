@@ -1,8 +1,8 @@
 """What 1,000 malformed requests cost the broker's log: the status they get and the lines and bytes its
 log file gains (half Produce with bytes that are no protobuf, half Heartbeat with a string that is not
-UTF-8), against a `python -m broker` subprocess.
+UTF-8), against a `python -m logstore.broker` subprocess.
 
-    .venv/bin/python -m bench.malformed_requests
+    .venv/bin/python -m logstore.bench.malformed_requests
 
 2026-12-02, 3 runs each, all identical: before (b76e547) 1,000 UNKNOWN, 7,002 lines, 730,694 bytes;
 after, 1,000 INVALID_ARGUMENT, 4 lines (two WARNINGs, the shutdown's two), 597 bytes.
@@ -15,8 +15,7 @@ import tempfile
 from pathlib import Path
 
 import grpc
-
-from broker.embedded import BrokerProcess
+from logstore.broker.embedded import BrokerProcess
 
 CALLS = [
     ("/logstore.v1.ProduceService/Produce", b"\xff\xff\xff"),

@@ -1,7 +1,7 @@
 """How long one subscription regex takes against one topic name: Python's `re` (the old engine) beside
 the RE2 program the broker now uses, for the catastrophic pattern ``(x+)+y`` on runs of x's.
 
-    .venv/bin/python -m bench.regex_subscription
+    .venv/bin/python -m logstore.bench.regex_subscription
 
 Each figure is the median of 5 runs, in milliseconds. `re` is only run up to 24 characters: it doubles
 per character (26 would take seconds, the 249 of the longest topic name longer than the universe).
@@ -26,7 +26,7 @@ import statistics
 import time
 from collections.abc import Callable
 
-from broker.group_machine.subscription import Subscription
+from logstore.broker.group_machine.subscription import Subscription
 
 PATTERN = "(x+)+y"
 RUNS = 5

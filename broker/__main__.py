@@ -1,7 +1,7 @@
-"""`python -m broker`: run a broker (the same as `logstore serve`)."""
+"""`python -m logstore.broker`: run a broker (the same as `logstore serve`)."""
 
 import sys
 
-from broker.server import main
+from logstore.broker.server import main
 
 sys.exit(main())

@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from broker.server import BrokerServer
-from broker.settings import Settings
+from logstore.broker.server import BrokerServer
+from logstore.broker.settings import Settings
 
 _LISTENING = re.compile(rb"listening on (\S+):(\d+) ")
 
@@ -99,20 +99,20 @@ class EmbeddedBroker:
 
 
 class BrokerProcess:
-    """`python -m broker` as a child process on a free port, its log written to `log_path`."""
+    """`python -m logstore.broker` as a child process on a free port, its log written to `log_path`."""
 
     def __init__(
         self,
         data_dir: Path | str,
         log_path: Path | str,
         args: Sequence[str] = (),
-        command: Sequence[str] = (sys.executable, "-m", "broker"),
+        command: Sequence[str] = (sys.executable, "-m", "logstore.broker"),
     ) -> None:
         self.data_dir = Path(data_dir)
         self.log_path = Path(log_path)
         self.args = list(args)
         self.command = list(command)
-        """How to start a broker; `(sys.executable, "-m", "bench.cli", "serve")` runs `logstore serve`."""
+        """How to start a broker; `(sys.executable, "-m", "logstore.bench.cli", "serve")` runs `logstore serve`."""
         self.process: subprocess.Popen[bytes] | None = None
         self.address: str | None = None
         self._log: IO[bytes] | None = None

@@ -12,11 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import grpc
+from logstore.broker.domain import errors as broker
+from logstore.broker.group_machine import errors as groups
+from logstore.wire.logstore.v1 import common_pb2 as common
 
-from broker.domain import errors as broker
-from broker.group_machine import errors as groups
 from logstore import errors as engine
-from wire.logstore.v1 import common_pb2 as common
 
 Status = grpc.StatusCode
 

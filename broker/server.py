@@ -17,18 +17,18 @@ import sys
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from logstore.broker.domain.core import BrokerCore
+from logstore.broker.domain.groups.offset_store import _OFFSETS_TOPIC_CONFIG as OFFSETS_TOPIC_CONFIG
+from logstore.broker.domain.groups.offset_store import OFFSETS_TOPIC
+from logstore.broker.malloc import keep_large_buffers, release_free_memory
+from logstore.broker.service import SERVICE_NAMES, add_services
+from logstore.broker.service.answers import AnswerBudget
+from logstore.broker.settings import Settings, SettingsError
 
-from broker.domain.core import BrokerCore
-from broker.domain.groups.offset_store import _OFFSETS_TOPIC_CONFIG as OFFSETS_TOPIC_CONFIG
-from broker.domain.groups.offset_store import OFFSETS_TOPIC
-from broker.malloc import keep_large_buffers, release_free_memory
-from broker.service import SERVICE_NAMES, add_services
-from broker.service.answers import AnswerBudget
-from broker.settings import Settings, SettingsError
 from logstore.errors import LogStoreError
 from logstore.manager import LogManager
 
-log = logging.getLogger("broker")
+log = logging.getLogger("logstore.broker")
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -239,7 +239,7 @@ def raise_open_files_limit() -> None:
 
 
 def run(settings: Settings) -> int:
-    """Entry point of `logstore serve` and `python -m broker`: returns the process exit code."""
+    """Entry point of `logstore serve` and `python -m logstore.broker`: returns the process exit code."""
     configure_logging(settings.log_level)
     raise_open_files_limit()
     if not keep_large_buffers():
@@ -252,12 +252,12 @@ def run(settings: Settings) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m broker`: the same flags as `logstore serve`."""
+    """`python -m logstore.broker`: the same flags as `logstore serve`."""
     import argparse
 
-    from broker.settings import add_arguments, from_arguments
+    from logstore.broker.settings import add_arguments, from_arguments
 
-    parser = argparse.ArgumentParser(prog="python -m broker", description="Run a logstore broker.")
+    parser = argparse.ArgumentParser(prog="python -m logstore.broker", description="Run a logstore broker.")
     add_arguments(parser)
     try:
         settings = from_arguments(parser.parse_args(argv))

@@ -25,8 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from broker.group_machine.assignors import ASSIGNORS
-from broker.group_machine.model import CoordinatorConfig
+from logstore.broker.group_machine.assignors import ASSIGNORS
+from logstore.broker.group_machine.model import CoordinatorConfig
+
 from logstore.config import TopicConfig
 from logstore.errors import InvalidConfigError
 from logstore.manager import MAX_PARTITIONS

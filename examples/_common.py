@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 
-from client import Admin
-from client.shared.errors import TopicExistsError
+from logstore.client import Admin
+from logstore.client.shared.errors import TopicExistsError
 
 
 def arguments(description: str, *, count: int = 10, seconds: float = 10.0) -> argparse.ArgumentParser:

@@ -21,8 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from client import Consumer, ConsumerRecord, Producer, TopicPartition
-from client.consumer.retry import RetryingHandler, process_with_retry
+from logstore.client import Consumer, ConsumerRecord, Producer, TopicPartition
+from logstore.client.consumer.retry import RetryingHandler, process_with_retry
+
 from examples._common import arguments, ensure_topic
 
 

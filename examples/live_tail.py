@@ -17,7 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from client import Producer, Tail
+from logstore.client import Producer, Tail
+
 from examples._common import arguments, ensure_topic
 
 

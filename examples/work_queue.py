@@ -17,7 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a clone without installing
 
-from client import Consumer, Producer
+from logstore.client import Consumer, Producer
+
 from examples._common import arguments, ensure_topic
 
 

@@ -11,10 +11,8 @@ from typing import Any
 
 import grpc
 import pytest
-
-from broker.embedded import EmbeddedBroker
-from logstore.records import iter_records
-from wire.logstore.v1 import (
+from logstore.broker.embedded import EmbeddedBroker
+from logstore.wire.logstore.v1 import (
     admin_pb2,
     admin_pb2_grpc,
     fetch_pb2,
@@ -22,6 +20,8 @@ from wire.logstore.v1 import (
     produce_pb2,
     produce_pb2_grpc,
 )
+
+from logstore.records import iter_records
 
 CLIENT_OPTIONS = [
     ("grpc.max_receive_message_length", 256 * 1024 * 1024),
@@ -193,7 +193,7 @@ def stubs(broker: EmbeddedBroker, connect: Callable[[EmbeddedBroker], Stubs]) ->
 
 from collections.abc import Iterable  # noqa: E402
 
-from wire.logstore.v1 import common_pb2, group_pb2, group_pb2_grpc  # noqa: E402
+from logstore.wire.logstore.v1 import common_pb2, group_pb2, group_pb2_grpc  # noqa: E402
 
 
 def group_stub(stubs: Stubs) -> group_pb2_grpc.GroupServiceStub:

@@ -1,4 +1,4 @@
-"""`python -m broker` with a kill point: the broker of tests/test_broker_crash_points.py.
+"""`python -m logstore.broker` with a kill point: the broker of tests/test_broker_crash_points.py.
 
 Usage: python tests/hooked_broker.py BROKER_FLAGS... with LOGSTORE_TEST_KILL_POINT set to one of POINTS
 and LOGSTORE_TEST_KILL_AT to which occurrence (1 = the first). When the broker reaches that point it
@@ -99,6 +99,6 @@ def _fast_intervals() -> logstore.manager.Intervals:
 logstore.manager.Intervals = _fast_intervals  # type: ignore[misc,assignment]  # a factory in the class's place
 
 if __name__ == "__main__":
-    from broker.server import main
+    from logstore.broker.server import main
 
     sys.exit(main(sys.argv[1:]))

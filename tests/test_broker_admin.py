@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import grpc
 import pytest
+from logstore.wire.logstore.v1 import admin_pb2 as pb
 
 from logstore.records import build_batch
-from wire.logstore.v1 import admin_pb2 as pb
 
 
 def _status(call, *args) -> grpc.StatusCode:

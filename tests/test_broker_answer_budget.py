@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
-from broker.service import answers
-from broker.service.answers import AnswerBudget
+from logstore.broker.service import answers
+from logstore.broker.service.answers import AnswerBudget
 
 MiB = 1024 * 1024
 

@@ -6,11 +6,11 @@ import socket
 
 import grpc
 import pytest
+from logstore.wire.logstore.v1 import admin_pb2, fetch_pb2, produce_pb2, produce_pb2_grpc
+from logstore.wire.logstore.v1 import common_pb2 as common
 
 from logstore.records import build_batch
 from tests.test_records_validate import BAD_BATCHES
-from wire.logstore.v1 import admin_pb2, fetch_pb2, produce_pb2, produce_pb2_grpc
-from wire.logstore.v1 import common_pb2 as common
 
 GOOD = [b"first", b"second"]
 
@@ -166,8 +166,8 @@ def test_garbage_on_the_socket_does_not_disturb_other_clients(broker, seeded) ->
 def test_the_client_names_max_request_bytes_when_grpc_refuses_a_request_as_too_large(start_broker) -> None:
     """gRPC's own size refusal (RESOURCE_EXHAUSTED, no error-code trailer) gets the hint naming the
     broker's max_request_bytes flag, so the user knows which limit to raise."""
-    from client import Admin
-    from client.shared.errors import error_from_rpc
+    from logstore.client import Admin
+    from logstore.client.shared.errors import error_from_rpc
 
     limit = 1024 * 1024
     broker = start_broker(max_request_bytes=limit, topic_defaults={"max.message.bytes": "65536"})

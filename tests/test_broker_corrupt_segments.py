@@ -8,11 +8,11 @@ import logging
 from pathlib import Path
 
 import pytest
+from logstore.wire.logstore.v1 import common_pb2 as common
 
 from logstore.errors import CorruptRecordError
 from logstore.records import build_batch, iter_records
 from tests.conftest import GroupMember, group_stub
-from wire.logstore.v1 import common_pb2 as common
 
 
 def flip_last_byte_of_batch(segment: Path, batch_index: int) -> int:

@@ -1,4 +1,4 @@
-"""`python -m broker` as a real process: SIGKILL under acks=all load loses nothing acknowledged; SIGTERM is clean."""
+"""`python -m logstore.broker` as a real process: SIGKILL under acks=all load loses nothing acknowledged; SIGTERM is clean."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 
 import grpc
 import pytest
+from logstore.broker.embedded import BrokerProcess
+from logstore.wire.logstore.v1 import produce_pb2
 
-from broker.embedded import BrokerProcess
 from logstore.manager import CLEAN_SHUTDOWN_MARKER
 from logstore.records import build_batch, iter_records
-from wire.logstore.v1 import produce_pb2
 
 THREADS = 4
 PARTITIONS = 3
@@ -128,7 +128,9 @@ def test_sigkill_under_acks_all_load_keeps_every_acknowledged_record_once_and_in
 @pytest.mark.slow
 def test_logstore_serve_stops_cleanly_on_sigint(tmp_path, connect) -> None:
     serve = BrokerProcess(
-        tmp_path / "data", tmp_path / "broker.log", command=(sys.executable, "-m", "bench.cli", "serve")
+        tmp_path / "data",
+        tmp_path / "broker.log",
+        command=(sys.executable, "-m", "logstore.bench.cli", "serve"),
     )
     serve.start()
     stubs = connect(serve)

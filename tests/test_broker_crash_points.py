@@ -1,7 +1,7 @@
 """SIGKILL a real broker exactly inside a segment roll and inside a compaction, under acks=all load on a
 rolling topic and a compacted one, then check every acknowledged record after the restart.
 
-The broker is `tests/hooked_broker.py`: `python -m broker` that freezes the thread reaching the chosen
+The broker is `tests/hooked_broker.py`: `python -m logstore.broker` that freezes the thread reaching the chosen
 point and says so in its log, so the kill lands inside the operation (the other threads keep serving and
 acknowledging until then). Rolling topic: every acknowledged record is there once, at its offset, and
 offsets are dense. Compacted topic: every record present is the one acknowledged at that offset (or an
@@ -17,10 +17,10 @@ from pathlib import Path
 
 import grpc
 import pytest
+from logstore.broker.embedded import BrokerProcess
+from logstore.wire.logstore.v1 import produce_pb2
 
-from broker.embedded import BrokerProcess
 from logstore.records import Record, build_batch, iter_records
-from wire.logstore.v1 import produce_pb2
 
 HOOKED = Path(__file__).with_name("hooked_broker.py")
 SEGMENT = {"segment.bytes": "4096", "index.interval.bytes": "256"}

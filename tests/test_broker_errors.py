@@ -5,12 +5,12 @@ from __future__ import annotations
 import inspect
 
 import grpc
+from logstore.broker import errors
+from logstore.broker.domain import errors as broker_errors
+from logstore.broker.group_machine import errors as group_errors
+from logstore.wire.logstore.v1 import common_pb2 as common
 
-from broker import errors
-from broker.domain import errors as broker_errors
-from broker.group_machine import errors as group_errors
 from logstore import errors as engine
-from wire.logstore.v1 import common_pb2 as common
 
 
 def _classes(module, base: type) -> list[type]:

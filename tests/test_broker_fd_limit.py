@@ -1,4 +1,4 @@
-"""`python -m broker` under `ulimit -n 1024` with 1,000 partitions and 10,000 segments: it stays up,
+"""`python -m logstore.broker` under `ulimit -n 1024` with 1,000 partitions and 10,000 segments: it stays up,
 appends and reads work, and it restarts (cleanly and after SIGKILL) over the same data.
 
 Before, each segment held six descriptors for life: the broker ran out at about 170 segments here."""
@@ -14,11 +14,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from logstore.broker.embedded import BrokerProcess
+from logstore.wire.logstore.v1 import common_pb2, fetch_pb2, produce_pb2
 
-from broker.embedded import BrokerProcess
 from logstore.records import build_batch, iter_records
 from tests.conftest import Stubs
-from wire.logstore.v1 import common_pb2, fetch_pb2, produce_pb2
 
 PARTITIONS = 1000
 ROUNDS = 10  # one segment per partition per round: every append rolls (segment.bytes is below a batch)
@@ -138,7 +138,7 @@ def test_a_broker_under_ulimit_1024_serves_10000_segments_and_restarts(
 
 
 def admin_create(name: str, partitions: int, config: dict[str, str]):
-    from wire.logstore.v1 import admin_pb2
+    from logstore.wire.logstore.v1 import admin_pb2
 
     return admin_pb2.CreateTopicRequest(name=name, partitions=partitions, config=config)
 
@@ -146,7 +146,7 @@ def admin_create(name: str, partitions: int, config: dict[str, str]):
 RAISE_SOFT_LIMIT = """
 import resource
 resource.setrlimit(resource.RLIMIT_NOFILE, (256, 1024))
-from broker.server import raise_open_files_limit
+from logstore.broker.server import raise_open_files_limit
 raise_open_files_limit()
 from logstore.manager import LogManager
 import sys, tempfile

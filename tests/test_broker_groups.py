@@ -15,13 +15,13 @@ from typing import Any, cast
 
 import grpc
 import pytest
+from logstore.broker.group_machine import CoordinatorConfig
+from logstore.broker.settings import SettingsError, add_arguments, load
+from logstore.wire.logstore.v1 import admin_pb2, group_pb2
+from logstore.wire.logstore.v1 import common_pb2 as common
 
-from broker.group_machine import CoordinatorConfig
-from broker.settings import SettingsError, add_arguments, load
 from logstore.records import build_batch
 from tests.conftest import GroupMember, committed_offsets, flatten, group_stub, partition_set
-from wire.logstore.v1 import admin_pb2, group_pb2
-from wire.logstore.v1 import common_pb2 as common
 
 SESSION_TIMEOUT_MS = 1000
 HEARTBEAT_INTERVAL_MS = 100
@@ -120,7 +120,7 @@ def test_the_broker_removes_a_silent_member_on_its_own_without_any_call_touching
 ) -> None:
     """Survivors' heartbeats would notice a timed-out member too; here nobody calls, so only the broker's
     own timer can remove it."""
-    caplog.set_level(logging.INFO, logger="broker.domain.groups")
+    caplog.set_level(logging.INFO, logger="logstore.broker.domain.groups")
     stubs, stub = group_broker
     stubs.create_topic("jobs", 1)
     member = GroupMember(stub, "lonely", ["jobs"])

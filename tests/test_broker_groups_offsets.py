@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import grpc
 import pytest
+from logstore.broker.embedded import BrokerProcess
+from logstore.wire.logstore.v1 import admin_pb2, group_pb2
+from logstore.wire.logstore.v1 import common_pb2 as common
 
-from broker.embedded import BrokerProcess
 from logstore.records import BatchBuilder, build_batch
 from tests.conftest import GroupMember, Stubs, committed_offsets, group_stub, partition_set
-from wire.logstore.v1 import admin_pb2, group_pb2
-from wire.logstore.v1 import common_pb2 as common
 
 OFFSETS_TOPIC = "__consumer_offsets"
 

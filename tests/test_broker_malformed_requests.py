@@ -17,10 +17,10 @@ import pytest
 from google.protobuf import message_factory
 from google.protobuf.descriptor import FieldDescriptor as Field
 from google.protobuf.message import Message
+from logstore.broker.embedded import BrokerProcess
+from logstore.broker.service import ADMIN, FETCH, GROUP, PRODUCE
+from logstore.broker.service.calls import RateLimitedLog, unary
 
-from broker.embedded import BrokerProcess
-from broker.service import ADMIN, FETCH, GROUP, PRODUCE
-from broker.service.calls import RateLimitedLog, unary
 from logstore.errors import UnknownTopicError
 from logstore.records import build_batch
 from tests.conftest import Stubs
@@ -155,7 +155,7 @@ def test_bugs_keep_their_traceback_but_are_rate_limited_too(caplog) -> None:
                 await getattr(_Service(), method)(object(), context)
         return context
 
-    with caplog.at_level(logging.DEBUG, logger="broker.service"):
+    with caplog.at_level(logging.DEBUG, logger="logstore.broker.service"):
         broken = asyncio.run(call_many("Broken", 200))
         refusing = asyncio.run(call_many("Refusing", 200))
     assert {code for code, _ in broken.aborted} == {grpc.StatusCode.INTERNAL}

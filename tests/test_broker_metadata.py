@@ -10,17 +10,17 @@ from pathlib import Path
 
 import grpc
 import pytest
+from logstore.bench.cli import build_parser
+from logstore.broker.domain.groups.offset_store import OFFSETS_TOPIC
+from logstore.broker.embedded import BrokerProcess, EmbeddedBroker
+from logstore.broker.errors import mapping_for
+from logstore.broker.settings import Settings, SettingsError, from_arguments, load
+from logstore.wire.logstore.v1 import admin_pb2 as pb
+from logstore.wire.logstore.v1 import common_pb2 as common
 
-from bench.cli import build_parser
-from broker.domain.groups.offset_store import OFFSETS_TOPIC
-from broker.embedded import BrokerProcess, EmbeddedBroker
-from broker.errors import mapping_for
-from broker.settings import Settings, SettingsError, from_arguments, load
 from logstore.errors import InvalidPartitionCountError
 from logstore.manager import META_FILE
 from logstore.records import build_batch
-from wire.logstore.v1 import admin_pb2 as pb
-from wire.logstore.v1 import common_pb2 as common
 
 
 def rpc_error(call, request) -> grpc.RpcError:
@@ -37,9 +37,9 @@ def topic_names(stubs) -> list[str]:
 
 
 def run_broker(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """`python -m broker` over `data_dir`, expected to refuse to start (so it exits by itself)."""
+    """`python -m logstore.broker` over `data_dir`, expected to refuse to start (so it exits by itself)."""
     return subprocess.run(
-        [sys.executable, "-m", "broker", "--data-dir", str(data_dir), "--port", "0", *args],
+        [sys.executable, "-m", "logstore.broker", "--data-dir", str(data_dir), "--port", "0", *args],
         capture_output=True,
         text=True,
         timeout=120,

@@ -7,11 +7,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import pytest
+from logstore.wire.logstore.v1 import admin_pb2, fetch_pb2, produce_pb2
+from logstore.wire.logstore.v1 import common_pb2 as common
 
 from logstore.records import Record, build_batch, iter_records
 from tests.waiting import broker_waiters, wait_until
-from wire.logstore.v1 import admin_pb2, fetch_pb2, produce_pb2
-from wire.logstore.v1 import common_pb2 as common
 
 
 def _entry(topic: str, partition: int, records: bytes) -> produce_pb2.ProducePartitionData:

@@ -10,12 +10,12 @@ import json
 import logging
 
 import pytest
+from logstore.broker.domain.producer_ids import FILE_NAME, RECOVERY_MARGIN, ProducerIdAllocator
+from logstore.broker.embedded import BrokerProcess
+from logstore.wire.logstore.v1 import produce_pb2
 
-from broker.domain.producer_ids import FILE_NAME, RECOVERY_MARGIN, ProducerIdAllocator
-from broker.embedded import BrokerProcess
 from logstore.records import build_batch
 from tests.conftest import Stubs
-from wire.logstore.v1 import produce_pb2
 
 
 def _produce_as_new_producer(stubs: Stubs, value: bytes) -> tuple[int, int]:
@@ -35,7 +35,7 @@ def test_a_lost_reservation_file_never_hands_an_id_out_again(start_broker, conne
     broker.stop()
     (broker.settings.data_dir / FILE_NAME).unlink()
 
-    with caplog.at_level(logging.WARNING, logger="broker.domain.producer_ids"):
+    with caplog.at_level(logging.WARNING, logger="logstore.broker.domain.producer_ids"):
         stubs = connect(start_broker())
     new_id, offset = _produce_as_new_producer(stubs, b"new")
     assert new_id > max(old_ids)

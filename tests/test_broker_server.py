@@ -9,14 +9,14 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from logstore.broker.embedded import EmbeddedBroker
+from logstore.broker.malloc import keep_large_buffers
+from logstore.broker.server import BindError
+from logstore.wire.logstore.v1 import admin_pb2, fetch_pb2, produce_pb2
 
-from broker.embedded import EmbeddedBroker
-from broker.malloc import keep_large_buffers
-from broker.server import BindError
 from logstore.manager import CLEAN_SHUTDOWN_MARKER
 from logstore.records import build_batch, iter_records
 from tests.waiting import broker_waiters, wait_until
-from wire.logstore.v1 import admin_pb2, fetch_pb2, produce_pb2
 
 
 def test_standard_health_checking_reports_serving(broker, stubs) -> None:

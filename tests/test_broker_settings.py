@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from bench.cli import build_parser
-from broker.server import grpc_options
-from broker.settings import MiB, Settings, SettingsError, from_arguments, load
+from logstore.bench.cli import build_parser
+from logstore.broker.server import grpc_options
+from logstore.broker.settings import MiB, Settings, SettingsError, from_arguments, load
 
 
 def _write(path: Path, text: str) -> Path:

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-
-from bench.bench_slow_readers import (
+from logstore.bench.bench_slow_readers import (
     CLIENT_OPTIONS,
     FETCH_METHOD,
     SUBSCRIBE_METHOD,
@@ -22,10 +21,11 @@ from bench.bench_slow_readers import (
     rss_bytes,
     subscribe_request,
 )
-from bench.stalled_reader import StalledReader
-from broker.embedded import BrokerProcess
+from logstore.bench.stalled_reader import StalledReader
+from logstore.broker.embedded import BrokerProcess
+from logstore.wire.logstore.v1 import fetch_pb2, fetch_pb2_grpc, produce_pb2, produce_pb2_grpc
+
 from logstore.records import build_batch
-from wire.logstore.v1 import fetch_pb2, fetch_pb2_grpc, produce_pb2, produce_pb2_grpc
 
 MiB = 1024 * 1024
 WAITS = "waits for room"

@@ -7,13 +7,13 @@ from typing import Protocol
 
 import grpc
 import pytest
+from logstore.broker.embedded import EmbeddedBroker
+from logstore.wire.logstore.v1 import admin_pb2
+from logstore.wire.logstore.v1 import common_pb2 as common
+from logstore.wire.logstore.v1 import fetch_pb2 as pb
 
-from broker.embedded import EmbeddedBroker
 from logstore.records import Record, build_batch, iter_records
 from tests.waiting import broker_waiters, wait_until
-from wire.logstore.v1 import admin_pb2
-from wire.logstore.v1 import common_pb2 as common
-from wire.logstore.v1 import fetch_pb2 as pb
 
 DEADLINE_S = 30  # a broken subscription fails the test instead of hanging it
 

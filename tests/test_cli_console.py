@@ -1,4 +1,4 @@
-"""The console tools driven as subprocesses (`python -m bench.cli ...`) against a real broker."""
+"""The console tools driven as subprocesses (`python -m logstore.bench.cli ...`) against a real broker."""
 
 from __future__ import annotations
 
@@ -7,14 +7,13 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from broker.embedded import EmbeddedBroker
-from client import Admin, Producer
+from logstore.broker.embedded import EmbeddedBroker
+from logstore.client import Admin, Producer
 
 
 def logstore(*args: str, stdin: bytes = b"", check: bool = True) -> subprocess.CompletedProcess[bytes]:
     done = subprocess.run(
-        [sys.executable, "-m", "bench.cli", *args], input=stdin, capture_output=True, timeout=60
+        [sys.executable, "-m", "logstore.bench.cli", *args], input=stdin, capture_output=True, timeout=60
     )
     if check:
         assert done.returncode == 0, done.stderr.decode()

@@ -11,13 +11,12 @@ import subprocess
 import sys
 
 import pytest
-
-from client import Admin
+from logstore.client import Admin
 
 
 def logstore(address: str, *args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "bench.cli", *args, "--bootstrap", address],
+        [sys.executable, "-m", "logstore.bench.cli", *args, "--bootstrap", address],
         input=stdin.decode(),
         capture_output=True,
         text=True,
@@ -59,7 +58,7 @@ def test_sigterm_commits_leaves_the_group_and_prints_the_summary(address: str) -
         [
             sys.executable,
             "-m",
-            "bench.cli",
+            "logstore.bench.cli",
             "consume",
             "orders",
             "--group",
@@ -114,8 +113,8 @@ def test_sigterm_while_poll_hands_over_records_prints_what_it_commits(
 ) -> None:
     """SIGTERM arriving after poll() moved the positions past records, before they were printed, must not
     commit records nobody saw: what is committed is what was printed."""
-    from bench import cli
-    from client.consumer.api import Consumer
+    from logstore.bench import cli
+    from logstore.client.consumer.api import Consumer
 
     original = Consumer.poll
 

@@ -6,15 +6,14 @@ import subprocess
 import sys
 
 import pytest
-
-from client import Admin
+from logstore.client import Admin
 
 
 def logstore(
     address: str, *args: str, stdin: bytes = b"", check: bool = True
 ) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(
-        [sys.executable, "-m", "bench.cli", *args, "--bootstrap", address],
+        [sys.executable, "-m", "logstore.bench.cli", *args, "--bootstrap", address],
         input=stdin.decode(),
         capture_output=True,
         text=True,

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import socket
 
-from broker.embedded import EmbeddedBroker
-from client import Admin
+from logstore.broker.embedded import EmbeddedBroker
+from logstore.client import Admin
+
 from tests.conftest import Stubs
 from tests.test_cli_console import logstore
 

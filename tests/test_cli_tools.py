@@ -7,10 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from logstore.bench.cli import build_parser
+from logstore.broker.embedded import EmbeddedBroker
+from logstore.client import Admin, Producer
 
-from bench.cli import build_parser
-from broker.embedded import EmbeddedBroker
-from client import Admin, Producer
 from tests.test_cli_console import assert_one_line_error, logstore
 
 

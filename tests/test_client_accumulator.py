@@ -5,17 +5,16 @@ from __future__ import annotations
 import random
 
 import pytest
-
-from client.producer.accumulator import (
+from logstore.client.producer.accumulator import (
     RECORD_OVERHEAD,
     Accumulator,
     BufferFull,
     ProducerBatch,
     stamp_producer,
 )
-from client.producer.config import ProducerConfig
-from client.shared.backoff import Backoff
-from client.shared.errors import (
+from logstore.client.producer.config import ProducerConfig
+from logstore.client.shared.backoff import Backoff
+from logstore.client.shared.errors import (
     BrokerUnavailableError,
     CorruptRecordError,
     DeliveryTimeoutError,
@@ -24,6 +23,7 @@ from client.shared.errors import (
     RecordTooLargeError,
     UnknownDeliveryError,
 )
+
 from logstore.records import check_batch, decode_batch, parse_header
 
 VALUE = b"v" * 50

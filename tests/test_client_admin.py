@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import pytest
-
-from broker.embedded import EmbeddedBroker
-from client import Admin, NewTopic, PartitionInfo, Producer
-from client.shared.errors import ClosedError, InvalidRequestError, TopicExistsError, UnknownTopicError
+from logstore.broker.embedded import EmbeddedBroker
+from logstore.client import Admin, NewTopic, PartitionInfo, Producer
+from logstore.client.shared.errors import (
+    ClosedError,
+    InvalidRequestError,
+    TopicExistsError,
+    UnknownTopicError,
+)
 
 
 def test_create_list_describe_grow_alter_delete(broker: EmbeddedBroker) -> None:

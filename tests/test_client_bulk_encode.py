@@ -7,8 +7,8 @@ import random
 from typing import Any
 
 import pytest
+from logstore.client.producer.accumulator import ProducerBatch
 
-from client.producer.accumulator import ProducerBatch
 from logstore.records import GZIP, NONE, BatchBuilder, decode_batch
 
 BASE_MS = 1_700_000_000_000

@@ -6,15 +6,15 @@ from __future__ import annotations
 import threading
 
 import pytest
-
-from broker.embedded import EmbeddedBroker
-from client import Admin, Consumer, OffsetAndTimestamp, Producer, TopicPartition
-from client.shared.errors import (
+from logstore.broker.embedded import EmbeddedBroker
+from logstore.client import Admin, Consumer, OffsetAndTimestamp, Producer, TopicPartition
+from logstore.client.shared.errors import (
     IllegalStateError,
     NoOffsetForPartitionError,
     OffsetOutOfRangeError,
     UnknownTopicError,
 )
+
 from tests.waiting import wait_until
 
 TP = TopicPartition("t", 0)

@@ -5,10 +5,9 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-
-from broker.embedded import EmbeddedBroker
-from client import Consumer
-from client.consumer.config import ConsumerConfig
+from logstore.broker.embedded import EmbeddedBroker
+from logstore.client import Consumer
+from logstore.client.consumer.config import ConsumerConfig
 
 
 def test_the_config_is_frozen_and_derives_seconds_once() -> None:

@@ -11,14 +11,14 @@ import struct
 import threading
 
 import pytest
+from logstore.client.consumer.fetcher import CompletedFetch, Fetcher
+from logstore.client.consumer.subscription import SubscriptionState
+from logstore.client.shared.backoff import Backoff
+from logstore.client.shared.errors import CorruptRecordError
+from logstore.client.shared.types import TopicPartition
+from logstore.wire.logstore.v1 import common_pb2, fetch_pb2
 
-from client.consumer.fetcher import CompletedFetch, Fetcher
-from client.consumer.subscription import SubscriptionState
-from client.shared.backoff import Backoff
-from client.shared.errors import CorruptRecordError
-from client.shared.types import TopicPartition
 from logstore.records import Record, build_batch, crc32c, set_base_offset
-from wire.logstore.v1 import common_pb2, fetch_pb2
 
 TP = TopicPartition("orders", 3)
 OTHER = TopicPartition("orders", 4)

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
-
-from client.producer.futures import BatchOutcome, RecordFuture, failed_future
-from client.shared.errors import NotAvailableError
-from client.shared.types import RecordMetadata
+from logstore.client.producer.futures import BatchOutcome, RecordFuture, failed_future
+from logstore.client.shared.errors import NotAvailableError
+from logstore.client.shared.types import RecordMetadata
 
 
 def test_metadata_is_the_batch_offset_plus_the_delta() -> None:

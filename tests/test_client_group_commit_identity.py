@@ -15,10 +15,17 @@ from typing import Any
 
 import grpc
 import pytest
+from logstore.client import (
+    Admin,
+    CommitFailedError,
+    Consumer,
+    ConsumerRebalanceListener,
+    Producer,
+    TopicPartition,
+)
+from logstore.wire.logstore.v1 import group_pb2, group_pb2_grpc
 
-from client import Admin, CommitFailedError, Consumer, ConsumerRebalanceListener, Producer, TopicPartition
 from tests.test_client_support import FailedCall
-from wire.logstore.v1 import group_pb2, group_pb2_grpc
 
 LIMIT_S = 20.0
 TP = TopicPartition("ledger", 0)

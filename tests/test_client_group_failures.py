@@ -13,9 +13,9 @@ import time
 from collections.abc import Callable
 
 import pytest
+from logstore.client import Admin, Consumer, Producer, TopicPartition
+from logstore.client.shared.errors import ClientError, ClosedError
 
-from client import Admin, Consumer, Producer, TopicPartition
-from client.shared.errors import ClientError, ClosedError
 from tests import waiting
 
 LIMIT_S = 20.0

@@ -8,9 +8,19 @@ import time
 from collections.abc import Callable
 
 import pytest
-
-from client import Admin, CommitFailedError, Consumer, ConsumerRebalanceListener, Producer, TopicPartition
-from client.shared.errors import GroupIdNotFoundError, InvalidRegularExpressionError, NonEmptyGroupError
+from logstore.client import (
+    Admin,
+    CommitFailedError,
+    Consumer,
+    ConsumerRebalanceListener,
+    Producer,
+    TopicPartition,
+)
+from logstore.client.shared.errors import (
+    GroupIdNotFoundError,
+    InvalidRegularExpressionError,
+    NonEmptyGroupError,
+)
 
 SESSION_TIMEOUT_MS = 1500
 HEARTBEAT_INTERVAL_MS = 50

@@ -17,15 +17,14 @@ from typing import Any
 
 import grpc
 import pytest
-
-from broker.embedded import EmbeddedBroker
-from broker.errors import partition_error
-from client import Admin, Producer
-from client.producer.accumulator import DEDUP_WINDOW, Accumulator, ProducerBatch
-from client.producer.config import ProducerConfig
-from client.producer.futures import RecordFuture
-from client.shared.backoff import Backoff
-from client.shared.errors import (
+from logstore.broker.embedded import EmbeddedBroker
+from logstore.broker.errors import partition_error
+from logstore.client import Admin, Producer
+from logstore.client.producer.accumulator import DEDUP_WINDOW, Accumulator, ProducerBatch
+from logstore.client.producer.config import ProducerConfig
+from logstore.client.producer.futures import RecordFuture
+from logstore.client.shared.backoff import Backoff
+from logstore.client.shared.errors import (
     BrokerUnavailableError,
     ClientError,
     DuplicateSequenceNumberError,
@@ -33,6 +32,7 @@ from client.shared.errors import (
     UnknownDeliveryError,
     error_from_code,
 )
+
 from logstore.config import TopicConfig
 from logstore.errors import LogStoreError
 from logstore.log import Log

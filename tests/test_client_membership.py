@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from client.groups.membership import (
+from logstore.client.groups.membership import (
     AnswerOutcome,
     HeartbeatAnswer,
     HeartbeatPlan,
@@ -12,10 +11,10 @@ from client.groups.membership import (
     Reconciliation,
     Subscription,
 )
-from client.shared.backoff import Backoff
-from client.shared.errors import FencedInstanceIdError, InvalidRegularExpressionError
-from client.shared.types import TopicPartition
-from wire.logstore.v1 import common_pb2 as common
+from logstore.client.shared.backoff import Backoff
+from logstore.client.shared.errors import FencedInstanceIdError, InvalidRegularExpressionError
+from logstore.client.shared.types import TopicPartition
+from logstore.wire.logstore.v1 import common_pb2 as common
 
 T0, T1, T2 = (TopicPartition("orders", p) for p in range(3))
 

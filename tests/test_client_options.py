@@ -8,10 +8,10 @@ from concurrent import futures
 
 import grpc
 import pytest
+from logstore.broker.embedded import EmbeddedBroker
+from logstore.client import Admin, Consumer, Producer
+from logstore.client.shared.errors import ClientError
 
-from broker.embedded import EmbeddedBroker
-from client import Admin, Consumer, Producer
-from client.shared.errors import ClientError
 from logstore.records import GZIP, ZSTD, iter_headers
 from tests.conftest import Stubs
 

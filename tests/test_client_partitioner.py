@@ -6,8 +6,7 @@ import random
 
 import mmh3
 import pytest
-
-from client.producer.partitioner import StickyPartitioner, key_partition
+from logstore.client.producer.partitioner import StickyPartitioner, key_partition
 
 
 def murmur3_32_reference(data: bytes, seed: int = 0) -> int:

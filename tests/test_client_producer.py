@@ -7,11 +7,10 @@ import socket
 from collections import defaultdict
 
 import pytest
-
-from broker.embedded import EmbeddedBroker
-from client import Admin, Producer, RecordMetadata
-from client.producer.partitioner import key_partition
-from client.shared.errors import (
+from logstore.broker.embedded import EmbeddedBroker
+from logstore.client import Admin, Producer, RecordMetadata
+from logstore.client.producer.partitioner import key_partition
+from logstore.client.shared.errors import (
     BufferExhaustedError,
     ClosedError,
     DeliveryTimeoutError,
@@ -20,6 +19,7 @@ from client.shared.errors import (
     UnknownPartitionError,
     UnknownTopicError,
 )
+
 from tests.test_client_support import LoseAnswers, read_partition, read_topic
 
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from logstore.broker.embedded import EmbeddedBroker
+from logstore.client import Producer
+from logstore.client.producer.accumulator import Accumulator
+from logstore.client.producer.config import ProducerConfig
 
-from broker.embedded import EmbeddedBroker
-from client import Producer
-from client.producer.accumulator import Accumulator
-from client.producer.config import ProducerConfig
 from logstore.records import GZIP, NONE, ZSTD
 
 

@@ -8,16 +8,16 @@ import textwrap
 
 import grpc
 import pytest
+from logstore.broker.embedded import EmbeddedBroker
+from logstore.client import Producer
+from logstore.client.shared.errors import ClosedError
 
-from broker.embedded import EmbeddedBroker
-from client import Producer
-from client.shared.errors import ClosedError
 from tests.conftest import Stubs
 from tests.test_client_support import FailedCall
 
 _UNCLOSED = """
 import sys
-from client import Producer
+from logstore.client import Producer
 
 producer = Producer(sys.argv[1], linger_ms=60_000, batch_size=1 << 20)  # nothing leaves before exit
 producer.partitions_for("exit")  # the topic exists before the sends, so each one only buffers
@@ -79,7 +79,7 @@ def test_closing_while_no_producer_id_comes_keeps_backing_off(broker: EmbeddedBr
 
 _DROPPED = """
 import sys
-from client import Producer
+from logstore.client import Producer
 
 def produce() -> None:  # the producer goes out of scope unclosed: its records must still be sent at exit
     producer = Producer(sys.argv[1], linger_ms=60_000, batch_size=1 << 20)

@@ -5,9 +5,8 @@ from __future__ import annotations
 import pickle
 
 import pytest
-
-from client.consumer.fetcher import CompletedFetch
-from client.consumer.records import (
+from logstore.client.consumer.fetcher import CompletedFetch
+from logstore.client.consumer.records import (
     DECODE_CHUNK,
     ConsumerRecord,
     batch_positions,
@@ -15,9 +14,10 @@ from client.consumer.records import (
     record_class,
     with_deserializers,
 )
-from client.consumer.subscription import SubscriptionState
-from client.shared.serde import json_deserializer, string_deserializer
-from client.shared.types import TopicPartition
+from logstore.client.consumer.subscription import SubscriptionState
+from logstore.client.shared.serde import json_deserializer, string_deserializer
+from logstore.client.shared.types import TopicPartition
+
 from logstore.records import LOG_APPEND_TIME, Record, build_batch, set_base_offset, set_log_append_time
 
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from logstore.client import Admin, Consumer, Producer, TopicPartition
+from logstore.client.consumer.records import ConsumerRecord
+from logstore.client.consumer.retry import HANDLED, PARKED, RetryingHandler, process_with_retry
 
-from client import Admin, Consumer, Producer, TopicPartition
-from client.consumer.records import ConsumerRecord
-from client.consumer.retry import HANDLED, PARKED, RetryingHandler, process_with_retry
 from tests.test_client_support import read_partition
 
 

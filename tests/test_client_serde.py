@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
-from client.shared.errors import SerializationError
-from client.shared.serde import (
+from logstore.client.shared.errors import SerializationError
+from logstore.client.shared.serde import (
     SCHEMA_VERSION_HEADER,
     VersionedJson,
     bytes_serializer,

@@ -7,8 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import grpc
-
-from client import Consumer, ConsumerRecord, TopicPartition
+from logstore.client import Consumer, ConsumerRecord, TopicPartition
 
 
 class FailedCall(grpc.RpcError, grpc.Future, grpc.Call):

@@ -7,10 +7,9 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-
-from broker.embedded import EmbeddedBroker
-from client import Admin, ConsumerRecord, Producer, Tail, TopicPartition, tail
-from client.shared.errors import UnknownTopicError
+from logstore.broker.embedded import EmbeddedBroker
+from logstore.client import Admin, ConsumerRecord, Producer, Tail, TopicPartition, tail
+from logstore.client.shared.errors import UnknownTopicError
 
 
 def produce(address: str, topic: str, *values: bytes, **send: object) -> None:

@@ -6,12 +6,12 @@ Subscribe messages are handed to the tail as the broker would send them."""
 from __future__ import annotations
 
 import pytest
+from logstore.client.consumer.tail import Tail
+from logstore.client.shared.errors import CorruptRecordError
+from logstore.client.shared.types import TopicPartition
+from logstore.wire.logstore.v1 import fetch_pb2
 
-from client.consumer.tail import Tail
-from client.shared.errors import CorruptRecordError
-from client.shared.types import TopicPartition
 from logstore.records import Record, build_batch, set_base_offset
-from wire.logstore.v1 import fetch_pb2
 
 TP = TopicPartition("orders", 0)
 

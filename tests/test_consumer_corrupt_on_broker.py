@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from logstore.broker.embedded import EmbeddedBroker
+from logstore.client import Admin, Consumer, TopicPartition
+from logstore.client.shared.errors import CorruptRecordError
 
-from broker.embedded import EmbeddedBroker
-from client import Admin, Consumer, TopicPartition
-from client.shared.errors import CorruptRecordError
 from logstore.records import Record, build_batch, crc32c, iter_headers
 from tests.conftest import StartBroker, Stubs
 
@@ -95,7 +95,7 @@ def read_through_the_bad_batch(address: str) -> tuple[list[bytes | None], list[M
 
 def logstore(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "bench.cli", *args], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "logstore.bench.cli", *args], capture_output=True, text=True, timeout=60
     )
 
 

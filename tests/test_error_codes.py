@@ -9,13 +9,12 @@ from typing import Any
 
 import grpc
 import pytest
-
-from broker import errors as broker_errors
-from broker.embedded import EmbeddedBroker
-from client.admin.api import Admin
-from client.shared import errors as client_errors
-from client.shared.errors import ClientError
-from wire.logstore.v1 import admin_pb2, common_pb2
+from logstore.broker import errors as broker_errors
+from logstore.broker.embedded import EmbeddedBroker
+from logstore.client.admin.api import Admin
+from logstore.client.shared import errors as client_errors
+from logstore.client.shared.errors import ClientError
+from logstore.wire.logstore.v1 import admin_pb2, common_pb2
 
 CODES = set(common_pb2.ErrorCode.values()) - {common_pb2.ERROR_CODE_NONE}
 

@@ -13,7 +13,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 @pytest.fixture(scope="module")
 def address(tmp_path_factory):
-    from broker.embedded import EmbeddedBroker
+    from logstore.broker.embedded import EmbeddedBroker
 
     broker = EmbeddedBroker.on(
         tmp_path_factory.mktemp("examples"), group_session_timeout_ms=3000, group_heartbeat_interval_ms=100

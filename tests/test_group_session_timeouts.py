@@ -13,13 +13,13 @@ import time
 from collections.abc import Callable
 
 import pytest
+from logstore.client import Admin, Consumer, ConsumerRebalanceListener, TopicPartition
+from logstore.client.groups.membership import HeartbeatAnswer, Membership, Subscription
+from logstore.client.shared.backoff import Backoff
+from logstore.wire.logstore.v1 import common_pb2 as common
 
-from client import Admin, Consumer, ConsumerRebalanceListener, TopicPartition
-from client.groups.membership import HeartbeatAnswer, Membership, Subscription
-from client.shared.backoff import Backoff
 from tests import waiting
 from tests.conftest import GroupMember, group_stub
-from wire.logstore.v1 import common_pb2 as common
 
 BROKER_SESSION_MS = 60_000
 """Longer than any wait here: a test that passes cannot have waited for the broker's own timeout."""
@@ -70,7 +70,7 @@ def test_without_a_session_timeout_the_member_gets_the_broker_one(broker, connec
 WORKER = textwrap.dedent(
     """
     import sys
-    from client import Consumer
+    from logstore.client import Consumer
     consumer = Consumer(bootstrap=sys.argv[1], group_id="g", session_timeout_ms=1000,
                         heartbeat_interval_ms=100)
     consumer.subscribe(["orders"])

@@ -9,8 +9,7 @@ from collections.abc import Mapping
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from broker.group_machine import (
+from logstore.broker.group_machine import (
     Assignment,
     RangeAssignor,
     TopicPartition,

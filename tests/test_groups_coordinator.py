@@ -7,8 +7,7 @@ import itertools
 from collections.abc import Collection, Iterable
 
 import pytest
-
-from broker.group_machine import (
+from logstore.broker.group_machine import (
     LEAVE_GROUP_MEMBER_EPOCH,
     LEAVE_GROUP_STATIC_MEMBER_EPOCH,
     Assignment,

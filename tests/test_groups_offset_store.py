@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from broker.domain.groups.offset_store import OFFSETS_TOPIC, OffsetAndMetadata, OffsetStore
-from broker.group_machine.model import TopicPartition
+from logstore.broker.domain.groups.offset_store import OFFSETS_TOPIC, OffsetAndMetadata, OffsetStore
+from logstore.broker.group_machine.model import TopicPartition
+
 from logstore.manager import LogManager
 
 TP0 = TopicPartition("orders", 0)

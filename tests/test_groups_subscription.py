@@ -9,11 +9,11 @@ assertions are about the answers.
 from __future__ import annotations
 
 import pytest
+from logstore.broker.group_machine.errors import InvalidRegularExpressionError
+from logstore.broker.group_machine.subscription import MAX_REGEX_LENGTH, Subscription
+from logstore.wire.logstore.v1 import common_pb2 as common
 
-from broker.group_machine.errors import InvalidRegularExpressionError
-from broker.group_machine.subscription import MAX_REGEX_LENGTH, Subscription
 from tests.conftest import GroupMember, group_stub
-from wire.logstore.v1 import common_pb2 as common
 
 CATASTROPHIC = "(x+)+y"
 """Exponential for a backtracking engine on a run of x's with no y."""

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_logstore_version_names_the_installed_version() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "bench.cli", "--version"],
+        [sys.executable, "-m", "logstore.bench.cli", "--version"],
         capture_output=True,
         text=True,
         cwd=ROOT,

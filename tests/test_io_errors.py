@@ -14,16 +14,16 @@ from typing import Any
 
 import grpc
 import pytest
+from logstore.broker.domain.groups.offset_store import OFFSETS_TOPIC
+from logstore.broker.embedded import EmbeddedBroker
+from logstore.broker.errors import ERROR_CODE_KEY
+from logstore.wire.logstore.v1 import common_pb2, produce_pb2
 
-from broker.domain.groups.offset_store import OFFSETS_TOPIC
-from broker.embedded import EmbeddedBroker
-from broker.errors import ERROR_CODE_KEY
 from logstore.errors import PartitionOfflineError, StorageError
 from logstore.io_errors import describe, io_errors
 from logstore.manager import RECOVERY_CHECKPOINT, LogManager
 from logstore.records import Record, build_batch, iter_records
 from tests.conftest import GroupMember, Stubs, group_stub
-from wire.logstore.v1 import common_pb2, produce_pb2
 
 TS = 1_700_000_000_000
 EIO = os.strerror(errno.EIO)

@@ -8,11 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from bench.perf.plots import SKIPPED, write_plots
-from bench.perf.progress import ProgressBar, StatusReporter
-from bench.perf.stats import summarize, summary_line
-from bench.perf.sweep import load_config
+from logstore.bench.perf.plots import SKIPPED, write_plots
+from logstore.bench.perf.progress import ProgressBar, StatusReporter
+from logstore.bench.perf.stats import summarize, summary_line
+from logstore.bench.perf.sweep import load_config
 
 
 def test_percentiles_are_nearest_rank_of_the_sorted_samples() -> None:

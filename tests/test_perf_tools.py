@@ -8,10 +8,9 @@ import re
 from pathlib import Path
 
 import pytest
-
-from bench.cli import main as logstore
-from bench.perf.cli import main as perf
-from broker.embedded import EmbeddedBroker
+from logstore.bench.cli import main as logstore
+from logstore.bench.perf.cli import main as perf
+from logstore.broker.embedded import EmbeddedBroker
 
 SWEEPS = Path(__file__).resolve().parent.parent / "bench" / "sweeps"
 RECORDS = 2000

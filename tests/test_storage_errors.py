@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from logstore.broker.embedded import EmbeddedBroker
+from logstore.wire.logstore.v1 import common_pb2
 
-from broker.embedded import EmbeddedBroker
 from logstore.errors import PartitionOfflineError, StorageError
 from logstore.manager import CLEAN_SHUTDOWN_MARKER, LogManager
 from logstore.records import Record, build_batch, iter_records
 from tests.conftest import Stubs
-from wire.logstore.v1 import common_pb2
 
 TS = 1_700_000_000_000
 CONFIG = {"segment.bytes": 1024, "index.interval.bytes": 100}

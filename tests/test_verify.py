@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def verify(*args: str | Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "bench.cli", "verify", *map(str, args)],
+        [sys.executable, "-m", "logstore.bench.cli", "verify", *map(str, args)],
         capture_output=True,
         text=True,
         cwd=ROOT,

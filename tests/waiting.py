@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from broker.embedded import EmbeddedBroker
+from logstore.broker.embedded import EmbeddedBroker
 
 
 def wait_until(condition: Callable[[], object], what: str, timeout_s: float = 10.0) -> None:

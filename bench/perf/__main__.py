@@ -1,5 +1,5 @@
 import sys
 
-from bench.perf.cli import main
+from logstore.bench.perf.cli import main
 
 sys.exit(main())

@@ -17,7 +17,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bench.perf.stats import MB, NS_PER_MS
+from logstore.bench.perf.stats import MB, NS_PER_MS
 
 CHUNK = 1024 * 1024
 MAX_WRITE_BYTES = 1024 * MB

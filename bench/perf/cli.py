@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from bench.perf import consume, e2e, produce, sweep
+from logstore.bench.perf import consume, e2e, produce, sweep
 
 TOOLS = (produce.add_parser, consume.add_parser, e2e.add_parser, sweep.add_parser)
 
@@ -25,8 +25,8 @@ def add_parser(subcommands: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m bench.perf TOOL ...`` (the same as ``logstore perf TOOL ...``)."""
-    parser = argparse.ArgumentParser(prog="python -m bench.perf", description="logstore perf tools")
+    """``python -m logstore.bench.perf TOOL ...`` (the same as ``logstore perf TOOL ...``)."""
+    parser = argparse.ArgumentParser(prog="python -m logstore.bench.perf", description="logstore perf tools")
     tools = parser.add_subparsers(dest="perf_tool", metavar="TOOL", required=True)
     for add in TOOLS:
         add(tools)

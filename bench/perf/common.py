@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from client.console.common import add_bootstrap, bootstrap
+from logstore.client.console.common import add_bootstrap, bootstrap
 
 REPORTING_INTERVAL_MS = 5000
 
@@ -66,12 +66,12 @@ def target_broker(args: argparse.Namespace) -> Iterator[Target]:
 
 @contextlib.contextmanager
 def own_broker() -> Iterator[Target]:
-    """``python -m broker`` on a free port over a temporary data directory, removed afterwards.
+    """``python -m logstore.broker`` on a free port over a temporary data directory, removed afterwards.
 
     A child process, not a thread: a broker in this process would share the GIL with the client and
     halve what either can do on a small machine.
     """
-    from broker.embedded import BrokerProcess
+    from logstore.broker.embedded import BrokerProcess
 
     with tempfile.TemporaryDirectory(prefix="logstore-perf-") as work:
         broker = BrokerProcess(Path(work) / "data", Path(work) / "broker.log")
@@ -100,8 +100,8 @@ def ensure_topic(address: str, topic: str, partitions: int | None) -> int:
     default count. An existing topic with another count is an error: the run would not measure what
     was asked.
     """
-    from client import Admin
-    from client.shared.errors import UnknownTopicError
+    from logstore.client import Admin
+    from logstore.client.shared.errors import UnknownTopicError
 
     with Admin(address) as admin:
         try:
@@ -119,7 +119,7 @@ def ensure_topic(address: str, topic: str, partitions: int | None) -> int:
 
 def end_offsets_total(address: str, topic: str) -> int:
     """The sum of the topic's end offsets: how many records its partitions hold (with none deleted)."""
-    from client import Admin
+    from logstore.client import Admin
 
     with Admin(address) as admin:
         (found,) = admin.describe_topics([topic])

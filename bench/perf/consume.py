@@ -17,8 +17,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from bench.perf import ceilings
-from bench.perf.common import (
+from logstore.bench.perf import ceilings
+from logstore.bench.perf.common import (
     add_common_arguments,
     ceiling_dir,
     emit,
@@ -27,9 +27,9 @@ from bench.perf.common import (
     positive_int,
     target_broker,
 )
-from bench.perf.progress import StatusReporter
-from bench.perf.stats import MB, rate
-from client.console.common import friendly
+from logstore.bench.perf.progress import StatusReporter
+from logstore.bench.perf.stats import MB, rate
+from logstore.client.console.common import friendly
 
 PREFILL_BATCH_BYTES = 1024 * 1024
 REPORT_EVERY = 4096
@@ -105,7 +105,7 @@ def add_parser(subcommands: Any) -> None:
 
 def run_consume(address: str, settings: ConsumeSettings, reporter: StatusReporter | None) -> ConsumeResult:
     """Read ``settings.num_records`` records with a new Consumer; raises TimeoutError if they do not come."""
-    from client import Consumer, TopicPartition
+    from logstore.client import Consumer, TopicPartition
 
     options: dict[str, Any] = {"auto_offset_reset": "earliest", "consumer_timeout_ms": settings.timeout_ms}
     options.update(settings.consumer_props)
@@ -152,7 +152,7 @@ def run_consume(address: str, settings: ConsumeSettings, reporter: StatusReporte
 
 def prefill(address: str, topic: str, num_records: int, record_size: int, partitions: int | None) -> None:
     """Write the records the run will read, in large batches, untimed."""
-    from bench.perf.produce import ProduceSettings, run_produce
+    from logstore.bench.perf.produce import ProduceSettings, run_produce
 
     settings = ProduceSettings(
         topic=topic,

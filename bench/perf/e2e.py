@@ -6,7 +6,7 @@ hands that record over; the latency is the time between the two, and the next re
 
 - ``fetch``: a ``Consumer`` whose fetcher long-polls (the broker answers a waiting Fetch when the
   append lands), the record handed over by ``poll()``;
-- ``push``: a live tail (``client.tail``) over the broker's Subscribe stream, the record handed over by
+- ``push``: a live tail (``logstore.client.tail``) over the broker's Subscribe stream, the record handed over by
   its iterator.
 
 Each record carries its sequence number, so a lost, repeated or reordered record fails the run instead
@@ -22,8 +22,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from bench.perf import ceilings
-from bench.perf.common import (
+from logstore.bench.perf import ceilings
+from logstore.bench.perf.common import (
     add_common_arguments,
     ceiling_dir,
     emit,
@@ -32,9 +32,9 @@ from bench.perf.common import (
     positive_int,
     target_broker,
 )
-from bench.perf.progress import StatusReporter
-from bench.perf.stats import Latency, summarize
-from client.console.common import friendly
+from logstore.bench.perf.progress import StatusReporter
+from logstore.bench.perf.stats import Latency, summarize
+from logstore.client.console.common import friendly
 
 MODES = ("fetch", "push")
 SEQUENCE_BYTES = 8
@@ -107,7 +107,7 @@ class Watchdog(threading.Thread):
 
 def run_e2e(address: str, settings: E2ESettings, reporter: StatusReporter | None) -> dict[str, Latency]:
     """Latency per mode, over ``settings.num_records`` timed records each."""
-    from client import Producer
+    from logstore.client import Producer
 
     ensure_topic(address, settings.topic, None)
     acks = "all" if settings.acks in ("all", "-1") else int(settings.acks)
@@ -169,7 +169,7 @@ def _timed_loop(
 def _fetch_receiver(
     address: str, producer: Any, settings: E2ESettings, reporter: StatusReporter | None
 ) -> Latency:
-    from client import Consumer, TopicPartition
+    from logstore.client import Consumer, TopicPartition
 
     partition = TopicPartition(settings.topic, 0)
     timeout_ms = settings.timeout_ms
@@ -188,7 +188,7 @@ def _fetch_receiver(
 def _push_receiver(
     address: str, producer: Any, settings: E2ESettings, reporter: StatusReporter | None
 ) -> Latency:
-    from client import TopicPartition, tail
+    from logstore.client import TopicPartition, tail
 
     with tail(bootstrap=address, partitions=[TopicPartition(settings.topic, 0)], start="latest") as live:
         records = iter(live)

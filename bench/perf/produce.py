@@ -25,8 +25,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from bench.perf import ceilings
-from bench.perf.common import (
+from logstore.bench.perf import ceilings
+from logstore.bench.perf.common import (
     add_common_arguments,
     ceiling_dir,
     emit,
@@ -37,9 +37,9 @@ from bench.perf.common import (
     positive_int,
     target_broker,
 )
-from bench.perf.progress import StatusReporter
-from bench.perf.stats import Latency, rate, summarize, summary_line
-from client.console.common import friendly
+from logstore.bench.perf.progress import StatusReporter
+from logstore.bench.perf.stats import Latency, rate, summarize, summary_line
+from logstore.client.console.common import friendly
 
 LATENCY_SAMPLES = 10_000
 PAYLOAD_POOL = 1000
@@ -185,7 +185,7 @@ def settings_from(args: argparse.Namespace) -> ProduceSettings:
 
 def run_produce(address: str, settings: ProduceSettings, reporter: StatusReporter | None) -> ProduceResult:
     """Send ``settings.num_records`` records through a new Producer and measure them."""
-    from client import Producer
+    from logstore.client import Producer
 
     ensure_topic(address, settings.topic, settings.partitions)
     before = end_offsets_total(address, settings.topic)

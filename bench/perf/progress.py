@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 from typing import TextIO
 
-from bench.perf.stats import status_line, summarize
+from logstore.bench.perf.stats import status_line, summarize
 
 
 class StatusReporter:

@@ -12,7 +12,7 @@ The config is a small TOML file (see ``bench/sweeps/``):
     linger_ms = [0, 5]
     acks = ["1", "all"]
 
-Each run is a ``python -m bench.perf produce --json`` subprocess on a topic of its own, deleted after the
+Each run is a ``python -m logstore.bench.perf produce --json`` subprocess on a topic of its own, deleted after the
 run: a fresh interpreter per run carries no heap, threads or buffers from the previous one, shares no GIL
 with the sweep's bookkeeping, and a crash or hang costs one point (recorded as failed), not the sweep.
 Starting it costs about half a second, outside the measured time.
@@ -20,7 +20,7 @@ Starting it costs about half a second, outside the measured time.
 Unless given ``--bootstrap``, the sweep starts its own broker (a child process on a temporary data
 directory) and stops it at the end. It writes into ``--output``: ``results.csv`` and ``results.md``
 (one row per point, medians), ``results.json`` (every run, the medians, the config, the machine),
-``runs.log`` (the runs' stderr), and with matplotlib installed two plots (``bench.perf.plots``).
+``runs.log`` (the runs' stderr), and with matplotlib installed two plots (``logstore.bench.perf.plots``).
 """
 
 from __future__ import annotations
@@ -39,10 +39,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.perf.common import machine, own_broker
-from bench.perf.produce import ProduceSettings
-from bench.perf.progress import ProgressBar
-from client.console.common import add_bootstrap, bootstrap, friendly
+from logstore.bench.perf.common import machine, own_broker
+from logstore.bench.perf.produce import ProduceSettings
+from logstore.bench.perf.progress import ProgressBar
+from logstore.client.console.common import add_bootstrap, bootstrap, friendly
 
 PARAMETERS = (
     "record_size",
@@ -159,7 +159,7 @@ def run_sweep(
     config: SweepConfig, address: str, output: Path, topic_prefix: str, point_timeout_s: float
 ) -> list[dict[str, Any]]:
     """Run every point ``config.repeats`` times; returns per point its settings, runs and medians."""
-    from client import Admin
+    from logstore.client import Admin
 
     points = config.points()
     bar = ProgressBar(len(points))
@@ -202,7 +202,7 @@ def _run_point(
     config: SweepConfig, point: dict[str, Any], address: str, topic: str, log: Any, timeout_s: float
 ) -> dict[str, Any]:
     command = [
-        sys.executable, "-m", "bench.perf", "produce", "--json", "--reporting-interval", "0",
+        sys.executable, "-m", "logstore.bench.perf", "produce", "--json", "--reporting-interval", "0",
         "--bootstrap", address, "--topic", topic, "--num-records", str(config.num_records),
     ]  # fmt: skip
     for name, value in point.items():
@@ -219,7 +219,7 @@ def _run_point(
 
 
 def _delete_quietly(admin: Any, topic: str) -> None:
-    from client.shared.errors import ClientError
+    from logstore.client.shared.errors import ClientError
 
     with contextlib.suppress(ClientError):  # never created (the run failed early): nothing to free
         admin.delete_topics([topic])
@@ -282,7 +282,7 @@ def write_results(output: Path, config: SweepConfig, summary: list[dict[str, Any
             sort_keys=True,
         )
     )
-    from bench.perf.plots import write_plots
+    from logstore.bench.perf.plots import write_plots
 
     message = write_plots(output, summary, varying)
     print(message, file=sys.stderr)

@@ -7,16 +7,16 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from broker.domain.durability import Flusher
-from broker.domain.errors import ShuttingDownError
-from broker.domain.fetch import Reader
-from broker.domain.groups import GroupDomain
-from broker.domain.groups.offset_store import DEFAULT_OFFSETS_PARTITIONS, OFFSETS_TOPIC
-from broker.domain.produce import Appender
-from broker.domain.producer_ids import ProducerIdAllocator, highest_producer_id
-from broker.domain.subscribe import Room, Subscriptions
-from broker.domain.topics import Topics
-from broker.domain.values import (
+from logstore.broker.domain.durability import Flusher
+from logstore.broker.domain.errors import ShuttingDownError
+from logstore.broker.domain.fetch import Reader
+from logstore.broker.domain.groups import GroupDomain
+from logstore.broker.domain.groups.offset_store import DEFAULT_OFFSETS_PARTITIONS, OFFSETS_TOPIC
+from logstore.broker.domain.produce import Appender
+from logstore.broker.domain.producer_ids import ProducerIdAllocator, highest_producer_id
+from logstore.broker.domain.subscribe import Room, Subscriptions
+from logstore.broker.domain.topics import Topics
+from logstore.broker.domain.values import (
     Acks,
     AppendOutcome,
     FetchSpec,
@@ -26,8 +26,9 @@ from broker.domain.values import (
     ProduceEntry,
     SubscribeStart,
 )
-from broker.domain.waiters import AppendWaiters
-from broker.group_machine.model import CoordinatorConfig
+from logstore.broker.domain.waiters import AppendWaiters
+from logstore.broker.group_machine.model import CoordinatorConfig
+
 from logstore.manager import LogManager
 
 log = logging.getLogger(__name__)

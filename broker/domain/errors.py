@@ -1,10 +1,10 @@
 """Errors the broker raises itself, beside the storage engine's `logstore.errors`.
 
-They are plain exceptions (no grpc here); `broker.errors` maps them to gRPC status codes and to the
+They are plain exceptions (no grpc here); `logstore.broker.errors` maps them to gRPC status codes and to the
 per-partition error codes of the wire contract, together with the engine's classes.
 
 One root: `BrokerError` extends the engine's `LogStoreError`, and the consumer-group coordinator's errors
-(`broker.group_machine.errors`) extend `BrokerError`, so `except LogStoreError` catches every error raised on
+(`logstore.broker.group_machine.errors`) extend `BrokerError`, so `except LogStoreError` catches every error raised on
 purpose below the service layer, and anything else is a bug.
 """
 

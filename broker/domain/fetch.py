@@ -9,9 +9,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from broker.domain.topics import Topics
-from broker.domain.values import FetchSpec, OffsetAnswer, OffsetQuery, OffsetSpec, PartitionRead
-from broker.domain.waiters import AppendWaiters
+from logstore.broker.domain.topics import Topics
+from logstore.broker.domain.values import FetchSpec, OffsetAnswer, OffsetQuery, OffsetSpec, PartitionRead
+from logstore.broker.domain.waiters import AppendWaiters
+
 from logstore.errors import InvalidRequestError, InvalidTimestampError, LogStoreError, OffsetOutOfRangeError
 
 EXPECTED_ERRORS = LogStoreError  # the one root: the broker's own errors (BrokerError) extend it

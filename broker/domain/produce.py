@@ -13,11 +13,12 @@ import logging
 from collections import deque
 from collections.abc import Sequence
 
-from broker.domain.durability import Flusher
-from broker.domain.errors import RequestTimedOutError
-from broker.domain.topics import Topics
-from broker.domain.values import Acks, AppendOutcome, ProduceEntry
-from broker.domain.waiters import AppendWaiters
+from logstore.broker.domain.durability import Flusher
+from logstore.broker.domain.errors import RequestTimedOutError
+from logstore.broker.domain.topics import Topics
+from logstore.broker.domain.values import Acks, AppendOutcome, ProduceEntry
+from logstore.broker.domain.waiters import AppendWaiters
+
 from logstore.errors import LogStoreError
 from logstore.log import Log
 

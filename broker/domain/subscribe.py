@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
-from broker.domain.errors import ShuttingDownError
-from broker.domain.fetch import read_partition
-from broker.domain.topics import Topics
-from broker.domain.values import FetchSpec, PartitionRead, StartFrom, SubscribeStart
-from broker.domain.waiters import AppendWaiters, PartitionKey
+from logstore.broker.domain.errors import ShuttingDownError
+from logstore.broker.domain.fetch import read_partition
+from logstore.broker.domain.topics import Topics
+from logstore.broker.domain.values import FetchSpec, PartitionRead, StartFrom, SubscribeStart
+from logstore.broker.domain.waiters import AppendWaiters, PartitionKey
+
 from logstore.errors import InvalidRequestError, InvalidTimestampError, OffsetOutOfRangeError
 from logstore.records import iter_headers
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping
 
-from broker.domain.errors import CannotShrinkTopicError, InternalTopicError
-from broker.domain.values import PartitionOffsets, TopicSummary, TopicView
-from broker.domain.waiters import AppendWaiters
+from logstore.broker.domain.errors import CannotShrinkTopicError, InternalTopicError
+from logstore.broker.domain.values import PartitionOffsets, TopicSummary, TopicView
+from logstore.broker.domain.waiters import AppendWaiters
+
 from logstore.config import TopicConfig
 from logstore.errors import InvalidConfigError, TopicExistsError, UnknownTopicError
 from logstore.log import Log

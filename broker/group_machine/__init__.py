@@ -9,12 +9,18 @@ The service layer drives one `GroupCoordinator` with plain values and the curren
     coordinator.update_topics({"orders": 8}, now_ms)      # after topic create / delete / add partitions
     coordinator.tick(now_ms)                              # at TickResult.next_deadline_ms, or periodically
 
-Errors are in `broker.group_machine.errors`; see `GroupCoordinator` for the rules.
+Errors are in `logstore.broker.group_machine.errors`; see `GroupCoordinator` for the rules.
 """
 
-from broker.group_machine.assignors import ASSIGNORS, Assignor, RangeAssignor, UniformAssignor, get_assignor
-from broker.group_machine.coordinator import GroupCoordinator
-from broker.group_machine.errors import (
+from logstore.broker.group_machine.assignors import (
+    ASSIGNORS,
+    Assignor,
+    RangeAssignor,
+    UniformAssignor,
+    get_assignor,
+)
+from logstore.broker.group_machine.coordinator import GroupCoordinator
+from logstore.broker.group_machine.errors import (
     FencedInstanceIdError,
     FencedMemberEpochError,
     GroupCoordinatorError,
@@ -25,7 +31,7 @@ from broker.group_machine.errors import (
     UnknownMemberIdError,
     UnsupportedAssignorError,
 )
-from broker.group_machine.model import (
+from logstore.broker.group_machine.model import (
     EMPTY_ASSIGNMENT,
     JOIN_GROUP_MEMBER_EPOCH,
     LEAVE_GROUP_MEMBER_EPOCH,

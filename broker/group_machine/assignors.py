@@ -11,8 +11,8 @@ import heapq
 from collections.abc import Mapping
 from typing import Protocol
 
-from broker.group_machine.errors import UnsupportedAssignorError
-from broker.group_machine.model import Assignment, TopicPartition
+from logstore.broker.group_machine.errors import UnsupportedAssignorError
+from logstore.broker.group_machine.model import Assignment, TopicPartition
 
 Subscriptions = Mapping[str, frozenset[str]]  # member id -> subscribed topics (existing ones only)
 TopicPartitions = Mapping[str, int]  # topic -> partition count

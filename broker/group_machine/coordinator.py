@@ -28,8 +28,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Mapping
 
-from broker.group_machine.assignors import get_assignor
-from broker.group_machine.errors import (
+from logstore.broker.group_machine.assignors import get_assignor
+from logstore.broker.group_machine.errors import (
     FencedInstanceIdError,
     FencedMemberEpochError,
     GroupIdNotFoundError,
@@ -37,7 +37,7 @@ from broker.group_machine.errors import (
     NonEmptyGroupError,
     UnknownMemberIdError,
 )
-from broker.group_machine.model import (
+from logstore.broker.group_machine.model import (
     EMPTY_ASSIGNMENT,
     JOIN_GROUP_MEMBER_EPOCH,
     LEAVE_GROUP_MEMBER_EPOCH,
@@ -55,10 +55,10 @@ from broker.group_machine.model import (
     RemovalReason,
     TickResult,
 )
-from broker.group_machine.reconcile import Reconciled, next_assignment, reconcile
-from broker.group_machine.state import AssignmentInputs, Group, Member
-from broker.group_machine.subscription import Subscription
-from broker.group_machine.validation import (
+from logstore.broker.group_machine.reconcile import Reconciled, next_assignment, reconcile
+from logstore.broker.group_machine.state import AssignmentInputs, Group, Member
+from logstore.broker.group_machine.subscription import Subscription
+from logstore.broker.group_machine.validation import (
     check_group_id,
     check_member_epoch,
     check_positive,

@@ -1,6 +1,6 @@
 """Typed errors of the consumer-group coordinator.
 
-They extend the broker's one root, `broker.domain.errors.BrokerError` (itself a `LogStoreError`), so the
+They extend the broker's one root, `logstore.broker.domain.errors.BrokerError` (itself a `LogStoreError`), so the
 broker's one mapping table (exception class -> gRPC status or per-request error code) covers them too. Two hints travel with every class:
 
 - ``retriable``: sending the same request again later may succeed.
@@ -11,7 +11,8 @@ broker's one mapping table (exception class -> gRPC status or per-request error 
 
 from __future__ import annotations
 
-from broker.domain.errors import BrokerError
+from logstore.broker.domain.errors import BrokerError
+
 from logstore.errors import InvalidRequestError
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from broker.group_machine.model import EMPTY_ASSIGNMENT, Assignment, MemberState, TopicPartition
+from logstore.broker.group_machine.model import EMPTY_ASSIGNMENT, Assignment, MemberState, TopicPartition
 
 
 @dataclass(frozen=True, slots=True)

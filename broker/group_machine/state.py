@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from broker.group_machine.model import (
+from logstore.broker.group_machine.model import (
     EMPTY_ASSIGNMENT,
     Assignment,
     GroupConfig,
@@ -17,7 +17,7 @@ from broker.group_machine.model import (
     MemberState,
     TopicPartition,
 )
-from broker.group_machine.subscription import Subscription
+from logstore.broker.group_machine.subscription import Subscription
 
 AssignmentInputs = tuple[str, frozenset[tuple[str, frozenset[str]]], frozenset[tuple[str, int]]]
 

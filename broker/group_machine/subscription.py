@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import re2  # type: ignore[import-untyped]
-
-from broker.group_machine.errors import InvalidGroupRequestError, InvalidRegularExpressionError
+from logstore.broker.group_machine.errors import InvalidGroupRequestError, InvalidRegularExpressionError
 
 INTERNAL_TOPIC_PREFIX = "__"
 MAX_REGEX_LENGTH = 1000

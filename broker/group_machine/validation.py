@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from broker.group_machine.errors import FencedMemberEpochError, InvalidGroupRequestError
-from broker.group_machine.model import (
+from logstore.broker.group_machine.errors import FencedMemberEpochError, InvalidGroupRequestError
+from logstore.broker.group_machine.model import (
     JOIN_GROUP_MEMBER_EPOCH,
     LEAVE_GROUP_STATIC_MEMBER_EPOCH,
     Assignment,
@@ -14,8 +14,8 @@ from broker.group_machine.model import (
     MemberState,
     TopicPartition,
 )
-from broker.group_machine.state import Group, Member
-from broker.group_machine.subscription import Subscription
+from logstore.broker.group_machine.state import Group, Member
+from logstore.broker.group_machine.subscription import Subscription
 
 
 def check_group_id(group_id: str) -> None:

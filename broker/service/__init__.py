@@ -1,21 +1,20 @@
 """The service layer: the only part of the broker that touches grpc and generated types.
 
 Each handler validates the request, converts it to plain values, calls the domain, converts the answer
-back, and maps errors through `broker.errors`.
+back, and maps errors through `logstore.broker.errors`.
 """
 
 from __future__ import annotations
 
 import grpc
-
-from broker.domain.core import BrokerCore
-from broker.service.admin import AdminService
-from broker.service.answers import AnswerBudget
-from broker.service.calls import add_servicer
-from broker.service.fetch import FetchService
-from broker.service.groups import GroupService
-from broker.service.produce import ProduceService
-from wire.logstore.v1 import admin_pb2, fetch_pb2, group_pb2, produce_pb2
+from logstore.broker.domain.core import BrokerCore
+from logstore.broker.service.admin import AdminService
+from logstore.broker.service.answers import AnswerBudget
+from logstore.broker.service.calls import add_servicer
+from logstore.broker.service.fetch import FetchService
+from logstore.broker.service.groups import GroupService
+from logstore.broker.service.produce import ProduceService
+from logstore.wire.logstore.v1 import admin_pb2, fetch_pb2, group_pb2, produce_pb2
 
 ADMIN = admin_pb2.DESCRIPTOR.services_by_name["AdminService"]
 PRODUCE = produce_pb2.DESCRIPTOR.services_by_name["ProduceService"]

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import grpc
-
-from broker.domain.core import BrokerCore
-from broker.domain.values import TopicView
-from broker.service.calls import unary
-from wire.logstore.v1 import admin_pb2 as pb
-from wire.logstore.v1 import admin_pb2_grpc
+from logstore.broker.domain.core import BrokerCore
+from logstore.broker.domain.values import TopicView
+from logstore.broker.service.calls import unary
+from logstore.wire.logstore.v1 import admin_pb2 as pb
+from logstore.wire.logstore.v1 import admin_pb2_grpc
 
 
 def topic_description(view: TopicView) -> pb.TopicDescription:

@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import Callable
 
-log = logging.getLogger("broker.answers")
+log = logging.getLogger("logstore.broker.answers")
 
 TRIM_AFTER_BYTES = 16 * 1024 * 1024
 """Once this much was held since the last trim and nearly all of it is released, give free memory back."""

@@ -19,11 +19,11 @@ import grpc
 from google.protobuf import message_factory
 from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import DecodeError, Message
+from logstore.broker.errors import describe, error_code_trailer, is_expected, mapping_for
 
-from broker.errors import describe, error_code_trailer, is_expected, mapping_for
 from logstore.errors import InvalidRequestError
 
-log = logging.getLogger("broker.service")
+log = logging.getLogger("logstore.broker.service")
 
 MAX_PARTITIONS_PER_REQUEST = 10_000
 """Bounds the per-partition fields of an answer, so it always fits in the broker's send limit."""

@@ -5,14 +5,20 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable, Sequence
 
 import grpc
-
-from broker.domain.core import BrokerCore
-from broker.domain.values import FetchSpec, OffsetQuery, OffsetSpec, PartitionRead, StartFrom, SubscribeStart
-from broker.errors import partition_error
-from broker.service.answers import AnswerBudget, Lease
-from broker.service.calls import check_not_negative, check_partition_count, require, streaming, unary
-from wire.logstore.v1 import fetch_pb2 as pb
-from wire.logstore.v1 import fetch_pb2_grpc
+from logstore.broker.domain.core import BrokerCore
+from logstore.broker.domain.values import (
+    FetchSpec,
+    OffsetQuery,
+    OffsetSpec,
+    PartitionRead,
+    StartFrom,
+    SubscribeStart,
+)
+from logstore.broker.errors import partition_error
+from logstore.broker.service.answers import AnswerBudget, Lease
+from logstore.broker.service.calls import check_not_negative, check_partition_count, require, streaming, unary
+from logstore.wire.logstore.v1 import fetch_pb2 as pb
+from logstore.wire.logstore.v1 import fetch_pb2_grpc
 
 DEFAULT_PARTITION_MAX_BYTES = 1024 * 1024
 START_FROM = {

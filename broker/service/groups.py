@@ -10,22 +10,21 @@ import logging
 from collections.abc import Iterable
 
 import grpc
-
-from broker.domain.core import BrokerCore
-from broker.domain.groups import (
+from logstore.broker.domain.core import BrokerCore
+from logstore.broker.domain.groups import (
     GroupView,
     OffsetCommitEntry,
     PartitionScope,
     ResetMode,
     ResetSpec,
 )
-from broker.errors import partition_error
-from broker.group_machine import GroupCoordinatorError, GroupState, HeartbeatRequest, MemberState
-from broker.service.calls import MAX_PARTITIONS_PER_REQUEST, check_partition_count, require, unary
-from wire.logstore.v1 import group_pb2 as pb
-from wire.logstore.v1 import group_pb2_grpc
+from logstore.broker.errors import partition_error
+from logstore.broker.group_machine import GroupCoordinatorError, GroupState, HeartbeatRequest, MemberState
+from logstore.broker.service.calls import MAX_PARTITIONS_PER_REQUEST, check_partition_count, require, unary
+from logstore.wire.logstore.v1 import group_pb2 as pb
+from logstore.wire.logstore.v1 import group_pb2_grpc
 
-log = logging.getLogger("broker.service")
+log = logging.getLogger("logstore.broker.service")
 
 GROUP_STATES = {
     GroupState.EMPTY: pb.GROUP_STATE_EMPTY,

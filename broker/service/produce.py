@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import grpc
-
-from broker.domain.core import BrokerCore
-from broker.domain.values import Acks, ProduceEntry
-from broker.errors import partition_error
-from broker.service.calls import check_not_negative, check_partition_count, require, unary
-from wire.logstore.v1 import produce_pb2 as pb
-from wire.logstore.v1 import produce_pb2_grpc
+from logstore.broker.domain.core import BrokerCore
+from logstore.broker.domain.values import Acks, ProduceEntry
+from logstore.broker.errors import partition_error
+from logstore.broker.service.calls import check_not_negative, check_partition_count, require, unary
+from logstore.wire.logstore.v1 import produce_pb2 as pb
+from logstore.wire.logstore.v1 import produce_pb2_grpc
 
 ACKS = {
     pb.ACKS_UNSPECIFIED: Acks.ALL,

@@ -1,5 +1,5 @@
 """Topic and group administration: create, delete, list, describe, grow and reconfigure topics; list,
-describe (with lag), delete groups and reset their committed offsets (``client.admin.groups``).
+describe (with lag), delete groups and reset their committed offsets (``logstore.client.admin.groups``).
 
     with Admin(bootstrap="127.0.0.1:9092") as admin:
         admin.create_topics([NewTopic("orders", 6, {"retention.ms": "86400000"})])
@@ -15,15 +15,14 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple, TypeVar
 
 import grpc
-
-from client.admin.groups import GroupAdmin, GroupDescription, GroupListing, OffsetReset
-from client.groups.rpc import group_stub
-from client.shared.connection import DEFAULT_BOOTSTRAP, Connection
-from client.shared.errors import ClientError, ClosedError, error_from_rpc
-from client.shared.metadata import topic_description
-from client.shared.options import refuse_unknown_options
-from client.shared.types import TopicDescription
-from wire.logstore.v1 import admin_pb2
+from logstore.client.admin.groups import GroupAdmin, GroupDescription, GroupListing, OffsetReset
+from logstore.client.groups.rpc import group_stub
+from logstore.client.shared.connection import DEFAULT_BOOTSTRAP, Connection
+from logstore.client.shared.errors import ClientError, ClosedError, error_from_rpc
+from logstore.client.shared.metadata import topic_description
+from logstore.client.shared.options import refuse_unknown_options
+from logstore.client.shared.types import TopicDescription
+from logstore.wire.logstore.v1 import admin_pb2
 
 T = TypeVar("T")
 R = TypeVar("R")

@@ -7,11 +7,10 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 import grpc
-
-from client.groups.rpc import flatten
-from client.shared.errors import error_from_rpc
-from client.shared.types import TopicPartition
-from wire.logstore.v1 import group_pb2, group_pb2_grpc
+from logstore.client.groups.rpc import flatten
+from logstore.client.shared.errors import error_from_rpc
+from logstore.client.shared.types import TopicPartition
+from logstore.wire.logstore.v1 import group_pb2, group_pb2_grpc
 
 _STATES = {
     group_pb2.GROUP_STATE_EMPTY: "Empty",

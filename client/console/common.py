@@ -49,7 +49,7 @@ def friendly(handler: Handler) -> Handler:
 
     @functools.wraps(handler)
     def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-        from client.shared.errors import (
+        from logstore.client.shared.errors import (
             ClientError,  # imported here: `logstore serve` does not need the client
         )
 

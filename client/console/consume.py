@@ -11,7 +11,7 @@ import time
 from datetime import datetime
 from typing import Any
 
-from client.console.common import add_bootstrap, bootstrap, friendly
+from logstore.client.console.common import add_bootstrap, bootstrap, friendly
 
 
 def add_parser(subcommands: Any) -> None:
@@ -82,9 +82,9 @@ def parse_time(text: str) -> int:
 
 
 def _consume(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from client.consumer.api import Consumer
-    from client.shared.errors import CorruptRecordError
-    from client.shared.types import TopicPartition
+    from logstore.client.consumer.api import Consumer
+    from logstore.client.shared.errors import CorruptRecordError
+    from logstore.client.shared.types import TopicPartition
 
     if args.offset is not None and args.partition is None:
         raise ValueError("--offset needs --partition (which partition to start at that offset)")
@@ -199,7 +199,7 @@ def _on_sigterm(handler: Any) -> Any:
 
 def _skip(consumer: Any, error: Any) -> None:
     """--skip-corrupt: warn, and move past the corrupt batch."""
-    from client.shared.types import TopicPartition
+    from logstore.client.shared.types import TopicPartition
 
     offset = error.next_offset if error.next_offset >= 0 else error.offset + 1
     print(f"logstore: warning: {error}; skipping to offset {offset}", file=sys.stderr)

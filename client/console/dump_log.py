@@ -17,8 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from client.console.common import friendly
-from client.console.dump_index import dump_index, is_index
+from logstore.client.console.common import friendly
+from logstore.client.console.dump_index import dump_index, is_index
 
 _SHOWN_BYTES = 60
 _SCAN_CHUNK = 1 << 20

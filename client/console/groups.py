@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from client.console.common import add_bootstrap, bootstrap, friendly
+from logstore.client.console.common import add_bootstrap, bootstrap, friendly
 
 
 def add_parser(subcommands: Any) -> None:
@@ -66,7 +66,7 @@ def add_parser(subcommands: Any) -> None:
 
 
 def _admin(args: argparse.Namespace) -> Any:
-    from client.admin.api import Admin
+    from logstore.client.admin.api import Admin
 
     return Admin(bootstrap(args))
 
@@ -143,8 +143,8 @@ def _delete(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def _reset(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from client.console.consume import parse_time
-    from client.shared.types import TopicPartition
+    from logstore.client.console.consume import parse_time
+    from logstore.client.shared.types import TopicPartition
 
     scope: list[Any] = []
     for item in args.topic or ():

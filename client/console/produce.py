@@ -7,7 +7,7 @@ import re
 import sys
 from typing import Any
 
-from client.console.common import add_bootstrap, bootstrap, fail, friendly, key_values
+from logstore.client.console.common import add_bootstrap, bootstrap, fail, friendly, key_values
 
 _MIB = 1024 * 1024
 
@@ -88,7 +88,7 @@ def as_flags(message: str) -> str:
 
 
 def _produce(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from client.shared.errors import ClientError
+    from logstore.client.shared.errors import ClientError
 
     try:
         return _send_lines(args)
@@ -97,7 +97,7 @@ def _produce(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def _send_lines(args: argparse.Namespace) -> int:
-    from client.producer.api import Producer
+    from logstore.client.producer.api import Producer
 
     headers = [(k, v.encode()) for k, v in key_values(args.header, "--header").items()]
     separator = args.key_separator.encode() if args.key_separator else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from client.console.common import add_bootstrap, bootstrap, friendly, key_values
+from logstore.client.console.common import add_bootstrap, bootstrap, friendly, key_values
 
 
 def add_parser(subcommands: Any) -> None:
@@ -50,7 +50,7 @@ def add_parser(subcommands: Any) -> None:
 
 
 def _admin(args: argparse.Namespace) -> Any:
-    from client.admin.api import Admin
+    from logstore.client.admin.api import Admin
 
     return Admin(bootstrap(args))
 

@@ -5,9 +5,9 @@
         for record in consumer:
             print(record.offset, record.value)
 
-A background fetcher reads ahead while the application handles records (see ``client.consumer.fetcher``); the
-subscription state (``client.consumer.subscription``) is a pure core. With a ``group_id``, ``subscribe()`` joins a
-consumer group (``client.groups.driver``): the broker shares the partitions among the members and the consumer
+A background fetcher reads ahead while the application handles records (see ``logstore.client.consumer.fetcher``); the
+subscription state (``logstore.client.consumer.subscription``) is a pure core. With a ``group_id``, ``subscribe()`` joins a
+consumer group (``logstore.client.groups.driver``): the broker shares the partitions among the members and the consumer
 commits its positions (auto-commit by default, or ``commit()``).
 """
 
@@ -20,21 +20,25 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, cast
 
 import grpc
-
-from client.consumer.config import FOREVER, ConsumerConfig
-from client.consumer.fetcher import Fetcher
-from client.consumer.offsets import EARLIEST, LATEST, SPECS, TIMESTAMP, list_offsets
-from client.consumer.records import DECODE_CHUNK, ConsumerRecord, with_deserializers
-from client.consumer.subscription import SubscriptionState
-from client.groups.driver import CommitCallback, ConsumerRebalanceListener, GroupCoordinator
-from client.shared.backoff import Backoff
-from client.shared.connection import DEFAULT_BOOTSTRAP, Connection
-from client.shared.errors import ClosedError, IllegalStateError, NoOffsetForPartitionError, SerializationError
-from client.shared.metadata import describe_topic
-from client.shared.options import refuse_unknown_options
-from client.shared.serde import Deserializer
-from client.shared.types import OffsetAndTimestamp, TopicPartition
-from wire.logstore.v1 import fetch_pb2
+from logstore.client.consumer.config import FOREVER, ConsumerConfig
+from logstore.client.consumer.fetcher import Fetcher
+from logstore.client.consumer.offsets import EARLIEST, LATEST, SPECS, TIMESTAMP, list_offsets
+from logstore.client.consumer.records import DECODE_CHUNK, ConsumerRecord, with_deserializers
+from logstore.client.consumer.subscription import SubscriptionState
+from logstore.client.groups.driver import CommitCallback, ConsumerRebalanceListener, GroupCoordinator
+from logstore.client.shared.backoff import Backoff
+from logstore.client.shared.connection import DEFAULT_BOOTSTRAP, Connection
+from logstore.client.shared.errors import (
+    ClosedError,
+    IllegalStateError,
+    NoOffsetForPartitionError,
+    SerializationError,
+)
+from logstore.client.shared.metadata import describe_topic
+from logstore.client.shared.options import refuse_unknown_options
+from logstore.client.shared.serde import Deserializer
+from logstore.client.shared.types import OffsetAndTimestamp, TopicPartition
+from logstore.wire.logstore.v1 import fetch_pb2
 
 _FOREVER = FOREVER
 

@@ -3,7 +3,7 @@
 A frozen dataclass with kafka-python's option names and defaults. Building one checks the consumer's own
 options (a bad one raises ``ValueError`` naming it), resolves the deserializers and computes the seconds
 values once (``request_timeout_s``, ``consumer_timeout_s``). The group's timing options are checked by
-``client.groups.driver.GroupCoordinator``, which a consumer with a ``group_id`` builds from this config.
+``logstore.client.groups.driver.GroupCoordinator``, which a consumer with a ``group_id`` builds from this config.
 
 ``Consumer`` builds one from its keyword options (``consumer.config``). Immutable, so safe to share.
 """
@@ -14,10 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import grpc
-
-from client.consumer.subscription import RESET_STRATEGIES
-from client.shared.connection import DEFAULT_BOOTSTRAP
-from client.shared.serde import Deserializer, resolve_deserializer
+from logstore.client.consumer.subscription import RESET_STRATEGIES
+from logstore.client.shared.connection import DEFAULT_BOOTSTRAP
+from logstore.client.shared.serde import Deserializer, resolve_deserializer
 
 FOREVER = float("inf")
 

@@ -18,13 +18,12 @@ from collections.abc import Callable, Iterator
 from typing import cast
 
 import grpc
-
-from client.consumer.offsets import SPECS, list_offsets
-from client.consumer.records import ConsumerRecord, decode_chunks_as, record_class
-from client.consumer.subscription import SubscriptionState
-from client.shared.backoff import Backoff
-from client.shared.connection import Connection
-from client.shared.errors import (
+from logstore.client.consumer.offsets import SPECS, list_offsets
+from logstore.client.consumer.records import ConsumerRecord, decode_chunks_as, record_class
+from logstore.client.consumer.subscription import SubscriptionState
+from logstore.client.shared.backoff import Backoff
+from logstore.client.shared.connection import Connection
+from logstore.client.shared.errors import (
     ClientError,
     CorruptRecordError,
     NoOffsetForPartitionError,
@@ -32,11 +31,12 @@ from client.shared.errors import (
     error_from_code,
     error_from_rpc,
 )
-from client.shared.metadata import describe_topic
-from client.shared.types import TopicPartition
+from logstore.client.shared.metadata import describe_topic
+from logstore.client.shared.types import TopicPartition
+from logstore.wire.logstore.v1 import common_pb2, fetch_pb2
+
 from logstore.errors import LogStoreError
 from logstore.records import HEADER_SIZE, BatchHeader, check_batch, iter_headers, parse_header
-from wire.logstore.v1 import common_pb2, fetch_pb2
 
 log = logging.getLogger(__name__)
 

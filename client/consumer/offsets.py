@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import grpc
-
-from client.shared.connection import Connection
-from client.shared.errors import error_from_code, error_from_rpc
-from client.shared.types import OffsetAndTimestamp, TopicPartition
-from wire.logstore.v1 import fetch_pb2
+from logstore.client.shared.connection import Connection
+from logstore.client.shared.errors import error_from_code, error_from_rpc
+from logstore.client.shared.types import OffsetAndTimestamp, TopicPartition
+from logstore.wire.logstore.v1 import fetch_pb2
 
 EARLIEST = fetch_pb2.OFFSET_SPEC_EARLIEST
 LATEST = fetch_pb2.OFFSET_SPEC_LATEST

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-from client.shared.types import TopicPartition
+from logstore.client.shared.types import TopicPartition
+
 from logstore.records import CREATE_TIME, BatchHeader, Record, decode_batch, decode_batch_chunks, iter_headers
 
 DECODE_CHUNK = 512

@@ -29,9 +29,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from client.consumer.records import ConsumerRecord
-from client.shared.backoff import Backoff
-from client.shared.types import TopicPartition
+from logstore.client.consumer.records import ConsumerRecord
+from logstore.client.shared.backoff import Backoff
+from logstore.client.shared.types import TopicPartition
 
 log = logging.getLogger(__name__)
 

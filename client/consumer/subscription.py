@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from client.shared.types import TopicPartition
+from logstore.client.shared.types import TopicPartition
 
 RESET_STRATEGIES = ("earliest", "latest", "none")
 

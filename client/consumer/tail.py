@@ -17,17 +17,16 @@ import threading
 from collections.abc import Iterable, Iterator
 
 import grpc
-
-from client.consumer.fetcher import CompletedFetch
-from client.consumer.offsets import EARLIEST, LATEST, TIMESTAMP, list_offsets
-from client.consumer.records import DECODE_CHUNK, ConsumerRecord, with_deserializers
-from client.shared.backoff import Backoff
-from client.shared.connection import DEFAULT_BOOTSTRAP, Connection
-from client.shared.errors import ClosedError, CorruptRecordError, error_from_code, error_from_rpc
-from client.shared.metadata import describe_topic
-from client.shared.serde import Deserializer, resolve_deserializer
-from client.shared.types import TopicPartition
-from wire.logstore.v1 import fetch_pb2
+from logstore.client.consumer.fetcher import CompletedFetch
+from logstore.client.consumer.offsets import EARLIEST, LATEST, TIMESTAMP, list_offsets
+from logstore.client.consumer.records import DECODE_CHUNK, ConsumerRecord, with_deserializers
+from logstore.client.shared.backoff import Backoff
+from logstore.client.shared.connection import DEFAULT_BOOTSTRAP, Connection
+from logstore.client.shared.errors import ClosedError, CorruptRecordError, error_from_code, error_from_rpc
+from logstore.client.shared.metadata import describe_topic
+from logstore.client.shared.serde import Deserializer, resolve_deserializer
+from logstore.client.shared.types import TopicPartition
+from logstore.wire.logstore.v1 import fetch_pb2
 
 log = logging.getLogger(__name__)
 

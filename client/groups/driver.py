@@ -22,11 +22,16 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import grpc
-
-from client.consumer.fetcher import Fetcher
-from client.consumer.subscription import SubscriptionState
-from client.groups.membership import HeartbeatPlan, Membership, Partitions, Reconciliation, Subscription
-from client.groups.rpc import (
+from logstore.client.consumer.fetcher import Fetcher
+from logstore.client.consumer.subscription import SubscriptionState
+from logstore.client.groups.membership import (
+    HeartbeatPlan,
+    Membership,
+    Partitions,
+    Reconciliation,
+    Subscription,
+)
+from logstore.client.groups.rpc import (
     NO_OFFSET,
     OUTSIDE_MEMBER_EPOCH,
     OUTSIDE_MEMBER_ID,
@@ -38,11 +43,17 @@ from client.groups.rpc import (
     heartbeat_answer,
     heartbeat_request,
 )
-from client.shared.backoff import Backoff
-from client.shared.connection import Connection
-from client.shared.errors import ClientError, CommitFailedError, GroupError, UnknownTopicError, error_from_rpc
-from client.shared.metadata import describe_topic
-from client.shared.types import TopicPartition
+from logstore.client.shared.backoff import Backoff
+from logstore.client.shared.connection import Connection
+from logstore.client.shared.errors import (
+    ClientError,
+    CommitFailedError,
+    GroupError,
+    UnknownTopicError,
+    error_from_rpc,
+)
+from logstore.client.shared.metadata import describe_topic
+from logstore.client.shared.types import TopicPartition
 
 log = logging.getLogger(__name__)
 

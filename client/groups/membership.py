@@ -21,9 +21,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from client.shared.backoff import Backoff
-from client.shared.errors import ClientError, GroupError, MemberLostError, for_code, group_error
-from client.shared.types import TopicPartition
+from logstore.client.shared.backoff import Backoff
+from logstore.client.shared.errors import ClientError, GroupError, MemberLostError, for_code, group_error
+from logstore.client.shared.types import TopicPartition
 
 JOIN_EPOCH = 0
 LEAVE_EPOCH = -1

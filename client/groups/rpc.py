@@ -6,10 +6,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 import grpc
-
-from client.groups.membership import HeartbeatAnswer, HeartbeatPlan, partitions
-from client.shared.connection import Connection
-from client.shared.errors import (
+from logstore.client.groups.membership import HeartbeatAnswer, HeartbeatPlan, partitions
+from logstore.client.shared.connection import Connection
+from logstore.client.shared.errors import (
     CommitFailedError,
     MemberLostError,
     error_from_code,
@@ -17,8 +16,8 @@ from client.shared.errors import (
     for_code,
     group_error,
 )
-from client.shared.types import TopicPartition
-from wire.logstore.v1 import common_pb2, group_pb2, group_pb2_grpc
+from logstore.client.shared.types import TopicPartition
+from logstore.wire.logstore.v1 import common_pb2, group_pb2, group_pb2_grpc
 
 NO_OFFSET = -1
 """FetchOffsets' answer for a partition without a committed offset."""

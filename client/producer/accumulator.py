@@ -31,10 +31,10 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 
-from client.producer.config import ProducerConfig
-from client.producer.futures import BatchOutcome, RecordFuture, failed_future, new_future
-from client.shared.backoff import Backoff
-from client.shared.errors import (
+from logstore.client.producer.config import ProducerConfig
+from logstore.client.producer.futures import BatchOutcome, RecordFuture, failed_future, new_future
+from logstore.client.shared.backoff import Backoff
+from logstore.client.shared.errors import (
     ClientError,
     DeliveryTimeoutError,
     DuplicateSequenceNumberError,
@@ -43,6 +43,7 @@ from client.shared.errors import (
     UnknownDeliveryError,
     UnknownDeliveryTimeoutError,
 )
+
 from logstore.records import HEADER_SIZE, BatchBuilder, set_producer
 
 RECORD_OVERHEAD = 36

@@ -8,7 +8,7 @@ Settings follow kafka-python's names and Kafka's defaults. With idempotence on (
 acks=0) the broker writes each batch once even when it is retried, and per-partition order holds with
 up to five requests in flight. With idempotence off, retries may reorder records unless max_in_flight=1.
 
-A future that fails with ``client.shared.errors.UnknownDeliveryError`` means the record may or may not have been
+A future that fails with ``logstore.client.shared.errors.UnknownDeliveryError`` means the record may or may not have been
 written (an attempt got no answer before the producer gave up); any other error means it was not.
 
 A producer still open when the interpreter exits is closed then (waiting up to ``request_timeout_ms``),
@@ -25,18 +25,22 @@ from typing import Any, cast
 
 import grpc
 import mmh3
-
-from client.producer.accumulator import RECORD_OVERHEAD, Accumulator, BufferFull, ProducerBatch
-from client.producer.config import ProducerConfig
-from client.producer.futures import RecordFuture
-from client.producer.partitioner import StickyPartitioner, key_partition
-from client.producer.sender import Sender
-from client.producer.unclosed import track, untrack
-from client.shared.connection import DEFAULT_BOOTSTRAP, Connection
-from client.shared.errors import BufferExhaustedError, ClosedError, SerializationError, UnknownPartitionError
-from client.shared.metadata import TopicMetadata
-from client.shared.options import refuse_unknown_options
-from client.shared.serde import Serializer
+from logstore.client.producer.accumulator import RECORD_OVERHEAD, Accumulator, BufferFull, ProducerBatch
+from logstore.client.producer.config import ProducerConfig
+from logstore.client.producer.futures import RecordFuture
+from logstore.client.producer.partitioner import StickyPartitioner, key_partition
+from logstore.client.producer.sender import Sender
+from logstore.client.producer.unclosed import track, untrack
+from logstore.client.shared.connection import DEFAULT_BOOTSTRAP, Connection
+from logstore.client.shared.errors import (
+    BufferExhaustedError,
+    ClosedError,
+    SerializationError,
+    UnknownPartitionError,
+)
+from logstore.client.shared.metadata import TopicMetadata
+from logstore.client.shared.options import refuse_unknown_options
+from logstore.client.shared.serde import Serializer
 
 log = logging.getLogger(__name__)
 

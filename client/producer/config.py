@@ -17,9 +17,9 @@ from dataclasses import InitVar, dataclass, field
 from typing import Any
 
 import grpc
+from logstore.client.shared.connection import DEFAULT_BOOTSTRAP
+from logstore.client.shared.serde import Serializer, resolve_serializer
 
-from client.shared.connection import DEFAULT_BOOTSTRAP
-from client.shared.serde import Serializer, resolve_serializer
 from logstore.records import GZIP, NONE, ZSTD
 
 COMPRESSION = {"none": NONE, None: NONE, "gzip": GZIP, "zstd": ZSTD}

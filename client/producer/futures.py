@@ -14,8 +14,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from client.shared.errors import ClientError
-from client.shared.types import RecordMetadata
+from logstore.client.shared.errors import ClientError
+from logstore.client.shared.types import RecordMetadata
 
 log = logging.getLogger(__name__)
 

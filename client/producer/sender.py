@@ -13,12 +13,11 @@ import time
 from collections.abc import Callable
 
 import grpc
-
-from client.producer.accumulator import Accumulator, Finished, ProducerBatch
-from client.producer.config import ProducerConfig
-from client.shared.backoff import Backoff
-from client.shared.connection import Connection
-from client.shared.errors import (
+from logstore.client.producer.accumulator import Accumulator, Finished, ProducerBatch
+from logstore.client.producer.config import ProducerConfig
+from logstore.client.shared.backoff import Backoff
+from logstore.client.shared.connection import Connection
+from logstore.client.shared.errors import (
     BrokerStorageError,
     ClientError,
     RequestTimedOutError,
@@ -27,8 +26,8 @@ from client.shared.errors import (
     error_from_rpc,
     is_uncertain,
 )
-from client.shared.metadata import TopicMetadata
-from wire.logstore.v1 import produce_pb2
+from logstore.client.shared.metadata import TopicMetadata
+from logstore.wire.logstore.v1 import produce_pb2
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ import logging
 import threading
 from typing import Protocol
 
-log = logging.getLogger("client.producer.api")
+log = logging.getLogger("logstore.client.producer.api")
 
 
 class Closable(Protocol):

@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import grpc
-
-from wire.logstore.v1 import admin_pb2_grpc, fetch_pb2_grpc, produce_pb2_grpc
+from logstore.wire.logstore.v1 import admin_pb2_grpc, fetch_pb2_grpc, produce_pb2_grpc
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 MESSAGE_HEADROOM = 4 * 1024 * 1024

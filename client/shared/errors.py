@@ -19,8 +19,7 @@ from collections.abc import Callable
 from typing import ClassVar, TypeVar
 
 import grpc
-
-from wire.logstore.v1 import common_pb2
+from logstore.wire.logstore.v1 import common_pb2
 
 ERROR_CODE_KEY = "logstore-error-code"
 """The trailing metadata key in which the broker names a failed call's ``ErrorCode`` (see proto/README.md)."""

@@ -11,17 +11,16 @@ import threading
 import time
 
 import grpc
-
-from client.shared.backoff import Backoff
-from client.shared.connection import Connection
-from client.shared.errors import (
+from logstore.client.shared.backoff import Backoff
+from logstore.client.shared.connection import Connection
+from logstore.client.shared.errors import (
     BufferExhaustedError,
     ClientError,
     UnknownTopicError,
     error_from_rpc,
 )
-from client.shared.types import PartitionInfo, TopicDescription
-from wire.logstore.v1 import admin_pb2
+from logstore.client.shared.types import PartitionInfo, TopicDescription
+from logstore.wire.logstore.v1 import admin_pb2
 
 
 def describe_topic(

@@ -15,7 +15,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from client.shared.errors import SerializationError
+from logstore.client.shared.errors import SerializationError
 
 Serializer = Callable[[Any], bytes | bytearray | memoryview | None]
 """Bytes-like values pass through as they are; the record builder copies them once into the batch."""

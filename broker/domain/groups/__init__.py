@@ -1,8 +1,8 @@
-"""Consumer groups in the broker: the driver around the pure coordinator (`broker.group_machine`) and the
+"""Consumer groups in the broker: the driver around the pure coordinator (`logstore.broker.group_machine`) and the
 offset store, with plain values in and out."""
 
-from broker.domain.groups.driver import MAX_METADATA_BYTES, GroupDomain
-from broker.domain.groups.values import (
+from logstore.broker.domain.groups.driver import MAX_METADATA_BYTES, GroupDomain
+from logstore.broker.domain.groups.values import (
     CommitOutcome,
     Committed,
     GroupView,

@@ -1,6 +1,6 @@
 """The driver around the pure group coordinator and the offset store: clock, timer, durability, topics.
 
-The coordinator (`broker.group_machine`) decides and the offset store (`__consumer_offsets`) remembers; this
+The coordinator (`logstore.broker.group_machine`) decides and the offset store (`__consumer_offsets`) remembers; this
 class gives them what they cannot have themselves:
 
 - time: a monotonic clock, and one timer armed at the coordinator's next session or rebalance deadline,
@@ -23,11 +23,11 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 
-from broker.domain.durability import Flusher
-from broker.domain.groups import reset
-from broker.domain.groups.offset_store import OFFSETS_TOPIC, OffsetAndMetadata, OffsetStore
-from broker.domain.groups.timer import DeadlineTimer, monotonic_ms
-from broker.domain.groups.values import (
+from logstore.broker.domain.durability import Flusher
+from logstore.broker.domain.groups import reset
+from logstore.broker.domain.groups.offset_store import OFFSETS_TOPIC, OffsetAndMetadata, OffsetStore
+from logstore.broker.domain.groups.timer import DeadlineTimer, monotonic_ms
+from logstore.broker.domain.groups.values import (
     CommitOutcome,
     Committed,
     GroupView,
@@ -37,10 +37,10 @@ from broker.domain.groups.values import (
     ResetOutcome,
     ResetSpec,
 )
-from broker.domain.topics import Topics
-from broker.group_machine.coordinator import GroupCoordinator
-from broker.group_machine.errors import GroupIdNotFoundError, NonEmptyGroupError
-from broker.group_machine.model import (
+from logstore.broker.domain.topics import Topics
+from logstore.broker.group_machine.coordinator import GroupCoordinator
+from logstore.broker.group_machine.errors import GroupIdNotFoundError, NonEmptyGroupError
+from logstore.broker.group_machine.model import (
     CoordinatorConfig,
     GroupListing,
     GroupState,
@@ -49,7 +49,8 @@ from broker.group_machine.model import (
     MemberRemoved,
     TopicPartition,
 )
-from broker.group_machine.validation import check_group_id
+from logstore.broker.group_machine.validation import check_group_id
+
 from logstore.errors import InvalidRequestError, LogStoreError
 from logstore.log import Log
 from logstore.manager import LogManager

@@ -1,6 +1,6 @@
 """Committed offsets kept as records in the internal compacted topic `__consumer_offsets`.
 
-It sits on the driver side (`broker.domain.groups`), beside the driver that owns its I/O: it appends to
+It sits on the driver side (`logstore.broker.domain.groups`), beside the driver that owns its I/O: it appends to
 and replays the internal topic. Its key and value encoding is pure but small, so the module moved whole.
 
 The storage engine is its own offset store: a commit is a record appended to one partition of the
@@ -25,8 +25,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import mmh3
+from logstore.broker.group_machine.model import TopicPartition
 
-from broker.group_machine.model import TopicPartition
 from logstore.errors import CorruptRecordError, CorruptSegmentError, TopicExistsError, UnknownTopicError
 from logstore.log import Log
 from logstore.manager import LogManager

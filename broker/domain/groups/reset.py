@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from broker.domain.groups.offset_store import OffsetAndMetadata
-from broker.domain.groups.values import PartitionScope, ResetMode, ResetOutcome, ResetSpec
-from broker.domain.topics import Topics
-from broker.group_machine.model import TopicPartition
+from logstore.broker.domain.groups.offset_store import OffsetAndMetadata
+from logstore.broker.domain.groups.values import PartitionScope, ResetMode, ResetOutcome, ResetSpec
+from logstore.broker.domain.topics import Topics
+from logstore.broker.group_machine.model import TopicPartition
+
 from logstore.errors import InvalidRequestError, InvalidTimestampError, UnknownPartitionError
 from logstore.log import Log
 

@@ -1,4 +1,4 @@
-"""Plain values between the group service and the group domain, beside those of `broker.group_machine.model`."""
+"""Plain values between the group service and the group domain, beside those of `logstore.broker.group_machine.model`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from broker.group_machine.model import GroupDescription
+from logstore.broker.group_machine.model import GroupDescription
 
 PartitionScope = Sequence[tuple[str, Sequence[int]]]
 """(topic, partition numbers) pairs; an empty tuple of numbers stands for every partition of the topic."""

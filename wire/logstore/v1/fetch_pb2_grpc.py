@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from wire.logstore.v1 import fetch_pb2 as logstore_dot_v1_dot_fetch__pb2
+from logstore.wire.logstore.v1 import fetch_pb2 as logstore_dot_v1_dot_fetch__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
