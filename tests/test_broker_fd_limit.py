@@ -28,7 +28,7 @@ LIMIT = 1024
 UNDER_LIMIT = (
     "import resource, sys\n"
     f"resource.setrlimit(resource.RLIMIT_NOFILE, ({LIMIT}, {LIMIT}))\n"
-    "from broker.server import main\n"
+    "from logstore.broker.server import main\n"
     "sys.exit(main(sys.argv[1:]))\n"
 )
 

@@ -1,4 +1,4 @@
 """Administration: `api.Admin` for topics, and for consumer groups through `groups.GroupAdmin`.
 
-Import the public names from `client` itself: `from client import Producer, Consumer, Admin`.
+Import the public names from `logstore.client` itself: `from logstore.client import Producer, Consumer, Admin`.
 """

@@ -2,5 +2,5 @@
 `subscription` state, its frozen `config`, `records`, `offsets` lookups, the group-less live `tail`,
 and the dead-letter `retry` loop.
 
-Import the public names from `client` itself: `from client import Producer, Consumer, Admin`.
+Import the public names from `logstore.client` itself: `from logstore.client import Producer, Consumer, Admin`.
 """

@@ -2,5 +2,5 @@
 thread, the `partitioner`, the per-record `futures`, its frozen `config`, and the close at exit
 (`unclosed`).
 
-Import the public names from `client` itself: `from client import Producer, Consumer, Admin`.
+Import the public names from `logstore.client` itself: `from logstore.client import Producer, Consumer, Admin`.
 """
