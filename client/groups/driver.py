@@ -616,18 +616,8 @@ class GroupCoordinator:
             self._stopping = False
             plan = self._membership.leave_plan()
             self._drop(owned)
-        if plan is None:
-            return
-        try:
-            self._stub.Heartbeat(
-                heartbeat_request(self.group_id, plan, self._client_id), timeout=self._timeout_s
-            )
-        except grpc.RpcError as exc:
-            log.warning(
-                "group %s: leaving failed (the session timeout will remove this member): %s",
-                self.group_id,
-                error_from_rpc(exc, "leaving"),
-            )
+        if plan is not None:
+            self._send_leave(plan)
 
 
 def _offsets(offsets: Mapping[TopicPartition, Any]) -> dict[TopicPartition, int]:
