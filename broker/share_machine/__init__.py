@@ -44,6 +44,7 @@ from logstore.broker.share_machine.model import (
     ShareHeartbeatAnswer,
     ShareMember,
 )
+from logstore.broker.share_machine.partition import SharePartition
 
 __all__ = [
     "GROUP_CONFIG_NAMES",
@@ -71,6 +72,7 @@ __all__ = [
     "ShareGroupState",
     "ShareHeartbeatAnswer",
     "ShareMember",
+    "SharePartition",
     "UnknownMemberIdError",
     "config_to_strings",
     "parse_group_config",
