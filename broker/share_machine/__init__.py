@@ -26,6 +26,7 @@ from logstore.broker.share_machine.errors import (
     NonEmptyGroupError,
     UnknownMemberIdError,
 )
+from logstore.broker.share_machine.membership import ShareGroups
 from logstore.broker.share_machine.model import (
     Acknowledgement,
     AcknowledgeType,
@@ -70,6 +71,7 @@ __all__ = [
     "ShareGroupConfig",
     "ShareGroupDescription",
     "ShareGroupState",
+    "ShareGroups",
     "ShareHeartbeatAnswer",
     "ShareMember",
     "SharePartition",
