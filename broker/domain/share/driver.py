@@ -69,11 +69,7 @@ from logstore.broker.share_machine import (
     reset_duration_ms,
 )
 from logstore.broker.share_machine.config import EARLIEST, LATEST
-
-try:  # share-core's ShareGroups had not landed at the deadline: remove this guard when merging it
-    from logstore.broker.share_machine.membership import ShareGroups  # type: ignore[import-not-found]
-except ImportError:  # pragma: no cover - the driver is not wired into BrokerCore until then
-    ShareGroups = None
+from logstore.broker.share_machine.membership import ShareGroups
 from logstore.broker.share_machine.partition import SharePartition
 
 from logstore.errors import InvalidConfigError, InvalidRequestError, LogStoreError
@@ -275,14 +271,11 @@ class ShareDomain:
     def _member(self, group_id: str, member_id: str) -> ShareMember:
         try:
             return self._groups.member(group_id, member_id)
-        except GroupIdNotFoundError:
+        except UnknownMemberIdError:
             self._refuse_consumer_group(group_id)
-            if member_id and self.has_group(group_id):  # it has state, its members are gone (a restart)
-                raise UnknownMemberIdError(
-                    f"member {member_id!r} is not in share group {group_id!r} (it left, timed out, or the "
-                    "broker restarted); rejoin with member epoch 0"
-                ) from None
-            raise
+            if not self.has_group(group_id):  # no members, no state, no configuration: no such group
+                raise GroupIdNotFoundError(f"share group {group_id!r} does not exist") from None
+            raise  # it exists (with state, say after a restart) but this member is not in it
 
     def _member_gone(self, gone: MemberGone, now: int) -> None:
         """A member left or timed out: what it holds is released (archived at the delivery limit)."""
