@@ -20,6 +20,7 @@ from grpc_reflection.v1alpha import reflection
 from logstore.broker.domain.core import BrokerCore
 from logstore.broker.domain.groups.offset_store import _OFFSETS_TOPIC_CONFIG as OFFSETS_TOPIC_CONFIG
 from logstore.broker.domain.groups.offset_store import OFFSETS_TOPIC
+from logstore.broker.domain.share.state_store import STATE_TOPIC, STATE_TOPIC_CONFIG
 from logstore.broker.malloc import keep_large_buffers, release_free_memory
 from logstore.broker.service import SERVICE_NAMES, add_services
 from logstore.broker.service.answers import AnswerBudget
@@ -91,7 +92,7 @@ class BrokerServer:
             default_config=settings.topic_config(),
             max_partitions=settings.max_partitions_per_topic,
             recover_metadata=settings.recover_metadata,
-            recovered_configs={OFFSETS_TOPIC: OFFSETS_TOPIC_CONFIG},
+            recovered_configs={OFFSETS_TOPIC: OFFSETS_TOPIC_CONFIG, STATE_TOPIC: STATE_TOPIC_CONFIG},
             max_open_segments=settings.max_open_segments or None,
         )
         try:
@@ -104,6 +105,7 @@ class BrokerServer:
                 flush_threads=settings.flush_threads,
                 group_config=settings.group_config(),
                 offsets_topic_partitions=settings.offsets_topic_partitions,
+                share_config=settings.share_config(),
             )
             server = grpc.aio.server(options=grpc_options(settings))
             self.answers = AnswerBudget(

@@ -14,6 +14,8 @@ from logstore.broker.domain.groups import GroupDomain
 from logstore.broker.domain.groups.offset_store import DEFAULT_OFFSETS_PARTITIONS, OFFSETS_TOPIC
 from logstore.broker.domain.produce import Appender
 from logstore.broker.domain.producer_ids import ProducerIdAllocator, highest_producer_id
+from logstore.broker.domain.share.driver import ShareDomain
+from logstore.broker.domain.share.state_store import STATE_TOPIC
 from logstore.broker.domain.subscribe import Room, Subscriptions
 from logstore.broker.domain.topics import Topics
 from logstore.broker.domain.values import (
@@ -28,6 +30,7 @@ from logstore.broker.domain.values import (
 )
 from logstore.broker.domain.waiters import AppendWaiters
 from logstore.broker.group_machine.model import CoordinatorConfig
+from logstore.broker.share_machine import ShareGroupConfig
 
 from logstore.manager import LogManager
 
@@ -35,7 +38,8 @@ log = logging.getLogger(__name__)
 
 
 class BrokerCore:
-    """Topics, produce, fetch, subscribe, list offsets, producer ids and consumer groups over one LogManager.
+    """Topics, produce, fetch, subscribe, list offsets, producer ids, consumer and share groups over one
+    LogManager.
 
     Not thread-safe: call it from one event loop only. `close` is two-phase with the server: `begin_shutdown` makes
     long-polls answer and subscriptions end so in-flight calls can finish; `close` then appends queued
@@ -52,6 +56,7 @@ class BrokerCore:
         flush_threads: int,
         group_config: CoordinatorConfig | None = None,
         offsets_topic_partitions: int = DEFAULT_OFFSETS_PARTITIONS,
+        share_config: ShareGroupConfig | None = None,
     ) -> None:
         self.manager = manager
         self.waiters = AppendWaiters()
@@ -79,8 +84,17 @@ class BrokerCore:
             group_config or CoordinatorConfig(),
             offsets_topic_partitions=offsets_topic_partitions,
         )
-        self.topics.internal = frozenset({OFFSETS_TOPIC})
-        self.topics.on_change = self._groups.topic_changed
+        self._share = ShareDomain(
+            manager,
+            self.topics,
+            self.waiters,
+            self._flusher,
+            share_config or ShareGroupConfig(),
+            is_consumer_group=self._groups.has_group,
+        )
+        self._groups.foreign_group = self._share.has_group
+        self.topics.internal = frozenset({OFFSETS_TOPIC, STATE_TOPIC})
+        self.topics.on_change = self._topic_changed
         self.shutting_down = False
 
     def _check_running(self) -> None:
@@ -98,6 +112,16 @@ class BrokerCore:
         """Consumer groups and committed offsets; refused while shutting down."""
         self._check_running()
         return self._groups
+
+    @property
+    def share(self) -> ShareDomain:
+        """Share groups (queues on the log); refused while shutting down."""
+        self._check_running()
+        return self._share
+
+    def _topic_changed(self, name: str) -> None:
+        self._groups.topic_changed(name)
+        self._share.topic_changed(name)
 
     # --- data path --------------------------------------------------------------------------------------
 
@@ -140,6 +164,7 @@ class BrokerCore:
         self._reader.closing = True
         self._subscriptions.closing = True
         self._groups.close()
+        self._share.close()
         self.waiters.notify_all()
 
     async def close(self) -> None:

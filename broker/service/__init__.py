@@ -14,13 +14,15 @@ from logstore.broker.service.calls import add_servicer
 from logstore.broker.service.fetch import FetchService
 from logstore.broker.service.groups import GroupService
 from logstore.broker.service.produce import ProduceService
-from logstore.wire.logstore.v1 import admin_pb2, fetch_pb2, group_pb2, produce_pb2
+from logstore.broker.service.share import ShareService
+from logstore.wire.logstore.v1 import admin_pb2, fetch_pb2, group_pb2, produce_pb2, share_pb2
 
 ADMIN = admin_pb2.DESCRIPTOR.services_by_name["AdminService"]
 PRODUCE = produce_pb2.DESCRIPTOR.services_by_name["ProduceService"]
 FETCH = fetch_pb2.DESCRIPTOR.services_by_name["FetchService"]
 GROUP = group_pb2.DESCRIPTOR.services_by_name["GroupService"]
-SERVICE_NAMES = tuple(service.full_name for service in (ADMIN, PRODUCE, FETCH, GROUP))
+SHARE = share_pb2.DESCRIPTOR.services_by_name["ShareService"]
+SERVICE_NAMES = tuple(service.full_name for service in (ADMIN, PRODUCE, FETCH, GROUP, SHARE))
 
 
 def add_services(
@@ -37,3 +39,4 @@ def add_services(
     add_servicer(server, ProduceService(core, produce_timeout_ms), PRODUCE)
     add_servicer(server, FetchService(core, fetch_max_bytes, answers), FETCH)
     add_servicer(server, GroupService(core), GROUP)
+    add_servicer(server, ShareService(core, fetch_max_bytes), SHARE)
