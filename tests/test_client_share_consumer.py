@@ -158,3 +158,26 @@ def test_unknown_options_are_refused_with_the_close_match() -> None:
         ShareConsumer("t", group_id="g", max_pol_records=5)  # type: ignore[call-arg]
     with pytest.raises(ValueError, match="acknowledgement_mode"):
         ShareConsumer("t", group_id="g", acknowledgement_mode="auto")
+
+
+def test_commit_sync_waits_for_acknowledgements_riding_on_the_fetch_in_flight(
+    fake: tuple[FakeShareService, str],
+) -> None:
+    service, address = fake
+    service.produce(0, [b"f%d" % i for i in range(30)])
+    with ShareConsumer(
+        "tasks", group_id="g", bootstrap=address, acknowledgement_mode="explicit", max_poll_records=10
+    ) as consumer:
+        for expected in (range(10), range(10, 20)):
+            got = poll_until(consumer, 10)
+            assert [r.offset for r in got] == list(expected)
+            for record in got:
+                consumer.acknowledge(record)
+        # the second poll sent the first poll's acknowledgements with the fetch it started
+        assert consumer.commit_sync() == {}
+        assert service.done() == set(range(20)), "both polls' acknowledgements answered"
+        third = consumer.poll(timeout_ms=0)  # what that fetch acquired, taken in by commit_sync
+        assert [r.offset for r in third] == list(range(20, 30))
+        for record in third:
+            consumer.acknowledge(record)
+    assert service.done() == set(range(30))
