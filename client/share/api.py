@@ -321,6 +321,8 @@ class ShareConsumer:
                             self._take()
                         except ClientError as exc:
                             log.warning("share group %s: the last fetch failed: %s", self.group_id, exc)
+                    else:  # what it may still acquire is released when the member leaves
+                        self._fetch.cancel()
                 for tp, ledger in self._ledgers.items():
                     back = ledger.release_all()
                     if back:
@@ -363,6 +365,7 @@ class ShareConsumer:
                 self._membership.lost = False
             for ledger in self._ledgers.values():
                 ledger.forget()
+            self._ready = []
 
     def _before_poll(self) -> None:
         self._raise_membership()
