@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import grpc
 from logstore.broker.domain import errors as broker
 from logstore.broker.group_machine import errors as groups
+from logstore.broker.share_machine import errors as shares
 from logstore.wire.logstore.v1 import common_pb2 as common
 
 from logstore import errors as engine
@@ -81,6 +82,13 @@ TABLE: dict[type[BaseException], ErrorMapping] = {
     ),
     groups.InvalidRegularExpressionError: ErrorMapping(
         Status.INVALID_ARGUMENT, common.ERROR_CODE_INVALID_REGULAR_EXPRESSION
+    ),
+    # share groups: a range the member does not hold, a group id of the other kind
+    shares.InvalidRecordStateError: ErrorMapping(
+        Status.FAILED_PRECONDITION, common.ERROR_CODE_INVALID_RECORD_STATE
+    ),
+    shares.InconsistentGroupProtocolError: ErrorMapping(
+        Status.FAILED_PRECONDITION, common.ERROR_CODE_INCONSISTENT_GROUP_PROTOCOL
     ),
     # the broker or its disk: retrying later may work
     broker.RequestTimedOutError: ErrorMapping(Status.DEADLINE_EXCEEDED, common.ERROR_CODE_REQUEST_TIMED_OUT),
