@@ -41,6 +41,14 @@ REQUEST_FRAMING_BYTES = 1024
 RESPONSE_HEADROOM_BYTES = 4 * MiB
 """Room in an answer beyond its batches: per-partition fields for up to 10,000 partitions."""
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+SHARE_RANGES = {
+    "share_record_lock_duration_ms": (1000, 3_600_000),
+    "share_delivery_count_limit": (2, 10),
+    "share_partition_max_record_locks": (100, 10_000),
+    "share_session_timeout_ms": (1000, 3_600_000),
+    "share_heartbeat_interval_ms": (100, 3_600_000),
+}
+"""Bounds of the share-group defaults: Kafka's, the same a group-level config is held to."""
 
 
 class SettingsError(ValueError):
@@ -110,6 +118,19 @@ class Settings:
     """Ping each connection that has calls after this much silence from it ..."""
     keepalive_timeout_ms: int = 20_000
     """... and close it if the ping is not answered within this: a client that stopped reading lets go."""
+    share_record_lock_duration_ms: int = 30_000
+    """How long a share-group member holds a record it acquired before it is released again (Kafka's
+    group.share.record.lock.duration.ms); a group's share.record.lock.duration.ms overrides it."""
+    share_delivery_count_limit: int = 5
+    """Deliveries of one record to a share group before it is archived (group.share.delivery.count.limit)."""
+    share_partition_max_record_locks: int = 200
+    """Most records in flight per share-partition: the queue's prefetch (group.share.partition.max.record.locks)."""
+    share_session_timeout_ms: int = 45_000
+    """A share-group member not heard from for this long is removed and its records released
+    (group.share.session.timeout.ms)."""
+    share_heartbeat_interval_ms: int = 5_000
+    """How often share-group members are told to heartbeat (group.share.heartbeat.interval.ms); below the
+    session timeout."""
 
     def __post_init__(self) -> None:
         _check_range("port", self.port, 0, 65535)
@@ -163,6 +184,14 @@ class Settings:
         _check_range("connections_max_idle_ms", self.connections_max_idle_ms, 1, 2**31 - 1)
         _check_range("keepalive_time_ms", self.keepalive_time_ms, 1, 2**31 - 1)
         _check_range("keepalive_timeout_ms", self.keepalive_timeout_ms, 1, 2**31 - 1)
+        for name, (low, high) in SHARE_RANGES.items():
+            _check_range(name, getattr(self, name), low, high)
+        if self.share_heartbeat_interval_ms >= self.share_session_timeout_ms:
+            raise SettingsError(
+                f"share_heartbeat_interval_ms ({self.share_heartbeat_interval_ms}) must be smaller than "
+                f"share_session_timeout_ms ({self.share_session_timeout_ms}), or members time out between "
+                "heartbeats"
+            )
         if self.log_level.upper() not in LOG_LEVELS:
             raise SettingsError(f"log_level must be one of {', '.join(LOG_LEVELS)}, not {self.log_level!r}")
         batch = self.topic_config().max_message_bytes
@@ -379,6 +408,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--keepalive-timeout-ms", type=int, default=given, help="close if the ping is not answered (20000)"
     )
+    for name, (low, high) in SHARE_RANGES.items():
+        default = _FIELDS[name].default
+        parser.add_argument(
+            "--" + name.replace("_", "-"),
+            type=int,
+            default=given,
+            help=f"share-group default, {low}..{high} ({default})",
+        )
     parser.add_argument("--log-level", choices=LOG_LEVELS, type=str.upper, default=given, help="(INFO)")
     parser.add_argument(
         "--topic-default",
