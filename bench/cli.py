@@ -63,6 +63,12 @@ def _add_groups(subcommands: Subcommands) -> None:
     add_parser(subcommands)
 
 
+def _add_share(subcommands: Subcommands) -> None:
+    from logstore.client.console.share import add_parser
+
+    add_parser(subcommands)
+
+
 def _add_verify(subcommands: Subcommands) -> None:
     from pathlib import Path
 
@@ -90,6 +96,7 @@ COMMANDS: Sequence[Callable[[Subcommands], None]] = (
     _add_serve,
     *CONSOLE_COMMANDS,
     _add_groups,
+    _add_share,
     _add_verify,
     _add_perf,
 )

@@ -1,6 +1,6 @@
 """The logstore Python client: producer, consumer, live tail and admin, over gRPC.
 
-    from logstore.client import Producer, Consumer, Admin, TopicPartition, tail
+    from logstore.client import Producer, Consumer, Admin, TopicPartition, tail, ShareConsumer, AcknowledgeType
 
     with Consumer("orders", group_id="billing", bootstrap="127.0.0.1:9092") as consumer:
         for record in consumer:   # the group shares the partitions; positions are auto-committed
@@ -17,7 +17,15 @@ from logstore.client.consumer.tail import Tail, tail
 from logstore.client.groups.driver import ConsumerRebalanceListener
 from logstore.client.producer.api import Producer
 from logstore.client.producer.futures import RecordFuture
-from logstore.client.shared.errors import ClientError, CommitFailedError, GroupError
+from logstore.client.share.acks import AcknowledgeType
+from logstore.client.share.api import ShareConsumer
+from logstore.client.share.records import ShareRecord
+from logstore.client.shared.errors import (
+    ClientError,
+    CommitFailedError,
+    GroupError,
+    InvalidRecordStateError,
+)
 from logstore.client.shared.types import (
     OffsetAndTimestamp,
     PartitionInfo,
@@ -27,6 +35,7 @@ from logstore.client.shared.types import (
 )
 
 __all__ = [
+    "AcknowledgeType",
     "Admin",
     "ClientError",
     "CommitFailedError",
@@ -34,12 +43,15 @@ __all__ = [
     "ConsumerRebalanceListener",
     "ConsumerRecord",
     "GroupError",
+    "InvalidRecordStateError",
     "NewTopic",
     "OffsetAndTimestamp",
     "PartitionInfo",
     "Producer",
     "RecordFuture",
     "RecordMetadata",
+    "ShareConsumer",
+    "ShareRecord",
     "Tail",
     "TopicDescription",
     "TopicPartition",

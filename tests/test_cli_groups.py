@@ -76,7 +76,7 @@ def test_consume_with_a_group_commits_and_the_next_run_continues(address: str) -
     )
 
     listed = table(logstore(address, "groups", "list").stdout)
-    assert ["g", "Empty", "0"] in listed
+    assert ["g", "consumer", "Empty", "0"] in listed
 
 
 def test_reset_offsets_is_a_dry_run_unless_executed(address: str) -> None:

@@ -16,7 +16,9 @@ from typing import Any, NamedTuple, TypeVar
 
 import grpc
 from logstore.client.admin.groups import GroupAdmin, GroupDescription, GroupListing, OffsetReset
+from logstore.client.admin.share import GroupConfigEntry, ShareAdmin, ShareGroupDescription
 from logstore.client.groups.rpc import group_stub
+from logstore.client.share.rpc import share_stub
 from logstore.client.shared.connection import DEFAULT_BOOTSTRAP, Connection
 from logstore.client.shared.errors import ClientError, ClosedError, error_from_rpc
 from logstore.client.shared.metadata import topic_description
@@ -63,6 +65,7 @@ class Admin:
         )
         self._closed = False
         self._groups = GroupAdmin(group_stub(self._connection), self._timeout_s)
+        self._share = ShareAdmin(share_stub(self._connection), self._timeout_s)
 
     # --- topics --------------------------------------------------------------------------------------------
 
@@ -167,6 +170,32 @@ class Admin:
         """Move committed offsets of a group without members; see GroupAdmin.reset_offsets."""
         self._check_open()
         return self._groups.reset_offsets(group_id, scope, **where)  # type: ignore[arg-type]
+
+    # --- share groups ------------------------------------------------------------------------------------------
+
+    def describe_share_group(self, group_id: str) -> ShareGroupDescription:
+        """Members, and per partition the start offset, records in flight, acquired, archived, and lag.
+        GroupIdNotFoundError for an unknown group, InconsistentGroupProtocolError for a consumer group's id."""
+        self._check_open()
+        return self._share.describe_share_group(group_id)
+
+    def alter_group_config(
+        self, group_id: str, set: Mapping[str, object] | None = None, delete: Iterable[str] = ()
+    ) -> None:
+        """Set share-group configs (``{"share.record.lock.duration.ms": 15000}``) and remove others (back
+        to the broker's default), all or nothing; also before the group's first member joins."""
+        self._check_open()
+        self._share.alter_group_config(group_id, set, delete)
+
+    def describe_group_config(self, group_id: str) -> list[GroupConfigEntry]:
+        """Every share-group config with its effective value and whether it was set for this group."""
+        self._check_open()
+        return self._share.describe_group_config(group_id)
+
+    def delete_share_group(self, group_id: str) -> None:
+        """Delete a share group without members: its state and configuration."""
+        self._check_open()
+        self._share.delete_share_group(group_id)
 
     def _check_open(self) -> None:
         if self._closed:

@@ -29,6 +29,12 @@ class GroupListing(NamedTuple):
     group_id: str
     state: str
     member_count: int
+    type: str = "consumer"
+    """"consumer" or "share": from the listing's ``type`` field when the broker sends one (ListGroups of
+    logstore.v1 has none yet, so every listed group reads "consumer")."""
+
+
+_HAS_TYPE = "type" in group_pb2.GroupListing.DESCRIPTOR.fields_by_name
 
 
 class MemberDescription(NamedTuple):
@@ -91,7 +97,13 @@ class GroupAdmin:
     def list_groups(self) -> list[GroupListing]:
         answer = self._call("ListGroups", group_pb2.ListGroupsRequest(), "listing groups")
         return [
-            GroupListing(g.group_id, _STATES.get(g.state, "Unknown"), g.member_count) for g in answer.groups
+            GroupListing(
+                g.group_id,
+                _STATES.get(g.state, "Unknown"),
+                g.member_count,
+                (getattr(g, "type", "") or "consumer") if _HAS_TYPE else "consumer",
+            )
+            for g in answer.groups
         ]
 
     def describe_group(self, group_id: str) -> GroupDescription:

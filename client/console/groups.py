@@ -1,5 +1,8 @@
-"""``logstore groups list|describe|delete|reset-offsets``: consumer groups from the shell, in the manner of
-Kafka's ``kafka-consumer-groups``. ``reset-offsets`` is a dry run unless ``--execute`` is given."""
+"""``logstore groups list|describe|delete|reset-offsets|alter-config|describe-config``: consumer and share
+groups from the shell, in the manner of Kafka's ``kafka-consumer-groups`` and ``kafka-share-groups``.
+``reset-offsets`` is a dry run unless ``--execute`` is given. ``describe`` and ``delete`` find out the
+group's type themselves: a consumer group's answer NOT_FOUND (or INCONSISTENT_GROUP_PROTOCOL) means ask
+for a share group of that id."""
 
 from __future__ import annotations
 
@@ -20,7 +23,9 @@ def add_parser(subcommands: Any) -> None:
     listing.set_defaults(handler=friendly(_list))
 
     describe = actions.add_parser(
-        "describe", help="per partition: committed offset, log end offset, lag, owner"
+        "describe",
+        help="per partition: committed offset, log end offset, lag, owner (share groups: start offset, "
+        "in flight, acquired, archived, lag)",
     )
     describe.add_argument("group", help="the group to describe")
     describe.add_argument(
@@ -61,7 +66,25 @@ def add_parser(subcommands: Any) -> None:
     )
     reset.set_defaults(handler=friendly(_reset))
 
-    for action in (listing, describe, delete, reset):
+    alter = actions.add_parser(
+        "alter-config",
+        help="set or remove a share group's configs (also before its first member joins)",
+        description="Set share-group configs such as share.record.lock.duration.ms, "
+        "share.delivery.count.limit, share.partition.max.record.locks, share.auto.offset.reset, "
+        "errors.deadletterqueue.topic.name; --delete returns one to the broker's default. All or nothing.",
+    )
+    alter.add_argument("group", help="the share group")
+    alter.add_argument("--set", action="append", metavar="NAME=VALUE", help="a config to set; repeatable")
+    alter.add_argument("--delete", action="append", metavar="NAME", help="a config to remove; repeatable")
+    alter.set_defaults(handler=friendly(_alter_config))
+
+    configs = actions.add_parser(
+        "describe-config", help="a share group's effective configs and where each value comes from"
+    )
+    configs.add_argument("group", help="the share group")
+    configs.set_defaults(handler=friendly(_describe_config))
+
+    for action in (listing, describe, delete, reset, alter, configs):
         add_bootstrap(action)
 
 
@@ -85,14 +108,36 @@ def _known(value: int) -> str:
 def _list(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     with _admin(args) as admin:
         groups = admin.list_groups()
-    rows = [["GROUP", "STATE", "MEMBERS"]] + [[g.group_id, g.state, str(g.member_count)] for g in groups]
+    rows = [["GROUP", "TYPE", "STATE", "MEMBERS"]] + [
+        [g.group_id, g.type, g.state, str(g.member_count)] for g in groups
+    ]
     _table(rows)
     return 0
 
 
+def _is_other_type(error: Exception) -> bool:
+    """Whether a consumer-group call's error means: no consumer group by that id (maybe a share group)."""
+    from logstore.client.shared.errors import GroupIdNotFoundError, InconsistentGroupProtocolError
+
+    return isinstance(error, GroupIdNotFoundError | InconsistentGroupProtocolError)
+
+
 def _describe(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from logstore.client.shared.errors import ClientError
+
     with _admin(args) as admin:
-        group = admin.describe_group(args.group)
+        try:
+            group = admin.describe_group(args.group)
+        except ClientError as exc:
+            if not _is_other_type(exc):
+                raise
+            try:
+                share = admin.describe_share_group(args.group)
+            except ClientError as share_exc:
+                if _is_other_type(share_exc):
+                    raise exc from None  # neither kind: the consumer group's "not found"
+                raise
+            return _describe_share(share, args.members)
     if args.members:
         rows = [
             ["GROUP", "CONSUMER-ID", "INSTANCE-ID", "HOST", "CLIENT-ID", "STATE", "#PARTITIONS", "ASSIGNMENT"]
@@ -134,11 +179,114 @@ def _describe(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0
 
 
+def _describe_share(group: Any, members_only: bool) -> int:
+    if members_only:
+        rows = [["GROUP", "MEMBER-ID", "EPOCH", "HOST", "CLIENT-ID", "ACQUIRED", "TOPICS"]]
+        for m in group.members:
+            rows.append(
+                [
+                    group.group_id,
+                    m.member_id,
+                    str(m.member_epoch),
+                    m.client_host or "-",
+                    m.client_id or "-",
+                    str(m.acquired_records),
+                    ",".join(m.subscribed_topics) or "-",
+                ]
+            )
+    else:
+        rows = [
+            [
+                "GROUP",
+                "TOPIC",
+                "PARTITION",
+                "START-OFFSET",
+                "END-OFFSET",
+                "LOG-END-OFFSET",
+                "IN-FLIGHT",
+                "ACQUIRED",
+                "ARCHIVED",
+                "LAG",
+            ]
+        ]
+        for p in group.partitions:
+            rows.append(
+                [
+                    group.group_id,
+                    p.topic,
+                    str(p.partition),
+                    _known(p.start_offset),
+                    _known(p.end_offset),
+                    _known(p.log_end_offset),
+                    str(p.in_flight),
+                    str(p.acquired),
+                    str(p.archived),
+                    _known(p.lag),
+                ]
+            )
+    dead_letters = f", dead-letter topic: {group.dead_letter_topic}" if group.dead_letter_topic else ""
+    print(
+        f"Share group '{group.group_id}' is {group.state} with {len(group.members)} members "
+        f"(group epoch {group.group_epoch}{dead_letters})"
+    )
+    if members_only or group.partitions:
+        print()
+        _table(rows)
+    else:
+        print("\nNo partition state yet (no member has fetched).")
+    if not members_only and group.members:
+        print()
+        _table(
+            [["MEMBER-ID", "CLIENT-ID", "HOST", "ACQUIRED"]]
+            + [
+                [m.member_id, m.client_id or "-", m.client_host or "-", str(m.acquired_records)]
+                for m in group.members
+            ]
+        )
+    return 0
+
+
 def _delete(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from logstore.client.shared.errors import ClientError
+
     with _admin(args) as admin:
         for group in args.groups:
-            admin.delete_group(group)
-            print(f"deleted group {group}")
+            try:
+                admin.delete_group(group)
+                print(f"deleted group {group}")
+            except ClientError as exc:
+                if not _is_other_type(exc):
+                    raise
+                try:
+                    admin.delete_share_group(group)
+                except ClientError as share_exc:
+                    if _is_other_type(share_exc):
+                        raise exc from None
+                    raise
+                print(f"deleted share group {group}")
+    return 0
+
+
+def _alter_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from logstore.client.console.common import key_values
+
+    values = key_values(args.set, "--set")
+    if not values and not args.delete:
+        raise ValueError("say what to change: --set NAME=VALUE and/or --delete NAME")
+    with _admin(args) as admin:
+        admin.alter_group_config(args.group, values, args.delete or ())
+    changes = [f"{k}={v}" for k, v in values.items()] + [f"{k} (default)" for k in args.delete or ()]
+    print(f"altered share group {args.group}: {', '.join(changes)}")
+    return 0
+
+
+def _describe_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    with _admin(args) as admin:
+        configs = admin.describe_group_config(args.group)
+    rows = [["NAME", "VALUE", "SOURCE"]] + [
+        [c.name, c.value or '""', "group" if c.is_group_value else "default"] for c in configs
+    ]
+    _table(rows)
     return 0
 
 

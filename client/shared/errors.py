@@ -323,6 +323,23 @@ class NonEmptyGroupError(GroupError):
     retriable = True
 
 
+# --- share groups ------------------------------------------------------------------------------------------
+
+
+@wire_code(common_pb2.ERROR_CODE_INVALID_RECORD_STATE)
+class InvalidRecordStateError(ClientError):
+    """An acknowledged range holds an offset this share-group member does not hold (never acquired, held
+    by another member, its lock expired, or acknowledged already): nothing in that range changed."""
+
+
+@wire_code(common_pb2.ERROR_CODE_INCONSISTENT_GROUP_PROTOCOL)
+class InconsistentGroupProtocolError(GroupError):
+    """The group id belongs to a group of the other kind (a consumer group's id used for a share group,
+    or the reverse); use another id."""
+
+    fatal = True
+
+
 # --- from the wire ------------------------------------------------------------------------------------------
 
 _BY_STATUS: dict[grpc.StatusCode, type[ClientError]] = {

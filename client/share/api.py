@@ -1,0 +1,534 @@
+"""The share consumer: a member of a share group (Kafka's KIP-932 queues), shaped like Kafka's
+KafkaShareConsumer and confluent-kafka's ShareConsumer, with kafka-python's option names.
+
+    with ShareConsumer("tasks", group_id="workers", bootstrap="127.0.0.1:9092") as consumer:
+        for record in consumer:     # implicit mode: the next poll accepts what the last one gave
+            handle(record)
+
+Every member may get records of every partition; each record is locked to one member until it is
+acknowledged (ACCEPT, RELEASE, REJECT; RENEW extends the lock) or its lock expires.
+
+The hot path is one ShareFetch per poll, pipelined: when poll() hands out records, the next fetch is sent
+at once, so the broker acquires the next records while the application works; the poll after that
+carries the acknowledgements of the records just handled on the fetch it sends (piggy-backed, as Kafka
+does). If that earlier fetch is still waiting (the share-partition's lock window is full of this
+member's records), the acknowledgements go on their own ShareAcknowledge, which frees the window.
+Records acquired ahead and never handed out are released by close() without counting an attempt.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import grpc
+from logstore.client.consumer.config import FOREVER
+from logstore.client.share.acks import AcknowledgeType, PartitionLedger, outcome
+from logstore.client.share.membership import ShareMembership
+from logstore.client.share.records import Acquired, ShareRecord, share_record_class, take_records
+from logstore.client.share.rpc import Pending, acknowledgements, failures, share_stub
+from logstore.client.shared.backoff import Backoff
+from logstore.client.shared.connection import DEFAULT_BOOTSTRAP, Connection
+from logstore.client.shared.errors import (
+    ClientError,
+    ClosedError,
+    GroupIdNotFoundError,
+    IllegalStateError,
+    MemberLostError,
+    SerializationError,
+    error_from_rpc,
+    for_code,
+    group_error,
+)
+from logstore.client.shared.options import refuse_unknown_options
+from logstore.client.shared.serde import Deserializer, resolve_deserializer
+from logstore.client.shared.types import TopicPartition
+from logstore.wire.logstore.v1 import share_pb2
+
+log = logging.getLogger(__name__)
+
+ACKNOWLEDGEMENT_MODES = ("implicit", "explicit")
+
+AcknowledgementCommitCallback = Callable[[dict[TopicPartition, set[int]], Exception | None], None]
+"""Kafka's AcknowledgementCommitCallback: told, per partition, of offsets whose acknowledgement the
+broker answered, with the error if it refused them (None when applied). Runs in the thread that calls
+poll(), commit_sync(), commit_async() or close()."""
+
+_PLAIN = {int(t): outcome(int(t)) for t in AcknowledgeType}
+
+
+class _Sent:
+    """Acknowledgements on their way (a ShareAcknowledge or a ShareFetch carrying them)."""
+
+    __slots__ = ("callback", "future", "pending")
+
+    def __init__(self, future: Any, pending: Pending, callback: AcknowledgementCommitCallback | None) -> None:
+        self.future = future
+        self.pending = pending
+        self.callback = callback
+
+
+@refuse_unknown_options
+class ShareConsumer:
+    """Reads records of ``topics`` as a member of the share group ``group_id``. Not thread-safe (like
+    Kafka's): use it from one thread, except ``close()``.
+
+    ``acknowledgement_mode``: "implicit" (the default; Kafka's ``share.acknowledgement.mode``) accepts
+    every record of a poll that was not acknowledged otherwise when the next poll, commit or close comes;
+    "explicit" wants every record acknowledged before the next poll (it raises IllegalStateError
+    otherwise). ``priority=True`` serves the topics in the order given: a later topic only while every
+    earlier one has nothing available. ``max_poll_records`` caps the records one poll acquires."""
+
+    def __init__(
+        self,
+        *topics: str,
+        group_id: str,
+        bootstrap: str | list[str] = DEFAULT_BOOTSTRAP,
+        acknowledgement_mode: str = "implicit",
+        priority: bool = False,
+        max_poll_records: int = 500,
+        fetch_max_wait_ms: int = 500,
+        fetch_max_bytes: int = 50 * 1024 * 1024,
+        client_id: str = "logstore-python",
+        key_deserializer: str | Deserializer | None = None,
+        value_deserializer: str | Deserializer | None = None,
+        request_timeout_ms: float = 30_000,
+        retry_backoff_ms: float = 100,
+        retry_backoff_max_ms: float = 1000,
+        consumer_timeout_ms: float = FOREVER,
+        bootstrap_servers: str | list[str] | None = None,
+        interceptors: Sequence[grpc.UnaryUnaryClientInterceptor] = (),
+    ) -> None:
+        names = list(topics)
+        if not names or not all(isinstance(t, str) and t for t in names):
+            raise ValueError(f"ShareConsumer needs topic names, got {names!r}")
+        if not isinstance(group_id, str) or not group_id:
+            raise ValueError(f"group_id must be a non-empty string, got {group_id!r}")
+        if acknowledgement_mode not in ACKNOWLEDGEMENT_MODES:
+            raise ValueError(
+                f"acknowledgement_mode must be 'implicit' or 'explicit', got {acknowledgement_mode!r}"
+            )
+        for name, value in (("max_poll_records", max_poll_records), ("fetch_max_bytes", fetch_max_bytes)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if not isinstance(fetch_max_wait_ms, int) or fetch_max_wait_ms < 0:
+            raise ValueError(f"fetch_max_wait_ms must be a non-negative int, got {fetch_max_wait_ms!r}")
+        if request_timeout_ms <= 0:
+            raise ValueError(f"request_timeout_ms must be positive, got {request_timeout_ms}")
+        self.group_id = group_id
+        self.topics = tuple(dict.fromkeys(names))
+        self.acknowledgement_mode = acknowledgement_mode
+        self._implicit = acknowledgement_mode == "implicit"
+        self._priority = bool(priority)
+        self._max_records = max_poll_records
+        self._max_wait_ms = fetch_max_wait_ms
+        self._max_bytes = fetch_max_bytes
+        self._timeout_s = request_timeout_ms / 1000.0
+        self._consumer_timeout_s = consumer_timeout_ms / 1000.0
+        self._key_deserializer = resolve_deserializer(key_deserializer, "key_deserializer")
+        self._value_deserializer = resolve_deserializer(value_deserializer, "value_deserializer")
+        self._backoff = Backoff(retry_backoff_ms, retry_backoff_max_ms)
+        self._connection = Connection(
+            bootstrap if bootstrap_servers is None else bootstrap_servers,
+            max_send_bytes=4 * 1024 * 1024,
+            max_receive_bytes=fetch_max_bytes,
+            interceptors=interceptors,
+            client_id=client_id,
+        )
+        self._stub = share_stub(self._connection)
+        self._lock = threading.Lock()
+        self._membership = ShareMembership(
+            self._stub,
+            group_id,
+            self.topics,
+            self._lock,
+            client_id=client_id,
+            request_timeout_s=self._timeout_s,
+            retry_backoff=self._backoff,
+        )
+        self._ledgers: dict[TopicPartition, PartitionLedger] = {}
+        self._by_class: dict[type, PartitionLedger] = {}
+        self._fetch: Any = None
+        """The ShareFetch in flight (a grpc future), at most one."""
+        self._fetch_done = threading.Event()
+        self._fetch_acks: _Sent | None = None
+        self._sent: list[_Sent] = []
+        self._commit_callback: AcknowledgementCommitCallback | None = None
+        self._fetch_failures = 0
+        self._failing_since: float | None = None
+        self._retry_at = 0.0
+        self._closed = False
+        self._iterator: Iterator[ShareRecord] | None = None
+        self._membership.start()
+
+    # --- reading ----------------------------------------------------------------------------------------
+
+    def poll(self, timeout_ms: float = 0) -> list[ShareRecord]:
+        """The records acquired for this member, waiting up to ``timeout_ms`` for some (at most
+        ``max_poll_records``). Implicit mode first accepts what the previous poll returned."""
+        self._check_open()
+        self._before_poll()
+        pending = self._flush()
+        deadline = time.monotonic() + max(0.0, timeout_ms) / 1000.0
+        membership = self._membership
+        while True:
+            fetch = self._fetch
+            if fetch is not None and self._fetch_done.is_set():
+                records = self._take()
+                self._start_fetch(pending)  # pipelined: the broker acquires while the application works
+                pending = {}
+                if records:
+                    return self._deserialized(records)
+                continue
+            now = time.monotonic()
+            if fetch is None and membership.joined and now >= self._retry_at:
+                self._start_fetch(pending)
+                pending = {}
+            elif pending and (fetch is not None or not membership.joined):
+                self._send(pending, None)  # frees the locks (and the window) the fetch may wait for
+                pending = {}
+            remaining = deadline - now
+            if remaining <= 0:
+                return []
+            if self._fetch is not None:
+                self._fetch_done.wait(remaining)
+            else:  # not joined yet, or backing off after a failed fetch
+                with membership.changed:
+                    self._raise_membership()
+                    wait = remaining if not membership.joined else min(remaining, self._retry_at - now)
+                    if wait > 0:
+                        membership.changed.wait(wait)
+                self._raise_membership()
+            if not self._fetch_done.is_set() and time.monotonic() >= deadline:
+                return []
+
+    def __iter__(self) -> Iterator[ShareRecord]:
+        """Records one by one, polling for more; stops after ``consumer_timeout_ms`` without any (default:
+        never) or when closed. In implicit mode asking for the record after a poll's last accepts them."""
+        if self._iterator is None:
+            self._iterator = itertools.chain.from_iterable(self._polls())
+        return self._iterator
+
+    def __next__(self) -> ShareRecord:
+        return next(iter(self))
+
+    def _polls(self) -> Iterator[list[ShareRecord]]:
+        idle_since = time.monotonic()
+        while not self._closed:
+            wait_s = min(self._consumer_timeout_s - (time.monotonic() - idle_since), 1.0)
+            if wait_s < 0:
+                return
+            records = self.poll(timeout_ms=wait_s * 1000)
+            if records:
+                idle_since = time.monotonic()
+                yield records
+
+    # --- acknowledging ------------------------------------------------------------------------------------
+
+    def acknowledge(
+        self, record: ShareRecord, type: AcknowledgeType = AcknowledgeType.ACCEPT, delay_ms: int = 0
+    ) -> None:
+        """Decide about one record of a poll; sent with the next poll, commit or close. ``delay_ms``
+        (RELEASE only) keeps the record from being delivered again for that long."""
+        ledger = self._by_class.get(record.__class__)
+        if ledger is None:
+            raise IllegalStateError(
+                f"{record.topic}-{record.partition} offset {record.offset}: not a record this consumer "
+                "holds (not delivered by its poll())"
+            )
+        code = _PLAIN.get(type) if not delay_ms else None
+        ledger.acknowledge(record.offset, code if code is not None else outcome(int(type), delay_ms))
+
+    def set_acknowledgement_commit_callback(self, callback: AcknowledgementCommitCallback | None) -> None:
+        """Kafka's setAcknowledgementCommitCallback: told of every acknowledgement's outcome (see
+        ``AcknowledgementCommitCallback``). Without one, refused acknowledgements are logged."""
+        self._commit_callback = callback
+
+    def commit_sync(self, timeout_ms: float | None = None) -> dict[TopicPartition, Exception]:
+        """Send the acknowledgements so far (in implicit mode, accepting the last poll's records) and wait
+        until the broker has them on stable storage; returns the refused ones' errors per partition."""
+        self._check_open()
+        self._lost_check()
+        pending = self._flush()
+        timeout_s = self._timeout_s if timeout_ms is None else timeout_ms / 1000.0
+        refused: dict[TopicPartition, Exception] = {}
+        if pending:
+            self._send(pending, None)
+        for sent in self._sent_so_far():
+            refused.update(self._wait(sent, timeout_s))
+        return refused
+
+    def commit_async(self, callback: AcknowledgementCommitCallback | None = None) -> None:
+        """Send the acknowledgements so far without waiting; ``callback`` (or the commit callback) hears
+        of the outcome during a later poll, commit or close."""
+        self._check_open()
+        self._lost_check()
+        self._report_done()
+        pending = self._flush()
+        if pending:
+            self._send(pending, callback)
+
+    # --- closing ------------------------------------------------------------------------------------------
+
+    def close(self, timeout_ms: float | None = None) -> None:
+        """Acknowledge what is decided (implicit mode: accept the last poll's records), give back
+        everything else this member holds without counting a delivery attempt, and leave the group."""
+        if self._closed:
+            return
+        self._closed = True
+        timeout_s = self._timeout_s if timeout_ms is None else timeout_ms / 1000.0
+        try:
+            if not self._membership.lost:
+                pending = dict(self._flush())
+                if self._fetch is not None:  # its records are ours until we give them back
+                    self._fetch_done.wait(timeout_s)
+                    if self._fetch_done.is_set():
+                        try:
+                            self._take()
+                        except ClientError as exc:
+                            log.warning("share group %s: the last fetch failed: %s", self.group_id, exc)
+                for tp, ledger in self._ledgers.items():
+                    back = ledger.release_all()
+                    if back:
+                        pending[tp] = sorted([*pending.get(tp, ()), *back])
+                if pending and self._membership.member_id:
+                    self._send(pending, None)
+                for sent in self._sent_so_far():
+                    for tp, error in self._wait(sent, timeout_s).items():
+                        log.warning(
+                            "share group %s: %s: acknowledgement refused: %s", self.group_id, tp, error
+                        )
+        finally:
+            self._membership.leave()
+            self._connection.close()
+
+    def __enter__(self) -> ShareConsumer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- the pieces ---------------------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError("this share consumer is closed")
+
+    def _raise_membership(self) -> None:
+        m = self._membership
+        if m.fatal is not None:
+            raise m.fatal
+        unreachable, m.unreachable = m.unreachable, None
+        if unreachable is not None:
+            raise unreachable
+
+    def _lost_check(self) -> None:
+        """The broker forgot this member (its records were released): forget them too."""
+        if self._membership.lost:
+            with self._lock:
+                self._membership.lost = False
+            for ledger in self._ledgers.values():
+                ledger.forget()
+
+    def _before_poll(self) -> None:
+        self._raise_membership()
+        self._lost_check()
+        self._report_done()
+        if not self._implicit:
+            missing = sum(ledger.unacknowledged() for ledger in self._ledgers.values())
+            if missing:
+                raise IllegalStateError(
+                    f"acknowledgement_mode is 'explicit': acknowledge every record of the last poll before "
+                    f"polling again ({missing} not acknowledged; RENEW keeps one past a poll)"
+                )
+
+    def _flush(self) -> dict[TopicPartition, list[tuple[int, int, int]]]:
+        implicit = self._implicit
+        out = {}
+        for tp, ledger in self._ledgers.items():
+            ranges = ledger.flush(implicit)
+            if ranges:
+                out[tp] = ranges
+        return out
+
+    def _start_fetch(self, pending: Pending) -> None:
+        m = self._membership
+        if not m.joined:
+            if pending:
+                self._send(pending, None)
+            return
+        request = share_pb2.ShareFetchRequest(
+            group_id=self.group_id,
+            member_id=m.member_id,
+            acknowledgements=acknowledgements(pending),
+            max_wait_ms=self._max_wait_ms,
+            max_records=self._max_records,
+            max_bytes=self._max_bytes,
+            priority=self._priority,
+        )
+        done = self._fetch_done = threading.Event()
+        future = self._stub.ShareFetch.future(request, timeout=self._timeout_s + self._max_wait_ms / 1000.0)
+        self._fetch = future
+        self._fetch_acks = _Sent(future, pending, None) if pending else None
+        future.add_done_callback(lambda _: done.set())
+
+    def _take(self) -> list[ShareRecord]:
+        """The records of the finished ShareFetch, now held; handles its errors and acknowledgement results."""
+        future, self._fetch = self._fetch, None
+        acks, self._fetch_acks = self._fetch_acks, None
+        try:
+            response = future.result()
+        except grpc.RpcError as exc:
+            error = error_from_rpc(exc, f"fetching for share group {self.group_id!r}")
+            if acks is not None:
+                self._report(acks, {tp: error for tp in acks.pending})
+            return self._fetch_failed(error)
+        self._fetch_failures = 0
+        self._failing_since = None
+        code = response.error_code
+        if code:
+            cls = for_code(code)
+            error = group_error(code, response.error_message, self.group_id)
+            if acks is not None:
+                self._report(acks, {tp: error for tp in acks.pending})
+            if issubclass(cls, MemberLostError | GroupIdNotFoundError):
+                with self._lock:
+                    self._membership.rejoin()
+                self._lost_check()
+                return []
+            raise error
+        if acks is not None:
+            self._report(acks, self._refused(response.acknowledgement_results))
+        out: list[ShareRecord] = []
+        for part in response.partitions:
+            tp = TopicPartition(part.topic, part.partition)
+            if part.error_code:
+                log.warning(
+                    "share group %s: %s: %s",
+                    self.group_id,
+                    tp,
+                    part.error_message or f"error {part.error_code}",
+                )
+                continue
+            ranges = [Acquired(r.first_offset, r.last_offset, r.delivery_count) for r in part.acquired_ranges]
+            if not ranges:
+                continue
+            taken = take_records(part.topic, part.partition, part.records, ranges)
+            ledger = self._ledgers.get(tp)
+            if ledger is None:
+                ledger = self._ledgers[tp] = PartitionLedger()
+            for r in ranges:
+                self._by_class[share_record_class(part.topic, part.partition, r.delivery_count)] = ledger
+            ledger.hold(taken.held, taken.gaps, len(taken.records))
+            if taken.missing:
+                ledger.give_back(taken.missing)
+            out.extend(taken.records)
+        return out
+
+    def _fetch_failed(self, error: ClientError) -> list[ShareRecord]:
+        if not error.retriable:
+            raise error
+        now = time.monotonic()
+        self._fetch_failures += 1
+        self._retry_at = now + self._backoff.delay_s(self._fetch_failures)
+        if self._failing_since is None:
+            self._failing_since = now
+            log.warning("share group %s: fetch failed, retrying: %s", self.group_id, error)
+        elif now - self._failing_since >= self._timeout_s:
+            self._failing_since = None
+            raise type(error)(
+                f"share group {self.group_id!r}: fetches failing for request_timeout_ms "
+                f"({self._timeout_s * 1000:.0f} ms): {error}"
+            )
+        return []
+
+    def _deserialized(self, records: list[ShareRecord]) -> list[ShareRecord]:
+        kd, vd = self._key_deserializer, self._value_deserializer
+        if kd is None and vd is None:
+            return records
+        try:
+            for record in records:
+                if kd is not None:
+                    record.key = kd(record.key)
+                if vd is not None:
+                    record.value = vd(record.value)
+        except Exception as exc:
+            raise SerializationError(
+                f"deserializing a record of {record.topic}-{record.partition} offset "
+                f"{record.offset} failed: {exc!r}"
+            ) from exc
+        return records
+
+    def _send(self, pending: Pending, callback: AcknowledgementCommitCallback | None) -> None:
+        """A ShareAcknowledge for ``pending``, without waiting for it."""
+        request = share_pb2.ShareAcknowledgeRequest(
+            group_id=self.group_id,
+            member_id=self._membership.member_id,
+            acknowledgements=acknowledgements(pending),
+        )
+        future = self._stub.ShareAcknowledge.future(request, timeout=self._timeout_s)
+        self._sent.append(_Sent(future, pending, callback))
+
+    def _sent_so_far(self) -> list[_Sent]:
+        sent, self._sent = self._sent, []
+        return sent
+
+    def _wait(self, sent: _Sent, timeout_s: float) -> dict[TopicPartition, Exception]:
+        """Wait for one ShareAcknowledge; report it; the refused partitions' errors."""
+        try:
+            response = sent.future.result(timeout=timeout_s)
+        except grpc.FutureTimeoutError:
+            sent.future.cancel()
+            error: ClientError = ClientError(
+                f"share group {self.group_id!r}: no answer to the acknowledgements in {timeout_s * 1000:.0f} ms"
+            )
+            refused: dict[TopicPartition, Exception] = dict.fromkeys(sent.pending, error)
+        except grpc.RpcError as exc:
+            refused = dict.fromkeys(
+                sent.pending, error_from_rpc(exc, f"acknowledging for share group {self.group_id!r}")
+            )
+        else:
+            if response.error_code:
+                refused = dict.fromkeys(
+                    sent.pending, group_error(response.error_code, response.error_message, self.group_id)
+                )
+            else:
+                refused = self._refused(response.results)
+        self._report(sent, refused)
+        return refused
+
+    @staticmethod
+    def _refused(results: Any) -> dict[TopicPartition, Exception]:
+        return {tp: errors[0][1] for tp, errors in failures(results).items()}
+
+    def _report_done(self) -> None:
+        """Report the ShareAcknowledges that have been answered (callbacks run here, in the app's thread)."""
+        if not self._sent:
+            return
+        waiting = []
+        for sent in self._sent:
+            if sent.future.done():
+                self._wait(sent, 0)
+            else:
+                waiting.append(sent)
+        self._sent = waiting
+
+    def _report(self, sent: _Sent, refused: dict[TopicPartition, Exception]) -> None:
+        callback = sent.callback or self._commit_callback
+        if callback is None:
+            for tp, error in refused.items():
+                log.warning("share group %s: %s: acknowledgement refused: %s", self.group_id, tp, error)
+            return
+        for tp, ranges in sent.pending.items():
+            offsets = {o for first, last, _ in ranges for o in range(first, last + 1)}
+            try:
+                callback({tp: offsets}, refused.get(tp))
+            except Exception:
+                log.exception("share group %s: the acknowledgement commit callback failed", self.group_id)
+
+
+__all__ = ["AcknowledgeType", "ShareConsumer", "ShareRecord"]
