@@ -1,7 +1,7 @@
 """A share-group worker process for tests/test_share_workers_integration.py: poll, work, acknowledge, report.
 
 Usage: python tests/share_worker.py --bootstrap HOST:PORT --group G --topic T --report FILE --stop FILE
-[--mode accept|die|hold|release] [--max-poll-records N] [--work-ms MS].
+[--mode accept|die|hold] [--max-poll-records N] [--work-ms MS].
 
 Every event is one line appended to --report, written before the next step so that a kill loses nothing
 the test relies on: ``got T P O COUNT VALUE MONOTONIC`` when poll() hands a record over, ``acking`` just
@@ -11,9 +11,8 @@ broker has the acceptance on stable storage), ``exit MONOTONIC`` just before ``-
 
 Modes: ``accept`` accepts every record (explicit mode and commit_sync, so acceptances are confirmed);
 ``die`` exits with os._exit(1) as soon as it holds a record, without acknowledging it; ``hold`` keeps what
-its first poll gave and never answers (until killed); ``release`` releases every record whose value
-starts with ``poison`` and accepts the others. Every mode but ``die`` and ``hold`` stops, closing the
-consumer, once the --stop file exists.
+its first poll gave and never answers (until killed). ``accept`` stops, closing the consumer, once the
+--stop file exists.
 """
 
 from __future__ import annotations
@@ -61,7 +60,7 @@ def main() -> int:
     parser.add_argument("--topic", required=True)
     parser.add_argument("--report", type=Path, required=True)
     parser.add_argument("--stop", type=Path, required=True)
-    parser.add_argument("--mode", choices=("accept", "die", "hold", "release"), default="accept")
+    parser.add_argument("--mode", choices=("accept", "die", "hold"), default="accept")
     parser.add_argument("--max-poll-records", type=int, default=10)
     parser.add_argument("--work-ms", type=float, default=0.0)
     args = parser.parse_args()
@@ -90,15 +89,13 @@ def main() -> int:
         for record in records:
             if args.work_ms:
                 time.sleep(args.work_ms / 1000)
-            poison = args.mode == "release" and (record.value or b"").startswith(b"poison")
-            consumer.acknowledge(record, AcknowledgeType.RELEASE if poison else AcknowledgeType.ACCEPT)
-            if not poison:
-                line(report, "acking", record)
+            consumer.acknowledge(record, AcknowledgeType.ACCEPT)
+            line(report, "acking", record)
         failures = consumer.commit_sync()
         for record in records:
             if failed(record, failures):
                 line(report, "failed", record, repr(failures))
-            elif not (args.mode == "release" and (record.value or b"").startswith(b"poison")):
+            else:
                 line(report, "confirmed", record)
     consumer.close()
     line(report, "closed")
