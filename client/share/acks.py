@@ -118,17 +118,25 @@ class PartitionLedger:
         return False
 
     def acknowledge(self, offset: int, code: int) -> None:
-        """Record the application's outcome for the record at ``offset`` (sent with the next flush)."""
-        previous = self.acks.get(offset)
+        """Record the application's outcome for the record at ``offset`` (sent with the next flush).
+
+        Runs once per record: the checks are inlined (no method call, no generator)."""
+        acks = self.acks
+        previous = acks.get(offset)
         if previous is not None and previous & 7 != RENEW:
             raise IllegalStateError(
                 f"offset {offset} was acknowledged already ({AckRange.of(0, 0, previous).type.name})"
             )
-        if not self.holds(offset) or offset in self.gaps:
+        for first, last in self.held:
+            if first <= offset <= last:
+                break
+        else:
+            first = -1
+        if first < 0 or (self.gaps and offset in self.gaps):
             raise IllegalStateError(
                 f"offset {offset} is not held by this consumer (not delivered by poll(), or acknowledged and sent already)"
             )
-        self.acks[offset] = code
+        acks[offset] = code
         if code & 7 == RENEW:
             self.renewed.add(offset)
         else:

@@ -58,8 +58,6 @@ AcknowledgementCommitCallback = Callable[[dict[TopicPartition, set[int]], Except
 broker answered, with the error if it refused them (None when applied). Runs in the thread that calls
 poll(), commit_sync(), commit_async() or close()."""
 
-_PLAIN = {int(t): outcome(int(t)) for t in AcknowledgeType}
-
 
 class _Sent:
     """Acknowledgements on their way (a ShareAcknowledge or a ShareFetch carrying them)."""
@@ -157,6 +155,9 @@ class ShareConsumer:
         self._fetch_done = threading.Event()
         self._fetch_acks: _Sent | None = None
         self._sent: list[_Sent] = []
+        self._ready: list[ShareRecord] = []
+        """Records taken in (held) but not handed out yet: commit_sync waited for their fetch."""
+        self._fetch_refused: dict[TopicPartition, Exception] = {}
         self._commit_callback: AcknowledgementCommitCallback | None = None
         self._fetch_failures = 0
         self._failing_since: float | None = None
@@ -173,24 +174,38 @@ class ShareConsumer:
         self._check_open()
         self._before_poll()
         pending = self._flush()
-        deadline = time.monotonic() + max(0.0, timeout_ms) / 1000.0
+        try:
+            if self._ready:  # taken in by commit_sync while it waited for the fetch's acknowledgements
+                records, self._ready = self._ready, []
+                if self._fetch is None and self._membership.joined:
+                    self._start_fetch(pending)
+                    pending = {}
+                return self._deserialized(records)
+            return self._poll(pending, time.monotonic() + max(0.0, timeout_ms) / 1000.0)
+        finally:
+            if pending:  # not sent with a fetch (backing off, or no records came): on their own
+                self._send(pending, None)
+
+    def _poll(self, pending: dict, deadline: float) -> list[ShareRecord]:
+        """poll()'s loop; ``pending`` is emptied of what it sends (the rest is sent by poll)."""
         membership = self._membership
         while True:
+            now = time.monotonic()
             fetch = self._fetch
             if fetch is not None and self._fetch_done.is_set():
                 records = self._take()
-                self._start_fetch(pending)  # pipelined: the broker acquires while the application works
-                pending = {}
+                if membership.joined and now >= self._retry_at:
+                    self._start_fetch(dict(pending))  # pipelined: the broker acquires while the app works
+                    pending.clear()
                 if records:
                     return self._deserialized(records)
                 continue
-            now = time.monotonic()
             if fetch is None and membership.joined and now >= self._retry_at:
-                self._start_fetch(pending)
-                pending = {}
-            elif pending and (fetch is not None or not membership.joined):
-                self._send(pending, None)  # frees the locks (and the window) the fetch may wait for
-                pending = {}
+                self._start_fetch(dict(pending))
+                pending.clear()
+            elif pending and fetch is not None:
+                self._send(dict(pending), None)  # frees the locks (and the window) the fetch may wait for
+                pending.clear()
             remaining = deadline - now
             if remaining <= 0:
                 return []
@@ -240,8 +255,13 @@ class ShareConsumer:
                 f"{record.topic}-{record.partition} offset {record.offset}: not a record this consumer "
                 "holds (not delivered by its poll())"
             )
-        code = _PLAIN.get(type) if not delay_ms else None
-        ledger.acknowledge(record.offset, code if code is not None else outcome(int(type), delay_ms))
+        if delay_ms:
+            ledger.acknowledge(record.offset, outcome(int(type), delay_ms))
+            return
+        code = type + 0  # a plain int, without Enum's Python-level __hash__
+        if not 0 < code < 5:
+            raise ValueError(f"acknowledgement type must be an AcknowledgeType, got {type!r}")
+        ledger.acknowledge(record.offset, code)
 
     def set_acknowledgement_commit_callback(self, callback: AcknowledgementCommitCallback | None) -> None:
         """Kafka's setAcknowledgementCommitCallback: told of every acknowledgement's outcome (see
@@ -260,6 +280,16 @@ class ShareConsumer:
             self._send(pending, None)
         for sent in self._sent_so_far():
             refused.update(self._wait(sent, timeout_s))
+        riding = self._fetch_acks
+        if riding is not None:  # acknowledgements sent with the fetch in flight: wait for its answer too
+            if self._fetch_done.wait(timeout_s):
+                self._ready.extend(self._take())  # held now; handed out by the next poll
+                refused.update(self._fetch_refused)
+            else:
+                error = ClientError(
+                    f"share group {self.group_id!r}: no answer to the acknowledgements in {timeout_s * 1000:.0f} ms"
+                )
+                refused.update(dict.fromkeys(riding.pending, error))
         return refused
 
     def commit_async(self, callback: AcknowledgementCommitCallback | None = None) -> None:
@@ -291,6 +321,8 @@ class ShareConsumer:
                             self._take()
                         except ClientError as exc:
                             log.warning("share group %s: the last fetch failed: %s", self.group_id, exc)
+                    else:  # what it may still acquire is released when the member leaves
+                        self._fetch.cancel()
                 for tp, ledger in self._ledgers.items():
                     back = ledger.release_all()
                     if back:
@@ -333,13 +365,14 @@ class ShareConsumer:
                 self._membership.lost = False
             for ledger in self._ledgers.values():
                 ledger.forget()
+            self._ready = []
 
     def _before_poll(self) -> None:
         self._raise_membership()
         self._lost_check()
         self._report_done()
         if not self._implicit:
-            missing = sum(ledger.unacknowledged() for ledger in self._ledgers.values())
+            missing = sum(ledger.unacknowledged() for ledger in self._ledgers.values()) - len(self._ready)
             if missing:
                 raise IllegalStateError(
                     f"acknowledgement_mode is 'explicit': acknowledge every record of the last poll before "
@@ -380,12 +413,14 @@ class ShareConsumer:
         """The records of the finished ShareFetch, now held; handles its errors and acknowledgement results."""
         future, self._fetch = self._fetch, None
         acks, self._fetch_acks = self._fetch_acks, None
+        self._fetch_refused = {}
         try:
             response = future.result()
         except grpc.RpcError as exc:
             error = error_from_rpc(exc, f"fetching for share group {self.group_id!r}")
             if acks is not None:
-                self._report(acks, {tp: error for tp in acks.pending})
+                self._fetch_refused = dict.fromkeys(acks.pending, error)
+                self._report(acks, self._fetch_refused)
             return self._fetch_failed(error)
         self._fetch_failures = 0
         self._failing_since = None
@@ -394,7 +429,8 @@ class ShareConsumer:
             cls = for_code(code)
             error = group_error(code, response.error_message, self.group_id)
             if acks is not None:
-                self._report(acks, {tp: error for tp in acks.pending})
+                self._fetch_refused = dict.fromkeys(acks.pending, error)
+                self._report(acks, self._fetch_refused)
             if issubclass(cls, MemberLostError | GroupIdNotFoundError):
                 with self._lock:
                     self._membership.rejoin()
@@ -402,7 +438,8 @@ class ShareConsumer:
                 return []
             raise error
         if acks is not None:
-            self._report(acks, self._refused(response.acknowledgement_results))
+            self._fetch_refused = self._refused(response.acknowledgement_results)
+            self._report(acks, self._fetch_refused)
         out: list[ShareRecord] = []
         for part in response.partitions:
             tp = TopicPartition(part.topic, part.partition)
