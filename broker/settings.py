@@ -27,6 +27,7 @@ from typing import Any
 
 from logstore.broker.group_machine.assignors import ASSIGNORS
 from logstore.broker.group_machine.model import CoordinatorConfig
+from logstore.broker.share_machine.config import ShareGroupConfig
 
 from logstore.config import TopicConfig
 from logstore.errors import InvalidConfigError
@@ -222,6 +223,16 @@ class Settings:
             min_session_timeout_ms=self.group_min_session_timeout_ms,
             max_session_timeout_ms=self.group_max_session_timeout_ms,
             assignor=self.group_assignor,
+        )
+
+    def share_config(self) -> ShareGroupConfig:
+        """The share groups' defaults; a group's own configs override them."""
+        return ShareGroupConfig(
+            record_lock_duration_ms=self.share_record_lock_duration_ms,
+            delivery_count_limit=self.share_delivery_count_limit,
+            partition_max_record_locks=self.share_partition_max_record_locks,
+            session_timeout_ms=self.share_session_timeout_ms,
+            heartbeat_interval_ms=self.share_heartbeat_interval_ms,
         )
 
     def topic_config(self) -> TopicConfig:

@@ -50,6 +50,7 @@ from logstore.broker.group_machine.model import (
     TopicPartition,
 )
 from logstore.broker.group_machine.validation import check_group_id
+from logstore.broker.share_machine.errors import InconsistentGroupProtocolError
 
 from logstore.errors import InvalidRequestError, LogStoreError
 from logstore.log import Log
@@ -91,6 +92,8 @@ class GroupDomain:
             self._forget_topic(topic)
         for group_id in self._store.groups():
             self._coordinator.ensure_group(group_id)
+        self.foreign_group: Callable[[str], bool] = lambda group_id: False
+        """Whether an id belongs to a group of another kind (a share group): such ids are refused here."""
 
     @property
     def session_timeout_ms(self) -> int:
@@ -102,8 +105,19 @@ class GroupDomain:
 
     # --- membership ---------------------------------------------------------------------------------
 
+    def has_group(self, group_id: str) -> bool:
+        """Whether a consumer group of that id exists (members or committed offsets)."""
+        return self._coordinator.describe_group(group_id).state is not GroupState.DEAD
+
+    def _refuse_foreign(self, group_id: str) -> None:
+        if self.foreign_group(group_id):
+            raise InconsistentGroupProtocolError(
+                f"group {group_id!r} is a share group; a consumer group needs an id of its own"
+            )
+
     def heartbeat(self, request: HeartbeatRequest) -> HeartbeatResponse:
         """Join, stay or leave; raises the coordinator's errors (see `GroupCoordinator.heartbeat`)."""
+        self._refuse_foreign(request.group_id)
         response = self._coordinator.heartbeat(request, self._clock_ms())
         if self._timer.due_ms is None or not _is_steady(request, response):
             self._timer.arm(self._coordinator.next_deadline_ms())
@@ -166,6 +180,7 @@ class GroupDomain:
         return None
 
     async def _write(self, group_id: str, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
+        self._refuse_foreign(group_id)
         write = self._store.commit(group_id, offsets)
         self._coordinator.ensure_group(group_id)
         await self._flusher.flush(write.log, write.last_offset + 1)
