@@ -181,3 +181,24 @@ def test_commit_sync_waits_for_acknowledgements_riding_on_the_fetch_in_flight(
         for record in third:
             consumer.acknowledge(record)
     assert service.done() == set(range(30))
+
+
+def test_iteration_deserializes_and_every_fetch_says_priority(fake: tuple[FakeShareService, str]) -> None:
+    service, address = fake
+    service.produce(0, [b"g0", b"g1", b"g2"])
+    with ShareConsumer(
+        "tasks",
+        group_id="g",
+        bootstrap=address,
+        priority=True,
+        value_deserializer="str",
+        consumer_timeout_ms=3000,
+    ) as consumer:
+        values = []
+        for record in consumer:
+            values.append(record.value)
+            if len(values) == 3:
+                break
+    assert values == ["g0", "g1", "g2"]
+    assert service.fetches and all(f.priority for f in service.fetches)
+    assert service.done() == {0, 1, 2}, "close accepts the last records handed out (implicit mode)"
