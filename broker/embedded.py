@@ -50,6 +50,17 @@ class EmbeddedBroker:
     def address(self) -> str:
         return self.server.address
 
+    @property
+    def kafka_port(self) -> int:
+        """The Kafka protocol listener's port (start the broker with `kafka_port=0` for a free one)."""
+        assert self.server.kafka is not None and self.server.kafka.port is not None, "no Kafka listener"
+        return self.server.kafka.port
+
+    @property
+    def kafka_address(self) -> str:
+        """`host:port` of the Kafka protocol listener, as a Kafka client's bootstrap server."""
+        return f"{self.settings.host}:{self.kafka_port}"
+
     def start(self) -> EmbeddedBroker:
         self._thread.start()
         self._ready.wait()
