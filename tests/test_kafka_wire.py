@@ -144,3 +144,20 @@ def test_metadata_for_an_unknown_topic_with_auto_create_off_says_unknown_and_cre
     core = broker.server.core
     assert core is not None
     assert broker.run(lambda: [t.name for t in core.topics.list()]) == []
+
+
+def test_metadata_names_this_broker_as_leader_and_marks_internal_topics(kafka_broker: EmbeddedBroker) -> None:
+    wanted = [MetadataRequest.MetadataRequestTopic(name=n) for n in ("fresh", "__consumer_offsets")]
+    with kafka_socket(kafka_broker) as sock:
+        send_request(sock, MetadataRequest(version=8, topics=wanted, allow_auto_topic_creation=True), 1)
+        response = MetadataResponse.decode(receive(sock)[1], version=8)
+    assert [(b.node_id, b.host, b.port) for b in response.brokers] == [
+        (0, "127.0.0.1", kafka_broker.kafka_port)
+    ]
+    assert response.controller_id == 0
+    topics = {t.name: t for t in response.topics}
+    assert (topics["fresh"].error_code, topics["fresh"].is_internal) == (0, False)  # auto-created
+    assert [(p.partition_index, p.leader_id, p.replica_nodes) for p in topics["fresh"].partitions] == [
+        (0, 0, [0])
+    ]
+    assert (topics["__consumer_offsets"].error_code, topics["__consumer_offsets"].is_internal) == (0, True)

@@ -61,7 +61,7 @@ def handle(request: Any, version: int, ctx: RequestContext) -> Any:
                 topic_cls,
                 error_code=error_code(None),
                 name=name,
-                is_internal=False,
+                is_internal=name in ctx.core.topics.internal,
                 partitions=partitions,
                 topic_authorized_operations=-2147483648,
             )

@@ -1,15 +1,15 @@
 """Which API versions this listener advertises, and which it serves.
 
-The advertised set is Kafka 2.4.0's for the keys served here, without the flexible versions (tagged
-fields, KIP-482) that 2.4 introduced: Produce 0-8, Fetch 0-11 and ListOffsets 0-5 as in 2.4, and
-Metadata 0-8, ApiVersions 0-2, InitProducerId 0-1, CreateTopics 0-4, DeleteTopics 0-3 (2.4's last
-non-flexible ones). kafka-python infers the broker's release from this list (Produce 8 -> 2.4), and
-librdkafka picks features by it, so it must read as one real release.
+The advertised maxima are Kafka 2.4.0's for the keys served here, without the flexible versions (tagged
+fields, KIP-482) that 2.4 introduced: Produce 8, Fetch 11 and ListOffsets 5 as in 2.4; Metadata 8,
+ApiVersions 2, InitProducerId 1, CreateTopics 4 and DeleteTopics 3, 2.4's last non-flexible ones.
+kafka-python infers the broker's release from this list (Produce 8 -> 2.4) and librdkafka picks
+features by it, so it must read as one real release.
 
-Minimums are raised to the oldest version kio has a schema for (Kafka 4's floor), except Produce:
-librdkafka turns compression off when Produce's minimum is not 0, so 0 is advertised and v3 is the
-oldest served (v0-2 carry message sets v0/v1, which every client that speaks ApiVersions has replaced
-by RecordBatch v2 anyway); a request for an unserved version closes its connection, as Kafka does.
+Minimums are the oldest version kio has a schema for (Kafka 4's floors), except Produce: librdkafka
+turns compression off when Produce's minimum is not 0, so 0 is advertised and v3 is the oldest served
+(v0-2 carry message sets v0/v1, which every client that sends ApiVersions has replaced by RecordBatch
+v2); a request for a version not served closes its connection, as Kafka does.
 """
 
 from __future__ import annotations
