@@ -157,6 +157,7 @@ class BrokerServer:
             max_request_bytes=settings.max_request_bytes,
             produce_timeout_ms=settings.produce_timeout_ms,
             fetch_max_bytes=settings.fetch_max_bytes,
+            connections_max_idle_ms=settings.connections_max_idle_ms,
         )
         try:
             await self.kafka.start()

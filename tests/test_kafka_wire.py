@@ -161,3 +161,25 @@ def test_metadata_names_this_broker_as_leader_and_marks_internal_topics(kafka_br
         (0, 0, [0])
     ]
     assert (topics["__consumer_offsets"].error_code, topics["__consumer_offsets"].is_internal) == (0, True)
+
+
+def test_an_idle_connection_is_closed_but_one_waiting_for_an_answer_is_not(start_broker: StartBroker) -> None:
+    broker = start_broker(kafka_port=0, connections_max_idle_ms=300)
+    topic = FetchRequest.FetchTopic(
+        topic="t",
+        partitions=[
+            FetchRequest.FetchTopic.FetchPartition(partition=0, fetch_offset=0, partition_max_bytes=1024)
+        ],
+    )
+    with kafka_socket(broker) as idle, kafka_socket(broker) as waiting:
+        send_request(
+            waiting, MetadataRequest(version=1, topics=[MetadataRequest.MetadataRequestTopic(name="t")]), 1
+        )
+        assert receive(waiting)[0] == 1
+        # A long-poll three times the idle limit: the connection has an answer owed, so it stays open.
+        request = FetchRequest(
+            version=4, replica_id=-1, max_wait_ms=900, min_bytes=1, max_bytes=1024, topics=[topic]
+        )
+        send_request(waiting, request, 2)
+        assert is_closed(idle)
+        assert receive(waiting)[0] == 2
