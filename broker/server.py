@@ -148,7 +148,7 @@ class BrokerServer:
         log.info("logstore broker listening on %s (data dir %s)", self.address, settings.data_dir)
 
     async def _start_kafka(self) -> None:
-        assert self.core is not None
+        assert self.core is not None and self.answers is not None
         settings = self.settings
         self.kafka = KafkaListener(
             self.core,
@@ -158,6 +158,7 @@ class BrokerServer:
             produce_timeout_ms=settings.produce_timeout_ms,
             fetch_max_bytes=settings.fetch_max_bytes,
             connections_max_idle_ms=settings.connections_max_idle_ms,
+            answers=self.answers,
         )
         try:
             await self.kafka.start()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 from kafka.protocol.consumer import FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse
 from kafka.protocol.producer import ProduceRequest, ProduceResponse
@@ -136,3 +138,38 @@ def test_list_offsets_earliest_latest_and_by_time(kafka_broker: EmbeddedBroker) 
             assert (answer.error_code, answer.offset, answer.timestamp) == (NONE, offset, found_time), (
                 timestamp
             )
+
+
+def test_a_client_that_does_not_read_its_answers_is_held_to_its_answer_budget(
+    start_broker: StartBroker,
+) -> None:
+    budget = 1024 * 1024
+    broker = start_broker(kafka_port=0, queued_max_response_bytes_per_connection=budget)
+    batch = 900 * 1024
+    for i in range(16):
+        produce(broker, "t", build_batch([bytes([i]) * batch]))
+    answers = broker.server.answers
+    assert answers is not None
+    slow = socket.socket()
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)  # the kernel holds little for it
+    slow.settimeout(30)
+    slow.connect(("127.0.0.1", broker.kafka_port))
+    with slow:
+        for offset in range(16):  # sixteen fetches, none of whose answers are read yet
+            send_request(slow, fetch_request("t", offset, partition_max_bytes=batch), offset)
+        waiting = lambda: broker.run(lambda: len(answers._waiting))  # noqa: E731
+        wait_until(lambda: waiting() > 0, "fetches of the slow client wait for room in its budget")
+        host, port = slow.getsockname()[:2]
+        held = broker.run(answers.held_by, f"kafka:{host}:{port}")
+        assert 0 < held <= budget + batch + 1024  # past the budget by at most one batch
+        # Another client is served meanwhile.
+        with kafka_socket(broker) as other:
+            send_request(other, fetch_request("t", 15, partition_max_bytes=batch), 99)
+            assert receive(other)[0] == 99
+        # Once the slow client reads, every answer comes, in order, each with its batch.
+        for offset in range(16):
+            correlation_id, body = receive(slow)
+            partition = FetchResponse.decode(body, version=11).responses[0].partitions[0]
+            assert correlation_id == offset
+            assert [r.offset for r in iter_records(partition.records)] == [offset]
+    wait_until(lambda: broker.run(lambda: answers.in_use) == 0, "every byte held is given back")

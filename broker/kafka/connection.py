@@ -2,7 +2,8 @@
 
 Clients pipeline requests (kafka-python and librdkafka keep several in flight) and match answers to
 them by order as well as correlation id, so each request runs as its own task and one writer sends the
-answers strictly in the order the requests came. At most MAX_IN_FLIGHT requests are unanswered; past
+answers strictly in the order the requests came (fetches, which take room in the answer budget, also
+read in that order). At most MAX_IN_FLIGHT requests are unanswered; past
 that the connection is not read until one is answered, which bounds what one client can make the broker
 hold. A frame that cannot be read closes this connection only, with a log line naming the peer.
 """
@@ -22,7 +23,7 @@ from logstore.broker.kafka.codec import (
     read_header_prefix,
     read_request,
 )
-from logstore.broker.kafka.context import RequestContext
+from logstore.broker.kafka.context import Held, RequestContext
 from logstore.broker.kafka.versions import (
     API_VERSIONS,
     APIS,
@@ -64,6 +65,8 @@ class ConnectionClosing(Exception):
 
 
 class Connection:
+    """One client's requests and answers. Not thread-safe: it runs on the broker's event loop only."""
+
     def __init__(
         self,
         reader: asyncio.StreamReader,
@@ -78,10 +81,11 @@ class Connection:
         self._ctx = ctx
         self._max_request_bytes = max_request_bytes
         self._idle_s = idle_s
-        self.peer = _peer(writer)
+        self.peer = peer_name(writer)
         self._pending: asyncio.Queue[Pending | None] = asyncio.Queue()
         self._room = asyncio.Semaphore(MAX_IN_FLIGHT)
         self._unanswered = 0
+        self._last_fetch: asyncio.Task[Any] | None = None
 
     async def serve(self) -> None:
         """Serve until the peer closes, sends garbage, stays idle too long, or the task is cancelled."""
@@ -109,7 +113,7 @@ class Connection:
             while not self._pending.empty():
                 item = self._pending.get_nowait()
                 if item is not None:
-                    item[1].cancel()
+                    _drop(item[1])
             self._writer.close()
 
     async def _read_prefix(self) -> bytes | None:
@@ -168,7 +172,14 @@ class Connection:
         except MalformedRequestError as exc:
             raise ConnectionClosing(str(exc)) from None
         handler = HANDLERS[header.api_key]
-        return header, asyncio.create_task(_call(handler, request, header.api_version, self._ctx))
+        if header.api_key != FETCH:
+            return header, asyncio.create_task(_call(handler, request, header.api_version, self._ctx))
+        # Fetches of one connection read one after another, as Kafka serves them: each takes room in
+        # the answer budget, and a later one taking the room an earlier one waits for would wait
+        # forever, since its own answer can only go out after the earlier one's.
+        work = asyncio.create_task(_after(self._last_fetch, handler, request, header.api_version, self._ctx))
+        self._last_fetch = work
+        return header, work
 
     async def _send_answers(self) -> None:
         """Write each answer when it and every earlier one are ready; a failed handler closes the connection."""
@@ -191,7 +202,13 @@ class Connection:
                 )
                 self._writer.close()
                 return
-            if answer is not None:
+            if isinstance(answer, Held):
+                try:  # its batches count against the answer budget until written
+                    self._writer.write(frame_response(correlation_id, answer.answer))
+                    await self._writer.drain()
+                finally:
+                    answer.lease.release_all()
+            elif answer is not None:
                 self._writer.write(frame_response(correlation_id, answer))
                 await self._writer.drain()
             self._unanswered -= 1
@@ -207,11 +224,32 @@ async def _call(
     return result
 
 
+async def _after(
+    previous: asyncio.Task[Any] | None,
+    handler: Callable[[Any, int, RequestContext], Any],
+    request: Any,
+    version: int,
+    ctx: RequestContext,
+) -> Any | None:
+    """Handle the request once `previous` has finished, however it ended."""
+    if previous is not None and not previous.done():
+        await asyncio.wait([previous])
+    return await _call(handler, request, version, ctx)
+
+
+def _drop(work: asyncio.Task[Any]) -> None:
+    """Cancel an answer that will not be sent, giving back the budget it holds if it is ready."""
+    if not work.done():
+        work.cancel()  # the handler gives back what it holds
+    elif not work.cancelled() and work.exception() is None and isinstance(work.result(), Held):
+        work.result().lease.release_all()
+
+
 async def _ready(value: Any) -> Any:
     return value
 
 
-def _peer(writer: asyncio.StreamWriter) -> str:
+def peer_name(writer: asyncio.StreamWriter) -> str:
     name = writer.get_extra_info("peername")
     if isinstance(name, tuple) and len(name) >= 2:
         return f"{name[0]}:{name[1]}"

@@ -7,8 +7,9 @@ from __future__ import annotations
 import asyncio
 
 from logstore.broker.domain.core import BrokerCore
-from logstore.broker.kafka.connection import Connection
+from logstore.broker.kafka.connection import Connection, peer_name
 from logstore.broker.kafka.context import Endpoint, RequestContext
+from logstore.broker.service.answers import AnswerBudget
 
 WILDCARD_HOSTS = ("", "0.0.0.0", "::")
 
@@ -26,6 +27,7 @@ class KafkaListener:
         produce_timeout_ms: int,
         fetch_max_bytes: int,
         connections_max_idle_ms: int,
+        answers: AnswerBudget,
     ) -> None:
         self._core = core
         self._host = host
@@ -34,6 +36,7 @@ class KafkaListener:
         self._produce_timeout_ms = produce_timeout_ms
         self._fetch_max_bytes = fetch_max_bytes
         self._idle_s = connections_max_idle_ms / 1000
+        self._answers = answers
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
         self.port: int | None = None
@@ -63,6 +66,8 @@ class KafkaListener:
             endpoint=Endpoint(host, self.port),
             produce_timeout_ms=self._produce_timeout_ms,
             fetch_max_bytes=self._fetch_max_bytes,
+            answers=self._answers,
+            connection="kafka:" + peer_name(writer),
         )
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
