@@ -16,6 +16,7 @@ from tests.waiting import broker_waiters, wait_until
 
 NONE, OFFSET_OUT_OF_RANGE, CORRUPT_MESSAGE, UNKNOWN_TOPIC_OR_PARTITION = 0, 1, 2, 3
 MESSAGE_TOO_LARGE, INVALID_TOPIC_EXCEPTION, INVALID_REQUIRED_ACKS = 10, 17, 21
+OUT_OF_ORDER_SEQUENCE_NUMBER = 45
 
 
 @pytest.fixture
@@ -173,3 +174,18 @@ def test_a_client_that_does_not_read_its_answers_is_held_to_its_answer_budget(
             assert correlation_id == offset
             assert [r.offset for r in iter_records(partition.records)] == [offset]
     wait_until(lambda: broker.run(lambda: answers.in_use) == 0, "every byte held is given back")
+
+
+def test_an_idempotent_retry_is_answered_with_the_first_offsets_and_a_gap_is_out_of_order(
+    kafka_broker: EmbeddedBroker,
+) -> None:
+    core = kafka_broker.server.core
+    assert core is not None
+    producer_id, epoch = kafka_broker.run(core.init_producer_id)
+    produce(kafka_broker, "t", build_batch([b"other"]))  # offset 0, so the retried batch is not at 0
+    first = build_batch([b"a", b"b"], producer_id=producer_id, producer_epoch=epoch, base_sequence=0)
+    assert produce(kafka_broker, "t", first) == (NONE, 1)
+    assert produce(kafka_broker, "t", first) == (NONE, 1)  # a retry: deduplicated, not appended again
+    gap = build_batch([b"c"], producer_id=producer_id, producer_epoch=epoch, base_sequence=5)
+    assert produce(kafka_broker, "t", gap)[0] == OUT_OF_ORDER_SEQUENCE_NUMBER
+    assert kafka_broker.run(lambda: core.topics.log("t", 0).log_end_offset) == 3
