@@ -119,6 +119,10 @@ class Settings:
     def __post_init__(self) -> None:
         _check_range("port", self.port, 0, 65535)
         _check_range("kafka_port", self.kafka_port, -1, 65535)
+        if self.serves_kafka and self.kafka_port == self.port != 0:
+            raise SettingsError(
+                f"kafka_port and port are both {self.port}: the Kafka listener and the gRPC API need a port each"
+            )
         _check_range("default_partitions", self.default_partitions, 1, 10_000)
         _check_range(
             "max_request_bytes",

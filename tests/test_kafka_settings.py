@@ -3,12 +3,14 @@ LOGSTORE_* environment and the TOML file like the others; the broker logs the po
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
 from kafka import KafkaAdminClient
 from logstore.bench.cli import build_parser
 from logstore.broker.embedded import BrokerProcess
+from logstore.broker.server import BindError
 from logstore.broker.settings import SettingsError, from_arguments, load
 
 from tests.conftest import StartBroker
@@ -53,3 +55,18 @@ def test_the_broker_process_logs_its_kafka_port_and_kafka_clients_reach_it(tmp_p
     finally:
         assert process.terminate() == 0
     assert "Kafka protocol listener on 127.0.0.1:" in process.log_text()
+
+
+def test_the_kafka_port_must_differ_from_the_grpc_port() -> None:
+    with pytest.raises(SettingsError, match="kafka_port and port are both 9092"):
+        load({"kafka_port": 9092}, env={})
+    assert load({"kafka_port": 9092, "kafka_listener": False}, env={}).port == 9092
+
+
+def test_a_kafka_port_in_use_stops_the_start_with_a_message(start_broker: StartBroker) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(BindError, match=f"cannot listen for Kafka clients on 127.0.0.1:{port}"):
+            start_broker(kafka_port=port)
