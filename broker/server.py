@@ -226,7 +226,7 @@ class BrokerServer:
             self.answers.close()
         await self._server.stop(self.settings.shutdown_grace_ms / 1000)
         if self.kafka is not None:
-            await self.kafka.stop()
+            await self.kafka.stop(self.settings.shutdown_grace_ms / 1000)
         await self.core.close()
         log.info("stopped cleanly; data directory %s closed", self.settings.data_dir)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 
 import pytest
 from kafka.protocol.consumer import FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse
@@ -11,7 +12,7 @@ from logstore.broker.embedded import EmbeddedBroker
 
 from logstore.records import Record, build_batch, iter_records
 from tests.conftest import StartBroker
-from tests.kafka_wire import kafka_socket, receive, send_request
+from tests.kafka_wire import is_closed, kafka_socket, receive, send_request
 from tests.waiting import broker_waiters, wait_until
 
 NONE, OFFSET_OUT_OF_RANGE, CORRUPT_MESSAGE, UNKNOWN_TOPIC_OR_PARTITION = 0, 1, 2, 3
@@ -189,3 +190,19 @@ def test_an_idempotent_retry_is_answered_with_the_first_offsets_and_a_gap_is_out
     gap = build_batch([b"c"], producer_id=producer_id, producer_epoch=epoch, base_sequence=5)
     assert produce(kafka_broker, "t", gap)[0] == OUT_OF_ORDER_SEQUENCE_NUMBER
     assert kafka_broker.run(lambda: core.topics.log("t", 0).log_end_offset) == 3
+
+
+def test_a_stopping_broker_answers_a_waiting_long_poll_before_it_closes_the_connection(
+    kafka_broker: EmbeddedBroker,
+) -> None:
+    produce(kafka_broker, "t", build_batch([b"only"]))
+    with kafka_socket(kafka_broker, timeout_s=60) as sock:
+        send_request(sock, fetch_request("t", 1, max_wait_ms=60_000, min_bytes=1), 8)
+        wait_until(lambda: broker_waiters(kafka_broker) == 1, "the fetch waits inside the broker")
+        stopping = threading.Thread(target=kafka_broker.stop)
+        stopping.start()
+        correlation_id, body = receive(sock)
+        partition = FetchResponse.decode(body, version=11).responses[0].partitions[0]
+        assert (correlation_id, partition.error_code, partition.records) == (8, NONE, b"")
+        assert is_closed(sock)
+        stopping.join()

@@ -116,6 +116,13 @@ class Connection:
                     _drop(item[1])
             self._writer.close()
 
+    def finish(self) -> None:
+        """Read no more requests; answer those already read, then close (for a stopping broker)."""
+        transport = self._writer.transport
+        if isinstance(transport, asyncio.ReadTransport) and not transport.is_closing():
+            transport.pause_reading()  # no more data for the reader, which now ends where it is
+            self._reader.feed_eof()
+
     async def _read_prefix(self) -> bytes | None:
         """The next size prefix; None at the end of the stream or after `idle_s` with nothing to answer."""
         while True:

@@ -38,21 +38,27 @@ class KafkaListener:
         self._idle_s = connections_max_idle_ms / 1000
         self._answers = answers
         self._server: asyncio.Server | None = None
-        self._connections: set[asyncio.Task[None]] = set()
+        self._connections: dict[asyncio.Task[None], Connection] = {}
         self.port: int | None = None
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._serve, self._host, self._wanted_port)
         self.port = self._server.sockets[0].getsockname()[1]
 
-    async def stop(self) -> None:
-        """Stop accepting, then close every connection (answers not yet sent are dropped: clients retry)."""
+    async def stop(self, grace_s: float) -> None:
+        """Stop accepting; let each connection answer the requests it has read (the domain's long-polls
+        answer at once while it shuts down), for up to `grace_s`; then close every connection."""
         if self._server is None:
             return
         self._server.close()
-        for task in list(self._connections):
+        for connection in self._connections.values():
+            connection.finish()
+        tasks = list(self._connections)
+        if tasks:
+            await asyncio.wait(tasks, timeout=grace_s)
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._connections, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self._server.wait_closed()
         self._server = None
 
@@ -73,15 +79,15 @@ class KafkaListener:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        self._connections.add(task)
+        connection = Connection(
+            reader,
+            writer,
+            self._context(writer),
+            max_request_bytes=self._max_request_bytes,
+            idle_s=self._idle_s,
+        )
+        self._connections[task] = connection
         try:
-            connection = Connection(
-                reader,
-                writer,
-                self._context(writer),
-                max_request_bytes=self._max_request_bytes,
-                idle_s=self._idle_s,
-            )
             await connection.serve()
         finally:
-            self._connections.discard(task)
+            del self._connections[task]
