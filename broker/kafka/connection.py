@@ -127,7 +127,8 @@ class Connection:
         """The next size prefix; None at the end of the stream or after `idle_s` with nothing to answer."""
         while True:
             try:
-                return await asyncio.wait_for(self._reader.readexactly(4), self._idle_s)
+                async with asyncio.timeout(self._idle_s):  # no task per read, unlike wait_for
+                    return await self._reader.readexactly(4)
             except TimeoutError:
                 if self._unanswered == 0:  # Kafka's connections.max.idle.ms
                     log.info("closing Kafka connection from %s: idle for %.0f s", self.peer, self._idle_s)
@@ -209,15 +210,19 @@ class Connection:
                 )
                 self._writer.close()
                 return
-            if isinstance(answer, Held):
-                try:  # its batches count against the answer budget until written
-                    self._writer.write(frame_response(correlation_id, answer.answer))
+            held = answer.lease if isinstance(answer, Held) else None
+            try:  # a Held answer's batches count against the answer budget until written
+                if answer is not None:
+                    frame = frame_response(correlation_id, answer.answer if held is not None else answer)
+                    self._writer.write(frame)
+                    del frame
                     await self._writer.drain()
-                finally:
-                    answer.lease.release_all()
-            elif answer is not None:
-                self._writer.write(frame_response(correlation_id, answer))
-                await self._writer.drain()
+            except ConnectionError:  # the peer went away; the reader sees the end too
+                self._writer.close()
+                return
+            finally:
+                if held is not None:
+                    held.release_all()
             self._unanswered -= 1
             self._room.release()
 
