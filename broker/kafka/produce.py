@@ -27,7 +27,7 @@ async def handle(request: Any, version: int, ctx: RequestContext) -> Any | None:
         refusal = ErrorCode.invalid_required_acks
     else:
         entries = [
-            ProduceEntry(t.name, p.index, bytes(p.records or b""))
+            ProduceEntry(t.name, p.index, p.records or b"")  # kio's Records is bytes: no copy
             for t in request.topic_data
             for p in t.partition_data
         ]
