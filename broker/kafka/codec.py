@@ -74,15 +74,17 @@ def read_request(frame: bytes, header: Header, header_size: int) -> Any:
     return request
 
 
-def frame_response(correlation_id: int, response: Any) -> bytes:
-    """Size prefix, response header v0 (the non-flexible one, also ApiVersions' always), body."""
+def frame_response(correlation_id: int, response: Any) -> memoryview:
+    """Size prefix, response header v0 (the non-flexible one, also ApiVersions' always), body.
+
+    A view of the buffer it was written into, not a copy: a fetch answer's batches are copied once, into
+    that buffer, and the transport copies only what the socket does not take at once."""
     body = io.BytesIO()
     body.write(b"\0" * _RESPONSE_HEADER_V0.size)
     entity_writer(type(response))(body, response)
     data = body.getbuffer()
     _RESPONSE_HEADER_V0.pack_into(data, 0, len(data) - _SIZE.size, correlation_id)
-    del data
-    return body.getvalue()
+    return data
 
 
 _FIELD_TYPES: dict[type[Any], dict[str, Any]] = {}
