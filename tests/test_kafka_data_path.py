@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
+from typing import Any
 
 import pytest
 from kafka.protocol.consumer import FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse
@@ -206,3 +208,39 @@ def test_a_stopping_broker_answers_a_waiting_long_poll_before_it_closes_the_conn
         assert (correlation_id, partition.error_code, partition.records) == (8, NONE, b"")
         assert is_closed(sock)
         stopping.join()
+
+
+def test_a_connection_reads_no_request_that_would_not_fit_beside_unanswered_ones(
+    start_broker: StartBroker,
+) -> None:
+    broker = start_broker(
+        kafka_port=0, max_request_bytes=256 * 1024, topic_defaults={"max.message.bytes": "200000"}
+    )
+    core, listener = broker.server.core, broker.server.kafka
+    assert core is not None and listener is not None
+    release: asyncio.Event = broker.run(asyncio.Event)
+    started: list[int] = []
+    append = core.produce
+
+    async def held_produce(*args: Any) -> Any:  # the first produce waits until the test lets it go on
+        started.append(len(started))
+        await release.wait()
+        return await append(*args)
+
+    broker.run(setattr, core, "produce", held_produce)
+    with kafka_socket(broker) as sock:
+        for n in range(3):  # 150 KB each: two do not fit in 256 KiB
+            send_request(sock, produce_request("t", build_batch([bytes([n]) * 150_000]), acks=1), n)
+        wait_until(lambda: started == [0], "the first produce is held")
+        (connection,) = broker.run(lambda: list(listener._connections.values()))
+        wait_until(
+            lambda: broker.run(lambda: bool(connection._answered._waiters)), "the reader waits for room"
+        )
+        assert started == [0] and 150_000 < broker.run(lambda: connection.unanswered_bytes) < 256 * 1024
+        broker.run(release.set)
+        answers = [receive(sock) for _ in range(3)]
+    offsets = [
+        ProduceResponse.decode(body, version=7).responses[0].partition_responses[0].base_offset
+        for _, body in answers
+    ]
+    assert [correlation_id for correlation_id, _ in answers] == [0, 1, 2] and offsets == [0, 1, 2]

@@ -57,7 +57,8 @@ MIN_FRAME_BYTES = 10
 MAX_IN_FLIGHT = 32
 """Requests of one connection handled at once."""
 
-Pending = tuple[int, "asyncio.Task[Any]"]
+Pending = tuple[int, int, "asyncio.Task[Any]"]
+"""An unanswered request: correlation id, frame size, its handling."""
 
 
 class ConnectionClosing(Exception):
@@ -85,6 +86,9 @@ class Connection:
         self._pending: asyncio.Queue[Pending | None] = asyncio.Queue()
         self._room = asyncio.Semaphore(MAX_IN_FLIGHT)
         self._unanswered = 0
+        self.unanswered_bytes = 0
+        """Bytes of the requests read and not answered yet: at most max_request_bytes, or one request."""
+        self._answered = asyncio.Event()
         self._last_fetch: asyncio.Task[Any] | None = None
 
     async def serve(self) -> None:
@@ -100,7 +104,8 @@ class Connection:
                     break
                 header, work = self._start(frame)
                 self._unanswered += 1
-                self._pending.put_nowait((header.correlation_id, work))
+                self.unanswered_bytes += len(frame)
+                self._pending.put_nowait((header.correlation_id, len(frame), work))
         except ConnectionClosing as exc:
             log.warning("closing Kafka connection from %s: %s", self.peer, exc)
         except (ConnectionError, asyncio.IncompleteReadError):
@@ -113,7 +118,7 @@ class Connection:
             while not self._pending.empty():
                 item = self._pending.get_nowait()
                 if item is not None:
-                    _drop(item[1])
+                    _drop(item[2])
             self._writer.close()
 
     def finish(self) -> None:
@@ -151,6 +156,12 @@ class Connection:
                 f"request size {size} is outside {MIN_FRAME_BYTES}..{self._max_request_bytes} bytes "
                 "(max_request_bytes)"
             )
+        # Requests in flight hold their bytes (a produce's batches) until answered: read this one only
+        # once it fits beside them in max_request_bytes (alone, any request fits), as Kafka, which serves
+        # one request per connection at a time, holds at most one.
+        while self.unanswered_bytes and self.unanswered_bytes + size > self._max_request_bytes:
+            self._answered.clear()
+            await self._answered.wait()
         try:
             return await self._reader.readexactly(size)
         except asyncio.IncompleteReadError as exc:
@@ -195,7 +206,7 @@ class Connection:
             item = await self._pending.get()
             if item is None:
                 return
-            correlation_id, work = item
+            correlation_id, size, work = item
             try:
                 answer = await work
             except LogStoreError as exc:  # a whole request refused, such as while shutting down
@@ -224,6 +235,8 @@ class Connection:
                 if held is not None:
                     held.release_all()
             self._unanswered -= 1
+            self.unanswered_bytes -= size
+            self._answered.set()
             self._room.release()
 
 
