@@ -23,6 +23,7 @@ from logstore.broker.server import BrokerServer
 from logstore.broker.settings import Settings
 
 _LISTENING = re.compile(rb"listening on (\S+):(\d+) ")
+_KAFKA_LISTENING = re.compile(rb"Kafka protocol listener on (\S+):(\d+)")
 
 
 class EmbeddedBroker:
@@ -49,6 +50,17 @@ class EmbeddedBroker:
     @property
     def address(self) -> str:
         return self.server.address
+
+    @property
+    def kafka_port(self) -> int:
+        """The Kafka protocol listener's port (start the broker with `kafka_port=0` for a free one)."""
+        assert self.server.kafka is not None and self.server.kafka.port is not None, "no Kafka listener"
+        return self.server.kafka.port
+
+    @property
+    def kafka_address(self) -> str:
+        """`host:port` of the Kafka protocol listener, as a Kafka client's bootstrap server."""
+        return f"{self.settings.host}:{self.kafka_port}"
 
     def start(self) -> EmbeddedBroker:
         self._thread.start()
@@ -115,6 +127,8 @@ class BrokerProcess:
         """How to start a broker; `(sys.executable, "-m", "logstore.bench.cli", "serve")` runs `logstore serve`."""
         self.process: subprocess.Popen[bytes] | None = None
         self.address: str | None = None
+        self.kafka_address: str | None = None
+        """`host:port` of its Kafka protocol listener, when started with `--kafka-port`."""
         self._log: IO[bytes] | None = None
 
     def start(self, timeout_s: float = 30.0) -> str:
@@ -126,9 +140,12 @@ class BrokerProcess:
         self.process = subprocess.Popen(command, stdout=self._log, stderr=self._log, env=env)
         deadline = time.monotonic() + timeout_s
         while True:
-            found = _LISTENING.search(self.log_path.read_bytes()[start_of_run:])
+            run_log = self.log_path.read_bytes()[start_of_run:]
+            found = _LISTENING.search(run_log)
             if found:
                 self.address = f"{found[1].decode()}:{found[2].decode()}"
+                kafka = _KAFKA_LISTENING.search(run_log)  # logged before the gRPC line, if at all
+                self.kafka_address = f"{kafka[1].decode()}:{kafka[2].decode()}" if kafka else None
                 return self.address
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.kill()

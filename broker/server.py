@@ -21,6 +21,7 @@ from logstore.broker.domain.core import BrokerCore
 from logstore.broker.domain.groups.offset_store import _OFFSETS_TOPIC_CONFIG as OFFSETS_TOPIC_CONFIG
 from logstore.broker.domain.groups.offset_store import OFFSETS_TOPIC
 from logstore.broker.domain.share.state_store import STATE_TOPIC, STATE_TOPIC_CONFIG
+from logstore.broker.kafka import KafkaListener
 from logstore.broker.malloc import keep_large_buffers, release_free_memory
 from logstore.broker.service import SERVICE_NAMES, add_services
 from logstore.broker.service.answers import AnswerBudget
@@ -78,6 +79,8 @@ class BrokerServer:
         """Bytes in answers not yet taken by clients (None until started)."""
         self._server: grpc.aio.Server | None = None
         self._health: health.aio.HealthServicer | None = None
+        self.kafka: KafkaListener | None = None
+        """The Kafka protocol listener, when the settings ask for one."""
         self._stopped = False
 
     @property
@@ -134,12 +137,40 @@ class BrokerServer:
                 ) from None
             await server.start()
             self._server = server
+            if settings.serves_kafka:
+                await self._start_kafka()
         except BaseException:
+            if self._server is not None:
+                await self._server.stop(0)
+                self._server = None
             manager.close()
             raise
         for name in ("", *SERVICE_NAMES):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info("logstore broker listening on %s (data dir %s)", self.address, settings.data_dir)
+
+    async def _start_kafka(self) -> None:
+        assert self.core is not None and self.answers is not None
+        settings = self.settings
+        self.kafka = KafkaListener(
+            self.core,
+            host=settings.host,
+            port=settings.kafka_port,
+            max_request_bytes=settings.max_request_bytes,
+            produce_timeout_ms=settings.produce_timeout_ms,
+            fetch_max_bytes=settings.fetch_max_bytes,
+            connections_max_idle_ms=settings.connections_max_idle_ms,
+            answers=self.answers,
+        )
+        try:
+            await self.kafka.start()
+        except OSError as exc:
+            raise BindError(
+                f"cannot listen for Kafka clients on {_address(settings.host, settings.kafka_port)}: "
+                f"{exc.strerror}; is another process using the port?"
+            ) from None
+        assert self.kafka.port is not None
+        log.info("Kafka protocol listener on %s", _address(settings.host, self.kafka.port))
 
     def _report_start(self, manager: LogManager) -> None:
         topics = manager.topics()
@@ -196,6 +227,8 @@ class BrokerServer:
         if self.answers is not None:
             self.answers.close()
         await self._server.stop(self.settings.shutdown_grace_ms / 1000)
+        if self.kafka is not None:
+            await self.kafka.stop(self.settings.shutdown_grace_ms / 1000)
         await self.core.close()
         log.info("stopped cleanly; data directory %s closed", self.settings.data_dir)
 

@@ -66,6 +66,11 @@ class Settings:
     """Interface to listen on; loopback unless you mean to expose the broker."""
     port: int = 9092
     """TCP port; 0 picks a free one (the log says which)."""
+    kafka_port: int = -1
+    """TCP port of the Kafka protocol listener; 0 picks a free one, -1 (for now the default, while gRPC
+    still owns 9092) serves no Kafka listener."""
+    kafka_listener: bool = True
+    """Serve the Kafka protocol listener when `kafka_port` is set; `--no-kafka-listener` turns it off."""
     auto_create_topics: bool = True
     """Create an unknown topic when a produce request names it, as Kafka does."""
     default_partitions: int = 1
@@ -135,6 +140,11 @@ class Settings:
 
     def __post_init__(self) -> None:
         _check_range("port", self.port, 0, 65535)
+        _check_range("kafka_port", self.kafka_port, -1, 65535)
+        if self.serves_kafka and self.kafka_port == self.port != 0:
+            raise SettingsError(
+                f"kafka_port and port are both {self.port}: the Kafka listener and the gRPC API need a port each"
+            )
         _check_range("default_partitions", self.default_partitions, 1, 10_000)
         _check_range(
             "max_request_bytes",
@@ -202,6 +212,11 @@ class Settings:
                 f"({self.max_request_bytes}); raise max_request_bytes to at least "
                 f"{batch + REQUEST_FRAMING_BYTES} or lower max.message.bytes in topic_defaults"
             )
+
+    @property
+    def serves_kafka(self) -> bool:
+        """Whether the broker runs its Kafka protocol listener."""
+        return self.kafka_listener and self.kafka_port >= 0
 
     @property
     def max_batch_bytes(self) -> int:
@@ -348,6 +363,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", type=Path, default=given, help="data directory (default ./data)")
     parser.add_argument("--host", default=given, help="interface to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=given, help="TCP port, 0 for any free one (default 9092)")
+    parser.add_argument(
+        "--kafka-port",
+        type=int,
+        default=given,
+        help="Kafka protocol listener's TCP port, 0 for any free one (default: no Kafka listener)",
+    )
+    parser.add_argument(
+        "--kafka-listener",
+        action=argparse.BooleanOptionalAction,
+        default=given,
+        help="serve the Kafka protocol on --kafka-port (default on when a Kafka port is given)",
+    )
     parser.add_argument(
         "--auto-create-topics",
         action=argparse.BooleanOptionalAction,

@@ -1,0 +1,78 @@
+"""The one table from error classes to Kafka error codes, as `logstore.broker.errors` is for gRPC.
+
+Every error the engine or the broker raises on purpose has an entry; the most specific class of an
+exception decides, and anything else is a bug (UNKNOWN_SERVER_ERROR, logged with its traceback by the
+caller). The codes are the ones a Kafka broker returns in the same situation, so clients retry, refresh
+metadata or give up exactly as they would against Kafka.
+"""
+
+from __future__ import annotations
+
+from kio.schema.errors import ErrorCode
+from logstore.broker.domain import errors as broker
+from logstore.broker.group_machine import errors as groups
+
+from logstore import errors as engine
+
+TABLE: dict[type[BaseException], ErrorCode] = {
+    # bad input: nothing was written, retrying as is will fail again
+    engine.InvalidRequestError: ErrorCode.invalid_request,
+    engine.InvalidTopicError: ErrorCode.invalid_topic_exception,
+    engine.InvalidConfigError: ErrorCode.invalid_config,
+    engine.InvalidPartitionCountError: ErrorCode.invalid_partitions,
+    engine.CorruptRecordError: ErrorCode.corrupt_message,
+    engine.RecordTooLargeError: ErrorCode.message_too_large,
+    engine.InvalidTimestampError: ErrorCode.invalid_timestamp,
+    # state: the thing asked for does not exist, exists already, or conflicts with what exists
+    engine.UnknownTopicError: ErrorCode.unknown_topic_or_partition,
+    engine.UnknownPartitionError: ErrorCode.unknown_topic_or_partition,
+    engine.TopicExistsError: ErrorCode.topic_already_exists,
+    engine.OffsetOutOfRangeError: ErrorCode.offset_out_of_range,
+    broker.CannotShrinkTopicError: ErrorCode.invalid_partitions,
+    broker.InternalTopicError: ErrorCode.invalid_topic_exception,
+    # idempotent producers
+    engine.OutOfOrderSequenceError: ErrorCode.out_of_order_sequence_number,
+    engine.DuplicateSequenceNumberError: ErrorCode.duplicate_sequence_number,
+    engine.InvalidProducerEpochError: ErrorCode.invalid_producer_epoch,
+    # consumer groups (served over Kafka in a later milestone; listed so the table stays complete)
+    groups.UnknownMemberIdError: ErrorCode.unknown_member_id,
+    groups.FencedMemberEpochError: ErrorCode.fenced_member_epoch,
+    groups.FencedInstanceIdError: ErrorCode.fenced_instance_id,
+    groups.GroupIdNotFoundError: ErrorCode.group_id_not_found,
+    groups.NonEmptyGroupError: ErrorCode.non_empty_group,
+    groups.InvalidGroupRequestError: ErrorCode.invalid_request,
+    groups.UnsupportedAssignorError: ErrorCode.unsupported_assignor,
+    groups.InvalidRegularExpressionError: ErrorCode.invalid_regular_expression,
+    # the broker or its disk: retrying later may work. A stopping broker answers as a partition leader
+    # that went away does (LEADER_NOT_AVAILABLE): clients refresh metadata and retry.
+    broker.RequestTimedOutError: ErrorCode.request_timed_out,
+    broker.ShuttingDownError: ErrorCode.leader_not_available,
+    engine.LogClosedError: ErrorCode.leader_not_available,
+    engine.StorageError: ErrorCode.kafka_storage_error,
+    engine.MetadataError: ErrorCode.kafka_storage_error,
+    engine.PartitionOfflineError: ErrorCode.kafka_storage_error,
+    # a stored batch failed its check when read: the disk did it, not the caller
+    engine.CorruptSegmentError: ErrorCode.corrupt_message,
+}
+
+UNEXPECTED = ErrorCode.unknown_server_error
+
+
+def error_code(error: BaseException | None) -> ErrorCode:
+    """The Kafka error code for `error` (NONE for None, UNKNOWN_SERVER_ERROR for classes not in the table)."""
+    if error is None:
+        return ErrorCode.none
+    for cls in type(error).__mro__:
+        found = TABLE.get(cls)
+        if found is not None:
+            return found
+    return UNEXPECTED
+
+
+def error_message(error: BaseException | None) -> str | None:
+    """The message for versions that carry one: the error's own words, or a pointer to the log for a bug."""
+    if error is None:
+        return None
+    if error_code(error) is UNEXPECTED:
+        return f"internal error ({type(error).__name__}); the broker's log has the details"
+    return str(error) or type(error).__name__

@@ -1,0 +1,146 @@
+"""Every served version of every key, encoded and decoded by kafka-python's spec-driven classes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from kafka.protocol.admin import (
+    CreateTopicsRequest,
+    CreateTopicsResponse,
+    DeleteTopicsRequest,
+    DeleteTopicsResponse,
+)
+from kafka.protocol.consumer import FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse
+from kafka.protocol.metadata import ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse
+from kafka.protocol.producer import (
+    InitProducerIdRequest,
+    InitProducerIdResponse,
+    ProduceRequest,
+    ProduceResponse,
+)
+from logstore.broker.embedded import EmbeddedBroker
+from logstore.broker.kafka.versions import (
+    APIS,
+    CREATE_TOPICS,
+    DELETE_TOPICS,
+    FETCH,
+    LIST_OFFSETS,
+    METADATA,
+    PRODUCE,
+)
+
+from logstore.records import build_batch, iter_records
+from tests.conftest import StartBroker
+from tests.kafka_wire import kafka_socket, receive, send_request
+
+
+@pytest.fixture
+def kafka_broker(start_broker: StartBroker) -> EmbeddedBroker:
+    return start_broker(kafka_port=0)
+
+
+def served(key: int) -> list[int]:
+    low, high = APIS[key].served
+    return list(range(low, high + 1))
+
+
+def call(broker: EmbeddedBroker, request: Any, response_class: Any, version: int) -> Any:
+    with kafka_socket(broker) as sock:
+        send_request(sock, request, 1)
+        correlation_id, body = receive(sock)
+    assert correlation_id == 1
+    return response_class.decode(body, version=version)
+
+
+@pytest.mark.parametrize("version", [0, 1, 2])
+def test_api_versions(kafka_broker: EmbeddedBroker, version: int) -> None:
+    response = call(kafka_broker, ApiVersionsRequest(version=version), ApiVersionsResponse, version)
+    assert response.error_code == 0 and len(response.api_keys) == len(APIS)
+
+
+@pytest.mark.parametrize("version", served(PRODUCE))
+def test_produce_then_fetch_and_list_offsets(kafka_broker: EmbeddedBroker, version: int) -> None:
+    topic = f"produce-v{version}"
+    data = ProduceRequest.TopicProduceData(
+        name=topic,
+        partition_data=[
+            ProduceRequest.TopicProduceData.PartitionProduceData(index=0, records=build_batch([b"a", b"b"]))
+        ],
+    )
+    request = ProduceRequest(version=version, acks=1, timeout_ms=10_000, topic_data=[data])
+    response = call(kafka_broker, request, ProduceResponse, version)
+    partition = response.responses[0].partition_responses[0]
+    assert (partition.error_code, partition.base_offset) == (0, 0)
+
+
+@pytest.mark.parametrize("version", served(FETCH))
+def test_fetch(kafka_broker: EmbeddedBroker, version: int) -> None:
+    topic = f"fetch-v{version}"
+    produce = ProduceRequest.TopicProduceData(
+        name=topic,
+        partition_data=[
+            ProduceRequest.TopicProduceData.PartitionProduceData(index=0, records=build_batch([b"x"]))
+        ],
+    )
+    call(
+        kafka_broker,
+        ProduceRequest(version=7, acks=1, timeout_ms=10_000, topic_data=[produce]),
+        ProduceResponse,
+        7,
+    )
+    partition = FetchRequest.FetchTopic.FetchPartition(
+        partition=0, fetch_offset=0, partition_max_bytes=1 << 20
+    )
+    request = FetchRequest(
+        version=version, replica_id=-1, max_wait_ms=0, min_bytes=0, max_bytes=1 << 20,
+        topics=[FetchRequest.FetchTopic(topic=topic, partitions=[partition])],
+    )  # fmt: skip
+    response = call(kafka_broker, request, FetchResponse, version)
+    got = response.responses[0].partitions[0]
+    assert (got.error_code, got.high_watermark) == (0, 1)
+    assert [r.value for r in iter_records(got.records)] == [b"x"]
+
+
+@pytest.mark.parametrize("version", served(LIST_OFFSETS))
+def test_list_offsets(kafka_broker: EmbeddedBroker, version: int) -> None:
+    partition = ListOffsetsRequest.ListOffsetsTopic.ListOffsetsPartition(partition_index=0, timestamp=-1)
+    request = ListOffsetsRequest(
+        version=version, replica_id=-1, isolation_level=0,
+        topics=[ListOffsetsRequest.ListOffsetsTopic(name="missing-topic", partitions=[partition])],
+    )  # fmt: skip
+    response = call(kafka_broker, request, ListOffsetsResponse, version)
+    assert response.topics[0].partitions[0].error_code == 3  # UNKNOWN_TOPIC_OR_PARTITION
+
+
+@pytest.mark.parametrize("version", served(METADATA))
+def test_metadata(kafka_broker: EmbeddedBroker, version: int) -> None:
+    topics: list[object] | None = [] if version == 0 else None  # both mean every topic
+    response = call(kafka_broker, MetadataRequest(version=version, topics=topics), MetadataResponse, version)
+    assert [b.node_id for b in response.brokers] == [0]
+
+
+@pytest.mark.parametrize("version", served(CREATE_TOPICS))
+def test_create_and_delete_topics(start_broker: StartBroker, version: int) -> None:
+    broker = start_broker(kafka_port=0)
+    topic = CreateTopicsRequest.CreatableTopic(
+        name="made", num_partitions=2, replication_factor=1, assignments=[], configs=[]
+    )
+    request = CreateTopicsRequest(version=version, topics=[topic], timeout_ms=10_000, validate_only=False)
+    created = call(broker, request, CreateTopicsResponse, version)
+    assert [(t.name, t.error_code) for t in created.topics] == [("made", 0)]
+    delete_version = min(version - 1, APIS[DELETE_TOPICS].served[1])
+    deleted = call(
+        broker,
+        DeleteTopicsRequest(version=delete_version, topic_names=["made"], timeout_ms=10_000),
+        DeleteTopicsResponse,
+        delete_version,
+    )
+    assert [(r.name, r.error_code) for r in deleted.responses] == [("made", 0)]
+
+
+@pytest.mark.parametrize("version", [0, 1])
+def test_init_producer_id(kafka_broker: EmbeddedBroker, version: int) -> None:
+    request = InitProducerIdRequest(version=version, transactional_id=None, transaction_timeout_ms=60_000)
+    response = call(kafka_broker, request, InitProducerIdResponse, version)
+    assert response.error_code == 0 and response.producer_id >= 0
