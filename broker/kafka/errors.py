@@ -11,6 +11,7 @@ from __future__ import annotations
 from kio.schema.errors import ErrorCode
 from logstore.broker.domain import errors as broker
 from logstore.broker.group_machine import errors as groups
+from logstore.broker.share_machine import errors as share
 
 from logstore import errors as engine
 
@@ -33,6 +34,8 @@ TABLE: dict[type[BaseException], ErrorCode] = {
     # idempotent producers
     engine.OutOfOrderSequenceError: ErrorCode.out_of_order_sequence_number,
     engine.DuplicateSequenceNumberError: ErrorCode.duplicate_sequence_number,
+    share.InvalidRecordStateError: ErrorCode.invalid_record_state,
+    share.InconsistentGroupProtocolError: ErrorCode.inconsistent_group_protocol,
     engine.InvalidProducerEpochError: ErrorCode.invalid_producer_epoch,
     # consumer groups (served over Kafka in a later milestone; listed so the table stays complete)
     groups.UnknownMemberIdError: ErrorCode.unknown_member_id,
