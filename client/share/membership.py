@@ -34,7 +34,8 @@ LEAVE_EPOCH = -1
 
 
 class ShareMembership:
-    """Member id and epoch of one share consumer, kept by a daemon thread. Shares the consumer's lock."""
+    """Member id and epoch of one share consumer, kept by a daemon thread. Thread-safe: the heartbeat
+    thread and the consumer's thread share the consumer's lock around every field they both use."""
 
     def __init__(
         self,
