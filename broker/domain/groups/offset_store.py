@@ -25,9 +25,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import mmh3
+from logstore.broker.domain.internal_topics import ensure_internal_topic
 from logstore.broker.group_machine.model import TopicPartition
 
-from logstore.errors import CorruptRecordError, CorruptSegmentError, TopicExistsError, UnknownTopicError
+from logstore.errors import CorruptRecordError, CorruptSegmentError
 from logstore.log import Log
 from logstore.manager import LogManager
 from logstore.records import BatchBuilder, iter_records
@@ -94,18 +95,8 @@ class OffsetStore:
         # Log offset of the record behind each in-memory value: a write that finishes late never
         # overwrites a newer one.
         self._written_at: dict[tuple[str, TopicPartition], int] = {}
-        self._partitions = self._ensure_topic(partitions)
+        self._partitions = ensure_internal_topic(manager, OFFSETS_TOPIC, partitions, _OFFSETS_TOPIC_CONFIG)
         self._load()
-
-    def _ensure_topic(self, partitions: int) -> int:
-        try:
-            return self._manager.topic(OFFSETS_TOPIC).partitions
-        except UnknownTopicError:
-            pass
-        try:
-            return self._manager.create_topic(OFFSETS_TOPIC, partitions, _OFFSETS_TOPIC_CONFIG).partitions
-        except TopicExistsError:
-            return self._manager.topic(OFFSETS_TOPIC).partitions
 
     def _load(self) -> None:
         records = 0

@@ -28,9 +28,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import mmh3
+from logstore.broker.domain.internal_topics import ensure_internal_topic
 from logstore.broker.share_machine.model import PartitionSnapshot, PersistedSpan, RecordState
 
-from logstore.errors import CorruptRecordError, CorruptSegmentError, TopicExistsError, UnknownTopicError
+from logstore.errors import CorruptRecordError, CorruptSegmentError
 from logstore.log import Log
 from logstore.manager import LogManager
 from logstore.records import BatchBuilder, iter_records
@@ -170,18 +171,8 @@ class ShareStateStore:
 
     def __init__(self, manager: LogManager, partitions: int = DEFAULT_STATE_PARTITIONS) -> None:
         self._manager = manager
-        self._partitions = self._ensure_topic(partitions)
+        self._partitions = ensure_internal_topic(manager, STATE_TOPIC, partitions, STATE_TOPIC_CONFIG)
         self._keys: dict[tuple[str, str, int], bytes] = {}
-
-    def _ensure_topic(self, partitions: int) -> int:
-        try:
-            return self._manager.topic(STATE_TOPIC).partitions
-        except UnknownTopicError:
-            pass
-        try:
-            return self._manager.create_topic(STATE_TOPIC, partitions, STATE_TOPIC_CONFIG).partitions
-        except TopicExistsError:
-            return self._manager.topic(STATE_TOPIC).partitions
 
     def partition_for(self, group_id: str) -> int:
         return mmh3.hash(group_id.encode(), seed=0, signed=False) % self._partitions
