@@ -129,7 +129,7 @@ class Settings:
     group.share.record.lock.duration.ms); a group's share.record.lock.duration.ms overrides it."""
     share_delivery_count_limit: int = 5
     """Deliveries of one record to a share group before it is archived (group.share.delivery.count.limit)."""
-    share_partition_max_record_locks: int = 200
+    share_partition_max_record_locks: int = 2000
     """Most records in flight per share-partition: the queue's prefetch (group.share.partition.max.record.locks)."""
     share_session_timeout_ms: int = 45_000
     """A share-group member not heard from for this long is removed and its records released

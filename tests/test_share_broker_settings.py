@@ -11,7 +11,7 @@ def test_share_defaults_are_kafkas() -> None:
     settings = load({}, env={})
     assert settings.share_record_lock_duration_ms == 30_000
     assert settings.share_delivery_count_limit == 5
-    assert settings.share_partition_max_record_locks == 200
+    assert settings.share_partition_max_record_locks == 2000
     assert settings.share_session_timeout_ms == 45_000
     assert settings.share_heartbeat_interval_ms == 5_000
 

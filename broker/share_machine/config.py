@@ -88,7 +88,7 @@ class ShareGroupConfig:
     """How long a member holds an acquired record before it is released (share.record.lock.duration.ms)."""
     delivery_count_limit: int = 5
     """Deliveries after which a released record is archived instead (share.delivery.count.limit)."""
-    partition_max_record_locks: int = 200
+    partition_max_record_locks: int = 2000
     """Most offsets in a share-partition's window, the queue's prefetch (share.partition.max.record.locks)."""
     auto_offset_reset: str = LATEST
     """Where a share-partition starts: latest | earliest | by_duration:<ISO-8601> (share.auto.offset.reset)."""
