@@ -63,6 +63,8 @@ def main() -> int:
     parser.add_argument("--mode", choices=("accept", "die", "hold"), default="accept")
     parser.add_argument("--max-poll-records", type=int, default=10)
     parser.add_argument("--work-ms", type=float, default=0.0)
+    # RabbitMQ-style workers: max_poll_records is their prefetch, kept even when tasks came in one batch
+    parser.add_argument("--acquire-mode", choices=("batch_optimized", "record_limit"), default="record_limit")
     args = parser.parse_args()
     report = args.report.open("a", buffering=1)
     consumer = ShareConsumer(
@@ -71,6 +73,7 @@ def main() -> int:
         bootstrap=args.bootstrap,
         acknowledgement_mode="explicit",
         max_poll_records=args.max_poll_records,
+        share_acquire_mode=args.acquire_mode,
         fetch_max_wait_ms=200,
     )
     line(report, "joined")

@@ -1,16 +1,18 @@
 """The share consumer against a ShareService double (tests/share_fake.py): what it sends and when.
 
 The double checks what a broker would (an acknowledged offset must be held by the member) and logs every
-acknowledgement range, so these tests see the coalescing, the piggy-backing and close()'s hand-back on
+acknowledgement range, so these tests see the coalescing, the ShareAcknowledge beside each fetch and close()'s hand-back on
 the wire. The same promises against the real broker are in test_client_share_integration.py."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 import pytest
 from logstore.client import AcknowledgeType, ShareConsumer
 from logstore.client.shared.errors import BrokerUnavailableError, IllegalStateError
+from logstore.wire.logstore.v1 import share_pb2
 
 from tests.share_fake import FakeShareService, serve
 from tests.waiting import wait_until
@@ -52,7 +54,9 @@ def test_implicit_mode_accepts_each_poll_with_the_next_fetch_in_ranges(
         wait_until(lambda: service.done() == set(range(50)), "all 50 accepted")
     ranges = [(a.first, a.last, a.type) for a in service.acks]
     assert ranges == [(0, 19, 1), (20, 39, 1), (40, 49, 1)], "one range per poll, sent with a fetch or close"
-    assert any(a.rpc == "fetch" for a in service.acks), "piggy-backed on a ShareFetch"
+    assert {a.rpc for a in service.acks} == {"ack"}, (
+        "on their own ShareAcknowledge: riding on a fetch would hold its records until their fsync"
+    )
 
 
 def test_explicit_mode_coalesces_outcomes_and_refuses_to_poll_with_records_undecided(
@@ -160,7 +164,7 @@ def test_unknown_options_are_refused_with_the_close_match() -> None:
         ShareConsumer("t", group_id="g", acknowledgement_mode="auto")
 
 
-def test_commit_sync_waits_for_acknowledgements_riding_on_the_fetch_in_flight(
+def test_commit_sync_waits_for_acknowledgements_sent_beside_the_fetch_in_flight(
     fake: tuple[FakeShareService, str],
 ) -> None:
     service, address = fake
@@ -173,7 +177,7 @@ def test_commit_sync_waits_for_acknowledgements_riding_on_the_fetch_in_flight(
             assert [r.offset for r in got] == list(expected)
             for record in got:
                 consumer.acknowledge(record)
-        # the second poll sent the first poll's acknowledgements with the fetch it started
+        # the second poll sent the first poll's acknowledgements just before the fetch it started
         assert consumer.commit_sync() == {}
         assert service.done() == set(range(20)), "both polls' acknowledgements answered"
         third = poll_until(consumer, 10)  # what that fetch acquired (it may answer after commit_sync)
@@ -202,3 +206,34 @@ def test_iteration_deserializes_and_every_fetch_says_priority(fake: tuple[FakeSh
     assert values == ["g0", "g1", "g2"]
     assert service.fetches and all(f.priority for f in service.fetches)
     assert service.done() == {0, 1, 2}, "close accepts the last records handed out (implicit mode)"
+
+
+def test_share_acquire_mode_goes_on_every_fetch_and_is_checked(fake: tuple[FakeShareService, str]) -> None:
+    service, address = fake
+    with pytest.raises(ValueError, match="share_acquire_mode"):
+        ShareConsumer("tasks", group_id="g", bootstrap=address, share_acquire_mode="strict")
+    service.produce(0, [b"m0"])
+    for mode, wire in (
+        ("batch_optimized", share_pb2.SHARE_ACQUIRE_MODE_BATCH_OPTIMIZED),
+        ("record_limit", share_pb2.SHARE_ACQUIRE_MODE_RECORD_LIMIT),
+    ):
+        service.fetches.clear()
+        with ShareConsumer("tasks", group_id=mode, bootstrap=address, share_acquire_mode=mode) as consumer:
+            consumer.poll(timeout_ms=100)
+        assert service.fetches and {f.acquire_mode for f in service.fetches} == {wire}
+
+
+def test_close_cancels_a_fetch_that_long_polls_instead_of_waiting_it_out(
+    fake: tuple[FakeShareService, str],
+) -> None:
+    service, address = fake
+    consumer = ShareConsumer(
+        "tasks", group_id="g", bootstrap=address, fetch_max_wait_ms=20_000, request_timeout_ms=120_000
+    )
+    wait_until(lambda: not consumer.poll(timeout_ms=50) and len(service.fetches) > 0, "a fetch long-polls")
+    closing = threading.Thread(target=consumer.close)
+    closing.start()
+    # waiting it out would take the fetch's 20 s; a cancelled fetch lets close() return at once
+    wait_until(
+        lambda: not closing.is_alive(), "close() returns without waiting for the long poll", timeout_s=10
+    )

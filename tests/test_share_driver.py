@@ -39,6 +39,7 @@ from tests.share_members import (
 from tests.waiting import broker_waiters, wait_until
 
 GROUP = "workers"
+RECORD_LIMIT = pb.SHARE_ACQUIRE_MODE_RECORD_LIMIT
 LONG_POLL_MS = 120_000
 WOKEN_WITHIN_S = 15.0
 """A long-poll that is not woken would answer only after LONG_POLL_MS (a last look finds the records
@@ -122,13 +123,34 @@ def test_two_members_never_hold_the_same_record(share) -> None:
     alter_config(stub, GROUP, share_partition_max_record_locks="100")
     first, second = ShareMember(stub, GROUP, ["t"]).join(), ShareMember(stub, GROUP, ["t"]).join()
     produce(stubs, "t", [str(n).encode() for n in range(10)])
-    a = first.fetch(max_wait_ms=0, max_records=4)
+    a = first.fetch(max_wait_ms=0, max_records=4, acquire_mode=RECORD_LIMIT)
     b = second.fetch(max_wait_ms=0)
     offsets_a = {o for _, _, o, _, _ in owned(a)}
     offsets_b = {o for _, _, o, _, _ in owned(b)}
     assert offsets_a == {0, 1, 2, 3} and offsets_b == set(range(4, 10))
     # the batch holds the others' records too; only the acquired ranges are the member's
     assert [r.offset for r in iter_records(b.partitions[0].records)] == list(range(10))
+
+
+def test_by_default_a_batch_cut_by_max_records_or_the_lock_limit_is_acquired_whole(share) -> None:
+    stubs, stub = share
+    alter_config(stub, GROUP, share_partition_max_record_locks="100")
+    member = ShareMember(stub, GROUP, ["t"]).join()
+    produce(stubs, "t", [b"%d" % n for n in range(10)])  # one batch
+    produce(stubs, "t", [b"%d" % n for n in range(10, 250)])  # one batch of 240: past the 100 locks
+    produce(stubs, "t", [b"late"])
+    assert ranges_of(member.fetch(max_wait_ms=0, max_records=4)) == [("t", 0, 0, 9, 1)], "max_records"
+    assert ranges_of(member.fetch(max_wait_ms=0)) == [("t", 0, 10, 249, 1)], "the lock limit"
+    assert member.fetch(max_wait_ms=0).partitions == [], "the window is full: nothing more"
+
+
+def test_an_unknown_acquire_mode_is_refused(share) -> None:
+    _, stub = share
+    member = ShareMember(stub, GROUP, ["t"]).join()
+    with pytest.raises(grpc.RpcError) as raised:
+        member.fetch(max_wait_ms=0, acquire_mode=7)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "acquire_mode 7 is unknown" in str(raised.value.details())
 
 
 def test_a_long_poll_wakes_on_append(share, broker: EmbeddedBroker) -> None:
@@ -308,7 +330,9 @@ def test_acknowledging_what_you_do_not_hold_is_refused_and_harms_nobody(share) -
     stubs, stub = share
     mine, theirs = ShareMember(stub, GROUP, ["t"]).join(), ShareMember(stub, GROUP, ["t"]).join()
     produce(stubs, "t", [b"0", b"1", b"2", b"3"])
-    assert ranges_of(theirs.fetch(max_wait_ms=0, max_records=2)) == [("t", 0, 0, 1, 1)]
+    assert ranges_of(theirs.fetch(max_wait_ms=0, max_records=2, acquire_mode=RECORD_LIMIT)) == [
+        ("t", 0, 0, 1, 1)
+    ]
     assert ranges_of(mine.fetch(max_wait_ms=0)) == [("t", 0, 2, 3, 1)]
     answer = mine.acknowledge(acks("t", 0, (0, 1, ACCEPT), (2, 3, ACCEPT), (9, 9, ACCEPT)))
     assert answer.error_code == common.ERROR_CODE_NONE
@@ -461,7 +485,7 @@ def test_describe_shows_members_and_what_they_hold(share) -> None:
     stubs, stub = share
     member = ShareMember(stub, GROUP, ["t"]).join()
     produce(stubs, "t", [b"a", b"b", b"c"])
-    member.fetch(max_wait_ms=0, max_records=2)
+    member.fetch(max_wait_ms=0, max_records=2, acquire_mode=RECORD_LIMIT)
     group = describe(stub, GROUP)
     assert group.state == group_pb2.GROUP_STATE_STABLE
     (described,) = group.members

@@ -148,6 +148,21 @@ def test_the_window_never_grows_past_max_record_locks() -> None:
     assert p.end_offset - p.start_offset == 100
 
 
+def test_batch_boundaries_make_the_window_and_max_records_soft_as_in_kafka() -> None:
+    p = fresh(0)  # window 100
+    batches = [49, 179, 299]  # batches [0, 49], [50, 179], [180, 299]
+    # the window (100) cuts the second batch: the rest of it comes too, not the third batch
+    assert p.acquire("a", 0, 0, 299, 500, batches) == [AcquiredRange(0, 179, 1)]
+    assert p.acquire("b", 0, 0, 299, 500, batches) == [], "no new offsets once the window is full"
+    ok(p, "a", 1, ack(0, 99, ACCEPT))
+    assert p.start_offset == 100
+    # max_records (10) cuts the third batch: its rest comes too, never past what was read (last_offset)
+    assert p.acquire("b", 1, 180, 250, 10, batches) == [AcquiredRange(180, 250, 1)]
+    # without batch boundaries both limits stay hard
+    q = fresh(0)
+    assert q.acquire("a", 0, 0, 299, 500) == [AcquiredRange(0, 99, 1)]
+
+
 def test_a_lowered_lock_limit_stops_new_acquisitions_until_the_window_shrinks() -> None:
     p = fresh(0)
     p.acquire("a", 0, 0, 149, 500)

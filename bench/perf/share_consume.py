@@ -116,7 +116,7 @@ def add_parser(subcommands: Any) -> None:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="a share-group config for the throughput groups, e.g. share.partition.max.record.locks=2000",
+        help="a share-group config for the throughput groups, e.g. share.partition.max.record.locks=10000",
     )
     parser.add_argument(
         "--consumer-prop",
@@ -254,7 +254,12 @@ def _dying_worker(address: str, topic: str, group: str, ready: Any, died: Any) -
     from logstore.client import ShareConsumer
 
     consumer = ShareConsumer(
-        topic, group_id=group, bootstrap=address, acknowledgement_mode="explicit", max_poll_records=1
+        topic,
+        group_id=group,
+        bootstrap=address,
+        acknowledgement_mode="explicit",
+        max_poll_records=1,
+        share_acquire_mode="record_limit",
     )
     consumer.poll(timeout_ms=100)
     ready.set()

@@ -38,6 +38,8 @@ from logstore.wire.logstore.v1 import share_pb2 as pb
 
 log = logging.getLogger("logstore.broker.service")
 
+ACQUIRE_MODES = frozenset(pb.ShareAcquireMode.values())
+
 MAX_RANGES_PER_REQUEST = 10_000
 """Most acknowledged ranges in one request (share.proto: more is INVALID_ARGUMENT)."""
 REQUEST_ERRORS = (GroupCoordinatorError, InconsistentGroupProtocolError)
@@ -187,6 +189,11 @@ class ShareService(share_pb2_grpc.ShareServiceServicer):
         check_not_negative(request.max_wait_ms, "max_wait_ms")
         check_not_negative(request.max_records, "max_records")
         check_not_negative(request.max_bytes, "max_bytes")
+        require(
+            request.acquire_mode in ACQUIRE_MODES,
+            f"acquire_mode {request.acquire_mode} is unknown; use SHARE_ACQUIRE_MODE_BATCH_OPTIMIZED (0) "
+            "or SHARE_ACQUIRE_MODE_RECORD_LIMIT (1)",
+        )
         spec = ShareFetchSpec(
             request.group_id,
             request.member_id,
@@ -198,6 +205,7 @@ class ShareService(share_pb2_grpc.ShareServiceServicer):
             else self._fetch_max_bytes,
             priority=request.priority,
             acknowledge_only=request.acknowledge_only,
+            record_limit=request.acquire_mode == pb.SHARE_ACQUIRE_MODE_RECORD_LIMIT,
         )
         try:
             answer = await self._core.share.fetch(spec)

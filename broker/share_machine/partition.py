@@ -24,7 +24,7 @@ Rules (Kafka's KIP-932, with the contract's additions):
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 
 from logstore.broker.share_machine.config import ShareGroupConfig
@@ -236,13 +236,25 @@ class SharePartition:
     # acquiring
 
     def acquire(
-        self, member_id: str, now_ms: int, first_offset: int, last_offset: int, max_records: int
+        self,
+        member_id: str,
+        now_ms: int,
+        first_offset: int,
+        last_offset: int,
+        max_records: int,
+        batch_lasts: Sequence[int] = (),
     ) -> list[AcquiredRange]:
         """Locks for `member_id`, in offset order and at most `max_records` in all: the available offsets
         of [first_offset, last_offset] inside the window whose delay has passed (offsets others hold are
         skipped), then new offsets from end_offset up to last_offset while the window has room. The
         driver read batches covering [first_offset, last_offset]; new offsets are taken only when that
         range reaches end_offset, so none is acquired that the reader did not see.
+
+        `batch_lasts` (ascending last offsets of the batches read) makes both limits soft at batch
+        boundaries, as Kafka's SharePartition is: when `max_records` or the window cuts new offsets
+        inside a batch, the rest of that batch is taken too (the window then exceeds
+        partition_max_record_locks by less than a batch until acknowledgements shrink it). A batch
+        larger than the window would otherwise be read and sent whole on every fetch for a slice of it.
 
         Returns ascending ranges, split where delivery counts differ."""
         if not isinstance(member_id, str) or not member_id:
@@ -283,6 +295,8 @@ class SharePartition:
             taken = min(last_offset - self._end + 1, room, budget)
             if taken > 0:
                 a = self._end
+                if batch_lasts:
+                    taken = _to_batch_end(a + taken - 1, last_offset, batch_lasts) - a + 1
                 self._spans.append(_Span(a, a + taken - 1, _ACQUIRED, 1, member_id, lock_until))
                 self._end = a + taken
                 self._add_acquired(acquired, a, a + taken - 1, 1)
@@ -499,3 +513,11 @@ class SharePartition:
         if done:
             self._start = spans[done - 1].last + 1
             del spans[:done]
+
+
+def _to_batch_end(last: int, limit: int, batch_lasts: Sequence[int]) -> int:
+    """`last` moved up to the end of the batch holding it (never past `limit`)."""
+    index = bisect_left(batch_lasts, last)
+    if index == len(batch_lasts):
+        return last
+    return max(last, min(batch_lasts[index], limit))

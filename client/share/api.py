@@ -9,11 +9,13 @@ Every member may get records of every partition; each record is locked to one me
 acknowledged (ACCEPT, RELEASE, REJECT; RENEW extends the lock) or its lock expires.
 
 The hot path is one ShareFetch per poll, pipelined: when poll() hands out records, the next fetch is sent
-at once, so the broker acquires the next records while the application works; the poll after that
-carries the acknowledgements of the records just handled on the fetch it sends (piggy-backed, as Kafka
-does). If that earlier fetch is still waiting (the share-partition's lock window is full of this
-member's records), the acknowledgements go on their own ShareAcknowledge, which frees the window.
-Records acquired ahead and never handed out are released by close() without counting an attempt.
+at once, so the broker acquires the next records while the application works. The acknowledgements of
+the records just handled go on a ShareAcknowledge sent just before that fetch, not piggy-backed on it
+as Kafka's client does: the broker answers acknowledgements only once they are fsynced, and a fetch
+carrying them would hand over its records only after that fsync too. Apart, the broker applies the
+acknowledgements at once (freeing the lock window the fetch acquires from) and the fetch answers
+without waiting for the disk; the acknowledgements' answer comes when they are durable. Records
+acquired ahead and never handed out are released by close() without counting an attempt.
 """
 
 from __future__ import annotations
@@ -52,6 +54,12 @@ from logstore.wire.logstore.v1 import share_pb2
 log = logging.getLogger(__name__)
 
 ACKNOWLEDGEMENT_MODES = ("implicit", "explicit")
+CLOSE_FETCH_GRACE_S = 0.2
+"""How long close() waits for the fetch in flight before cancelling it (see close)."""
+ACQUIRE_MODES = {
+    "batch_optimized": share_pb2.SHARE_ACQUIRE_MODE_BATCH_OPTIMIZED,
+    "record_limit": share_pb2.SHARE_ACQUIRE_MODE_RECORD_LIMIT,
+}
 
 AcknowledgementCommitCallback = Callable[[dict[TopicPartition, set[int]], Exception | None], None]
 """Kafka's AcknowledgementCommitCallback: told, per partition, of offsets whose acknowledgement the
@@ -79,7 +87,11 @@ class ShareConsumer:
     every record of a poll that was not acknowledged otherwise when the next poll, commit or close comes;
     "explicit" wants every record acknowledged before the next poll (it raises IllegalStateError
     otherwise). ``priority=True`` serves the topics in the order given: a later topic only while every
-    earlier one has nothing available. ``max_poll_records`` caps the records one poll acquires."""
+    earlier one has nothing available. ``max_poll_records`` caps the records one poll acquires;
+    ``share_acquire_mode`` (Kafka's share.acquire.mode) says how strictly: "batch_optimized" (the default,
+    as in Kafka) lets a poll and the share-partition's lock window run to the end of a batch they cut, so
+    batches are read once; "record_limit" never passes max_poll_records (RabbitMQ's prefetch: with 1,
+    a worker holds one task even when the producer sent tasks in batches)."""
 
     def __init__(
         self,
@@ -89,6 +101,7 @@ class ShareConsumer:
         acknowledgement_mode: str = "implicit",
         priority: bool = False,
         max_poll_records: int = 500,
+        share_acquire_mode: str = "batch_optimized",
         fetch_max_wait_ms: int = 500,
         fetch_max_bytes: int = 50 * 1024 * 1024,
         client_id: str = "logstore-python",
@@ -113,6 +126,10 @@ class ShareConsumer:
         for name, value in (("max_poll_records", max_poll_records), ("fetch_max_bytes", fetch_max_bytes)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if share_acquire_mode not in ACQUIRE_MODES:
+            raise ValueError(
+                f"share_acquire_mode must be 'batch_optimized' or 'record_limit', got {share_acquire_mode!r}"
+            )
         if not isinstance(fetch_max_wait_ms, int) or fetch_max_wait_ms < 0:
             raise ValueError(f"fetch_max_wait_ms must be a non-negative int, got {fetch_max_wait_ms!r}")
         if request_timeout_ms <= 0:
@@ -123,6 +140,7 @@ class ShareConsumer:
         self._implicit = acknowledgement_mode == "implicit"
         self._priority = bool(priority)
         self._max_records = max_poll_records
+        self._acquire_mode = ACQUIRE_MODES[share_acquire_mode]
         self._max_wait_ms = fetch_max_wait_ms
         self._max_bytes = fetch_max_bytes
         self._timeout_s = request_timeout_ms / 1000.0
@@ -153,11 +171,9 @@ class ShareConsumer:
         self._fetch: Any = None
         """The ShareFetch in flight (a grpc future), at most one."""
         self._fetch_done = threading.Event()
-        self._fetch_acks: _Sent | None = None
         self._sent: list[_Sent] = []
         self._ready: list[ShareRecord] = []
         """Records taken in (held) but not handed out yet: commit_sync waited for their fetch."""
-        self._fetch_refused: dict[TopicPartition, Exception] = {}
         self._commit_callback: AcknowledgementCommitCallback | None = None
         self._fetch_failures = 0
         self._failing_since: float | None = None
@@ -280,16 +296,6 @@ class ShareConsumer:
             self._send(pending, None)
         for sent in self._sent_so_far():
             refused.update(self._wait(sent, timeout_s))
-        riding = self._fetch_acks
-        if riding is not None:  # acknowledgements sent with the fetch in flight: wait for its answer too
-            if self._fetch_done.wait(timeout_s):
-                self._ready.extend(self._take())  # held now; handed out by the next poll
-                refused.update(self._fetch_refused)
-            else:
-                error = ClientError(
-                    f"share group {self.group_id!r}: no answer to the acknowledgements in {timeout_s * 1000:.0f} ms"
-                )
-                refused.update(dict.fromkeys(riding.pending, error))
         return refused
 
     def commit_async(self, callback: AcknowledgementCommitCallback | None = None) -> None:
@@ -314,15 +320,19 @@ class ShareConsumer:
         try:
             if not self._membership.lost:
                 pending = dict(self._flush())
-                if self._fetch is not None:  # its records are ours until we give them back
-                    self._fetch_done.wait(timeout_s)
-                    if self._fetch_done.is_set():
+                # The fetch in flight has records that are ours until we give them back (without counting
+                # an attempt), or it long-polls for records that are not there. An answer on its way
+                # arrives within CLOSE_FETCH_GRACE_S; past that the fetch is cancelled rather than waited
+                # out (up to fetch_max_wait_ms), and what the broker acquires for it as it is cancelled is
+                # released, as an attempt, when the member leaves.
+                if self._fetch is not None:
+                    self._fetch_done.wait(min(timeout_s, CLOSE_FETCH_GRACE_S))
+                    if self._fetch_done.is_set() or not self._fetch.cancel():
+                        self._fetch_done.wait(timeout_s)
                         try:
                             self._take()
                         except ClientError as exc:
                             log.warning("share group %s: the last fetch failed: %s", self.group_id, exc)
-                    else:  # what it may still acquire is released when the member leaves
-                        self._fetch.cancel()
                 for tp, ledger in self._ledgers.items():
                     back = ledger.release_all()
                     if back:
@@ -389,57 +399,45 @@ class ShareConsumer:
         return out
 
     def _start_fetch(self, pending: Pending) -> None:
+        """Send ``pending`` on its own ShareAcknowledge (see the module's docstring), then the next fetch."""
         m = self._membership
+        if pending:
+            self._send(pending, None)
         if not m.joined:
-            if pending:
-                self._send(pending, None)
             return
         request = share_pb2.ShareFetchRequest(
             group_id=self.group_id,
             member_id=m.member_id,
-            acknowledgements=acknowledgements(pending),
             max_wait_ms=self._max_wait_ms,
             max_records=self._max_records,
             max_bytes=self._max_bytes,
             priority=self._priority,
+            acquire_mode=self._acquire_mode,
         )
         done = self._fetch_done = threading.Event()
         future = self._stub.ShareFetch.future(request, timeout=self._timeout_s + self._max_wait_ms / 1000.0)
         self._fetch = future
-        self._fetch_acks = _Sent(future, pending, None) if pending else None
         future.add_done_callback(lambda _: done.set())
 
     def _take(self) -> list[ShareRecord]:
-        """The records of the finished ShareFetch, now held; handles its errors and acknowledgement results."""
+        """The records of the finished ShareFetch, now held; handles its errors."""
         future, self._fetch = self._fetch, None
-        acks, self._fetch_acks = self._fetch_acks, None
-        self._fetch_refused = {}
         try:
             response = future.result()
         except grpc.RpcError as exc:
-            error = error_from_rpc(exc, f"fetching for share group {self.group_id!r}")
-            if acks is not None:
-                self._fetch_refused = dict.fromkeys(acks.pending, error)
-                self._report(acks, self._fetch_refused)
-            return self._fetch_failed(error)
+            return self._fetch_failed(error_from_rpc(exc, f"fetching for share group {self.group_id!r}"))
         self._fetch_failures = 0
         self._failing_since = None
         code = response.error_code
         if code:
             cls = for_code(code)
             error = group_error(code, response.error_message, self.group_id)
-            if acks is not None:
-                self._fetch_refused = dict.fromkeys(acks.pending, error)
-                self._report(acks, self._fetch_refused)
             if issubclass(cls, MemberLostError | GroupIdNotFoundError):
                 with self._lock:
                     self._membership.rejoin()
                 self._lost_check()
                 return []
             raise error
-        if acks is not None:
-            self._fetch_refused = self._refused(response.acknowledgement_results)
-            self._report(acks, self._fetch_refused)
         out: list[ShareRecord] = []
         for part in response.partitions:
             tp = TopicPartition(part.topic, part.partition)

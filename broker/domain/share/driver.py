@@ -432,7 +432,15 @@ class ShareDomain:
             if spec.priority and results and results[-1].topic != topic:
                 break  # a higher-priority topic had records: lower ones wait
             got = self._acquire_partition(
-                group_id, member.member_id, topic, partition, now, records_left, bytes_left, changes
+                group_id,
+                member.member_id,
+                topic,
+                partition,
+                now,
+                records_left,
+                bytes_left,
+                changes,
+                spec.record_limit,
             )
             if got is not None:
                 results.append(got)
@@ -450,6 +458,7 @@ class ShareDomain:
         records_left: int,
         bytes_left: int,
         changes: _Changes,
+        record_limit: bool,
     ) -> AcquiredRecords | None:
         key = (topic, partition)
         try:
@@ -483,7 +492,8 @@ class ShareDomain:
         covered = last - max(first, batches[0][1]) + 1
         if covered > 0:
             self._bytes_per_record[key] = max(1.0, len(data) / covered)
-        ranges = share_partition.acquire(member_id, now, first, last, records_left)
+        batch_lasts = () if record_limit else [batch_last for _, _, batch_last in batches]
+        ranges = share_partition.acquire(member_id, now, first, last, records_left, batch_lasts)
         if not ranges:
             return None
         changes.touched[key] = share_partition

@@ -60,6 +60,9 @@ class ShareFetchSpec:
     max_bytes: int = 1 << 20
     priority: bool = False
     acknowledge_only: bool = False
+    record_limit: bool = False
+    """Kafka's share.acquire.mode=record_limit: max_records and the record-lock limit are hard. By
+    default (batch_optimized) a batch they cut is acquired to its end."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,11 +16,18 @@ class AcknowledgeType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ACKNOWLEDGE_TYPE_RELEASE: _ClassVar[AcknowledgeType]
     ACKNOWLEDGE_TYPE_REJECT: _ClassVar[AcknowledgeType]
     ACKNOWLEDGE_TYPE_RENEW: _ClassVar[AcknowledgeType]
+
+class ShareAcquireMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SHARE_ACQUIRE_MODE_BATCH_OPTIMIZED: _ClassVar[ShareAcquireMode]
+    SHARE_ACQUIRE_MODE_RECORD_LIMIT: _ClassVar[ShareAcquireMode]
 ACKNOWLEDGE_TYPE_UNSPECIFIED: AcknowledgeType
 ACKNOWLEDGE_TYPE_ACCEPT: AcknowledgeType
 ACKNOWLEDGE_TYPE_RELEASE: AcknowledgeType
 ACKNOWLEDGE_TYPE_REJECT: AcknowledgeType
 ACKNOWLEDGE_TYPE_RENEW: AcknowledgeType
+SHARE_ACQUIRE_MODE_BATCH_OPTIMIZED: ShareAcquireMode
+SHARE_ACQUIRE_MODE_RECORD_LIMIT: ShareAcquireMode
 
 class ShareHeartbeatRequest(_message.Message):
     __slots__ = ("group_id", "member_id", "member_epoch", "topic_names", "client_id", "client_host")
@@ -107,7 +114,7 @@ class PartitionAcknowledgementResults(_message.Message):
     def __init__(self, topic: _Optional[str] = ..., partition: _Optional[int] = ..., error_code: _Optional[_Union[_common_pb2.ErrorCode, str]] = ..., error_message: _Optional[str] = ..., results: _Optional[_Iterable[_Union[AcknowledgementResult, _Mapping]]] = ...) -> None: ...
 
 class ShareFetchRequest(_message.Message):
-    __slots__ = ("group_id", "member_id", "acknowledgements", "max_wait_ms", "max_records", "max_bytes", "priority", "acknowledge_only")
+    __slots__ = ("group_id", "member_id", "acknowledgements", "max_wait_ms", "max_records", "max_bytes", "priority", "acknowledge_only", "acquire_mode")
     GROUP_ID_FIELD_NUMBER: _ClassVar[int]
     MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
     ACKNOWLEDGEMENTS_FIELD_NUMBER: _ClassVar[int]
@@ -116,6 +123,7 @@ class ShareFetchRequest(_message.Message):
     MAX_BYTES_FIELD_NUMBER: _ClassVar[int]
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
     ACKNOWLEDGE_ONLY_FIELD_NUMBER: _ClassVar[int]
+    ACQUIRE_MODE_FIELD_NUMBER: _ClassVar[int]
     group_id: str
     member_id: str
     acknowledgements: _containers.RepeatedCompositeFieldContainer[PartitionAcknowledgements]
@@ -124,7 +132,8 @@ class ShareFetchRequest(_message.Message):
     max_bytes: int
     priority: bool
     acknowledge_only: bool
-    def __init__(self, group_id: _Optional[str] = ..., member_id: _Optional[str] = ..., acknowledgements: _Optional[_Iterable[_Union[PartitionAcknowledgements, _Mapping]]] = ..., max_wait_ms: _Optional[int] = ..., max_records: _Optional[int] = ..., max_bytes: _Optional[int] = ..., priority: _Optional[bool] = ..., acknowledge_only: _Optional[bool] = ...) -> None: ...
+    acquire_mode: ShareAcquireMode
+    def __init__(self, group_id: _Optional[str] = ..., member_id: _Optional[str] = ..., acknowledgements: _Optional[_Iterable[_Union[PartitionAcknowledgements, _Mapping]]] = ..., max_wait_ms: _Optional[int] = ..., max_records: _Optional[int] = ..., max_bytes: _Optional[int] = ..., priority: _Optional[bool] = ..., acknowledge_only: _Optional[bool] = ..., acquire_mode: _Optional[_Union[ShareAcquireMode, str]] = ...) -> None: ...
 
 class AcquiredRange(_message.Message):
     __slots__ = ("first_offset", "last_offset", "delivery_count")
