@@ -4,7 +4,8 @@ valid and not, with time passing, members leaving, retention and restarts from t
 The model keeps one entry per offset and applies the contract's rules literally; the machine keeps spans.
 After every step they must agree on every offset's state, delivery count and holder, and the promises
 hold: no offset held by two members, every offset done (acknowledged or archived) at most once, archived
-ones reported exactly once, start_offset never going back, the window within partition_max_record_locks.
+ones reported exactly once, start_offset never going back, the window within partition_max_record_locks
+(plus the rest of a batch, for the whole-batch acquisitions of Kafka's batch_optimized mode).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from logstore.errors import InvalidRequestError
 LOCK = 1_000
 LIMIT = 3
 MAX_LOCKS = 100
+BATCH = 7
+"""Offsets per batch of the log, for the whole-batch acquisitions."""
 CONFIG = ShareGroupConfig(
     record_lock_duration_ms=LOCK, delivery_count_limit=LIMIT, partition_max_record_locks=MAX_LOCKS
 )
@@ -76,7 +79,9 @@ class Model:
             del self.recs[self.start]
             self.start += 1
 
-    def acquire(self, member: str, now: int, first: int, last: int, budget: int) -> list[tuple[int, int]]:
+    def acquire(
+        self, member: str, now: int, first: int, last: int, budget: int, whole_batches: bool = False
+    ) -> list[tuple[int, int]]:
         got: list[tuple[int, int]] = []
         if budget <= 0 or last < first:
             return got
@@ -87,10 +92,17 @@ class Model:
                 rec.count += 1
                 got.append((offset, rec.count))
         if first <= self.end <= last:
+            new_from = self.end
             while self.end <= last and len(got) < budget and self.end - self.start < MAX_LOCKS:
                 self.recs[self.end] = Rec(RecordState.ACQUIRED, 1, member, now + LOCK)
                 got.append((self.end, 1))
                 self.end += 1
+            if whole_batches and self.end > new_from:  # a limit cut a batch: the rest of it comes too
+                batch_end = (self.end - 1) // BATCH * BATCH + BATCH - 1
+                while self.end <= min(batch_end, last):
+                    self.recs[self.end] = Rec(RecordState.ACQUIRED, 1, member, now + LOCK)
+                    got.append((self.end, 1))
+                    self.end += 1
         return got
 
     def holds(self, member: str, now: int, first: int, last: int) -> bool:
@@ -226,6 +238,16 @@ class SharePartitionVersusModel(RuleBasedStateMachine):
     def acquire_more(self, member: str, data: st.DataObject, budget: int) -> None:
         self.acquire(member, data, budget)  # a second rule: fetches are frequent
 
+    @rule(member=members, data=st.data(), budget=st.integers(0, 120))
+    def acquire_whole_batches(self, member: str, data: st.DataObject, budget: int) -> None:
+        """Kafka's batch_optimized mode: the log is in batches of BATCH offsets; limits are soft at their ends."""
+        first = data.draw(st.integers(max(0, self.model.start - 5), self.model.end + 5))
+        last = first + data.draw(st.integers(-1, 150))
+        batch_lasts = list(range(BATCH - 1, last + BATCH, BATCH))
+        got = self.machine.acquire(member, self.now, first, last, budget, batch_lasts)
+        expected = self.model.acquire(member, self.now, first, last, budget, whole_batches=True)
+        assert _expand_acquired(got) == expected
+
     def _held_runs(self, member: str) -> list[tuple[int, int]]:
         """Runs of offsets `member` holds, with a valid lock or one just expired."""
         runs: list[tuple[int, int]] = []
@@ -339,7 +361,8 @@ class SharePartitionVersusModel(RuleBasedStateMachine):
     def the_window_only_moves_forward_and_stays_bounded(self) -> None:
         assert self.machine.start_offset >= self.lowest_start
         self.lowest_start = self.machine.start_offset
-        assert self.machine.end_offset - self.machine.start_offset <= MAX_LOCKS
+        # past the limit only by the rest of a batch a limit cut (whole-batch acquisitions)
+        assert self.machine.end_offset - self.machine.start_offset <= MAX_LOCKS + BATCH - 1
 
     @invariant()
     def archived_reports_match_the_model_exactly_once(self) -> None:
