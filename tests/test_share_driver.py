@@ -499,3 +499,23 @@ def test_describe_shows_members_and_what_they_hold(share) -> None:
     assert (partition.in_flight_records, partition.acquired_records, partition.lag) == (2, 2, 3)
     member.leave()
     assert describe(stub, GROUP).state == group_pb2.GROUP_STATE_EMPTY
+
+
+def test_list_groups_names_each_group_type(share) -> None:
+    stubs, stub = share
+    consumer = GroupMember(group_stub(stubs), "billing", ["t"])
+    consumer.heartbeat()
+    alter_config(stub, "configured-only", share_record_lock_duration_ms="5000")  # no member ever
+    member = ShareMember(stub, GROUP, ["t"]).join()
+
+    def listed() -> list[tuple[str, str, int, int]]:
+        answer = group_stub(stubs).ListGroups(group_pb2.ListGroupsRequest())
+        return [(g.group_id, g.type, g.state, g.member_count) for g in answer.groups]
+
+    assert listed() == [
+        ("billing", "consumer", group_pb2.GROUP_STATE_STABLE, 1),
+        ("configured-only", "share", group_pb2.GROUP_STATE_EMPTY, 0),
+        (GROUP, "share", group_pb2.GROUP_STATE_STABLE, 1),
+    ]
+    member.leave()
+    assert (GROUP, "share", group_pb2.GROUP_STATE_EMPTY, 0) in listed()

@@ -209,17 +209,26 @@ class GroupService(group_pb2_grpc.GroupServiceServicer):
     async def ListGroups(
         self, request: pb.ListGroupsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListGroupsResponse:
-        listings = self._core.groups.list_groups()
-        return pb.ListGroupsResponse(
-            groups=[
-                pb.GroupListing(
-                    group_id=g.group_id,
-                    state=GROUP_STATES.get(g.state, pb.GROUP_STATE_UNSPECIFIED),
-                    member_count=g.member_count,
-                )
-                for g in listings
-            ]
-        )
+        listings = [
+            pb.GroupListing(
+                group_id=g.group_id,
+                state=GROUP_STATES.get(g.state, pb.GROUP_STATE_UNSPECIFIED),
+                member_count=g.member_count,
+                type="consumer",
+            )
+            for g in self._core.groups.list_groups()
+        ]
+        listings += [
+            pb.GroupListing(
+                group_id=group_id,
+                state=pb.GROUP_STATE_STABLE if stable else pb.GROUP_STATE_EMPTY,
+                member_count=members,
+                type="share",
+            )
+            for group_id, stable, members in self._core.share.list_groups()
+        ]
+        listings.sort(key=lambda listing: listing.group_id)
+        return pb.ListGroupsResponse(groups=listings)
 
     @unary
     async def DescribeGroup(

@@ -253,6 +253,11 @@ class ShareGroups:
     def has_group(self, group_id: str) -> bool:
         return group_id in self._groups
 
+    def member_count(self, group_id: str) -> int:
+        """Members of the group now (0 for a group unknown here)."""
+        group = self._groups.get(group_id)
+        return len(group.members) if group is not None else 0
+
     def describe(self, group_id: str) -> ShareGroupDescription:
         """The group's members by id. Raises `GroupIdNotFoundError` when no member ever joined it (since
         this broker started) or it was removed."""

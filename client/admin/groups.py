@@ -30,11 +30,7 @@ class GroupListing(NamedTuple):
     state: str
     member_count: int
     type: str = "consumer"
-    """"consumer" or "share": from the listing's ``type`` field when the broker sends one (ListGroups of
-    logstore.v1 has none yet, so every listed group reads "consumer")."""
-
-
-_HAS_TYPE = "type" in group_pb2.GroupListing.DESCRIPTOR.fields_by_name
+    """"consumer" or "share" (Kafka's group type); a broker that does not say is taken as "consumer"."""
 
 
 class MemberDescription(NamedTuple):
@@ -101,7 +97,7 @@ class GroupAdmin:
                 g.group_id,
                 _STATES.get(g.state, "Unknown"),
                 g.member_count,
-                (getattr(g, "type", "") or "consumer") if _HAS_TYPE else "consumer",
+                g.type or "consumer",
             )
             for g in answer.groups
         ]

@@ -198,7 +198,16 @@ class ShareDomain:
         return group_id in self._partitions or group_id in self._own_configs or self._has_members(group_id)
 
     def _has_members(self, group_id: str) -> bool:
-        return group_id in self._groups.groups()
+        return self._groups.has_group(group_id)
+
+    def list_groups(self) -> list[tuple[str, bool, int]]:
+        """(group id, stable, member count) of every share group: with members, state or configuration."""
+        ids = set(self._partitions) | set(self._own_configs) | set(self._groups.groups())
+        listed = []
+        for group_id in sorted(ids):
+            members = self._groups.member_count(group_id)
+            listed.append((group_id, members > 0, members))
+        return listed
 
     def _refuse_consumer_group(self, group_id: str) -> None:
         if self._is_consumer_group(group_id):
