@@ -39,4 +39,4 @@ def add_services(
     add_servicer(server, ProduceService(core, produce_timeout_ms), PRODUCE)
     add_servicer(server, FetchService(core, fetch_max_bytes, answers), FETCH)
     add_servicer(server, GroupService(core), GROUP)
-    add_servicer(server, ShareService(core, fetch_max_bytes), SHARE)
+    add_servicer(server, ShareService(core, fetch_max_bytes, answers), SHARE)

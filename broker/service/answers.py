@@ -19,6 +19,8 @@ import logging
 import time
 from collections.abc import Callable
 
+import grpc
+
 log = logging.getLogger("logstore.broker.answers")
 
 TRIM_AFTER_BYTES = 16 * 1024 * 1024
@@ -156,3 +158,11 @@ class Lease:
     def release_all(self) -> None:
         held, self.held = self.held, 0
         self.budget.release(self.connection, held)
+
+
+def call_lease(budget: AnswerBudget, context: grpc.aio.ServicerContext) -> Lease:
+    """A share of the answer budget for this call, given back when the call ends for any reason."""
+    lease = budget.lease(context.peer())
+    # types-grpcio asks for its own _DoneCallback class here; gRPC takes any callable of the context.
+    context.add_done_callback(lambda _: lease.release_all())  # type: ignore[arg-type]
+    return lease

@@ -15,7 +15,7 @@ from logstore.broker.domain.values import (
     SubscribeStart,
 )
 from logstore.broker.errors import partition_error
-from logstore.broker.service.answers import AnswerBudget, Lease
+from logstore.broker.service.answers import AnswerBudget, Lease, call_lease
 from logstore.broker.service.calls import check_not_negative, check_partition_count, require, streaming, unary
 from logstore.wire.logstore.v1 import fetch_pb2 as pb
 from logstore.wire.logstore.v1 import fetch_pb2_grpc
@@ -52,14 +52,6 @@ def partition_records(reads: Iterable[PartitionRead]) -> list[pb.PartitionRecord
     return results
 
 
-def _lease(budget: AnswerBudget, context: grpc.aio.ServicerContext) -> Lease:
-    """A share of the answer budget for this call, given back when the call ends for any reason."""
-    lease = budget.lease(context.peer())
-    # types-grpcio asks for its own _DoneCallback class here; gRPC takes any callable of the context.
-    context.add_done_callback(lambda _: lease.release_all())  # type: ignore[arg-type]
-    return lease
-
-
 def _records_bytes(reads: Sequence[PartitionRead]) -> int:
     return sum(len(read.records) for read in reads)
 
@@ -86,7 +78,7 @@ class FetchService(fetch_pb2_grpc.FetchServiceServicer):
             FetchSpec(p.topic, p.partition, p.offset, p.max_bytes or DEFAULT_PARTITION_MAX_BYTES)
             for p in request.partitions
         ]
-        lease = _lease(self._answers, context)
+        lease = call_lease(self._answers, context)
         reads = await self._read_now(specs, max_bytes, lease)
         enough = _records_bytes(reads) >= request.min_bytes or any(read.error for read in reads)
         if not enough and request.max_wait_ms and not self._core.shutting_down:
@@ -135,7 +127,7 @@ class FetchService(fetch_pb2_grpc.FetchServiceServicer):
                 f"_TIMESTAMP, not {p.start_from}",
             )
             starts.append(SubscribeStart(p.topic, p.partition, start_from, p.offset, p.timestamp_ms))  # type: ignore[arg-type]
-        lease = _lease(self._answers, context)
+        lease = call_lease(self._answers, context)
         try:
             async for reads in self._core.subscribe(starts, max_bytes, lease.wait_for_room):
                 lease.charge(_records_bytes(reads))

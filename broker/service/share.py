@@ -26,6 +26,7 @@ from logstore.broker.domain.share.values import (
 )
 from logstore.broker.errors import partition_error
 from logstore.broker.group_machine import GroupCoordinatorError
+from logstore.broker.service.answers import AnswerBudget, call_lease
 from logstore.broker.service.calls import (
     MAX_PARTITIONS_PER_REQUEST,
     check_not_negative,
@@ -137,9 +138,10 @@ def group_description(view: ShareGroupView) -> pb.ShareGroupDescription:
 
 
 class ShareService(share_pb2_grpc.ShareServiceServicer):
-    def __init__(self, core: BrokerCore, fetch_max_bytes: int) -> None:
+    def __init__(self, core: BrokerCore, fetch_max_bytes: int, answers: AnswerBudget | None = None) -> None:
         self._core = core
         self._fetch_max_bytes = fetch_max_bytes
+        self._answers = answers or AnswerBudget(2**62, 2**62)
 
     @unary
     async def ShareHeartbeat(
@@ -194,15 +196,22 @@ class ShareService(share_pb2_grpc.ShareServiceServicer):
             f"acquire_mode {request.acquire_mode} is unknown; use SHARE_ACQUIRE_MODE_BATCH_OPTIMIZED (0) "
             "or SHARE_ACQUIRE_MODE_RECORD_LIMIT (1)",
         )
+        max_bytes = (
+            min(request.max_bytes, self._fetch_max_bytes) if request.max_bytes else self._fetch_max_bytes
+        )
+        lease = call_lease(self._answers, context)
+        if not request.acknowledge_only:
+            # Like Fetch, a reader whose earlier answers are still unread waits for room here, and the
+            # batches handed out count against the budget until the call ends. The room is taken before
+            # a long poll: concurrent long polls of one connection may pass its budget by their room.
+            max_bytes = max(1, min(max_bytes, await lease.wait_for_room()))
         spec = ShareFetchSpec(
             request.group_id,
             request.member_id,
             acknowledgements(request.acknowledgements),
             max_wait_ms=request.max_wait_ms,
             max_records=request.max_records or DEFAULT_MAX_RECORDS,
-            max_bytes=min(request.max_bytes, self._fetch_max_bytes)
-            if request.max_bytes
-            else self._fetch_max_bytes,
+            max_bytes=max_bytes,
             priority=request.priority,
             acknowledge_only=request.acknowledge_only,
             record_limit=request.acquire_mode == pb.SHARE_ACQUIRE_MODE_RECORD_LIMIT,
@@ -212,6 +221,7 @@ class ShareService(share_pb2_grpc.ShareServiceServicer):
         except REQUEST_ERRORS as error:
             code, message = partition_error(error)
             return pb.ShareFetchResponse(error_code=code, error_message=message).SerializeToString()
+        lease.charge(sum(len(p.records) for p in answer.partitions))
         return pb.ShareFetchResponse(
             partitions=[
                 pb.SharePartitionRecords(
