@@ -150,17 +150,24 @@ def run_consume(address: str, settings: ConsumeSettings, reporter: StatusReporte
     return ConsumeResult(count, nbytes, seconds, first)
 
 
-def prefill(address: str, topic: str, num_records: int, record_size: int, partitions: int | None) -> None:
-    """Write the records the run will read, in large batches, untimed."""
+def prefill(
+    address: str,
+    topic: str,
+    num_records: int,
+    record_size: int,
+    partitions: int | None,
+    batch_bytes: int = PREFILL_BATCH_BYTES,
+) -> None:
+    """Write the records the run will read, in batches of about `batch_bytes` (large by default), untimed."""
     from logstore.bench.perf.produce import ProduceSettings, run_produce
 
     settings = ProduceSettings(
         topic=topic,
         num_records=num_records,
         record_size=record_size,
-        batch_size=PREFILL_BATCH_BYTES,
+        batch_size=batch_bytes,
         partitions=partitions,
-        producer_props={"max_request_size": 4 * PREFILL_BATCH_BYTES},
+        producer_props={"max_request_size": 4 * max(batch_bytes, PREFILL_BATCH_BYTES)},
     )
     result = run_produce(address, settings, None)
     if result.errors:

@@ -37,7 +37,7 @@ from logstore.bench.perf.common import (
     positive_int,
     target_broker,
 )
-from logstore.bench.perf.consume import ConsumeSettings, prefill, run_consume
+from logstore.bench.perf.consume import PREFILL_BATCH_BYTES, ConsumeSettings, prefill, run_consume
 from logstore.bench.perf.stats import rate
 from logstore.client.console.common import friendly
 
@@ -49,6 +49,7 @@ class ShareConsumeSettings:
     num_records: int
     record_size: int = 100
     partitions: int = 2
+    batch_bytes: int = PREFILL_BATCH_BYTES
     runs: int = 3
     consumers: int = 3
     redelivery_runs: int = 3
@@ -89,6 +90,13 @@ def add_parser(subcommands: Any) -> None:
     )
     parser.add_argument(
         "--partitions", type=positive_int, default=2, help="partitions of the topic (default: 2)"
+    )
+    parser.add_argument(
+        "--batch-bytes",
+        type=positive_int,
+        default=PREFILL_BATCH_BYTES,
+        help=f"producer batch size of the prefill, in bytes (default: {PREFILL_BATCH_BYTES}; Kafka's "
+        "producer default is 16384)",
     )
     parser.add_argument(
         "--runs", type=positive_int, default=3, help="throughput runs, medians reported (default: 3)"
@@ -155,12 +163,16 @@ def share_accept_all(
     props: dict[str, Any],
     timeout_s: float,
     total: Callable[[int], int] | None = None,
-) -> tuple[int, float]:
+) -> tuple[int, float, float]:
     """Accept records one by one until ``target`` are accepted (by this consumer, or by all when ``total``
     adds this one's count to a shared one); returns (accepted here, seconds from creation to the last
-    answered commit)."""
+    answered commit, time.monotonic() of that answer). close() is not timed (the single run's figure
+    never included it; the shared run takes the latest of the workers' last commits, not their exits).
+    With ``total`` a poll waits at most 10 ms, so a worker idle at the end notices the others are
+    done within that."""
     from logstore.client import AcknowledgeType, ShareConsumer
 
+    poll_ms = 100 if total is None else 10
     started = time.perf_counter()
     accepted = 0
     deadline = time.monotonic() + timeout_s
@@ -173,16 +185,17 @@ def share_accept_all(
                 raise TimeoutError(
                     f"only {reached} of {target} records of {topic!r} accepted in {timeout_s:g} s"
                 )
-            records = consumer.poll(timeout_ms=100)
+            records = consumer.poll(timeout_ms=poll_ms)
             for record in records:
                 consumer.acknowledge(record, AcknowledgeType.ACCEPT)
             accepted += len(records)
             reached = total(len(records)) if total is not None else accepted
         failures = consumer.commit_sync()
         seconds = time.perf_counter() - started
+        finished_at = time.monotonic()
     if failures:
         raise RuntimeError(f"acknowledgements failed: {failures}")
-    return accepted, seconds
+    return accepted, seconds, finished_at
 
 
 def _share_worker(
@@ -204,12 +217,14 @@ def _share_worker(
             return int(counter.value)
 
     barrier.wait(WORKER_READY_TIMEOUT_S)
-    accepted, seconds = share_accept_all(address, topic, group, target, props, timeout_s, total)
-    results.put((accepted, seconds))
+    accepted, _, finished_at = share_accept_all(address, topic, group, target, props, timeout_s, total)
+    results.put((accepted, finished_at))
 
 
 def share_many(address: str, topic: str, group: str, settings: ShareConsumeSettings) -> float:
-    """Records/s of ``settings.consumers`` processes sharing the group, from their common start."""
+    """Records/s of ``settings.consumers`` processes sharing the group, from their common start (the
+    barrier) to the last of their last answered commits. time.monotonic() is one clock for every
+    process on Linux (CLOCK_MONOTONIC)."""
     context = multiprocessing.get_context("spawn")
     counter = context.Value("q", 0)
     barrier = context.Barrier(settings.consumers + 1)
@@ -235,9 +250,9 @@ def share_many(address: str, topic: str, group: str, settings: ShareConsumeSetti
         process.start()
     try:
         barrier.wait(WORKER_READY_TIMEOUT_S)
-        started = time.perf_counter()
+        started = time.monotonic()
         done = [results.get(timeout=settings.timeout_s) for _ in processes]
-        seconds = time.perf_counter() - started
+        seconds = max(finished_at for _, finished_at in done) - started
     finally:
         for process in processes:
             process.join(10)
@@ -337,13 +352,20 @@ def run_share_consume(address: str, settings: ShareConsumeSettings) -> ShareCons
     for run in range(settings.runs):
         suffix = f"{os.getpid()}-{time.time_ns()}-{run}"
         topic = f"share-perf-{suffix}"
-        prefill(address, topic, settings.num_records, settings.record_size, settings.partitions)
+        prefill(
+            address,
+            topic,
+            settings.num_records,
+            settings.record_size,
+            settings.partitions,
+            settings.batch_bytes,
+        )
         plain = run_consume(address, ConsumeSettings(topic=topic, num_records=settings.num_records), None)
         configs = {"share.auto.offset.reset": "earliest", **settings.group_config}
         one_group, many_group = f"{topic}-one", f"{topic}-many"
         configure_group(address, one_group, configs)
         configure_group(address, many_group, configs)
-        accepted, seconds = share_accept_all(
+        accepted, seconds, _ = share_accept_all(
             address, topic, one_group, settings.num_records, settings.consumer_props, settings.timeout_s
         )
         many = share_many(address, topic, many_group, settings)
@@ -357,7 +379,8 @@ def summary(settings: ShareConsumeSettings, result: ShareConsumeResult) -> list[
         return ", ".join(f"{getattr(run, name):,.0f}" for run in result.runs)
 
     lines = [
-        f"{settings.num_records} records of {settings.record_size} B over {settings.partitions} partitions, "
+        f"{settings.num_records} records of {settings.record_size} B over {settings.partitions} partitions "
+        f"in batches of {settings.batch_bytes} B, "
         f"{settings.runs} runs, medians in records/sec:",
         f"plain Consumer:                    {result.median('plain'):,.0f} records/sec (runs: {figures('plain')})",
         f"1 ShareConsumer accepting each:    {result.median('share_one'):,.0f} records/sec (runs: {figures('share_one')})",
@@ -391,6 +414,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         num_records=args.num_records,
         record_size=args.record_size,
         partitions=args.partitions,
+        batch_bytes=args.batch_bytes,
         runs=args.runs,
         consumers=args.consumers,
         redelivery_runs=args.redelivery_runs,
