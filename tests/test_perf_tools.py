@@ -12,6 +12,8 @@ from logstore.bench.cli import main as logstore
 from logstore.bench.perf.cli import main as perf
 from logstore.broker.embedded import EmbeddedBroker
 
+from tests.conftest import StartBroker
+
 SWEEPS = Path(__file__).resolve().parent.parent / "bench" / "sweeps"
 RECORDS = 2000
 
@@ -255,3 +257,41 @@ def test_sweep_writes_csv_json_markdown_and_plots_if_it_can(
     else:
         for name in ("throughput_vs_batch_size.png", "latency_vs_throughput.png"):
             assert (output / name).read_bytes().startswith(b"\x89PNG")
+
+
+def test_kafka_clients_measures_each_client_beside_grpc(start_broker: StartBroker, capsys) -> None:
+    broker = start_broker(kafka_port=0)
+    result = run_json(
+        capsys,
+        "kafka-clients",
+        "--bootstrap",
+        broker.address,
+        "--kafka-bootstrap",
+        broker.kafka_address,
+        "--num-records",
+        "3000",
+        "--python-records",
+        "500",
+        "--e2e-records",
+        "50",
+        "--runs",
+        "2",
+    )
+    assert len(result["runs"]) == 2
+    for figures in result["runs"]:
+        assert set(figures) == {
+            "produce_confluent",
+            "produce_kafka_python",
+            "produce_aiokafka",
+            "produce_grpc",
+            "consume_confluent",
+            "consume_confluent_tuned",
+            "consume_grpc",
+            "e2e_confluent_p50_us",
+            "e2e_confluent_p99_us",
+            "e2e_grpc_p50_us",
+            "e2e_grpc_p99_us",
+        }
+        assert all(value > 0 for value in figures.values())
+        assert figures["e2e_confluent_p50_us"] <= figures["e2e_confluent_p99_us"]
+    assert set(result["median"]) == set(result["runs"][0])

@@ -7,16 +7,23 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from logstore.bench.perf import consume, e2e, produce, share_consume, sweep
+from logstore.bench.perf import consume, e2e, kafka_clients, produce, share_consume, sweep
 
-TOOLS = (produce.add_parser, consume.add_parser, share_consume.add_parser, e2e.add_parser, sweep.add_parser)
+TOOLS = (
+    produce.add_parser,
+    consume.add_parser,
+    share_consume.add_parser,
+    e2e.add_parser,
+    sweep.add_parser,
+    kafka_clients.add_parser,
+)
 
 
 def add_parser(subcommands: Any) -> None:
     """Register ``perf`` and its tools under ``subcommands`` (``logstore``'s subparsers)."""
     parser = subcommands.add_parser(
         "perf",
-        help="throughput and latency tools: produce, consume, share-consume, e2e, sweep",
+        help="throughput and latency tools: produce, consume, share-consume, e2e, sweep, kafka-clients",
         description="Measure what the broker and client do on this machine, beside what the machine allows.",
     )
     tools = parser.add_subparsers(dest="perf_tool", metavar="TOOL", required=True)

@@ -10,7 +10,7 @@ import os
 import platform
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,8 @@ class Target:
 
     address: str
     data_dir: Path | None
+    kafka_address: str | None = None
+    """The own broker's Kafka listener, when it was started with one."""
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,19 +55,20 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 @contextlib.contextmanager
-def target_broker(args: argparse.Namespace) -> Iterator[Target]:
-    """The broker named by ``--bootstrap``, or with ``--own-broker`` a fresh one stopped on exit."""
+def target_broker(args: argparse.Namespace, broker_args: Sequence[str] = ()) -> Iterator[Target]:
+    """The broker named by ``--bootstrap``, or with ``--own-broker`` a fresh one (started with
+    `broker_args`) stopped on exit."""
     if not args.own_broker:
         yield Target(bootstrap(args), None)
         return
     if getattr(args, "bootstrap", None):
         raise ValueError("give either --bootstrap or --own-broker, not both")
-    with own_broker() as target:
+    with own_broker(broker_args) as target:
         yield target
 
 
 @contextlib.contextmanager
-def own_broker() -> Iterator[Target]:
+def own_broker(broker_args: Sequence[str] = ()) -> Iterator[Target]:
     """``python -m logstore.broker`` on a free port over a temporary data directory, removed afterwards.
 
     A child process, not a thread: a broker in this process would share the GIL with the client and
@@ -74,10 +77,10 @@ def own_broker() -> Iterator[Target]:
     from logstore.broker.embedded import BrokerProcess
 
     with tempfile.TemporaryDirectory(prefix="logstore-perf-") as work:
-        broker = BrokerProcess(Path(work) / "data", Path(work) / "broker.log")
+        broker = BrokerProcess(Path(work) / "data", Path(work) / "broker.log", args=broker_args)
         address = broker.start()
         try:
-            yield Target(address, broker.data_dir)
+            yield Target(address, broker.data_dir, broker.kafka_address)
         finally:
             code = broker.terminate()
             if code != 0:
