@@ -1,7 +1,8 @@
 """Run a broker inside this process (on a background thread) or as a child process.
 
-For tests, benchmarks and tools that need a real broker on a real port. Both bind 127.0.0.1 port 0 by
-default and report the port they got.
+For tests, benchmarks and tools that need a real broker on real ports. Both bind 127.0.0.1 port 0 by
+default for the gRPC API and for the Kafka protocol listener (never the fixed 9093/9092, so runs in
+parallel and a broker of `make run` do not collide) and report the ports they got.
 """
 
 from __future__ import annotations
@@ -43,17 +44,20 @@ class EmbeddedBroker:
 
     @classmethod
     def on(cls, data_dir: Path | str, **overrides: Any) -> EmbeddedBroker:
-        """A broker over `data_dir` on a free loopback port, with other settings changed as given."""
+        """A broker over `data_dir` on free loopback ports (gRPC and Kafka), with other settings changed as
+        given (`kafka_listener=False` for no Kafka listener)."""
         overrides.setdefault("port", 0)
+        overrides.setdefault("kafka_port", 0)
         return cls(dataclasses.replace(Settings(), data_dir=Path(data_dir), **overrides))
 
     @property
     def address(self) -> str:
+        """`host:port` of the gRPC API, as a logstore client's bootstrap."""
         return self.server.address
 
     @property
     def kafka_port(self) -> int:
-        """The Kafka protocol listener's port (start the broker with `kafka_port=0` for a free one)."""
+        """The Kafka protocol listener's port (`on` picks a free one)."""
         assert self.server.kafka is not None and self.server.kafka.port is not None, "no Kafka listener"
         return self.server.kafka.port
 
@@ -111,7 +115,8 @@ class EmbeddedBroker:
 
 
 class BrokerProcess:
-    """`python -m logstore.broker` as a child process on a free port, its log written to `log_path`."""
+    """`python -m logstore.broker` as a child process on free ports (gRPC and Kafka), its log written to
+    `log_path`; `args` may override them (`--no-kafka-listener`, `--kafka-port N`)."""
 
     def __init__(
         self,
@@ -128,14 +133,18 @@ class BrokerProcess:
         self.process: subprocess.Popen[bytes] | None = None
         self.address: str | None = None
         self.kafka_address: str | None = None
-        """`host:port` of its Kafka protocol listener, when started with `--kafka-port`."""
+        """`host:port` of its Kafka protocol listener; None when started with `--no-kafka-listener`."""
         self._log: IO[bytes] | None = None
 
     def start(self, timeout_s: float = 30.0) -> str:
         """Start the broker and wait until it listens; returns its address."""
         self._log = self.log_path.open("ab")
         start_of_run = self.log_path.stat().st_size
-        command = [*self.command, "--data-dir", str(self.data_dir), "--port", "0", *self.args]
+        command = [
+            *self.command,
+            *("--data-dir", str(self.data_dir), "--port", "0", "--kafka-port", "0"),
+            *self.args,
+        ]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.process = subprocess.Popen(command, stdout=self._log, stderr=self._log, env=env)
         deadline = time.monotonic() + timeout_s

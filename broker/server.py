@@ -66,7 +66,7 @@ def _address(host: str, port: int) -> str:
 
 
 class BrokerServer:
-    """One broker: a LogManager, the domain over it, and a grpc.aio server in front.
+    """One broker: a LogManager, the domain over it, a grpc.aio server and the Kafka protocol listener in front.
 
     Not thread-safe: `start` and `stop` run on the broker's event loop (EmbeddedBroker hands them over).
     """
@@ -147,7 +147,7 @@ class BrokerServer:
             raise
         for name in ("", *SERVICE_NAMES):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        log.info("logstore broker listening on %s (data dir %s)", self.address, settings.data_dir)
+        log.info("logstore broker listening on %s (gRPC API; data dir %s)", self.address, settings.data_dir)
 
     async def _start_kafka(self) -> None:
         assert self.core is not None and self.answers is not None

@@ -3,7 +3,8 @@
 The config file is named by `--config` or `LOGSTORE_CONFIG`. Its keys are the field names below (dashes
 allowed instead of underscores); per-topic defaults go in a `[topic_defaults]` table under Kafka's names:
 
-    port = 9092
+    port = 9093
+    kafka_port = 9092
     data_dir = "/var/lib/logstore"
     auto_create_topics = false
     [topic_defaults]
@@ -64,13 +65,13 @@ class Settings:
     """Directory holding the topics; created if missing."""
     host: str = "127.0.0.1"
     """Interface to listen on; loopback unless you mean to expose the broker."""
-    port: int = 9092
-    """TCP port; 0 picks a free one (the log says which)."""
-    kafka_port: int = -1
-    """TCP port of the Kafka protocol listener; 0 picks a free one, -1 (for now the default, while gRPC
-    still owns 9092) serves no Kafka listener."""
+    port: int = 9093
+    """TCP port of the gRPC API; 0 picks a free one (the log says which)."""
+    kafka_port: int = 9092
+    """TCP port of the Kafka protocol listener: 9092, the port every Kafka client and tutorial assumes;
+    0 picks a free one."""
     kafka_listener: bool = True
-    """Serve the Kafka protocol listener when `kafka_port` is set; `--no-kafka-listener` turns it off."""
+    """Serve the Kafka protocol listener; `--no-kafka-listener` turns it off (and frees its port)."""
     auto_create_topics: bool = True
     """Create an unknown topic when a produce request names it, as Kafka does."""
     default_partitions: int = 1
@@ -140,7 +141,7 @@ class Settings:
 
     def __post_init__(self) -> None:
         _check_range("port", self.port, 0, 65535)
-        _check_range("kafka_port", self.kafka_port, -1, 65535)
+        _check_range("kafka_port", self.kafka_port, 0, 65535)
         if self.serves_kafka and self.kafka_port == self.port != 0:
             raise SettingsError(
                 f"kafka_port and port are both {self.port}: the Kafka listener and the gRPC API need a port each"
@@ -216,7 +217,7 @@ class Settings:
     @property
     def serves_kafka(self) -> bool:
         """Whether the broker runs its Kafka protocol listener."""
-        return self.kafka_listener and self.kafka_port >= 0
+        return self.kafka_listener
 
     @property
     def max_batch_bytes(self) -> int:
@@ -362,18 +363,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, default=given, help="TOML config file (env LOGSTORE_CONFIG)")
     parser.add_argument("--data-dir", type=Path, default=given, help="data directory (default ./data)")
     parser.add_argument("--host", default=given, help="interface to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=given, help="TCP port, 0 for any free one (default 9092)")
+    parser.add_argument(
+        "--port", type=int, default=given, help="gRPC API's TCP port, 0 for any free one (default 9093)"
+    )
     parser.add_argument(
         "--kafka-port",
         type=int,
         default=given,
-        help="Kafka protocol listener's TCP port, 0 for any free one (default: no Kafka listener)",
+        help="Kafka protocol listener's TCP port, 0 for any free one (default 9092)",
     )
     parser.add_argument(
         "--kafka-listener",
         action=argparse.BooleanOptionalAction,
         default=given,
-        help="serve the Kafka protocol on --kafka-port (default on when a Kafka port is given)",
+        help="serve the Kafka protocol on --kafka-port (default on; --no-kafka-listener: gRPC only)",
     )
     parser.add_argument(
         "--auto-create-topics",

@@ -2,7 +2,7 @@
 
     from logstore.client import Producer, Consumer, Admin, TopicPartition, tail, ShareConsumer, AcknowledgeType
 
-    with Consumer("orders", group_id="billing", bootstrap="127.0.0.1:9092") as consumer:
+    with Consumer("orders", group_id="billing", bootstrap="127.0.0.1:9093") as consumer:
         for record in consumer:   # the group shares the partitions; positions are auto-committed
             handle(record)
 

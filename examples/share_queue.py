@@ -40,7 +40,7 @@ GROUP = "task-workers"
 def main() -> int:
     parser = arguments(__doc__.splitlines()[0], count=30, seconds=30.0)
     parser.add_argument("--workers", type=int, default=3)
-    parser.set_defaults(bootstrap=os.environ.get("LOGSTORE_BOOTSTRAP", "127.0.0.1:9092"))
+    parser.set_defaults(bootstrap=os.environ.get("LOGSTORE_BOOTSTRAP", "127.0.0.1:9093"))
     args = parser.parse_args()
     if args.count < 3:
         parser.error("--count must be at least 3 (one poison task, one malformed, one that works)")

@@ -36,10 +36,13 @@ def topic_names(stubs) -> list[str]:
 # --- refusing to start, as a process --------------------------------------------------------------------
 
 
+FREE_PORTS = ("--port", "0", "--kafka-port", "0")
+
+
 def run_broker(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """`python -m logstore.broker` over `data_dir`, expected to refuse to start (so it exits by itself)."""
     return subprocess.run(
-        [sys.executable, "-m", "logstore.broker", "--data-dir", str(data_dir), "--port", "0", *args],
+        [sys.executable, "-m", "logstore.broker", "--data-dir", str(data_dir), *FREE_PORTS, *args],
         capture_output=True,
         text=True,
         timeout=120,

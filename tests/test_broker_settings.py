@@ -17,7 +17,8 @@ def _write(path: Path, text: str) -> Path:
 
 def test_defaults_listen_on_loopback_with_auto_creation() -> None:
     settings = load({}, env={})
-    assert (settings.host, settings.port, settings.data_dir) == ("127.0.0.1", 9092, Path("data"))
+    assert (settings.host, settings.port, settings.data_dir) == ("127.0.0.1", 9093, Path("data"))
+    assert (settings.kafka_port, settings.serves_kafka) == (9092, True), "Kafka's port, gRPC beside it"
     assert settings.auto_create_topics and settings.default_partitions == 1
 
 

@@ -159,5 +159,5 @@ def test_dump_log_of_a_missing_file(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("tool", ["topics list", "produce t", "consume t", "groups list"])
 def test_every_tool_takes_bootstrap_after_its_name(tool: str) -> None:
-    done = logstore(*tool.split(), "--bootstrap", "127.0.0.1:9092", "--help")
+    done = logstore(*tool.split(), "--bootstrap", "127.0.0.1:9093", "--help")
     assert b"--bootstrap HOST:PORT" in done.stdout

@@ -49,7 +49,7 @@ def test_topics_create_without_partitions_takes_the_brokers_default(start_broker
 
 def test_dump_log_takes_no_bootstrap() -> None:
     assert b"--bootstrap" not in logstore("dump-log", "--help").stdout
-    done = logstore("dump-log", "x.log", "--bootstrap", "127.0.0.1:9092", check=False)
+    done = logstore("dump-log", "x.log", "--bootstrap", "127.0.0.1:9093", check=False)
     assert done.returncode == 2 and b"unrecognized arguments: --bootstrap" in done.stderr
 
 

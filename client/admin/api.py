@@ -1,7 +1,7 @@
 """Topic and group administration: create, delete, list, describe, grow and reconfigure topics; list,
 describe (with lag), delete groups and reset their committed offsets (``logstore.client.admin.groups``).
 
-    with Admin(bootstrap="127.0.0.1:9092") as admin:
+    with Admin(bootstrap="127.0.0.1:9093") as admin:
         admin.create_topics([NewTopic("orders", 6, {"retention.ms": "86400000"})])
         print(admin.describe_topics(["orders"]))
 

@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Callable
 
-DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+DEFAULT_BOOTSTRAP = "127.0.0.1:9093"
 BOOTSTRAP_ENV = "LOGSTORE_BOOTSTRAP"
 
 Handler = Callable[[argparse.Namespace, argparse.ArgumentParser], int]

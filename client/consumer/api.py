@@ -1,6 +1,6 @@
 """The consumer: ``assign()`` partitions (or follow whole topics), then ``poll()`` or iterate.
 
-    with Consumer(bootstrap="127.0.0.1:9092", auto_offset_reset="earliest") as consumer:
+    with Consumer(bootstrap="127.0.0.1:9093", auto_offset_reset="earliest") as consumer:
         consumer.assign([TopicPartition("orders", 0)])
         for record in consumer:
             print(record.offset, record.value)

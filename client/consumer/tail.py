@@ -1,6 +1,6 @@
 """A live tail without a group: records pushed by the broker as they are appended (pub/sub style).
 
-    with tail("orders", bootstrap="127.0.0.1:9092") as records:
+    with tail("orders", bootstrap="127.0.0.1:9093") as records:
         for record in records:   # blocks for the next record; close() from another thread ends it
             print(record.value)
 

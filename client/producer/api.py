@@ -1,6 +1,6 @@
 """The producer: ``send()`` appends to a batch and returns a future; a sender thread does the rest.
 
-    with Producer(bootstrap="127.0.0.1:9092") as producer:
+    with Producer(bootstrap="127.0.0.1:9093") as producer:
         future = producer.send("orders", b'{"id": 7}', key=b"customer-42")
         print(future.get(timeout=10))  # RecordMetadata(topic='orders', partition=3, offset=17, ...)
 

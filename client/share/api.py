@@ -1,7 +1,7 @@
 """The share consumer: a member of a share group (Kafka's KIP-932 queues), shaped like Kafka's
 KafkaShareConsumer and confluent-kafka's ShareConsumer, with kafka-python's option names.
 
-    with ShareConsumer("tasks", group_id="workers", bootstrap="127.0.0.1:9092") as consumer:
+    with ShareConsumer("tasks", group_id="workers", bootstrap="127.0.0.1:9093") as consumer:
         for record in consumer:     # implicit mode: the next poll accepts what the last one gave
             handle(record)
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import grpc
 from logstore.wire.logstore.v1 import admin_pb2_grpc, fetch_pb2_grpc, produce_pb2_grpc
 
-DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+DEFAULT_BOOTSTRAP = "127.0.0.1:9093"
 MESSAGE_HEADROOM = 4 * 1024 * 1024
 """Room in a gRPC message beyond its record bytes (per-partition fields), as the broker keeps."""
 _GRPC_MESSAGE_LIMIT = 2**31 - 1
@@ -27,7 +27,7 @@ def parse_bootstrap(bootstrap: str | list[str] | tuple[str, ...]) -> str:
     address = bootstrap.split(",")[0].strip()
     host, sep, port = address.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"bootstrap {bootstrap!r} is not 'host:port' (for example '127.0.0.1:9092')")
+        raise ValueError(f"bootstrap {bootstrap!r} is not 'host:port' (for example '127.0.0.1:9093')")
     return address
 
 
