@@ -66,12 +66,29 @@ def add_parser(subcommands: Any) -> None:
         metavar="MS",
         help="accepted for the other tools' sake; unused",
     )
-    parser.add_argument("--num-records", type=positive_int, default=1_000_000)
-    parser.add_argument("--python-records", type=positive_int, default=200_000)
-    parser.add_argument("--record-size", type=positive_int, default=100)
-    parser.add_argument("--e2e-records", type=positive_int, default=10_000)
-    parser.add_argument("--partitions", type=positive_int, default=1)
-    parser.add_argument("--runs", type=positive_int, default=3)
+    parser.add_argument(
+        "--num-records",
+        type=positive_int,
+        default=1_000_000,
+        help="records each fast client (confluent-kafka, gRPC) produces and consumes",
+    )
+    parser.add_argument(
+        "--python-records",
+        type=positive_int,
+        default=200_000,
+        help="records for the pure-Python clients (kafka-python, aiokafka), which are slower",
+    )
+    parser.add_argument("--record-size", type=positive_int, default=100, help="value bytes per record")
+    parser.add_argument(
+        "--e2e-records",
+        type=positive_int,
+        default=10_000,
+        help="records sent one at a time for the end-to-end latency",
+    )
+    parser.add_argument("--partitions", type=positive_int, default=1, help="partitions of each run's topic")
+    parser.add_argument(
+        "--runs", type=positive_int, default=3, help="runs per client; the summary reports medians"
+    )
     parser.add_argument(
         "--only",
         choices=("produce", "consume", "e2e"),
