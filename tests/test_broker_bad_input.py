@@ -28,8 +28,9 @@ def seeded(stubs):
 _BAD_CONTENTS = [
     "garbage-records",
     "gzip-header-over-garbage",
-    "snappy",
-    "lz4",
+    "snappy-garbage",
+    "lz4-garbage",
+    "lz4-dependent-blocks",
     "1000-offsets-for-one-record",
     "bytes-left-after-records",
 ]

@@ -213,7 +213,7 @@ def test_check_batch_releases_its_view_of_the_buffer() -> None:
 
 
 def test_unsupported_codecs_fail_to_decode_with_a_clear_error() -> None:
-    for codec, name in ((2, "snappy"), (3, "lz4"), (7, "unknown")):
+    for codec, name in ((5, "unknown"), (7, "unknown")):
         data = patch(batch(), ">h", ATTRIBUTES_OFFSET, codec, fix_crc=True)
         assert check_batch(data).compression == codec  # stored as opaque bytes is fine
         with pytest.raises(CorruptRecordError, match=f"compression codec {name}.*not supported"):
@@ -249,12 +249,16 @@ def test_malformed_records_under_a_valid_crc_are_corrupt_record_errors() -> None
 # --- decompression bombs ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("codec_id", [1, 4], ids=["gzip", "zstd"])
-def test_decompression_is_capped(codec_id: int) -> None:
+@pytest.mark.parametrize(
+    ("codec_id", "bomb_size"),
+    [(1, 64 * 1024), (2, 256 * 1024), (3, 64 * 1024), (4, 64 * 1024)],  # snappy shrinks zeros only ~21:1
+    ids=["gzip", "snappy", "lz4", "zstd"],
+)
+def test_decompression_is_capped(codec_id: int, bomb_size: int) -> None:
     from logstore.records.compression import compress, decompress
 
     bomb = compress(codec_id, b"\x00" * (4 * 1024 * 1024))
-    assert len(bomb) < 64 * 1024
+    assert len(bomb) < bomb_size
     with pytest.raises(CorruptRecordError, match="decompresses to more than"):
         decompress(codec_id, bomb, max_bytes=1024 * 1024)
     assert len(decompress(codec_id, bomb, max_bytes=4 * 1024 * 1024)) == 4 * 1024 * 1024
@@ -273,3 +277,68 @@ def test_zstd_frames_without_a_declared_size_are_capped_too() -> None:
     small = zstandard.ZstdCompressor().compress(b"ok")
     with pytest.raises(CorruptRecordError, match="decompresses to more than"):
         decompress(ZSTD, small + streamed, max_bytes=1024 * 1024)
+
+
+def test_snappy_sizes_are_checked_before_anything_is_inflated() -> None:
+    """Every raw snappy block starts with its length: a block or a xerial stream claiming more is refused
+    before any output buffer is allocated."""
+    import cramjam
+
+    from logstore.records.compression import SNAPPY, decompress
+    from logstore.records.snappy_codec import XERIAL_HEADER
+
+    claims_4_gib = b"\xff\xff\xff\xff\x0f" + b"\x00" * 10
+    with pytest.raises(CorruptRecordError, match="decompresses to more than"):
+        decompress(SNAPPY, claims_4_gib)
+    block = bytes(cramjam.snappy.compress_raw(b"\x00" * 32 * 1024))
+    xerial = XERIAL_HEADER + (struct.pack(">i", len(block)) + block) * 40  # 40 blocks of 32 KiB
+    assert len(decompress(SNAPPY, xerial)) == 40 * 32 * 1024
+    with pytest.raises(CorruptRecordError, match="decompresses to more than"):
+        decompress(SNAPPY, xerial, max_bytes=39 * 32 * 1024)
+    lying = bytearray(block)
+    lying[0] -= 1  # the varint now claims one byte less than the block holds
+    with pytest.raises(CorruptRecordError, match="snappy records section does not decompress"):
+        decompress(SNAPPY, bytes(lying))
+
+
+def test_lz4_frames_are_capped_by_declared_size_and_block_by_block() -> None:
+    """A frame that declares its content size is refused from its header; one that does not is refused
+    after the block that passes the cap, in frames of any block size (64 KiB to 4 MiB)."""
+    import lz4.frame
+
+    from logstore.records.compression import LZ4, decompress
+
+    zeros = b"\x00" * (4 * 1024 * 1024)
+    sized = lz4.frame.compress(zeros, block_linked=False, store_size=True)
+    with pytest.raises(CorruptRecordError, match="decompresses to more than"):
+        decompress(LZ4, sized[:64], max_bytes=1024 * 1024)  # the header alone is enough to refuse it
+    for block_size in (lz4.frame.BLOCKSIZE_MAX64KB, lz4.frame.BLOCKSIZE_MAX4MB):
+        unsized = lz4.frame.compress(zeros, block_linked=False, store_size=False, block_size=block_size)
+        with pytest.raises(CorruptRecordError, match="decompresses to more than"):
+            decompress(LZ4, unsized, max_bytes=1024 * 1024)
+        assert decompress(LZ4, unsized) == zeros
+    with pytest.raises(CorruptRecordError, match="decompresses to more than"):
+        decompress(LZ4, lz4.frame.compress(b"ok", block_linked=False) + sized, max_bytes=1024 * 1024)
+
+
+def test_lz4_frames_kafka_does_not_read_are_refused() -> None:
+    import lz4.frame
+
+    from logstore.records.compression import LZ4, decompress
+
+    values = b"".join(b"record %d " % i for i in range(100_000))  # many 64 KiB blocks
+    with pytest.raises(CorruptRecordError, match="dependent blocks"):
+        decompress(LZ4, lz4.frame.compress(values, block_linked=True))
+    good = lz4.frame.compress(values, block_linked=False, content_checksum=True, block_checksum=True)
+    assert decompress(LZ4, good) == values
+    with pytest.raises(CorruptRecordError, match="reserved bits"):
+        decompress(LZ4, good[:4] + bytes([good[4] | 0x01]) + good[5:])  # a dictionary id
+    with pytest.raises(CorruptRecordError, match="truncated"):
+        decompress(LZ4, good[:-10])
+    # By hand: independent blocks and a content size of 3 (FLG 0x68, BD 64 KiB), its descriptor checksum
+    # byte (not checked: the batch CRC covers it), one stored block of 2 bytes, the end mark.
+    header = struct.pack("<IBBQB", 0x184D2204, 0x68, 0x40, 3, 0)
+    lying = header + struct.pack("<I", 0x80000002) + b"ab" + b"\x00" * 4
+    with pytest.raises(CorruptRecordError, match="declares 3 bytes of content but holds 2"):
+        decompress(LZ4, lying)
+    assert decompress(LZ4, lying.replace(b"\x03", b"\x02", 1)) == b"ab"

@@ -9,13 +9,15 @@ cases use compressible values and ``partition_leader_epoch=0``. Its gzip output 
 from __future__ import annotations
 
 import pytest
-from kafka.codec import has_zstd
+from kafka.codec import has_lz4, has_snappy, has_zstd
 from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
 
 from logstore.records import (
     GZIP,
     LOG_APPEND_TIME,
+    LZ4,
     NONE,
+    SNAPPY,
     ZSTD,
     BatchBuilder,
     Record,
@@ -25,10 +27,13 @@ from logstore.records import (
 
 BASE_TS = 1_700_000_000_000
 
-# zstandard is installed in the project's environment, so kafka-python's zstd codec is available.
+# zstandard, python-snappy and lz4 are installed in the project's environment (the test extra), so
+# kafka-python's codecs for all five are available.
 assert has_zstd(), "kafka-python cannot see zstandard; the zstd compatibility cases would not run"
+assert has_snappy(), "kafka-python cannot see python-snappy (the test extra); the snappy cases would not run"
+assert has_lz4(), "kafka-python cannot see lz4 (the test extra); the lz4 cases would not run"
 
-COMPRESSIONS = [NONE, GZIP, ZSTD]
+COMPRESSIONS = [NONE, GZIP, SNAPPY, LZ4, ZSTD]
 
 RECORDS: list[tuple[bytes | None, bytes | None, list[tuple[str, bytes | None]], int]] = [
     # (key, value, headers, timestamp)
@@ -112,7 +117,7 @@ def test_kafka_python_reads_log_append_time() -> None:
     assert [r.timestamp for r in batch] == [BASE_TS + 2] * 3
 
 
-@pytest.mark.parametrize("compression", [NONE, ZSTD])
+@pytest.mark.parametrize("compression", [NONE, SNAPPY, ZSTD])  # same snappy blocks: xerial's 32 KiB
 def test_byte_for_byte_equal_to_kafka_python(compression: int) -> None:
     ours = our_build(RECORDS, compression, partition_leader_epoch=0)
     theirs = kafka_build(RECORDS, compression)

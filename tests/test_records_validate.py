@@ -84,6 +84,12 @@ def validate(batch: bytes, *, require_keys: bool = False) -> None:
 
 THREE = b"".join(record(i, b"value %d" % i) for i in range(3))
 
+
+def _dependent(frame: bytes) -> bytes:
+    """The LZ4 frame with its block-independence flag cleared (its descriptor checksum is not checked)."""
+    return frame[:4] + bytes([frame[4] & ~0x20]) + frame[5:]
+
+
 # name -> (CRC-valid batch with bad contents, the error, words its message must hold)
 BAD_BATCHES: dict[str, tuple[bytes, type[Exception], str]] = {
     "garbage-records": (raw_batch(b"\x93garbage that is no record" * 4, 3), CorruptRecordError, "record 0"),
@@ -97,8 +103,36 @@ BAD_BATCHES: dict[str, tuple[bytes, type[Exception], str]] = {
         CorruptRecordError,
         "record 0",
     ),
-    "snappy": (raw_batch(b"\x00" * 20, 1, attributes=SNAPPY), CorruptRecordError, "snappy is not supported"),
-    "lz4": (raw_batch(b"\x00" * 20, 1, attributes=LZ4), CorruptRecordError, "lz4 is not supported"),
+    "snappy-garbage": (
+        raw_batch(b"\x00" * 20, 1, attributes=SNAPPY),
+        CorruptRecordError,
+        "snappy records section does not decompress",
+    ),
+    "xerial-snappy-truncated": (
+        raw_batch(compress(SNAPPY, THREE)[:-3], 3, attributes=SNAPPY),
+        CorruptRecordError,
+        "does not fit",
+    ),
+    "lz4-garbage": (
+        raw_batch(b"\x00" * 20, 1, attributes=LZ4),
+        CorruptRecordError,
+        "lz4 records section has no frame",
+    ),
+    "lz4-truncated": (
+        raw_batch(compress(LZ4, THREE)[:-5], 3, attributes=LZ4),
+        CorruptRecordError,
+        "truncated",
+    ),
+    "lz4-dependent-blocks": (
+        raw_batch(_dependent(compress(LZ4, THREE)), 3, attributes=LZ4),
+        CorruptRecordError,
+        "dependent blocks",
+    ),
+    "unknown-codec": (
+        raw_batch(THREE, 3, attributes=6),
+        CorruptRecordError,
+        "unknown \\(6\\) is not supported",
+    ),
     "negative-timestamp": (built([b"v"], timestamps=[-5]), InvalidTimestampError, "timestamp -5"),
     "1000-offsets-for-one-record": (
         raw_batch(record(0, b"v"), 1, last_offset_delta=999),
@@ -155,7 +189,7 @@ def test_log_append_refuses_it_and_writes_nothing(tmp_path, name: str) -> None:
         log.close()
 
 
-@pytest.mark.parametrize("compression", [NONE, GZIP, ZSTD])
+@pytest.mark.parametrize("compression", [NONE, GZIP, SNAPPY, LZ4, ZSTD])
 def test_good_batches_pass(compression: int) -> None:
     validate(built([b"v" * 100] * 3, compression))
     validate(built([b"v" * i for i in range(300)], compression))  # no two records of one shape

@@ -132,7 +132,10 @@ def add_producer_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--linger-ms", type=float, default=5, help="producer linger_ms (default: 5)")
     parser.add_argument("--acks", choices=["0", "1", "all", "-1"], default="1", help="(default: 1)")
     parser.add_argument(
-        "--compression", choices=["none", "gzip", "zstd"], default="none", help="batch codec (default: none)"
+        "--compression",
+        choices=["none", "gzip", "snappy", "lz4", "zstd"],
+        default="none",
+        help="batch codec (default: none)",
     )
     parser.add_argument(
         "--partitions",

@@ -41,7 +41,7 @@ def add_parser(subcommands: Any) -> None:
     )
     parser.add_argument(
         "--compression",
-        choices=["none", "gzip", "zstd"],
+        choices=["none", "gzip", "snappy", "lz4", "zstd"],
         default="none",
         help="compress each batch with this codec (default: none)",
     )

@@ -20,9 +20,9 @@ import grpc
 from logstore.client.shared.connection import DEFAULT_BOOTSTRAP
 from logstore.client.shared.serde import Serializer, resolve_serializer
 
-from logstore.records import GZIP, NONE, ZSTD
+from logstore.records import GZIP, LZ4, NONE, SNAPPY, ZSTD
 
-COMPRESSION = {"none": NONE, None: NONE, "gzip": GZIP, "zstd": ZSTD}
+COMPRESSION = {"none": NONE, None: NONE, "gzip": GZIP, "snappy": SNAPPY, "lz4": LZ4, "zstd": ZSTD}
 ACKS = {0: 0, 1: 1, -1: -1, "all": -1, "0": 0, "1": 1, "-1": -1}
 MAX_IN_FLIGHT_IDEMPOTENT = 5
 """The broker remembers the last five batches per producer and partition, so it can deduplicate at most
@@ -30,12 +30,7 @@ five requests in flight."""
 
 
 def _compression_refusal(name: str, codec: object) -> str:
-    if codec in ("snappy", "lz4"):
-        return (
-            f"{name}={codec!r} is not supported: this producer writes 'gzip' or 'zstd' batches "
-            "(or 'none'); use one of those"
-        )
-    return f"{name} must be 'none', 'gzip' or 'zstd', got {codec!r}"
+    return f"{name} must be 'none', 'gzip', 'snappy', 'lz4' or 'zstd', got {codec!r}"
 
 
 @dataclass(frozen=True, slots=True)
