@@ -1,28 +1,38 @@
-"""aiokafka against the Kafka listener: a producer and an assigned consumer round trip."""
+"""aiokafka against the Kafka listener: a producer and an assigned consumer round trip, each codec."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
+import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from logstore.broker.embedded import EmbeddedBroker
 
-from tests.conftest import StartBroker
+from logstore.records import iter_headers
+from tests.conftest import StartBroker, Stubs
 
 COUNT = 100
 
 
-async def round_trip(address: str) -> list[tuple[int, bytes | None, bytes | None, list[tuple[str, bytes]]]]:
-    producer = AIOKafkaProducer(bootstrap_servers=address, acks="all", enable_idempotence=True)
+async def round_trip(
+    address: str, compression_type: str | None = None
+) -> list[tuple[int, bytes | None, bytes | None, list[tuple[str, bytes]]]]:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=address,
+        acks="all",
+        enable_idempotence=True,
+        compression_type=compression_type,
+        linger_ms=20 if compression_type else 0,
+    )
     await producer.start()
     try:
-        sent = [
-            await producer.send_and_wait(
-                "aio", b"value-%d" % i, key=b"key-%d" % i, headers=[("n", b"%d" % i)]
-            )
+        pending = [
+            await producer.send("aio", b"value-%d" % i, key=b"key-%d" % i, headers=[("n", b"%d" % i)])
             for i in range(COUNT)
         ]
+        sent = await asyncio.gather(*pending)
     finally:
         await producer.stop()
     assert [(m.partition, m.offset) for m in sent] == [(0, i) for i in range(COUNT)]
@@ -42,7 +52,15 @@ async def round_trip(address: str) -> list[tuple[int, bytes | None, bytes | None
         await consumer.stop()
 
 
-def test_aiokafka_producer_and_consumer_round_trip(start_broker: StartBroker) -> None:
+CODECS = {None: 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
+
+
+@pytest.mark.parametrize("compression_type", list(CODECS))
+def test_aiokafka_producer_and_consumer_round_trip(
+    start_broker: StartBroker, connect: Callable[[EmbeddedBroker], Stubs], compression_type: str | None
+) -> None:
     broker: EmbeddedBroker = start_broker(kafka_port=0)
-    got = asyncio.run(round_trip(broker.kafka_address))
+    got = asyncio.run(round_trip(broker.kafka_address, compression_type))
+    stored = connect(broker).fetch_one("aio", 0, 0, max_bytes=1 << 24).records
+    assert {h.compression for _, h in iter_headers(stored)} == {CODECS[compression_type]}
     assert got == [(i, b"key-%d" % i, b"value-%d" % i, [("n", b"%d" % i)]) for i in range(COUNT)]

@@ -79,6 +79,21 @@ def test_an_idempotent_gzip_producer_with_acks_all_and_an_assigned_consumer_see_
     assert all(h.producer_id >= 0 and h.base_sequence >= 0 for h in headers)
 
 
+@pytest.mark.parametrize(("codec", "codec_id"), [("snappy", 2), ("lz4", 3), ("zstd", 4)])
+def test_each_codec_kafka_python_writes_is_stored_as_sent_and_read_back(
+    kafka_broker: EmbeddedBroker, connect: Callable[[EmbeddedBroker], Stubs], codec: str, codec_id: int
+) -> None:
+    """kafka-python's xerial snappy, lz4 frames (python-lz4) and zstd, written and read by kafka-python."""
+    placed = produce(kafka_broker, codec, COUNT, compression_type=codec, linger_ms=20)
+    assert placed == [(0, i) for i in range(COUNT)]
+    stored = connect(kafka_broker).fetch_one(codec, 0, 0, max_bytes=1 << 24).records
+    assert {h.compression for _, h in iter_headers(stored)} == {codec_id}
+    records = read_all(kafka_broker, TopicPartition(codec, 0), COUNT)
+    assert [(r.offset, r.key, r.value) for r in records] == [  # type: ignore[attr-defined]
+        (i, b"key-%d" % i, b"value-%d" % i) for i in range(COUNT)
+    ]
+
+
 def test_seek_into_the_middle_of_a_batch_reads_from_that_offset(kafka_broker: EmbeddedBroker) -> None:
     produce(kafka_broker, "t", 50, linger_ms=50, batch_size=1 << 20)  # few, large batches
     tp = TopicPartition("t", 0)
