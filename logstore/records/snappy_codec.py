@@ -3,9 +3,9 @@
 A Java producer's snappy batch is the stream of xerial's ``SnappyOutputStream``: a 16-byte header (the
 magic ``\\x82SNAPPY\\x00``, then a version and a compat int32) and blocks, each a big-endian int32 length
 and one raw snappy block of at most 32 KiB of input. librdkafka writes one raw snappy block instead. Like
-Kafka's broker we read both, telling them apart by the magic, and we write the xerial framing: it is what
-Java writes and what every client reads (Java, librdkafka, kafka-python, aiokafka), where raw snappy is
-not read by Java consumers older than the framing detection.
+Kafka's broker we read both, telling them apart by the magic. We write the xerial framing: it is what
+Java's producer writes, so it is what every client's reader is built for (Java, librdkafka, kafka-python
+and aiokafka all detect it), and its 32 KiB blocks keep each decompression small.
 
 Every raw block starts with its uncompressed length (a varint), so the cap is checked before anything
 is inflated. The codec is cramjam's (the Rust ``snap`` crate).
