@@ -223,3 +223,17 @@ def test_only_a_group_without_members_can_be_deleted(coordinator: ClassicGroupCo
     assert coordinator.describe(G).state is ClassicGroupState.EMPTY  # type: ignore[union-attr]
     coordinator.delete(G)
     assert coordinator.describe(G) is None
+
+
+def test_a_member_whose_waiting_join_was_abandoned_is_removed_after_its_session(
+    coordinator: ClassicGroupCoordinator,
+) -> None:
+    first, _ = join(coordinator)
+    coordinator.sync(G, 1, first, None, {}, 0)
+    second, _ = join(coordinator, client="d")  # waits for the first to rejoin
+    coordinator.abandon(G, second, 100)  # its connection closed: the process is gone
+    _, done = join(coordinator, member_id=first, now=200)
+    assert done.joins == {}  # the second is still a member until its session ends...
+    done = coordinator.tick(100 + SESSION)  # ...long before the rebalance timeout
+    assert [m for _, m, _ in done.removed] == [second]
+    assert done.joins[G, first].generation_id == 2 and done.joins[G, first].leader_id == first

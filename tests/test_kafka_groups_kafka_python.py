@@ -7,12 +7,15 @@ two members share partitions and the survivor takes over from one killed with SI
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
@@ -103,7 +106,7 @@ def test_offsets_committed_over_kafka_are_the_grpc_groups_and_the_reverse(
         got: list[int] = []
         while len(got) < 4:
             for records in consumer.poll(timeout_ms=1000).values():
-                got.extend(json.loads(r.value)["order"] for r in records)
+                got.extend(json.loads(r.value or b"")["order"] for r in records)
         consumer.commit()
     assert got == list(range(4))
     # ...which kafka-python's admin client reads back, and the group lists as a consumer group.
@@ -142,8 +145,9 @@ def test_a_group_id_serves_one_protocol_at_a_time(kafka_broker: EmbeddedBroker) 
 
 
 CHILD = """
-import json, sys
+import json, logging, sys
 from kafka import KafkaConsumer
+logging.basicConfig(level=logging.INFO)
 consumer = KafkaConsumer("jobs", bootstrap_servers=[sys.argv[1]], group_id="workers",
                          session_timeout_ms=2000, heartbeat_interval_ms=300, auto_offset_reset="earliest")
 seen = None
@@ -175,21 +179,30 @@ def test_a_member_killed_with_sigkill_loses_its_partitions_to_the_other_after_it
     )
     script = tmp_path / "member.py"
     script.write_text(textwrap.dedent(CHILD))
+    child_log = (tmp_path / "member.log").open("w")
     child = subprocess.Popen(
         [sys.executable, str(script), kafka_broker.kafka_address],
         stdout=subprocess.PIPE,
+        stderr=child_log,
         text=True,
         env={**os.environ, "PYTHONWARNINGS": "ignore"},
     )
     try:
-        # Both members share the four partitions: the child says what it owns, line by line.
+        # Both members share the four partitions: the child says what it owns, line by line (read on a
+        # thread, so that the survivor keeps polling: a rebalance needs both members to join).
+        reports: queue.Queue[str] = queue.Queue()
+
+        def forward() -> None:
+            for line in child.stdout or ():
+                reports.put(line)
+
+        threading.Thread(target=forward, daemon=True).start()
         child_owns: list[int] = []
-        while not (child_owns and sorted(child_owns + owned(survivor)) == [0, 1, 2, 3]):
+        while not (len(child_owns) == 2 and sorted(child_owns + owned(survivor)) == [0, 1, 2, 3]):
             survivor.poll(timeout_ms=100)
-            if len(child_owns) != 2:
-                line = child.stdout.readline() if child.stdout else ""
-                assert line, "the second member exited before it was given partitions"
-                child_owns = json.loads(line)
+            with contextlib.suppress(queue.Empty):
+                child_owns = json.loads(reports.get_nowait())
+            assert child.poll() is None, "the second member exited"
         assert len(owned(survivor)) == 2
         child.send_signal(signal.SIGKILL)
         child.wait(30)
@@ -209,4 +222,5 @@ def test_a_member_killed_with_sigkill_loses_its_partitions_to_the_other_after_it
         child.wait(30)
         if child.stdout is not None:
             child.stdout.close()
+        child_log.close()
         survivor.close()

@@ -189,6 +189,17 @@ class ClassicGroupCoordinator:
                 errors.append(exc)
         return errors, self._take()
 
+    def abandon(self, group_id: str, member_id: str, now_ms: int) -> Completions:
+        """A waiting JoinGroup or SyncGroup will never be answered (its connection closed): the member's
+        session runs again, so a process that died mid-rebalance is removed after its session timeout,
+        not after the whole rebalance timeout (which is max.poll.interval.ms, minutes by default)."""
+        group = self._groups.get(group_id)
+        member = group.members.get(member_id) if group is not None else None
+        if member is not None and (member.joining or member.syncing):
+            member.joining = member.syncing = False
+            member.session_deadline_ms = now_ms + member.session_timeout_ms
+        return self._take()
+
     def validate_commit(
         self, group_id: str, generation_id: int, member_id: str, instance_id: str | None
     ) -> None:

@@ -67,7 +67,7 @@ class ClassicGroups:
         member_id, done = self._coordinator.join(request, self._clock_ms())
         waiting = self._wait(self._joins, request.group_id, member_id)
         self._apply(done)
-        return await waiting
+        return await self._answer(waiting, self._joins, request.group_id, member_id)
 
     async def sync(
         self,
@@ -83,7 +83,7 @@ class ClassicGroups:
         )
         waiting = self._wait(self._syncs, group_id, member_id)
         self._apply(done)
-        return await waiting
+        return await self._answer(waiting, self._syncs, group_id, member_id)
 
     def heartbeat(self, group_id: str, generation_id: int, member_id: str, instance_id: str | None) -> None:
         self._coordinator.heartbeat(group_id, generation_id, member_id, instance_id, self._clock_ms())
@@ -164,8 +164,28 @@ class ClassicGroups:
         future = table[(group_id, member_id)] = asyncio.get_running_loop().create_future()
         return future
 
+    async def _answer(
+        self, waiting: asyncio.Future[Any], table: dict[tuple[str, str], Any], group_id: str, member_id: str
+    ) -> Any:
+        try:
+            return await waiting
+        except asyncio.CancelledError:  # the connection closed: nobody will read this answer
+            if table.get((group_id, member_id)) is waiting:
+                del table[group_id, member_id]
+                self._apply(self._coordinator.abandon(group_id, member_id, self._clock_ms()))
+            raise
+
     def _apply(self, done: Completions) -> None:
         for key, joined in done.joins.items():
+            if joined.members:  # the leader's answer: a generation began
+                log.info(
+                    "classic group %s: generation %d with %d member(s), leader %s, protocol %s",
+                    key[0],
+                    joined.generation_id,
+                    len(joined.members),
+                    joined.leader_id,
+                    joined.protocol_name,
+                )
             self._resolve(self._joins, key, joined)
         for key, synced in done.syncs.items():
             self._resolve(self._syncs, key, synced)
