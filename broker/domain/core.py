@@ -7,10 +7,12 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
+from logstore.broker.classic_group_machine.model import ClassicConfig
 from logstore.broker.domain.durability import Flusher
 from logstore.broker.domain.errors import ShuttingDownError
 from logstore.broker.domain.fetch import Reader
 from logstore.broker.domain.groups import GroupDomain
+from logstore.broker.domain.groups.classic import ClassicGroups
 from logstore.broker.domain.groups.offset_store import DEFAULT_OFFSETS_PARTITIONS, OFFSETS_TOPIC
 from logstore.broker.domain.produce import Appender
 from logstore.broker.domain.producer_ids import ProducerIdAllocator, highest_producer_id
@@ -90,9 +92,20 @@ class BrokerCore:
             self.waiters,
             self._flusher,
             share_config or ShareGroupConfig(),
-            is_consumer_group=self._groups.has_group,
+            is_consumer_group=lambda group_id: (
+                self._groups.has_group(group_id) or self._classic.has_members(group_id)
+            ),
+        )
+        self._classic = ClassicGroups(
+            self._groups,
+            ClassicConfig(
+                min_session_timeout_ms=self._groups.min_session_timeout_ms,
+                max_session_timeout_ms=self._groups.max_session_timeout_ms,
+            ),
+            share_group=self._share.has_group,
         )
         self._groups.foreign_group = self._share.has_group
+        self._groups.classic_members = self._classic.has_members
         self.topics.internal = frozenset({OFFSETS_TOPIC, STATE_TOPIC})
         self.topics.on_change = self._topic_changed
         self.shutting_down = False
@@ -112,6 +125,13 @@ class BrokerCore:
         """Consumer groups and committed offsets; refused while shutting down."""
         self._check_running()
         return self._groups
+
+    @property
+    def classic_groups(self) -> ClassicGroups:
+        """Consumer groups of the classic protocol (the Kafka listener's JoinGroup); refused while shutting
+        down."""
+        self._check_running()
+        return self._classic
 
     @property
     def share(self) -> ShareDomain:
@@ -164,6 +184,7 @@ class BrokerCore:
         self._reader.closing = True
         self._subscriptions.closing = True
         self._groups.close()
+        self._classic.close()
         self._share.close()
         self.waiters.notify_all()
 

@@ -45,6 +45,8 @@ class Appender:
         if acks is Acks.NONE:
             self._defer(entries)
             return []
+        if self._unacknowledged:  # acks=0 requests that came first are appended first
+            self.drain_unacknowledged()
         appended = [self._append(entry) for entry in entries]
         outcomes = [outcome for outcome, _, _ in appended]
         if acks is Acks.ALL:

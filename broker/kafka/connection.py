@@ -11,11 +11,12 @@ hold. A frame that cannot be read closes this connection only, with a log line n
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable
 from typing import Any
 
-from logstore.broker.kafka import admin, api_versions, fetch, metadata, produce
+from logstore.broker.kafka import admin, api_versions, fetch, group_admin, groups, metadata, offsets, produce
 from logstore.broker.kafka.codec import (
     Header,
     MalformedRequestError,
@@ -28,12 +29,22 @@ from logstore.broker.kafka.versions import (
     API_VERSIONS,
     APIS,
     CREATE_TOPICS,
+    DELETE_GROUPS,
     DELETE_TOPICS,
+    DESCRIBE_GROUPS,
     FETCH,
+    FIND_COORDINATOR,
+    HEARTBEAT,
     INIT_PRODUCER_ID,
+    JOIN_GROUP,
+    LEAVE_GROUP,
+    LIST_GROUPS,
     LIST_OFFSETS,
     METADATA,
+    OFFSET_COMMIT,
+    OFFSET_FETCH,
     PRODUCE,
+    SYNC_GROUP,
 )
 
 from logstore.errors import LogStoreError
@@ -48,6 +59,16 @@ HANDLERS: dict[int, Callable[[Any, int, RequestContext], Any]] = {
     CREATE_TOPICS: admin.create_topics,
     DELETE_TOPICS: admin.delete_topics,
     INIT_PRODUCER_ID: produce.init_producer_id,
+    FIND_COORDINATOR: groups.find_coordinator,
+    JOIN_GROUP: groups.join_group,
+    SYNC_GROUP: groups.sync_group,
+    HEARTBEAT: groups.heartbeat,
+    LEAVE_GROUP: groups.leave_group,
+    OFFSET_COMMIT: offsets.offset_commit,
+    OFFSET_FETCH: offsets.offset_fetch,
+    DESCRIBE_GROUPS: group_admin.describe_groups,
+    LIST_GROUPS: group_admin.list_groups,
+    DELETE_GROUPS: group_admin.delete_groups,
 }
 """Each served key's handler: (request, version, context) -> the answer, None for no answer (acks=0),
 or a coroutine of either."""
@@ -190,6 +211,8 @@ class Connection:
             request = read_request(frame, header, header_size)
         except MalformedRequestError as exc:
             raise ConnectionClosing(str(exc)) from None
+        if header.client_id != self._ctx.client_id:
+            self._ctx = dataclasses.replace(self._ctx, client_id=header.client_id)
         handler = HANDLERS[header.api_key]
         if header.api_key != FETCH:
             return header, asyncio.create_task(_call(handler, request, header.api_version, self._ctx))

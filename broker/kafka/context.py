@@ -33,6 +33,8 @@ class RequestContext:
     """The broker's budget of answer bytes not yet taken by clients (shared with the gRPC services)."""
     connection: str
     """This connection's name in `answers`."""
+    client_id: str | None = None
+    """The client id of the connection's requests (its last request's header)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ metadata or give up exactly as they would against Kafka.
 from __future__ import annotations
 
 from kio.schema.errors import ErrorCode
+from logstore.broker.classic_group_machine import errors as classic
 from logstore.broker.domain import errors as broker
 from logstore.broker.group_machine import errors as groups
 from logstore.broker.share_machine import errors as share
@@ -37,7 +38,7 @@ TABLE: dict[type[BaseException], ErrorCode] = {
     share.InvalidRecordStateError: ErrorCode.invalid_record_state,
     share.InconsistentGroupProtocolError: ErrorCode.inconsistent_group_protocol,
     engine.InvalidProducerEpochError: ErrorCode.invalid_producer_epoch,
-    # consumer groups (served over Kafka in a later milestone; listed so the table stays complete)
+    # consumer groups, of either protocol
     groups.UnknownMemberIdError: ErrorCode.unknown_member_id,
     groups.FencedMemberEpochError: ErrorCode.fenced_member_epoch,
     groups.FencedInstanceIdError: ErrorCode.fenced_instance_id,
@@ -46,6 +47,13 @@ TABLE: dict[type[BaseException], ErrorCode] = {
     groups.InvalidGroupRequestError: ErrorCode.invalid_request,
     groups.UnsupportedAssignorError: ErrorCode.unsupported_assignor,
     groups.InvalidRegularExpressionError: ErrorCode.invalid_regular_expression,
+    # the classic protocol's own (JoinGroup, SyncGroup, Heartbeat, LeaveGroup, OffsetCommit)
+    classic.IllegalGenerationError: ErrorCode.illegal_generation,
+    classic.RebalanceInProgressError: ErrorCode.rebalance_in_progress,
+    classic.MemberIdRequiredError: ErrorCode.member_id_required,
+    classic.InvalidSessionTimeoutError: ErrorCode.invalid_session_timeout,
+    classic.InvalidGroupIdError: ErrorCode.invalid_group_id,
+    classic.CoordinatorNotAvailableError: ErrorCode.coordinator_not_available,
     # the broker or its disk: retrying later may work. A stopping broker answers as a partition leader
     # that went away does (LEADER_NOT_AVAILABLE): clients refresh metadata and retry.
     broker.RequestTimedOutError: ErrorCode.request_timed_out,

@@ -2,7 +2,9 @@
 
 The advertised maxima are Kafka 2.4.0's for the keys served here, without the flexible versions (tagged
 fields, KIP-482) that 2.4 introduced: Produce 8, Fetch 11 and ListOffsets 5 as in 2.4; Metadata 8,
-ApiVersions 2, InitProducerId 1, CreateTopics 4 and DeleteTopics 3, 2.4's last non-flexible ones.
+ApiVersions 2, InitProducerId 1, CreateTopics 4, DeleteTopics 3, OffsetCommit 7, OffsetFetch 5,
+FindCoordinator 2, JoinGroup 5, Heartbeat, LeaveGroup and SyncGroup 3, DescribeGroups 4, ListGroups 2 and
+DeleteGroups 1, 2.4's last non-flexible ones.
 kafka-python infers the broker's release from this list (Produce 8 -> 2.4) and librdkafka picks
 features by it, so it must read as one real release.
 
@@ -28,15 +30,28 @@ class ApiRange:
 
 
 PRODUCE, FETCH, LIST_OFFSETS, METADATA = 0, 1, 2, 3
+OFFSET_COMMIT, OFFSET_FETCH, FIND_COORDINATOR, JOIN_GROUP = 8, 9, 10, 11
+HEARTBEAT, LEAVE_GROUP, SYNC_GROUP, DESCRIBE_GROUPS, LIST_GROUPS = 12, 13, 14, 15, 16
 API_VERSIONS, CREATE_TOPICS, DELETE_TOPICS, INIT_PRODUCER_ID = 18, 19, 20, 22
+DELETE_GROUPS = 42
 
 APIS: dict[int, ApiRange] = {
     PRODUCE: ApiRange("Produce", (0, 8), (3, 8)),
     FETCH: ApiRange("Fetch", (4, 11), (4, 11)),
     LIST_OFFSETS: ApiRange("ListOffsets", (1, 5), (1, 5)),
     METADATA: ApiRange("Metadata", (0, 8), (0, 8)),
+    OFFSET_COMMIT: ApiRange("OffsetCommit", (2, 7), (2, 7)),
+    OFFSET_FETCH: ApiRange("OffsetFetch", (1, 5), (1, 5)),
+    FIND_COORDINATOR: ApiRange("FindCoordinator", (0, 2), (0, 2)),
+    JOIN_GROUP: ApiRange("JoinGroup", (0, 5), (0, 5)),
+    HEARTBEAT: ApiRange("Heartbeat", (0, 3), (0, 3)),
+    LEAVE_GROUP: ApiRange("LeaveGroup", (0, 3), (0, 3)),
+    SYNC_GROUP: ApiRange("SyncGroup", (0, 3), (0, 3)),
+    DESCRIBE_GROUPS: ApiRange("DescribeGroups", (0, 4), (0, 4)),
+    LIST_GROUPS: ApiRange("ListGroups", (0, 2), (0, 2)),
     API_VERSIONS: ApiRange("ApiVersions", (0, 2), (0, 2)),
     CREATE_TOPICS: ApiRange("CreateTopics", (2, 4), (2, 4)),
     DELETE_TOPICS: ApiRange("DeleteTopics", (1, 3), (1, 3)),
     INIT_PRODUCER_ID: ApiRange("InitProducerId", (0, 1), (0, 1)),
+    DELETE_GROUPS: ApiRange("DeleteGroups", (0, 1), (0, 1)),
 }

@@ -94,10 +94,21 @@ class GroupDomain:
             self._coordinator.ensure_group(group_id)
         self.foreign_group: Callable[[str], bool] = lambda group_id: False
         """Whether an id belongs to a group of another kind (a share group): such ids are refused here."""
+        self.classic_members: Callable[[str], bool] = lambda group_id: False
+        """Whether a classic group (Kafka's JoinGroup protocol) of that id has members: a consumer of this
+        protocol cannot join it, nor commit from outside it, until they are gone."""
 
     @property
     def session_timeout_ms(self) -> int:
         return self._config.session_timeout_ms
+
+    @property
+    def min_session_timeout_ms(self) -> int:
+        return self._config.min_session_timeout_ms
+
+    @property
+    def max_session_timeout_ms(self) -> int:
+        return self._config.max_session_timeout_ms
 
     @property
     def heartbeat_interval_ms(self) -> int:
@@ -109,10 +120,20 @@ class GroupDomain:
         """Whether a consumer group of that id exists (members or committed offsets)."""
         return self._coordinator.describe_group(group_id).state is not GroupState.DEAD
 
-    def _refuse_foreign(self, group_id: str) -> None:
+    def has_members(self, group_id: str) -> bool:
+        """Whether the group has members now (a group of committed offsets only has none)."""
+        return bool(self._coordinator.describe_group(group_id).members)
+
+    def _refuse_foreign(self, group_id: str, *, classic: bool = True) -> None:
         if self.foreign_group(group_id):
             raise InconsistentGroupProtocolError(
                 f"group {group_id!r} is a share group; a consumer group needs an id of its own"
+            )
+        if classic and self.classic_members(group_id):
+            raise InconsistentGroupProtocolError(
+                f"group {group_id!r} has members of the classic protocol (Kafka's JoinGroup, as "
+                "kafka-python and librdkafka speak by default); consumers of both protocols cannot share "
+                "one group: use another group id, or stop those consumers first"
             )
 
     def heartbeat(self, request: HeartbeatRequest) -> HeartbeatResponse:
@@ -147,7 +168,16 @@ class GroupDomain:
         Raises the coordinator's fencing errors before anything is written; a member commits with its
         id and current epoch, anyone else with member id "" and epoch -1 while the group is empty.
         """
+        self._refuse_foreign(group_id)
         self._coordinator.validate_commit(group_id, member_id, member_epoch, self._clock_ms())
+        return await self.store_commits(group_id, entries)
+
+    def validate_outside_commit(self, group_id: str) -> None:
+        """Refuse a commit from outside group management while this protocol's group has members."""
+        self._coordinator.validate_commit(group_id, "", -1, self._clock_ms())
+
+    async def store_commits(self, group_id: str, entries: Sequence[OffsetCommitEntry]) -> list[CommitOutcome]:
+        """Store the valid entries of a commit its protocol has already allowed; returns once fsynced."""
         outcomes = []
         valid: dict[TopicPartition, OffsetAndMetadata] = {}
         for entry in entries:
@@ -180,7 +210,7 @@ class GroupDomain:
         return None
 
     async def _write(self, group_id: str, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
-        self._refuse_foreign(group_id)
+        self._refuse_foreign(group_id, classic=False)  # each protocol's commits check their own group
         write = self._store.commit(group_id, offsets)
         self._coordinator.ensure_group(group_id)
         await self._flusher.flush(write.log, write.last_offset + 1)
@@ -250,6 +280,11 @@ class GroupDomain:
         """Forget a group without members, and delete its committed offsets (durably)."""
         check_group_id(group_id)
         self._expire()
+        if self.classic_members(group_id):
+            raise NonEmptyGroupError(
+                f"group {group_id!r} has active members (classic protocol); stop its consumers (or wait "
+                "for their session timeout) before deleting it"
+            )
         try:
             self._coordinator.delete_group(group_id)
         except GroupIdNotFoundError:
@@ -269,9 +304,9 @@ class GroupDomain:
         reset.check_spec(spec)
         self._expire()
         group = self._coordinator.describe_group(group_id)
-        if group.members:
+        if group.members or self.classic_members(group_id):
             raise NonEmptyGroupError(
-                f"group {group_id!r} has {len(group.members)} active member(s); offsets can only be reset "
+                f"group {group_id!r} has active members; offsets can only be reset "
                 "while the group has none: stop its consumers (or wait for their session timeout) first"
             )
         if not scope and group.state is GroupState.DEAD:

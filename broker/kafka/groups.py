@@ -1,0 +1,153 @@
+"""Classic consumer groups over Kafka's protocol: FindCoordinator, JoinGroup, SyncGroup, Heartbeat, LeaveGroup.
+
+Translation only: the rebalance rounds, fencing and timeouts are `ClassicGroups`' (the domain); errors map
+through the one table in `errors`. This broker is every group's coordinator.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kio.schema.errors import ErrorCode
+from logstore.broker.classic_group_machine.errors import MemberIdRequiredError
+from logstore.broker.classic_group_machine.model import JoinRequest
+from logstore.broker.kafka.api_versions import NO_THROTTLE
+from logstore.broker.kafka.codec import build, element, response_type
+from logstore.broker.kafka.context import NODE_ID, RequestContext
+from logstore.broker.kafka.errors import error_code
+from logstore.broker.kafka.versions import FIND_COORDINATOR, HEARTBEAT, JOIN_GROUP, LEAVE_GROUP, SYNC_GROUP
+
+from logstore.errors import LogStoreError
+
+GROUP_KEY = 0
+"""FindCoordinator's key type for a consumer group (1 is a transactional id)."""
+JOIN_WITH_MEMBER_ID_VERSION = 4
+"""From JoinGroup v4 a new member is first given its id (KIP-394)."""
+
+
+def client_host(ctx: RequestContext) -> str:
+    """The member's address as Kafka shows it ("/127.0.0.1")."""
+    peer = ctx.connection.removeprefix("kafka:")
+    return "/" + peer.rsplit(":", 1)[0].strip("[]")
+
+
+def find_coordinator(request: Any, version: int, ctx: RequestContext) -> Any:
+    cls = response_type(FIND_COORDINATOR, version)
+    key_type = getattr(request, "key_type", GROUP_KEY)
+    if key_type != GROUP_KEY:
+        return build(
+            cls,
+            throttle_time=NO_THROTTLE,
+            error_code=ErrorCode.coordinator_not_available,
+            error_message="this broker has no transaction coordinator: transactions are not supported",
+            node_id=-1,
+            host="",
+            port=-1,
+        )
+    return build(
+        cls,
+        throttle_time=NO_THROTTLE,
+        error_code=ErrorCode.none,
+        error_message=None,
+        node_id=NODE_ID,
+        host=ctx.endpoint.host,
+        port=ctx.endpoint.port,
+    )
+
+
+async def join_group(request: Any, version: int, ctx: RequestContext) -> Any:
+    cls = response_type(JOIN_GROUP, version)
+    member_cls = element(cls, "members")
+    session_ms = int(request.session_timeout.total_seconds() * 1000)
+    rebalance = getattr(request, "rebalance_timeout", None)
+    join = JoinRequest(
+        group_id=request.group_id,
+        member_id=request.member_id,
+        instance_id=getattr(request, "group_instance_id", None),
+        client_id=ctx.client_id or "",
+        client_host=client_host(ctx),
+        session_timeout_ms=session_ms,
+        rebalance_timeout_ms=session_ms if rebalance is None else int(rebalance.total_seconds() * 1000),
+        protocol_type=request.protocol_type,
+        protocols=tuple((p.name, p.metadata) for p in request.protocols),
+        require_known_member_id=version >= JOIN_WITH_MEMBER_ID_VERSION,
+    )
+    try:
+        joined = await ctx.core.classic_groups.join(join)
+    except LogStoreError as exc:
+        member_id = exc.member_id if isinstance(exc, MemberIdRequiredError) else request.member_id
+        return build(
+            cls,
+            throttle_time=NO_THROTTLE,
+            error_code=error_code(exc),
+            generation_id=-1,
+            protocol_name="",
+            leader="",
+            member_id=member_id,
+            members=(),
+        )
+    return build(
+        cls,
+        throttle_time=NO_THROTTLE,
+        error_code=ErrorCode.none,
+        generation_id=joined.generation_id,
+        protocol_name=joined.protocol_name or "",
+        leader=joined.leader_id,
+        member_id=joined.member_id,
+        members=tuple(
+            build(member_cls, member_id=m.member_id, group_instance_id=m.instance_id, metadata=m.metadata)
+            for m in joined.members
+        ),
+    )
+
+
+async def sync_group(request: Any, version: int, ctx: RequestContext) -> Any:
+    cls = response_type(SYNC_GROUP, version)
+    try:
+        synced = await ctx.core.classic_groups.sync(
+            request.group_id,
+            request.generation_id,
+            request.member_id,
+            getattr(request, "group_instance_id", None),
+            {a.member_id: a.assignment for a in request.assignments},
+        )
+    except LogStoreError as exc:
+        return build(cls, throttle_time=NO_THROTTLE, error_code=error_code(exc), assignment=b"")
+    return build(cls, throttle_time=NO_THROTTLE, error_code=ErrorCode.none, assignment=synced.assignment)
+
+
+def heartbeat(request: Any, version: int, ctx: RequestContext) -> Any:
+    cls = response_type(HEARTBEAT, version)
+    try:
+        ctx.core.classic_groups.heartbeat(
+            request.group_id,
+            request.generation_id,
+            request.member_id,
+            getattr(request, "group_instance_id", None),
+        )
+        code = ErrorCode.none
+    except LogStoreError as exc:
+        code = error_code(exc)
+    return build(cls, throttle_time=NO_THROTTLE, error_code=code)
+
+
+def leave_group(request: Any, version: int, ctx: RequestContext) -> Any:
+    cls = response_type(LEAVE_GROUP, version)
+    batch = hasattr(request, "members")  # v3 (KIP-345): several members, static ones by instance id
+    leaving: list[tuple[str, str | None]] = (
+        [(m.member_id, m.group_instance_id) for m in request.members]
+        if batch
+        else [(request.member_id, None)]
+    )
+    try:
+        errors = ctx.core.classic_groups.leave(request.group_id, leaving)
+    except LogStoreError as exc:
+        return build(cls, throttle_time=NO_THROTTLE, error_code=error_code(exc), members=())
+    if not batch:
+        return build(cls, throttle_time=NO_THROTTLE, error_code=error_code(errors[0]))
+    member_cls = element(cls, "members")
+    members = tuple(
+        build(member_cls, member_id=member_id, group_instance_id=instance_id, error_code=error_code(error))
+        for (member_id, instance_id), error in zip(leaving, errors, strict=True)
+    )
+    return build(cls, throttle_time=NO_THROTTLE, error_code=ErrorCode.none, members=members)
