@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from logstore.broker.kafka import admin, api_versions, fetch, metadata, produce
+from logstore.broker.kafka import admin, api_versions, configs, fetch, metadata, produce, records_admin
 from logstore.broker.kafka.codec import (
     Header,
     MalformedRequestError,
@@ -25,11 +25,16 @@ from logstore.broker.kafka.codec import (
 )
 from logstore.broker.kafka.context import Held, RequestContext
 from logstore.broker.kafka.versions import (
+    ALTER_CONFIGS,
     API_VERSIONS,
     APIS,
+    CREATE_PARTITIONS,
     CREATE_TOPICS,
+    DELETE_RECORDS,
     DELETE_TOPICS,
+    DESCRIBE_CONFIGS,
     FETCH,
+    INCREMENTAL_ALTER_CONFIGS,
     INIT_PRODUCER_ID,
     LIST_OFFSETS,
     METADATA,
@@ -47,7 +52,12 @@ HANDLERS: dict[int, Callable[[Any, int, RequestContext], Any]] = {
     METADATA: metadata.handle,
     CREATE_TOPICS: admin.create_topics,
     DELETE_TOPICS: admin.delete_topics,
+    DELETE_RECORDS: records_admin.delete_records,
     INIT_PRODUCER_ID: produce.init_producer_id,
+    DESCRIBE_CONFIGS: configs.describe_configs,
+    ALTER_CONFIGS: configs.alter_configs,
+    CREATE_PARTITIONS: admin.create_partitions,
+    INCREMENTAL_ALTER_CONFIGS: configs.incremental_alter_configs,
 }
 """Each served key's handler: (request, version, context) -> the answer, None for no answer (acks=0),
 or a coroutine of either."""
