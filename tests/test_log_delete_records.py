@@ -25,7 +25,9 @@ def segment_files(log: Log) -> list[str]:
     return sorted(p.name for p in log.directory.iterdir() if p.name.endswith(LOG_SUFFIX))
 
 
-def test_deleting_inside_a_segment_moves_the_start_and_drops_the_segments_wholly_below(tmp_path: Path) -> None:
+def test_deleting_inside_a_segment_moves_the_start_and_drops_the_segments_wholly_below(
+    tmp_path: Path,
+) -> None:
     log = filled(tmp_path)
     target = 16
     holding = max(s for s in log._bases if s <= target)
