@@ -19,7 +19,7 @@ from contextlib import AbstractContextManager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-from logstore.checkpoint import fsync_dir
+from logstore.checkpoint import fsync_dir, read_offset_checkpoint, write_offset_checkpoint
 from logstore.config import TopicConfig
 from logstore.errors import (
     CorruptRecordError,
@@ -53,6 +53,8 @@ from logstore.segment import (
 log = logging.getLogger(__name__)
 
 PRODUCER_SNAPSHOT = "producer-state.json"
+LOG_START_FILE = "log-start-offset"
+"""The offset records were deleted below (DeleteRecords), when it lies inside the first segment."""
 _MAX_RELATIVE_OFFSET = 0xFFFFFFFF
 
 
@@ -125,6 +127,8 @@ class Log:
         self.unflushed_messages = 0
         self.first_unflushed_ms: int | None = None
         self.directory.mkdir(parents=True, exist_ok=True)
+        self._deleted_below = read_offset_checkpoint(self.directory / LOG_START_FILE) or 0
+        """Records below this offset are deleted even where their segment is still on disk."""
         self.recovery = self._load(clean_shutdown, recovery_point or 0)
         self.flushed_offset = (
             self.log_end_offset if clean_shutdown else min(recovery_point or 0, self.log_end_offset)
@@ -299,7 +303,11 @@ class Log:
 
     @property
     def log_start_offset(self) -> int:
-        return self.segments[0].base_offset
+        """The first offset kept: the first segment's base, or past it where records were deleted."""
+        first = self.segments[0].base_offset
+        if self._deleted_below <= first:
+            return first
+        return min(self._deleted_below, self.log_end_offset)
 
     @property
     def log_end_offset(self) -> int:
@@ -591,6 +599,10 @@ class Log:
                     self.active.activate(self.config.segment_bytes)
                 self.active.truncate_to(offset)
             self.flushed_offset = min(self.flushed_offset, self.log_end_offset)
+            if self._deleted_below > self.log_end_offset:
+                # Later appends must not fall below a start offset that is now past the log end.
+                self._deleted_below = self.log_end_offset
+                write_offset_checkpoint(self.directory / LOG_START_FILE, self._deleted_below)
             self._rebuild_producer_state(clean=False)
 
     def closed_segments(self) -> list[LogSegment]:
@@ -609,6 +621,47 @@ class Log:
             del self.segments[:count]
             del self._bases[:count]
             return max(count, 0)
+
+    def delete_records_before(self, offset: int) -> int:
+        """Make `offset` the log start offset (Kafka's DeleteRecords); returns the log start offset after.
+
+        `offset` may be anything up to the log end; one at or below the current start changes nothing.
+        The new start is written to disk before any segment goes, so a crash between the two only
+        leaves segments that the next start still hides; the segments wholly below it are then deleted
+        (never the active one), and the records below it in the first kept one are no longer served.
+        """
+        with self._lock, self._fsync_lock:
+            self._check_open()
+            start, end = self.log_start_offset, self.log_end_offset
+            if not 0 <= offset <= end:
+                raise OffsetOutOfRangeError(
+                    f"cannot delete records of {self.topic}-{self.partition} before offset {offset}: "
+                    f"it must be between 0 and the log end offset {end}",
+                    log_start_offset=start,
+                    log_end_offset=end,
+                )
+            if offset <= start:
+                return start
+            path = self.directory / LOG_START_FILE
+            with io_errors("writing the log start offset", path):  # nothing changed yet: stay online
+                write_offset_checkpoint(path, offset)
+            self._deleted_below = offset
+            count = 0
+            while count < len(self.segments) - 1 and self.segments[count + 1].base_offset <= offset:
+                count += 1
+            for segment in self.segments[:count]:
+                with self._offline_on_error("deleting segment", segment.log_path):
+                    segment.delete()
+            del self.segments[:count]
+            del self._bases[:count]
+            log.info(
+                "%s-%s: records before offset %d deleted (%d segments)",
+                self.topic,
+                self.partition,
+                offset,
+                count,
+            )
+            return self.log_start_offset
 
     def roll_if_older_than(self, deadline_ms: int) -> bool:
         """Roll an active segment whose newest record is older than `deadline_ms`, so retention can take it."""

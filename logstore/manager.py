@@ -572,12 +572,7 @@ class LogManager:
         """Grow a topic, all or nothing like `create_topic`: new partitions first, `meta.json` last."""
         with self._lock:
             self._check_open()
-            info = self.topic(name)
-            if not _is_int(total_partitions) or not info.partitions < total_partitions <= self.max_partitions:
-                raise InvalidPartitionCountError(
-                    f"topic {name!r} has {info.partitions} partitions; the new count must be larger "
-                    f"(and at most {self.max_partitions}, this broker's limit per topic), not {total_partitions}"
-                )
+            info = self.check_partition_count(name, total_partitions)
             new = TopicInfo(name, total_partitions, info.config, info.topic_id)
             added = self._open_new_logs(
                 new, range(info.partitions, total_partitions), f"partitions of {name!r}"
@@ -596,6 +591,16 @@ class LogManager:
                 ) from exc
         log.info("topic %s now has %d partitions", name, total_partitions)
         return new
+
+    def check_partition_count(self, name: str, total_partitions: int) -> TopicInfo:
+        """The topic's info if it may grow to `total_partitions` (what `add_partitions` checks first)."""
+        info = self.topic(name)
+        if not _is_int(total_partitions) or not info.partitions < total_partitions <= self.max_partitions:
+            raise InvalidPartitionCountError(
+                f"topic {name!r} has {info.partitions} partitions; the new count must be larger "
+                f"(and at most {self.max_partitions}, this broker's limit per topic), not {total_partitions}"
+            )
+        return info
 
     def alter_config(self, name: str, updates: Mapping[str, Any]) -> TopicInfo:
         with self._lock:

@@ -6,10 +6,20 @@ from typing import Any
 
 import pytest
 from kafka.protocol.admin import (
+    AlterConfigsRequest,
+    AlterConfigsResponse,
+    CreatePartitionsRequest,
+    CreatePartitionsResponse,
     CreateTopicsRequest,
     CreateTopicsResponse,
+    DeleteRecordsRequest,
+    DeleteRecordsResponse,
     DeleteTopicsRequest,
     DeleteTopicsResponse,
+    DescribeConfigsRequest,
+    DescribeConfigsResponse,
+    IncrementalAlterConfigsRequest,
+    IncrementalAlterConfigsResponse,
 )
 from kafka.protocol.consumer import FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse
 from kafka.protocol.metadata import ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse
@@ -21,10 +31,15 @@ from kafka.protocol.producer import (
 )
 from logstore.broker.embedded import EmbeddedBroker
 from logstore.broker.kafka.versions import (
+    ALTER_CONFIGS,
     APIS,
+    CREATE_PARTITIONS,
     CREATE_TOPICS,
+    DELETE_RECORDS,
     DELETE_TOPICS,
+    DESCRIBE_CONFIGS,
     FETCH,
+    INCREMENTAL_ALTER_CONFIGS,
     LIST_OFFSETS,
     METADATA,
     PRODUCE,
@@ -144,3 +159,69 @@ def test_init_producer_id(kafka_broker: EmbeddedBroker, version: int) -> None:
     request = InitProducerIdRequest(version=version, transactional_id=None, transaction_timeout_ms=60_000)
     response = call(kafka_broker, request, InitProducerIdResponse, version)
     assert response.error_code == 0 and response.producer_id >= 0
+
+
+def make_topic(broker: EmbeddedBroker, name: str) -> None:
+    topic = CreateTopicsRequest.CreatableTopic(
+        name=name, num_partitions=1, replication_factor=1, assignments=[], configs=[]
+    )
+    request = CreateTopicsRequest(version=4, topics=[topic], timeout_ms=10_000, validate_only=False)
+    assert call(broker, request, CreateTopicsResponse, 4).topics[0].error_code == 0
+
+
+@pytest.mark.parametrize("version", served(CREATE_PARTITIONS))
+def test_create_partitions(kafka_broker: EmbeddedBroker, version: int) -> None:
+    make_topic(kafka_broker, "grown")
+    topic = CreatePartitionsRequest.CreatePartitionsTopic(name="grown", count=3, assignments=None)
+    request = CreatePartitionsRequest(version=version, topics=[topic], timeout_ms=10_000, validate_only=False)
+    response = call(kafka_broker, request, CreatePartitionsResponse, version)
+    assert [(r.name, r.error_code) for r in response.results] == [("grown", 0)]
+
+
+@pytest.mark.parametrize("version", served(DESCRIBE_CONFIGS))
+def test_describe_configs(kafka_broker: EmbeddedBroker, version: int) -> None:
+    make_topic(kafka_broker, "described")
+    resource = DescribeConfigsRequest.DescribeConfigsResource(
+        resource_type=2, resource_name="described", configuration_keys=["retention.ms"]
+    )
+    request = DescribeConfigsRequest(version=version, resources=[resource], include_synonyms=True)
+    result = call(kafka_broker, request, DescribeConfigsResponse, version).results[0]
+    assert result.error_code == 0
+    assert [(c.name, c.value, c.config_source) for c in result.configs] == [("retention.ms", "604800000", 5)]
+    assert [(s.name, s.source) for s in result.configs[0].synonyms] == [("log.retention.ms", 5)]
+
+
+@pytest.mark.parametrize("version", served(ALTER_CONFIGS))
+def test_alter_configs(kafka_broker: EmbeddedBroker, version: int) -> None:
+    make_topic(kafka_broker, "altered")
+    config = AlterConfigsRequest.AlterConfigsResource.AlterableConfig(name="retention.ms", value="1000")
+    resource = AlterConfigsRequest.AlterConfigsResource(
+        resource_type=2, resource_name="altered", configs=[config]
+    )
+    request = AlterConfigsRequest(version=version, resources=[resource], validate_only=False)
+    response = call(kafka_broker, request, AlterConfigsResponse, version)
+    assert [(r.resource_name, r.error_code) for r in response.responses] == [("altered", 0)]
+
+
+@pytest.mark.parametrize("version", served(INCREMENTAL_ALTER_CONFIGS))
+def test_incremental_alter_configs(kafka_broker: EmbeddedBroker, version: int) -> None:
+    make_topic(kafka_broker, "altered")
+    config = IncrementalAlterConfigsRequest.AlterConfigsResource.AlterableConfig(
+        name="retention.ms", config_operation=0, value="1000"
+    )
+    resource = IncrementalAlterConfigsRequest.AlterConfigsResource(
+        resource_type=2, resource_name="altered", configs=[config]
+    )
+    request = IncrementalAlterConfigsRequest(version=version, resources=[resource], validate_only=False)
+    response = call(kafka_broker, request, IncrementalAlterConfigsResponse, version)
+    assert [(r.resource_name, r.error_code) for r in response.responses] == [("altered", 0)]
+
+
+@pytest.mark.parametrize("version", served(DELETE_RECORDS))
+def test_delete_records(kafka_broker: EmbeddedBroker, version: int) -> None:
+    make_topic(kafka_broker, "trimmed")
+    partition = DeleteRecordsRequest.DeleteRecordsTopic.DeleteRecordsPartition(partition_index=0, offset=-1)
+    topic = DeleteRecordsRequest.DeleteRecordsTopic(name="trimmed", partitions=[partition])
+    request = DeleteRecordsRequest(version=version, topics=[topic], timeout_ms=10_000)
+    got = call(kafka_broker, request, DeleteRecordsResponse, version).topics[0].partitions[0]
+    assert (got.partition_index, got.low_watermark, got.error_code) == (0, 0, 0)

@@ -20,6 +20,9 @@ from logstore.manager import LogManager, TopicInfo, validate_topic_name
 
 log = logging.getLogger(__name__)
 
+HIGH_WATERMARK = -1
+"""DeleteRecords' offset for "everything written so far"."""
+
 
 class Topics:
     """Create, describe, grow, reconfigure and delete topics; find a partition's Log."""
@@ -87,7 +90,8 @@ class Topics:
             )
         return TopicView(info.name, info.config.to_mapping(), partitions)
 
-    def add_partitions(self, name: str, total_partitions: int) -> TopicView:
+    def add_partitions(self, name: str, total_partitions: int, *, validate_only: bool = False) -> TopicView:
+        """Grow a topic to `total_partitions`; `validate_only` checks everything and changes nothing."""
         current = self.info(name).partitions
         if total_partitions < current:
             raise CannotShrinkTopicError(
@@ -95,12 +99,23 @@ class Topics:
                 f"that would drop stored data; ask for more than {current}, or create a new topic"
             )
         self._refuse_internal(name, "grown")
+        if validate_only:
+            self.manager.check_partition_count(name, total_partitions)
+            return self.describe(name)
         self.manager.add_partitions(name, total_partitions)
         self.on_change(name)
         return self.describe(name)
 
-    def alter_config(self, name: str, updates: Mapping[str, str], reset: Iterable[str] = ()) -> TopicView:
-        """Set some settings and return others (`reset`) to the broker's defaults.
+    def alter_config(
+        self,
+        name: str,
+        updates: Mapping[str, str],
+        reset: Iterable[str] = (),
+        *,
+        validate_only: bool = False,
+    ) -> TopicView:
+        """Set some settings and return others (`reset`) to the broker's defaults; `validate_only`
+        checks the result and changes nothing.
 
         Internal topics are refused: `max.message.bytes=100` on `__consumer_offsets` would fail every
         commit and `retention.ms=1` would wipe every group's offsets."""
@@ -118,8 +133,18 @@ class Topics:
                 raise InvalidConfigError(f"topic config {key!r} is both set and reset; choose one")
             changes[dotted] = defaults[dotted]
         self._check_batch_limit(TopicConfig.from_mapping(changes, base=info.config))
-        self.manager.alter_config(name, changes)
+        if not validate_only:
+            self.manager.alter_config(name, changes)
         return self.describe(name)
+
+    def delete_records(self, name: str, partition: int, before: int) -> int:
+        """Delete a partition's records below offset `before` (-1: all of them, up to the high watermark);
+        returns the partition's new log start offset (Kafka's low watermark)."""
+        self._refuse_internal(name, "trimmed")
+        partition_log = self.log(name, partition)
+        return partition_log.delete_records_before(
+            partition_log.log_end_offset if before == HIGH_WATERMARK else before
+        )
 
     def _check_batch_limit(self, config: TopicConfig) -> None:
         if config.max_message_bytes > self.max_batch_bytes:

@@ -1,4 +1,5 @@
-"""CreateTopics and DeleteTopics: one result per topic, each with Kafka's code for what went wrong."""
+"""CreateTopics, DeleteTopics and CreatePartitions: one result per topic, each with Kafka's code for what
+went wrong."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from logstore.broker.kafka.api_versions import NO_THROTTLE
 from logstore.broker.kafka.codec import build, element, response_type
 from logstore.broker.kafka.context import RequestContext
 from logstore.broker.kafka.errors import error_code, error_message
-from logstore.broker.kafka.versions import CREATE_TOPICS, DELETE_TOPICS
+from logstore.broker.kafka.versions import CREATE_PARTITIONS, CREATE_TOPICS, DELETE_TOPICS
 
 from logstore.errors import LogStoreError, TopicExistsError, UnknownTopicError
 from logstore.manager import validate_topic_name
@@ -69,3 +70,27 @@ def delete_topics(request: Any, version: int, ctx: RequestContext) -> Any:
             code = error_code(exc)
         results.append(build(result_cls, name=name, error_code=code))
     return build(cls, throttle_time=NO_THROTTLE, responses=tuple(results))
+
+
+def _grow_one(topic: Any, validate_only: bool, ctx: RequestContext) -> tuple[ErrorCode, str | None]:
+    if topic.assignments:
+        return (
+            ErrorCode.invalid_replica_assignment,
+            "replica assignments are not supported: one node holds all",
+        )
+    try:
+        ctx.core.admin.add_partitions(topic.name, topic.count, validate_only=validate_only)
+    except LogStoreError as exc:
+        return error_code(exc), error_message(exc)
+    return ErrorCode.none, None
+
+
+def create_partitions(request: Any, version: int, ctx: RequestContext) -> Any:
+    """Grow each topic to its new count; a count below the current one is INVALID_PARTITIONS."""
+    cls = response_type(CREATE_PARTITIONS, version)
+    result_cls = element(cls, "results")
+    results = []
+    for topic in request.topics:
+        code, message = _grow_one(topic, request.validate_only, ctx)
+        results.append(build(result_cls, name=topic.name, error_code=code, error_message=message))
+    return build(cls, throttle_time=NO_THROTTLE, results=tuple(results))

@@ -16,7 +16,18 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from logstore.broker.kafka import admin, api_versions, fetch, group_admin, groups, metadata, offsets, produce
+from logstore.broker.kafka import (
+    admin,
+    api_versions,
+    configs,
+    fetch,
+    group_admin,
+    groups,
+    metadata,
+    offsets,
+    produce,
+    records_admin,
+)
 from logstore.broker.kafka.codec import (
     Header,
     MalformedRequestError,
@@ -26,15 +37,20 @@ from logstore.broker.kafka.codec import (
 )
 from logstore.broker.kafka.context import Held, RequestContext
 from logstore.broker.kafka.versions import (
+    ALTER_CONFIGS,
     API_VERSIONS,
     APIS,
+    CREATE_PARTITIONS,
     CREATE_TOPICS,
     DELETE_GROUPS,
+    DELETE_RECORDS,
     DELETE_TOPICS,
+    DESCRIBE_CONFIGS,
     DESCRIBE_GROUPS,
     FETCH,
     FIND_COORDINATOR,
     HEARTBEAT,
+    INCREMENTAL_ALTER_CONFIGS,
     INIT_PRODUCER_ID,
     JOIN_GROUP,
     LEAVE_GROUP,
@@ -58,6 +74,7 @@ HANDLERS: dict[int, Callable[[Any, int, RequestContext], Any]] = {
     METADATA: metadata.handle,
     CREATE_TOPICS: admin.create_topics,
     DELETE_TOPICS: admin.delete_topics,
+    DELETE_RECORDS: records_admin.delete_records,
     INIT_PRODUCER_ID: produce.init_producer_id,
     FIND_COORDINATOR: groups.find_coordinator,
     JOIN_GROUP: groups.join_group,
@@ -69,6 +86,10 @@ HANDLERS: dict[int, Callable[[Any, int, RequestContext], Any]] = {
     DESCRIBE_GROUPS: group_admin.describe_groups,
     LIST_GROUPS: group_admin.list_groups,
     DELETE_GROUPS: group_admin.delete_groups,
+    DESCRIBE_CONFIGS: configs.describe_configs,
+    ALTER_CONFIGS: configs.alter_configs,
+    CREATE_PARTITIONS: admin.create_partitions,
+    INCREMENTAL_ALTER_CONFIGS: configs.incremental_alter_configs,
 }
 """Each served key's handler: (request, version, context) -> the answer, None for no answer (acks=0),
 or a coroutine of either."""

@@ -1,14 +1,15 @@
 """Which API versions this listener advertises, and which it serves.
 
 The advertised maxima are Kafka 2.4.0's for the keys served here, without the flexible versions (tagged
-fields, KIP-482) that 2.4 introduced: Produce 8, Fetch 11 and ListOffsets 5 as in 2.4; Metadata 8,
-ApiVersions 2, InitProducerId 1, CreateTopics 4, DeleteTopics 3, OffsetCommit 7, OffsetFetch 5,
+fields, KIP-482) that 2.4 introduced: Produce 8, Fetch 11, ListOffsets 5, DeleteRecords 1,
+DescribeConfigs 2, AlterConfigs 1 and CreatePartitions 1 as in 2.4; Metadata 8, ApiVersions 2,
+InitProducerId 1, CreateTopics 4, DeleteTopics 3, IncrementalAlterConfigs 0, OffsetCommit 7, OffsetFetch 5,
 FindCoordinator 2, JoinGroup 5, Heartbeat, LeaveGroup and SyncGroup 3, DescribeGroups 4, ListGroups 2 and
 DeleteGroups 1, 2.4's last non-flexible ones.
 kafka-python infers the broker's release from this list (Produce 8 -> 2.4) and librdkafka picks
 features by it, so it must read as one real release.
 
-Minimums are the oldest version kio has a schema for (Kafka 4's floors), except Produce: librdkafka
+Minimums are the oldest version kio has a schema for (Kafka 4's floors: DescribeConfigs 1), except Produce: librdkafka
 turns compression off when Produce's minimum is not 0, so 0 is advertised and v3 is the oldest served
 (v0-2 carry message sets v0/v1, which every client that sends ApiVersions has replaced by RecordBatch
 v2); a request for a version not served closes its connection, as Kafka does.
@@ -32,7 +33,8 @@ class ApiRange:
 PRODUCE, FETCH, LIST_OFFSETS, METADATA = 0, 1, 2, 3
 OFFSET_COMMIT, OFFSET_FETCH, FIND_COORDINATOR, JOIN_GROUP = 8, 9, 10, 11
 HEARTBEAT, LEAVE_GROUP, SYNC_GROUP, DESCRIBE_GROUPS, LIST_GROUPS = 12, 13, 14, 15, 16
-API_VERSIONS, CREATE_TOPICS, DELETE_TOPICS, INIT_PRODUCER_ID = 18, 19, 20, 22
+API_VERSIONS, CREATE_TOPICS, DELETE_TOPICS, DELETE_RECORDS, INIT_PRODUCER_ID = 18, 19, 20, 21, 22
+DESCRIBE_CONFIGS, ALTER_CONFIGS, CREATE_PARTITIONS, INCREMENTAL_ALTER_CONFIGS = 32, 33, 37, 44
 DELETE_GROUPS = 42
 
 APIS: dict[int, ApiRange] = {
@@ -52,6 +54,11 @@ APIS: dict[int, ApiRange] = {
     API_VERSIONS: ApiRange("ApiVersions", (0, 2), (0, 2)),
     CREATE_TOPICS: ApiRange("CreateTopics", (2, 4), (2, 4)),
     DELETE_TOPICS: ApiRange("DeleteTopics", (1, 3), (1, 3)),
+    DELETE_RECORDS: ApiRange("DeleteRecords", (0, 1), (0, 1)),
     INIT_PRODUCER_ID: ApiRange("InitProducerId", (0, 1), (0, 1)),
     DELETE_GROUPS: ApiRange("DeleteGroups", (0, 1), (0, 1)),
+    DESCRIBE_CONFIGS: ApiRange("DescribeConfigs", (1, 2), (1, 2)),
+    ALTER_CONFIGS: ApiRange("AlterConfigs", (0, 1), (0, 1)),
+    CREATE_PARTITIONS: ApiRange("CreatePartitions", (0, 1), (0, 1)),
+    INCREMENTAL_ALTER_CONFIGS: ApiRange("IncrementalAlterConfigs", (0, 0), (0, 0)),
 }
