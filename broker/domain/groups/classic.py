@@ -106,10 +106,7 @@ class ClassicGroups:
         self._coordinator.validate_commit(group_id, generation_id, member_id, instance_id)
         if generation_id < 0:
             self._offsets.validate_outside_commit(group_id)  # nor while KIP-848 members hold it
-        if self._share_group(group_id):
-            raise InconsistentGroupProtocolError(
-                f"group {group_id!r} is a share group; a consumer group needs an id of its own"
-            )
+        self._refuse_share_group(group_id)
         return await self._offsets.store_commits(group_id, entries)
 
     # --- admin ----------------------------------------------------------------------------------------
@@ -143,11 +140,14 @@ class ClassicGroups:
 
     # --- the waiting ----------------------------------------------------------------------------------
 
-    def _refuse_other_protocols(self, group_id: str) -> None:
+    def _refuse_share_group(self, group_id: str) -> None:
         if self._share_group(group_id):
             raise InconsistentGroupProtocolError(
                 f"group {group_id!r} is a share group; a consumer group needs an id of its own"
             )
+
+    def _refuse_other_protocols(self, group_id: str) -> None:
+        self._refuse_share_group(group_id)
         if self._offsets.has_members(group_id):
             raise InconsistentGroupProtocolError(
                 f"group {group_id!r} has members of the consumer protocol (KIP-848, logstore's own "
