@@ -224,6 +224,7 @@ def test_a_connection_reads_no_request_that_would_not_fit_beside_unanswered_ones
     append = core.produce
 
     async def held_produce(*args: Any) -> Any:  # the first produce waits until the test lets it go on
+        # (acks=all's path: acks 1 is appended and answered at once, with nothing to hold)
         started.append(len(started))
         await release.wait()
         return await append(*args)
@@ -231,12 +232,10 @@ def test_a_connection_reads_no_request_that_would_not_fit_beside_unanswered_ones
     broker.run(setattr, core, "produce", held_produce)
     with kafka_socket(broker) as sock:
         for n in range(3):  # 150 KB each: two do not fit in 256 KiB
-            send_request(sock, produce_request("t", build_batch([bytes([n]) * 150_000]), acks=1), n)
+            send_request(sock, produce_request("t", build_batch([bytes([n]) * 150_000]), acks=-1), n)
         wait_until(lambda: started == [0], "the first produce is held")
-        (connection,) = broker.run(lambda: list(listener._connections.values()))
-        wait_until(
-            lambda: broker.run(lambda: bool(connection._answered._waiters)), "the reader waits for room"
-        )
+        (connection,) = broker.run(lambda: list(listener._connections))
+        wait_until(lambda: broker.run(lambda: connection.reading_paused), "the reader waits for room")
         assert started == [0] and 150_000 < broker.run(lambda: connection.unanswered_bytes) < 256 * 1024
         broker.run(release.set)
         answers = [receive(sock) for _ in range(3)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from logstore.broker.classic_group_machine.model import ClassicConfig
@@ -151,6 +151,11 @@ class BrokerCore:
         self._check_running()
         return await self._appender.produce(entries, acks, timeout_s)
 
+    def append_now(self, entries: Sequence[ProduceEntry]) -> list[AppendOutcome]:
+        """Append now, for acks 0 and 1 (see `Appender.append_now`)."""
+        self._check_running()
+        return self._appender.append_now(entries)
+
     def init_producer_id(self) -> tuple[int, int]:
         """A new producer id and its epoch (always 0: ids are never reused, so never bumped)."""
         self._check_running()
@@ -163,6 +168,16 @@ class BrokerCore:
         return await self._reader.fetch(
             specs, min_bytes=min_bytes, max_wait_s=max_wait_s, max_bytes=max_bytes
         )
+
+    def read_now(self, specs: Sequence[FetchSpec], max_bytes: int) -> list[PartitionRead]:
+        """Read every partition once, within `max_bytes` (the first batch found is always whole). Also
+        while the broker stops: a long-poll woken by the stop answers with what is there."""
+        return self._reader.read(specs, max_bytes)[0]
+
+    def watch(self, specs: Sequence[FetchSpec], waker: Callable[[], None]) -> Callable[[], None]:
+        """Call `waker` inside the next append to one of the partitions of `specs` (or when the broker
+        stops); returns the function that stops watching. For long-polls that are not tasks."""
+        return self.waiters.watch([(spec.topic, spec.partition) for spec in specs], waker)
 
     def list_offsets(self, queries: Sequence[OffsetQuery]) -> list[OffsetAnswer]:
         self._check_running()

@@ -53,6 +53,15 @@ class Appender:
             await self._make_durable(appended, outcomes, timeout_s)
         return outcomes
 
+    def append_now(self, entries: Sequence[ProduceEntry]) -> list[AppendOutcome]:
+        """Append every entry now and return the outcomes (acks 0 or 1, whose answer waits for nothing).
+
+        For a caller that answers in order by itself (the Kafka listener): no task, and the long-polls
+        the appends wake run before the caller's own answer is written."""
+        if self._unacknowledged:
+            self.drain_unacknowledged()
+        return [self._append(entry)[0] for entry in entries]
+
     def _append(self, entry: ProduceEntry) -> tuple[AppendOutcome, Log | None, int]:
         """Append one entry; returns its outcome, and the Log and end offset to flush (if it worked)."""
         try:

@@ -1,11 +1,20 @@
-"""One Kafka client connection: read frames, handle requests concurrently, answer in request order.
+"""One Kafka client connection: read frames, handle requests, answer in request order.
+
+An asyncio Protocol: frames are cut from the bytes as they arrive and handled right there. Most
+requests are answered at once (metadata, produce with acks 0 or 1, a fetch that finds data), and their
+answer is written in the same call when nothing before it is still unanswered: no task and no loop
+iteration per request, which is most of the end-to-end latency a Python broker adds. What must wait
+is either a `Later` (a long-poll fetch, answered from inside the append that wakes it, before the
+producer's own answer goes out) or a task (acks=all, group rounds).
 
 Clients pipeline requests (kafka-python and librdkafka keep several in flight) and match answers to
-them by order as well as correlation id, so each request runs as its own task and one writer sends the
-answers strictly in the order the requests came (fetches, which take room in the answer budget, also
-read in that order). At most MAX_IN_FLIGHT requests are unanswered; past
-that the connection is not read until one is answered, which bounds what one client can make the broker
-hold. A frame that cannot be read closes this connection only, with a log line naming the peer.
+them by order as well as correlation id, so answers go out strictly in the order the requests came;
+fetches, which take room in the answer budget, also start in that order, each after the one before it
+has its answer. At most MAX_IN_FLIGHT requests, and at most max_request_bytes of them (or one larger
+request alone), are unanswered; past that the connection is not read until one is answered, which
+bounds what one client can make the broker hold. An answer's batches count against the answer budget
+until the socket has taken them (the transport's buffer below its high-water mark). A frame that cannot
+be read closes this connection only, with a log line naming the peer.
 """
 
 from __future__ import annotations
@@ -13,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -35,7 +45,7 @@ from logstore.broker.kafka.codec import (
     read_header_prefix,
     read_request,
 )
-from logstore.broker.kafka.context import Held, RequestContext
+from logstore.broker.kafka.context import Held, Later, RequestContext
 from logstore.broker.kafka.versions import (
     ALTER_CONFIGS,
     API_VERSIONS,
@@ -92,127 +102,234 @@ HANDLERS: dict[int, Callable[[Any, int, RequestContext], Any]] = {
     INCREMENTAL_ALTER_CONFIGS: configs.incremental_alter_configs,
 }
 """Each served key's handler: (request, version, context) -> the answer, None for no answer (acks=0),
-or a coroutine of either."""
+a `Later` of either, or a coroutine of either."""
 
+_COUNTS: dict[int, int] = {}
 MIN_FRAME_BYTES = 10
 """The smallest request header: api key, version, correlation id (2 + 2 + 4) and a null client id (2)."""
 MAX_IN_FLIGHT = 32
-"""Requests of one connection handled at once."""
-
-Pending = tuple[int, int, "asyncio.Task[Any]"]
-"""An unanswered request: correlation id, frame size, its handling."""
+"""Requests of one connection unanswered at once."""
+_PREFIX = 4
 
 
 class ConnectionClosing(Exception):
     """The peer sent something unreadable; the message says what, for the log line."""
 
 
-class Connection:
+class _Slot:
+    """One request's place in the answer order."""
+
+    __slots__ = ("answer", "correlation_id", "error", "pending", "ready", "size")
+
+    def __init__(self, correlation_id: int, size: int) -> None:
+        self.correlation_id = correlation_id
+        self.size = size
+        self.ready = False
+        self.answer: Any = None
+        self.error: BaseException | None = None
+        self.pending: asyncio.Task[Any] | Later | None = None
+
+    def settle(self, answer: Any, error: BaseException | None) -> None:
+        self.ready, self.answer, self.error, self.pending = True, answer, error, None
+
+    def drop(self) -> None:
+        """This answer will not be sent: stop its work and give back the budget it holds."""
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            pending.cancel()  # a task's handler, or a Later's clean-up, gives back what it holds
+        elif self.ready and isinstance(self.answer, Held):
+            self.answer.lease.release_all()
+        self.answer = None
+
+
+class Connection(asyncio.Protocol):
     """One client's requests and answers. Not thread-safe: it runs on the broker's event loop only."""
 
     def __init__(
         self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        ctx: RequestContext,
+        make_context: Callable[[asyncio.Transport], RequestContext],
         *,
         max_request_bytes: int,
         idle_s: float,
     ) -> None:
-        self._reader = reader
-        self._writer = writer
-        self._ctx = ctx
+        self._make_context = make_context
         self._max_request_bytes = max_request_bytes
         self._idle_s = idle_s
-        self.peer = peer_name(writer)
-        self._pending: asyncio.Queue[Pending | None] = asyncio.Queue()
-        self._room = asyncio.Semaphore(MAX_IN_FLIGHT)
-        self._unanswered = 0
+        self._loop = asyncio.get_running_loop()
+        self.closed: asyncio.Future[None] = self._loop.create_future()
+        """Done once the connection has ended, for whatever reason."""
+        self.peer = "?"
+        self._transport: asyncio.Transport | None = None
+        self._ctx: RequestContext | None = None
+        self._buffer = bytearray()
+        self._slots: deque[_Slot] = deque()
         self.unanswered_bytes = 0
         """Bytes of the requests read and not answered yet: at most max_request_bytes, or one request."""
-        self._answered = asyncio.Event()
-        self._last_fetch: asyncio.Task[Any] | None = None
+        self._fetches: deque[tuple[_Slot, Any, int]] = deque()
+        """Fetches read but not started: each starts once the one before it has its answer."""
+        self._fetching: _Slot | None = None
+        self.reading_paused = False
+        """True while requests already read fill the connection's limits (its socket is not read)."""
+        self._write_paused = False
+        self._written_leases: list[Any] = []
+        self._processing = False
+        self._resume_scheduled = False
+        self._finishing = False
+        self._last_read = self._loop.time()
+        self._idle_timer: asyncio.TimerHandle | None = None
 
-    async def serve(self) -> None:
-        """Serve until the peer closes, sends garbage, stays idle too long, or the task is cancelled."""
-        sender = asyncio.create_task(self._send_answers())
-        clean = False
-        try:
-            while not sender.done():
-                await self._room.acquire()
-                frame = await self._read_frame()
-                if frame is None:
-                    clean = True
-                    break
-                header, work = self._start(frame)
-                self._unanswered += 1
-                self.unanswered_bytes += len(frame)
-                self._pending.put_nowait((header.correlation_id, len(frame), work))
-        except ConnectionClosing as exc:
-            log.warning("closing Kafka connection from %s: %s", self.peer, exc)
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            if clean and not sender.done():
-                self._pending.put_nowait(None)  # answer what was asked, then close
-                await asyncio.gather(sender, return_exceptions=True)
-            sender.cancel()
-            while not self._pending.empty():
-                item = self._pending.get_nowait()
-                if item is not None:
-                    _drop(item[2])
-            self._writer.close()
+    # --- asyncio.Protocol ---------------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        self.peer = peer_name(transport)
+        self._ctx = self._make_context(transport)
+        self._idle_timer = self._loop.call_later(self._idle_s, self._check_idle)
+
+    def data_received(self, data: bytes) -> None:
+        self._last_read = self._loop.time()
+        self._buffer += data
+        self._process()
+
+    def eof_received(self) -> bool:
+        """The peer will send no more: answer what it asked, then close (a partial frame is garbage)."""
+        left = len(self._buffer)
+        if left:
+            if left < _PREFIX:
+                self._close_for(f"the connection ended inside a size prefix ({left} of 4 bytes)")
+            else:
+                size = int.from_bytes(self._buffer[:_PREFIX], "big", signed=True)
+                self._close_for(f"truncated request: {left - _PREFIX} of {size} bytes came before the end")
+            return False
+        self.finish()
+        return True  # keep the transport open for the answers
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._finishing = True
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+        for slot in self._slots:
+            slot.drop()
+        self._slots.clear()
+        self._fetches.clear()
+        self._release_written()
+        self._buffer.clear()
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._release_written()
+        self._flush()
+
+    # --- control ------------------------------------------------------------------------------------------
 
     def finish(self) -> None:
         """Read no more requests; answer those already read, then close (for a stopping broker)."""
-        transport = self._writer.transport
-        if isinstance(transport, asyncio.ReadTransport) and not transport.is_closing():
-            transport.pause_reading()  # no more data for the reader, which now ends where it is
-            self._reader.feed_eof()
+        self._finishing = True
+        self._buffer.clear()
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            transport.pause_reading()
+            if not self._slots:
+                transport.close()
 
-    async def _read_prefix(self) -> bytes | None:
-        """The next size prefix; None at the end of the stream or after `idle_s` with nothing to answer."""
-        while True:
-            try:
-                async with asyncio.timeout(self._idle_s):  # no task per read, unlike wait_for
-                    return await self._reader.readexactly(4)
-            except TimeoutError:
-                if self._unanswered == 0:  # Kafka's connections.max.idle.ms
-                    log.info("closing Kafka connection from %s: idle for %.0f s", self.peer, self._idle_s)
-                    return None
-            except asyncio.IncompleteReadError as exc:
-                if exc.partial:
-                    raise ConnectionClosing(
-                        f"the connection ended inside a size prefix ({len(exc.partial)} of 4 bytes)"
-                    ) from None
-                return None
+    def abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
 
-    async def _read_frame(self) -> bytes | None:
-        """One request's bytes; None when the connection is to end quietly."""
-        prefix = await self._read_prefix()
-        if prefix is None:
-            return None
-        size = int.from_bytes(prefix, "big", signed=True)
-        if not MIN_FRAME_BYTES <= size <= self._max_request_bytes:
-            raise ConnectionClosing(
-                f"request size {size} is outside {MIN_FRAME_BYTES}..{self._max_request_bytes} bytes "
-                "(max_request_bytes)"
-            )
-        # Requests in flight hold their bytes (a produce's batches) until answered: read this one only
-        # once it fits beside them in max_request_bytes (alone, any request fits), as Kafka, which serves
-        # one request per connection at a time, holds at most one.
-        while self.unanswered_bytes and self.unanswered_bytes + size > self._max_request_bytes:
-            self._answered.clear()
-            await self._answered.wait()
+    def _close_for(self, reason: str) -> None:
+        log.warning("closing Kafka connection from %s: %s", self.peer, reason)
+        self._close()
+
+    def _close(self) -> None:
+        self._finishing = True
+        self._buffer.clear()
+        for slot in self._slots:
+            slot.drop()
+        self._slots.clear()
+        self._fetches.clear()
+        if self._transport is not None:
+            self._transport.close()
+
+    def _check_idle(self) -> None:
+        """Kafka's connections.max.idle.ms: close a connection with nothing to answer and nothing read."""
+        quiet = self._loop.time() - self._last_read
+        if quiet >= self._idle_s and not self._slots and not self._finishing:
+            log.info("closing Kafka connection from %s: idle for %.0f s", self.peer, self._idle_s)
+            self._close()
+            return
+        wait = self._idle_s - quiet if quiet < self._idle_s else self._idle_s
+        self._idle_timer = self._loop.call_later(wait, self._check_idle)
+
+    # --- requests -----------------------------------------------------------------------------------------
+
+    def _process(self) -> None:
+        """Handle every whole frame in the buffer that fits in the connection's limits now; stop reading
+        the socket while the limits are full."""
+        if self._processing:
+            return
+        self._processing = True
         try:
-            return await self._reader.readexactly(size)
-        except asyncio.IncompleteReadError as exc:
-            raise ConnectionClosing(
-                f"truncated request: {len(exc.partial)} of {size} bytes came before the end"
-            ) from None
+            full = self._cut_frames()
+        except ConnectionClosing as exc:
+            self._close_for(str(exc))
+            return
+        finally:
+            self._processing = False
+        transport = self._transport
+        if transport is None or self._finishing or full == self.reading_paused:
+            return
+        self.reading_paused = full
+        if full:
+            transport.pause_reading()
+        else:
+            transport.resume_reading()
 
-    def _start(self, frame: bytes) -> tuple[Header, asyncio.Task[Any]]:
-        """Decode one request and start handling it; raises ConnectionClosing for what cannot be read."""
+    def _cut_frames(self) -> bool:
+        """Dispatch the buffer's whole frames; True if one waits for room (the limits are full)."""
+        buffer = self._buffer
+        while not self._finishing and len(buffer) >= _PREFIX:
+            size = int.from_bytes(buffer[:_PREFIX], "big", signed=True)
+            if not MIN_FRAME_BYTES <= size <= self._max_request_bytes:
+                raise ConnectionClosing(
+                    f"request size {size} is outside {MIN_FRAME_BYTES}..{self._max_request_bytes} bytes "
+                    "(max_request_bytes)"
+                )
+            # Requests in flight hold their bytes (a produce's batches) until answered: take this one only
+            # once it fits beside them in max_request_bytes (alone, any request fits), as Kafka, which
+            # serves one request per connection at a time, holds at most one.
+            if len(self._slots) >= MAX_IN_FLIGHT or (
+                self.unanswered_bytes and self.unanswered_bytes + size > self._max_request_bytes
+            ):
+                return True
+            if len(buffer) < _PREFIX + size:
+                return False
+            frame = bytes(buffer[_PREFIX : _PREFIX + size])
+            del buffer[: _PREFIX + size]
+            self._dispatch(frame)
+        return False
+
+    def _dispatch(self, frame: bytes) -> None:
+        """Decode one request, start handling it, and answer it if it is ready and first in line."""
+        header, api_version, request = self._decode(frame)
+        slot = _Slot(header.correlation_id, len(frame))
+        self._slots.append(slot)
+        self.unanswered_bytes += len(frame)
+        if request is _API_VERSIONS:
+            slot.settle(api_versions.answer(api_version), None)
+        elif header.api_key == FETCH and (self._fetching is not None or self._fetches):
+            self._fetches.append((slot, request, api_version))
+        else:
+            self._run(slot, header.api_key, request, api_version)
+        self._flush()
+
+    def _decode(self, frame: bytes) -> tuple[Header, int, Any]:
+        """The header, the version and the request; raises ConnectionClosing for what cannot be read."""
         try:
             header, header_size = read_header_prefix(frame)
             api = APIS.get(header.api_key)
@@ -224,7 +341,7 @@ class Connection:
                 # Answered whatever the version: one it does not serve gets the v0 answer saying so.
                 if api.serves(header.api_version):
                     read_request(frame, header, header_size)
-                return header, asyncio.create_task(_ready(api_versions.answer(header.api_version)))
+                return header, header.api_version, _API_VERSIONS
             if not api.serves(header.api_version):
                 raise ConnectionClosing(
                     f"{api.name} v{header.api_version} is not served (versions {api.served[0]}-{api.served[1]})"
@@ -232,94 +349,125 @@ class Connection:
             request = read_request(frame, header, header_size)
         except MalformedRequestError as exc:
             raise ConnectionClosing(str(exc)) from None
-        if header.client_id != self._ctx.client_id:
-            self._ctx = dataclasses.replace(self._ctx, client_id=header.client_id)
-        handler = HANDLERS[header.api_key]
-        if header.api_key != FETCH:
-            return header, asyncio.create_task(_call(handler, request, header.api_version, self._ctx))
-        # Fetches of one connection read one after another, as Kafka serves them: each takes room in
-        # the answer budget, and a later one taking the room an earlier one waits for would wait
-        # forever, since its own answer can only go out after the earlier one's.
-        work = asyncio.create_task(_after(self._last_fetch, handler, request, header.api_version, self._ctx))
-        self._last_fetch = work
-        return header, work
+        ctx = self._ctx
+        assert ctx is not None
+        if header.client_id != ctx.client_id:
+            self._ctx = dataclasses.replace(ctx, client_id=header.client_id)
+        return header, header.api_version, request
 
-    async def _send_answers(self) -> None:
-        """Write each answer when it and every earlier one are ready; a failed handler closes the connection."""
-        while True:
-            item = await self._pending.get()
-            if item is None:
+    def _run(self, slot: _Slot, api_key: int, request: Any, version: int) -> None:
+        """Call the handler; its answer is ready now, later (a Later), or when its task ends."""
+        ctx = self._ctx
+        assert ctx is not None
+        if api_key == FETCH:
+            self._fetching = slot
+        try:
+            result = HANDLERS[api_key](request, version, ctx)
+        except Exception as exc:
+            self._settled(slot, None, exc)
+            return
+        if isinstance(result, Later):
+            slot.pending = result
+            result.then(lambda later: self._later_done(slot, later))
+        elif asyncio.iscoroutine(result):
+            task = self._loop.create_task(result)
+            slot.pending = task
+            task.add_done_callback(lambda done: self._task_done(slot, done))
+        else:
+            self._settled(slot, result, None)
+
+    def _later_done(self, slot: _Slot, later: Later) -> None:
+        if slot.pending is not later:
+            return  # dropped meanwhile
+        try:
+            self._settled(slot, later.result(), None)
+        except Exception as exc:
+            self._settled(slot, None, exc)
+        self._flush()
+
+    def _task_done(self, slot: _Slot, task: asyncio.Task[Any]) -> None:
+        if slot.pending is not task:
+            return  # dropped meanwhile
+        if task.cancelled():
+            self._settled(slot, None, asyncio.CancelledError())
+        elif task.exception() is not None:
+            self._settled(slot, None, task.exception())
+        else:
+            self._settled(slot, task.result(), None)
+        self._flush()
+
+    def _settled(self, slot: _Slot, answer: Any, error: BaseException | None) -> None:
+        slot.settle(answer, error)
+        if slot is self._fetching:
+            self._fetching = None
+            if self._fetches:  # the next fetch reads now that this one's answer is made
+                next_slot, request, version = self._fetches.popleft()
+                self._run(next_slot, FETCH, request, version)
+
+    # --- answers ------------------------------------------------------------------------------------------
+
+    def _flush(self) -> None:
+        """Write every answer that is ready and has no unanswered request before it."""
+        transport = self._transport
+        if transport is None:
+            return
+        slots = self._slots
+        while slots and slots[0].ready and not self._write_paused:
+            slot = slots.popleft()
+            if slot.error is not None:
+                self._failed(slot)
                 return
-            correlation_id, size, work = item
-            try:
-                answer = await work
-            except LogStoreError as exc:  # a whole request refused, such as while shutting down
-                log.info("Kafka request from %s refused (%s); closing the connection", self.peer, exc)
-                self._writer.close()
-                return
-            except Exception:
-                log.exception(
-                    "Kafka request from %s (correlation id %d) failed; closing the connection",
-                    self.peer,
-                    correlation_id,
-                )
-                self._writer.close()
-                return
+            answer = slot.answer
             held = answer.lease if isinstance(answer, Held) else None
-            try:  # a Held answer's batches count against the answer budget until written
-                if answer is not None:
-                    frame = frame_response(correlation_id, answer.answer if held is not None else answer)
-                    self._writer.write(frame)
-                    del frame
-                    await self._writer.drain()
-            except ConnectionError:  # the peer went away; the reader sees the end too
-                self._writer.close()
-                return
-            finally:
-                if held is not None:
+            if answer is not None and not transport.is_closing():
+                frame = frame_response(slot.correlation_id, answer.answer if held is not None else answer)
+                transport.write(frame)
+                del frame
+            if held is not None:
+                if self._write_paused:  # the socket has not taken it all: hold it until it has
+                    self._written_leases.append(held)
+                else:
                     held.release_all()
-            self._unanswered -= 1
-            self.unanswered_bytes -= size
-            self._answered.set()
-            self._room.release()
+            self.unanswered_bytes -= slot.size
+        if self._finishing:
+            if not slots and not transport.is_closing():
+                transport.close()
+        elif self.reading_paused and not self._resume_scheduled:
+            # Read on from the loop, not from here: this may run inside another connection's append.
+            self._resume_scheduled = True
+            self._loop.call_soon(self._resume)
+
+    def _resume(self) -> None:
+        self._resume_scheduled = False
+        if not self._finishing and self.reading_paused:
+            self._process()  # resumes reading once the buffer's next frame fits
+
+    def _failed(self, slot: _Slot) -> None:
+        """A handler failed: close the connection (its earlier answers are out), with a log line."""
+        error = slot.error
+        if isinstance(error, LogStoreError):  # a whole request refused, such as while shutting down
+            log.info("Kafka request from %s refused (%s); closing the connection", self.peer, error)
+        elif not isinstance(error, asyncio.CancelledError):
+            log.error(
+                "Kafka request from %s (correlation id %d) failed; closing the connection",
+                self.peer,
+                slot.correlation_id,
+                exc_info=error,
+            )
+        self._close()
+
+    def _release_written(self) -> None:
+        leases, self._written_leases = self._written_leases, []
+        for lease in leases:
+            lease.release_all()
 
 
-async def _call(
-    handler: Callable[[Any, int, RequestContext], Any], request: Any, version: int, ctx: RequestContext
-) -> Any | None:
-    result = handler(request, version, ctx)
-    if asyncio.iscoroutine(result):
-        return await result
-    return result
+_API_VERSIONS = object()
+"""Stands for an ApiVersions request, answered by the connection itself."""
 
 
-async def _after(
-    previous: asyncio.Task[Any] | None,
-    handler: Callable[[Any, int, RequestContext], Any],
-    request: Any,
-    version: int,
-    ctx: RequestContext,
-) -> Any | None:
-    """Handle the request once `previous` has finished, however it ended."""
-    if previous is not None and not previous.done():
-        await asyncio.wait([previous])
-    return await _call(handler, request, version, ctx)
-
-
-def _drop(work: asyncio.Task[Any]) -> None:
-    """Cancel an answer that will not be sent, giving back the budget it holds if it is ready."""
-    if not work.done():
-        work.cancel()  # the handler gives back what it holds
-    elif not work.cancelled() and work.exception() is None and isinstance(work.result(), Held):
-        work.result().lease.release_all()
-
-
-async def _ready(value: Any) -> Any:
-    return value
-
-
-def peer_name(writer: asyncio.StreamWriter) -> str:
-    name = writer.get_extra_info("peername")
+def peer_name(transport: asyncio.BaseTransport) -> str:
+    name = transport.get_extra_info("peername")
     if isinstance(name, tuple) and len(name) >= 2:
         return f"{name[0]}:{name[1]}"
     return str(name)

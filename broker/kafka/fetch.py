@@ -3,13 +3,15 @@ the batch from its start; clients skip the records before the offset they asked 
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from kio.schema.errors import ErrorCode
 from logstore.broker.domain.values import FetchSpec, OffsetQuery, OffsetSpec, PartitionRead
 from logstore.broker.kafka.api_versions import NO_THROTTLE
 from logstore.broker.kafka.codec import build, element, response_type
-from logstore.broker.kafka.context import Held, RequestContext
+from logstore.broker.kafka.context import Held, Later, RequestContext
 from logstore.broker.kafka.errors import error_code
 from logstore.broker.kafka.versions import FETCH, LIST_OFFSETS
 from logstore.broker.service.answers import Lease
@@ -19,9 +21,13 @@ LATEST_TIMESTAMP = -1
 NO_SESSION = 0
 
 
-async def handle(request: Any, version: int, ctx: RequestContext) -> Any:
+def handle(request: Any, version: int, ctx: RequestContext) -> Any:
     """A full fetch, long-polling up to max_wait until min_bytes are there. Fetch sessions (KIP-227) are
-    not kept: every answer says session 0, which tells the client to send full fetches."""
+    not kept: every answer says session 0, which tells the client to send full fetches.
+
+    Answered now when data is there; otherwise a `LongPoll` answers from inside the append that brings
+    enough (or at max_wait). Only when the connection has no room in the answer budget does a task wait
+    for room, as the gRPC FetchService does."""
     cls = response_type(FETCH, version)
     if getattr(request, "session_id", NO_SESSION) != NO_SESSION or getattr(request, "session_epoch", -1) > 0:
         return build(
@@ -38,12 +44,119 @@ async def handle(request: Any, version: int, ctx: RequestContext) -> Any:
     ]
     requested_max = getattr(request, "max_bytes", ctx.fetch_max_bytes)
     max_bytes = max(1, min(requested_max, ctx.fetch_max_bytes))
+    min_bytes = max(0, request.min_bytes)
+    max_wait_s = request.max_wait.total_seconds()
     lease = ctx.answers.lease(ctx.connection)
-    try:
-        reads = await _read(
-            specs, max_bytes, max(0, request.min_bytes), request.max_wait.total_seconds(), ctx, lease
-        )
+    room = lease.room()
+    if room <= 0 or ctx.core.shutting_down:
+        return _held(cls, _read(specs, max_bytes, min_bytes, max_wait_s, ctx, lease), lease)
+    reads = ctx.core.read_now(specs, max(1, min(max_bytes, room)))
+    if _enough(reads, min_bytes) or max_wait_s <= 0:
+        lease.charge(_size(reads))
         return Held(_answer(cls, reads), lease)
+    del reads
+    return LongPoll(cls, specs, max_bytes, min_bytes, ctx, lease).start(max_wait_s)
+
+
+class LongPoll:
+    """A fetch waiting for data: woken inside the append that may bring it, answered at once if it did,
+    else at max_wait with what is there. Holds no budget while it waits."""
+
+    def __init__(
+        self,
+        cls: type[Any],
+        specs: list[FetchSpec],
+        max_bytes: int,
+        min_bytes: int,
+        ctx: RequestContext,
+        lease: Lease,
+    ) -> None:
+        self._cls = cls
+        self._specs = specs
+        self._max_bytes = max_bytes
+        self._min_bytes = min_bytes
+        self._ctx = ctx
+        self._lease = lease
+        self._unwatch: Callable[[], None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._fallback: asyncio.Task[Any] | None = None
+        self._later = Later(self._stop)
+
+    def start(self, max_wait_s: float) -> Later:
+        self._unwatch = self._ctx.core.watch(self._specs, self._woken)
+        self._timer = asyncio.get_running_loop().call_later(max_wait_s, self._expired)
+        return self._later
+
+    def _woken(self) -> None:
+        if self._later.done:
+            return
+        try:
+            closing = self._ctx.core.shutting_down
+            if not self._answer_if(closing):
+                self._unwatch = self._ctx.core.watch(self._specs, self._woken)  # not enough yet
+        except Exception as exc:
+            self._later.fail(exc)
+
+    def _expired(self) -> None:
+        self._timer = None
+        if self._later.done:
+            return
+        try:
+            self._answer_if(True)
+        except Exception as exc:
+            self._later.fail(exc)
+
+    def _answer_if(self, always: bool) -> bool:
+        """Read within the room there is; answer if that is enough (or `always`). No room at all: a task
+        waits for some, then answers."""
+        room = self._lease.room()
+        if room <= 0:
+            self._stop()
+            self._fallback = asyncio.ensure_future(
+                _read_now(self._specs, self._max_bytes, self._ctx, self._lease)
+            )
+            self._fallback.add_done_callback(self._fell_back)
+            return True
+        reads = self._ctx.core.read_now(self._specs, max(1, min(self._max_bytes, room)))
+        if not always and not _enough(reads, self._min_bytes):
+            return False
+        self._lease.charge(_size(reads))
+        self._later.resolve(Held(_answer(self._cls, reads), self._lease))
+        return True
+
+    def _fell_back(self, task: asyncio.Task[Any]) -> None:
+        if task.cancelled():
+            return
+        if task.exception() is not None:
+            self._later.fail(task.exception())  # type: ignore[arg-type]
+        else:
+            self._later.resolve(Held(_answer(self._cls, task.result()), self._lease))
+
+    def _stop(self) -> None:
+        """Stop waiting; on cancellation also give back what the answer holds."""
+        if self._unwatch is not None:
+            self._unwatch()
+            self._unwatch = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._later.cancelled:
+            if self._fallback is not None:
+                self._fallback.cancel()
+            self._lease.release_all()
+
+
+def _enough(reads: list[PartitionRead], min_bytes: int) -> bool:
+    return _size(reads) >= min_bytes or any(r.error for r in reads)
+
+
+def _size(reads: list[PartitionRead]) -> int:
+    return sum(len(r.records) for r in reads)
+
+
+async def _held(cls: type[Any], reading: Any, lease: Lease) -> Held:
+    try:
+        return Held(_answer(cls, await reading), lease)
     except BaseException:
         lease.release_all()
         raise
@@ -62,8 +175,7 @@ async def _read(
     The same steps as the gRPC FetchService: a read and its charge have no await between them, so
     concurrent fetches cannot all take the same room."""
     reads = await _read_now(specs, max_bytes, ctx, lease)
-    enough = sum(len(r.records) for r in reads) >= min_bytes or any(r.error for r in reads)
-    if enough or max_wait_s <= 0 or ctx.core.shutting_down:
+    if _enough(reads, min_bytes) or max_wait_s <= 0 or ctx.core.shutting_down:
         return reads
     del reads
     lease.release_all()
@@ -71,7 +183,7 @@ async def _read(
         specs, min_bytes=min_bytes, max_wait_s=max_wait_s, max_bytes=max(1, min(min_bytes, max_bytes))
     )
     if ctx.core.shutting_down:  # answer with what is there, as every long-poll does at stop
-        lease.charge(sum(len(r.records) for r in reads))
+        lease.charge(_size(reads))
         return reads
     return await _read_now(specs, max_bytes, ctx, lease)
 
@@ -81,7 +193,7 @@ async def _read_now(
 ) -> list[PartitionRead]:
     room = await lease.wait_for_room()
     reads = await ctx.core.fetch(specs, min_bytes=0, max_wait_s=0, max_bytes=max(1, min(max_bytes, room)))
-    lease.charge(sum(len(r.records) for r in reads))
+    lease.charge(_size(reads))
     return reads
 
 

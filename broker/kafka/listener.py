@@ -38,11 +38,12 @@ class KafkaListener:
         self._idle_s = connections_max_idle_ms / 1000
         self._answers = answers
         self._server: asyncio.Server | None = None
-        self._connections: dict[asyncio.Task[None], Connection] = {}
+        self._connections: set[Connection] = set()
         self.port: int | None = None
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, self._host, self._wanted_port)
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(self._connection, self._host, self._wanted_port)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self, grace_s: float) -> None:
@@ -51,43 +52,34 @@ class KafkaListener:
         if self._server is None:
             return
         self._server.close()
-        for connection in self._connections.values():
+        connections = list(self._connections)
+        for connection in connections:
             connection.finish()
-        tasks = list(self._connections)
-        if tasks:
-            await asyncio.wait(tasks, timeout=grace_s)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        ends = [connection.closed for connection in connections]
+        if ends:
+            await asyncio.wait(ends, timeout=grace_s)
+        for connection in connections:
+            connection.abort()
+        await asyncio.gather(*ends, return_exceptions=True)
         await self._server.wait_closed()
         self._server = None
 
-    def _context(self, writer: asyncio.StreamWriter) -> RequestContext:
+    def _connection(self) -> Connection:
+        connection = Connection(self._context, max_request_bytes=self._max_request_bytes, idle_s=self._idle_s)
+        self._connections.add(connection)
+        connection.closed.add_done_callback(lambda _: self._connections.discard(connection))
+        return connection
+
+    def _context(self, transport: asyncio.Transport) -> RequestContext:
         assert self.port is not None
         host = self._host
         if host in WILDCARD_HOSTS:  # tell clients the address they reached us at
-            host = writer.get_extra_info("sockname")[0]
+            host = transport.get_extra_info("sockname")[0]
         return RequestContext(
             core=self._core,
             endpoint=Endpoint(host, self.port),
             produce_timeout_ms=self._produce_timeout_ms,
             fetch_max_bytes=self._fetch_max_bytes,
             answers=self._answers,
-            connection="kafka:" + peer_name(writer),
+            connection="kafka:" + peer_name(transport),
         )
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        connection = Connection(
-            reader,
-            writer,
-            self._context(writer),
-            max_request_bytes=self._max_request_bytes,
-            idle_s=self._idle_s,
-        )
-        self._connections[task] = connection
-        try:
-            await connection.serve()
-        finally:
-            del self._connections[task]

@@ -3,6 +3,7 @@ format); acks=0 is answered with nothing at all, as Kafka does."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from kio.schema.errors import ErrorCode
@@ -15,28 +16,44 @@ from logstore.broker.kafka.versions import INIT_PRODUCER_ID, PRODUCE
 
 ACKS = {0: Acks.NONE, 1: Acks.LEADER, -1: Acks.ALL}
 
+log = logging.getLogger("logstore.broker.kafka")
 
-async def handle(request: Any, version: int, ctx: RequestContext) -> Any | None:
+
+def handle(request: Any, version: int, ctx: RequestContext) -> Any | None:
+    """Acks 0 and 1 are appended and answered now (acks=0 with nothing at all); acks=all returns the
+    coroutine that waits for the fsync."""
+    acks = ACKS.get(request.acks)
+    if acks is None:
+        return _answer(request, version, {}, ErrorCode.invalid_required_acks)
+    entries = [
+        ProduceEntry(t.name, p.index, p.records or b"")  # kio's Records is bytes: no copy
+        for t in request.topic_data
+        for p in t.partition_data
+    ]
+    if acks is Acks.ALL:
+        return _durable(request, version, ctx, entries)
+    done = ctx.core.append_now(entries)
+    if acks is Acks.NONE:
+        for outcome in done:
+            if outcome.error is not None:
+                log.debug("acks=0 produce to %s-%s lost: %s", outcome.topic, outcome.partition, outcome.error)
+        return None
+    return _answer(request, version, {(o.topic, o.partition): o for o in done}, ErrorCode.none)
+
+
+async def _durable(request: Any, version: int, ctx: RequestContext, entries: list[ProduceEntry]) -> Any:
+    timeout_ms = request.timeout.total_seconds() * 1000 or ctx.produce_timeout_ms
+    done = await ctx.core.produce(entries, Acks.ALL, timeout_ms / 1000)
+    return _answer(request, version, {(o.topic, o.partition): o for o in done}, ErrorCode.none)
+
+
+def _answer(
+    request: Any, version: int, outcomes: dict[tuple[str, int], AppendOutcome], refusal: ErrorCode
+) -> Any:
+    """Every partition of the request, in its order: its outcome, or `refusal` where it has none."""
     cls = response_type(PRODUCE, version)
     topic_cls = element(cls, "responses")
     partition_cls = element(topic_cls, "partition_responses")
-    acks = ACKS.get(request.acks)
-    outcomes: dict[tuple[str, int], AppendOutcome]
-    if acks is None:
-        outcomes = {}
-        refusal = ErrorCode.invalid_required_acks
-    else:
-        entries = [
-            ProduceEntry(t.name, p.index, p.records or b"")  # kio's Records is bytes: no copy
-            for t in request.topic_data
-            for p in t.partition_data
-        ]
-        timeout_ms = request.timeout.total_seconds() * 1000 or ctx.produce_timeout_ms
-        done = await ctx.core.produce(entries, acks, timeout_ms / 1000)
-        if acks is Acks.NONE:
-            return None
-        outcomes = {(o.topic, o.partition): o for o in done}
-        refusal = ErrorCode.none
     responses = []
     for topic in request.topic_data:
         partitions = []
