@@ -46,6 +46,7 @@ from logstore.broker.kafka.codec import (
     read_request,
 )
 from logstore.broker.kafka.context import Held, Later, RequestContext
+from logstore.broker.kafka.hot_answers import Encoded
 from logstore.broker.kafka.versions import (
     ALTER_CONFIGS,
     API_VERSIONS,
@@ -420,7 +421,11 @@ class Connection(asyncio.Protocol):
             answer = slot.answer
             held = answer.lease if isinstance(answer, Held) else None
             if answer is not None and not transport.is_closing():
-                frame = frame_response(slot.correlation_id, answer.answer if held is not None else answer)
+                payload = answer.answer if held is not None else answer
+                if isinstance(payload, Encoded):
+                    frame: bytearray | memoryview = payload.framed(slot.correlation_id)
+                else:
+                    frame = frame_response(slot.correlation_id, payload)
                 transport.write(frame)
                 del frame
             if held is not None:

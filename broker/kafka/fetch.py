@@ -13,6 +13,7 @@ from logstore.broker.kafka.api_versions import NO_THROTTLE
 from logstore.broker.kafka.codec import build, element, response_type
 from logstore.broker.kafka.context import Held, Later, RequestContext
 from logstore.broker.kafka.errors import error_code
+from logstore.broker.kafka.hot_answers import fetch_answer
 from logstore.broker.kafka.versions import FETCH, LIST_OFFSETS
 from logstore.broker.service.answers import Lease
 
@@ -49,13 +50,13 @@ def handle(request: Any, version: int, ctx: RequestContext) -> Any:
     lease = ctx.answers.lease(ctx.connection)
     room = lease.room()
     if room <= 0 or ctx.core.shutting_down:
-        return _held(cls, _read(specs, max_bytes, min_bytes, max_wait_s, ctx, lease), lease)
+        return _held(version, _read(specs, max_bytes, min_bytes, max_wait_s, ctx, lease), lease)
     reads = ctx.core.read_now(specs, max(1, min(max_bytes, room)))
     if _enough(reads, min_bytes) or max_wait_s <= 0:
         lease.charge(_size(reads))
-        return Held(_answer(cls, reads), lease)
+        return Held(fetch_answer(version, reads), lease)
     del reads
-    return LongPoll(cls, specs, max_bytes, min_bytes, ctx, lease).start(max_wait_s)
+    return LongPoll(version, specs, max_bytes, min_bytes, ctx, lease).start(max_wait_s)
 
 
 class LongPoll:
@@ -64,14 +65,14 @@ class LongPoll:
 
     def __init__(
         self,
-        cls: type[Any],
+        version: int,
         specs: list[FetchSpec],
         max_bytes: int,
         min_bytes: int,
         ctx: RequestContext,
         lease: Lease,
     ) -> None:
-        self._cls = cls
+        self._version = version
         self._specs = specs
         self._max_bytes = max_bytes
         self._min_bytes = min_bytes
@@ -121,7 +122,7 @@ class LongPoll:
         if not always and not _enough(reads, self._min_bytes):
             return False
         self._lease.charge(_size(reads))
-        self._later.resolve(Held(_answer(self._cls, reads), self._lease))
+        self._later.resolve(Held(fetch_answer(self._version, reads), self._lease))
         return True
 
     def _fell_back(self, task: asyncio.Task[Any]) -> None:
@@ -130,7 +131,7 @@ class LongPoll:
         if task.exception() is not None:
             self._later.fail(task.exception())  # type: ignore[arg-type]
         else:
-            self._later.resolve(Held(_answer(self._cls, task.result()), self._lease))
+            self._later.resolve(Held(fetch_answer(self._version, task.result()), self._lease))
 
     def _stop(self) -> None:
         """Stop waiting; on cancellation also give back what the answer holds."""
@@ -154,9 +155,9 @@ def _size(reads: list[PartitionRead]) -> int:
     return sum(len(r.records) for r in reads)
 
 
-async def _held(cls: type[Any], reading: Any, lease: Lease) -> Held:
+async def _held(version: int, reading: Any, lease: Lease) -> Held:
     try:
-        return Held(_answer(cls, await reading), lease)
+        return Held(fetch_answer(version, await reading), lease)
     except BaseException:
         lease.release_all()
         raise
@@ -195,30 +196,6 @@ async def _read_now(
     reads = await ctx.core.fetch(specs, min_bytes=0, max_wait_s=0, max_bytes=max(1, min(max_bytes, room)))
     lease.charge(_size(reads))
     return reads
-
-
-def _answer(cls: type[Any], reads: list[PartitionRead]) -> Any:
-    topic_cls = element(cls, "responses")
-    partition_cls = element(topic_cls, "partitions")
-    by_topic: dict[str, list[Any]] = {}
-    for read in reads:
-        by_topic.setdefault(read.topic, []).append(
-            build(
-                partition_cls,
-                partition_index=read.partition,
-                error_code=error_code(read.error),
-                high_watermark=read.high_watermark,
-                last_stable_offset=read.high_watermark,
-                log_start_offset=read.log_start_offset,
-                aborted_transactions=(),
-                preferred_read_replica=-1,
-                records=read.records,
-            )
-        )
-    responses = tuple(build(topic_cls, topic=name, partitions=tuple(ps)) for name, ps in by_topic.items())
-    return build(
-        cls, throttle_time=NO_THROTTLE, error_code=ErrorCode.none, session_id=NO_SESSION, responses=responses
-    )
 
 
 def _query(topic: str, partition: int, timestamp: int) -> OffsetQuery:

@@ -9,10 +9,10 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 from logstore.broker.domain.values import Acks, AppendOutcome, ProduceEntry
 from logstore.broker.kafka.api_versions import NO_THROTTLE
-from logstore.broker.kafka.codec import build, element, kafka_time, response_type
+from logstore.broker.kafka.codec import build, response_type
 from logstore.broker.kafka.context import RequestContext
-from logstore.broker.kafka.errors import error_code, error_message
-from logstore.broker.kafka.versions import INIT_PRODUCER_ID, PRODUCE
+from logstore.broker.kafka.hot_answers import Encoded, produce_answer
+from logstore.broker.kafka.versions import INIT_PRODUCER_ID
 
 ACKS = {0: Acks.NONE, 1: Acks.LEADER, -1: Acks.ALL}
 
@@ -49,31 +49,10 @@ async def _durable(request: Any, version: int, ctx: RequestContext, entries: lis
 
 def _answer(
     request: Any, version: int, outcomes: dict[tuple[str, int], AppendOutcome], refusal: ErrorCode
-) -> Any:
+) -> Encoded:
     """Every partition of the request, in its order: its outcome, or `refusal` where it has none."""
-    cls = response_type(PRODUCE, version)
-    topic_cls = element(cls, "responses")
-    partition_cls = element(topic_cls, "partition_responses")
-    responses = []
-    for topic in request.topic_data:
-        partitions = []
-        for p in topic.partition_data:
-            outcome = outcomes.get((topic.name, p.index))
-            code = refusal if outcome is None else error_code(outcome.error)
-            partitions.append(
-                build(
-                    partition_cls,
-                    index=p.index,
-                    error_code=code,
-                    base_offset=outcome.base_offset if outcome else -1,
-                    log_append_time=kafka_time(outcome.log_append_time_ms) if outcome else None,
-                    log_start_offset=outcome.log_start_offset if outcome else -1,
-                    record_errors=(),
-                    error_message=error_message(outcome.error) if outcome else None,
-                )
-            )
-        responses.append(build(topic_cls, name=topic.name, partition_responses=tuple(partitions)))
-    return build(cls, responses=tuple(responses), throttle_time=NO_THROTTLE)
+    topics = [(t.name, [p.index for p in t.partition_data]) for t in request.topic_data]
+    return produce_answer(version, topics, outcomes, int(refusal))
 
 
 def init_producer_id(request: Any, version: int, ctx: RequestContext) -> Any:
