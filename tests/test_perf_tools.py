@@ -32,6 +32,7 @@ def assert_sane_latency(latency: dict, samples: int) -> None:
 def assert_sane_ceilings(ceilings: dict) -> None:
     assert ceilings["write_bytes"] > 0 and ceilings["write_mb_per_s"] > 0
     assert ceilings["grpc_calls"] > 0 and 0 < ceilings["grpc_p50_us"] <= ceilings["grpc_p99_us"]
+    assert ceilings["tcp_trips"] > 0 and 0 < ceilings["tcp_p50_us"] <= ceilings["tcp_p99_us"]
 
 
 def test_produce_reports_throughput_latency_and_ceilings(broker: EmbeddedBroker, capsys) -> None:
@@ -66,7 +67,7 @@ def test_produce_summary_is_kafkas_line_then_the_ceilings(broker: EmbeddedBroker
     argv = ["perf", "produce", "--bootstrap", broker.address, "--topic", "lines", "--num-records", "500"]
     assert logstore(argv) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 3
+    assert len(lines) == 4
     number = r"\d+\.\d+"
     assert re.fullmatch(
         rf"500 records sent, {number} records/sec \({number} MB/sec\), {number} ms avg latency, {number} ms max "
@@ -76,6 +77,7 @@ def test_produce_summary_is_kafkas_line_then_the_ceilings(broker: EmbeddedBroker
     assert lines[1].startswith("ceiling: plain sequential write of 1048576 bytes")
     assert "this run = " in lines[1]
     assert lines[2].startswith("ceiling: empty gRPC call") and "round trips" in lines[2]
+    assert lines[3].startswith("ceiling: loopback TCP round trip between two processes")
 
 
 def test_produce_refuses_a_topic_with_another_partition_count(broker: EmbeddedBroker, capsys) -> None:
@@ -291,7 +293,10 @@ def test_kafka_clients_measures_each_client_beside_grpc(start_broker: StartBroke
             "e2e_confluent_p99_us",
             "e2e_grpc_p50_us",
             "e2e_grpc_p99_us",
+            "tcp_round_trip_p50_us",
+            "tcp_round_trip_p99_us",
         }
         assert all(value > 0 for value in figures.values())
+        assert figures["tcp_round_trip_p50_us"] <= figures["tcp_round_trip_p99_us"]
         assert figures["e2e_confluent_p50_us"] <= figures["e2e_confluent_p99_us"]
     assert set(result["median"]) == set(result["runs"][0])

@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from logstore.bench.perf.ceilings import tcp_round_trips_ns
 from logstore.bench.perf.common import emit, machine, positive_int, target_broker
 from logstore.bench.perf.stats import Latency, summarize
 
@@ -161,6 +162,9 @@ def measure(grpc: str, kafka: str, settings: Settings, parts: Sequence[str]) -> 
         grpc_latency = e2e_grpc(grpc, f"kc-{run}-e2e-grpc", settings)
         figures["e2e_grpc_p50_us"] = grpc_latency.p50 * 1000
         figures["e2e_grpc_p99_us"] = grpc_latency.p99 * 1000
+        trips = sorted(tcp_round_trips_ns())  # the floor, in the same minute: it moves several-fold
+        figures["tcp_round_trip_p50_us"] = trips[len(trips) // 2] / 1000
+        figures["tcp_round_trip_p99_us"] = trips[int(len(trips) * 0.99)] / 1000
     return figures
 
 
@@ -405,6 +409,14 @@ LABELS: dict[str, tuple[str, Callable[[float], str]]] = {
     "e2e_confluent_p99_us": ("end to end p99, confluent-kafka", lambda v: f"{v:,.0f} us"),
     "e2e_grpc_p50_us": ("end to end p50, gRPC fetch", lambda v: f"{v:,.0f} us"),
     "e2e_grpc_p99_us": ("end to end p99, gRPC fetch", lambda v: f"{v:,.0f} us"),
+    "tcp_round_trip_p50_us": (
+        "ceiling: loopback TCP round trip p50, two processes",
+        lambda v: f"{v:,.0f} us",
+    ),
+    "tcp_round_trip_p99_us": (
+        "ceiling: loopback TCP round trip p99, two processes",
+        lambda v: f"{v:,.0f} us",
+    ),
 }
 
 
