@@ -37,6 +37,15 @@ def receive(sock: socket.socket) -> tuple[int, bytes]:
     return correlation_id, frame[4:]
 
 
+def decode_response(response_class: Any, body: bytes, version: int) -> Any:
+    """A response body after the correlation id: flexible versions other than ApiVersions' carry
+    response header v1, whose tagged fields (none from this broker: one 0 byte) come first."""
+    if response_class.flexible_version_q(version) and response_class.API_KEY != 18:
+        assert body[0] == 0, f"response header v1 with tagged fields {body[:1]!r}"
+        body = body[1:]
+    return response_class.decode(body, version=version)
+
+
 def is_closed(sock: socket.socket) -> bool:
     """Whether the broker closed the connection (reads end, or the connection was reset)."""
     try:

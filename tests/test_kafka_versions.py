@@ -47,7 +47,7 @@ from logstore.broker.kafka.versions import (
 
 from logstore.records import build_batch, iter_records
 from tests.conftest import StartBroker
-from tests.kafka_wire import kafka_socket, receive, send_request
+from tests.kafka_wire import decode_response, kafka_socket, receive, send_request
 
 
 @pytest.fixture
@@ -65,7 +65,7 @@ def call(broker: EmbeddedBroker, request: Any, response_class: Any, version: int
         send_request(sock, request, 1)
         correlation_id, body = receive(sock)
     assert correlation_id == 1
-    return response_class.decode(body, version=version)
+    return decode_response(response_class, body, version)
 
 
 @pytest.mark.parametrize("version", [0, 1, 2])

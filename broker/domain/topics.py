@@ -88,7 +88,11 @@ class Topics:
             partitions.append(
                 PartitionOffsets(number, partition_log.log_start_offset, partition_log.log_end_offset)
             )
-        return TopicView(info.name, info.config.to_mapping(), partitions)
+        return TopicView(info.name, info.config.to_mapping(), partitions, info.topic_id)
+
+    def ids(self) -> dict[str, str]:
+        """Each client-visible topic's id (32 hex digits) by name, for protocols that name topics by id."""
+        return {info.name: info.topic_id for info in self.manager.topics() if info.name not in self.internal}
 
     def add_partitions(self, name: str, total_partitions: int, *, validate_only: bool = False) -> TopicView:
         """Grow a topic to `total_partitions`; `validate_only` checks everything and changes nothing."""

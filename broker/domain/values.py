@@ -125,6 +125,9 @@ class TopicView:
     name: str
     config: dict[str, str]
     partitions: list[PartitionOffsets]
+    topic_id: str = ""
+    """The topic's id (32 hex digits), made at creation and never reused: a topic deleted and created
+    again under its name has a new one."""
 
 
 @dataclass(frozen=True, slots=True)

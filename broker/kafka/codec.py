@@ -22,6 +22,8 @@ from kio.serial import entity_reader, entity_writer
 
 _SIZE = struct.Struct(">i")
 _RESPONSE_HEADER_V0 = struct.Struct(">ii")  # size prefix, correlation id
+_NO_TAGGED_FIELDS = b"\0"  # response header v1's tagged fields: an unsigned varint count of 0
+_API_VERSIONS_KEY = 18
 
 
 class MalformedRequestError(ValueError):
@@ -67,21 +69,28 @@ def read_request(frame: bytes, header: Header, header_size: int) -> Any:
         request, size = entity_reader(cls)(frame, offset)
     except Exception as exc:
         raise MalformedRequestError(f"unreadable {cls.__name__} v{header.api_version} ({exc})") from None
-    if offset + size != len(frame):
+    if offset + size > len(frame):
         raise MalformedRequestError(
             f"{cls.__name__} v{header.api_version} is {offset + size} bytes but its frame has {len(frame)}"
         )
+    # Bytes after the request are ignored, as Kafka's brokers do: librdkafka 2.16's Metadata v12 from
+    # its AdminClient carries 3 more than the schema has.
     return request
 
 
 def frame_response(correlation_id: int, response: Any) -> memoryview:
-    """Size prefix, response header v0 (the non-flexible one, also ApiVersions' always), body.
+    """Size prefix, response header, body. The header is v0 (the correlation id) for non-flexible
+    versions and for ApiVersions always (KIP-511: a client must read it before it knows the versions),
+    and v1 (the correlation id and an empty set of tagged fields) for the other flexible ones.
 
     A view of the buffer it was written into, not a copy: a fetch answer's batches are copied once, into
     that buffer, and the transport copies only what the socket does not take at once."""
     body = io.BytesIO()
     body.write(b"\0" * _RESPONSE_HEADER_V0.size)
-    entity_writer(type(response))(body, response)
+    cls = type(response)
+    if cls.__flexible__ and cls.__api_key__ != _API_VERSIONS_KEY:
+        body.write(_NO_TAGGED_FIELDS)
+    entity_writer(cls)(body, response)
     data = body.getbuffer()
     _RESPONSE_HEADER_V0.pack_into(data, 0, len(data) - _SIZE.size, correlation_id)
     return data
@@ -107,7 +116,7 @@ def build(cls: type[Any], **values: Any) -> Any:
 
 
 def element(cls: type[Any], name: str) -> type[Any]:
-    """The struct type held by the tuple field `name` of `cls` (such as a response's topics)."""
+    """The struct type of the field `name` of `cls`, or of its elements (such as a response's topics)."""
     found = _ELEMENTS.get((cls, name))
     if found is None:
         found = _element(cls, name)
@@ -117,7 +126,7 @@ def element(cls: type[Any], name: str) -> type[Any]:
 
 def _element(cls: type[Any], name: str) -> type[Any]:
     hint = _field_types(cls)[name]
-    for arg in typing.get_args(hint):
+    for arg in typing.get_args(hint) or (hint,):
         for inner in typing.get_args(arg) or (arg,):
             if isinstance(inner, type) and dataclasses.is_dataclass(inner):
                 return inner

@@ -37,6 +37,7 @@ from logstore.broker.kafka import (
     offsets,
     produce,
     records_admin,
+    share,
 )
 from logstore.broker.kafka.codec import (
     Header,
@@ -71,6 +72,9 @@ from logstore.broker.kafka.versions import (
     OFFSET_COMMIT,
     OFFSET_FETCH,
     PRODUCE,
+    SHARE_ACKNOWLEDGE,
+    SHARE_FETCH,
+    SHARE_GROUP_HEARTBEAT,
     SYNC_GROUP,
 )
 
@@ -101,6 +105,9 @@ HANDLERS: dict[int, Callable[[Any, int, RequestContext], Any]] = {
     ALTER_CONFIGS: configs.alter_configs,
     CREATE_PARTITIONS: admin.create_partitions,
     INCREMENTAL_ALTER_CONFIGS: configs.incremental_alter_configs,
+    SHARE_GROUP_HEARTBEAT: share.share_group_heartbeat,
+    SHARE_FETCH: share.share_fetch,
+    SHARE_ACKNOWLEDGE: share.share_acknowledge,
 }
 """Each served key's handler: (request, version, context) -> the answer, None for no answer (acks=0),
 a `Later` of either, or a coroutine of either."""

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from logstore.broker.domain.core import BrokerCore
+from logstore.broker.kafka.share_sessions import ShareSessions
 from logstore.broker.service.answers import AnswerBudget, Lease
 
 NODE_ID = 0
@@ -34,6 +35,8 @@ class RequestContext:
     """The broker's budget of answer bytes not yet taken by clients (shared with the gRPC services)."""
     connection: str
     """This connection's name in `answers`."""
+    share_sessions: ShareSessions
+    """The broker's Kafka share sessions (shared by every connection: a member may reconnect)."""
     client_id: str | None = None
     """The client id of the connection's requests (its last request's header)."""
 

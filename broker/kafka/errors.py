@@ -12,6 +12,7 @@ from kio.schema.errors import ErrorCode
 from logstore.broker.classic_group_machine import errors as classic
 from logstore.broker.domain import errors as broker
 from logstore.broker.group_machine import errors as groups
+from logstore.broker.kafka import share_sessions as sessions
 from logstore.broker.share_machine import errors as share
 
 from logstore import errors as engine
@@ -28,6 +29,7 @@ TABLE: dict[type[BaseException], ErrorCode] = {
     # state: the thing asked for does not exist, exists already, or conflicts with what exists
     engine.UnknownTopicError: ErrorCode.unknown_topic_or_partition,
     engine.UnknownPartitionError: ErrorCode.unknown_topic_or_partition,
+    sessions.UnknownTopicIdError: ErrorCode.unknown_topic_id,
     engine.TopicExistsError: ErrorCode.topic_already_exists,
     engine.OffsetOutOfRangeError: ErrorCode.offset_out_of_range,
     broker.CannotShrinkTopicError: ErrorCode.invalid_partitions,
@@ -47,6 +49,10 @@ TABLE: dict[type[BaseException], ErrorCode] = {
     groups.InvalidGroupRequestError: ErrorCode.invalid_request,
     groups.UnsupportedAssignorError: ErrorCode.unsupported_assignor,
     groups.InvalidRegularExpressionError: ErrorCode.invalid_regular_expression,
+    # Kafka share sessions (KIP-932), this listener's own
+    sessions.ShareSessionNotFoundError: ErrorCode.share_session_not_found,
+    sessions.InvalidShareSessionEpochError: ErrorCode.invalid_share_session_epoch,
+    sessions.ShareSessionLimitReachedError: ErrorCode.share_session_limit_reached,
     # the classic protocol's own (JoinGroup, SyncGroup, Heartbeat, LeaveGroup, OffsetCommit)
     classic.IllegalGenerationError: ErrorCode.illegal_generation,
     classic.RebalanceInProgressError: ErrorCode.rebalance_in_progress,

@@ -9,6 +9,7 @@ import asyncio
 from logstore.broker.domain.core import BrokerCore
 from logstore.broker.kafka.connection import Connection, peer_name
 from logstore.broker.kafka.context import Endpoint, RequestContext
+from logstore.broker.kafka.share_sessions import ShareSessions
 from logstore.broker.service.answers import AnswerBudget
 
 WILDCARD_HOSTS = ("", "0.0.0.0", "::")
@@ -39,6 +40,7 @@ class KafkaListener:
         self._answers = answers
         self._server: asyncio.Server | None = None
         self._connections: set[Connection] = set()
+        self._share_sessions = ShareSessions(lambda key: core.share.is_member(*key))
         self.port: int | None = None
 
     async def start(self) -> None:
@@ -82,4 +84,5 @@ class KafkaListener:
             fetch_max_bytes=self._fetch_max_bytes,
             answers=self._answers,
             connection="kafka:" + peer_name(transport),
+            share_sessions=self._share_sessions,
         )

@@ -2,12 +2,17 @@
 
 The advertised maxima are Kafka 2.4.0's for the keys served here, without the flexible versions (tagged
 fields, KIP-482) that 2.4 introduced: Produce 8, Fetch 11, ListOffsets 5, DeleteRecords 1,
-DescribeConfigs 2, AlterConfigs 1 and CreatePartitions 1 as in 2.4; Metadata 8, ApiVersions 2,
+DescribeConfigs 2, AlterConfigs 1 and CreatePartitions 1 as in 2.4; ApiVersions 2,
 InitProducerId 1, CreateTopics 4, DeleteTopics 3, IncrementalAlterConfigs 0, OffsetCommit 7, OffsetFetch 5,
 FindCoordinator 2, JoinGroup 5, Heartbeat, LeaveGroup and SyncGroup 3, DescribeGroups 4, ListGroups 2 and
 DeleteGroups 1, 2.4's last non-flexible ones.
 kafka-python infers the broker's release from this list (Produce 8 -> 2.4) and librdkafka picks
 features by it, so it must read as one real release.
+
+Beyond 2.4, for Kafka 4's share groups (KIP-932), which name topics by their ids: Metadata up to 12, so
+a client learns the ids (v10) and may ask by id (v12), and ShareGroupHeartbeat, ShareFetch and
+ShareAcknowledge v1, Kafka 4.1's. Those are flexible versions (tagged fields), which kio reads and writes.
+kafka-python still reads the list as 2.4, since it decides by Produce's maximum.
 
 Minimums are the oldest version kio has a schema for (Kafka 4's floors: DescribeConfigs 1), except Produce: librdkafka
 turns compression off when Produce's minimum is not 0, so 0 is advertised and v3 is the oldest served
@@ -36,12 +41,13 @@ HEARTBEAT, LEAVE_GROUP, SYNC_GROUP, DESCRIBE_GROUPS, LIST_GROUPS = 12, 13, 14, 1
 API_VERSIONS, CREATE_TOPICS, DELETE_TOPICS, DELETE_RECORDS, INIT_PRODUCER_ID = 18, 19, 20, 21, 22
 DESCRIBE_CONFIGS, ALTER_CONFIGS, CREATE_PARTITIONS, INCREMENTAL_ALTER_CONFIGS = 32, 33, 37, 44
 DELETE_GROUPS = 42
+SHARE_GROUP_HEARTBEAT, SHARE_FETCH, SHARE_ACKNOWLEDGE = 76, 78, 79
 
 APIS: dict[int, ApiRange] = {
     PRODUCE: ApiRange("Produce", (0, 8), (3, 8)),
     FETCH: ApiRange("Fetch", (4, 11), (4, 11)),
     LIST_OFFSETS: ApiRange("ListOffsets", (1, 5), (1, 5)),
-    METADATA: ApiRange("Metadata", (0, 8), (0, 8)),
+    METADATA: ApiRange("Metadata", (0, 12), (0, 12)),
     OFFSET_COMMIT: ApiRange("OffsetCommit", (2, 7), (2, 7)),
     OFFSET_FETCH: ApiRange("OffsetFetch", (1, 5), (1, 5)),
     FIND_COORDINATOR: ApiRange("FindCoordinator", (0, 2), (0, 2)),
@@ -61,4 +67,7 @@ APIS: dict[int, ApiRange] = {
     ALTER_CONFIGS: ApiRange("AlterConfigs", (0, 1), (0, 1)),
     CREATE_PARTITIONS: ApiRange("CreatePartitions", (0, 1), (0, 1)),
     INCREMENTAL_ALTER_CONFIGS: ApiRange("IncrementalAlterConfigs", (0, 0), (0, 0)),
+    SHARE_GROUP_HEARTBEAT: ApiRange("ShareGroupHeartbeat", (1, 1), (1, 1)),
+    SHARE_FETCH: ApiRange("ShareFetch", (1, 1), (1, 1)),
+    SHARE_ACKNOWLEDGE: ApiRange("ShareAcknowledge", (1, 1), (1, 1)),
 }

@@ -277,6 +277,14 @@ class ShareDomain:
             [(topic.topic, topic.partitions) for topic in answer.assignment],
         )
 
+    def is_member(self, group_id: str, member_id: str) -> bool:
+        """Whether the member is in the group now (it has not left or timed out)."""
+        try:
+            self._groups.member(group_id, member_id)
+        except LogStoreError:
+            return False
+        return True
+
     def _member(self, group_id: str, member_id: str) -> ShareMember:
         try:
             return self._groups.member(group_id, member_id)
@@ -425,6 +433,8 @@ class ShareDomain:
     ) -> list[AcquiredRecords]:
         """Acquire up to `spec.max_records` over the member's partitions, round-robin or by priority."""
         order = [(topic.topic, partition) for topic in member.assignment for partition in topic.partitions]
+        if spec.partitions is not None:
+            order = [key for key in order if key in spec.partitions]
         if not order:
             return []
         if not spec.priority:

@@ -63,6 +63,8 @@ class ShareFetchSpec:
     record_limit: bool = False
     """Kafka's share.acquire.mode=record_limit: max_records and the record-lock limit are hard. By
     default (batch_optimized) a batch they cut is acquired to its end."""
+    partitions: frozenset[tuple[str, int]] | None = None
+    """Only these of the member's assigned partitions (a Kafka share session's); None for all of them."""
 
 
 @dataclass(frozen=True, slots=True)
