@@ -64,31 +64,47 @@ def place(
     return placed
 
 
-def _encoded_size(record: common_pb2.Record) -> int:
-    """An upper bound of the bytes `record` takes in a batch."""
-    size = RECORD_OVERHEAD + len(record.key) + len(record.value)
-    for header in record.headers:
-        size += HEADER_OVERHEAD + len(header.key.encode()) + len(header.value)
-    return size
-
-
 def build_batches(records: Iterable[common_pb2.Record], now_ms: int, max_batch_bytes: int) -> bytes:
     """The records as uncompressed RecordBatch v2 batches back to back, each at most `max_batch_bytes`
     (a record too large for any batch gets one of its own, which the append then refuses as
-    RECORD_TOO_LARGE, exactly as Produce would). Records without a timestamp get `now_ms`."""
+    RECORD_TOO_LARGE, exactly as Produce would). Records without a timestamp get `now_ms`.
+
+    Runs of records without headers go to the builder's `append_many` (its bulk encoder: the same bytes
+    as `append`, a few C-level passes instead of a Python call per record); the rest to `append`."""
     batches: list[bytes] = []
     builder = BatchBuilder()
+    empty_size = size = builder.size_in_bytes()
+    run: list[bytes | int | None] = []  # value, key, timestamp of each record of a headerless run
     for record in records:
-        key = record.key if record.HasField("key") else None
-        value = record.value if record.HasField("value") else None
-        headers = [
-            (header.key, header.value if header.HasField("value") else None) for header in record.headers
-        ]
-        timestamp = record.timestamp_ms if record.HasField("timestamp_ms") else now_ms
-        if builder.record_count and builder.size_in_bytes() + _encoded_size(record) > max_batch_bytes:
+        # HasField only where the field reads as its default: half the cost per record of asking always.
+        key: bytes | None = record.key
+        value: bytes | None = record.value
+        timestamp = record.timestamp_ms
+        headers = record.headers
+        record_size = RECORD_OVERHEAD + len(record.key) + len(record.value)
+        if not key and not record.HasField("key"):
+            key = None
+        if not value and not record.HasField("value"):
+            value = None
+        if not timestamp and not record.HasField("timestamp_ms"):
+            timestamp = now_ms
+        if headers:
+            record_size += sum(HEADER_OVERHEAD + len(h.key.encode()) + len(h.value) for h in headers)
+        if size != empty_size and size + record_size > max_batch_bytes:
+            builder.append_many(run)
+            run.clear()
             batches.append(builder.build())
             builder = BatchBuilder()
-        builder.append(value, key, headers, timestamp)
+            size = empty_size
+        size += record_size
+        if headers or value is None:
+            builder.append_many(run)
+            run.clear()
+            header_pairs = [(h.key, h.value if h.HasField("value") else None) for h in headers]
+            builder.append(value, key, header_pairs, timestamp)
+        else:
+            run += (value, key, timestamp)
+    builder.append_many(run)
     batches.append(builder.build())
     return b"".join(batches)
 
