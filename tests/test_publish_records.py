@@ -3,13 +3,13 @@ builds are read back with Fetch and `logstore.records`), the partitioner, and th
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import grpc
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from logstore.broker.embedded import EmbeddedBroker
 from logstore.broker.errors import ERROR_CODE_KEY
 from logstore.broker.service.fetch_records import plain_records
 from logstore.broker.service.publish import KeylessRoundRobin, build_batches, key_partition, place
@@ -18,6 +18,7 @@ from logstore.wire.logstore.v1 import common_pb2, fetch_pb2, produce_pb2
 
 from logstore.records import Record, build_batch, iter_headers, iter_records
 from tests.conftest import StartBroker, Stubs
+from tests.waiting import broker_waiters, wait_until
 
 NOW_MS = 1_700_000_000_000
 
@@ -220,24 +221,18 @@ def test_fetch_records_pages_by_max_records_and_next_offset(stubs: Stubs) -> Non
     assert offset == 10
 
 
-def test_fetch_records_long_poll_wakes_on_append(stubs: Stubs) -> None:
+def test_fetch_records_long_poll_wakes_on_append(broker: EmbeddedBroker, stubs: Stubs) -> None:
     publish(stubs, "poll", [record(b"old")], partition=0)
-    started = threading.Event()
-    answers: list[fetch_pb2.FetchRecordsResponse] = []
-
-    def wait() -> None:
-        started.set()
-        answers.append(fetch_records(stubs, "poll", offset=1, max_wait_ms=120_000))
-
-    waiter = threading.Thread(target=wait)
-    waiter.start()
-    started.wait()
-    # The wait may begin before or after this append; either way the answer holds the record, and only
-    # an append can end a two-minute wait before the test's own timeout.
-    publish(stubs, "poll", [record(b"new")], partition=0)
-    waiter.join()
-    (answer,) = answers
-    assert [(r.offset, r.value) for r in answer.records] == [(1, b"new")]
+    request = fetch_pb2.FetchRecordsRequest(topic="poll", partition=0, offset=1, max_wait_ms=120_000)
+    waiting = stubs.fetch.FetchRecords.future(request)
+    wait_until(lambda: broker_waiters(broker) == 1, "the fetch waits")
+    assert not waiting.done()
+    publish(stubs, "poll", [record(b"new", b"key", (("h", b"1"),))], partition=0)
+    answer = waiting.result(timeout=30)
+    assert [(r.offset, r.key, r.value, list(r.headers)) for r in answer.records] == [
+        (1, b"key", b"new", [common_pb2.RecordHeader(key="h", value=b"1")])
+    ]
+    assert answer.high_watermark == 2 and answer.next_offset == 2
 
 
 def test_fetch_records_with_no_wait_answers_empty_at_the_end(stubs: Stubs) -> None:

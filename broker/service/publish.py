@@ -134,7 +134,7 @@ class Publisher:
 
     def _topic(self, name: str) -> tuple[int, int]:
         """The topic's partition count and max.message.bytes, auto-creating it as a produce would."""
-        topics = self._core.topics
+        topics = self._core.admin  # refused while the broker stops, before anything is auto-created
         try:
             info = topics.info(name)
         except UnknownTopicError:
