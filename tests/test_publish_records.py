@@ -74,7 +74,16 @@ def test_the_broker_places_keys_as_the_client_partitioner_does(key: bytes, parti
 
 def test_place_keeps_request_order_per_partition_and_sends_keyless_records_to_one() -> None:
     records = [record(b"a", b"k1"), record(b"b"), record(b"c", b"k2"), record(b"d"), record(b"e", b"k1")]
-    placed = place(records, 100, keyless=5)
+    asked: list[int] = []
+
+    def keyless() -> int:
+        asked.append(5)
+        return 5
+
+    placed = place(records, 100, keyless)
+    assert asked == [5]  # one partition for every keyless record of the call
+    place([record(b"a", b"k1")], 100, keyless)
+    assert asked == [5]  # only keyed records: not asked
     k1, k2 = key_partition(b"k1", 100), key_partition(b"k2", 100)
     assert len({5, k1, k2}) == 3  # the keys chosen land apart, so each list below is one key's
     assert {number: [r.value for r in found] for number, found in placed.items()} == {

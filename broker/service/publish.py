@@ -8,7 +8,7 @@ topic and appends.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import mmh3
 from logstore.broker.domain.core import BrokerCore
@@ -50,12 +50,19 @@ class KeylessRoundRobin:
 
 
 def place(
-    records: Sequence[common_pb2.Record], partitions: int, keyless: int
+    records: Sequence[common_pb2.Record], partitions: int, keyless: Callable[[], int]
 ) -> dict[int, list[common_pb2.Record]]:
-    """Each partition's records in request order: keyed ones by `key_partition`, the others to `keyless`."""
+    """Each partition's records in request order: keyed ones by `key_partition`, the others to the one
+    partition `keyless()` names (asked once, and only if some record has no key)."""
     placed: dict[int, list[common_pb2.Record]] = {}
+    keyless_partition = -1
     for record in records:
-        number = mmh3.hash(record.key, 0, False) % partitions if record.HasField("key") else keyless
+        if record.HasField("key"):
+            number = mmh3.hash(record.key, 0, False) % partitions
+        else:
+            if keyless_partition < 0:
+                keyless_partition = keyless()
+            number = keyless_partition
         found = placed.get(number)
         if found is None:
             placed[number] = [record]
@@ -151,7 +158,9 @@ class Publisher:
         if request.HasField("partition"):
             placed = {request.partition: list(request.records)}
         else:
-            placed = place(request.records, partitions, self._keyless.partition(request.topic, partitions))
+            placed = place(
+                request.records, partitions, lambda: self._keyless.partition(request.topic, partitions)
+            )
         entries = [
             ProduceEntry(request.topic, number, build_batches(records, now_ms, max_batch_bytes))
             for number, records in sorted(placed.items())
