@@ -300,3 +300,34 @@ def test_kafka_clients_measures_each_client_beside_grpc(start_broker: StartBroke
         assert figures["tcp_round_trip_p50_us"] <= figures["tcp_round_trip_p99_us"]
         assert figures["e2e_confluent_p50_us"] <= figures["e2e_confluent_p99_us"]
     assert set(result["median"]) == set(result["runs"][0])
+
+
+def test_publish_records_sends_plain_records_from_a_raw_stub(broker: EmbeddedBroker, capsys) -> None:
+    result = run_json(
+        capsys,
+        "publish-records", "--bootstrap", broker.address, "--topic", "plain", "--num-records", "2500",
+        "--records-per-call", "1000", "--partitions", "3", "--key-cardinality", "50",
+    )  # fmt: skip
+    assert result["records"] == 2500 and result["calls"] == 3
+    assert result["log_records"] == 2500  # the broker really holds every record
+    assert result["errors"] == 0 and result["first_error"] is None
+    assert result["bytes"] == 2500 * 100
+    assert result["records_per_s"] > 0 and result["mb_per_s"] > 0
+    assert_sane_latency(result["call_latency_ms"], 3)
+    assert_sane_ceilings(result["ceilings"])
+
+
+def test_publish_records_summary_line(broker: EmbeddedBroker, capsys) -> None:
+    argv = [
+        "perf",
+        "publish-records",
+        "--bootstrap",
+        broker.address,
+        "--topic",
+        "lines",
+        "--num-records",
+        "10",
+    ]
+    assert logstore(argv) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith("10 records published in 1 PublishRecords calls of 1000, "), first

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from logstore.bench.perf import consume, e2e, kafka_clients, produce, share_consume, sweep
+from logstore.bench.perf import consume, e2e, kafka_clients, produce, publish_records, share_consume, sweep
 
 TOOLS = (
     produce.add_parser,
@@ -16,6 +16,7 @@ TOOLS = (
     e2e.add_parser,
     sweep.add_parser,
     kafka_clients.add_parser,
+    publish_records.add_parser,
 )
 
 
@@ -23,7 +24,8 @@ def add_parser(subcommands: Any) -> None:
     """Register ``perf`` and its tools under ``subcommands`` (``logstore``'s subparsers)."""
     parser = subcommands.add_parser(
         "perf",
-        help="throughput and latency tools: produce, consume, share-consume, e2e, sweep, kafka-clients",
+        help="throughput and latency tools: produce, consume, share-consume, e2e, sweep, kafka-clients, "
+        "publish-records",
         description="Measure what the broker and client do on this machine, beside what the machine allows.",
     )
     tools = parser.add_subparsers(dest="perf_tool", metavar="TOOL", required=True)

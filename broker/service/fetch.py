@@ -1,4 +1,4 @@
-"""FetchService: batched long-polling reads, subscriptions, and offset lookups."""
+"""FetchService: batched long-polling reads, subscriptions, offset lookups, and plain-record reads."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from logstore.broker.domain.values import (
 from logstore.broker.errors import partition_error
 from logstore.broker.service.answers import AnswerBudget, Lease, call_lease
 from logstore.broker.service.calls import check_not_negative, check_partition_count, require, streaming, unary
+from logstore.broker.service.fetch_records import RecordReader
 from logstore.wire.logstore.v1 import fetch_pb2 as pb
 from logstore.wire.logstore.v1 import fetch_pb2_grpc
 
@@ -61,6 +62,7 @@ class FetchService(fetch_pb2_grpc.FetchServiceServicer):
         self._core = core
         self._fetch_max_bytes = fetch_max_bytes
         self._answers = answers or AnswerBudget(2**62, 2**62)
+        self._records = RecordReader(core)
 
     def _max_bytes(self, requested: int) -> int:
         check_not_negative(requested, "max_bytes")
@@ -162,3 +164,11 @@ class FetchService(fetch_pb2_grpc.FetchServiceServicer):
                 )
             )
         return pb.ListOffsetsResponse(results=results)
+
+    @unary
+    async def FetchRecords(
+        self, request: pb.FetchRecordsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.FetchRecordsResponse:
+        """One partition as plain records, decoded by the broker (see `fetch_records`)."""
+        lease = call_lease(self._answers, context)
+        return await self._records.fetch(request, lease)

@@ -50,6 +50,11 @@ class FetchServiceStub:
                 request_serializer=logstore_dot_v1_dot_fetch__pb2.ListOffsetsRequest.SerializeToString,
                 response_deserializer=logstore_dot_v1_dot_fetch__pb2.ListOffsetsResponse.FromString,
                 _registered_method=True)
+        self.FetchRecords = channel.unary_unary(
+                '/logstore.v1.FetchService/FetchRecords',
+                request_serializer=logstore_dot_v1_dot_fetch__pb2.FetchRecordsRequest.SerializeToString,
+                response_deserializer=logstore_dot_v1_dot_fetch__pb2.FetchRecordsResponse.FromString,
+                _registered_method=True)
 
 
 class FetchServiceServicer:
@@ -86,6 +91,19 @@ class FetchServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FetchRecords(self, request, context):
+        """Reads one partition from an offset as plain Record messages (the broker decodes the batches), for
+        clients that do not read RecordBatch v2 themselves. Waits (long-polls) up to max_wait_ms for a
+        record at or after `offset`; an append to the partition wakes it. Unknown topics and partitions and
+        offsets outside the log are answered in error_code (ERROR_CODE_UNKNOWN_TOPIC,
+        ERROR_CODE_UNKNOWN_PARTITION, ERROR_CODE_OFFSET_OUT_OF_RANGE), as Fetch answers them.
+        Whole-request failures: INVALID_ARGUMENT (a negative max_records or max_wait_ms), UNAVAILABLE (the
+        broker is shutting down).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FetchServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -103,6 +121,11 @@ def add_FetchServiceServicer_to_server(servicer, server):
                     servicer.ListOffsets,
                     request_deserializer=logstore_dot_v1_dot_fetch__pb2.ListOffsetsRequest.FromString,
                     response_serializer=logstore_dot_v1_dot_fetch__pb2.ListOffsetsResponse.SerializeToString,
+            ),
+            'FetchRecords': grpc.unary_unary_rpc_method_handler(
+                    servicer.FetchRecords,
+                    request_deserializer=logstore_dot_v1_dot_fetch__pb2.FetchRecordsRequest.FromString,
+                    response_serializer=logstore_dot_v1_dot_fetch__pb2.FetchRecordsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -187,6 +210,33 @@ class FetchService:
             '/logstore.v1.FetchService/ListOffsets',
             logstore_dot_v1_dot_fetch__pb2.ListOffsetsRequest.SerializeToString,
             logstore_dot_v1_dot_fetch__pb2.ListOffsetsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FetchRecords(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/logstore.v1.FetchService/FetchRecords',
+            logstore_dot_v1_dot_fetch__pb2.FetchRecordsRequest.SerializeToString,
+            logstore_dot_v1_dot_fetch__pb2.FetchRecordsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -45,6 +45,11 @@ class ProduceServiceStub:
                 request_serializer=logstore_dot_v1_dot_produce__pb2.InitProducerIdRequest.SerializeToString,
                 response_deserializer=logstore_dot_v1_dot_produce__pb2.InitProducerIdResponse.FromString,
                 _registered_method=True)
+        self.PublishRecords = channel.unary_unary(
+                '/logstore.v1.ProduceService/PublishRecords',
+                request_serializer=logstore_dot_v1_dot_produce__pb2.PublishRecordsRequest.SerializeToString,
+                response_deserializer=logstore_dot_v1_dot_produce__pb2.PublishRecordsResponse.FromString,
+                _registered_method=True)
 
 
 class ProduceServiceServicer:
@@ -70,6 +75,29 @@ class ProduceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PublishRecords(self, request, context):
+        """Appends plain Record messages to one topic: the broker picks each record's partition (unless the
+        request names one), builds the RecordBatch v2 batches itself (uncompressed, no producer id) and
+        appends them as Produce does. For clients in any language that do not want to write the batch
+        format; Produce stays the fast path for those that do.
+        Partitioning, when `partition` is absent: a record with a key goes to
+        murmur3_x86_32(key, seed 0) as an unsigned 32-bit integer, modulo the partition count (the rule of
+        the logstore client, with test vectors in proto/README.md); the records without a key of one call
+        all go to one partition, the next such call of any client to the next partition (round-robin over
+        calls, sticky within one).
+        Whole-request failures: INVALID_ARGUMENT (no records, an unknown acks value, a negative timeout, a
+        topic name that breaks the rules: ERROR_CODE_INVALID_TOPIC), NOT_FOUND (an unknown topic when the
+        broker does not auto-create topics: ERROR_CODE_UNKNOWN_TOPIC), RESOURCE_EXHAUSTED (the request is
+        larger than the broker's maximum request size), UNAVAILABLE (the broker is shutting down).
+        Everything about one partition (ERROR_CODE_UNKNOWN_PARTITION for a `partition` out of range,
+        ERROR_CODE_RECORD_TOO_LARGE for a record that does not fit in max.message.bytes,
+        ERROR_CODE_INVALID_TIMESTAMP, ERROR_CODE_INVALID_TOPIC for an internal topic, storage errors) is
+        answered in that partition's result, with the same codes and messages as Produce.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ProduceServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -82,6 +110,11 @@ def add_ProduceServiceServicer_to_server(servicer, server):
                     servicer.InitProducerId,
                     request_deserializer=logstore_dot_v1_dot_produce__pb2.InitProducerIdRequest.FromString,
                     response_serializer=logstore_dot_v1_dot_produce__pb2.InitProducerIdResponse.SerializeToString,
+            ),
+            'PublishRecords': grpc.unary_unary_rpc_method_handler(
+                    servicer.PublishRecords,
+                    request_deserializer=logstore_dot_v1_dot_produce__pb2.PublishRecordsRequest.FromString,
+                    response_serializer=logstore_dot_v1_dot_produce__pb2.PublishRecordsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -139,6 +172,33 @@ class ProduceService:
             '/logstore.v1.ProduceService/InitProducerId',
             logstore_dot_v1_dot_produce__pb2.InitProducerIdRequest.SerializeToString,
             logstore_dot_v1_dot_produce__pb2.InitProducerIdResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PublishRecords(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/logstore.v1.ProduceService/PublishRecords',
+            logstore_dot_v1_dot_produce__pb2.PublishRecordsRequest.SerializeToString,
+            logstore_dot_v1_dot_produce__pb2.PublishRecordsResponse.FromString,
             options,
             channel_credentials,
             insecure,
