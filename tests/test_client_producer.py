@@ -213,6 +213,7 @@ def test_order_per_key_survives_faults_with_five_requests_in_flight(broker: Embe
     with Producer(
         broker.address,
         batch_size=512,
+        max_request_size=1536,  # small requests: many calls, so many faults, with batches grouped
         linger_ms=0,
         max_in_flight=5,
         retry_backoff_ms=1,
