@@ -286,7 +286,9 @@ class HoldFirstAnswer(grpc.UnaryUnaryClientInterceptor):
         outcome = continuation(client_call_details, request)
         if first:
             outcome.result()  # the broker has appended the batch
-            self.held = HeldCall()
+            with self._changed:
+                self.held = HeldCall()
+                self._changed.notify_all()
             return self.held
         outcome.add_done_callback(lambda _: self._answered())
         return outcome
@@ -295,6 +297,12 @@ class HoldFirstAnswer(grpc.UnaryUnaryClientInterceptor):
         with self._changed:
             self.answered_after_first += 1
             self._changed.notify_all()
+
+    def wait_held(self) -> HeldCall:
+        with self._changed:
+            assert self._changed.wait_for(lambda: self.held is not None, timeout=60)
+            assert self.held is not None
+            return self.held
 
     def wait_answered(self, count: int) -> None:
         with self._changed:
@@ -318,12 +326,13 @@ def test_the_producer_waits_for_a_slow_answer_then_its_resend_is_a_duplicate(bro
         retry_backoff_ms=1,
         interceptors=[faults],
     ) as producer:
-        futures = [producer.send("slow", value, partition=0) for value in values]  # a batch each
+        futures = [producer.send("slow", values[0], partition=0)]
+        held = faults.wait_held()  # the first call is appended, its answer held back
+        futures += [producer.send("slow", value, partition=0) for value in values[1:]]  # a batch each
         # Answered only after a drain that found every batch of partition 0 ready.
         producer.send("slow", b"other", partition=1).get(60)
-        assert faults.held is not None
         assert [0 in partitions for partitions in faults.partitions] == [True] + [False] * (faults.calls - 1)
-        faults.held.lose()
+        held.lose()
         producer.flush(timeout=60)
     assert [future.get(0).offset for future in futures] == list(range(len(values)))
     assert [r.value for r in read_partition(broker.address, "slow", 0)] == values
