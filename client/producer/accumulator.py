@@ -486,7 +486,8 @@ class Accumulator:
                     batch = queue.open
                     ready_at = batch.created + self.linger_s
                     if ready_at > now and not hurry:
-                        wake = ready_at if wake is None else min(wake, ready_at)
+                        if not taken:  # else it waits for the answer to this request, not for time
+                            wake = ready_at if wake is None else min(wake, ready_at)
                         break
                 else:
                     break
