@@ -6,6 +6,7 @@ import random
 
 import pytest
 from logstore.client.producer.accumulator import (
+    DEDUP_WINDOW,
     RECORD_OVERHEAD,
     Accumulator,
     BufferFull,
@@ -82,21 +83,35 @@ def test_records_share_a_batch_until_the_next_might_not_fit() -> None:
     assert [f._delta for f in futures[:in_first]] == list(range(in_first))
 
 
-def test_full_batch_is_drained_at_once_open_one_after_linger() -> None:
+def test_a_lone_record_goes_at_once_when_nothing_is_in_flight() -> None:
     acc = make()
-    fill(acc, 20)
-    batches, wake = acc.drain(0.0)
-    assert len(batches) == 1 and batches[0].size() <= 1000
-    assert wake is None  # the partition now has a batch in flight; the open one waits for its turn too
-    acc.acknowledge(batches[0], 0.001)
-    batches, wake = acc.drain(0.005)
-    assert batches == [] and wake == pytest.approx(0.010)
-    batches, _ = acc.drain(0.010)
-    assert len(batches) == 1
+    fill(acc, 1)
+    batches, wake = acc.drain(0.0)  # no linger: the broker is idle
+    assert len(batches) == 1 and wake is None
+
+
+def test_records_linger_and_grow_while_a_request_is_in_flight() -> None:
+    acc = make()
+    fill(acc, 1)
+    [sent] = drain_all(acc, 0.0)
+    fill(acc, 1, partition=1, now=0.001)
+    assert acc.drain(0.001) == ([], pytest.approx(0.011))  # waits for linger_ms while busy
+    fill(acc, PER_BATCH, partition=1, now=0.002)  # fills that batch and opens another
+    batches, wake = acc.drain(0.002)
+    assert [b.record_count for b in batches] == [PER_BATCH]  # the full one goes; the open one lingers
+    assert wake is None  # and then waits for that request's answer, not for time
+    assert acc.drain(0.012) == ([], None)  # partition 1 now waits for the answer of its request
+    acc.acknowledge(sent, 0.013)
+    for batch in acc._topics["t"][1].in_flight[:]:
+        acc.acknowledge(batch, 0.013)
+    [batch] = drain_all(acc, 0.013)  # idle again: at once, linger or not
+    assert (batch.partition, batch.record_count) == (1, 1)
 
 
 def test_flush_and_close_make_open_batches_ready_at_once() -> None:
     acc = make()
+    fill(acc, 1, partition=9)
+    assert len(drain_all(acc, 0.0)) == 1  # in flight from now on: the others linger
     fill(acc, 1)
     assert drain_all(acc, 0.0) == []
     acc.begin_flush()
@@ -187,16 +202,26 @@ def test_record_larger_than_buffer_memory_fails_at_once() -> None:
 # --- draining ---------------------------------------------------------------------------------------------------
 
 
-def test_one_batch_per_partition_per_request_within_max_request_size() -> None:
-    acc = make(max_request_size=2500, linger_ms=0)
+def test_every_ready_batch_of_every_partition_in_one_request_within_max_request_size() -> None:
+    acc = make(max_request_size=4500, linger_ms=0)
     for partition in range(4):
-        fill(acc, PER_BATCH, partition=partition)
+        fill(acc, 2 * PER_BATCH, partition=partition)  # a full batch and a full open one each
     first, wake = acc.drain(0.0)
     assert wake == 0.0  # more is ready right away
+    assert sum(b.size() for b in first) <= 4500
+    assert [(b.partition, b.order) for b in first] == [(0, 0), (0, 1), (1, 0), (1, 1)]  # in order, together
     second, _ = acc.drain(0.0)
-    assert len({b.partition for b in first}) == len(first)
-    assert {b.partition for b in first + second} == {0, 1, 2, 3}
-    assert sum(b.size() for b in first) <= 2500
+    assert [(b.partition, b.order) for b in second] == [(2, 0), (2, 1), (3, 0), (3, 1)]
+
+
+def test_a_request_holds_at_most_the_dedup_window_of_a_partition() -> None:
+    acc = make(max_request_size=100_000, linger_ms=0)
+    fill(acc, 8 * PER_BATCH)
+    batches = drain_all(acc, 0.0)
+    assert [b.sequence for b in batches] == [n * PER_BATCH for n in range(DEDUP_WINDOW)]
+    without = make(max_request_size=100_000, linger_ms=0, enable_idempotence=False)
+    fill(without, 8 * PER_BATCH)
+    assert len(drain_all(without, 0.0)) == 8  # no sequences to keep: no window
 
 
 def test_drain_starts_from_a_different_partition_each_time() -> None:
@@ -212,12 +237,20 @@ def test_drain_starts_from_a_different_partition_each_time() -> None:
     assert len(set(starts)) == 3
 
 
-def test_in_flight_limit_per_partition() -> None:
-    acc = make(max_in_flight_requests_per_connection=2, linger_ms=0)
-    fill(acc, 4 * PER_BATCH)  # several full batches
-    assert len(drain_all(acc, 0.0)) == 1
-    assert len(drain_all(acc, 0.0)) == 1
-    assert drain_all(acc, 0.0) == []
+def test_one_request_in_flight_per_partition() -> None:
+    """Unary calls may reach the broker in any order: a partition in one request at a time cannot be
+    reordered, and its sequence numbers arrive in order."""
+    acc = make(linger_ms=0)
+    fill(acc, 3 * PER_BATCH)
+    first = drain_all(acc, 0.0)
+    assert len(first) == 3
+    fill(acc, 1)
+    fill(acc, 1, partition=1)
+    assert [b.partition for b in drain_all(acc, 0.0)] == [1]  # partition 0 waits for its answer
+    for batch in first:
+        acc.acknowledge(batch, 0.0)
+    [batch] = drain_all(acc, 0.0)
+    assert (batch.partition, batch.sequence) == (0, 3 * PER_BATCH)
 
 
 # --- sequencing -------------------------------------------------------------------------------------------------
@@ -265,9 +298,10 @@ def test_without_idempotence_batches_carry_no_sequence() -> None:
 
 
 def three_in_flight(acc: Accumulator) -> list[ProducerBatch]:
-    """Three batches of partition 0 in flight, in sequence order."""
-    fill(acc, 4 * PER_BATCH + 1)  # four full batches and an open one
-    batches = [drain_all(acc, 0.0)[0] for _ in range(3)]
+    """Three batches of partition 0 in flight in one request, in sequence order."""
+    fill(acc, 3 * PER_BATCH)  # two full batches and a third, open: nothing in flight, so all go at once
+    batches = drain_all(acc, 0.0)
+    fill(acc, PER_BATCH + 1)  # more behind them: a full batch and an open one, waiting for the answer
     assert [b.order for b in batches] == [0, 1, 2]
     for batch in batches:
         batch.encode(acc.producer_id)
@@ -324,8 +358,8 @@ def test_fatal_failure_fails_that_batch_and_renumbers_the_rest() -> None:
 
 def test_unexpected_out_of_order_is_fatal_and_restarts_the_sequence_on_a_new_epoch() -> None:
     acc = make()
-    fill(acc, PER_BATCH + 1)
-    a = drain_all(acc, 0.0)[0]
+    fill(acc, PER_BATCH)
+    [a] = drain_all(acc, 0.0)
     finished = acc.fail(a, OutOfOrderSequenceError("expected 40"), 1.0, uncertain=False)
     assert [batch for batch, _ in finished] == [a]
     fill(acc, 1)
@@ -367,8 +401,8 @@ def test_certain_failures_past_the_deadline_renumber_without_a_new_epoch() -> No
 
 def test_retries_limit() -> None:
     acc = make(retries=1)
-    fill(acc, PER_BATCH + 1)
-    a = drain_all(acc, 0.0)[0]
+    fill(acc, PER_BATCH)
+    [a] = drain_all(acc, 0.0)
     assert acc.fail(a, NotAvailableError("x"), 0.0, uncertain=False) == []
     assert drain_all(acc, 10.0) == [a]
     [(batch, error)] = acc.fail(a, NotAvailableError("x"), 10.0, uncertain=False)
@@ -392,8 +426,8 @@ def test_lost_answer_before_an_acknowledged_batch_is_resent_with_its_own_numbers
 
 def test_backoff_grows_with_attempts() -> None:
     acc = make(delivery_timeout_ms=600_000)
-    fill(acc, PER_BATCH + 1)
-    a = drain_all(acc, 0.0)[0]
+    fill(acc, PER_BATCH)
+    [a] = drain_all(acc, 0.0)
     now = 0.0
     delays = []
     for _ in range(5):
@@ -411,8 +445,9 @@ def test_backoff_grows_with_attempts() -> None:
 
 def test_batches_waiting_past_the_delivery_timeout_expire() -> None:
     acc = make(delivery_timeout_ms=1_000, max_in_flight_requests_per_connection=1)
-    futures = fill(acc, 2 * PER_BATCH + 1)
+    fill(acc, PER_BATCH)
     in_flight = drain_all(acc, 0.0)
+    futures = fill(acc, PER_BATCH + 1)  # behind it: a full batch and an open one
     assert acc.expire(0.5) == []
     finished = acc.expire(1.0)
     assert (
@@ -427,8 +462,9 @@ def test_batches_waiting_past_the_delivery_timeout_expire() -> None:
 
 def test_abort_fails_everything_and_releases_memory() -> None:
     acc = make()
-    fill(acc, 30)
+    fill(acc, 10)
     [sent] = drain_all(acc, 0.0)
+    fill(acc, 20)
     outcomes = acc.outcomes()
     closed = RuntimeError("closed")
     finished = acc.abort(closed)

@@ -145,29 +145,27 @@ def test_the_window_matches_the_brokers_memory() -> None:
 
 
 def test_a_slow_answer_keeps_later_batches_within_the_brokers_dedup_window(tmp_path: Path) -> None:
-    """The first batch is written but its answer is slow, while later ones are answered at once. The
-    producer used to keep sending (only five in flight were counted), so when the slow answer was then
-    lost, the resend was five batches or more behind: the broker no longer knew it and refused it as out
-    of order, and the producer failed for good records that were in the log."""
-    acc = producer()
+    """The first batch is written but its answer is slow. The producer used to keep sending (only five in
+    flight were counted), so when the slow answer was then lost, the resend was five batches or more
+    behind: the broker no longer knew it and refused it as out of order, and the producer failed for
+    good records that were in the log. Now a partition sends nothing while its request is unanswered,
+    and a request holds at most ``DEDUP_WINDOW`` of its batches."""
+    acc = producer(max_request_size=16 * BATCH_BYTES)
     part = Partition(tmp_path, acc)
     sent = send(acc, 15 * PER_BATCH)
-    [slow] = part.drain()
-    assert slow.record_count == PER_BATCH
-    slow_offset, error = part.write(slow)  # written; the answer is on its way
-    assert error is None
-    others = 0
-    while batches := part.drain():
-        for batch in batches:
-            part.answer(batch, *part.write(batch))
-            others += 1
-    part.lose_answer(slow)
+    first = part.drain()
+    assert len(first) == DEDUP_WINDOW  # every ready batch, up to the broker's memory
+    written = [part.write(batch) for batch in first]  # written; the answers are on their way
+    assert all(error is None for _, error in written)
+    assert part.drain() == []  # nothing more of the partition until they are answered
+    for batch in first:
+        part.lose_answer(batch)
     part.run_until_done()
     check_promises(sent, part.values())
-    assert slow.outcome.done and slow.outcome.error is None
-    assert slow.outcome.base_offset == slow_offset  # the resend was answered as the duplicate it is
+    for batch, (offset, _) in zip(first, written, strict=True):
+        assert batch.outcome.done and batch.outcome.error is None
+        assert batch.outcome.base_offset == offset  # each resend was answered as the duplicate it is
     assert part.values() == [value for value, _ in sent]  # all there, once each, in order
-    assert others == DEDUP_WINDOW - 1  # the producer waited for the slow answer after these
     part.log.close()
 
 
@@ -275,6 +273,8 @@ class HoldFirstAnswer(grpc.UnaryUnaryClientInterceptor):
         self.calls = 0
         self.answered_after_first = 0
         self.held: HeldCall | None = None
+        self.partitions: list[set[int]] = []
+        """The partitions each Produce call carried, in call order."""
 
     def intercept_unary_unary(self, continuation, client_call_details, request):
         if not client_call_details.method.endswith("/Produce"):
@@ -282,10 +282,13 @@ class HoldFirstAnswer(grpc.UnaryUnaryClientInterceptor):
         with self._changed:
             self.calls += 1
             first = self.calls == 1
+            self.partitions.append({entry.partition for entry in request.partitions})
         outcome = continuation(client_call_details, request)
         if first:
             outcome.result()  # the broker has appended the batch
-            self.held = HeldCall()
+            with self._changed:
+                self.held = HeldCall()
+                self._changed.notify_all()
             return self.held
         outcome.add_done_callback(lambda _: self._answered())
         return outcome
@@ -295,17 +298,24 @@ class HoldFirstAnswer(grpc.UnaryUnaryClientInterceptor):
             self.answered_after_first += 1
             self._changed.notify_all()
 
+    def wait_held(self) -> HeldCall:
+        with self._changed:
+            assert self._changed.wait_for(lambda: self.held is not None, timeout=60)
+            assert self.held is not None
+            return self.held
+
     def wait_answered(self, count: int) -> None:
         with self._changed:
             assert self._changed.wait_for(lambda: self.answered_after_first >= count, timeout=60)
 
 
 def test_the_producer_waits_for_a_slow_answer_then_its_resend_is_a_duplicate(broker: EmbeddedBroker) -> None:
-    """The first batch's answer is held back while the broker appends it; the producer sends four more
-    and then waits. The answer is then lost: the resend is still within the broker's memory, so it is
-    answered with its original offset (the old producer kept sending, and the resend was refused)."""
+    """The first call's answer is held back while the broker appends it; the producer sends nothing more
+    of that partition (another partition still goes) and waits. The answer is then lost: each resend is
+    within the broker's memory, so it is answered with its original offset (the old producer kept
+    sending, and the resend was refused)."""
     with Admin(broker.address) as admin:
-        admin.create_topic("slow", 1)
+        admin.create_topic("slow", 2)
     faults = HoldFirstAnswer()
     values = [b"%03d" % n + b"x" * 50 for n in range(20)]
     with Producer(
@@ -316,12 +326,13 @@ def test_the_producer_waits_for_a_slow_answer_then_its_resend_is_a_duplicate(bro
         retry_backoff_ms=1,
         interceptors=[faults],
     ) as producer:
-        futures = [producer.send("slow", value) for value in values]  # a batch each
-        faults.wait_answered(DEDUP_WINDOW - 1)
-        sent_meanwhile = faults.calls - 1  # no more can follow until the first is answered
-        assert faults.held is not None
-        faults.held.lose()
+        futures = [producer.send("slow", values[0], partition=0)]
+        held = faults.wait_held()  # the first call is appended, its answer held back
+        futures += [producer.send("slow", value, partition=0) for value in values[1:]]  # a batch each
+        # Answered only after a drain that found every batch of partition 0 ready.
+        producer.send("slow", b"other", partition=1).get(60)
+        assert [0 in partitions for partitions in faults.partitions] == [True] + [False] * (faults.calls - 1)
+        held.lose()
         producer.flush(timeout=60)
     assert [future.get(0).offset for future in futures] == list(range(len(values)))
     assert [r.value for r in read_partition(broker.address, "slow", 0)] == values
-    assert sent_meanwhile == DEDUP_WINDOW - 1

@@ -187,6 +187,18 @@ def test_callbacks_run_on_delivery(broker: EmbeddedBroker) -> None:
     assert seen == [RecordMetadata("cb", 0, 0, seen[0].timestamp)]
 
 
+def test_several_batches_of_a_partition_in_one_call_get_consecutive_offsets(broker: EmbeddedBroker) -> None:
+    """Batches waiting while a call is in flight go together in the next call, as one entry: each
+    record's offset is still its place in the partition."""
+    create(broker, "grouped", 1)
+    values = [b"%04d" % n + b"x" * 60 for n in range(400)]
+    with Producer(broker.address, batch_size=512) as producer:
+        futures = [producer.send("grouped", value) for value in values]
+        producer.flush(timeout=30)
+    assert [future.get(0).offset for future in futures] == list(range(len(values)))
+    assert [r.value for r in read_partition(broker.address, "grouped", 0)] == values
+
+
 # --- idempotence under faults ---------------------------------------------------------------------------------------
 
 
@@ -213,6 +225,7 @@ def test_order_per_key_survives_faults_with_five_requests_in_flight(broker: Embe
     with Producer(
         broker.address,
         batch_size=512,
+        max_request_size=1536,  # small requests: many calls, so many faults, with batches grouped
         linger_ms=0,
         max_in_flight=5,
         retry_backoff_ms=1,

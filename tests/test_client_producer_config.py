@@ -98,23 +98,26 @@ def test_the_producer_builds_its_config_from_its_keywords(broker: EmbeddedBroker
 def test_flush_close_and_memory_waiters_hurry_every_batch_through_the_accumulator() -> None:
     accumulator = Accumulator(ProducerConfig(batch_size=1000, linger_ms=60_000, delivery_timeout_ms=200_000))
 
+    partitions = iter(range(100))
+
     def ready() -> int:
-        accumulator.append("t", 0, b"v", None, (), 1, 0.0)
+        accumulator.append("t", next(partitions), b"v", None, (), 1, 0.0)
         batches, _ = accumulator.drain(0.0)
         return len(batches)
 
-    assert ready() == 0  # lingering
+    assert ready() == 1  # nothing in flight: sent at once
+    assert ready() == 0  # lingering while a request is in flight
     accumulator.add_memory_waiter()
-    assert ready() == 1
+    assert ready() == 2  # the lingering batch and the new one
     accumulator.remove_memory_waiter()
     assert ready() == 0
     outcomes = accumulator.begin_flush()
-    assert len(outcomes) == 2  # one in flight, one open: what flush() waits for
-    assert ready() == 1
+    assert len(outcomes) == 4  # three in flight, one open: what flush() waits for
+    assert ready() == 2
     accumulator.end_flush()
     assert ready() == 0
     accumulator.close()
-    assert ready() == 1
+    assert ready() == 2
 
 
 def test_the_producer_id_is_set_through_the_accumulator() -> None:

@@ -40,6 +40,7 @@ from logstore.bench.perf.common import (
 from logstore.bench.perf.progress import StatusReporter
 from logstore.bench.perf.stats import Latency, rate, summarize, summary_line
 from logstore.client.console.common import friendly
+from logstore.client.producer.config import DEFAULT_BATCH_SIZE, DEFAULT_LINGER_MS
 
 LATENCY_SAMPLES = 10_000
 PAYLOAD_POOL = 1000
@@ -53,8 +54,8 @@ class ProduceSettings:
     num_records: int
     record_size: int = 100
     throughput: float = -1
-    batch_size: int = 16384
-    linger_ms: float = 5
+    batch_size: int = DEFAULT_BATCH_SIZE
+    linger_ms: float = DEFAULT_LINGER_MS
     acks: str = "1"
     compression: str = "none"
     partitions: int | None = None
@@ -127,9 +128,17 @@ def add_producer_arguments(parser: argparse.ArgumentParser) -> None:
         "--throughput", type=float, default=-1, help="records/s to aim at; -1 (default) means unthrottled"
     )
     parser.add_argument(
-        "--batch-size", type=positive_int, default=16384, help="producer batch_size (default: 16384)"
+        "--batch-size",
+        type=positive_int,
+        default=DEFAULT_BATCH_SIZE,
+        help=f"producer batch_size (default: the Producer's, {DEFAULT_BATCH_SIZE})",
     )
-    parser.add_argument("--linger-ms", type=float, default=5, help="producer linger_ms (default: 5)")
+    parser.add_argument(
+        "--linger-ms",
+        type=float,
+        default=DEFAULT_LINGER_MS,
+        help=f"producer linger_ms (default: the Producer's, {DEFAULT_LINGER_MS})",
+    )
     parser.add_argument("--acks", choices=["0", "1", "all", "-1"], default="1", help="(default: 1)")
     parser.add_argument(
         "--compression",

@@ -7,20 +7,23 @@ What it decides:
 - Which batch a record joins. A batch is closed when the next record might not fit in ``batch_size``
   (a record larger than that gets a batch of its own); buffer memory is reserved per batch, and a new
   batch that does not fit in ``buffer_memory`` raises ``BufferFull`` so the caller can wait.
-- Which batches go in the next request: per partition the oldest batch, if it is full, has lingered
-  ``linger_ms``, or a flush, close or memory shortage is under way; at most ``max_in_flight_per_partition``
-  per partition, up to ``max_request_size`` bytes per request, starting from a different partition
-  each time so none starves. With idempotence, a new batch also waits while it would be
-  ``DEDUP_WINDOW`` or more batches after the oldest unanswered one of its partition: the broker
-  remembers only the last five batches per producer and partition, so a retry further back would be
-  refused as out of order although it was written.
+- Which batches go in the next request: every ready batch of every partition, several of one partition
+  in order, up to ``max_request_size`` bytes, starting from a different partition each time so none
+  starves. A partition's closed batches are ready at once; its open batch is ready at once when nothing
+  at all is in flight (adaptive batching: a lone record is not delayed), and otherwise once it is
+  ``linger_ms`` old, or a flush, close or memory shortage is under way, so a busy producer sends big
+  batches. A partition with a request in flight sends nothing more until it is answered: unary calls
+  may reach the broker in any order, and one request per partition cannot be overtaken. With
+  idempotence a request carries at most ``DEDUP_WINDOW`` batches of a partition: the broker remembers
+  only the last five batches per producer and partition, so a retry further back would be refused as
+  out of order although it was written.
 - Idempotence: sequence numbers are given per partition when a batch is first drained. When a batch
   fails, its partition is held (nothing new is sent) until every request in flight for it has answered;
   then the batches to retry go back to the front of the queue in their original order, renumbered past
   any batch that failed for good. A batch whose outcome is unknown (the call broke, so the broker may
   have appended it) is never renumbered: if it must be given up, the partition moves to a new producer
   epoch and restarts its sequence at 0, which the broker accepts as a fresh start. This keeps per-key
-  order under retries with several requests in flight, and never writes a record twice.
+  order under retries with several batches in flight, and never writes a record twice.
 - What a failure says. A batch that may have been written (an attempt got no answer) and is then given
   up fails with ``UnknownDeliveryError`` (its fate is unknown), whatever the last answer was; any other
   error means none of its records is in the log.
@@ -262,8 +265,9 @@ class Accumulator:
         self.backoff = backoff or Backoff(config.retry_backoff_ms, config.retry_backoff_max_ms)
         self.compression = config.compression
         self.idempotent = config.idempotent
-        self.max_in_flight_per_partition = config.max_in_flight_requests_per_connection
         self.retries = config.retries
+        self.max_in_flight_per_partition = config.max_in_flight_requests_per_connection
+        """The options' bound on requests in flight holding one partition; the drain keeps it at one."""
         self._producer_id = -1
         self._producer_epoch = 0
         self.reserved = 0
@@ -281,6 +285,8 @@ class Accumulator:
         self._topics: dict[str, dict[int, PartitionQueue]] = {}
         self._queues: list[PartitionQueue] = []
         self._drain_start = 0
+        self._batches_in_flight = 0
+        """Batches sent and not yet answered, over every partition: none means the broker is idle."""
 
     # --- the producer's state (each call under the producer's lock) ------------------------------------
 
@@ -442,7 +448,14 @@ class Accumulator:
 
     def drain(self, now: float) -> tuple[list[ProducerBatch], float | None]:
         """Take the batches for one request. Returns them and the time at which another batch will be ready
-        by waiting alone (None if nothing is waiting for time: only for an answer or a new record)."""
+        by waiting alone (None if nothing is waiting for time: only for an answer or a new record).
+
+        Batches of one partition come out together and in order (the sender sends them as one entry,
+        which the broker appends all or nothing). A partition with a request in flight sends nothing
+        until it is answered: unary calls may reach the broker in any order, and one request per
+        partition cannot overtake another. With nothing in flight at all an open batch goes at once;
+        while requests are in flight it lingers, growing, until it is full or ``linger_ms`` old.
+        """
         batches: list[ProducerBatch] = []
         wake: float | None = None
         queues = self._queues
@@ -450,44 +463,51 @@ class Accumulator:
         if not count:
             return batches, None
         total = 0
-        hurry = self._flushing > 0 or self._closing or self._memory_waiters > 0
+        hurry = (
+            self._flushing > 0 or self._closing or self._memory_waiters > 0 or self._batches_in_flight == 0
+        )
         start = self._drain_start
+        window = DEDUP_WINDOW if self.idempotent else None
+        max_request_size = self.max_request_size
         for step in range(count):
             queue = queues[(start + step) % count]
-            in_flight = queue.in_flight
-            if queue.held or queue.resending or len(in_flight) >= self.max_in_flight_per_partition:
-                continue
-            if queue.queue:
-                batch = queue.queue[0]
-                if batch.order >= 0 and in_flight:
-                    continue  # a resend goes alone (see _number)
-                if batch.retry_at > now:
-                    wake = batch.retry_at if wake is None else min(wake, batch.retry_at)
-                    continue
-            elif queue.open is not None:
-                batch = queue.open
-                ready_at = batch.created + self.linger_s
-                if ready_at > now and not hurry:
-                    wake = ready_at if wake is None else min(wake, ready_at)
-                    continue
-            else:
-                continue
-            # in_flight is in drain order, so its first batch is the oldest unanswered one (a resend goes
-            # alone, and a held partition, whose retries wait, sends nothing).
-            if in_flight and self.idempotent and queue.next_order - in_flight[0].order >= DEDUP_WINDOW:
-                continue  # sending it could push the oldest unanswered batch out of the broker's memory
-            size = batch.size()
-            if batches and total + size > self.max_request_size:
-                self._drain_start = (start + step) % count  # the next request starts with this partition
-                return batches, now
-            if batch is queue.open:
-                self._close_open(queue)
-            else:
-                queue.queue.popleft()
-            self._number(queue, batch)
-            queue.in_flight.append(batch)
-            batches.append(batch)
-            total += size
+            if queue.held or queue.in_flight:
+                continue  # waiting for the answer of its request in flight (or for its retries)
+            taken = 0
+            while window is None or taken < window:
+                if queue.queue:
+                    batch = queue.queue[0]
+                    if batch.order >= 0 and taken:
+                        break  # a resend goes alone (see _number)
+                    if batch.retry_at > now:
+                        wake = batch.retry_at if wake is None else min(wake, batch.retry_at)
+                        break
+                elif queue.open is not None:
+                    batch = queue.open
+                    ready_at = batch.created + self.linger_s
+                    if ready_at > now and not hurry:
+                        if not taken:  # else it waits for the answer to this request, not for time
+                            wake = ready_at if wake is None else min(wake, ready_at)
+                        break
+                else:
+                    break
+                size = batch.size()
+                if batches and total + size > max_request_size:
+                    # The request is full. The next one starts with this partition unless it is in this one.
+                    self._drain_start = (start + step + (1 if taken else 0)) % count
+                    return batches, now
+                if batch is queue.open:
+                    self._close_open(queue)
+                else:
+                    queue.queue.popleft()
+                self._number(queue, batch)
+                queue.in_flight.append(batch)
+                self._batches_in_flight += 1
+                batches.append(batch)
+                total += size
+                taken += 1
+                if batch.resent:
+                    break
         self._drain_start = (start + 1) % count
         return batches, wake
 
@@ -560,10 +580,10 @@ class Accumulator:
         self._release(finished)
         return finished
 
-    @staticmethod
-    def _landed(queue: PartitionQueue, batch: ProducerBatch) -> None:
+    def _landed(self, queue: PartitionQueue, batch: ProducerBatch) -> None:
         """An answer (or a failure) for ``batch`` came back: it is no longer in flight."""
         queue.in_flight.remove(batch)
+        self._batches_in_flight -= 1
         if batch.resent:
             batch.resent = False
             queue.resending -= 1
@@ -716,6 +736,7 @@ class Accumulator:
             queue.in_flight.clear()
             queue.resending = 0
             queue.retrying.clear()
+        self._batches_in_flight = 0
         self._release(finished)
         return finished
 

@@ -26,7 +26,7 @@ from typing import Any, cast
 import grpc
 import mmh3
 from logstore.client.producer.accumulator import RECORD_OVERHEAD, Accumulator, BufferFull, ProducerBatch
-from logstore.client.producer.config import ProducerConfig
+from logstore.client.producer.config import DEFAULT_BATCH_SIZE, DEFAULT_LINGER_MS, ProducerConfig
 from logstore.client.producer.futures import RecordFuture
 from logstore.client.producer.partitioner import StickyPartitioner, key_partition
 from logstore.client.producer.sender import Sender
@@ -76,8 +76,8 @@ class Producer:
         bootstrap: str | list[str] = DEFAULT_BOOTSTRAP,
         *,
         acks: int | str = 1,
-        batch_size: int = 16384,
-        linger_ms: float = 5,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        linger_ms: float = DEFAULT_LINGER_MS,
         compression: str | None = "none",
         max_in_flight: int = 5,
         retries: int | None = None,

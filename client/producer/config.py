@@ -24,6 +24,12 @@ from logstore.records import GZIP, LZ4, NONE, SNAPPY, ZSTD
 
 COMPRESSION = {"none": NONE, None: NONE, "gzip": GZIP, "snappy": SNAPPY, "lz4": LZ4, "zstd": ZSTD}
 ACKS = {0: 0, 1: 1, -1: -1, "all": -1, "0": 0, "1": 1, "-1": -1}
+DEFAULT_BATCH_SIZE = 256 * 1024
+"""Chosen by measurement (bench/README.md, "Fast by default"): big enough that the five batches of a
+partition one request may hold fill ``max_request_size``, small enough that 128 partitions can each
+hold an open batch in the default ``buffer_memory``. A batch reserves this much only while open."""
+DEFAULT_LINGER_MS = 5
+"""Only while requests are in flight: with none, a record is sent at once."""
 MAX_IN_FLIGHT_IDEMPOTENT = 5
 """The broker remembers the last five batches per producer and partition, so it can deduplicate at most
 five requests in flight."""
@@ -43,8 +49,8 @@ class ProducerConfig:
 
     bootstrap_servers: str | list[str] = DEFAULT_BOOTSTRAP
     acks: int | str = 1
-    batch_size: int = 16384
-    linger_ms: float = 5
+    batch_size: int = DEFAULT_BATCH_SIZE
+    linger_ms: float = DEFAULT_LINGER_MS
     compression_type: str | None = "none"
     max_in_flight_requests_per_connection: int = 5
     retries: int | None = None

@@ -1,7 +1,9 @@
 """The producer's sender thread: drains the accumulator into Produce calls and feeds the answers back.
 
-It keeps up to ``max_in_flight`` calls open at once (grpc futures), and does all of the accumulator's
-bookkeeping under the producer's lock, but encodes batches, calls the broker and runs user callbacks
+It keeps up to ``max_in_flight`` calls open at once (grpc futures), each partition in at most one of
+them (the accumulator's drain sees to that), so calls that overtake each other on the way cannot reorder
+a partition. A partition's batches in one call travel as one entry, their bytes joined: the broker
+appends them all or none, with consecutive offsets. It does all of the accumulator's bookkeeping under the producer's lock, but encodes batches, calls the broker and runs user callbacks
 outside it, so ``send()`` is never held up by the network.
 """
 
@@ -38,7 +40,8 @@ _UNCERTAIN_ERRORS = (RequestTimedOutError, BrokerStorageError, UnknownBrokerErro
 
 METADATA_CHECK_INTERVAL_S = 5.0
 
-_Answer = tuple[list[ProducerBatch], "grpc.Future"]
+_Answer = tuple[list[list[ProducerBatch]], "grpc.Future"]
+"""The batches of one call, one list per partition entry, and the call."""
 
 
 class Sender(threading.Thread):
@@ -184,25 +187,30 @@ class Sender(threading.Thread):
 
     def _send(self, batches: list[ProducerBatch]) -> None:
         producer_id = self._accumulator.producer_id
+        groups = _by_partition(batches)
         entries = []
-        for batch in batches:
-            data = batch.encode(producer_id)
+        for group in groups:
+            first = group[0]
+            if len(group) == 1:
+                data: bytes = first.encode(producer_id)
+            else:  # one entry, appended all or nothing, so a later batch never lands without an earlier one
+                data = b"".join([batch.encode(producer_id) for batch in group])
             entries.append(
-                produce_pb2.ProducePartitionData(topic=batch.topic, partition=batch.partition, records=data)
+                produce_pb2.ProducePartitionData(topic=first.topic, partition=first.partition, records=data)
             )
         request = produce_pb2.ProduceRequest(acks=self._acks, partitions=entries)
         future = self._connection.produce.Produce.future(request, timeout=self._request_timeout_s)
-        future.add_done_callback(lambda done: self._answered(batches, done))
+        future.add_done_callback(lambda done: self._answered(groups, done))
 
-    def _answered(self, batches: list[ProducerBatch], future: grpc.Future) -> None:
+    def _answered(self, groups: list[list[ProducerBatch]], future: grpc.Future) -> None:
         """Runs on a grpc thread: hand the answer to the sender thread."""
         with self.work:
-            self._answers.append((batches, future))
+            self._answers.append((groups, future))
             self.work.notify()
 
     def _handle_answers(self, answers: list[_Answer]) -> None:
         accumulator = self._accumulator
-        for batches, future in answers:
+        for groups, future in answers:
             acked: list[tuple[ProducerBatch, int, int]] = []
             with self.work:
                 self._in_flight -= 1
@@ -213,34 +221,44 @@ class Sender(threading.Thread):
                 try:
                     response = future.result()
                 except grpc.RpcError as exc:
-                    error = error_from_rpc(exc, f"Produce of {len(batches)} batches")
+                    count = sum(map(len, groups))
+                    error = error_from_rpc(exc, f"Produce of {count} batches")
                     uncertain = is_uncertain(exc)
-                    for batch in batches:
-                        finished += accumulator.fail(batch, error, now, uncertain=uncertain)
+                    for group in groups:
+                        for batch in group:
+                            finished += accumulator.fail(batch, error, now, uncertain=uncertain)
                 else:
                     results = response.results
                     if not results:  # acks=0: the broker says nothing
-                        for batch in batches:
-                            finished += accumulator.acknowledge(batch, now)
-                            acked.append((batch, -1, -1))
-                    if results and len(results) != len(batches):
+                        for group in groups:
+                            for batch in group:
+                                finished += accumulator.acknowledge(batch, now)
+                                acked.append((batch, -1, -1))
+                    if results and len(results) != len(groups):
                         error = UnknownBrokerError(
-                            f"the broker answered {len(results)} results for {len(batches)} batches"
+                            f"the broker answered {len(results)} results for {len(groups)} partitions"
                         )
-                        for batch in batches[len(results) :]:
-                            finished += accumulator.fail(batch, error, now, uncertain=True)
-                    for batch, result in zip(batches, results, strict=False):
+                        for group in groups[len(results) :]:
+                            for batch in group:
+                                finished += accumulator.fail(batch, error, now, uncertain=True)
+                    for group, result in zip(groups, results, strict=False):
                         if result.error_code == 0:
-                            finished += accumulator.acknowledge(batch, now)
-                            acked.append((batch, result.base_offset, result.log_append_time_ms))
+                            # The broker gave the group consecutive offsets from the first batch's on.
+                            base_offset = result.base_offset
+                            for batch in group:
+                                finished += accumulator.acknowledge(batch, now)
+                                acked.append((batch, base_offset, result.log_append_time_ms))
+                                base_offset += batch.record_count
                         else:
+                            first = group[0]
                             error = error_from_code(
                                 result.error_code,
                                 result.error_message,
-                                where=f"{batch.topic}-{batch.partition}",
+                                where=f"{first.topic}-{first.partition}",
                             )
                             uncertain = isinstance(error, _UNCERTAIN_ERRORS)
-                            finished += accumulator.fail(batch, error, now, uncertain=uncertain)
+                            for batch in group:
+                                finished += accumulator.fail(batch, error, now, uncertain=uncertain)
                 self._memory_freed.notify_all()
             for batch, base_offset, append_time in acked:
                 batch.outcome.resolve(base_offset, append_time)
@@ -250,3 +268,16 @@ class Sender(threading.Thread):
     def _finish(finished: Finished) -> None:
         for batch, error in finished:
             batch.outcome.fail(error)
+
+
+def _by_partition(batches: list[ProducerBatch]) -> list[list[ProducerBatch]]:
+    """The drained batches as one list per partition entry (the drain hands out a partition's together)."""
+    groups: list[list[ProducerBatch]] = []
+    last: ProducerBatch | None = None
+    for batch in batches:
+        if last is not None and batch.partition == last.partition and batch.topic == last.topic:
+            groups[-1].append(batch)
+        else:
+            groups.append([batch])
+        last = batch
+    return groups
