@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from logstore.client.console.common import add_bootstrap, bootstrap, fail, friendly, key_values
+from logstore.client.producer.config import DEFAULT_BATCH_SIZE
 
 _MIB = 1024 * 1024
 
@@ -49,7 +50,10 @@ def add_parser(subcommands: Any) -> None:
         "--linger-ms", type=float, default=5, help="wait this long for more records per batch (default: 5)"
     )
     parser.add_argument(
-        "--batch-size", type=int, default=16384, help="bytes of records per batch (default: 16384)"
+        "--batch-size",
+        type=int,
+        default=DEFAULT_BATCH_SIZE,
+        help=f"bytes of records per batch (default: {DEFAULT_BATCH_SIZE}, the Producer's)",
     )
     parser.add_argument(
         "--max-request-size",
