@@ -173,6 +173,39 @@ def test_a_cancelled_consumer_task_loses_nothing_and_commits_only_what_it_handed
     assert [r.offset for r in got] == list(range(30))
 
 
+def test_stop_auto_commits_only_what_was_handed_out_after_a_cancelled_wait(address: str) -> None:
+    """A member cancelled while its group poll waits in a worker thread, then stopped: the auto-commit at
+    stop covers the records handed out, not those fetched and buffered."""
+    with Admin(address) as admin:
+        admin.create_topic("tasks", 1)
+    tp = TopicPartition("tasks", 0)
+
+    def member() -> AsyncConsumer:
+        return AsyncConsumer(
+            "tasks", bootstrap_servers=address, group_id="m", auto_offset_reset="earliest", max_poll_records=7
+        )
+
+    async def main() -> tuple[list[int], int | None, list[int]]:
+        async with member() as consumer:
+            waiting = asyncio.create_task(consumer.getone())
+            while not consumer.assignment():
+                await asyncio.sleep(0.01)
+            waiting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+            await produce(address, "tasks", 30)
+            handed = [(await consumer.getone()).offset for _ in range(10)]
+        async with member() as successor:
+            committed = await successor.committed(tp)
+            rest = [(await successor.getone()).offset for _ in range(20)]
+        return handed, committed, rest
+
+    handed, committed, rest = run(main())
+    assert handed == list(range(10))
+    assert committed == 10
+    assert rest == list(range(10, 30))
+
+
 def test_cancelling_getmany_while_waiting_leaves_the_consumer_usable(broker: EmbeddedBroker) -> None:
     create(broker, "w", 1)
     tp = TopicPartition("w", 0)

@@ -6,9 +6,9 @@ One asyncio task makes the Fetch calls. A group's membership is the threaded cli
 ``GroupCoordinator`` over the same ``Membership`` core, whose heartbeats keep their own thread; its
 rebalance steps and commits run in a worker thread (``asyncio.to_thread``) so the loop never blocks.
 
-Cancelling a task waiting in ``getone``/``getmany`` hands out nothing and loses nothing: records the
-worker took meanwhile are kept and returned by the next call, so positions (and commits) never pass a
-record the application did not get.
+Cancelling a task waiting in ``getone``/``getmany`` hands out nothing and loses nothing: a group poll
+cancelled in its worker thread is awaited by the next call, which returns what it took, so positions
+(and explicit commits) never pass a record the application did not get.
 """
 
 from __future__ import annotations
@@ -152,8 +152,8 @@ class AsyncConsumer:
         self._task: asyncio.Task[None] | None = None
         self._records: deque[ConsumerRecord] = deque()
         """Records taken (positions already past them) and not yet handed out by ``getone``."""
-        self._kept: Records = {}
-        """Records a cancelled ``getmany`` took: the next call returns them first."""
+        self._polling: asyncio.Future[Records] | None = None
+        """A group poll still running in its worker thread (its caller may have been cancelled)."""
         self._closed = False
 
     # --- life cycle --------------------------------------------------------------------------------------
@@ -209,6 +209,12 @@ class AsyncConsumer:
         """Commit (with auto-commit) and leave the group, stop fetching, close. Idempotent."""
         if self._closed:
             return
+        if self._polling is not None:  # a cancelled caller's poll: what it took was never handed out
+            with contextlib.suppress(Exception):
+                for chunk in (await self._polling).values():
+                    self._records.extend(chunk)
+            self._polling = None
+        self._rewind()
         if self._group is not None:
             await asyncio.to_thread(self._group.close)
         self._closed = True
@@ -223,6 +229,18 @@ class AsyncConsumer:
         if self._channel is not None:
             await self._channel.close()
         await asyncio.to_thread(self._connection.close)
+
+    def _rewind(self) -> None:
+        """Move each position back to the first record taken but not handed out, so the commit at stop
+        (auto-commit) covers only what the application got."""
+        first: dict[TopicPartition, int] = {}
+        for record in self._records:
+            first.setdefault(record.topic_partition, record.offset)
+        self._records.clear()
+        with self._lock:
+            for tp, offset in first.items():
+                if tp in self._state.partitions:
+                    self._state.seek(tp, offset)
 
     async def __aenter__(self) -> AsyncConsumer:
         await self.start()
@@ -290,9 +308,6 @@ class AsyncConsumer:
         limit = self.config.max_poll_records if max_records is None else max_records
         if limit < 1:
             raise ValueError(f"max_records must be at least 1, got {limit}")
-        if self._kept:
-            kept, self._kept = self._kept, {}
-            return kept
         timeout_s = timeout_ms / 1000.0
         if self._group is not None:
             records = await self._group_poll(limit, timeout_s)
@@ -319,25 +334,22 @@ class AsyncConsumer:
                 return {}
 
     async def _group_poll(self, limit: int, timeout_s: float) -> Records:
-        """The threaded group's poll in a worker thread; if the caller is cancelled, what it took is kept."""
+        """The threaded group's poll in a worker thread. A cancelled caller leaves that poll running, and
+        the next call waits for it (one poll at a time) and returns what it took."""
         group = self._group
         assert group is not None
-        work = asyncio.ensure_future(
-            asyncio.to_thread(group.poll, self._take_blocking, limit, min(timeout_s, _GROUP_WAIT_S))
-        )
-        try:
-            records = await asyncio.shield(work)
-        except asyncio.CancelledError:
-            work.add_done_callback(self._keep)
-            raise
-        if not records and timeout_s > _GROUP_WAIT_S and not self._closed:
-            return await self._group_poll(limit, timeout_s - _GROUP_WAIT_S)
-        return records
-
-    def _keep(self, work: asyncio.Future[Records]) -> None:
-        if not work.cancelled() and work.exception() is None:
-            for tp, chunk in work.result().items():
-                self._kept.setdefault(tp, []).extend(chunk)
+        while True:
+            work = self._polling
+            if work is None:
+                call = asyncio.to_thread(
+                    group.poll, self._take_blocking, limit, min(timeout_s, _GROUP_WAIT_S)
+                )
+                work = self._polling = asyncio.ensure_future(call)
+            records = await asyncio.shield(work)  # cancelled: self._polling stays for the next call
+            self._polling = None
+            timeout_s -= _GROUP_WAIT_S
+            if records or timeout_s <= 0 or self._closed:
+                return records
 
     def _take_blocking(self, limit: int, timeout_s: float) -> Records:
         """The threaded consumer's take (worker thread): wait on the fetcher's condition for records."""
@@ -430,7 +442,6 @@ class AsyncConsumer:
         """A seek: records of ``tp`` taken but not handed out are not the application's any more."""
         if any(record.topic_partition == tp for record in self._records):
             self._records = deque(r for r in self._records if r.topic_partition != tp)
-        self._kept.pop(tp, None)
 
     async def position(self, partition: TopicPartition) -> int:
         """The offset of the next record ``getone``/``getmany`` returns for ``partition``."""
@@ -457,7 +468,7 @@ class AsyncConsumer:
 
     def _unhanded(self, tp: TopicPartition) -> int:
         """Records of ``tp`` the consumer took but ``getone`` has not handed out yet."""
-        return sum(1 for r in self._records if r.topic_partition == tp) + len(self._kept.get(tp, ()))
+        return sum(1 for r in self._records if r.topic_partition == tp)
 
     def _assigned(self, tp: TopicPartition) -> Any:
         try:
