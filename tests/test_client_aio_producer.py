@@ -9,7 +9,12 @@ from logstore.broker.embedded import EmbeddedBroker
 from logstore.client import Admin, RecordMetadata
 from logstore.client.aio import AsyncProducer
 from logstore.client.producer.partitioner import key_partition
-from logstore.client.shared.errors import ClosedError, RecordTooLargeError, UnknownPartitionError
+from logstore.client.shared.errors import (
+    ClosedError,
+    RecordTooLargeError,
+    UnknownPartitionError,
+    UnknownTopicError,
+)
 
 from tests.test_client_support import read_partition, read_topic
 
@@ -99,5 +104,16 @@ def test_errors_are_the_threaded_clients(broker: EmbeddedBroker) -> None:
                 producer.send_nowait("never-looked-up", b"x")
         with pytest.raises(ClosedError):
             await producer.send("e", b"x")
+
+    asyncio.run(main())
+
+
+def test_an_unknown_topic_is_the_threaded_clients_error(start_broker) -> None:
+    broker = start_broker(auto_create_topics=False)
+
+    async def main() -> None:
+        async with AsyncProducer(broker.address, auto_create_topics=False, max_block_ms=2000) as producer:
+            with pytest.raises(UnknownTopicError):
+                await producer.send("nowhere", b"x")
 
     asyncio.run(main())
