@@ -117,3 +117,23 @@ def test_an_unknown_topic_is_the_threaded_clients_error(start_broker) -> None:
                 await producer.send("nowhere", b"x")
 
     asyncio.run(main())
+
+
+def test_keyless_records_on_the_hot_path_get_their_own_offsets(broker: EmbeddedBroker) -> None:
+    create(broker, "fast", 2)
+
+    async def main() -> list[RecordMetadata]:
+        async with AsyncProducer(broker.address, batch_size=4096) as producer:
+            await producer.partitions_for("fast")
+            futures = [producer.send_nowait("fast", b"%d" % i) for i in range(3000)]
+            await producer.flush()
+            return [future.result() for future in futures]
+
+    metadata = asyncio.run(main())
+    stored = {
+        (partition, record.offset): record.value
+        for partition, records in read_topic(broker.address, "fast", 2).items()
+        for record in records
+    }
+    assert len(stored) == 3000
+    assert [stored[(m.partition, m.offset)] for m in metadata] == [b"%d" % i for i in range(3000)]

@@ -14,12 +14,19 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 import grpc
 import grpc.aio
-from logstore.client.producer.accumulator import Accumulator, BufferFull, Finished, ProducerBatch
+from logstore.client.producer.accumulator import (
+    RECORD_OVERHEAD,
+    Accumulator,
+    BufferFull,
+    Finished,
+    ProducerBatch,
+)
 from logstore.client.producer.config import ProducerConfig
 from logstore.client.producer.futures import BatchOutcome, RecordFuture
 from logstore.client.producer.partitioner import StickyPartitioner, key_partition
@@ -43,6 +50,8 @@ from logstore.client.shared.types import RecordMetadata
 from logstore.wire.logstore.v1 import produce_pb2, produce_pb2_grpc
 
 log = logging.getLogger(__name__)
+
+_time_ns = time.time_ns
 
 Headers = Sequence[tuple[str, bytes | None]] | Mapping[str, bytes | None] | None
 
@@ -84,6 +93,13 @@ class AsyncProducer:
         self._stopping = False
         self._aborted = False
         self._closed = False
+        self._prepare = self._key_serializer is not None or self._value_serializer is not None
+        self._sticky_batches: dict[str, ProducerBatch] = {}
+        """The open batch of each topic's sticky partition, for keyless records on the hot path."""
+        self._waiters: defaultdict[BatchOutcome, list[tuple[asyncio.Future[RecordMetadata], int, int]]]
+        self._waiters = defaultdict(list)
+        """Per unfinished batch, its records' asyncio futures with their offset delta and timestamp."""
+        self._new_future: Callable[[], asyncio.Future[RecordMetadata]] = _no_loop
 
     # --- lifecycle ------------------------------------------------------------------------------------
 
@@ -100,6 +116,7 @@ class AsyncProducer:
         self._work = asyncio.Event()
         self._memory_freed = asyncio.Event()
         self._accumulator.new_batch_hook = self._work.set
+        self._new_future = asyncio.get_running_loop().create_future
         self._sender = asyncio.create_task(self._run(), name="logstore-aio-sender")
 
     async def stop(self, timeout: float | None = None) -> None:
@@ -107,7 +124,7 @@ class AsyncProducer:
         ``ClosedError``. Idempotent."""
         if self._closed:
             return
-        self._closed = True
+        self._closed = self._prepare = True
         self._accumulator.close()
         if self._sender is not None:
             assert self._work is not None and self._memory_freed is not None
@@ -161,6 +178,27 @@ class AsyncProducer:
         The topic's partition count must be known (an earlier send to it, or ``partitions_for``), and
         the buffer must have room: otherwise ``await send()`` waits for them and this raises.
         """
+        if (
+            type(value) is bytes
+            and key is None
+            and partition is None
+            and not headers
+            and timestamp_ms is None
+            and not self._prepare
+        ):
+            # The hot path, as in the threaded Producer.send: straight into the sticky partition's open
+            # batch while the room the accumulator keeps for it lasts.
+            batch = self._sticky_batches.get(topic)
+            if batch is not None and not batch.closed:
+                room = batch.room - RECORD_OVERHEAD - len(value)
+                if room >= 0:
+                    batch.room = room
+                    pending = batch.pending
+                    now_ms = _time_ns() // 1_000_000
+                    future = self._new_future()
+                    self._waiters[batch.outcome].append((future, batch.settled + len(pending) // 3, now_ms))
+                    pending += (value, None, now_ms)
+                    return future
         record = self._record(topic, value, key, headers, partition, timestamp_ms)
         count = self._metadata.counts.get(topic)
         if count is None:
@@ -258,7 +296,24 @@ class AsyncProducer:
                 assert future is not None
         except TypeError as exc:
             raise SerializationError(f"cannot send to {topic!r}: {exc}") from None
-        return _bridge(future)
+        if sticky:
+            batch = accumulator.open_batch(topic, partition)
+            if batch is None:
+                self._sticky_batches.pop(topic, None)
+            else:
+                self._sticky_batches[topic] = batch
+        return self._wait_for(future)
+
+    def _wait_for(self, record: RecordFuture) -> asyncio.Future[RecordMetadata]:
+        """An asyncio future for the record, completed with its batch (``_settle``): one list per batch,
+        not a callback per record."""
+        future = self._new_future()
+        outcome = record._outcome
+        if outcome.done:
+            _complete(future, outcome, record._delta, record._timestamp)
+        else:
+            self._waiters[outcome].append((future, record._delta, record._timestamp))
+        return future
 
     async def _partition_count(self, topic: str) -> int:
         return await asyncio.to_thread(self._metadata.partition_count, topic, self.config.max_block_s)
@@ -317,7 +372,7 @@ class AsyncProducer:
             finished = accumulator.expire(now)
             if finished:
                 memory_freed.set()
-                _finish(finished)
+                self._finish(finished)
             wake: float | None = None
             while len(self._calls) < max_in_flight:
                 batches, wake = accumulator.drain(now)
@@ -343,7 +398,7 @@ class AsyncProducer:
                 attempt += 1
                 if attempt == 1 or attempt % 10 == 0:
                     log.warning("could not get a producer id (attempt %d, retrying): %s", attempt, exc)
-                _finish(self._accumulator.expire(time.monotonic()))
+                self._finish(self._accumulator.expire(time.monotonic()))
                 await asyncio.sleep(self._backoff.delay_s(attempt))
                 continue
             self._accumulator.set_producer_id(answer.producer_id, answer.producer_epoch)
@@ -403,40 +458,52 @@ class AsyncProducer:
             self._work.set()
         for batch, base_offset, append_time in acked:
             batch.outcome.resolve(base_offset, append_time)
-        _finish(finished)
+            self._settle(batch.outcome)
+        self._finish(finished)
+
+    def _settle(self, outcome: BatchOutcome) -> None:
+        """A batch finished: complete its records' asyncio futures."""
+        waiters = self._waiters.pop(outcome, None)
+        if waiters:
+            for future, delta, timestamp in waiters:
+                _complete(future, outcome, delta, timestamp)
+
+    def _finish(self, finished: Finished) -> None:
+        for batch, error in finished:
+            batch.outcome.fail(error)
+            self._settle(batch.outcome)
 
     def _abort(self, error: BaseException) -> None:
         """Fail every unfinished record at once (a stop that ran out of time, or a cancelled task)."""
         if self._aborted:
             return
         self._aborted = True
-        _finish(self._accumulator.abort(error))
+        self._finish(self._accumulator.abort(error))
         for call in self._calls:
             call.cancel()
         if self._work is not None:
             self._work.set()
 
 
-def _finish(finished: Finished) -> None:
-    for batch, error in finished:
-        batch.outcome.fail(error)
+def _complete(
+    future: asyncio.Future[RecordMetadata], outcome: BatchOutcome, delta: int, timestamp: int
+) -> None:
+    """Give a record's future its batch's outcome (unless its waiter was cancelled)."""
+    if future.cancelled():
+        return
+    if outcome.error is not None:
+        future.set_exception(outcome.error)
+        return
+    offset = outcome.base_offset
+    if offset >= 0:
+        offset += delta
+    if outcome.append_time >= 0:
+        timestamp = outcome.append_time
+    future.set_result(RecordMetadata(outcome.topic, outcome.partition, offset, timestamp))
 
 
-def _bridge(record: RecordFuture) -> asyncio.Future[RecordMetadata]:
-    """An asyncio future completed with the record's outcome (which the sender task settles on the loop)."""
-    future: asyncio.Future[RecordMetadata] = asyncio.get_running_loop().create_future()
-
-    def done(settled: RecordFuture) -> None:
-        if future.cancelled():
-            return
-        error = settled.exception_value
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(settled.get(0))
-
-    record.add_done_callback(done)
-    return future
+def _no_loop() -> asyncio.Future[RecordMetadata]:
+    raise ClosedError("send() before start(): await producer.start() or use `async with`")
 
 
 def _outcome_done(outcome: BatchOutcome) -> asyncio.Future[None]:
