@@ -18,7 +18,7 @@ import contextlib
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, cast
 
 import grpc
@@ -62,7 +62,12 @@ class _LoopFetcher(Fetcher):
 
     def interrupt(self) -> None:  # any thread, lock held
         super().interrupt()
-        self.loop.call_soon_threadsafe(self._interrupted)
+        self._on_loop(self._interrupted)
+
+    def _on_loop(self, callback: Callable[[], object]) -> None:
+        """Run ``callback`` on the loop; nothing once the loop is closed (no one is left to wake)."""
+        if not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(callback)
 
     def _interrupted(self) -> None:
         if self.call is not None:
@@ -71,7 +76,7 @@ class _LoopFetcher(Fetcher):
 
     def _fail_partition(self, error: Any) -> None:  # any thread, lock held
         super()._fail_partition(error)
-        self.loop.call_soon_threadsafe(self.ready.set)
+        self._on_loop(self.ready.set)
 
     async def run_async(self, stub: fetch_pb2_grpc.FetchServiceStub) -> None:
         """The fetch task: the threaded ``run`` loop, with the Fetch call awaited on the loop."""
