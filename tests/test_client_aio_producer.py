@@ -137,3 +137,24 @@ def test_keyless_records_on_the_hot_path_get_their_own_offsets(broker: EmbeddedB
     }
     assert len(stored) == 3000
     assert [stored[(m.partition, m.offset)] for m in metadata] == [b"%d" % i for i in range(3000)]
+
+
+def test_stop_out_of_time_fails_what_is_unsent_and_leaves_no_task(broker: EmbeddedBroker) -> None:
+    """stop(timeout=0) with a lingering batch: its records fail with ClosedError, none is written, and
+    the loop ends with no task of the producer left."""
+    create(broker, "late", 1)
+
+    async def main() -> None:
+        producer = AsyncProducer(broker.address, linger_ms=60_000)
+        await producer.start()
+        await producer.partitions_for("late")
+        futures = [producer.send_nowait("late", b"x") for _ in range(5)]
+        await producer.stop(timeout=0)
+        for future in futures:
+            with pytest.raises(ClosedError):
+                await future
+        current = asyncio.current_task()
+        assert [task for task in asyncio.all_tasks() if task is not current] == []
+
+    asyncio.run(main())
+    assert read_partition(broker.address, "late", 0) == []
