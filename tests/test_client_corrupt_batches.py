@@ -94,7 +94,7 @@ def store(fetcher: Fetcher, result: fetch_pb2.PartitionRecords, tp: TopicPartiti
     assert partition.fetch_offset is not None
     result.topic, result.partition = tp.topic, tp.partition
     with fetcher.lock:
-        fetcher._store([(tp, partition.generation, partition.fetch_offset)], [result])
+        fetcher.store([(tp, partition.generation, partition.fetch_offset)], [result])
 
 
 def take(fetcher: Fetcher, max_records: int) -> dict:

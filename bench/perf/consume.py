@@ -99,6 +99,12 @@ def add_parser(subcommands: Any) -> None:
     parser.add_argument(
         "--partitions", type=positive_int, help="with --prefill: create the topic with this many partitions"
     )
+    parser.add_argument(
+        "--async",
+        dest="use_async",
+        action="store_true",
+        help="read through logstore.client.aio.AsyncConsumer (getmany) in one event loop",
+    )
     add_common_arguments(parser)
     parser.set_defaults(handler=friendly(_run))
 
@@ -215,7 +221,12 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     with target_broker(args) as target:
         if args.prefill or args.own_broker:
             prefill(target.address, args.topic, args.num_records, args.record_size, args.partitions)
-        result = run_consume(target.address, settings, reporter)
+        if args.use_async:
+            from logstore.bench.perf.aio_runs import run_consume_async
+
+            result = run_consume_async(target.address, settings)
+        else:
+            result = run_consume(target.address, settings, reporter)
         limits = ceilings.measure(target.address, result.nbytes, directory=ceiling_dir(args, target))
     lines = [summary(result), *limits.lines(mb_per_s=result.mb_per_s)]
     emit(args, lines, result_json(settings, result, limits))

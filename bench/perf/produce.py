@@ -116,6 +116,13 @@ def add_parser(subcommands: Any) -> None:
     parser.add_argument("--topic", required=True, help="the topic to write to")
     parser.add_argument("--num-records", type=positive_int, required=True, help="how many records to send")
     add_producer_arguments(parser)
+    parser.add_argument(
+        "--async",
+        dest="use_async",
+        action="store_true",
+        help="send through logstore.client.aio.AsyncProducer (send_nowait) in one event loop; "
+        "--throughput and progress lines are not supported with it",
+    )
     add_common_arguments(parser)
     parser.set_defaults(handler=friendly(_run))
 
@@ -318,8 +325,15 @@ def result_json(
 def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     settings = settings_from(args)
     reporter = StatusReporter("sent", args.reporting_interval / 1000) if args.reporting_interval > 0 else None
+    if args.use_async and settings.throughput > 0:
+        parser.error("--async does not throttle: leave --throughput out")
     with target_broker(args) as target:
-        result = run_produce(target.address, settings, reporter)
+        if args.use_async:
+            from logstore.bench.perf.aio_runs import run_produce_async
+
+            result = run_produce_async(target.address, settings)
+        else:
+            result = run_produce(target.address, settings, reporter)
         limits = ceilings.measure(
             target.address,
             result.nbytes,

@@ -431,30 +431,37 @@ class Fetcher(threading.Thread):
                 if answer is not None:
                     self._state.complete_reset(tp, answer.offset, generation)
 
+    def plan(self, now: float) -> tuple[list[tuple[TopicPartition, int, int]], fetch_pb2.FetchRequest]:
+        """The next Fetch call: its targets (partition, generation, offset) and request; no targets when
+        nothing needs fetching. Called with the lock held, by this thread or an asyncio driver
+        (``logstore.client.aio``), which then hands the answer to ``store``."""
+        targets = [
+            (tp, partition.generation, cast(int, partition.fetch_offset))  # fetchable: it has one
+            for tp, partition in self._state.fetchable(now)
+            if self._buffered.get(tp, 0) < self._partition_bytes
+        ]
+        request = fetch_pb2.FetchRequest(
+            partitions=[
+                fetch_pb2.FetchPartition(
+                    topic=tp.topic, partition=tp.partition, offset=offset, max_bytes=self._partition_bytes
+                )
+                for tp, _, offset in targets
+            ],
+            min_bytes=self._min_bytes,
+            max_wait_ms=self._max_wait_ms,
+            max_bytes=self._max_bytes,
+        )
+        return targets, request
+
     def _fetch_once(self) -> None:
         state = self._state
         with self.lock:
             now = self._clock()
-            targets = [
-                (tp, partition.generation, cast(int, partition.fetch_offset))  # fetchable: it has one
-                for tp, partition in state.fetchable(now)
-                if self._buffered.get(tp, 0) < self._partition_bytes
-            ]
+            targets, request = self.plan(now)
             if not targets:
                 if not self._closed and not state.resets_needed():
                     self.work.wait(self._idle_wait(now))
                 return
-            request = fetch_pb2.FetchRequest(
-                partitions=[
-                    fetch_pb2.FetchPartition(
-                        topic=tp.topic, partition=tp.partition, offset=offset, max_bytes=self._partition_bytes
-                    )
-                    for tp, _, offset in targets
-                ],
-                min_bytes=self._min_bytes,
-                max_wait_ms=self._max_wait_ms,
-                max_bytes=self._max_bytes,
-            )
             call = self._call = self._connection.fetch.Fetch.future(request, timeout=self._timeout_s)
         try:
             response = call.result()
@@ -471,7 +478,7 @@ class Fetcher(threading.Thread):
         self._call_failures = 0
         self._away_since = None
         with self.lock:
-            self._store(targets, response.results)
+            self.store(targets, response.results)
 
     def _idle_wait(self, now: float) -> float | None:
         """How long to sleep with nothing to fetch: until a backoff ends or the subscription refresh."""
@@ -480,7 +487,8 @@ class Fetcher(threading.Thread):
             waits.append(self._next_refresh - now)
         return max(0.0, min(waits)) if waits else None
 
-    def _store(self, targets: list[tuple[TopicPartition, int, int]], results: list) -> None:
+    def store(self, targets: list[tuple[TopicPartition, int, int]], results: list) -> None:
+        """Buffer a Fetch answer for ``plan``'s targets (lock held); wakes ``data_ready`` if it stored any."""
         state = self._state
         now = self._clock()
         stored = False

@@ -31,6 +31,27 @@ def parse_bootstrap(bootstrap: str | list[str] | tuple[str, ...]) -> str:
     return address
 
 
+def channel_options(
+    max_send_bytes: int, max_receive_bytes: int, client_id: str | None = None
+) -> list[tuple[str, int | str]]:
+    """The channel settings every client uses, threaded or asyncio (``logstore.client.aio``)."""
+    options: list[tuple[str, int | str]] = [
+        ("grpc.max_send_message_length", min(max_send_bytes + MESSAGE_HEADROOM, _GRPC_MESSAGE_LIMIT)),
+        (
+            "grpc.max_receive_message_length",
+            min(max_receive_bytes + MESSAGE_HEADROOM, _GRPC_MESSAGE_LIMIT),
+        ),
+        # Reconnect soon after a broker restart instead of grpc's default backoff of up to two minutes.
+        ("grpc.initial_reconnect_backoff_ms", 100),
+        ("grpc.max_reconnect_backoff_ms", 1000),
+        # A separate subchannel per client object, so one busy producer does not queue behind another.
+        ("grpc.use_local_subchannel_pool", 1),
+    ]
+    if client_id:  # Kafka's client.id: the broker sees it at the front of each call's user-agent
+        options.append(("grpc.primary_user_agent", client_id))
+    return options
+
+
 class Connection:
     """A channel to the broker and its three stubs. Thread-safe, as gRPC channels and stubs are."""
 
@@ -44,20 +65,7 @@ class Connection:
         client_id: str | None = None,
     ) -> None:
         self.address = parse_bootstrap(bootstrap)
-        options: list[tuple[str, int | str]] = [
-            ("grpc.max_send_message_length", min(max_send_bytes + MESSAGE_HEADROOM, _GRPC_MESSAGE_LIMIT)),
-            (
-                "grpc.max_receive_message_length",
-                min(max_receive_bytes + MESSAGE_HEADROOM, _GRPC_MESSAGE_LIMIT),
-            ),
-            # Reconnect soon after a broker restart instead of grpc's default backoff of up to two minutes.
-            ("grpc.initial_reconnect_backoff_ms", 100),
-            ("grpc.max_reconnect_backoff_ms", 1000),
-            # A separate subchannel per client object, so one busy producer does not queue behind another.
-            ("grpc.use_local_subchannel_pool", 1),
-        ]
-        if client_id:  # Kafka's client.id: the broker sees it at the front of each call's user-agent
-            options.append(("grpc.primary_user_agent", client_id))
+        options = channel_options(max_send_bytes, max_receive_bytes, client_id)
         self.channel = grpc.insecure_channel(self.address, options=options)
         # Interceptors (tracing, auth, fault injection in tests) wrap every call made through the stubs.
         calls = grpc.intercept_channel(self.channel, *interceptors) if interceptors else self.channel

@@ -1,0 +1,20 @@
+"""The asyncio client, on ``grpc.aio``, over the threaded client's pure cores.
+
+    from logstore.client.aio import AsyncProducer
+
+    async with AsyncProducer(bootstrap_servers="127.0.0.1:9093") as producer:
+        metadata = await producer.send("orders", b'{"id": 7}', key=b"customer-42")
+
+    async with AsyncConsumer("orders", group_id="billing", bootstrap_servers="127.0.0.1:9093") as consumer:
+        async for record in consumer:
+            handle(record)
+
+Names follow aiokafka. The producer's batching, sequence numbers and retries are the threaded client's
+``Accumulator`` (``logstore.client.producer.accumulator``); only the I/O driver is new. The consumer's subscription state, fetch buffer and group membership are
+the threaded ``Consumer``'s too (see ``consumer``).
+"""
+
+from logstore.client.aio.consumer import AsyncConsumer
+from logstore.client.aio.producer import AsyncProducer
+
+__all__ = ["AsyncConsumer", "AsyncProducer"]

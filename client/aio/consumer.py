@@ -1,0 +1,508 @@
+"""``AsyncConsumer``: the threaded ``Consumer``'s fetch buffer and subscription state, fetched on ``grpc.aio``.
+
+What is read and handed out is the threaded client's: ``SubscriptionState`` (positions, resets,
+generations) and ``Fetcher``'s buffer (``plan``, ``store``, ``take``), here never started as a thread.
+One asyncio task makes the Fetch calls. A group's membership is the threaded client's
+``GroupCoordinator`` over the same ``Membership`` core, whose heartbeats keep their own thread; its
+rebalance steps and commits run in a worker thread (``asyncio.to_thread``) so the loop never blocks.
+
+Cancelling a task waiting in ``getone``/``getmany`` hands out nothing and loses nothing: a group poll
+cancelled in its worker thread is awaited by the next call, which returns what it took, so positions
+(and explicit commits) never pass a record the application did not get.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, cast
+
+import grpc
+import grpc.aio
+from logstore.client.consumer.config import ConsumerConfig
+from logstore.client.consumer.fetcher import Fetcher
+from logstore.client.consumer.offsets import SPECS, list_offsets
+from logstore.client.consumer.records import ConsumerRecord, with_deserializers
+from logstore.client.consumer.subscription import SubscriptionState
+from logstore.client.groups.driver import ConsumerRebalanceListener, GroupCoordinator
+from logstore.client.shared.backoff import Backoff
+from logstore.client.shared.connection import Connection, channel_options
+from logstore.client.shared.errors import (
+    ClosedError,
+    IllegalStateError,
+    NoOffsetForPartitionError,
+    SerializationError,
+    error_from_rpc,
+)
+from logstore.client.shared.serde import Deserializer
+from logstore.client.shared.types import TopicPartition
+from logstore.wire.logstore.v1 import fetch_pb2_grpc
+
+Records = dict[TopicPartition, list[ConsumerRecord]]
+
+_GROUP_WAIT_S = 0.5
+"""How long one worker-thread group poll waits before the loop looks again (for stop() and cancels)."""
+
+
+class _LoopFetcher(Fetcher):
+    """The threaded ``Fetcher``'s buffer, woken on the event loop instead of running a thread."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.loop = asyncio.get_running_loop()
+        self.wake = asyncio.Event()
+        """Set (on the loop) when positions or the assignment change: the fetch task plans again."""
+        self.ready = asyncio.Event()
+        """Set (on the loop) when records or errors were buffered."""
+        self.call: grpc.aio.UnaryUnaryCall | None = None
+
+    def interrupt(self) -> None:  # any thread, lock held
+        super().interrupt()
+        self._on_loop(self._interrupted)
+
+    def _on_loop(self, callback: Callable[[], object]) -> None:
+        """Run ``callback`` on the loop; nothing once the loop is closed (no one is left to wake)."""
+        if not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(callback)
+
+    def _interrupted(self) -> None:
+        if self.call is not None:
+            self.call.cancel()
+        self.wake.set()
+
+    def _fail_partition(self, error: Any) -> None:  # any thread, lock held
+        super()._fail_partition(error)
+        self._on_loop(self.ready.set)
+
+    async def run_async(self, stub: fetch_pb2_grpc.FetchServiceStub) -> None:
+        """The fetch task: the threaded ``run`` loop, with the Fetch call awaited on the loop."""
+        while True:
+            with self.lock:
+                if self._closed:
+                    return
+                subscribed = bool(self._state.subscribed_topics)
+                resets = bool(self._state.resets_needed() or self._state.without_position())
+            if subscribed:
+                await asyncio.to_thread(self._refresh_subscription)
+            if resets:
+                await asyncio.to_thread(self._reset_positions)
+            self.wake.clear()
+            with self.lock:
+                now = self._clock()
+                targets, request = self.plan(now)
+                idle = None if targets else self._idle_wait(now)
+                if self._closed:
+                    return
+            if not targets:
+                if not resets or idle is not None:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.wake.wait(), idle)
+                continue
+            call = self.call = stub.Fetch(request, timeout=self._timeout_s)
+            try:
+                response = await call
+            except asyncio.CancelledError:
+                if not call.cancelled():
+                    raise  # the task itself is cancelled (stop)
+                continue  # interrupted on purpose
+            except grpc.RpcError as exc:
+                if exc.code() is grpc.StatusCode.CANCELLED:
+                    continue
+                await asyncio.to_thread(self._failed_call, error_from_rpc(exc, "Fetch"), "fetching")
+                continue
+            finally:
+                self.call = None
+            self._call_failures = 0
+            self._away_since = None
+            with self.lock:
+                self.store(targets, response.results)
+            self.ready.set()
+
+
+class AsyncConsumer:
+    """Reads from one event loop. Options are ``ConsumerConfig``'s (kafka-python's and aiokafka's names).
+
+    async with AsyncConsumer("orders", group_id="billing", bootstrap_servers=address) as consumer:
+        async for record in consumer:
+            handle(record)
+    """
+
+    def __init__(
+        self,
+        *topics: str,
+        bootstrap_servers: str | list[str] = "127.0.0.1:9093",
+        listener: ConsumerRebalanceListener | None = None,
+        **options: Any,
+    ) -> None:
+        self.config = config = ConsumerConfig(bootstrap_servers=bootstrap_servers, **options)
+        self._topics = topics
+        self._listener = listener
+        self._key_deserializer = cast("Deserializer | None", config.key_deserializer)
+        self._value_deserializer = cast("Deserializer | None", config.value_deserializer)
+        # Rare calls (offset lookups, topic descriptions, group RPCs) use the threaded client's channel.
+        self._connection = Connection(
+            config.bootstrap_servers,
+            max_send_bytes=1024 * 1024,
+            max_receive_bytes=max(config.fetch_max_bytes, config.max_partition_fetch_bytes),
+        )
+        self._state = SubscriptionState(config.auto_offset_reset)
+        self._lock = threading.Lock()
+        self._fetcher: _LoopFetcher | None = None
+        self._group: GroupCoordinator | None = None
+        self._channel: grpc.aio.Channel | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._records: deque[ConsumerRecord] = deque()
+        """Records taken (positions already past them) and not yet handed out by ``getone``."""
+        self._polling: asyncio.Future[Records] | None = None
+        """A group poll still running in its worker thread (its caller may have been cancelled)."""
+        self._closed = False
+
+    # --- life cycle --------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect, start fetching, and subscribe to the topics given to the constructor."""
+        if self._task is not None:
+            return
+        config = self.config
+        backoff = Backoff(config.retry_backoff_ms, config.retry_backoff_max_ms)
+        self._fetcher = fetcher = _LoopFetcher(
+            self._connection,
+            self._state,
+            self._lock,
+            fetch_min_bytes=config.fetch_min_bytes,
+            fetch_max_wait_ms=config.fetch_max_wait_ms,
+            max_partition_fetch_bytes=config.max_partition_fetch_bytes,
+            fetch_max_bytes=config.fetch_max_bytes,
+            request_timeout_ms=config.request_timeout_ms,
+            retry_backoff=backoff,
+            check_crcs=config.check_crcs,
+        )
+        if config.group_id is not None:
+            self._group = GroupCoordinator(
+                config.group_id,
+                self._connection,
+                self._state,
+                fetcher,
+                instance_id=config.group_instance_id,
+                server_assignor=config.server_assignor,
+                rebalance_timeout_ms=config.rebalance_timeout_ms,
+                client_id=config.client_id,
+                enable_auto_commit=config.enable_auto_commit,
+                auto_commit_interval_ms=config.auto_commit_interval_ms,
+                request_timeout_s=config.request_timeout_s,
+                retry_backoff=backoff,
+                session_timeout_ms=config.session_timeout_ms,
+                heartbeat_interval_ms=config.heartbeat_interval_ms,
+                max_poll_interval_ms=config.max_poll_interval_ms,
+            )
+        self._channel = grpc.aio.insecure_channel(
+            self._connection.address,
+            options=channel_options(
+                1024 * 1024, max(config.fetch_max_bytes, config.max_partition_fetch_bytes), config.client_id
+            ),
+        )
+        stub = fetch_pb2_grpc.FetchServiceStub(self._channel)
+        self._task = asyncio.create_task(fetcher.run_async(stub), name="logstore-aio-fetcher")
+        if self._topics:
+            self.subscribe(self._topics, listener=self._listener)
+
+    async def stop(self) -> None:
+        """Commit (with auto-commit) and leave the group, stop fetching, close. Idempotent."""
+        if self._closed:
+            return
+        if self._polling is not None:  # a cancelled caller's poll: what it took was never handed out
+            with contextlib.suppress(Exception):
+                for chunk in (await self._polling).values():
+                    self._records.extend(chunk)
+            self._polling = None
+        self._rewind()
+        if self._group is not None:
+            await asyncio.to_thread(self._group.close)
+        self._closed = True
+        if self._fetcher is not None:
+            self._fetcher.close()
+            self._fetcher.wake.set()
+            self._fetcher.ready.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._channel is not None:
+            await self._channel.close()
+        await asyncio.to_thread(self._connection.close)
+
+    def _rewind(self) -> None:
+        """Move each position back to the first record taken but not handed out, so the commit at stop
+        (auto-commit) covers only what the application got."""
+        first: dict[TopicPartition, int] = {}
+        for record in self._records:
+            first.setdefault(record.topic_partition, record.offset)
+        self._records.clear()
+        with self._lock:
+            for tp, offset in first.items():
+                if tp in self._state.partitions:
+                    self._state.seek(tp, offset)
+
+    async def __aenter__(self) -> AsyncConsumer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def _started(self) -> _LoopFetcher:
+        if self._closed:
+            raise ClosedError("this consumer is stopped")
+        if self._fetcher is None:
+            raise IllegalStateError("the consumer is not started: await consumer.start() or use `async with`")
+        return self._fetcher
+
+    # --- what to read --------------------------------------------------------------------------------------
+
+    def assign(self, partitions: Iterable[TopicPartition | tuple[str, int]]) -> None:
+        """Read exactly these partitions; new ones start per ``auto_offset_reset`` unless you ``seek()``."""
+        fetcher = self._started()
+        wanted = [TopicPartition(*tp) for tp in partitions]
+        with self._lock:
+            if self._state.subscribed_topics or (self._group is not None and self._group.subscribed):
+                raise IllegalStateError("this consumer follows topics (subscribe); unsubscribe() first")
+            dropped = set(self._state.partitions) - set(wanted)
+            self._state.assign(wanted)
+            fetcher.clear(dropped)
+            fetcher.interrupt()
+
+    def subscribe(
+        self,
+        topics: Iterable[str] = (),
+        pattern: str | None = None,
+        listener: ConsumerRebalanceListener | None = None,
+    ) -> None:
+        """With a group: share the topics' partitions with its members. Without: read all their partitions."""
+        fetcher = self._started()
+        names = list(topics)
+        if not all(isinstance(t, str) and t for t in names) or not (names or (pattern and self._group)):
+            raise ValueError(f"subscribe() needs topic names (or a pattern, with a group_id), got {names!r}")
+        if self._group is not None:
+            if self._state.partitions and not self._group.subscribed:
+                raise IllegalStateError("this consumer has assigned partitions; unsubscribe() first")
+            self._group.subscribe(names, pattern, listener)
+            return
+        if pattern or listener:
+            raise IllegalStateError("subscribe(pattern=..., listener=...) needs a consumer with a group_id")
+        with self._lock:
+            if self._state.partitions and not self._state.subscribed_topics:
+                raise IllegalStateError("this consumer has assigned partitions; unsubscribe() first")
+            self._state.subscribe(names)
+            fetcher.interrupt()
+
+    def assignment(self) -> set[TopicPartition]:
+        with self._lock:
+            return self._state.assignment()
+
+    # --- reading -------------------------------------------------------------------------------------------
+
+    async def getmany(self, timeout_ms: float = 0, max_records: int | None = None) -> Records:
+        """Records fetched so far, up to ``max_records`` (default ``max_poll_records``), waiting up to
+        ``timeout_ms`` for some. Raises the errors the threaded ``Consumer.poll`` raises. Positions move
+        past every record returned (auto-commit included), as with ``Consumer.poll``."""
+        fetcher = self._started()
+        limit = self.config.max_poll_records if max_records is None else max_records
+        if limit < 1:
+            raise ValueError(f"max_records must be at least 1, got {limit}")
+        timeout_s = timeout_ms / 1000.0
+        if self._group is not None:
+            records = await self._group_poll(limit, timeout_s)
+        else:
+            records = await self._take(fetcher, limit, timeout_s)
+        if records and (self._key_deserializer is not None or self._value_deserializer is not None):
+            for chunk in records.values():
+                self._deserialize(chunk)
+        return records
+
+    async def _take(self, fetcher: _LoopFetcher, limit: int, timeout_s: float) -> Records:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            fetcher.ready.clear()
+            with self._lock:
+                self._check_reading()
+                records = fetcher.take(limit)
+            remaining = deadline - time.monotonic()
+            if records or remaining <= 0:
+                return records
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(fetcher.ready.wait(), remaining)
+            if self._closed:
+                return {}
+
+    async def _group_poll(self, limit: int, timeout_s: float) -> Records:
+        """The threaded group's poll in a worker thread. A cancelled caller leaves that poll running, and
+        the next call waits for it (one poll at a time) and returns what it took."""
+        group = self._group
+        assert group is not None
+        while True:
+            work = self._polling
+            if work is None:
+                call = asyncio.to_thread(
+                    group.poll, self._take_blocking, limit, min(timeout_s, _GROUP_WAIT_S)
+                )
+                work = self._polling = asyncio.ensure_future(call)
+            records = await asyncio.shield(work)  # cancelled: self._polling stays for the next call
+            self._polling = None
+            timeout_s -= _GROUP_WAIT_S
+            if records or timeout_s <= 0 or self._closed:
+                return records
+
+    def _take_blocking(self, limit: int, timeout_s: float) -> Records:
+        """The threaded consumer's take (worker thread): wait on the fetcher's condition for records."""
+        fetcher = self._fetcher
+        assert fetcher is not None and self._group is not None
+        with self._lock:
+            self._check_reading()
+            records = fetcher.take(limit)
+            deadline = time.monotonic() + timeout_s
+            while not records:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._closed or self._group.has_work():
+                    return records
+                fetcher.data_ready.wait(remaining)
+                records = fetcher.take(limit)
+            return records
+
+    def _check_reading(self) -> None:
+        """Lock held: refuse a closed consumer, or one with nothing to read."""
+        if self._closed:
+            raise ClosedError("this consumer is stopped")
+        if (
+            not self._state.partitions
+            and not self._state.subscribed_topics
+            and not (self._group is not None and self._group.subscribed)
+        ):
+            raise IllegalStateError("no partitions to read: call assign() or subscribe() first")
+
+    async def getone(self) -> ConsumerRecord:
+        """The next record, waiting as long as it takes (raises ``ClosedError`` once stopped)."""
+        while not self._records:
+            taken = await self.getmany(timeout_ms=_GROUP_WAIT_S * 1000)
+            for chunk in taken.values():
+                self._records.extend(chunk)
+            if self._closed and not self._records:
+                raise ClosedError("this consumer is stopped")
+        return self._records.popleft()
+
+    def __aiter__(self) -> AsyncConsumer:
+        return self
+
+    async def __anext__(self) -> ConsumerRecord:
+        try:
+            return await self.getone()
+        except ClosedError:
+            raise StopAsyncIteration from None
+
+    def _deserialize(self, records: list[ConsumerRecord]) -> None:
+        try:
+            with_deserializers(records, self._key_deserializer, self._value_deserializer)
+        except SerializationError:
+            raise
+        except Exception as exc:
+            raise SerializationError(
+                f"a deserializer failed on a record of {records[0].topic_partition}: {exc!r}"
+            ) from exc
+
+    # --- positions and commits -------------------------------------------------------------------------------
+
+    def seek(self, partition: TopicPartition, offset: int) -> None:
+        """Read ``partition`` from ``offset`` on."""
+        fetcher = self._started()
+        tp = TopicPartition(*partition)
+        with self._lock:
+            self._assigned(tp)
+            self._state.seek(tp, offset)
+            self._forget(tp)
+            fetcher.interrupt()
+
+    async def seek_to_beginning(self, *partitions: TopicPartition) -> None:
+        """Read from the earliest offset still stored (of the given partitions, or all assigned)."""
+        self._request_reset(partitions, "earliest")
+
+    async def seek_to_end(self, *partitions: TopicPartition) -> None:
+        """Read only what is appended from now on (of the given partitions, or all assigned)."""
+        self._request_reset(partitions, "latest")
+
+    def _request_reset(self, partitions: tuple[TopicPartition, ...], strategy: str) -> None:
+        fetcher = self._started()
+        with self._lock:
+            tps = [TopicPartition(*tp) for tp in partitions] or list(self._state.partitions)
+            for tp in tps:
+                self._assigned(tp)
+            for tp in tps:
+                self._state.request_reset(tp, strategy)
+                self._forget(tp)
+            fetcher.interrupt()
+
+    def _forget(self, tp: TopicPartition) -> None:
+        """A seek: records of ``tp`` taken but not handed out are not the application's any more."""
+        if any(record.topic_partition == tp for record in self._records):
+            self._records = deque(r for r in self._records if r.topic_partition != tp)
+
+    async def position(self, partition: TopicPartition) -> int:
+        """The offset of the next record ``getone``/``getmany`` returns for ``partition``."""
+        fetcher = self._started()
+        tp = TopicPartition(*partition)
+        with self._lock:
+            state = self._assigned(tp)
+            if state.position is not None:
+                return state.position - self._unhanded(tp)
+            if state.reset not in SPECS:
+                raise NoOffsetForPartitionError(
+                    f"{tp} has no position and auto_offset_reset is 'none': seek() to an offset first"
+                )
+            strategy, generation = state.reset, state.generation
+        found = await asyncio.to_thread(
+            list_offsets, self._connection, [(tp, SPECS[strategy], 0)], self.config.request_timeout_s
+        )
+        with self._lock:
+            answer = found.get(tp)
+            if answer is not None:
+                self._state.complete_reset(tp, answer.offset, generation)
+                fetcher.interrupt()
+        return await self.position(tp)
+
+    def _unhanded(self, tp: TopicPartition) -> int:
+        """Records of ``tp`` the consumer took but ``getone`` has not handed out yet."""
+        return sum(1 for r in self._records if r.topic_partition == tp)
+
+    def _assigned(self, tp: TopicPartition) -> Any:
+        try:
+            return self._state.state(tp)
+        except KeyError:
+            raise IllegalStateError(
+                f"{tp} is not assigned to this consumer; assigned: {sorted(self._state.partitions)}"
+            ) from None
+
+    async def commit(self, offsets: Mapping[TopicPartition, int] | None = None) -> None:
+        """Commit ``offsets`` (the next record to read, per partition), or what was handed out so far."""
+        self._started()
+        group = self._group
+        if group is None:
+            raise IllegalStateError(
+                "commit() needs a consumer with a group_id (offsets are committed per group)"
+            )
+        if offsets is None:
+            with self._lock:
+                offsets = group.positions_locked(None)
+                for tp in offsets:
+                    offsets[tp] -= self._unhanded(tp)
+        await asyncio.to_thread(group.commit, offsets)
+
+    async def committed(self, partition: TopicPartition) -> int | None:
+        """The group's committed offset of ``partition`` (the next record to read), or None."""
+        self._started()
+        if self._group is None:
+            raise IllegalStateError("committed() needs a consumer with a group_id")
+        tp = TopicPartition(*partition)
+        found = await asyncio.to_thread(self._group.committed, [tp])
+        return found.get(tp)

@@ -1,0 +1,519 @@
+"""``AsyncProducer``: the threaded ``Producer``'s accumulator driven by one asyncio task on ``grpc.aio``.
+
+Everything that decides what is sent (batches, idempotent sequence numbers, retries, expiry) is the
+threaded client's ``Accumulator``; this module only appends to it, drains it into Produce calls and
+feeds the answers back, all on the event loop's thread, so no lock is needed.
+
+Cancelling an ``await producer.send(...)`` cancels the wait only: the record is already in a batch and
+is written once, like a record whose ``RecordFuture`` nobody waits for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, cast
+
+import grpc
+import grpc.aio
+from logstore.client.producer.accumulator import (
+    RECORD_OVERHEAD,
+    Accumulator,
+    BufferFull,
+    Finished,
+    ProducerBatch,
+)
+from logstore.client.producer.config import ProducerConfig
+from logstore.client.producer.futures import BatchOutcome, RecordFuture
+from logstore.client.producer.partitioner import StickyPartitioner, key_partition
+from logstore.client.producer.sender import _UNCERTAIN_ERRORS, ACKS
+from logstore.client.shared.backoff import Backoff
+from logstore.client.shared.connection import Connection, channel_options, parse_bootstrap
+from logstore.client.shared.errors import (
+    BufferExhaustedError,
+    ClientError,
+    ClosedError,
+    SerializationError,
+    UnknownBrokerError,
+    UnknownPartitionError,
+    error_from_code,
+    error_from_rpc,
+    is_uncertain,
+)
+from logstore.client.shared.metadata import TopicMetadata
+from logstore.client.shared.serde import Serializer
+from logstore.client.shared.types import RecordMetadata
+from logstore.wire.logstore.v1 import produce_pb2, produce_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+_time_ns = time.time_ns
+
+Headers = Sequence[tuple[str, bytes | None]] | Mapping[str, bytes | None] | None
+
+
+class AsyncProducer:
+    """Sends records from one event loop. Options are ``ProducerConfig``'s (kafka-python's names).
+
+    ``start()`` (or ``async with``) before the first send; ``stop()`` sends what is buffered and closes.
+    """
+
+    def __init__(self, bootstrap_servers: str | list[str] = "127.0.0.1:9093", **options: Any) -> None:
+        self.config = config = ProducerConfig(bootstrap_servers=bootstrap_servers, **options)
+        self._key_serializer = cast("Serializer | None", config.key_serializer)
+        self._value_serializer = cast("Serializer | None", config.value_serializer)
+        self._accumulator = Accumulator(config)
+        self._sticky = StickyPartitioner()
+        self._acks = ACKS[config.acks]  # type: ignore[index]  # normalised to 0, 1 or -1
+        self._backoff = Backoff(config.retry_backoff_ms, config.retry_backoff_max_ms)
+        # Partition counts: looked up rarely, through the threaded client's metadata cache (in a thread).
+        self._sync = Connection(
+            bootstrap_servers,
+            max_send_bytes=1024 * 1024,
+            max_receive_bytes=1024 * 1024,
+            client_id=config.client_id,
+        )
+        self._metadata = TopicMetadata(
+            self._sync,
+            auto_create=config.auto_create_topics,
+            max_age_ms=config.metadata_max_age_ms,
+            request_timeout_ms=config.request_timeout_ms,
+        )
+        self._address = parse_bootstrap(bootstrap_servers)
+        self._channel: grpc.aio.Channel | None = None
+        self._stub: produce_pb2_grpc.ProduceServiceStub | None = None
+        self._work: asyncio.Event | None = None
+        self._memory_freed: asyncio.Event | None = None
+        self._sender: asyncio.Task[None] | None = None
+        self._calls: set[asyncio.Task[None]] = set()
+        self._stopping = False
+        self._aborted = False
+        self._closed = False
+        self._prepare = self._key_serializer is not None or self._value_serializer is not None
+        self._sticky_batches: dict[str, ProducerBatch] = {}
+        """The open batch of each topic's sticky partition, for keyless records on the hot path."""
+        self._waiters: defaultdict[BatchOutcome, list[tuple[asyncio.Future[RecordMetadata], int, int]]]
+        self._waiters = defaultdict(list)
+        """Per unfinished batch, its records' asyncio futures with their offset delta and timestamp."""
+        self._new_future: Callable[[], asyncio.Future[RecordMetadata]] = _no_loop
+
+    # --- lifecycle ------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the channel and start the sender task (on the running loop)."""
+        if self._sender is not None:
+            return
+        config = self.config
+        self._channel = grpc.aio.insecure_channel(
+            self._address,
+            options=channel_options(config.max_request_size, 1024 * 1024, config.client_id),
+        )
+        self._stub = produce_pb2_grpc.ProduceServiceStub(self._channel)
+        self._work = asyncio.Event()
+        self._memory_freed = asyncio.Event()
+        self._accumulator.new_batch_hook = self._work.set
+        self._new_future = asyncio.get_running_loop().create_future
+        self._sender = asyncio.create_task(self._run(), name="logstore-aio-sender")
+
+    async def stop(self, timeout: float | None = None) -> None:
+        """Send what is buffered and close. After ``timeout`` seconds, records still unsent fail with
+        ``ClosedError``. Idempotent."""
+        if self._closed:
+            return
+        self._closed = self._prepare = True
+        self._accumulator.close()
+        if self._sender is not None:
+            assert self._work is not None and self._memory_freed is not None
+            self._stopping = True
+            self._work.set()
+            self._memory_freed.set()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._sender), timeout)
+            except TimeoutError:
+                self._abort(ClosedError("the producer was stopped before this record was acknowledged"))
+                await self._sender
+            if self._calls:
+                await asyncio.gather(*self._calls, return_exceptions=True)
+            assert self._channel is not None
+            await self._channel.close()
+        await asyncio.to_thread(self._sync.close)
+
+    async def __aenter__(self) -> AsyncProducer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # --- sending --------------------------------------------------------------------------------------
+
+    async def send(
+        self,
+        topic: str,
+        value: Any = None,
+        key: Any = None,
+        headers: Headers = None,
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
+    ) -> RecordMetadata:
+        """Queue a record and wait for its ``RecordMetadata`` (raises the record's error)."""
+        future = await self.send_nowait_async(topic, value, key, headers, partition, timestamp_ms)
+        return await future
+
+    def send_nowait(
+        self,
+        topic: str,
+        value: Any = None,
+        key: Any = None,
+        headers: Headers = None,
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
+    ) -> asyncio.Future[RecordMetadata]:
+        """Queue a record without waiting; its asyncio future gives the ``RecordMetadata``.
+
+        The topic's partition count must be known (an earlier send to it, or ``partitions_for``), and
+        the buffer must have room: otherwise ``await send()`` waits for them and this raises.
+        """
+        if (
+            type(value) is bytes
+            and key is None
+            and partition is None
+            and not headers
+            and timestamp_ms is None
+            and not self._prepare
+        ):
+            # The hot path, as in the threaded Producer.send: straight into the sticky partition's open
+            # batch while the room the accumulator keeps for it lasts.
+            batch = self._sticky_batches.get(topic)
+            if batch is not None and not batch.closed:
+                room = batch.room - RECORD_OVERHEAD - len(value)
+                if room >= 0:
+                    batch.room = room
+                    pending = batch.pending
+                    now_ms = _time_ns() // 1_000_000
+                    future = self._new_future()
+                    self._waiters[batch.outcome].append((future, batch.settled + len(pending) // 3, now_ms))
+                    pending += (value, None, now_ms)
+                    return future
+        record = self._record(topic, value, key, headers, partition, timestamp_ms)
+        count = self._metadata.counts.get(topic)
+        if count is None:
+            raise UnknownPartitionError(
+                f"the partitions of {topic!r} are not known yet: await send() or partitions_for() first"
+            )
+        return self._append(record, count)
+
+    async def send_nowait_async(
+        self,
+        topic: str,
+        value: Any = None,
+        key: Any = None,
+        headers: Headers = None,
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
+    ) -> asyncio.Future[RecordMetadata]:
+        """Like ``send_nowait``, but waits (up to ``max_block_ms``) for metadata and buffer memory."""
+        record = self._record(topic, value, key, headers, partition, timestamp_ms)
+        count = self._metadata.counts.get(topic)
+        if count is None:
+            count = await self._partition_count(topic)
+        deadline = time.monotonic() + self.config.max_block_s
+        self._accumulator.add_memory_waiter()
+        try:
+            while True:
+                try:
+                    return self._append(record, count)
+                except BufferFull:
+                    pass
+                assert self._work is not None and self._memory_freed is not None
+                self._work.set()
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise BufferExhaustedError(
+                        f"buffer_memory ({self._accumulator.buffer_memory} bytes) stayed full for "
+                        f"max_block_ms ({self.config.max_block_s * 1000:.0f} ms)"
+                    )
+                self._memory_freed.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._memory_freed.wait(), remaining)
+                if self._closed:
+                    raise ClosedError("the producer was stopped while send() waited for buffer memory")
+        finally:
+            self._accumulator.remove_memory_waiter()
+
+    def _record(
+        self,
+        topic: str,
+        value: Any,
+        key: Any,
+        headers: Headers,
+        partition: int | None,
+        timestamp_ms: int | None,
+    ) -> tuple[str, Any, Any, Sequence[tuple[str, bytes | None]], int | None, int]:
+        """Refuse a closed or unstarted producer; run the serializers; fill the defaults."""
+        if self._closed:
+            raise ClosedError("send() on a stopped producer")
+        if self._sender is None:
+            raise ClosedError("send() before start(): await producer.start() or use `async with`")
+        if self._value_serializer is not None:
+            value = self._serialize(self._value_serializer, value, "value", topic)
+        if key is not None and self._key_serializer is not None:
+            key = self._serialize(self._key_serializer, key, "key", topic)
+        if not headers:
+            headers = ()
+        elif isinstance(headers, Mapping):
+            headers = list(headers.items())
+        if timestamp_ms is None:
+            timestamp_ms = time.time_ns() // 1_000_000
+        return topic, value, key, headers, partition, timestamp_ms
+
+    def _append(
+        self, record: tuple[str, Any, Any, Sequence[tuple[str, bytes | None]], int | None, int], count: int
+    ) -> asyncio.Future[RecordMetadata]:
+        """Partition the record and append it to the accumulator (raises ``BufferFull``)."""
+        topic, value, key, headers, partition, timestamp_ms = record
+        sticky = False
+        if partition is None:
+            if key is None:
+                partition, sticky = self._sticky.partition(topic, count), True
+            else:
+                partition = key_partition(key, count)
+        elif not 0 <= partition < count:
+            raise UnknownPartitionError(
+                f"topic {topic!r} has partitions 0 to {count - 1}; partition {partition} does not exist"
+            )
+        accumulator = self._accumulator
+        now = time.monotonic()
+        try:
+            future = accumulator.append(topic, partition, value, key, headers, timestamp_ms, now, sticky)
+            if future is None:  # the sticky partition's batch completed: move on, then append
+                partition = self._sticky.on_new_batch(topic, count, partition)
+                future = accumulator.append(topic, partition, value, key, headers, timestamp_ms, now)
+                assert future is not None
+        except TypeError as exc:
+            raise SerializationError(f"cannot send to {topic!r}: {exc}") from None
+        if sticky:
+            batch = accumulator.open_batch(topic, partition)
+            if batch is None:
+                self._sticky_batches.pop(topic, None)
+            else:
+                self._sticky_batches[topic] = batch
+        return self._wait_for(future)
+
+    def _wait_for(self, record: RecordFuture) -> asyncio.Future[RecordMetadata]:
+        """An asyncio future for the record, completed with its batch (``_settle``): one list per batch,
+        not a callback per record."""
+        future = self._new_future()
+        outcome = record._outcome
+        if outcome.done:
+            _complete(future, outcome, record._delta, record._timestamp)
+        else:
+            self._waiters[outcome].append((future, record._delta, record._timestamp))
+        return future
+
+    async def _partition_count(self, topic: str) -> int:
+        return await asyncio.to_thread(self._metadata.partition_count, topic, self.config.max_block_s)
+
+    async def partitions_for(self, topic: str) -> set[int]:
+        """The topic's partition numbers (creating the topic if it is unknown and auto-creation is on)."""
+        return set(range(await self._partition_count(topic)))
+
+    @staticmethod
+    def _serialize(
+        serializer: Serializer, data: Any, what: str, topic: str
+    ) -> bytes | bytearray | memoryview | None:
+        try:
+            return serializer(data)
+        except SerializationError:
+            raise
+        except Exception as exc:
+            raise SerializationError(f"{what}_serializer failed on a {what} for {topic!r}: {exc!r}") from exc
+
+    async def flush(self) -> None:
+        """Send everything buffered now and wait until each record is acknowledged or has failed."""
+        assert self._work is not None
+        outcomes = self._accumulator.begin_flush()
+        self._work.set()
+        try:
+            for outcome in outcomes:
+                if not outcome.done:
+                    await _outcome_done(outcome)
+        finally:
+            self._accumulator.end_flush()
+
+    # --- the sender task ------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        try:
+            await self._loop()
+        except asyncio.CancelledError:
+            self._abort(ClosedError("the producer's sender task was cancelled"))
+            raise
+        except BaseException as exc:  # a bug: fail what is left rather than hang every flush()
+            log.exception("the async producer's sender failed; failing all buffered records")
+            self._abort(ClientError(f"the producer's sender task failed: {exc!r}"))
+
+    async def _loop(self) -> None:
+        accumulator = self._accumulator
+        work, memory_freed = self._work, self._memory_freed
+        assert work is not None and memory_freed is not None
+        if accumulator.idempotent:
+            await self._init_producer_id()
+        max_in_flight = self.config.max_in_flight_requests_per_connection
+        while True:
+            work.clear()
+            if self._aborted or (self._stopping and not self._calls and not accumulator.has_unfinished()):
+                return
+            now = time.monotonic()
+            finished = accumulator.expire(now)
+            if finished:
+                memory_freed.set()
+                self._finish(finished)
+            wake: float | None = None
+            while len(self._calls) < max_in_flight:
+                batches, wake = accumulator.drain(now)
+                if not batches:
+                    break
+                call = asyncio.create_task(self._send(batches))
+                self._calls.add(call)
+                call.add_done_callback(self._calls.discard)
+            timeout = None if wake is None else max(0.0, wake - now)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(work.wait(), timeout)
+
+    async def _init_producer_id(self) -> None:
+        """Get an idempotent producer id; retried with backoff while the broker is away."""
+        assert self._stub is not None and self._work is not None
+        attempt = 0
+        while not self._aborted and not (self._stopping and not self._accumulator.has_unfinished()):
+            try:
+                answer = await self._stub.InitProducerId(
+                    produce_pb2.InitProducerIdRequest(), timeout=self.config.request_timeout_s
+                )
+            except grpc.RpcError as exc:
+                attempt += 1
+                if attempt == 1 or attempt % 10 == 0:
+                    log.warning("could not get a producer id (attempt %d, retrying): %s", attempt, exc)
+                self._finish(self._accumulator.expire(time.monotonic()))
+                await asyncio.sleep(self._backoff.delay_s(attempt))
+                continue
+            self._accumulator.set_producer_id(answer.producer_id, answer.producer_epoch)
+            return
+
+    async def _send(self, batches: list[ProducerBatch]) -> None:
+        """One Produce call, its answer fed back to the accumulator."""
+        assert self._stub is not None and self._work is not None and self._memory_freed is not None
+        accumulator = self._accumulator
+        producer_id = accumulator.producer_id
+        entries = [
+            produce_pb2.ProducePartitionData(
+                topic=batch.topic, partition=batch.partition, records=batch.encode(producer_id)
+            )
+            for batch in batches
+        ]
+        request = produce_pb2.ProduceRequest(acks=self._acks, partitions=entries)
+        finished: Finished = []
+        acked: list[tuple[ProducerBatch, int, int]] = []
+        try:
+            response = await self._stub.Produce(request, timeout=self.config.request_timeout_s)
+        except grpc.RpcError as exc:
+            if self._aborted:
+                return
+            error = error_from_rpc(exc, f"Produce of {len(batches)} batches")
+            uncertain = is_uncertain(exc)
+            now = time.monotonic()
+            for batch in batches:
+                finished += accumulator.fail(batch, error, now, uncertain=uncertain)
+        else:
+            if self._aborted:
+                return
+            now = time.monotonic()
+            results = response.results
+            if not results:  # acks=0: the broker says nothing
+                for batch in batches:
+                    finished += accumulator.acknowledge(batch, now)
+                    acked.append((batch, -1, -1))
+            elif len(results) != len(batches):
+                error = UnknownBrokerError(
+                    f"the broker answered {len(results)} results for {len(batches)} batches"
+                )
+                for batch in batches[len(results) :]:
+                    finished += accumulator.fail(batch, error, now, uncertain=True)
+            for batch, result in zip(batches, results, strict=False):
+                if result.error_code == 0:
+                    finished += accumulator.acknowledge(batch, now)
+                    acked.append((batch, result.base_offset, result.log_append_time_ms))
+                else:
+                    failure = error_from_code(
+                        result.error_code, result.error_message, where=f"{batch.topic}-{batch.partition}"
+                    )
+                    uncertain = isinstance(failure, _UNCERTAIN_ERRORS)
+                    finished += accumulator.fail(batch, failure, now, uncertain=uncertain)
+        finally:
+            self._memory_freed.set()
+            self._work.set()
+        for batch, base_offset, append_time in acked:
+            batch.outcome.resolve(base_offset, append_time)
+            self._settle(batch.outcome)
+        self._finish(finished)
+
+    def _settle(self, outcome: BatchOutcome) -> None:
+        """A batch finished: complete its records' asyncio futures."""
+        waiters = self._waiters.pop(outcome, None)
+        if waiters:
+            for future, delta, timestamp in waiters:
+                _complete(future, outcome, delta, timestamp)
+
+    def _finish(self, finished: Finished) -> None:
+        for batch, error in finished:
+            batch.outcome.fail(error)
+            self._settle(batch.outcome)
+
+    def _abort(self, error: BaseException) -> None:
+        """Fail every unfinished record at once (a stop that ran out of time, or a cancelled task)."""
+        if self._aborted:
+            return
+        self._aborted = True
+        self._finish(self._accumulator.abort(error))
+        for call in self._calls:
+            call.cancel()
+        if self._work is not None:
+            self._work.set()
+
+
+def _complete(
+    future: asyncio.Future[RecordMetadata], outcome: BatchOutcome, delta: int, timestamp: int
+) -> None:
+    """Give a record's future its batch's outcome (unless its waiter was cancelled)."""
+    if future.cancelled():
+        return
+    if outcome.error is not None:
+        future.set_exception(outcome.error)
+        return
+    offset = outcome.base_offset
+    if offset >= 0:
+        offset += delta
+    if outcome.append_time >= 0:
+        timestamp = outcome.append_time
+    future.set_result(RecordMetadata(outcome.topic, outcome.partition, offset, timestamp))
+
+
+def _no_loop() -> asyncio.Future[RecordMetadata]:
+    raise ClosedError("send() before start(): await producer.start() or use `async with`")
+
+
+def _outcome_done(outcome: BatchOutcome) -> asyncio.Future[None]:
+    """Wait for a batch's outcome without a thread: a callback of one of its records' futures."""
+    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    probe = RecordFuture(outcome, 0, -1)
+
+    def done(_: RecordFuture) -> None:
+        if not future.done():
+            future.set_result(None)
+
+    probe.add_done_callback(done)
+    return future
