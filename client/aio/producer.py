@@ -27,10 +27,11 @@ from logstore.client.producer.accumulator import (
     Finished,
     ProducerBatch,
 )
+from logstore.client.producer.calls import Acked, answered, by_partition, call_failed, produce_request
 from logstore.client.producer.config import ProducerConfig
 from logstore.client.producer.futures import BatchOutcome, RecordFuture
 from logstore.client.producer.partitioner import StickyPartitioner, key_partition
-from logstore.client.producer.sender import _UNCERTAIN_ERRORS, ACKS
+from logstore.client.producer.sender import ACKS
 from logstore.client.shared.backoff import Backoff
 from logstore.client.shared.connection import Connection, channel_options, parse_bootstrap
 from logstore.client.shared.errors import (
@@ -38,11 +39,7 @@ from logstore.client.shared.errors import (
     ClientError,
     ClosedError,
     SerializationError,
-    UnknownBrokerError,
     UnknownPartitionError,
-    error_from_code,
-    error_from_rpc,
-    is_uncertain,
 )
 from logstore.client.shared.metadata import TopicMetadata
 from logstore.client.shared.serde import Serializer
@@ -408,51 +405,20 @@ class AsyncProducer:
         """One Produce call, its answer fed back to the accumulator."""
         assert self._stub is not None and self._work is not None and self._memory_freed is not None
         accumulator = self._accumulator
-        producer_id = accumulator.producer_id
-        entries = [
-            produce_pb2.ProducePartitionData(
-                topic=batch.topic, partition=batch.partition, records=batch.encode(producer_id)
-            )
-            for batch in batches
-        ]
-        request = produce_pb2.ProduceRequest(acks=self._acks, partitions=entries)
+        groups = by_partition(batches)
+        request = produce_request(groups, accumulator.producer_id, self._acks)
         finished: Finished = []
-        acked: list[tuple[ProducerBatch, int, int]] = []
+        acked: Acked = []
         try:
             response = await self._stub.Produce(request, timeout=self.config.request_timeout_s)
         except grpc.RpcError as exc:
             if self._aborted:
                 return
-            error = error_from_rpc(exc, f"Produce of {len(batches)} batches")
-            uncertain = is_uncertain(exc)
-            now = time.monotonic()
-            for batch in batches:
-                finished += accumulator.fail(batch, error, now, uncertain=uncertain)
+            finished = call_failed(accumulator, groups, exc, time.monotonic())
         else:
             if self._aborted:
                 return
-            now = time.monotonic()
-            results = response.results
-            if not results:  # acks=0: the broker says nothing
-                for batch in batches:
-                    finished += accumulator.acknowledge(batch, now)
-                    acked.append((batch, -1, -1))
-            elif len(results) != len(batches):
-                error = UnknownBrokerError(
-                    f"the broker answered {len(results)} results for {len(batches)} batches"
-                )
-                for batch in batches[len(results) :]:
-                    finished += accumulator.fail(batch, error, now, uncertain=True)
-            for batch, result in zip(batches, results, strict=False):
-                if result.error_code == 0:
-                    finished += accumulator.acknowledge(batch, now)
-                    acked.append((batch, result.base_offset, result.log_append_time_ms))
-                else:
-                    failure = error_from_code(
-                        result.error_code, result.error_message, where=f"{batch.topic}-{batch.partition}"
-                    )
-                    uncertain = isinstance(failure, _UNCERTAIN_ERRORS)
-                    finished += accumulator.fail(batch, failure, now, uncertain=uncertain)
+            finished, acked = answered(accumulator, groups, list(response.results), time.monotonic())
         finally:
             self._memory_freed.set()
             self._work.set()

@@ -16,17 +16,13 @@ from collections.abc import Callable
 
 import grpc
 from logstore.client.producer.accumulator import Accumulator, Finished, ProducerBatch
+from logstore.client.producer.calls import Acked, answered, by_partition, call_failed, produce_request
 from logstore.client.producer.config import ProducerConfig
 from logstore.client.shared.backoff import Backoff
 from logstore.client.shared.connection import Connection
 from logstore.client.shared.errors import (
-    BrokerStorageError,
     ClientError,
-    RequestTimedOutError,
-    UnknownBrokerError,
-    error_from_code,
     error_from_rpc,
-    is_uncertain,
 )
 from logstore.client.shared.metadata import TopicMetadata
 from logstore.wire.logstore.v1 import produce_pb2
@@ -34,9 +30,6 @@ from logstore.wire.logstore.v1 import produce_pb2
 log = logging.getLogger(__name__)
 
 ACKS = {0: produce_pb2.ACKS_NONE, 1: produce_pb2.ACKS_LEADER, -1: produce_pb2.ACKS_ALL}
-
-# Per-partition errors after which the broker may have appended the data anyway.
-_UNCERTAIN_ERRORS = (RequestTimedOutError, BrokerStorageError, UnknownBrokerError)
 
 METADATA_CHECK_INTERVAL_S = 5.0
 
@@ -186,19 +179,8 @@ class Sender(threading.Thread):
     # --- calls ----------------------------------------------------------------------------------------------
 
     def _send(self, batches: list[ProducerBatch]) -> None:
-        producer_id = self._accumulator.producer_id
-        groups = _by_partition(batches)
-        entries = []
-        for group in groups:
-            first = group[0]
-            if len(group) == 1:
-                data: bytes = first.encode(producer_id)
-            else:  # one entry, appended all or nothing, so a later batch never lands without an earlier one
-                data = b"".join([batch.encode(producer_id) for batch in group])
-            entries.append(
-                produce_pb2.ProducePartitionData(topic=first.topic, partition=first.partition, records=data)
-            )
-        request = produce_pb2.ProduceRequest(acks=self._acks, partitions=entries)
+        groups = by_partition(batches)
+        request = produce_request(groups, self._accumulator.producer_id, self._acks)
         future = self._connection.produce.Produce.future(request, timeout=self._request_timeout_s)
         future.add_done_callback(lambda done: self._answered(groups, done))
 
@@ -211,54 +193,18 @@ class Sender(threading.Thread):
     def _handle_answers(self, answers: list[_Answer]) -> None:
         accumulator = self._accumulator
         for groups, future in answers:
-            acked: list[tuple[ProducerBatch, int, int]] = []
+            acked: Acked = []
             with self.work:
                 self._in_flight -= 1
                 if self._aborted:
                     continue
                 now = self._clock()
-                finished: Finished = []
                 try:
                     response = future.result()
                 except grpc.RpcError as exc:
-                    count = sum(map(len, groups))
-                    error = error_from_rpc(exc, f"Produce of {count} batches")
-                    uncertain = is_uncertain(exc)
-                    for group in groups:
-                        for batch in group:
-                            finished += accumulator.fail(batch, error, now, uncertain=uncertain)
+                    finished = call_failed(accumulator, groups, exc, now)
                 else:
-                    results = response.results
-                    if not results:  # acks=0: the broker says nothing
-                        for group in groups:
-                            for batch in group:
-                                finished += accumulator.acknowledge(batch, now)
-                                acked.append((batch, -1, -1))
-                    if results and len(results) != len(groups):
-                        error = UnknownBrokerError(
-                            f"the broker answered {len(results)} results for {len(groups)} partitions"
-                        )
-                        for group in groups[len(results) :]:
-                            for batch in group:
-                                finished += accumulator.fail(batch, error, now, uncertain=True)
-                    for group, result in zip(groups, results, strict=False):
-                        if result.error_code == 0:
-                            # The broker gave the group consecutive offsets from the first batch's on.
-                            base_offset = result.base_offset
-                            for batch in group:
-                                finished += accumulator.acknowledge(batch, now)
-                                acked.append((batch, base_offset, result.log_append_time_ms))
-                                base_offset += batch.record_count
-                        else:
-                            first = group[0]
-                            error = error_from_code(
-                                result.error_code,
-                                result.error_message,
-                                where=f"{first.topic}-{first.partition}",
-                            )
-                            uncertain = isinstance(error, _UNCERTAIN_ERRORS)
-                            for batch in group:
-                                finished += accumulator.fail(batch, error, now, uncertain=uncertain)
+                    finished, acked = answered(accumulator, groups, list(response.results), now)
                 self._memory_freed.notify_all()
             for batch, base_offset, append_time in acked:
                 batch.outcome.resolve(base_offset, append_time)
@@ -268,16 +214,3 @@ class Sender(threading.Thread):
     def _finish(finished: Finished) -> None:
         for batch, error in finished:
             batch.outcome.fail(error)
-
-
-def _by_partition(batches: list[ProducerBatch]) -> list[list[ProducerBatch]]:
-    """The drained batches as one list per partition entry (the drain hands out a partition's together)."""
-    groups: list[list[ProducerBatch]] = []
-    last: ProducerBatch | None = None
-    for batch in batches:
-        if last is not None and batch.partition == last.partition and batch.topic == last.topic:
-            groups[-1].append(batch)
-        else:
-            groups.append([batch])
-        last = batch
-    return groups
