@@ -49,7 +49,8 @@ _GROUP_WAIT_S = 0.5
 
 
 class _LoopFetcher(Fetcher):
-    """The threaded ``Fetcher``'s buffer, woken on the event loop instead of running a thread."""
+    """The threaded ``Fetcher``'s buffer, woken on the event loop instead of running a thread. Not
+    thread-safe beyond the Fetcher's own lock: only its event loop fills and drains it."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -125,6 +126,8 @@ class _LoopFetcher(Fetcher):
 
 class AsyncConsumer:
     """Reads from one event loop. Options are ``ConsumerConfig``'s (kafka-python's and aiokafka's names).
+    Not thread-safe: call it from its event loop only (as aiokafka's), which is what makes its state
+    safe without locks of its own.
 
     async with AsyncConsumer("orders", group_id="billing", bootstrap_servers=address) as consumer:
         async for record in consumer:

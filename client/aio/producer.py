@@ -55,6 +55,7 @@ Headers = Sequence[tuple[str, bytes | None]] | Mapping[str, bytes | None] | None
 
 class AsyncProducer:
     """Sends records from one event loop. Options are ``ProducerConfig``'s (kafka-python's names).
+    Not thread-safe: call it from its event loop only (as aiokafka's); the loop serialises its sends.
 
     ``start()`` (or ``async with``) before the first send; ``stop()`` sends what is buffered and closes.
     """
