@@ -235,7 +235,9 @@ def test_order_per_key_survives_faults_with_five_requests_in_flight(broker: Embe
             for key in keys:
                 producer.send("chaos", b"%d" % n, key=key)
         producer.flush(timeout=60)
-    assert faults.lost > 3 and faults_before.lost > 3
+    # 1,350 records of about 13 bytes in requests of at most 1,536 bytes need at least 13 calls however
+    # the adaptive batching groups them, so calls 4, 8, 12 and 7 are always among them.
+    assert faults.lost >= 3 and faults_before.lost >= 1
     per_key = defaultdict(list)
     for records in read_topic(broker.address, "chaos", 3).values():
         for record in records:
