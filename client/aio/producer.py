@@ -42,7 +42,7 @@ from logstore.client.shared.errors import (
     UnknownPartitionError,
 )
 from logstore.client.shared.metadata import TopicMetadata
-from logstore.client.shared.serde import Serializer
+from logstore.client.shared.serde import Serializer, serialize
 from logstore.client.shared.types import RecordMetadata
 from logstore.wire.logstore.v1 import produce_pb2, produce_pb2_grpc
 
@@ -258,9 +258,9 @@ class AsyncProducer:
         if self._sender is None:
             raise ClosedError("send() before start(): await producer.start() or use `async with`")
         if self._value_serializer is not None:
-            value = self._serialize(self._value_serializer, value, "value", topic)
+            value = serialize(self._value_serializer, value, "value", topic)
         if key is not None and self._key_serializer is not None:
-            key = self._serialize(self._key_serializer, key, "key", topic)
+            key = serialize(self._key_serializer, key, "key", topic)
         if not headers:
             headers = ()
         elif isinstance(headers, Mapping):
@@ -319,17 +319,6 @@ class AsyncProducer:
     async def partitions_for(self, topic: str) -> set[int]:
         """The topic's partition numbers (creating the topic if it is unknown and auto-creation is on)."""
         return set(range(await self._partition_count(topic)))
-
-    @staticmethod
-    def _serialize(
-        serializer: Serializer, data: Any, what: str, topic: str
-    ) -> bytes | bytearray | memoryview | None:
-        try:
-            return serializer(data)
-        except SerializationError:
-            raise
-        except Exception as exc:
-            raise SerializationError(f"{what}_serializer failed on a {what} for {topic!r}: {exc!r}") from exc
 
     async def flush(self) -> None:
         """Send everything buffered now and wait until each record is acknowledged or has failed."""

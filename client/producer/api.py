@@ -40,7 +40,7 @@ from logstore.client.shared.errors import (
 )
 from logstore.client.shared.metadata import TopicMetadata
 from logstore.client.shared.options import refuse_unknown_options
-from logstore.client.shared.serde import Serializer
+from logstore.client.shared.serde import Serializer, serialize
 
 log = logging.getLogger(__name__)
 
@@ -240,9 +240,9 @@ class Producer:
         if self._closed:
             raise ClosedError("send() on a closed producer")
         if self._value_serializer is not None:
-            value = self._serialize(self._value_serializer, value, "value", topic)
+            value = serialize(self._value_serializer, value, "value", topic)
         if key is not None and self._key_serializer is not None:
-            key = self._serialize(self._key_serializer, key, "key", topic)
+            key = serialize(self._key_serializer, key, "key", topic)
         return value, key
 
     def _send(
@@ -327,17 +327,6 @@ class Producer:
                 return future
         finally:
             accumulator.remove_memory_waiter()
-
-    @staticmethod
-    def _serialize(
-        serializer: Serializer, data: Any, what: str, topic: str
-    ) -> bytes | bytearray | memoryview | None:
-        try:
-            return serializer(data)
-        except SerializationError:
-            raise
-        except Exception as exc:
-            raise SerializationError(f"{what}_serializer failed on a {what} for {topic!r}: {exc!r}") from exc
 
     def partitions_for(self, topic: str) -> set[int]:
         """The topic's partition numbers (creating the topic if it is unknown and auto-creation is on)."""

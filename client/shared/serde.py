@@ -167,3 +167,16 @@ class VersionedJson:
                 raise SerializationError(f"no upgrade from schema version {step} to {step + 1}")
             value = upgrade(value)
         return value
+
+
+def serialize(
+    serializer: Serializer, data: Any, what: str, topic: str
+) -> bytes | bytearray | memoryview | None:
+    """A key or value through its producer's serializer; a failure becomes SerializationError naming the
+    serializer and the topic (shared by the threaded and the asyncio producer)."""
+    try:
+        return serializer(data)
+    except SerializationError:
+        raise
+    except Exception as exc:
+        raise SerializationError(f"{what}_serializer failed on a {what} for {topic!r}: {exc!r}") from exc
