@@ -16,5 +16,6 @@ the threaded ``Consumer``'s too (see ``consumer``).
 
 from logstore.client.aio.consumer import AsyncConsumer
 from logstore.client.aio.producer import AsyncProducer
+from logstore.client.aio.share import AsyncShareConsumer
 
-__all__ = ["AsyncConsumer", "AsyncProducer"]
+__all__ = ["AsyncConsumer", "AsyncProducer", "AsyncShareConsumer"]
