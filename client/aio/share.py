@@ -248,7 +248,7 @@ class AsyncShareConsumer:
     async def _poll(self, timeout_s: float) -> list[ShareRecord]:
         """One poll, the threaded ShareConsumer's steps; returns the records taken (held, not handed out)."""
         self._check_open()
-        self._raise_membership()
+        self._member.raise_errors()
         self._lost_check()
         self._report_done()
         self._accept_handed()
@@ -302,7 +302,7 @@ class AsyncShareConsumer:
                 if wait > 0:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(changed.wait(), wait)
-                self._raise_membership()
+                self._member.raise_errors()
             if (self._fetch is None or not self._fetch.done()) and self._clock() >= deadline:
                 return []
 
@@ -351,14 +351,6 @@ class AsyncShareConsumer:
         for record in self._handed:
             settle(record, ACCEPT)
         self._handed = []
-
-    def _raise_membership(self) -> None:
-        m = self._member
-        if m.fatal is not None:
-            raise m.fatal
-        unreachable, m.unreachable = m.unreachable, None
-        if unreachable is not None:
-            raise unreachable
 
     def _lost_check(self) -> None:
         """The broker forgot this member (its records were released): forget them too."""

@@ -33,6 +33,7 @@ from logstore.client.share.acks import AcknowledgeType
 from logstore.client.share.config import ShareConsumerConfig
 from logstore.client.share.holdings import (
     AcknowledgementCommitCallback,
+    FetchRetry,
     Holdings,
     deserialized,
     fetch_request,
@@ -166,9 +167,7 @@ class ShareConsumer:
         self._ready: list[ShareRecord] = []
         """Records taken in (held) but not handed out yet: commit_sync waited for their fetch."""
         self._commit_callback: AcknowledgementCommitCallback | None = None
-        self._fetch_failures = 0
-        self._failing_since: float | None = None
-        self._retry_at = 0.0
+        self._retry = FetchRetry(group_id, self._backoff, self._timeout_s)
         self._closed = False
         self._iterator: Iterator[ShareRecord] | None = None
         self._membership.start()
@@ -201,13 +200,13 @@ class ShareConsumer:
             fetch = self._fetch
             if fetch is not None and self._fetch_done.is_set():
                 records = self._take()
-                if member.joined and now >= self._retry_at:
+                if member.joined and now >= self._retry.retry_at:
                     self._start_fetch(dict(pending))  # pipelined: the broker acquires while the app works
                     pending.clear()
                 if records:
                     return deserialized(records, self._key_deserializer, self._value_deserializer)
                 continue
-            if fetch is None and member.joined and now >= self._retry_at:
+            if fetch is None and member.joined and now >= self._retry.retry_at:
                 self._start_fetch(dict(pending))
                 pending.clear()
             elif pending and fetch is not None:
@@ -220,11 +219,11 @@ class ShareConsumer:
                 self._fetch_done.wait(remaining)
             else:  # not joined yet, or backing off after a failed fetch
                 with membership.changed:
-                    self._raise_membership()
-                    wait = remaining if not member.joined else min(remaining, self._retry_at - now)
+                    self._member.raise_errors()
+                    wait = remaining if not member.joined else min(remaining, self._retry.retry_at - now)
                     if wait > 0:
                         membership.changed.wait(wait)
-                self._raise_membership()
+                self._member.raise_errors()
             if not self._fetch_done.is_set() and time.monotonic() >= deadline:
                 return []
 
@@ -336,14 +335,6 @@ class ShareConsumer:
         if self._closed:
             raise ClosedError("this share consumer is closed")
 
-    def _raise_membership(self) -> None:
-        m = self._member
-        if m.fatal is not None:
-            raise m.fatal
-        unreachable, m.unreachable = m.unreachable, None
-        if unreachable is not None:
-            raise unreachable
-
     def _lost_check(self) -> None:
         """The broker forgot this member (its records were released): forget them too."""
         if self._member.lost:
@@ -353,7 +344,7 @@ class ShareConsumer:
             self._ready = []
 
     def _before_poll(self) -> None:
-        self._raise_membership()
+        self._member.raise_errors()
         self._lost_check()
         self._report_done()
         if not self._implicit:
@@ -387,8 +378,7 @@ class ShareConsumer:
             response = future.result()
         except grpc.RpcError as exc:
             return self._fetch_failed(error_from_rpc(exc, f"fetching for share group {self.group_id!r}"))
-        self._fetch_failures = 0
-        self._failing_since = None
+        self._retry.succeeded()
         records = self._holdings.take(response)
         if records is None:  # the broker forgot this member: what it held was released
             with self._lock:
@@ -398,20 +388,7 @@ class ShareConsumer:
         return records
 
     def _fetch_failed(self, error: ClientError) -> list[ShareRecord]:
-        if not error.retriable:
-            raise error
-        now = time.monotonic()
-        self._fetch_failures += 1
-        self._retry_at = now + self._backoff.delay_s(self._fetch_failures)
-        if self._failing_since is None:
-            self._failing_since = now
-            log.warning("share group %s: fetch failed, retrying: %s", self.group_id, error)
-        elif now - self._failing_since >= self._timeout_s:
-            self._failing_since = None
-            raise type(error)(
-                f"share group {self.group_id!r}: fetches failing for request_timeout_ms "
-                f"({self._timeout_s * 1000:.0f} ms): {error}"
-            )
+        self._retry.failed(error, time.monotonic())
         return []
 
     def _send(self, pending: Pending, callback: AcknowledgementCommitCallback | None) -> None:

@@ -14,7 +14,9 @@ from typing import Any
 from logstore.client.share.acks import AcknowledgeType, PartitionLedger, outcome
 from logstore.client.share.records import Acquired, ShareRecord, share_record_class, take_records
 from logstore.client.share.rpc import Pending, failures
+from logstore.client.shared.backoff import Backoff
 from logstore.client.shared.errors import (
+    ClientError,
     GroupIdNotFoundError,
     IllegalStateError,
     MemberLostError,
@@ -187,3 +189,36 @@ def fetch_request(group_id: str, member_id: str, options: Any) -> share_pb2.Shar
         priority=options.priority,
         acquire_mode=options.acquire_mode,
     )
+
+
+class FetchRetry:
+    """When the next ShareFetch may go after failed ones (pure: ``now`` passed in). A failure that is not
+    retriable is raised; so is one once fetches have failed for request_timeout_ms (then the count starts
+    over, and the consumer keeps retrying). Not thread-safe: its consumer's thread or loop only."""
+
+    def __init__(self, group_id: str, backoff: Backoff, timeout_s: float) -> None:
+        self.group_id = group_id
+        self.retry_at = 0.0
+        self._backoff = backoff
+        self._timeout_s = timeout_s
+        self._failures = 0
+        self._failing_since: float | None = None
+
+    def succeeded(self) -> None:
+        self._failures = 0
+        self._failing_since = None
+
+    def failed(self, error: ClientError, now: float) -> None:
+        if not error.retriable:
+            raise error
+        self._failures += 1
+        self.retry_at = now + self._backoff.delay_s(self._failures)
+        if self._failing_since is None:
+            self._failing_since = now
+            log.warning("share group %s: fetch failed, retrying: %s", self.group_id, error)
+        elif now - self._failing_since >= self._timeout_s:
+            self._failing_since = None
+            raise type(error)(
+                f"share group {self.group_id!r}: fetches failing for request_timeout_ms "
+                f"({self._timeout_s * 1000:.0f} ms): {error}"
+            )

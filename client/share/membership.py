@@ -87,6 +87,14 @@ class ShareMember:
     def joined(self) -> bool:
         return bool(self.member_id) and self.member_epoch > 0
 
+    def raise_errors(self) -> None:
+        """Raise the error that ended the membership, or (once) the broker being unreachable."""
+        if self.fatal is not None:
+            raise self.fatal
+        unreachable, self.unreachable = self.unreachable, None
+        if unreachable is not None:
+            raise unreachable
+
     def due_in(self, now: float) -> float | None:
         """Seconds until the next heartbeat is due (0: now); None once stopping."""
         if self.stopping:
