@@ -6,9 +6,10 @@ What the member holds and decided is ``Holdings`` (``client/share/holdings.py``)
 threaded one's: one ShareFetch in flight, pipelined (sent again as soon as its records are taken), and
 the acknowledgements on their own ShareAcknowledge just before it.
 
-Two differences, both for ``async for``: records are handed out one by one, and in implicit mode a record
-is accepted once the next one is asked for (or at ``commit``/``stop``), not a whole fetch at a time, so a
-record taken from a fetch but never handed out (its task was cancelled, or stopped) is never accepted:
+One difference, for ``async for``: records are handed out one by one, so implicit mode accepts what was
+handed out, not what was fetched. When every record taken was handed out (the usual case) that is the
+ledger's implicit flush, a range per fetch; when some were not (a cancelled task, a ``commit`` or ``stop``
+part-way through a fetch) it goes record by record, and a record never handed out is never accepted:
 ``stop`` gives it back without counting a delivery attempt. Cancelling a task that waits for a record loses
 nothing: the fetch it waited for keeps running (it is never awaited directly) and the next call takes it.
 """
@@ -105,6 +106,7 @@ class AsyncShareConsumer:
         self.config = config = ShareConsumerConfig(group_id, bootstrap_servers, **options)
         self.group_id = group_id
         self.topics = tuple(dict.fromkeys(names))
+        self._implicit = config.implicit
         self._address = parse_bootstrap(config.bootstrap_servers)
         self._clock = clock
         backoff = Backoff(config.retry_backoff_ms, config.retry_backoff_max_ms)
@@ -158,9 +160,8 @@ class AsyncShareConsumer:
             await self._leave()
 
     async def _give_back(self, timeout_s: float) -> None:
-        self._accept_handed()
+        pending = self._decided()
         self._records.clear()  # held, never handed out: released below
-        pending = self._holdings.flush(False)
         fetch = self._fetch
         if fetch is not None:
             # As ShareConsumer.close: an answer on its way arrives within the grace; past it the fetch is
@@ -214,7 +215,7 @@ class AsyncShareConsumer:
         Implicit mode first accepts the records handed out before that were not decided otherwise."""
         records = list(self._records) if self._records else await self._poll(timeout_ms / 1000.0)
         self._records.clear()
-        if self.config.implicit:
+        if self._implicit:
             self._handed.extend(records)
         out: dict[TopicPartition, list[ShareRecord]] = {}
         for record in records:
@@ -226,7 +227,7 @@ class AsyncShareConsumer:
         while not self._records:
             self._records.extend(await self._poll(_GETONE_WAIT_MS / 1000.0))
         record = self._records.popleft()
-        if self.config.implicit:
+        if self._implicit:
             self._handed.append(record)
         return record
 
@@ -243,7 +244,10 @@ class AsyncShareConsumer:
             if wait_s < 0 or self._closed:
                 raise StopAsyncIteration
             self._records.extend(await self._poll(wait_s))
-        return await self.getone()
+        record = self._records.popleft()  # getone(), inlined: one coroutine less per record
+        if self._implicit:
+            self._handed.append(record)
+        return record
 
     async def _poll(self, timeout_s: float) -> list[ShareRecord]:
         """One poll, the threaded ShareConsumer's steps; returns the records taken (held, not handed out)."""
@@ -251,15 +255,14 @@ class AsyncShareConsumer:
         self._member.raise_errors()
         self._lost_check()
         self._report_done()
-        self._accept_handed()
-        if not self.config.implicit:
+        if not self._implicit:
             missing = self._holdings.unacknowledged() - len(self._records)
             if missing:
                 raise IllegalStateError(
                     f"acknowledgement_mode is 'explicit': acknowledge every record of the last poll before "
                     f"polling again ({missing} not acknowledged; RENEW keeps one past a poll)"
                 )
-        pending = self._holdings.flush(False)
+        pending = self._decided()
         try:
             return await self._fetch_records(pending, self._clock() + max(0.0, timeout_s))
         finally:
@@ -325,8 +328,7 @@ class AsyncShareConsumer:
         broker has them on stable storage; the refused ones' errors per partition."""
         self._check_open()
         self._lost_check()
-        self._accept_handed()
-        pending = self._holdings.flush(False)
+        pending = self._decided()
         if pending:
             self._send(pending, None)
         timeout_s = self.config.request_timeout_s if timeout_ms is None else timeout_ms / 1000.0
@@ -343,14 +345,19 @@ class AsyncShareConsumer:
         if self._stub is None:
             raise IllegalStateError("the consumer is not started: await consumer.start() or use `async with`")
 
-    def _accept_handed(self) -> None:
-        """Implicit mode: the records handed out and not decided are accepted (a RENEWed one too)."""
-        if not self._handed:
-            return
+    def _decided(self) -> Ranges:
+        """The decisions to send now. Implicit mode accepts what was handed out and not decided otherwise
+        (a RENEWed record too): when every record taken was handed out, that is every held record (the
+        ledger's implicit flush, a range per fetch); otherwise it goes record by record, so the records
+        not handed out stay held."""
+        if self._implicit and not self._records:
+            self._handed = []
+            return self._holdings.flush(True)
         settle = self._holdings.settle
         for record in self._handed:
             settle(record, ACCEPT)
         self._handed = []
+        return self._holdings.flush(False)
 
     def _lost_check(self) -> None:
         """The broker forgot this member (its records were released): forget them too."""
