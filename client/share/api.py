@@ -113,22 +113,22 @@ class ShareConsumer:
         if not names or not all(isinstance(t, str) and t for t in names):
             raise ValueError(f"ShareConsumer needs topic names, got {names!r}")
         self.config = config = ShareConsumerConfig(
-            group_id,
-            bootstrap if bootstrap_servers is None else bootstrap_servers,
-            acknowledgement_mode,
-            priority,
-            max_poll_records,
-            share_acquire_mode,
-            fetch_max_wait_ms,
-            fetch_max_bytes,
-            client_id,
-            key_deserializer,
-            value_deserializer,
-            request_timeout_ms,
-            retry_backoff_ms,
-            retry_backoff_max_ms,
-            consumer_timeout_ms,
-            interceptors,
+            group_id=group_id,
+            bootstrap_servers=bootstrap if bootstrap_servers is None else bootstrap_servers,
+            acknowledgement_mode=acknowledgement_mode,
+            priority=priority,
+            max_poll_records=max_poll_records,
+            share_acquire_mode=share_acquire_mode,
+            fetch_max_wait_ms=fetch_max_wait_ms,
+            fetch_max_bytes=fetch_max_bytes,
+            client_id=client_id,
+            key_deserializer=key_deserializer,
+            value_deserializer=value_deserializer,
+            request_timeout_ms=request_timeout_ms,
+            retry_backoff_ms=retry_backoff_ms,
+            retry_backoff_max_ms=retry_backoff_max_ms,
+            consumer_timeout_ms=consumer_timeout_ms,
+            interceptors=interceptors,
         )
         self.group_id = group_id
         self.topics = tuple(dict.fromkeys(names))
