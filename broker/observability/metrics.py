@@ -117,8 +117,8 @@ class BrokerMetrics:
             ["listener"],
             registry=registry,
         )
-        self.connections_created = Counter(
-            "logstore_connections_created",
+        self.connections_opened = Counter(
+            "logstore_connections_opened",
             "Client connections accepted since the start, per listener.",
             ["listener"],
             registry=registry,
@@ -191,7 +191,7 @@ class BrokerMetrics:
 
     def connection_opened(self, listener: str) -> None:
         self.connections.labels(listener).inc()
-        self.connections_created.labels(listener).inc()
+        self.connections_opened.labels(listener).inc()
 
     def connection_closed(self, listener: str) -> None:
         self.connections.labels(listener).dec()
