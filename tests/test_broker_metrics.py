@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -13,8 +14,11 @@ from pathlib import Path
 
 import pytest
 from kafka import KafkaProducer
+from logstore.bench.cli import build_parser
 from logstore.broker.embedded import BrokerProcess, EmbeddedBroker
 from logstore.broker.observability import BrokerMetrics, HttpEndpoint, Readiness
+from logstore.broker.server import BindError
+from logstore.broker.settings import Settings, SettingsError, from_arguments, load
 from logstore.client import AcknowledgeType, Admin, Consumer, ShareConsumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -295,3 +299,27 @@ def test_the_documented_metrics_are_the_exposed_ones(broker: EmbeddedBroker, stu
     for name, label_sets in seen_labels.items():
         assert label_sets == {docs[name][1]}, name
     assert set(seen_labels) == set(exposed), "every family had samples to check its labels on"
+
+
+def test_the_http_port_comes_from_flag_environment_and_file(tmp_path: Path) -> None:
+    assert (Settings().http_port, Settings().http) == (9094, True)
+    assert from_arguments(build_parser().parse_args(["serve", "--http-port", "0"])).http_port == 0
+    assert not from_arguments(build_parser().parse_args(["serve", "--no-http"])).http
+    assert load({}, env={"LOGSTORE_HTTP_PORT": "2224"}).http_port == 2224
+    assert not load({}, env={"LOGSTORE_HTTP": "false"}).http
+    config = tmp_path / "broker.toml"
+    config.write_text("http-port = 3333\n")
+    assert load({}, env={"LOGSTORE_CONFIG": str(config)}).http_port == 3333
+    with pytest.raises(SettingsError, match="http_port 9093 is also the gRPC or Kafka port"):
+        load({"http_port": 9093}, env={})
+    assert load({"http_port": 9092, "kafka_listener": False}, env={}).http_port == 9092
+    assert load({"http_port": 9093, "http": False}, env={}).http_port == 9093, "off: no clash"
+
+
+def test_an_http_port_in_use_stops_the_start_with_a_message(start_broker: StartBroker) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(BindError, match=f"cannot serve HTTP \\(/metrics\\) on 127.0.0.1:{port}"):
+            start_broker(http_port=port)
