@@ -11,6 +11,7 @@ Names follow Kafka's exporters and Redpanda, prefixed `logstore_`; docs/metrics.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,8 +20,13 @@ from logstore.broker.errors import mapping_for
 from logstore.wire.logstore.v1 import common_pb2
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from logstore.errors import LogStoreError
-from logstore.records import iter_headers
+from logstore.records.layout import (
+    HEADER_SIZE,
+    LENGTH_FIELD_END,
+    LENGTH_OFFSET,
+    MIN_BATCH_LENGTH,
+    RECORD_COUNT_OFFSET,
+)
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 """Seconds: from a cached append to a long-poll's usual wait."""
@@ -34,12 +40,22 @@ def error_name(error: BaseException) -> str:
     return common_pb2.ErrorCode.Name(mapping_for(error).code).removeprefix("ERROR_CODE_")
 
 
+_INT32 = struct.Struct(">i").unpack_from
+
+
 def record_count(data: bytes | memoryview) -> int:
-    """Records in a run of batches, from their headers (a batch whose header does not read counts 0)."""
-    try:
-        return sum(header.record_count for _, header in iter_headers(data))
-    except LogStoreError:
-        return 0
+    """Records in a run of batches, from two fields of each header (no other field is read: this runs
+    on every answer). Stops at a partial or malformed tail, as `iter_headers` does."""
+    count = 0
+    pos = 0
+    last_header_start = len(data) - HEADER_SIZE
+    while pos <= last_header_start:
+        length = _INT32(data, pos + LENGTH_OFFSET)[0]
+        if length < MIN_BATCH_LENGTH or pos + LENGTH_FIELD_END + length > len(data):
+            break
+        count += _INT32(data, pos + RECORD_COUNT_OFFSET)[0]
+        pos += LENGTH_FIELD_END + length
+    return count
 
 
 class BrokerMetrics:
