@@ -167,7 +167,8 @@ def share_records(broker: EmbeddedBroker, stubs: Stubs) -> None:
     stubs.create_topic("tasks")
     with Admin(broker.address) as admin:
         admin.alter_group_config("workers", {"share.auto.offset.reset": "earliest"})
-    assert stubs.produce_one("tasks", 0, build_batch([b"task-%d" % i for i in range(10)])).error_code == 0
+    batch = build_batch([b"task-%d" % i for i in range(10)])
+    assert stubs.produce_one("tasks", 0, batch).error_code == 0
     with ShareConsumer(
         "tasks", group_id="workers", bootstrap=broker.address, acknowledgement_mode="explicit"
     ) as consumer:
@@ -185,6 +186,8 @@ def share_records(broker: EmbeddedBroker, stubs: Stubs) -> None:
         labels = {"group": "workers", "topic": "tasks", "partition": "0"}
         assert value(samples, "logstore_sharegroup_records_archived_total", **labels) == 2
         assert value(samples, "logstore_sharegroup_records_in_flight", **labels) == 1
+        assert value(samples, "logstore_topic_records_out_total", topic="tasks") == 10
+        assert value(samples, "logstore_topic_bytes_out_total", topic="tasks") == len(batch)
 
 
 def test_share_groups_show_records_in_flight_and_archived(broker: EmbeddedBroker, stubs: Stubs) -> None:

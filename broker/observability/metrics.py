@@ -15,6 +15,7 @@ import struct
 from collections.abc import Sequence
 from typing import Any
 
+from logstore.broker.domain.share.values import AcquiredRecords
 from logstore.broker.domain.values import AppendOutcome, PartitionRead, ProduceEntry
 from logstore.broker.errors import mapping_for
 from logstore.wire.logstore.v1 import common_pb2
@@ -191,6 +192,14 @@ class BrokerMetrics:
                 bytes_out.inc(len(read.records))
                 records_out.inc(record_count(read.records))
 
+    def share_fetched(self, listener: str, partitions: Sequence[AcquiredRecords]) -> None:
+        """Count a share fetch's batches (whole batches, as a fetch counts them)."""
+        for acquired in partitions:
+            if acquired.records:
+                _, _, bytes_out, records_out = self._topic(acquired.topic)
+                bytes_out.inc(len(acquired.records))
+                records_out.inc(record_count(acquired.records))
+
     def _request(self, listener: str, api: str) -> tuple[Any, Any]:
         key = (listener, api)
         children = self._request_children.get(key)
@@ -247,6 +256,9 @@ class DisabledMetrics(BrokerMetrics):
         pass
 
     def fetched(self, listener: str, reads: Sequence[PartitionRead]) -> None:
+        pass
+
+    def share_fetched(self, listener: str, partitions: Sequence[AcquiredRecords]) -> None:
         pass
 
     def request_started(self, listener: str, api: str) -> None:

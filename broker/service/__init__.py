@@ -42,4 +42,4 @@ def add_services(
     add_servicer(server, ProduceService(core, produce_timeout_ms, metrics), PRODUCE, metrics)
     add_servicer(server, FetchService(core, fetch_max_bytes, answers, metrics), FETCH, metrics)
     add_servicer(server, GroupService(core), GROUP, metrics)
-    add_servicer(server, ShareService(core, fetch_max_bytes, answers), SHARE, metrics)
+    add_servicer(server, ShareService(core, fetch_max_bytes, answers, metrics), SHARE, metrics)
