@@ -4,12 +4,15 @@ a real broker, for the threaded and the asyncio producer and consumer; retries c
 from __future__ import annotations
 
 import asyncio
+import re
 import time
+from pathlib import Path
 
 from logstore.broker.embedded import EmbeddedBroker
 from logstore.client import Admin, Consumer, Producer
 from logstore.client.aio import AsyncConsumer, AsyncProducer
 from logstore.client.shared.errors import NotAvailableError
+from logstore.client.shared.metrics import consumer_meter, producer_meter
 
 from tests.test_client_accumulator import make, three_in_flight
 
@@ -95,3 +98,12 @@ def test_a_retried_batch_counts_its_records_as_retries() -> None:
     values = acc.metrics.snapshot()["producer-metrics"]
     assert values["record-retry-total"] == a.record_count
     assert values["record-error-total"] == 0
+
+
+def test_the_documented_client_metrics_are_the_ones_returned() -> None:
+    text = (Path(__file__).resolve().parent.parent / "docs" / "client-metrics.md").read_text()
+    sections = dict(re.findall(r"group `([\w-]+)`\n\n((?:.*\n)+?)\n", text))
+    for meter in (producer_meter(), consumer_meter()):
+        rows = re.findall(r"^\| (`[\w-]+`(?:, `[\w-]+`)*) \|", sections[meter.group], re.MULTILINE)
+        documented = {name for row in rows for name in re.findall(r"`([\w-]+)`", row)}
+        assert documented == set(meter.snapshot()[meter.group]), meter.group
