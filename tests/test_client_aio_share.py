@@ -4,12 +4,13 @@ and a cancelled consumer task that leaves nothing half-done."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 import pytest
 from logstore.broker.embedded import EmbeddedBroker
-from logstore.client import AcknowledgeType, Admin, Producer, ShareRecord
+from logstore.client import AcknowledgeType, Admin, Producer, ShareRecord, TopicPartition
 from logstore.client.aio import AsyncShareConsumer
 from logstore.client.shared.errors import ClosedError, IllegalStateError
 
@@ -231,3 +232,22 @@ def test_a_consumer_must_be_started_and_options_are_checked(broker: EmbeddedBrok
         consumer(broker, acknowledgement_mode="sometimes")
     with pytest.raises(ValueError, match="topic names"):
         AsyncShareConsumer(group_id="g", bootstrap_servers=broker.address)
+
+
+def test_the_commit_callback_hears_of_each_acknowledged_offset_on_the_loop(broker: EmbeddedBroker) -> None:
+    setup(broker, "tasks", "g", 6)
+    heard: list[tuple[dict[TopicPartition, set[int]], Exception | None, int]] = []
+
+    async def main() -> None:
+        async with consumer(broker) as c:
+            c.set_acknowledgement_commit_callback(
+                lambda offsets, error: heard.append((offsets, error, threading.get_ident()))
+            )
+            got = await take(c, 6)
+            await c.acknowledge(got[0], AcknowledgeType.REJECT)
+            assert await c.commit() == {}
+            assert threading.get_ident() == loop_thread
+
+    loop_thread = threading.get_ident()  # asyncio.run runs the loop in this thread
+    run(main())
+    assert heard == [({TopicPartition("tasks", 0): set(range(6))}, None, loop_thread)]
