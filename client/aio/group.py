@@ -30,7 +30,13 @@ from logstore.client.groups.rpc import (
     heartbeat_request,
     partition_set,
 )
-from logstore.client.shared.errors import ClientError, CommitFailedError, GroupError, error_from_rpc
+from logstore.client.shared.errors import (
+    ClientError,
+    CommitFailedError,
+    GroupError,
+    IllegalStateError,
+    error_from_rpc,
+)
 from logstore.client.shared.types import TopicPartition
 from logstore.wire.logstore.v1 import group_pb2, group_pb2_grpc
 
@@ -82,7 +88,8 @@ class AsyncGroupCoordinator(GroupCoordinator):
             self._task = asyncio.create_task(self._heartbeats(), name="logstore-aio-heartbeat")
 
     def unsubscribe(self) -> None:
-        raise NotImplementedError("AsyncConsumer has no unsubscribe(); stop() leaves the group")
+        """Refused: the threaded leave blocks on RPCs, and AsyncConsumer leaves the group in ``stop()``."""
+        raise IllegalStateError("an AsyncConsumer leaves its group with stop(); it has no unsubscribe()")
 
     async def poll_async(
         self, take: Callable[[int, float], Awaitable[dict]], limit: int, timeout_s: float
