@@ -134,13 +134,13 @@ def follower_truncation(
     epoch than the follower holds at that point, truncating is only a step: the follower asks again with
     its new latest epoch.
     """
-    if leader_answer.end_offset == UNDEFINED_EPOCH_OFFSET:
-        return Truncation(min(high_watermark, log_end_offset), True)
     mine = cache.end_offset_for(leader_answer.epoch, log_end_offset)
+    if leader_answer.end_offset == UNDEFINED_EPOCH_OFFSET or mine == UNDEFINED:
+        # The leader knows none of our epochs (or answered one above all of ours, which no leader does).
+        return Truncation(min(high_watermark, log_end_offset), True)
     if mine.epoch == leader_answer.epoch:
         return Truncation(min(leader_answer.end_offset, mine.end_offset, log_end_offset), True)
-    offset = min(leader_answer.end_offset, mine.end_offset if mine != UNDEFINED else 0, log_end_offset)
-    return Truncation(offset, False)
+    return Truncation(min(leader_answer.end_offset, mine.end_offset, log_end_offset), False)
 
 
 def rebuild_from_batches(batches: Iterable[tuple[int, int]]) -> LeaderEpochCache:

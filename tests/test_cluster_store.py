@@ -54,7 +54,7 @@ def test_a_registration_lives_as_long_as_its_lease_and_an_id_is_taken_once(etcd:
         session = BrokerSession(c, registration, layout=LAYOUT, ttl_s=30)
         await session.register()
         assert (await MetadataStore(c, LAYOUT).snapshot()).brokers == {3: registration}
-        twin = BrokerSession(c, BrokerRegistration(3), layout=LAYOUT, ttl_s=30)
+        twin = BrokerSession(c, BrokerRegistration(3), layout=LAYOUT, ttl_s=3)
         with pytest.raises(ClusterMetadataError, match="broker id 3 is already registered"):
             await twin.register()
         assert session.lease_id is not None
@@ -62,6 +62,12 @@ def test_a_registration_lives_as_long_as_its_lease_and_an_id_is_taken_once(etcd:
         assert not await session.keep_alive()
         assert (await MetadataStore(c, LAYOUT).snapshot()).brokers == {}
         await twin.register()  # the id is free again
+        keeper = asyncio.create_task(twin.keep_alive_until_lost())
+        await asyncio.sleep(0)
+        assert twin.lease_id is not None
+        await c.revoke_lease(twin.lease_id)
+        await asyncio.wait_for(keeper, BOUND_S)  # it notices the loss at its next keep-alive and ends
+        assert twin.lease_id is None
 
     run(etcd, body)
 

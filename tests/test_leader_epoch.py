@@ -87,6 +87,7 @@ def test_the_same_epoch_in_both_logs_ends_the_search_at_the_shorter_end() -> Non
 
 def test_a_leader_that_knows_no_epoch_leaves_the_high_watermark_as_the_safe_point() -> None:
     assert follower_truncation(cache((0, 0)), 30, 12, UNDEFINED) == Truncation(12, True)
+    assert follower_truncation(cache((0, 0)), 30, 12, EpochEnd(3, 40)) == Truncation(12, True)
 
 
 def test_rebuild_from_batch_headers_keeps_the_first_offset_of_each_epoch() -> None:

@@ -65,6 +65,20 @@ class BrokerSession:
             return False
         return True
 
+    async def keep_alive_until_lost(self) -> None:
+        """Keep the registration alive every third of the TTL; returns once the lease is gone.
+
+        etcd errors are retried: the lease lives on etcd's side until its TTL runs out whatever we do, and
+        a keep-alive that then reaches etcd learns it (TTL 0) and ends this loop.
+        """
+        while True:
+            await asyncio.sleep(self.ttl_s / 3)
+            try:
+                if not await self.keep_alive():
+                    return
+            except ETCD_ERRORS:
+                continue
+
     async def close(self) -> None:
         if self.lease_id is not None:
             with contextlib.suppress(*ETCD_ERRORS):
