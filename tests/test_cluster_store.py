@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 import aetcd
 import pytest
-from logstore.broker.cluster.errors import ClusterMetadataError, NotControllerError
+from logstore.broker.cluster.errors import ClusterMetadataError, NotControllerError, StalePartitionStateError
 from logstore.broker.cluster.leader_election import initial_state, on_brokers_changed
 from logstore.broker.cluster.metadata import BrokerRegistration, ControllerRecord, Layout, TopicAssignment
 from logstore.broker.cluster.placement import assign_replicas
@@ -151,3 +151,20 @@ def test_values_that_do_not_match_the_layout_are_refused_naming_the_key() -> Non
     with pytest.raises(ClusterMetadataError, match="not JSON"):
         ClusterView(LAYOUT).apply(LAYOUT.broker(1), b"{")
     assert LAYOUT.parse_partition(LAYOUT.partition("a.b-c", 12)) == ("a.b-c", 12)
+
+
+def test_a_partition_write_decided_on_a_stale_view_is_refused(etcd: EtcdServer) -> None:
+    async def body(c: aetcd.Client) -> None:
+        epoch = await become_controller(c)
+        store = MetadataStore(c, LAYOUT)
+        state = initial_state((1, 2), {1, 2})
+        await store.create_topic(epoch, "t", TopicAssignment(((1, 2),), 2, 1), {0: state})
+        view = await store.snapshot()
+        seen = view.partition_revisions[("t", 0)]
+        moved = on_brokers_changed(state, {2})
+        await store.write_partitions(epoch, {("t", 0): moved}, {("t", 0): seen})
+        with pytest.raises(StalePartitionStateError, match="changed since the view"):
+            await store.write_partitions(epoch, {("t", 0): on_brokers_changed(moved, {2})}, {("t", 0): seen})
+        assert (await store.snapshot()).partitions[("t", 0)] == moved
+
+    run(etcd, body)

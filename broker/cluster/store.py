@@ -14,7 +14,7 @@ from typing import Any
 
 import aetcd
 from logstore.broker.cluster.election_driver import ETCD_ERRORS
-from logstore.broker.cluster.errors import ClusterMetadataError, NotControllerError
+from logstore.broker.cluster.errors import ClusterMetadataError, NotControllerError, StalePartitionStateError
 from logstore.broker.cluster.metadata import BrokerRegistration, Layout, PartitionState, TopicAssignment
 from logstore.broker.cluster.view import ClusterView
 
@@ -99,7 +99,7 @@ class MetadataStore:
         root = self.layout.root.encode() + b"/"
         found = await self.client.get_prefix(root)
         for kv in found:
-            view.apply(kv.key, kv.value, kv.create_revision)
+            view.apply(kv.key, kv.value, kv.create_revision, kv.mod_revision)
         # One range read, one revision: watching from the next one misses nothing and repeats nothing.
         view.revision = found.header.revision
         return view
@@ -126,17 +126,31 @@ class MetadataStore:
         self._refuse_if_not_controller(epoch, answers)
         raise TopicExistsInClusterError(f"topic {name!r} already exists in the cluster ({topic_key!r})")
 
-    async def write_partitions(self, epoch: int, states: Mapping[tuple[str, int], PartitionState]) -> int:
-        """New leader / epoch / ISR of some partitions, atomically, if `epoch` is still the controller's."""
+    async def write_partitions(
+        self,
+        epoch: int,
+        states: Mapping[tuple[str, int], PartitionState],
+        expected: Mapping[tuple[str, int], int] | None = None,
+    ) -> int:
+        """New leader / epoch / ISR of some partitions, atomically, if `epoch` is still the controller's.
+
+        `expected` holds the mod revision each partition's key had in the view the decision was taken on;
+        if any key has changed since, nothing is written (StalePartitionStateError): decide again.
+        """
         tx = self.client.transactions
         ops = [tx.put(self.layout.partition(t, p), s.encode()) for (t, p), s in sorted(states.items())]
+        compare = [tx.create(self.layout.controller) == epoch]
+        compare += [
+            tx.mod(self.layout.partition(t, p)) == rev for (t, p), rev in sorted((expected or {}).items())
+        ]
         won, answers = await self.client.transaction(
-            compare=[tx.create(self.layout.controller) == epoch],
-            success=ops,
-            failure=[tx.get(self.layout.controller)],
+            compare=compare, success=ops, failure=[tx.get(self.layout.controller)]
         )
         if not won:
             self._refuse_if_not_controller(epoch, answers)
+            raise StalePartitionStateError(
+                f"partition states changed since the view this decision was taken on: {sorted(expected or {})}"
+            )
         return int(answers[0].response_put.header.revision) if answers else 0
 
     def _refuse_if_not_controller(self, epoch: int, answers: list[Any]) -> None:
@@ -155,7 +169,7 @@ class MetadataStore:
                 async for event in watch:
                     kv = event.kv
                     deleted = event.kind == aetcd.rtypes.EventKind.DELETE
-                    view.apply(kv.key, None if deleted else kv.value, kv.create_revision)
+                    view.apply(kv.key, None if deleted else kv.value, kv.create_revision, kv.mod_revision)
                     view.revision = max(view.revision, kv.mod_revision)
                     if changed is not None:
                         changed.set()

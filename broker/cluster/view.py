@@ -26,8 +26,11 @@ class ClusterView:
     brokers: dict[int, BrokerRegistration] = field(default_factory=dict)
     topics: dict[str, TopicAssignment] = field(default_factory=dict)
     partitions: dict[tuple[str, int], PartitionState] = field(default_factory=dict)
+    # The mod revision of each partition's key: a write decided on this view compares it, so a decision
+    # taken on a stale view is refused by etcd (Kafka's ZooKeeper version check).
+    partition_revisions: dict[tuple[str, int], int] = field(default_factory=dict)
 
-    def apply(self, key: bytes, value: bytes | None, create_revision: int = 0) -> None:
+    def apply(self, key: bytes, value: bytes | None, create_revision: int = 0, mod_revision: int = 0) -> None:
         layout = self.layout
         if key == layout.controller:
             record = None if value is None else ControllerRecord.decode(key, value)
@@ -49,8 +52,10 @@ class ClusterView:
             where = layout.parse_partition(key)
             if value is None:
                 self.partitions.pop(where, None)
+                self.partition_revisions.pop(where, None)
             else:
                 self.partitions[where] = PartitionState.decode(key, value)
+                self.partition_revisions[where] = mod_revision
 
     def replace_with(self, fresh: ClusterView) -> None:
         """Take a fresh snapshot's contents (after a broken watch), keeping this object for its readers."""
@@ -60,6 +65,7 @@ class ClusterView:
         self.brokers = fresh.brokers
         self.topics = fresh.topics
         self.partitions = fresh.partitions
+        self.partition_revisions = fresh.partition_revisions
 
     @property
     def live_brokers(self) -> frozenset[int]:
