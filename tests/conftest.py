@@ -22,6 +22,7 @@ from logstore.wire.logstore.v1 import (
 )
 
 from logstore.records import iter_records
+from tests.etcd_support import EtcdServer
 
 CLIENT_OPTIONS = [
     ("grpc.max_receive_message_length", 256 * 1024 * 1024),
@@ -85,7 +86,7 @@ StartBroker = Callable[..., EmbeddedBroker]
 # A test is `integration` (so `pytest -m "not integration"` skips it) if it needs one of these fixtures
 # (directly or through another fixture), or if its code, or a test helper it calls, names one of the
 # things that start a broker or a process.
-BROKER_FIXTURES = frozenset({"start_broker", "connect"})
+BROKER_FIXTURES = frozenset({"start_broker", "connect", "etcd"})
 STARTS_SOMETHING = frozenset(
     {"EmbeddedBroker", "BrokerProcess", "subprocess", "Popen", "executable", "multiprocessing"}
 )
@@ -284,3 +285,10 @@ def committed_offsets(
         group_pb2.FetchOffsetsRequest(group_id=group_id, partitions=partition_set(partitions))
     )
     return {(c.topic, c.partition): c.offset for c in answer.offsets}
+
+
+@pytest.fixture
+def etcd(tmp_path: Path) -> Iterator[EtcdServer]:
+    """A real etcd (Debian's etcd-server) on free loopback ports with its own data directory."""
+    with EtcdServer(tmp_path / "etcd") as server:
+        yield server

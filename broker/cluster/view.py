@@ -1,0 +1,76 @@
+"""A broker's picture of the cluster metadata, rebuilt from etcd's keys and kept current by watch events.
+Pure: `apply(key, value)` for a put, `apply(key, None)` for a delete.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from logstore.broker.cluster.metadata import (
+    BrokerRegistration,
+    ControllerRecord,
+    Layout,
+    PartitionState,
+    TopicAssignment,
+)
+
+
+@dataclass(slots=True)
+class ClusterView:
+    """Not thread-safe: one watcher task updates it on one event loop."""
+
+    layout: Layout = field(default_factory=Layout)
+    revision: int = 0
+    controller: int | None = None
+    controller_epoch: int | None = None
+    brokers: dict[int, BrokerRegistration] = field(default_factory=dict)
+    topics: dict[str, TopicAssignment] = field(default_factory=dict)
+    partitions: dict[tuple[str, int], PartitionState] = field(default_factory=dict)
+    # The mod revision of each partition's key: a write decided on this view compares it, so a decision
+    # taken on a stale view is refused by etcd (Kafka's ZooKeeper version check).
+    partition_revisions: dict[tuple[str, int], int] = field(default_factory=dict)
+
+    def apply(self, key: bytes, value: bytes | None, create_revision: int = 0, mod_revision: int = 0) -> None:
+        layout = self.layout
+        if key == layout.controller:
+            record = None if value is None else ControllerRecord.decode(key, value)
+            self.controller = None if record is None else record.broker_id
+            self.controller_epoch = None if record is None else create_revision
+        elif key.startswith(layout.brokers_prefix):
+            broker_id = layout.parse_broker(key)
+            if value is None:
+                self.brokers.pop(broker_id, None)
+            else:
+                self.brokers[broker_id] = BrokerRegistration.decode(key, value)
+        elif key.startswith(layout.topics_prefix):
+            topic = layout.parse_topic(key)
+            if value is None:
+                self.topics.pop(topic, None)
+            else:
+                self.topics[topic] = TopicAssignment.decode(key, value)
+        elif key.startswith(layout.partitions_prefix):
+            where = layout.parse_partition(key)
+            if value is None:
+                self.partitions.pop(where, None)
+                self.partition_revisions.pop(where, None)
+            else:
+                self.partitions[where] = PartitionState.decode(key, value)
+                self.partition_revisions[where] = mod_revision
+
+    def replace_with(self, fresh: ClusterView) -> None:
+        """Take a fresh snapshot's contents (after a broken watch), keeping this object for its readers."""
+        self.revision = fresh.revision
+        self.controller = fresh.controller
+        self.controller_epoch = fresh.controller_epoch
+        self.brokers = fresh.brokers
+        self.topics = fresh.topics
+        self.partitions = fresh.partitions
+        self.partition_revisions = fresh.partition_revisions
+
+    @property
+    def live_brokers(self) -> frozenset[int]:
+        return frozenset(self.brokers)
+
+    def under_replicated(self) -> list[tuple[str, int]]:
+        """Partitions whose ISR is smaller than their replica list (what `cluster status` will flag)."""
+        return sorted(w for w, s in self.partitions.items() if len(s.isr) < len(s.replicas))
