@@ -58,7 +58,7 @@ function card(label, value) { return el("div", { class: "card" }, el("div", { cl
 function table(headers, rows, numeric) {
   const nums = new Set(numeric || []);
   return el("table", {},
-    el("thead", {}, el("tr", {}, headers.map((h) => el("th", {}, h)))),
+    el("thead", {}, el("tr", {}, headers.map((h, i) => el("th", nums.has(i) ? { class: "num" } : {}, h)))),
     el("tbody", {}, rows.map((row) => el("tr", {}, row.map((cell, i) => el("td", nums.has(i) ? { class: "num" } : {}, cell))))));
 }
 
@@ -79,7 +79,9 @@ function chart(title, series, format) {
   const root = svg("svg", { width: W, height: H, viewBox: `0 0 ${W} ${H}` });
   const all = series.flatMap((s) => s.points);
   const now = Date.now() / 1000;
-  const t0 = now - 15 * 60;
+  // The last 15 minutes, or less while the broker has not been sampling that long.
+  const first = Math.min(now - 60, ...all.map((p) => p[0]));
+  const t0 = Math.max(now - 15 * 60, first);
   const max = Math.max(1, ...all.map((p) => p[1]));
   const x = (t) => L + ((t - t0) / (now - t0)) * (W - L - 4);
   const y = (v) => T + (1 - v / max) * (H - T - B);
@@ -89,9 +91,11 @@ function chart(title, series, format) {
     label.textContent = format(max * frac);
     root.append(label);
   }
-  for (const [text, t] of [["-15m", t0], ["-10m", now - 600], ["-5m", now - 300], ["now", now]]) {
-    const label = svg("text", { x: x(t), y: H - 6, "text-anchor": "middle", "font-size": 10, fill: "#6b7385" });
-    label.textContent = text;
+  const ago = (s) => (s >= 120 ? `-${Math.round(s / 60)}m` : `-${Math.round(s)}s`);
+  for (const frac of [0, 1 / 3, 2 / 3, 1]) {
+    const t = t0 + frac * (now - t0);
+    const label = svg("text", { x: x(t), y: H - 6, "text-anchor": frac === 1 ? "end" : frac ? "middle" : "start", "font-size": 10, fill: "#6b7385" });
+    label.textContent = frac === 1 ? "now" : ago(now - t);
     root.append(label);
   }
   series.forEach((s, i) => {
@@ -99,13 +103,14 @@ function chart(title, series, format) {
     if (!pts.length) return;
     const d = pts.map((p, j) => `${j ? "L" : "M"}${x(p[0]).toFixed(1)},${y(p[1]).toFixed(1)}`).join(" ");
     root.append(svg("path", { d, fill: "none", stroke: COLORS[i % COLORS.length], "stroke-width": 1.8 }));
+    for (const p of pts) root.append(svg("circle", { cx: x(p[0]).toFixed(1), cy: y(p[1]).toFixed(1), r: 2, fill: COLORS[i % COLORS.length] }));
   });
   if (!all.length) {
     const wait = svg("text", { x: W / 2, y: H / 2, "text-anchor": "middle", "font-size": 12, fill: "#6b7385" });
     wait.textContent = "collecting samples…";
     root.append(wait);
   }
-  box.append(root, el("div", { class: "legend" }, series.map((s, i) => el("span", { style: `color:${COLORS[i % COLORS.length]}` }, "■ " + s.name))));
+  box.append(root, el("div", { class: "legend" }, series.map((s, i) => el("span", { class: `c${i % COLORS.length}` }, "■ " + s.name))));
   return box;
 }
 const perSecond = (v) => (v >= 100 ? v.toFixed(0) : v.toFixed(1)) + "/s";
@@ -202,7 +207,7 @@ async function topic(view, name) {
     el("div", { class: "charts" }, chart("Records written per second", series, perSecond)),
     el("h2", {}, "Configuration"),
     table(["name", "value", "source"], t.configs.map((c) => [c.name, c.value, c.source])),
-    el("h2", {}, "Actions"), actions.length ? actions : el("p", { class: "muted" }, "No actions allowed from here."));
+    el("h2", {}, "Actions"), ...(actions.length ? actions : [el("p", { class: "muted" }, "No actions allowed from here.")]));
   return true;
 }
 
@@ -292,7 +297,7 @@ async function group(view, id) {
     el("div", { class: "charts" }, chart("Lag (records), last 15 minutes", [{ name: "total lag", points: g.lag_history.map((p) => [p.t, p.lag]) }], (v) => v.toFixed(0))),
     el("h2", {}, "Members"),
     table(["member", "client", "host", "epoch", "assigned"], g.members.map((m) => [m.member_id, m.client_id, m.client_host, m.member_epoch, m.assigned.join(", ")])),
-    el("h2", {}, "Reset offsets"), session.may.reset_offsets ? [reset, preview] : el("p", { class: "muted" }, "Not allowed from here."));
+    el("h2", {}, "Reset offsets"), ...(session.may.reset_offsets ? [reset, preview] : [el("p", { class: "muted" }, "Not allowed from here.")]));
   view.querySelectorAll("table")[0].id = "lag";
   return true;
 }
