@@ -395,3 +395,41 @@ def test_the_error_table_names_every_class_the_grpc_table_names() -> None:
     assert set(GRPC_TABLE) | {console_errors.ForbiddenError} == set(console_errors.TABLE)
     assert console_errors.status_for(KeyError("bug")) == 500
     assert console_errors.body_for(KeyError("secret"))["message"].startswith("internal error (KeyError)")
+
+
+def test_a_kafka_clients_group_shows_its_members_and_lag(broker: EmbeddedBroker, stubs: Stubs) -> None:
+    """A kafka-python consumer (the classic JoinGroup protocol) while it is in the group, then after."""
+    from kafka import KafkaConsumer
+
+    fill(stubs)
+    base = broker.http_url
+    consumer = KafkaConsumer(
+        "orders",
+        bootstrap_servers=broker.kafka_address,
+        group_id="kafka-readers",
+        client_id="kp",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    try:
+        got = 0
+        deadline = time.monotonic() + 60
+        while got < 3:
+            assert time.monotonic() < deadline
+            got += sum(len(r) for r in consumer.poll(timeout_ms=200).values())
+        consumer.commit()
+        listed = {g["group_id"]: g for g in call(base, "GET", "/api/groups")[1]["groups"]}
+        assert listed["kafka-readers"] == {
+            "group_id": "kafka-readers",
+            "type": "consumer",
+            "state": "STABLE",
+            "members": 1,
+        }
+        status, group, _ = call(base, "GET", "/api/groups/kafka-readers")
+        assert status == 200 and (group["protocol"], group["state"]) == ("classic", "STABLE")
+        assert [m["client_id"] for m in group["members"]] == ["kp"]
+        lags = {(p["topic"], p["partition"]): (p["committed_offset"], p["lag"]) for p in group["partitions"]}
+        assert lags[("orders", 0)] == (3, 0)
+    finally:
+        consumer.close()
+    assert call(base, "GET", "/api/groups/kafka-readers")[1]["members"] == []

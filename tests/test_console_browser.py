@@ -152,6 +152,12 @@ def test_a_person_sees_topics_records_and_lag_and_can_produce(
     lag_rows = [row.text for row in browser.find_elements(By.CSS_SELECTOR, "#lag tbody tr")]
     assert any(row.startswith(f"orders 0 3 {END} {END - 3}") for row in lag_rows), lag_rows
     browser.save_screenshot(str(tmp_path / "group.png"))
+    reset = browser.find_element(By.ID, "reset-offsets")
+    reset.find_element(By.TAG_NAME, "button").click()  # the dry run: a preview, nothing moves
+    WebDriverWait(browser, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#reset-preview tbody tr"))
+    preview = [row.text for row in browser.find_elements(By.CSS_SELECTOR, "#reset-preview tbody tr")]
+    assert "orders 0 3 0" in preview, preview
+    assert call(broker.http_url, "GET", "/api/groups/billing")[1]["partitions"][0]["committed_offset"] == 3
 
     open_view(browser, base + "#/topic/orders")
     form = browser.find_element(By.ID, "produce")

@@ -276,6 +276,16 @@ class Console:
             {"group_id": g.group_id, "type": "consumer", "state": g.state.name, "members": g.member_count}
             for g in core.groups.list_groups()
         ]
+        by_id = {g["group_id"]: g for g in listed}
+        for classic in core.classic_groups.list_groups():  # Kafka clients' JoinGroup/SyncGroup groups
+            if classic.member_count or classic.group_id not in by_id:
+                by_id[classic.group_id] = {
+                    "group_id": classic.group_id,
+                    "type": "consumer",
+                    "state": _classic_state(classic.state.value),
+                    "members": classic.member_count,
+                }
+        listed = list(by_id.values())
         listed += [
             {"group_id": gid, "type": "share", "state": "STABLE" if stable else "EMPTY", "members": members}
             for gid, stable, members in core.share.list_groups()
@@ -288,14 +298,35 @@ class Console:
         group_id = request.match_info["group"]
         view = core.groups.describe_group(group_id)
         d = view.description
+        state, epoch, assignor = d.state.name, d.group_epoch, d.assignor
+        classic = core.classic_groups.describe(group_id)
+        classic_members: list[dict[str, object]] = []
+        if classic is not None and classic.members:  # a Kafka client's group (classic protocol)
+            state, epoch, assignor = (
+                _classic_state(classic.state.value),
+                classic.generation_id,
+                classic.protocol_name,
+            )
+            classic_members = [
+                {
+                    "member_id": m.member_id,
+                    "client_id": m.client_id,
+                    "client_host": m.client_host,
+                    "member_epoch": classic.generation_id,
+                    "assigned": [],
+                }
+                for m in classic.members
+            ]
         return _json(
             {
                 "group_id": d.group_id,
                 "type": "consumer",
-                "state": d.state.name,
-                "group_epoch": d.group_epoch,
-                "assignor": d.assignor,
-                "members": [
+                "protocol": "classic" if classic_members else "consumer",
+                "state": state,
+                "group_epoch": epoch,
+                "assignor": assignor,
+                "members": classic_members
+                or [
                     {
                         "member_id": m.member_id,
                         "client_id": m.client_id,
@@ -507,6 +538,11 @@ def _refuse(principal: Principal, operation: str, resource: Resource) -> Forbidd
         f"{principal.name} from {principal.address} may not {operation} {resource.kind} {resource.name!r}: "
         "with authentication off, the console allows actions only from 127.0.0.1"
     )
+
+
+def _classic_state(kafka_name: str) -> str:
+    """A classic group's state in the console's words (Kafka's `PreparingRebalance` -> PREPARING_REBALANCE)."""
+    return "".join("_" + c if c.isupper() and i else c for i, c in enumerate(kafka_name)).upper()
 
 
 async def _to_console(request: web.Request) -> web.Response:

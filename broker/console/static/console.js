@@ -187,7 +187,9 @@ async function topic(view, name) {
       const f = new FormData(form);
       const done = await api(`/topics/${enc(name)}/records`, { method: "POST", body: { partition: Number(f.get("partition")), key: f.get("key") || null, value: f.get("value") } });
       showError(null);
-      view.prepend(el("div", { class: "notice", id: "produced" }, `Produced at offset ${done.offset} of partition ${done.partition}`));
+      const old = document.getElementById("produced");
+      if (old) old.remove();
+      form.after(el("div", { class: "notice", id: "produced" }, `Produced at offset ${done.offset} of partition ${done.partition}`));
     });
     actions.push(form);
   }
