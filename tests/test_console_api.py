@@ -128,6 +128,8 @@ def test_records_render_json_hex_and_text_and_page(broker: EmbeddedBroker, stubs
         broker.http_url, "GET", "/api/topics/orders/partitions/0/records?timestamp_ms=1700000000500"
     )
     assert status == 200 and [r["offset"] for r in by_time["records"]] == [1, 2]
+    status, tail, _ = call(broker.http_url, "GET", "/api/topics/orders/partitions/0/records?tail=1&limit=2")
+    assert status == 200 and [r["offset"] for r in tail["records"]] == [1, 2]
     status, at_end, _ = call(broker.http_url, "GET", "/api/topics/orders/partitions/0/records?offset=3")
     assert status == 200 and at_end["records"] == []
 

@@ -15,6 +15,7 @@ import pytest
 from logstore.broker.embedded import EmbeddedBroker
 from logstore.client import Consumer
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -30,6 +31,7 @@ JSON_VALUE = {"order": 17, "items": ["apple", "pear"], "paid": True}
 BINARY_VALUE = bytes([0, 159, 255, 16, 32])
 PENDING = (10, 30, 20)
 END = 3 + sum(PENDING)
+"""The log end offset of partition 0 once the test's own records are in (before the tailed one)."""
 SCRIPT_VALUE = "<script>document.title='owned'</script><img src=x onerror=alert(1)>"
 
 
@@ -147,10 +149,24 @@ def test_a_person_sees_topics_records_and_lag_and_can_produce(
     assert len(browser.find_elements(By.CSS_SELECTOR, "#records img, #records script")) == 0
     assert "source:\nTEXT\ncheckout" in cells[0].text
     browser.save_screenshot(str(tmp_path / "messages.png"))
+    browser.find_element(By.ID, "tail").click()  # live tail: a record produced now shows up by itself
+    assert stubs.produce_one("orders", 0, build_batch([b"tailed"])).error_code == 0
+    last = WebDriverWait(browser, 30, ignored_exceptions=(StaleElementReferenceException,)).until(
+        lambda d: next(
+            (
+                r.text
+                for r in d.find_elements(By.CSS_SELECTOR, "#records tbody tr")[-1:]
+                if r.text.startswith(f"{END} ")
+            ),
+            None,
+        )
+    )
+    assert last.endswith("TEXT\ntailed"), last
 
+    end_now = END + 1  # with the tailed record
     open_view(browser, base + "#/group/billing")
     lag_rows = [row.text for row in browser.find_elements(By.CSS_SELECTOR, "#lag tbody tr")]
-    assert any(row.startswith(f"orders 0 3 {END} {END - 3}") for row in lag_rows), lag_rows
+    assert any(row.startswith(f"orders 0 3 {end_now} {end_now - 3}") for row in lag_rows), lag_rows
     browser.save_screenshot(str(tmp_path / "group.png"))
     reset = browser.find_element(By.ID, "reset-offsets")
     reset.find_element(By.TAG_NAME, "button").click()  # the dry run: a preview, nothing moves
@@ -164,8 +180,8 @@ def test_a_person_sees_topics_records_and_lag_and_can_produce(
     form.find_element(By.NAME, "value").send_keys('{"hello": "from the console"}')
     form.find_element(By.TAG_NAME, "button").click()
     WebDriverWait(browser, 30).until(lambda d: d.find_elements(By.ID, "produced"))
-    assert text_of(browser, "produced") == f"Produced at offset {END} of partition 0"
-    assert stubs.values("orders", 0, END) == [b'{"hello": "from the console"}']
+    assert text_of(browser, "produced") == f"Produced at offset {end_now} of partition 0"
+    assert stubs.values("orders", 0, end_now) == [b'{"hello": "from the console"}']
     browser.save_screenshot(str(tmp_path / "produced.png"))
     for name in ("overview", "topic", "messages", "group", "produced"):
         assert (tmp_path / f"{name}.png").stat().st_size > 10_000

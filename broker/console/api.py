@@ -226,7 +226,8 @@ class Console:
         )
 
     async def records(self, request: web.Request) -> web.Response:
-        """One page of a partition's records from `offset` (or the first at or after `timestamp_ms`)."""
+        """One page of a partition's records from `offset`, from the first at or after `timestamp_ms`, or
+        (`tail`) the last `limit` of them."""
         core = self._core()
         topic = request.match_info["topic"]
         partition = _int(request.match_info["partition"], "partition", minimum=0)
@@ -239,6 +240,8 @@ class Console:
             if answer.error is not None:
                 raise answer.error
             offset = answer.offset if answer.offset >= 0 else end
+        elif "tail" in request.query:  # the last `limit` records (the page's live tail)
+            offset = max(start, end - limit)
         else:
             offset = _int(request.query.get("offset", str(start)), "offset", minimum=0)
         if not start <= offset <= end:

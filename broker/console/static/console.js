@@ -242,11 +242,12 @@ async function browse(view, topicName, partition, params) {
   if (!topicName) { view.append(el("p", {}, "No topics yet.")); return false; }
   const q = new URLSearchParams(params);
   q.set("limit", "50");
-  if (browser.tail && !q.has("offset")) q.delete("timestamp_ms");
+  if (browser.tail) { q.delete("offset"); q.delete("timestamp_ms"); q.set("tail", "1"); }
   const page = await api(`/topics/${enc(topicName)}/partitions/${partition}/records?${q}`);
-  const go = (offset) => { location.hash = `#/browse/${enc(topicName)}/${partition}?offset=${offset}`; };
+  const go = (offset) => { browser.tail = false; location.hash = `#/browse/${enc(topicName)}/${partition}?offset=${offset}`; };
   const tail = el("label", {}, el("input", Object.assign({ type: "checkbox", id: "tail" }, browser.tail ? { checked: "" } : {})), " live tail");
-  tail.firstChild.addEventListener("change", (event) => { browser.tail = event.target.checked; if (browser.tail) go(Math.max(page.log_start_offset, page.log_end_offset - 50)); });
+  // Live tail: the last 50 records, fetched again every few seconds; paging ends it.
+  tail.firstChild.addEventListener("change", (event) => { browser.tail = event.target.checked; route(); });
   view.append(
     el("p", {}, `Partition ${partition} holds offsets ${page.log_start_offset} to ${page.log_end_offset - 1}; showing ${page.records.length} from ${page.offset}. `,
       el("button", { class: "secondary", id: "prev", onclick: () => go(Math.max(page.log_start_offset, page.offset - 50)) }, "◀ back"), " ",
@@ -255,7 +256,6 @@ async function browse(view, topicName, partition, params) {
       r.offset, new Date(r.timestamp_ms).toISOString(), shown(r.key),
       el("div", {}, r.headers.map((h) => el("div", {}, h.key, ": ", shown(h.value)))), shown(r.value)]), [0]));
   view.querySelector("table").id = "records";
-  if (browser.tail && page.next_offset < page.log_end_offset) go(page.next_offset);
   return browser.tail;
 }
 
