@@ -161,7 +161,7 @@ def test_a_person_sees_topics_records_and_lag_and_can_produce(
             None,
         )
     )
-    assert last.endswith("TEXT\ntailed"), last
+    assert last is not None and last.endswith("TEXT\ntailed"), last
 
     end_now = END + 1  # with the tailed record
     open_view(browser, base + "#/group/billing")
