@@ -195,3 +195,33 @@ def test_an_error_from_the_api_is_shown_in_the_page(broker: EmbeddedBroker, brow
     )
     assert text_of(browser, "error").startswith("UNKNOWN_TOPIC: ")
     assert "missing" in text_of(browser, "error")
+
+
+def test_a_share_group_shows_in_flight_and_archived_records(
+    broker: EmbeddedBroker, stubs: Stubs, browser: WebDriver, tmp_path: Path
+) -> None:
+    from tests.test_broker_metrics import share_records
+
+    share_records(broker, stubs)  # "workers" on "tasks": 7 accepted, 2 rejected (archived), 1 released
+    open_view(browser, broker.http_url + "/console/#/groups")
+    assert "workers share EMPTY 0" in text_of(browser, "view")
+    open_view(browser, broker.http_url + "/console/#/share/workers")
+    rows = [row.text for row in browser.find_elements(By.CSS_SELECTOR, "#view table tbody tr")]
+    api = call(broker.http_url, "GET", "/api/share-groups/workers")[1]["partitions"][0]
+    assert rows[0] == " ".join(
+        str(api[k])
+        for k in (
+            "topic",
+            "partition",
+            "start_offset",
+            "end_offset",
+            "log_end_offset",
+            "in_flight",
+            "acquired",
+            "archived",
+            "lag",
+        )
+    )
+    assert api["archived"] == 2
+    assert "share.delivery.count.limit" in text_of(browser, "view")
+    browser.save_screenshot(str(tmp_path / "share.png"))
