@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
-from typing import Any
+from typing import Any, Protocol
 
 ACTION_HEADERS = {"Content-Type": "application/json", "X-Logstore-Console": "1"}
 
@@ -23,3 +24,17 @@ def call(
             return answer.status, json.loads(answer.read()), dict(answer.headers)
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read()), dict(error.headers)
+
+
+class Polling(Protocol):
+    def poll(self, timeout_ms: int = ...) -> Any: ...
+
+
+def poll_records(consumer: Polling, count: int) -> None:
+    """Poll (logstore's Consumer or kafka-python's) until `count` records came; bounded, it fails rather
+    than hangs."""
+    got = 0
+    deadline = time.monotonic() + 60
+    while got < count:
+        assert time.monotonic() < deadline, f"only {got} of {count} records came"
+        got += sum(len(records) for records in consumer.poll(timeout_ms=100).values())

@@ -23,7 +23,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from logstore.records import Record, build_batch
 from tests.conftest import Stubs
-from tests.console_http import call
+from tests.console_http import call, poll_records
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -97,11 +97,7 @@ def make_data(broker: EmbeddedBroker, stubs: Stubs) -> None:
         auto_offset_reset="earliest",
         enable_auto_commit=False,
     ) as consumer:
-        got = 0
-        deadline = time.monotonic() + 60
-        while got < 3:
-            assert time.monotonic() < deadline, "the group did not get its records"
-            got += sum(len(r) for r in consumer.poll(timeout_ms=100).values())
+        poll_records(consumer, 3)
         consumer.commit()
     # Load in rounds between the console's samples, so its charts have a shape to draw.
     for round_ in range(3):
