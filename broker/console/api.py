@@ -1,30 +1,31 @@
 """The console's HTTP face: JSON endpoints under /api/ and the static page under /console/.
 
 Listeners only translate: each handler reads its path, query or JSON body into plain values, calls the
-broker's domain (`BrokerCore`), and turns the answer into JSON. Errors go through the one table in
-`errors`; actions go through `permissions.may` and the anti-CSRF check in `_guard`.
+broker's domain (`BrokerCore`), and turns the answer into JSON (`translate` checks what requests
+carry). Errors go through the one table in `errors`; actions go through `permissions.may` and the
+anti-CSRF check in `guard`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import shutil
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Protocol
 
 from aiohttp import web
-from logstore.broker.console.errors import ForbiddenError, body_for, status_for
+from logstore.broker.console.guard import CSRF_HEADER, guard, principal_of, refuse
 from logstore.broker.console.permissions import Principal, Resource, may
 from logstore.broker.console.records import render_record
 from logstore.broker.console.sampler import run_sampler
 from logstore.broker.console.samples import Samples
+from logstore.broker.console.translate import BadRequest, as_int, as_str, as_str_map, json_response, read_body
 from logstore.broker.domain.configs import topic_configs
 from logstore.broker.domain.core import BrokerCore
 from logstore.broker.domain.errors import ShuttingDownError
@@ -32,28 +33,16 @@ from logstore.broker.domain.groups.values import ResetMode, ResetSpec
 from logstore.broker.domain.values import Acks, FetchSpec, OffsetQuery, OffsetSpec, ProduceEntry
 from logstore.broker.observability.metrics import BrokerMetrics
 
-from logstore.errors import InvalidRequestError, OffsetOutOfRangeError
+from logstore.errors import OffsetOutOfRangeError
 from logstore.records import Record, build_batch, iter_records
 
 log = logging.getLogger("logstore.broker.console")
 
 STATIC = Path(__file__).resolve().parent / "static"
-CSRF_HEADER = "X-Logstore-Console"
-"""Actions must carry this header: a page on another origin cannot add it without a CORS preflight,
-which the console never approves."""
-CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-)
 MAX_PAGE = 500
 """Most records one page of the message browser holds."""
 READ_BYTES = 1024 * 1024
 PRODUCE_TIMEOUT_S = 30.0
-ACTIONS = {"POST", "PUT", "PATCH", "DELETE"}
-
-
-class BadRequest(InvalidRequestError):
-    """A query parameter or JSON body the console cannot use (400, INVALID_REQUEST)."""
 
 
 class Broker(Protocol):
@@ -63,9 +52,6 @@ class Broker(Protocol):
     metrics: BrokerMetrics
 
     def listeners(self) -> list[dict[str, str]]: ...
-
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class Console:
@@ -83,7 +69,7 @@ class Console:
     # --- wiring ---------------------------------------------------------------------------------------
 
     def extend(self, app: web.Application) -> None:
-        api = web.Application(middlewares=[_guard])
+        api = web.Application(middlewares=[guard])
         get, post, delete = api.router.add_get, api.router.add_post, api.router.add_delete
         get("/session", self.session)
         get("/overview", self.overview)
@@ -100,7 +86,7 @@ class Console:
         post("/groups/{group}/reset-offsets", self.reset_offsets)
         get("/share-groups/{group}", self.share_group)
         app.add_subapp("/api/", api)
-        page = web.Application(middlewares=[_guard])
+        page = web.Application(middlewares=[guard])
         page.router.add_get("/", self.index)
         page.router.add_static("/static/", STATIC, follow_symlinks=False)
         app.add_subapp("/console/", page)
@@ -117,9 +103,9 @@ class Console:
             await task
 
     def _allow(self, request: web.Request, operation: str, resource: Resource) -> None:
-        principal = _principal(request)
+        principal = principal_of(request)
         if not self.may(principal, operation, resource):
-            raise _refuse(principal, operation, resource)
+            raise refuse(principal, operation, resource)
 
     def _core(self) -> BrokerCore:
         core = self._broker.core
@@ -136,9 +122,9 @@ class Console:
 
     async def session(self, request: web.Request) -> web.Response:
         """Who the console thinks you are and which actions it would allow you."""
-        principal = _principal(request)
+        principal = principal_of(request)
         cluster = Resource("cluster", "")
-        return _json(
+        return json_response(
             {
                 "principal": principal.name,
                 "address": principal.address,
@@ -158,7 +144,7 @@ class Console:
         used = await asyncio.to_thread(_disk_used, self._data_dir)
         disk = shutil.disk_usage(self._data_dir)
         topics = core.admin.list()
-        return _json(
+        return json_response(
             {
                 "version": _version(),
                 "uptime_s": round(time.time() - self._started_s, 1),
@@ -174,7 +160,7 @@ class Console:
         )
 
     async def rates(self, request: web.Request) -> web.Response:
-        return _json({"interval_s": self.samples.interval_s, "rates": self.samples.broker_rates()})
+        return json_response({"interval_s": self.samples.interval_s, "rates": self.samples.broker_rates()})
 
     async def topics(self, request: web.Request) -> web.Response:
         core = self._core()
@@ -193,7 +179,7 @@ class Console:
                     "cleanup.policy": config["cleanup.policy"],
                 }
             )
-        return _json({"topics": answer})
+        return json_response({"topics": answer})
 
     async def topic(self, request: web.Request) -> web.Response:
         core = self._core()
@@ -215,7 +201,7 @@ class Console:
             {"name": e.name, "value": e.value, "source": e.source.value}
             for e in topic_configs(core.topics, name)
         ]
-        return _json(
+        return json_response(
             {
                 "name": name,
                 "topic_id": view.topic_id,
@@ -230,12 +216,12 @@ class Console:
         (`tail`) the last `limit` of them."""
         core = self._core()
         topic = request.match_info["topic"]
-        partition = _int(request.match_info["partition"], "partition", minimum=0)
-        limit = _int(request.query.get("limit", "50"), "limit", minimum=1, maximum=MAX_PAGE)
+        partition = as_int(request.match_info["partition"], "partition", minimum=0)
+        limit = as_int(request.query.get("limit", "50"), "limit", minimum=1, maximum=MAX_PAGE)
         lg = core.topics.log(topic, partition)
         start, end = lg.log_start_offset, lg.log_end_offset
         if "timestamp_ms" in request.query:
-            wanted = _int(request.query["timestamp_ms"], "timestamp_ms", minimum=0)
+            wanted = as_int(request.query["timestamp_ms"], "timestamp_ms", minimum=0)
             answer = core.list_offsets([OffsetQuery(topic, partition, OffsetSpec.TIMESTAMP, wanted)])[0]
             if answer.error is not None:
                 raise answer.error
@@ -243,7 +229,7 @@ class Console:
         elif "tail" in request.query:  # the last `limit` records (the page's live tail)
             offset = max(start, end - limit)
         else:
-            offset = _int(request.query.get("offset", str(start)), "offset", minimum=0)
+            offset = as_int(request.query.get("offset", str(start)), "offset", minimum=0)
         if not start <= offset <= end:
             raise OffsetOutOfRangeError(
                 f"offset {offset} is out of range for {topic}-{partition}: pick one from {start} to {end}",
@@ -261,7 +247,7 @@ class Console:
                 break
             shown.extend(render_record(record) for record in batch[: limit - len(shown)])
             position = shown[-1]["offset"] + 1
-        return _json(
+        return json_response(
             {
                 "topic": topic,
                 "partition": partition,
@@ -294,7 +280,7 @@ class Console:
             for gid, stable, members in core.share.list_groups()
         ]
         listed.sort(key=lambda g: str(g["group_id"]))
-        return _json({"groups": listed})
+        return json_response({"groups": listed})
 
     async def group(self, request: web.Request) -> web.Response:
         core = self._core()
@@ -320,7 +306,7 @@ class Console:
                 }
                 for m in classic.members
             ]
-        return _json(
+        return json_response(
             {
                 "group_id": d.group_id,
                 "type": "consumer",
@@ -358,7 +344,7 @@ class Console:
         core = self._core()
         group_id = request.match_info["group"]
         view = core.share.describe(group_id)
-        return _json(
+        return json_response(
             {
                 "group_id": view.group_id,
                 "type": "share",
@@ -399,35 +385,35 @@ class Console:
     # --- actions --------------------------------------------------------------------------------------
 
     async def create_topic(self, request: web.Request) -> web.Response:
-        body = await _body(request)
-        name = _str(body, "name")
+        body = await read_body(request)
+        name = as_str(body, "name")
         self._allow(request, "Create", Resource("topic", name))
-        partitions = _int(body.get("partitions", 0), "partitions", minimum=0)
-        view = self._core().admin.create(name, partitions, _str_map(body.get("config", {}), "config"))
-        return _json({"name": view.name, "partitions": len(view.partitions)}, status=201)
+        partitions = as_int(body.get("partitions", 0), "partitions", minimum=0)
+        view = self._core().admin.create(name, partitions, as_str_map(body.get("config", {}), "config"))
+        return json_response({"name": view.name, "partitions": len(view.partitions)}, status=201)
 
     async def delete_topic(self, request: web.Request) -> web.Response:
         name = request.match_info["topic"]
         self._allow(request, "Delete", Resource("topic", name))
         self._core().admin.delete(name)
-        return _json({"deleted": name})
+        return json_response({"deleted": name})
 
     async def alter_config(self, request: web.Request) -> web.Response:
         name = request.match_info["topic"]
-        body = await _body(request)
+        body = await read_body(request)
         self._allow(request, "AlterConfigs", Resource("topic", name))
         reset = body.get("reset", [])
         if not isinstance(reset, list) or not all(isinstance(r, str) for r in reset):
             raise BadRequest("reset must be a list of config names")
-        view = self._core().admin.alter_config(name, _str_map(body.get("set", {}), "set"), reset)
-        return _json({"name": view.name, "config": view.config})
+        view = self._core().admin.alter_config(name, as_str_map(body.get("set", {}), "set"), reset)
+        return json_response({"name": view.name, "config": view.config})
 
     async def produce(self, request: web.Request) -> web.Response:
         """Append one test record (text key, value and headers) with acks=all."""
         topic = request.match_info["topic"]
-        body = await _body(request)
+        body = await read_body(request)
         self._allow(request, "Write", Resource("topic", topic))
-        partition = _int(body.get("partition", 0), "partition", minimum=0)
+        partition = as_int(body.get("partition", 0), "partition", minimum=0)
         key = body.get("key")
         value = body.get("value")
         if (key is not None and not isinstance(key, str)) or (
@@ -435,7 +421,7 @@ class Console:
         ):
             raise BadRequest("key and value must be text (or null)")
         headers: list[tuple[str, bytes | None]] = [
-            (k, v.encode()) for k, v in _str_map(body.get("headers", {}), "headers").items()
+            (k, v.encode()) for k, v in as_str_map(body.get("headers", {}), "headers").items()
         ]
         record = Record(
             0,
@@ -451,12 +437,14 @@ class Console:
         )[0]
         if outcome.error is not None:
             raise outcome.error
-        return _json({"topic": topic, "partition": partition, "offset": outcome.base_offset}, status=201)
+        return json_response(
+            {"topic": topic, "partition": partition, "offset": outcome.base_offset}, status=201
+        )
 
     async def reset_offsets(self, request: web.Request) -> web.Response:
         """Move a group's committed offsets; `dry_run` (the default) only answers what would change."""
         group_id = request.match_info["group"]
-        body = await _body(request)
+        body = await read_body(request)
         dry_run = body.get("dry_run", True)
         if not isinstance(dry_run, bool):
             raise BadRequest("dry_run must be true or false")
@@ -468,9 +456,9 @@ class Console:
             ) from None
         spec = ResetSpec(
             mode,
-            _int(body.get("offset", 0), "offset"),
-            _int(body.get("timestamp_ms", 0), "timestamp_ms"),
-            _int(body.get("shift", 0), "shift"),
+            as_int(body.get("offset", 0), "offset"),
+            as_int(body.get("timestamp_ms", 0), "timestamp_ms"),
+            as_int(body.get("shift", 0), "shift"),
         )
         topic = body.get("topic")
         if topic is not None and not isinstance(topic, str):
@@ -479,7 +467,7 @@ class Console:
         if not dry_run:
             self._allow(request, "Alter", Resource("group", group_id))
         outcomes = await self._core().groups.reset_offsets(group_id, scope, spec, dry_run=dry_run)
-        return _json(
+        return json_response(
             {
                 "dry_run": dry_run,
                 "results": [
@@ -495,54 +483,6 @@ class Console:
         )
 
 
-# --- translation helpers ------------------------------------------------------------------------------
-
-
-@web.middleware
-async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Security headers on every answer, the anti-CSRF check on actions, and errors as JSON."""
-    try:
-        if request.method in ACTIONS:
-            _check_origin(request)
-        response = await handler(request)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        response = _json(
-            {"error": exc.reason.upper().replace(" ", "_"), "message": exc.text or exc.reason}, exc.status
-        )
-    except Exception as exc:
-        status = status_for(exc)
-        if status == 500:
-            log.exception("console request %s %s failed", request.method, request.path)
-        response = _json(body_for(exc), status)
-    response.headers["Content-Security-Policy"] = CSP
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Referrer-Policy"] = "no-referrer"
-    response.headers["X-Frame-Options"] = "DENY"
-    response.headers["Cache-Control"] = "no-store"
-    return response
-
-
-def _check_origin(request: web.Request) -> None:
-    if request.headers.get(CSRF_HEADER) != "1":
-        raise ForbiddenError(f"actions need the header {CSRF_HEADER}: 1 (the console page sends it)")
-    origin = request.headers.get("Origin")
-    if origin is not None and origin != f"{request.scheme}://{request.host}":
-        raise ForbiddenError(f"actions from another origin ({origin}) are refused")
-
-
-def _principal(request: web.Request) -> Principal:
-    return Principal("User:ANONYMOUS", request.remote or "")
-
-
-def _refuse(principal: Principal, operation: str, resource: Resource) -> ForbiddenError:
-    return ForbiddenError(
-        f"{principal.name} from {principal.address} may not {operation} {resource.kind} {resource.name!r}: "
-        "with authentication off, the console allows actions only from 127.0.0.1"
-    )
-
-
 def _classic_state(kafka_name: str) -> str:
     """A classic group's state in the console's words (Kafka's `PreparingRebalance` -> PREPARING_REBALANCE)."""
     return "".join("_" + c if c.isupper() and i else c for i, c in enumerate(kafka_name)).upper()
@@ -550,53 +490,6 @@ def _classic_state(kafka_name: str) -> str:
 
 async def _to_console(request: web.Request) -> web.Response:
     raise web.HTTPFound("/console/")
-
-
-def _json(payload: Mapping[str, Any], status: int = 200) -> web.Response:
-    return web.json_response(payload, status=status, dumps=lambda o: json.dumps(o, ensure_ascii=False))
-
-
-async def _body(request: web.Request) -> dict[str, Any]:
-    if request.content_type != "application/json":
-        raise BadRequest("send the action's arguments as a JSON object (Content-Type: application/json)")
-    try:
-        body = await request.json()
-    except ValueError as exc:
-        raise BadRequest(f"the body is not JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise BadRequest("the body must be a JSON object")
-    return body
-
-
-def _int(raw: object, name: str, *, minimum: int | None = None, maximum: int | None = None) -> int:
-    if isinstance(raw, bool):
-        raise BadRequest(f"{name} must be a whole number, not {raw!r}")
-    try:
-        value = int(raw) if isinstance(raw, int | str) else None
-    except ValueError:
-        value = None
-    if value is None:
-        raise BadRequest(f"{name} must be a whole number, not {raw!r}")
-    if minimum is not None and value < minimum:
-        raise BadRequest(f"{name} must be at least {minimum}, not {value}")
-    if maximum is not None and value > maximum:
-        raise BadRequest(f"{name} must be at most {maximum}, not {value}")
-    return value
-
-
-def _str(body: Mapping[str, Any], name: str) -> str:
-    value = body.get(name)
-    if not isinstance(value, str) or not value:
-        raise BadRequest(f"{name} must be a non-empty string")
-    return value
-
-
-def _str_map(raw: object, name: str) -> dict[str, str]:
-    if not isinstance(raw, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in raw.items()
-    ):
-        raise BadRequest(f"{name} must be an object of text names to text values")
-    return dict(raw)
 
 
 def _disk_used(root: Path) -> int:
