@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.error
+import urllib.request
 
 import pytest
 from logstore.broker.console import errors as console_errors
@@ -61,8 +63,6 @@ def test_overview_session_and_security_headers(broker: EmbeddedBroker, stubs: St
 
 
 def test_the_page_and_its_files_are_served_with_a_strict_policy(broker: EmbeddedBroker) -> None:
-    import urllib.request
-
     with urllib.request.urlopen(broker.http_url + "/", timeout=10) as answer:
         assert answer.url.endswith("/console/")
         page = answer.read().decode()
@@ -172,6 +172,8 @@ def test_create_alter_produce_and_delete_a_topic(broker: EmbeddedBroker, stubs: 
         {"partition": 2, "key": "k", "value": "hello", "headers": {"a": "b"}},
     )
     assert (status, produced) == (201, {"topic": "made", "partition": 2, "offset": 0})
+    metrics = urllib.request.urlopen(base + "/metrics", timeout=10).read().decode()
+    assert 'logstore_topic_records_in_total{topic="made"} 1.0' in metrics, "counted like any produce"
     (record,) = call(base, "GET", "/api/topics/made/partitions/2/records")[1]["records"]
     assert (record["key"]["text"], record["value"]["text"], record["headers"][0]["key"]) == (
         "k",
@@ -210,9 +212,6 @@ def test_bad_action_bodies_are_refused_with_400(
 
 
 def test_a_body_that_is_not_json_is_refused(broker: EmbeddedBroker) -> None:
-    import urllib.error
-    import urllib.request
-
     request = urllib.request.Request(
         broker.http_url + "/api/topics",
         data=b"name=x",

@@ -430,11 +430,10 @@ class Console:
             value=value.encode() if value is not None else None,
             headers=headers,
         )
-        outcome = (
-            await self._core().produce(
-                [ProduceEntry(topic, partition, build_batch([record]))], Acks.ALL, PRODUCE_TIMEOUT_S
-            )
-        )[0]
+        entries = [ProduceEntry(topic, partition, build_batch([record]))]
+        outcomes = await self._core().produce(entries, Acks.ALL, PRODUCE_TIMEOUT_S)
+        self._broker.metrics.produced("console", entries, outcomes)
+        outcome = outcomes[0]
         if outcome.error is not None:
             raise outcome.error
         return json_response(
