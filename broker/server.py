@@ -17,6 +17,7 @@ import sys
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from logstore.broker.console import Console
 from logstore.broker.domain.core import BrokerCore
 from logstore.broker.domain.groups.offset_store import _OFFSETS_TOPIC_CONFIG as OFFSETS_TOPIC_CONFIG
 from logstore.broker.domain.groups.offset_store import OFFSETS_TOPIC
@@ -87,6 +88,8 @@ class BrokerServer:
         self.readiness = Readiness()
         self.http: HttpEndpoint | None = None
         """/metrics, /healthz and /readyz, unless `--no-http`."""
+        self.console: Console | None = None
+        """The web console on the HTTP endpoint (/api/, /console/), unless `--no-http`."""
         self._stopped = False
 
     @property
@@ -172,8 +175,13 @@ class BrokerServer:
 
     async def _start_http(self) -> None:
         settings = self.settings
+        self.console = Console(self, settings.data_dir)
         self.http = HttpEndpoint(
-            self.metrics.registry, self.readiness, host=settings.host, port=settings.http_port
+            self.metrics.registry,
+            self.readiness,
+            host=settings.host,
+            port=settings.http_port,
+            extend=self.console.extend,
         )
         try:
             await self.http.start()
@@ -184,7 +192,17 @@ class BrokerServer:
                 f"{exc.strerror}; is another process using the port? (--no-http turns it off)"
             ) from None
         assert self.http.port is not None
-        log.info("HTTP endpoint on %s (/metrics, /healthz, /readyz)", _address(settings.host, self.http.port))
+        log.info(
+            "HTTP endpoint on %s (/metrics, /healthz, /readyz; web console at /console/)",
+            _address(settings.host, self.http.port),
+        )
+
+    def listeners(self) -> list[dict[str, str]]:
+        """Name and address of each listener that is bound (for the console's overview)."""
+        host = self.settings.host
+        bound = [("grpc", self.port), ("kafka", self.kafka.port if self.kafka else None)]
+        bound.append(("http", self.http.port if self.http else None))
+        return [{"name": name, "address": _address(host, port)} for name, port in bound if port is not None]
 
     async def _stop_http(self) -> None:
         if self.http is not None:
