@@ -1,16 +1,23 @@
 """The Kafka protocol listener: an asyncio TCP server on the broker's event loop, one `Connection` per
 client. Each frame is an int32 size, then a request header (v1, or v2 for flexible versions) and the
-body; see `connection` for how requests are handled and answered."""
+body; see `connection` for how requests are handled and answered.
+
+With an `ssl_context` (the broker's `--tls-cert`) every connection is TLS: asyncio does the handshake
+before `Connection` sees a byte, and hands it the decrypted bytes, so the connection's fast path is the
+same code over either transport. With mutual TLS the verified client certificate's subject is the
+connection's `principal` (Kafka's default principal builder: `User:CN=...`)."""
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 
 from logstore.broker.domain.core import BrokerCore
 from logstore.broker.kafka.connection import Connection, peer_name
 from logstore.broker.kafka.context import Endpoint, RequestContext
 from logstore.broker.kafka.share_sessions import ShareSessions
 from logstore.broker.service.answers import AnswerBudget
+from logstore.broker.tls import principal_of
 
 WILDCARD_HOSTS = ("", "0.0.0.0", "::")
 
@@ -29,6 +36,7 @@ class KafkaListener:
         fetch_max_bytes: int,
         connections_max_idle_ms: int,
         answers: AnswerBudget,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._core = core
         self._host = host
@@ -38,6 +46,7 @@ class KafkaListener:
         self._fetch_max_bytes = fetch_max_bytes
         self._idle_s = connections_max_idle_ms / 1000
         self._answers = answers
+        self._ssl = ssl_context
         self._server: asyncio.Server | None = None
         self._connections: set[Connection] = set()
         self._share_sessions = ShareSessions(lambda key: core.share.is_member(*key))
@@ -45,7 +54,9 @@ class KafkaListener:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(self._connection, self._host, self._wanted_port)
+        self._server = await loop.create_server(
+            self._connection, self._host, self._wanted_port, ssl=self._ssl
+        )
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self, grace_s: float) -> None:
@@ -85,4 +96,5 @@ class KafkaListener:
             answers=self._answers,
             connection="kafka:" + peer_name(transport),
             share_sessions=self._share_sessions,
+            principal=principal_of(transport.get_extra_info("peercert")) if self._ssl is not None else None,
         )

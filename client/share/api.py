@@ -47,6 +47,7 @@ from logstore.client.shared.errors import (
     group_error,
 )
 from logstore.client.shared.options import refuse_unknown_options
+from logstore.client.shared.security import Security
 from logstore.client.shared.serde import Deserializer, resolve_deserializer
 from logstore.client.shared.types import TopicPartition
 from logstore.wire.logstore.v1 import share_pb2
@@ -113,6 +114,14 @@ class ShareConsumer:
         consumer_timeout_ms: float = FOREVER,
         bootstrap_servers: str | list[str] | None = None,
         interceptors: Sequence[grpc.UnaryUnaryClientInterceptor] = (),
+        security_protocol: str = "PLAINTEXT",
+        ssl_cafile: str | None = None,
+        ssl_certfile: str | None = None,
+        ssl_keyfile: str | None = None,
+        channel_credentials: grpc.ChannelCredentials | None = None,
+        sasl_mechanism: str | None = None,
+        sasl_plain_username: str | None = None,
+        sasl_plain_password: str | None = None,
     ) -> None:
         names = list(topics)
         if not names or not all(isinstance(t, str) and t for t in names):
@@ -154,6 +163,16 @@ class ShareConsumer:
             max_receive_bytes=fetch_max_bytes,
             interceptors=interceptors,
             client_id=client_id,
+            security=Security(
+                security_protocol=security_protocol,
+                ssl_cafile=ssl_cafile,
+                ssl_certfile=ssl_certfile,
+                ssl_keyfile=ssl_keyfile,
+                channel_credentials=channel_credentials,
+                sasl_mechanism=sasl_mechanism,
+                sasl_plain_username=sasl_plain_username,
+                sasl_plain_password=sasl_plain_password,
+            ),
         )
         self._stub = share_stub(self._connection)
         self._lock = threading.Lock()
