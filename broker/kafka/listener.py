@@ -78,10 +78,19 @@ class KafkaListener:
         self._server = None
 
     def _connection(self) -> Connection:
-        connection = Connection(self._context, max_request_bytes=self._max_request_bytes, idle_s=self._idle_s)
+        connection = Connection(
+            lambda transport: self._made(connection, transport),
+            max_request_bytes=self._max_request_bytes,
+            idle_s=self._idle_s,
+        )
+        return connection
+
+    def _made(self, connection: Connection, transport: asyncio.Transport) -> RequestContext:
+        """A connection is counted once it is made: over TLS, after its handshake. One whose handshake
+        fails is never made (nor lost), so it is never counted and never waited for at stop."""
         self._connections.add(connection)
         connection.closed.add_done_callback(lambda _: self._connections.discard(connection))
-        return connection
+        return self._context(transport)
 
     def _context(self, transport: asyncio.Transport) -> RequestContext:
         assert self.port is not None

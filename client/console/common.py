@@ -144,7 +144,7 @@ def friendly(handler: Handler) -> Handler:
             _silence_stdout()
             return 0
         except (ClientError, ValueError, OSError, TimeoutError) as exc:
-            return fail(str(exc) or type(exc).__name__)
+            return fail(as_security_flags(str(exc) or type(exc).__name__))
 
     return run
 

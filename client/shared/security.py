@@ -62,7 +62,7 @@ class Security:
             given.append("channel_credentials")
         if given and not tls:
             raise ValueError(
-                f"{' and '.join(given)} need security_protocol='SSL' or 'SASL_SSL', not {protocol!r}"
+                f"{' and '.join(given)} {_need(given)} security_protocol='SSL' or 'SASL_SSL', not {protocol!r}"
             )
         if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
             raise ValueError(
@@ -93,7 +93,7 @@ class Security:
         if not sasl:
             if named:
                 raise ValueError(
-                    f"{' and '.join(named)} need security_protocol='SASL_PLAINTEXT' or 'SASL_SSL', "
+                    f"{' and '.join(named)} {_need(named)} security_protocol='SASL_PLAINTEXT' or 'SASL_SSL', "
                     f"not {self.security_protocol!r}"
                 )
             return ()
@@ -137,6 +137,10 @@ class Security:
 
 
 PLAINTEXT = Security()
+
+
+def _need(names: list[str]) -> str:
+    return "need" if len(names) > 1 else "needs"
 
 
 def _read(path: str | None, option: str) -> bytes | None:
