@@ -42,14 +42,21 @@ _SECURITY_HELP = {
 }
 
 
-def add_bootstrap(parser: argparse.ArgumentParser) -> None:
-    """``--bootstrap`` and the security flags: everything a tool needs to reach its broker."""
+def add_bootstrap(parser: argparse.ArgumentParser, *, security: bool = True) -> None:
+    """``--bootstrap`` and (unless told not to, for a tool that cannot use them) the security flags:
+    everything a tool needs to reach its broker."""
     parser.add_argument(
         "--bootstrap",
         metavar="HOST:PORT",
         default=argparse.SUPPRESS,
         help=f"the broker's address (default: ${BOOTSTRAP_ENV} or {DEFAULT_BOOTSTRAP})",
     )
+    if security:
+        add_security(parser)
+
+
+def add_security(parser: argparse.ArgumentParser) -> None:
+    """The security flags (``security_options`` reads them)."""
     for option, (flag, env) in SECURITY_FLAGS.items():
         parser.add_argument(
             flag,
