@@ -126,6 +126,22 @@ def test_a_plaintext_client_of_a_tls_broker_is_told_the_broker_may_serve_tls(
         admin.list_topics()
 
 
+def test_a_consumer_that_cannot_complete_the_handshake_says_so_instead_of_waiting_quietly(
+    tls_broker: EmbeddedBroker, pki: Pki
+) -> None:
+    with Admin(tls_broker.address, security_protocol="SSL", ssl_cafile=pki.cafile) as admin:
+        admin.create_topic("quiet", 1)
+    consumer = Consumer(
+        "quiet",
+        bootstrap=tls_broker.address,
+        security_protocol="SSL",
+        request_timeout_ms=500,
+        consumer_timeout_ms=60_000,
+    )
+    with consumer, pytest.raises(BrokerUnavailableError, match="CERTIFICATE_VERIFY_FAILED"):
+        next(iter(consumer))
+
+
 def test_with_the_ca_records_are_produced_and_consumed_over_tls(tls_broker: EmbeddedBroker, pki: Pki) -> None:
     secure: dict[str, Any] = {"security_protocol": "SSL", "ssl_cafile": pki.cafile}
     with Admin(tls_broker.address, **secure) as admin:

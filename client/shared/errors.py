@@ -429,8 +429,9 @@ def error_from_rpc(error: grpc.RpcError, what: str) -> ClientError:
             )
         else:
             text += (
-                "; is the broker running and reachable at the bootstrap address, and does it serve TLS "
-                "(then security_protocol='SSL' and ssl_cafile)?"
+                "; is the broker running and reachable at the bootstrap address? (A TLS broker closes the "
+                "connection of a plaintext client, and one requiring client certificates that of a client "
+                "without one it trusts: security_protocol='SSL', ssl_cafile, ssl_certfile, ssl_keyfile)"
             )
     elif (
         status is grpc.StatusCode.RESOURCE_EXHAUSTED
