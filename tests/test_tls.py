@@ -533,3 +533,23 @@ def test_a_broker_reachable_beyond_this_machine_without_client_authentication_is
     encrypted = exposure_warning("10.0.0.5", ports, tls)
     assert encrypted is not None and "with TLS but without client authentication" in encrypted
     assert exposure_warning("broker.example.com", ports, mutual) is None
+
+
+def test_perf_produce_and_consume_run_over_tls(
+    tls_broker: EmbeddedBroker, pki: Pki, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from logstore.bench.perf.cli import main as perf
+
+    secure = ("--bootstrap", tls_broker.address, "--security-protocol", "SSL", "--ssl-cafile", pki.cafile)
+    quiet = ("--json", "--reporting-interval", "0")
+    assert perf(["produce", *secure, *quiet, "--topic", "perf-tls", "--num-records", "2000"]) == 0
+    produced = json.loads(capsys.readouterr().out)
+    assert produced["log_records"] == 2000 and produced["errors"] == 0
+    own = ("--own-broker", "--own-broker-tls", *quiet, "--topic", "own-tls", "--num-records", "2000")
+    assert perf(["consume", *own]) == 0, capsys.readouterr().err
+    consumed = json.loads(capsys.readouterr().out)
+    assert consumed["records"] == 2000 and consumed["ceilings"]["grpc_calls"] > 0
+    assert perf(["produce", *secure[:2], *quiet, "--topic", "perf-tls", "--num-records", "10"]) != 0
+    assert "--security-protocol='SSL'" in capsys.readouterr().err  # plaintext against TLS: told which flag
