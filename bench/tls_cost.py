@@ -1,4 +1,5 @@
-"""What TLS costs: `logstore perf produce` and `perf consume` over plaintext and over TLS, interleaved.
+"""What TLS costs: `logstore perf produce` and `perf consume` (gRPC), and confluent-kafka producing and
+consuming through the Kafka listener, over plaintext and over TLS, interleaved.
 
     .venv/bin/python -m logstore.bench.tls_cost [--runs 3] [--num-records 1000000] [--record-size 100]
 
@@ -17,7 +18,25 @@ import statistics
 import subprocess
 import sys
 
-TOOLS = ("produce", "consume")
+TOOLS = ("produce", "consume", "kafka produce", "kafka consume")
+
+
+def kafka_run(tls: bool, num_records: int, record_size: int) -> tuple[float, float]:
+    """records/s of librdkafka producing then consuming ``num_records`` through the Kafka listener of a
+    broker of its own (the same producer and consumer settings as `perf kafka-clients`)."""
+    from logstore.bench.perf.common import own_broker
+    from logstore.bench.perf.kafka_clients import consume_confluent, produce_confluent
+
+    with own_broker(("--kafka-port", "0"), tls=tls) as target:
+        assert target.kafka_address is not None
+        ssl = (
+            {"security.protocol": "SSL", "ssl.ca.location": target.client_options["ssl_cafile"]}
+            if tls
+            else {}
+        )
+        produced = produce_confluent(target.kafka_address, "tls-cost-kafka", num_records, record_size, ssl)
+        consumed = consume_confluent(target.kafka_address, "tls-cost-kafka", num_records, ssl)
+    return produced, consumed
 
 
 def one_run(tool: str, tls: bool, num_records: int, record_size: int) -> float:
@@ -57,9 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=1, help="rounds run first and not counted (1)")
     args = parser.parse_args(argv)
     for _ in range(args.warmup):
-        for tool in TOOLS:
-            for tls in (False, True):
+        for tls in (False, True):
+            for tool in TOOLS[:2]:
                 one_run(tool, tls, args.num_records, args.record_size)
+            kafka_run(tls, args.num_records, args.record_size)
     results: dict[tuple[str, bool], list[float]] = {
         (tool, tls): [] for tool in TOOLS for tls in (False, True)
     }
