@@ -84,14 +84,18 @@ def main(argv: list[str] | None = None) -> int:
         (tool, tls): [] for tool in TOOLS for tls in (False, True)
     }
     for run in range(args.runs):
-        for tool in TOOLS:
+        for tool in (*TOOLS[:2], "kafka"):
             for tls in (False, True) if run % 2 == 0 else (True, False):
-                rate = one_run(tool, tls, args.num_records, args.record_size)
-                results[tool, tls].append(rate)
-                print(
-                    f"run {run + 1} {tool:8} {'TLS' if tls else 'plaintext':9} {rate:12,.0f} records/s",
-                    flush=True,
-                )
+                if tool == "kafka":
+                    rates = dict(
+                        zip(TOOLS[2:], kafka_run(tls, args.num_records, args.record_size), strict=True)
+                    )
+                else:
+                    rates = {tool: one_run(tool, tls, args.num_records, args.record_size)}
+                for name, rate in rates.items():
+                    results[name, tls].append(rate)
+                    transport = "TLS" if tls else "plaintext"
+                    print(f"run {run + 1} {name:13} {transport:9} {rate:12,.0f} records/s", flush=True)
     for tool in TOOLS:
         plain = statistics.median(results[tool, False])
         secure = statistics.median(results[tool, True])

@@ -73,6 +73,30 @@ def add_security(parser: argparse.ArgumentParser) -> None:
         default=argparse.SUPPRESS,
         help=f"read the SASL password from the first line of FILE (default: ${PASSWORD_ENV}; never a flag)",
     )
+    # Without it, argparse would take `--sasl-password SECRET` for an abbreviation of the file flag.
+    parser.add_argument(
+        "--sasl-password",
+        nargs="?",
+        action=_RefusePasswordFlag,
+        default=argparse.SUPPRESS,
+        help=f"refused: a password on the command line is visible to every user in ps; use ${PASSWORD_ENV} "
+        "or --sasl-password-file",
+    )
+
+
+class _RefusePasswordFlag(argparse.Action):
+    """``--sasl-password`` given at all: stop before anything uses it (the value is never echoed)."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option: str | None = None,
+    ) -> None:
+        parser.error(
+            f"--sasl-password is refused: other users can read it in ps; use ${PASSWORD_ENV} or --sasl-password-file"
+        )
 
 
 def security_options(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> dict[str, Any]:
