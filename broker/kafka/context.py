@@ -8,6 +8,7 @@ from typing import Any
 
 from logstore.broker.domain.core import BrokerCore
 from logstore.broker.kafka.share_sessions import ShareSessions
+from logstore.broker.observability import DISABLED, BrokerMetrics
 from logstore.broker.service.answers import AnswerBudget, Lease
 
 NODE_ID = 0
@@ -42,6 +43,8 @@ class RequestContext:
     principal: str | None = None
     """Who the connection's verified TLS client certificate says it is, as Kafka's default principal
     builder names it (`User:CN=alice,O=Example`); None without mutual TLS."""
+    metrics: BrokerMetrics = DISABLED
+    """What the handlers count (bytes, records, errors); the connection counts requests."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from logstore.broker.domain.core import BrokerCore
 from logstore.broker.kafka.connection import Connection, peer_name
 from logstore.broker.kafka.context import Endpoint, RequestContext
 from logstore.broker.kafka.share_sessions import ShareSessions
+from logstore.broker.observability import DISABLED, BrokerMetrics
 from logstore.broker.service.answers import AnswerBudget
 from logstore.broker.tls import principal_of
 
@@ -37,8 +38,10 @@ class KafkaListener:
         connections_max_idle_ms: int,
         answers: AnswerBudget,
         ssl_context: ssl.SSLContext | None = None,
+        metrics: BrokerMetrics = DISABLED,
     ) -> None:
         self._core = core
+        self._metrics = metrics
         self._host = host
         self._wanted_port = port
         self._max_request_bytes = max_request_bytes
@@ -89,8 +92,13 @@ class KafkaListener:
         """A connection is counted once it is made: over TLS, after its handshake. One whose handshake
         fails is never made (nor lost), so it is never counted and never waited for at stop."""
         self._connections.add(connection)
-        connection.closed.add_done_callback(lambda _: self._connections.discard(connection))
+        self._metrics.connection_opened("kafka")
+        connection.closed.add_done_callback(lambda _: self._closed(connection))
         return self._context(transport)
+
+    def _closed(self, connection: Connection) -> None:
+        self._connections.discard(connection)
+        self._metrics.connection_closed("kafka")
 
     def _context(self, transport: asyncio.Transport) -> RequestContext:
         assert self.port is not None
@@ -106,4 +114,5 @@ class KafkaListener:
             connection="kafka:" + peer_name(transport),
             share_sessions=self._share_sessions,
             principal=principal_of(transport.get_extra_info("peercert")) if self._ssl is not None else None,
+            metrics=self._metrics,
         )

@@ -55,10 +55,18 @@ def produce_request(
     return produce_pb2.ProduceRequest(acks=acks, partitions=entries)
 
 
+def _answered_after(accumulator: Accumulator, groups: list[list[ProducerBatch]], now: float) -> None:
+    """Count the request and its latency (from the drain that sent its batches) in the producer's metrics."""
+    accumulator.metrics.count("request")
+    if groups:
+        accumulator.metrics.observe("request-latency", (now - groups[0][0].sent_at) * 1000)
+
+
 def call_failed(
     accumulator: Accumulator, groups: list[list[ProducerBatch]], exc: grpc.RpcError, now: float
 ) -> Finished:
     """The call itself failed: every batch of it fails (retried by the accumulator where it may be)."""
+    _answered_after(accumulator, groups, now)
     error = error_from_rpc(exc, f"Produce of {sum(map(len, groups))} batches")
     uncertain = is_uncertain(exc)
     return [
@@ -76,6 +84,7 @@ def answered(
     now: float,
 ) -> tuple[Finished, Acked]:
     """The broker's answer, one result per entry (none for acks=0), fed back batch by batch."""
+    _answered_after(accumulator, groups, now)
     finished: Finished = []
     acked: Acked = []
     if not results:  # acks=0: the broker says nothing
