@@ -589,3 +589,27 @@ def test_every_kind_of_call_goes_through_with_sasl_credentials_attached(broker: 
         bootstrap=broker.address, partitions=[TopicPartition("sasl", 0)], start="earliest", **sasl
     ) as live:
         assert [r.value for _, r in zip(range(10), live, strict=False)] == [b"s%d" % i for i in range(10)]
+
+
+def test_the_tls_settings_come_from_flags_environment_or_the_config_file(tmp_path: Path) -> None:
+    import argparse
+
+    from logstore.broker.settings import add_arguments, from_arguments, load
+
+    config = tmp_path / "broker.toml"
+    config.write_text('tls_cert = "file.pem"\ntls-key = "file.key"\n')
+    from_file = load({"config": config}, env={})
+    assert (from_file.tls_cert, from_file.tls_key, from_file.tls_client_ca) == ("file.pem", "file.key", "")
+    from_env = load(
+        {"config": config}, env={"LOGSTORE_TLS_CERT": "env.pem", "LOGSTORE_TLS_CLIENT_CA": "ca.pem"}
+    )
+    assert (from_env.tls_cert, from_env.tls_key, from_env.tls_client_ca) == ("env.pem", "file.key", "ca.pem")
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    flags = parser.parse_args(["--tls-cert", "flag.pem", "--tls-key", "flag.key", "--tls-client-ca", "c.pem"])
+    from_flags = from_arguments(flags)
+    assert (from_flags.tls_cert, from_flags.tls_key, from_flags.tls_client_ca) == (
+        "flag.pem",
+        "flag.key",
+        "c.pem",
+    )
