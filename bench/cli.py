@@ -17,9 +17,14 @@ and is listed in COMMANDS below.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
+
+# gRPC's C core logs each failed TLS handshake on stderr at INFO; a tool's error is its own one line
+# (which says why). Set before grpc is first imported; GRPC_VERBOSITY in the environment still wins.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 from logstore.client.console import COMMANDS as CONSOLE_COMMANDS
 

@@ -28,6 +28,7 @@ from logstore.broker.observability import DISABLED, BrokerMetrics, HttpEndpoint,
 from logstore.broker.service import SERVICE_NAMES, add_services
 from logstore.broker.service.answers import AnswerBudget
 from logstore.broker.settings import Settings, SettingsError
+from logstore.broker.tls import ServerTls, TlsError, exposure_warning
 
 from logstore.errors import LogStoreError
 from logstore.manager import LogManager
@@ -63,6 +64,19 @@ def grpc_options(settings: Settings) -> list[tuple[str, int]]:
     ]
 
 
+def server_credentials(tls: ServerTls) -> grpc.ServerCredentials:
+    """The gRPC listener's TLS: the broker's pair, and with a client CA a client certificate required.
+
+    A service reads the verified client certificate from ``context.auth_context()``:
+    ``x509_subject`` (its distinguished name, RFC 2253), ``x509_common_name`` and ``x509_pem_cert``
+    (``broker/service/principal.py`` turns it into the connection's ``User:...`` principal)."""
+    return grpc.ssl_server_credentials(
+        [(tls.private_key, tls.cert_chain)],
+        root_certificates=tls.client_ca,
+        require_client_auth=tls.requires_client_cert,
+    )
+
+
 def _address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
 
@@ -91,6 +105,8 @@ class BrokerServer:
         self.console: Console | None = None
         """The web console on the HTTP endpoint (/api/, /console/), unless `--no-http`."""
         self._stopped = False
+        self.tls: ServerTls | None = None
+        """The certificates both listeners serve, None for plaintext (read at start)."""
 
     @property
     def address(self) -> str:
@@ -116,6 +132,7 @@ class BrokerServer:
             await self._stop_http()
             raise
         try:
+            self.tls = settings.server_tls()
             self._report_start(manager)
             self.core = BrokerCore(
                 manager,
@@ -150,7 +167,10 @@ class BrokerServer:
             )
             wanted = _address(settings.host, settings.port)
             try:
-                self.port = server.add_insecure_port(wanted)
+                if self.tls is None:
+                    self.port = server.add_insecure_port(wanted)
+                else:
+                    self.port = server.add_secure_port(wanted, server_credentials(self.tls))
             except RuntimeError as exc:
                 raise BindError(
                     f"cannot listen on {wanted}: {exc}; is another process using the port?"
@@ -171,7 +191,14 @@ class BrokerServer:
         for name in ("", *SERVICE_NAMES):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self.readiness.state = "ready"
-        log.info("logstore broker listening on %s (gRPC API; data dir %s)", self.address, settings.data_dir)
+        security = "plaintext" if self.tls is None else self.tls.describe()
+        log.info(
+            "logstore broker listening on %s (gRPC API, %s; data dir %s)",
+            self.address,
+            security,
+            settings.data_dir,
+        )
+        self._warn_if_exposed()
 
     async def _start_http(self) -> None:
         settings = self.settings
@@ -221,6 +248,7 @@ class BrokerServer:
             fetch_max_bytes=settings.fetch_max_bytes,
             connections_max_idle_ms=settings.connections_max_idle_ms,
             answers=self.answers,
+            ssl_context=self.tls.ssl_context() if self.tls is not None else None,
             metrics=self.metrics,
         )
         try:
@@ -232,6 +260,16 @@ class BrokerServer:
             ) from None
         assert self.kafka.port is not None
         log.info("Kafka protocol listener on %s", _address(settings.host, self.kafka.port))
+
+    def _warn_if_exposed(self) -> None:
+        ports = [f"gRPC {self.port}"]
+        if self.kafka is not None:
+            ports.append(f"Kafka {self.kafka.port}")
+        if self.http is not None:
+            ports.append(f"HTTP {self.http.port}, metrics only, never TLS")
+        warning = exposure_warning(self.settings.host, ports, self.tls)
+        if warning is not None:
+            log.warning("INSECURE: %s", warning)
 
     def _report_start(self, manager: LogManager) -> None:
         topics = manager.topics()
@@ -344,7 +382,7 @@ def run(settings: Settings) -> int:
         log.debug("could not tune the C library's allocator; large calls will cost more page faults")
     try:
         return asyncio.run(serve(settings))
-    except (LogStoreError, BindError) as exc:
+    except (LogStoreError, BindError, TlsError) as exc:
         log.error("cannot start: %s", exc)
         return 1
 

@@ -29,6 +29,8 @@ from typing import Any
 from logstore.broker.group_machine.assignors import ASSIGNORS
 from logstore.broker.group_machine.model import CoordinatorConfig
 from logstore.broker.share_machine.config import ShareGroupConfig
+from logstore.broker.tls import ServerTls
+from logstore.broker.tls import load as load_tls
 
 from logstore.config import TopicConfig
 from logstore.errors import InvalidConfigError
@@ -142,6 +144,13 @@ class Settings:
     share_heartbeat_interval_ms: int = 5_000
     """How often share-group members are told to heartbeat (group.share.heartbeat.interval.ms); below the
     session timeout."""
+    tls_cert: str = ""
+    """PEM certificate chain both listeners serve TLS with (with `tls_key`); empty: plaintext."""
+    tls_key: str = ""
+    """PEM private key of `tls_cert`."""
+    tls_client_ca: str = ""
+    """PEM CA certificates that client certificates must be signed by: set, both listeners require one
+    (mutual TLS) and its subject is the connection's principal."""
 
     def __post_init__(self) -> None:
         _check_range("port", self.port, 0, 65535)
@@ -263,6 +272,11 @@ class Settings:
             session_timeout_ms=self.share_session_timeout_ms,
             heartbeat_interval_ms=self.share_heartbeat_interval_ms,
         )
+
+    def server_tls(self) -> ServerTls | None:
+        """The certificates `tls_cert`, `tls_key` and `tls_client_ca` name, read and checked (None for
+        plaintext); raises TlsError naming the flag."""
+        return load_tls(self.tls_cert, self.tls_key, self.tls_client_ca)
 
     def topic_config(self) -> TopicConfig:
         try:
@@ -482,6 +496,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             default=given,
             help=f"share-group default, {low}..{high} ({default})",
         )
+    parser.add_argument(
+        "--tls-cert",
+        metavar="PEM",
+        default=given,
+        help="serve TLS on both listeners with this certificate chain",
+    )
+    parser.add_argument("--tls-key", metavar="PEM", default=given, help="the private key of --tls-cert")
+    parser.add_argument(
+        "--tls-client-ca",
+        metavar="PEM",
+        default=given,
+        help="require client certificates signed by this CA (mutual TLS; needs --tls-cert)",
+    )
     parser.add_argument("--log-level", choices=LOG_LEVELS, type=str.upper, default=given, help="(INFO)")
     parser.add_argument(
         "--topic-default",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from logstore.bench.perf.common import end_offsets_total, ensure_topic
@@ -21,12 +21,15 @@ if TYPE_CHECKING:
     from logstore.client.producer.futures import RecordFuture
 
 
-def run_produce_async(address: str, settings: ProduceSettings) -> ProduceResult:
+def run_produce_async(
+    address: str, settings: ProduceSettings, client_options: Mapping[str, Any] | None = None
+) -> ProduceResult:
     """``run_produce`` through an ``AsyncProducer`` in one event loop (no throttle, no progress lines)."""
     from logstore.bench.perf.produce import ProduceResult, _chunks
 
-    ensure_topic(address, settings.topic, settings.partitions)
-    before = end_offsets_total(address, settings.topic)
+    client = dict(client_options or {})
+    ensure_topic(address, settings.topic, settings.partitions, client)
+    before = end_offsets_total(address, settings.topic, client)
     n = settings.num_records
     chunks = _chunks(settings, settings.stride)
     samples: list[int] = []
@@ -46,7 +49,7 @@ def run_produce_async(address: str, settings: ProduceSettings) -> ProduceResult:
     async def main() -> tuple[float, float]:
         from logstore.client.aio import AsyncProducer
 
-        async with AsyncProducer(address, **_kafka_names(settings.producer_config())) as producer:
+        async with AsyncProducer(address, **_kafka_names(settings.producer_config()), **client) as producer:
             await producer.partitions_for(settings.topic)
             send = producer.send_nowait
             topic = settings.topic
@@ -73,7 +76,7 @@ def run_produce_async(address: str, settings: ProduceSettings) -> ProduceResult:
             return send_seconds, time.perf_counter() - started
 
     send_seconds, seconds = asyncio.run(main())
-    after = end_offsets_total(address, settings.topic)
+    after = end_offsets_total(address, settings.topic, client)
     return ProduceResult(
         records=n,
         nbytes=n * settings.record_size,
@@ -92,7 +95,9 @@ def _kafka_names(config: dict[str, Any]) -> dict[str, Any]:
     return {renamed.get(name, name): value for name, value in config.items()}
 
 
-def run_consume_async(address: str, settings: ConsumeSettings) -> ConsumeResult:
+def run_consume_async(
+    address: str, settings: ConsumeSettings, client_options: Mapping[str, Any] | None = None
+) -> ConsumeResult:
     """``run_consume`` through an ``AsyncConsumer`` in one event loop, ``getmany`` chunk by chunk, every
     record handed to the loop as the threaded run's iterator hands it out."""
     from logstore.bench.perf.consume import ConsumeResult
@@ -102,6 +107,8 @@ def run_consume_async(address: str, settings: ConsumeSettings) -> ConsumeResult:
     options: dict[str, Any] = {"auto_offset_reset": "earliest"}
     options.update(settings.consumer_props)
     options.pop("consumer_timeout_ms", None)
+    client = dict(client_options or {})
+    options.update(client)
     n = settings.num_records
 
     async def read() -> tuple[int, int, float, float]:
@@ -113,7 +120,7 @@ def run_consume_async(address: str, settings: ConsumeSettings) -> ConsumeResult:
             *topics, bootstrap_servers=address, group_id=settings.group, **options
         ) as consumer:
             if settings.group is None:
-                partitions = await asyncio.to_thread(_partitions, address, settings.topic)
+                partitions = await asyncio.to_thread(_partitions, address, settings.topic, client)
                 consumer.assign([TopicPartition(settings.topic, p) for p in partitions])
             while count < n:
                 taken = await consumer.getmany(timeout_ms=settings.timeout_ms)
@@ -137,8 +144,8 @@ def run_consume_async(address: str, settings: ConsumeSettings) -> ConsumeResult:
     return ConsumeResult(count, nbytes, seconds, first)
 
 
-def _partitions(address: str, topic: str) -> list[int]:
+def _partitions(address: str, topic: str, client_options: Mapping[str, Any]) -> list[int]:
     from logstore.client import Admin
 
-    with Admin(address) as admin:
+    with Admin(address, **client_options) as admin:
         return sorted(p.partition for p in admin.describe_topics([topic])[0].partitions)

@@ -20,8 +20,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from logstore.bench.perf.stats import MB, NS_PER_MS
 
@@ -108,12 +110,15 @@ def file_write_seconds(nbytes: int, directory: Path, fsync: bool) -> float:
         os.unlink(path)
 
 
-def empty_call_latencies_ns(address: str, calls: int = GRPC_CALLS) -> list[int]:
+def empty_call_latencies_ns(
+    address: str, calls: int = GRPC_CALLS, client_options: Mapping[str, Any] | None = None
+) -> list[int]:
     """Round trips of ``calls`` health checks to ``address`` (after a warm-up), in nanoseconds."""
-    import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from logstore.client.shared.security import Security
 
-    with grpc.insecure_channel(address) as channel:
+    security = Security(**(client_options or {}))
+    with security.intercept(security.channel(address, [])) as channel:
         check = health_pb2_grpc.HealthStub(channel).Check
         request = health_pb2.HealthCheckRequest()
         for _ in range(GRPC_WARMUP_CALLS):
@@ -158,13 +163,19 @@ def tcp_round_trips_ns(trips: int = TCP_TRIPS) -> list[int]:
 
 
 def measure(
-    address: str, nbytes: int, *, fsync: bool = False, directory: Path | str | None = None
+    address: str,
+    nbytes: int,
+    *,
+    fsync: bool = False,
+    directory: Path | str | None = None,
+    client_options: Mapping[str, Any] | None = None,
 ) -> Ceilings:
-    """The ceilings for a run that moved ``nbytes`` through the broker at ``address``."""
+    """The ceilings for a run that moved ``nbytes`` through the broker at ``address`` (over a channel
+    with the run's security options, so the empty call pays what the run's calls pay)."""
     folder = Path(directory) if directory is not None else Path(tempfile.gettempdir())
     written = max(CHUNK, min(nbytes, MAX_WRITE_BYTES))
     seconds = file_write_seconds(written, folder, fsync)
-    latencies = sorted(empty_call_latencies_ns(address))
+    latencies = sorted(empty_call_latencies_ns(address, client_options=client_options))
     count = len(latencies)
     us = NS_PER_MS / 1000
     trips = sorted(tcp_round_trips_ns())

@@ -10,12 +10,12 @@ import os
 import platform
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from logstore.client.console.common import add_bootstrap, bootstrap
+from logstore.client.console.common import add_bootstrap, bootstrap, security_options
 
 REPORTING_INTERVAL_MS = 5000
 
@@ -28,15 +28,25 @@ class Target:
     data_dir: Path | None
     kafka_address: str | None = None
     """The own broker's Kafka listener, when it was started with one."""
+    client_options: Mapping[str, Any] = field(default_factory=dict)
+    """The clients' security options (``security_protocol``, ``ssl_cafile``, ...) for this broker."""
 
 
-def add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    add_bootstrap(parser)
+def add_common_arguments(parser: argparse.ArgumentParser, *, security: bool = False) -> None:
+    """The flags every perf tool has; with ``security`` (a tool whose clients take them) the security
+    flags and ``--own-broker-tls`` too."""
+    add_bootstrap(parser, security=security)
     parser.add_argument(
         "--own-broker",
         action="store_true",
         help="start a broker (a child process on a temporary data directory) for this run and stop it after",
     )
+    if security:
+        parser.add_argument(
+            "--own-broker-tls",
+            action="store_true",
+            help="with --own-broker: serve TLS with a throwaway CA and certificate, which the clients trust",
+        )
     parser.add_argument(
         "--json", action="store_true", help="print one JSON object instead of the summary lines"
     )
@@ -58,18 +68,22 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
 def target_broker(args: argparse.Namespace, broker_args: Sequence[str] = ()) -> Iterator[Target]:
     """The broker named by ``--bootstrap``, or with ``--own-broker`` a fresh one (started with
     `broker_args`) stopped on exit."""
+    tls = getattr(args, "own_broker_tls", False)
     if not args.own_broker:
-        yield Target(bootstrap(args), None)
+        if tls:
+            raise ValueError("--own-broker-tls goes with --own-broker")
+        yield Target(bootstrap(args), None, client_options=security_options(args))
         return
     if getattr(args, "bootstrap", None):
         raise ValueError("give either --bootstrap or --own-broker, not both")
-    with own_broker(broker_args) as target:
+    with own_broker(broker_args, tls=tls) as target:
         yield target
 
 
 @contextlib.contextmanager
-def own_broker(broker_args: Sequence[str] = ()) -> Iterator[Target]:
-    """``python -m logstore.broker`` on a free port over a temporary data directory, removed afterwards.
+def own_broker(broker_args: Sequence[str] = (), *, tls: bool = False) -> Iterator[Target]:
+    """``python -m logstore.broker`` on a free port over a temporary data directory, removed afterwards;
+    with ``tls`` serving a throwaway certificate whose CA the Target's client options trust.
 
     A child process, not a thread: a broker in this process would share the GIL with the client and
     halve what either can do on a small machine.
@@ -77,10 +91,18 @@ def own_broker(broker_args: Sequence[str] = ()) -> Iterator[Target]:
     from logstore.broker.embedded import BrokerProcess
 
     with tempfile.TemporaryDirectory(prefix="logstore-perf-") as work:
+        client_options: dict[str, Any] = {}
+        if tls:
+            from logstore.bench.certs import CertificateAuthority
+
+            ca = CertificateAuthority.create(Path(work) / "pki")
+            pair = ca.server(Path(work) / "pki")
+            broker_args = [*broker_args, "--tls-cert", str(pair.cert), "--tls-key", str(pair.key)]
+            client_options = {"security_protocol": "SSL", "ssl_cafile": str(ca.cert)}
         broker = BrokerProcess(Path(work) / "data", Path(work) / "broker.log", args=broker_args)
         address = broker.start()
         try:
-            yield Target(address, broker.data_dir, broker.kafka_address)
+            yield Target(address, broker.data_dir, broker.kafka_address, client_options)
         finally:
             code = broker.terminate()
             if code != 0:
@@ -96,7 +118,9 @@ def ceiling_dir(args: argparse.Namespace, target: Target) -> Path:
     return target.data_dir if target.data_dir is not None else Path(tempfile.gettempdir())
 
 
-def ensure_topic(address: str, topic: str, partitions: int | None) -> int:
+def ensure_topic(
+    address: str, topic: str, partitions: int | None, client_options: Mapping[str, Any] | None = None
+) -> int:
     """Create ``topic`` with ``partitions`` if it is missing; returns its partition count.
 
     With ``partitions`` None an existing topic is used as it is and a missing one gets the broker's
@@ -106,7 +130,7 @@ def ensure_topic(address: str, topic: str, partitions: int | None) -> int:
     from logstore.client import Admin
     from logstore.client.shared.errors import UnknownTopicError
 
-    with Admin(address) as admin:
+    with Admin(address, **(client_options or {})) as admin:
         try:
             (found,) = admin.describe_topics([topic])
         except UnknownTopicError:
@@ -120,11 +144,11 @@ def ensure_topic(address: str, topic: str, partitions: int | None) -> int:
     return count
 
 
-def end_offsets_total(address: str, topic: str) -> int:
+def end_offsets_total(address: str, topic: str, client_options: Mapping[str, Any] | None = None) -> int:
     """The sum of the topic's end offsets: how many records its partitions hold (with none deleted)."""
     from logstore.client import Admin
 
-    with Admin(address) as admin:
+    with Admin(address, **(client_options or {})) as admin:
         (found,) = admin.describe_topics([topic])
     return sum(p.log_end_offset for p in found.partitions)
 

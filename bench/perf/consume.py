@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -105,16 +106,23 @@ def add_parser(subcommands: Any) -> None:
         action="store_true",
         help="read through logstore.client.aio.AsyncConsumer (getmany) in one event loop",
     )
-    add_common_arguments(parser)
+    add_common_arguments(parser, security=True)
     parser.set_defaults(handler=friendly(_run))
 
 
-def run_consume(address: str, settings: ConsumeSettings, reporter: StatusReporter | None) -> ConsumeResult:
-    """Read ``settings.num_records`` records with a new Consumer; raises TimeoutError if they do not come."""
+def run_consume(
+    address: str,
+    settings: ConsumeSettings,
+    reporter: StatusReporter | None,
+    client_options: Mapping[str, Any] | None = None,
+) -> ConsumeResult:
+    """Read ``settings.num_records`` records with a new Consumer (with the security options
+    ``client_options``); raises TimeoutError if they do not come."""
     from logstore.client import Consumer, TopicPartition
 
     options: dict[str, Any] = {"auto_offset_reset": "earliest", "consumer_timeout_ms": settings.timeout_ms}
     options.update(settings.consumer_props)
+    options.update(client_options or {})
     n = settings.num_records
     count = 0
     nbytes = 0
@@ -163,6 +171,7 @@ def prefill(
     record_size: int,
     partitions: int | None,
     batch_bytes: int = PREFILL_BATCH_BYTES,
+    client_options: Mapping[str, Any] | None = None,
 ) -> None:
     """Write the records the run will read, in batches of about `batch_bytes` (large by default), untimed."""
     from logstore.bench.perf.produce import ProduceSettings, run_produce
@@ -175,7 +184,7 @@ def prefill(
         partitions=partitions,
         producer_props={"max_request_size": 4 * max(batch_bytes, PREFILL_BATCH_BYTES)},
     )
-    result = run_produce(address, settings, None)
+    result = run_produce(address, settings, None, client_options)
     if result.errors:
         raise RuntimeError(f"prefilling {topic!r} failed: {result.first_error}")
 
@@ -220,14 +229,26 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     )
     with target_broker(args) as target:
         if args.prefill or args.own_broker:
-            prefill(target.address, args.topic, args.num_records, args.record_size, args.partitions)
+            prefill(
+                target.address,
+                args.topic,
+                args.num_records,
+                args.record_size,
+                args.partitions,
+                client_options=target.client_options,
+            )
         if args.use_async:
             from logstore.bench.perf.aio_runs import run_consume_async
 
-            result = run_consume_async(target.address, settings)
+            result = run_consume_async(target.address, settings, target.client_options)
         else:
-            result = run_consume(target.address, settings, reporter)
-        limits = ceilings.measure(target.address, result.nbytes, directory=ceiling_dir(args, target))
+            result = run_consume(target.address, settings, reporter, target.client_options)
+        limits = ceilings.measure(
+            target.address,
+            result.nbytes,
+            directory=ceiling_dir(args, target),
+            client_options=target.client_options,
+        )
     lines = [summary(result), *limits.lines(mb_per_s=result.mb_per_s)]
     emit(args, lines, result_json(settings, result, limits))
     return 0

@@ -24,7 +24,7 @@ import asyncio
 import statistics
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -175,8 +175,11 @@ def _create(grpc: str, topic: str, partitions: int) -> None:
         admin.create_topic(topic, partitions)
 
 
-def produce_confluent(kafka: str, topic: str, count: int, size: int) -> float:
-    """Records/s from the first produce() until flush() returned with every delivery confirmed."""
+def produce_confluent(
+    kafka: str, topic: str, count: int, size: int, extra: Mapping[str, Any] | None = None
+) -> float:
+    """Records/s from the first produce() until flush() returned with every delivery confirmed;
+    ``extra`` adds librdkafka settings (``security.protocol``, ...)."""
     from confluent_kafka import KafkaException, Producer
 
     failures: list[Any] = []
@@ -196,6 +199,7 @@ def produce_confluent(kafka: str, topic: str, count: int, size: int) -> float:
             "delivery.report.only.error": True,
             "on_delivery": delivered,
             "enable.idempotence": False,
+            **(extra or {}),
         }
     )
     value = b"x" * size

@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -123,7 +123,7 @@ def add_parser(subcommands: Any) -> None:
         help="send through logstore.client.aio.AsyncProducer (send_nowait) in one event loop; "
         "--throughput and progress lines are not supported with it",
     )
-    add_common_arguments(parser)
+    add_common_arguments(parser, security=True)
     parser.set_defaults(handler=friendly(_run))
 
 
@@ -202,12 +202,19 @@ def settings_from(args: argparse.Namespace) -> ProduceSettings:
 # --- the run --------------------------------------------------------------------------------------------------
 
 
-def run_produce(address: str, settings: ProduceSettings, reporter: StatusReporter | None) -> ProduceResult:
-    """Send ``settings.num_records`` records through a new Producer and measure them."""
+def run_produce(
+    address: str,
+    settings: ProduceSettings,
+    reporter: StatusReporter | None,
+    client_options: Mapping[str, Any] | None = None,
+) -> ProduceResult:
+    """Send ``settings.num_records`` records through a new Producer (with the security options
+    ``client_options``) and measure them."""
     from logstore.client import Producer
 
-    ensure_topic(address, settings.topic, settings.partitions)
-    before = end_offsets_total(address, settings.topic)
+    client = dict(client_options or {})
+    ensure_topic(address, settings.topic, settings.partitions, client)
+    before = end_offsets_total(address, settings.topic, client)
     n = settings.num_records
     stride = settings.stride
     chunks = _chunks(settings, stride)
@@ -224,7 +231,7 @@ def run_produce(address: str, settings: ProduceSettings, reporter: StatusReporte
 
         return done
 
-    with Producer(address, **settings.producer_config()) as producer:
+    with Producer(address, **settings.producer_config(), **client) as producer:
         producer.partitions_for(settings.topic)  # metadata before the clock starts, as a warm client has it
         send = producer.send
         topic = settings.topic
@@ -259,7 +266,7 @@ def run_produce(address: str, settings: ProduceSettings, reporter: StatusReporte
         send_seconds = time.perf_counter() - started
         producer.flush()
         seconds = time.perf_counter() - started
-    after = end_offsets_total(address, settings.topic)
+    after = end_offsets_total(address, settings.topic, client)
     return ProduceResult(
         records=n,
         nbytes=n * settings.record_size,
@@ -331,14 +338,15 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         if args.use_async:
             from logstore.bench.perf.aio_runs import run_produce_async
 
-            result = run_produce_async(target.address, settings)
+            result = run_produce_async(target.address, settings, target.client_options)
         else:
-            result = run_produce(target.address, settings, reporter)
+            result = run_produce(target.address, settings, reporter, target.client_options)
         limits = ceilings.measure(
             target.address,
             result.nbytes,
             fsync=settings.acks in ("all", "-1"),
             directory=ceiling_dir(args, target),
+            client_options=target.client_options,
         )
     lines = [summary_line(result.records, "sent", result.seconds, result.nbytes, result.latency)]
     lines += limits.lines(mb_per_s=result.mb_per_s, latency_p50_ms=result.latency.p50)

@@ -123,7 +123,7 @@ def add_parser(subcommands: Any) -> None:
         "the medians as CSV, JSON and a markdown table, with plots when matplotlib is installed.",
     )
     parser.add_argument("config", type=Path, help="the grid, a TOML file")
-    add_bootstrap(parser)
+    add_bootstrap(parser, security=False)
     parser.add_argument(
         "--output",
         type=Path,

@@ -189,6 +189,8 @@ class Connection(asyncio.Protocol):
         self._finishing = False
         self._last_read = self._loop.time()
         self._idle_timer: asyncio.TimerHandle | None = None
+        self._half_close = True
+        """Whether the transport stays open for answers after the peer's EOF (TLS cannot half-close)."""
 
     # --- asyncio.Protocol ---------------------------------------------------------------------------------
 
@@ -196,6 +198,7 @@ class Connection(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
         self.peer = peer_name(transport)
+        self._half_close = transport.get_extra_info("ssl_object") is None
         self._ctx = self._make_context(transport)
         self._idle_timer = self._loop.call_later(self._idle_s, self._check_idle)
 
@@ -215,7 +218,7 @@ class Connection(asyncio.Protocol):
                 self._close_for(f"truncated request: {left - _PREFIX} of {size} bytes came before the end")
             return False
         self.finish()
-        return True  # keep the transport open for the answers
+        return self._half_close  # keep the transport open for the answers (TCP; TLS closes it now)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._finishing = True

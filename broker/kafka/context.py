@@ -40,6 +40,9 @@ class RequestContext:
     """The broker's Kafka share sessions (shared by every connection: a member may reconnect)."""
     client_id: str | None = None
     """The client id of the connection's requests (its last request's header)."""
+    principal: str | None = None
+    """Who the connection's verified TLS client certificate says it is, as Kafka's default principal
+    builder names it (`User:CN=alice,O=Example`); None without mutual TLS."""
     metrics: BrokerMetrics = DISABLED
     """What the handlers count (bytes, records, errors); the connection counts requests."""
 

@@ -1,10 +1,16 @@
 """The Kafka protocol listener: an asyncio TCP server on the broker's event loop, one `Connection` per
 client. Each frame is an int32 size, then a request header (v1, or v2 for flexible versions) and the
-body; see `connection` for how requests are handled and answered."""
+body; see `connection` for how requests are handled and answered.
+
+With an `ssl_context` (the broker's `--tls-cert`) every connection is TLS: asyncio does the handshake
+before `Connection` sees a byte, and hands it the decrypted bytes, so the connection's fast path is the
+same code over either transport. With mutual TLS the verified client certificate's subject is the
+connection's `principal` (Kafka's default principal builder: `User:CN=...`)."""
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 
 from logstore.broker.domain.core import BrokerCore
 from logstore.broker.kafka.connection import Connection, peer_name
@@ -12,6 +18,7 @@ from logstore.broker.kafka.context import Endpoint, RequestContext
 from logstore.broker.kafka.share_sessions import ShareSessions
 from logstore.broker.observability import DISABLED, BrokerMetrics
 from logstore.broker.service.answers import AnswerBudget
+from logstore.broker.tls import principal_of
 
 WILDCARD_HOSTS = ("", "0.0.0.0", "::")
 
@@ -30,6 +37,7 @@ class KafkaListener:
         fetch_max_bytes: int,
         connections_max_idle_ms: int,
         answers: AnswerBudget,
+        ssl_context: ssl.SSLContext | None = None,
         metrics: BrokerMetrics = DISABLED,
     ) -> None:
         self._core = core
@@ -41,6 +49,7 @@ class KafkaListener:
         self._fetch_max_bytes = fetch_max_bytes
         self._idle_s = connections_max_idle_ms / 1000
         self._answers = answers
+        self._ssl = ssl_context
         self._server: asyncio.Server | None = None
         self._connections: set[Connection] = set()
         self._share_sessions = ShareSessions(lambda key: core.share.is_member(*key))
@@ -48,7 +57,9 @@ class KafkaListener:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(self._connection, self._host, self._wanted_port)
+        self._server = await loop.create_server(
+            self._connection, self._host, self._wanted_port, ssl=self._ssl
+        )
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self, grace_s: float) -> None:
@@ -70,11 +81,20 @@ class KafkaListener:
         self._server = None
 
     def _connection(self) -> Connection:
-        connection = Connection(self._context, max_request_bytes=self._max_request_bytes, idle_s=self._idle_s)
+        connection = Connection(
+            lambda transport: self._made(connection, transport),
+            max_request_bytes=self._max_request_bytes,
+            idle_s=self._idle_s,
+        )
+        return connection
+
+    def _made(self, connection: Connection, transport: asyncio.Transport) -> RequestContext:
+        """A connection is counted once it is made: over TLS, after its handshake. One whose handshake
+        fails is never made (nor lost), so it is never counted and never waited for at stop."""
         self._connections.add(connection)
         self._metrics.connection_opened("kafka")
         connection.closed.add_done_callback(lambda _: self._closed(connection))
-        return connection
+        return self._context(transport)
 
     def _closed(self, connection: Connection) -> None:
         self._connections.discard(connection)
@@ -93,5 +113,6 @@ class KafkaListener:
             answers=self._answers,
             connection="kafka:" + peer_name(transport),
             share_sessions=self._share_sessions,
+            principal=principal_of(transport.get_extra_info("peercert")) if self._ssl is not None else None,
             metrics=self._metrics,
         )

@@ -23,6 +23,7 @@ from logstore.client.shared.connection import DEFAULT_BOOTSTRAP, Connection
 from logstore.client.shared.errors import ClientError, ClosedError, error_from_rpc
 from logstore.client.shared.metadata import topic_description
 from logstore.client.shared.options import refuse_unknown_options
+from logstore.client.shared.security import Security
 from logstore.client.shared.types import TopicDescription
 from logstore.wire.logstore.v1 import admin_pb2
 
@@ -53,6 +54,14 @@ class Admin:
         request_timeout_ms: float = 30_000,
         bootstrap_servers: str | list[str] | None = None,
         interceptors: Sequence[grpc.UnaryUnaryClientInterceptor] = (),
+        security_protocol: str = "PLAINTEXT",
+        ssl_cafile: str | None = None,
+        ssl_certfile: str | None = None,
+        ssl_keyfile: str | None = None,
+        channel_credentials: grpc.ChannelCredentials | None = None,
+        sasl_mechanism: str | None = None,
+        sasl_plain_username: str | None = None,
+        sasl_plain_password: str | None = None,
     ) -> None:
         if bootstrap_servers is not None:
             bootstrap = bootstrap_servers
@@ -62,6 +71,16 @@ class Admin:
             max_send_bytes=1024 * 1024,
             max_receive_bytes=64 * 1024 * 1024,
             interceptors=interceptors,
+            security=Security(
+                security_protocol=security_protocol,
+                ssl_cafile=ssl_cafile,
+                ssl_certfile=ssl_certfile,
+                ssl_keyfile=ssl_keyfile,
+                channel_credentials=channel_credentials,
+                sasl_mechanism=sasl_mechanism,
+                sasl_plain_username=sasl_plain_username,
+                sasl_plain_password=sasl_plain_password,
+            ),
         )
         self._closed = False
         self._groups = GroupAdmin(group_stub(self._connection), self._timeout_s)

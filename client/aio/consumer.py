@@ -153,6 +153,7 @@ class AsyncConsumer:
             config.bootstrap_servers,
             max_send_bytes=1024 * 1024,
             max_receive_bytes=max(config.fetch_max_bytes, config.max_partition_fetch_bytes),
+            security=config.security,
         )
         self._state = SubscriptionState(config.auto_offset_reset)
         self._lock = threading.Lock()
@@ -184,9 +185,9 @@ class AsyncConsumer:
             retry_backoff=backoff,
             check_crcs=config.check_crcs,
         )
-        self._channel = grpc.aio.insecure_channel(
+        self._channel = config.security.aio_channel(
             self._connection.address,
-            options=channel_options(
+            channel_options(
                 1024 * 1024, max(config.fetch_max_bytes, config.max_partition_fetch_bytes), config.client_id
             ),
         )

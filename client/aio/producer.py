@@ -75,6 +75,7 @@ class AsyncProducer:
             max_send_bytes=1024 * 1024,
             max_receive_bytes=1024 * 1024,
             client_id=config.client_id,
+            security=config.security,
         )
         self._metadata = TopicMetadata(
             self._sync,
@@ -103,9 +104,8 @@ class AsyncProducer:
         if self._sender is not None:
             return
         config = self.config
-        self._channel = grpc.aio.insecure_channel(
-            self._address,
-            options=channel_options(config.max_request_size, 1024 * 1024, config.client_id),
+        self._channel = config.security.aio_channel(
+            self._address, channel_options(config.max_request_size, 1024 * 1024, config.client_id)
         )
         self._stub = produce_pb2_grpc.ProduceServiceStub(self._channel)
         self._work = asyncio.Event()

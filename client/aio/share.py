@@ -139,8 +139,8 @@ class AsyncShareConsumer:
         if self._heartbeat is not None:
             return
         config = self.config
-        self._channel = grpc.aio.insecure_channel(
-            self._address, options=channel_options(4 * 1024 * 1024, config.fetch_max_bytes, config.client_id)
+        self._channel = config.security.aio_channel(
+            self._address, channel_options(4 * 1024 * 1024, config.fetch_max_bytes, config.client_id)
         )
         self._stub = share_pb2_grpc.ShareServiceStub(self._channel)
         self._heartbeat = asyncio.create_task(self._heartbeats(), name="logstore-aio-share-heartbeat")

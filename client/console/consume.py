@@ -11,7 +11,7 @@ import time
 from datetime import datetime
 from typing import Any
 
-from logstore.client.console.common import add_bootstrap, bootstrap, friendly
+from logstore.client.console.common import add_bootstrap, bootstrap, friendly, security_options
 
 
 def add_parser(subcommands: Any) -> None:
@@ -100,6 +100,7 @@ def _consume(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         group_id=args.group,
         auto_commit_interval_ms=1000,
         request_timeout_ms=args.request_timeout_ms,
+        **security_options(args),
     )
     printed = 0
     sigterm = _SigtermFlag()

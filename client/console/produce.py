@@ -7,7 +7,14 @@ import re
 import sys
 from typing import Any
 
-from logstore.client.console.common import add_bootstrap, bootstrap, fail, friendly, key_values
+from logstore.client.console.common import (
+    add_bootstrap,
+    bootstrap,
+    fail,
+    friendly,
+    key_values,
+    security_options,
+)
 from logstore.client.producer.config import DEFAULT_BATCH_SIZE
 
 _MIB = 1024 * 1024
@@ -121,6 +128,7 @@ def _send_lines(args: argparse.Namespace) -> int:
         max_block_ms=args.max_block_ms,
         request_timeout_ms=args.request_timeout_ms,
         delivery_timeout_ms=delivery_timeout_ms,
+        **security_options(args),
     ) as producer:
         for number, line in enumerate(sys.stdin.buffer, start=1):
             value = line[:-1] if line.endswith(b"\n") else line

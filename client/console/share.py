@@ -15,7 +15,7 @@ import sys
 import time
 from typing import Any
 
-from logstore.client.console.common import add_bootstrap, bootstrap, friendly
+from logstore.client.console.common import add_bootstrap, bootstrap, friendly, security_options
 
 ACKS = ("accept", "release", "reject")
 
@@ -81,7 +81,8 @@ def _consume(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     ack = AcknowledgeType[args.ack.upper()]
     # Fails at once, naming what is wrong, for an unknown topic or an unreachable broker (the member alone
     # would wait for the topic to be created).
-    with Admin(bootstrap(args), request_timeout_ms=args.request_timeout_ms) as admin:
+    security = security_options(args)
+    with Admin(bootstrap(args), request_timeout_ms=args.request_timeout_ms, **security) as admin:
         admin.describe_topics(args.topics)
     base = _formatter(args)
     line = _with_delivery_count(base, args.separator.encode()) if args.print_delivery_count else base
@@ -92,6 +93,7 @@ def _consume(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         acknowledgement_mode="explicit",
         priority=args.priority,
         request_timeout_ms=args.request_timeout_ms,
+        **security,
     )
     printed = 0
     stop = _Stop()

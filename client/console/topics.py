@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from logstore.client.console.common import add_bootstrap, bootstrap, friendly, key_values
+from logstore.client.console.common import add_bootstrap, bootstrap, friendly, key_values, security_options
 
 
 def add_parser(subcommands: Any) -> None:
@@ -52,7 +52,7 @@ def add_parser(subcommands: Any) -> None:
 def _admin(args: argparse.Namespace) -> Any:
     from logstore.client.admin.api import Admin
 
-    return Admin(bootstrap(args))
+    return Admin(bootstrap(args), **security_options(args))
 
 
 def _create(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:

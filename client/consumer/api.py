@@ -84,6 +84,14 @@ class Consumer:
         session_timeout_ms: int | None = None,
         heartbeat_interval_ms: int | None = None,
         max_poll_interval_ms: int | None = 300_000,
+        security_protocol: str = "PLAINTEXT",
+        ssl_cafile: str | None = None,
+        ssl_certfile: str | None = None,
+        ssl_keyfile: str | None = None,
+        channel_credentials: grpc.ChannelCredentials | None = None,
+        sasl_mechanism: str | None = None,
+        sasl_plain_username: str | None = None,
+        sasl_plain_password: str | None = None,
     ) -> None:
         self.config = config = ConsumerConfig(
             bootstrap_servers=bootstrap if bootstrap_servers is None else bootstrap_servers,
@@ -111,6 +119,14 @@ class Consumer:
             session_timeout_ms=session_timeout_ms,
             heartbeat_interval_ms=heartbeat_interval_ms,
             max_poll_interval_ms=max_poll_interval_ms,
+            security_protocol=security_protocol,
+            ssl_cafile=ssl_cafile,
+            ssl_certfile=ssl_certfile,
+            ssl_keyfile=ssl_keyfile,
+            channel_credentials=channel_credentials,
+            sasl_mechanism=sasl_mechanism,
+            sasl_plain_username=sasl_plain_username,
+            sasl_plain_password=sasl_plain_password,
         )
         """Every option, checked, with kafka-python's names (read-only)."""
         self.enable_auto_commit = (
@@ -128,6 +144,7 @@ class Consumer:
             max_send_bytes=1024 * 1024,
             max_receive_bytes=max(config.fetch_max_bytes, config.max_partition_fetch_bytes),
             interceptors=config.interceptors,
+            security=config.security,
         )
         self._state = SubscriptionState(config.auto_offset_reset)
         self._lock = threading.Lock()

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import grpc
 from logstore.client.consumer.subscription import RESET_STRATEGIES
 from logstore.client.shared.connection import DEFAULT_BOOTSTRAP
+from logstore.client.shared.security import Security, security_of
 from logstore.client.shared.serde import Deserializer, resolve_deserializer
 
 FOREVER = float("inf")
@@ -50,10 +51,20 @@ class ConsumerConfig:
     session_timeout_ms: int | None = None
     heartbeat_interval_ms: int | None = None
     max_poll_interval_ms: int | None = 300_000
+    security_protocol: str = "PLAINTEXT"
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    channel_credentials: grpc.ChannelCredentials | None = None
+    sasl_mechanism: str | None = None
+    sasl_plain_username: str | None = None
+    sasl_plain_password: str | None = field(default=None, repr=False)
 
     request_timeout_s: float = field(init=False)
     consumer_timeout_s: float = field(init=False)
     """``inf`` (the default): iterating waits for records forever."""
+    security: Security = field(init=False)
+    """The channel's security, from the ``security_protocol``, ``ssl_*`` and ``sasl_*`` options."""
 
     def __post_init__(self) -> None:
         for name in ("fetch_min_bytes", "max_partition_fetch_bytes", "fetch_max_bytes", "max_poll_records"):
@@ -70,5 +81,6 @@ class ConsumerConfig:
         put(self, "key_deserializer", resolve_deserializer(self.key_deserializer, "key_deserializer"))
         put(self, "value_deserializer", resolve_deserializer(self.value_deserializer, "value_deserializer"))
         put(self, "interceptors", tuple(self.interceptors))
+        put(self, "security", security_of(self))
         put(self, "request_timeout_s", self.request_timeout_ms / 1000.0)
         put(self, "consumer_timeout_s", self.consumer_timeout_ms / 1000.0)

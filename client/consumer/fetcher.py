@@ -28,6 +28,7 @@ from logstore.client.shared.errors import (
     CorruptRecordError,
     NoOffsetForPartitionError,
     OffsetOutOfRangeError,
+    UnknownTopicError,
     error_from_code,
     error_from_rpc,
 )
@@ -399,9 +400,13 @@ class Fetcher(threading.Thread):
         for topic in topics:
             try:
                 count = len(describe_topic(self._connection, topic, self._timeout_s).partitions)
-            except ClientError as exc:
+            except UnknownTopicError as exc:  # not created yet: read it once it is
                 log.debug("cannot describe subscribed topic %s yet: %s", topic, exc)
                 count = 0
+            except ClientError as exc:  # the broker unreachable (a TLS handshake refused, ...): say so
+                self._failed_call(exc, f"describing subscribed topic {topic!r}")
+                self._next_refresh = now  # and look again at the next turn, after the back-off
+                return
             found.extend(TopicPartition(topic, p) for p in range(count))
         with self.lock:
             if self._state.subscribed_topics == topics and set(found) != self._state.assignment():

@@ -24,6 +24,7 @@ from logstore.client.shared.backoff import Backoff
 from logstore.client.shared.connection import DEFAULT_BOOTSTRAP, Connection
 from logstore.client.shared.errors import ClosedError, CorruptRecordError, error_from_code, error_from_rpc
 from logstore.client.shared.metadata import describe_topic
+from logstore.client.shared.security import Security
 from logstore.client.shared.serde import Deserializer, resolve_deserializer
 from logstore.client.shared.types import TopicPartition
 from logstore.wire.logstore.v1 import fetch_pb2
@@ -56,6 +57,14 @@ class Tail:
         request_timeout_ms: float = 30_000,
         reconnect_backoff_ms: float = 100,
         reconnect_backoff_max_ms: float = 2000,
+        security_protocol: str = "PLAINTEXT",
+        ssl_cafile: str | None = None,
+        ssl_certfile: str | None = None,
+        ssl_keyfile: str | None = None,
+        channel_credentials: grpc.ChannelCredentials | None = None,
+        sasl_mechanism: str | None = None,
+        sasl_plain_username: str | None = None,
+        sasl_plain_password: str | None = None,
     ) -> None:
         if start not in ("latest", "earliest"):
             raise ValueError(f"start must be 'latest' or 'earliest', got {start!r}")
@@ -66,7 +75,21 @@ class Tail:
         self._key_deserializer = resolve_deserializer(key_deserializer, "key_deserializer")
         self._value_deserializer = resolve_deserializer(value_deserializer, "value_deserializer")
         self._backoff = Backoff(reconnect_backoff_ms, reconnect_backoff_max_ms)
-        self._connection = Connection(bootstrap, max_send_bytes=1024 * 1024, max_receive_bytes=max_bytes)
+        self._connection = Connection(
+            bootstrap,
+            max_send_bytes=1024 * 1024,
+            max_receive_bytes=max_bytes,
+            security=Security(
+                security_protocol=security_protocol,
+                ssl_cafile=ssl_cafile,
+                ssl_certfile=ssl_certfile,
+                ssl_keyfile=ssl_keyfile,
+                channel_credentials=channel_credentials,
+                sasl_mechanism=sasl_mechanism,
+                sasl_plain_username=sasl_plain_username,
+                sasl_plain_password=sasl_plain_password,
+            ),
+        )
         self._lock = threading.Lock()
         self._call: grpc.Call | None = None
         self._closed = False

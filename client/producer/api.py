@@ -98,6 +98,14 @@ class Producer:
         max_in_flight_requests_per_connection: int | None = None,
         client_id: str | None = None,
         interceptors: Sequence[grpc.UnaryUnaryClientInterceptor] = (),
+        security_protocol: str = "PLAINTEXT",
+        ssl_cafile: str | None = None,
+        ssl_certfile: str | None = None,
+        ssl_keyfile: str | None = None,
+        channel_credentials: grpc.ChannelCredentials | None = None,
+        sasl_mechanism: str | None = None,
+        sasl_plain_username: str | None = None,
+        sasl_plain_password: str | None = None,
     ) -> None:
         # compression and max_in_flight are this client's shorter names for two kafka-python options;
         # ``spelled`` lets the config's errors name the one the caller wrote.
@@ -133,6 +141,14 @@ class Producer:
             metadata_max_age_ms=metadata_max_age_ms,
             client_id=client_id,
             interceptors=interceptors,
+            security_protocol=security_protocol,
+            ssl_cafile=ssl_cafile,
+            ssl_certfile=ssl_certfile,
+            ssl_keyfile=ssl_keyfile,
+            channel_credentials=channel_credentials,
+            sasl_mechanism=sasl_mechanism,
+            sasl_plain_username=sasl_plain_username,
+            sasl_plain_password=sasl_plain_password,
             spelled=spelled,
         )
         """Every option, checked, with kafka-python's names (read-only)."""
@@ -147,6 +163,7 @@ class Producer:
             max_receive_bytes=1024 * 1024,
             interceptors=config.interceptors,
             client_id=config.client_id,
+            security=config.security,
         )
         self._metadata = TopicMetadata(
             self._connection,

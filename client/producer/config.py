@@ -18,6 +18,7 @@ from typing import Any
 
 import grpc
 from logstore.client.shared.connection import DEFAULT_BOOTSTRAP
+from logstore.client.shared.security import Security, security_of
 from logstore.client.shared.serde import Serializer, resolve_serializer
 
 from logstore.records import GZIP, LZ4, NONE, SNAPPY, ZSTD
@@ -68,6 +69,14 @@ class ProducerConfig:
     metadata_max_age_ms: float = 300_000
     client_id: str | None = None
     interceptors: Sequence[grpc.UnaryUnaryClientInterceptor] = ()
+    security_protocol: str = "PLAINTEXT"
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    channel_credentials: grpc.ChannelCredentials | None = None
+    sasl_mechanism: str | None = None
+    sasl_plain_username: str | None = None
+    sasl_plain_password: str | None = field(default=None, repr=False)
     spelled: InitVar[Mapping[str, str] | None] = None
 
     compression: int = field(init=False)
@@ -76,6 +85,8 @@ class ProducerConfig:
     delivery_timeout_s: float = field(init=False)
     request_timeout_s: float = field(init=False)
     max_block_s: float = field(init=False)
+    security: Security = field(init=False)
+    """The channel's security, from the ``security_protocol``, ``ssl_*`` and ``sasl_*`` options."""
 
     def __post_init__(self, spelled: Mapping[str, str] | None) -> None:
         def name(option: str) -> str:
@@ -132,6 +143,7 @@ class ProducerConfig:
         put("key_serializer", resolve_serializer(self.key_serializer, "key_serializer"))
         put("value_serializer", resolve_serializer(self.value_serializer, "value_serializer"))
         put("interceptors", tuple(self.interceptors))
+        put("security", security_of(self))
         put("linger_s", self.linger_ms / 1000.0)
         put("delivery_timeout_s", self.delivery_timeout_ms / 1000.0)
         put("request_timeout_s", self.request_timeout_ms / 1000.0)

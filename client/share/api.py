@@ -108,6 +108,14 @@ class ShareConsumer:
         consumer_timeout_ms: float = FOREVER,
         bootstrap_servers: str | list[str] | None = None,
         interceptors: Sequence[grpc.UnaryUnaryClientInterceptor] = (),
+        security_protocol: str = "PLAINTEXT",
+        ssl_cafile: str | None = None,
+        ssl_certfile: str | None = None,
+        ssl_keyfile: str | None = None,
+        channel_credentials: grpc.ChannelCredentials | None = None,
+        sasl_mechanism: str | None = None,
+        sasl_plain_username: str | None = None,
+        sasl_plain_password: str | None = None,
     ) -> None:
         names = list(topics)
         if not names or not all(isinstance(t, str) and t for t in names):
@@ -129,6 +137,14 @@ class ShareConsumer:
             retry_backoff_max_ms=retry_backoff_max_ms,
             consumer_timeout_ms=consumer_timeout_ms,
             interceptors=interceptors,
+            security_protocol=security_protocol,
+            ssl_cafile=ssl_cafile,
+            ssl_certfile=ssl_certfile,
+            ssl_keyfile=ssl_keyfile,
+            channel_credentials=channel_credentials,
+            sasl_mechanism=sasl_mechanism,
+            sasl_plain_username=sasl_plain_username,
+            sasl_plain_password=sasl_plain_password,
         )
         self.group_id = group_id
         self.topics = tuple(dict.fromkeys(names))
@@ -146,6 +162,7 @@ class ShareConsumer:
             max_receive_bytes=fetch_max_bytes,
             interceptors=config.interceptors,
             client_id=client_id,
+            security=config.security,
         )
         self._stub = share_stub(self._connection)
         self._lock = threading.Lock()

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import grpc
 from logstore.client.consumer.config import FOREVER
 from logstore.client.shared.connection import DEFAULT_BOOTSTRAP
+from logstore.client.shared.security import Security, security_of
 from logstore.client.shared.serde import Deserializer, resolve_deserializer
 from logstore.wire.logstore.v1 import share_pb2
 
@@ -40,11 +41,21 @@ class ShareConsumerConfig:
     retry_backoff_max_ms: float = 1000
     consumer_timeout_ms: float = FOREVER
     interceptors: Sequence[grpc.UnaryUnaryClientInterceptor] = ()
+    security_protocol: str = "PLAINTEXT"
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    channel_credentials: grpc.ChannelCredentials | None = None
+    sasl_mechanism: str | None = None
+    sasl_plain_username: str | None = None
+    sasl_plain_password: str | None = field(default=None, repr=False)
 
     implicit: bool = field(init=False)
     acquire_mode: int = field(init=False)
     request_timeout_s: float = field(init=False)
     consumer_timeout_s: float = field(init=False)
+    security: Security = field(init=False)
+    """The channel's security, from the ``security_protocol``, ``ssl_*`` and ``sasl_*`` options."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.group_id, str) or not self.group_id:
@@ -71,6 +82,7 @@ class ShareConsumerConfig:
         put(self, "key_deserializer", resolve_deserializer(self.key_deserializer, "key_deserializer"))
         put(self, "value_deserializer", resolve_deserializer(self.value_deserializer, "value_deserializer"))
         put(self, "interceptors", tuple(self.interceptors))
+        put(self, "security", security_of(self))
         put(self, "implicit", self.acknowledgement_mode == "implicit")
         put(self, "acquire_mode", ACQUIRE_MODES[self.share_acquire_mode])
         put(self, "request_timeout_s", self.request_timeout_ms / 1000.0)

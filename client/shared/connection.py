@@ -1,10 +1,14 @@
-"""One gRPC channel to the broker, with a stub per service. Every client object owns one."""
+"""One gRPC channel to the broker, with a stub per service. Every client object owns one.
+
+Every client's channel is made here (threaded) or by ``Security.aio_channel`` (asyncio), with the
+options of ``channel_options`` and the transport security and call credentials of its ``Security``."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import grpc
+from logstore.client.shared.security import PLAINTEXT, Security
 from logstore.wire.logstore.v1 import admin_pb2_grpc, fetch_pb2_grpc, produce_pb2_grpc
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9093"
@@ -53,7 +57,10 @@ def channel_options(
 
 
 class Connection:
-    """A channel to the broker and its three stubs. Thread-safe, as gRPC channels and stubs are."""
+    """A channel to the broker and its three stubs. Thread-safe, as gRPC channels and stubs are.
+
+    ``channel`` carries ``security``'s call credentials (group and share stubs are made over it);
+    ``interceptors`` wrap the three stubs' calls only."""
 
     def __init__(
         self,
@@ -63,10 +70,13 @@ class Connection:
         max_receive_bytes: int,
         interceptors: Sequence[grpc.UnaryUnaryClientInterceptor] = (),
         client_id: str | None = None,
+        security: Security = PLAINTEXT,
     ) -> None:
         self.address = parse_bootstrap(bootstrap)
+        self.security = security
         options = channel_options(max_send_bytes, max_receive_bytes, client_id)
-        self.channel = grpc.insecure_channel(self.address, options=options)
+        self._transport = security.channel(self.address, options)
+        self.channel = security.intercept(self._transport)
         # Interceptors (tracing, auth, fault injection in tests) wrap every call made through the stubs.
         calls = grpc.intercept_channel(self.channel, *interceptors) if interceptors else self.channel
         self.admin = admin_pb2_grpc.AdminServiceStub(calls)
@@ -74,4 +84,4 @@ class Connection:
         self.fetch = fetch_pb2_grpc.FetchServiceStub(calls)
 
     def close(self) -> None:
-        self.channel.close()
+        self._transport.close()

@@ -421,7 +421,18 @@ def error_from_rpc(error: grpc.RpcError, what: str) -> ClientError:
     status_name = status.name if status is not None else "no status"
     text = f"{what} failed ({status_name}): {details or 'no details from the broker'}"
     if status is grpc.StatusCode.UNAVAILABLE and code is None:
-        text += "; is the broker running and reachable at the bootstrap address?"
+        if details and "handshake failed" in details.lower():  # a hint only: the class stays the status's
+            text += (
+                "; the TLS handshake with the broker failed: ssl_cafile must be the CA that signed the "
+                "broker's certificate, the bootstrap host one the certificate names, and ssl_certfile and "
+                "ssl_keyfile a pair the broker's --tls-client-ca signed when it requires client certificates"
+            )
+        else:
+            text += (
+                "; is the broker running and reachable at the bootstrap address? (A TLS broker closes the "
+                "connection of a plaintext client, and one requiring client certificates that of a client "
+                "without one it trusts: security_protocol='SSL', ssl_cafile, ssl_certfile, ssl_keyfile)"
+            )
     elif (
         status is grpc.StatusCode.RESOURCE_EXHAUSTED
         and code is None
