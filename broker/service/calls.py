@@ -13,7 +13,7 @@ import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sized
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import grpc
 from google.protobuf import message_factory
@@ -77,9 +77,17 @@ def passing_bytes(serialize: Callable[[Any], bytes]) -> Callable[[Any], bytes]:
     return serializer
 
 
-def add_servicer(server: grpc.aio.Server, servicer: object, service: ServiceDescriptor) -> None:
+class Wrapper(Protocol):
+    """Puts a check in front of a handler (`guard.Guard`): (service, method, handler, streaming) -> handler."""
+
+    def wrap(self, service: str, method: str, behavior: Any, streaming: bool) -> Any: ...
+
+
+def add_servicer(
+    server: grpc.aio.Server, servicer: object, service: ServiceDescriptor, guard: Wrapper | None = None
+) -> None:
     """Register `servicer`'s methods for `service` as the generated `add_*_to_server` would, but with
-    requests decoded by `tolerant_deserializer`."""
+    requests decoded by `tolerant_deserializer` (and each handler behind `guard`, when given)."""
     handlers = {}
     for method in service.methods:
         if method.client_streaming:
@@ -89,8 +97,11 @@ def add_servicer(server: grpc.aio.Server, servicer: object, service: ServiceDesc
             if method.server_streaming
             else grpc.unary_unary_rpc_method_handler
         )
+        behavior = getattr(servicer, method.name)
+        if guard is not None:
+            behavior = guard.wrap(service.full_name, method.name, behavior, method.server_streaming)
         handlers[method.name] = make(
-            getattr(servicer, method.name),
+            behavior,
             request_deserializer=tolerant_deserializer(message_factory.GetMessageClass(method.input_type)),
             response_serializer=passing_bytes(
                 message_factory.GetMessageClass(method.output_type).SerializeToString
