@@ -169,6 +169,8 @@ class BrokerServer:
             fetch_max_bytes=settings.fetch_max_bytes,
             connections_max_idle_ms=settings.connections_max_idle_ms,
             answers=self.answers,
+            security=self.security,
+            require_auth=settings.require_auth,
         )
         try:
             await self.kafka.start()

@@ -181,6 +181,16 @@ class ScramServer:
     def done(self) -> bool:
         return self._state == "done"
 
+    @property
+    def started(self) -> bool:
+        """Whether the client-first message has been taken."""
+        return self._state != "client-first"
+
+    @property
+    def claimed_user(self) -> str | None:
+        """The user name the client-first message claimed (for a failed log-in's log line)."""
+        return self._candidate or None
+
     def first(self, client_first: bytes) -> bytes:
         if self._state != "client-first":
             raise ScramError("the SCRAM exchange has already started")

@@ -37,6 +37,7 @@ from logstore.broker.kafka import (
     offsets,
     produce,
     records_admin,
+    sasl,
     share,
 )
 from logstore.broker.kafka.codec import (
@@ -72,6 +73,8 @@ from logstore.broker.kafka.versions import (
     OFFSET_COMMIT,
     OFFSET_FETCH,
     PRODUCE,
+    SASL_AUTHENTICATE,
+    SASL_HANDSHAKE,
     SHARE_ACKNOWLEDGE,
     SHARE_FETCH,
     SHARE_GROUP_HEARTBEAT,
@@ -111,6 +114,32 @@ HANDLERS: dict[int, Callable[[Any, int, RequestContext], Any]] = {
 }
 """Each served key's handler: (request, version, context) -> the answer, None for no answer (acks=0),
 a `Later` of either, or a coroutine of either."""
+
+SASL_HANDLERS: dict[int, Callable[[Any, int, sasl.ConnectionAuth], Any]] = {
+    SASL_HANDSHAKE: sasl.sasl_handshake,
+    SASL_AUTHENTICATE: sasl.sasl_authenticate,
+}
+"""The log-in requests, answered by the connection itself (they change its state)."""
+PER_ACL = frozenset(
+    {
+        PRODUCE,
+        FETCH,
+        LIST_OFFSETS,
+        METADATA,
+        CREATE_TOPICS,
+        DELETE_TOPICS,
+        INIT_PRODUCER_ID,
+        FIND_COORDINATOR,
+        JOIN_GROUP,
+        SYNC_GROUP,
+        HEARTBEAT,
+        LEAVE_GROUP,
+        OFFSET_COMMIT,
+        OFFSET_FETCH,
+    }
+)
+"""The keys whose handlers check ACLs per topic and group; with auth on, the others are served to
+super-users only (their connection is closed otherwise, with a log line)."""
 
 _COUNTS: dict[int, int] = {}
 MIN_FRAME_BYTES = 10
@@ -328,8 +357,30 @@ class Connection(asyncio.Protocol):
         slot = _Slot(header.correlation_id, len(frame))
         self._slots.append(slot)
         self.unanswered_bytes += len(frame)
+        auth = self._ctx.auth if self._ctx is not None else None
         if request is _API_VERSIONS:
             slot.settle(api_versions.answer(api_version), None)
+        elif header.api_key in SASL_HANDLERS:
+            assert auth is not None
+            slot.settle(SASL_HANDLERS[header.api_key](request, api_version, auth), None)
+            if auth.close_after_answer:
+                self._flush()
+                self.finish()
+                return
+        elif auth is not None and not auth.admitted:
+            self._close_for(f"{APIS[header.api_key].name} before authentication (SASL is required)")
+            return
+        elif (
+            auth is not None
+            and auth.required
+            and header.api_key not in PER_ACL
+            and not (auth.security is not None and auth.principal in auth.security.super_users)
+        ):
+            self._close_for(
+                f"{auth.principal} may not use {APIS[header.api_key].name}: over the Kafka listener with "
+                "authentication on it is served to super-users only"
+            )
+            return
         elif header.api_key == FETCH and (self._fetching is not None or self._fetches):
             self._fetches.append((slot, request, api_version))
         else:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from logstore.broker.domain.core import BrokerCore
+from logstore.broker.kafka.sasl import ConnectionAuth
 from logstore.broker.kafka.share_sessions import ShareSessions
 from logstore.broker.service.answers import AnswerBudget, Lease
 
@@ -39,6 +40,8 @@ class RequestContext:
     """The broker's Kafka share sessions (shared by every connection: a member may reconnect)."""
     client_id: str | None = None
     """The client id of the connection's requests (its last request's header)."""
+    auth: ConnectionAuth | None = None
+    """The connection's log-in and principal (None: the broker keeps no users, everything is allowed)."""
 
 
 @dataclass(frozen=True, slots=True)

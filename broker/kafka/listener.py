@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 
+from logstore.broker.auth.security import Security
 from logstore.broker.domain.core import BrokerCore
 from logstore.broker.kafka.connection import Connection, peer_name
 from logstore.broker.kafka.context import Endpoint, RequestContext
+from logstore.broker.kafka.sasl import ConnectionAuth
 from logstore.broker.kafka.share_sessions import ShareSessions
 from logstore.broker.service.answers import AnswerBudget
 
@@ -29,8 +31,12 @@ class KafkaListener:
         fetch_max_bytes: int,
         connections_max_idle_ms: int,
         answers: AnswerBudget,
+        security: Security | None = None,
+        require_auth: bool = False,
     ) -> None:
         self._core = core
+        self._security = security
+        self._require_auth = require_auth
         self._host = host
         self._wanted_port = port
         self._max_request_bytes = max_request_bytes
@@ -85,4 +91,5 @@ class KafkaListener:
             answers=self._answers,
             connection="kafka:" + peer_name(transport),
             share_sessions=self._share_sessions,
+            auth=ConnectionAuth(self._security, self._require_auth, peer_name(transport)),
         )

@@ -11,40 +11,19 @@ naming the operation and the resource. Handlers stay unaware of it.
 
 from __future__ import annotations
 
-import struct
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 from logstore.broker.auth.acl import CLUSTER_NAME, Operation, ResourceType
-from logstore.broker.auth.security import Security, principal_from_certificate
+from logstore.broker.auth.security import Security, principal_from_certificate, producer_ids
 from logstore.broker.service.calls import MalformedRequest, abort
-
-from logstore.records.layout import LENGTH_FIELD_END, LENGTH_OFFSET, PRODUCER_ID_OFFSET
 
 READ, WRITE, CREATE, DELETE = Operation.READ, Operation.WRITE, Operation.CREATE, Operation.DELETE
 ALTER, DESCRIBE = Operation.ALTER, Operation.DESCRIBE
 TOPIC, GROUP, CLUSTER = ResourceType.TOPIC, ResourceType.GROUP, ResourceType.CLUSTER
 AUTHORIZATION_KEY = "authorization"
-_I64 = struct.Struct(">q")
-_I32 = struct.Struct(">i")
-
-
-def producer_ids(records: bytes) -> set[int]:
-    """The producer ids of the batches laid end to end in `records` (the framing is checked later, by
-    the produce path; a short tail is left to it)."""
-    found: set[int] = set()
-    view = memoryview(records)
-    position = 0
-    while position + PRODUCER_ID_OFFSET + 8 <= len(view):
-        found.add(_I64.unpack_from(view, position + PRODUCER_ID_OFFSET)[0])
-        length = _I32.unpack_from(view, position + LENGTH_OFFSET)[0]
-        if length <= 0:
-            break
-        position += LENGTH_FIELD_END + length
-    found.discard(-1)
-    return found
 
 
 class Checks:

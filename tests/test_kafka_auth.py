@@ -1,0 +1,142 @@
+"""The Kafka listener with --require-auth: kafka-python over SASL_PLAINTEXT with SCRAM-SHA-256/512 and
+PLAIN, unchanged, allowed by ACLs and refused without them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import TopicAuthorizationFailedError
+from kafka.protocol.metadata import MetadataRequest, MetadataResponse
+from kafka.protocol.sasl import (
+    SaslAuthenticateRequest,
+    SaslAuthenticateResponse,
+    SaslHandshakeRequest,
+    SaslHandshakeResponse,
+)
+from logstore.broker.embedded import EmbeddedBroker
+
+from tests.auth_helpers import USERS, acl, make_users
+from tests.conftest import StartBroker
+from tests.kafka_wire import decode_response, is_closed, kafka_socket, receive, send_request
+
+
+def sasl(user: str, mechanism: str = "SCRAM-SHA-256", password: str | None = None) -> dict[str, Any]:
+    return {
+        "security_protocol": "SASL_PLAINTEXT",
+        "sasl_mechanism": mechanism,
+        "sasl_plain_username": user,
+        "sasl_plain_password": USERS[user] if password is None else password,
+    }
+
+
+@pytest.fixture
+def secured(start_broker: StartBroker, tmp_path: Path) -> Callable[..., EmbeddedBroker]:
+    def start(acls: list = ()) -> EmbeddedBroker:  # type: ignore[assignment]
+        make_users(tmp_path / "data", list(acls))
+        broker = start_broker(kafka_port=0, require_auth=True, super_users="User:admin")
+        admin = KafkaAdminClient(bootstrap_servers=broker.kafka_address, **sasl("admin"))
+        try:
+            admin.create_topics([NewTopic("orders", 1, 1), NewTopic("secret", 1, 1)])
+        finally:
+            admin.close()
+        return broker
+
+    return start
+
+
+def send(broker: EmbeddedBroker, user: str, topic: str = "orders", **config: Any) -> Any:
+    producer = KafkaProducer(
+        bootstrap_servers=broker.kafka_address, max_block_ms=10_000, retries=0, **sasl(user, **config)
+    )
+    try:
+        return producer.send(topic, b"hello").get(15)
+    finally:
+        producer.close(5)
+
+
+@pytest.mark.parametrize("mechanism", ["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"])
+def test_kafka_python_produces_and_consumes_with_the_acls(
+    secured: Callable[..., EmbeddedBroker], mechanism: str
+) -> None:
+    broker = secured(
+        [
+            acl("User:alice", "Write", "orders"),
+            acl("User:alice", "Read", "orders"),
+            acl("User:alice", "Read", "billing", "group"),
+        ]
+    )
+    assert send(broker, "alice", mechanism=mechanism).offset == 0
+    consumer = KafkaConsumer(
+        "orders",
+        bootstrap_servers=broker.kafka_address,
+        group_id="billing",
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=10_000,
+        **sasl("alice", mechanism),
+    )
+    try:
+        values = [next(consumer).value]
+        consumer.commit()
+        assert consumer.committed(TopicPartition("orders", 0)) == 1
+        assert consumer.topics() == {"orders"}  # "secret" is not listed to alice
+    finally:
+        consumer.close()
+    assert values == [b"hello"]
+
+
+def test_without_an_acl_the_write_is_topic_authorization_failed(
+    secured: Callable[..., EmbeddedBroker],
+) -> None:
+    broker = secured([acl("User:alice", "Write", "orders")])
+    with pytest.raises(TopicAuthorizationFailedError):
+        send(broker, "bob")
+    with pytest.raises(TopicAuthorizationFailedError):
+        send(broker, "alice", topic="secret")
+    assert send(broker, "alice").offset == 0
+
+
+def test_deny_beats_allow_over_kafka(secured: Callable[..., EmbeddedBroker]) -> None:
+    broker = secured(
+        [acl("User:*", "Write", "orders"), acl("User:bob", "Write", "orders", permission="deny")]
+    )
+    with pytest.raises(TopicAuthorizationFailedError):
+        send(broker, "bob")
+    assert send(broker, "alice").offset == 0
+
+
+def _plain_login(sock: Any, user: str, password: str) -> Any:
+    send_request(sock, SaslHandshakeRequest(version=1, mechanism="PLAIN"), 1)
+    handshake = decode_response(SaslHandshakeResponse, receive(sock)[1], 1)
+    assert handshake.error_code == 0 and "SCRAM-SHA-256" in handshake.mechanisms
+    token = f"\0{user}\0{password}".encode()
+    send_request(sock, SaslAuthenticateRequest(version=1, auth_bytes=token), 2)
+    return decode_response(SaslAuthenticateResponse, receive(sock)[1], 1)
+
+
+def test_a_wrong_password_or_no_sasl_gets_no_service(secured: Callable[..., EmbeddedBroker]) -> None:
+    broker = secured([acl("User:*", "All", "orders")])
+    security = broker.server.security
+    assert security is not None
+    before = security.failures["kafka"]
+    answers = []
+    for user, password in (("alice", "wrong"), ("mallory", "wrong")):
+        with kafka_socket(broker) as sock:
+            answer = _plain_login(sock, user, password)
+            assert answer.error_code == 58  # SASL_AUTHENTICATION_FAILED
+            answers.append(answer.error_message)
+            assert is_closed(sock)
+    assert answers[0] == answers[1] == "authentication failed: wrong user name or password"
+    assert security.failures["kafka"] == before + 2
+    with kafka_socket(broker) as sock:  # no SASL at all: the connection is closed
+        send_request(sock, MetadataRequest(version=1, topics=None), 1)
+        assert is_closed(sock)
+    with kafka_socket(broker) as sock:
+        assert _plain_login(sock, "alice", USERS["alice"]).error_code == 0
+        send_request(sock, MetadataRequest(version=1, topics=None), 3)
+        metadata = decode_response(MetadataResponse, receive(sock)[1], 1)
+        assert [t[1] for t in metadata.topics] == ["orders"]  # "secret" is not listed
