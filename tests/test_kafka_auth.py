@@ -140,3 +140,32 @@ def test_a_wrong_password_or_no_sasl_gets_no_service(secured: Callable[..., Embe
         send_request(sock, MetadataRequest(version=1, topics=None), 3)
         metadata = decode_response(MetadataResponse, receive(sock)[1], 1)
         assert [t[1] for t in metadata.topics] == ["orders"]  # "secret" is not listed
+
+
+def test_confluent_kafka_produces_over_sasl_scram_with_an_acl_and_is_refused_without(
+    secured: Callable[..., EmbeddedBroker],
+) -> None:
+    from confluent_kafka import Producer
+
+    broker = secured([acl("User:alice", "Write", "orders")])
+    delivered: list[Any] = []
+
+    def produce(user: str, topic: str) -> Any:
+        producer = Producer(
+            {
+                "bootstrap.servers": broker.kafka_address,
+                "security.protocol": "SASL_PLAINTEXT",
+                "sasl.mechanisms": "SCRAM-SHA-512",
+                "sasl.username": user,
+                "sasl.password": USERS[user],
+                "message.timeout.ms": 10_000,
+            }
+        )
+        producer.produce(topic, b"hi", on_delivery=lambda err, msg: delivered.append((err, msg)))
+        producer.flush(15)
+        return delivered.pop()
+
+    error, message = produce("alice", "orders")
+    assert error is None and message.offset() == 0
+    error, _ = produce("alice", "secret")
+    assert error is not None and error.code() == 29, error  # TOPIC_AUTHORIZATION_FAILED

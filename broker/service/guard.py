@@ -12,6 +12,7 @@ naming the operation and the resource. Handlers stay unaware of it.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,18 @@ READ, WRITE, CREATE, DELETE = Operation.READ, Operation.WRITE, Operation.CREATE,
 ALTER, DESCRIBE = Operation.ALTER, Operation.DESCRIBE
 TOPIC, GROUP, CLUSTER = ResourceType.TOPIC, ResourceType.GROUP, ResourceType.CLUSTER
 AUTHORIZATION_KEY = "authorization"
+PRINCIPAL: ContextVar[Checks | None] = ContextVar("logstore_principal", default=None)
+"""The checks of the call being handled (set by the guard, in the handler's own task)."""
+
+
+def check_producers(records: Iterable[bytes]) -> None:
+    """Refuse batches under a producer id another principal holds (a no-op without auth)."""
+    checks = PRINCIPAL.get()
+    if checks is None:
+        return
+    for data in records:
+        for producer_id in producer_ids(data):
+            checks.security.require_producer(producer_id, checks.principal)
 
 
 class Checks:
@@ -72,11 +85,13 @@ class Rule:
 
 
 def _produce(c: Checks, r: Any) -> None:
+    """Write on each topic; the batches' producer ids are checked by the handler (`check_producers`),
+    which reads the records anyway (each read of a bytes field copies it)."""
+    checked = None
     for p in r.partitions:
-        c.writes(p.topic)
-    for p in r.partitions:
-        for producer_id in producer_ids(p.records):
-            c.security.require_producer(producer_id, c.principal)
+        if p.topic != checked:  # a request's partitions come grouped by topic
+            c.writes(p.topic)
+            checked = p.topic
 
 
 def _create_topic(c: Checks, r: Any) -> None:
@@ -220,29 +235,36 @@ class Guard:
         if rule is None:
             raise LookupError(f"{service}/{method} has no authorization rule in broker/service/guard.py")
 
-        async def admit(request: Any, context: grpc.aio.ServicerContext) -> Checks | None:
+        def admit(request: Any, context: grpc.aio.ServicerContext) -> Checks | Exception:
             try:
                 checks = Checks(self.security, self.principal(context), self._exists)
                 if not isinstance(request, MalformedRequest):  # the handler refuses it as it is
                     rule.check(checks, request)
             except Exception as error:
-                await abort(context, error, method)
-                raise AssertionError("unreachable: abort raises") from error
+                return error
             return checks
 
         if streaming:
 
             async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-                await admit(request, context)
+                checks = admit(request, context)
+                if isinstance(checks, Exception):
+                    await abort(context, checks, method)
+                    return
+                PRINCIPAL.set(checks)
                 async for message in behavior(request, context):
                     yield message
 
             return stream
 
         async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            checks = await admit(request, context)
+            checks = admit(request, context)
+            if isinstance(checks, Exception):
+                await abort(context, checks, method)
+                raise AssertionError("unreachable: abort raises") from checks
+            PRINCIPAL.set(checks)
             answer = await behavior(request, context)
-            if rule.after is not None and checks is not None and not isinstance(answer, bytes | type(None)):
+            if rule.after is not None and not isinstance(answer, bytes | type(None)):
                 answer = rule.after(checks, answer)
             return answer
 
