@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAuthorizationFailedError
 from kafka.protocol.metadata import MetadataRequest, MetadataResponse
@@ -169,3 +169,41 @@ def test_confluent_kafka_produces_over_sasl_scram_with_an_acl_and_is_refused_wit
     assert error is None and message.offset() == 0
     error, _ = produce("alice", "secret")
     assert error is not None and error.code() == 29, error  # TOPIC_AUTHORIZATION_FAILED
+
+
+def test_group_tools_and_topic_admin_over_kafka_follow_the_acls(
+    secured: Callable[..., EmbeddedBroker],
+) -> None:
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    broker = secured(
+        [
+            acl("User:alice", "Read", "orders"),
+            acl("User:alice", "Read", "billing", "group"),
+            acl("User:alice", "DescribeConfigs", "orders"),
+        ]
+    )
+    consumer = KafkaConsumer(
+        "orders", bootstrap_servers=broker.kafka_address, group_id="billing", **sasl("alice")
+    )
+    try:
+        consumer.poll(2000)
+        consumer.commit({TopicPartition("orders", 0): OffsetAndMetadata(0, "", -1)})
+    finally:
+        consumer.close()
+
+    def admin(user: str) -> KafkaAdminClient:
+        return KafkaAdminClient(bootstrap_servers=broker.kafka_address, **sasl(user))
+
+    alice, bob = admin("alice"), admin("bob")
+    try:
+        assert alice.list_groups() == [{"group_id": "billing", "protocol_type": "consumer"}]
+        assert bob.list_groups() == []  # bob may not Describe the group: it is not listed
+        with pytest.raises(TopicAuthorizationFailedError):
+            alice.delete_topics(["orders"])
+        resource = [ConfigResource(ConfigResourceType.TOPIC, "orders")]
+        assert "retention.ms" in alice.describe_configs(resource, config_filter="all")["topic"]["orders"]
+        assert bob.describe_configs(resource, config_filter="all") == {"topic": {"orders": {}}}  # refused
+    finally:
+        alice.close()
+        bob.close()

@@ -84,6 +84,7 @@ def _grow_one(topic: Any, validate_only: bool, ctx: RequestContext) -> tuple[Err
             "replica assignments are not supported: one node holds all",
         )
     try:
+        sasl.require(ctx.auth, Operation.ALTER, ResourceType.TOPIC, topic.name)
         ctx.core.admin.add_partitions(topic.name, topic.count, validate_only=validate_only)
     except LogStoreError as exc:
         return error_code(exc), error_message(exc)

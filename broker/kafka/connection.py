@@ -136,10 +136,22 @@ PER_ACL = frozenset(
         LEAVE_GROUP,
         OFFSET_COMMIT,
         OFFSET_FETCH,
+        DESCRIBE_GROUPS,
+        LIST_GROUPS,
+        DELETE_GROUPS,
+        CREATE_PARTITIONS,
+        DELETE_RECORDS,
+        DESCRIBE_CONFIGS,
+        ALTER_CONFIGS,
+        INCREMENTAL_ALTER_CONFIGS,
+        SHARE_GROUP_HEARTBEAT,
+        SHARE_FETCH,
+        SHARE_ACKNOWLEDGE,
     }
 )
-"""The keys whose handlers check ACLs per topic and group; with auth on, the others are served to
-super-users only (their connection is closed otherwise, with a log line)."""
+"""The keys whose handlers check ACLs per topic, group and cluster: all served keys. A key added to
+HANDLERS without its checks is served to super-users only while auth is on (the connection of anyone
+else is closed, with a log line), so a new API cannot open a hole."""
 
 _COUNTS: dict[int, int] = {}
 MIN_FRAME_BYTES = 10
