@@ -269,3 +269,32 @@ def test_users_and_acls_survive_a_restart(start_broker: StartBroker, tmp_path: P
     calls = Calls(broker.address)
     assert calls.produce(as_user("alice")).error_code == common_pb2.ERROR_CODE_NONE
     refused(lambda: calls.produce(basic("dave", "dave-secret")), grpc.StatusCode.PERMISSION_DENIED)
+
+
+def test_streams_groups_and_listings_follow_the_acls(secured: Callable[..., EmbeddedBroker]) -> None:
+    calls = Calls(secured([acl("User:alice", "Read", "billing", "group")]).address)
+    admin, alice = as_user("admin"), as_user("alice")
+    for group in ("billing", "audit"):
+        assert calls.commit(admin, group).error_code == common_pb2.ERROR_CODE_NONE
+    listed = calls.groups.ListGroups(group_pb2.ListGroupsRequest(), metadata=alice).groups
+    assert [g.group_id for g in listed] == ["billing"]  # Read implies Describe; audit is not listed
+    error = refused(
+        lambda: calls.groups.DescribeGroup(group_pb2.DescribeGroupRequest(group_id="audit"), metadata=alice),
+        grpc.StatusCode.PERMISSION_DENIED,
+    )
+    assert "Describe group 'audit'" in details(error)
+    subscribe = fetch_pb2.SubscribeRequest(
+        partitions=[fetch_pb2.SubscribePartition(topic="orders", partition=0)]
+    )
+    stream = calls.fetch_stub.Subscribe(subscribe, metadata=alice)
+    error = refused(lambda: next(iter(stream)), grpc.StatusCode.PERMISSION_DENIED)
+    assert "Read topic 'orders'" in details(error)
+    refused(lambda: next(iter(calls.fetch_stub.Subscribe(subscribe))), grpc.StatusCode.UNAUTHENTICATED)
+
+
+def test_the_principal_of_a_client_certificate_is_its_subject() -> None:
+    from logstore.broker.auth.security import principal_from_certificate
+
+    assert principal_from_certificate({"x509_subject": [b"CN=alice,O=acme"]}) == "User:CN=alice,O=acme"
+    assert principal_from_certificate({"x509_common_name": [b"alice"]}) == "User:alice"
+    assert principal_from_certificate({"transport_security_type": [b"ssl"]}) is None

@@ -11,6 +11,7 @@ never the secret.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -173,8 +174,7 @@ class Security:
         if cached is not None and hmac.compare_digest(cached, username):
             self._verified.move_to_end(key)
             return True
-        credentials = self.store.users.get(username, {})
-        credential = next((credentials[m] for m in _PASSWORD_PREFERENCE if m in credentials), None)
+        credential = self._password_credential(username)
         ok = verify_password(credential or self.dummy_credential(username, Mechanism.SCRAM_SHA_256), password)
         if ok and credential is not None:
             self._verified[key] = username
@@ -183,17 +183,21 @@ class Security:
             return True
         return False
 
-    def authenticate_basic(self, header: str | None, peer: str, listener: str = "grpc") -> str:
+    def known_header(self, header: str) -> str | None:
+        """The principal of an ``authorization`` header that checked out before, recognised by its HMAC
+        alone (one keyed hash and a dict look-up per call), until the users change."""
+        if self._headers_generation != self.store.generation:
+            self._headers.clear()
+            self._headers_generation = self.store.generation
+        return self._headers.get(hmac.digest(self._secret, header.encode(), "sha256"))
+
+    async def authenticate_basic(self, header: str | None, peer: str, listener: str = "grpc") -> str:
         """The principal of a call's ``authorization`` metadata, or AuthenticationFailedError.
 
-        A header that checked out before is recognised by its HMAC alone (one keyed hash and a dict
-        look-up per call), until the users change."""
+        The PBKDF2 of a header not seen before runs in a worker thread (hashlib lets go of the GIL), so a
+        flood of wrong passwords does not stall the event loop; everything else runs on the loop."""
         if header is not None:
-            if self._headers_generation != self.store.generation:
-                self._headers.clear()
-                self._headers_generation = self.store.generation
-            key = hmac.digest(self._secret, header.encode(), "sha256")
-            known = self._headers.get(key)
+            known = self.known_header(header)
             if known is not None:
                 return known
         if header is None:
@@ -207,14 +211,22 @@ class Security:
         except AuthenticationFailedError as exc:
             self.login_failed(listener, peer, None, str(exc))
             raise
-        if not self.check_password(username, password):
+        generation = self.store.generation
+        credential = self._password_credential(username)
+        checked = credential or self.dummy_credential(username, Mechanism.SCRAM_SHA_256)
+        ok = await asyncio.to_thread(verify_password, checked, password)
+        if not (ok and credential is not None and generation == self.store.generation):
             self.login_failed(listener, peer, username, "wrong user name or password")
             raise AuthenticationFailedError("authentication failed: wrong user name or password")
         principal = user_principal(username)
         if len(self._headers) >= VERIFIED_CACHE_SIZE:
             del self._headers[next(iter(self._headers))]
-        self._headers[key] = principal
+        self._headers[hmac.digest(self._secret, header.encode(), "sha256")] = principal
         return principal
+
+    def _password_credential(self, username: str) -> ScramCredential | None:
+        credentials = self.store.users.get(username, {})
+        return next((credentials[m] for m in _PASSWORD_PREFERENCE if m in credentials), None)
 
     def login_failed(self, listener: str, peer: str, username: str | None, reason: str) -> None:
         """Count a failed log-in and log it (at most one line per peer every FAILURE_LOG_INTERVAL_S)."""

@@ -218,38 +218,41 @@ class Guard:
         self.security = security
         self._exists = exists
 
-    def principal(self, context: grpc.aio.ServicerContext) -> str:
+    def known_principal(self, context: grpc.aio.ServicerContext) -> tuple[str | None, str | None]:
+        """(principal, None) when it is known at once (a header seen before, or a client certificate),
+        else (None, the header to check, or None for none)."""
         header = None
         for key, value in context.invocation_metadata() or ():
             if key == AUTHORIZATION_KEY:
                 header = value if isinstance(value, str) else value.decode(errors="replace")
                 break
         if header is None:
-            certificate = principal_from_certificate(context.auth_context())
-            if certificate is not None:
-                return certificate
-        return self.security.authenticate_basic(header, context.peer())
+            return principal_from_certificate(context.auth_context()), None
+        return self.security.known_header(header), header
 
     def wrap(self, service: str, method: str, behavior: Any, streaming: bool) -> Any:
         rule = RULES.get(service, {}).get(method)
         if rule is None:
             raise LookupError(f"{service}/{method} has no authorization rule in broker/service/guard.py")
 
-        def admit(request: Any, context: grpc.aio.ServicerContext) -> Checks | Exception:
-            try:
-                checks = Checks(self.security, self.principal(context), self._exists)
-                if not isinstance(request, MalformedRequest):  # the handler refuses it as it is
-                    rule.check(checks, request)
-            except Exception as error:
-                return error
+        async def admit(request: Any, context: grpc.aio.ServicerContext) -> Checks:
+            """The call's checks; raises what refuses it. Suspends only for a password not seen before
+            (its PBKDF2 runs in a worker thread)."""
+            principal, header = self.known_principal(context)
+            if principal is None:
+                principal = await self.security.authenticate_basic(header, context.peer())
+            checks = Checks(self.security, principal, self._exists)
+            if not isinstance(request, MalformedRequest):  # the handler refuses it as it is
+                rule.check(checks, request)
             return checks
 
         if streaming:
 
             async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-                checks = admit(request, context)
-                if isinstance(checks, Exception):
-                    await abort(context, checks, method)
+                try:
+                    checks = await admit(request, context)
+                except Exception as error:
+                    await abort(context, error, method)
                     return
                 PRINCIPAL.set(checks)
                 async for message in behavior(request, context):
@@ -258,10 +261,11 @@ class Guard:
             return stream
 
         async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            checks = admit(request, context)
-            if isinstance(checks, Exception):
-                await abort(context, checks, method)
-                raise AssertionError("unreachable: abort raises") from checks
+            try:
+                checks = await admit(request, context)
+            except Exception as error:
+                await abort(context, error, method)
+                raise AssertionError("unreachable: abort raises") from error
             PRINCIPAL.set(checks)
             answer = await behavior(request, context)
             if rule.after is not None and not isinstance(answer, bytes | type(None)):
