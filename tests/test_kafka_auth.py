@@ -12,6 +12,7 @@ from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartitio
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAuthorizationFailedError
 from kafka.protocol.metadata import MetadataRequest, MetadataResponse
+from kafka.protocol.producer import ProduceResponse
 from kafka.protocol.sasl import (
     SaslAuthenticateRequest,
     SaslAuthenticateResponse,
@@ -207,3 +208,28 @@ def test_group_tools_and_topic_admin_over_kafka_follow_the_acls(
     finally:
         alice.close()
         bob.close()
+
+
+def test_producer_ids_belong_to_their_principal_across_both_listeners(
+    secured: Callable[..., EmbeddedBroker],
+) -> None:
+    import grpc
+    from logstore.wire.logstore.v1 import produce_pb2, produce_pb2_grpc
+
+    from logstore.records import build_batch
+    from tests.auth_helpers import as_user
+    from tests.test_kafka_data_path import produce_request
+
+    broker = secured([acl("User:*", "Write", "orders")])
+    with grpc.insecure_channel(broker.address) as channel:
+        stub = produce_pb2_grpc.ProduceServiceStub(channel)
+        alices = stub.InitProducerId(
+            produce_pb2.InitProducerIdRequest(), metadata=as_user("alice")
+        ).producer_id
+    batch = build_batch([b"x"], producer_id=alices, producer_epoch=0, base_sequence=0)
+    for user, expected in (("bob", 31), ("alice", 0)):  # CLUSTER_AUTHORIZATION_FAILED for bob
+        with kafka_socket(broker) as sock:
+            assert _plain_login(sock, user, USERS[user]).error_code == 0
+            send_request(sock, produce_request("orders", batch, -1, 0), 3)
+            answer = ProduceResponse.decode(receive(sock)[1], version=7).responses[0].partition_responses[0]
+            assert answer.error_code == expected, user
