@@ -14,14 +14,13 @@ per-call cost; per-record work is unchanged.
 from __future__ import annotations
 
 import argparse
-import base64
 import statistics
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import grpc
+from logstore.bench.security_cli import BasicCredentials
 from logstore.broker.auth.acl import AclBinding, Operation, PatternType, Permission, ResourceType
 from logstore.broker.auth.store import OfflineStore
 from logstore.broker.embedded import BrokerProcess
@@ -29,27 +28,6 @@ from logstore.client import Admin, Producer
 
 TOPIC = "bench-auth"
 ACLS = 100
-
-
-class _Details(grpc.ClientCallDetails):
-    def __init__(self, details: Any, metadata: tuple[tuple[str, str], ...]) -> None:
-        self.method = details.method
-        self.timeout = details.timeout
-        self.metadata = (*(details.metadata or ()), *metadata)
-        self.credentials = details.credentials
-        self.wait_for_ready = details.wait_for_ready
-        self.compression = details.compression
-
-
-class Basic(grpc.UnaryUnaryClientInterceptor):
-    """Sends `authorization: Basic ...` with every call."""
-
-    def __init__(self, user: str, password: str) -> None:
-        token = base64.b64encode(f"{user}:{password}".encode()).decode()
-        self._metadata = (("authorization", f"Basic {token}"),)
-
-    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
-        return continuation(_Details(details, self._metadata), request)
 
 
 def _acls() -> list[AclBinding]:
@@ -109,11 +87,14 @@ def main(argv: list[str] | None = None) -> int:
         try:
             # Both producers send the same metadata (the open broker ignores it), so the difference is the
             # broker's checks, not the client's interceptor.
-            credentials = {secured: [Basic("producer", "producer-secret")] for secured in (False, True)}
+            credentials = {
+                secured: [BasicCredentials("producer", "producer-secret")] for secured in (False, True)
+            }
             for secured, broker in brokers.items():
                 assert broker.address is not None
                 with Admin(
-                    broker.address, interceptors=[Basic("admin", "admin-secret")] if secured else []
+                    broker.address,
+                    interceptors=[BasicCredentials("admin", "admin-secret")] if secured else [],
                 ) as a:
                     a.create_topic(TOPIC, 1)
                 _run(broker.address, min(args.records, 20_000), credentials[secured])  # warm-up

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import collections
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -18,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import grpc
 from logstore.client.console.common import add_bootstrap, bootstrap, fail, friendly
 
 USERNAME_ENV = "LOGSTORE_SASL_USERNAME"
@@ -141,30 +143,44 @@ def _admin(args: argparse.Namespace) -> Any:
     return Admin(bootstrap(args), interceptors=_credentials())
 
 
-def _credentials() -> list[Any]:
-    """An interceptor sending LOGSTORE_SASL_USERNAME/PASSWORD as Basic metadata, when both are set."""
-    import grpc
+class _CallDetails(
+    collections.namedtuple(
+        "_CallDetails", ("method", "timeout", "metadata", "credentials", "wait_for_ready", "compression")
+    ),
+    grpc.ClientCallDetails,
+):
+    """A call's details with other metadata (grpc's own class is private)."""
 
+
+class BasicCredentials(grpc.UnaryUnaryClientInterceptor):
+    """Sends ``authorization: Basic base64(user:password)`` with every unary call (until the client's
+    own SASL options carry it)."""
+
+    def __init__(self, user: str, password: str) -> None:
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        self.metadata = (("authorization", f"Basic {token}"),)
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        metadata = (*(details.metadata or ()), *self.metadata)
+        return continuation(
+            _CallDetails(
+                details.method,
+                details.timeout,
+                metadata,
+                details.credentials,
+                details.wait_for_ready,
+                details.compression,
+            ),
+            request,
+        )
+
+
+def _credentials() -> list[Any]:
+    """LOGSTORE_SASL_USERNAME/PASSWORD as Basic metadata, when both are set."""
     user, password = os.environ.get(USERNAME_ENV), os.environ.get(PASSWORD_ENV)
     if not user or password is None:
         return []
-    token = base64.b64encode(f"{user}:{password}".encode()).decode()
-    metadata = (("authorization", f"Basic {token}"),)
-
-    class Details(grpc.ClientCallDetails):
-        def __init__(self, details: Any) -> None:
-            self.method = details.method
-            self.timeout = details.timeout
-            self.metadata = (*(details.metadata or ()), *metadata)
-            self.credentials = details.credentials
-            self.wait_for_ready = details.wait_for_ready
-            self.compression = details.compression
-
-    class Credentials(grpc.UnaryUnaryClientInterceptor):
-        def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
-            return continuation(Details(details), request)
-
-    return [Credentials()]
+    return [BasicCredentials(user, password)]
 
 
 def _password() -> str:

@@ -4,11 +4,9 @@ interceptor that sends credentials."""
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import grpc
+from logstore.bench.security_cli import BasicCredentials
 from logstore.broker.auth.acl import AclBinding, Operation, PatternType, Permission, ResourceType
 from logstore.broker.auth.store import OfflineStore
 
@@ -52,24 +50,8 @@ def acl(
     )
 
 
-class _Details:
-    def __init__(self, details: Any, metadata: tuple[tuple[str, str], ...]) -> None:
-        self.method = details.method
-        self.timeout = details.timeout
-        self.metadata = (*(details.metadata or ()), *metadata)
-        self.credentials = details.credentials
-        self.wait_for_ready = details.wait_for_ready
-        self.compression = details.compression
-
-
-class Credentials(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
-    """Adds `authorization` metadata to every call (what the client's SASL options will do)."""
+class Credentials(BasicCredentials):
+    """Adds `authorization` metadata to every unary call (what the client's SASL options will do)."""
 
     def __init__(self, user: str, password: str | None = None) -> None:
-        self._metadata = basic(user, USERS[user] if password is None else password)
-
-    def intercept_unary_unary(self, continuation: Callable[..., Any], details: Any, request: Any) -> Any:
-        return continuation(_Details(details, self._metadata), request)
-
-    def intercept_unary_stream(self, continuation: Callable[..., Any], details: Any, request: Any) -> Any:
-        return continuation(_Details(details, self._metadata), request)
+        super().__init__(user, USERS[user] if password is None else password)

@@ -105,20 +105,18 @@ def _describe_topic(c: Checks, r: Any) -> None:
         r.allow_auto_create = False  # answered NOT_FOUND if it does not exist, as Kafka does
 
 
-def _list_topics(c: Checks, answer: Any) -> Any:
-    keep = [t for t in answer.topics if c.may(DESCRIBE, TOPIC, t.name)]
-    if len(keep) != len(answer.topics):
-        del answer.topics[:]
-        answer.topics.extend(keep)
-    return answer
+def _listing(field: str, resource_type: ResourceType, key: str) -> After:
+    """An answer filter: keep the entries of `field` the principal may Describe (by their `key`)."""
 
+    def keep_described(c: Checks, answer: Any) -> Any:
+        entries = getattr(answer, field)
+        keep = [e for e in entries if c.may(DESCRIBE, resource_type, getattr(e, key))]
+        if len(keep) != len(entries):
+            del entries[:]
+            entries.extend(keep)
+        return answer
 
-def _list_groups(c: Checks, answer: Any) -> Any:
-    keep = [g for g in answer.groups if c.may(DESCRIBE, GROUP, g.group_id)]
-    if len(keep) != len(answer.groups):
-        del answer.groups[:]
-        answer.groups.extend(keep)
-    return answer
+    return keep_described
 
 
 def _bind_producer(c: Checks, answer: Any) -> Any:
@@ -166,7 +164,7 @@ RULES: dict[str, dict[str, Rule]] = {
     "logstore.v1.AdminService": {
         "CreateTopic": Rule(_create_topic),
         "DeleteTopic": Rule(_topic(DELETE)),
-        "ListTopics": Rule(_nothing, _list_topics),
+        "ListTopics": Rule(_nothing, _listing("topics", TOPIC, "name")),
         "DescribeTopic": Rule(_describe_topic),
         "CreatePartitions": Rule(_topic(ALTER)),
         "AlterTopicConfig": Rule(_topic(Operation.ALTER_CONFIGS)),
@@ -193,7 +191,7 @@ RULES: dict[str, dict[str, Rule]] = {
         "Heartbeat": Rule(_group(READ)),
         "CommitOffsets": Rule(_commit),
         "FetchOffsets": Rule(_group(DESCRIBE)),
-        "ListGroups": Rule(_nothing, _list_groups),
+        "ListGroups": Rule(_nothing, _listing("groups", GROUP, "group_id")),
         "DescribeGroup": Rule(_group(DESCRIBE)),
         "DeleteGroup": Rule(_group(DELETE)),
         "ResetOffsets": Rule(_reset),
