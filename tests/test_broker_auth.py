@@ -278,6 +278,9 @@ def test_streams_groups_and_listings_follow_the_acls(secured: Callable[..., Embe
         assert calls.commit(admin, group).error_code == common_pb2.ERROR_CODE_NONE
     listed = calls.groups.ListGroups(group_pb2.ListGroupsRequest(), metadata=alice).groups
     assert [g.group_id for g in listed] == ["billing"]  # Read implies Describe; audit is not listed
+    offsets = group_pb2.FetchOffsetsRequest(group_id="billing")
+    assert [o.topic for o in calls.groups.FetchOffsets(offsets, metadata=admin).offsets] == ["orders"]
+    assert list(calls.groups.FetchOffsets(offsets, metadata=alice).offsets) == []  # orders: no Describe
     error = refused(
         lambda: calls.groups.DescribeGroup(group_pb2.DescribeGroupRequest(group_id="audit"), metadata=alice),
         grpc.StatusCode.PERMISSION_DENIED,
@@ -298,3 +301,25 @@ def test_the_principal_of_a_client_certificate_is_its_subject() -> None:
     assert principal_from_certificate({"x509_subject": [b"CN=alice,O=acme"]}) == "User:CN=alice,O=acme"
     assert principal_from_certificate({"x509_common_name": [b"alice"]}) == "User:alice"
     assert principal_from_certificate({"transport_security_type": [b"ssl"]}) is None
+
+
+def test_a_share_group_needs_read_on_the_group_and_its_topics(secured: Callable[..., EmbeddedBroker]) -> None:
+    from logstore.wire.logstore.v1 import share_pb2, share_pb2_grpc
+
+    calls = Calls(secured([acl("User:alice", "Read", "workers", "group")]).address)
+    stub = share_pb2_grpc.ShareServiceStub(calls.channel)
+    request = share_pb2.ShareHeartbeatRequest(
+        group_id="workers", member_id="m1", member_epoch=0, topic_names=["orders"]
+    )
+    error = refused(
+        lambda: stub.ShareHeartbeat(request, metadata=as_user("alice")), grpc.StatusCode.PERMISSION_DENIED
+    )
+    assert "Read topic 'orders'" in details(error)
+    request.group_id = "others"
+    error = refused(
+        lambda: stub.ShareHeartbeat(request, metadata=as_user("alice")), grpc.StatusCode.PERMISSION_DENIED
+    )
+    assert "Read group 'others'" in details(error)
+    request.group_id = "workers"
+    answer = stub.ShareHeartbeat(request, metadata=as_user("admin"))
+    assert answer.error_code == common_pb2.ERROR_CODE_NONE

@@ -190,7 +190,7 @@ RULES: dict[str, dict[str, Rule]] = {
     "logstore.v1.GroupService": {
         "Heartbeat": Rule(_group(READ)),
         "CommitOffsets": Rule(_commit),
-        "FetchOffsets": Rule(_group(DESCRIBE)),
+        "FetchOffsets": Rule(_group(DESCRIBE), _listing("offsets", TOPIC, "topic")),
         "ListGroups": Rule(_nothing, _listing("groups", GROUP, "group_id")),
         "DescribeGroup": Rule(_group(DESCRIBE)),
         "DeleteGroup": Rule(_group(DELETE)),
