@@ -3,6 +3,7 @@ auth and one with --require-auth and 100 ACLs, in turns, medians of the runs.
 
     .venv/bin/python -m logstore.bench.bench_auth --records 200000 --runs 3
 
+The two take turns, and which goes first alternates from run to run, so neither always runs second.
 Each broker is a child process (`python -m logstore.broker`) over its own temporary directory; the
 producer is `logstore.client.Producer` with `perf produce`'s defaults (100-byte values, acks=1), sending
 Basic credentials in its call metadata to both brokers (the open one ignores them), so the difference is
@@ -99,10 +100,12 @@ def main(argv: list[str] | None = None) -> int:
                     a.create_topic(TOPIC, 1)
                 _run(broker.address, min(args.records, 20_000), credentials[secured])  # warm-up
             rates: dict[bool, list[float]] = {False: [], True: []}
-            for _ in range(args.runs):
-                for secured, broker in brokers.items():
-                    assert broker.address is not None
-                    rates[secured].append(_run(broker.address, args.records, credentials[secured]))
+            for run in range(args.runs):
+                order = (False, True) if run % 2 == 0 else (True, False)  # no broker always goes second
+                for secured in order:
+                    address = brokers[secured].address
+                    assert address is not None
+                    rates[secured].append(_run(address, args.records, credentials[secured]))
         finally:
             for broker in brokers.values():
                 broker.terminate()
