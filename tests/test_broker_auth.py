@@ -323,3 +323,13 @@ def test_a_share_group_needs_read_on_the_group_and_its_topics(secured: Callable[
     request.group_id = "workers"
     answer = stub.ShareHeartbeat(request, metadata=as_user("admin"))
     assert answer.error_code == common_pb2.ERROR_CODE_NONE
+
+
+def test_every_call_has_an_authorization_rule() -> None:
+    from logstore.broker.service import ADMIN, FETCH, GROUP, PRODUCE, SHARE
+    from logstore.broker.service.guard import RULES
+
+    wanted = {(s.full_name, m.name) for s in (ADMIN, PRODUCE, FETCH, GROUP, SHARE) for m in s.methods}
+    have = {(service, method) for service, rules in RULES.items() for method in rules}
+    assert wanted - have == set(), "give these a Rule in broker/service/guard.py"
+    assert have - wanted == set(), "these rules name no call"
