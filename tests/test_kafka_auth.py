@@ -233,3 +233,32 @@ def test_producer_ids_belong_to_their_principal_across_both_listeners(
             send_request(sock, produce_request("orders", batch, -1, 0), 3)
             answer = ProduceResponse.decode(receive(sock)[1], version=7).responses[0].partition_responses[0]
             assert answer.error_code == expected, user
+
+
+def test_aiokafka_produces_and_reads_over_sasl_scram(secured: Callable[..., EmbeddedBroker]) -> None:
+    import asyncio
+
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+    from aiokafka import TopicPartition as AioPartition
+
+    broker = secured([acl("User:alice", "Write", "orders"), acl("User:alice", "Read", "orders")])
+    options = sasl("alice", "SCRAM-SHA-256")
+
+    async def round_trip() -> list[bytes]:
+        producer = AIOKafkaProducer(bootstrap_servers=broker.kafka_address, **options)
+        await producer.start()
+        try:
+            await producer.send_and_wait("orders", b"async hello")
+        finally:
+            await producer.stop()
+        consumer = AIOKafkaConsumer(bootstrap_servers=broker.kafka_address, **options)
+        await consumer.start()
+        try:
+            consumer.assign([AioPartition("orders", 0)])
+            consumer.seek(AioPartition("orders", 0), 0)
+            batch = await consumer.getmany(timeout_ms=10_000)
+        finally:
+            await consumer.stop()
+        return [r.value for records in batch.values() for r in records]
+
+    assert asyncio.run(round_trip()) == [b"async hello"]
