@@ -164,8 +164,9 @@ class Security:
     def scram_server(self, mechanism: Mechanism) -> ScramServer:
         return ScramServer(mechanism, self.store.credential, self.dummy_credential, secrets.token_urlsafe(24))
 
-    def check_password(self, username: str, password: str) -> bool:
-        """Whether (username, password) is a user's; successes are remembered (see the module)."""
+    async def check_password(self, username: str, password: str) -> bool:
+        """Whether (username, password) is a user's (SASL PLAIN); successes are remembered (see the
+        module), and the PBKDF2 of one not seen before runs in a worker thread."""
         if self._verified_generation != self.store.generation:
             self._verified.clear()
             self._verified_generation = self.store.generation
@@ -174,9 +175,11 @@ class Security:
         if cached is not None and hmac.compare_digest(cached, username):
             self._verified.move_to_end(key)
             return True
+        generation = self.store.generation
         credential = self._password_credential(username)
-        ok = verify_password(credential or self.dummy_credential(username, Mechanism.SCRAM_SHA_256), password)
-        if ok and credential is not None:
+        checked = credential or self.dummy_credential(username, Mechanism.SCRAM_SHA_256)
+        ok = await asyncio.to_thread(verify_password, checked, password)
+        if ok and credential is not None and generation == self.store.generation:
             self._verified[key] = username
             if len(self._verified) > VERIFIED_CACHE_SIZE:
                 self._verified.popitem(last=False)

@@ -374,11 +374,13 @@ class Connection(asyncio.Protocol):
             slot.settle(api_versions.answer(api_version), None)
         elif header.api_key in SASL_HANDLERS:
             assert auth is not None
-            slot.settle(SASL_HANDLERS[header.api_key](request, api_version, auth), None)
-            if auth.close_after_answer:
-                self._flush()
-                self.finish()
-                return
+            result = SASL_HANDLERS[header.api_key](request, api_version, auth)
+            if asyncio.iscoroutine(result):  # PLAIN's password check
+                task = self._loop.create_task(result)
+                slot.pending = task
+                task.add_done_callback(lambda done: self._task_done(slot, done))
+            else:
+                slot.settle(result, None)
         elif auth is not None and not auth.admitted:
             self._close_for(f"{APIS[header.api_key].name} before authentication (SASL is required)")
             return
@@ -504,6 +506,9 @@ class Connection(asyncio.Protocol):
                 else:
                     held.release_all()
             self.unanswered_bytes -= slot.size
+            auth = self._ctx.auth if self._ctx is not None else None
+            if auth is not None and auth.close_after_answer and not self._finishing:
+                self.finish()  # a failed log-in: its answer is out, nothing more is read
         if self._finishing:
             if not slots and not transport.is_closing():
                 transport.close()

@@ -107,12 +107,9 @@ def sasl_authenticate(request: Any, version: int, auth: ConnectionAuth) -> Any:
         return _answer(cls, ErrorCode.illegal_sasl_state, "SaslAuthenticate must follow one SaslHandshake")
     token = bytes(request.auth_bytes)
     try:
-        if auth.scram is None:  # PLAIN
+        if auth.scram is None:  # PLAIN: a coroutine, as its PBKDF2 runs in a worker thread
             _, username, password = parse_plain(token)
-            if not security.check_password(username, password):
-                return _failed(cls, auth, username, "wrong user name or password")
-            auth.principal = user_principal(username)
-            return _answer(cls, ErrorCode.none, None)
+            return _plain(cls, auth, security, username, password)
         if not auth.scram.started:
             return _answer(cls, ErrorCode.none, None, auth.scram.first(token))
         final = auth.scram.final(token)
@@ -121,6 +118,15 @@ def sasl_authenticate(request: Any, version: int, auth: ConnectionAuth) -> Any:
     assert auth.scram.username is not None
     auth.principal = user_principal(auth.scram.username)
     return _answer(cls, ErrorCode.none, None, final)
+
+
+async def _plain(
+    cls: type[Any], auth: ConnectionAuth, security: Security, username: str, password: str
+) -> Any:
+    if not await security.check_password(username, password):
+        return _failed(cls, auth, username, "wrong user name or password")
+    auth.principal = user_principal(username)
+    return _answer(cls, ErrorCode.none, None)
 
 
 def _failed(cls: type[Any], auth: ConnectionAuth, username: str | None, reason: str) -> Any:
