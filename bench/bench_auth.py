@@ -50,7 +50,7 @@ def _acls() -> list[AclBinding]:
     return found
 
 
-def _broker(root: Path, secured: bool) -> BrokerProcess:
+def _broker(root: Path, secured: bool, control: bool = False) -> BrokerProcess:
     data = root / ("secured" if secured else "open")
     data.mkdir()
     args = ["--no-kafka-listener"]
@@ -59,7 +59,8 @@ def _broker(root: Path, secured: bool) -> BrokerProcess:
             store.set_user("producer", "producer-secret", create=True)
             store.set_user("admin", "admin-secret", create=True)
             store.create_acls(_acls())
-        args += ["--require-auth", "--super-users", "User:admin"]
+        if not control:  # --control: the same files, auth off: what the machine's noise alone shows
+            args += ["--require-auth", "--super-users", "User:admin"]
     broker = BrokerProcess(data, root / f"{data.name}.log", args)
     broker.start()
     return broker
@@ -81,10 +82,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench_auth", description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, default=200_000, help="records per run (200000)")
     parser.add_argument("--runs", type=int, default=3, help="runs per broker, taken in turns (3)")
+    parser.add_argument(
+        "--control", action="store_true", help="both brokers without auth: the difference is the noise floor"
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-auth-") as tmp:
         root = Path(tmp)
-        brokers = {False: _broker(root, False), True: _broker(root, True)}
+        brokers = {False: _broker(root, False), True: _broker(root, True, args.control)}
         try:
             # Both producers send the same metadata (the open broker ignores it), so the difference is the
             # broker's checks, not the client's interceptor.
@@ -110,11 +114,11 @@ def main(argv: list[str] | None = None) -> int:
             for broker in brokers.values():
                 broker.terminate()
     open_rate, secured_rate = statistics.median(rates[False]), statistics.median(rates[True])
-    print(f"auth off:                  {open_rate:12,.0f} records/s  runs {[round(r) for r in rates[False]]}")
-    print(
-        f"auth on, {ACLS} ACLs:         {secured_rate:12,.0f} records/s  runs {[round(r) for r in rates[True]]}"
-    )
-    print(f"cost of authorization: {100 * (1 - secured_rate / open_rate):+.1f}% (medians of {args.runs})")
+    other = "control, auth off too" if args.control else f"auth on, {ACLS} ACLs"
+    print(f"{'auth off':24}{open_rate:12,.0f} records/s  runs {[round(r) for r in rates[False]]}")
+    print(f"{other:24}{secured_rate:12,.0f} records/s  runs {[round(r) for r in rates[True]]}")
+    what = "difference (noise floor)" if args.control else "cost of authorization"
+    print(f"{what}: {100 * (1 - secured_rate / open_rate):+.1f}% (medians of {args.runs})")
     return 0
 
 
