@@ -23,7 +23,7 @@ from logstore.broker.embedded import EmbeddedBroker
 
 from tests.auth_helpers import USERS, acl, make_users
 from tests.conftest import StartBroker
-from tests.kafka_wire import decode_response, is_closed, kafka_socket, receive, send_request
+from tests.kafka_wire import decode_response, is_closed, kafka_socket, read_exactly, receive, send_request
 
 
 def sasl(user: str, mechanism: str = "SCRAM-SHA-256", password: str | None = None) -> dict[str, Any]:
@@ -262,3 +262,36 @@ def test_aiokafka_produces_and_reads_over_sasl_scram(secured: Callable[..., Embe
         return [r.value for records in batch.values() for r in records]
 
     assert asyncio.run(round_trip()) == [b"async hello"]
+
+
+def _raw_exchange(sock: Any, token: bytes) -> bytes:
+    sock.sendall(len(token).to_bytes(4, "big") + token)
+    size = int.from_bytes(read_exactly(sock, 4), "big")
+    return read_exactly(sock, size)
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-256"])
+def test_a_v0_handshake_takes_bare_tokens_as_older_clients_send_them(
+    secured: Callable[..., EmbeddedBroker], mechanism: str
+) -> None:
+    from kafka.net.sasl.scram import ScramClient
+
+    broker = secured([acl("User:alice", "Describe", "orders")])
+    for password, works in ((USERS["alice"], True), ("wrong", False)):
+        with kafka_socket(broker) as sock:
+            send_request(sock, SaslHandshakeRequest(version=0, mechanism=mechanism), 1)
+            assert decode_response(SaslHandshakeResponse, receive(sock)[1], 0).error_code == 0
+            try:
+                if mechanism == "PLAIN":
+                    assert _raw_exchange(sock, f"\0alice\0{password}".encode()) == b""
+                else:
+                    client = ScramClient("alice", password, mechanism)
+                    client.process_server_first_message(_raw_exchange(sock, client.first_message()))
+                    client.process_server_final_message(_raw_exchange(sock, client.final_message()))
+            except ConnectionError:
+                assert not works
+                continue
+            assert works
+            send_request(sock, MetadataRequest(version=1, topics=None), 2)
+            metadata = decode_response(MetadataResponse, receive(sock)[1], 1)
+            assert [t[1] for t in metadata.topics] == ["orders"]

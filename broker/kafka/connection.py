@@ -224,6 +224,8 @@ class Connection(asyncio.Protocol):
         self._processing = False
         self._resume_scheduled = False
         self._finishing = False
+        self._raw_pending = False
+        """A bare SASL token's answer (PLAIN's password check) is being made."""
         self._last_read = self._loop.time()
         self._idle_timer: asyncio.TimerHandle | None = None
 
@@ -365,11 +367,14 @@ class Connection(asyncio.Protocol):
 
     def _dispatch(self, frame: bytes) -> None:
         """Decode one request, start handling it, and answer it if it is ready and first in line."""
+        auth = self._ctx.auth if self._ctx is not None else None
+        if auth is not None and auth.raw_tokens and auth.principal is None:
+            self._raw_token(frame, auth)
+            return
         header, api_version, request = self._decode(frame)
         slot = _Slot(header.correlation_id, len(frame))
         self._slots.append(slot)
         self.unanswered_bytes += len(frame)
-        auth = self._ctx.auth if self._ctx is not None else None
         if request is _API_VERSIONS:
             slot.settle(api_versions.answer(api_version), None)
         elif header.api_key in SASL_HANDLERS:
@@ -400,6 +405,39 @@ class Connection(asyncio.Protocol):
         else:
             self._run(slot, header.api_key, request, api_version)
         self._flush()
+
+    def _raw_token(self, token: bytes, auth: sasl.ConnectionAuth) -> None:
+        """A bare SASL token after a v0 handshake: answered with a bare token; a failed log-in closes."""
+        if self._slots or self._raw_pending:
+            self._close_for("a SASL token came before the previous request or token was answered")
+            return
+        answer = sasl.raw_token(token, auth)
+        if asyncio.iscoroutine(answer):
+            self._raw_pending = True
+            self.reading_paused = True
+            if self._transport is not None:
+                self._transport.pause_reading()
+            task = self._loop.create_task(answer)
+            task.add_done_callback(self._raw_done)
+            return
+        self._write_raw(answer)
+
+    def _raw_done(self, task: asyncio.Task[Any]) -> None:
+        self._raw_pending = False
+        answer = None if task.cancelled() or task.exception() is not None else task.result()
+        self._write_raw(answer)
+        if not self._finishing:
+            self.reading_paused = False
+            if self._transport is not None:
+                self._transport.resume_reading()
+            self._process()
+
+    def _write_raw(self, answer: bytes | None) -> None:
+        if answer is None:
+            self._close_for("SASL authentication failed")
+            return
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.write(len(answer).to_bytes(_PREFIX, "big") + answer)
 
     def _decode(self, frame: bytes) -> tuple[Header, int, Any]:
         """The header, the version and the request; raises ConnectionClosing for what cannot be read."""

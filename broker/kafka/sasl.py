@@ -5,7 +5,8 @@ Each connection has a `ConnectionAuth`: before it has logged in, a broker with -
 only ApiVersions and the two SASL requests (the connection closes on anything else, as Kafka's does). A
 failed log-in is answered SASL_AUTHENTICATION_FAILED (the same words for an unknown user and a wrong
 password), counted and logged with the peer's address, and the connection closes after that answer.
-The tokens are SaslAuthenticate's (KIP-152); a v0 handshake followed by raw tokens is not read.
+The tokens travel in SaslAuthenticate requests (KIP-152), or, after a v0 handshake, as bare size-prefixed
+frames (`raw_token`), as Kafka's older clients send them.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ class ConnectionAuth:
     principal: str | None = None
     close_after_answer: bool = False
     """Set by a failed log-in: the connection sends that answer, then closes."""
+    raw_tokens: bool = False
+    """After a v0 SaslHandshake: the next frames are bare SASL tokens, not Kafka requests."""
 
     @property
     def admitted(self) -> bool:
@@ -94,9 +97,38 @@ def sasl_handshake(request: Any, version: int, auth: ConnectionAuth) -> Any:
     if mechanism not in MECHANISMS:
         return build(cls, error_code=ErrorCode.unsupported_sasl_mechanism, mechanisms=MECHANISMS)
     auth.mechanism = mechanism
+    auth.raw_tokens = version == 0  # v0: the tokens follow as bare size-prefixed frames
     if mechanism != PLAIN:
         auth.scram = auth.security.scram_server(Mechanism(mechanism))
     return build(cls, error_code=ErrorCode.none, mechanisms=MECHANISMS)
+
+
+def raw_token(token: bytes, auth: ConnectionAuth) -> Any:
+    """One bare token after a v0 handshake: the token to send back, a coroutine of it (PLAIN), or None
+    for a failed log-in (Kafka then closes the connection: v0 has no error frame)."""
+    security = auth.security
+    assert security is not None and auth.principal is None
+    try:
+        if auth.scram is None:
+            _, username, password = parse_plain(token)
+            return _raw_plain(auth, security, username, password)
+        if not auth.scram.started:
+            return auth.scram.first(token)
+        final = auth.scram.final(token)
+    except ScramError as exc:
+        security.login_failed(LISTENER, auth.peer, auth.scram.claimed_user if auth.scram else None, str(exc))
+        return None
+    assert auth.scram.username is not None
+    auth.principal = user_principal(auth.scram.username)
+    return final
+
+
+async def _raw_plain(auth: ConnectionAuth, security: Security, username: str, password: str) -> bytes | None:
+    if not await security.check_password(username, password):
+        security.login_failed(LISTENER, auth.peer, username, "wrong user name or password")
+        return None
+    auth.principal = user_principal(username)
+    return b""
 
 
 def sasl_authenticate(request: Any, version: int, auth: ConnectionAuth) -> Any:
