@@ -114,8 +114,9 @@ def test_no_user_or_acl_name_makes_the_broker_touch_a_path_outside_its_data_dire
             admin.create_acls(
                 [AclBinding(f"User:{name}", "All", kind, name, "prefixed") for kind in ("topic", "group")]
             )
-        with pytest.raises(InvalidRequestError, match="printable"):
-            admin.create_user("\u2028x", "pw")
+        for refused_name in ("\u2028x", "*", ""):
+            with pytest.raises(InvalidRequestError, match="printable"):
+                admin.create_user(refused_name, "pw")
         for name in hostile:
             admin.delete_user(name)
         admin.delete_acls([AclBinding(f"User:{n}", "All", "topic", n, "prefixed") for n in hostile])

@@ -55,10 +55,12 @@ MAX_ACLS = 100_000
 
 
 def check_username(name: str) -> str:
-    """A user name: 1 to 256 printable characters (it is only ever a key inside `users.json`)."""
-    if not name or len(name) > MAX_USERNAME_CHARS or not name.isprintable():
+    """A user name: 1 to 256 printable characters, not "*" (`User:*` is everyone); it is only ever a key
+    inside `users.json`."""
+    if not name or len(name) > MAX_USERNAME_CHARS or not name.isprintable() or name == "*":
         raise InvalidRequestError(
-            f"a user name must have 1 to {MAX_USERNAME_CHARS} printable characters, not {name[:60]!r}"
+            f"a user name must have 1 to {MAX_USERNAME_CHARS} printable characters and not be '*', "
+            f"not {name[:60]!r}"
         )
     return name
 
