@@ -286,6 +286,13 @@ def test_streams_groups_and_listings_follow_the_acls(secured: Callable[..., Embe
         grpc.StatusCode.PERMISSION_DENIED,
     )
     assert "Describe group 'audit'" in details(error)
+    heartbeat = group_pb2.HeartbeatRequest(
+        group_id="billing", member_epoch=0, subscription=group_pb2.Subscription(topic_names=["orders"])
+    )
+    error = refused(
+        lambda: calls.groups.Heartbeat(heartbeat, metadata=alice), grpc.StatusCode.PERMISSION_DENIED
+    )
+    assert "Describe topic 'orders'" in details(error)
     subscribe = fetch_pb2.SubscribeRequest(
         partitions=[fetch_pb2.SubscribePartition(topic="orders", partition=0)]
     )

@@ -134,6 +134,13 @@ def _reset(c: Checks, r: Any) -> None:
     c.topics(READ, (p.topic for p in r.partitions))
 
 
+def _heartbeat(c: Checks, r: Any) -> None:
+    """Read on the group, and Describe on each topic subscribed by name (KIP-848's rule), so a member
+    cannot take partitions it may not read from the others."""
+    c.need(READ, GROUP, r.group_id)
+    c.topics(DESCRIBE, r.subscription.topic_names)
+
+
 def _share_heartbeat(c: Checks, r: Any) -> None:
     c.need(READ, GROUP, r.group_id)
     c.topics(READ, r.topic_names)
@@ -188,7 +195,7 @@ RULES: dict[str, dict[str, Rule]] = {
         "FetchRecords": Rule(lambda c, r: c.need(READ, TOPIC, r.topic)),
     },
     "logstore.v1.GroupService": {
-        "Heartbeat": Rule(_group(READ)),
+        "Heartbeat": Rule(_heartbeat),
         "CommitOffsets": Rule(_commit),
         "FetchOffsets": Rule(_group(DESCRIBE), _listing("offsets", TOPIC, "topic")),
         "ListGroups": Rule(_nothing, _listing("groups", GROUP, "group_id")),
