@@ -340,3 +340,39 @@ def test_every_call_has_an_authorization_rule() -> None:
     have = {(service, method) for service, rules in RULES.items() for method in rules}
     assert wanted - have == set(), "give these a Rule in broker/service/guard.py"
     assert have - wanted == set(), "these rules name no call"
+
+
+def test_the_python_producer_and_a_group_consumer_work_with_exactly_their_acls(
+    secured: Callable[..., EmbeddedBroker],
+) -> None:
+    from logstore.client import Consumer, Producer
+
+    broker = secured(
+        [
+            acl("User:alice", "Write", "orders"),
+            acl("User:bob", "Read", "orders"),
+            acl("User:bob", "Read", "billing", "group"),
+        ]
+    )
+    with Producer(broker.address, interceptors=[Credentials("alice")]) as producer:
+        for i in range(10):
+            producer.send("orders", b"%d" % i)
+        producer.flush()
+    with Consumer(
+        "orders",
+        bootstrap=broker.address,
+        group_id="billing",
+        auto_offset_reset="earliest",
+        interceptors=[Credentials("bob")],
+    ) as consumer:
+        values: list[bytes | None] = []
+        while len(values) < 10:
+            for records in consumer.poll(timeout_ms=10_000).values():
+                values.extend(r.value for r in records)
+        consumer.commit()
+    assert values == [b"%d" % i for i in range(10)]
+    calls = Calls(broker.address)
+    answer = calls.groups.FetchOffsets(
+        group_pb2.FetchOffsetsRequest(group_id="billing"), metadata=as_user("admin")
+    )
+    assert [(o.topic, o.offset) for o in answer.offsets] == [("orders", 10)]
