@@ -74,6 +74,18 @@ def _add_share(subcommands: Subcommands) -> None:
     add_parser(subcommands)
 
 
+def _add_users(subcommands: Subcommands) -> None:
+    from logstore.bench.security_cli import add_users_parser
+
+    add_users_parser(subcommands)
+
+
+def _add_acls(subcommands: Subcommands) -> None:
+    from logstore.bench.security_cli import add_acls_parser
+
+    add_acls_parser(subcommands)
+
+
 def _add_verify(subcommands: Subcommands) -> None:
     from pathlib import Path
 
@@ -102,6 +114,8 @@ COMMANDS: Sequence[Callable[[Subcommands], None]] = (
     *CONSOLE_COMMANDS,
     _add_groups,
     _add_share,
+    _add_users,
+    _add_acls,
     _add_verify,
     _add_perf,
 )

@@ -90,6 +90,25 @@ TABLE: dict[type[BaseException], ErrorMapping] = {
     shares.InconsistentGroupProtocolError: ErrorMapping(
         Status.FAILED_PRECONDITION, common.ERROR_CODE_INCONSISTENT_GROUP_PROTOCOL
     ),
+    # authentication and authorization (Kafka's codes)
+    broker.AuthenticationFailedError: ErrorMapping(
+        Status.UNAUTHENTICATED, common.ERROR_CODE_SASL_AUTHENTICATION_FAILED
+    ),
+    broker.AuthorizationError: ErrorMapping(
+        Status.PERMISSION_DENIED, common.ERROR_CODE_CLUSTER_AUTHORIZATION_FAILED
+    ),
+    broker.TopicAuthorizationError: ErrorMapping(
+        Status.PERMISSION_DENIED, common.ERROR_CODE_TOPIC_AUTHORIZATION_FAILED
+    ),
+    broker.GroupAuthorizationError: ErrorMapping(
+        Status.PERMISSION_DENIED, common.ERROR_CODE_GROUP_AUTHORIZATION_FAILED
+    ),
+    broker.ClusterAuthorizationError: ErrorMapping(
+        Status.PERMISSION_DENIED, common.ERROR_CODE_CLUSTER_AUTHORIZATION_FAILED
+    ),
+    broker.UnknownUserError: ErrorMapping(Status.NOT_FOUND, common.ERROR_CODE_RESOURCE_NOT_FOUND),
+    broker.UserExistsError: ErrorMapping(Status.ALREADY_EXISTS, common.ERROR_CODE_DUPLICATE_RESOURCE),
+    broker.SecurityStoreError: ErrorMapping(Status.UNAVAILABLE, common.ERROR_CODE_STORAGE_ERROR),  # start-up
     # the broker or its disk: retrying later may work
     broker.RequestTimedOutError: ErrorMapping(Status.DEADLINE_EXCEEDED, common.ERROR_CODE_REQUEST_TIMED_OUT),
     broker.ShuttingDownError: ErrorMapping(Status.UNAVAILABLE, common.ERROR_CODE_NOT_AVAILABLE),

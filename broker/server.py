@@ -17,6 +17,8 @@ import sys
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from logstore.broker.auth.security import Security
+from logstore.broker.auth.store import SecurityStore
 from logstore.broker.console import Console
 from logstore.broker.domain.core import BrokerCore
 from logstore.broker.domain.groups.offset_store import _OFFSETS_TOPIC_CONFIG as OFFSETS_TOPIC_CONFIG
@@ -95,6 +97,8 @@ class BrokerServer:
         """Bytes in answers not yet taken by clients (None until started)."""
         self._server: grpc.aio.Server | None = None
         self._health: health.aio.HealthServicer | None = None
+        self.security: Security | None = None
+        """Users, ACLs and super-users (None until started)."""
         self.kafka: KafkaListener | None = None
         """The Kafka protocol listener, when the settings ask for one."""
         self.metrics: BrokerMetrics = BrokerMetrics() if settings.http else DISABLED
@@ -134,6 +138,9 @@ class BrokerServer:
         try:
             self.tls = settings.server_tls()
             self._report_start(manager)
+            self.security = Security(SecurityStore(settings.data_dir), settings.super_user_list)
+            self.security.on_failure = self._count_login_failure
+            self._report_security(self.security)
             self.core = BrokerCore(
                 manager,
                 auto_create_topics=settings.auto_create_topics,
@@ -159,6 +166,8 @@ class BrokerServer:
                 fetch_max_bytes=settings.fetch_max_bytes,
                 answers=self.answers,
                 metrics=self.metrics,
+                security=self.security,
+                require_auth=settings.require_auth,
             )
             self._health = health.aio.HealthServicer()
             health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
@@ -250,6 +259,8 @@ class BrokerServer:
             answers=self.answers,
             ssl_context=self.tls.ssl_context() if self.tls is not None else None,
             metrics=self.metrics,
+            security=self.security,
+            require_auth=settings.require_auth,
         )
         try:
             await self.kafka.start()
@@ -267,9 +278,39 @@ class BrokerServer:
             ports.append(f"Kafka {self.kafka.port}")
         if self.http is not None:
             ports.append(f"HTTP {self.http.port}, metrics only, never TLS")
-        warning = exposure_warning(self.settings.host, ports, self.tls)
+        warning = exposure_warning(
+            self.settings.host, ports, self.tls, authenticated=self.settings.require_auth
+        )
         if warning is not None:
             log.warning("INSECURE: %s", warning)
+
+    def _count_login_failure(self, listener: str, mechanism: str) -> None:
+        self.metrics.auth_failures.labels(listener=listener, mechanism=mechanism).inc()
+
+    def _report_security(self, security: Security) -> None:
+        users, acls = len(security.store.users), len(security.store.bindings)
+        if not self.settings.require_auth:
+            if users or acls:
+                log.warning(
+                    "%d users and %d ACLs are defined but not enforced: start with --require-auth",
+                    users,
+                    acls,
+                )
+            return
+        log.info(
+            "authentication and authorization on: %d users, %d ACLs, super-users %s",
+            users,
+            acls,
+            ", ".join(security.super_users) or "none",
+        )
+        if not security.super_users:
+            log.warning("no --super-users: no one can manage users and ACLs through the broker")
+        if not users:
+            log.warning(
+                "no users are defined, so only mTLS clients can log in; create one on the stopped broker: "
+                "logstore users add NAME --password-stdin --data-dir %s",
+                self.settings.data_dir,
+            )
 
     def _report_start(self, manager: LogManager) -> None:
         topics = manager.topics()

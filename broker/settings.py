@@ -151,6 +151,11 @@ class Settings:
     tls_client_ca: str = ""
     """PEM CA certificates that client certificates must be signed by: set, both listeners require one
     (mutual TLS) and its subject is the connection's principal."""
+    require_auth: bool = False
+    """Authenticate every call (SCRAM users, or mTLS certificates) and authorize it against the ACLs."""
+    super_users: str = ""
+    """Comma-separated principals (`User:admin,User:ops`) that every ACL check lets through, and the only
+    ones that may manage users and ACLs while `require_auth` is on."""
 
     def __post_init__(self) -> None:
         _check_range("port", self.port, 0, 65535)
@@ -226,6 +231,10 @@ class Settings:
                 f"share_session_timeout_ms ({self.share_session_timeout_ms}), or members time out between "
                 "heartbeats"
             )
+        for principal in self.super_user_list:
+            kind, sep, name = principal.partition(":")
+            if kind != "User" or not sep or not name or name == "*":
+                raise SettingsError(f"super_users: {principal!r} is not a principal like User:admin")
         if self.log_level.upper() not in LOG_LEVELS:
             raise SettingsError(f"log_level must be one of {', '.join(LOG_LEVELS)}, not {self.log_level!r}")
         batch = self.topic_config().max_message_bytes
@@ -235,6 +244,11 @@ class Settings:
                 f"({self.max_request_bytes}); raise max_request_bytes to at least "
                 f"{batch + REQUEST_FRAMING_BYTES} or lower max.message.bytes in topic_defaults"
             )
+
+    @property
+    def super_user_list(self) -> tuple[str, ...]:
+        """`super_users` split at commas."""
+        return tuple(p.strip() for p in self.super_users.split(",") if p.strip())
 
     @property
     def serves_kafka(self) -> bool:
@@ -508,6 +522,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PEM",
         default=given,
         help="require client certificates signed by this CA (mutual TLS; needs --tls-cert)",
+    )
+    parser.add_argument(
+        "--require-auth",
+        action=argparse.BooleanOptionalAction,
+        default=given,
+        help="authenticate every call and authorize it against the ACLs (default off)",
+    )
+    parser.add_argument(
+        "--super-users",
+        metavar="User:NAME[,User:NAME...]",
+        default=given,
+        help="principals every ACL check lets through; the only ones that may manage users and ACLs",
     )
     parser.add_argument("--log-level", choices=LOG_LEVELS, type=str.upper, default=given, help="(INFO)")
     parser.add_argument(

@@ -148,12 +148,20 @@ def is_loopback(host: str) -> bool:
         return False  # a host name: it may resolve to anything
 
 
-def exposure_warning(host: str, ports: Sequence[str], tls: ServerTls | None) -> str | None:
-    """What a broker listening on `host` leaves open, and the flags that close it; None on loopback and
-    when clients must show a certificate (mutual TLS)."""
-    if is_loopback(host) or (tls is not None and tls.requires_client_cert):
+def exposure_warning(
+    host: str, ports: Sequence[str], tls: ServerTls | None, *, authenticated: bool = False
+) -> str | None:
+    """What a broker listening on `host` leaves open, and the flags that close it; None on loopback,
+    when clients must show a certificate (mutual TLS), and with TLS and `--require-auth` together."""
+    if is_loopback(host) or (tls is not None and (tls.requires_client_cert or authenticated)):
         return None
     where = f"{host} ({', '.join(ports)})"
+    if tls is None and authenticated:
+        return (
+            f"listening on {where} with authentication but without TLS: passwords (PLAIN and gRPC's Basic "
+            "credentials) and every record cross the network in plaintext. Serve TLS with --tls-cert and "
+            "--tls-key, or listen on 127.0.0.1 (--host)"
+        )
     if tls is None:
         exposed = (
             f"listening on {where} in plaintext, without TLS or authentication: anyone who can reach "
@@ -166,5 +174,5 @@ def exposure_warning(host: str, ports: Sequence[str], tls: ServerTls | None) -> 
         )
     return (
         f"{exposed}. Serve TLS with --tls-cert and --tls-key, require client certificates with "
-        "--tls-client-ca, or listen on 127.0.0.1 (--host)"
+        "--tls-client-ca or users with --require-auth, or listen on 127.0.0.1 (--host)"
     )

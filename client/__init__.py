@@ -11,6 +11,7 @@ Names and defaults follow kafka-python where they can. The client depends on the
 """
 
 from logstore.client.admin.api import Admin, NewTopic
+from logstore.client.admin.security import AclBinding, AclBindingFilter
 from logstore.client.consumer.api import Consumer
 from logstore.client.consumer.records import ConsumerRecord
 from logstore.client.consumer.tail import Tail, tail
@@ -36,6 +37,8 @@ from logstore.client.shared.types import (
 
 __all__ = [
     "AcknowledgeType",
+    "AclBinding",
+    "AclBindingFilter",
     "Admin",
     "ClientError",
     "CommitFailedError",

@@ -20,11 +20,14 @@ def fsync_dir(directory: Path | str) -> None:
         os.close(fd)
 
 
-def write_atomic(path: Path | str, data: bytes) -> None:
-    """Replace `path` with `data` so that a crash leaves the old or the new content, whole."""
+def write_atomic(path: Path | str, data: bytes, mode: int = 0o644) -> None:
+    """Replace `path` with `data` so that a crash leaves the old or the new content, whole (`mode`: the
+    permissions of a new file; 0o600 for secrets, so no other user can read them while they are written)."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    if mode != 0o644:  # a stale temporary file keeps its old mode through O_CREAT
+        os.fchmod(fd, mode)
     try:
         view = memoryview(data)
         while view:
@@ -37,8 +40,8 @@ def write_atomic(path: Path | str, data: bytes) -> None:
     fsync_dir(path.parent)
 
 
-def write_json_atomic(path: Path | str, value: Any) -> None:
-    write_atomic(path, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode())
+def write_json_atomic(path: Path | str, value: Any, mode: int = 0o644) -> None:
+    write_atomic(path, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode(), mode)
 
 
 def read_json(path: Path | str) -> Any:

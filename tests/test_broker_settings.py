@@ -102,3 +102,15 @@ def test_answer_budgets_and_connection_timeouts_are_settings_with_kafka_s_defaul
     assert options["grpc.keepalive_time_ms"] == 5000
     assert options["grpc.keepalive_timeout_ms"] == options["grpc.http2.ping_timeout_ms"] == 2000
     assert options["grpc.max_connection_idle_ms"] == 600_000
+
+
+def test_auth_settings_come_from_flags_environment_or_file(tmp_path: Path) -> None:
+    args = build_parser().parse_args(["serve", "--require-auth", "--super-users", "User:admin, User:ops"])
+    settings = from_arguments(args)
+    assert settings.require_auth and settings.super_user_list == ("User:admin", "User:ops")
+    env = {"LOGSTORE_REQUIRE_AUTH": "true", "LOGSTORE_SUPER_USERS": "User:root"}
+    assert load(env=env).super_user_list == ("User:root",)
+    assert not load(env={}).require_auth
+    for bad in ("admin", "User:", "User:*", "Group:x"):
+        with pytest.raises(SettingsError, match="super_users"):
+            load(env={"LOGSTORE_SUPER_USERS": bad})

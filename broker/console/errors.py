@@ -50,6 +50,15 @@ TABLE: dict[type[BaseException], int] = {
     groups.FencedInstanceIdError: 409,
     shares.InvalidRecordStateError: 409,
     shares.InconsistentGroupProtocolError: 409,
+    # who may do what: not logged in (401), not allowed (403); the users and ACLs themselves
+    broker.AuthenticationFailedError: 401,
+    broker.AuthorizationError: 403,
+    broker.TopicAuthorizationError: 403,
+    broker.GroupAuthorizationError: 403,
+    broker.ClusterAuthorizationError: 403,
+    broker.UnknownUserError: 404,
+    broker.UserExistsError: 409,
+    broker.SecurityStoreError: 503,
     # the broker or its disk: retrying later may work
     broker.RequestTimedOutError: 504,
     broker.ShuttingDownError: 503,

@@ -34,6 +34,7 @@ from logstore.broker.domain.waiters import AppendWaiters
 from logstore.broker.group_machine.model import CoordinatorConfig
 from logstore.broker.share_machine import ShareGroupConfig
 
+from logstore.errors import UnknownTopicError
 from logstore.manager import LogManager
 
 log = logging.getLogger(__name__)
@@ -138,6 +139,14 @@ class BrokerCore:
         """Share groups (queues on the log); refused while shutting down."""
         self._check_running()
         return self._share
+
+    def topic_exists(self, name: str) -> bool:
+        """Whether the topic exists (authorization asks: a write to a missing one would create it)."""
+        try:
+            self.topics.manager.topic(name)
+        except UnknownTopicError:
+            return False
+        return True
 
     def _topic_changed(self, name: str) -> None:
         self._groups.topic_changed(name)

@@ -32,3 +32,38 @@ class CannotShrinkTopicError(BrokerError):
 class InternalTopicError(BrokerError, InvalidTopicError):
     """The request would write to, delete or grow a topic the broker keeps for itself (such as
     `__consumer_offsets`); clients may read such topics but not change them."""
+
+
+class AuthenticationFailedError(BrokerError):
+    """The call carried no credentials, or ones that do not check out (unknown user or wrong password:
+    the message never says which). Kafka's SASL_AUTHENTICATION_FAILED."""
+
+
+class AuthorizationError(BrokerError):
+    """The principal is known but no ACL allows the operation on the resource (or one denies it)."""
+
+
+class TopicAuthorizationError(AuthorizationError):
+    """Kafka's TOPIC_AUTHORIZATION_FAILED: the operation on this topic is not allowed."""
+
+
+class GroupAuthorizationError(AuthorizationError):
+    """Kafka's GROUP_AUTHORIZATION_FAILED: the operation on this group is not allowed."""
+
+
+class ClusterAuthorizationError(AuthorizationError):
+    """Kafka's CLUSTER_AUTHORIZATION_FAILED: the operation on the cluster (user and ACL administration,
+    among others) is not allowed."""
+
+
+class UnknownUserError(BrokerError):
+    """No user of that name has credentials (deleting or changing a user who does not exist)."""
+
+
+class UserExistsError(BrokerError):
+    """A user of that name has credentials already; change them with AlterUser (`logstore users passwd`)."""
+
+
+class SecurityStoreError(BrokerError):
+    """`users.json` or `acls.json` in the data directory cannot be read or is not valid; the broker
+    refuses to start rather than serve with fewer users or permissions than were granted."""

@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from kio.schema.errors import ErrorCode
+from logstore.broker.auth.acl import Operation, ResourceType
+from logstore.broker.kafka import sasl
 from logstore.broker.kafka.api_versions import NO_THROTTLE
 from logstore.broker.kafka.codec import build, element, response_type
 from logstore.broker.kafka.context import RequestContext
@@ -34,6 +36,8 @@ def _create_one(topic: Any, validate_only: bool, ctx: RequestContext) -> tuple[E
         return ErrorCode.invalid_partitions, f"num_partitions must be positive, not {topic.num_partitions}"
     config = {c.name: c.value for c in topic.configs if c.value is not None}
     try:
+        if not sasl.may_create(ctx.auth, topic.name):
+            sasl.require(ctx.auth, Operation.CREATE, ResourceType.TOPIC, topic.name)
         if validate_only:
             validate_topic_name(topic.name)
             try:
@@ -64,6 +68,7 @@ def delete_topics(request: Any, version: int, ctx: RequestContext) -> Any:
     results = []
     for name in request.topic_names:
         try:
+            sasl.require(ctx.auth, Operation.DELETE, ResourceType.TOPIC, name)
             ctx.core.admin.delete(name)
             code = ErrorCode.none
         except LogStoreError as exc:
@@ -79,6 +84,7 @@ def _grow_one(topic: Any, validate_only: bool, ctx: RequestContext) -> tuple[Err
             "replica assignments are not supported: one node holds all",
         )
     try:
+        sasl.require(ctx.auth, Operation.ALTER, ResourceType.TOPIC, topic.name)
         ctx.core.admin.add_partitions(topic.name, topic.count, validate_only=validate_only)
     except LogStoreError as exc:
         return error_code(exc), error_message(exc)

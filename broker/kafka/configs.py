@@ -10,7 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from kio.schema.errors import ErrorCode
+from logstore.broker.auth.acl import CLUSTER_NAME, Operation, ResourceType
 from logstore.broker.domain.configs import ConfigEntry, ConfigSource, broker_configs, topic_configs
+from logstore.broker.kafka import sasl
 from logstore.broker.kafka.api_versions import NO_THROTTLE
 from logstore.broker.kafka.codec import build, element, response_type
 from logstore.broker.kafka.context import NODE_ID, RequestContext
@@ -34,8 +36,10 @@ LIST_CONFIGS = frozenset({"cleanup.policy"})
 
 def _entries(resource: Any, ctx: RequestContext) -> list[ConfigEntry]:
     if resource.resource_type == TOPIC:
+        sasl.require(ctx.auth, Operation.DESCRIBE_CONFIGS, ResourceType.TOPIC, resource.resource_name)
         return topic_configs(ctx.core.admin, resource.resource_name)
     if resource.resource_type == BROKER:
+        sasl.require(ctx.auth, Operation.DESCRIBE_CONFIGS, ResourceType.CLUSTER, CLUSTER_NAME)
         _check_broker(resource.resource_name)
         return broker_configs(ctx.core.admin, NODE_ID)
     raise _unserved_type(resource.resource_type)
@@ -97,7 +101,10 @@ def describe_configs(request: Any, version: int, ctx: RequestContext) -> Any:
 
 
 def _alter_resource(resource: Any, incremental: bool, validate_only: bool, ctx: RequestContext) -> None:
+    if resource.resource_type == TOPIC:
+        sasl.require(ctx.auth, Operation.ALTER_CONFIGS, ResourceType.TOPIC, resource.resource_name)
     if resource.resource_type == BROKER:
+        sasl.require(ctx.auth, Operation.ALTER_CONFIGS, ResourceType.CLUSTER, CLUSTER_NAME)
         _check_broker(resource.resource_name)
         raise InvalidRequestError(
             "this broker's settings are fixed when it starts; change them in its config file or flags "

@@ -38,6 +38,7 @@ from logstore.broker.kafka import (
     offsets,
     produce,
     records_admin,
+    sasl,
     share,
 )
 from logstore.broker.kafka.codec import (
@@ -73,6 +74,8 @@ from logstore.broker.kafka.versions import (
     OFFSET_COMMIT,
     OFFSET_FETCH,
     PRODUCE,
+    SASL_AUTHENTICATE,
+    SASL_HANDSHAKE,
     SHARE_ACKNOWLEDGE,
     SHARE_FETCH,
     SHARE_GROUP_HEARTBEAT,
@@ -112,6 +115,44 @@ HANDLERS: dict[int, Callable[[Any, int, RequestContext], Any]] = {
 }
 """Each served key's handler: (request, version, context) -> the answer, None for no answer (acks=0),
 a `Later` of either, or a coroutine of either."""
+
+SASL_HANDLERS: dict[int, Callable[[Any, int, sasl.ConnectionAuth], Any]] = {
+    SASL_HANDSHAKE: sasl.sasl_handshake,
+    SASL_AUTHENTICATE: sasl.sasl_authenticate,
+}
+"""The log-in requests, answered by the connection itself (they change its state)."""
+PER_ACL = frozenset(
+    {
+        PRODUCE,
+        FETCH,
+        LIST_OFFSETS,
+        METADATA,
+        CREATE_TOPICS,
+        DELETE_TOPICS,
+        INIT_PRODUCER_ID,
+        FIND_COORDINATOR,
+        JOIN_GROUP,
+        SYNC_GROUP,
+        HEARTBEAT,
+        LEAVE_GROUP,
+        OFFSET_COMMIT,
+        OFFSET_FETCH,
+        DESCRIBE_GROUPS,
+        LIST_GROUPS,
+        DELETE_GROUPS,
+        CREATE_PARTITIONS,
+        DELETE_RECORDS,
+        DESCRIBE_CONFIGS,
+        ALTER_CONFIGS,
+        INCREMENTAL_ALTER_CONFIGS,
+        SHARE_GROUP_HEARTBEAT,
+        SHARE_FETCH,
+        SHARE_ACKNOWLEDGE,
+    }
+)
+"""The keys whose handlers check ACLs per topic, group and cluster: all served keys. A key added to
+HANDLERS without its checks is served to super-users only while auth is on (the connection of anyone
+else is closed, with a log line), so a new API cannot open a hole."""
 
 _COUNTS: dict[int, int] = {}
 MIN_FRAME_BYTES = 10
@@ -187,6 +228,8 @@ class Connection(asyncio.Protocol):
         self._processing = False
         self._resume_scheduled = False
         self._finishing = False
+        self._raw_pending = False
+        """A bare SASL token's answer (PLAIN's password check) is being made."""
         self._last_read = self._loop.time()
         self._idle_timer: asyncio.TimerHandle | None = None
         self._half_close = True
@@ -331,6 +374,10 @@ class Connection(asyncio.Protocol):
 
     def _dispatch(self, frame: bytes) -> None:
         """Decode one request, start handling it, and answer it if it is ready and first in line."""
+        auth = self._ctx.auth if self._ctx is not None else None
+        if auth is not None and auth.raw_tokens and auth.principal is None:
+            self._raw_token(frame, auth)
+            return
         header, api_version, request = self._decode(frame)
         slot = _Slot(header.correlation_id, len(frame))
         self._slots.append(slot)
@@ -344,11 +391,68 @@ class Connection(asyncio.Protocol):
         if request is _API_VERSIONS:
             slot.settle(api_versions.answer(api_version), None)
             self._timed(slot)
+        elif header.api_key in SASL_HANDLERS:
+            assert auth is not None
+            result = SASL_HANDLERS[header.api_key](request, api_version, auth)
+            if asyncio.iscoroutine(result):  # PLAIN's password check
+                task = self._loop.create_task(result)
+                slot.pending = task
+                task.add_done_callback(lambda done: self._task_done(slot, done))
+            else:
+                slot.settle(result, None)
+                self._timed(slot)
+        elif auth is not None and not auth.admitted:
+            self._close_for(f"{APIS[header.api_key].name} before authentication (SASL is required)")
+            return
+        elif (
+            auth is not None
+            and auth.required
+            and header.api_key not in PER_ACL
+            and not (auth.security is not None and auth.who in auth.security.super_users)
+        ):
+            self._close_for(
+                f"{auth.who} may not use {APIS[header.api_key].name}: over the Kafka listener with "
+                "authentication on it is served to super-users only"
+            )
+            return
         elif header.api_key == FETCH and (self._fetching is not None or self._fetches):
             self._fetches.append((slot, request, api_version))
         else:
             self._run(slot, header.api_key, request, api_version)
         self._flush()
+
+    def _raw_token(self, token: bytes, auth: sasl.ConnectionAuth) -> None:
+        """A bare SASL token after a v0 handshake: answered with a bare token; a failed log-in closes."""
+        if self._slots or self._raw_pending:
+            self._close_for("a SASL token came before the previous request or token was answered")
+            return
+        answer = sasl.raw_token(token, auth)
+        if asyncio.iscoroutine(answer):
+            self._raw_pending = True
+            self.reading_paused = True
+            if self._transport is not None:
+                self._transport.pause_reading()
+            task = self._loop.create_task(answer)
+            task.add_done_callback(self._raw_done)
+            return
+        self._write_raw(answer)
+
+    def _raw_done(self, task: asyncio.Task[Any]) -> None:
+        self._raw_pending = False
+        answer = None if task.cancelled() or task.exception() is not None else task.result()
+        self._write_raw(answer)
+        if not self._finishing:
+            self.reading_paused = False
+            if self._transport is not None:
+                self._transport.resume_reading()
+            self._process()
+
+    def _write_raw(self, answer: bytes | None) -> None:
+        if answer is None:
+            self._close_for("SASL authentication failed")
+            return
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.write(len(answer).to_bytes(_PREFIX, "big") + answer)
 
     def _decode(self, frame: bytes) -> tuple[Header, int, Any]:
         """The header, the version and the request; raises ConnectionClosing for what cannot be read."""
@@ -460,6 +564,9 @@ class Connection(asyncio.Protocol):
                 else:
                     held.release_all()
             self.unanswered_bytes -= slot.size
+            auth = self._ctx.auth if self._ctx is not None else None
+            if auth is not None and auth.close_after_answer and not self._finishing:
+                self.finish()  # a failed log-in: its answer is out, nothing more is read
         if self._finishing:
             if not slots and not transport.is_closing():
                 transport.close()

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from logstore.broker.domain.core import BrokerCore
+from logstore.broker.kafka.sasl import ConnectionAuth
 from logstore.broker.kafka.share_sessions import ShareSessions
 from logstore.broker.observability import DISABLED, BrokerMetrics
 from logstore.broker.service.answers import AnswerBudget, Lease
@@ -45,6 +46,8 @@ class RequestContext:
     builder names it (`User:CN=alice,O=Example`); None without mutual TLS."""
     metrics: BrokerMetrics = DISABLED
     """What the handlers count (bytes, records, errors); the connection counts requests."""
+    auth: ConnectionAuth | None = None
+    """The connection's log-in and principal (None: the broker keeps no users, everything is allowed)."""
 
 
 @dataclass(frozen=True, slots=True)

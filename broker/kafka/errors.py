@@ -60,6 +60,15 @@ TABLE: dict[type[BaseException], ErrorCode] = {
     classic.InvalidSessionTimeoutError: ErrorCode.invalid_session_timeout,
     classic.InvalidGroupIdError: ErrorCode.invalid_group_id,
     classic.CoordinatorNotAvailableError: ErrorCode.coordinator_not_available,
+    # authentication and authorization
+    broker.AuthenticationFailedError: ErrorCode.sasl_authentication_failed,
+    broker.AuthorizationError: ErrorCode.cluster_authorization_failed,
+    broker.TopicAuthorizationError: ErrorCode.topic_authorization_failed,
+    broker.GroupAuthorizationError: ErrorCode.group_authorization_failed,
+    broker.ClusterAuthorizationError: ErrorCode.cluster_authorization_failed,
+    broker.UnknownUserError: ErrorCode.resource_not_found,
+    broker.UserExistsError: ErrorCode.duplicate_resource,
+    broker.SecurityStoreError: ErrorCode.kafka_storage_error,
     # the broker or its disk: retrying later may work. A stopping broker answers as a partition leader
     # that went away does (LEADER_NOT_AVAILABLE): clients refresh metadata and retry.
     broker.RequestTimedOutError: ErrorCode.request_timed_out,

@@ -8,7 +8,9 @@ from collections.abc import Callable
 from typing import Any
 
 from kio.schema.errors import ErrorCode
+from logstore.broker.auth.acl import Operation, ResourceType
 from logstore.broker.domain.values import FetchSpec, OffsetQuery, OffsetSpec, PartitionRead
+from logstore.broker.kafka import sasl
 from logstore.broker.kafka.api_versions import NO_THROTTLE
 from logstore.broker.kafka.codec import build, element, response_type
 from logstore.broker.kafka.context import Held, Later, RequestContext
@@ -49,6 +51,18 @@ def handle(request: Any, version: int, ctx: RequestContext) -> Any:
     max_wait_s = request.max_wait.total_seconds()
     lease = ctx.answers.lease(ctx.connection)
     room = lease.room()
+    refused = _refused(specs, ctx)
+    if refused:  # answered now: the allowed partitions' data, and Kafka's code for the others
+        allowed = [spec for spec in specs if spec.topic not in refused]
+        found = ctx.core.read_now(allowed, max(1, min(max_bytes, room))) if allowed else []
+        by_partition = {(r.topic, r.partition): r for r in found}
+        reads = [
+            by_partition.get((spec.topic, spec.partition))
+            or PartitionRead(spec.topic, spec.partition, error=refused[spec.topic])
+            for spec in specs
+        ]
+        lease.charge(_size(reads))
+        return Held(fetch_answer(version, reads), lease)
     if room <= 0 or ctx.core.shutting_down:
         return _held(version, _read(specs, max_bytes, min_bytes, max_wait_s, ctx, lease), lease, ctx)
     reads = ctx.core.read_now(specs, max(1, min(max_bytes, room)))
@@ -57,6 +71,18 @@ def handle(request: Any, version: int, ctx: RequestContext) -> Any:
         return Held(_answer(version, reads, ctx), lease)
     del reads
     return LongPoll(version, specs, max_bytes, min_bytes, ctx, lease).start(max_wait_s)
+
+
+def _refused(specs: list[FetchSpec], ctx: RequestContext) -> dict[str, Exception]:
+    """The topics the connection's principal may not Read, with the error to answer for each."""
+    if ctx.auth is None or not ctx.auth.required:
+        return {}
+    refused: dict[str, Exception] = {}
+    for topic in {spec.topic for spec in specs}:
+        error = sasl.refusal(ctx.auth, Operation.READ, ResourceType.TOPIC, topic)
+        if error is not None:
+            refused[topic] = error
+    return refused
 
 
 class LongPoll:
@@ -220,7 +246,25 @@ def list_offsets(request: Any, version: int, ctx: RequestContext) -> Any:
     partition_cls = element(topic_cls, "partitions")
     queries = [_query(t.name, p.partition_index, p.timestamp) for t in request.topics for p in t.partitions]
     by_topic: dict[str, list[Any]] = {}
-    for answer in ctx.core.list_offsets(queries):
+    refused = {
+        name: error
+        for name in {q.topic for q in queries}
+        if (error := sasl.refusal(ctx.auth, Operation.DESCRIBE, ResourceType.TOPIC, name)) is not None
+    }
+    for query in queries:
+        if query.topic in refused:
+            by_topic.setdefault(query.topic, []).append(
+                build(
+                    partition_cls,
+                    partition_index=query.partition,
+                    error_code=error_code(refused[query.topic]),
+                    timestamp=-1,
+                    offset=-1,
+                    leader_epoch=-1,
+                )
+            )
+    queries = [q for q in queries if q.topic not in refused]
+    for answer in ctx.core.list_offsets(queries) if queries else ():
         by_topic.setdefault(answer.topic, []).append(
             build(
                 partition_cls,

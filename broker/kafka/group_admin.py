@@ -12,8 +12,10 @@ import struct
 from typing import Any
 
 from kio.schema.errors import ErrorCode
+from logstore.broker.auth.acl import Operation, ResourceType
 from logstore.broker.group_machine.errors import GroupIdNotFoundError
 from logstore.broker.group_machine.model import Assignment
+from logstore.broker.kafka import sasl
 from logstore.broker.kafka.api_versions import NO_THROTTLE
 from logstore.broker.kafka.codec import build, element, response_type
 from logstore.broker.kafka.context import RequestContext
@@ -34,6 +36,7 @@ def describe_groups(request: Any, version: int, ctx: RequestContext) -> Any:
     described = []
     for group_id in request.groups:
         try:
+            sasl.require(ctx.auth, Operation.DESCRIBE, ResourceType.GROUP, group_id)
             fields = _describe(group_id, ctx, member_cls)
         except LogStoreError as exc:
             fields = _dead(group_id) | {"error_code": error_code(exc)}
@@ -123,7 +126,11 @@ def list_groups(request: Any, version: int, ctx: RequestContext) -> Any:
     found: dict[str, str] = {g.group_id: CONSUMER_PROTOCOL for g in ctx.core.groups.list_groups()}
     for classic in ctx.core.classic_groups.list_groups():
         found[classic.group_id] = classic.protocol_type or found.get(classic.group_id, CONSUMER_PROTOCOL)
-    groups = tuple(build(listed_cls, group_id=g, protocol_type=t) for g, t in sorted(found.items()))
+    groups = tuple(
+        build(listed_cls, group_id=g, protocol_type=t)
+        for g, t in sorted(found.items())
+        if sasl.permitted(ctx.auth, Operation.DESCRIBE, ResourceType.GROUP, g)  # the others are not listed
+    )
     return build(cls, throttle_time=NO_THROTTLE, error_code=ErrorCode.none, groups=groups)
 
 
@@ -133,6 +140,7 @@ async def delete_groups(request: Any, version: int, ctx: RequestContext) -> Any:
     results = []
     for group_id in request.groups_names:
         try:
+            sasl.require(ctx.auth, Operation.DELETE, ResourceType.GROUP, group_id)
             await ctx.core.classic_groups.delete(group_id)
             code = ErrorCode.none
         except LogStoreError as exc:

@@ -9,8 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from kio.schema.errors import ErrorCode
+from logstore.broker.auth.acl import Operation, ResourceType
 from logstore.broker.classic_group_machine.errors import MemberIdRequiredError
 from logstore.broker.classic_group_machine.model import JoinRequest
+from logstore.broker.kafka import sasl
 from logstore.broker.kafka.api_versions import NO_THROTTLE
 from logstore.broker.kafka.codec import build, element, response_type
 from logstore.broker.kafka.context import NODE_ID, RequestContext
@@ -34,6 +36,17 @@ def client_host(ctx: RequestContext) -> str:
 def find_coordinator(request: Any, version: int, ctx: RequestContext) -> Any:
     cls = response_type(FIND_COORDINATOR, version)
     key_type = getattr(request, "key_type", GROUP_KEY)
+    refused = sasl.refusal(ctx.auth, Operation.DESCRIBE, ResourceType.GROUP, request.key)
+    if key_type == GROUP_KEY and refused is not None:
+        return build(
+            cls,
+            throttle_time=NO_THROTTLE,
+            error_code=error_code(refused),
+            error_message=str(refused),
+            node_id=-1,
+            host="",
+            port=-1,
+        )
     if key_type != GROUP_KEY:
         return build(
             cls,
@@ -73,6 +86,7 @@ async def join_group(request: Any, version: int, ctx: RequestContext) -> Any:
         require_known_member_id=version >= JOIN_WITH_MEMBER_ID_VERSION,
     )
     try:
+        sasl.require(ctx.auth, Operation.READ, ResourceType.GROUP, request.group_id)
         joined = await ctx.core.classic_groups.join(join)
     except LogStoreError as exc:
         member_id = exc.member_id if isinstance(exc, MemberIdRequiredError) else request.member_id
@@ -104,6 +118,7 @@ async def join_group(request: Any, version: int, ctx: RequestContext) -> Any:
 async def sync_group(request: Any, version: int, ctx: RequestContext) -> Any:
     cls = response_type(SYNC_GROUP, version)
     try:
+        sasl.require(ctx.auth, Operation.READ, ResourceType.GROUP, request.group_id)
         synced = await ctx.core.classic_groups.sync(
             request.group_id,
             request.generation_id,
@@ -119,6 +134,7 @@ async def sync_group(request: Any, version: int, ctx: RequestContext) -> Any:
 def heartbeat(request: Any, version: int, ctx: RequestContext) -> Any:
     cls = response_type(HEARTBEAT, version)
     try:
+        sasl.require(ctx.auth, Operation.READ, ResourceType.GROUP, request.group_id)
         ctx.core.classic_groups.heartbeat(
             request.group_id,
             request.generation_id,
@@ -140,6 +156,7 @@ def leave_group(request: Any, version: int, ctx: RequestContext) -> Any:
         else [(request.member_id, None)]
     )
     try:
+        sasl.require(ctx.auth, Operation.READ, ResourceType.GROUP, request.group_id)
         errors = ctx.core.classic_groups.leave(request.group_id, leaving)
     except LogStoreError as exc:
         return build(cls, throttle_time=NO_THROTTLE, error_code=error_code(exc), members=())

@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import ssl
 
+from logstore.broker.auth.security import Security
 from logstore.broker.domain.core import BrokerCore
 from logstore.broker.kafka.connection import Connection, peer_name
 from logstore.broker.kafka.context import Endpoint, RequestContext
+from logstore.broker.kafka.sasl import ConnectionAuth
 from logstore.broker.kafka.share_sessions import ShareSessions
 from logstore.broker.observability import DISABLED, BrokerMetrics
 from logstore.broker.service.answers import AnswerBudget
@@ -39,9 +41,13 @@ class KafkaListener:
         answers: AnswerBudget,
         ssl_context: ssl.SSLContext | None = None,
         metrics: BrokerMetrics = DISABLED,
+        security: Security | None = None,
+        require_auth: bool = False,
     ) -> None:
         self._core = core
         self._metrics = metrics
+        self._security = security
+        self._require_auth = require_auth
         self._host = host
         self._wanted_port = port
         self._max_request_bytes = max_request_bytes
@@ -105,6 +111,7 @@ class KafkaListener:
         host = self._host
         if host in WILDCARD_HOSTS:  # tell clients the address they reached us at
             host = transport.get_extra_info("sockname")[0]
+        principal = principal_of(transport.get_extra_info("peercert")) if self._ssl is not None else None
         return RequestContext(
             core=self._core,
             endpoint=Endpoint(host, self.port),
@@ -113,6 +120,9 @@ class KafkaListener:
             answers=self._answers,
             connection="kafka:" + peer_name(transport),
             share_sessions=self._share_sessions,
-            principal=principal_of(transport.get_extra_info("peercert")) if self._ssl is not None else None,
+            principal=principal,
             metrics=self._metrics,
+            auth=ConnectionAuth(
+                self._security, self._require_auth, peer_name(transport), certificate=principal
+            ),
         )

@@ -6,7 +6,9 @@ import uuid
 from typing import Any
 
 from kio.schema.errors import ErrorCode
+from logstore.broker.auth.acl import Operation, ResourceType
 from logstore.broker.domain.values import TopicView
+from logstore.broker.kafka import sasl
 from logstore.broker.kafka.api_versions import NO_THROTTLE
 from logstore.broker.kafka.codec import build, element, response_type
 from logstore.broker.kafka.context import CLUSTER_ID, NODE_ID, RequestContext
@@ -22,8 +24,12 @@ NO_TOPIC_ID = uuid.UUID(int=0)
 def _names(request: Any, version: int, ctx: RequestContext) -> list[str | uuid.UUID]:
     """The topics asked for, by name, or by id where v12+ names none: null (v1+) or an empty list (v0)
     means every topic."""
-    if request.topics is None or (version == 0 and not request.topics):
-        return [summary.name for summary in ctx.core.admin.list()]
+    if request.topics is None or (version == 0 and not request.topics):  # those it may Describe
+        return [
+            summary.name
+            for summary in ctx.core.admin.list()
+            if sasl.permitted(ctx.auth, Operation.DESCRIBE, ResourceType.TOPIC, summary.name)
+        ]
     return [
         topic.name if topic.name is not None else getattr(topic, "topic_id", None) or NO_TOPIC_ID
         for topic in request.topics
@@ -67,7 +73,8 @@ def handle(request: Any, version: int, ctx: RequestContext) -> Any:
             asked = by_id[asked]
         name = asked
         try:
-            view = _describe(ctx, name, auto_create)
+            sasl.require(ctx.auth, Operation.DESCRIBE, ResourceType.TOPIC, name)
+            view = _describe(ctx, name, auto_create and sasl.may_create(ctx.auth, name))
         except LogStoreError as exc:
             topics.append(
                 build(topic_cls, error_code=error_code(exc), name=name, topic_id=NO_TOPIC_ID, partitions=())

@@ -10,7 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from kio.schema.errors import ErrorCode
+from logstore.broker.auth.acl import Operation, ResourceType
 from logstore.broker.domain.groups import OffsetCommitEntry
+from logstore.broker.kafka import sasl
 from logstore.broker.kafka.api_versions import NO_THROTTLE
 from logstore.broker.kafka.codec import build, element, response_type
 from logstore.broker.kafka.context import RequestContext
@@ -34,7 +36,15 @@ async def offset_commit(request: Any, version: int, ctx: RequestContext) -> Any:
         for p in topic.partitions
     ]
     codes: dict[tuple[str, int], ErrorCode] = {}
+    for topic in {entry.topic for entry in entries}:
+        refused_topic = sasl.refusal(ctx.auth, Operation.READ, ResourceType.TOPIC, topic)
+        if refused_topic is not None:
+            codes.update(
+                {(e.topic, e.partition): error_code(refused_topic) for e in entries if e.topic == topic}
+            )
+    entries = [entry for entry in entries if (entry.topic, entry.partition) not in codes]
     try:
+        sasl.require(ctx.auth, Operation.READ, ResourceType.GROUP, request.group_id)
         outcomes = await ctx.core.classic_groups.commit(
             request.group_id,
             request.generation_id_or_member_epoch,
@@ -42,7 +52,7 @@ async def offset_commit(request: Any, version: int, ctx: RequestContext) -> Any:
             getattr(request, "group_instance_id", None),
             entries,
         )
-        codes = {(o.topic, o.partition): error_code(o.error) for o in outcomes}
+        codes.update({(o.topic, o.partition): error_code(o.error) for o in outcomes})
         refused = ErrorCode.none
     except LogStoreError as exc:
         refused = error_code(exc)
@@ -70,7 +80,12 @@ def offset_fetch(request: Any, version: int, ctx: RequestContext) -> Any:
     partition_cls = element(topic_cls, "partitions")
     scope = [] if request.topics is None else [(t.name, tuple(t.partition_indexes)) for t in request.topics]
     try:
-        committed = ctx.core.groups.fetch_offsets(request.group_id, scope)
+        sasl.require(ctx.auth, Operation.DESCRIBE, ResourceType.GROUP, request.group_id)
+        committed = [
+            found
+            for found in ctx.core.groups.fetch_offsets(request.group_id, scope)
+            if sasl.permitted(ctx.auth, Operation.DESCRIBE, ResourceType.TOPIC, found.topic)
+        ]
     except LogStoreError as exc:
         if version < TOP_LEVEL_ERROR_VERSION:  # v1: the error on every partition asked for
             return build(

@@ -7,7 +7,11 @@ import logging
 from typing import Any
 
 from kio.schema.errors import ErrorCode
+from logstore.broker.auth.acl import Operation, ResourceType
+from logstore.broker.auth.security import producer_ids
+from logstore.broker.domain.errors import AuthorizationError
 from logstore.broker.domain.values import Acks, AppendOutcome, ProduceEntry
+from logstore.broker.kafka import sasl
 from logstore.broker.kafka.api_versions import NO_THROTTLE
 from logstore.broker.kafka.codec import build, response_type
 from logstore.broker.kafka.context import RequestContext
@@ -30,23 +34,61 @@ def handle(request: Any, version: int, ctx: RequestContext) -> Any | None:
         for t in request.topic_data
         for p in t.partition_data
     ]
+    refused: dict[tuple[str, int], AppendOutcome] = {}
+    if ctx.auth is not None and ctx.auth.required:
+        entries, refused = _authorized(entries, ctx)
     if acks is Acks.ALL:
-        return _durable(request, version, ctx, entries)
-    done = ctx.core.append_now(entries)
+        return _durable(request, version, ctx, entries, refused)
+    done = ctx.core.append_now(entries) if entries else []
     ctx.metrics.produced("kafka", entries, done)
     if acks is Acks.NONE:
-        for outcome in done:
+        for outcome in (*done, *refused.values()):
             if outcome.error is not None:
                 log.debug("acks=0 produce to %s-%s lost: %s", outcome.topic, outcome.partition, outcome.error)
         return None
-    return _answer(request, version, {(o.topic, o.partition): o for o in done}, ErrorCode.none)
+    return _answer(request, version, {**refused, **{(o.topic, o.partition): o for o in done}}, ErrorCode.none)
 
 
-async def _durable(request: Any, version: int, ctx: RequestContext, entries: list[ProduceEntry]) -> Any:
+def _authorized(
+    entries: list[ProduceEntry], ctx: RequestContext
+) -> tuple[list[ProduceEntry], dict[tuple[str, int], AppendOutcome]]:
+    """The entries the principal may write (Write on the topic, Create too if it would be created, and
+    only under producer ids it was given), and an outcome with Kafka's code for each of the others."""
+    auth = ctx.auth
+    assert auth is not None and auth.security is not None and auth.who is not None
+    allowed, refused = [], {}
+    for entry in entries:
+        error: Exception | None = sasl.refusal(auth, Operation.WRITE, ResourceType.TOPIC, entry.topic)
+        if (
+            error is None
+            and not ctx.core.topic_exists(entry.topic)
+            and not sasl.may_create(auth, entry.topic)
+        ):
+            error = sasl.refusal(auth, Operation.CREATE, ResourceType.TOPIC, entry.topic)
+        if error is None:
+            try:
+                for producer_id in producer_ids(entry.records):
+                    auth.security.require_producer(producer_id, auth.who)
+            except AuthorizationError as exc:
+                error = exc
+        if error is None:
+            allowed.append(entry)
+        else:
+            refused[entry.topic, entry.partition] = AppendOutcome(entry.topic, entry.partition, error=error)
+    return allowed, refused
+
+
+async def _durable(
+    request: Any,
+    version: int,
+    ctx: RequestContext,
+    entries: list[ProduceEntry],
+    refused: dict[tuple[str, int], AppendOutcome],
+) -> Any:
     timeout_ms = request.timeout.total_seconds() * 1000 or ctx.produce_timeout_ms
-    done = await ctx.core.produce(entries, Acks.ALL, timeout_ms / 1000)
+    done = await ctx.core.produce(entries, Acks.ALL, timeout_ms / 1000) if entries else []
     ctx.metrics.produced("kafka", entries, done)
-    return _answer(request, version, {(o.topic, o.partition): o for o in done}, ErrorCode.none)
+    return _answer(request, version, {**refused, **{(o.topic, o.partition): o for o in done}}, ErrorCode.none)
 
 
 def _answer(
@@ -70,6 +112,8 @@ def init_producer_id(request: Any, version: int, ctx: RequestContext) -> Any:
             producer_epoch=-1,
         )
     producer_id, epoch = ctx.core.init_producer_id()
+    if ctx.auth is not None and ctx.auth.security is not None and ctx.auth.who is not None:
+        ctx.auth.security.bind_producer(producer_id, ctx.auth.who)
     return build(
         cls,
         throttle_time=NO_THROTTLE,

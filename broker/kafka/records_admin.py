@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from kio.schema.errors import ErrorCode
+from logstore.broker.auth.acl import Operation, ResourceType
+from logstore.broker.kafka import sasl
 from logstore.broker.kafka.api_versions import NO_THROTTLE
 from logstore.broker.kafka.codec import build, element, response_type
 from logstore.broker.kafka.context import RequestContext
@@ -19,6 +21,7 @@ NO_WATERMARK = -1
 
 def _delete_one(topic: str, partition: Any, ctx: RequestContext) -> tuple[int, ErrorCode]:
     try:
+        sasl.require(ctx.auth, Operation.DELETE, ResourceType.TOPIC, topic)
         return ctx.core.admin.delete_records(
             topic, partition.partition_index, partition.offset
         ), ErrorCode.none

@@ -19,6 +19,7 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 from kio.static.primitive import i32Timedelta
+from logstore.broker.auth.acl import Operation, ResourceType
 from logstore.broker.domain.share.values import (
     DEFAULT_MAX_RECORDS,
     AckRange,
@@ -28,6 +29,7 @@ from logstore.broker.domain.share.values import (
     ShareFetchSpec,
     ShareHeartbeat,
 )
+from logstore.broker.kafka import sasl
 from logstore.broker.kafka.api_versions import NO_THROTTLE
 from logstore.broker.kafka.codec import build, element, response_type
 from logstore.broker.kafka.context import Held, RequestContext
@@ -86,6 +88,9 @@ def share_group_heartbeat(request: Any, version: int, ctx: RequestContext) -> An
             raise InvalidRequestError(
                 "member_id must not be empty: a share consumer makes up its own (a uuid)"
             )
+        sasl.require(ctx.auth, Operation.READ, ResourceType.GROUP, request.group_id)
+        for topic in beat.topic_names:
+            sasl.require(ctx.auth, Operation.READ, ResourceType.TOPIC, topic)
         answer = share.heartbeat(beat)
     except LogStoreError as exc:
         log.debug("share heartbeat of %r in %r refused: %s", request.member_id, request.group_id, exc)
@@ -259,6 +264,7 @@ async def share_fetch(request: Any, version: int, ctx: RequestContext) -> Any:
     names = _names_by_id(ctx)
     answers = _Answers()
     try:
+        sasl.require(ctx.auth, Operation.READ, ResourceType.GROUP, request.group_id)
         key = _check_ids(request)
         epoch = request.share_session_epoch
         acks, ack_ids = _acks(request.topics, names, answers)
@@ -386,6 +392,7 @@ async def share_acknowledge(request: Any, version: int, ctx: RequestContext) -> 
     names = _names_by_id(ctx)
     answers = _Answers()
     try:
+        sasl.require(ctx.auth, Operation.READ, ResourceType.GROUP, request.group_id)
         key = _check_ids(request)
         epoch = request.share_session_epoch
         if epoch == OPEN_EPOCH:

@@ -5,7 +5,8 @@ fields, KIP-482) that 2.4 introduced: Produce 8, Fetch 11, ListOffsets 5, Delete
 DescribeConfigs 2, AlterConfigs 1 and CreatePartitions 1 as in 2.4; ApiVersions 2,
 InitProducerId 1, CreateTopics 4, DeleteTopics 3, IncrementalAlterConfigs 0, OffsetCommit 7, OffsetFetch 5,
 FindCoordinator 2, JoinGroup 5, Heartbeat, LeaveGroup and SyncGroup 3, DescribeGroups 4, ListGroups 2 and
-DeleteGroups 1, 2.4's last non-flexible ones.
+DeleteGroups 1, 2.4's last non-flexible ones; SaslHandshake 1 as in 2.4, and SaslAuthenticate up to 2 (2.5's
+flexible one, which kio reads and writes).
 kafka-python infers the broker's release from this list (Produce 8 -> 2.4) and librdkafka picks
 features by it, so it must read as one real release.
 
@@ -42,6 +43,7 @@ API_VERSIONS, CREATE_TOPICS, DELETE_TOPICS, DELETE_RECORDS, INIT_PRODUCER_ID = 1
 DESCRIBE_CONFIGS, ALTER_CONFIGS, CREATE_PARTITIONS, INCREMENTAL_ALTER_CONFIGS = 32, 33, 37, 44
 DELETE_GROUPS = 42
 SHARE_GROUP_HEARTBEAT, SHARE_FETCH, SHARE_ACKNOWLEDGE = 76, 78, 79
+SASL_HANDSHAKE, SASL_AUTHENTICATE = 17, 36
 
 APIS: dict[int, ApiRange] = {
     PRODUCE: ApiRange("Produce", (0, 8), (3, 8)),
@@ -70,4 +72,6 @@ APIS: dict[int, ApiRange] = {
     SHARE_GROUP_HEARTBEAT: ApiRange("ShareGroupHeartbeat", (1, 1), (1, 1)),
     SHARE_FETCH: ApiRange("ShareFetch", (1, 1), (1, 1)),
     SHARE_ACKNOWLEDGE: ApiRange("ShareAcknowledge", (1, 1), (1, 1)),
+    SASL_HANDSHAKE: ApiRange("SaslHandshake", (0, 1), (0, 1)),
+    SASL_AUTHENTICATE: ApiRange("SaslAuthenticate", (0, 2), (0, 2)),
 }

@@ -142,7 +142,7 @@ class BrokerMetrics:
         )
         self.auth_failures = Counter(
             "logstore_authentication_failures",
-            "Logins refused, per listener and SASL mechanism (or mtls, token).",
+            "Logins refused, per listener and mechanism (PLAIN, SCRAM-SHA-*, basic, none).",
             ["listener", "mechanism"],
             registry=registry,
         )

@@ -7,6 +7,7 @@ back, and maps errors through `logstore.broker.errors`.
 from __future__ import annotations
 
 import grpc
+from logstore.broker.auth.security import Security
 from logstore.broker.domain.core import BrokerCore
 from logstore.broker.observability import DISABLED, BrokerMetrics
 from logstore.broker.service.admin import AdminService
@@ -14,6 +15,7 @@ from logstore.broker.service.answers import AnswerBudget
 from logstore.broker.service.calls import add_servicer
 from logstore.broker.service.fetch import FetchService
 from logstore.broker.service.groups import GroupService
+from logstore.broker.service.guard import Guard
 from logstore.broker.service.produce import ProduceService
 from logstore.broker.service.share import ShareService
 from logstore.wire.logstore.v1 import admin_pb2, fetch_pb2, group_pb2, produce_pb2, share_pb2
@@ -34,12 +36,21 @@ def add_services(
     fetch_max_bytes: int,
     answers: AnswerBudget | None = None,
     metrics: BrokerMetrics = DISABLED,
+    security: Security | None = None,
+    require_auth: bool = False,
 ) -> None:
     """Register the logstore.v1 services on `server` (decoding requests in `calls`, not in grpc, so a
     malformed one is INVALID_ARGUMENT, not UNKNOWN); `answers` bounds the memory held for answers, and
-    `metrics` counts the calls, bytes and records."""
-    add_servicer(server, AdminService(core), ADMIN, metrics)
-    add_servicer(server, ProduceService(core, produce_timeout_ms, metrics), PRODUCE, metrics)
-    add_servicer(server, FetchService(core, fetch_max_bytes, answers, metrics), FETCH, metrics)
-    add_servicer(server, GroupService(core), GROUP, metrics)
-    add_servicer(server, ShareService(core, fetch_max_bytes, answers, metrics), SHARE, metrics)
+    `metrics` counts the calls, bytes and records.
+
+    `security` holds the users and ACLs (the admin calls manage them); with `require_auth` every call
+    is authenticated and authorized first (`guard.Guard`)."""
+    guard = None
+    if require_auth:
+        assert security is not None, "require_auth needs the broker's users and ACLs"
+        guard = Guard(security, core.topic_exists)
+    add_servicer(server, AdminService(core, security), ADMIN, metrics, guard)
+    add_servicer(server, ProduceService(core, produce_timeout_ms, metrics), PRODUCE, metrics, guard)
+    add_servicer(server, FetchService(core, fetch_max_bytes, answers, metrics), FETCH, metrics, guard)
+    add_servicer(server, GroupService(core), GROUP, metrics, guard)
+    add_servicer(server, ShareService(core, fetch_max_bytes, answers, metrics), SHARE, metrics, guard)

@@ -1,13 +1,27 @@
-"""AdminService: one topic per call; failures end the call with a gRPC status."""
+"""AdminService: one topic (or user) per call, and ACLs; failures end the call with a gRPC status."""
 
 from __future__ import annotations
 
 import grpc
+from logstore.broker.auth.acl import (
+    AclBinding,
+    AclError,
+    AclFilter,
+    Operation,
+    PatternType,
+    Permission,
+    ResourceType,
+)
+from logstore.broker.auth.scram import DEFAULT_ITERATIONS, Mechanism, ScramError
+from logstore.broker.auth.security import Security
+from logstore.broker.auth.store import UserListing
 from logstore.broker.domain.core import BrokerCore
 from logstore.broker.domain.values import TopicView
-from logstore.broker.service.calls import unary
+from logstore.broker.service.calls import require, unary
 from logstore.wire.logstore.v1 import admin_pb2 as pb
 from logstore.wire.logstore.v1 import admin_pb2_grpc
+
+from logstore.errors import InvalidRequestError
 
 
 def topic_description(view: TopicView) -> pb.TopicDescription:
@@ -23,9 +37,64 @@ def topic_description(view: TopicView) -> pb.TopicDescription:
     )
 
 
+def user_description(user: UserListing) -> pb.UserDescription:
+    return pb.UserDescription(
+        name=user.name,
+        credentials=[pb.UserCredentialInfo(mechanism=m.value, iterations=i) for m, i in user.mechanisms],
+    )
+
+
+def binding_from_wire(acl: pb.AclBinding) -> AclBinding:
+    """A wire ACL as the model's value; INVALID_ARGUMENT naming what is wrong."""
+    try:
+        return AclBinding(
+            principal=acl.principal,
+            operation=Operation.parse(acl.operation),
+            resource_type=ResourceType.parse(acl.resource_type),
+            resource_name=acl.resource_name,
+            pattern=PatternType.parse(acl.pattern or "literal"),
+            permission=Permission.parse(acl.permission or "allow"),
+        )
+    except AclError as exc:
+        raise InvalidRequestError(str(exc)) from None
+
+
+def filter_from_wire(acl: pb.AclFilter) -> AclFilter:
+    try:
+        return AclFilter(
+            principal=acl.principal or None,
+            operation=Operation.parse(acl.operation) if acl.operation else None,
+            resource_type=ResourceType.parse(acl.resource_type) if acl.resource_type else None,
+            resource_name=acl.resource_name or None,
+            pattern=PatternType.parse(acl.pattern) if acl.pattern else None,
+            permission=Permission.parse(acl.permission) if acl.permission else None,
+        )
+    except AclError as exc:
+        raise InvalidRequestError(str(exc)) from None
+
+
+def binding_to_wire(binding: AclBinding) -> pb.AclBinding:
+    return pb.AclBinding(
+        principal=binding.principal,
+        operation=binding.operation.value,
+        resource_type=binding.resource_type.value,
+        resource_name=binding.resource_name,
+        pattern=binding.pattern.value,
+        permission=binding.permission.value,
+    )
+
+
 class AdminService(admin_pb2_grpc.AdminServiceServicer):
-    def __init__(self, core: BrokerCore) -> None:
+    def __init__(self, core: BrokerCore, security: Security | None = None) -> None:
         self._core = core
+        self._security_store = security
+
+    @property
+    def _security(self) -> Security:
+        require(self._security_store is not None, "this broker keeps no users or ACLs")
+        assert self._security_store is not None
+        self._core.admin  # noqa: B018 - refused while shutting down, like every other admin call
+        return self._security_store
 
     @unary
     async def CreateTopic(
@@ -69,3 +138,68 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
     ) -> pb.AlterTopicConfigResponse:
         view = self._core.admin.alter_config(request.name, dict(request.set), list(request.reset))
         return pb.AlterTopicConfigResponse(topic=topic_description(view))
+
+    # --- users and ACLs (super-users only when auth is on: broker/service/guard.py) ---------------------
+
+    async def _set_user(self, request: pb.CreateUserRequest, *, create: bool) -> pb.CreateUserResponse:
+        try:
+            mechanisms = [Mechanism.parse(m) for m in request.mechanisms]
+        except ScramError as exc:
+            raise InvalidRequestError(str(exc)) from None
+        user = self._security.set_user(
+            request.name,
+            request.password,
+            mechanisms,
+            request.iterations or DEFAULT_ITERATIONS,
+            create=create,
+        )
+        return pb.CreateUserResponse(user=user_description(user))
+
+    @unary
+    async def CreateUser(
+        self, request: pb.CreateUserRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CreateUserResponse:
+        return await self._set_user(request, create=True)
+
+    @unary
+    async def AlterUser(
+        self, request: pb.CreateUserRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CreateUserResponse:
+        return await self._set_user(request, create=False)
+
+    @unary
+    async def DeleteUser(
+        self, request: pb.DeleteUserRequest, context: grpc.aio.ServicerContext
+    ) -> pb.DeleteUserResponse:
+        self._security.delete_user(request.name)
+        return pb.DeleteUserResponse()
+
+    @unary
+    async def ListUsers(
+        self, request: pb.ListUsersRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListUsersResponse:
+        return pb.ListUsersResponse(users=[user_description(u) for u in self._security.list_users()])
+
+    @unary
+    async def CreateAcls(
+        self, request: pb.CreateAclsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CreateAclsResponse:
+        bindings = [binding_from_wire(acl) for acl in request.acls]
+        self._security.create_acls(bindings)
+        return pb.CreateAclsResponse()
+
+    @unary
+    async def DescribeAcls(
+        self, request: pb.DescribeAclsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.DescribeAclsResponse:
+        found = self._security.describe_acls(filter_from_wire(request.filter))
+        return pb.DescribeAclsResponse(acls=[binding_to_wire(b) for b in found])
+
+    @unary
+    async def DeleteAcls(
+        self, request: pb.DeleteAclsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.DeleteAclsResponse:
+        filters = [filter_from_wire(f) for f in request.filters]
+        require(len(filters) > 0, "name at least one filter (an empty filter matches every ACL)")
+        removed = self._security.delete_acls(filters)
+        return pb.DeleteAclsResponse(acls=[binding_to_wire(b) for b in removed])

@@ -13,7 +13,7 @@ import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sized
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import grpc
 from google.protobuf import message_factory
@@ -102,11 +102,22 @@ def counted(
     return call
 
 
+class Wrapper(Protocol):
+    """Puts a check in front of a handler (`guard.Guard`): (service, method, handler, streaming) -> handler."""
+
+    def wrap(self, service: str, method: str, behavior: Any, streaming: bool) -> Any: ...
+
+
 def add_servicer(
-    server: grpc.aio.Server, servicer: object, service: ServiceDescriptor, metrics: BrokerMetrics = DISABLED
+    server: grpc.aio.Server,
+    servicer: object,
+    service: ServiceDescriptor,
+    metrics: BrokerMetrics = DISABLED,
+    guard: Wrapper | None = None,
 ) -> None:
     """Register `servicer`'s methods for `service` as the generated `add_*_to_server` would, but with
-    requests decoded by `tolerant_deserializer`, and counted in `metrics` when it is enabled."""
+    requests decoded by `tolerant_deserializer`, each handler behind `guard` (when given), and each call
+    counted in `metrics` when it is enabled (refused ones too: the count wraps the guard)."""
     handlers = {}
     for method in service.methods:
         if method.client_streaming:
@@ -117,6 +128,8 @@ def add_servicer(
             else grpc.unary_unary_rpc_method_handler
         )
         behaviour = getattr(servicer, method.name)
+        if guard is not None:
+            behaviour = guard.wrap(service.full_name, method.name, behaviour, method.server_streaming)
         if metrics.enabled:
             behaviour = counted(behaviour, method.name, method.server_streaming, metrics)
         handlers[method.name] = make(

@@ -10,6 +10,7 @@ from logstore.broker.domain.core import BrokerCore
 from logstore.broker.domain.values import Acks, ProduceEntry
 from logstore.broker.observability import DISABLED, BrokerMetrics
 from logstore.broker.service.calls import check_not_negative, check_partition_count, require, unary
+from logstore.broker.service.guard import check_producers
 from logstore.broker.service.publish import Publisher, partition_result
 from logstore.wire.logstore.v1 import produce_pb2 as pb
 from logstore.wire.logstore.v1 import produce_pb2_grpc
@@ -45,6 +46,7 @@ class ProduceService(produce_pb2_grpc.ProduceServiceServicer):
         check_not_negative(request.timeout_ms, "timeout_ms")
         check_partition_count(request.partitions, "produce")
         entries = [ProduceEntry(p.topic, p.partition, p.records) for p in request.partitions]
+        check_producers(e.records for e in entries)
         timeout_s = (request.timeout_ms or self._default_timeout_ms) / 1000
         outcomes = await self._core.produce(entries, acks, timeout_s)
         self._metrics.produced("grpc", entries, outcomes)

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple, TypeVar
 
 import grpc
 from logstore.client.admin.groups import GroupAdmin, GroupDescription, GroupListing, OffsetReset
+from logstore.client.admin.security import AclBinding, AclBindingFilter, SecurityAdmin, UserCredentials
 from logstore.client.admin.share import GroupConfigEntry, ShareAdmin, ShareGroupDescription
 from logstore.client.groups.rpc import group_stub
 from logstore.client.share.rpc import share_stub
@@ -85,6 +86,7 @@ class Admin:
         self._closed = False
         self._groups = GroupAdmin(group_stub(self._connection), self._timeout_s)
         self._share = ShareAdmin(share_stub(self._connection), self._timeout_s)
+        self._security = SecurityAdmin(self._call)
 
     # --- topics --------------------------------------------------------------------------------------------
 
@@ -215,6 +217,41 @@ class Admin:
         """Delete a share group without members: its state and configuration."""
         self._check_open()
         self._share.delete_share_group(group_id)
+
+    # --- users and ACLs (super-users only on a broker with --require-auth) -----------------------------------
+
+    def create_user(
+        self, name: str, password: str, mechanisms: Iterable[str] = (), iterations: int = 0
+    ) -> UserCredentials:
+        """A user with SCRAM credentials (both SCRAM-SHA-256 and -512 unless `mechanisms` says; 4096
+        iterations unless `iterations` says). The broker keeps only salted, iterated keys."""
+        return self._security.create_user(name, password, mechanisms, iterations)
+
+    def alter_user(
+        self, name: str, password: str, mechanisms: Iterable[str] = (), iterations: int = 0
+    ) -> UserCredentials:
+        """Replace an existing user's credentials (a new password)."""
+        return self._security.create_user(name, password, mechanisms, iterations, alter=True)
+
+    def delete_user(self, name: str) -> None:
+        """Delete a user's credentials (its ACLs stay, as in Kafka)."""
+        self._security.delete_user(name)
+
+    def list_users(self) -> list[UserCredentials]:
+        """Every user and its mechanisms (never a credential)."""
+        return self._security.list_users()
+
+    def create_acls(self, acls: Iterable[AclBinding]) -> None:
+        """Add ACLs; all are checked before any is stored."""
+        self._security.create_acls(acls)
+
+    def describe_acls(self, filter: AclBindingFilter | None = None) -> list[AclBinding]:
+        """The ACLs `filter` matches (all without one)."""
+        return self._security.describe_acls(filter)
+
+    def delete_acls(self, filters: Iterable[AclBinding | AclBindingFilter]) -> list[AclBinding]:
+        """Remove the ACLs matching any filter (a binding matches itself); returns those removed."""
+        return self._security.delete_acls(filters)
 
     def _check_open(self) -> None:
         if self._closed:

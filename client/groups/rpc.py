@@ -28,7 +28,7 @@ OUTSIDE_MEMBER_EPOCH = -1
 
 def group_stub(connection: Connection) -> group_pb2_grpc.GroupServiceStub:
     # The Connection carries stubs for the topic services only; groups go over the same channel.
-    return group_pb2_grpc.GroupServiceStub(connection.channel)
+    return group_pb2_grpc.GroupServiceStub(connection.calls)  # with the interceptors
 
 
 def partition_set(tps: Iterable[TopicPartition]) -> list[group_pb2.TopicPartitions]:

@@ -16,7 +16,7 @@ Pending = Mapping[TopicPartition, list[tuple[int, int, int]]]
 
 def share_stub(connection: Connection) -> share_pb2_grpc.ShareServiceStub:
     # The Connection carries stubs for the topic services only; share groups go over the same channel.
-    return share_pb2_grpc.ShareServiceStub(connection.channel)
+    return share_pb2_grpc.ShareServiceStub(connection.calls)  # with the interceptors
 
 
 def acknowledgements(pending: Pending) -> list[share_pb2.PartitionAcknowledgements]:

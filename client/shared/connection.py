@@ -79,6 +79,8 @@ class Connection:
         self.channel = security.intercept(self._transport)
         # Interceptors (tracing, auth, fault injection in tests) wrap every call made through the stubs.
         calls = grpc.intercept_channel(self.channel, *interceptors) if interceptors else self.channel
+        self.calls: grpc.Channel = calls
+        """The channel every stub is made on (with the interceptors): the group and share stubs too."""
         self.admin = admin_pb2_grpc.AdminServiceStub(calls)
         self.produce = produce_pb2_grpc.ProduceServiceStub(calls)
         self.fetch = fetch_pb2_grpc.FetchServiceStub(calls)

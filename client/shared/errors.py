@@ -340,6 +340,43 @@ class InconsistentGroupProtocolError(GroupError):
     fatal = True
 
 
+# --- authentication and authorization (Kafka's names) ------------------------------------------------------
+
+
+class AuthorizationError(ClientError):
+    """The broker knows who you are, but no ACL allows what you asked (or one denies it)."""
+
+
+@wire_code(common_pb2.ERROR_CODE_TOPIC_AUTHORIZATION_FAILED)
+class TopicAuthorizationFailedError(AuthorizationError):
+    """The operation on the topic is not allowed for your principal; the message names both."""
+
+
+@wire_code(common_pb2.ERROR_CODE_GROUP_AUTHORIZATION_FAILED)
+class GroupAuthorizationFailedError(AuthorizationError):
+    """The operation on the group is not allowed for your principal."""
+
+
+@wire_code(common_pb2.ERROR_CODE_CLUSTER_AUTHORIZATION_FAILED)
+class ClusterAuthorizationFailedError(AuthorizationError):
+    """The operation needs a super-user, or writes under another principal's producer id."""
+
+
+@wire_code(common_pb2.ERROR_CODE_SASL_AUTHENTICATION_FAILED)
+class AuthenticationFailedError(ClientError):
+    """No credentials were sent, or they do not check out (the broker never says which)."""
+
+
+@wire_code(common_pb2.ERROR_CODE_RESOURCE_NOT_FOUND)
+class ResourceNotFoundError(ClientError):
+    """The user named does not exist."""
+
+
+@wire_code(common_pb2.ERROR_CODE_DUPLICATE_RESOURCE)
+class DuplicateResourceError(ClientError):
+    """A user of that name exists already."""
+
+
 # --- from the wire ------------------------------------------------------------------------------------------
 
 _BY_STATUS: dict[grpc.StatusCode, type[ClientError]] = {
@@ -355,6 +392,8 @@ _BY_STATUS: dict[grpc.StatusCode, type[ClientError]] = {
     grpc.StatusCode.INTERNAL: BrokerInternalError,
     grpc.StatusCode.UNKNOWN: UnknownBrokerError,
     grpc.StatusCode.CANCELLED: BrokerUnavailableError,
+    grpc.StatusCode.UNAUTHENTICATED: AuthenticationFailedError,
+    grpc.StatusCode.PERMISSION_DENIED: AuthorizationError,
 }
 
 # Whole-call failures after which the client cannot know whether the broker acted on the request.

@@ -65,6 +65,41 @@ class AdminServiceStub:
                 request_serializer=logstore_dot_v1_dot_admin__pb2.AlterTopicConfigRequest.SerializeToString,
                 response_deserializer=logstore_dot_v1_dot_admin__pb2.AlterTopicConfigResponse.FromString,
                 _registered_method=True)
+        self.CreateUser = channel.unary_unary(
+                '/logstore.v1.AdminService/CreateUser',
+                request_serializer=logstore_dot_v1_dot_admin__pb2.CreateUserRequest.SerializeToString,
+                response_deserializer=logstore_dot_v1_dot_admin__pb2.CreateUserResponse.FromString,
+                _registered_method=True)
+        self.AlterUser = channel.unary_unary(
+                '/logstore.v1.AdminService/AlterUser',
+                request_serializer=logstore_dot_v1_dot_admin__pb2.CreateUserRequest.SerializeToString,
+                response_deserializer=logstore_dot_v1_dot_admin__pb2.CreateUserResponse.FromString,
+                _registered_method=True)
+        self.DeleteUser = channel.unary_unary(
+                '/logstore.v1.AdminService/DeleteUser',
+                request_serializer=logstore_dot_v1_dot_admin__pb2.DeleteUserRequest.SerializeToString,
+                response_deserializer=logstore_dot_v1_dot_admin__pb2.DeleteUserResponse.FromString,
+                _registered_method=True)
+        self.ListUsers = channel.unary_unary(
+                '/logstore.v1.AdminService/ListUsers',
+                request_serializer=logstore_dot_v1_dot_admin__pb2.ListUsersRequest.SerializeToString,
+                response_deserializer=logstore_dot_v1_dot_admin__pb2.ListUsersResponse.FromString,
+                _registered_method=True)
+        self.CreateAcls = channel.unary_unary(
+                '/logstore.v1.AdminService/CreateAcls',
+                request_serializer=logstore_dot_v1_dot_admin__pb2.CreateAclsRequest.SerializeToString,
+                response_deserializer=logstore_dot_v1_dot_admin__pb2.CreateAclsResponse.FromString,
+                _registered_method=True)
+        self.DescribeAcls = channel.unary_unary(
+                '/logstore.v1.AdminService/DescribeAcls',
+                request_serializer=logstore_dot_v1_dot_admin__pb2.DescribeAclsRequest.SerializeToString,
+                response_deserializer=logstore_dot_v1_dot_admin__pb2.DescribeAclsResponse.FromString,
+                _registered_method=True)
+        self.DeleteAcls = channel.unary_unary(
+                '/logstore.v1.AdminService/DeleteAcls',
+                request_serializer=logstore_dot_v1_dot_admin__pb2.DeleteAclsRequest.SerializeToString,
+                response_deserializer=logstore_dot_v1_dot_admin__pb2.DeleteAclsResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -115,6 +150,57 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateUser(self, request, context):
+        """Users and ACLs. When the broker runs with --require-auth, only its super-users may call these
+        (PERMISSION_DENIED, ERROR_CODE_CLUSTER_AUTHORIZATION_FAILED otherwise).
+        Creates a user with SCRAM credentials; ALREADY_EXISTS (ERROR_CODE_DUPLICATE_RESOURCE) if it exists.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AlterUser(self, request, context):
+        """Replaces an existing user's credentials (a new password); NOT_FOUND (ERROR_CODE_RESOURCE_NOT_FOUND).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteUser(self, request, context):
+        """Deletes a user's credentials; its ACLs stay. NOT_FOUND (ERROR_CODE_RESOURCE_NOT_FOUND) if none.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListUsers(self, request, context):
+        """Lists every user with its mechanisms (never a credential).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateAcls(self, request, context):
+        """Adds ACLs (one already defined is kept once).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DescribeAcls(self, request, context):
+        """Lists the ACLs one filter matches.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteAcls(self, request, context):
+        """Removes every ACL some filter matches, and returns them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -147,6 +233,41 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.AlterTopicConfig,
                     request_deserializer=logstore_dot_v1_dot_admin__pb2.AlterTopicConfigRequest.FromString,
                     response_serializer=logstore_dot_v1_dot_admin__pb2.AlterTopicConfigResponse.SerializeToString,
+            ),
+            'CreateUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateUser,
+                    request_deserializer=logstore_dot_v1_dot_admin__pb2.CreateUserRequest.FromString,
+                    response_serializer=logstore_dot_v1_dot_admin__pb2.CreateUserResponse.SerializeToString,
+            ),
+            'AlterUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.AlterUser,
+                    request_deserializer=logstore_dot_v1_dot_admin__pb2.CreateUserRequest.FromString,
+                    response_serializer=logstore_dot_v1_dot_admin__pb2.CreateUserResponse.SerializeToString,
+            ),
+            'DeleteUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteUser,
+                    request_deserializer=logstore_dot_v1_dot_admin__pb2.DeleteUserRequest.FromString,
+                    response_serializer=logstore_dot_v1_dot_admin__pb2.DeleteUserResponse.SerializeToString,
+            ),
+            'ListUsers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListUsers,
+                    request_deserializer=logstore_dot_v1_dot_admin__pb2.ListUsersRequest.FromString,
+                    response_serializer=logstore_dot_v1_dot_admin__pb2.ListUsersResponse.SerializeToString,
+            ),
+            'CreateAcls': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateAcls,
+                    request_deserializer=logstore_dot_v1_dot_admin__pb2.CreateAclsRequest.FromString,
+                    response_serializer=logstore_dot_v1_dot_admin__pb2.CreateAclsResponse.SerializeToString,
+            ),
+            'DescribeAcls': grpc.unary_unary_rpc_method_handler(
+                    servicer.DescribeAcls,
+                    request_deserializer=logstore_dot_v1_dot_admin__pb2.DescribeAclsRequest.FromString,
+                    response_serializer=logstore_dot_v1_dot_admin__pb2.DescribeAclsResponse.SerializeToString,
+            ),
+            'DeleteAcls': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteAcls,
+                    request_deserializer=logstore_dot_v1_dot_admin__pb2.DeleteAclsRequest.FromString,
+                    response_serializer=logstore_dot_v1_dot_admin__pb2.DeleteAclsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -312,6 +433,195 @@ class AdminService:
             '/logstore.v1.AdminService/AlterTopicConfig',
             logstore_dot_v1_dot_admin__pb2.AlterTopicConfigRequest.SerializeToString,
             logstore_dot_v1_dot_admin__pb2.AlterTopicConfigResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/logstore.v1.AdminService/CreateUser',
+            logstore_dot_v1_dot_admin__pb2.CreateUserRequest.SerializeToString,
+            logstore_dot_v1_dot_admin__pb2.CreateUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AlterUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/logstore.v1.AdminService/AlterUser',
+            logstore_dot_v1_dot_admin__pb2.CreateUserRequest.SerializeToString,
+            logstore_dot_v1_dot_admin__pb2.CreateUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/logstore.v1.AdminService/DeleteUser',
+            logstore_dot_v1_dot_admin__pb2.DeleteUserRequest.SerializeToString,
+            logstore_dot_v1_dot_admin__pb2.DeleteUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListUsers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/logstore.v1.AdminService/ListUsers',
+            logstore_dot_v1_dot_admin__pb2.ListUsersRequest.SerializeToString,
+            logstore_dot_v1_dot_admin__pb2.ListUsersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateAcls(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/logstore.v1.AdminService/CreateAcls',
+            logstore_dot_v1_dot_admin__pb2.CreateAclsRequest.SerializeToString,
+            logstore_dot_v1_dot_admin__pb2.CreateAclsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DescribeAcls(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/logstore.v1.AdminService/DescribeAcls',
+            logstore_dot_v1_dot_admin__pb2.DescribeAclsRequest.SerializeToString,
+            logstore_dot_v1_dot_admin__pb2.DescribeAclsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteAcls(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/logstore.v1.AdminService/DeleteAcls',
+            logstore_dot_v1_dot_admin__pb2.DeleteAclsRequest.SerializeToString,
+            logstore_dot_v1_dot_admin__pb2.DeleteAclsResponse.FromString,
             options,
             channel_credentials,
             insecure,
