@@ -40,7 +40,7 @@ class MalformedRequestError(InvalidRequestError):
 
 class MalformedRequest:
     """Handed to a handler instead of a request whose bytes did not decode; the handler's wrapper
-    (`unary`, `streaming`) refuses it before the handler runs."""
+    (`unary`, `streaming`) refuses it before the handler runs (a `bidirectional` handler, when it reads it)."""
 
     __slots__ = ("reason", "type_name")
 
@@ -82,10 +82,12 @@ def add_servicer(server: grpc.aio.Server, servicer: object, service: ServiceDesc
     requests decoded by `tolerant_deserializer`."""
     handlers = {}
     for method in service.methods:
-        if method.client_streaming:
+        if method.client_streaming and not method.server_streaming:
             raise ValueError(f"{method.full_name}: client-streaming calls are not supported here")
         make = (
-            grpc.unary_stream_rpc_method_handler
+            grpc.stream_stream_rpc_method_handler
+            if method.client_streaming
+            else grpc.unary_stream_rpc_method_handler
             if method.server_streaming
             else grpc.unary_unary_rpc_method_handler
         )
@@ -187,6 +189,27 @@ def streaming(
             if isinstance(request, MalformedRequest):
                 raise request.error()
             async for message in handler(self, request, context):
+                yield message
+        except grpc.aio.AbortError:
+            raise
+        except Exception as error:
+            await abort(context, error, handler.__name__)
+
+    return call
+
+
+def bidirectional(
+    handler: Callable[[Any, AsyncIterator[Request], grpc.aio.ServicerContext], AsyncIterator[Response]],
+) -> Callable[[Any, AsyncIterator[Request], grpc.aio.ServicerContext], AsyncIterator[Response]]:
+    """Map any exception of a bidirectional-streaming handler to its gRPC status. The handler gets each
+    message as decoded (a `MalformedRequest` where it did not parse) and refuses those itself."""
+
+    @functools.wraps(handler)
+    async def call(
+        self: Any, requests: AsyncIterator[Request], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[Response]:
+        try:
+            async for message in handler(self, requests, context):
                 yield message
         except grpc.aio.AbortError:
             raise

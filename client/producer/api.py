@@ -26,7 +26,12 @@ from typing import Any, cast
 import grpc
 import mmh3
 from logstore.client.producer.accumulator import RECORD_OVERHEAD, Accumulator, BufferFull, ProducerBatch
-from logstore.client.producer.config import DEFAULT_BATCH_SIZE, DEFAULT_LINGER_MS, ProducerConfig
+from logstore.client.producer.config import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_LINGER_MS,
+    DEFAULT_PRODUCE_TRANSPORT,
+    ProducerConfig,
+)
 from logstore.client.producer.futures import RecordFuture
 from logstore.client.producer.partitioner import StickyPartitioner, key_partition
 from logstore.client.producer.sender import Sender
@@ -98,6 +103,7 @@ class Producer:
         max_in_flight_requests_per_connection: int | None = None,
         client_id: str | None = None,
         interceptors: Sequence[grpc.UnaryUnaryClientInterceptor] = (),
+        produce_transport: str = DEFAULT_PRODUCE_TRANSPORT,
     ) -> None:
         # compression and max_in_flight are this client's shorter names for two kafka-python options;
         # ``spelled`` lets the config's errors name the one the caller wrote.
@@ -133,6 +139,7 @@ class Producer:
             metadata_max_age_ms=metadata_max_age_ms,
             client_id=client_id,
             interceptors=interceptors,
+            produce_transport=produce_transport,
             spelled=spelled,
         )
         """Every option, checked, with kafka-python's names (read-only)."""
@@ -158,7 +165,7 @@ class Producer:
         self._lock = threading.Lock()
         self._acquire, self._release = self._lock.acquire, self._lock.release
         self._memory_freed = threading.Condition(self._lock)
-        self._accumulator = Accumulator(config)
+        self._accumulator = Accumulator(config, ordered=config.produce_transport == "stream")
         self._sticky = StickyPartitioner()
         self._sticky_batches: dict[str, ProducerBatch] = {}
         """The open batch of each topic's sticky partition, for keyless records on the hot path."""

@@ -69,6 +69,28 @@ def call_failed(
     ]
 
 
+def stream_answered(
+    accumulator: Accumulator,
+    groups: list[list[ProducerBatch]],
+    answer: produce_pb2.ProduceStreamResponse,
+    now: float,
+) -> tuple[Finished, Acked]:
+    """A ProduceStream answer: a whole-request error fails every batch of it (as a failed Produce call
+    would), else the results are read as a Produce answer's."""
+    if answer.error_code:
+        failure = error_from_code(
+            answer.error_code, answer.error_message, where=f"ProduceStream request {answer.request_id}"
+        )
+        uncertain = isinstance(failure, UNCERTAIN_ERRORS)
+        return [
+            done
+            for group in groups
+            for batch in group
+            for done in accumulator.fail(batch, failure, now, uncertain=uncertain)
+        ], []
+    return answered(accumulator, groups, list(answer.response.results), now)
+
+
 def answered(
     accumulator: Accumulator,
     groups: list[list[ProducerBatch]],
