@@ -30,7 +30,7 @@ ProduceCall = Callable[[pb.ProduceRequest], Awaitable[pb.ProduceResponse]]
 
 
 class Window:
-    """The bytes one stream holds unanswered, and the wait for room. Used on the event loop only."""
+    """The bytes one stream holds unanswered, and the wait for room. Not thread-safe: the event loop's only."""
 
     def __init__(self, limit: int) -> None:
         self._limit = limit

@@ -23,7 +23,6 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
-import grpc
 import mmh3
 from logstore.client.producer.accumulator import RECORD_OVERHEAD, Accumulator, BufferFull, ProducerBatch
 from logstore.client.producer.config import (
@@ -36,7 +35,7 @@ from logstore.client.producer.futures import RecordFuture
 from logstore.client.producer.partitioner import StickyPartitioner, key_partition
 from logstore.client.producer.sender import Sender
 from logstore.client.producer.unclosed import track, untrack
-from logstore.client.shared.connection import DEFAULT_BOOTSTRAP, Connection
+from logstore.client.shared.connection import DEFAULT_BOOTSTRAP, Connection, Interceptor
 from logstore.client.shared.errors import (
     BufferExhaustedError,
     ClosedError,
@@ -102,7 +101,7 @@ class Producer:
         compression_type: str | None = None,
         max_in_flight_requests_per_connection: int | None = None,
         client_id: str | None = None,
-        interceptors: Sequence[grpc.UnaryUnaryClientInterceptor] = (),
+        interceptors: Sequence[Interceptor] = (),
         produce_transport: str = DEFAULT_PRODUCE_TRANSPORT,
     ) -> None:
         # compression and max_in_flight are this client's shorter names for two kafka-python options;

@@ -16,8 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import InitVar, dataclass, field
 from typing import Any
 
-import grpc
-from logstore.client.shared.connection import DEFAULT_BOOTSTRAP
+from logstore.client.shared.connection import DEFAULT_BOOTSTRAP, Interceptor
 from logstore.client.shared.serde import Serializer, resolve_serializer
 
 from logstore.records import GZIP, LZ4, NONE, SNAPPY, ZSTD
@@ -70,7 +69,7 @@ class ProducerConfig:
     auto_create_topics: bool = True
     metadata_max_age_ms: float = 300_000
     client_id: str | None = None
-    interceptors: Sequence[grpc.UnaryUnaryClientInterceptor] = ()
+    interceptors: Sequence[Interceptor] = ()
     produce_transport: str = DEFAULT_PRODUCE_TRANSPORT
     """How the threaded Producer carries its requests: ``"stream"``, in order on one long-lived
     ProduceStream (an idempotent producer then keeps several requests of a partition in flight), or
