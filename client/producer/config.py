@@ -30,7 +30,7 @@ hold an open batch in the default ``buffer_memory``. A batch reserves this much 
 DEFAULT_LINGER_MS = 5
 """Only while requests are in flight: with none, a record is sent at once."""
 PRODUCE_TRANSPORTS = ("stream", "unary")
-DEFAULT_PRODUCE_TRANSPORT = "unary"
+DEFAULT_PRODUCE_TRANSPORT = "stream"
 """Chosen by measurement (bench/README.md, "Stream or unary")."""
 MAX_IN_FLIGHT_IDEMPOTENT = 5
 """The broker remembers the last five batches per producer and partition, so it can deduplicate at most

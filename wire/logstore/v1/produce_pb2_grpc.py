@@ -80,11 +80,12 @@ class ProduceServiceServicer:
         Backpressure is the stream's flow control: the broker reads the next request only while the
         requests it holds unanswered total at most 16 MiB (one larger request is read alone), so a client
         that sends faster than the broker appends is slowed by HTTP/2 flow control, not refused.
-        A failure of one request (what ends a Produce call: INVALID_ARGUMENT, RESOURCE_EXHAUSTED,
-        UNAVAILABLE while the broker stops) is answered in that request's `error_code` and `error_message`,
-        and the stream goes on. The stream itself ends with INVALID_ARGUMENT when a message does not parse,
-        and with UNAVAILABLE or CANCELLED when the broker stops or the connection breaks: requests without
-        an answer may or may not have been appended. An idempotent producer re-sends them, in order, on a
+        A refusal of one request (what would end a Produce call with INVALID_ARGUMENT: no partitions, an
+        unknown acks value, a negative timeout, too many partitions) is answered in that request's
+        `error_code` and `error_message`, and the stream goes on. The stream itself ends with
+        INVALID_ARGUMENT when a message does not parse, RESOURCE_EXHAUSTED when a message is larger than the
+        broker's maximum request size, UNAVAILABLE when the broker stops, and CANCELLED or UNAVAILABLE when
+        the connection breaks: requests without an answer may or may not have been appended. An idempotent producer re-sends them, in order, on a
         new stream, and the broker answers those it had appended as duplicates (their original offsets)
         instead of appending them again.
         """
