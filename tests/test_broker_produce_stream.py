@@ -4,6 +4,8 @@ per-stream memory bound that is its backpressure."""
 from __future__ import annotations
 
 import asyncio
+import queue
+import threading
 from collections.abc import AsyncIterator
 
 import grpc
@@ -148,7 +150,7 @@ def test_the_stream_reads_no_further_while_its_unanswered_requests_fill_the_wind
                 pulled.append(n)
                 yield request(n, "t", b"x" * 100)
 
-        call = ProduceStreamCall(produce, limit=300)
+        call = ProduceStreamCall(produce, lambda stop: lambda: None, limit=300)
         answers = call.run(requests())
         first = asyncio.ensure_future(answers.__anext__())
         for _ in range(10):
@@ -162,3 +164,25 @@ def test_the_stream_reads_no_further_while_its_unanswered_requests_fill_the_wind
         assert pulled == [1, 2, 3, 4, 5, 6]
 
     asyncio.run(scenario())
+
+
+def test_an_idle_stream_ends_when_the_broker_stops_instead_of_holding_the_stop_up(
+    start_broker, connect
+) -> None:
+    """A stream waits for its client's next request; the broker's stop ends it (UNAVAILABLE: the client
+    opens a new one later) rather than waiting out the grace period for calls in flight."""
+    broker = start_broker(shutdown_grace_ms=30_000)
+    stubs = connect(broker)
+    stubs.create_topic("idle", 1)
+    requests: queue.SimpleQueue[produce_pb2.ProduceStreamRequest | None] = queue.SimpleQueue()
+    requests.put(request(1, "idle", build_batch([b"a"])))
+    answers = stubs.produce.ProduceStream(iter(requests.get, None))
+    assert next(answers).request_id == 1  # open, and now idle
+    stopper = threading.Thread(target=broker.stop)
+    stopper.start()
+    with pytest.raises(grpc.RpcError) as ended:
+        next(answers)
+    assert ended.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "open a new stream once it is back" in str(ended.value.details())
+    stopper.join()
+    requests.put(None)

@@ -54,7 +54,7 @@ class ProduceService(produce_pb2_grpc.ProduceServiceServicer):
         self, requests: AsyncIterator[pb.ProduceStreamRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.ProduceStreamResponse]:
         """Produce requests in order on one stream, answered in order (see `produce_stream`)."""
-        async for answer in ProduceStreamCall(self.produce).run(requests):
+        async for answer in ProduceStreamCall(self.produce, self._core.when_shutting_down).run(requests):
             yield answer
 
     async def produce(self, request: pb.ProduceRequest) -> pb.ProduceResponse:

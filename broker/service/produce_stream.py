@@ -7,6 +7,8 @@ before its first await) while an acks=all request's fsync overlaps the next requ
 awaits the tasks in the same order and yields the answers. The reader stops reading while the requests
 it holds unanswered total `MAX_UNANSWERED_BYTES`: gRPC then reads no more from the connection, and
 HTTP/2 flow control slows the client down. That is the stream's backpressure, and its memory bound.
+When the broker begins to shut down, the stream stops reading, answers what it has read, and ends with
+UNAVAILABLE, so an idle stream does not hold the shutdown up.
 """
 
 from __future__ import annotations
@@ -52,8 +54,17 @@ class Window:
 class ProduceStreamCall:
     """Serves one ProduceStream call: reads, appends and answers its requests in order."""
 
-    def __init__(self, produce: ProduceCall, limit: int = MAX_UNANSWERED_BYTES) -> None:
+    def __init__(
+        self,
+        produce: ProduceCall,
+        when_shutting_down: Callable[[Callable[[], None]], Callable[[], None]],
+        limit: int = MAX_UNANSWERED_BYTES,
+    ) -> None:
+        """`when_shutting_down`: `BrokerCore.when_shutting_down`, so that a stream waiting for its client's
+        next request ends (UNAVAILABLE) when the broker stops instead of holding the stop up."""
         self._produce = produce
+        self._when_shutting_down = when_shutting_down
+        self._stopping = False
         self._window = Window(limit)
         self._answers: asyncio.Queue[tuple[int, asyncio.Task[pb.ProduceStreamResponse]] | None] = (
             asyncio.Queue()
@@ -63,6 +74,12 @@ class ProduceStreamCall:
         self, requests: AsyncIterator[pb.ProduceStreamRequest]
     ) -> AsyncIterator[pb.ProduceStreamResponse]:
         reader = asyncio.ensure_future(self._read(requests))
+
+        def stop_reading() -> None:
+            self._stopping = True
+            reader.cancel()
+
+        unregister = self._when_shutting_down(stop_reading)
         try:
             while True:
                 item = await self._answers.get()
@@ -72,8 +89,11 @@ class ProduceStreamCall:
                 answer = await task
                 self._window.give_back(size)
                 yield answer
-            await reader  # raises what ended the reading (a malformed message, the broker stopping)
+            if self._stopping:  # the requests read so far are answered; the rest go to a new stream
+                raise ShuttingDownError("the broker is shutting down; open a new stream once it is back")
+            await reader  # raises what ended the reading (a malformed message)
         finally:
+            unregister()
             reader.cancel()
             while not self._answers.empty():
                 left = self._answers.get_nowait()
