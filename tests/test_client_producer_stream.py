@@ -202,3 +202,56 @@ def test_the_stream_reopens_after_the_broker_restarts(start_broker) -> None:
         broker = start_broker(port=int(port))
         second = producer.send("restart", b"after").get(30)
     assert (first.offset, second.offset) == (0, 1)
+
+
+class NoProduceStream(grpc.StreamStreamClientInterceptor, grpc.UnaryUnaryClientInterceptor):
+    """An older broker: ProduceStream is UNIMPLEMENTED (as gRPC answers a method it does not know); the
+    unary Produce calls that reach the broker are counted."""
+
+    def __init__(self) -> None:
+        self.streams = 0
+        self.unary_calls = 0
+
+    def intercept_stream_stream(self, continuation, client_call_details, request_iterator):
+        self.streams += 1
+        return _Unimplemented()
+
+    def intercept_unary_unary(self, continuation, client_call_details, request):
+        if client_call_details.method.endswith("/Produce"):
+            self.unary_calls += 1
+        return continuation(client_call_details, request)
+
+
+class _Unimplemented(grpc.RpcError):
+    def __iter__(self) -> _Unimplemented:
+        return self
+
+    def __next__(self) -> produce_pb2.ProduceStreamResponse:
+        raise self
+
+    def code(self) -> grpc.StatusCode:
+        return grpc.StatusCode.UNIMPLEMENTED
+
+    def details(self) -> str:
+        return "Method not found!"
+
+    def trailing_metadata(self) -> tuple[()]:
+        return ()
+
+    def cancel(self) -> bool:
+        return False
+
+
+def test_a_broker_without_produce_stream_gets_unary_calls_instead(broker, caplog) -> None:
+    create(broker, "older", 2)
+    older = NoProduceStream()
+    with Producer(broker.address, interceptors=[older], retry_backoff_ms=1) as producer:
+        futures = [producer.send("older", b"%d" % n, key=b"k%d" % (n % 4)) for n in range(2000)]
+        producer.flush(timeout=30)
+    assert all(future.exception_value is None for future in futures)
+    assert older.streams == 1 and older.unary_calls >= 1
+    assert "does not serve ProduceStream" in caplog.text
+    values = sorted(
+        int(r.value or b"-1") for records in read_topic(broker.address, "older", 2).values() for r in records
+    )
+    assert values == list(range(2000))

@@ -40,7 +40,7 @@ class MalformedRequestError(InvalidRequestError):
 
 class MalformedRequest:
     """Handed to a handler instead of a request whose bytes did not decode; the handler's wrapper
-    (`unary`, `streaming`) refuses it before the handler runs (a `bidirectional` handler, when it reads it)."""
+    (`unary`, `streaming`) refuses it before the handler runs (a bidirectional handler, when it reads it)."""
 
     __slots__ = ("reason", "type_name")
 
@@ -181,7 +181,9 @@ def unary(
 def streaming(
     handler: Callable[[Any, Request, grpc.aio.ServicerContext], AsyncIterator[Response]],
 ) -> Callable[[Any, Request, grpc.aio.ServicerContext], AsyncIterator[Response]]:
-    """Map any exception of a server-streaming handler to its gRPC status."""
+    """Map any exception of a streaming handler to its gRPC status. A server-streaming handler's malformed
+    request is refused here; a bidirectional handler's `request` is the iterator of its messages, which
+    yields a `MalformedRequest` where one did not parse, for the handler to refuse when it reads it."""
 
     @functools.wraps(handler)
     async def call(self: Any, request: Request, context: grpc.aio.ServicerContext) -> AsyncIterator[Response]:
@@ -189,27 +191,6 @@ def streaming(
             if isinstance(request, MalformedRequest):
                 raise request.error()
             async for message in handler(self, request, context):
-                yield message
-        except grpc.aio.AbortError:
-            raise
-        except Exception as error:
-            await abort(context, error, handler.__name__)
-
-    return call
-
-
-def bidirectional(
-    handler: Callable[[Any, AsyncIterator[Request], grpc.aio.ServicerContext], AsyncIterator[Response]],
-) -> Callable[[Any, AsyncIterator[Request], grpc.aio.ServicerContext], AsyncIterator[Response]]:
-    """Map any exception of a bidirectional-streaming handler to its gRPC status. The handler gets each
-    message as decoded (a `MalformedRequest` where it did not parse) and refuses those itself."""
-
-    @functools.wraps(handler)
-    async def call(
-        self: Any, requests: AsyncIterator[Request], context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[Response]:
-        try:
-            async for message in handler(self, requests, context):
                 yield message
         except grpc.aio.AbortError:
             raise

@@ -10,10 +10,10 @@ import grpc
 from logstore.broker.domain.core import BrokerCore
 from logstore.broker.domain.values import Acks, ProduceEntry
 from logstore.broker.service.calls import (
-    bidirectional,
     check_not_negative,
     check_partition_count,
     require,
+    streaming,
     unary,
 )
 from logstore.broker.service.produce_stream import ProduceStreamCall
@@ -49,7 +49,7 @@ class ProduceService(produce_pb2_grpc.ProduceServiceServicer):
     ) -> pb.ProduceResponse:
         return await self.produce(request)
 
-    @bidirectional
+    @streaming
     async def ProduceStream(
         self, requests: AsyncIterator[pb.ProduceStreamRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.ProduceStreamResponse]:

@@ -49,6 +49,11 @@ _Answer = tuple[_Groups, "produce_pb2.ProduceResponse | produce_pb2.ProduceStrea
 """The batches of one request, and its answer or the error that failed its call (or broke its stream)."""
 
 
+def _status(error: grpc.RpcError) -> grpc.StatusCode | None:
+    code = getattr(error, "code", None)
+    return code() if callable(code) else None
+
+
 class Sender(threading.Thread):
     """Runs until ``stop()``; on a graceful stop it first sends everything still buffered.
 
@@ -240,6 +245,8 @@ class Sender(threading.Thread):
                     continue
                 now = self._clock()
                 if isinstance(outcome, grpc.RpcError):
+                    if self._stream is not None and _status(outcome) is grpc.StatusCode.UNIMPLEMENTED:
+                        self._fall_back_to_unary()
                     finished = call_failed(accumulator, groups, outcome, now)
                 elif isinstance(outcome, produce_pb2.ProduceStreamResponse):
                     finished, acked = stream_answered(accumulator, groups, outcome, now)
@@ -249,6 +256,20 @@ class Sender(threading.Thread):
             for batch, base_offset, append_time in acked:
                 batch.outcome.resolve(base_offset, append_time)
             self._finish(finished)
+
+    def _fall_back_to_unary(self) -> None:
+        """The broker has no ProduceStream (an older one): carry on with unary calls, one per partition in
+        flight. Under the lock; the stream's requests all fail alike (nothing of them was written), and a
+        partition with any in flight sends nothing until they have, so no call can overtake them."""
+        log.warning(
+            "the broker at %s does not serve ProduceStream; sending unary Produce calls instead "
+            "(produce_transport='unary' skips the attempt)",
+            self._connection.address,
+        )
+        assert self._stream is not None
+        self._stream.close()
+        self._stream = None
+        self._accumulator.pipelined = False
 
     @staticmethod
     def _finish(finished: Finished) -> None:
