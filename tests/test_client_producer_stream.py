@@ -12,6 +12,7 @@ import grpc
 import pytest
 from logstore.broker.embedded import EmbeddedBroker
 from logstore.client import Admin, Producer
+from logstore.client.shared.errors import UnknownDeliveryError
 from logstore.wire.logstore.v1 import produce_pb2
 
 from tests.test_client_support import read_topic
@@ -19,12 +20,17 @@ from tests.test_client_support import read_topic
 Fault = Callable[[int], str | None]
 """Asked with the number of each answer (1, 2, ... over every stream); says "drop" (the answer is lost
 and the stream goes on), "break" (the connection breaks after the broker answered, so the request was
-carried out) or None."""
+carried out), "refuse" (as "break", but the stream ends with RESOURCE_EXHAUSTED, a status that says
+nothing was carried out when it ends a unary call) or None."""
 
 
 class InjectedBreak(grpc.RpcError):
+    def __init__(self, status: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE) -> None:
+        super().__init__()
+        self._status = status
+
     def code(self) -> grpc.StatusCode:
-        return grpc.StatusCode.UNAVAILABLE
+        return self._status
 
     def details(self) -> str:
         return "injected: the connection broke before the answer arrived"
@@ -105,9 +111,11 @@ class _FaultyStream:
             fault = self._faults.answered(self)
             if fault == "drop":
                 continue
-            if fault == "break":
+            if fault in ("break", "refuse"):
                 self.cancel()
-                raise InjectedBreak()
+                raise InjectedBreak(
+                    grpc.StatusCode.UNAVAILABLE if fault == "break" else grpc.StatusCode.RESOURCE_EXHAUSTED
+                )
             return answer
 
     def cancel(self) -> bool:
@@ -190,6 +198,31 @@ def test_every_fault_at_once_over_many_partitions(broker) -> None:
     # at least 14 requests (1,800 records): request 11 is cut, and answers 5 and 7 are among the rest
     assert faults.injected["drop"] >= 1 and faults.injected["break"] >= 1 and faults.injected["cut"] >= 1
     check_written_once_in_order(broker, "chaos", 3, sent, keys, 200)
+
+
+def test_requests_of_a_stream_that_ended_with_any_status_may_have_been_written(broker) -> None:
+    """A stream's end says nothing about the requests still unanswered on it: the broker may have appended
+    them. Whatever the status (here one that would mean "not written" for a unary call), they fail as
+    UnknownDeliveryError, never as an error that says the records are not in the log."""
+    create(broker, "refused", 1)
+    faults = StreamFaults(lambda n: "refuse" if n == 3 else None)
+    with Producer(
+        broker.address,
+        batch_size=512,
+        max_request_size=1536,
+        linger_ms=0,
+        retry_backoff_ms=1,
+        interceptors=[faults],
+    ) as producer:
+        futures = [(b"%d" % n, producer.send("refused", b"%d" % n)) for n in range(600)]
+        producer.flush(timeout=60)
+    assert faults.injected["refuse"] == 1
+    in_log = [r.value for r in read_topic(broker.address, "refused", 1)[0]]
+    assert len(set(in_log)) == len(in_log)
+    failed = [(value, future.exception_value) for value, future in futures if future.exception_value]
+    assert failed and all(isinstance(error, UnknownDeliveryError) for _, error in failed)
+    assert any(value in in_log for value, _ in failed)  # the third request was written, its answer lost
+    assert all(value in in_log for value, future in futures if future.exception_value is None)
 
 
 def test_the_stream_reopens_after_the_broker_restarts(start_broker) -> None:

@@ -56,11 +56,19 @@ def produce_request(
 
 
 def call_failed(
-    accumulator: Accumulator, groups: list[list[ProducerBatch]], exc: grpc.RpcError, now: float
+    accumulator: Accumulator,
+    groups: list[list[ProducerBatch]],
+    exc: grpc.RpcError,
+    now: float,
+    *,
+    uncertain: bool | None = None,
 ) -> Finished:
-    """The call itself failed: every batch of it fails (retried by the accumulator where it may be)."""
+    """The call itself failed: every batch of it fails (retried by the accumulator where it may be).
+
+    ``uncertain``: whether the broker may have carried it out anyway; None decides by the status."""
     error = error_from_rpc(exc, f"Produce of {sum(map(len, groups))} batches")
-    uncertain = is_uncertain(exc)
+    if uncertain is None:
+        uncertain = is_uncertain(exc)
     return [
         done
         for group in groups

@@ -45,8 +45,11 @@ METADATA_CHECK_INTERVAL_S = 5.0
 
 _Groups = list[list[ProducerBatch]]
 """The batches of one request, one list per partition entry."""
-_Answer = tuple[_Groups, "produce_pb2.ProduceResponse | produce_pb2.ProduceStreamResponse | grpc.RpcError"]
-"""The batches of one request, and its answer or the error that failed its call (or broke its stream)."""
+_Answer = tuple[
+    _Groups, "produce_pb2.ProduceResponse | produce_pb2.ProduceStreamResponse | grpc.RpcError", bool
+]
+"""The batches of one request, its answer or the error that failed its call (or broke its stream), and
+whether it went on the stream."""
 
 
 def _status(error: grpc.RpcError) -> grpc.StatusCode | None:
@@ -224,7 +227,7 @@ class Sender(threading.Thread):
         except grpc.RpcError as exc:
             outcome = exc
         with self.work:
-            self._answers.append((groups, outcome))
+            self._answers.append((groups, outcome, False))
             self.work.notify()
 
     def _stream_outcome(
@@ -232,12 +235,12 @@ class Sender(threading.Thread):
     ) -> None:
         """Runs on the stream's reading thread, in request order: hand the answer to the sender thread."""
         with self.work:
-            self._answers.append((groups, outcome))
+            self._answers.append((groups, outcome, True))
             self.work.notify()
 
     def _handle_answers(self, answers: list[_Answer]) -> None:
         accumulator = self._accumulator
-        for groups, outcome in answers:
+        for groups, outcome, streamed in answers:
             acked: Acked = []
             with self.work:
                 self._in_flight -= 1
@@ -245,9 +248,13 @@ class Sender(threading.Thread):
                     continue
                 now = self._clock()
                 if isinstance(outcome, grpc.RpcError):
-                    if self._stream is not None and _status(outcome) is grpc.StatusCode.UNIMPLEMENTED:
-                        self._fall_back_to_unary()
-                    finished = call_failed(accumulator, groups, outcome, now)
+                    uncertain = None
+                    if streamed:  # whatever ended the stream, the broker may have appended its requests
+                        unimplemented = _status(outcome) is grpc.StatusCode.UNIMPLEMENTED
+                        uncertain = not unimplemented  # ... unless it never served the call at all
+                        if unimplemented and self._stream is not None:
+                            self._fall_back_to_unary()
+                    finished = call_failed(accumulator, groups, outcome, now, uncertain=uncertain)
                 elif isinstance(outcome, produce_pb2.ProduceStreamResponse):
                     finished, acked = stream_answered(accumulator, groups, outcome, now)
                 else:

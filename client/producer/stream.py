@@ -5,8 +5,8 @@ Each request gets the next ``request_id`` of its stream and waits in ``pending``
 that id comes back; answers come in request order, so an answer with another id means the stream lost
 its place and is treated as broken. A broken stream (the connection failed, the broker stopped, an
 answer went missing, or the oldest request waited longer than ``request_timeout_ms``) is cancelled, and
-every request still pending is handed back as failed with an uncertain error: the broker may have
-appended it. The accumulator then resends those batches, in order, on the next stream, and the broker's
+every request still pending is handed back as failed with the error that ended the stream; the sender
+counts each as uncertain, since the broker may have appended it. The accumulator then resends those batches, in order, on the next stream, and the broker's
 idempotence answers the ones it had appended as duplicates. Backpressure is the sender's bound on
 requests in flight plus HTTP/2 flow control: gRPC takes the next request from ``requests`` only as the
 connection accepts it.
@@ -92,7 +92,6 @@ class RequestStream(Generic[Item]):
         self._clock = clock
         self._lock = threading.Lock()
         self._call: _Call[Item] | None = None
-        self.streams_opened = 0
 
     def send(self, item: Item, request: produce_pb2.ProduceRequest) -> None:
         """Queue ``request`` on the current stream (opened now if there is none)."""
@@ -101,7 +100,6 @@ class RequestStream(Generic[Item]):
             if call is None:
                 call = self._call = _Call()
                 call.responses = self._open_stream(call.request_iterator())
-                self.streams_opened += 1
                 threading.Thread(
                     target=self._read, args=(call,), name="logstore-producer-stream", daemon=True
                 ).start()
