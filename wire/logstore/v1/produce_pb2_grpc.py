@@ -77,17 +77,19 @@ class ProduceServiceServicer:
         and is answered by one ProduceStreamResponse carrying the same `request_id`. Requests are appended
         in the order they were sent on the stream, and the answers come back in that order, so a producer
         may keep several requests for one partition in flight without their arriving out of order.
-        Backpressure is the stream's flow control: the broker reads the next request only while the
-        requests it holds unanswered total at most 16 MiB (one larger request is read alone), so a client
-        that sends faster than the broker appends is slowed by HTTP/2 flow control, not refused.
+        Backpressure is the stream's flow control: the broker reads a further request only while the
+        record bytes of the requests it holds unanswered stay within 16 MiB (one larger request is read
+        alone), so a client that sends faster than the broker appends is slowed by HTTP/2 flow control,
+        not refused.
         A refusal of one request (what would end a Produce call with INVALID_ARGUMENT: no partitions, an
         unknown acks value, a negative timeout, too many partitions) is answered in that request's
         `error_code` and `error_message`, and the stream goes on. The stream itself ends with
-        INVALID_ARGUMENT when a message does not parse, RESOURCE_EXHAUSTED when a message is larger than the
-        broker's maximum request size, UNAVAILABLE when the broker stops, and CANCELLED or UNAVAILABLE when
-        the connection breaks: requests without an answer may or may not have been appended. An idempotent producer re-sends them, in order, on a
-        new stream, and the broker answers those it had appended as duplicates (their original offsets)
-        instead of appending them again.
+        INVALID_ARGUMENT when a message does not parse, RESOURCE_EXHAUSTED when a message is larger than
+        the broker's maximum request size, UNAVAILABLE when the broker stops (after answering the requests
+        it has read), and CANCELLED or UNAVAILABLE when the connection breaks. Whatever the status,
+        requests without an answer may or may not have been appended: an idempotent producer sends them
+        again, in order, on a new stream, and the broker answers those it had appended as duplicates
+        (their original offsets) instead of appending them again.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
