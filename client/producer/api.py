@@ -73,6 +73,8 @@ class Producer:
     kafka-python's ``bootstrap_servers``, ``compression_type`` and ``max_in_flight_requests_per_connection``
     are accepted for ``bootstrap``, ``compression`` and ``max_in_flight``; ``client_id`` leads the
     user-agent of every call. An unknown option is refused with a ``TypeError`` naming the close matches.
+    ``produce_transport`` (logstore's own) is ``"stream"`` (the default: requests in order on one
+    ProduceStream) or ``"unary"`` (one Produce call each); see ``ProducerConfig``.
     """
 
     def __init__(
