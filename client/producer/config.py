@@ -31,7 +31,7 @@ DEFAULT_LINGER_MS = 5
 """Only while requests are in flight: with none, a record is sent at once."""
 PRODUCE_TRANSPORTS = ("stream", "unary")
 DEFAULT_PRODUCE_TRANSPORT = "stream"
-"""Chosen by measurement (bench/README.md, "Stream or unary")."""
+"""Chosen by measurement (bench/README.md, "Stream or unary": ahead or level in each same-run series)."""
 MAX_IN_FLIGHT_IDEMPOTENT = 5
 """The broker remembers the last five batches per producer and partition, so it can deduplicate at most
 five requests in flight."""
