@@ -176,6 +176,19 @@ def test_a_lost_answer_or_a_broken_stream_writes_nothing_twice_and_keeps_order(b
     check_written_once_in_order(broker, "lost", 1, sent, keys, 300)
 
 
+def test_a_lost_answer_with_nothing_after_it_is_noticed_by_the_request_timeout(broker) -> None:
+    """No later answer reveals the gap: the stream is given up once its oldest request has waited
+    request_timeout_ms, and the resend on a new stream is answered as the duplicate it is."""
+    create(broker, "alone", 1)
+    faults = StreamFaults(lambda n: "drop" if n == 1 else None)
+    with Producer(
+        broker.address, request_timeout_ms=500, retry_backoff_ms=1, interceptors=[faults]
+    ) as producer:
+        metadata = producer.send("alone", b"only").get(30)
+    assert (metadata.offset, faults.injected["drop"], faults.streams) == (0, 1, 2)
+    assert [r.value for r in read_topic(broker.address, "alone", 1)[0]] == [b"only"]
+
+
 def test_a_stream_cut_before_some_requests_left_resends_them_in_order(broker) -> None:
     """Requests 5, 11, 17, ... (counted over every stream) never leave the client, nor do those queued behind them on that stream; the
     ones before them on it may have been answered or not."""
