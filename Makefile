@@ -5,6 +5,7 @@ PY     := $(VENV)/bin/python
 DATA   ?= ./data
 PORT   ?= 9093
 KAFKA_PORT ?= 9092
+HTTP_PORT ?= 9094
 
 .PHONY: run test lint mypy-tree bench clean
 
@@ -21,7 +22,7 @@ $(VENV)/.installed-test: pyproject.toml | $(PY)
 	touch $@ $(VENV)/.installed
 
 run: $(VENV)/.installed
-	$(PY) -m logstore.broker --data-dir $(DATA) --host 127.0.0.1 --port $(PORT) --kafka-port $(KAFKA_PORT)
+	$(PY) -m logstore.broker --data-dir $(DATA) --host 127.0.0.1 --port $(PORT) --kafka-port $(KAFKA_PORT) --http-port $(HTTP_PORT)
 
 # The gates, cheapest first: lint, formatting, types (0 errors), then the suite (warnings are errors).
 # The fast local loop skips the real brokers and subprocesses: `$(PY) -m pytest -m "not integration"`.

@@ -1,8 +1,9 @@
 """Run a broker inside this process (on a background thread) or as a child process.
 
 For tests, benchmarks and tools that need a real broker on real ports. Both bind 127.0.0.1 port 0 by
-default for the gRPC API and for the Kafka protocol listener (never the fixed 9093/9092, so runs in
-parallel and a broker of `make run` do not collide) and report the ports they got.
+default for the gRPC API, the Kafka protocol listener and the HTTP endpoint (never the fixed
+9093/9092/9094, so runs in parallel and a broker of `make run` do not collide) and report the ports they
+got.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from logstore.broker.settings import Settings
 
 _LISTENING = re.compile(rb"listening on (\S+):(\d+) ")
 _KAFKA_LISTENING = re.compile(rb"Kafka protocol listener on (\S+):(\d+)")
+_HTTP_LISTENING = re.compile(rb"HTTP endpoint on (\S+):(\d+) ")
 
 
 class EmbeddedBroker:
@@ -44,10 +46,11 @@ class EmbeddedBroker:
 
     @classmethod
     def on(cls, data_dir: Path | str, **overrides: Any) -> EmbeddedBroker:
-        """A broker over `data_dir` on free loopback ports (gRPC and Kafka), with other settings changed as
-        given (`kafka_listener=False` for no Kafka listener)."""
+        """A broker over `data_dir` on free loopback ports (gRPC, Kafka, HTTP), with other settings changed
+        as given (`kafka_listener=False` for no Kafka listener, `http=False` for no HTTP endpoint)."""
         overrides.setdefault("port", 0)
         overrides.setdefault("kafka_port", 0)
+        overrides.setdefault("http_port", 0)
         return cls(dataclasses.replace(Settings(), data_dir=Path(data_dir), **overrides))
 
     @property
@@ -65,6 +68,12 @@ class EmbeddedBroker:
     def kafka_address(self) -> str:
         """`host:port` of the Kafka protocol listener, as a Kafka client's bootstrap server."""
         return f"{self.settings.host}:{self.kafka_port}"
+
+    @property
+    def http_url(self) -> str:
+        """`http://host:port` of the HTTP endpoint (/metrics, /healthz, /readyz)."""
+        assert self.server.http is not None and self.server.http.port is not None, "no HTTP endpoint"
+        return f"http://{self.settings.host}:{self.server.http.port}"
 
     def start(self) -> EmbeddedBroker:
         self._thread.start()
@@ -134,6 +143,8 @@ class BrokerProcess:
         self.address: str | None = None
         self.kafka_address: str | None = None
         """`host:port` of its Kafka protocol listener; None when started with `--no-kafka-listener`."""
+        self.http_address: str | None = None
+        """`host:port` of its HTTP endpoint (/metrics); None when started with `--no-http`."""
         self._log: IO[bytes] | None = None
 
     def start(self, timeout_s: float = 30.0) -> str:
@@ -142,7 +153,7 @@ class BrokerProcess:
         start_of_run = self.log_path.stat().st_size
         command = [
             *self.command,
-            *("--data-dir", str(self.data_dir), "--port", "0", "--kafka-port", "0"),
+            *("--data-dir", str(self.data_dir), "--port", "0", "--kafka-port", "0", "--http-port", "0"),
             *self.args,
         ]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -155,6 +166,8 @@ class BrokerProcess:
                 self.address = f"{found[1].decode()}:{found[2].decode()}"
                 kafka = _KAFKA_LISTENING.search(run_log)  # logged before the gRPC line, if at all
                 self.kafka_address = f"{kafka[1].decode()}:{kafka[2].decode()}" if kafka else None
+                http = _HTTP_LISTENING.search(run_log)  # logged first, if at all
+                self.http_address = f"{http[1].decode()}:{http[2].decode()}" if http else None
                 return self.address
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.kill()

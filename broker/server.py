@@ -23,6 +23,7 @@ from logstore.broker.domain.groups.offset_store import OFFSETS_TOPIC
 from logstore.broker.domain.share.state_store import STATE_TOPIC, STATE_TOPIC_CONFIG
 from logstore.broker.kafka import KafkaListener
 from logstore.broker.malloc import keep_large_buffers, release_free_memory
+from logstore.broker.observability import DISABLED, BrokerMetrics, HttpEndpoint, Readiness, StateCollector
 from logstore.broker.service import SERVICE_NAMES, add_services
 from logstore.broker.service.answers import AnswerBudget
 from logstore.broker.settings import Settings, SettingsError
@@ -81,6 +82,11 @@ class BrokerServer:
         self._health: health.aio.HealthServicer | None = None
         self.kafka: KafkaListener | None = None
         """The Kafka protocol listener, when the settings ask for one."""
+        self.metrics: BrokerMetrics = BrokerMetrics() if settings.http else DISABLED
+        """What the listeners count; `metrics.auth_failures` is the hook for refused logins."""
+        self.readiness = Readiness()
+        self.http: HttpEndpoint | None = None
+        """/metrics, /healthz and /readyz, unless `--no-http`."""
         self._stopped = False
 
     @property
@@ -90,14 +96,22 @@ class BrokerServer:
 
     async def start(self) -> None:
         settings = self.settings
-        manager = LogManager(
-            settings.data_dir,
-            default_config=settings.topic_config(),
-            max_partitions=settings.max_partitions_per_topic,
-            recover_metadata=settings.recover_metadata,
-            recovered_configs={OFFSETS_TOPIC: OFFSETS_TOPIC_CONFIG, STATE_TOPIC: STATE_TOPIC_CONFIG},
-            max_open_segments=settings.max_open_segments or None,
-        )
+        if settings.http:
+            await self._start_http()
+        try:  # on a thread, so /healthz answers (and /readyz says "starting") during a long recovery
+            manager = await asyncio.to_thread(
+                LogManager,
+                settings.data_dir,
+                default_config=settings.topic_config(),
+                max_partitions=settings.max_partitions_per_topic,
+                recover_metadata=settings.recover_metadata,
+                recovered_configs={OFFSETS_TOPIC: OFFSETS_TOPIC_CONFIG, STATE_TOPIC: STATE_TOPIC_CONFIG},
+                max_open_segments=settings.max_open_segments or None,
+                on_fsync=self.metrics.observe_fsync if self.metrics.enabled else None,
+            )
+        except BaseException:
+            await self._stop_http()
+            raise
         try:
             self._report_start(manager)
             self.core = BrokerCore(
@@ -110,6 +124,8 @@ class BrokerServer:
                 offsets_topic_partitions=settings.offsets_topic_partitions,
                 share_config=settings.share_config(),
             )
+            if self.metrics.enabled:
+                self.metrics.registry.register(StateCollector(self.core))
             server = grpc.aio.server(options=grpc_options(settings))
             self.answers = AnswerBudget(
                 settings.queued_max_response_bytes,
@@ -122,6 +138,7 @@ class BrokerServer:
                 produce_timeout_ms=settings.produce_timeout_ms,
                 fetch_max_bytes=settings.fetch_max_bytes,
                 answers=self.answers,
+                metrics=self.metrics,
             )
             self._health = health.aio.HealthServicer()
             health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
@@ -143,11 +160,36 @@ class BrokerServer:
             if self._server is not None:
                 await self._server.stop(0)
                 self._server = None
+            if self.kafka is not None:
+                await self.kafka.stop(0)
+            await self._stop_http()
             manager.close()
             raise
         for name in ("", *SERVICE_NAMES):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self.readiness.state = "ready"
         log.info("logstore broker listening on %s (gRPC API; data dir %s)", self.address, settings.data_dir)
+
+    async def _start_http(self) -> None:
+        settings = self.settings
+        self.http = HttpEndpoint(
+            self.metrics.registry, self.readiness, host=settings.host, port=settings.http_port
+        )
+        try:
+            await self.http.start()
+        except OSError as exc:
+            self.http = None
+            raise BindError(
+                f"cannot serve HTTP (/metrics) on {_address(settings.host, settings.http_port)}: "
+                f"{exc.strerror}; is another process using the port? (--no-http turns it off)"
+            ) from None
+        assert self.http.port is not None
+        log.info("HTTP endpoint on %s (/metrics, /healthz, /readyz)", _address(settings.host, self.http.port))
+
+    async def _stop_http(self) -> None:
+        if self.http is not None:
+            await self.http.stop()
+            self.http = None
 
     async def _start_kafka(self) -> None:
         assert self.core is not None and self.answers is not None
@@ -161,6 +203,7 @@ class BrokerServer:
             fetch_max_bytes=settings.fetch_max_bytes,
             connections_max_idle_ms=settings.connections_max_idle_ms,
             answers=self.answers,
+            metrics=self.metrics,
         )
         try:
             await self.kafka.start()
@@ -221,6 +264,7 @@ class BrokerServer:
         if self._stopped or self._server is None or self.core is None:
             return
         self._stopped = True
+        self.readiness.state = "stopping"
         assert self._health is not None
         await self._health.enter_graceful_shutdown()
         self.core.begin_shutdown()
@@ -230,6 +274,7 @@ class BrokerServer:
         if self.kafka is not None:
             await self.kafka.stop(self.settings.shutdown_grace_ms / 1000)
         await self.core.close()
+        await self._stop_http()
         log.info("stopped cleanly; data directory %s closed", self.settings.data_dir)
 
 

@@ -72,6 +72,10 @@ class Settings:
     0 picks a free one."""
     kafka_listener: bool = True
     """Serve the Kafka protocol listener; `--no-kafka-listener` turns it off (and frees its port)."""
+    http_port: int = 9094
+    """TCP port of the HTTP endpoint: /metrics (Prometheus), /healthz and /readyz; 0 picks a free one."""
+    http: bool = True
+    """Serve the HTTP endpoint and keep metrics; `--no-http` turns both off (and frees its port)."""
     auto_create_topics: bool = True
     """Create an unknown topic when a produce request names it, as Kafka does."""
     default_partitions: int = 1
@@ -145,6 +149,15 @@ class Settings:
         if self.serves_kafka and self.kafka_port == self.port != 0:
             raise SettingsError(
                 f"kafka_port and port are both {self.port}: the Kafka listener and the gRPC API need a port each"
+            )
+        _check_range("http_port", self.http_port, 0, 65535)
+        if (
+            self.http
+            and self.http_port != 0
+            and self.http_port in (self.port, self.kafka_port if self.serves_kafka else -1)
+        ):
+            raise SettingsError(
+                f"http_port {self.http_port} is also the gRPC or Kafka port: the HTTP endpoint needs its own"
             )
         _check_range("default_partitions", self.default_partitions, 1, 10_000)
         _check_range(
@@ -377,6 +390,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action=argparse.BooleanOptionalAction,
         default=given,
         help="serve the Kafka protocol on --kafka-port (default on; --no-kafka-listener: gRPC only)",
+    )
+    parser.add_argument(
+        "--http-port",
+        type=int,
+        default=given,
+        help="HTTP port of /metrics, /healthz and /readyz, 0 for any free one (default 9094)",
+    )
+    parser.add_argument(
+        "--http",
+        action=argparse.BooleanOptionalAction,
+        default=given,
+        help="serve /metrics, /healthz and /readyz on --http-port and keep metrics (default on; --no-http: off)",
     )
     parser.add_argument(
         "--auto-create-topics",

@@ -107,6 +107,7 @@ class Log:
         recovery_point: int | None = None,
         clock_ms: Callable[[], int] = now_ms,
         open_segments: OpenSegments | None = None,
+        on_fsync: Callable[[float], None] | None = None,
     ) -> None:
         self.directory = Path(directory)
         self.topic = topic
@@ -114,6 +115,7 @@ class Log:
         self.config = config
         self._clock_ms = clock_ms
         self._open_segments = open_segments  # the bound on segments with open files (None: no bound)
+        self._on_fsync = on_fsync  # told each flush's fsync time in seconds (the broker's metrics)
         self.offline: PartitionOfflineError | None = None  # set when the disk failed an append or flush
         self._lock = threading.RLock()
         self._fsync_lock = threading.Lock()  # held while fsyncing; segment removal waits for it
@@ -549,11 +551,14 @@ class Log:
                 self.unflushed_messages = 0
                 self.first_unflushed_ms = None
             with self._fsync_lock:
+                started = time.perf_counter()
                 try:
                     for segment in segments:
                         segment.flush()
                 except OSError as exc:  # an fsync that fails may have lost the pages: never retry it
                     raise self._take_offline(exc, "an fsync of", lambda: segment.log_path) from exc
+                if self._on_fsync is not None:
+                    self._on_fsync(time.perf_counter() - started)
                 # Publish before letting go of the fsync lock: a truncation waiting for it then lowers
                 # flushed_offset after this, never before (which would leave it past the new log end).
                 with self._flush_cond:

@@ -126,13 +126,15 @@ class LogManager:
         recover_metadata: bool = False,
         recovered_configs: Mapping[str, Mapping[str, Any]] | None = None,
         max_open_segments: int | None = None,
+        on_fsync: Callable[[float], None] | None = None,
     ) -> None:
         """`recover_metadata` rebuilds a missing `meta.json` from the partition folders (otherwise its
         absence beside partition folders stops the start); `recovered_configs` gives the config of
         topics whose settings the caller knows (its internal topics) when they are rebuilt so.
         `max_open_segments`: how many segments may hold their files open at once, across all partitions
         (None: half the process's descriptor limit, at six descriptors a segment); idle ones beyond it
-        release their files and reopen on demand."""
+        release their files and reopen on demand. `on_fsync` is told the seconds each partition flush
+        spent in fsync, from whichever thread flushed (the broker's metrics; the engine stays unaware)."""
         if not _is_int(max_partitions) or not 1 <= max_partitions <= MAX_PARTITIONS:
             raise ValueError(f"max_partitions must be between 1 and {MAX_PARTITIONS}, not {max_partitions}")
         self.data_dir = Path(data_dir)
@@ -142,6 +144,7 @@ class LogManager:
         self._recover_metadata = recover_metadata
         self._recovered_configs = dict(recovered_configs or {})
         self._clock_ms = clock_ms
+        self._on_fsync = on_fsync
         self.intervals = intervals or Intervals()
         self._lock = threading.RLock()
         self._topics: dict[str, TopicInfo] = {}
@@ -353,6 +356,7 @@ class LogManager:
                 recovery_point=recovery_point,
                 clock_ms=self._clock_ms,
                 open_segments=self.open_segments,
+                on_fsync=self._on_fsync,
             )
         except OSError as exc:
             raise StorageError(
@@ -495,6 +499,7 @@ class LogManager:
                         info.config,
                         clock_ms=self._clock_ms,
                         open_segments=self.open_segments,
+                        on_fsync=self._on_fsync,
                     )
                 )
         except BaseException as exc:

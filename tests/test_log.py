@@ -435,6 +435,17 @@ def test_flush_skips_fsync_when_already_durable(tmp_path: Path, fsyncs: list[int
     log.close()
 
 
+def test_each_flush_that_fsyncs_tells_on_fsync_its_time(tmp_path: Path, fsyncs: list[int]) -> None:
+    """The broker's fsync-latency metric: one report per flush that fsynced, none for one that did not."""
+    reports: list[float] = []
+    log = Log(tmp_path / "t-0", "t", 0, TopicConfig(), clock_ms=lambda: TS, on_fsync=reports.append)
+    log.append(batch(2))
+    log.flush()
+    log.flush()  # already durable: no fsync, no report
+    assert len(fsyncs) == len(reports) == 1 and reports[0] >= 0
+    log.close()
+
+
 def test_flush_covers_rolled_segments_that_were_never_flushed(tmp_path: Path, fsyncs: list[int]) -> None:
     log = open_log(tmp_path, segment_bytes=300)
     for _ in range(5):

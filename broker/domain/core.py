@@ -204,6 +204,18 @@ class BrokerCore:
 
     # --- lifecycle --------------------------------------------------------------------------------------
 
+    def committed_offsets(self) -> list[tuple[str, str, int, int]]:
+        """(group, topic, partition, committed offset) of every consumer group; read-only, also while
+        shutting down (the metrics read it at scrape time)."""
+        return [(group, tp.topic, tp.partition, offset) for group, tp, offset in self._groups.all_committed()]
+
+    def share_partition_counts(self) -> list[tuple[str, str, int, int, int]]:
+        """(group, topic, partition, records in flight, records archived) of every share-partition."""
+        return [
+            (group, topic, partition, counts.in_flight, counts.archived_total)
+            for group, topic, partition, counts in self._share.partition_counts()
+        ]
+
     def begin_shutdown(self) -> None:
         """Refuse new work; wake long-polls (they answer with what they have) and end subscriptions."""
         self.shutting_down = True

@@ -85,6 +85,7 @@ class Appender:
             base_offset=result.base_offset,
             log_append_time_ms=result.log_append_time_ms,
             log_start_offset=partition_log.log_start_offset,
+            record_count=0 if result.duplicate else result.record_count,
         )
         return outcome, partition_log, result.last_offset + 1
 

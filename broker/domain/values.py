@@ -53,6 +53,8 @@ class AppendOutcome:
     log_append_time_ms: int = -1
     log_start_offset: int = -1
     error: Exception | None = None
+    record_count: int = 0
+    """Records appended (0 for a retried batch answered from memory): what the metrics count."""
 
 
 @dataclass(frozen=True, slots=True)

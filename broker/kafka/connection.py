@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -127,11 +128,14 @@ class ConnectionClosing(Exception):
 class _Slot:
     """One request's place in the answer order."""
 
-    __slots__ = ("answer", "correlation_id", "error", "pending", "ready", "size")
+    __slots__ = ("answer", "api", "correlation_id", "error", "pending", "ready", "size", "started")
 
     def __init__(self, correlation_id: int, size: int) -> None:
         self.correlation_id = correlation_id
         self.size = size
+        self.api: str | None = None
+        """The API's name while the request is timed for the metrics (None: not timed)."""
+        self.started = 0.0
         self.ready = False
         self.answer: Any = None
         self.error: BaseException | None = None
@@ -328,8 +332,15 @@ class Connection(asyncio.Protocol):
         slot = _Slot(header.correlation_id, len(frame))
         self._slots.append(slot)
         self.unanswered_bytes += len(frame)
+        assert self._ctx is not None
+        metrics = self._ctx.metrics
+        if metrics.enabled:
+            slot.api = APIS[header.api_key].name
+            slot.started = time.perf_counter()
+            metrics.request_started("kafka", slot.api)
         if request is _API_VERSIONS:
             slot.settle(api_versions.answer(api_version), None)
+            self._timed(slot)
         elif header.api_key == FETCH and (self._fetching is not None or self._fetches):
             self._fetches.append((slot, request, api_version))
         else:
@@ -404,8 +415,13 @@ class Connection(asyncio.Protocol):
             self._settled(slot, task.result(), None)
         self._flush()
 
+    def _timed(self, slot: _Slot) -> None:
+        if slot.api is not None and self._ctx is not None:
+            self._ctx.metrics.request_done("kafka", slot.api, time.perf_counter() - slot.started)
+
     def _settled(self, slot: _Slot, answer: Any, error: BaseException | None) -> None:
         slot.settle(answer, error)
+        self._timed(slot)
         if slot is self._fetching:
             self._fetching = None
             if self._fetches:  # the next fetch reads now that this one's answer is made

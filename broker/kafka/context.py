@@ -8,6 +8,7 @@ from typing import Any
 
 from logstore.broker.domain.core import BrokerCore
 from logstore.broker.kafka.share_sessions import ShareSessions
+from logstore.broker.observability import DISABLED, BrokerMetrics
 from logstore.broker.service.answers import AnswerBudget, Lease
 
 NODE_ID = 0
@@ -39,6 +40,8 @@ class RequestContext:
     """The broker's Kafka share sessions (shared by every connection: a member may reconnect)."""
     client_id: str | None = None
     """The client id of the connection's requests (its last request's header)."""
+    metrics: BrokerMetrics = DISABLED
+    """What the handlers count (bytes, records, errors); the connection counts requests."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,11 +50,11 @@ def handle(request: Any, version: int, ctx: RequestContext) -> Any:
     lease = ctx.answers.lease(ctx.connection)
     room = lease.room()
     if room <= 0 or ctx.core.shutting_down:
-        return _held(version, _read(specs, max_bytes, min_bytes, max_wait_s, ctx, lease), lease)
+        return _held(version, _read(specs, max_bytes, min_bytes, max_wait_s, ctx, lease), lease, ctx)
     reads = ctx.core.read_now(specs, max(1, min(max_bytes, room)))
     if _enough(reads, min_bytes) or max_wait_s <= 0:
         lease.charge(_size(reads))
-        return Held(fetch_answer(version, reads), lease)
+        return Held(_answer(version, reads, ctx), lease)
     del reads
     return LongPoll(version, specs, max_bytes, min_bytes, ctx, lease).start(max_wait_s)
 
@@ -122,7 +122,7 @@ class LongPoll:
         if not always and not _enough(reads, self._min_bytes):
             return False
         self._lease.charge(_size(reads))
-        self._later.resolve(Held(fetch_answer(self._version, reads), self._lease))
+        self._later.resolve(Held(_answer(self._version, reads, self._ctx), self._lease))
         return True
 
     def _fell_back(self, task: asyncio.Task[Any]) -> None:
@@ -131,7 +131,7 @@ class LongPoll:
         if task.exception() is not None:
             self._later.fail(task.exception())  # type: ignore[arg-type]
         else:
-            self._later.resolve(Held(fetch_answer(self._version, task.result()), self._lease))
+            self._later.resolve(Held(_answer(self._version, task.result(), self._ctx), self._lease))
 
     def _stop(self) -> None:
         """Stop waiting; on cancellation also give back what the answer holds."""
@@ -155,9 +155,15 @@ def _size(reads: list[PartitionRead]) -> int:
     return sum(len(r.records) for r in reads)
 
 
-async def _held(version: int, reading: Any, lease: Lease) -> Held:
+def _answer(version: int, reads: list[PartitionRead], ctx: RequestContext) -> Any:
+    """The fetch answer, counted in the metrics."""
+    ctx.metrics.fetched("kafka", reads)
+    return fetch_answer(version, reads)
+
+
+async def _held(version: int, reading: Any, lease: Lease, ctx: RequestContext) -> Held:
     try:
-        return Held(fetch_answer(version, await reading), lease)
+        return Held(_answer(version, await reading, ctx), lease)
     except BaseException:
         lease.release_all()
         raise

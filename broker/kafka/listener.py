@@ -10,6 +10,7 @@ from logstore.broker.domain.core import BrokerCore
 from logstore.broker.kafka.connection import Connection, peer_name
 from logstore.broker.kafka.context import Endpoint, RequestContext
 from logstore.broker.kafka.share_sessions import ShareSessions
+from logstore.broker.observability import DISABLED, BrokerMetrics
 from logstore.broker.service.answers import AnswerBudget
 
 WILDCARD_HOSTS = ("", "0.0.0.0", "::")
@@ -29,8 +30,10 @@ class KafkaListener:
         fetch_max_bytes: int,
         connections_max_idle_ms: int,
         answers: AnswerBudget,
+        metrics: BrokerMetrics = DISABLED,
     ) -> None:
         self._core = core
+        self._metrics = metrics
         self._host = host
         self._wanted_port = port
         self._max_request_bytes = max_request_bytes
@@ -69,8 +72,13 @@ class KafkaListener:
     def _connection(self) -> Connection:
         connection = Connection(self._context, max_request_bytes=self._max_request_bytes, idle_s=self._idle_s)
         self._connections.add(connection)
-        connection.closed.add_done_callback(lambda _: self._connections.discard(connection))
+        self._metrics.connection_opened("kafka")
+        connection.closed.add_done_callback(lambda _: self._closed(connection))
         return connection
+
+    def _closed(self, connection: Connection) -> None:
+        self._connections.discard(connection)
+        self._metrics.connection_closed("kafka")
 
     def _context(self, transport: asyncio.Transport) -> RequestContext:
         assert self.port is not None
@@ -85,4 +93,5 @@ class KafkaListener:
             answers=self._answers,
             connection="kafka:" + peer_name(transport),
             share_sessions=self._share_sessions,
+            metrics=self._metrics,
         )

@@ -33,6 +33,7 @@ def handle(request: Any, version: int, ctx: RequestContext) -> Any | None:
     if acks is Acks.ALL:
         return _durable(request, version, ctx, entries)
     done = ctx.core.append_now(entries)
+    ctx.metrics.produced("kafka", entries, done)
     if acks is Acks.NONE:
         for outcome in done:
             if outcome.error is not None:
@@ -44,6 +45,7 @@ def handle(request: Any, version: int, ctx: RequestContext) -> Any | None:
 async def _durable(request: Any, version: int, ctx: RequestContext, entries: list[ProduceEntry]) -> Any:
     timeout_ms = request.timeout.total_seconds() * 1000 or ctx.produce_timeout_ms
     done = await ctx.core.produce(entries, Acks.ALL, timeout_ms / 1000)
+    ctx.metrics.produced("kafka", entries, done)
     return _answer(request, version, {(o.topic, o.partition): o for o in done}, ErrorCode.none)
 
 

@@ -298,6 +298,7 @@ async def share_fetch(request: Any, version: int, ctx: RequestContext) -> Any:
     _record_outcomes(answer.acks, ack_ids, answers)
     _record_acquired(answer, names, answers)
     lease.charge(sum(len(p.records) for p in answer.partitions))
+    ctx.metrics.share_fetched("kafka", answer.partitions)
     return Held(
         build(
             cls,

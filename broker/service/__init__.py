@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import grpc
 from logstore.broker.domain.core import BrokerCore
+from logstore.broker.observability import DISABLED, BrokerMetrics
 from logstore.broker.service.admin import AdminService
 from logstore.broker.service.answers import AnswerBudget
 from logstore.broker.service.calls import add_servicer
@@ -32,11 +33,13 @@ def add_services(
     produce_timeout_ms: int,
     fetch_max_bytes: int,
     answers: AnswerBudget | None = None,
+    metrics: BrokerMetrics = DISABLED,
 ) -> None:
     """Register the logstore.v1 services on `server` (decoding requests in `calls`, not in grpc, so a
-    malformed one is INVALID_ARGUMENT, not UNKNOWN); `answers` bounds the memory held for answers."""
-    add_servicer(server, AdminService(core), ADMIN)
-    add_servicer(server, ProduceService(core, produce_timeout_ms), PRODUCE)
-    add_servicer(server, FetchService(core, fetch_max_bytes, answers), FETCH)
-    add_servicer(server, GroupService(core), GROUP)
-    add_servicer(server, ShareService(core, fetch_max_bytes, answers), SHARE)
+    malformed one is INVALID_ARGUMENT, not UNKNOWN); `answers` bounds the memory held for answers, and
+    `metrics` counts the calls, bytes and records."""
+    add_servicer(server, AdminService(core), ADMIN, metrics)
+    add_servicer(server, ProduceService(core, produce_timeout_ms, metrics), PRODUCE, metrics)
+    add_servicer(server, FetchService(core, fetch_max_bytes, answers, metrics), FETCH, metrics)
+    add_servicer(server, GroupService(core), GROUP, metrics)
+    add_servicer(server, ShareService(core, fetch_max_bytes, answers, metrics), SHARE, metrics)

@@ -20,6 +20,7 @@ from google.protobuf import message_factory
 from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import DecodeError, Message
 from logstore.broker.errors import describe, error_code_trailer, is_expected, mapping_for
+from logstore.broker.observability import DISABLED, BrokerMetrics
 
 from logstore.errors import InvalidRequestError
 
@@ -77,9 +78,35 @@ def passing_bytes(serialize: Callable[[Any], bytes]) -> Callable[[Any], bytes]:
     return serializer
 
 
-def add_servicer(server: grpc.aio.Server, servicer: object, service: ServiceDescriptor) -> None:
+def counted(
+    method: Callable[..., Any], name: str, server_streaming: bool, metrics: BrokerMetrics
+) -> Callable[..., Any]:
+    """`method` with each call counted in `metrics` (per API name), and a unary call's time observed."""
+    if server_streaming:
+
+        async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            metrics.request_started("grpc", name)
+            async for message in method(request, context):
+                yield message
+
+        return stream
+
+    async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        metrics.request_started("grpc", name)
+        started = time.perf_counter()
+        try:
+            return await method(request, context)
+        finally:
+            metrics.request_done("grpc", name, time.perf_counter() - started)
+
+    return call
+
+
+def add_servicer(
+    server: grpc.aio.Server, servicer: object, service: ServiceDescriptor, metrics: BrokerMetrics = DISABLED
+) -> None:
     """Register `servicer`'s methods for `service` as the generated `add_*_to_server` would, but with
-    requests decoded by `tolerant_deserializer`."""
+    requests decoded by `tolerant_deserializer`, and counted in `metrics` when it is enabled."""
     handlers = {}
     for method in service.methods:
         if method.client_streaming and not method.server_streaming:
@@ -91,8 +118,11 @@ def add_servicer(server: grpc.aio.Server, servicer: object, service: ServiceDesc
             if method.server_streaming
             else grpc.unary_unary_rpc_method_handler
         )
+        behaviour = getattr(servicer, method.name)
+        if metrics.enabled:
+            behaviour = counted(behaviour, method.name, method.server_streaming, metrics)
         handlers[method.name] = make(
-            getattr(servicer, method.name),
+            behaviour,
             request_deserializer=tolerant_deserializer(message_factory.GetMessageClass(method.input_type)),
             response_serializer=passing_bytes(
                 message_factory.GetMessageClass(method.output_type).SerializeToString

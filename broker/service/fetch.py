@@ -15,6 +15,7 @@ from logstore.broker.domain.values import (
     SubscribeStart,
 )
 from logstore.broker.errors import partition_error
+from logstore.broker.observability import DISABLED, BrokerMetrics
 from logstore.broker.service.answers import AnswerBudget, Lease, call_lease
 from logstore.broker.service.calls import check_not_negative, check_partition_count, require, streaming, unary
 from logstore.broker.service.fetch_records import RecordReader
@@ -58,8 +59,15 @@ def _records_bytes(reads: Sequence[PartitionRead]) -> int:
 
 
 class FetchService(fetch_pb2_grpc.FetchServiceServicer):
-    def __init__(self, core: BrokerCore, fetch_max_bytes: int, answers: AnswerBudget | None = None) -> None:
+    def __init__(
+        self,
+        core: BrokerCore,
+        fetch_max_bytes: int,
+        answers: AnswerBudget | None = None,
+        metrics: BrokerMetrics = DISABLED,
+    ) -> None:
         self._core = core
+        self._metrics = metrics
         self._fetch_max_bytes = fetch_max_bytes
         self._answers = answers or AnswerBudget(2**62, 2**62)
         self._records = RecordReader(core)
@@ -98,6 +106,7 @@ class FetchService(fetch_pb2_grpc.FetchServiceServicer):
                 lease.charge(_records_bytes(reads))
             else:
                 reads = await self._read_now(specs, max_bytes, lease)
+        self._metrics.fetched("grpc", reads)
         return pb.FetchResponse(results=partition_records(reads)).SerializeToString()
 
     async def _read_now(
@@ -133,6 +142,7 @@ class FetchService(fetch_pb2_grpc.FetchServiceServicer):
         try:
             async for reads in self._core.subscribe(starts, max_bytes, lease.wait_for_room):
                 lease.charge(_records_bytes(reads))
+                self._metrics.fetched("grpc", reads)
                 message = pb.SubscribeResponse(partitions=partition_records(reads)).SerializeToString()
                 reads.clear()  # the batches now live in `message` only (the domain's list is this one)
                 yield message

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import grpc
 from logstore.broker.domain.core import BrokerCore
 from logstore.broker.domain.values import Acks, ProduceEntry
+from logstore.broker.observability import DISABLED, BrokerMetrics
 from logstore.broker.service.calls import (
     check_not_negative,
     check_partition_count,
@@ -38,10 +39,11 @@ def acks_of(value: int) -> Acks:
 
 
 class ProduceService(produce_pb2_grpc.ProduceServiceServicer):
-    def __init__(self, core: BrokerCore, default_timeout_ms: int) -> None:
+    def __init__(self, core: BrokerCore, default_timeout_ms: int, metrics: BrokerMetrics = DISABLED) -> None:
         self._core = core
         self._default_timeout_ms = default_timeout_ms
-        self._publisher = Publisher(core, default_timeout_ms)
+        self._metrics = metrics
+        self._publisher = Publisher(core, default_timeout_ms, metrics)
 
     @unary
     async def Produce(
@@ -65,6 +67,7 @@ class ProduceService(produce_pb2_grpc.ProduceServiceServicer):
         entries = [ProduceEntry(p.topic, p.partition, p.records) for p in request.partitions]
         timeout_s = (request.timeout_ms or self._default_timeout_ms) / 1000
         outcomes = await self._core.produce(entries, acks, timeout_s)
+        self._metrics.produced("grpc", entries, outcomes)
         return pb.ProduceResponse(results=[partition_result(outcome) for outcome in outcomes])
 
     @unary

@@ -14,6 +14,7 @@ import mmh3
 from logstore.broker.domain.core import BrokerCore
 from logstore.broker.domain.values import Acks, AppendOutcome, ProduceEntry
 from logstore.broker.errors import partition_error
+from logstore.broker.observability import DISABLED, BrokerMetrics
 from logstore.broker.service.calls import check_not_negative, require
 from logstore.wire.logstore.v1 import common_pb2
 from logstore.wire.logstore.v1 import produce_pb2 as pb
@@ -134,9 +135,10 @@ class Publisher:
     """Serves PublishRecords over the domain: the topic's partition count and batch limit, placement,
     batches, then `BrokerCore.produce` as a Produce call with one entry per partition."""
 
-    def __init__(self, core: BrokerCore, default_timeout_ms: int) -> None:
+    def __init__(self, core: BrokerCore, default_timeout_ms: int, metrics: BrokerMetrics = DISABLED) -> None:
         self._core = core
         self._default_timeout_ms = default_timeout_ms
+        self._metrics = metrics
         self._keyless = KeylessRoundRobin()
 
     def _topic(self, name: str) -> tuple[int, int]:
@@ -167,4 +169,5 @@ class Publisher:
         ]
         timeout_s = (request.timeout_ms or self._default_timeout_ms) / 1000
         outcomes = await self._core.produce(entries, acks, timeout_s)
+        self._metrics.produced("grpc", entries, outcomes)
         return pb.PublishRecordsResponse(results=[partition_result(outcome) for outcome in outcomes])

@@ -26,6 +26,7 @@ from logstore.broker.domain.share.values import (
 )
 from logstore.broker.errors import partition_error
 from logstore.broker.group_machine import GroupCoordinatorError
+from logstore.broker.observability import DISABLED, BrokerMetrics
 from logstore.broker.service.answers import AnswerBudget, call_lease
 from logstore.broker.service.calls import (
     MAX_PARTITIONS_PER_REQUEST,
@@ -138,8 +139,15 @@ def group_description(view: ShareGroupView) -> pb.ShareGroupDescription:
 
 
 class ShareService(share_pb2_grpc.ShareServiceServicer):
-    def __init__(self, core: BrokerCore, fetch_max_bytes: int, answers: AnswerBudget | None = None) -> None:
+    def __init__(
+        self,
+        core: BrokerCore,
+        fetch_max_bytes: int,
+        answers: AnswerBudget | None = None,
+        metrics: BrokerMetrics = DISABLED,
+    ) -> None:
         self._core = core
+        self._metrics = metrics
         self._fetch_max_bytes = fetch_max_bytes
         self._answers = answers or AnswerBudget(2**62, 2**62)
 
@@ -222,6 +230,7 @@ class ShareService(share_pb2_grpc.ShareServiceServicer):
             code, message = partition_error(error)
             return pb.ShareFetchResponse(error_code=code, error_message=message).SerializeToString()
         lease.charge(sum(len(p.records) for p in answer.partitions))
+        self._metrics.share_fetched("grpc", answer.partitions)
         return pb.ShareFetchResponse(
             partitions=[
                 pb.SharePartitionRecords(

@@ -38,6 +38,7 @@ from logstore.client.shared.errors import (
     SerializationError,
     error_from_rpc,
 )
+from logstore.client.shared.metrics import consumer_meter
 from logstore.client.shared.serde import Deserializer
 from logstore.client.shared.types import TopicPartition
 from logstore.wire.logstore.v1 import fetch_pb2_grpc
@@ -485,6 +486,13 @@ class AsyncConsumer:
             raise IllegalStateError(
                 f"{tp} is not assigned to this consumer; assigned: {sorted(self._state.partitions)}"
             ) from None
+
+    def metrics(self) -> dict[str, dict[str, float]]:
+        """The consumer's counters (the threaded Consumer's), as kafka-python's ``metrics()``:
+        ``{"consumer-fetch-manager-metrics": {name: value}}`` with ``fetch-total``, ``fetch-error-total``,
+        ``fetch-latency-avg``/``-max`` (ms), ``fetch-size-avg``/``-max`` and ``bytes-fetched-total`` (bytes
+        of batches), and ``records-consumed-total`` (records handed out); see docs/client-metrics.md."""
+        return (self._fetcher.metrics if self._fetcher is not None else consumer_meter()).snapshot()
 
     async def commit(self, offsets: Mapping[TopicPartition, int] | None = None) -> None:
         """Commit ``offsets`` (the next record to read, per partition), or what was handed out so far."""

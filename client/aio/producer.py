@@ -316,6 +316,13 @@ class AsyncProducer:
     async def _partition_count(self, topic: str) -> int:
         return await asyncio.to_thread(self._metadata.partition_count, topic, self.config.max_block_s)
 
+    def metrics(self) -> dict[str, dict[str, float]]:
+        """The producer's counters (the threaded Producer's), as kafka-python's ``metrics()``: ``{"producer-metrics": {name: value}}``
+        with ``record-send-total``, ``record-retry-total``, ``record-error-total``, ``request-total``,
+        ``request-latency-avg``/``-max`` (ms), ``batch-size-avg``/``-max`` (bytes) and
+        ``records-per-batch-avg``/``-max``; totals since the start (see docs/client-metrics.md)."""
+        return self._accumulator.metrics.snapshot()
+
     async def partitions_for(self, topic: str) -> set[int]:
         """The topic's partition numbers (creating the topic if it is unknown and auto-creation is on)."""
         return set(range(await self._partition_count(topic)))

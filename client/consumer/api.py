@@ -334,6 +334,13 @@ class Consumer:
 
     # --- committed offsets (with a group_id) ------------------------------------------------------------------
 
+    def metrics(self) -> dict[str, dict[str, float]]:
+        """The consumer's counters, as kafka-python's ``metrics()``:
+        ``{"consumer-fetch-manager-metrics": {name: value}}`` with ``fetch-total``, ``fetch-error-total``,
+        ``fetch-latency-avg``/``-max`` (ms), ``fetch-size-avg``/``-max`` and ``bytes-fetched-total`` (bytes
+        of batches), and ``records-consumed-total`` (records handed out); see docs/client-metrics.md."""
+        return self._fetcher.metrics.snapshot()
+
     def commit(self, offsets: Mapping[TopicPartition, int] | None = None) -> None:
         """Commit ``offsets`` (per partition, the next record to read) or the positions of every assigned
         partition, and wait. Raises CommitFailedError if the partitions were reassigned meanwhile, or while

@@ -32,6 +32,7 @@ from logstore.client.shared.errors import (
     error_from_rpc,
 )
 from logstore.client.shared.metadata import describe_topic
+from logstore.client.shared.metrics import consumer_meter
 from logstore.client.shared.types import TopicPartition
 from logstore.wire.logstore.v1 import common_pb2, fetch_pb2
 
@@ -261,6 +262,9 @@ class Fetcher(threading.Thread):
         self._away_since: float | None = None
         """When the calls failing in a row began (None: the last call was answered)."""
         self._next_refresh = 0.0
+        self.metrics = consumer_meter()
+        """The consumer's counters (``Consumer.metrics()``), per Fetch call and per take."""
+        self._planned_at = 0.0
 
     # --- the application's side (called with the lock held) ------------------------------------------------
 
@@ -314,6 +318,8 @@ class Fetcher(threading.Thread):
         finally:
             if kept:
                 buffer.extendleft(reversed(kept))
+            if room < max_records:
+                self.metrics.count("records-consumed", max_records - room)
         return taken
 
     def _stall(self, failed: CompletedFetch, error: CorruptRecordError) -> None:
@@ -451,6 +457,7 @@ class Fetcher(threading.Thread):
             max_wait_ms=self._max_wait_ms,
             max_bytes=self._max_bytes,
         )
+        self._planned_at = now
         return targets, request
 
     def _fetch_once(self) -> None:
@@ -492,6 +499,10 @@ class Fetcher(threading.Thread):
         state = self._state
         now = self._clock()
         stored = False
+        metrics = self.metrics
+        metrics.count("fetch")
+        metrics.observe("fetch-latency", (now - self._planned_at) * 1000)
+        fetched = 0
         for (tp, generation, offset), result in zip(targets, results, strict=False):
             if not state.is_current(tp, generation):
                 continue
@@ -499,6 +510,7 @@ class Fetcher(threading.Thread):
             code = result.error_code
             if code == common_pb2.ERROR_CODE_NONE:
                 data = result.records  # each read of a bytes field copies it: read once
+                fetched += len(data)
                 if data:
                     completed = CompletedFetch(tp, generation, data, offset, check_crcs=self._check_crcs)
                     if completed.has_data:
@@ -553,6 +565,8 @@ class Fetcher(threading.Thread):
                 log.debug("fetching %s failed, will retry: %s", tp, error)
             else:
                 self._fail_partition(error)
+        metrics.count("bytes-fetched", fetched)
+        metrics.observe("fetch-size", fetched)
         if stored:
             self.data_ready.notify_all()
 
@@ -564,6 +578,8 @@ class Fetcher(threading.Thread):
         """A whole call failed: back off (growing while it keeps failing) and tell the application if it
         is not just the broker being away."""
         self._call_failures += 1
+        if doing == "fetching":
+            self.metrics.count("fetch-error")
         delay = self._backoff.delay_s(self._call_failures)
         with self.lock:
             if self._closed:

@@ -48,6 +48,7 @@ from logstore.client.shared.errors import (
     UnknownDeliveryError,
     UnknownDeliveryTimeoutError,
 )
+from logstore.client.shared.metrics import producer_meter
 
 from logstore.records import HEADER_SIZE, BatchBuilder, set_producer
 
@@ -116,6 +117,7 @@ class ProducerBatch:
         "reserved",
         "retry_at",
         "room",
+        "sent_at",
         "sequence",
         "settled",
         "topic",
@@ -138,6 +140,8 @@ class ProducerBatch:
         """A lower bound of the bytes the batch can still take, for the fast path in ``Producer.send``."""
         self.outcome = BatchOutcome(topic, partition)
         self.created = now
+        self.sent_at = now
+        """When it last went out in a request (the producer's request-latency metric)."""
         self.deadline = deadline
         self.reserved = reserved
         self.attempts = 0
@@ -296,6 +300,8 @@ class Accumulator:
         self._drain_start = 0
         self._batches_in_flight = 0
         """Batches sent and not yet answered, over every partition: none means the broker is idle."""
+        self.metrics = producer_meter()
+        """The producer's counters (``Producer.metrics()``), counted here per batch, in both producers."""
 
     # --- the producer's state (each call under the producer's lock) ------------------------------------
 
@@ -515,6 +521,9 @@ class Accumulator:
                 self._number(queue, batch)
                 queue.in_flight.append(batch)
                 self._batches_in_flight += 1
+                batch.sent_at = now
+                self.metrics.observe("batch-size", size)
+                self.metrics.observe("records-per-batch", batch.record_count)
                 batches.append(batch)
                 total += size
                 taken += 1
@@ -551,6 +560,7 @@ class Accumulator:
         queue = self._topics[batch.topic][batch.partition]
         self._landed(queue, batch)
         self.reserved -= batch.reserved
+        self.metrics.count("record-send", batch.record_count)
         if not queue.held:
             return []
         finished = self._resume(queue, now)
@@ -582,6 +592,7 @@ class Accumulator:
                 self._left_sequence(queue, batch)
             else:
                 queue.retrying.append(batch)
+                self.metrics.count("record-retry", batch.record_count)
                 queue.held = True
         else:
             finished.append((batch, self._unknown(batch, error) if batch.maybe_appended else error))
@@ -697,8 +708,10 @@ class Accumulator:
         )
 
     def _release(self, finished: Finished) -> None:
+        """Give back the memory of batches given up for good (every such path ends here)."""
         for batch, _ in finished:
             self.reserved -= batch.reserved
+            self.metrics.count("record-error", batch.record_count)
 
     # --- time and shutdown ------------------------------------------------------------------------------------
 

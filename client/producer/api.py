@@ -336,6 +336,13 @@ class Producer:
         finally:
             accumulator.remove_memory_waiter()
 
+    def metrics(self) -> dict[str, dict[str, float]]:
+        """The producer's counters, as kafka-python's ``metrics()``: ``{"producer-metrics": {name: value}}``
+        with ``record-send-total``, ``record-retry-total``, ``record-error-total``, ``request-total``,
+        ``request-latency-avg``/``-max`` (ms), ``batch-size-avg``/``-max`` (bytes) and
+        ``records-per-batch-avg``/``-max``; totals since the start (see docs/client-metrics.md)."""
+        return self._accumulator.metrics.snapshot()
+
     def partitions_for(self, topic: str) -> set[int]:
         """The topic's partition numbers (creating the topic if it is unknown and auto-creation is on)."""
         return set(range(self._metadata.partition_count(topic, self._max_block_s)))

@@ -55,6 +55,13 @@ def produce_request(
     return produce_pb2.ProduceRequest(acks=acks, partitions=entries)
 
 
+def _answered_after(accumulator: Accumulator, groups: list[list[ProducerBatch]], now: float) -> None:
+    """Count the request and its latency (from the drain that sent its batches) in the producer's metrics."""
+    accumulator.metrics.count("request")
+    if groups:
+        accumulator.metrics.observe("request-latency", (now - groups[0][0].sent_at) * 1000)
+
+
 def call_failed(
     accumulator: Accumulator,
     groups: list[list[ProducerBatch]],
@@ -66,6 +73,7 @@ def call_failed(
     """The call itself failed: every batch of it fails (retried by the accumulator where it may be).
 
     ``uncertain``: whether the broker may have carried it out anyway; None decides by the status."""
+    _answered_after(accumulator, groups, now)
     error = error_from_rpc(exc, f"Produce of {sum(map(len, groups))} batches")
     if uncertain is None:
         uncertain = is_uncertain(exc)
@@ -86,6 +94,7 @@ def stream_answered(
     """A ProduceStream answer: a whole-request error fails every batch of it (as a failed Produce call
     would), else the results are read as a Produce answer's."""
     if answer.error_code:
+        _answered_after(accumulator, groups, now)
         failure = error_from_code(
             answer.error_code, answer.error_message, where=f"ProduceStream request {answer.request_id}"
         )
@@ -106,6 +115,7 @@ def answered(
     now: float,
 ) -> tuple[Finished, Acked]:
     """The broker's answer, one result per entry (none for acks=0), fed back batch by batch."""
+    _answered_after(accumulator, groups, now)
     finished: Finished = []
     acked: Acked = []
     if not results:  # acks=0: the broker says nothing

@@ -239,6 +239,14 @@ class GroupDomain:
 
     # --- admin --------------------------------------------------------------------------------------
 
+    def all_committed(self) -> list[tuple[str, TopicPartition, int]]:
+        """(group, partition, committed offset) of every group, for the metrics' lag at scrape time."""
+        return [
+            (group_id, tp, committed.offset)
+            for group_id in self._store.groups()
+            for tp, committed in self._store.fetch(group_id).items()
+        ]
+
     def list_groups(self) -> list[GroupListing]:
         self._expire()
         return self._coordinator.list_groups()

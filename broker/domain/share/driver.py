@@ -70,6 +70,7 @@ from logstore.broker.share_machine import (
 )
 from logstore.broker.share_machine.config import EARLIEST, LATEST
 from logstore.broker.share_machine.membership import ShareGroups
+from logstore.broker.share_machine.model import PartitionCounts
 from logstore.broker.share_machine.partition import SharePartition
 
 from logstore.errors import InvalidConfigError, InvalidRequestError, LogStoreError
@@ -208,6 +209,15 @@ class ShareDomain:
             members = self._groups.member_count(group_id)
             listed.append((group_id, members > 0, members))
         return listed
+
+    def partition_counts(self) -> list[tuple[str, str, int, PartitionCounts]]:
+        """(group, topic, partition, counts) of every share-partition a group has read, for the metrics."""
+        now = self._clock_ms()
+        return [
+            (group_id, topic, partition, share_partition.counts(now))
+            for group_id, parts in self._partitions.items()
+            for (topic, partition), share_partition in parts.items()
+        ]
 
     def _refuse_consumer_group(self, group_id: str) -> None:
         if self._is_consumer_group(group_id):
