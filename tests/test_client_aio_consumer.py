@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Awaitable
 from typing import TypeVar
 
@@ -10,6 +11,7 @@ import pytest
 from logstore.broker.embedded import EmbeddedBroker
 from logstore.client import Admin, ConsumerRecord, TopicPartition
 from logstore.client.aio import AsyncConsumer, AsyncProducer
+from logstore.client.groups.driver import ConsumerRebalanceListener
 from logstore.client.shared.errors import ClosedError, IllegalStateError, UnknownTopicError
 
 T = TypeVar("T")
@@ -131,6 +133,56 @@ def test_two_async_members_share_the_partitions_with_no_record_twice(address: st
     assert got["a"] and got["b"], "each member read some"
     assert sorted(int(r.value or b"") for r in got["a"] + got["b"]) == list(range(400))
     assert not (assignments[0] & assignments[1]) and len(assignments[0] | assignments[1]) == 4
+
+
+class AsyncListener(ConsumerRebalanceListener):
+    """aiokafka's habit: ``async def`` callbacks, awaited by the consumer on its loop."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, set[TopicPartition]]] = []
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:  # type: ignore[override]
+        await asyncio.sleep(0)
+        self.events.append(("assigned", assigned))
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:  # type: ignore[override]
+        await asyncio.sleep(0)
+        self.events.append(("revoked", revoked))
+
+
+def test_the_membership_lives_on_the_loop_past_the_session_timeout_with_no_heartbeat_thread(
+    address: str,
+) -> None:
+    """Idle for longer than the session timeout (1.5 s) between polls, the member keeps its partitions:
+    its heartbeats are a task on the loop, not a thread (there is none); commits go on grpc.aio, and
+    ``async def`` listener methods are awaited."""
+    with Admin(address) as admin:
+        admin.create_topic("idle", 2)
+    every = {TopicPartition("idle", 0), TopicPartition("idle", 1)}
+    listener = AsyncListener()
+
+    async def main() -> set[str]:
+        async with AsyncConsumer(
+            bootstrap_servers=address, group_id="i", auto_offset_reset="earliest", enable_auto_commit=False
+        ) as consumer:
+            consumer.subscribe(["idle"], listener=listener)
+            while consumer.assignment() != every:
+                await consumer.getmany(timeout_ms=50)
+            threads = {t.name for t in threading.enumerate()}
+            await produce(address, "idle", 10)
+            await asyncio.sleep(2.0)  # no poll for longer than the session: only the heartbeat task runs
+            got: list[ConsumerRecord] = []
+            while len(got) < 10:
+                got.extend(r for chunk in (await consumer.getmany(timeout_ms=100)).values() for r in chunk)
+            assert consumer.assignment() == every
+            await consumer.commit()
+            committed = await consumer.committed(TopicPartition("idle", 0))
+            assert committed == sum(1 for r in got if r.partition == 0)
+        return threads
+
+    threads = run(main())
+    assert "logstore-heartbeat" not in threads
+    assert listener.events == [("assigned", every), ("revoked", every)], "assigned once: never lost"
 
 
 def test_a_cancelled_consumer_task_loses_nothing_and_commits_only_what_it_handed_out(address: str) -> None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
 from logstore.broker.embedded import EmbeddedBroker
 from logstore.client import Admin, RecordMetadata
 from logstore.client.aio import AsyncProducer
+from logstore.client.aio.futures import AsyncRecordFuture
 from logstore.client.producer.partitioner import key_partition
 from logstore.client.shared.errors import (
     ClosedError,
@@ -48,7 +50,7 @@ def test_send_nowait_futures_flush_and_keys_keep_partition_order(broker: Embedde
     create(broker, "keyed", 3)
     keys = [f"k{i}".encode() for i in range(6)]
 
-    async def main() -> list[tuple[bytes, asyncio.Future[RecordMetadata]]]:
+    async def main() -> list[tuple[bytes, AsyncRecordFuture]]:
         async with AsyncProducer(broker.address, linger_ms=1, batch_size=1024) as producer:
             await producer.partitions_for("keyed")
             futures = [
@@ -176,3 +178,36 @@ def test_stop_out_of_time_fails_what_is_unsent_and_leaves_no_task(broker: Embedd
         assert written == 5
     else:
         assert written in (0, 5)
+
+
+def test_record_futures_await_gather_and_survive_a_cancelled_awaiter(broker: EmbeddedBroker) -> None:
+    """One future per record, none of them an asyncio.Future: awaited twice at once (one waiter
+    cancelled, the other still answered), gathered, and their callbacks run on the loop."""
+    create(broker, "aw", 1)
+
+    async def main() -> None:
+        async with AsyncProducer(broker.address, linger_ms=60_000) as producer:
+            await producer.partitions_for("aw")
+            loop_thread = threading.get_ident()
+            called: list[tuple[int, int]] = []
+            futures = [producer.send_nowait("aw", b"%d" % i) for i in range(100)]
+            futures[-1].add_done_callback(lambda f: called.append((threading.get_ident(), f.result().offset)))
+            assert not futures[-1].done() and futures[-1].cancel() is False
+            with pytest.raises(asyncio.InvalidStateError):
+                futures[-1].result()
+            first = asyncio.ensure_future(_awaited(futures[-1]))
+            second = asyncio.ensure_future(_awaited(futures[-1]))
+            await asyncio.sleep(0)  # both wait now
+            first.cancel()
+            await producer.flush()
+            with pytest.raises(asyncio.CancelledError):
+                await first
+            assert (await second).offset == 99
+            assert [m.offset for m in await asyncio.gather(*futures)] == list(range(100))
+            assert called == [(loop_thread, 99)]
+
+    asyncio.run(main())
+
+
+async def _awaited(future: AsyncRecordFuture) -> RecordMetadata:
+    return await future

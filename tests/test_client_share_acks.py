@@ -124,6 +124,19 @@ def test_close_gives_back_what_is_held_without_counting_an_attempt() -> None:
     assert AckRange.of(1, 9, RELEASE_NOT_AN_ATTEMPT).not_an_attempt
 
 
+def test_settle_decides_only_what_is_held_and_undecided() -> None:
+    held = ledger((0, 5), gaps=((5, 5),))
+    held.acknowledge(1, REJECT)
+    held.acknowledge(2, RENEW)
+    for offset in (0, 1, 2, 5, 9):  # undecided, decided, renewed, a gap, not held
+        held.settle(offset, ACCEPT)
+    assert held.unacknowledged() == 2, "3 and 4 are still undecided"
+    assert held.flush(False) == [(0, 0, ACCEPT), (1, 1, REJECT), (2, 2, ACCEPT), (5, 5, ACCEPT)]
+    held.settle(0, ACCEPT)  # sent already: nothing to do, and no error
+    held.settle(3, RELEASE)
+    assert held.flush(False) == [(3, 3, RELEASE)]
+
+
 def test_outcome_refuses_what_the_broker_would() -> None:
     with pytest.raises(ValueError, match="AcknowledgeType"):
         outcome(7)

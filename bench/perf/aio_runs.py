@@ -18,6 +18,7 @@ from logstore.bench.perf.stats import summarize
 if TYPE_CHECKING:
     from logstore.bench.perf.consume import ConsumeResult, ConsumeSettings
     from logstore.bench.perf.produce import ProduceResult, ProduceSettings
+    from logstore.client.producer.futures import RecordFuture
 
 
 def run_produce_async(address: str, settings: ProduceSettings) -> ProduceResult:
@@ -32,10 +33,11 @@ def run_produce_async(address: str, settings: ProduceSettings) -> ProduceResult:
     errors: list[BaseException] = []
     clock_ns = time.perf_counter_ns
 
-    def sampled(started_ns: int) -> Callable[[asyncio.Future[Any]], None]:
-        def done(future: asyncio.Future[Any]) -> None:
-            if future.exception() is not None:
-                errors.append(future.exception())  # type: ignore[arg-type]  # not None: checked above
+    def sampled(started_ns: int) -> Callable[[RecordFuture], None]:
+        def done(future: RecordFuture) -> None:
+            error = future.exception()
+            if error is not None:
+                errors.append(error)
             else:
                 samples.append(clock_ns() - started_ns)
 

@@ -2,13 +2,13 @@
 
 What is read and handed out is the threaded client's: ``SubscriptionState`` (positions, resets,
 generations) and ``Fetcher``'s buffer (``plan``, ``store``, ``take``), here never started as a thread.
-One asyncio task makes the Fetch calls. A group's membership is the threaded client's
-``GroupCoordinator`` over the same ``Membership`` core, whose heartbeats keep their own thread; its
-rebalance steps and commits run in a worker thread (``asyncio.to_thread``) so the loop never blocks.
+One asyncio task makes the Fetch calls. A group is ``AsyncGroupCoordinator`` (``group.py``): the threaded
+``GroupCoordinator``'s steps over the same ``Membership`` core, with a heartbeat task and its Heartbeat,
+CommitOffsets and FetchOffsets calls on ``grpc.aio``; rebalance steps run inside ``getmany``.
 
-Cancelling a task waiting in ``getone``/``getmany`` hands out nothing and loses nothing: a group poll
-cancelled in its worker thread is awaited by the next call, which returns what it took, so positions
-(and explicit commits) never pass a record the application did not get.
+Cancelling a task waiting in ``getone``/``getmany`` hands out nothing and loses nothing: records are taken
+only after the last await of a call, and a rebalance step cancelled half-way is taken again by the next
+call, so positions (and explicit commits) never pass a record the application did not get.
 """
 
 from __future__ import annotations
@@ -23,12 +23,13 @@ from typing import Any, cast
 
 import grpc
 import grpc.aio
+from logstore.client.aio.group import AsyncGroupCoordinator
 from logstore.client.consumer.config import ConsumerConfig
 from logstore.client.consumer.fetcher import Fetcher
 from logstore.client.consumer.offsets import SPECS, list_offsets
 from logstore.client.consumer.records import ConsumerRecord, with_deserializers
 from logstore.client.consumer.subscription import SubscriptionState
-from logstore.client.groups.driver import ConsumerRebalanceListener, GroupCoordinator
+from logstore.client.groups.driver import ConsumerRebalanceListener
 from logstore.client.shared.backoff import Backoff
 from logstore.client.shared.connection import Connection, channel_options
 from logstore.client.shared.errors import (
@@ -45,8 +46,8 @@ from logstore.wire.logstore.v1 import fetch_pb2_grpc
 
 Records = dict[TopicPartition, list[ConsumerRecord]]
 
-_GROUP_WAIT_S = 0.5
-"""How long one worker-thread group poll waits before the loop looks again (for stop() and cancels)."""
+_GETONE_WAIT_S = 0.5
+"""How long one of getone's polls waits before it looks again (for stop())."""
 
 
 class _LoopFetcher(Fetcher):
@@ -156,13 +157,11 @@ class AsyncConsumer:
         self._state = SubscriptionState(config.auto_offset_reset)
         self._lock = threading.Lock()
         self._fetcher: _LoopFetcher | None = None
-        self._group: GroupCoordinator | None = None
+        self._group: AsyncGroupCoordinator | None = None
         self._channel: grpc.aio.Channel | None = None
         self._task: asyncio.Task[None] | None = None
         self._records: deque[ConsumerRecord] = deque()
         """Records taken (positions already past them) and not yet handed out by ``getone``."""
-        self._polling: asyncio.Future[Records] | None = None
-        """A group poll still running in its worker thread (its caller may have been cancelled)."""
         self._closed = False
 
     # --- life cycle --------------------------------------------------------------------------------------
@@ -185,12 +184,20 @@ class AsyncConsumer:
             retry_backoff=backoff,
             check_crcs=config.check_crcs,
         )
+        self._channel = grpc.aio.insecure_channel(
+            self._connection.address,
+            options=channel_options(
+                1024 * 1024, max(config.fetch_max_bytes, config.max_partition_fetch_bytes), config.client_id
+            ),
+        )
         if config.group_id is not None:
-            self._group = GroupCoordinator(
+            self._group = AsyncGroupCoordinator(
                 config.group_id,
                 self._connection,
                 self._state,
                 fetcher,
+                self._channel,
+                fetcher.ready.set,
                 instance_id=config.group_instance_id,
                 server_assignor=config.server_assignor,
                 rebalance_timeout_ms=config.rebalance_timeout_ms,
@@ -203,12 +210,6 @@ class AsyncConsumer:
                 heartbeat_interval_ms=config.heartbeat_interval_ms,
                 max_poll_interval_ms=config.max_poll_interval_ms,
             )
-        self._channel = grpc.aio.insecure_channel(
-            self._connection.address,
-            options=channel_options(
-                1024 * 1024, max(config.fetch_max_bytes, config.max_partition_fetch_bytes), config.client_id
-            ),
-        )
         stub = fetch_pb2_grpc.FetchServiceStub(self._channel)
         self._task = asyncio.create_task(fetcher.run_async(stub), name="logstore-aio-fetcher")
         if self._topics:
@@ -218,14 +219,9 @@ class AsyncConsumer:
         """Commit (with auto-commit) and leave the group, stop fetching, close. Idempotent."""
         if self._closed:
             return
-        if self._polling is not None:  # a cancelled caller's poll: what it took was never handed out
-            with contextlib.suppress(Exception):
-                for chunk in (await self._polling).values():
-                    self._records.extend(chunk)
-            self._polling = None
         self._rewind()
         if self._group is not None:
-            await asyncio.to_thread(self._group.close)
+            await self._group.aclose()
         self._closed = True
         if self._fetcher is not None:
             self._fetcher.close()
@@ -319,7 +315,7 @@ class AsyncConsumer:
             raise ValueError(f"max_records must be at least 1, got {limit}")
         timeout_s = timeout_ms / 1000.0
         if self._group is not None:
-            records = await self._group_poll(limit, timeout_s)
+            records = await self._group.poll_async(self._take_for_group, limit, timeout_s)
         else:
             records = await self._take(fetcher, limit, timeout_s)
         if records and (self._key_deserializer is not None or self._value_deserializer is not None):
@@ -328,6 +324,8 @@ class AsyncConsumer:
         return records
 
     async def _take(self, fetcher: _LoopFetcher, limit: int, timeout_s: float) -> Records:
+        """Records buffered, waiting up to ``timeout_s`` for some (and, in a group, for group work)."""
+        group = self._group
         deadline = time.monotonic() + timeout_s
         while True:
             fetcher.ready.clear()
@@ -335,46 +333,16 @@ class AsyncConsumer:
                 self._check_reading()
                 records = fetcher.take(limit)
             remaining = deadline - time.monotonic()
-            if records or remaining <= 0:
+            if records or remaining <= 0 or (group is not None and group.has_work()):
                 return records
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(fetcher.ready.wait(), remaining)
             if self._closed:
                 return {}
 
-    async def _group_poll(self, limit: int, timeout_s: float) -> Records:
-        """The threaded group's poll in a worker thread. A cancelled caller leaves that poll running, and
-        the next call waits for it (one poll at a time) and returns what it took."""
-        group = self._group
-        assert group is not None
-        while True:
-            work = self._polling
-            if work is None:
-                call = asyncio.to_thread(
-                    group.poll, self._take_blocking, limit, min(timeout_s, _GROUP_WAIT_S)
-                )
-                work = self._polling = asyncio.ensure_future(call)
-            records = await asyncio.shield(work)  # cancelled: self._polling stays for the next call
-            self._polling = None
-            timeout_s -= _GROUP_WAIT_S
-            if records or timeout_s <= 0 or self._closed:
-                return records
-
-    def _take_blocking(self, limit: int, timeout_s: float) -> Records:
-        """The threaded consumer's take (worker thread): wait on the fetcher's condition for records."""
-        fetcher = self._fetcher
-        assert fetcher is not None and self._group is not None
-        with self._lock:
-            self._check_reading()
-            records = fetcher.take(limit)
-            deadline = time.monotonic() + timeout_s
-            while not records:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or self._closed or self._group.has_work():
-                    return records
-                fetcher.data_ready.wait(remaining)
-                records = fetcher.take(limit)
-            return records
+    async def _take_for_group(self, limit: int, timeout_s: float) -> Records:
+        assert self._fetcher is not None
+        return await self._take(self._fetcher, limit, timeout_s)
 
     def _check_reading(self) -> None:
         """Lock held: refuse a closed consumer, or one with nothing to read."""
@@ -390,7 +358,7 @@ class AsyncConsumer:
     async def getone(self) -> ConsumerRecord:
         """The next record, waiting as long as it takes (raises ``ClosedError`` once stopped)."""
         while not self._records:
-            taken = await self.getmany(timeout_ms=_GROUP_WAIT_S * 1000)
+            taken = await self.getmany(timeout_ms=_GETONE_WAIT_S * 1000)
             for chunk in taken.values():
                 self._records.extend(chunk)
             if self._closed and not self._records:
@@ -507,7 +475,7 @@ class AsyncConsumer:
                 offsets = group.positions_locked(None)
                 for tp in offsets:
                     offsets[tp] -= self._unhanded(tp)
-        await asyncio.to_thread(group.commit, offsets)
+        await group.acommit(offsets)
 
     async def committed(self, partition: TopicPartition) -> int | None:
         """The group's committed offset of ``partition`` (the next record to read), or None."""
@@ -515,5 +483,5 @@ class AsyncConsumer:
         if self._group is None:
             raise IllegalStateError("committed() needs a consumer with a group_id")
         tp = TopicPartition(*partition)
-        found = await asyncio.to_thread(self._group.committed, [tp])
+        found = await self._group.acommitted([tp])
         return found.get(tp)

@@ -14,12 +14,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 import grpc
 import grpc.aio
+from logstore.client.aio.futures import AsyncRecordFuture, async_future
 from logstore.client.producer.accumulator import (
     RECORD_OVERHEAD,
     Accumulator,
@@ -49,6 +49,7 @@ from logstore.wire.logstore.v1 import produce_pb2, produce_pb2_grpc
 log = logging.getLogger(__name__)
 
 _time_ns = time.time_ns
+_new = object.__new__
 
 Headers = Sequence[tuple[str, bytes | None]] | Mapping[str, bytes | None] | None
 
@@ -94,10 +95,6 @@ class AsyncProducer:
         self._prepare = self._key_serializer is not None or self._value_serializer is not None
         self._sticky_batches: dict[str, ProducerBatch] = {}
         """The open batch of each topic's sticky partition, for keyless records on the hot path."""
-        self._waiters: defaultdict[BatchOutcome, list[tuple[asyncio.Future[RecordMetadata], int, int]]]
-        self._waiters = defaultdict(list)
-        """Per unfinished batch, its records' asyncio futures with their offset delta and timestamp."""
-        self._new_future: Callable[[], asyncio.Future[RecordMetadata]] = _no_loop
 
     # --- lifecycle ------------------------------------------------------------------------------------
 
@@ -114,7 +111,6 @@ class AsyncProducer:
         self._work = asyncio.Event()
         self._memory_freed = asyncio.Event()
         self._accumulator.new_batch_hook = self._work.set
-        self._new_future = asyncio.get_running_loop().create_future
         self._sender = asyncio.create_task(self._run(), name="logstore-aio-sender")
 
     async def stop(self, timeout: float | None = None) -> None:
@@ -170,8 +166,8 @@ class AsyncProducer:
         headers: Headers = None,
         partition: int | None = None,
         timestamp_ms: int | None = None,
-    ) -> asyncio.Future[RecordMetadata]:
-        """Queue a record without waiting; its asyncio future gives the ``RecordMetadata``.
+    ) -> AsyncRecordFuture:
+        """Queue a record without waiting; await its future (``AsyncRecordFuture``) for the ``RecordMetadata``.
 
         The topic's partition count must be known (an earlier send to it, or ``partitions_for``), and
         the buffer must have room: otherwise ``await send()`` waits for them and this raises.
@@ -193,8 +189,10 @@ class AsyncProducer:
                     batch.room = room
                     pending = batch.pending
                     now_ms = _time_ns() // 1_000_000
-                    future = self._new_future()
-                    self._waiters[batch.outcome].append((future, batch.settled + len(pending) // 3, now_ms))
+                    future = _new(AsyncRecordFuture)  # three slot stores: no __init__ frame
+                    future._outcome = batch.outcome
+                    future._delta = batch.settled + len(pending) // 3
+                    future._timestamp = now_ms
                     pending += (value, None, now_ms)
                     return future
         record = self._record(topic, value, key, headers, partition, timestamp_ms)
@@ -213,7 +211,7 @@ class AsyncProducer:
         headers: Headers = None,
         partition: int | None = None,
         timestamp_ms: int | None = None,
-    ) -> asyncio.Future[RecordMetadata]:
+    ) -> AsyncRecordFuture:
         """Like ``send_nowait``, but waits (up to ``max_block_ms``) for metadata and buffer memory."""
         record = self._record(topic, value, key, headers, partition, timestamp_ms)
         count = self._metadata.counts.get(topic)
@@ -271,7 +269,7 @@ class AsyncProducer:
 
     def _append(
         self, record: tuple[str, Any, Any, Sequence[tuple[str, bytes | None]], int | None, int], count: int
-    ) -> asyncio.Future[RecordMetadata]:
+    ) -> AsyncRecordFuture:
         """Partition the record and append it to the accumulator (raises ``BufferFull``)."""
         topic, value, key, headers, partition, timestamp_ms = record
         sticky = False
@@ -300,18 +298,7 @@ class AsyncProducer:
                 self._sticky_batches.pop(topic, None)
             else:
                 self._sticky_batches[topic] = batch
-        return self._wait_for(future)
-
-    def _wait_for(self, record: RecordFuture) -> asyncio.Future[RecordMetadata]:
-        """An asyncio future for the record, completed with its batch (``_settle``): one list per batch,
-        not a callback per record."""
-        future = self._new_future()
-        outcome = record._outcome
-        if outcome.done:
-            _complete(future, outcome, record._delta, record._timestamp)
-        else:
-            self._waiters[outcome].append((future, record._delta, record._timestamp))
-        return future
+        return async_future(future)
 
     async def _partition_count(self, topic: str) -> int:
         return await asyncio.to_thread(self._metadata.partition_count, topic, self.config.max_block_s)
@@ -420,21 +407,12 @@ class AsyncProducer:
             self._memory_freed.set()
             self._work.set()
         for batch, base_offset, append_time in acked:
-            batch.outcome.resolve(base_offset, append_time)
-            self._settle(batch.outcome)
+            batch.outcome.resolve(base_offset, append_time)  # its records' futures and callbacks
         self._finish(finished)
-
-    def _settle(self, outcome: BatchOutcome) -> None:
-        """A batch finished: complete its records' asyncio futures."""
-        waiters = self._waiters.pop(outcome, None)
-        if waiters:
-            for future, delta, timestamp in waiters:
-                _complete(future, outcome, delta, timestamp)
 
     def _finish(self, finished: Finished) -> None:
         for batch, error in finished:
             batch.outcome.fail(error)
-            self._settle(batch.outcome)
 
     def _abort(self, error: BaseException) -> None:
         """Fail every unfinished record at once (a stop that ran out of time, or a cancelled task)."""
@@ -446,27 +424,6 @@ class AsyncProducer:
             call.cancel()
         if self._work is not None:
             self._work.set()
-
-
-def _complete(
-    future: asyncio.Future[RecordMetadata], outcome: BatchOutcome, delta: int, timestamp: int
-) -> None:
-    """Give a record's future its batch's outcome (unless its waiter was cancelled)."""
-    if future.cancelled():
-        return
-    if outcome.error is not None:
-        future.set_exception(outcome.error)
-        return
-    offset = outcome.base_offset
-    if offset >= 0:
-        offset += delta
-    if outcome.append_time >= 0:
-        timestamp = outcome.append_time
-    future.set_result(RecordMetadata(outcome.topic, outcome.partition, offset, timestamp))
-
-
-def _no_loop() -> asyncio.Future[RecordMetadata]:
-    raise ClosedError("send() before start(): await producer.start() or use `async with`")
 
 
 def _outcome_done(outcome: BatchOutcome) -> asyncio.Future[None]:

@@ -54,6 +54,7 @@ from logstore.client.shared.errors import (
 )
 from logstore.client.shared.metadata import describe_topic
 from logstore.client.shared.types import TopicPartition
+from logstore.wire.logstore.v1 import group_pb2
 
 log = logging.getLogger(__name__)
 
@@ -185,6 +186,11 @@ class GroupCoordinator:
         with self._lock:
             self._membership.subscribe(wanted, self._clock())
             self._wake.notify()
+        self._start_heartbeats()
+
+    def _start_heartbeats(self) -> None:
+        """Start the heartbeat thread, once."""
+        with self._lock:
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._heartbeat_loop, name="logstore-heartbeat", daemon=True
@@ -214,95 +220,139 @@ class GroupCoordinator:
 
     def poll(self, take: Callable[[int, float], dict], limit: int, timeout_s: float) -> dict:
         """``take`` records as the consumer does, running group work before and whenever it comes up."""
-        deadline = self._clock() + timeout_s
-        with self._lock:
-            self._in_poll = True  # a poll that waits is no sign of a stuck application
-            self._membership.polled(self._clock())  # rejoins after a max_poll_interval_ms timeout
-            self._wake.notify()
+        deadline = self._poll_begins(timeout_s)
         try:
             while True:
                 self.run_pending()
-                now = self._clock()
-                wait = deadline - now
-                if self.enable_auto_commit:  # wake for the next auto-commit even while no record comes
-                    wait = min(wait, self._next_auto_commit - now)
-                records = take(limit, max(0.0, wait))
+                records = take(limit, self._take_wait(deadline))
                 if records or self._clock() >= deadline:
                     return records
         finally:
-            with self._lock:
-                self._in_poll = False
-                self._last_poll = self._clock()
-                self._wake.notify()
+            self._poll_ends()
+
+    def _poll_begins(self, timeout_s: float) -> float:
+        """A poll starts (it rejoins after a max_poll_interval_ms timeout); its deadline."""
+        deadline = self._clock() + timeout_s
+        with self._lock:
+            self._in_poll = True  # a poll that waits is no sign of a stuck application
+            self._membership.polled(self._clock())
+            self._wake.notify()
+        return deadline
+
+    def _take_wait(self, deadline: float) -> float:
+        """How long a poll's take may wait: until the deadline, or the next auto-commit."""
+        now = self._clock()
+        wait = deadline - now
+        if self.enable_auto_commit:  # wake for the next auto-commit even while no record comes
+            wait = min(wait, self._next_auto_commit - now)
+        return max(0.0, wait)
+
+    def _poll_ends(self) -> None:
+        with self._lock:
+            self._in_poll = False
+            self._last_poll = self._clock()
+            self._wake.notify()
 
     def run_pending(self) -> None:
         """Callbacks for lost partitions, one reconciliation step, auto-commit; raises a fatal error."""
+        step = self._pending_step()
+        if step is not None:
+            self._reconcile(step)
+        if self._auto_commit_due():
+            self._commit_positions(None, quiet=True)
+
+    def _pending_step(self) -> Reconciliation | None:
+        """run_pending's first part, for both drivers: lost-partition callbacks, the fatal and unreachable
+        errors raised, and the reconciliation step to carry out (if any)."""
         with self._lock:
             lost, self._lost = self._lost, []
             fatal = self._membership.fatal
             step = (
                 self._membership.take_reconciliation() if self._clock() >= self._retry_reconcile_at else None
             )
-        for tps in lost:
-            if tps:
-                self._listener.on_partitions_lost(set(tps))
-        if fatal is not None:
-            raise fatal
-        with self._lock:
-            unreachable, self._unreachable = self._unreachable, None
-            if unreachable is not None:  # raised once per request_timeout_ms while the broker stays away
-                self._unreachable_since = self._clock()
-        if unreachable is not None:
-            raise unreachable
-        if step is not None:
-            self._reconcile(step)
+        try:
+            for tps in lost:
+                if tps:
+                    self._tell(self._listener.on_partitions_lost, set(tps))
+            if fatal is not None:
+                raise fatal
+            with self._lock:
+                unreachable, self._unreachable = self._unreachable, None
+                if unreachable is not None:  # raised once per request_timeout_ms while the broker stays away
+                    self._unreachable_since = self._clock()
+            if unreachable is not None:
+                raise unreachable
+        except BaseException:
+            if step is not None:
+                with self._lock:
+                    self._membership.abandon(step)
+            raise
+        return step
+
+    def _tell(self, callback: Callable[[set[TopicPartition]], object], tps: set[TopicPartition]) -> None:
+        """Run a listener callback (the asyncio driver also awaits what an ``async def`` one returns)."""
+        callback(tps)
+
+    def _auto_commit_due(self) -> bool:
+        """Whether an auto-commit is due now (the next one is then scheduled)."""
         if self.enable_auto_commit and self._clock() >= self._next_auto_commit:
             self._next_auto_commit = self._clock() + self._auto_commit_s
-            self._commit_positions(None, quiet=True)
+            return True
+        return False
 
     def _reconcile(self, step: Reconciliation) -> None:
-        m = self._membership
         try:
             if step.revoke:
                 if self.enable_auto_commit:
                     self._commit_positions(step.revoke, quiet=True)
                 self._listener.on_partitions_revoked(set(step.revoke))
-                with self._lock:
-                    if m.is_current(step):
-                        self._drop(step.revoke)
-                        m.revoked(step, self._clock())
-                        self._wake.notify()
+                self._revoked(step)
             committed: dict[TopicPartition, int] = {}
             if step.assign:
                 try:
                     committed = fetch_committed(self._stub, self.group_id, step.assign, self._timeout_s)
                 except ClientError as exc:
-                    if not exc.retriable:
-                        raise
-                    log.warning(
-                        "group %s: cannot fetch committed offsets yet (will retry): %s", self.group_id, exc
-                    )
-                    self._retry_reconcile_at = self._clock() + self._membership.heartbeat_interval_s
+                    self._committed_unavailable(exc)
                     return
-            with self._lock:
-                if m.is_current(step):
-                    self._state.assign([*self._state.partitions, *step.assign])
-                    for tp in step.assign:
-                        offset = committed.get(tp, NO_OFFSET)
-                        if offset >= 0:
-                            self._state.seek(tp, offset)
-                            self._last_committed[tp] = offset
-                    self._fetcher.interrupt()
-                    m.reconciled(step, self._clock())
-                    self._wake.notify()
-                    added = set(step.assign)
-                else:
-                    added = set()
+            added = self._assigned(step, committed)
             if added:
                 self._listener.on_partitions_assigned(added)
         finally:
             with self._lock:
-                m.abandon(step)  # no-op once reconciled; otherwise the step is taken again next poll
+                self._membership.abandon(step)  # no-op once reconciled; else taken again next poll
+
+    def _revoked(self, step: Reconciliation) -> None:
+        """The application released ``step.revoke`` (committed, callback run): stop reading them."""
+        m = self._membership
+        with self._lock:
+            if m.is_current(step):
+                self._drop(step.revoke)
+                m.revoked(step, self._clock())
+                self._wake.notify()
+
+    def _committed_unavailable(self, exc: ClientError) -> None:
+        """The committed offsets of a step's new partitions could not be fetched: retry the step later."""
+        if not exc.retriable:
+            raise exc
+        log.warning("group %s: cannot fetch committed offsets yet (will retry): %s", self.group_id, exc)
+        self._retry_reconcile_at = self._clock() + self._membership.heartbeat_interval_s
+
+    def _assigned(self, step: Reconciliation, committed: Mapping[TopicPartition, int]) -> set[TopicPartition]:
+        """Take on ``step.assign`` from their committed offsets; the partitions added (for the callback)."""
+        m = self._membership
+        with self._lock:
+            if not m.is_current(step):
+                return set()
+            self._state.assign([*self._state.partitions, *step.assign])
+            for tp in step.assign:
+                offset = committed.get(tp, NO_OFFSET)
+                if offset >= 0:
+                    self._state.seek(tp, offset)
+                    self._last_committed[tp] = offset
+            self._fetcher.interrupt()
+            m.reconciled(step, self._clock())
+            self._wake.notify()
+            return set(step.assign)
 
     def _drop(self, tps: Iterable[TopicPartition]) -> None:
         """Stop reading ``tps`` (with the lock held)."""
@@ -338,14 +388,29 @@ class GroupCoordinator:
 
     def commit(self, offsets: Mapping[TopicPartition, Any] | None = None) -> None:
         """Commit ``offsets`` (next record to read, per partition), or the positions of everything assigned."""
+        request = self._commit_request(offsets)
+        if request is None:
+            return
+        commit(self._stub, request, self._timeout_s)
+        self._committed(request)
+
+    def _commit_request(
+        self, offsets: Mapping[TopicPartition, Any] | None
+    ) -> group_pb2.CommitOffsetsRequest | None:
+        """The CommitOffsets for ``offsets`` (None: every position), as this member; None if empty."""
         wanted = self.positions() if offsets is None else _offsets(offsets)
         if not wanted:
-            return
+            return None
         with self._lock:
             member_id, epoch = self._identity()
-        commit(self._stub, commit_request(self.group_id, member_id, epoch, wanted), self._timeout_s)
+        return commit_request(self.group_id, member_id, epoch, wanted)
+
+    def _committed(self, request: group_pb2.CommitOffsetsRequest) -> None:
+        """``request`` was accepted: remember its offsets (auto-commit sends only what moved since)."""
         with self._lock:
-            self._last_committed.update(wanted)
+            self._last_committed.update(
+                {TopicPartition(o.topic, o.partition): o.offset for o in request.offsets}
+            )
 
     def commit_async(
         self, offsets: Mapping[TopicPartition, Any] | None = None, callback: CommitCallback | None = None
@@ -395,9 +460,7 @@ class GroupCoordinator:
 
     def _commit_positions(self, tps: Iterable[TopicPartition] | None, *, quiet: bool) -> None:
         """Commit positions that moved since the last commit; ``quiet`` logs failures instead of raising."""
-        with self._lock:
-            positions = self.positions_locked(tps)
-            changed = {tp: o for tp, o in positions.items() if self._last_committed.get(tp) != o}
+        changed = self._moved(tps)
         if not changed:
             return
         try:
@@ -405,7 +468,16 @@ class GroupCoordinator:
         except (CommitFailedError, GroupError, ClientError) as exc:
             if not quiet:
                 raise
-            log.warning("group %s: auto-commit of %d partitions failed: %s", self.group_id, len(changed), exc)
+            self._auto_commit_failed(changed, exc)
+
+    def _moved(self, tps: Iterable[TopicPartition] | None) -> dict[TopicPartition, int]:
+        """Positions (of ``tps``, or all) that moved since the last commit."""
+        with self._lock:
+            positions = self.positions_locked(tps)
+            return {tp: o for tp, o in positions.items() if self._last_committed.get(tp) != o}
+
+    def _auto_commit_failed(self, changed: Mapping[TopicPartition, int], exc: Exception) -> None:
+        log.warning("group %s: auto-commit of %d partitions failed: %s", self.group_id, len(changed), exc)
 
     def positions_locked(self, tps: Iterable[TopicPartition] | None) -> dict[TopicPartition, int]:
         wanted = self._state.partitions if tps is None else tps
@@ -446,39 +518,52 @@ class GroupCoordinator:
                 try:
                     response = self._stub.Heartbeat(request, timeout=self._timeout_s)
                 except grpc.RpcError as exc:
-                    error = error_from_rpc(exc, f"heartbeat to group {self.group_id!r}")
-                    with self._lock:
-                        if error.retriable:
-                            self._note_unreachable(error, sent_at)
-                        else:
-                            log.error("group %s: heartbeat failed: %s", self.group_id, error)
-                        m.on_failure(self._clock(), error.retriable, error)
-                        self._fetcher.data_ready.notify_all()
+                    self._heartbeat_failed(
+                        error_from_rpc(exc, f"heartbeat to group {self.group_id!r}"), sent_at
+                    )
                     continue
-                with self._lock:
-                    if self._unreachable_since is not None:
-                        log.warning("group %s: the broker answers again", self.group_id)
-                    self._unreachable_since = None
-                    self._unreachable = None
-                    outcome = m.on_answer(heartbeat_answer(response), plan, self._clock())
-                    if outcome.lost:
-                        log.info(
-                            "group %s: lost %d partitions (%s)",
-                            self.group_id,
-                            len(outcome.lost),
-                            response.error_message or "fatal error",
-                        )
-                        self._drop(outcome.lost)
-                        self._lost.append(outcome.lost)
-                    if self.has_work():
-                        self._fetcher.data_ready.notify_all()
-                    missing = self._unassigned_topics()
+                missing = self._heartbeat_answered(response, plan)
                 self._warn_unknown_topics(missing)
         except Exception as exc:  # a bug: stop the membership and tell the application through poll()
             log.exception("the consumer's heartbeat thread failed")
             with self._lock:
                 m.fatal = GroupError(f"the consumer's heartbeat thread failed: {exc!r}")
-                self._fetcher.data_ready.notify_all()
+                self._wake_poll()
+
+    def _heartbeat_failed(self, error: ClientError, sent_at: float) -> None:
+        """A heartbeat got no answer: tell the core (it backs off) and wake a waiting poll."""
+        with self._lock:
+            if error.retriable:
+                self._note_unreachable(error, sent_at)
+            else:
+                log.error("group %s: heartbeat failed: %s", self.group_id, error)
+            self._membership.on_failure(self._clock(), error.retriable, error)
+            self._wake_poll()
+
+    def _heartbeat_answered(self, response: group_pb2.HeartbeatResponse, plan: HeartbeatPlan) -> list[str]:
+        """Give the core a heartbeat's answer; drop lost partitions; the subscribed topics to check."""
+        with self._lock:
+            if self._unreachable_since is not None:
+                log.warning("group %s: the broker answers again", self.group_id)
+            self._unreachable_since = None
+            self._unreachable = None
+            outcome = self._membership.on_answer(heartbeat_answer(response), plan, self._clock())
+            if outcome.lost:
+                log.info(
+                    "group %s: lost %d partitions (%s)",
+                    self.group_id,
+                    len(outcome.lost),
+                    response.error_message or "fatal error",
+                )
+                self._drop(outcome.lost)
+                self._lost.append(outcome.lost)
+            if self.has_work():
+                self._wake_poll()
+            return self._unassigned_topics()
+
+    def _wake_poll(self) -> None:
+        """Wake a poll that waits for records (lock held): group work came up."""
+        self._fetcher.data_ready.notify_all()
 
     def _poll_due_in(self) -> float | None:
         """Seconds until this member counts as stuck (max_poll_interval_ms without a poll; with the lock
@@ -515,7 +600,7 @@ class GroupCoordinator:
         if lost:
             self._drop(lost)
             self._lost.append(lost)  # on_partitions_lost at the next poll; nothing is committed
-        self._fetcher.data_ready.notify_all()
+        self._wake_poll()
         return plan or _NOTHING_TO_SEND
 
     def _send_leave(self, plan: HeartbeatPlan) -> None:
@@ -526,11 +611,14 @@ class GroupCoordinator:
                 heartbeat_request(self.group_id, plan, self._client_id), timeout=self._timeout_s
             )
         except grpc.RpcError as exc:
-            log.warning(
-                "group %s: leaving failed (the session timeout will remove this member): %s",
-                self.group_id,
-                error_from_rpc(exc, "leaving"),
-            )
+            self._leave_failed(exc)
+
+    def _leave_failed(self, exc: grpc.RpcError) -> None:
+        log.warning(
+            "group %s: leaving failed (the session timeout will remove this member): %s",
+            self.group_id,
+            error_from_rpc(exc, "leaving"),
+        )
 
     def _note_unreachable(self, error: ClientError, sent_at: float) -> None:
         """A heartbeat got no answer (with the lock held): warn at the first failure of a streak, and
@@ -596,28 +684,39 @@ class GroupCoordinator:
             self._wake.notify()
 
     def _leave(self) -> None:
-        with self._lock:
-            owned = self._membership.release_all()
-            active = self._membership.active
+        owned, active = self._owned()
         if active and owned:
             if self.enable_auto_commit:
                 self._commit_positions(owned, quiet=True)
-            try:
-                self._listener.on_partitions_revoked(set(owned))
-            except Exception:
-                log.exception("on_partitions_revoked failed while leaving group %s", self.group_id)
+            self._revoke_on_leave(owned)
         with self._lock:
             self._stopping = True
             self._wake.notify()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(self._timeout_s)
         self._thread = None
+        plan = self._leave_plan(owned)
+        if plan is not None:
+            self._send_leave(plan)
+
+    def _owned(self) -> tuple[Partitions, bool]:
+        """Before leaving: what is owned (committed and revoked first), and whether the member is active."""
+        with self._lock:
+            return self._membership.release_all(), self._membership.active
+
+    def _revoke_on_leave(self, owned: Partitions) -> None:
+        try:
+            self._listener.on_partitions_revoked(set(owned))
+        except Exception:
+            log.exception("on_partitions_revoked failed while leaving group %s", self.group_id)
+
+    def _leave_plan(self, owned: Partitions) -> HeartbeatPlan | None:
+        """The heartbeat task or thread has stopped: drop ``owned``; the leave heartbeat to send."""
         with self._lock:
             self._stopping = False
             plan = self._membership.leave_plan()
             self._drop(owned)
-        if plan is not None:
-            self._send_leave(plan)
+        return plan
 
 
 def _offsets(offsets: Mapping[TopicPartition, Any]) -> dict[TopicPartition, int]:

@@ -138,4 +138,8 @@ def fetch_committed(
         response = stub.FetchOffsets(request, timeout=timeout_s)
     except grpc.RpcError as exc:
         raise error_from_rpc(exc, f"fetching committed offsets of group {group_id!r}") from None
+    return committed_offsets(response)
+
+
+def committed_offsets(response: group_pb2.FetchOffsetsResponse) -> dict[TopicPartition, int]:
     return {TopicPartition(c.topic, c.partition): c.offset for c in response.offsets}

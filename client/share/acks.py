@@ -144,6 +144,16 @@ class PartitionLedger:
             if self.renewed:
                 self.renewed.discard(offset)
 
+    def settle(self, offset: int, code: int) -> None:
+        """``acknowledge(offset, code)`` unless ``offset`` has a final outcome already, sent or not (or is
+        not held any more); a RENEWed offset takes it. Implicit acceptance of one record handed out."""
+        previous = self.acks.get(offset)
+        if previous is not None and previous & 7 != RENEW:
+            return
+        if offset in self.gaps or not self.holds(offset):
+            return
+        self.acknowledge(offset, code)
+
     def unacknowledged(self) -> int:
         """Records handed out that have neither a final outcome nor a renewed lock."""
         return self.unsettled - len(self.renewed)

@@ -24,47 +24,42 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import grpc
 from logstore.client.consumer.config import FOREVER
-from logstore.client.share.acks import AcknowledgeType, PartitionLedger, outcome
+from logstore.client.share.acks import AcknowledgeType
+from logstore.client.share.config import ShareConsumerConfig
+from logstore.client.share.holdings import (
+    AcknowledgementCommitCallback,
+    FetchRetry,
+    Holdings,
+    deserialized,
+    fetch_request,
+    refused_by,
+    report,
+)
 from logstore.client.share.membership import ShareMembership
-from logstore.client.share.records import Acquired, ShareRecord, share_record_class, take_records
-from logstore.client.share.rpc import Pending, acknowledgements, failures, share_stub
+from logstore.client.share.records import ShareRecord
+from logstore.client.share.rpc import Pending, acknowledgements, share_stub
 from logstore.client.shared.backoff import Backoff
 from logstore.client.shared.connection import DEFAULT_BOOTSTRAP, Connection
 from logstore.client.shared.errors import (
     ClientError,
     ClosedError,
-    GroupIdNotFoundError,
     IllegalStateError,
-    MemberLostError,
-    SerializationError,
     error_from_rpc,
-    for_code,
-    group_error,
 )
 from logstore.client.shared.options import refuse_unknown_options
-from logstore.client.shared.serde import Deserializer, resolve_deserializer
+from logstore.client.shared.serde import Deserializer
 from logstore.client.shared.types import TopicPartition
 from logstore.wire.logstore.v1 import share_pb2
 
 log = logging.getLogger(__name__)
 
-ACKNOWLEDGEMENT_MODES = ("implicit", "explicit")
 CLOSE_FETCH_GRACE_S = 0.2
 """How long close() waits for the fetch in flight before cancelling it (see close)."""
-ACQUIRE_MODES = {
-    "batch_optimized": share_pb2.SHARE_ACQUIRE_MODE_BATCH_OPTIMIZED,
-    "record_limit": share_pb2.SHARE_ACQUIRE_MODE_RECORD_LIMIT,
-}
-
-AcknowledgementCommitCallback = Callable[[dict[TopicPartition, set[int]], Exception | None], None]
-"""Kafka's AcknowledgementCommitCallback: told, per partition, of offsets whose acknowledgement the
-broker answered, with the error if it refused them (None when applied). Runs in the thread that calls
-poll(), commit_sync(), commit_async() or close()."""
 
 
 class _Sent:
@@ -117,42 +112,39 @@ class ShareConsumer:
         names = list(topics)
         if not names or not all(isinstance(t, str) and t for t in names):
             raise ValueError(f"ShareConsumer needs topic names, got {names!r}")
-        if not isinstance(group_id, str) or not group_id:
-            raise ValueError(f"group_id must be a non-empty string, got {group_id!r}")
-        if acknowledgement_mode not in ACKNOWLEDGEMENT_MODES:
-            raise ValueError(
-                f"acknowledgement_mode must be 'implicit' or 'explicit', got {acknowledgement_mode!r}"
-            )
-        for name, value in (("max_poll_records", max_poll_records), ("fetch_max_bytes", fetch_max_bytes)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if share_acquire_mode not in ACQUIRE_MODES:
-            raise ValueError(
-                f"share_acquire_mode must be 'batch_optimized' or 'record_limit', got {share_acquire_mode!r}"
-            )
-        if not isinstance(fetch_max_wait_ms, int) or fetch_max_wait_ms < 0:
-            raise ValueError(f"fetch_max_wait_ms must be a non-negative int, got {fetch_max_wait_ms!r}")
-        if request_timeout_ms <= 0:
-            raise ValueError(f"request_timeout_ms must be positive, got {request_timeout_ms}")
+        self.config = config = ShareConsumerConfig(
+            group_id=group_id,
+            bootstrap_servers=bootstrap if bootstrap_servers is None else bootstrap_servers,
+            acknowledgement_mode=acknowledgement_mode,
+            priority=priority,
+            max_poll_records=max_poll_records,
+            share_acquire_mode=share_acquire_mode,
+            fetch_max_wait_ms=fetch_max_wait_ms,
+            fetch_max_bytes=fetch_max_bytes,
+            client_id=client_id,
+            key_deserializer=key_deserializer,
+            value_deserializer=value_deserializer,
+            request_timeout_ms=request_timeout_ms,
+            retry_backoff_ms=retry_backoff_ms,
+            retry_backoff_max_ms=retry_backoff_max_ms,
+            consumer_timeout_ms=consumer_timeout_ms,
+            interceptors=interceptors,
+        )
         self.group_id = group_id
         self.topics = tuple(dict.fromkeys(names))
         self.acknowledgement_mode = acknowledgement_mode
-        self._implicit = acknowledgement_mode == "implicit"
-        self._priority = bool(priority)
-        self._max_records = max_poll_records
-        self._acquire_mode = ACQUIRE_MODES[share_acquire_mode]
+        self._implicit = config.implicit
         self._max_wait_ms = fetch_max_wait_ms
-        self._max_bytes = fetch_max_bytes
-        self._timeout_s = request_timeout_ms / 1000.0
-        self._consumer_timeout_s = consumer_timeout_ms / 1000.0
-        self._key_deserializer = resolve_deserializer(key_deserializer, "key_deserializer")
-        self._value_deserializer = resolve_deserializer(value_deserializer, "value_deserializer")
+        self._timeout_s = config.request_timeout_s
+        self._consumer_timeout_s = config.consumer_timeout_s
+        self._key_deserializer: Deserializer | None = config.key_deserializer  # type: ignore[assignment]
+        self._value_deserializer: Deserializer | None = config.value_deserializer  # type: ignore[assignment]
         self._backoff = Backoff(retry_backoff_ms, retry_backoff_max_ms)
         self._connection = Connection(
-            bootstrap if bootstrap_servers is None else bootstrap_servers,
+            config.bootstrap_servers,
             max_send_bytes=4 * 1024 * 1024,
             max_receive_bytes=fetch_max_bytes,
-            interceptors=interceptors,
+            interceptors=config.interceptors,
             client_id=client_id,
         )
         self._stub = share_stub(self._connection)
@@ -166,8 +158,8 @@ class ShareConsumer:
             request_timeout_s=self._timeout_s,
             retry_backoff=self._backoff,
         )
-        self._ledgers: dict[TopicPartition, PartitionLedger] = {}
-        self._by_class: dict[type, PartitionLedger] = {}
+        self._member = self._membership.member
+        self._holdings = Holdings(group_id)
         self._fetch: Any = None
         """The ShareFetch in flight (a grpc future), at most one."""
         self._fetch_done = threading.Event()
@@ -175,9 +167,7 @@ class ShareConsumer:
         self._ready: list[ShareRecord] = []
         """Records taken in (held) but not handed out yet: commit_sync waited for their fetch."""
         self._commit_callback: AcknowledgementCommitCallback | None = None
-        self._fetch_failures = 0
-        self._failing_since: float | None = None
-        self._retry_at = 0.0
+        self._retry = FetchRetry(group_id, self._backoff, self._timeout_s)
         self._closed = False
         self._iterator: Iterator[ShareRecord] | None = None
         self._membership.start()
@@ -193,10 +183,10 @@ class ShareConsumer:
         try:
             if self._ready:  # taken in by commit_sync while it waited for the fetch's acknowledgements
                 records, self._ready = self._ready, []
-                if self._fetch is None and self._membership.joined:
+                if self._fetch is None and self._member.joined:
                     self._start_fetch(pending)
                     pending = {}
-                return self._deserialized(records)
+                return deserialized(records, self._key_deserializer, self._value_deserializer)
             return self._poll(pending, time.monotonic() + max(0.0, timeout_ms) / 1000.0)
         finally:
             if pending:  # not sent with a fetch (backing off, or no records came): on their own
@@ -204,19 +194,19 @@ class ShareConsumer:
 
     def _poll(self, pending: dict, deadline: float) -> list[ShareRecord]:
         """poll()'s loop; ``pending`` is emptied of what it sends (the rest is sent by poll)."""
-        membership = self._membership
+        membership, member = self._membership, self._member
         while True:
             now = time.monotonic()
             fetch = self._fetch
             if fetch is not None and self._fetch_done.is_set():
                 records = self._take()
-                if membership.joined and now >= self._retry_at:
+                if member.joined and now >= self._retry.retry_at:
                     self._start_fetch(dict(pending))  # pipelined: the broker acquires while the app works
                     pending.clear()
                 if records:
-                    return self._deserialized(records)
+                    return deserialized(records, self._key_deserializer, self._value_deserializer)
                 continue
-            if fetch is None and membership.joined and now >= self._retry_at:
+            if fetch is None and member.joined and now >= self._retry.retry_at:
                 self._start_fetch(dict(pending))
                 pending.clear()
             elif pending and fetch is not None:
@@ -229,11 +219,11 @@ class ShareConsumer:
                 self._fetch_done.wait(remaining)
             else:  # not joined yet, or backing off after a failed fetch
                 with membership.changed:
-                    self._raise_membership()
-                    wait = remaining if not membership.joined else min(remaining, self._retry_at - now)
+                    self._member.raise_errors()
+                    wait = remaining if not member.joined else min(remaining, self._retry.retry_at - now)
                     if wait > 0:
                         membership.changed.wait(wait)
-                self._raise_membership()
+                self._member.raise_errors()
             if not self._fetch_done.is_set() and time.monotonic() >= deadline:
                 return []
 
@@ -265,19 +255,7 @@ class ShareConsumer:
     ) -> None:
         """Decide about one record of a poll; sent with the next poll, commit or close. ``delay_ms``
         (RELEASE only) keeps the record from being delivered again for that long."""
-        ledger = self._by_class.get(record.__class__)
-        if ledger is None:
-            raise IllegalStateError(
-                f"{record.topic}-{record.partition} offset {record.offset}: not a record this consumer "
-                "holds (not delivered by its poll())"
-            )
-        if delay_ms:
-            ledger.acknowledge(record.offset, outcome(int(type), delay_ms))
-            return
-        code = type + 0  # a plain int, without Enum's Python-level __hash__
-        if not 0 < code < 5:
-            raise ValueError(f"acknowledgement type must be an AcknowledgeType, got {type!r}")
-        ledger.acknowledge(record.offset, code)
+        self._holdings.acknowledge(record, type, delay_ms)
 
     def set_acknowledgement_commit_callback(self, callback: AcknowledgementCommitCallback | None) -> None:
         """Kafka's setAcknowledgementCommitCallback: told of every acknowledgement's outcome (see
@@ -318,7 +296,7 @@ class ShareConsumer:
         self._closed = True
         timeout_s = self._timeout_s if timeout_ms is None else timeout_ms / 1000.0
         try:
-            if not self._membership.lost:
+            if not self._member.lost:
                 pending = dict(self._flush())
                 # The fetch in flight has records that are ours until we give them back (without counting
                 # an attempt), or it long-polls for records that are not there. An answer on its way
@@ -333,11 +311,8 @@ class ShareConsumer:
                             self._take()
                         except ClientError as exc:
                             log.warning("share group %s: the last fetch failed: %s", self.group_id, exc)
-                for tp, ledger in self._ledgers.items():
-                    back = ledger.release_all()
-                    if back:
-                        pending[tp] = sorted([*pending.get(tp, ()), *back])
-                if pending and self._membership.member_id:
+                pending = self._holdings.release_all(pending)
+                if pending and self._member.member_id:
                     self._send(pending, None)
                 for sent in self._sent_so_far():
                     for tp, error in self._wait(sent, timeout_s).items():
@@ -360,29 +335,20 @@ class ShareConsumer:
         if self._closed:
             raise ClosedError("this share consumer is closed")
 
-    def _raise_membership(self) -> None:
-        m = self._membership
-        if m.fatal is not None:
-            raise m.fatal
-        unreachable, m.unreachable = m.unreachable, None
-        if unreachable is not None:
-            raise unreachable
-
     def _lost_check(self) -> None:
         """The broker forgot this member (its records were released): forget them too."""
-        if self._membership.lost:
+        if self._member.lost:
             with self._lock:
-                self._membership.lost = False
-            for ledger in self._ledgers.values():
-                ledger.forget()
+                self._member.lost = False
+            self._holdings.forget()
             self._ready = []
 
     def _before_poll(self) -> None:
-        self._raise_membership()
+        self._member.raise_errors()
         self._lost_check()
         self._report_done()
         if not self._implicit:
-            missing = sum(ledger.unacknowledged() for ledger in self._ledgers.values()) - len(self._ready)
+            missing = self._holdings.unacknowledged() - len(self._ready)
             if missing:
                 raise IllegalStateError(
                     f"acknowledgement_mode is 'explicit': acknowledge every record of the last poll before "
@@ -390,30 +356,16 @@ class ShareConsumer:
                 )
 
     def _flush(self) -> dict[TopicPartition, list[tuple[int, int, int]]]:
-        implicit = self._implicit
-        out = {}
-        for tp, ledger in self._ledgers.items():
-            ranges = ledger.flush(implicit)
-            if ranges:
-                out[tp] = ranges
-        return out
+        return self._holdings.flush(self._implicit)
 
     def _start_fetch(self, pending: Pending) -> None:
         """Send ``pending`` on its own ShareAcknowledge (see the module's docstring), then the next fetch."""
-        m = self._membership
+        m = self._member
         if pending:
             self._send(pending, None)
         if not m.joined:
             return
-        request = share_pb2.ShareFetchRequest(
-            group_id=self.group_id,
-            member_id=m.member_id,
-            max_wait_ms=self._max_wait_ms,
-            max_records=self._max_records,
-            max_bytes=self._max_bytes,
-            priority=self._priority,
-            acquire_mode=self._acquire_mode,
-        )
+        request = fetch_request(self.group_id, m.member_id, self.config)
         done = self._fetch_done = threading.Event()
         future = self._stub.ShareFetch.future(request, timeout=self._timeout_s + self._max_wait_ms / 1000.0)
         self._fetch = future
@@ -426,83 +378,24 @@ class ShareConsumer:
             response = future.result()
         except grpc.RpcError as exc:
             return self._fetch_failed(error_from_rpc(exc, f"fetching for share group {self.group_id!r}"))
-        self._fetch_failures = 0
-        self._failing_since = None
-        code = response.error_code
-        if code:
-            cls = for_code(code)
-            error = group_error(code, response.error_message, self.group_id)
-            if issubclass(cls, MemberLostError | GroupIdNotFoundError):
-                with self._lock:
-                    self._membership.rejoin()
-                self._lost_check()
-                return []
-            raise error
-        out: list[ShareRecord] = []
-        for part in response.partitions:
-            tp = TopicPartition(part.topic, part.partition)
-            if part.error_code:
-                log.warning(
-                    "share group %s: %s: %s",
-                    self.group_id,
-                    tp,
-                    part.error_message or f"error {part.error_code}",
-                )
-                continue
-            ranges = [Acquired(r.first_offset, r.last_offset, r.delivery_count) for r in part.acquired_ranges]
-            if not ranges:
-                continue
-            taken = take_records(part.topic, part.partition, part.records, ranges)
-            ledger = self._ledgers.get(tp)
-            if ledger is None:
-                ledger = self._ledgers[tp] = PartitionLedger()
-            for r in ranges:
-                self._by_class[share_record_class(part.topic, part.partition, r.delivery_count)] = ledger
-            ledger.hold(taken.held, taken.gaps, len(taken.records))
-            if taken.missing:
-                ledger.give_back(taken.missing)
-            out.extend(taken.records)
-        return out
+        self._retry.succeeded()
+        records = self._holdings.take(response)
+        if records is None:  # the broker forgot this member: what it held was released
+            with self._lock:
+                self._membership.rejoin()
+            self._lost_check()
+            return []
+        return records
 
     def _fetch_failed(self, error: ClientError) -> list[ShareRecord]:
-        if not error.retriable:
-            raise error
-        now = time.monotonic()
-        self._fetch_failures += 1
-        self._retry_at = now + self._backoff.delay_s(self._fetch_failures)
-        if self._failing_since is None:
-            self._failing_since = now
-            log.warning("share group %s: fetch failed, retrying: %s", self.group_id, error)
-        elif now - self._failing_since >= self._timeout_s:
-            self._failing_since = None
-            raise type(error)(
-                f"share group {self.group_id!r}: fetches failing for request_timeout_ms "
-                f"({self._timeout_s * 1000:.0f} ms): {error}"
-            )
+        self._retry.failed(error, time.monotonic())
         return []
-
-    def _deserialized(self, records: list[ShareRecord]) -> list[ShareRecord]:
-        kd, vd = self._key_deserializer, self._value_deserializer
-        if kd is None and vd is None:
-            return records
-        try:
-            for record in records:
-                if kd is not None:
-                    record.key = kd(record.key)
-                if vd is not None:
-                    record.value = vd(record.value)
-        except Exception as exc:
-            raise SerializationError(
-                f"deserializing a record of {record.topic}-{record.partition} offset "
-                f"{record.offset} failed: {exc!r}"
-            ) from exc
-        return records
 
     def _send(self, pending: Pending, callback: AcknowledgementCommitCallback | None) -> None:
         """A ShareAcknowledge for ``pending``, without waiting for it."""
         request = share_pb2.ShareAcknowledgeRequest(
             group_id=self.group_id,
-            member_id=self._membership.member_id,
+            member_id=self._member.member_id,
             acknowledgements=acknowledgements(pending),
         )
         future = self._stub.ShareAcknowledge.future(request, timeout=self._timeout_s)
@@ -527,18 +420,9 @@ class ShareConsumer:
                 sent.pending, error_from_rpc(exc, f"acknowledging for share group {self.group_id!r}")
             )
         else:
-            if response.error_code:
-                refused = dict.fromkeys(
-                    sent.pending, group_error(response.error_code, response.error_message, self.group_id)
-                )
-            else:
-                refused = self._refused(response.results)
-        self._report(sent, refused)
+            refused = refused_by(response, sent.pending, self.group_id)
+        report(self.group_id, sent.pending, refused, sent.callback or self._commit_callback)
         return refused
-
-    @staticmethod
-    def _refused(results: Any) -> dict[TopicPartition, Exception]:
-        return {tp: errors[0][1] for tp, errors in failures(results).items()}
 
     def _report_done(self) -> None:
         """Report the ShareAcknowledges that have been answered (callbacks run here, in the app's thread)."""
@@ -551,19 +435,6 @@ class ShareConsumer:
             else:
                 waiting.append(sent)
         self._sent = waiting
-
-    def _report(self, sent: _Sent, refused: dict[TopicPartition, Exception]) -> None:
-        callback = sent.callback or self._commit_callback
-        if callback is None:
-            for tp, error in refused.items():
-                log.warning("share group %s: %s: acknowledgement refused: %s", self.group_id, tp, error)
-            return
-        for tp, ranges in sent.pending.items():
-            offsets = {o for first, last, _ in ranges for o in range(first, last + 1)}
-            try:
-                callback({tp: offsets}, refused.get(tp))
-            except Exception:
-                log.exception("share group %s: the acknowledgement commit callback failed", self.group_id)
 
 
 __all__ = ["AcknowledgeType", "ShareConsumer", "ShareRecord"]

@@ -1,9 +1,12 @@
-"""A share consumer's membership: the heartbeat thread that joins, stays in and leaves its share group.
+"""A share consumer's membership: the pure ``ShareMember`` core, and the heartbeat thread that drives it.
 
 Share groups do not divide partitions (every member fetches from every partition of its topics), so
-there is nothing to reconcile: the thread keeps the member id and epoch fresh and tells the consumer when
-the broker forgot the member (its records were released: the consumer forgets what it held) or when the
-group cannot be used at all (a consumer group's id). It never touches what the application sees.
+there is nothing to reconcile: the member keeps its id and epoch fresh and tells the consumer when the
+broker forgot it (its records were released: the consumer forgets what it held) or when the group cannot
+be used at all (a consumer group's id). It never touches what the application sees.
+
+``ShareMember`` takes ``now`` and does no I/O, so the threaded ``ShareConsumer`` (``ShareMembership``,
+below) and ``logstore.client.aio.AsyncShareConsumer`` (a task on the event loop) drive the same core.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import grpc
 from logstore.client.shared.backoff import Backoff
@@ -31,11 +36,146 @@ log = logging.getLogger(__name__)
 
 JOIN_EPOCH = 0
 LEAVE_EPOCH = -1
+MIN_HEARTBEAT_INTERVAL_S = 0.05
+
+
+class SharePlan(NamedTuple):
+    """What the next ShareHeartbeat carries (the topics only on a join)."""
+
+    member_id: str
+    member_epoch: int
+    topics: tuple[str, ...]
+
+
+def heartbeat_request(group_id: str, plan: SharePlan, client_id: str) -> share_pb2.ShareHeartbeatRequest:
+    return share_pb2.ShareHeartbeatRequest(
+        group_id=group_id,
+        member_id=plan.member_id,
+        member_epoch=plan.member_epoch,
+        topic_names=plan.topics,
+        client_id=client_id,
+    )
+
+
+@dataclass
+class ShareMember:
+    """One share consumer's member id, epoch and heartbeat pace, as a pure state machine: ``plan`` what to
+    send when ``due_in(now)`` is 0, then ``on_answer`` or ``on_failure``. Not thread-safe: its driver
+    guards it (the thread driver with the consumer's lock, the asyncio one by its single loop).
+
+    The methods that change something worth a log line return it (the driver logs; the core does no I/O).
+    """
+
+    group_id: str
+    topics: tuple[str, ...]
+    backoff: Backoff
+    timeout_s: float
+    member_id: str = ""
+    member_epoch: int = JOIN_EPOCH
+    lost: bool = False
+    """Set when the broker forgot this member: the consumer drops what it held, then clears it."""
+    fatal: ClientError | None = None
+    """An error that ends the membership (raised by every poll)."""
+    unreachable: ClientError | None = None
+    """Set once the broker has not answered for request_timeout_ms (raised once by poll)."""
+    stopping: bool = False
+    _failing_since: float | None = field(default=None, repr=False)
+    _failures: int = field(default=0, repr=False)
+    _next_at: float = field(default=0.0, repr=False)
+
+    @property
+    def joined(self) -> bool:
+        return bool(self.member_id) and self.member_epoch > 0
+
+    def raise_errors(self) -> None:
+        """Raise the error that ended the membership, or (once) the broker being unreachable."""
+        if self.fatal is not None:
+            raise self.fatal
+        unreachable, self.unreachable = self.unreachable, None
+        if unreachable is not None:
+            raise unreachable
+
+    def due_in(self, now: float) -> float | None:
+        """Seconds until the next heartbeat is due (0: now); None once stopping."""
+        if self.stopping:
+            return None
+        return max(0.0, self._next_at - now)
+
+    def plan(self) -> SharePlan:
+        joining = self.member_epoch == JOIN_EPOCH
+        return SharePlan(self.member_id, self.member_epoch, self.topics if joining else ())
+
+    def rejoin(self) -> None:
+        """The broker answered with UNKNOWN_MEMBER_ID (a fetch or a heartbeat): join again now."""
+        if self.member_id:
+            self.member_id, self.member_epoch = "", JOIN_EPOCH
+            self.lost = True
+        self._next_at = 0.0
+
+    def on_failure(self, error: ClientError, sent_at: float, now: float) -> str | None:
+        """The heartbeat got no answer: back off (or stop, if ``error`` is not retriable)."""
+        if not error.retriable:
+            self.fatal = error
+            self.stopping = True
+            return None
+        note = None
+        if self._failing_since is None:
+            self._failing_since = sent_at
+            note = f"share group {self.group_id}: cannot reach the broker, retrying: {error}"
+        elif self.unreachable is None and now - self._failing_since >= self.timeout_s:
+            self.unreachable = BrokerUnavailableError(
+                f"share group {self.group_id!r}: no answer from the broker for "
+                f"{(now - self._failing_since) * 1000:.0f} ms (request_timeout_ms is "
+                f"{self.timeout_s * 1000:.0f}); still retrying: {error}"
+            )
+        self._failures += 1
+        self._next_at = now + self.backoff.delay_s(self._failures)
+        return note
+
+    def on_answer(self, response: share_pb2.ShareHeartbeatResponse, now: float) -> str | None:
+        """Adopt a heartbeat answer."""
+        note = None
+        if self._failing_since is not None:
+            note = f"share group {self.group_id}: the broker answers again"
+        self._failing_since = None
+        self.unreachable = None
+        code = response.error_code
+        if code:
+            cls = for_code(code)
+            if issubclass(cls, MemberLostError | GroupIdNotFoundError):
+                self.rejoin()
+                self._failures += 1
+                self._next_at = now + self.backoff.delay_s(self._failures)
+                return f"share group {self.group_id}: rejoining ({response.error_message or cls.__name__})"
+            self.fatal = group_error(code, response.error_message, self.group_id)
+            self.stopping = True
+            return None
+        self._failures = 0
+        self.member_id = response.member_id
+        self.member_epoch = response.member_epoch
+        self._next_at = now + max(response.heartbeat_interval_ms / 1000.0, MIN_HEARTBEAT_INTERVAL_S)
+        return note
+
+    def leave_plan(self) -> SharePlan | None:
+        """Stop; the heartbeat that leaves the group, if the member ever joined. Afterwards it is no one."""
+        self.stopping = True
+        member_id, epoch = self.member_id, self.member_epoch
+        self.member_id, self.member_epoch = "", JOIN_EPOCH
+        if not member_id or epoch == JOIN_EPOCH:
+            return None
+        return SharePlan(member_id, LEAVE_EPOCH, ())
+
+    def leave_failed(self, error: ClientError) -> str:
+        return (
+            f"share group {self.group_id}: leaving failed (the session timeout will remove this member): "
+            f"{error}"
+        )
 
 
 class ShareMembership:
-    """Member id and epoch of one share consumer, kept by a daemon thread. Thread-safe: the heartbeat
-    thread and the consumer's thread share the consumer's lock around every field they both use."""
+    """The heartbeat thread of one threaded share consumer, over its ``ShareMember`` (``member``).
+    Thread-safe: the heartbeat thread and the consumer's thread share the consumer's lock (``changed``)
+    around the member."""
 
     def __init__(
         self,
@@ -50,145 +190,67 @@ class ShareMembership:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.group_id = group_id
-        self.topics = list(topics)
+        self.member = ShareMember(group_id, tuple(topics), retry_backoff, request_timeout_s)
         self.changed = threading.Condition(lock)
         """Notified when the member joins, is lost, or fails; the consumer waits on it."""
         self._stub = stub
         self._client_id = client_id
         self._timeout_s = request_timeout_s
-        self._backoff = retry_backoff
         self._clock = clock
-        self.member_id = ""
-        self.member_epoch = JOIN_EPOCH
-        self.lost = False
-        """Set when the broker forgot this member: the consumer drops what it held, then clears it."""
-        self.fatal: ClientError | None = None
-        """An error that ends the membership (raised by every poll)."""
-        self.unreachable: ClientError | None = None
-        """Set once the broker has not answered for request_timeout_ms (raised once by poll)."""
-        self._failing_since: float | None = None
-        self._failures = 0
-        self._next_at = 0.0
-        self._stopping = False
         self._thread = threading.Thread(target=self._run, name="logstore-share-heartbeat", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
-    @property
-    def joined(self) -> bool:
-        return bool(self.member_id) and self.member_epoch > 0
-
     def rejoin(self) -> None:
         """The broker answered a fetch with UNKNOWN_MEMBER_ID (with the lock held): join again now."""
-        if self.member_id:
-            self.member_id, self.member_epoch = "", JOIN_EPOCH
-            self.lost = True
-        self._next_at = 0.0
+        self.member.rejoin()
         self.changed.notify_all()
 
     def _run(self) -> None:
+        member = self.member
         try:
             while True:
                 with self.changed:
-                    while not self._stopping and self._clock() < self._next_at:
-                        self.changed.wait(self._next_at - self._clock())
-                    if self._stopping:
+                    while (wait := member.due_in(self._clock())) is not None and wait > 0:
+                        self.changed.wait(wait)
+                    if member.stopping:
                         return
-                    joining = self.member_epoch == JOIN_EPOCH
-                    request = share_pb2.ShareHeartbeatRequest(
-                        group_id=self.group_id,
-                        member_id=self.member_id,
-                        member_epoch=self.member_epoch,
-                        topic_names=self.topics if joining else (),
-                        client_id=self._client_id,
-                    )
+                    request = heartbeat_request(self.group_id, member.plan(), self._client_id)
                 sent_at = self._clock()
                 try:
                     response = self._stub.ShareHeartbeat(request, timeout=self._timeout_s)
                 except grpc.RpcError as exc:
-                    self._on_failure(
-                        error_from_rpc(exc, f"heartbeat to share group {self.group_id!r}"), sent_at
-                    )
-                    continue
-                with self.changed:
-                    self._on_answer(response)
+                    error = error_from_rpc(exc, f"heartbeat to share group {self.group_id!r}")
+                    with self.changed:
+                        note = member.on_failure(error, sent_at, self._clock())
+                        self.changed.notify_all()
+                else:
+                    with self.changed:
+                        note = member.on_answer(response, self._clock())
+                        self.changed.notify_all()
+                if note:
+                    log.warning("%s", note)
         except Exception as exc:  # a bug: end the membership and say so through poll()
             log.exception("the share consumer's heartbeat thread failed")
             with self.changed:
-                self.fatal = GroupError(f"the share consumer's heartbeat thread failed: {exc!r}")
+                member.fatal = GroupError(f"the share consumer's heartbeat thread failed: {exc!r}")
                 self.changed.notify_all()
-
-    def _on_failure(self, error: ClientError, sent_at: float) -> None:
-        with self.changed:
-            if not error.retriable:
-                self.fatal = error
-                self._stopping = True
-                self.changed.notify_all()
-                return
-            now = self._clock()
-            if self._failing_since is None:
-                self._failing_since = sent_at
-                log.warning("share group %s: cannot reach the broker, retrying: %s", self.group_id, error)
-            elif self.unreachable is None and now - self._failing_since >= self._timeout_s:
-                self.unreachable = BrokerUnavailableError(
-                    f"share group {self.group_id!r}: no answer from the broker for "
-                    f"{(now - self._failing_since) * 1000:.0f} ms (request_timeout_ms is "
-                    f"{self._timeout_s * 1000:.0f}); still retrying: {error}"
-                )
-                self.changed.notify_all()
-            self._failures += 1
-            self._next_at = now + self._backoff.delay_s(self._failures)
-
-    def _on_answer(self, response: share_pb2.ShareHeartbeatResponse) -> None:
-        """Apply a heartbeat answer (with the lock held)."""
-        if self._failing_since is not None:
-            log.warning("share group %s: the broker answers again", self.group_id)
-        self._failing_since = None
-        self.unreachable = None
-        now = self._clock()
-        code = response.error_code
-        if code:
-            cls = for_code(code)
-            if issubclass(cls, MemberLostError | GroupIdNotFoundError):
-                log.info(
-                    "share group %s: rejoining (%s)", self.group_id, response.error_message or cls.__name__
-                )
-                self.rejoin()
-                self._failures += 1
-                self._next_at = now + self._backoff.delay_s(self._failures)
-                return
-            self.fatal = group_error(code, response.error_message, self.group_id)
-            self._stopping = True
-            self.changed.notify_all()
-            return
-        self._failures = 0
-        self.member_id = response.member_id
-        self.member_epoch = response.member_epoch
-        interval_s = max(response.heartbeat_interval_ms, 50) / 1000.0
-        self._next_at = now + interval_s
-        self.changed.notify_all()
 
     def leave(self) -> None:
         """Stop the thread and leave the group (what the member still holds is released by the broker)."""
         with self.changed:
-            self._stopping = True
-            member_id, epoch = self.member_id, self.member_epoch
+            self.member.stopping = True
             self.changed.notify_all()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(self._timeout_s)
-        if not member_id or epoch == JOIN_EPOCH:
-            return
-        request = share_pb2.ShareHeartbeatRequest(
-            group_id=self.group_id, member_id=member_id, member_epoch=LEAVE_EPOCH
-        )
-        try:
-            self._stub.ShareHeartbeat(request, timeout=self._timeout_s)
-        except grpc.RpcError as exc:
-            log.warning(
-                "share group %s: leaving failed (the session timeout will remove this member): %s",
-                self.group_id,
-                error_from_rpc(exc, "leaving"),
-            )
         with self.changed:
-            self.member_id, self.member_epoch = "", JOIN_EPOCH
+            plan = self.member.leave_plan()
+        if plan is None:
+            return
+        try:
+            self._stub.ShareHeartbeat(
+                heartbeat_request(self.group_id, plan, self._client_id), timeout=self._timeout_s
+            )
+        except grpc.RpcError as exc:
+            log.warning("%s", self.member.leave_failed(error_from_rpc(exc, "leaving")))
