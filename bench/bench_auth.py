@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import statistics
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from logstore.bench.security_cli import BasicCredentials
+from logstore.bench.security_cli import sasl_options
 from logstore.broker.auth.acl import AclBinding, Operation, PatternType, Permission, ResourceType
 from logstore.broker.auth.store import OfflineStore
 from logstore.broker.embedded import BrokerProcess
@@ -67,10 +68,10 @@ def _broker(root: Path, secured: bool, control: bool = False) -> BrokerProcess:
     return broker
 
 
-def _run(address: str, records: int, interceptors: list[Any]) -> float:
+def _run(address: str, records: int, options: dict[str, Any]) -> float:
     """Records per second of one Producer sending `records` 100-byte values (acks=1) and flushing."""
     value = b"x" * 100
-    with Producer(address, acks=1, interceptors=interceptors) as producer:
+    with Producer(address, acks=1, **options) as producer:
         producer.partitions_for(TOPIC)
         started = time.perf_counter()
         for _ in range(records):
@@ -96,7 +97,7 @@ def micro(calls: int = 100_000) -> dict[str, float]:
         store.set_user("producer", "producer-secret", create=True)
         store.create_acls(_acls())
         security = Security(store, ["User:admin"])
-        header = BasicCredentials("producer", "producer-secret").metadata[0][1]
+        header = "Basic " + base64.b64encode(b"producer:producer-secret").decode()
         asyncio.run(security.authenticate_basic(header, "bench"))
         records = build_batch([b"x" * 100] * 2500)
         partition = produce_pb2.ProducePartitionData(topic=TOPIC, partition=0, records=records)
@@ -122,14 +123,12 @@ def main(argv: list[str] | None = None) -> int:
         try:
             # Both producers send the same metadata (the open broker ignores it), so the difference is the
             # broker's checks, not the client's interceptor.
-            credentials = {
-                secured: [BasicCredentials("producer", "producer-secret")] for secured in (False, True)
-            }
+            credentials = {secured: sasl_options("producer", "producer-secret") for secured in (False, True)}
             for secured, broker in brokers.items():
                 assert broker.address is not None
                 with Admin(
                     broker.address,
-                    interceptors=[BasicCredentials("admin", "admin-secret")] if secured else [],
+                    **(sasl_options("admin", "admin-secret") if secured else {}),
                 ) as a:
                     a.create_topic(TOPIC, 1)
                 _run(broker.address, min(args.records, 20_000), credentials[secured])  # warm-up

@@ -1,7 +1,8 @@
 """``logstore users add|list|delete|passwd`` and ``logstore acls add|list|remove`` (kafka-acls' flags).
 
 Each talks to a running broker through the admin calls (super-users only when it runs with
---require-auth; the credentials come from LOGSTORE_SASL_USERNAME and LOGSTORE_SASL_PASSWORD), or, with
+--require-auth; the credentials come from the security flags and LOGSTORE_* variables every tool takes:
+--security-protocol SASL_PLAINTEXT or SASL_SSL, --sasl-username, LOGSTORE_SASL_PASSWORD), or, with
 ``--data-dir DIR``, edits a stopped broker's directory directly, which is how the first administrator
 is made. It lives in `bench` beside `cli.py` because the offline mode imports the broker's store.
 Passwords are read from standard input only (``--password-stdin``), never from a flag that `ps` shows.
@@ -10,17 +11,13 @@ Passwords are read from standard input only (``--password-stdin``), never from a
 from __future__ import annotations
 
 import argparse
-import base64
-import collections
-import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import grpc
-from logstore.client.console.common import add_bootstrap, bootstrap, fail, friendly
+from logstore.client.console.common import add_bootstrap, bootstrap, fail, friendly, security_options
 
 USERNAME_ENV = "LOGSTORE_SASL_USERNAME"
 PASSWORD_ENV = "LOGSTORE_SASL_PASSWORD"
@@ -140,47 +137,18 @@ def _offline(args: argparse.Namespace) -> Iterator[Any]:
 def _admin(args: argparse.Namespace) -> Any:
     from logstore.client.admin.api import Admin
 
-    return Admin(bootstrap(args), interceptors=_credentials())
+    return Admin(bootstrap(args), **security_options(args))
 
 
-class _CallDetails(
-    collections.namedtuple(
-        "_CallDetails", ("method", "timeout", "metadata", "credentials", "wait_for_ready", "compression")
-    ),
-    grpc.ClientCallDetails,
-):
-    """A call's details with other metadata (grpc's own class is private)."""
-
-
-class BasicCredentials(grpc.UnaryUnaryClientInterceptor):
-    """Sends ``authorization: Basic base64(user:password)`` with every unary call (until the client's
-    own SASL options carry it)."""
-
-    def __init__(self, user: str, password: str) -> None:
-        token = base64.b64encode(f"{user}:{password}".encode()).decode()
-        self.metadata = (("authorization", f"Basic {token}"),)
-
-    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
-        metadata = (*(details.metadata or ()), *self.metadata)
-        return continuation(
-            _CallDetails(
-                details.method,
-                details.timeout,
-                metadata,
-                details.credentials,
-                details.wait_for_ready,
-                details.compression,
-            ),
-            request,
-        )
-
-
-def _credentials() -> list[Any]:
-    """LOGSTORE_SASL_USERNAME/PASSWORD as Basic metadata, when both are set."""
-    user, password = os.environ.get(USERNAME_ENV), os.environ.get(PASSWORD_ENV)
-    if not user or password is None:
-        return []
-    return [BasicCredentials(user, password)]
+def sasl_options(user: str, password: str) -> dict[str, Any]:
+    """The client options that log in as `user` (Basic credentials on every gRPC call), for the benchmarks
+    and tests that make clients of a broker with --require-auth."""
+    return {
+        "security_protocol": "SASL_PLAINTEXT",
+        "sasl_mechanism": "PLAIN",
+        "sasl_plain_username": user,
+        "sasl_plain_password": password,
+    }
 
 
 def _password() -> str:

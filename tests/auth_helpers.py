@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import base64
 from pathlib import Path
+from typing import Any
 
-from logstore.bench.security_cli import BasicCredentials
+from logstore.bench.security_cli import sasl_options
 from logstore.broker.auth.acl import AclBinding, Operation, PatternType, Permission, ResourceType
 from logstore.broker.auth.store import OfflineStore
 
@@ -50,8 +51,6 @@ def acl(
     )
 
 
-class Credentials(BasicCredentials):
-    """Adds `authorization` metadata to every unary call (what the client's SASL options will do)."""
-
-    def __init__(self, user: str, password: str | None = None) -> None:
-        super().__init__(user, USERS[user] if password is None else password)
+def credentials(user: str, password: str | None = None) -> dict[str, Any]:
+    """The client options that log in as `user` (with its password from USERS unless given)."""
+    return sasl_options(user, USERS[user] if password is None else password)

@@ -24,7 +24,7 @@ from logstore.wire.logstore.v1 import (
 )
 
 from logstore.records import build_batch
-from tests.auth_helpers import USERS, Credentials, acl, as_user, basic, make_users
+from tests.auth_helpers import USERS, acl, as_user, basic, credentials, make_users
 from tests.conftest import StartBroker
 from tests.test_broker_metrics import scrape, value
 
@@ -234,7 +234,7 @@ def test_a_batch_under_another_principals_producer_id_is_refused(
 
 def test_users_and_acls_are_managed_by_super_users_only_through_admin(calls: Calls) -> None:
     address = calls.broker.address  # type: ignore[attr-defined]
-    with Admin(address, interceptors=[Credentials("admin")]) as admin:
+    with Admin(address, **credentials("admin")) as admin:
         admin.create_user("carol", "carol-secret")
         assert {u.name for u in admin.list_users()} == {*USERS, "carol"}
         admin.create_acls([AclBinding("User:carol", "Write", "topic", "orders")])
@@ -242,7 +242,7 @@ def test_users_and_acls_are_managed_by_super_users_only_through_admin(calls: Cal
             AclBinding("User:carol", "Write", "topic", "orders", "literal", "allow")
         ]
     assert calls.produce(basic("carol", "carol-secret")).error_code == common_pb2.ERROR_CODE_NONE
-    with Admin(address, interceptors=[Credentials("alice")]) as alice:
+    with Admin(address, **credentials("alice")) as alice:
         for action in (
             lambda: alice.list_users(),
             lambda: alice.create_user("eve", "x"),
@@ -251,7 +251,7 @@ def test_users_and_acls_are_managed_by_super_users_only_through_admin(calls: Cal
         ):
             with pytest.raises(ClusterAuthorizationFailedError, match="only super-users"):
                 action()
-    with Admin(address, interceptors=[Credentials("admin")]) as admin:
+    with Admin(address, **credentials("admin")) as admin:
         admin.alter_user("carol", "new-secret")
         refused(lambda: calls.produce(basic("carol", "carol-secret")), grpc.StatusCode.UNAUTHENTICATED)
         assert calls.produce(basic("carol", "new-secret")).error_code == common_pb2.ERROR_CODE_NONE
@@ -265,7 +265,7 @@ def test_users_and_acls_are_managed_by_super_users_only_through_admin(calls: Cal
 def test_users_and_acls_survive_a_restart(start_broker: StartBroker, tmp_path: Path) -> None:
     make_users(tmp_path / "data")
     broker = start_broker(require_auth=True, super_users="User:admin")
-    with Admin(broker.address, interceptors=[Credentials("admin")]) as admin:
+    with Admin(broker.address, **credentials("admin")) as admin:
         admin.create_topic("orders", 1)
         admin.create_acls([AclBinding("User:alice", "Write", "topic", "orders")])
         admin.create_user("dave", "dave-secret")
@@ -358,7 +358,7 @@ def test_the_python_producer_and_a_group_consumer_work_with_exactly_their_acls(
             acl("User:bob", "Read", "billing", "group"),
         ]
     )
-    with Producer(broker.address, interceptors=[Credentials("alice")]) as producer:
+    with Producer(broker.address, **credentials("alice")) as producer:
         for i in range(10):
             producer.send("orders", b"%d" % i)
         producer.flush()
@@ -367,7 +367,7 @@ def test_the_python_producer_and_a_group_consumer_work_with_exactly_their_acls(
         bootstrap=broker.address,
         group_id="billing",
         auto_offset_reset="earliest",
-        interceptors=[Credentials("bob")],
+        **credentials("bob"),
     ) as consumer:
         values: list[bytes | None] = []
         while len(values) < 10:
@@ -380,3 +380,49 @@ def test_the_python_producer_and_a_group_consumer_work_with_exactly_their_acls(
         group_pb2.FetchOffsetsRequest(group_id="billing"), metadata=as_user("admin")
     )
     assert [(o.topic, o.offset) for o in answer.offsets] == [("orders", 10)]
+
+
+def test_a_produce_stream_is_authenticated_and_each_request_on_it_checked_as_a_produce(
+    secured: Callable[..., EmbeddedBroker],
+) -> None:
+    broker = secured([acl("User:alice", "Write", "orders")])
+    calls = Calls(broker.address)
+    calls.create(as_user("admin"), "secret")
+
+    def request(request_id: int, topic: str) -> produce_pb2.ProduceStreamRequest:
+        data = produce_pb2.ProducePartitionData(topic=topic, partition=0, records=build_batch([b"x"]))
+        return produce_pb2.ProduceStreamRequest(
+            request_id=request_id,
+            request=produce_pb2.ProduceRequest(acks=produce_pb2.ACKS_ALL, partitions=[data]),
+        )
+
+    answers = list(
+        calls.produce_stub.ProduceStream(
+            iter([request(1, "orders"), request(2, "secret"), request(3, "orders")]),
+            metadata=as_user("alice"),
+        )
+    )
+    assert [a.request_id for a in answers] == [1, 2, 3]
+    assert [a.response.results[0].error_code for a in (answers[0], answers[2])] == [0, 0]
+    refused_in_place = answers[1]
+    assert common_pb2.ERROR_CODE_TOPIC_AUTHORIZATION_FAILED in (
+        refused_in_place.error_code,
+        *(r.error_code for r in refused_in_place.response.results),
+    )
+    assert [r.base_offset for r in (answers[0].response.results[0], answers[2].response.results[0])] == [0, 1]
+    no_one = calls.produce_stub.ProduceStream(iter([request(1, "orders")]))
+    refused(lambda: list(no_one), grpc.StatusCode.UNAUTHENTICATED)
+    calls.channel.close()
+
+
+def test_a_producer_without_credentials_is_told_so_at_once_not_after_retrying(
+    secured: Callable[..., EmbeddedBroker],
+) -> None:
+    from logstore.client import Producer
+    from logstore.client.shared.errors import AuthenticationFailedError
+
+    broker = secured()
+    for transport in ("stream", "unary"):
+        with Producer(broker.address, produce_transport=transport) as producer:
+            with pytest.raises(AuthenticationFailedError):  # its first look at the topic is refused
+                producer.send("orders", b"x").get(timeout=30)

@@ -15,7 +15,7 @@ from logstore.broker.embedded import EmbeddedBroker
 from logstore.client import AclBinding, Admin
 from logstore.client.shared.errors import InvalidRequestError
 
-from tests.auth_helpers import Credentials, as_user, basic, make_users
+from tests.auth_helpers import as_user, basic, credentials, make_users
 from tests.conftest import StartBroker
 from tests.test_broker_auth import Calls
 
@@ -51,9 +51,14 @@ def test_the_first_admin_is_made_offline_then_users_and_acls_are_managed_online(
     assert "admin-pw" not in (data / "users.json").read_text()
     assert (data / "users.json").stat().st_mode & 0o777 == 0o600
     broker = start_broker(require_auth=True, super_users="User:admin")
-    with Admin(broker.address, interceptors=[Credentials("admin", "admin-pw")]) as admin:
+    with Admin(broker.address, **credentials("admin", "admin-pw")) as admin:
         admin.create_topic("orders", 1)
-    online = {"LOGSTORE_BOOTSTRAP": broker.address, "LOGSTORE_SASL_USERNAME": "admin"}
+    online = {
+        "LOGSTORE_BOOTSTRAP": broker.address,
+        "LOGSTORE_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+        "LOGSTORE_SASL_MECHANISM": "PLAIN",
+        "LOGSTORE_SASL_USERNAME": "admin",
+    }
     as_admin = {**online, "LOGSTORE_SASL_PASSWORD": "admin-pw"}
     ok(logstore("users", "add", "alice", "--password-stdin", "--mechanism", "SCRAM-SHA-256", stdin="a-pw\n",
                 env=as_admin))  # fmt: skip
@@ -108,7 +113,7 @@ def test_no_user_or_acl_name_makes_the_broker_touch_a_path_outside_its_data_dire
     before = _outside(tmp_path, data)
     broker: EmbeddedBroker = start_broker(data_dir=data, require_auth=True, super_users="User:admin")
     hostile = ["../../escape", "/tmp/escape", "..", "users.json", "a/../../b", "x\\..\\y", "%2e%2e%2fx"]
-    with Admin(broker.address, interceptors=[Credentials("admin")]) as admin:
+    with Admin(broker.address, **credentials("admin")) as admin:
         for name in hostile:
             admin.create_user(name, "pw")
             admin.create_acls(

@@ -33,7 +33,7 @@ ENCODED = len(VALUE) + 7  # bytes a record of VALUE takes in a batch
 PER_BATCH = (1000 - 61 - RECORD) // ENCODED + 1  # records in a full batch of batch_size 1000
 
 
-def make(**overrides: object) -> Accumulator:
+def make(*, ordered: bool = False, **overrides: object) -> Accumulator:
     settings: dict[str, object] = {
         "batch_size": 1000,
         "linger_ms": 10,
@@ -47,6 +47,7 @@ def make(**overrides: object) -> Accumulator:
     accumulator = Accumulator(
         ProducerConfig(**settings),  # type: ignore[arg-type]
         Backoff(100, 1000, jitter=0, rng=random.Random(0)),
+        ordered=ordered,
     )
     accumulator.set_producer_id(7, 0)
     return accumulator
@@ -251,6 +252,63 @@ def test_one_request_in_flight_per_partition() -> None:
         acc.acknowledge(batch, 0.0)
     [batch] = drain_all(acc, 0.0)
     assert (batch.partition, batch.sequence) == (0, 3 * PER_BATCH)
+
+
+def test_ordered_requests_keep_a_partition_sending_up_to_the_dedup_window() -> None:
+    """On one ProduceStream requests arrive in order: an idempotent partition need not wait for its answer,
+    but at most the last DEDUP_WINDOW batches may be unanswered (the broker deduplicates no further back)."""
+    acc = make(ordered=True, linger_ms=0, max_request_size=2 * 1000)
+    fill(acc, 8 * PER_BATCH)
+    requests = [drain_all(acc, 0.0) for _ in range(4)]
+    assert [len(r) for r in requests] == [2, 2, 1, 0]  # 5 in flight, then nothing until an answer
+    sent = [batch for request in requests for batch in request]
+    assert [b.sequence for b in sent] == [n * PER_BATCH for n in range(DEDUP_WINDOW)]  # in order
+    acc.acknowledge(sent[0], 0.0)
+    [next_batch] = drain_all(acc, 0.0)  # one answered: one more may go
+    assert next_batch.sequence == DEDUP_WINDOW * PER_BATCH
+
+
+def test_ordered_requests_without_idempotence_still_hold_one_request_per_partition() -> None:
+    """Without sequence numbers the broker cannot refuse a batch whose predecessor failed, so a retry
+    could land after its successor: no pipelining."""
+    acc = make(ordered=True, linger_ms=0, enable_idempotence=False, max_request_size=1000)
+    fill(acc, 3 * PER_BATCH)
+    assert len(drain_all(acc, 0.0)) == 1
+    assert drain_all(acc, 0.0) == []
+
+
+def test_ordered_requests_linger_the_open_batch_behind_requests_in_flight() -> None:
+    acc = make(ordered=True, linger_ms=10)
+    fill(acc, 1)
+    [first] = drain_all(acc, 0.0)  # nothing in flight: at once
+    fill(acc, 1, now=0.001)
+    batches, wake = acc.drain(0.002)
+    assert batches == [] and wake == pytest.approx(0.011)  # lingers, and says until when
+    [second] = drain_all(acc, 0.011)  # sent behind the first, which is still unanswered
+    assert second.sequence == first.record_count
+
+
+def test_ordered_resends_go_alone_after_everything_in_flight_has_answered() -> None:
+    """A broken stream fails every request on it: the partition resumes once all have failed, resending
+    one batch at a time in the original order (each may have been written), then pipelines again."""
+    acc = make(ordered=True, linger_ms=0, max_request_size=1000)
+    fill(acc, 4 * PER_BATCH)
+    sent = [drain_all(acc, 0.0)[0] for _ in range(3)]
+    broken = BrokerUnavailableError("stream broke")
+    assert acc.fail(sent[0], broken, 0.0, uncertain=True) == []
+    assert drain_all(acc, 0.0) == []  # held until the other two have failed too
+    for batch in sent[1:]:
+        assert acc.fail(batch, broken, 0.0, uncertain=True) == []
+    resent = []
+    for _ in range(3):
+        [batch] = drain_all(acc, 1.0)
+        assert drain_all(acc, 1.0) == []  # alone, although the fourth batch is ready
+        resent.append(batch)
+        acc.acknowledge(batch, 1.0)
+    assert resent == sent
+    assert [b.sequence for b in resent] == [0, PER_BATCH, 2 * PER_BATCH]  # the same numbers
+    [fourth] = drain_all(acc, 1.0)
+    assert fourth.sequence == 3 * PER_BATCH
 
 
 # --- sequencing -------------------------------------------------------------------------------------------------

@@ -97,7 +97,7 @@ class Partition:
         return [r.value for r in iter_records(self.log.read(0, 10**9).data)]
 
 
-def producer(**overrides: object) -> Accumulator:
+def producer(*, ordered: bool = False, **overrides: object) -> Accumulator:
     settings: dict[str, object] = {
         "batch_size": BATCH_BYTES,  # each batch closes after a few records
         "linger_ms": 0,
@@ -112,6 +112,7 @@ def producer(**overrides: object) -> Accumulator:
     acc = Accumulator(
         ProducerConfig(**settings),  # type: ignore[arg-type]
         Backoff(100, 1000, jitter=0, rng=random.Random(0)),
+        ordered=ordered,
     )
     acc.set_producer_id(PRODUCER_ID, 0)
     return acc
@@ -241,6 +242,44 @@ def test_lost_and_slow_answers_in_any_order_keep_the_promises(tmp_path: Path, se
     part.log.close()
 
 
+@pytest.mark.parametrize("seed", range(20))
+def test_a_stream_that_breaks_anywhere_keeps_the_promises_and_the_order(tmp_path: Path, seed: int) -> None:
+    """ProduceStream's schedules: requests reach the broker in drain order (several of the partition in
+    flight), answers come back in that order, and the stream breaks at random, after the broker took any
+    prefix of the requests on it; then every request without an answer fails as uncertain, as
+    `RequestStream` fails them, and is resent."""
+    rng = random.Random(seed)
+    acc = producer(ordered=True)
+    part = Partition(tmp_path, acc)
+    sent = send(acc, 40 * PER_BATCH)
+    on_the_way: list[ProducerBatch] = []  # sent on the stream, not yet at the broker
+    answers: list[tuple[ProducerBatch, int, ClientError | None]] = []  # handled, answer on its way back
+    most_in_flight = 0
+    while acc.has_unfinished():
+        for _ in range(rng.randint(0, 3)):
+            on_the_way += part.drain()
+        most_in_flight = max(most_in_flight, len(on_the_way) + len(answers))
+        for _ in range(rng.randint(0, len(on_the_way))):  # the broker takes requests in stream order
+            batch = on_the_way.pop(0)
+            answers.append((batch, *part.write(batch)))
+        if (on_the_way or answers) and rng.random() < 0.15:  # the stream breaks
+            for batch in [batch for batch, _, _ in answers] + on_the_way:
+                part.lose_answer(batch)
+            on_the_way, answers = [], []
+        elif answers:
+            for _ in range(rng.randint(1, len(answers))):  # answers in order
+                part.answer(*answers.pop(0))
+        elif not on_the_way:
+            part.now += 10.0  # only backoff is left to wait for
+    check_promises(sent, part.values())
+    # Every resend is within the broker's memory, so every break is survived: each record is acknowledged,
+    # and the log holds each once, in send order.
+    assert [future.exception_value for _, future in sent] == [None] * len(sent)
+    assert part.values() == [value for value, _ in sent]
+    assert most_in_flight > 1  # the partition had several requests in flight
+    part.log.close()
+
+
 # --- the same through the real producer, sender and broker --------------------------------------------------
 
 
@@ -325,6 +364,7 @@ def test_the_producer_waits_for_a_slow_answer_then_its_resend_is_a_duplicate(bro
         max_in_flight=5,
         retry_backoff_ms=1,
         interceptors=[faults],
+        produce_transport="unary",  # the answer is held back in a unary call (one per partition in flight)
     ) as producer:
         futures = [producer.send("slow", values[0], partition=0)]
         held = faults.wait_held()  # the first call is appended, its answer held back

@@ -205,7 +205,9 @@ def test_several_batches_of_a_partition_in_one_call_get_consecutive_offsets(brok
 def test_lost_answers_are_retried_without_duplicates(broker: EmbeddedBroker) -> None:
     create(broker, "dedup", 1)
     faults = LoseAnswers(lambda n: n in (1, 3))  # the broker appends, the producer never hears
-    with Producer(broker.address, linger_ms=0, retry_backoff_ms=1, interceptors=[faults]) as producer:
+    with Producer(
+        broker.address, linger_ms=0, retry_backoff_ms=1, interceptors=[faults], produce_transport="unary"
+    ) as producer:
         futures = [producer.send("dedup", f"{i}".encode()) for i in range(5)]
         producer.flush(timeout=30)
         futures += [producer.send("dedup", f"{i}".encode()) for i in range(5, 10)]
@@ -230,6 +232,7 @@ def test_order_per_key_survives_faults_with_five_requests_in_flight(broker: Embe
         max_in_flight=5,
         retry_backoff_ms=1,
         interceptors=[faults, faults_before],
+        produce_transport="unary",  # faults in unary calls (the stream: test_client_producer_stream.py)
     ) as producer:
         for n in range(150):
             for key in keys:

@@ -63,6 +63,18 @@ def test_produce_keyed_acks_all_compressed_over_partitions(broker: EmbeddedBroke
     assert_sane_latency(result["latency_ms"], RECORDS)
 
 
+def test_produce_over_the_stream_and_over_unary_calls(broker: EmbeddedBroker, capsys) -> None:
+    for flag, transport in (("--stream", "stream"), ("--unary", "unary")):
+        result = run_json(
+            capsys,
+            "produce", "--bootstrap", broker.address, "--topic", f"via-{transport}", "--num-records",
+            str(RECORDS), "--partitions", "2", "--batch-size", "4096", "--acks", "all", flag,
+        )  # fmt: skip
+        assert result["log_records"] == RECORDS and result["errors"] == 0
+        assert result["settings"]["transport"] == transport
+        assert_sane_latency(result["latency_ms"], RECORDS)
+
+
 def test_produce_summary_is_kafkas_line_then_the_ceilings(broker: EmbeddedBroker, capsys) -> None:
     argv = ["perf", "produce", "--bootstrap", broker.address, "--topic", "lines", "--num-records", "500"]
     assert logstore(argv) == 0

@@ -40,7 +40,7 @@ from logstore.bench.perf.common import (
 from logstore.bench.perf.progress import StatusReporter
 from logstore.bench.perf.stats import Latency, rate, summarize, summary_line
 from logstore.client.console.common import friendly
-from logstore.client.producer.config import DEFAULT_BATCH_SIZE, DEFAULT_LINGER_MS
+from logstore.client.producer.config import DEFAULT_BATCH_SIZE, DEFAULT_LINGER_MS, DEFAULT_PRODUCE_TRANSPORT
 
 LATENCY_SAMPLES = 10_000
 PAYLOAD_POOL = 1000
@@ -63,6 +63,8 @@ class ProduceSettings:
     key_size: int = 16
     latency_samples: int = LATENCY_SAMPLES
     producer_props: dict[str, Any] = field(default_factory=dict)
+    transport: str | None = None
+    """The Producer's ``produce_transport`` ("stream" or "unary"); None keeps its default."""
 
     @property
     def stride(self) -> int:
@@ -81,6 +83,8 @@ class ProduceSettings:
             "compression": self.compression,
             "max_request_size": max(1024 * 1024, self.batch_size),
         }
+        if self.transport is not None:
+            config["produce_transport"] = self.transport
         config.update(self.producer_props)
         return config
 
@@ -121,7 +125,23 @@ def add_parser(subcommands: Any) -> None:
         dest="use_async",
         action="store_true",
         help="send through logstore.client.aio.AsyncProducer (send_nowait) in one event loop; "
-        "--throughput and progress lines are not supported with it",
+        "--throughput, --stream and progress lines are not supported with it",
+    )
+    transport = parser.add_mutually_exclusive_group()
+    transport.add_argument(
+        "--stream",
+        dest="transport",
+        action="store_const",
+        const="stream",
+        help="carry the requests on one ProduceStream (produce_transport='stream')",
+    )
+    transport.add_argument(
+        "--unary",
+        dest="transport",
+        action="store_const",
+        const="unary",
+        help=f"one Produce call per request (produce_transport='unary'); without either flag the Producer's "
+        f"default, {DEFAULT_PRODUCE_TRANSPORT!r}",
     )
     add_common_arguments(parser, security=True)
     parser.set_defaults(handler=friendly(_run))
@@ -196,6 +216,7 @@ def settings_from(args: argparse.Namespace) -> ProduceSettings:
         key_size=args.key_size,
         latency_samples=args.latency_samples,
         producer_props=parse_props(args.producer_prop, "--producer-prop"),
+        transport=getattr(args, "transport", None),
     )
 
 
@@ -334,6 +355,10 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     reporter = StatusReporter("sent", args.reporting_interval / 1000) if args.reporting_interval > 0 else None
     if args.use_async and settings.throughput > 0:
         parser.error("--async does not throttle: leave --throughput out")
+    if args.use_async and settings.transport == "stream":
+        parser.error(
+            "--async makes unary Produce calls (the asyncio producer has no stream): leave --stream out"
+        )
     with target_broker(args) as target:
         if args.use_async:
             from logstore.bench.perf.aio_runs import run_produce_async

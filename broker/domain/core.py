@@ -110,6 +110,17 @@ class BrokerCore:
         self.topics.internal = frozenset({OFFSETS_TOPIC, STATE_TOPIC})
         self.topics.on_change = self._topic_changed
         self.shutting_down = False
+        self._on_shutdown: set[Callable[[], None]] = set()
+
+    def when_shutting_down(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call `callback` once when the shutdown begins (now, if it has); returns the function that
+        unregisters it. For calls that wait on their client rather than on the domain (ProduceStream),
+        which would otherwise hold the shutdown up for its whole grace period."""
+        if self.shutting_down:
+            callback()
+            return lambda: None
+        self._on_shutdown.add(callback)
+        return lambda: self._on_shutdown.discard(callback)
 
     def _check_running(self) -> None:
         if self.shutting_down:
@@ -217,6 +228,9 @@ class BrokerCore:
     def begin_shutdown(self) -> None:
         """Refuse new work; wake long-polls (they answer with what they have) and end subscriptions."""
         self.shutting_down = True
+        callbacks, self._on_shutdown = self._on_shutdown, set()
+        for callback in callbacks:
+            callback()
         self._reader.closing = True
         self._subscriptions.closing = True
         self._groups.close()

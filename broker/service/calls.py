@@ -41,7 +41,7 @@ class MalformedRequestError(InvalidRequestError):
 
 class MalformedRequest:
     """Handed to a handler instead of a request whose bytes did not decode; the handler's wrapper
-    (`unary`, `streaming`) refuses it before the handler runs."""
+    (`unary`, `streaming`) refuses it before the handler runs (a bidirectional handler, when it reads it)."""
 
     __slots__ = ("reason", "type_name")
 
@@ -120,10 +120,12 @@ def add_servicer(
     counted in `metrics` when it is enabled (refused ones too: the count wraps the guard)."""
     handlers = {}
     for method in service.methods:
-        if method.client_streaming:
+        if method.client_streaming and not method.server_streaming:
             raise ValueError(f"{method.full_name}: client-streaming calls are not supported here")
         make = (
-            grpc.unary_stream_rpc_method_handler
+            grpc.stream_stream_rpc_method_handler
+            if method.client_streaming
+            else grpc.unary_stream_rpc_method_handler
             if method.server_streaming
             else grpc.unary_unary_rpc_method_handler
         )
@@ -222,7 +224,9 @@ def unary(
 def streaming(
     handler: Callable[[Any, Request, grpc.aio.ServicerContext], AsyncIterator[Response]],
 ) -> Callable[[Any, Request, grpc.aio.ServicerContext], AsyncIterator[Response]]:
-    """Map any exception of a server-streaming handler to its gRPC status."""
+    """Map any exception of a streaming handler to its gRPC status. A server-streaming handler's malformed
+    request is refused here; a bidirectional handler's `request` is the iterator of its messages, which
+    yields a `MalformedRequest` where one did not parse, for the handler to refuse when it reads it."""
 
     @functools.wraps(handler)
     async def call(self: Any, request: Request, context: grpc.aio.ServicerContext) -> AsyncIterator[Response]:

@@ -40,6 +40,15 @@ def check_producers(records: Iterable[bytes]) -> None:
             checks.security.require_producer(producer_id, checks.principal)
 
 
+def check_produce(request: Any) -> None:
+    """The Produce rule for one request inside a ProduceStream (a no-op without auth): the guard admits
+    the stream itself (who is calling), and each request on it is checked as a unary Produce would be,
+    so a refused one is answered in place with its error code and the stream carries on."""
+    checks = PRINCIPAL.get()
+    if checks is not None:
+        _produce(checks, request)
+
+
 class Checks:
     """The checks of one call, for one principal; `Rule`s call these."""
 
@@ -186,6 +195,7 @@ RULES: dict[str, dict[str, Rule]] = {
     },
     "logstore.v1.ProduceService": {
         "Produce": Rule(_produce),
+        "ProduceStream": Rule(_nothing),  # authenticated here; each request by `check_produce`
         "InitProducerId": Rule(_nothing, _bind_producer),
         "PublishRecords": Rule(lambda c, r: c.writes(r.topic)),
     },

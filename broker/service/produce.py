@@ -1,16 +1,24 @@
-"""ProduceService: raw batches (Produce) or plain records (PublishRecords) in, per-partition offsets or
-error codes out."""
+"""ProduceService: raw batches (Produce, or ProduceStream's requests in order on one stream) or plain
+records (PublishRecords) in, per-partition offsets or error codes out."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 
 import grpc
 from logstore.broker.domain.core import BrokerCore
 from logstore.broker.domain.values import Acks, ProduceEntry
 from logstore.broker.observability import DISABLED, BrokerMetrics
-from logstore.broker.service.calls import check_not_negative, check_partition_count, require, unary
-from logstore.broker.service.guard import check_producers
+from logstore.broker.service.calls import (
+    check_not_negative,
+    check_partition_count,
+    require,
+    streaming,
+    unary,
+)
+from logstore.broker.service.guard import check_produce, check_producers
+from logstore.broker.service.produce_stream import ProduceStreamCall
 from logstore.broker.service.publish import Publisher, partition_result
 from logstore.wire.logstore.v1 import produce_pb2 as pb
 from logstore.wire.logstore.v1 import produce_pb2_grpc
@@ -42,6 +50,24 @@ class ProduceService(produce_pb2_grpc.ProduceServiceServicer):
     async def Produce(
         self, request: pb.ProduceRequest, context: grpc.aio.ServicerContext
     ) -> pb.ProduceResponse:
+        return await self.produce(request)
+
+    @streaming
+    async def ProduceStream(
+        self, requests: AsyncIterator[pb.ProduceStreamRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.ProduceStreamResponse]:
+        """Produce requests in order on one stream, answered in order (see `produce_stream`)."""
+        async for answer in ProduceStreamCall(self._stream_produce, self._core.when_shutting_down).run(
+            requests
+        ):
+            yield answer
+
+    async def _stream_produce(self, request: pb.ProduceRequest) -> pb.ProduceResponse:
+        check_produce(request)  # a unary Produce's rule runs in the guard, before its handler
+        return await self.produce(request)
+
+    async def produce(self, request: pb.ProduceRequest) -> pb.ProduceResponse:
+        """One Produce request, checked and carried out: what Produce and each ProduceStream request do."""
         acks = acks_of(request.acks)
         check_not_negative(request.timeout_ms, "timeout_ms")
         check_partition_count(request.partitions, "produce")

@@ -13,7 +13,9 @@ What it decides:
   at all is in flight (adaptive batching: a lone record is not delayed), and otherwise once it is
   ``linger_ms`` old, or a flush, close or memory shortage is under way, so a busy producer sends big
   batches. A partition with a request in flight sends nothing more until it is answered: unary calls
-  may reach the broker in any order, and one request per partition cannot be overtaken. With
+  may reach the broker in any order, and one request per partition cannot be overtaken. Requests on
+  one ProduceStream arrive in order (``ordered``), so there an idempotent producer's partition keeps
+  sending while answers are due, up to ``DEDUP_WINDOW`` batches in flight in all. With
   idempotence a request carries at most ``DEDUP_WINDOW`` batches of a partition: the broker remembers
   only the last five batches per producer and partition, so a retry further back would be refused as
   out of order although it was written.
@@ -257,8 +259,12 @@ class Accumulator:
     Not thread-safe: every call holds the producer's lock (shared with its sender thread).
     """
 
-    def __init__(self, config: ProducerConfig, backoff: Backoff | None = None) -> None:
-        """``backoff``: the retry delays (default: from ``config``'s retry_backoff_ms and its maximum)."""
+    def __init__(
+        self, config: ProducerConfig, backoff: Backoff | None = None, *, ordered: bool = False
+    ) -> None:
+        """``backoff``: the retry delays (default: from ``config``'s retry_backoff_ms and its maximum).
+        ``ordered``: requests reach the broker in the order they are drained (one ProduceStream), so an
+        idempotent producer may keep several of a partition's requests in flight (see ``drain``)."""
         self.config = config
         # Read on every append and drain: kept as plain attributes.
         self.batch_size = config.batch_size
@@ -270,6 +276,9 @@ class Accumulator:
         self.compression = config.compression
         self.idempotent = config.idempotent
         self.retries = config.retries
+        self.pipelined = ordered and config.idempotent
+        """Whether a partition may have several requests in flight: only when they arrive in order and
+        the broker's sequence check refuses a batch whose predecessor failed, so a retry cannot reorder."""
         self.max_in_flight_per_partition = config.max_in_flight_requests_per_connection
         """The options' bound on requests in flight holding one partition; the drain keeps it at one."""
         self._producer_id = -1
@@ -459,7 +468,8 @@ class Accumulator:
         Batches of one partition come out together and in order (the sender sends them as one entry,
         which the broker appends all or nothing). A partition with a request in flight sends nothing
         until it is answered: unary calls may reach the broker in any order, and one request per
-        partition cannot overtake another. With nothing in flight at all an open batch goes at once;
+        partition cannot overtake another. With ``ordered`` requests and idempotence, it may add batches
+        while earlier ones are in flight, up to ``DEDUP_WINDOW`` in flight, but never beside a resend. With nothing in flight at all an open batch goes at once;
         while requests are in flight it lingers, growing, until it is full or ``linger_ms`` old.
         """
         batches: list[ProducerBatch] = []
@@ -474,12 +484,14 @@ class Accumulator:
         )
         start = self._drain_start
         window = DEDUP_WINDOW if self.idempotent else None
+        pipelined = self.pipelined
         max_request_size = self.max_request_size
         for step in range(count):
             queue = queues[(start + step) % count]
-            if queue.held or queue.in_flight:
+            if queue.held or (queue.in_flight and (not pipelined or queue.resending)):
                 continue  # waiting for the answer of its request in flight (or for its retries)
-            taken = 0
+            taken = len(queue.in_flight)  # pipelined: counted against the window with this request's
+            first = taken
             while window is None or taken < window:
                 if queue.queue:
                     batch = queue.queue[0]
@@ -492,7 +504,7 @@ class Accumulator:
                     batch = queue.open
                     ready_at = batch.created + self.linger_s
                     if ready_at > now and not hurry:
-                        if not taken:  # else it waits for the answer to this request, not for time
+                        if taken == first:  # else it waits for the answer to this request, not for time
                             wake = ready_at if wake is None else min(wake, ready_at)
                         break
                 else:
@@ -500,7 +512,7 @@ class Accumulator:
                 size = batch.size()
                 if batches and total + size > max_request_size:
                     # The request is full. The next one starts with this partition unless it is in this one.
-                    self._drain_start = (start + step + (1 if taken else 0)) % count
+                    self._drain_start = (start + step + (1 if taken > first else 0)) % count
                     return batches, now
                 if batch is queue.open:
                     self._close_open(queue)

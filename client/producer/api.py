@@ -26,12 +26,17 @@ from typing import Any, cast
 import grpc
 import mmh3
 from logstore.client.producer.accumulator import RECORD_OVERHEAD, Accumulator, BufferFull, ProducerBatch
-from logstore.client.producer.config import DEFAULT_BATCH_SIZE, DEFAULT_LINGER_MS, ProducerConfig
+from logstore.client.producer.config import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_LINGER_MS,
+    DEFAULT_PRODUCE_TRANSPORT,
+    ProducerConfig,
+)
 from logstore.client.producer.futures import RecordFuture
 from logstore.client.producer.partitioner import StickyPartitioner, key_partition
 from logstore.client.producer.sender import Sender
 from logstore.client.producer.unclosed import track, untrack
-from logstore.client.shared.connection import DEFAULT_BOOTSTRAP, Connection
+from logstore.client.shared.connection import DEFAULT_BOOTSTRAP, Connection, Interceptor
 from logstore.client.shared.errors import (
     BufferExhaustedError,
     ClosedError,
@@ -69,6 +74,8 @@ class Producer:
     kafka-python's ``bootstrap_servers``, ``compression_type`` and ``max_in_flight_requests_per_connection``
     are accepted for ``bootstrap``, ``compression`` and ``max_in_flight``; ``client_id`` leads the
     user-agent of every call. An unknown option is refused with a ``TypeError`` naming the close matches.
+    ``produce_transport`` (logstore's own) is ``"stream"`` (the default: requests in order on one
+    ProduceStream) or ``"unary"`` (one Produce call each); see ``ProducerConfig``.
     """
 
     def __init__(
@@ -97,7 +104,7 @@ class Producer:
         compression_type: str | None = None,
         max_in_flight_requests_per_connection: int | None = None,
         client_id: str | None = None,
-        interceptors: Sequence[grpc.UnaryUnaryClientInterceptor] = (),
+        interceptors: Sequence[Interceptor] = (),
         security_protocol: str = "PLAINTEXT",
         ssl_cafile: str | None = None,
         ssl_certfile: str | None = None,
@@ -106,6 +113,7 @@ class Producer:
         sasl_mechanism: str | None = None,
         sasl_plain_username: str | None = None,
         sasl_plain_password: str | None = None,
+        produce_transport: str = DEFAULT_PRODUCE_TRANSPORT,
     ) -> None:
         # compression and max_in_flight are this client's shorter names for two kafka-python options;
         # ``spelled`` lets the config's errors name the one the caller wrote.
@@ -149,6 +157,7 @@ class Producer:
             sasl_mechanism=sasl_mechanism,
             sasl_plain_username=sasl_plain_username,
             sasl_plain_password=sasl_plain_password,
+            produce_transport=produce_transport,
             spelled=spelled,
         )
         """Every option, checked, with kafka-python's names (read-only)."""
@@ -175,7 +184,7 @@ class Producer:
         self._lock = threading.Lock()
         self._acquire, self._release = self._lock.acquire, self._lock.release
         self._memory_freed = threading.Condition(self._lock)
-        self._accumulator = Accumulator(config)
+        self._accumulator = Accumulator(config, ordered=config.produce_transport == "stream")
         self._sticky = StickyPartitioner()
         self._sticky_batches: dict[str, ProducerBatch] = {}
         """The open batch of each topic's sticky partition, for keyless records on the hot path."""

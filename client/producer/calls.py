@@ -63,18 +63,49 @@ def _answered_after(accumulator: Accumulator, groups: list[list[ProducerBatch]],
 
 
 def call_failed(
-    accumulator: Accumulator, groups: list[list[ProducerBatch]], exc: grpc.RpcError, now: float
+    accumulator: Accumulator,
+    groups: list[list[ProducerBatch]],
+    exc: grpc.RpcError,
+    now: float,
+    *,
+    uncertain: bool | None = None,
 ) -> Finished:
-    """The call itself failed: every batch of it fails (retried by the accumulator where it may be)."""
+    """The call itself failed: every batch of it fails (retried by the accumulator where it may be).
+
+    ``uncertain``: whether the broker may have carried it out anyway; None decides by the status."""
     _answered_after(accumulator, groups, now)
     error = error_from_rpc(exc, f"Produce of {sum(map(len, groups))} batches")
-    uncertain = is_uncertain(exc)
+    if uncertain is None:
+        uncertain = is_uncertain(exc)
     return [
         done
         for group in groups
         for batch in group
         for done in accumulator.fail(batch, error, now, uncertain=uncertain)
     ]
+
+
+def stream_answered(
+    accumulator: Accumulator,
+    groups: list[list[ProducerBatch]],
+    answer: produce_pb2.ProduceStreamResponse,
+    now: float,
+) -> tuple[Finished, Acked]:
+    """A ProduceStream answer: a whole-request error fails every batch of it (as a failed Produce call
+    would), else the results are read as a Produce answer's."""
+    if answer.error_code:
+        _answered_after(accumulator, groups, now)
+        failure = error_from_code(
+            answer.error_code, answer.error_message, where=f"ProduceStream request {answer.request_id}"
+        )
+        uncertain = isinstance(failure, UNCERTAIN_ERRORS)
+        return [
+            done
+            for group in groups
+            for batch in group
+            for done in accumulator.fail(batch, failure, now, uncertain=uncertain)
+        ], []
+    return answered(accumulator, groups, list(answer.response.results), now)
 
 
 def answered(

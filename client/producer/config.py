@@ -17,7 +17,7 @@ from dataclasses import InitVar, dataclass, field
 from typing import Any
 
 import grpc
-from logstore.client.shared.connection import DEFAULT_BOOTSTRAP
+from logstore.client.shared.connection import DEFAULT_BOOTSTRAP, Interceptor
 from logstore.client.shared.security import Security, security_of
 from logstore.client.shared.serde import Serializer, resolve_serializer
 
@@ -31,6 +31,9 @@ partition one request may hold fill ``max_request_size``, small enough that 128 
 hold an open batch in the default ``buffer_memory``. A batch reserves this much only while open."""
 DEFAULT_LINGER_MS = 5
 """Only while requests are in flight: with none, a record is sent at once."""
+PRODUCE_TRANSPORTS = ("stream", "unary")
+DEFAULT_PRODUCE_TRANSPORT = "stream"
+"""Chosen by measurement (bench/README.md, "Stream or unary": ahead or level in each same-run series)."""
 MAX_IN_FLIGHT_IDEMPOTENT = 5
 """The broker remembers the last five batches per producer and partition, so it can deduplicate at most
 five requests in flight."""
@@ -68,7 +71,7 @@ class ProducerConfig:
     auto_create_topics: bool = True
     metadata_max_age_ms: float = 300_000
     client_id: str | None = None
-    interceptors: Sequence[grpc.UnaryUnaryClientInterceptor] = ()
+    interceptors: Sequence[Interceptor] = ()
     security_protocol: str = "PLAINTEXT"
     ssl_cafile: str | None = None
     ssl_certfile: str | None = None
@@ -77,6 +80,11 @@ class ProducerConfig:
     sasl_mechanism: str | None = None
     sasl_plain_username: str | None = None
     sasl_plain_password: str | None = field(default=None, repr=False)
+    produce_transport: str = DEFAULT_PRODUCE_TRANSPORT
+    """How the threaded Producer carries its requests: ``"stream"``, in order on one long-lived
+    ProduceStream (an idempotent producer then keeps several requests of a partition in flight), or
+    ``"unary"``, one Produce call each (a partition in one call at a time). The asyncio producer always
+    makes unary calls."""
     spelled: InitVar[Mapping[str, str] | None] = None
 
     compression: int = field(init=False)
@@ -121,6 +129,8 @@ class ProducerConfig:
                 f"(the broker deduplicates that many), got {in_flight}; lower it, or pass "
                 "enable_idempotence=False (retries may then reorder or duplicate records)"
             )
+        if self.produce_transport not in PRODUCE_TRANSPORTS:
+            raise ValueError(f"produce_transport must be 'stream' or 'unary', got {self.produce_transport!r}")
         if self.retries is not None and self.retries < 0:
             raise ValueError(f"retries must be None (until delivery_timeout_ms) or >= 0, got {self.retries}")
         if self.delivery_timeout_ms < self.linger_ms + self.request_timeout_ms:

@@ -1,8 +1,10 @@
-"""The producer's sender thread: drains the accumulator into Produce calls and feeds the answers back.
+"""The producer's sender thread: drains the accumulator into Produce requests and feeds the answers back.
 
-It keeps up to ``max_in_flight`` calls open at once (grpc futures), each partition in at most one of
-them (the accumulator's drain sees to that), so calls that overtake each other on the way cannot reorder
-a partition. A partition's batches in one call travel as one entry, their bytes joined: the broker
+It keeps up to ``max_in_flight`` requests unanswered at once. With ``produce_transport="unary"`` each
+is a Produce call (a grpc future), each partition in at most one of them (the accumulator's drain sees
+to that), so calls that overtake each other on the way cannot reorder a partition. With ``"stream"``
+they travel in order on one ProduceStream (``stream.RequestStream``), so an idempotent producer may
+keep several requests of one partition in flight. A partition's batches in one call travel as one entry, their bytes joined: the broker
 appends them all or none, with consecutive offsets. It does all of the accumulator's bookkeeping under the producer's lock, but encodes batches, calls the broker and runs user callbacks
 outside it, so ``send()`` is never held up by the network.
 """
@@ -16,8 +18,16 @@ from collections.abc import Callable
 
 import grpc
 from logstore.client.producer.accumulator import Accumulator, Finished, ProducerBatch
-from logstore.client.producer.calls import Acked, answered, by_partition, call_failed, produce_request
+from logstore.client.producer.calls import (
+    Acked,
+    answered,
+    by_partition,
+    call_failed,
+    produce_request,
+    stream_answered,
+)
 from logstore.client.producer.config import ProducerConfig
+from logstore.client.producer.stream import RequestStream
 from logstore.client.shared.backoff import Backoff
 from logstore.client.shared.connection import Connection
 from logstore.client.shared.errors import (
@@ -33,8 +43,22 @@ ACKS = {0: produce_pb2.ACKS_NONE, 1: produce_pb2.ACKS_LEADER, -1: produce_pb2.AC
 
 METADATA_CHECK_INTERVAL_S = 5.0
 
-_Answer = tuple[list[list[ProducerBatch]], "grpc.Future"]
-"""The batches of one call, one list per partition entry, and the call."""
+_Groups = list[list[ProducerBatch]]
+"""The batches of one request, one list per partition entry."""
+_Answer = tuple[
+    _Groups, "produce_pb2.ProduceResponse | produce_pb2.ProduceStreamResponse | grpc.RpcError", bool
+]
+"""The batches of one request, its answer or the error that failed its call (or broke its stream), and
+whether it went on the stream."""
+
+
+NEVER_SERVED = (grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
+"""A stream ended with these wrote none of its requests: the broker refused the call before reading any."""
+
+
+def _status(error: grpc.RpcError) -> grpc.StatusCode | None:
+    code = getattr(error, "code", None)
+    return code() if callable(code) else None
 
 
 class Sender(threading.Thread):
@@ -74,6 +98,15 @@ class Sender(threading.Thread):
         self._needs_producer_id = accumulator.idempotent
         self._next_metadata_check = clock() + METADATA_CHECK_INTERVAL_S
         self.fatal_error: BaseException | None = None
+        self._stream: RequestStream[_Groups] | None = None
+        """With ``produce_transport="stream"``: the one ProduceStream that carries every request."""
+        if config.produce_transport == "stream":
+            self._stream = RequestStream(
+                connection.produce.ProduceStream,
+                self._stream_outcome,
+                request_timeout_s=self._request_timeout_s,
+                clock=clock,
+            )
 
     # --- control (called from other threads) ------------------------------------------------------------
 
@@ -89,6 +122,8 @@ class Sender(threading.Thread):
     def run(self) -> None:
         try:
             self._loop()
+            if self._stream is not None:
+                self._stream.close()
         except BaseException as exc:  # a bug: fail what is left rather than hang every flush()
             log.exception("the producer's sender thread failed; failing all buffered records")
             self.fatal_error = exc
@@ -129,6 +164,8 @@ class Sender(threading.Thread):
                     timeout = self._next_metadata_check - now
                     if wake is not None:
                         timeout = min(timeout, wake - now)
+                    if self._stream is not None and (due := self._stream.check(now)) is not None:
+                        timeout = min(timeout, due - now)
                     self.work.wait(max(0.0, timeout))
                     continue
             self._finish(finished)
@@ -181,34 +218,72 @@ class Sender(threading.Thread):
     def _send(self, batches: list[ProducerBatch]) -> None:
         groups = by_partition(batches)
         request = produce_request(groups, self._accumulator.producer_id, self._acks)
+        if self._stream is not None:
+            self._stream.send(groups, request)
+            return
         future = self._connection.produce.Produce.future(request, timeout=self._request_timeout_s)
         future.add_done_callback(lambda done: self._answered(groups, done))
 
-    def _answered(self, groups: list[list[ProducerBatch]], future: grpc.Future) -> None:
+    def _answered(self, groups: _Groups, future: grpc.Future) -> None:
         """Runs on a grpc thread: hand the answer to the sender thread."""
+        try:
+            outcome = future.result()
+        except grpc.RpcError as exc:
+            outcome = exc
         with self.work:
-            self._answers.append((groups, future))
+            self._answers.append((groups, outcome, False))
+            self.work.notify()
+
+    def _stream_outcome(
+        self, groups: _Groups, outcome: produce_pb2.ProduceStreamResponse | grpc.RpcError
+    ) -> None:
+        """Runs on the stream's reading thread, in request order: hand the answer to the sender thread."""
+        with self.work:
+            self._answers.append((groups, outcome, True))
             self.work.notify()
 
     def _handle_answers(self, answers: list[_Answer]) -> None:
         accumulator = self._accumulator
-        for groups, future in answers:
+        for groups, outcome, streamed in answers:
             acked: Acked = []
             with self.work:
                 self._in_flight -= 1
                 if self._aborted:
                     continue
                 now = self._clock()
-                try:
-                    response = future.result()
-                except grpc.RpcError as exc:
-                    finished = call_failed(accumulator, groups, exc, now)
+                if isinstance(outcome, grpc.RpcError):
+                    uncertain = None
+                    if streamed:  # whatever ended the stream, the broker may have appended its requests
+                        status = _status(outcome)
+                        unimplemented = status is grpc.StatusCode.UNIMPLEMENTED
+                        # ... unless it never served the call at all (no such call, or the guard refused
+                        # the stream's caller before its handler read a request)
+                        uncertain = status not in NEVER_SERVED
+                        if unimplemented and self._stream is not None:
+                            self._fall_back_to_unary()
+                    finished = call_failed(accumulator, groups, outcome, now, uncertain=uncertain)
+                elif isinstance(outcome, produce_pb2.ProduceStreamResponse):
+                    finished, acked = stream_answered(accumulator, groups, outcome, now)
                 else:
-                    finished, acked = answered(accumulator, groups, list(response.results), now)
+                    finished, acked = answered(accumulator, groups, list(outcome.results), now)
                 self._memory_freed.notify_all()
             for batch, base_offset, append_time in acked:
                 batch.outcome.resolve(base_offset, append_time)
             self._finish(finished)
+
+    def _fall_back_to_unary(self) -> None:
+        """The broker has no ProduceStream (an older one): carry on with unary calls, one per partition in
+        flight. Under the lock; the stream's requests all fail alike (nothing of them was written), and a
+        partition with any in flight sends nothing until they have, so no call can overtake them."""
+        log.warning(
+            "the broker at %s does not serve ProduceStream; sending unary Produce calls instead "
+            "(produce_transport='unary' skips the attempt)",
+            self._connection.address,
+        )
+        assert self._stream is not None
+        self._stream.close()
+        self._stream = None
+        self._accumulator.pipelined = False
 
     @staticmethod
     def _finish(finished: Finished) -> None:

@@ -16,6 +16,12 @@ MESSAGE_HEADROOM = 4 * 1024 * 1024
 """Room in a gRPC message beyond its record bytes (per-partition fields), as the broker keeps."""
 _GRPC_MESSAGE_LIMIT = 2**31 - 1
 
+Interceptor = (
+    grpc.UnaryUnaryClientInterceptor | grpc.UnaryStreamClientInterceptor | grpc.StreamStreamClientInterceptor
+)
+"""What ``interceptors`` options take: each wraps the calls of its kind (the producer's ProduceStream is
+stream-stream)."""
+
 
 def parse_bootstrap(bootstrap: str | list[str] | tuple[str, ...]) -> str:
     """The gRPC target for ``"host:port"`` (or the first of a list, or of a comma-separated string).
@@ -68,7 +74,7 @@ class Connection:
         *,
         max_send_bytes: int,
         max_receive_bytes: int,
-        interceptors: Sequence[grpc.UnaryUnaryClientInterceptor] = (),
+        interceptors: Sequence[Interceptor] = (),
         client_id: str | None = None,
         security: Security = PLAINTEXT,
     ) -> None:

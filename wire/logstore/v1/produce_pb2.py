@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from logstore.wire.logstore.v1 import common_pb2 as logstore_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19logstore/v1/produce.proto\x12\x0blogstore.v1\x1a\x18logstore/v1/common.proto\"|\n\x0eProduceRequest\x12\x1f\n\x04\x61\x63ks\x18\x01 \x01(\x0e\x32\x11.logstore.v1.Acks\x12\x12\n\ntimeout_ms\x18\x02 \x01(\x05\x12\x35\n\npartitions\x18\x03 \x03(\x0b\x32!.logstore.v1.ProducePartitionData\"I\n\x14ProducePartitionData\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x0f\n\x07records\x18\x03 \x01(\x0c\"G\n\x0fProduceResponse\x12\x34\n\x07results\x18\x01 \x03(\x0b\x32#.logstore.v1.ProducePartitionResult\"\xc8\x01\n\x16ProducePartitionResult\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12*\n\nerror_code\x18\x03 \x01(\x0e\x32\x16.logstore.v1.ErrorCode\x12\x15\n\rerror_message\x18\x04 \x01(\t\x12\x13\n\x0b\x62\x61se_offset\x18\x05 \x01(\x03\x12\x1a\n\x12log_append_time_ms\x18\x06 \x01(\x03\x12\x18\n\x10log_start_offset\x18\x07 \x01(\x03\"\x17\n\x15InitProducerIdRequest\"E\n\x16InitProducerIdResponse\x12\x13\n\x0bproducer_id\x18\x01 \x01(\x03\x12\x16\n\x0eproducer_epoch\x18\x02 \x01(\x05\"\xa7\x01\n\x15PublishRecordsRequest\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x16\n\tpartition\x18\x02 \x01(\x05H\x00\x88\x01\x01\x12\x1f\n\x04\x61\x63ks\x18\x03 \x01(\x0e\x32\x11.logstore.v1.Acks\x12$\n\x07records\x18\x04 \x03(\x0b\x32\x13.logstore.v1.Record\x12\x12\n\ntimeout_ms\x18\x05 \x01(\x05\x42\x0c\n\n_partition\"N\n\x16PublishRecordsResponse\x12\x34\n\x07results\x18\x01 \x03(\x0b\x32#.logstore.v1.ProducePartitionResult*J\n\x04\x41\x63ks\x12\x14\n\x10\x41\x43KS_UNSPECIFIED\x10\x00\x12\r\n\tACKS_NONE\x10\x01\x12\x0f\n\x0b\x41\x43KS_LEADER\x10\x02\x12\x0c\n\x08\x41\x43KS_ALL\x10\x03\x32\x8c\x02\n\x0eProduceService\x12\x44\n\x07Produce\x12\x1b.logstore.v1.ProduceRequest\x1a\x1c.logstore.v1.ProduceResponse\x12Y\n\x0eInitProducerId\x12\".logstore.v1.InitProducerIdRequest\x1a#.logstore.v1.InitProducerIdResponse\x12Y\n\x0ePublishRecords\x12\".logstore.v1.PublishRecordsRequest\x1a#.logstore.v1.PublishRecordsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19logstore/v1/produce.proto\x12\x0blogstore.v1\x1a\x18logstore/v1/common.proto\"|\n\x0eProduceRequest\x12\x1f\n\x04\x61\x63ks\x18\x01 \x01(\x0e\x32\x11.logstore.v1.Acks\x12\x12\n\ntimeout_ms\x18\x02 \x01(\x05\x12\x35\n\npartitions\x18\x03 \x03(\x0b\x32!.logstore.v1.ProducePartitionData\"I\n\x14ProducePartitionData\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x0f\n\x07records\x18\x03 \x01(\x0c\"G\n\x0fProduceResponse\x12\x34\n\x07results\x18\x01 \x03(\x0b\x32#.logstore.v1.ProducePartitionResult\"\xc8\x01\n\x16ProducePartitionResult\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12*\n\nerror_code\x18\x03 \x01(\x0e\x32\x16.logstore.v1.ErrorCode\x12\x15\n\rerror_message\x18\x04 \x01(\t\x12\x13\n\x0b\x62\x61se_offset\x18\x05 \x01(\x03\x12\x1a\n\x12log_append_time_ms\x18\x06 \x01(\x03\x12\x18\n\x10log_start_offset\x18\x07 \x01(\x03\"X\n\x14ProduceStreamRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12,\n\x07request\x18\x02 \x01(\x0b\x32\x1b.logstore.v1.ProduceRequest\"\x9e\x01\n\x15ProduceStreamResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12*\n\nerror_code\x18\x02 \x01(\x0e\x32\x16.logstore.v1.ErrorCode\x12\x15\n\rerror_message\x18\x03 \x01(\t\x12.\n\x08response\x18\x04 \x01(\x0b\x32\x1c.logstore.v1.ProduceResponse\"\x17\n\x15InitProducerIdRequest\"E\n\x16InitProducerIdResponse\x12\x13\n\x0bproducer_id\x18\x01 \x01(\x03\x12\x16\n\x0eproducer_epoch\x18\x02 \x01(\x05\"\xa7\x01\n\x15PublishRecordsRequest\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x16\n\tpartition\x18\x02 \x01(\x05H\x00\x88\x01\x01\x12\x1f\n\x04\x61\x63ks\x18\x03 \x01(\x0e\x32\x11.logstore.v1.Acks\x12$\n\x07records\x18\x04 \x03(\x0b\x32\x13.logstore.v1.Record\x12\x12\n\ntimeout_ms\x18\x05 \x01(\x05\x42\x0c\n\n_partition\"N\n\x16PublishRecordsResponse\x12\x34\n\x07results\x18\x01 \x03(\x0b\x32#.logstore.v1.ProducePartitionResult*J\n\x04\x41\x63ks\x12\x14\n\x10\x41\x43KS_UNSPECIFIED\x10\x00\x12\r\n\tACKS_NONE\x10\x01\x12\x0f\n\x0b\x41\x43KS_LEADER\x10\x02\x12\x0c\n\x08\x41\x43KS_ALL\x10\x03\x32\xe8\x02\n\x0eProduceService\x12\x44\n\x07Produce\x12\x1b.logstore.v1.ProduceRequest\x1a\x1c.logstore.v1.ProduceResponse\x12Z\n\rProduceStream\x12!.logstore.v1.ProduceStreamRequest\x1a\".logstore.v1.ProduceStreamResponse(\x01\x30\x01\x12Y\n\x0eInitProducerId\x12\".logstore.v1.InitProducerIdRequest\x1a#.logstore.v1.InitProducerIdResponse\x12Y\n\x0ePublishRecords\x12\".logstore.v1.PublishRecordsRequest\x1a#.logstore.v1.PublishRecordsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'logstore.v1.produce_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ACKS']._serialized_start=891
-  _globals['_ACKS']._serialized_end=965
+  _globals['_ACKS']._serialized_start=1142
+  _globals['_ACKS']._serialized_end=1216
   _globals['_PRODUCEREQUEST']._serialized_start=68
   _globals['_PRODUCEREQUEST']._serialized_end=192
   _globals['_PRODUCEPARTITIONDATA']._serialized_start=194
@@ -42,14 +42,18 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PRODUCERESPONSE']._serialized_end=340
   _globals['_PRODUCEPARTITIONRESULT']._serialized_start=343
   _globals['_PRODUCEPARTITIONRESULT']._serialized_end=543
-  _globals['_INITPRODUCERIDREQUEST']._serialized_start=545
-  _globals['_INITPRODUCERIDREQUEST']._serialized_end=568
-  _globals['_INITPRODUCERIDRESPONSE']._serialized_start=570
-  _globals['_INITPRODUCERIDRESPONSE']._serialized_end=639
-  _globals['_PUBLISHRECORDSREQUEST']._serialized_start=642
-  _globals['_PUBLISHRECORDSREQUEST']._serialized_end=809
-  _globals['_PUBLISHRECORDSRESPONSE']._serialized_start=811
-  _globals['_PUBLISHRECORDSRESPONSE']._serialized_end=889
-  _globals['_PRODUCESERVICE']._serialized_start=968
-  _globals['_PRODUCESERVICE']._serialized_end=1236
+  _globals['_PRODUCESTREAMREQUEST']._serialized_start=545
+  _globals['_PRODUCESTREAMREQUEST']._serialized_end=633
+  _globals['_PRODUCESTREAMRESPONSE']._serialized_start=636
+  _globals['_PRODUCESTREAMRESPONSE']._serialized_end=794
+  _globals['_INITPRODUCERIDREQUEST']._serialized_start=796
+  _globals['_INITPRODUCERIDREQUEST']._serialized_end=819
+  _globals['_INITPRODUCERIDRESPONSE']._serialized_start=821
+  _globals['_INITPRODUCERIDRESPONSE']._serialized_end=890
+  _globals['_PUBLISHRECORDSREQUEST']._serialized_start=893
+  _globals['_PUBLISHRECORDSREQUEST']._serialized_end=1060
+  _globals['_PUBLISHRECORDSRESPONSE']._serialized_start=1062
+  _globals['_PUBLISHRECORDSRESPONSE']._serialized_end=1140
+  _globals['_PRODUCESERVICE']._serialized_start=1219
+  _globals['_PRODUCESERVICE']._serialized_end=1579
 # @@protoc_insertion_point(module_scope)

@@ -63,6 +63,26 @@ class ProducePartitionResult(_message.Message):
     log_start_offset: int
     def __init__(self, topic: _Optional[str] = ..., partition: _Optional[int] = ..., error_code: _Optional[_Union[_common_pb2.ErrorCode, str]] = ..., error_message: _Optional[str] = ..., base_offset: _Optional[int] = ..., log_append_time_ms: _Optional[int] = ..., log_start_offset: _Optional[int] = ...) -> None: ...
 
+class ProduceStreamRequest(_message.Message):
+    __slots__ = ("request_id", "request")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    request_id: int
+    request: ProduceRequest
+    def __init__(self, request_id: _Optional[int] = ..., request: _Optional[_Union[ProduceRequest, _Mapping]] = ...) -> None: ...
+
+class ProduceStreamResponse(_message.Message):
+    __slots__ = ("request_id", "error_code", "error_message", "response")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    request_id: int
+    error_code: _common_pb2.ErrorCode
+    error_message: str
+    response: ProduceResponse
+    def __init__(self, request_id: _Optional[int] = ..., error_code: _Optional[_Union[_common_pb2.ErrorCode, str]] = ..., error_message: _Optional[str] = ..., response: _Optional[_Union[ProduceResponse, _Mapping]] = ...) -> None: ...
+
 class InitProducerIdRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

@@ -40,6 +40,11 @@ class ProduceServiceStub:
                 request_serializer=logstore_dot_v1_dot_produce__pb2.ProduceRequest.SerializeToString,
                 response_deserializer=logstore_dot_v1_dot_produce__pb2.ProduceResponse.FromString,
                 _registered_method=True)
+        self.ProduceStream = channel.stream_stream(
+                '/logstore.v1.ProduceService/ProduceStream',
+                request_serializer=logstore_dot_v1_dot_produce__pb2.ProduceStreamRequest.SerializeToString,
+                response_deserializer=logstore_dot_v1_dot_produce__pb2.ProduceStreamResponse.FromString,
+                _registered_method=True)
         self.InitProducerId = channel.unary_unary(
                 '/logstore.v1.ProduceService/InitProducerId',
                 request_serializer=logstore_dot_v1_dot_produce__pb2.InitProducerIdRequest.SerializeToString,
@@ -61,6 +66,30 @@ class ProduceServiceServicer:
         Whole-request failures: INVALID_ARGUMENT (no partitions, an unknown acks value, a negative
         timeout, more than 10000 partitions), RESOURCE_EXHAUSTED (the request is larger than the broker's maximum
         request size), UNAVAILABLE (the broker is shutting down).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ProduceStream(self, request_iterator, context):
+        """Produce over one long-lived stream per producer and broker: each ProduceStreamRequest is handled
+        exactly as a Produce call with its `request` (same checks, appends, acks and per-partition results),
+        and is answered by one ProduceStreamResponse carrying the same `request_id`. Requests are appended
+        in the order they were sent on the stream, and the answers come back in that order, so a producer
+        may keep several requests for one partition in flight without their arriving out of order.
+        Backpressure is the stream's flow control: the broker reads a further request only while the
+        record bytes of the requests it holds unanswered stay within 16 MiB (one larger request is read
+        alone), so a client that sends faster than the broker appends is slowed by HTTP/2 flow control,
+        not refused.
+        A refusal of one request (what would end a Produce call with INVALID_ARGUMENT: no partitions, an
+        unknown acks value, a negative timeout, too many partitions) is answered in that request's
+        `error_code` and `error_message`, and the stream goes on. The stream itself ends with
+        INVALID_ARGUMENT when a message does not parse, RESOURCE_EXHAUSTED when a message is larger than
+        the broker's maximum request size, UNAVAILABLE when the broker stops (after answering the requests
+        it has read), and CANCELLED or UNAVAILABLE when the connection breaks. Whatever the status,
+        requests without an answer may or may not have been appended: an idempotent producer sends them
+        again, in order, on a new stream, and the broker answers those it had appended as duplicates
+        (their original offsets) instead of appending them again.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -106,6 +135,11 @@ def add_ProduceServiceServicer_to_server(servicer, server):
                     request_deserializer=logstore_dot_v1_dot_produce__pb2.ProduceRequest.FromString,
                     response_serializer=logstore_dot_v1_dot_produce__pb2.ProduceResponse.SerializeToString,
             ),
+            'ProduceStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.ProduceStream,
+                    request_deserializer=logstore_dot_v1_dot_produce__pb2.ProduceStreamRequest.FromString,
+                    response_serializer=logstore_dot_v1_dot_produce__pb2.ProduceStreamResponse.SerializeToString,
+            ),
             'InitProducerId': grpc.unary_unary_rpc_method_handler(
                     servicer.InitProducerId,
                     request_deserializer=logstore_dot_v1_dot_produce__pb2.InitProducerIdRequest.FromString,
@@ -145,6 +179,33 @@ class ProduceService:
             '/logstore.v1.ProduceService/Produce',
             logstore_dot_v1_dot_produce__pb2.ProduceRequest.SerializeToString,
             logstore_dot_v1_dot_produce__pb2.ProduceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ProduceStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/logstore.v1.ProduceService/ProduceStream',
+            logstore_dot_v1_dot_produce__pb2.ProduceStreamRequest.SerializeToString,
+            logstore_dot_v1_dot_produce__pb2.ProduceStreamResponse.FromString,
             options,
             channel_credentials,
             insecure,
