@@ -117,6 +117,11 @@ class BrokerServer:
         assert self.port is not None, "the server is not started"
         return _address(self.settings.host, self.port)
 
+    @property
+    def require_auth(self) -> bool:
+        """Whether every call must log in (`--require-auth`); the console reads it too."""
+        return self.settings.require_auth
+
     async def start(self) -> None:
         settings = self.settings
         if settings.http:

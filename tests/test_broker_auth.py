@@ -423,6 +423,8 @@ def test_a_producer_without_credentials_is_told_so_at_once_not_after_retrying(
 
     broker = secured()
     for transport in ("stream", "unary"):
-        with Producer(broker.address, produce_transport=transport) as producer:
-            with pytest.raises(AuthenticationFailedError):  # its first look at the topic is refused
-                producer.send("orders", b"x").get(timeout=30)
+        with (
+            Producer(broker.address, produce_transport=transport) as producer,
+            pytest.raises(AuthenticationFailedError),  # its first look at the topic is refused
+        ):
+            producer.send("orders", b"x").get(timeout=30)

@@ -7,6 +7,7 @@ import json
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 from logstore.broker.console import errors as console_errors
@@ -18,7 +19,8 @@ from logstore.broker.errors import TABLE as GRPC_TABLE
 from logstore.client import Consumer
 
 from logstore.records import Record, build_batch
-from tests.conftest import Stubs
+from tests.auth_helpers import USERS, basic, make_users
+from tests.conftest import StartBroker, Stubs
 from tests.console_http import call, poll_records
 
 JSON_VALUE = {"order": 17, "items": ["a", "b"]}
@@ -429,3 +431,33 @@ def test_a_kafka_clients_group_shows_its_members_and_lag(broker: EmbeddedBroker,
     finally:
         consumer.close()
     assert call(base, "GET", "/api/groups/kafka-readers")[1]["members"] == []
+
+
+def test_with_auth_on_the_console_logs_in_super_users_only(start_broker: StartBroker, tmp_path: Path) -> None:
+    """--require-auth: no or wrong credentials get 401 and the browser's password prompt; a user who is
+    not a super-user gets 403 (the views are not filtered by ACLs); a super-user sees and acts."""
+    make_users(tmp_path / "data")
+    broker = start_broker(require_auth=True, super_users="User:admin")
+
+    def login(user: str, password: str) -> dict[str, str]:
+        return {"Authorization": basic(user, password)[0][1]}
+
+    status, body, headers = call(broker.http_url, "GET", "/api/overview")
+    assert status == 401 and body["error"] == "SASL_AUTHENTICATION_FAILED", body
+    assert headers["WWW-Authenticate"].startswith('Basic realm="logstore console"')
+    assert call(broker.http_url, "GET", "/api/topics", headers=login("admin", "guess"))[0] == 401
+    status, body, _ = call(broker.http_url, "GET", "/api/topics", headers=login("alice", USERS["alice"]))
+    assert status == 403 and "serves the --super-users only" in body["message"], body
+    page = urllib.request.Request(broker.http_url + "/console/")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(page, timeout=10)
+    assert refused.value.code == 401
+    admin = login("admin", USERS["admin"])
+    status, session, _ = call(broker.http_url, "GET", "/api/session", headers=admin)
+    assert status == 200 and session["principal"] == "User:admin" and session["may"]["create_topic"]
+    status, created, _ = call(
+        broker.http_url, "POST", "/api/topics", {"name": "made-by-admin", "partitions": 1}, headers=admin
+    )
+    assert status in (200, 201), created
+    assert call(broker.http_url, "GET", "/api/topics/made-by-admin", headers=admin)[0] == 200
+    assert urllib.request.urlopen(broker.http_url + "/metrics", timeout=10).status == 200  # scrapes stay open

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from aiohttp import web
-from logstore.broker.console.guard import CSRF_HEADER, guard, principal_of, refuse
+from logstore.broker.auth.security import Security
+from logstore.broker.console.guard import CSRF_HEADER, guard, login, principal_of, refuse
 from logstore.broker.console.permissions import Principal, Resource, may
 from logstore.broker.console.records import render_record
 from logstore.broker.console.sampler import run_sampler
@@ -50,6 +51,11 @@ class Broker(Protocol):
 
     core: BrokerCore | None
     metrics: BrokerMetrics
+    security: Security | None
+    """The users and ACLs; with `require_auth`, the console logs its users in (`guard.login`)."""
+
+    @property
+    def require_auth(self) -> bool: ...
 
     def listeners(self) -> list[dict[str, str]]: ...
 
@@ -69,7 +75,8 @@ class Console:
     # --- wiring ---------------------------------------------------------------------------------------
 
     def extend(self, app: web.Application) -> None:
-        api = web.Application(middlewares=[guard])
+        logins = [login(lambda: self._broker.security)] if self._broker.require_auth else []
+        api = web.Application(middlewares=[guard, *logins])
         get, post, delete = api.router.add_get, api.router.add_post, api.router.add_delete
         get("/session", self.session)
         get("/overview", self.overview)
@@ -86,7 +93,7 @@ class Console:
         post("/groups/{group}/reset-offsets", self.reset_offsets)
         get("/share-groups/{group}", self.share_group)
         app.add_subapp("/api/", api)
-        page = web.Application(middlewares=[guard])
+        page = web.Application(middlewares=[guard, *logins])
         page.router.add_get("/", self.index)
         page.router.add_static("/static/", STATIC, follow_symlinks=False)
         app.add_subapp("/console/", page)

@@ -7,9 +7,12 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
+from logstore.broker.auth.security import Security
 from logstore.broker.console.errors import ForbiddenError, body_for, status_for
 from logstore.broker.console.permissions import Principal, Resource
 from logstore.broker.console.translate import json_response
+from logstore.broker.domain.errors import ShuttingDownError
 
 log = logging.getLogger("logstore.broker.console")
 
@@ -43,6 +46,8 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         if status == 500:
             log.exception("console request %s %s failed", request.method, request.path)
         response = json_response(body_for(exc), status)
+    if response.status == 401:  # the browser asks for a user name and password, and sends them again
+        response.headers["WWW-Authenticate"] = 'Basic realm="logstore console", charset="UTF-8"'
     response.headers["Content-Security-Policy"] = CSP
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "no-referrer"
@@ -59,7 +64,40 @@ def check_origin(request: web.Request) -> None:
         raise ForbiddenError(f"actions from another origin ({origin}) are refused")
 
 
+def login(security_of: Callable[[], Security | None]) -> Middleware:
+    """With --require-auth: every console request logs in with HTTP Basic credentials (a broker user's
+    name and password, checked as the gRPC listener checks them), and the console serves super-users
+    only, since its views are not filtered by each ACL yet. Inside `guard`, which answers a refusal 401
+    (the browser then asks for the password) or 403."""
+
+    @web.middleware
+    async def logged_in(request: web.Request, handler: Handler) -> web.StreamResponse:
+        security = security_of()  # the HTTP port opens before the log (and the users) are loaded
+        if security is None:
+            raise ShuttingDownError("the broker is still starting (loading its users); try again in a moment")
+        header = request.headers.get("Authorization")
+        principal = await security.authenticate_basic(header, request.remote or "", listener="http")
+        if principal not in security.super_users:
+            raise ForbiddenError(
+                f"{principal} may not use the console: while the broker runs with --require-auth it serves "
+                "the --super-users only (its views are not filtered by ACLs yet); use the CLI or the "
+                "clients, which are"
+            )
+        request[PRINCIPAL] = principal
+        return await handler(request)
+
+    return logged_in
+
+
+PRINCIPAL = web.RequestKey("principal", str)
+"""The logged-in principal of a request (set by `login`)."""
+
+
 def principal_of(request: web.Request) -> Principal:
+    """Who is asking: the logged-in user with --require-auth, else anonymous (the loopback rule applies)."""
+    name = request.get(PRINCIPAL)
+    if name is not None:
+        return Principal(name, request.remote or "", super_user=True)
     return Principal("User:ANONYMOUS", request.remote or "")
 
 

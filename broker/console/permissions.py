@@ -1,8 +1,9 @@
 """Who may do what from the console: one function, `may`, so the ACL authorizer can take its place.
 
-Until the broker's listeners share an authorizer, the rule is the safe default of issue 15: reading is
-open to whoever reaches the HTTP port, and actions (create, delete, alter, reset, produce) are allowed
-only to requests from the loopback address. To wire ACLs in, replace the body of `may` with a call to the
+With authentication off, the rule is the safe default of issue 15: reading is open to whoever reaches the
+HTTP port, and actions (create, delete, alter, reset, produce) are allowed only to requests from the
+loopback address. With --require-auth, `guard.login` admits only logged-in super-users, who may do
+everything. To wire ACLs in, replace the body of `may` with a call to the
 authorizer, keeping its arguments: Kafka's operation names and a resource such as `Resource("topic",
 "orders")`.
 """
@@ -23,6 +24,8 @@ class Principal:
 
     name: str
     address: str
+    super_user: bool = False
+    """Logged in as one of the broker's --super-users (only with --require-auth): allowed everything."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +46,6 @@ def is_loopback(address: str) -> bool:
 def may(principal: Principal, operation: str, resource: Resource) -> bool:
     """Whether `principal` may perform `operation` (Kafka's name: Create, Delete, AlterConfigs, Write,
     Read, Describe, ...) on `resource`."""
-    if operation in READ_OPERATIONS:
+    if operation in READ_OPERATIONS or principal.super_user:
         return True
     return is_loopback(principal.address)

@@ -52,7 +52,11 @@ _Answer = tuple[
 whether it went on the stream."""
 
 
-NEVER_SERVED = (grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
+NEVER_SERVED = (
+    grpc.StatusCode.UNIMPLEMENTED,
+    grpc.StatusCode.UNAUTHENTICATED,
+    grpc.StatusCode.PERMISSION_DENIED,
+)
 """A stream ended with these wrote none of its requests: the broker refused the call before reading any."""
 
 
