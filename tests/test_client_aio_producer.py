@@ -211,3 +211,10 @@ def test_record_futures_await_gather_and_survive_a_cancelled_awaiter(broker: Emb
 
 async def _awaited(future: AsyncRecordFuture) -> RecordMetadata:
     return await future
+
+
+def test_the_asyncio_producer_refuses_the_stream_transport_it_does_not_have() -> None:
+    with pytest.raises(ValueError, match="unary Produce calls only"):
+        AsyncProducer("127.0.0.1:1", produce_transport="stream")
+    assert AsyncProducer("127.0.0.1:1", produce_transport="unary").config.produce_transport == "unary"
+    assert AsyncProducer("127.0.0.1:1").config.produce_transport == "unary"

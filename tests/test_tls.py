@@ -80,6 +80,11 @@ class Pki:
 
 @pytest.fixture
 def pki(tmp_path: Path) -> Pki:
+    return make_pki(tmp_path)
+
+
+def make_pki(tmp_path: Path) -> Pki:
+    """A CA, the broker's certificate, alice's client certificate, and a stranger's, made now."""
     directory = tmp_path / "pki"
     ca = CertificateAuthority.create(directory)
     stranger_ca = CertificateAuthority.create(directory / "stranger", "stranger CA")

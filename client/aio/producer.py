@@ -62,6 +62,12 @@ class AsyncProducer:
     """
 
     def __init__(self, bootstrap_servers: str | list[str] = "127.0.0.1:9093", **options: Any) -> None:
+        if options.get("produce_transport", "unary") != "unary":
+            raise ValueError(
+                "AsyncProducer sends unary Produce calls only: produce_transport="
+                f"{options['produce_transport']!r} is the threaded Producer's option"
+            )
+        options["produce_transport"] = "unary"
         self.config = config = ProducerConfig(bootstrap_servers=bootstrap_servers, **options)
         self._key_serializer = cast("Serializer | None", config.key_serializer)
         self._value_serializer = cast("Serializer | None", config.value_serializer)
