@@ -71,9 +71,11 @@ class EmbeddedBroker:
 
     @property
     def http_url(self) -> str:
-        """`http://host:port` of the HTTP endpoint (/metrics, /healthz, /readyz)."""
+        """`http://host:port` of the HTTP endpoint (/metrics, /healthz, /readyz, the console); `https` when
+        the broker serves TLS."""
         assert self.server.http is not None and self.server.http.port is not None, "no HTTP endpoint"
-        return f"http://{self.settings.host}:{self.server.http.port}"
+        scheme = "https" if self.server.tls is not None else "http"
+        return f"{scheme}://{self.settings.host}:{self.server.http.port}"
 
     def start(self) -> EmbeddedBroker:
         self._thread.start()

@@ -124,6 +124,7 @@ class BrokerServer:
 
     async def start(self) -> None:
         settings = self.settings
+        self.tls = settings.server_tls()  # first: a bad certificate stops the start before anything binds
         if settings.http:
             await self._start_http()
         try:  # on a thread, so /healthz answers (and /readyz says "starting") during a long recovery
@@ -141,7 +142,6 @@ class BrokerServer:
             await self._stop_http()
             raise
         try:
-            self.tls = settings.server_tls()
             self._report_start(manager)
             self.security = Security(SecurityStore(settings.data_dir), settings.super_user_list)
             self.security.on_failure = self._count_login_failure
@@ -223,6 +223,7 @@ class BrokerServer:
             host=settings.host,
             port=settings.http_port,
             extend=self.console.extend,
+            ssl_context=self.tls.ssl_context() if self.tls is not None else None,
         )
         try:
             await self.http.start()
@@ -282,7 +283,7 @@ class BrokerServer:
         if self.kafka is not None:
             ports.append(f"Kafka {self.kafka.port}")
         if self.http is not None:
-            ports.append(f"HTTP {self.http.port}, metrics only, never TLS")
+            ports.append(f"HTTP {self.http.port}, metrics and console")
         warning = exposure_warning(
             self.settings.host, ports, self.tls, authenticated=self.settings.require_auth
         )

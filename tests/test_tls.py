@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import http.client
 import socket
 import ssl
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent import futures
 from dataclasses import dataclass
@@ -618,3 +621,28 @@ def test_the_tls_settings_come_from_flags_environment_or_the_config_file(tmp_pat
         "flag.key",
         "c.pem",
     )
+
+
+def test_the_http_port_serves_https_with_the_brokers_certificate(
+    tls_broker: EmbeddedBroker, pki: Pki
+) -> None:
+    """/metrics and the console over TLS as the other listeners: with the CA it answers; plain HTTP gets
+    no answer."""
+    assert tls_broker.http_url.startswith("https://")
+    trusting = ssl.create_default_context(cafile=pki.cafile)
+    with urllib.request.urlopen(tls_broker.http_url + "/metrics", context=trusting, timeout=10) as answer:
+        assert answer.status == 200 and b"logstore_" in answer.read()
+    plain = tls_broker.http_url.replace("https://", "http://")
+    with pytest.raises((urllib.error.URLError, ConnectionError, http.client.HTTPException)):
+        urllib.request.urlopen(plain + "/healthz", timeout=10).read()
+
+
+def test_under_mutual_tls_the_http_port_wants_a_client_certificate_too(
+    mtls_broker: EmbeddedBroker, pki: Pki
+) -> None:
+    trusting = ssl.create_default_context(cafile=pki.cafile)
+    with pytest.raises((urllib.error.URLError, ConnectionError)):
+        urllib.request.urlopen(mtls_broker.http_url + "/healthz", context=trusting, timeout=10).read()
+    trusting.load_cert_chain(str(pki.alice.cert), str(pki.alice.key))
+    with urllib.request.urlopen(mtls_broker.http_url + "/healthz", context=trusting, timeout=10) as answer:
+        assert answer.status == 200

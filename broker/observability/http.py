@@ -10,6 +10,7 @@ endpoint starts; aiohttp gives them routing, request bodies and static files.
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Callable
 
 from aiohttp import web
@@ -46,7 +47,11 @@ class HttpEndpoint:
         host: str,
         port: int,
         extend: Callable[[web.Application], None] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
+        """`ssl_context`: serve HTTPS with the broker's certificate (and, with mutual TLS, require the
+        client certificates the other listeners require)."""
+        self._ssl_context = ssl_context
         self._registry = registry
         self._readiness = readiness
         self._host = host
@@ -66,7 +71,9 @@ class HttpEndpoint:
             self._extend(app)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
-        site = web.TCPSite(runner, self._host, self._wanted_port, reuse_address=True)
+        site = web.TCPSite(
+            runner, self._host, self._wanted_port, reuse_address=True, ssl_context=self._ssl_context
+        )
         try:
             await site.start()
         except BaseException:
