@@ -262,6 +262,16 @@ def test_no_records_is_invalid_argument(stubs: Stubs) -> None:
     assert "no records" in str(caught.value.details())
 
 
+def test_a_timestamp_beyond_the_year_9999_refuses_the_call_as_invalid_timestamp(stubs: Stubs) -> None:
+    for wild in (-(2**63), 2**63 - 1, 253_402_300_800_000):
+        with pytest.raises(grpc.RpcError) as caught:
+            publish(stubs, "t", [record(timestamp_ms=NOW_MS), record(timestamp_ms=wild)])
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert error_code(caught.value) == common_pb2.ERROR_CODE_INVALID_TIMESTAMP
+        assert f"timestamp_ms {wild} is beyond the year 9999" in str(caught.value.details())
+    publish(stubs, "t", [record(timestamp_ms=0), record(timestamp_ms=253_402_300_799_999)], partition=0)
+
+
 def test_bad_acks_and_timeout_are_invalid_argument(stubs: Stubs) -> None:
     for fields in ({"acks": 9}, {"timeout_ms": -1}):
         with pytest.raises(grpc.RpcError) as caught:

@@ -19,7 +19,7 @@ from logstore.broker.service.calls import check_not_negative, require
 from logstore.wire.logstore.v1 import common_pb2
 from logstore.wire.logstore.v1 import produce_pb2 as pb
 
-from logstore.errors import UnknownTopicError
+from logstore.errors import InvalidTimestampError, UnknownTopicError
 from logstore.records import BatchBuilder
 
 RECORD_OVERHEAD = 40
@@ -72,10 +72,17 @@ def place(
     return placed
 
 
+MAX_TIMESTAMP_MS = 253_402_300_799_999
+"""The last millisecond of the year 9999. A batch stores its records' timestamps as deltas from the
+first, so timestamps beyond ±this could not even be encoded together; those refuse the call. Negative
+ones within it reach the append, which answers INVALID_TIMESTAMP for the partition as Produce does."""
+
+
 def build_batches(records: Iterable[common_pb2.Record], now_ms: int, max_batch_bytes: int) -> bytes:
     """The records as uncompressed RecordBatch v2 batches back to back, each at most `max_batch_bytes`
     (a record too large for any batch gets one of its own, which the append then refuses as
-    RECORD_TOO_LARGE, exactly as Produce would). Records without a timestamp get `now_ms`.
+    RECORD_TOO_LARGE, exactly as Produce would). Records without a timestamp get `now_ms`; one beyond
+    ±MAX_TIMESTAMP_MS refuses the call (INVALID_TIMESTAMP).
 
     Runs of records without headers go to the builder's `append_many` (its bulk encoder: the same bytes
     as `append`, a few C-level passes instead of a Python call per record); the rest to `append`."""
@@ -96,6 +103,11 @@ def build_batches(records: Iterable[common_pb2.Record], now_ms: int, max_batch_b
             value = None
         if not timestamp and not record.HasField("timestamp_ms"):
             timestamp = now_ms
+        elif not -MAX_TIMESTAMP_MS <= timestamp <= MAX_TIMESTAMP_MS:
+            raise InvalidTimestampError(
+                f"timestamp_ms {timestamp} is beyond the year 9999 ({MAX_TIMESTAMP_MS} ms since 1970); give "
+                "milliseconds since 1970, or leave it unset for the broker's time"
+            )
         if headers:
             record_size += sum(HEADER_OVERHEAD + len(h.key.encode()) + len(h.value) for h in headers)
         if size != empty_size and size + record_size > max_batch_bytes:
