@@ -20,6 +20,7 @@ from logstore.broker.observability import BrokerMetrics, HttpEndpoint, Readiness
 from logstore.broker.server import BindError
 from logstore.broker.settings import Settings, SettingsError, from_arguments, load
 from logstore.client import AcknowledgeType, Admin, Consumer, ShareConsumer, TopicPartition
+from logstore.wire.logstore.v1 import fetch_pb2
 from prometheus_client.parser import text_string_to_metric_families
 
 from logstore.records import build_batch
@@ -326,3 +327,17 @@ def test_an_http_port_in_use_stops_the_start_with_a_message(start_broker: StartB
         port = taken.getsockname()[1]
         with pytest.raises(BindError, match=f"cannot serve HTTP \\(/metrics\\) on 127.0.0.1:{port}"):
             start_broker(http_port=port)
+
+
+def test_fetch_records_counts_the_plain_records_it_hands_out(broker: EmbeddedBroker, stubs: Stubs) -> None:
+    stubs.create_topic("plain")
+    produce_batches(stubs, "plain", batches=2)
+    before = scrape(broker)
+    request = fetch_pb2.FetchRecordsRequest(topic="plain", partition=0, offset=0, max_records=300)
+    records = stubs.fetch.FetchRecords(request).records
+    assert len(records) == 300
+    after = scrape(broker)
+    assert grew(before, after, "logstore_topic_records_out_total", topic="plain") == 300
+    assert grew(before, after, "logstore_topic_bytes_out_total", topic="plain") == sum(
+        len(r.key) + len(r.value) for r in records
+    )

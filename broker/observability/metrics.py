@@ -192,6 +192,14 @@ class BrokerMetrics:
                 bytes_out.inc(len(read.records))
                 records_out.inc(record_count(read.records))
 
+    def records_fetched(self, listener: str, topic: str, records: int, size: int) -> None:
+        """Count plain records handed out one by one (FetchRecords): `size` is their keys', values' and
+        headers' bytes, since no batch is sent."""
+        if records:
+            _, _, bytes_out, records_out = self._topic(topic)
+            bytes_out.inc(size)
+            records_out.inc(records)
+
     def share_fetched(self, listener: str, partitions: Sequence[AcquiredRecords]) -> None:
         """Count a share fetch's batches (whole batches, as a fetch counts them)."""
         for acquired in partitions:
@@ -256,6 +264,9 @@ class DisabledMetrics(BrokerMetrics):
         pass
 
     def fetched(self, listener: str, reads: Sequence[PartitionRead]) -> None:
+        pass
+
+    def records_fetched(self, listener: str, topic: str, records: int, size: int) -> None:
         pass
 
     def share_fetched(self, listener: str, partitions: Sequence[AcquiredRecords]) -> None:

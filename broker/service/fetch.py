@@ -181,4 +181,11 @@ class FetchService(fetch_pb2_grpc.FetchServiceServicer):
     ) -> pb.FetchRecordsResponse:
         """One partition as plain records, decoded by the broker (see `fetch_records`)."""
         lease = call_lease(self._answers, context)
-        return await self._records.fetch(request, lease)
+        response = await self._records.fetch(request, lease)
+        if self._metrics.enabled and response.records:
+            size = sum(
+                len(r.key) + len(r.value) + sum(len(h.key) + len(h.value) for h in r.headers)
+                for r in response.records
+            )
+            self._metrics.records_fetched("grpc", request.topic, len(response.records), size)
+        return response
