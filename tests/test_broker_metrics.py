@@ -223,6 +223,31 @@ def test_readyz_says_why_it_is_not_ready() -> None:
     assert asyncio.run(run()) == [(503, "starting\n"), (200, "ready\n"), (503, "stopping\n"), (200, "ok\n")]
 
 
+def test_a_client_that_sends_nothing_or_half_a_request_is_closed() -> None:
+    """A slow client cannot hold the HTTP port's connections: silent or half a head, it is let go."""
+
+    def closed_by_the_broker(port: int, payload: bytes) -> bool:
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as client:
+            client.sendall(payload)
+            return client.recv(100) == b""  # end of stream; without the timeout this waits 30 s, then raises
+
+    async def run() -> list[bool]:
+        endpoint = HttpEndpoint(
+            BrokerMetrics().registry, Readiness(), host="127.0.0.1", port=0, idle_timeout_s=0.5
+        )
+        await endpoint.start()
+        assert endpoint.port is not None
+        try:
+            return [
+                await asyncio.to_thread(closed_by_the_broker, endpoint.port, payload)
+                for payload in (b"", b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+            ]
+        finally:
+            await endpoint.stop()
+
+    assert asyncio.run(run()) == [True, True]
+
+
 def listening_ports(pid: int) -> set[int]:
     """TCP ports process `pid` listens on, from /proc (its socket inodes matched to LISTEN entries)."""
     inodes = set()

@@ -20,6 +20,9 @@ from prometheus_client.exposition import choose_encoder
 log = logging.getLogger("logstore.broker.http")
 
 MAX_HEAD_BYTES = 16 * 1024
+IDLE_TIMEOUT_S = 10.0
+"""A connection that sends no request (or only part of one) for this long is closed, as is one idle
+this long between requests: a client cannot hold connections open by saying nothing."""
 """Longest request line and header field accepted (aiohttp answers 400 past it)."""
 
 
@@ -48,10 +51,12 @@ class HttpEndpoint:
         port: int,
         extend: Callable[[web.Application], None] | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        idle_timeout_s: float = IDLE_TIMEOUT_S,
     ) -> None:
         """`ssl_context`: serve HTTPS with the broker's certificate (and, with mutual TLS, require the
         client certificates the other listeners require)."""
         self._ssl_context = ssl_context
+        self._idle_timeout_s = idle_timeout_s
         self._registry = registry
         self._readiness = readiness
         self._host = host
@@ -69,7 +74,11 @@ class HttpEndpoint:
         app.router.add_get("/readyz", self._readyz)
         if self._extend is not None:
             self._extend(app)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # aiohttp's keep-alive timer also runs from the connection's start, so it bounds a silent client
+        # or a half-sent request head, not only the wait between requests.
+        runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, keepalive_timeout=self._idle_timeout_s
+        )
         await runner.setup()
         site = web.TCPSite(
             runner, self._host, self._wanted_port, reuse_address=True, ssl_context=self._ssl_context
