@@ -27,7 +27,7 @@ from logstore.client.aio.group import AsyncGroupCoordinator
 from logstore.client.consumer.config import ConsumerConfig
 from logstore.client.consumer.fetcher import Fetcher
 from logstore.client.consumer.offsets import SPECS, list_offsets
-from logstore.client.consumer.records import ConsumerRecord, with_deserializers
+from logstore.client.consumer.records import ConsumerRecord, deserialize
 from logstore.client.consumer.subscription import SubscriptionState
 from logstore.client.groups.driver import ConsumerRebalanceListener
 from logstore.client.shared.backoff import Backoff
@@ -36,7 +36,6 @@ from logstore.client.shared.errors import (
     ClosedError,
     IllegalStateError,
     NoOffsetForPartitionError,
-    SerializationError,
     error_from_rpc,
 )
 from logstore.client.shared.metrics import consumer_meter
@@ -376,14 +375,7 @@ class AsyncConsumer:
             raise StopAsyncIteration from None
 
     def _deserialize(self, records: list[ConsumerRecord]) -> None:
-        try:
-            with_deserializers(records, self._key_deserializer, self._value_deserializer)
-        except SerializationError:
-            raise
-        except Exception as exc:
-            raise SerializationError(
-                f"a deserializer failed on a record of {records[0].topic_partition}: {exc!r}"
-            ) from exc
+        deserialize(records, self._key_deserializer, self._value_deserializer)
 
     # --- positions and commits -------------------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ import grpc
 from logstore.client.consumer.config import FOREVER, ConsumerConfig
 from logstore.client.consumer.fetcher import Fetcher
 from logstore.client.consumer.offsets import EARLIEST, LATEST, SPECS, TIMESTAMP, list_offsets
-from logstore.client.consumer.records import DECODE_CHUNK, ConsumerRecord, with_deserializers
+from logstore.client.consumer.records import DECODE_CHUNK, ConsumerRecord, deserialize
 from logstore.client.consumer.subscription import SubscriptionState
 from logstore.client.groups.driver import CommitCallback, ConsumerRebalanceListener, GroupCoordinator
 from logstore.client.shared.backoff import Backoff
@@ -32,7 +32,6 @@ from logstore.client.shared.errors import (
     ClosedError,
     IllegalStateError,
     NoOffsetForPartitionError,
-    SerializationError,
 )
 from logstore.client.shared.metadata import describe_topic
 from logstore.client.shared.options import refuse_unknown_options
@@ -303,14 +302,7 @@ class Consumer:
                     return records
 
     def _deserialize(self, records: list[ConsumerRecord]) -> None:
-        try:
-            with_deserializers(records, self._key_deserializer, self._value_deserializer)
-        except SerializationError:
-            raise
-        except Exception as exc:
-            raise SerializationError(
-                f"a deserializer failed on a record of {records[0].topic_partition}: {exc!r}"
-            ) from exc
+        deserialize(records, self._key_deserializer, self._value_deserializer)
 
     def __iter__(self) -> Iterator[ConsumerRecord]:
         """Records one by one, waiting for more; stops after ``consumer_timeout_ms`` without any (default:

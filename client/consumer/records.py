@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
+from logstore.client.shared.errors import SerializationError
 from logstore.client.shared.types import TopicPartition
 
 from logstore.records import CREATE_TIME, BatchHeader, Record, decode_batch, decode_batch_chunks, iter_headers
@@ -147,3 +148,18 @@ def with_deserializers(
     if value_deserializer is not None:
         for record in records:
             record.value = value_deserializer(record.value)  # type: ignore[operator]
+
+
+def deserialize(
+    records: Sequence[ConsumerRecord], key_deserializer: object, value_deserializer: object
+) -> None:
+    """`with_deserializers` for a consumer's poll: a deserializer's own failure is raised as
+    SerializationError naming the partition (the error a consumer promises), the record left as it was."""
+    try:
+        with_deserializers(records, key_deserializer, value_deserializer)
+    except SerializationError:
+        raise
+    except Exception as exc:
+        raise SerializationError(
+            f"a deserializer failed on a record of {records[0].topic_partition}: {exc!r}"
+        ) from exc
