@@ -16,14 +16,14 @@ from dataclasses import dataclass, field
 import grpc
 from logstore.client.consumer.subscription import RESET_STRATEGIES
 from logstore.client.shared.connection import DEFAULT_BOOTSTRAP
-from logstore.client.shared.security import Security, security_of
+from logstore.client.shared.security import Security, SecurityOptions, security_of
 from logstore.client.shared.serde import Deserializer, resolve_deserializer
 
 FOREVER = float("inf")
 
 
 @dataclass(frozen=True, slots=True)
-class ConsumerConfig:
+class ConsumerConfig(SecurityOptions):
     """Every consumer option; the ``*_s`` fields are derived from the ``*_ms`` ones."""
 
     bootstrap_servers: str | list[str] = DEFAULT_BOOTSTRAP
@@ -51,14 +51,6 @@ class ConsumerConfig:
     session_timeout_ms: int | None = None
     heartbeat_interval_ms: int | None = None
     max_poll_interval_ms: int | None = 300_000
-    security_protocol: str = "PLAINTEXT"
-    ssl_cafile: str | None = None
-    ssl_certfile: str | None = None
-    ssl_keyfile: str | None = None
-    channel_credentials: grpc.ChannelCredentials | None = None
-    sasl_mechanism: str | None = None
-    sasl_plain_username: str | None = None
-    sasl_plain_password: str | None = field(default=None, repr=False)
 
     request_timeout_s: float = field(init=False)
     consumer_timeout_s: float = field(init=False)

@@ -16,9 +16,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import InitVar, dataclass, field
 from typing import Any
 
-import grpc
 from logstore.client.shared.connection import DEFAULT_BOOTSTRAP, Interceptor
-from logstore.client.shared.security import Security, security_of
+from logstore.client.shared.security import Security, SecurityOptions, security_of
 from logstore.client.shared.serde import Serializer, resolve_serializer
 
 from logstore.records import GZIP, LZ4, NONE, SNAPPY, ZSTD
@@ -44,7 +43,7 @@ def _compression_refusal(name: str, codec: object) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class ProducerConfig:
+class ProducerConfig(SecurityOptions):
     """Every producer option, validated; the ``*_s`` fields and ``compression`` are derived from them.
 
     ``spelled`` (not stored) maps a field to the name the caller used for it (``Producer``'s shorter
@@ -72,14 +71,6 @@ class ProducerConfig:
     metadata_max_age_ms: float = 300_000
     client_id: str | None = None
     interceptors: Sequence[Interceptor] = ()
-    security_protocol: str = "PLAINTEXT"
-    ssl_cafile: str | None = None
-    ssl_certfile: str | None = None
-    ssl_keyfile: str | None = None
-    channel_credentials: grpc.ChannelCredentials | None = None
-    sasl_mechanism: str | None = None
-    sasl_plain_username: str | None = None
-    sasl_plain_password: str | None = field(default=None, repr=False)
     produce_transport: str = DEFAULT_PRODUCE_TRANSPORT
     """How the threaded Producer carries its requests: ``"stream"``, in order on one long-lived
     ProduceStream (an idempotent producer then keeps several requests of a partition in flight), or

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import grpc
 from logstore.client.consumer.config import FOREVER
 from logstore.client.shared.connection import DEFAULT_BOOTSTRAP
-from logstore.client.shared.security import Security, security_of
+from logstore.client.shared.security import Security, SecurityOptions, security_of
 from logstore.client.shared.serde import Deserializer, resolve_deserializer
 from logstore.wire.logstore.v1 import share_pb2
 
@@ -22,7 +22,7 @@ ACQUIRE_MODES = {
 
 
 @dataclass(frozen=True, slots=True)
-class ShareConsumerConfig:
+class ShareConsumerConfig(SecurityOptions):
     """Every share consumer option; ``acquire_mode`` and the ``*_s`` fields are derived."""
 
     group_id: str
@@ -41,14 +41,6 @@ class ShareConsumerConfig:
     retry_backoff_max_ms: float = 1000
     consumer_timeout_ms: float = FOREVER
     interceptors: Sequence[grpc.UnaryUnaryClientInterceptor] = ()
-    security_protocol: str = "PLAINTEXT"
-    ssl_cafile: str | None = None
-    ssl_certfile: str | None = None
-    ssl_keyfile: str | None = None
-    channel_credentials: grpc.ChannelCredentials | None = None
-    sasl_mechanism: str | None = None
-    sasl_plain_username: str | None = None
-    sasl_plain_password: str | None = field(default=None, repr=False)
 
     implicit: bool = field(init=False)
     acquire_mode: int = field(init=False)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +29,10 @@ AUTHORIZATION = "authorization"
 """The metadata key of a call's credentials (lower case, as gRPC requires)."""
 
 
-@dataclass(frozen=True)
-class Security:
-    """A client's security options, checked; immutable, so safe to share between threads.
-
-    ``credentials`` (derived) is the channel's transport security, None for plaintext;
-    ``metadata`` (derived) the entries every call carries, empty without SASL."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SecurityOptions:
+    """The security options every client takes, kafka-python's names (keyword-only): the fields of
+    `Security`, and of each client's config, which builds its `Security` from them (`security_of`)."""
 
     security_protocol: str = "PLAINTEXT"
     ssl_cafile: str | None = None
@@ -44,6 +42,14 @@ class Security:
     sasl_mechanism: str | None = None
     sasl_plain_username: str | None = None
     sasl_plain_password: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class Security(SecurityOptions):
+    """A client's security options, checked; immutable, so safe to share between threads.
+
+    ``credentials`` (derived) is the channel's transport security, None for plaintext;
+    ``metadata`` (derived) the entries every call carries, empty without SASL."""
 
     credentials: grpc.ChannelCredentials | None = field(init=False, repr=False)
     metadata: tuple[tuple[str, str], ...] = field(init=False, repr=False)
@@ -242,16 +248,7 @@ def _aio_details(details: Any, extra: tuple[tuple[str, str], ...]) -> Any:
     return details._replace(metadata=metadata)
 
 
-SECURITY_OPTIONS = (
-    "security_protocol",
-    "ssl_cafile",
-    "ssl_certfile",
-    "ssl_keyfile",
-    "channel_credentials",
-    "sasl_mechanism",
-    "sasl_plain_username",
-    "sasl_plain_password",
-)
+SECURITY_OPTIONS = tuple(f.name for f in fields(SecurityOptions))
 """The options every client takes (and its config keeps) under these names."""
 
 
