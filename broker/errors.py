@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import grpc
+from logstore.broker.cluster import errors as cluster
 from logstore.broker.domain import errors as broker
 from logstore.broker.group_machine import errors as groups
 from logstore.broker.share_machine import errors as shares
@@ -109,6 +110,27 @@ TABLE: dict[type[BaseException], ErrorMapping] = {
     broker.UnknownUserError: ErrorMapping(Status.NOT_FOUND, common.ERROR_CODE_RESOURCE_NOT_FOUND),
     broker.UserExistsError: ErrorMapping(Status.ALREADY_EXISTS, common.ERROR_CODE_DUPLICATE_RESOURCE),
     broker.SecurityStoreError: ErrorMapping(Status.UNAVAILABLE, common.ERROR_CODE_STORAGE_ERROR),  # start-up
+    # a cluster: the request reached a broker that does not lead, or the replicas are too few
+    broker.NotLeaderOrFollowerError: ErrorMapping(
+        Status.FAILED_PRECONDITION, common.ERROR_CODE_NOT_LEADER_OR_FOLLOWER
+    ),
+    broker.NotEnoughReplicasError: ErrorMapping(Status.UNAVAILABLE, common.ERROR_CODE_NOT_ENOUGH_REPLICAS),
+    broker.NotEnoughReplicasAfterAppendError: ErrorMapping(
+        Status.UNAVAILABLE, common.ERROR_CODE_NOT_ENOUGH_REPLICAS_AFTER_APPEND
+    ),
+    broker.FencedLeaderEpochError: ErrorMapping(
+        Status.FAILED_PRECONDITION, common.ERROR_CODE_FENCED_LEADER_EPOCH
+    ),
+    broker.UnknownLeaderEpochError: ErrorMapping(Status.UNAVAILABLE, common.ERROR_CODE_UNKNOWN_LEADER_EPOCH),
+    broker.NotCoordinatorError: ErrorMapping(Status.FAILED_PRECONDITION, common.ERROR_CODE_NOT_COORDINATOR),
+    cluster.NotControllerError: ErrorMapping(Status.UNAVAILABLE, common.ERROR_CODE_NOT_CONTROLLER),
+    cluster.InvalidReplicationFactorError: ErrorMapping(
+        Status.INVALID_ARGUMENT, common.ERROR_CODE_INVALID_REPLICATION_FACTOR
+    ),
+    cluster.ClusterMetadataError: ErrorMapping(Status.UNAVAILABLE, common.ERROR_CODE_NOT_AVAILABLE),
+    cluster.StalePartitionStateError: ErrorMapping(
+        Status.FAILED_PRECONDITION, common.ERROR_CODE_FENCED_LEADER_EPOCH
+    ),
     # the broker or its disk: retrying later may work
     broker.RequestTimedOutError: ErrorMapping(Status.DEADLINE_EXCEEDED, common.ERROR_CODE_REQUEST_TIMED_OUT),
     broker.ShuttingDownError: ErrorMapping(Status.UNAVAILABLE, common.ERROR_CODE_NOT_AVAILABLE),

@@ -20,6 +20,7 @@ from grpc_reflection.v1alpha import reflection
 from logstore.broker.auth.security import Security
 from logstore.broker.auth.store import SecurityStore
 from logstore.broker.console import Console
+from logstore.broker.domain.cluster_info import SingleBroker
 from logstore.broker.domain.core import BrokerCore
 from logstore.broker.domain.groups.offset_store import _OFFSETS_TOPIC_CONFIG as OFFSETS_TOPIC_CONFIG
 from logstore.broker.domain.groups.offset_store import OFFSETS_TOPIC
@@ -202,6 +203,8 @@ class BrokerServer:
             await self._stop_http()
             manager.close()
             raise
+        if isinstance(self.core.cluster, SingleBroker):
+            self.core.cluster.endpoints = {item["name"]: item["address"] for item in self.listeners()}
         for name in ("", *SERVICE_NAMES):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self.readiness.state = "ready"

@@ -67,3 +67,30 @@ class UserExistsError(BrokerError):
 class SecurityStoreError(BrokerError):
     """`users.json` or `acls.json` in the data directory cannot be read or is not valid; the broker
     refuses to start rather than serve with fewer users or permissions than were granted."""
+
+
+class NotLeaderOrFollowerError(BrokerError):
+    """This broker does not lead the partition (in a cluster): the client's metadata is stale; it should
+    refresh it and send to the leader. Kafka's NOT_LEADER_OR_FOLLOWER."""
+
+
+class NotEnoughReplicasError(BrokerError):
+    """acks=all with fewer in-sync replicas than min.insync.replicas: nothing was written."""
+
+
+class NotEnoughReplicasAfterAppendError(BrokerError):
+    """acks=all: written on the leader, but the ISR shrank below min.insync.replicas before the batch
+    was replicated; the write may or may not survive a failover, so the producer retries."""
+
+
+class FencedLeaderEpochError(BrokerError):
+    """A request named an older leader epoch than this leader's: the sender's metadata is stale."""
+
+
+class UnknownLeaderEpochError(BrokerError):
+    """A request named a newer leader epoch than this broker knows: its metadata is behind; retry."""
+
+
+class NotCoordinatorError(BrokerError):
+    """This broker is not the coordinator of the group (in a cluster, the coordinator lives on the
+    leader of the group's internal-topic partition and moves with it): find it again and retry."""

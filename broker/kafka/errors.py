@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from kio.schema.errors import ErrorCode
 from logstore.broker.classic_group_machine import errors as classic
+from logstore.broker.cluster import errors as cluster
 from logstore.broker.domain import errors as broker
 from logstore.broker.group_machine import errors as groups
 from logstore.broker.kafka import share_sessions as sessions
@@ -69,6 +70,17 @@ TABLE: dict[type[BaseException], ErrorCode] = {
     broker.UnknownUserError: ErrorCode.resource_not_found,
     broker.UserExistsError: ErrorCode.duplicate_resource,
     broker.SecurityStoreError: ErrorCode.kafka_storage_error,
+    # a cluster: the request reached a broker that does not lead, or the replicas are too few
+    broker.NotLeaderOrFollowerError: ErrorCode.not_leader_or_follower,
+    broker.NotEnoughReplicasError: ErrorCode.not_enough_replicas,
+    broker.NotEnoughReplicasAfterAppendError: ErrorCode.not_enough_replicas_after_append,
+    broker.FencedLeaderEpochError: ErrorCode.fenced_leader_epoch,
+    broker.UnknownLeaderEpochError: ErrorCode.unknown_leader_epoch,
+    broker.NotCoordinatorError: ErrorCode.not_coordinator,
+    cluster.NotControllerError: ErrorCode.not_controller,
+    cluster.InvalidReplicationFactorError: ErrorCode.invalid_replication_factor,
+    cluster.ClusterMetadataError: ErrorCode.unknown_server_error,
+    cluster.StalePartitionStateError: ErrorCode.fenced_leader_epoch,
     # the broker or its disk: retrying later may work. A stopping broker answers as a partition leader
     # that went away does (LEADER_NOT_AVAILABLE): clients refresh metadata and retry.
     broker.RequestTimedOutError: ErrorCode.request_timed_out,

@@ -100,7 +100,59 @@ class UnknownBrokerError(ClientError):
     retriable = True
 
 
+class InvalidMetadataError(ClientError):
+    """The broker's answer says the client's picture of the cluster is out of date (a partition's
+    leader moved, a coordinator moved): refresh metadata and retry. kafka-python's habit."""
+
+    retriable = True
+
+
+@wire_code(common_pb2.ERROR_CODE_NOT_LEADER_OR_FOLLOWER)
+class NotLeaderOrFollowerError(InvalidMetadataError):
+    """The broker asked does not lead the partition; the client refreshes metadata and sends to the leader."""
+
+
+@wire_code(common_pb2.ERROR_CODE_FENCED_LEADER_EPOCH)
+class FencedLeaderEpochError(InvalidMetadataError):
+    """The request named an older leader epoch than the leader's: metadata is stale."""
+
+
+@wire_code(common_pb2.ERROR_CODE_UNKNOWN_LEADER_EPOCH)
+class UnknownLeaderEpochError(InvalidMetadataError):
+    """The request named a newer leader epoch than the broker knows: it is behind; retry."""
+
+
+@wire_code(common_pb2.ERROR_CODE_NOT_COORDINATOR)
+class NotCoordinatorError(InvalidMetadataError):
+    """The broker asked is not the group's coordinator (it moved); find it again and retry."""
+
+
+@wire_code(common_pb2.ERROR_CODE_NOT_CONTROLLER)
+class NotControllerError(InvalidMetadataError):
+    """The call reached a broker that is no longer the cluster's controller; retry."""
+
+
+@wire_code(common_pb2.ERROR_CODE_NOT_ENOUGH_REPLICAS)
+class NotEnoughReplicasError(ClientError):
+    """acks=all: the partition has fewer in-sync replicas than min.insync.replicas; nothing was written."""
+
+    retriable = True
+
+
+@wire_code(common_pb2.ERROR_CODE_NOT_ENOUGH_REPLICAS_AFTER_APPEND)
+class NotEnoughReplicasAfterAppendError(ClientError):
+    """acks=all: written on the leader, but the in-sync replicas fell below min.insync.replicas before
+    it was replicated (an idempotent producer's retry is deduplicated)."""
+
+    retriable = True
+
+
 # --- not retriable: the request must change -------------------------------------------------------------
+
+
+@wire_code(common_pb2.ERROR_CODE_INVALID_REPLICATION_FACTOR)
+class InvalidReplicationFactorError(ClientError):
+    """The replication factor is below 1 or above the number of live brokers."""
 
 
 class BrokerInternalError(ClientError):
