@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from logstore.broker.classic_group_machine.model import ClassicConfig
-from logstore.broker.domain.cluster_info import ClusterInfo, SingleBroker
+from logstore.broker.domain.cluster_info import ClusterInfo
 from logstore.broker.domain.durability import Flusher
 from logstore.broker.domain.errors import ShuttingDownError
 from logstore.broker.domain.fetch import Reader
@@ -112,8 +112,15 @@ class BrokerCore:
         self.topics.on_change = self._topic_changed
         self.shutting_down = False
         self._on_shutdown: set[Callable[[], None]] = set()
-        self.cluster: ClusterInfo = SingleBroker()
-        """Who leads what: this broker alone, or (with `--etcd`) the cluster node's view."""
+
+    @property
+    def cluster(self) -> ClusterInfo:
+        """Who leads what: this broker alone (`SingleBroker`), or with `--etcd` the cluster node's view."""
+        return self.topics.cluster
+
+    @cluster.setter
+    def cluster(self, cluster: ClusterInfo) -> None:
+        self.topics.cluster = cluster
 
     def when_shutting_down(self, callback: Callable[[], None]) -> Callable[[], None]:
         """Call `callback` once when the shutdown begins (now, if it has); returns the function that

@@ -30,6 +30,7 @@ def read_partition(topics: Topics, spec: FetchSpec, budget: int, have_data: bool
             raise InvalidRequestError(
                 f"{topic}-{partition}: max_bytes must be positive, not {spec.max_bytes}"
             )
+        topics.cluster.check_leader(topic, partition)
         partition_log = topics.log(topic, partition)
         if have_data and budget <= 0:
             start, end = partition_log.log_start_offset, partition_log.log_end_offset
@@ -92,6 +93,7 @@ class Reader:
     def _lookup(self, query: OffsetQuery) -> OffsetAnswer:
         topic, partition = query.topic, query.partition
         try:
+            self._topics.cluster.check_leader(topic, partition)
             partition_log = self._topics.log(topic, partition)
             if query.spec is OffsetSpec.EARLIEST:
                 return OffsetAnswer(topic, partition, partition_log.log_start_offset)

@@ -65,6 +65,7 @@ class Appender:
     def _append(self, entry: ProduceEntry) -> tuple[AppendOutcome, Log | None, int]:
         """Append one entry; returns its outcome, and the Log and end offset to flush (if it worked)."""
         try:
+            self._topics.cluster.check_leader(entry.topic, entry.partition)
             partition_log = self._topics.log_for_produce(entry.topic, entry.partition)
             result = partition_log.append(entry.records)
         except EXPECTED_ERRORS as exc:

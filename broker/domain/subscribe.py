@@ -42,6 +42,7 @@ class Subscriptions:
         return positions
 
     def _start_offset(self, start: SubscribeStart) -> int:
+        self._topics.cluster.check_leader(start.topic, start.partition)
         partition_log = self._topics.log(start.topic, start.partition)
         first, end = partition_log.log_start_offset, partition_log.log_end_offset
         if start.start_from is StartFrom.EARLIEST:

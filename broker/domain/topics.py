@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping
 
+from logstore.broker.domain.cluster_info import ClusterInfo, SingleBroker
 from logstore.broker.domain.errors import CannotShrinkTopicError, InternalTopicError
 from logstore.broker.domain.values import PartitionOffsets, TopicSummary, TopicView
 from logstore.broker.domain.waiters import AppendWaiters
@@ -47,6 +48,8 @@ class Topics:
         reconfigured by clients."""
         self.on_change: Callable[[str], None] = lambda name: None
         """Called with a topic's name after it is created (also automatically), deleted or grown."""
+        self.cluster: ClusterInfo = SingleBroker()
+        """Who leads what; the client-facing data path asks `check_leader` before it appends or reads."""
 
     # --- admin ------------------------------------------------------------------------------------------
 
