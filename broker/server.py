@@ -28,6 +28,7 @@ from logstore.broker.domain.share.state_store import STATE_TOPIC, STATE_TOPIC_CO
 from logstore.broker.kafka import KafkaListener
 from logstore.broker.malloc import keep_large_buffers, release_free_memory
 from logstore.broker.observability import DISABLED, BrokerMetrics, HttpEndpoint, Readiness, StateCollector
+from logstore.broker.replication.node import ClusterNode
 from logstore.broker.service import SERVICE_NAMES, add_services
 from logstore.broker.service.answers import AnswerBudget
 from logstore.broker.settings import Settings, SettingsError
@@ -112,6 +113,8 @@ class BrokerServer:
         self._stopped = False
         self.tls: ServerTls | None = None
         """The certificates both listeners serve, None for plaintext (read at start)."""
+        self.cluster: ClusterNode | None = None
+        """This broker's membership of its etcd cluster (`--etcd`); None for a single broker."""
 
     @property
     def address(self) -> str:
@@ -174,6 +177,7 @@ class BrokerServer:
                 metrics=self.metrics,
                 security=self.security,
                 require_auth=settings.require_auth,
+                replicas=lambda: self.cluster.replicas if self.cluster is not None else None,
             )
             self._health = health.aio.HealthServicer()
             health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
@@ -194,7 +198,12 @@ class BrokerServer:
             self._server = server
             if settings.serves_kafka:
                 await self._start_kafka()
+            if settings.clustered:
+                await self._join_cluster()
         except BaseException:
+            if self.cluster is not None:
+                await self.cluster.stop()
+                self.cluster = None
             if self._server is not None:
                 await self._server.stop(0)
                 self._server = None
@@ -216,6 +225,18 @@ class BrokerServer:
             settings.data_dir,
         )
         self._warn_if_exposed()
+
+    async def _join_cluster(self) -> None:
+        """Register in etcd with the addresses clients and brokers should use, and start following."""
+        assert self.core is not None and self.port is not None
+        settings = self.settings
+        endpoints = {"grpc": settings.advertised(self.port)}
+        if self.kafka is not None and self.kafka.port is not None:
+            endpoints["kafka"] = settings.advertised(self.kafka.port)
+        if self.http is not None and self.http.port is not None:
+            endpoints["http"] = settings.advertised(self.http.port)
+        self.cluster = ClusterNode(self.core, settings, endpoints)
+        await self.cluster.start()
 
     async def _start_http(self) -> None:
         settings = self.settings
@@ -373,6 +394,8 @@ class BrokerServer:
         self.readiness.state = "stopping"
         assert self._health is not None
         await self._health.enter_graceful_shutdown()
+        if self.cluster is not None:  # first: hand leadership over while the listeners still answer
+            await self.cluster.stop()
         self.core.begin_shutdown()
         if self.answers is not None:
             self.answers.close()

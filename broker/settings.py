@@ -156,6 +156,28 @@ class Settings:
     super_users: str = ""
     """Comma-separated principals (`User:admin,User:ops`) that every ACL check lets through, and the only
     ones that may manage users and ACLs while `require_auth` is on."""
+    broker_id: int = -1
+    """This broker's id in its cluster (`--broker-id`); -1 with no `etcd`: a single broker."""
+    etcd: str = ""
+    """Comma-separated etcd endpoints (`http://127.0.0.1:2379`); set, the broker joins that cluster."""
+    cluster_root: str = "/logstore"
+    """The etcd key prefix of the cluster: one cluster per prefix, so clusters may share an etcd."""
+    advertised_host: str = ""
+    """The host clients and other brokers are told to reach this broker at; empty: `host`."""
+    broker_session_timeout_ms: int = 6_000
+    """A broker not heard from by etcd for this long is dead: its lease expires, its partitions move
+    (Kafka's broker.session.timeout.ms). Also the controller lease."""
+    replica_lag_time_max_ms: int = 10_000
+    """A follower not caught up for this long leaves the ISR (Kafka's replica.lag.time.max.ms)."""
+    default_replication_factor: int = 1
+    """Replicas of a topic created without a replication factor (Kafka's default.replication.factor)."""
+    min_insync_replicas: int = 1
+    """acks=all needs at least this many in-sync replicas (Kafka's min.insync.replicas)."""
+    internal_replication_factor: int = 3
+    """Replicas of the internal topics (`__consumer_offsets`, share state), at most the live brokers
+    when first created (Kafka's offsets.topic.replication.factor)."""
+    unclean_leader_election: bool = False
+    """Let an out-of-sync replica lead when no in-sync one is alive (loses acknowledged records)."""
 
     def __post_init__(self) -> None:
         _check_range("port", self.port, 0, 65535)
@@ -235,6 +257,7 @@ class Settings:
             kind, sep, name = principal.partition(":")
             if kind != "User" or not sep or not name or name == "*":
                 raise SettingsError(f"super_users: {principal!r} is not a principal like User:admin")
+        self._check_cluster()
         if self.log_level.upper() not in LOG_LEVELS:
             raise SettingsError(f"log_level must be one of {', '.join(LOG_LEVELS)}, not {self.log_level!r}")
         batch = self.topic_config().max_message_bytes
@@ -244,6 +267,57 @@ class Settings:
                 f"({self.max_request_bytes}); raise max_request_bytes to at least "
                 f"{batch + REQUEST_FRAMING_BYTES} or lower max.message.bytes in topic_defaults"
             )
+
+    def _check_cluster(self) -> None:
+        if not self.etcd:
+            if self.broker_id != -1:
+                raise SettingsError(
+                    "broker_id is set but etcd is not: a broker joins a cluster with --etcd URL"
+                )
+            return
+        _check_range("broker_id", self.broker_id, 0, 2**31 - 1)
+        if self.tls_cert or self.require_auth:
+            raise SettingsError(
+                "a cluster (etcd) with TLS or require_auth is not supported yet: brokers replicate to each "
+                "other over plaintext gRPC without credentials; run the cluster on a private network"
+            )
+        if self.host in ("0.0.0.0", "::", "") and not self.advertised_host:
+            raise SettingsError(
+                f"host {self.host!r} listens on every address: say which one clients and other brokers "
+                "should connect to with --advertised-host"
+            )
+        for endpoint in self.etcd_endpoints:
+            host, sep, port = endpoint.rpartition(":")
+            if not sep or not host or not port.isdigit():
+                raise SettingsError(f"etcd endpoint {endpoint!r} is not http://HOST:PORT")
+        if not self.cluster_root.startswith("/") or self.cluster_root.endswith("/"):
+            raise SettingsError(
+                f"cluster_root {self.cluster_root!r} must start with '/' and not end with one"
+            )
+        _check_range("broker_session_timeout_ms", self.broker_session_timeout_ms, 1000, 600_000)
+        _check_range("replica_lag_time_max_ms", self.replica_lag_time_max_ms, 100, 2**31 - 1)
+        _check_range("default_replication_factor", self.default_replication_factor, 1, 64)
+        _check_range("min_insync_replicas", self.min_insync_replicas, 1, 64)
+        _check_range("internal_replication_factor", self.internal_replication_factor, 1, 64)
+
+    @property
+    def clustered(self) -> bool:
+        """Whether the broker joins an etcd-coordinated cluster."""
+        return bool(self.etcd)
+
+    def advertised(self, port: int) -> str:
+        """The address to advertise for a listener bound at `port`."""
+        host = self.advertised_host or self.host
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    @property
+    def etcd_endpoints(self) -> tuple[str, ...]:
+        """`etcd` split at commas, without the scheme."""
+        return tuple(
+            item.strip().removeprefix("http://").removeprefix("https://")
+            for item in self.etcd.split(",")
+            if item.strip()
+        )
 
     @property
     def super_user_list(self) -> tuple[str, ...]:
@@ -534,6 +608,61 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="User:NAME[,User:NAME...]",
         default=given,
         help="principals every ACL check lets through; the only ones that may manage users and ACLs",
+    )
+    cluster = parser.add_argument_group("cluster (with --etcd)")
+    cluster.add_argument(
+        "--broker-id", type=int, default=given, help="this broker's id in the cluster (needs --etcd)"
+    )
+    cluster.add_argument(
+        "--etcd",
+        metavar="http://HOST:PORT[,...]",
+        default=given,
+        help="join the cluster whose metadata this etcd keeps (no flag: a single broker, no etcd)",
+    )
+    cluster.add_argument(
+        "--cluster-root", metavar="PREFIX", default=given, help="the cluster's etcd key prefix (/logstore)"
+    )
+    cluster.add_argument(
+        "--advertised-host",
+        metavar="HOST",
+        default=given,
+        help="the host clients and brokers are told to connect to (default: --host)",
+    )
+    cluster.add_argument(
+        "--broker-session-timeout-ms",
+        type=int,
+        default=given,
+        help="a broker silent to etcd this long is dead and its partitions move (6000)",
+    )
+    cluster.add_argument(
+        "--replica-lag-time-max-ms",
+        type=int,
+        default=given,
+        help="a follower not caught up for this long leaves the ISR (10000)",
+    )
+    cluster.add_argument(
+        "--default-replication-factor",
+        type=int,
+        default=given,
+        help="replicas of a topic created without a replication factor (1)",
+    )
+    cluster.add_argument(
+        "--min-insync-replicas",
+        type=int,
+        default=given,
+        help="in-sync replicas acks=all needs, for topics that do not set min.insync.replicas (1)",
+    )
+    cluster.add_argument(
+        "--internal-replication-factor",
+        type=int,
+        default=given,
+        help="replicas of __consumer_offsets and the share-state topic, at most the live brokers (3)",
+    )
+    cluster.add_argument(
+        "--unclean-leader-election",
+        action=argparse.BooleanOptionalAction,
+        default=given,
+        help="let an out-of-sync replica lead when no in-sync one is alive; loses records (off)",
     )
     parser.add_argument("--log-level", choices=LOG_LEVELS, type=str.upper, default=given, help="(INFO)")
     parser.add_argument(

@@ -11,17 +11,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from logstore.broker.cluster.election import ElectionStatus, Role
 from logstore.broker.cluster.election_driver import ETCD_ERRORS, ControllerElector
-from logstore.broker.cluster.errors import NotControllerError, StalePartitionStateError
-from logstore.broker.cluster.leader_election import initial_state, on_brokers_changed
+from logstore.broker.cluster.errors import (
+    InvalidReplicationFactorError,
+    NotControllerError,
+    StalePartitionStateError,
+)
+from logstore.broker.cluster.leader_election import alter_isr, initial_state, on_brokers_changed
 from logstore.broker.cluster.metadata import PartitionState, TopicAssignment
 from logstore.broker.cluster.placement import assign_replicas
-from logstore.broker.cluster.store import MetadataStore
+from logstore.broker.cluster.store import MetadataStore, TopicExistsInClusterError
 from logstore.broker.cluster.view import ClusterView
+
+log = logging.getLogger(__name__)
 
 
 def reconcile(view: ClusterView, *, unclean: bool = False) -> dict[tuple[str, int], PartitionState]:
@@ -32,6 +39,35 @@ def reconcile(view: ClusterView, *, unclean: bool = False) -> dict[tuple[str, in
         if new is not state:
             writes[where] = new
     return writes
+
+
+def answer_isr_requests(
+    view: ClusterView, writes: dict[tuple[str, int], PartitionState]
+) -> set[tuple[str, int]]:
+    """Accept (into `writes`) or refuse the leaders' pending ISR changes; returns the partitions whose
+    request keys to delete. Pure. A partition that `writes` already changes (its leader died, say) has its
+    request refused: it was decided on the state being replaced."""
+    answered: set[tuple[str, int]] = set()
+    for where, request in sorted(view.isr_requests.items()):
+        answered.add(where)
+        state = view.partitions.get(where)
+        if state is None or where in writes:
+            continue
+        try:
+            new = alter_isr(
+                state,
+                leader=request.leader,
+                leader_epoch=request.leader_epoch,
+                partition_epoch=request.partition_epoch,
+                new_isr=request.isr,
+                live=view.live_brokers,
+            )
+        except StalePartitionStateError as exc:
+            log.info("ISR change of %s-%d refused: %s", where[0], where[1], exc)
+            continue
+        if new is not state:
+            writes[where] = new
+    return answered
 
 
 class Controller:
@@ -77,21 +113,57 @@ class Controller:
         while self.elector.is_controller() and self.elector.status.epoch == epoch:
             self._changed.clear()
             writes = reconcile(self.view, unclean=self.unclean)
-            if writes:
+            answered = answer_isr_requests(self.view, writes)
+            if writes or answered:
                 expected = {w: self.view.partition_revisions.get(w, 0) for w in writes}
                 try:
-                    revision = await self.store.write_partitions(epoch, writes, expected)
+                    revision = await self.store.write_partitions(epoch, writes, expected, answered)
                 except NotControllerError:
                     return
                 except (StalePartitionStateError, *ETCD_ERRORS):
                     revision = self.view.revision + 1  # decide again on a view that has moved on
                 await self._until_seen(revision)
                 continue
+            if self.view.topic_requests:
+                try:
+                    await self._create_requested_topics()
+                except NotControllerError:
+                    return
+                except ETCD_ERRORS:
+                    await asyncio.sleep(self.elector.ttl_s / 6)
+                continue
             async with self._quiet:
                 self.quiet_revision = self.view.revision
                 self._quiet.notify_all()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), self.elector.ttl_s / 3)
+
+    async def _create_requested_topics(self) -> None:
+        """Create every topic a broker asked for (placing it over the live brokers now), then drop the
+        requests. A request that cannot be met (too few live brokers) is dropped with a warning: the
+        asking broker checked it and times out waiting."""
+        for name, request in sorted(self.view.topic_requests.items()):
+            if name not in self.view.topics:
+                try:
+                    await self.create_topic(
+                        name,
+                        request.partitions,
+                        request.replication_factor,
+                        request.min_insync_replicas,
+                        request.config,
+                    )
+                    log.info(
+                        "created topic %s: %d partitions, replication factor %d",
+                        name,
+                        request.partitions,
+                        request.replication_factor,
+                    )
+                except TopicExistsInClusterError:
+                    pass
+                except InvalidReplicationFactorError as exc:
+                    log.warning("cannot create topic %s as asked: %s", name, exc)
+            await self.store.delete_topic_request(name)
+        await self._until_seen(self.view.revision + 1)
 
     async def _until_seen(self, revision: int) -> None:
         while self.view.revision < revision and self.elector.is_controller():
@@ -105,7 +177,12 @@ class Controller:
             await self._quiet.wait_for(lambda: self.quiet_revision >= revision)
 
     async def create_topic(
-        self, name: str, partitions: int, replication_factor: int, min_insync_replicas: int = 1
+        self,
+        name: str,
+        partitions: int,
+        replication_factor: int,
+        min_insync_replicas: int = 1,
+        config: Mapping[str, str] | None = None,
     ) -> TopicAssignment:
         """Place and create a topic (Kafka's random start index and shift), if still controller."""
         status = self.elector.status
@@ -120,7 +197,9 @@ class Controller:
             start_index=self.rng.randrange(count),
             shift=self.rng.randrange(count),
         )
-        assignment = TopicAssignment(tuple(replicas), replication_factor, min_insync_replicas)
+        assignment = TopicAssignment(
+            tuple(replicas), replication_factor, min_insync_replicas, dict(config or {})
+        )
         states = {p: initial_state(r, self.view.live_brokers) for p, r in enumerate(replicas)}
         await self.store.create_topic(status.epoch, name, assignment, states)
         return assignment

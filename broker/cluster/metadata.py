@@ -4,6 +4,8 @@
     <root>/brokers/<id>               BrokerRegistration       lease-bound to that broker's own lease (liveness)
     <root>/topics/<name>              TopicAssignment          replicas per partition, replication config
     <root>/partitions/<name>/<p>      PartitionState           leader, leader epoch, ISR, partition epoch
+    <root>/isr-requests/<name>/<p>    IsrRequest               a leader's ISR change, lease-bound to the leader
+    <root>/topic-requests/<name>      TopicRequest             a broker asks the controller to create a topic
 
 Only the controller writes topics/ and partitions/, and only in a transaction that compares the controller
 key's create revision with its own epoch, so a deposed controller's write is refused by etcd itself.
@@ -57,11 +59,34 @@ class Layout:
     def partition(self, topic: str, partition: int) -> bytes:
         return self.partitions_of(topic) + str(partition).encode()
 
+    @property
+    def topic_requests_prefix(self) -> bytes:
+        return f"{self.root}/topic-requests/".encode()
+
+    def topic_request(self, name: str) -> bytes:
+        return self.topic_requests_prefix + name.encode()
+
+    def parse_topic_request(self, key: bytes) -> str:
+        return _strip(key, self.topic_requests_prefix)
+
+    @property
+    def isr_requests_prefix(self) -> bytes:
+        return f"{self.root}/isr-requests/".encode()
+
+    def isr_request(self, topic: str, partition: int) -> bytes:
+        return self.isr_requests_prefix + f"{topic}/{partition}".encode()
+
+    def parse_isr_request(self, key: bytes) -> tuple[str, int]:
+        return self._topic_partition(key, self.isr_requests_prefix, "an ISR request")
+
     def parse_partition(self, key: bytes) -> tuple[str, int]:
-        rest = _strip(key, self.partitions_prefix)
+        return self._topic_partition(key, self.partitions_prefix, "a partition")
+
+    def _topic_partition(self, key: bytes, prefix: bytes, what: str) -> tuple[str, int]:
+        rest = _strip(key, prefix)
         topic, _, number = rest.rpartition("/")
         if not topic or not number.isdigit():
-            raise ClusterMetadataError(f"{key!r} is not a partition key under {self.root}")
+            raise ClusterMetadataError(f"{key!r} is not {what} key under {self.root}")
         return topic, int(number)
 
     def parse_broker(self, key: bytes) -> int:
@@ -115,28 +140,104 @@ class ControllerRecord:
 
 @dataclass(frozen=True, slots=True)
 class TopicAssignment:
-    """A topic's replica list per partition (index = partition) and its replication settings."""
+    """A topic's replica list per partition (index = partition), its replication settings, and the
+    topic configs it was created with (every replica creates its log with them)."""
 
     replicas: tuple[tuple[int, ...], ...]
     replication_factor: int
     min_insync_replicas: int = 1
+    config: Mapping[str, str] = field(default_factory=dict)
 
     def encode(self) -> bytes:
-        return _dump(
-            {
-                "replicas": [list(r) for r in self.replicas],
-                "replication.factor": self.replication_factor,
-                "min.insync.replicas": self.min_insync_replicas,
-            }
-        )
+        value: dict[str, Any] = {
+            "replicas": [list(r) for r in self.replicas],
+            "replication.factor": self.replication_factor,
+            "min.insync.replicas": self.min_insync_replicas,
+        }
+        if self.config:
+            value["config"] = dict(self.config)
+        return _dump(value)
 
     @classmethod
     def decode(cls, key: bytes, data: bytes) -> TopicAssignment:
         value = _load(key, data)
+        config = value.get("config", {})
+        if not isinstance(config, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in config.items()
+        ):
+            raise ClusterMetadataError(f"{key!r}: config must map setting names to strings")
         return cls(
             tuple(_ids(key, r, "replicas") for r in _list(key, value, "replicas")),
             _int(key, value, "replication.factor"),
             _int(key, value, "min.insync.replicas"),
+            config,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TopicRequest:
+    """A broker asks the controller to create a topic (an admin call or an auto-creation reached it);
+    the controller places the replicas, creates the topic and deletes the request."""
+
+    partitions: int
+    replication_factor: int
+    min_insync_replicas: int = 1
+    config: Mapping[str, str] = field(default_factory=dict)
+
+    def encode(self) -> bytes:
+        return _dump(
+            {
+                "partitions": self.partitions,
+                "replication.factor": self.replication_factor,
+                "min.insync.replicas": self.min_insync_replicas,
+                "config": dict(self.config),
+            }
+        )
+
+    @classmethod
+    def decode(cls, key: bytes, data: bytes) -> TopicRequest:
+        value = _load(key, data)
+        config = value.get("config", {})
+        if not isinstance(config, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in config.items()
+        ):
+            raise ClusterMetadataError(f"{key!r}: config must map setting names to strings")
+        return cls(
+            _int(key, value, "partitions"),
+            _int(key, value, "replication.factor"),
+            _int(key, value, "min.insync.replicas"),
+            config,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class IsrRequest:
+    """A partition leader asks the controller to change the ISR (Kafka's AlterPartition): valid only at
+    the leader and partition epochs it names, so one decided on an old state is refused."""
+
+    leader: int
+    leader_epoch: int
+    partition_epoch: int
+    isr: tuple[int, ...]
+
+    def encode(self) -> bytes:
+        return _dump(
+            {
+                "leader": self.leader,
+                "leader_epoch": self.leader_epoch,
+                "partition_epoch": self.partition_epoch,
+                "isr": list(self.isr),
+            }
+        )
+
+    @classmethod
+    def decode(cls, key: bytes, data: bytes) -> IsrRequest:
+        value = _load(key, data)
+        return cls(
+            _int(key, value, "leader"),
+            _int(key, value, "leader_epoch"),
+            _int(key, value, "partition_epoch"),
+            _ids(key, _list(key, value, "isr"), "isr"),
         )
 
 

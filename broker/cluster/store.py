@@ -9,13 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import aetcd
 from logstore.broker.cluster.election_driver import ETCD_ERRORS
 from logstore.broker.cluster.errors import ClusterMetadataError, NotControllerError, StalePartitionStateError
-from logstore.broker.cluster.metadata import BrokerRegistration, Layout, PartitionState, TopicAssignment
+from logstore.broker.cluster.metadata import (
+    BrokerRegistration,
+    IsrRequest,
+    Layout,
+    PartitionState,
+    TopicAssignment,
+    TopicRequest,
+)
 from logstore.broker.cluster.view import ClusterView
 
 
@@ -131,14 +138,18 @@ class MetadataStore:
         epoch: int,
         states: Mapping[tuple[str, int], PartitionState],
         expected: Mapping[tuple[str, int], int] | None = None,
+        answered: Collection[tuple[str, int]] = (),
     ) -> int:
         """New leader / epoch / ISR of some partitions, atomically, if `epoch` is still the controller's.
 
         `expected` holds the mod revision each partition's key had in the view the decision was taken on;
         if any key has changed since, nothing is written (StalePartitionStateError): decide again.
+        `answered` are partitions whose ISR requests this write accepts or refuses: their request keys
+        are deleted in the same transaction.
         """
         tx = self.client.transactions
         ops = [tx.put(self.layout.partition(t, p), s.encode()) for (t, p), s in sorted(states.items())]
+        ops += [tx.delete(self.layout.isr_request(t, p)) for t, p in sorted(answered)]
         compare = [tx.create(self.layout.controller) == epoch]
         compare += [
             tx.mod(self.layout.partition(t, p)) == rev for (t, p), rev in sorted((expected or {}).items())
@@ -151,7 +162,7 @@ class MetadataStore:
             raise StalePartitionStateError(
                 f"partition states changed since the view this decision was taken on: {sorted(expected or {})}"
             )
-        return int(answers[0].response_put.header.revision) if answers else 0
+        return _revision(answers[0]) if answers else 0
 
     def _refuse_if_not_controller(self, epoch: int, answers: list[Any]) -> None:
         current = answers[0][0][1].create_revision if answers and answers[0] else None
@@ -159,6 +170,24 @@ class MetadataStore:
             raise NotControllerError(
                 f"controller epoch {epoch} is stale: the controller key's create revision is {current}"
             )
+
+    async def request_topic(self, name: str, request: TopicRequest) -> bool:
+        """Ask the controller to create `name`; False when the topic or a request for it exists already."""
+        tx = self.client.transactions
+        topic_key, request_key = self.layout.topic(name), self.layout.topic_request(name)
+        created, _ = await self.client.transaction(
+            compare=[tx.create(topic_key) == 0, tx.create(request_key) == 0],
+            success=[tx.put(request_key, request.encode())],
+            failure=[],
+        )
+        return bool(created)
+
+    async def delete_topic_request(self, name: str) -> None:
+        await self.client.delete(self.layout.topic_request(name))
+
+    async def request_isr(self, topic: str, partition: int, request: IsrRequest, lease_id: int) -> None:
+        """A leader's ISR change for the controller, bound to the leader's lease (gone if it dies)."""
+        await self.client.put(self.layout.isr_request(topic, partition), request.encode(), lease=lease_id)
 
     async def follow(self, view: ClusterView, changed: asyncio.Event | None = None) -> None:
         """Keep `view` current from a watch on the root, until cancelled (re-reading after a broken watch)."""
@@ -179,6 +208,12 @@ class MetadataStore:
                 view.replace_with(fresh)
                 if changed is not None:
                     changed.set()
+
+
+def _revision(response: Any) -> int:
+    """The revision a transaction's first operation (a put or a delete) was written at."""
+    kind = response.WhichOneof("response")
+    return int(getattr(response, kind).header.revision)
 
 
 async def _retrying(read: Any) -> ClusterView:

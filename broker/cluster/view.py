@@ -9,9 +9,11 @@ from dataclasses import dataclass, field
 from logstore.broker.cluster.metadata import (
     BrokerRegistration,
     ControllerRecord,
+    IsrRequest,
     Layout,
     PartitionState,
     TopicAssignment,
+    TopicRequest,
 )
 
 
@@ -29,6 +31,10 @@ class ClusterView:
     # The mod revision of each partition's key: a write decided on this view compares it, so a decision
     # taken on a stale view is refused by etcd (Kafka's ZooKeeper version check).
     partition_revisions: dict[tuple[str, int], int] = field(default_factory=dict)
+    isr_requests: dict[tuple[str, int], IsrRequest] = field(default_factory=dict)
+    """Leaders' pending ISR changes, which the controller accepts or refuses (and deletes)."""
+    topic_requests: dict[str, TopicRequest] = field(default_factory=dict)
+    """Topics brokers asked the controller to create."""
 
     def apply(self, key: bytes, value: bytes | None, create_revision: int = 0, mod_revision: int = 0) -> None:
         layout = self.layout
@@ -48,6 +54,18 @@ class ClusterView:
                 self.topics.pop(topic, None)
             else:
                 self.topics[topic] = TopicAssignment.decode(key, value)
+        elif key.startswith(layout.topic_requests_prefix):
+            name = layout.parse_topic_request(key)
+            if value is None:
+                self.topic_requests.pop(name, None)
+            else:
+                self.topic_requests[name] = TopicRequest.decode(key, value)
+        elif key.startswith(layout.isr_requests_prefix):
+            where = layout.parse_isr_request(key)
+            if value is None:
+                self.isr_requests.pop(where, None)
+            else:
+                self.isr_requests[where] = IsrRequest.decode(key, value)
         elif key.startswith(layout.partitions_prefix):
             where = layout.parse_partition(key)
             if value is None:
@@ -66,6 +84,8 @@ class ClusterView:
         self.topics = fresh.topics
         self.partitions = fresh.partitions
         self.partition_revisions = fresh.partition_revisions
+        self.isr_requests = fresh.isr_requests
+        self.topic_requests = fresh.topic_requests
 
     @property
     def live_brokers(self) -> frozenset[int]:

@@ -114,6 +114,11 @@ class BrokerCore:
         self._on_shutdown: set[Callable[[], None]] = set()
 
     @property
+    def flusher(self) -> Flusher:
+        """The fsync workers (the replica fetcher flushes followers' logs by the topic's policy too)."""
+        return self._flusher
+
+    @property
     def cluster(self) -> ClusterInfo:
         """Who leads what: this broker alone (`SingleBroker`), or with `--etcd` the cluster node's view."""
         return self.topics.cluster

@@ -33,9 +33,13 @@ def read_partition(topics: Topics, spec: FetchSpec, budget: int, have_data: bool
         topics.cluster.check_leader(topic, partition)
         partition_log = topics.log(topic, partition)
         if have_data and budget <= 0:
-            start, end = partition_log.log_start_offset, partition_log.log_end_offset
+            start, end = partition_log.log_start_offset, topics.visible_end(topic, partition, partition_log)
             return PartitionRead(topic, partition, high_watermark=end, log_start_offset=start)
-        result = partition_log.read(spec.offset, min(spec.max_bytes, budget))
+        visible = topics.replicas.visible_end(topic, partition)
+        if visible is None:
+            result = partition_log.read(spec.offset, min(spec.max_bytes, budget))
+        else:  # a cluster: clients read only what every in-sync replica holds
+            result = partition_log.read(spec.offset, min(spec.max_bytes, budget), max_offset=visible)
     except OffsetOutOfRangeError as exc:
         return PartitionRead(
             topic,
@@ -98,7 +102,9 @@ class Reader:
             if query.spec is OffsetSpec.EARLIEST:
                 return OffsetAnswer(topic, partition, partition_log.log_start_offset)
             if query.spec is OffsetSpec.LATEST:
-                return OffsetAnswer(topic, partition, partition_log.log_end_offset)
+                return OffsetAnswer(
+                    topic, partition, self._topics.visible_end(topic, partition, partition_log)
+                )
             if query.spec is OffsetSpec.TIMESTAMP:
                 if query.timestamp_ms < 0:
                     raise InvalidTimestampError(

@@ -47,7 +47,7 @@ class Appender:
             return []
         if self._unacknowledged:  # acks=0 requests that came first are appended first
             self.drain_unacknowledged()
-        appended = [self._append(entry) for entry in entries]
+        appended = [self._append(entry, acks is Acks.ALL) for entry in entries]
         outcomes = [outcome for outcome, _, _ in appended]
         if acks is Acks.ALL:
             await self._make_durable(appended, outcomes, timeout_s)
@@ -62,12 +62,19 @@ class Appender:
             self.drain_unacknowledged()
         return [self._append(entry)[0] for entry in entries]
 
-    def _append(self, entry: ProduceEntry) -> tuple[AppendOutcome, Log | None, int]:
+    def _append(self, entry: ProduceEntry, acks_all: bool = False) -> tuple[AppendOutcome, Log | None, int]:
         """Append one entry; returns its outcome, and the Log and end offset to flush (if it worked)."""
+        replicas = self._topics.replicas
         try:
-            self._topics.cluster.check_leader(entry.topic, entry.partition)
             partition_log = self._topics.log_for_produce(entry.topic, entry.partition)
-            result = partition_log.append(entry.records)
+            self._topics.cluster.check_leader(entry.topic, entry.partition)
+            if acks_all:
+                replicas.check_acks_all(entry.topic, entry.partition)
+            epoch = replicas.leader_epoch(entry.topic, entry.partition)
+            if epoch is None:
+                result = partition_log.append(entry.records)
+            else:
+                result = partition_log.append(entry.records, leader_epoch=epoch)
         except EXPECTED_ERRORS as exc:
             log.debug("produce to %s-%s refused: %s", entry.topic, entry.partition, exc)
             return AppendOutcome(entry.topic, entry.partition, error=exc), None, -1
@@ -75,6 +82,7 @@ class Appender:
             log.exception("unexpected error appending to %s-%s", entry.topic, entry.partition)
             return AppendOutcome(entry.topic, entry.partition, error=exc), None, -1
         if not result.duplicate:
+            replicas.appended(entry.topic, entry.partition, result.last_offset + 1)
             self._waiters.notify((entry.topic, entry.partition))
         if result.flush_due:  # the topic's flush.interval.messages: fsync on a worker, not on the loop
             flush = asyncio.ensure_future(self._flusher.flush(partition_log, result.last_offset + 1))
@@ -96,10 +104,11 @@ class Appender:
         outcomes: list[AppendOutcome],
         timeout_s: float,
     ) -> None:
-        """Flush every appended partition; replace the outcomes of those not durable in time."""
+        """Flush every appended partition (and in a cluster wait until the in-sync replicas hold it);
+        replace the outcomes of those not durable in time."""
         pending = {
-            index: asyncio.ensure_future(self._flusher.flush(partition_log, end))
-            for index, (_, partition_log, end) in enumerate(appended)
+            index: asyncio.ensure_future(self._durable(outcome, partition_log, end, timeout_s))
+            for index, (outcome, partition_log, end) in enumerate(appended)
             if partition_log is not None
         }
         if not pending:
@@ -125,6 +134,10 @@ class Appender:
             else:
                 continue
             outcomes[index] = AppendOutcome(entry.topic, entry.partition, error=error)
+
+    async def _durable(self, outcome: AppendOutcome, partition_log: Log, end: int, timeout_s: float) -> None:
+        await self._flusher.flush(partition_log, end)
+        await self._topics.replicas.replicated(outcome.topic, outcome.partition, end, timeout_s)
 
     # --- acks=0 -----------------------------------------------------------------------------------------
 

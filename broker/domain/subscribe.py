@@ -44,7 +44,10 @@ class Subscriptions:
     def _start_offset(self, start: SubscribeStart) -> int:
         self._topics.cluster.check_leader(start.topic, start.partition)
         partition_log = self._topics.log(start.topic, start.partition)
-        first, end = partition_log.log_start_offset, partition_log.log_end_offset
+        first, end = (
+            partition_log.log_start_offset,
+            self._topics.visible_end(start.topic, start.partition, partition_log),
+        )
         if start.start_from is StartFrom.EARLIEST:
             return first
         if start.start_from is StartFrom.LATEST:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Mapping
 
 from logstore.broker.domain.cluster_info import ClusterInfo, SingleBroker
 from logstore.broker.domain.errors import CannotShrinkTopicError, InternalTopicError
+from logstore.broker.domain.replicas import NotReplicated, Replicas
 from logstore.broker.domain.values import PartitionOffsets, TopicSummary, TopicView
 from logstore.broker.domain.waiters import AppendWaiters
 
@@ -50,6 +51,11 @@ class Topics:
         """Called with a topic's name after it is created (also automatically), deleted or grown."""
         self.cluster: ClusterInfo = SingleBroker()
         """Who leads what; the client-facing data path asks `check_leader` before it appends or reads."""
+        self.replicas: Replicas = NotReplicated()
+        """Leader epochs, high watermarks and acks=all waits (a no-op for a single broker)."""
+        self.remote_create: Callable[[str], None] | None = None
+        """In a cluster, topics are created by the controller: an unknown topic a produce would
+        auto-create is handed to this (which starts the creation and raises a retriable error)."""
 
     # --- admin ------------------------------------------------------------------------------------------
 
@@ -89,7 +95,9 @@ class Topics:
         for number in range(info.partitions):
             partition_log = self.manager.log(name, number)
             partitions.append(
-                PartitionOffsets(number, partition_log.log_start_offset, partition_log.log_end_offset)
+                PartitionOffsets(
+                    number, partition_log.log_start_offset, self.visible_end(name, number, partition_log)
+                )
             )
         return TopicView(info.name, info.config.to_mapping(), partitions, info.topic_id)
 
@@ -189,6 +197,11 @@ class Topics:
             validate_topic_name(topic)
             raise
 
+    def visible_end(self, topic: str, partition: int, partition_log: Log) -> int:
+        """Where clients' reads end: the high watermark in a cluster, the log end for a single broker."""
+        end = self.replicas.visible_end(topic, partition)
+        return partition_log.log_end_offset if end is None else end
+
     def log_for_produce(self, topic: str, partition: int) -> Log:
         """The partition's Log, creating the topic first if it is unknown and auto-creation is on."""
         self._refuse_internal(topic, "produced to")
@@ -200,6 +213,8 @@ class Topics:
 
     def _auto_create(self, topic: str, reason: str) -> None:
         """Create an unknown topic with the broker's defaults, if this broker auto-creates topics."""
+        if self.auto_create and self.remote_create is not None:
+            self.remote_create(topic)  # raises: the topic is being created by the controller
         if not self.auto_create:
             raise UnknownTopicError(
                 f"topic {topic!r} does not exist and this broker does not create topics automatically; "

@@ -223,6 +223,10 @@ RULES: dict[str, dict[str, Rule]] = {
         "DescribeGroupConfig": Rule(_group(Operation.DESCRIBE_CONFIGS)),
         "DeleteShareGroup": Rule(_group(DELETE)),
     },
+    "logstore.v1.ReplicationService": {  # brokers only: Kafka's ClusterAction on the cluster
+        "ReplicaFetch": Rule(_super_user("fetch as a replica")),
+        "OffsetForLeaderEpoch": Rule(_super_user("ask leader epochs as a replica")),
+    },
 }
 """Every call's rule; a call without one is refused at start-up (`Guard.wrap` raises), never let through."""
 

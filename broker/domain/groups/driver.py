@@ -268,7 +268,9 @@ class GroupDomain:
         for tp in sorted(set(committed) | set(holders)):
             offset = committed[tp].offset if tp in committed else -1
             try:
-                end = self._topics.log(tp.topic, tp.partition).log_end_offset
+                end = self._topics.visible_end(
+                    tp.topic, tp.partition, self._topics.log(tp.topic, tp.partition)
+                )
             except LogStoreError:
                 end = -1
             progress.append(
