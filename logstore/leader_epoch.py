@@ -5,17 +5,21 @@ in it, so a leader can answer OffsetForLeaderEpoch ("where did epoch E end in yo
 returning after a failover can find where its history diverged from the new leader's (KIP-101, KIP-279)
 and truncate there instead of at its high watermark. The cache is pure; `LeaderEpochFile` keeps it on disk
 in Kafka's `leader-epoch-checkpoint` text format, rewritten atomically (`checkpoint.write_atomic`).
+`logstore.log.Log` owns one per partition and keeps it in step with the log.
 """
 
 from __future__ import annotations
 
 import bisect
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from logstore.checkpoint import write_atomic
 from logstore.errors import MetadataError
+
+log = logging.getLogger(__name__)
 
 UNDEFINED_EPOCH = -1
 UNDEFINED_EPOCH_OFFSET = -1
@@ -168,10 +172,7 @@ class LeaderEpochCheckpointError(MetadataError):
 
 def decode_checkpoint(path: Path, data: bytes) -> LeaderEpochCache:
     def refuse(reason: str) -> LeaderEpochCheckpointError:
-        return LeaderEpochCheckpointError(
-            f"{path}: damaged leader-epoch checkpoint ({reason}). Move it aside (mv {path} {path}.damaged);"
-            " it is then rebuilt from the leader epochs in the partition's batch headers"
-        )
+        return LeaderEpochCheckpointError(f"{path}: damaged leader-epoch checkpoint ({reason})")
 
     try:
         lines = data.decode("ascii").splitlines()
@@ -201,37 +202,74 @@ class LeaderEpochFile:
     Not thread-safe: it belongs to one partition and is used under that partition's lock.
     """
 
-    def __init__(self, path: Path, cache: LeaderEpochCache) -> None:
+    def __init__(self, path: Path, cache: LeaderEpochCache, *, dirty: bool = False) -> None:
         self.path = path
         self.cache = cache
+        self.dirty = dirty
+        """The file does not hold the cache yet (it was rebuilt at open): `flush_if_dirty` writes it."""
 
     @classmethod
     def open(cls, directory: Path, batches: Callable[[], Iterable[tuple[int, int]]]) -> LeaderEpochFile:
-        """Read the checkpoint in a partition folder; a missing one is rebuilt from `batches` and written.
+        """Read the checkpoint in a partition folder; a missing or damaged one is rebuilt from `batches`.
 
-        A damaged one is refused (LeaderEpochCheckpointError) before anything on disk changes: a guess at
-        epochs could make a follower keep records the leader never had.
+        Never refuses to open: the batch headers name the epoch of every batch, which is everything the
+        file records but an epoch that wrote nothing (superseded by the next epoch at the same offset, or
+        the latest, which its leader assigns again with its first append). A damaged file is named in a
+        WARNING, and so is a missing one that the headers show should have held epochs. The rebuilt cache
+        is written by the next `flush_if_dirty` (the partition's checkpoints), not here, so opening a
+        partition costs no write.
         """
         path = directory / CHECKPOINT_NAME
         try:
             data = path.read_bytes()
         except FileNotFoundError:
-            file = cls(path, rebuild_from_batches(batches()))
-            file.flush()
-            return file
-        return cls(path, decode_checkpoint(path, data))
+            cache = rebuild_from_batches(batches())
+            if cache.entries:
+                log.warning(
+                    "%s is missing; rebuilt it from the partition's batch headers (%d epochs)",
+                    path,
+                    len(cache.entries),
+                )
+            return cls(path, cache, dirty=True)
+        except OSError as exc:
+            return cls._rebuilt(path, batches, f"{path}: unreadable leader-epoch checkpoint ({exc})")
+        try:
+            return cls(path, decode_checkpoint(path, data))
+        except LeaderEpochCheckpointError as exc:
+            return cls._rebuilt(path, batches, str(exc))
+
+    @classmethod
+    def _rebuilt(
+        cls, path: Path, batches: Callable[[], Iterable[tuple[int, int]]], problem: str
+    ) -> LeaderEpochFile:
+        cache = rebuild_from_batches(batches())
+        log.warning(
+            "%s; rebuilt it from the partition's batch headers (%d epochs)", problem, len(cache.entries)
+        )
+        return cls(path, cache, dirty=True)
 
     def flush(self) -> None:
         write_atomic(self.path, encode_checkpoint(self.cache))
+        self.dirty = False
 
-    def assign(self, epoch: int, start_offset: int) -> None:
-        if self.cache.assign(epoch, start_offset):
+    def flush_if_dirty(self) -> None:
+        if self.dirty:
             self.flush()
 
-    def truncate_from_end(self, end_offset: int) -> None:
-        if self.cache.truncate_from_end(end_offset):
+    def assign(self, epoch: int, start_offset: int) -> bool:
+        changed = self.cache.assign(epoch, start_offset)
+        if changed:
             self.flush()
+        return changed
 
-    def truncate_from_start(self, start_offset: int) -> None:
-        if self.cache.truncate_from_start(start_offset):
+    def truncate_from_end(self, end_offset: int) -> bool:
+        changed = self.cache.truncate_from_end(end_offset)
+        if changed:
             self.flush()
+        return changed
+
+    def truncate_from_start(self, start_offset: int) -> bool:
+        changed = self.cache.truncate_from_start(start_offset)
+        if changed:
+            self.flush()
+        return changed

@@ -4,6 +4,11 @@ Appends check every batch (framing, magic, CRC, size, producer sequence) before 
 assign offsets with the codec's pure `assign_offsets` (a new 8-byte base offset per batch, outside the CRC)
 and hand the pieces to one `pwritev`, so the payload is never copied or re-encoded. `flush` implements group commit:
 callers that need durability up to some offset share one fsync.
+
+For replication the log also keeps its leader-epoch cache (`leader-epoch-checkpoint`, in step with the log
+at both ends) and its high watermark (`high-watermark`, written with the checkpoints): a leader stamps its
+epoch on what it appends (`append(..., leader_epoch=E)`), a follower copies the leader's batches as they
+are (`append_replica`), and consumers read below the high watermark (`read(..., max_offset=hw)`).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from logstore.errors import (
 )
 from logstore.io_errors import PathSource, io_errors
 from logstore.io_errors import describe as describe_io_error
+from logstore.leader_epoch import EpochEnd, LeaderEpochCache, LeaderEpochFile
 from logstore.open_segments import OpenSegments
 from logstore.producer_state import BatchMetadata, ProducerEntry, ProducerStateManager
 from logstore.records import BatchHeader, assign_offsets, check_batch
@@ -55,6 +61,8 @@ log = logging.getLogger(__name__)
 PRODUCER_SNAPSHOT = "producer-state.json"
 LOG_START_FILE = "log-start-offset"
 """The offset records were deleted below (DeleteRecords), when it lies inside the first segment."""
+HIGH_WATERMARK_FILE = "high-watermark"
+"""A replicated partition's high watermark as of the last checkpoint (absent on a single broker)."""
 _MAX_RELATIVE_OFFSET = 0xFFFFFFFF
 
 
@@ -134,6 +142,11 @@ class Log:
         self.recovery = self._load(clean_shutdown, recovery_point or 0)
         self.flushed_offset = (
             self.log_end_offset if clean_shutdown else min(recovery_point or 0, self.log_end_offset)
+        )
+        self._epochs = self._open_leader_epochs(clean_shutdown, recovery_point or 0)
+        self._persisted_high_watermark = read_offset_checkpoint(self.directory / HIGH_WATERMARK_FILE)
+        self._high_watermark = (
+            None if self._persisted_high_watermark is None else self._clamp(self._persisted_high_watermark)
         )
 
     # --- opening and recovery -----------------------------------------------------------------------------
@@ -290,6 +303,31 @@ class Log:
             if header.producer_id >= 0:
                 self.producer_state.replay(header)
 
+    def _open_leader_epochs(self, clean: bool, recovery_point: int) -> LeaderEpochFile:
+        """The leader-epoch cache, from its checkpoint (rebuilt from the headers if missing or damaged),
+        brought in step with the log as recovery left it.
+
+        Like Kafka's LogLoader: entries at or past the log end go (the tail they described was cut, or an
+        append assigned its epoch and died before its write), and after an unclean stop the batches past
+        the recovery point assign their epochs again, in case their checkpoint write was lost.
+        """
+        epochs = LeaderEpochFile.open(
+            self.directory,
+            lambda: ((h.base_offset, h.partition_leader_epoch) for h in self._headers_from(0)),
+        )
+        cache = epochs.cache
+        changed = cache.truncate_from_end(self.log_end_offset)
+        if not clean and not epochs.dirty:
+            for header in self._headers_from(recovery_point):
+                if header.partition_leader_epoch > cache.latest_epoch:
+                    changed = cache.assign(header.partition_leader_epoch, header.base_offset) or changed
+        changed = cache.truncate_from_start(self.log_start_offset) or changed
+        if changed:
+            epochs.dirty = True
+            with self._offline_on_error("writing the leader-epoch checkpoint", epochs.path):
+                epochs.flush()
+        return epochs
+
     def _headers_from(self, offset: int) -> Iterator[BatchHeader]:
         index = max(0, bisect.bisect_right(self._bases, offset) - 1)
         for segment in self.segments[index:]:
@@ -318,6 +356,70 @@ class Log:
     @property
     def size_in_bytes(self) -> int:
         return sum(segment.size for segment in self.segments)
+
+    # --- replication: leader epochs and the high watermark ------------------------------------------
+
+    @property
+    def leader_epochs(self) -> LeaderEpochCache:
+        """Leader epoch -> first offset written in it; changed only under the log's lock."""
+        return self._epochs.cache
+
+    @property
+    def latest_epoch(self) -> int:
+        """The latest leader epoch that wrote to this log, UNDEFINED_EPOCH (-1) if none did."""
+        return self._epochs.cache.latest_epoch
+
+    def end_offset_for_epoch(self, epoch: int) -> EpochEnd:
+        """The leader's OffsetForLeaderEpoch answer (Kafka's `endOffsetForEpoch`): the largest epoch <=
+        `epoch` this log knows and the offset where it ended (the log end for the latest), or UNDEFINED."""
+        with self._lock:
+            self._check_open()
+            return self._epochs.cache.end_offset_for(epoch, self.log_end_offset)
+
+    @property
+    def high_watermark(self) -> int | None:
+        """The replicated high watermark: offsets below it are on every in-sync replica. None until the
+        broker sets one (a single broker's log never has one, and reads its end instead)."""
+        return self._high_watermark
+
+    def set_high_watermark(self, offset: int) -> int:
+        """Set the high watermark, clamped to [log start, log end] as Kafka's `updateHighWatermark`;
+        returns the value kept. Written to disk by `write_checkpoints` and `close`, not per call."""
+        with self._lock:
+            self._check_open()
+            self._high_watermark = self._clamp(offset)
+            return self._high_watermark
+
+    def _clamp(self, offset: int) -> int:
+        return min(max(offset, self.log_start_offset), self.log_end_offset)
+
+    def write_checkpoints(self) -> None:
+        """Write the high watermark if it changed, and a leader-epoch checkpoint rebuilt at open.
+
+        A failed write takes the partition offline, as a failing recovery checkpoint does.
+        """
+        with self._lock:
+            if self._closed:
+                return  # closed (or deleted) meanwhile: close wrote them
+            self._check_open()
+            self._write_checkpoints()
+
+    def _write_checkpoints(self) -> None:
+        hw = self._high_watermark
+        if hw is not None and hw != self._persisted_high_watermark:
+            path = self.directory / HIGH_WATERMARK_FILE
+            with self._offline_on_error("writing the high watermark", path):
+                write_offset_checkpoint(path, hw)
+            self._persisted_high_watermark = hw
+        if self._epochs.dirty:
+            with self._offline_on_error("writing the leader-epoch checkpoint", self._epochs.path):
+                self._epochs.flush()
+
+    def _assign_epoch(self, epoch: int, start_offset: int) -> None:
+        """Record that `epoch` starts at `start_offset` (a no-op for the latest epoch), on disk at once."""
+        if epoch != self._epochs.cache.latest_epoch:
+            with self._offline_on_error("writing the leader-epoch checkpoint", self._epochs.path):
+                self._epochs.assign(epoch, start_offset)
 
     def _check_open(self) -> None:
         if self.offline is not None:
@@ -379,23 +481,38 @@ class Log:
             position += header.size
         return batches
 
-    def append(self, data: bytes | bytearray | memoryview, *, now_ms: int | None = None) -> AppendResult:
+    def append(
+        self,
+        data: bytes | bytearray | memoryview,
+        *,
+        now_ms: int | None = None,
+        leader_epoch: int | None = None,
+    ) -> AppendResult:
         """Append whole batches. All-or-nothing: on any error nothing is written.
 
-        A retried idempotent batch is answered with its original offsets (duplicate=True).
+        A retried idempotent batch is answered with its original offsets (duplicate=True). With
+        `leader_epoch` (a replicated partition's leader) every batch is stamped with it, and a new epoch
+        is recorded in the leader-epoch cache from the first offset it writes; an epoch older than the
+        log's latest is refused (a deposed leader's late append must not rewrite the history).
         """
         view = memoryview(data)
         batches = self.validate(view)
         with self._lock:
             self._check_open()
+            if leader_epoch is not None and leader_epoch < self._epochs.cache.latest_epoch:
+                self._refuse_epoch(leader_epoch)
             now = self._clock_ms() if now_ms is None else now_ms
             append_time = now if self.config.log_append_time else -1
-            assigned = assign_offsets(view, batches, self.log_end_offset, None if append_time < 0 else now)
+            assigned = assign_offsets(
+                view, batches, self.log_end_offset, None if append_time < 0 else now, leader_epoch
+            )
             staged: dict[int, ProducerEntry] = {}
             duplicates = self._check_sequences(batches, assigned.headers, staged)
             if duplicates:
                 return AppendResult(duplicates[0].first_offset, duplicates[-1].last_offset, -1, 0, True)
             next_offset = assigned.next_offset
+            if leader_epoch is not None:
+                self._assign_epoch(leader_epoch, assigned.headers[0].base_offset)
             try:
                 self._maybe_roll(assigned.size, next_offset, now)
                 self.active.append(assigned.pieces, assigned.headers, assigned.size, now)
@@ -409,6 +526,87 @@ class Log:
             flush_due = 0 < self.config.flush_interval_messages <= self.unflushed_messages
             return AppendResult(
                 assigned.headers[0].base_offset, next_offset - 1, append_time, records, False, flush_due
+            )
+
+    def _refuse_epoch(self, leader_epoch: int) -> None:
+        raise InvalidRequestError(
+            f"{self.topic}-{self.partition}: an append at leader epoch {leader_epoch}, but epoch "
+            f"{self._epochs.cache.latest_epoch} already wrote to this log (from offset "
+            f"{self._epochs.cache.start_offset_of(self._epochs.cache.latest_epoch)}); nothing was appended"
+        )
+
+    def append_replica(self, data: bytes | bytearray | memoryview) -> AppendResult:
+        """A follower's append of batches copied from its leader, kept byte for byte (Kafka's appendAsFollower).
+
+        Offsets, leader epochs and timestamps stay as the leader wrote them; each batch's framing, magic
+        and CRC are checked (not its size: the leader accepted it under the topic's limit of the time, as
+        Kafka's follower ignores the record size). The first batch must start at the log end and each batch
+        right after the one before, else InvalidRequestError naming the offsets, and nothing is written;
+        compacted topics may skip offsets forward, since cleaning removes whole batches from the leader's
+        log. Producer state learns each idempotent batch without a sequence check, so if this replica
+        becomes the leader a producer's retry is still answered as a duplicate; each batch's leader epoch
+        goes into the cache. Indexes and the flush policy are the leader's append's.
+        """
+        view = memoryview(data)
+        total = len(view)
+        if total == 0:
+            raise CorruptRecordError(
+                f"{self.topic}-{self.partition}: the replica append holds no record batch"
+            )
+        headers: list[BatchHeader] = []
+        position = 0
+        while position < total:
+            headers.append(check_batch(view, position))
+            position += headers[-1].size
+        with self._lock:
+            self._check_open()
+            self._check_replica_offsets(headers)
+            now = self._clock_ms()
+            next_offset = headers[-1].last_offset + 1
+            for header in headers:
+                epoch = header.partition_leader_epoch
+                if epoch >= 0 and epoch != self._epochs.cache.latest_epoch:
+                    if epoch < self._epochs.cache.latest_epoch:
+                        log.warning(
+                            "%s-%s: the leader's batch at offset %d has leader epoch %d, older than this "
+                            "replica's latest %d; the newer epochs are forgotten",
+                            self.topic,
+                            self.partition,
+                            header.base_offset,
+                            epoch,
+                            self._epochs.cache.latest_epoch,
+                        )
+                    with self._offline_on_error("writing the leader-epoch checkpoint", self._epochs.path):
+                        self._epochs.assign(epoch, header.base_offset)
+            try:
+                self._maybe_roll(total, next_offset, now)
+                self.active.append([view], headers, total, now)
+            except OSError as exc:
+                raise self._take_offline(exc, "a replica append to", lambda: self.active.log_path) from exc
+            records = 0
+            for header in headers:
+                records += header.record_count
+                if header.producer_id >= 0:
+                    self.producer_state.replay(header)
+            self.unflushed_messages += records
+            if self.first_unflushed_ms is None:
+                self.first_unflushed_ms = now
+            flush_due = 0 < self.config.flush_interval_messages <= self.unflushed_messages
+            return AppendResult(headers[0].base_offset, next_offset - 1, -1, records, False, flush_due)
+
+    def _check_replica_offsets(self, headers: list[BatchHeader]) -> None:
+        """The batches must carry on from the log end, in order, without a gap (unless compacted)."""
+        expected = self.log_end_offset
+        gaps = self.config.compact
+        for n, header in enumerate(headers):
+            base = header.base_offset
+            if base == expected or (gaps and base > expected):
+                expected = header.last_offset + 1
+                continue
+            where = "the log end offset" if n == 0 else f"the end of batch {n - 1} in the request"
+            raise InvalidRequestError(
+                f"{self.topic}-{self.partition}: a replica append's batch {n} starts at offset {base}, "
+                f"but {where} is {expected}; nothing was appended"
             )
 
     def _check_sequences(
@@ -475,8 +673,13 @@ class Log:
 
     # --- read ---------------------------------------------------------------------------------------------
 
-    def read(self, offset: int, max_bytes: int) -> ReadResult:
-        """Whole batches from the one holding `offset`, up to `max_bytes` but at least one batch."""
+    def read(self, offset: int, max_bytes: int, *, max_offset: int | None = None) -> ReadResult:
+        """Whole batches from the one holding `offset`, up to `max_bytes` but at least one batch.
+
+        With `max_offset` (a replicated partition's high watermark, for consumers) no batch holding an
+        offset >= `max_offset` is returned, and the result's high watermark is `max_offset` (at most the
+        log end). Offsets are still valid up to the log end: one at or past `max_offset` reads nothing.
+        """
         with self._lock:
             self._check_open()
             start, end = self.log_start_offset, self.log_end_offset
@@ -487,22 +690,28 @@ class Log:
                     log_start_offset=start,
                     log_end_offset=end,
                 )
-            if offset == end:
-                return ReadResult(b"", end, start)
+            limit = end if max_offset is None else min(max_offset, end)
+            if offset >= limit:
+                return ReadResult(b"", limit, start)
             index = bisect.bisect_right(self._bases, offset) - 1
             try:
                 for segment in self.segments[index:]:
+                    if segment.base_offset >= limit:
+                        break
                     # reopening a released segment can fail (EMFILE, EIO): a StorageError, retriable
                     with io_errors(
                         f"{self.topic}-{self.partition}: reading offset {offset} from", segment.log_path
                     ):
                         position = segment.find_batch(offset)
                         if position is not None:
-                            return ReadResult(segment.read(position, max_bytes), end, start)
+                            if limit < segment.next_offset:
+                                stop = segment.position_of(limit)
+                                return ReadResult(segment.read(position, max_bytes, stop), limit, start)
+                            return ReadResult(segment.read(position, max_bytes), limit, start)
             except CorruptSegmentError as exc:
                 self._warn_corrupt(offset, exc)
                 raise
-            return ReadResult(b"", end, start)
+            return ReadResult(b"", limit, start)
 
     def _warn_corrupt(self, offset: int, exc: CorruptSegmentError) -> None:
         """One WARNING per damaged batch and process: a consumer retrying the offset must not flood the log."""
@@ -582,7 +791,11 @@ class Log:
     # --- maintenance -------------------------------------------------------------------------------------
 
     def truncate_to(self, offset: int) -> None:
-        """Remove every batch that holds an offset >= `offset` (a batch is kept or dropped whole)."""
+        """Remove every batch that holds an offset >= `offset` (a batch is kept or dropped whole).
+
+        The leader-epoch cache forgets the epochs that started at or past the new log end, and the high
+        watermark comes down to it (a follower truncating to where its history diverged from the leader's).
+        """
         with (
             self._lock,
             self._fsync_lock,
@@ -609,28 +822,52 @@ class Log:
                 self._deleted_below = self.log_end_offset
                 write_offset_checkpoint(self.directory / LOG_START_FILE, self._deleted_below)
             self._rebuild_producer_state(clean=False)
+            self._epochs.truncate_from_end(self.log_end_offset)
+            if self._high_watermark is not None:
+                self._high_watermark = min(self._high_watermark, self.log_end_offset)
 
     def closed_segments(self) -> list[LogSegment]:
         with self._lock:
             return list(self.segments[:-1])
 
     def delete_oldest_segments(self, count: int) -> int:
-        """Delete the `count` oldest closed segments (never the active one); returns how many went."""
+        """Delete the `count` oldest closed segments (never the active one); returns how many went.
+
+        With a high watermark, as in Kafka, no segment goes whose successor starts above it: records not
+        yet on every in-sync replica are never deleted. The leader-epoch cache then starts at the new log
+        start offset.
+        """
         with self._lock, self._fsync_lock:
             self._check_open()
             count = min(count, len(self.segments) - 1)
+            hw = self._high_watermark
+            if hw is not None:
+                while count > 0 and self.segments[count].base_offset > hw:
+                    count -= 1
             for segment in self.segments[:count]:
                 # A failed unlink leaves the files half gone while the segment list still has them.
                 with self._offline_on_error("deleting segment", segment.log_path):
                     segment.delete()
             del self.segments[:count]
             del self._bases[:count]
+            if count > 0:
+                self._log_start_moved()
             return max(count, 0)
+
+    def _log_start_moved(self) -> None:
+        """Retention or DeleteRecords moved the log start: the epoch in force there now starts there."""
+        start = self.log_start_offset
+        with self._offline_on_error("writing the leader-epoch checkpoint", self._epochs.path):
+            self._epochs.truncate_from_start(start)
+        if self._high_watermark is not None and self._high_watermark < start:
+            self._high_watermark = start
 
     def delete_records_before(self, offset: int) -> int:
         """Make `offset` the log start offset (Kafka's DeleteRecords); returns the log start offset after.
 
-        `offset` may be anything up to the log end; one at or below the current start changes nothing.
+        `offset` may be anything up to the log end (up to the high watermark when there is one, as in
+        Kafka: records not on every in-sync replica cannot be deleted); one at or below the current start
+        changes nothing.
         The new start is written to disk before any segment goes, so a crash between the two only
         leaves segments that the next start still hides; the segments wholly below it are then deleted
         (never the active one), and the records below it in the first kept one are no longer served.
@@ -642,6 +879,13 @@ class Log:
                 raise OffsetOutOfRangeError(
                     f"cannot delete records of {self.topic}-{self.partition} before offset {offset}: "
                     f"it must be between 0 and the log end offset {end}",
+                    log_start_offset=start,
+                    log_end_offset=end,
+                )
+            if self._high_watermark is not None and offset > self._high_watermark:
+                raise OffsetOutOfRangeError(
+                    f"cannot delete records of {self.topic}-{self.partition} before offset {offset}: "
+                    f"it is above the high watermark {self._high_watermark}",
                     log_start_offset=start,
                     log_end_offset=end,
                 )
@@ -659,6 +903,7 @@ class Log:
                     segment.delete()
             del self.segments[:count]
             del self._bases[:count]
+            self._log_start_moved()
             log.info(
                 "%s-%s: records before offset %d deleted (%d segments)",
                 self.topic,
@@ -727,6 +972,8 @@ class Log:
         with self._lock, self._fsync_lock:
             if self._closed:
                 return
+            with suppress(PartitionOfflineError):  # offline now: the files below are let go unwritten
+                self._write_checkpoints()
             snapshot = self.directory / PRODUCER_SNAPSHOT
             try:
                 with io_errors("writing the producer state snapshot", snapshot):

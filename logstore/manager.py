@@ -684,12 +684,14 @@ class LogManager:
         return count
 
     def write_checkpoints(self) -> None:
-        """Write each partition's recovery checkpoint. One that cannot be written takes its partition
+        """Write each partition's recovery checkpoint, and its high watermark and leader-epoch checkpoint
+        where they changed (`Log.write_checkpoints`). One that cannot be written takes its partition
         offline, as Kafka takes a log directory offline: the disk under it is failing."""
         for partition_log in self.all_logs():
             if not partition_log.closed:
                 with self._upkeep("recovery checkpoint", partition_log):
                     self._checkpoint(partition_log, partition_log.flushed_offset)
+                    partition_log.write_checkpoints()
 
     @staticmethod
     def _checkpoint(partition_log: Log, offset: int) -> None:
@@ -717,7 +719,9 @@ class LogManager:
                     retention_bytes=config.retention_bytes,
                 )
                 if count:
-                    deleted += partition_log.delete_oldest_segments(count)
+                    count = partition_log.delete_oldest_segments(count)
+                    deleted += count
+                if count:
                     log.info(
                         "retention deleted %d segments of %s-%d; log start offset is now %d",
                         count,

@@ -612,8 +612,15 @@ class LogSegment:
         return None
 
     @_pinned
-    def read(self, position: int, max_bytes: int) -> bytes:
+    def position_of(self, offset: int) -> int:
+        """Byte position of the batch holding `offset` (or the first one after it); the size if none."""
+        return self._position_of_first_batch_reaching(offset)
+
+    @_pinned
+    def read(self, position: int, max_bytes: int, end_position: int | None = None) -> bytes:
         """Whole batches from `position`, up to `max_bytes`, but always at least the first batch.
+
+        With `end_position` (a batch boundary) nothing from there on is served, not even a first batch.
 
         Every batch is CRC-checked before it is served (hardware CRC-32C: see bench/README.md). The
         answer stops before the first bad batch; CorruptSegmentError is raised if that is the first one.
@@ -621,7 +628,7 @@ class LogSegment:
         that copy (`check_batches`: no per-batch objects), so what is checked is exactly what is served.
         """
         view = self._map
-        size = self.size
+        size = self.size if end_position is None else min(self.size, end_position)
         if view is None or position >= size:
             return b""
         unpack_length = LENGTH_STRUCT.unpack_from

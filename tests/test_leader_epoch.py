@@ -12,7 +12,6 @@ from logstore.leader_epoch import (
     EpochEnd,
     EpochEntry,
     LeaderEpochCache,
-    LeaderEpochCheckpointError,
     LeaderEpochFile,
     Truncation,
     follower_truncation,
@@ -97,6 +96,8 @@ def test_rebuild_from_batch_headers_keeps_the_first_offset_of_each_epoch() -> No
 
 def test_the_checkpoint_round_trips_in_kafkas_text_format(tmp_path: Path) -> None:
     file = LeaderEpochFile.open(tmp_path, lambda: [(0, 0), (7, 1)])
+    assert not (tmp_path / CHECKPOINT_NAME).exists()  # a rebuilt cache is written with the checkpoints
+    file.flush_if_dirty()
     assert (tmp_path / CHECKPOINT_NAME).read_text() == "0\n2\n0 0\n1 7\n"
     file.assign(3, 20)
     file.truncate_from_end(20)
@@ -116,15 +117,16 @@ def test_the_checkpoint_round_trips_in_kafkas_text_format(tmp_path: Path) -> Non
         (b"\xff\xfe", "not ASCII"),
     ],
 )
-def test_a_damaged_checkpoint_is_refused_naming_the_file_and_the_way_out(
-    tmp_path: Path, content: bytes, reason: str
+def test_a_damaged_checkpoint_is_rebuilt_from_the_batch_headers_with_a_warning_naming_it(
+    tmp_path: Path, content: bytes, reason: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = tmp_path / CHECKPOINT_NAME
     path.write_bytes(content)
-    with pytest.raises(LeaderEpochCheckpointError) as refused:
-        LeaderEpochFile.open(tmp_path, lambda: [(0, 5)])
-    message = str(refused.value)
-    assert str(path) in message and reason in message and f"mv {path} {path}.damaged" in message
-    assert path.read_bytes() == content  # refused before anything changed
-    path.rename(tmp_path / "aside")
-    assert LeaderEpochFile.open(tmp_path, lambda: [(0, 5)]).cache.entries == (EpochEntry(5, 0),)
+    with caplog.at_level("WARNING", logger="logstore.leader_epoch"):
+        file = LeaderEpochFile.open(tmp_path, lambda: [(0, 5), (9, 6)])
+    assert file.cache.entries == (EpochEntry(5, 0), EpochEntry(6, 9))
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert str(path) in warning and reason in warning and "rebuilt" in warning
+    assert path.read_bytes() == content  # nothing written at open
+    file.flush_if_dirty()
+    assert path.read_text() == "0\n2\n5 0\n6 9\n"

@@ -20,6 +20,8 @@ from logstore.errors import (
     UnknownPartitionError,
     UnknownTopicError,
 )
+from logstore.leader_epoch import CHECKPOINT_NAME
+from logstore.log import HIGH_WATERMARK_FILE
 from logstore.manager import CLEAN_SHUTDOWN_MARKER, META_FILE, RECOVERY_CHECKPOINT, UNOWNED_DIR, LogManager
 from logstore.records import build_batch, iter_records
 
@@ -276,14 +278,20 @@ def test_flush_due_and_checkpoints(data_dir: Path) -> None:
 
 def test_data_directory_holds_only_what_the_design_names(data_dir: Path) -> None:
     manager = open_manager(data_dir)
-    manager.create_topic("t", 1)
+    manager.create_topic("t", 2)
     manager.log("t", 0).append(build_batch([b"x"]))
+    replicated = manager.log("t", 1)
+    replicated.append(build_batch([b"y"]), leader_epoch=3)
+    replicated.set_high_watermark(1)
     manager.close()
-    assert sorted(os.listdir(data_dir)) == [CLEAN_SHUTDOWN_MARKER, ".lock", META_FILE, "t-0"]
-    assert sorted(os.listdir(data_dir / "t-0")) == [
+    assert sorted(os.listdir(data_dir)) == [CLEAN_SHUTDOWN_MARKER, ".lock", META_FILE, "t-0", "t-1"]
+    single_broker = [
         "00000000000000000000.index",
         "00000000000000000000.log",
         "00000000000000000000.timeindex",
+        CHECKPOINT_NAME,
         "producer-state.json",
         RECOVERY_CHECKPOINT,
     ]
+    assert sorted(os.listdir(data_dir / "t-0")) == single_broker
+    assert sorted(os.listdir(data_dir / "t-1")) == sorted([*single_broker, HIGH_WATERMARK_FILE])

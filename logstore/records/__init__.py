@@ -23,6 +23,7 @@ from .layout import (
     parse_header,
     set_base_offset,
     set_log_append_time,
+    set_partition_leader_epoch,
     set_producer,
     update_crc,
 )
@@ -53,6 +54,7 @@ __all__ = [
     "parse_header",
     "set_base_offset",
     "set_log_append_time",
+    "set_partition_leader_epoch",
     "set_producer",
     "update_crc",
 ]

@@ -68,6 +68,7 @@ LAST_OFFSET_DELTA_STRUCT = struct.Struct(">i")  # at LAST_OFFSET_DELTA_OFFSET
 LENGTH_STRUCT = struct.Struct(">i")  # the batch length, at LENGTH_OFFSET
 
 _I64 = struct.Struct(">q")
+_I32 = struct.Struct(">i")
 _I16 = struct.Struct(">h")
 _U32 = struct.Struct(">I")
 _PRODUCER_FIELDS = struct.Struct(">qhi")  # producer id, producer epoch, base sequence
@@ -163,6 +164,15 @@ def iter_headers(buf: Readable, start: int = 0, end: int | None = None) -> Itera
 def set_base_offset(buf: bytearray | memoryview, pos: int, offset: int) -> None:
     """Write the base offset of the batch at ``pos`` in place. The CRC does not cover it."""
     _I64.pack_into(buf, pos + BASE_OFFSET_OFFSET, offset)
+
+
+def set_partition_leader_epoch(buf: bytearray | memoryview, pos: int, epoch: int) -> None:
+    """Write the partition leader epoch of the batch at ``pos`` in place. The CRC does not cover it.
+
+    What a replicated partition's leader does to every batch it appends (Kafka's LogValidator), so each
+    batch says which leader wrote it; followers copy the field as it is.
+    """
+    _I32.pack_into(buf, pos + PARTITION_LEADER_EPOCH_OFFSET, epoch)
 
 
 def set_log_append_time(buf: bytearray | memoryview, pos: int, timestamp_ms: int) -> None:
