@@ -396,7 +396,7 @@ class Console:
         name = as_str(body, "name")
         self._allow(request, "Create", Resource("topic", name))
         partitions = as_int(body.get("partitions", 0), "partitions", minimum=0)
-        view = self._core().admin.create(name, partitions, as_str_map(body.get("config", {}), "config"))
+        view = await self._core().create_topic(name, partitions, as_str_map(body.get("config", {}), "config"))
         return json_response({"name": view.name, "partitions": len(view.partitions)}, status=201)
 
     async def delete_topic(self, request: web.Request) -> web.Response:

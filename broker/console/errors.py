@@ -8,6 +8,7 @@ The most specific class decides; anything else is a bug, answered 500 and logged
 
 from __future__ import annotations
 
+from logstore.broker.cluster import errors as cluster
 from logstore.broker.domain import errors as broker
 from logstore.broker.group_machine import errors as groups
 from logstore.broker.observability.metrics import error_name
@@ -59,6 +60,17 @@ TABLE: dict[type[BaseException], int] = {
     broker.UnknownUserError: 404,
     broker.UserExistsError: 409,
     broker.SecurityStoreError: 503,
+    # a cluster: this broker does not lead the partition or coordinate the group, or replicas are too few
+    broker.NotLeaderOrFollowerError: 503,
+    broker.NotCoordinatorError: 503,
+    broker.NotEnoughReplicasError: 503,
+    broker.NotEnoughReplicasAfterAppendError: 503,
+    broker.FencedLeaderEpochError: 409,
+    broker.UnknownLeaderEpochError: 503,
+    cluster.NotControllerError: 503,
+    cluster.InvalidReplicationFactorError: 400,
+    cluster.ClusterMetadataError: 503,
+    cluster.StalePartitionStateError: 409,
     # the broker or its disk: retrying later may work
     broker.RequestTimedOutError: 504,
     broker.ShuttingDownError: 503,

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from logstore.broker.classic_group_machine.model import ClassicConfig
+from logstore.broker.cluster.errors import InvalidReplicationFactorError
 from logstore.broker.domain.cluster_info import ClusterInfo
 from logstore.broker.domain.durability import Flusher
 from logstore.broker.domain.errors import ShuttingDownError
@@ -27,9 +28,11 @@ from logstore.broker.domain.values import (
     FetchSpec,
     OffsetAnswer,
     OffsetQuery,
+    PartitionOffsets,
     PartitionRead,
     ProduceEntry,
     SubscribeStart,
+    TopicView,
 )
 from logstore.broker.domain.waiters import AppendWaiters
 from logstore.broker.group_machine.model import CoordinatorConfig
@@ -39,6 +42,9 @@ from logstore.errors import UnknownTopicError
 from logstore.manager import LogManager
 
 log = logging.getLogger(__name__)
+
+TopicCreator = Callable[[str, int, dict[str, str], int, float], Awaitable[None]]
+"""(name, partitions, config, replication factor, timeout in seconds): the cluster's way to create a topic."""
 
 
 class BrokerCore:
@@ -112,6 +118,34 @@ class BrokerCore:
         self.topics.on_change = self._topic_changed
         self.shutting_down = False
         self._on_shutdown: set[Callable[[], None]] = set()
+        self.topic_creator: TopicCreator | None = None
+        """In a cluster, the node that asks the controller for topics (None: create them here)."""
+
+    async def create_topic(
+        self,
+        name: str,
+        partitions: int = 0,
+        config: Mapping[str, str] | None = None,
+        replication_factor: int = 0,
+        timeout_s: float = 30.0,
+    ) -> TopicView:
+        """Create a topic: here for a single broker, through the controller in a cluster (waiting until
+        every partition has a leader). `replication_factor` 0 means the broker's default."""
+        self._check_running()
+        if self.topic_creator is None:
+            if replication_factor > 1:
+                raise InvalidReplicationFactorError(
+                    f"replication factor {replication_factor} for topic {name!r}: this broker is alone "
+                    "(started without --etcd), so it can hold 1 replica"
+                )
+            return self.topics.create(name, partitions, config)
+        await self.topic_creator(name, partitions, dict(config or {}), replication_factor, timeout_s)
+        try:
+            return self.topics.describe(name)
+        except UnknownTopicError:  # this broker holds no replica of it
+            count = partitions or self.topics.default_partitions
+            offsets = [PartitionOffsets(p, 0, 0) for p in range(count)]
+            return TopicView(name, dict(config or {}), offsets)
 
     @property
     def flusher(self) -> Flusher:

@@ -21,10 +21,10 @@ DEFAULT = -1
 """num_partitions or replication_factor -1: the broker's default (KIP-464)."""
 
 
-def _create_one(topic: Any, validate_only: bool, ctx: RequestContext) -> tuple[ErrorCode, str | None]:
-    if topic.replication_factor not in (DEFAULT, 1):
+async def _create_one(topic: Any, validate_only: bool, ctx: RequestContext) -> tuple[ErrorCode, str | None]:
+    if topic.replication_factor < 1 and topic.replication_factor != DEFAULT:
         return ErrorCode.invalid_replication_factor, (
-            f"replication factor {topic.replication_factor} is more than this broker's one node"
+            f"replication factor must be at least 1 (or -1 for the default), not {topic.replication_factor}"
         )
     if topic.assignments:
         return (
@@ -45,19 +45,25 @@ def _create_one(topic: Any, validate_only: bool, ctx: RequestContext) -> tuple[E
             except UnknownTopicError:
                 return ErrorCode.none, None
             raise TopicExistsError(f"topic {topic.name!r} already exists")
-        ctx.core.admin.create(topic.name, partitions, config)
+        await ctx.core.create_topic(topic.name, partitions, config, _replication_factor(topic))
     except LogStoreError as exc:
         return error_code(exc), error_message(exc)
     return ErrorCode.none, None
 
 
-def create_topics(request: Any, version: int, ctx: RequestContext) -> Any:
+def _replication_factor(topic: Any) -> int:
+    """The request's replication factor, 0 for the broker's default (-1 on the wire)."""
+    factor = int(getattr(topic, "replication_factor", DEFAULT))
+    return 0 if factor == DEFAULT else factor
+
+
+async def create_topics(request: Any, version: int, ctx: RequestContext) -> Any:
     cls = response_type(CREATE_TOPICS, version)
     topic_cls = element(cls, "topics")
     validate_only = getattr(request, "validate_only", False)
     results = []
     for topic in request.topics:
-        code, message = _create_one(topic, validate_only, ctx)
+        code, message = await _create_one(topic, validate_only, ctx)
         results.append(build(topic_cls, name=topic.name, error_code=code, error_message=message))
     return build(cls, throttle_time=NO_THROTTLE, topics=tuple(results))
 

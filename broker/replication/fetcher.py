@@ -223,15 +223,18 @@ class ReplicaFetcher:
             # Ahead of the leader: our tail was never replicated; find the divergence again.
             followed.truncated = False
             return
-        log.warning(
-            "%s-%d: log end %d is below broker %d's log start %d (retention moved on); following from there",
+        log.error(
+            "%s-%d: log end %d is below broker %d's log start %d (its retention moved on): this replica "
+            "cannot catch up by fetching; stop the broker, move %s aside and start it again to copy the "
+            "partition afresh",
             key[0],
             key[1],
             partition_log.log_end_offset,
             self.leader_id,
             item.log_start_offset,
+            partition_log.directory,
         )
-        partition_log.truncate_fully_and_start_at(item.log_start_offset)
+        followed.paused_until = float("inf")
 
     def _refused(self, key: PartitionKey, followed: Followed, code: int, message: str) -> None:
         name = common_pb2.ErrorCode.Name(code) if code in common_pb2.ErrorCode.values() else str(code)

@@ -116,6 +116,7 @@ class ClusterNode:
         self.core.cluster = self
         self.core.topics.replicas = self.replicas
         self.core.topics.remote_create = self._auto_create
+        self.core.topic_creator = self.create_topic
         self.replicas.apply(self.view)
         self._spawn(self.store.follow(self.view, self._changed), "etcd-watch")
         self._spawn(self._apply_changes(), "cluster-apply")

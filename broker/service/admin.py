@@ -100,7 +100,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
     async def CreateTopic(
         self, request: pb.CreateTopicRequest, context: grpc.aio.ServicerContext
     ) -> pb.CreateTopicResponse:
-        view = self._core.admin.create(request.name, request.partitions, dict(request.config))
+        view = await self._core.create_topic(request.name, request.partitions, dict(request.config))
         return pb.CreateTopicResponse(topic=topic_description(view))
 
     @unary

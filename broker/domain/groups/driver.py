@@ -56,6 +56,9 @@ from logstore.errors import InvalidRequestError, LogStoreError
 from logstore.log import Log
 from logstore.manager import LogManager
 
+COMMIT_REPLICATION_TIMEOUT_S = 30.0
+"""How long a commit waits for the in-sync replicas of its offsets partition (in a cluster)."""
+
 log = logging.getLogger(__name__)
 
 MAX_METADATA_BYTES = 4096
@@ -214,7 +217,8 @@ class GroupDomain:
         write = self._store.commit(group_id, offsets)
         self._coordinator.ensure_group(group_id)
         await self._flusher.flush(write.log, write.last_offset + 1)
-        self._store.apply(write)  # shown only once durable
+        await self._store.replicated(write, COMMIT_REPLICATION_TIMEOUT_S)
+        self._store.apply(write)  # shown only once durable (and, in a cluster, on every in-sync replica)
 
     def fetch_offsets(self, group_id: str, scope: PartitionScope) -> list[Committed]:
         """Committed offsets of the partitions in `scope` (offset -1 if none); all of them if it is empty."""
@@ -303,6 +307,7 @@ class GroupDomain:
         written = self._store.delete_group(group_id)
         if written is not None:
             await self._flusher.flush(written.log, written.last_offset + 1)
+            await self._store.replicated(written, COMMIT_REPLICATION_TIMEOUT_S)
             self._store.apply(written)
         log.info("deleted consumer group %s", group_id)
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import mmh3
 from logstore.broker.domain.internal_topics import ensure_internal_topic
+from logstore.broker.domain.replicas import NotReplicated, Replicas
 from logstore.broker.group_machine.model import TopicPartition
 
 from logstore.errors import CorruptRecordError, CorruptSegmentError
@@ -96,11 +97,42 @@ class OffsetStore:
         # overwrites a newer one.
         self._written_at: dict[tuple[str, TopicPartition], int] = {}
         self._partitions = ensure_internal_topic(manager, OFFSETS_TOPIC, partitions, _OFFSETS_TOPIC_CONFIG)
-        self._load()
+        self.replicas: Replicas = NotReplicated()
+        """In a cluster: commits are stamped with the partition's leader epoch and wait for the ISR."""
+        self._load(range(self._partitions))
 
-    def _load(self) -> None:
+    def reload_partition(self, partition: int) -> None:
+        """Forget what came from one partition and read it again: this broker has just become its leader
+        (the coordinator of its groups), and its log now holds what the previous leader wrote."""
+        for group_id, tp in [k for k in self._written_at if self.partition_for(k[0]) == partition]:
+            del self._written_at[(group_id, tp)]
+            group = self._offsets.get(group_id)
+            if group is not None:
+                group.pop(tp, None)
+                if not group:
+                    del self._offsets[group_id]
+        self._load((partition,))
+
+    async def replicated(self, write: PendingWrite, timeout_s: float) -> None:
+        """Wait until the write is on every in-sync replica (at once for a single broker)."""
+        await self.replicas.replicated(
+            OFFSETS_TOPIC, self.partition_for(write.group_id), write.last_offset + 1, timeout_s
+        )
+
+    def _append(self, group_id: str, data: bytes, now: int) -> tuple[Log, int]:
+        partition = self.partition_for(group_id)
+        partition_log = self._manager.log(OFFSETS_TOPIC, partition)
+        epoch = self.replicas.leader_epoch(OFFSETS_TOPIC, partition)
+        if epoch is None:
+            result = partition_log.append(data, now_ms=now)
+        else:
+            result = partition_log.append(data, now_ms=now, leader_epoch=epoch)
+        self.replicas.appended(OFFSETS_TOPIC, partition, result.last_offset + 1)
+        return partition_log, result.last_offset
+
+    def _load(self, partitions: Iterable[int]) -> None:
         records = 0
-        for partition in range(self._partitions):
+        for partition in partitions:
             partition_log = self._manager.log(OFFSETS_TOPIC, partition)
             offset = partition_log.log_start_offset
             while offset < partition_log.log_end_offset:
@@ -168,9 +200,8 @@ class OffsetStore:
         }
         for tp, committed in stamped.items():
             builder.append(_value(committed), key=_key(group_id, tp), timestamp_ms=now)
-        partition_log = self.log_for(group_id)
-        result = partition_log.append(builder.build(), now_ms=now)
-        return PendingWrite(partition_log, result.last_offset, group_id, dict(stamped))
+        partition_log, last_offset = self._append(group_id, builder.build(), now)
+        return PendingWrite(partition_log, last_offset, group_id, dict(stamped))
 
     def fetch(
         self, group_id: str, partitions: Iterable[TopicPartition] | None = None
@@ -199,9 +230,8 @@ class OffsetStore:
         builder = BatchBuilder()
         for tp in doomed:
             builder.append(None, key=_key(group_id, tp), timestamp_ms=now)
-        partition_log = self.log_for(group_id)
-        result = partition_log.append(builder.build(), now_ms=now)
-        return PendingWrite(partition_log, result.last_offset, group_id, dict.fromkeys(doomed))
+        partition_log, last_offset = self._append(group_id, builder.build(), now)
+        return PendingWrite(partition_log, last_offset, group_id, dict.fromkeys(doomed))
 
     def forget_topic(self, topic: str, now_ms: int | None = None) -> None:
         """Drop every group's commits for a deleted topic (so a new topic of that name starts clean).
