@@ -139,6 +139,12 @@ class ReplicaManager:
             self._ensure_local_topic(topic, len(assignment.replicas), assignment.config)
         self._forget_deleted_topics(view)
         alive = self._session_alive()
+        if not alive and self.leaders:
+            log.warning(
+                "stepping down as leader of %d partitions: etcd has not confirmed this broker's session "
+                "for a session timeout (the controller is moving them)",
+                len(self.leaders),
+            )
         wanted_leaders: set[PartitionKey] = set()
         wanted_followed: dict[PartitionKey, tuple[int, int]] = {}
         for key, state in view.partitions.items():
