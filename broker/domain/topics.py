@@ -164,9 +164,10 @@ class Topics:
         """Delete a partition's records below offset `before` (-1: all of them, up to the high watermark);
         returns the partition's new log start offset (Kafka's low watermark)."""
         self.refuse_internal(name, "trimmed")
+        self.cluster.check_leader(name, partition)
         partition_log = self.log(name, partition)
         return partition_log.delete_records_before(
-            partition_log.log_end_offset if before == HIGH_WATERMARK else before
+            self.visible_end(name, partition, partition_log) if before == HIGH_WATERMARK else before
         )
 
     def check_config(self, config: Mapping[str, str], *, replicas: int) -> TopicConfig:
