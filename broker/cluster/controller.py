@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 
@@ -23,7 +24,13 @@ from logstore.broker.cluster.errors import (
     NotControllerError,
     StalePartitionStateError,
 )
-from logstore.broker.cluster.leader_election import alter_isr, initial_state, on_brokers_changed, reassign
+from logstore.broker.cluster.leader_election import (
+    alter_isr,
+    initial_state,
+    on_brokers_changed,
+    preferred_leader,
+    reassign,
+)
 from logstore.broker.cluster.metadata import PartitionState, TopicAssignment, TopicChangeKind
 from logstore.broker.cluster.placement import assign_replicas
 from logstore.broker.cluster.store import MetadataStore, TopicExistsInClusterError
@@ -40,6 +47,20 @@ def reconcile(view: ClusterView, *, unclean: bool = False) -> dict[tuple[str, in
         if new is not state:
             writes[where] = new
     return writes
+
+
+def rebalance_leaders(view: ClusterView, writes: dict[tuple[str, int], PartitionState]) -> int:
+    """Move leadership back to each partition's first replica where it is alive, in sync and not leading
+    (into `writes`, leaving partitions `writes` already changes); returns how many move. Pure."""
+    moved = 0
+    for where, state in sorted(view.partitions.items()):
+        if where in writes or where in view.reassignments:
+            continue
+        new = preferred_leader(state, view.live_brokers)
+        if new is not state:
+            writes[where] = new
+            moved += 1
+    return moved
 
 
 def answer_isr_requests(
@@ -114,11 +135,16 @@ class Controller:
         elector: ControllerElector,
         *,
         unclean_leader_election: bool = False,
+        rebalance_interval_s: float = 0.0,
         rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self.elector = elector
         self.unclean = unclean_leader_election
+        self.rebalance_interval_s = rebalance_interval_s
+        self._clock = clock
+        self._next_rebalance = clock() + rebalance_interval_s
         self.rng = rng or random.Random()
         self.view = ClusterView(store.layout)
         self._changed = asyncio.Event()
@@ -145,6 +171,11 @@ class Controller:
         while self.elector.is_controller() and self.elector.status.epoch == epoch:
             self._changed.clear()
             writes = reconcile(self.view, unclean=self.unclean)
+            if self.rebalance_interval_s > 0 and self._clock() >= self._next_rebalance:
+                self._next_rebalance = self._clock() + self.rebalance_interval_s
+                moved = rebalance_leaders(self.view, writes)
+                if moved:
+                    log.info("moving leadership back to the preferred replica of %d partitions", moved)
             answered = answer_isr_requests(self.view, writes)
             reassigned, topics = answer_reassignments(self.view, writes)
             if writes or answered or reassigned:

@@ -51,7 +51,13 @@ from logstore.broker.domain.share.state_store import STATE_TOPIC, STATE_TOPIC_CO
 from logstore.broker.replication.replica_manager import ReplicaManager
 from logstore.broker.settings import Settings
 
-from logstore.errors import InvalidRequestError, TopicExistsError, UnknownPartitionError, UnknownTopicError
+from logstore.errors import (
+    InvalidConfigError,
+    InvalidRequestError,
+    TopicExistsError,
+    UnknownPartitionError,
+    UnknownTopicError,
+)
 from logstore.manager import validate_topic_name
 
 log = logging.getLogger(__name__)
@@ -110,7 +116,10 @@ class ClusterNode:
             self._client, self.broker_id, layout=self.layout, lease_ttl_s=self.ttl_s
         )
         self.controller = Controller(
-            self.store, self.elector, unclean_leader_election=self.settings.unclean_leader_election
+            self.store,
+            self.elector,
+            unclean_leader_election=self.settings.unclean_leader_election,
+            rebalance_interval_s=self.settings.leader_imbalance_check_interval_ms / 1000,
         )
         self.replicas = ReplicaManager(
             self.core,
@@ -366,6 +375,12 @@ class ClusterNode:
     async def alter_config(self, name: str, changes: Mapping[str, str], timeout_s: float) -> None:
         wanted = dict(changes)
         min_isr = wanted.get("min.insync.replicas")
+        assignment = self.view.topics.get(name)
+        if min_isr is not None and assignment is not None and int(min_isr) > assignment.replication_factor:
+            raise InvalidConfigError(
+                f"min.insync.replicas {min_isr} is more than topic {name!r}'s {assignment.replication_factor} "
+                "replicas: no acks=all write could ever succeed"
+            )
 
         def applied() -> bool:
             assignment = self.view.topics.get(name)
