@@ -153,7 +153,8 @@ class Controller:
 
     async def run(self) -> None:
         self.view.replace_with(await self.store.snapshot())
-        follower = asyncio.create_task(self.store.follow(self.view, self._changed))
+        follower = asyncio.create_task(self.store.follow(self.view, self._changed), name="controller-watch")
+        follower.add_done_callback(_report_watch_end)
         try:
             while True:
                 status = await self.elector.wait_for(_controller)
@@ -186,8 +187,16 @@ class Controller:
                     )
                 except NotControllerError:
                     return
-                except (StalePartitionStateError, *ETCD_ERRORS):
-                    revision = self.view.revision + 1  # decide again on a view that has moved on
+                except (StalePartitionStateError, *ETCD_ERRORS) as exc:
+                    # Decide again shortly, on the view as it is then: waiting for the view to move on
+                    # could wait forever when nothing else changes (a write etcd refused, say).
+                    log.warning(
+                        "a controller write of %d partitions was refused (%r); deciding again",
+                        len(writes),
+                        exc,
+                    )
+                    await asyncio.sleep(self.elector.ttl_s / 6)
+                    continue
                 await self._until_seen(revision)
                 continue
             if self.view.topic_requests or self.view.topic_changes:
@@ -209,8 +218,7 @@ class Controller:
         """Create every topic a broker asked for (placing it over the live brokers now), then drop the
         requests. A request that cannot be met (too few live brokers) is dropped with a warning: the
         asking broker checked it and times out waiting."""
-        if not self.view.topic_requests:
-            return
+        written = 0
         for name, request in sorted(self.view.topic_requests.items()):
             if name not in self.view.topics:
                 try:
@@ -231,38 +239,39 @@ class Controller:
                     pass
                 except InvalidReplicationFactorError as exc:
                     log.warning("cannot create topic %s as asked: %s", name, exc)
-            await self.store.delete_topic_request(name)
-        await self._until_seen(self.view.revision + 1)
+            written = await self.store.delete_topic_request(name)
+        await self._until_seen(written)
 
     async def _change_requested_topics(self, epoch: int) -> None:
         """Delete, grow or reconfigure the topics brokers asked to (each checked the change first); a
         change that cannot be made any more (the topic went, too few live brokers) is dropped, logged."""
+        written = 0
         for name, change in sorted(self.view.topic_changes.items()):
             assignment = self.view.topics.get(name)
             if assignment is None:
                 log.warning("dropping the %s change of topic %s: it does not exist", change.kind.value, name)
-                await self.store.delete_topic_change(name)
+                written = await self.store.delete_topic_change(name)
                 continue
             revision = self.view.topic_revisions.get(name, 0)
             if change.kind is TopicChangeKind.DELETE:
-                await self.store.delete_topic(epoch, name)
+                written = await self.store.delete_topic(epoch, name)
                 log.info("deleted topic %s", name)
             elif change.kind is TopicChangeKind.PARTITIONS:
                 grown = self._grown(name, assignment, change.partitions)
                 if grown is None:
-                    await self.store.delete_topic_change(name)
+                    written = await self.store.delete_topic_change(name)
                     continue
                 new, states = grown
-                await self.store.change_topic(epoch, name, new, states, revision)
+                written = await self.store.change_topic(epoch, name, new, states, revision)
                 log.info("topic %s grown to %d partitions", name, change.partitions)
             else:
                 config = dict(assignment.config)
                 config.update(change.config)
                 min_isr = int(config.get("min.insync.replicas", assignment.min_insync_replicas))
                 new = replace(assignment, config=config, min_insync_replicas=min_isr)
-                await self.store.change_topic(epoch, name, new, {}, revision)
+                written = await self.store.change_topic(epoch, name, new, {}, revision)
                 log.info("topic %s reconfigured: %s", name, dict(change.config))
-        await self._until_seen(self.view.revision + 1)
+        await self._until_seen(written)
 
     def _grown(
         self, name: str, assignment: TopicAssignment, total: int
@@ -336,3 +345,9 @@ def _controller(status: ElectionStatus) -> bool:
 
 def _moved_on_from(epoch: int | None) -> Callable[[ElectionStatus], bool]:
     return lambda status: not _controller(status) or status.epoch != epoch
+
+
+def _report_watch_end(task: asyncio.Task[None]) -> None:
+    """The controller's watch only ends when cancelled; anything else is a bug that freezes its view."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("the controller's metadata watch stopped: %r", task.exception(), exc_info=task.exception())

@@ -274,11 +274,18 @@ class MetadataStore:
         )
         return bool(created)
 
-    async def delete_topic_change(self, name: str) -> None:
-        await self.client.delete(self.layout.topic_change(name))
+    async def delete_topic_change(self, name: str) -> int:
+        """Drop a topic-change request; the revision of the deletion."""
+        return await self._delete(self.layout.topic_change(name))
 
-    async def delete_topic_request(self, name: str) -> None:
-        await self.client.delete(self.layout.topic_request(name))
+    async def delete_topic_request(self, name: str) -> int:
+        """Drop a topic request; the revision of the deletion."""
+        return await self._delete(self.layout.topic_request(name))
+
+    async def _delete(self, key: bytes) -> int:
+        tx = self.client.transactions
+        _, answers = await self.client.transaction(compare=[], success=[tx.delete(key)], failure=[])
+        return _revision(answers[0])
 
     async def request_isr(self, topic: str, partition: int, request: IsrRequest, lease_id: int) -> None:
         """A leader's ISR change for the controller, bound to the leader's lease (gone if it dies)."""
