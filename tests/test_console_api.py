@@ -19,7 +19,7 @@ from logstore.broker.errors import TABLE as GRPC_TABLE
 from logstore.client import Consumer
 
 from logstore.records import Record, build_batch
-from tests.auth_helpers import USERS, basic, make_users
+from tests.auth_helpers import USERS, acl, basic, make_users
 from tests.conftest import StartBroker, Stubs
 from tests.console_http import call, poll_records
 
@@ -434,10 +434,21 @@ def test_a_kafka_clients_group_shows_its_members_and_lag(broker: EmbeddedBroker,
     assert call(base, "GET", "/api/groups/kafka-readers")[1]["members"] == []
 
 
-def test_with_auth_on_the_console_logs_in_super_users_only(start_broker: StartBroker, tmp_path: Path) -> None:
-    """--require-auth: no or wrong credentials get 401 and the browser's password prompt; a user who is
-    not a super-user gets 403 (the views are not filtered by ACLs); a super-user sees and acts."""
-    make_users(tmp_path / "data")
+def test_with_auth_on_the_console_logs_in_and_shows_each_user_what_its_acls_allow(
+    start_broker: StartBroker, tmp_path: Path
+) -> None:
+    """--require-auth: no or wrong credentials get 401 and the browser's password prompt; a user sees
+    only the topics and groups its ACLs let it Describe, reads and acts only where they allow, and is
+    refused (403, naming the operation) elsewhere; a super-user sees and acts on everything."""
+    make_users(
+        tmp_path / "data",
+        [
+            acl("User:alice", "Describe", "pay", pattern="prefixed"),
+            acl("User:alice", "Read", "payments"),
+            acl("User:alice", "Describe", "pay", resource="group", pattern="prefixed"),
+            acl("User:alice", "Describe", "payments-audit", permission="deny"),
+        ],
+    )
     broker = start_broker(require_auth=True, super_users="User:admin")
 
     def login(user: str, password: str) -> dict[str, str]:
@@ -447,8 +458,9 @@ def test_with_auth_on_the_console_logs_in_super_users_only(start_broker: StartBr
     assert status == 401 and body["error"] == "SASL_AUTHENTICATION_FAILED", body
     assert headers["WWW-Authenticate"].startswith('Basic realm="logstore console"')
     assert call(broker.http_url, "GET", "/api/topics", headers=login("admin", "guess"))[0] == 401
-    status, body, _ = call(broker.http_url, "GET", "/api/topics", headers=login("alice", USERS["alice"]))
-    assert status == 403 and "serves the --super-users only" in body["message"], body
+    alice = login("alice", USERS["alice"])
+    status, body, _ = call(broker.http_url, "GET", "/api/topics", headers=alice)
+    assert status == 200 and body["topics"] == [], body  # nothing to see yet
     page = urllib.request.Request(broker.http_url + "/console/")
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(page, timeout=10)
@@ -462,4 +474,28 @@ def test_with_auth_on_the_console_logs_in_super_users_only(start_broker: StartBr
     )
     assert status in (200, 201), created
     assert call(broker.http_url, "GET", "/api/topics/made-by-admin", headers=admin)[0] == 200
+    for name in ("payments", "payments-audit", "orders"):
+        call(broker.http_url, "POST", "/api/topics", {"name": name, "partitions": 1}, headers=admin)
+        call(broker.http_url, "POST", f"/api/topics/{name}/records", {"value": f"in {name}"}, headers=admin)
+    assert {t["name"] for t in call(broker.http_url, "GET", "/api/topics", headers=admin)[1]["topics"]} >= {
+        "payments",
+        "payments-audit",
+        "orders",
+        "made-by-admin",
+    }
+    listed = call(broker.http_url, "GET", "/api/topics", headers=alice)[1]["topics"]
+    assert [t["name"] for t in listed] == ["payments"]  # prefixed allow, the deny wins for -audit
+    assert call(broker.http_url, "GET", "/api/overview", headers=alice)[1]["topics"] == 1
+    status, page, _ = call(broker.http_url, "GET", "/api/topics/payments/partitions/0/records", headers=alice)
+    assert status == 200 and [r["value"]["text"] for r in page["records"]] == ["in payments"], page
+    status, body, _ = call(broker.http_url, "GET", "/api/topics/orders", headers=alice)
+    assert status == 403 and "User:alice is not authorized to Describe topic 'orders'" in body["message"]
+    status, body, _ = call(broker.http_url, "GET", "/api/topics/orders/partitions/0/records", headers=alice)
+    assert status == 403 and "Read topic 'orders'" in body["message"], body
+    status, body, _ = call(
+        broker.http_url, "POST", "/api/topics/payments/records", {"value": "from alice"}, headers=alice
+    )
+    assert status == 403 and "Write topic 'payments'" in body["message"], body
+    status, session, _ = call(broker.http_url, "GET", "/api/session", headers=alice)
+    assert session["principal"] == "User:alice" and not any(session["may"].values()), session
     assert urllib.request.urlopen(broker.http_url + "/metrics", timeout=10).status == 200  # scrapes stay open

@@ -14,7 +14,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Protocol
@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from aiohttp import web
 from logstore.broker.auth.security import Security
 from logstore.broker.console.guard import CSRF_HEADER, guard, login, principal_of, refuse
-from logstore.broker.console.permissions import Principal, Resource, may
+from logstore.broker.console.permissions import Principal, Resource, acl_may, may
 from logstore.broker.console.records import render_record
 from logstore.broker.console.sampler import run_sampler
 from logstore.broker.console.samples import Samples
@@ -69,8 +69,9 @@ class Console:
         self._data_dir = Path(data_dir)
         self.samples = samples or Samples()
         self._started_s = time.time()
-        self.may: Callable[[Principal, str, Resource], bool] = may
-        """The permission check of every action (`permissions.may`; the ACL authorizer can replace it)."""
+        self.may: Callable[[Principal, str, Resource], bool] = self._may
+        """The permission check of every view and action: the loopback rule with authentication off, the
+        broker's ACLs with --require-auth (`permissions`)."""
 
     # --- wiring ---------------------------------------------------------------------------------------
 
@@ -109,10 +110,23 @@ class Console:
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
+    def _may(self, principal: Principal, operation: str, resource: Resource) -> bool:
+        if not self._broker.require_auth:
+            return may(principal, operation, resource)
+        security = self._broker.security
+        if security is None:
+            raise ShuttingDownError("the broker is still starting (loading its users); try again in a moment")
+        return acl_may(security)(principal, operation, resource)
+
     def _allow(self, request: web.Request, operation: str, resource: Resource) -> None:
         principal = principal_of(request)
         if not self.may(principal, operation, resource):
             raise refuse(principal, operation, resource)
+
+    def _visible(self, request: web.Request, kind: str, names: Iterable[str]) -> list[str]:
+        """The names of `kind` the asker may Describe: lists leave out what it may not see (Kafka's habit)."""
+        principal = principal_of(request)
+        return [n for n in names if self.may(principal, "Describe", Resource(kind, n))]
 
     def _core(self) -> BrokerCore:
         core = self._broker.core
@@ -150,7 +164,9 @@ class Console:
         core = self._core()
         used = await asyncio.to_thread(_disk_used, self._data_dir)
         disk = shutil.disk_usage(self._data_dir)
-        topics = core.admin.list()
+        shown = set(self._visible(request, "topic", [t.name for t in core.admin.list()]))
+        topics = [t for t in core.admin.list() if t.name in shown]
+        groups = [g.group_id for g in core.groups.list_groups()] + [g for g, _, _ in core.share.list_groups()]
         return json_response(
             {
                 "version": _version(),
@@ -162,7 +178,7 @@ class Console:
                 "disk_total_bytes": disk.total,
                 "topics": len(topics),
                 "partitions": sum(t.partitions for t in topics),
-                "groups": len(core.groups.list_groups()) + len(core.share.list_groups()),
+                "groups": len(self._visible(request, "group", groups)),
             }
         )
 
@@ -172,7 +188,8 @@ class Console:
     async def topics(self, request: web.Request) -> web.Response:
         core = self._core()
         answer = []
-        for summary in core.admin.list():
+        shown = set(self._visible(request, "topic", [t.name for t in core.admin.list()]))
+        for summary in [t for t in core.admin.list() if t.name in shown]:
             logs = [core.topics.log(summary.name, p) for p in range(summary.partitions)]
             config = core.topics.info(summary.name).config.to_mapping()
             answer.append(
@@ -191,6 +208,7 @@ class Console:
     async def topic(self, request: web.Request) -> web.Response:
         core = self._core()
         name = request.match_info["topic"]
+        self._allow(request, "Describe", Resource("topic", name))
         view = core.admin.describe(name)
         partitions = []
         for offsets in view.partitions:
@@ -223,6 +241,7 @@ class Console:
         (`tail`) the last `limit` of them."""
         core = self._core()
         topic = request.match_info["topic"]
+        self._allow(request, "Read", Resource("topic", topic))
         partition = as_int(request.match_info["partition"], "partition", minimum=0)
         limit = as_int(request.query.get("limit", "50"), "limit", minimum=1, maximum=MAX_PAGE)
         lg = core.topics.log(topic, partition)
@@ -286,12 +305,15 @@ class Console:
             {"group_id": gid, "type": "share", "state": "STABLE" if stable else "EMPTY", "members": members}
             for gid, stable, members in core.share.list_groups()
         ]
+        shown = set(self._visible(request, "group", [str(g["group_id"]) for g in listed]))
+        listed = [g for g in listed if g["group_id"] in shown]
         listed.sort(key=lambda g: str(g["group_id"]))
         return json_response({"groups": listed})
 
     async def group(self, request: web.Request) -> web.Response:
         core = self._core()
         group_id = request.match_info["group"]
+        self._allow(request, "Describe", Resource("group", group_id))
         view = core.groups.describe_group(group_id)
         d = view.description
         state, epoch, assignor = d.state.name, d.group_epoch, d.assignor
@@ -350,6 +372,7 @@ class Console:
     async def share_group(self, request: web.Request) -> web.Response:
         core = self._core()
         group_id = request.match_info["group"]
+        self._allow(request, "Describe", Resource("group", group_id))
         view = core.share.describe(group_id)
         return json_response(
             {

@@ -66,9 +66,9 @@ def check_origin(request: web.Request) -> None:
 
 def login(security_of: Callable[[], Security | None]) -> Middleware:
     """With --require-auth: every console request logs in with HTTP Basic credentials (a broker user's
-    name and password, checked as the gRPC listener checks them), and the console serves super-users
-    only, since its views are not filtered by each ACL yet. Inside `guard`, which answers a refusal 401
-    (the browser then asks for the password) or 403."""
+    name and password, checked as the gRPC listener checks them); what it then shows and allows is what
+    the user's ACLs allow (`permissions.acl_may`). Inside `guard`, which answers a refusal 401 (the
+    browser then asks for the password) or 403."""
 
     @web.middleware
     async def logged_in(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -77,13 +77,8 @@ def login(security_of: Callable[[], Security | None]) -> Middleware:
             raise ShuttingDownError("the broker is still starting (loading its users); try again in a moment")
         header = request.headers.get("Authorization")
         principal = await security.authenticate_basic(header, request.remote or "", listener="http")
-        if principal not in security.super_users:
-            raise ForbiddenError(
-                f"{principal} may not use the console: while the broker runs with --require-auth it serves "
-                "the --super-users only (its views are not filtered by ACLs yet); use the CLI or the "
-                "clients, which are"
-            )
         request[PRINCIPAL] = principal
+        request[SUPER_USER] = security.is_super_user(principal)
         return await handler(request)
 
     return logged_in
@@ -91,18 +86,26 @@ def login(security_of: Callable[[], Security | None]) -> Middleware:
 
 PRINCIPAL = web.RequestKey("principal", str)
 """The logged-in principal of a request (set by `login`)."""
+SUPER_USER = web.RequestKey("super_user", bool)
 
 
 def principal_of(request: web.Request) -> Principal:
     """Who is asking: the logged-in user with --require-auth, else anonymous (the loopback rule applies)."""
     name = request.get(PRINCIPAL)
     if name is not None:
-        return Principal(name, request.remote or "", super_user=True)
+        return Principal(
+            name, request.remote or "", super_user=request.get(SUPER_USER, False), authenticated=True
+        )
     return Principal("User:ANONYMOUS", request.remote or "")
 
 
 def refuse(principal: Principal, operation: str, resource: Resource) -> ForbiddenError:
+    what = "the cluster" if resource.kind == "cluster" else f"{resource.kind} {resource.name!r}"
+    if principal.authenticated:
+        return ForbiddenError(
+            f"{principal.name} is not authorized to {operation} {what} (no ACL allows it, or one denies it)"
+        )
     return ForbiddenError(
-        f"{principal.name} from {principal.address} may not {operation} {resource.kind} {resource.name!r}: "
+        f"{principal.name} from {principal.address} may not {operation} {what}: "
         "with authentication off, the console allows actions only from 127.0.0.1"
     )
