@@ -108,6 +108,9 @@ class ReplicaFetcher:
             except LogStoreError as exc:
                 log.warning("replica fetch from broker %d: %s", self.leader_id, exc)
                 await asyncio.sleep(RETRY_BACKOFF_S)
+            except Exception:  # a bug: keep replicating the other partitions rather than stop for good
+                log.exception("replica fetch from broker %d failed; retrying", self.leader_id)
+                await asyncio.sleep(RETRY_BACKOFF_S)
 
     # --- divergence ---------------------------------------------------------------------------------
 
@@ -156,11 +159,11 @@ class ReplicaFetcher:
             if truncation.offset < partition_log.log_end_offset:
                 self._truncate(
                     key,
-                    followed,
+                    asking,
                     truncation.offset,
                     f"the leader's epoch {item.leader_epoch} ends at {item.end_offset}",
                 )
-            followed.truncated = truncation.done
+            asking.truncated = truncation.done
 
     def _truncate(self, key: PartitionKey, followed: Followed, offset: int, why: str) -> None:
         end = followed.log.log_end_offset
