@@ -227,7 +227,7 @@ def test_no_acknowledged_record_is_lost_across_leader_kills_a_frozen_follower_an
     )
     cluster.stop()
 
-    expected = []
+    expected: list[tuple[int, bytes]] = []
     for acked in load.acked:
         expected.extend((acked.base_offset + i, value) for i, value in enumerate(acked.values))
     assert [offset for offset, _ in expected] == list(range(len(expected))), "acks are contiguous, none twice"

@@ -354,6 +354,13 @@ def test_requests_to_a_follower_or_with_another_leader_epoch_are_refused_with_ka
 # --- real clients across a failover ------------------------------------------------------------------
 
 
+def record(message: Message) -> tuple[int, bytes]:
+    """A librdkafka message's offset and value (every record here has both)."""
+    offset, value = message.offset(), message.value()
+    assert offset is not None and value is not None
+    return offset, value
+
+
 def read_all(cluster: Cluster, topic: str, count: int) -> list[tuple[int, bytes]]:
     """(offset, value) of the partition's first `count` records, read by a fresh librdkafka consumer."""
     consumer = Consumer(
@@ -367,7 +374,7 @@ def read_all(cluster: Cluster, topic: str, count: int) -> list[tuple[int, bytes]
             within(deadline, f"reading back {count} records of {topic}")
             message = consumer.poll(0.2)
             if message is not None and message.error() is None:
-                found.append((message.offset(), message.value()))
+                found.append(record(message))
         return found
     finally:
         consumer.close()
@@ -413,12 +420,13 @@ def test_librdkafka_producer_and_assigned_consumer_carry_on_across_the_leaders_k
         if error is not None:
             failed.append(error)
         else:
-            acked[message.offset()] = message.value()
+            offset, value = record(message)
+            acked[offset] = value
 
     def consume() -> None:
         message = consumer.poll(0.01)
         if message is not None and message.error() is None:
-            consumed.append((message.offset(), message.value()))
+            consumed.append(record(message))
 
     sent = 0
     killed_at: int | None = None
