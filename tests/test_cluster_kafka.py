@@ -535,3 +535,172 @@ def test_kafka_python_producer_and_assigned_consumer_carry_on_across_the_leaders
     assert wait_for_new_leader(cluster, "invoices", old) != old
     check_exactly_once_in_order(acked, consumed, sent)
     check_exactly_once_in_order(acked, read_all(cluster, "invoices", sent), sent)
+
+
+# --- consumer groups across the loss of their coordinator ---------------------------------------------
+
+
+def group_coordinated_by(cluster: Cluster, broker_id: int) -> str:
+    """A group id whose coordinator is `broker_id` (the leader of its `__consumer_offsets` partition),
+    after a FindCoordinator has had the cluster create that topic and its partitions have leaders."""
+    address = cluster.brokers[broker_id].kafka_address
+    call(address, FindCoordinatorRequest(version=2, key="warm-up", key_type=0), FindCoordinatorResponse, 2)
+    cluster.wait_for(
+        lambda: all(offsets_leader(cluster, f"group-{n}") is not None for n in range(64)),
+        "every __consumer_offsets partition has a leader",
+    )
+    return next(f"group-{n}" for n in range(1000) if offsets_leader(cluster, f"group-{n}") == broker_id)
+
+
+def check_group_read_everything(consumed: list[tuple[int, bytes]], sent: int) -> None:
+    """A group member may read again from its last commit after a failover (at least once), but every
+    record it gets is the one stored at that offset, and it got them all."""
+    assert {offset for offset, _ in consumed} == set(range(sent))
+    assert all(value == b"%d" % offset for offset, value in consumed)
+
+
+def test_a_librdkafka_group_member_carries_on_when_the_leader_and_its_coordinator_is_killed(
+    cluster: Cluster,
+) -> None:
+    create_topic(cluster, "shipments", 1)
+    leader = cluster.leader("shipments")
+    group = group_coordinated_by(cluster, leader)
+    bootstrap = kafka_bootstrap(cluster)
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all", "linger.ms": 5}
+    )
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": group,
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": True,
+            "auto.commit.interval.ms": 200,
+            "session.timeout.ms": 6000,
+            "heartbeat.interval.ms": 500,
+            "topic.metadata.refresh.interval.ms": 1000,
+        }
+    )
+    consumer.subscribe(["shipments"])
+    acked: dict[int, bytes] = {}
+    consumed: list[tuple[int, bytes]] = []
+
+    def delivered(error: KafkaError | None, message: Message) -> None:
+        assert error is None, error
+        offset, value = record(message)
+        acked[offset] = value
+
+    def consume() -> None:
+        message = consumer.poll(0.01)
+        if message is not None and message.error() is None:
+            consumed.append(record(message))
+
+    sent = 0
+    killed_at: int | None = None
+    deadline = time.monotonic() + FAILOVER_DEADLINE_S
+    try:
+        while killed_at is None or len(acked) < killed_at + AFTER_KILL:
+            within(deadline, f"{AFTER_KILL} acknowledgements after the kill (have {len(acked)})")
+            if len(producer) < 50:
+                producer.produce("shipments", value=b"%d" % sent, on_delivery=delivered)
+                sent += 1
+            producer.poll(0)
+            consume()
+            # the member has read (and auto-committed) from its coordinator before both go
+            if killed_at is None and len(acked) >= BEFORE_KILL and len(consumed) >= BEFORE_KILL // 2:
+                kill_leader(cluster, "shipments")
+                killed_at = len(acked)
+        assert producer.flush(60) == 0
+        while {offset for offset, _ in consumed} != set(range(sent)):
+            within(deadline + 60, f"the group member reads every offset up to {sent}")
+            consume()
+        check_group_read_everything(consumed, sent)
+
+        def committed_everything() -> bool:
+            consume()
+            try:
+                consumer.commit(asynchronous=False)
+            except Exception:  # the coordinator may still be moving; the member finds it again
+                return False
+            (position,) = consumer.committed([TopicPartition("shipments", 0)], timeout=10)
+            return position.offset == sent
+
+        cluster.wait_for(committed_everything, f"{group} commits offset {sent} with its new coordinator")
+    finally:
+        consumer.close()
+    assert offsets_leader(cluster, group) not in (None, leader)
+
+
+def test_a_kafka_python_group_member_carries_on_when_the_leader_and_its_coordinator_is_killed(
+    cluster: Cluster, kafka_python_closes_failed_sockets: None
+) -> None:
+    create_topic(cluster, "receipts", 1)
+    leader = cluster.leader("receipts")
+    group = group_coordinated_by(cluster, leader)
+    bootstrap = [b.kafka_address for b in cluster.brokers.values()]
+    producer = KafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
+        metadata_max_age_ms=1000,
+    )
+    consumer = KafkaConsumer(
+        "receipts",
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        auto_offset_reset="earliest",
+        enable_auto_commit=True,
+        auto_commit_interval_ms=200,
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=500,
+        metadata_max_age_ms=1000,
+    )
+    acked: dict[int, bytes] = {}
+    failed: list[BaseException] = []
+    consumed: list[tuple[int, bytes]] = []
+    pending: list[Any] = []
+
+    def consume() -> None:
+        for records in consumer.poll(timeout_ms=10).values():
+            consumed.extend((r.offset, r.value) for r in records)
+
+    sent = 0
+    killed_at: int | None = None
+    deadline = time.monotonic() + FAILOVER_DEADLINE_S
+    try:
+        while killed_at is None or len(acked) < killed_at + AFTER_KILL:
+            within(deadline, f"{AFTER_KILL} acknowledgements after the kill (have {len(acked)})")
+            pending = [f for f in pending if not f.is_done]
+            if len(pending) < 50:
+                value = b"%d" % sent
+                future = producer.send("receipts", value=value, partition=0)
+                future.add_callback(lambda metadata, value=value: acked.__setitem__(metadata.offset, value))
+                future.add_errback(failed.append)
+                pending.append(future)
+                sent += 1
+            consume()
+            if killed_at is None and len(acked) >= BEFORE_KILL and len(consumed) >= BEFORE_KILL // 2:
+                kill_leader(cluster, "receipts")
+                killed_at = len(acked)
+        producer.flush(timeout=60)
+        assert failed == [] and len(acked) == sent
+        while {offset for offset, _ in consumed} != set(range(sent)):
+            within(deadline + 60, f"the group member reads every offset up to {sent}")
+            consume()
+        check_group_read_everything(consumed, sent)
+        partition = KafkaPythonPartition("receipts", 0)
+
+        def committed_everything() -> bool:
+            consume()
+            try:
+                consumer.commit()
+            except Exception:  # the coordinator may still be moving; the member finds it again
+                return False
+            return consumer.committed(partition) == sent
+
+        cluster.wait_for(committed_everything, f"{group} commits offset {sent} with its new coordinator")
+    finally:
+        consumer.close()
+        producer.close(timeout=10)
+    assert offsets_leader(cluster, group) not in (None, leader)
