@@ -253,6 +253,31 @@ def test_every_broker_describes_the_cluster_as_etcd_holds_it_before_and_after_a_
         assert old in answer.topics[0].partitions[0].offline_replicas
 
 
+def test_a_metadata_request_has_the_controller_create_an_unknown_topic(cluster: Cluster) -> None:
+    """Auto-creation in a cluster goes through the controller: LEADER_NOT_AVAILABLE (retriable, as Kafka
+    answers the request that creates a topic) until the topic's partitions have leaders, then the
+    cluster's answer from every broker."""
+    asked_at = cluster.brokers[2].kafka_address
+    request = MetadataRequest(
+        version=9,
+        topics=[MetadataRequest.MetadataRequestTopic(name="auto-made")],
+        allow_auto_topic_creation=True,
+        include_cluster_authorized_operations=False,
+        include_topic_authorized_operations=False,
+    )
+    codes = []
+
+    def created() -> bool:
+        (topic,) = call(asked_at, request, MetadataResponse, 9).topics
+        codes.append(topic.error_code)
+        return topic.error_code == 0
+
+    cluster.wait_for(created, "a Metadata request auto-creates the topic")
+    assert set(codes) <= {0, 5}, codes  # 5: LEADER_NOT_AVAILABLE
+    cluster.wait_for_isr("auto-made", 0, 3)
+    wait_for_metadata(cluster, "auto-made", 1)
+
+
 def find_coordinators(cluster: Cluster, group_id: str) -> dict[tuple[int, int], tuple[int, int, str, int]]:
     """(error, node, host, port) of FindCoordinator from each live broker, by (broker, version): v2 as
     librdkafka sends it, and v4 (batched keys, KIP-699) as kafka-python does."""
