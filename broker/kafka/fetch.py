@@ -45,7 +45,6 @@ def handle(request: Any, version: int, ctx: RequestContext) -> Any:
         for t in request.topics
         for p in t.partitions
     ]
-    fenced = _fenced(request, ctx)
     requested_max = getattr(request, "max_bytes", ctx.fetch_max_bytes)
     max_bytes = max(1, min(requested_max, ctx.fetch_max_bytes))
     min_bytes = max(0, request.min_bytes)
@@ -53,16 +52,16 @@ def handle(request: Any, version: int, ctx: RequestContext) -> Any:
     lease = ctx.answers.lease(ctx.connection)
     room = lease.room()
     refused = _refused(specs, ctx)
-    if refused or fenced:  # answered now: the allowed partitions' data, and Kafka's code for the others
-        for spec in specs:
-            if spec.topic in refused:
-                fenced[spec.topic, spec.partition] = refused[spec.topic]
-        allowed = [spec for spec in specs if (spec.topic, spec.partition) not in fenced]
+    unread = _fenced(request, ctx)
+    if refused:  # a refused Read decides before a fenced epoch, as Kafka authorizes first
+        unread.update({(s.topic, s.partition): refused[s.topic] for s in specs if s.topic in refused})
+    if unread:  # answered now: the other partitions' data, and Kafka's code for these
+        allowed = [spec for spec in specs if (spec.topic, spec.partition) not in unread]
         found = ctx.core.read_now(allowed, max(1, min(max_bytes, room))) if allowed else []
         by_partition = {(r.topic, r.partition): r for r in found}
         reads = [
             by_partition.get((spec.topic, spec.partition))
-            or PartitionRead(spec.topic, spec.partition, error=fenced[spec.topic, spec.partition])
+            or PartitionRead(spec.topic, spec.partition, error=unread[spec.topic, spec.partition])
             for spec in specs
         ]
         lease.charge(_size(reads))
