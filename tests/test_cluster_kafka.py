@@ -27,8 +27,14 @@ from kafka.protocol.admin import DescribeClusterRequest, DescribeClusterResponse
 from kafka.protocol.consumer import (
     FetchRequest,
     FetchResponse,
+    JoinGroupRequest,
+    JoinGroupResponse,
     ListOffsetsRequest,
     ListOffsetsResponse,
+    OffsetCommitRequest,
+    OffsetCommitResponse,
+    OffsetFetchRequest,
+    OffsetFetchResponse,
     OffsetForLeaderEpochRequest,
     OffsetForLeaderEpochResponse,
 )
@@ -47,6 +53,7 @@ from tests.kafka_wire import decode_response, read_exactly, send_request
 pytestmark = pytest.mark.slow
 
 NOT_LEADER_OR_FOLLOWER, FENCED_LEADER_EPOCH, UNKNOWN_LEADER_EPOCH = 6, 74, 75
+UNKNOWN_TOPIC_OR_PARTITION, NOT_COORDINATOR, MEMBER_ID_REQUIRED = 3, 16, 79
 BEFORE_KILL = 150
 """Records acknowledged before the leader is killed."""
 AFTER_KILL = 150
@@ -306,6 +313,41 @@ def offsets_leader(cluster: Cluster, group_id: str) -> int | None:
     return None if state is None or state.leader <= 0 else state.leader
 
 
+def group_requests(address: str, group_id: str) -> list[int]:
+    """The error codes of a JoinGroup (v4: a new member is first given its id, MEMBER_ID_REQUIRED counts
+    as reaching the coordinator), an OffsetFetch and an OffsetCommit from outside the group."""
+    joined = call(
+        address,
+        JoinGroupRequest(
+            version=4, group_id=group_id, session_timeout_ms=6000, rebalance_timeout_ms=6000, member_id="",
+            protocol_type="consumer", protocols=[JoinGroupRequest.JoinGroupRequestProtocol(name="range", metadata=b"")],
+        ),
+        JoinGroupResponse,
+        4,
+    )  # fmt: skip
+    fetched = call(
+        address,
+        OffsetFetchRequest(version=5, group_id=group_id, topics=None, require_stable=False),
+        OffsetFetchResponse,
+        5,
+    )
+    topic = OffsetCommitRequest.OffsetCommitRequestTopic
+    committed = call(
+        address,
+        OffsetCommitRequest(
+            version=7, group_id=group_id, generation_id_or_member_epoch=-1, member_id="", group_instance_id=None,
+            topics=[topic(name="orders", partitions=[topic.OffsetCommitRequestPartition(
+                partition_index=0, committed_offset=1, committed_leader_epoch=-1, committed_metadata="",
+            )])],
+        ),
+        OffsetCommitResponse,
+        7,
+    )  # fmt: skip
+    join_code = 0 if joined.error_code == MEMBER_ID_REQUIRED else joined.error_code
+    commit_code = committed.topics[0].partitions[0].error_code
+    return [join_code, fetched.error_code, 0 if commit_code == UNKNOWN_TOPIC_OR_PARTITION else commit_code]
+
+
 def test_every_broker_names_the_leader_of_the_groups_offsets_partition_as_its_coordinator(
     cluster: Cluster,
 ) -> None:
@@ -325,6 +367,9 @@ def test_every_broker_names_the_leader_of_the_groups_offsets_partition_as_its_co
     cluster.wait_for(agreed, "every broker names the coordinator etcd implies")
     old = offsets_leader(cluster, "billing")
     assert old is not None
+    for broker_id in live(cluster):  # the group's requests anywhere else: NOT_COORDINATOR
+        expected = 0 if broker_id == old else NOT_COORDINATOR
+        assert group_requests(cluster.brokers[broker_id].kafka_address, "billing") == [expected] * 3
     cluster.brokers[old].kill()
     cluster.wait_for(
         lambda: offsets_leader(cluster, "billing") not in (None, old), "the offsets partition moved"
