@@ -148,12 +148,13 @@ def kafka_bootstrap(cluster: Cluster) -> str:
     return ",".join(b.kafka_address for b in cluster.brokers.values())
 
 
-def create_topic(cluster: Cluster, name: str, partitions: int) -> None:
-    """Through librdkafka's admin client, with replication factor 3; then until every ISR is full."""
+def create_topic(cluster: Cluster, name: str, partitions: int, replication_factor: int = 3) -> None:
+    """Through librdkafka's admin client; then until every ISR is full."""
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap(cluster)})
-    admin.create_topics([NewTopic(name, partitions, 3)], request_timeout=30)[name].result(timeout=60)
+    new = NewTopic(name, partitions, replication_factor)
+    admin.create_topics([new], request_timeout=30)[name].result(timeout=60)
     for partition in range(partitions):
-        cluster.wait_for_isr(name, partition, 3)
+        cluster.wait_for_isr(name, partition, replication_factor)
 
 
 def live(cluster: Cluster) -> list[int]:
@@ -236,6 +237,8 @@ def test_every_broker_describes_the_cluster_as_etcd_holds_it_before_and_after_a_
 ) -> None:
     create_topic(cluster, "orders", 3)
     wait_for_metadata(cluster, "orders", 3)
+    create_topic(cluster, "solo", 1, replication_factor=1)  # one replica: all three name its one broker
+    wait_for_metadata(cluster, "solo", 1)
     for broker in cluster.brokers.values():
         described = call(
             broker.kafka_address,
