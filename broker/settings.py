@@ -183,6 +183,10 @@ class Settings:
     when first created (Kafka's offsets.topic.replication.factor)."""
     unclean_leader_election: bool = False
     """Let an out-of-sync replica lead when no in-sync one is alive (loses acknowledged records)."""
+    leader_imbalance_check_interval_ms: int = 300_000
+    """How often the controller moves leadership back to each partition's preferred (first) replica when it
+    is alive and in sync, after failovers moved it (Kafka's auto.leader.rebalance.enable with
+    leader.imbalance.check.interval.seconds); 0 turns it off."""
 
     def __post_init__(self) -> None:
         _check_range("port", self.port, 0, 65535)
@@ -304,6 +308,9 @@ class Settings:
         _check_range("default_replication_factor", self.default_replication_factor, 1, 64)
         _check_range("min_insync_replicas", self.min_insync_replicas, 1, 64)
         _check_range("internal_replication_factor", self.internal_replication_factor, 1, 64)
+        _check_range(
+            "leader_imbalance_check_interval_ms", self.leader_imbalance_check_interval_ms, 0, 2**31 - 1
+        )
 
     @property
     def clustered(self) -> bool:

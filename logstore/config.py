@@ -20,7 +20,7 @@ DAY_MS = 24 * 60 * 60 * 1000
 
 INT32_MAX = 2**31 - 1
 INT64_MAX = 2**63 - 1
-_INT32_FIELDS = ("segment_index_bytes", "index_interval_bytes", "max_message_bytes")
+_INT32_FIELDS = ("segment_index_bytes", "index_interval_bytes", "max_message_bytes", "min_insync_replicas")
 """Kafka types these as INT; the others that are whole numbers are LONG (segment.bytes is INT in Kafka
 too, but here its bound is the 32-bit unsigned index position, checked on its own)."""
 _DIGITS = re.compile(r"[+-]?[0-9]+")
@@ -61,6 +61,8 @@ class TopicConfig:
     """fsync when the oldest unflushed record is this old; -1 leaves flushing to the OS."""
     message_timestamp_type: str = "CreateTime"
     """'CreateTime' keeps the producer's timestamps; 'LogAppendTime' stamps batches with broker time."""
+    min_insync_replicas: int = 1
+    """acks=all needs this many in-sync replicas (the broker's replication, not the engine, enforces it)."""
 
     _extra: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
@@ -72,6 +74,7 @@ class TopicConfig:
         self._check_positive("delete_retention_ms", minimum=0)
         self._check_positive("min_compaction_lag_ms", minimum=0)
         self._check_positive("max_message_bytes", minimum=61)
+        self._check_positive("min_insync_replicas", minimum=1)
         for name in ("retention_ms", "retention_bytes", "flush_interval_messages", "flush_interval_ms"):
             value = getattr(self, name)
             if value < -1 or (value == 0 and name.startswith("flush")):

@@ -23,7 +23,7 @@ import aetcd
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.etcd_support import EtcdServer, free_port
+from tests.etcd_support import EtcdServer, free_ports
 
 SESSION_TIMEOUT_MS = 3000
 """Short leases so failovers take seconds; the brokers' `--broker-session-timeout-ms`."""
@@ -42,32 +42,44 @@ class ClusterBroker:
     """One broker process. Not thread-safe: one test drives it."""
 
     def __init__(
-        self, broker_id: int, root: Path, etcd: EtcdServer, cluster_root: str, extra: tuple[str, ...]
+        self,
+        broker_id: int,
+        root: Path,
+        etcd: EtcdServer,
+        cluster_root: str,
+        extra: tuple[str, ...],
+        *,
+        host: str = "127.0.0.1",
+        prefix: tuple[str, ...] = (),
+        ports: list[int] | None = None,
     ) -> None:
+        """`host` to listen on and advertise, `prefix` to run the broker under (`ip netns exec NS`)."""
+        self.host = host
+        self.prefix = prefix
         self.broker_id = broker_id
         self.data_dir = root / f"broker-{broker_id}"
         self.log_path = root / f"broker-{broker_id}.log"
         self.etcd = etcd
         self.cluster_root = cluster_root
-        self.port = free_port()
-        self.kafka_port = free_port()
-        self.http_port = free_port()
+        self.port, self.kafka_port, self.http_port = ports or free_ports(3)
         self.extra = extra
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     @property
     def kafka_address(self) -> str:
-        return f"127.0.0.1:{self.kafka_port}"
+        return f"{self.host}:{self.kafka_port}"
 
     def command(self) -> list[str]:
         return [
+            *self.prefix,
             sys.executable,
             "-m",
             "logstore.broker",
+            f"--host={self.host}",
             f"--broker-id={self.broker_id}",
             f"--etcd={self.etcd.endpoint}",
             f"--cluster-root={self.cluster_root}",
@@ -148,10 +160,12 @@ class Cluster:
 
     def __init__(self, root: Path, size: int = 3, extra: tuple[str, ...] = ()) -> None:
         self.root = root
-        self.etcd = EtcdServer(root / "etcd")
+        ports = free_ports(2 + 3 * size)  # at once: ports taken one after another can repeat
+        self.etcd = EtcdServer(root / "etcd", ports=ports[:2])
         self.cluster_root = "/logstore-test"
         self.brokers = {
-            i: ClusterBroker(i, root, self.etcd, self.cluster_root, extra) for i in range(1, size + 1)
+            i: ClusterBroker(i, root, self.etcd, self.cluster_root, extra, ports=ports[3 * i - 1 : 3 * i + 2])
+            for i in range(1, size + 1)
         }
 
     def start(self) -> None:
@@ -175,7 +189,7 @@ class Cluster:
 
     def _etcd(self, work: Callable[[aetcd.Client], Any]) -> Any:
         async def run() -> Any:
-            async with aetcd.Client(host="127.0.0.1", port=self.etcd.client_port) as client:
+            async with aetcd.Client(host=self.etcd.host, port=self.etcd.client_port) as client:
                 return await work(client)
 
         return asyncio.run(run())

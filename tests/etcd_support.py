@@ -29,6 +29,19 @@ def free_port() -> int:
         return port
 
 
+def free_ports(count: int) -> list[int]:
+    """`count` distinct loopback ports nothing listens on right now: all bound at once, so the kernel
+    cannot hand out one twice (one `free_port` after another can)."""
+    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
 def etcd_binary() -> str:
     path = shutil.which(ETCD_BINARY)
     if path is None:
@@ -42,27 +55,38 @@ class EtcdServer:
     Not thread-safe: one test drives it.
     """
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        host: str = "127.0.0.1",
+        prefix: tuple[str, ...] = (),
+        ports: list[int] | None = None,
+    ) -> None:
+        """`host` to listen on and `prefix` to run the binary under (`ip netns exec NS`): the network
+        namespace tests put etcd on a private address of their own."""
+        self._host = host
+        self.prefix = prefix
         self.data_dir = data_dir
-        self.client_port = free_port()
-        self.peer_port = free_port()
+        self.client_port, self.peer_port = ports or free_ports(2)
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir.parent / f"{data_dir.name}.log"
 
     @property
     def host(self) -> str:
-        return "127.0.0.1"
+        return self._host
 
     @property
     def endpoint(self) -> str:
         """The client URL, as `logstore serve --etcd` takes it."""
-        return f"http://127.0.0.1:{self.client_port}"
+        return f"http://{self._host}:{self.client_port}"
 
     def start(self) -> None:
         if self.process is not None:
             raise RuntimeError("etcd is already running")
-        peer = f"http://127.0.0.1:{self.peer_port}"
+        peer = f"http://{self._host}:{self.peer_port}"
         command = [
+            *self.prefix,
             etcd_binary(),
             "--name=logstore-test",
             f"--data-dir={self.data_dir}",

@@ -7,10 +7,22 @@ import asyncio
 import random
 
 import aetcd
-from logstore.broker.cluster.controller import Controller, reconcile
+from logstore.broker.cluster.controller import (
+    Controller,
+    answer_reassignments,
+    rebalance_leaders,
+    reconcile,
+)
 from logstore.broker.cluster.election import Role
 from logstore.broker.cluster.election_driver import ControllerElector
-from logstore.broker.cluster.metadata import NO_LEADER, BrokerRegistration, Layout, PartitionState
+from logstore.broker.cluster.metadata import (
+    NO_LEADER,
+    BrokerRegistration,
+    Layout,
+    PartitionState,
+    Reassignment,
+    TopicAssignment,
+)
 from logstore.broker.cluster.store import BrokerSession, MetadataStore
 from logstore.broker.cluster.view import ClusterView
 
@@ -32,6 +44,36 @@ def test_reconcile_writes_only_what_the_live_brokers_change() -> None:
         ("t", 0): PartitionState(1, 0, (1, 3), (1, 2, 3), 1),
         ("t", 1): PartitionState(3, 1, (3, 1), (2, 3, 1), 1),
     }
+
+
+def test_leadership_goes_back_to_the_preferred_replica_when_it_is_in_sync() -> None:
+    view = ClusterView(LAYOUT)
+    view.brokers = {i: BrokerRegistration(i) for i in (1, 2, 3)}
+    view.partitions = {
+        ("t", 0): PartitionState(2, 1, (2, 3, 1), (1, 2, 3), 3),  # 1 is back and in sync: it leads again
+        ("t", 1): PartitionState(3, 1, (3, 1), (2, 3, 1), 3),  # 2 is not in sync yet: stays
+        ("t", 2): PartitionState(3, 0, (3, 1, 2), (3, 1, 2), 0),  # already preferred
+    }
+    writes: dict[tuple[str, int], PartitionState] = {}
+    assert rebalance_leaders(view, writes) == 1
+    assert writes == {("t", 0): PartitionState(1, 2, (2, 3, 1), (1, 2, 3), 4)}
+
+
+def test_a_reassignment_finishes_by_rewriting_the_topics_replica_list() -> None:
+    view = ClusterView(LAYOUT)
+    view.brokers = {i: BrokerRegistration(i) for i in (1, 2, 3, 4)}
+    view.topics = {"t": TopicAssignment(((1, 2, 3), (2, 3, 1)), 3, 2)}
+    view.partitions = {
+        ("t", 0): PartitionState(1, 0, (1, 2, 3, 4), (2, 3, 4, 1), 2),  # 4 caught up
+        ("t", 1): PartitionState(2, 0, (2, 3, 1), (2, 3, 1), 0),
+    }
+    view.reassignments = {("t", 0): Reassignment((2, 3, 4)), ("t", 1): Reassignment((2, 3, 4))}
+    writes: dict[tuple[str, int], PartitionState] = {}
+    finished, topics = answer_reassignments(view, writes)
+    assert finished == {("t", 0)}
+    assert topics["t"].replicas == ((2, 3, 4), (2, 3, 1))
+    assert writes[("t", 0)] == PartitionState(2, 1, (2, 3, 4), (2, 3, 4), 3)
+    assert writes[("t", 1)].replicas == (2, 3, 4, 1)  # 4 joins first
 
 
 async def current_revision(c: aetcd.Client) -> int:

@@ -9,6 +9,7 @@ from logstore.broker.cluster.leader_election import (
     initial_state,
     on_brokers_changed,
     preferred_leader,
+    reassign,
 )
 from logstore.broker.cluster.metadata import NO_LEADER, PartitionState
 
@@ -85,3 +86,36 @@ def test_a_stale_or_impossible_isr_change_is_refused(fields: dict[str, object], 
     request.update(fields)
     with pytest.raises(StalePartitionStateError, match=message):
         alter_isr(STATE, **request)  # type: ignore[arg-type]
+
+
+# --- reassignment ------------------------------------------------------------------------------------------
+
+
+def test_a_reassignment_adds_the_new_replicas_first_outside_the_isr() -> None:
+    step = reassign(STATE, (2, 3, 4), {1, 2, 3, 4})
+    assert (step.replicas, step.isr, step.leader, step.leader_epoch) == ((2, 3, 4, 1), (1, 2, 3), 1, 4)
+    assert step.partition_epoch == STATE.partition_epoch + 1
+    assert reassign(step, (2, 3, 4), {1, 2, 3, 4}) is step  # waiting for broker 4 to catch up
+
+
+def test_once_the_new_replicas_are_in_sync_the_old_leader_hands_over() -> None:
+    caught_up = PartitionState(1, 4, (1, 2, 3, 4), (2, 3, 4, 1), 11)
+    done = reassign(caught_up, (2, 3, 4), {1, 2, 3, 4})
+    assert (done.replicas, done.isr, done.leader, done.leader_epoch) == ((2, 3, 4), (2, 3, 4), 2, 5)
+    assert reassign(done, (2, 3, 4), {1, 2, 3, 4}) is done
+
+
+def test_a_leader_that_stays_a_replica_keeps_leading_and_its_epoch() -> None:
+    caught_up = PartitionState(2, 4, (1, 2, 3, 4), (2, 3, 4, 1), 11)
+    done = reassign(caught_up, (2, 3, 4), {1, 2, 3, 4})
+    assert (done.replicas, done.isr, done.leader, done.leader_epoch) == ((2, 3, 4), (2, 3, 4), 2, 4)
+
+
+def test_shrinking_the_replication_factor_needs_no_catch_up() -> None:
+    done = reassign(STATE, (1, 2), {1, 2, 3})
+    assert (done.replicas, done.isr, done.leader) == ((1, 2), (1, 2), 1)
+
+
+def test_a_reassignment_waits_while_no_target_replica_is_alive() -> None:
+    state = PartitionState(1, 4, (1, 2, 3), (2, 3, 1), 9)
+    assert reassign(state, (2, 3), {1}) is state

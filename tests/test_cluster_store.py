@@ -72,7 +72,7 @@ def test_a_registration_lives_as_long_as_its_lease_and_an_id_is_taken_once(etcd:
     run(etcd, body)
 
 
-def test_the_controller_creates_a_topic_with_every_partition_in_one_transaction(etcd: EtcdServer) -> None:
+def test_the_controller_creates_a_topic_with_every_partition_and_refuses_it_twice(etcd: EtcdServer) -> None:
     async def body(c: aetcd.Client) -> None:
         epoch = await become_controller(c)
         store = MetadataStore(c, LAYOUT)
@@ -86,6 +86,28 @@ def test_the_controller_creates_a_topic_with_every_partition_in_one_transaction(
         assert (view.controller, view.controller_epoch) == (1, epoch)
         with pytest.raises(TopicExistsInClusterError, match="'orders' already exists"):
             await store.create_topic(epoch, "orders", assignment, states)
+
+    run(etcd, body)
+
+
+def test_writes_larger_than_an_etcd_transaction_go_in_guarded_chunks(etcd: EtcdServer) -> None:
+    """etcd refuses transactions of more than 128 operations by default; 1,000 partitions still work."""
+
+    async def body(c: aetcd.Client) -> None:
+        epoch = await become_controller(c)
+        store = MetadataStore(c, LAYOUT)
+        replicas = assign_replicas([1, 2, 3], 1000, 3, start_index=0, shift=0)
+        states = {p: initial_state(r, {1, 2, 3}) for p, r in enumerate(replicas)}
+        await store.create_topic(epoch, "wide", TopicAssignment(tuple(replicas), 3, 2), states)
+        view = await store.snapshot()
+        assert len(view.partitions) == 1000 and "wide" in view.topics
+        moved = {("wide", p): on_brokers_changed(s, {2, 3}) for p, s in states.items() if s.leader == 1}
+        assert len(moved) > 300
+        expected = {w: view.partition_revisions[w] for w in moved}
+        await store.write_partitions(epoch, moved, expected)
+        after = await store.snapshot()
+        assert all(after.partitions[w] == s for w, s in moved.items())
+        assert all(s.leader != 1 for s in after.partitions.values())
 
     run(etcd, body)
 

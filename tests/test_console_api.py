@@ -224,6 +224,7 @@ def test_a_body_that_is_not_json_is_refused(broker: EmbeddedBroker) -> None:
         urllib.request.urlopen(request, timeout=10)
     assert refused.value.code == 400
     assert "Content-Type: application/json" in json.loads(refused.value.read())["message"]
+    refused.value.close()
 
 
 def test_actions_without_the_csrf_header_or_from_another_origin_are_forbidden(
@@ -452,6 +453,7 @@ def test_with_auth_on_the_console_logs_in_super_users_only(start_broker: StartBr
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(page, timeout=10)
     assert refused.value.code == 401
+    refused.value.close()  # the error holds the response and its socket
     admin = login("admin", USERS["admin"])
     status, session, _ = call(broker.http_url, "GET", "/api/session", headers=admin)
     assert status == 200 and session["principal"] == "User:admin" and session["may"]["create_topic"]

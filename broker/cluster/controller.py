@@ -13,7 +13,9 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 
 from logstore.broker.cluster.election import ElectionStatus, Role
 from logstore.broker.cluster.election_driver import ETCD_ERRORS, ControllerElector
@@ -22,8 +24,14 @@ from logstore.broker.cluster.errors import (
     NotControllerError,
     StalePartitionStateError,
 )
-from logstore.broker.cluster.leader_election import alter_isr, initial_state, on_brokers_changed
-from logstore.broker.cluster.metadata import PartitionState, TopicAssignment
+from logstore.broker.cluster.leader_election import (
+    alter_isr,
+    initial_state,
+    on_brokers_changed,
+    preferred_leader,
+    reassign,
+)
+from logstore.broker.cluster.metadata import PartitionState, TopicAssignment, TopicChangeKind
 from logstore.broker.cluster.placement import assign_replicas
 from logstore.broker.cluster.store import MetadataStore, TopicExistsInClusterError
 from logstore.broker.cluster.view import ClusterView
@@ -39,6 +47,20 @@ def reconcile(view: ClusterView, *, unclean: bool = False) -> dict[tuple[str, in
         if new is not state:
             writes[where] = new
     return writes
+
+
+def rebalance_leaders(view: ClusterView, writes: dict[tuple[str, int], PartitionState]) -> int:
+    """Move leadership back to each partition's first replica where it is alive, in sync and not leading
+    (into `writes`, leaving partitions `writes` already changes); returns how many move. Pure."""
+    moved = 0
+    for where, state in sorted(view.partitions.items()):
+        if where in writes or where in view.reassignments:
+            continue
+        new = preferred_leader(state, view.live_brokers)
+        if new is not state:
+            writes[where] = new
+            moved += 1
+    return moved
 
 
 def answer_isr_requests(
@@ -70,6 +92,37 @@ def answer_isr_requests(
     return answered
 
 
+def answer_reassignments(
+    view: ClusterView, writes: dict[tuple[str, int], PartitionState]
+) -> tuple[set[tuple[str, int]], dict[str, TopicAssignment]]:
+    """Take each pending reassignment one step (into `writes`); returns the finished ones (their request
+    keys to delete) and the topics whose replica lists they changed. Pure. A partition `writes` already
+    changes waits for the next pass; a request for a partition that no longer exists is dropped."""
+    finished: set[tuple[str, int]] = set()
+    topics: dict[str, TopicAssignment] = {}
+    for where, request in sorted(view.reassignments.items()):
+        state = view.partitions.get(where)
+        assignment = view.topics.get(where[0])
+        if state is None or assignment is None:
+            finished.add(where)
+            continue
+        if where in writes:
+            continue
+        new = reassign(state, request.target, view.live_brokers)
+        if new is not state:
+            writes[where] = new
+        if new.replicas == request.target:
+            finished.add(where)
+            current = topics.get(where[0], assignment)
+            replicas = list(current.replicas)
+            replicas[where[1]] = request.target
+            topics[where[0]] = replace(
+                current, replicas=tuple(replicas), replication_factor=max(len(r) for r in replicas)
+            )
+            log.info("reassignment of %s-%d to %s done", where[0], where[1], list(request.target))
+    return finished, topics
+
+
 class Controller:
     """Runs beside the election on one event loop; acts only while the elector says it is controller.
 
@@ -82,11 +135,16 @@ class Controller:
         elector: ControllerElector,
         *,
         unclean_leader_election: bool = False,
+        rebalance_interval_s: float = 0.0,
         rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self.elector = elector
         self.unclean = unclean_leader_election
+        self.rebalance_interval_s = rebalance_interval_s
+        self._clock = clock
+        self._next_rebalance = clock() + rebalance_interval_s
         self.rng = rng or random.Random()
         self.view = ClusterView(store.layout)
         self._changed = asyncio.Event()
@@ -113,23 +171,32 @@ class Controller:
         while self.elector.is_controller() and self.elector.status.epoch == epoch:
             self._changed.clear()
             writes = reconcile(self.view, unclean=self.unclean)
+            if self.rebalance_interval_s > 0 and self._clock() >= self._next_rebalance:
+                self._next_rebalance = self._clock() + self.rebalance_interval_s
+                moved = rebalance_leaders(self.view, writes)
+                if moved:
+                    log.info("moving leadership back to the preferred replica of %d partitions", moved)
             answered = answer_isr_requests(self.view, writes)
-            if writes or answered:
+            reassigned, topics = answer_reassignments(self.view, writes)
+            if writes or answered or reassigned:
                 expected = {w: self.view.partition_revisions.get(w, 0) for w in writes}
                 try:
-                    revision = await self.store.write_partitions(epoch, writes, expected, answered)
+                    revision = await self.store.write_partitions(
+                        epoch, writes, expected, answered, reassigned=reassigned, topics=topics
+                    )
                 except NotControllerError:
                     return
                 except (StalePartitionStateError, *ETCD_ERRORS):
                     revision = self.view.revision + 1  # decide again on a view that has moved on
                 await self._until_seen(revision)
                 continue
-            if self.view.topic_requests:
+            if self.view.topic_requests or self.view.topic_changes:
                 try:
                     await self._create_requested_topics()
+                    await self._change_requested_topics(epoch)
                 except NotControllerError:
                     return
-                except ETCD_ERRORS:
+                except (StalePartitionStateError, *ETCD_ERRORS):
                     await asyncio.sleep(self.elector.ttl_s / 6)
                 continue
             async with self._quiet:
@@ -142,6 +209,8 @@ class Controller:
         """Create every topic a broker asked for (placing it over the live brokers now), then drop the
         requests. A request that cannot be met (too few live brokers) is dropped with a warning: the
         asking broker checked it and times out waiting."""
+        if not self.view.topic_requests:
+            return
         for name, request in sorted(self.view.topic_requests.items()):
             if name not in self.view.topics:
                 try:
@@ -164,6 +233,62 @@ class Controller:
                     log.warning("cannot create topic %s as asked: %s", name, exc)
             await self.store.delete_topic_request(name)
         await self._until_seen(self.view.revision + 1)
+
+    async def _change_requested_topics(self, epoch: int) -> None:
+        """Delete, grow or reconfigure the topics brokers asked to (each checked the change first); a
+        change that cannot be made any more (the topic went, too few live brokers) is dropped, logged."""
+        for name, change in sorted(self.view.topic_changes.items()):
+            assignment = self.view.topics.get(name)
+            if assignment is None:
+                log.warning("dropping the %s change of topic %s: it does not exist", change.kind.value, name)
+                await self.store.delete_topic_change(name)
+                continue
+            revision = self.view.topic_revisions.get(name, 0)
+            if change.kind is TopicChangeKind.DELETE:
+                await self.store.delete_topic(epoch, name)
+                log.info("deleted topic %s", name)
+            elif change.kind is TopicChangeKind.PARTITIONS:
+                grown = self._grown(name, assignment, change.partitions)
+                if grown is None:
+                    await self.store.delete_topic_change(name)
+                    continue
+                new, states = grown
+                await self.store.change_topic(epoch, name, new, states, revision)
+                log.info("topic %s grown to %d partitions", name, change.partitions)
+            else:
+                config = dict(assignment.config)
+                config.update(change.config)
+                min_isr = int(config.get("min.insync.replicas", assignment.min_insync_replicas))
+                new = replace(assignment, config=config, min_insync_replicas=min_isr)
+                await self.store.change_topic(epoch, name, new, {}, revision)
+                log.info("topic %s reconfigured: %s", name, dict(change.config))
+        await self._until_seen(self.view.revision + 1)
+
+    def _grown(
+        self, name: str, assignment: TopicAssignment, total: int
+    ) -> tuple[TopicAssignment, dict[int, PartitionState]] | None:
+        current = len(assignment.replicas)
+        live = sorted(self.view.live_brokers)
+        if total <= current or assignment.replication_factor > len(live):
+            log.warning(
+                "cannot grow topic %s from %d to %d partitions with replication factor %d over %d live brokers",
+                name,
+                current,
+                total,
+                assignment.replication_factor,
+                len(live),
+            )
+            return None
+        count = max(len(live), 1)
+        added = assign_replicas(
+            live,
+            total - current,
+            assignment.replication_factor,
+            start_index=self.rng.randrange(count),
+            shift=self.rng.randrange(count),
+        )
+        states = {current + i: initial_state(r, self.view.live_brokers) for i, r in enumerate(added)}
+        return replace(assignment, replicas=assignment.replicas + tuple(added)), states
 
     async def _until_seen(self, revision: int) -> None:
         while self.view.revision < revision and self.elector.is_controller():

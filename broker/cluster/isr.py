@@ -144,6 +144,17 @@ class IsrTracker:
         self.pending_isr = None
         return self._advance_high_watermark()
 
+    def on_replicas_changed(self, replicas: Collection[int], isr: Collection[int], now_ms: int) -> int:
+        """A reassignment changed the replica set at this leader epoch: new replicas start outside the ISR
+        (they rejoin once caught up), removed ones are forgotten. Returns the high watermark."""
+        self.replicas = tuple(replicas)
+        self.followers = {
+            r: self.followers.get(r) or FollowerProgress(last_fetch_ms=now_ms)
+            for r in self.replicas
+            if r != self.leader
+        }
+        return self.on_isr_committed(isr)
+
     def on_isr_refused(self) -> None:
         self.pending_isr = None
 

@@ -102,6 +102,38 @@ def alter_isr(
     return replace(state, isr=isr, partition_epoch=state.partition_epoch + 1)
 
 
+def reassign(state: PartitionState, target: tuple[int, ...], live: Collection[int]) -> PartitionState:
+    """One step of moving a partition to the replica list `target` (Kafka's reassignment, KIP-455).
+    Returns `state` itself while there is nothing to do yet.
+
+    1. The new replicas join the replica list (target first, the old ones after), outside the ISR; they
+       start fetching and the leader adds them to the ISR once caught up.
+    2. Once every target replica is in the ISR, the list becomes `target`: replicas not in it leave the
+       ISR, and a leader not in it hands over to the first target replica that is in sync and alive
+       (the leader epoch bumped, as for any leader change).
+    Nothing acknowledged is lost: the ISR never loses a member before the new ones are in sync.
+    """
+    if state.replicas == target:
+        return state
+    adding = tuple(r for r in target if r not in state.replicas)
+    if adding:
+        replicas = target + tuple(r for r in state.replicas if r not in target)
+        return replace(state, replicas=replicas, partition_epoch=state.partition_epoch + 1)
+    if not set(target) <= set(state.isr):
+        if state.replicas[: len(target)] == target:
+            return state  # waiting for the new replicas to catch up
+        replicas = target + tuple(r for r in state.replicas if r not in target)
+        return replace(state, replicas=replicas, partition_epoch=state.partition_epoch + 1)
+    isr = tuple(r for r in target if r in state.isr)
+    if state.leader in target and state.leader in live:
+        return replace(state, replicas=target, isr=isr, partition_epoch=state.partition_epoch + 1)
+    candidates = [r for r in target if r in live]
+    if not candidates:
+        return state  # no target replica alive: wait (the partition keeps its current leader)
+    moved = _lead(state, candidates[0], isr)
+    return replace(moved, replicas=target)
+
+
 def _lead(state: PartitionState, leader: int, isr: tuple[int, ...]) -> PartitionState:
     return replace(
         state,

@@ -14,6 +14,7 @@ Topic names cannot hold '/', so a key's segments never run together.
 
 from __future__ import annotations
 
+import enum
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -78,6 +79,26 @@ class Layout:
 
     def parse_isr_request(self, key: bytes) -> tuple[str, int]:
         return self._topic_partition(key, self.isr_requests_prefix, "an ISR request")
+
+    @property
+    def topic_changes_prefix(self) -> bytes:
+        return f"{self.root}/topic-changes/".encode()
+
+    def topic_change(self, name: str) -> bytes:
+        return self.topic_changes_prefix + name.encode()
+
+    def parse_topic_change(self, key: bytes) -> str:
+        return _strip(key, self.topic_changes_prefix)
+
+    @property
+    def reassignments_prefix(self) -> bytes:
+        return f"{self.root}/reassignments/".encode()
+
+    def reassignment(self, topic: str, partition: int) -> bytes:
+        return self.reassignments_prefix + f"{topic}/{partition}".encode()
+
+    def parse_reassignment(self, key: bytes) -> tuple[str, int]:
+        return self._topic_partition(key, self.reassignments_prefix, "a reassignment")
 
     def parse_partition(self, key: bytes) -> tuple[str, int]:
         return self._topic_partition(key, self.partitions_prefix, "a partition")
@@ -239,6 +260,59 @@ class IsrRequest:
             _int(key, value, "partition_epoch"),
             _ids(key, _list(key, value, "isr"), "isr"),
         )
+
+
+class TopicChangeKind(enum.Enum):
+    DELETE = "delete"
+    PARTITIONS = "partitions"
+    CONFIG = "config"
+
+
+@dataclass(frozen=True, slots=True)
+class TopicChange:
+    """A broker asks the controller to delete a topic, grow it to `partitions`, or set `config` values
+    (an admin call reached it; it validated the change first). One change per topic at a time; the
+    controller applies it in a guarded write and deletes the request."""
+
+    kind: TopicChangeKind
+    partitions: int = 0
+    config: Mapping[str, str] = field(default_factory=dict)
+
+    def encode(self) -> bytes:
+        return _dump({"kind": self.kind.value, "partitions": self.partitions, "config": dict(self.config)})
+
+    @classmethod
+    def decode(cls, key: bytes, data: bytes) -> TopicChange:
+        value = _load(key, data)
+        try:
+            kind = TopicChangeKind(value.get("kind"))
+        except ValueError:
+            raise ClusterMetadataError(f"{key!r}: unknown topic change {value.get('kind')!r}") from None
+        config = value.get("config", {})
+        if not isinstance(config, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in config.items()
+        ):
+            raise ClusterMetadataError(f"{key!r}: config must map setting names to strings")
+        return cls(kind, _int(key, value, "partitions"), config)
+
+
+@dataclass(frozen=True, slots=True)
+class Reassignment:
+    """An operator asked to move a partition to the replica list `target` (`logstore topics reassign`);
+    the controller moves it step by step (`leader_election.reassign`) and deletes the request when done."""
+
+    target: tuple[int, ...]
+
+    def encode(self) -> bytes:
+        return _dump({"target": list(self.target)})
+
+    @classmethod
+    def decode(cls, key: bytes, data: bytes) -> Reassignment:
+        value = _load(key, data)
+        target = _ids(key, _list(key, value, "target"), "target")
+        if not target or len(set(target)) != len(target):
+            raise ClusterMetadataError(f"{key!r}: target must name distinct brokers, at least one")
+        return cls(target)
 
 
 @dataclass(frozen=True, slots=True)

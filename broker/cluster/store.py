@@ -20,7 +20,9 @@ from logstore.broker.cluster.metadata import (
     IsrRequest,
     Layout,
     PartitionState,
+    Reassignment,
     TopicAssignment,
+    TopicChange,
     TopicRequest,
 )
 from logstore.broker.cluster.view import ClusterView
@@ -118,14 +120,29 @@ class MetadataStore:
         assignment: TopicAssignment,
         states: Mapping[int, PartitionState],
     ) -> int:
-        """The topic's assignment and every partition's first state in one guarded transaction; its revision."""
+        """Every partition's first state, then the topic's assignment, guarded; the last revision.
+
+        etcd caps a transaction's operations (`--max-txn-ops`, 128 by default), so the partitions go in
+        chunks and the topic key last: brokers act on a topic only once its key is there, and a
+        controller deposed half-way leaves partition keys the next one overwrites when it creates the
+        topic. The topic key's transaction also requires it to be absent."""
         tx = self.client.transactions
         topic_key = self.layout.topic(name)
-        ops = [tx.put(topic_key, assignment.encode())]
-        ops += [tx.put(self.layout.partition(name, p), s.encode()) for p, s in sorted(states.items())]
+        items = sorted(states.items())
+        for chunk in _chunks(items):
+            try:
+                await self._guarded(
+                    epoch,
+                    [tx.put(self.layout.partition(name, p), s.encode()) for p, s in chunk],
+                    [tx.create(topic_key) == 0],
+                )
+            except StalePartitionStateError:
+                raise TopicExistsInClusterError(
+                    f"topic {name!r} already exists in the cluster ({topic_key!r})"
+                ) from None
         won, answers = await self.client.transaction(
             compare=[tx.create(self.layout.controller) == epoch, tx.create(topic_key) == 0],
-            success=ops,
+            success=[tx.put(topic_key, assignment.encode())],
             failure=[tx.get(self.layout.controller)],
         )
         if won:
@@ -133,36 +150,98 @@ class MetadataStore:
         self._refuse_if_not_controller(epoch, answers)
         raise TopicExistsInClusterError(f"topic {name!r} already exists in the cluster ({topic_key!r})")
 
+    async def change_topic(
+        self,
+        epoch: int,
+        name: str,
+        assignment: TopicAssignment,
+        new_states: Mapping[int, PartitionState],
+        expected_revision: int,
+    ) -> int:
+        """A topic's new assignment (more partitions, other configs) with its new partitions' first states,
+        if the topic key is still at `expected_revision` (StalePartitionStateError otherwise); then the
+        change request goes. New partitions first, in chunks, the topic key last (see `create_topic`)."""
+        tx = self.client.transactions
+        topic_key = self.layout.topic(name)
+        for chunk in _chunks(sorted(new_states.items())):
+            await self._guarded(
+                epoch,
+                [tx.put(self.layout.partition(name, p), s.encode()) for p, s in chunk],
+                [tx.mod(topic_key) == expected_revision],
+            )
+        return await self._guarded(
+            epoch,
+            [tx.put(topic_key, assignment.encode()), tx.delete(self.layout.topic_change(name))],
+            [tx.mod(topic_key) == expected_revision],
+        )
+
+    async def delete_topic(self, epoch: int, name: str) -> int:
+        """Delete a topic's assignment, partitions, pending requests and reassignments, guarded."""
+        tx = self.client.transactions
+        prefixes = [
+            self.layout.partitions_of(name),
+            self.layout.isr_requests_prefix + name.encode() + b"/",
+            self.layout.reassignments_prefix + name.encode() + b"/",
+        ]
+        ops = [tx.delete(self.layout.topic(name)), tx.delete(self.layout.topic_change(name))]
+        ops += [tx.delete(prefix, range_end=aetcd.utils.prefix_range_end(prefix)) for prefix in prefixes]
+        return await self._guarded(epoch, ops, [])
+
+    async def _guarded(self, epoch: int, ops: list[Any], compare: list[Any]) -> int:
+        """Run `ops` if `epoch` is still the controller's and `compare` holds; the revision written at."""
+        tx = self.client.transactions
+        won, answers = await self.client.transaction(
+            compare=[tx.create(self.layout.controller) == epoch, *compare],
+            success=ops,
+            failure=[tx.get(self.layout.controller)],
+        )
+        if not won:
+            self._refuse_if_not_controller(epoch, answers)
+            raise StalePartitionStateError("the keys this write was decided on changed meanwhile")
+        return _revision(answers[0]) if answers else 0
+
     async def write_partitions(
         self,
         epoch: int,
         states: Mapping[tuple[str, int], PartitionState],
         expected: Mapping[tuple[str, int], int] | None = None,
         answered: Collection[tuple[str, int]] = (),
+        *,
+        reassigned: Collection[tuple[str, int]] = (),
+        topics: Mapping[str, TopicAssignment] | None = None,
     ) -> int:
-        """New leader / epoch / ISR of some partitions, atomically, if `epoch` is still the controller's.
+        """New leader / epoch / ISR of some partitions, if `epoch` is still the controller's; returns the
+        revision of the last transaction.
 
         `expected` holds the mod revision each partition's key had in the view the decision was taken on;
-        if any key has changed since, nothing is written (StalePartitionStateError): decide again.
+        if any key has changed since, that chunk is not written (StalePartitionStateError): decide again.
         `answered` are partitions whose ISR requests this write accepts or refuses: their request keys
-        are deleted in the same transaction.
+        are deleted with their states, as are the requests of finished reassignments (`reassigned`),
+        whose topics' new replica lists go in `topics`. Each partition's write is atomic; a decision
+        over more partitions than a transaction may hold goes in chunks, each guarded alike.
         """
         tx = self.client.transactions
-        ops = [tx.put(self.layout.partition(t, p), s.encode()) for (t, p), s in sorted(states.items())]
-        ops += [tx.delete(self.layout.isr_request(t, p)) for t, p in sorted(answered)]
-        compare = [tx.create(self.layout.controller) == epoch]
-        compare += [
-            tx.mod(self.layout.partition(t, p)) == rev for (t, p), rev in sorted((expected or {}).items())
+        expected = expected or {}
+        ops: list[tuple[list[Any], list[Any]]] = []
+        for (t, p), state in sorted(states.items()):
+            compare = [tx.mod(self.layout.partition(t, p)) == expected[(t, p)]] if (t, p) in expected else []
+            ops.append(([tx.put(self.layout.partition(t, p), state.encode())], compare))
+        ops += [([tx.delete(self.layout.isr_request(t, p))], []) for t, p in sorted(answered)]
+        ops += [([tx.delete(self.layout.reassignment(t, p))], []) for t, p in sorted(reassigned)]
+        ops += [
+            ([tx.put(self.layout.topic(name), a.encode())], []) for name, a in sorted((topics or {}).items())
         ]
-        won, answers = await self.client.transaction(
-            compare=compare, success=ops, failure=[tx.get(self.layout.controller)]
-        )
-        if not won:
-            self._refuse_if_not_controller(epoch, answers)
-            raise StalePartitionStateError(
-                f"partition states changed since the view this decision was taken on: {sorted(expected or {})}"
-            )
-        return _revision(answers[0]) if answers else 0
+        revision = 0
+        for chunk in _chunks(ops):
+            try:
+                revision = await self._guarded(
+                    epoch, [op for ops_, _ in chunk for op in ops_], [c for _, cs in chunk for c in cs]
+                )
+            except StalePartitionStateError:
+                raise StalePartitionStateError(
+                    f"partition states changed since the view this decision was taken on: {sorted(expected)}"
+                ) from None
+        return revision
 
     def _refuse_if_not_controller(self, epoch: int, answers: list[Any]) -> None:
         current = answers[0][0][1].create_revision if answers and answers[0] else None
@@ -181,6 +260,22 @@ class MetadataStore:
             failure=[],
         )
         return bool(created)
+
+    async def request_reassignment(self, topic: str, partition: int, request: Reassignment) -> None:
+        """Ask the controller to move a partition (replacing an earlier request for it)."""
+        await self.client.put(self.layout.reassignment(topic, partition), request.encode())
+
+    async def request_topic_change(self, name: str, change: TopicChange) -> bool:
+        """Ask the controller to change a topic; False when another change of it is pending."""
+        tx = self.client.transactions
+        key = self.layout.topic_change(name)
+        created, _ = await self.client.transaction(
+            compare=[tx.create(key) == 0], success=[tx.put(key, change.encode())], failure=[]
+        )
+        return bool(created)
+
+    async def delete_topic_change(self, name: str) -> None:
+        await self.client.delete(self.layout.topic_change(name))
 
     async def delete_topic_request(self, name: str) -> None:
         await self.client.delete(self.layout.topic_request(name))
@@ -208,6 +303,14 @@ class MetadataStore:
                 view.replace_with(fresh)
                 if changed is not None:
                     changed.set()
+
+
+TXN_OPS = 100
+"""Operations (and compares) per transaction: below etcd's default --max-txn-ops of 128."""
+
+
+def _chunks(items: list[Any]) -> list[list[Any]]:
+    return [items[i : i + TXN_OPS] for i in range(0, len(items), TXN_OPS)] or [[]]
 
 
 def _revision(response: Any) -> int:

@@ -12,7 +12,9 @@ from logstore.broker.cluster.metadata import (
     IsrRequest,
     Layout,
     PartitionState,
+    Reassignment,
     TopicAssignment,
+    TopicChange,
     TopicRequest,
 )
 
@@ -31,10 +33,16 @@ class ClusterView:
     # The mod revision of each partition's key: a write decided on this view compares it, so a decision
     # taken on a stale view is refused by etcd (Kafka's ZooKeeper version check).
     partition_revisions: dict[tuple[str, int], int] = field(default_factory=dict)
+    topic_revisions: dict[str, int] = field(default_factory=dict)
+    """The mod revision of each topic's key, which a topic change's write compares."""
     isr_requests: dict[tuple[str, int], IsrRequest] = field(default_factory=dict)
     """Leaders' pending ISR changes, which the controller accepts or refuses (and deletes)."""
     topic_requests: dict[str, TopicRequest] = field(default_factory=dict)
     """Topics brokers asked the controller to create."""
+    topic_changes: dict[str, TopicChange] = field(default_factory=dict)
+    """Deletions, growth and config changes brokers asked the controller for."""
+    reassignments: dict[tuple[str, int], Reassignment] = field(default_factory=dict)
+    """Partitions an operator asked to move to other brokers; the controller deletes each when done."""
 
     def apply(self, key: bytes, value: bytes | None, create_revision: int = 0, mod_revision: int = 0) -> None:
         layout = self.layout
@@ -52,8 +60,10 @@ class ClusterView:
             topic = layout.parse_topic(key)
             if value is None:
                 self.topics.pop(topic, None)
+                self.topic_revisions.pop(topic, None)
             else:
                 self.topics[topic] = TopicAssignment.decode(key, value)
+                self.topic_revisions[topic] = mod_revision
         elif key.startswith(layout.topic_requests_prefix):
             name = layout.parse_topic_request(key)
             if value is None:
@@ -66,6 +76,18 @@ class ClusterView:
                 self.isr_requests.pop(where, None)
             else:
                 self.isr_requests[where] = IsrRequest.decode(key, value)
+        elif key.startswith(layout.topic_changes_prefix):
+            name = layout.parse_topic_change(key)
+            if value is None:
+                self.topic_changes.pop(name, None)
+            else:
+                self.topic_changes[name] = TopicChange.decode(key, value)
+        elif key.startswith(layout.reassignments_prefix):
+            where = layout.parse_reassignment(key)
+            if value is None:
+                self.reassignments.pop(where, None)
+            else:
+                self.reassignments[where] = Reassignment.decode(key, value)
         elif key.startswith(layout.partitions_prefix):
             where = layout.parse_partition(key)
             if value is None:
@@ -84,8 +106,11 @@ class ClusterView:
         self.topics = fresh.topics
         self.partitions = fresh.partitions
         self.partition_revisions = fresh.partition_revisions
+        self.topic_revisions = fresh.topic_revisions
         self.isr_requests = fresh.isr_requests
         self.topic_requests = fresh.topic_requests
+        self.reassignments = fresh.reassignments
+        self.topic_changes = fresh.topic_changes
 
     @property
     def live_brokers(self) -> frozenset[int]:

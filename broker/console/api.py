@@ -402,7 +402,7 @@ class Console:
     async def delete_topic(self, request: web.Request) -> web.Response:
         name = request.match_info["topic"]
         self._allow(request, "Delete", Resource("topic", name))
-        self._core().admin.delete(name)
+        await self._core().delete_topic(name)
         return json_response({"deleted": name})
 
     async def alter_config(self, request: web.Request) -> web.Response:
@@ -412,7 +412,7 @@ class Console:
         reset = body.get("reset", [])
         if not isinstance(reset, list) or not all(isinstance(r, str) for r in reset):
             raise BadRequest("reset must be a list of config names")
-        view = self._core().admin.alter_config(name, as_str_map(body.get("set", {}), "set"), reset)
+        view = await self._core().alter_topic_config(name, as_str_map(body.get("set", {}), "set"), reset)
         return json_response({"name": view.name, "config": view.config})
 
     async def produce(self, request: web.Request) -> web.Response:

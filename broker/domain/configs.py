@@ -30,6 +30,7 @@ BROKER_SYNONYMS: dict[str, str] = {
     "flush.interval.messages": "log.flush.interval.messages",
     "flush.interval.ms": "log.flush.interval.ms",
     "message.timestamp.type": "log.message.timestamp.type",
+    "min.insync.replicas": "min.insync.replicas",
 }
 """Each topic setting's name as a broker-wide default, as Kafka names them (its topic config synonyms)."""
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from logstore.broker.classic_group_machine.model import ClassicConfig
 from logstore.broker.cluster.errors import InvalidReplicationFactorError
+from logstore.broker.domain.cluster_admin import ClusterAdmin
 from logstore.broker.domain.cluster_info import ClusterInfo, CoordinatorKind
 from logstore.broker.domain.durability import Flusher
 from logstore.broker.domain.errors import ShuttingDownError
@@ -39,12 +40,11 @@ from logstore.broker.domain.waiters import AppendWaiters
 from logstore.broker.group_machine.model import CoordinatorConfig
 from logstore.broker.share_machine import ShareGroupConfig
 
-from logstore.errors import UnknownTopicError
-from logstore.manager import LogManager
+from logstore.errors import InvalidRequestError, UnknownTopicError
+from logstore.manager import LogManager, validate_topic_name
 
 log = logging.getLogger(__name__)
 
-TopicCreator = Callable[[str, int, dict[str, str], int, float], Awaitable[None]]
 """(name, partitions, config, replication factor, timeout in seconds): the cluster's way to create a topic."""
 
 
@@ -129,8 +129,8 @@ class BrokerCore:
         self.topics.on_change = self._topic_changed
         self.shutting_down = False
         self._on_shutdown: set[Callable[[], None]] = set()
-        self.topic_creator: TopicCreator | None = None
-        """In a cluster, the node that asks the controller for topics (None: create them here)."""
+        self.cluster_admin: ClusterAdmin | None = None
+        """In a cluster, the node that asks the controller for topic changes (None: made here)."""
 
     async def create_topic(
         self,
@@ -143,20 +143,79 @@ class BrokerCore:
         """Create a topic: here for a single broker, through the controller in a cluster (waiting until
         every partition has a leader). `replication_factor` 0 means the broker's default."""
         self._check_running()
-        if self.topic_creator is None:
+        if self.cluster_admin is None:
             if replication_factor > 1:
                 raise InvalidReplicationFactorError(
                     f"replication factor {replication_factor} for topic {name!r}: this broker is alone "
                     "(started without --etcd), so it can hold 1 replica"
                 )
             return self.topics.create(name, partitions, config)
-        await self.topic_creator(name, partitions, dict(config or {}), replication_factor, timeout_s)
+        self.topics.refuse_internal(name, "created")
+        validate_topic_name(name)
+        self.topics.check_config(config or {}, replicas=1 << 30)  # the node checks it against the factor
+        await self.cluster_admin.create_topic(
+            name, partitions, dict(config or {}), replication_factor, timeout_s
+        )
         try:
             return self.topics.describe(name)
         except UnknownTopicError:  # this broker holds no replica of it
             count = partitions or self.topics.default_partitions
             offsets = [PartitionOffsets(p, 0, 0) for p in range(count)]
             return TopicView(name, dict(config or {}), offsets)
+
+    async def delete_topic(self, name: str, timeout_s: float = 30.0) -> None:
+        """Delete a topic: here for a single broker, through the controller on every broker of a cluster."""
+        self._check_running()
+        if self.cluster_admin is None:
+            self.topics.delete(name)
+            return
+        self.topics.refuse_internal(name, "deleted")
+        self.topics.info(name)  # UnknownTopicError for a topic that is not there
+        await self.cluster_admin.delete_topic(name, timeout_s)
+
+    async def add_partitions(
+        self, name: str, total_partitions: int, *, validate_only: bool = False, timeout_s: float = 30.0
+    ) -> TopicView:
+        """Grow a topic (see `Topics.add_partitions`); in a cluster the controller places the new partitions."""
+        self._check_running()
+        checked = self.topics.add_partitions(
+            name, total_partitions, validate_only=validate_only or self.cluster_admin is not None
+        )
+        if self.cluster_admin is None or validate_only or total_partitions == len(checked.partitions):
+            return checked
+        await self.cluster_admin.add_partitions(name, total_partitions, timeout_s)
+        return self.topics.describe(name)
+
+    async def alter_topic_config(
+        self,
+        name: str,
+        updates: Mapping[str, str],
+        reset: Sequence[str] = (),
+        *,
+        validate_only: bool = False,
+        timeout_s: float = 30.0,
+    ) -> TopicView:
+        """Set and reset topic configs (see `Topics.alter_config`); in a cluster on every broker."""
+        self._check_running()
+        if self.cluster_admin is None:
+            if not validate_only:
+                self.topics.check_config(self.topics.config_changes(name, updates, reset), replicas=1)
+            return self.topics.alter_config(name, updates, reset, validate_only=validate_only)
+        changes = self.topics.config_changes(name, updates, reset)
+        if validate_only:
+            return self.topics.describe(name)
+        await self.cluster_admin.alter_config(name, changes, timeout_s)
+        return self.topics.describe(name)
+
+    async def reassign_partitions(self, name: str, targets: Mapping[int, Sequence[int]]) -> None:
+        """Move partitions to other brokers (`logstore topics reassign`); only a cluster has others."""
+        self._check_running()
+        if self.cluster_admin is None:
+            raise InvalidRequestError(
+                "this broker is alone (started without --etcd): there is no other broker to move partitions to"
+            )
+        self.topics.refuse_internal(name, "reassigned")
+        await self.cluster_admin.reassign(name, targets)
 
     @property
     def flusher(self) -> Flusher:

@@ -63,13 +63,13 @@ class Topics:
         """Create a topic; `partitions` 0 means the default count."""
         validate_topic_name(name)
         config = dict(config or {})
-        self._check_batch_limit(TopicConfig.from_mapping(config, base=self.manager.default_config))
+        self.check_config(config, replicas=1)
         self.manager.create_topic(name, partitions or self.default_partitions, config)
         self.on_change(name)
         return self.describe(name)
 
     def delete(self, name: str) -> None:
-        self._refuse_internal(name, "deleted")
+        self.refuse_internal(name, "deleted")
         partitions = self.info(name).partitions
         self.manager.delete_topic(name)
         self._wake(name, range(partitions))
@@ -85,7 +85,7 @@ class Topics:
     def describe(self, name: str, allow_auto_create: bool = False) -> TopicView:
         """A topic's config and per-partition offsets; `allow_auto_create` creates it as a produce would."""
         if allow_auto_create:
-            self._refuse_internal(name, "auto-created")
+            self.refuse_internal(name, "auto-created")
             try:
                 self.info(name)
             except UnknownTopicError:
@@ -113,7 +113,7 @@ class Topics:
                 f"topic {name!r} has {current} partitions and cannot shrink to {total_partitions}: "
                 f"that would drop stored data; ask for more than {current}, or create a new topic"
             )
-        self._refuse_internal(name, "grown")
+        self.refuse_internal(name, "grown")
         if validate_only:
             self.manager.check_partition_count(name, total_partitions)
             return self.describe(name)
@@ -134,7 +134,17 @@ class Topics:
 
         Internal topics are refused: `max.message.bytes=100` on `__consumer_offsets` would fail every
         commit and `retention.ms=1` would wipe every group's offsets."""
-        self._refuse_internal(name, "reconfigured")
+        changes = self.config_changes(name, updates, reset)
+        if not validate_only:
+            self.manager.alter_config(name, changes)
+        return self.describe(name)
+
+    def config_changes(
+        self, name: str, updates: Mapping[str, str], reset: Iterable[str] = ()
+    ) -> dict[str, str]:
+        """The settings to store for an alter-config call, resets as the defaults' values; raises if the
+        result would be invalid. Changes nothing."""
+        self.refuse_internal(name, "reconfigured")
         info = self.info(name)
         changes = dict(updates)
         defaults = self.manager.default_config.to_mapping()
@@ -148,18 +158,30 @@ class Topics:
                 raise InvalidConfigError(f"topic config {key!r} is both set and reset; choose one")
             changes[dotted] = defaults[dotted]
         self._check_batch_limit(TopicConfig.from_mapping(changes, base=info.config))
-        if not validate_only:
-            self.manager.alter_config(name, changes)
-        return self.describe(name)
+        return changes
 
     def delete_records(self, name: str, partition: int, before: int) -> int:
         """Delete a partition's records below offset `before` (-1: all of them, up to the high watermark);
         returns the partition's new log start offset (Kafka's low watermark)."""
-        self._refuse_internal(name, "trimmed")
+        self.refuse_internal(name, "trimmed")
+        self.cluster.check_leader(name, partition)
         partition_log = self.log(name, partition)
         return partition_log.delete_records_before(
-            partition_log.log_end_offset if before == HIGH_WATERMARK else before
+            self.visible_end(name, partition, partition_log) if before == HIGH_WATERMARK else before
         )
+
+    def check_config(self, config: Mapping[str, str], *, replicas: int) -> TopicConfig:
+        """The topic config `config` makes over the broker's defaults; raises if it is invalid here or
+        asks acks=all for more in-sync replicas than the topic has (`replicas`)."""
+        checked = TopicConfig.from_mapping(config, base=self.manager.default_config)
+        self._check_batch_limit(checked)
+        if checked.min_insync_replicas > replicas:
+            alone = " (this broker is alone, started without --etcd)" if replicas == 1 else ""
+            raise InvalidConfigError(
+                f"min.insync.replicas {checked.min_insync_replicas} is more than the topic's {replicas} "
+                f"replicas{alone}: no acks=all write could ever succeed"
+            )
+        return checked
 
     def _check_batch_limit(self, config: TopicConfig) -> None:
         if config.max_message_bytes > self.max_batch_bytes:
@@ -169,7 +191,7 @@ class Topics:
                 "produced. Use a smaller value or raise the broker's max_request_bytes"
             )
 
-    def _refuse_internal(self, name: str, change: str) -> None:
+    def refuse_internal(self, name: str, change: str) -> None:
         if name in self.internal:
             raise InternalTopicError(
                 f"topic {name!r} is internal to the broker and cannot be {change} by clients; it may only be read"
@@ -204,7 +226,7 @@ class Topics:
 
     def log_for_produce(self, topic: str, partition: int) -> Log:
         """The partition's Log, creating the topic first if it is unknown and auto-creation is on."""
-        self._refuse_internal(topic, "produced to")
+        self.refuse_internal(topic, "produced to")
         try:
             return self.log(topic, partition)
         except UnknownTopicError:

@@ -81,7 +81,7 @@ class LeaderReplica:
         self.tracker.on_follower_fetch(replica, fetch_offset, now_ms)
         return self._moved(before)
 
-    def state_changed(self, state: PartitionState, *, request_pending: bool) -> bool:
+    def state_changed(self, state: PartitionState, *, request_pending: bool, now_ms: int) -> bool:
         """The controller's state of the partition, at this leader epoch; whether the high watermark moved.
 
         A new partition epoch commits whatever ISR the controller wrote (ours or its own, after a follower
@@ -91,7 +91,10 @@ class LeaderReplica:
             self.request_seen = True
         if state.partition_epoch != self.partition_epoch:
             self.partition_epoch = state.partition_epoch
-            self.tracker.on_isr_committed(state.isr)
+            if tuple(state.replicas) != self.tracker.replicas:
+                self.tracker.on_replicas_changed(state.replicas, state.isr, now_ms)
+            else:
+                self.tracker.on_isr_committed(state.isr)
             self.pending_since_ms = None
             self.request_seen = False
         elif self.pending_since_ms is not None and self.request_seen and not request_pending:

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
 import aetcd
@@ -25,7 +25,15 @@ import mmh3
 from logstore.broker.cluster.controller import Controller
 from logstore.broker.cluster.election_driver import ETCD_ERRORS, ControllerElector
 from logstore.broker.cluster.errors import ClusterMetadataError, InvalidReplicationFactorError
-from logstore.broker.cluster.metadata import NO_LEADER, BrokerRegistration, Layout, TopicRequest
+from logstore.broker.cluster.metadata import (
+    NO_LEADER,
+    BrokerRegistration,
+    Layout,
+    Reassignment,
+    TopicChange,
+    TopicChangeKind,
+    TopicRequest,
+)
 from logstore.broker.cluster.store import BrokerSession, MetadataStore
 from logstore.broker.cluster.view import ClusterView
 from logstore.broker.domain.cluster_info import (
@@ -37,13 +45,19 @@ from logstore.broker.domain.cluster_info import (
     not_leader,
 )
 from logstore.broker.domain.core import BrokerCore
-from logstore.broker.domain.errors import NotLeaderOrFollowerError
+from logstore.broker.domain.errors import NotLeaderOrFollowerError, RequestTimedOutError
 from logstore.broker.domain.groups.offset_store import OFFSETS_TOPIC, OFFSETS_TOPIC_CONFIG
 from logstore.broker.domain.share.state_store import STATE_TOPIC, STATE_TOPIC_CONFIG
 from logstore.broker.replication.replica_manager import ReplicaManager
 from logstore.broker.settings import Settings
 
-from logstore.errors import TopicExistsError, UnknownPartitionError, UnknownTopicError
+from logstore.errors import (
+    InvalidConfigError,
+    InvalidRequestError,
+    TopicExistsError,
+    UnknownPartitionError,
+    UnknownTopicError,
+)
 from logstore.manager import validate_topic_name
 
 log = logging.getLogger(__name__)
@@ -102,7 +116,10 @@ class ClusterNode:
             self._client, self.broker_id, layout=self.layout, lease_ttl_s=self.ttl_s
         )
         self.controller = Controller(
-            self.store, self.elector, unclean_leader_election=self.settings.unclean_leader_election
+            self.store,
+            self.elector,
+            unclean_leader_election=self.settings.unclean_leader_election,
+            rebalance_interval_s=self.settings.leader_imbalance_check_interval_ms / 1000,
         )
         self.replicas = ReplicaManager(
             self.core,
@@ -116,7 +133,7 @@ class ClusterNode:
         self.core.cluster = self
         self.core.replicas = self.replicas
         self.core.topics.remote_create = self._auto_create
-        self.core.topic_creator = self.create_topic
+        self.core.cluster_admin = self
         self.replicas.apply(self.view)
         self._spawn(self.store.follow(self.view, self._changed), "etcd-watch")
         self._spawn(self._apply_changes(), "cluster-apply")
@@ -285,7 +302,13 @@ class ClusterNode:
                 f"ask for 1 to {live}"
             )
         settings = dict(config)
-        min_isr = int(settings.pop("min.insync.replicas", self.settings.min_insync_replicas))
+        settings.setdefault("min.insync.replicas", str(self.settings.min_insync_replicas))
+        min_isr = int(settings["min.insync.replicas"])
+        if min_isr > factor:
+            raise InvalidReplicationFactorError(
+                f"min.insync.replicas {min_isr} for topic {name!r} is more than its {factor} replicas: "
+                "no acks=all write could ever succeed"
+            )
         if name in self.view.topics:
             raise TopicExistsError(f"topic {name!r} already exists")
         request = TopicRequest(partitions or self.core.topics.default_partitions, factor, min_isr, settings)
@@ -293,19 +316,111 @@ class ClusterNode:
         await self.wait_for_leaders(name, timeout_s)
 
     async def wait_for_leaders(self, name: str, timeout_s: float) -> None:
+        await self._wait_until(
+            lambda: self._has_leaders(name),
+            timeout_s,
+            f"topic {name!r} was asked for but its partitions have no leaders after {timeout_s:.0f} s",
+        )
+
+    async def _wait_until(self, done: Callable[[], bool], timeout_s: float, failure: str) -> None:
+        """Until the cluster metadata satisfies `done` (then the local replicas follow it at once), or
+        RequestTimedOutError naming `failure`."""
         deadline = asyncio.get_running_loop().time() + timeout_s
-        while not self._has_leaders(name):
+        while not done():
             remaining = deadline - asyncio.get_running_loop().time()
             if remaining <= 0:
-                raise NotLeaderOrFollowerError(
-                    f"topic {name!r} was asked for but its partitions have no leaders after {timeout_s:.0f} s; "
-                    "is a controller elected (logstore cluster status)?"
-                )
+                raise RequestTimedOutError(f"{failure}; is a controller elected (logstore cluster status)?")
             self._changed.clear()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), min(remaining, 0.2))
         if self.replicas is not None:
             self.replicas.apply(self.view)
+
+    async def _request_change(self, name: str, change: TopicChange) -> None:
+        assert self.store is not None
+        if name not in self.view.topics:
+            raise UnknownTopicError(f"topic {name!r} does not exist in the cluster")
+        if not await self.store.request_topic_change(name, change):
+            raise ClusterMetadataError(
+                f"another change of topic {name!r} is in progress in the cluster; retry when it is done"
+            )
+
+    async def delete_topic(self, name: str, timeout_s: float) -> None:
+        await self._request_change(name, TopicChange(TopicChangeKind.DELETE))
+        await self._wait_until(
+            lambda: name not in self.view.topics,
+            timeout_s,
+            f"topic {name!r} is not deleted after {timeout_s:.0f} s",
+        )
+
+    async def add_partitions(self, name: str, total_partitions: int, timeout_s: float) -> None:
+        live = len(self.view.brokers)
+        factor = self.view.topics[name].replication_factor if name in self.view.topics else 0
+        if factor > live:
+            raise InvalidReplicationFactorError(
+                f"topic {name!r} has replication factor {factor} but {live} brokers are live; new "
+                "partitions cannot be placed until more are"
+            )
+        await self._request_change(name, TopicChange(TopicChangeKind.PARTITIONS, partitions=total_partitions))
+        await self._wait_until(
+            lambda: (
+                name in self.view.topics
+                and len(self.view.topics[name].replicas) >= total_partitions
+                and self._has_leaders(name)
+            ),
+            timeout_s,
+            f"topic {name!r} has not grown to {total_partitions} partitions after {timeout_s:.0f} s",
+        )
+
+    async def alter_config(self, name: str, changes: Mapping[str, str], timeout_s: float) -> None:
+        wanted = dict(changes)
+        min_isr = wanted.get("min.insync.replicas")
+        assignment = self.view.topics.get(name)
+        if min_isr is not None and assignment is not None and int(min_isr) > assignment.replication_factor:
+            raise InvalidConfigError(
+                f"min.insync.replicas {min_isr} is more than topic {name!r}'s {assignment.replication_factor} "
+                "replicas: no acks=all write could ever succeed"
+            )
+
+        def applied() -> bool:
+            assignment = self.view.topics.get(name)
+            if assignment is None:
+                return False
+            if min_isr is not None and assignment.min_insync_replicas != int(min_isr):
+                return False
+            return all(assignment.config.get(k) == v for k, v in wanted.items())
+
+        await self._request_change(name, TopicChange(TopicChangeKind.CONFIG, config=dict(changes)))
+        await self._wait_until(
+            applied, timeout_s, f"topic {name!r} is not reconfigured after {timeout_s:.0f} s"
+        )
+
+    async def reassign(self, name: str, targets: Mapping[int, Sequence[int]]) -> None:
+        """Validate every target (existing partitions, distinct live brokers), then ask for them all."""
+        assert self.store is not None
+        assignment = self.view.topics.get(name)
+        if assignment is None:
+            raise UnknownTopicError(f"topic {name!r} does not exist in the cluster")
+        if not targets:
+            raise InvalidRequestError("a reassignment names at least one partition and its new replicas")
+        for partition, target in sorted(targets.items()):
+            where = f"{name}-{partition}"
+            if not 0 <= partition < len(assignment.replicas):
+                raise UnknownPartitionError(
+                    f"topic {name!r} has {len(assignment.replicas)} partitions; there is no partition {partition}"
+                )
+            if not target or len(set(target)) != len(target):
+                raise InvalidReplicationFactorError(
+                    f"{where}: the new replicas must be distinct brokers, at least one"
+                )
+            missing = sorted(set(target) - set(self.view.brokers))
+            if missing:
+                raise InvalidReplicationFactorError(
+                    f"{where}: brokers {missing} are not live in the cluster (live: {sorted(self.view.brokers)})"
+                )
+        for partition, target in sorted(targets.items()):
+            await self.store.request_reassignment(name, partition, Reassignment(tuple(target)))
+            log.info("asked to move %s-%d to brokers %s", name, partition, list(target))
 
     def _has_leaders(self, name: str) -> bool:
         assignment = self.view.topics.get(name)

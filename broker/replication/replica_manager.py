@@ -27,6 +27,7 @@ from logstore.broker.domain.errors import (
 from logstore.broker.replication.fetcher import ReplicaFetcher
 from logstore.broker.replication.leader import LeaderReplica
 
+from logstore.config import TopicConfig
 from logstore.errors import LogStoreError, OffsetOutOfRangeError, TopicExistsError
 from logstore.log import Log
 
@@ -136,9 +137,18 @@ class ReplicaManager:
         for topic, assignment in view.topics.items():
             # Every topic, also where no replica is here: the groups this broker coordinates need every
             # topic's partitions for their assignments and commits.
-            self._ensure_local_topic(topic, len(assignment.replicas), assignment.config)
+            try:
+                self._ensure_local_topic(topic, len(assignment.replicas), assignment.config)
+            except LogStoreError as exc:  # one topic's trouble must not stop the others' replication
+                log.error("cannot make the local log of topic %s as the cluster says: %s", topic, exc)
         self._forget_deleted_topics(view)
         alive = self._session_alive()
+        if not alive and self.leaders:
+            log.warning(
+                "stepping down as leader of %d partitions: etcd has not confirmed this broker's session "
+                "for a session timeout (the controller is moving them)",
+                len(self.leaders),
+            )
         wanted_leaders: set[PartitionKey] = set()
         wanted_followed: dict[PartitionKey, tuple[int, int]] = {}
         for key, state in view.partitions.items():
@@ -187,8 +197,13 @@ class ReplicaManager:
 
     def _lead(self, key: PartitionKey, state: PartitionState, view: ClusterView) -> None:
         current = self.leaders.get(key)
+        assignment = view.topics.get(key[0])
+        if current is not None and assignment is not None:
+            current.tracker.min_insync_replicas = assignment.min_insync_replicas
         if current is not None and current.leader_epoch == state.leader_epoch:
-            if current.state_changed(state, request_pending=key in view.isr_requests):
+            if current.state_changed(
+                state, request_pending=key in view.isr_requests, now_ms=self._clock_ms()
+            ):
                 self._publish(current)
             return
         if current is not None:
@@ -294,6 +309,21 @@ class ReplicaManager:
         if info.partitions < partitions:
             manager.add_partitions(topic, partitions)
             self.core.topics.on_change(topic)
+        if isinstance(config, dict) and config:
+            self._follow_config(topic, info.config, config)
+
+    def _follow_config(self, topic: str, local: TopicConfig, config: dict[str, str]) -> None:
+        """Topic configs changed through the controller reach every broker's local log here."""
+        try:
+            wanted = TopicConfig.from_mapping(config, base=local).to_mapping()
+        except LogStoreError as exc:
+            log.warning("topic %s: the cluster's configs %s do not apply here: %s", topic, config, exc)
+            return
+        have = local.to_mapping()
+        changes = {k: v for k, v in wanted.items() if have.get(k) != v}
+        if changes:
+            self.core.topics.manager.alter_config(topic, changes)
+            log.info("topic %s reconfigured here as the cluster says: %s", topic, changes)
 
     def _forget_deleted_topics(self, view: ClusterView) -> None:
         """A topic seen in the cluster during this process's life and deleted from it since is deleted

@@ -107,7 +107,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
     async def DeleteTopic(
         self, request: pb.DeleteTopicRequest, context: grpc.aio.ServicerContext
     ) -> pb.DeleteTopicResponse:
-        self._core.admin.delete(request.name)
+        await self._core.delete_topic(request.name)
         return pb.DeleteTopicResponse()
 
     @unary
@@ -129,14 +129,14 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
     async def CreatePartitions(
         self, request: pb.CreatePartitionsRequest, context: grpc.aio.ServicerContext
     ) -> pb.CreatePartitionsResponse:
-        view = self._core.admin.add_partitions(request.name, request.total_partitions)
+        view = await self._core.add_partitions(request.name, request.total_partitions)
         return pb.CreatePartitionsResponse(topic=topic_description(view))
 
     @unary
     async def AlterTopicConfig(
         self, request: pb.AlterTopicConfigRequest, context: grpc.aio.ServicerContext
     ) -> pb.AlterTopicConfigResponse:
-        view = self._core.admin.alter_config(request.name, dict(request.set), list(request.reset))
+        view = await self._core.alter_topic_config(request.name, dict(request.set), list(request.reset))
         return pb.AlterTopicConfigResponse(topic=topic_description(view))
 
     # --- users and ACLs (super-users only when auth is on: broker/service/guard.py) ---------------------

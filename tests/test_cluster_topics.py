@@ -1,0 +1,101 @@
+"""Topic administration in a cluster goes through the controller, so every broker applies the same
+change: a topic created, grown, reconfigured and deleted through one broker's admin API is so in etcd and
+in every broker's local logs; a change that cannot be met is refused where it was asked for."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from logstore.wire.logstore.v1 import admin_pb2
+
+from tests.cluster_support import Cluster, cluster_of
+from tests.conftest import Stubs
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    yield from cluster_of(tmp_path, 3, ("--default-replication-factor=3", "--min-insync-replicas=2"))
+
+
+def described(cluster: Cluster, broker_id: int, topic: str) -> admin_pb2.TopicDescription:
+    stubs = Stubs.connect(cluster.brokers[broker_id].address)
+    return stubs.admin.DescribeTopic(admin_pb2.DescribeTopicRequest(name=topic)).topic
+
+
+def on_every_broker(cluster: Cluster, topic: str, check: object) -> bool:
+    try:
+        return all(check(described(cluster, i, topic)) for i in cluster.brokers)  # type: ignore[operator]
+    except grpc.RpcError:
+        return False
+
+
+def test_a_topic_is_grown_reconfigured_and_deleted_on_every_broker(cluster: Cluster) -> None:
+    admin = Stubs.connect(cluster.brokers[2].address).admin
+    admin.CreateTopic(
+        admin_pb2.CreateTopicRequest(
+            name="orders", partitions=2, config={"retention.ms": "3600000", "min.insync.replicas": "2"}
+        )
+    )
+    assert on_every_broker(cluster, "orders", lambda t: t.config["retention.ms"] == "3600000")
+
+    grown = admin.CreatePartitions(admin_pb2.CreatePartitionsRequest(name="orders", total_partitions=5))
+    assert len(grown.topic.partitions) == 5
+    for p in range(5):
+        state = cluster.wait_for_isr("orders", p, 3)
+        assert sorted(state.replicas) == [1, 2, 3]
+    cluster.wait_for(
+        lambda: on_every_broker(cluster, "orders", lambda t: len(t.partitions) == 5), "5 partitions"
+    )
+
+    admin.AlterTopicConfig(
+        admin_pb2.AlterTopicConfigRequest(
+            name="orders", set={"retention.ms": "7200000"}, reset=["min.insync.replicas"]
+        )
+    )
+    cluster.wait_for(
+        lambda: on_every_broker(
+            cluster,
+            "orders",
+            lambda t: t.config["retention.ms"] == "7200000" and t.config["min.insync.replicas"] == "1",
+        ),
+        "every broker has the new configs",
+    )
+    assignment = cluster._json_prefix("topics/orders")[f"{cluster.cluster_root}/topics/orders"]
+    assert assignment["min.insync.replicas"] == 1 and assignment["config"]["retention.ms"] == "7200000"
+
+    with pytest.raises(grpc.RpcError) as refused:
+        admin.AlterTopicConfig(
+            admin_pb2.AlterTopicConfigRequest(name="orders", set={"min.insync.replicas": "4"})
+        )
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+    Stubs.connect(cluster.brokers[3].address).admin.DeleteTopic(admin_pb2.DeleteTopicRequest(name="orders"))
+    assert cluster.partition("orders", 0) is None and not cluster._json_prefix("topics/orders")
+
+    def gone_everywhere() -> bool:
+        for i in cluster.brokers:
+            with pytest.raises(grpc.RpcError) as missing:
+                described(cluster, i, "orders")
+            if missing.value.code() != grpc.StatusCode.NOT_FOUND:
+                return False
+        return True
+
+    cluster.wait_for(gone_everywhere, "every broker deleted the topic")
+    cluster.stop()
+    for broker in cluster.brokers.values():
+        assert not list(broker.data_dir.glob("orders-*")), f"broker {broker.broker_id} kept orders' logs"
+
+
+def test_a_min_insync_replicas_above_the_replication_factor_is_refused(cluster: Cluster) -> None:
+    admin = Stubs.connect(cluster.brokers[1].address).admin
+    with pytest.raises(grpc.RpcError) as refused:
+        admin.CreateTopic(
+            admin_pb2.CreateTopicRequest(name="strict", partitions=1, config={"min.insync.replicas": "4"})
+        )
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "no acks=all write could ever succeed" in str(refused.value.details())
