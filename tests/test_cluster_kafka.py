@@ -151,7 +151,8 @@ def kafka_bootstrap(cluster: Cluster) -> str:
 def create_topic(cluster: Cluster, name: str, partitions: int, replication_factor: int = 3) -> None:
     """Through librdkafka's admin client; then until every ISR is full."""
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap(cluster)})
-    new = NewTopic(name, partitions, replication_factor)
+    config = {} if replication_factor >= 2 else {"min.insync.replicas": "1"}  # the cluster's is 2
+    new = NewTopic(name, partitions, replication_factor, config=config)
     admin.create_topics([new], request_timeout=30)[name].result(timeout=60)
     for partition in range(partitions):
         cluster.wait_for_isr(name, partition, replication_factor)
@@ -165,7 +166,9 @@ def metadata_mismatch(cluster: Cluster, broker_id: int, topic: str, partitions: 
     """How broker `broker_id`'s Metadata differs from etcd (None: it does not)."""
     address = cluster.brokers[broker_id].kafka_address
     answer = metadata(address, topic)
-    expected_brokers = {(i, "127.0.0.1", cluster.brokers[i].kafka_port) for i in cluster.live_brokers()}
+    expected_brokers = {
+        (i, cluster.brokers[i].host, cluster.brokers[i].kafka_port) for i in cluster.live_brokers()
+    }
     brokers = {(b.node_id, b.host, b.port) for b in answer.brokers}
     if brokers != expected_brokers:
         return f"broker {broker_id} lists brokers {sorted(brokers)}, etcd {sorted(expected_brokers)}"
@@ -363,7 +366,8 @@ def test_every_broker_names_the_leader_of_the_groups_offsets_partition_as_its_co
         seen.clear()
         seen.update(find_coordinators(cluster, "billing"))
         leader = offsets_leader(cluster, "billing")
-        expected = None if leader is None else (0, leader, "127.0.0.1", cluster.brokers[leader].kafka_port)
+        found = None if leader is None else cluster.brokers[leader]
+        expected = None if found is None else (0, found.broker_id, found.host, found.kafka_port)
         assert all(code in (0, 15) for code, *_ in seen.values()), seen  # 15: COORDINATOR_NOT_AVAILABLE
         return expected is not None and all(answer == expected for answer in seen.values())
 
