@@ -16,13 +16,29 @@ from kafka.protocol.admin import (
     DeleteRecordsResponse,
     DeleteTopicsRequest,
     DeleteTopicsResponse,
+    DescribeClusterRequest,
+    DescribeClusterResponse,
     DescribeConfigsRequest,
     DescribeConfigsResponse,
     IncrementalAlterConfigsRequest,
     IncrementalAlterConfigsResponse,
 )
-from kafka.protocol.consumer import FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse
-from kafka.protocol.metadata import ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse
+from kafka.protocol.consumer import (
+    FetchRequest,
+    FetchResponse,
+    ListOffsetsRequest,
+    ListOffsetsResponse,
+    OffsetForLeaderEpochRequest,
+    OffsetForLeaderEpochResponse,
+)
+from kafka.protocol.metadata import (
+    ApiVersionsRequest,
+    ApiVersionsResponse,
+    FindCoordinatorRequest,
+    FindCoordinatorResponse,
+    MetadataRequest,
+    MetadataResponse,
+)
 from kafka.protocol.producer import (
     InitProducerIdRequest,
     InitProducerIdResponse,
@@ -37,11 +53,14 @@ from logstore.broker.kafka.versions import (
     CREATE_TOPICS,
     DELETE_RECORDS,
     DELETE_TOPICS,
+    DESCRIBE_CLUSTER,
     DESCRIBE_CONFIGS,
     FETCH,
+    FIND_COORDINATOR,
     INCREMENTAL_ALTER_CONFIGS,
     LIST_OFFSETS,
     METADATA,
+    OFFSET_FOR_LEADER_EPOCH,
     PRODUCE,
 )
 
@@ -133,6 +152,73 @@ def test_metadata(kafka_broker: EmbeddedBroker, version: int) -> None:
     topics: list[object] | None = [] if version == 0 else None  # both mean every topic
     response = call(kafka_broker, MetadataRequest(version=version, topics=topics), MetadataResponse, version)
     assert [b.node_id for b in response.brokers] == [0]
+
+
+@pytest.mark.parametrize("version", served(FIND_COORDINATOR))
+def test_find_coordinator(kafka_broker: EmbeddedBroker, version: int) -> None:
+    """A single broker coordinates every group, one key at a time (v0-3) or several (v4+)."""
+    request = FindCoordinatorRequest(version=version, key="g1", key_type=0, coordinator_keys=["g1", "g2"])
+    response = call(kafka_broker, request, FindCoordinatorResponse, version)
+    answers = response.coordinators if version >= 4 else [response]
+    assert [(a.error_code, a.node_id, a.port) for a in answers] == [(0, 0, kafka_broker.kafka_port)] * len(
+        answers
+    )
+    if version >= 4:
+        assert [a.key for a in answers] == ["g1", "g2"]
+    if version == 0:  # v0 has no key type: always a group
+        return
+    transactional = FindCoordinatorRequest(version=version, key="tx", key_type=1, coordinator_keys=["tx"])
+    refused = call(kafka_broker, transactional, FindCoordinatorResponse, version)
+    first = refused.coordinators[0] if version >= 4 else refused
+    assert (first.error_code, first.node_id) == (15, -1)  # COORDINATOR_NOT_AVAILABLE
+
+
+@pytest.mark.parametrize("version", served(OFFSET_FOR_LEADER_EPOCH))
+def test_offset_for_leader_epoch(kafka_broker: EmbeddedBroker, version: int) -> None:
+    """A single broker never truncated its log: any epoch ends at the log end; none (-1) is undefined."""
+    topic = f"epochs-v{version}"
+    produce = ProduceRequest.TopicProduceData(
+        name=topic,
+        partition_data=[
+            ProduceRequest.TopicProduceData.PartitionProduceData(index=0, records=build_batch([b"a", b"b"]))
+        ],
+    )
+    call(
+        kafka_broker,
+        ProduceRequest(version=7, acks=1, timeout_ms=10_000, topic_data=[produce]),
+        ProduceResponse,
+        7,
+    )
+    asked = OffsetForLeaderEpochRequest.OffsetForLeaderTopic
+    partitions = [
+        asked.OffsetForLeaderPartition(partition=0, current_leader_epoch=-1, leader_epoch=0),
+        asked.OffsetForLeaderPartition(partition=0, current_leader_epoch=-1, leader_epoch=-1),
+        asked.OffsetForLeaderPartition(partition=5, current_leader_epoch=-1, leader_epoch=0),
+    ]
+    request = OffsetForLeaderEpochRequest(
+        version=version, replica_id=-1, topics=[asked(topic=topic, partitions=partitions)]
+    )
+    response = call(kafka_broker, request, OffsetForLeaderEpochResponse, version)
+    got = [(p.error_code, p.leader_epoch, p.end_offset) for p in response.topics[0].partitions]
+    assert got == [(0, 0, 2), (0, -1, -1), (3, -1, -1)]  # 3: UNKNOWN_TOPIC_OR_PARTITION
+
+
+@pytest.mark.parametrize("version", served(DESCRIBE_CLUSTER))
+def test_describe_cluster(kafka_broker: EmbeddedBroker, version: int) -> None:
+    request = DescribeClusterRequest(
+        version=version,
+        include_cluster_authorized_operations=False,
+        endpoint_type=1,
+        include_fenced_brokers=False,
+    )
+    response = call(kafka_broker, request, DescribeClusterResponse, version)
+    assert (response.error_code, response.cluster_id, response.controller_id) == (0, "logstore", 0)
+    assert [(b.broker_id, b.port) for b in response.brokers] == [(0, kafka_broker.kafka_port)]
+    if version >= 1:  # KIP-919: this is not a controller's listener
+        request = DescribeClusterRequest(
+            version=version, include_cluster_authorized_operations=False, endpoint_type=2
+        )
+        assert call(kafka_broker, request, DescribeClusterResponse, version).error_code == 114
 
 
 @pytest.mark.parametrize("version", served(CREATE_TOPICS))

@@ -15,7 +15,7 @@ from logstore.broker.domain.configs import ConfigEntry, ConfigSource, broker_con
 from logstore.broker.kafka import sasl
 from logstore.broker.kafka.api_versions import NO_THROTTLE
 from logstore.broker.kafka.codec import build, element, response_type
-from logstore.broker.kafka.context import NODE_ID, RequestContext
+from logstore.broker.kafka.context import RequestContext
 from logstore.broker.kafka.errors import error_code, error_message
 from logstore.broker.kafka.versions import ALTER_CONFIGS, DESCRIBE_CONFIGS, INCREMENTAL_ALTER_CONFIGS
 
@@ -40,8 +40,8 @@ def _entries(resource: Any, ctx: RequestContext) -> list[ConfigEntry]:
         return topic_configs(ctx.core.admin, resource.resource_name)
     if resource.resource_type == BROKER:
         sasl.require(ctx.auth, Operation.DESCRIBE_CONFIGS, ResourceType.CLUSTER, CLUSTER_NAME)
-        _check_broker(resource.resource_name)
-        return broker_configs(ctx.core.admin, NODE_ID)
+        _check_broker(resource.resource_name, ctx.core.cluster.broker_id)
+        return broker_configs(ctx.core.admin, ctx.core.cluster.broker_id)
     raise _unserved_type(resource.resource_type)
 
 
@@ -51,10 +51,10 @@ def _unserved_type(resource_type: int) -> InvalidRequestError:
     )
 
 
-def _check_broker(name: str) -> None:
+def _check_broker(name: str, broker_id: int) -> None:
     """A broker resource names this broker's id (or is empty: the cluster-wide defaults, the same here)."""
-    if name not in ("", str(NODE_ID)):
-        raise InvalidRequestError(f"broker {name!r} is not this broker; its id is {NODE_ID}")
+    if name not in ("", str(broker_id)):
+        raise InvalidRequestError(f"broker {name!r} is not this broker; its id is {broker_id}")
 
 
 def describe_configs(request: Any, version: int, ctx: RequestContext) -> Any:
@@ -105,7 +105,7 @@ def _alter_resource(resource: Any, incremental: bool, validate_only: bool, ctx: 
         sasl.require(ctx.auth, Operation.ALTER_CONFIGS, ResourceType.TOPIC, resource.resource_name)
     if resource.resource_type == BROKER:
         sasl.require(ctx.auth, Operation.ALTER_CONFIGS, ResourceType.CLUSTER, CLUSTER_NAME)
-        _check_broker(resource.resource_name)
+        _check_broker(resource.resource_name, ctx.core.cluster.broker_id)
         raise InvalidRequestError(
             "this broker's settings are fixed when it starts; change them in its config file or flags "
             "and restart it"

@@ -10,7 +10,7 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 from logstore.broker.auth.acl import Operation, ResourceType
 from logstore.broker.domain.values import FetchSpec, OffsetQuery, OffsetSpec, PartitionRead
-from logstore.broker.kafka import sasl
+from logstore.broker.kafka import cluster_answers, sasl
 from logstore.broker.kafka.api_versions import NO_THROTTLE
 from logstore.broker.kafka.codec import build, element, response_type
 from logstore.broker.kafka.context import Held, Later, RequestContext
@@ -52,13 +52,16 @@ def handle(request: Any, version: int, ctx: RequestContext) -> Any:
     lease = ctx.answers.lease(ctx.connection)
     room = lease.room()
     refused = _refused(specs, ctx)
-    if refused:  # answered now: the allowed partitions' data, and Kafka's code for the others
-        allowed = [spec for spec in specs if spec.topic not in refused]
+    unread = _fenced(request, ctx)
+    if refused:  # a refused Read decides before a fenced epoch, as Kafka authorizes first
+        unread.update({(s.topic, s.partition): refused[s.topic] for s in specs if s.topic in refused})
+    if unread:  # answered now: the other partitions' data, and Kafka's code for these
+        allowed = [spec for spec in specs if (spec.topic, spec.partition) not in unread]
         found = ctx.core.read_now(allowed, max(1, min(max_bytes, room))) if allowed else []
         by_partition = {(r.topic, r.partition): r for r in found}
         reads = [
             by_partition.get((spec.topic, spec.partition))
-            or PartitionRead(spec.topic, spec.partition, error=refused[spec.topic])
+            or PartitionRead(spec.topic, spec.partition, error=unread[spec.topic, spec.partition])
             for spec in specs
         ]
         lease.charge(_size(reads))
@@ -83,6 +86,21 @@ def _refused(specs: list[FetchSpec], ctx: RequestContext) -> dict[str, Exception
         if error is not None:
             refused[topic] = error
     return refused
+
+
+def _fenced(request: Any, ctx: RequestContext) -> dict[tuple[str, int], Exception]:
+    """The partitions whose current_leader_epoch (v9+) is not the partition's (KIP-320), with the error
+    for each. Nothing to check for a single broker, whose Metadata names no epochs."""
+    if not ctx.core.cluster.clustered:
+        return {}
+    fenced: dict[tuple[str, int], Exception] = {}
+    for t in request.topics:
+        for p in t.partitions:
+            epoch = getattr(p, "current_leader_epoch", cluster_answers.NO_EPOCH)
+            error = cluster_answers.epoch_error(ctx.core.cluster, t.topic, p.partition, epoch)
+            if error is not None:
+                fenced[t.topic, p.partition] = error
+    return fenced
 
 
 class LongPoll:
@@ -246,24 +264,31 @@ def list_offsets(request: Any, version: int, ctx: RequestContext) -> Any:
     partition_cls = element(topic_cls, "partitions")
     queries = [_query(t.name, p.partition_index, p.timestamp) for t in request.topics for p in t.partitions]
     by_topic: dict[str, list[Any]] = {}
-    refused = {
-        name: error
-        for name in {q.topic for q in queries}
-        if (error := sasl.refusal(ctx.auth, Operation.DESCRIBE, ResourceType.TOPIC, name)) is not None
-    }
+    refused: dict[tuple[str, int], Exception] = {}
+    for name in {q.topic for q in queries}:
+        error = sasl.refusal(ctx.auth, Operation.DESCRIBE, ResourceType.TOPIC, name)
+        if error is not None:
+            refused.update({(q.topic, q.partition): error for q in queries if q.topic == name})
+    if ctx.core.cluster.clustered:  # KIP-320: v4+ say which leader epoch their metadata named
+        for t in request.topics:
+            for p in t.partitions:
+                epoch = getattr(p, "current_leader_epoch", cluster_answers.NO_EPOCH)
+                fenced = cluster_answers.epoch_error(ctx.core.cluster, t.name, p.partition_index, epoch)
+                if fenced is not None:
+                    refused.setdefault((t.name, p.partition_index), fenced)
     for query in queries:
-        if query.topic in refused:
+        if (query.topic, query.partition) in refused:
             by_topic.setdefault(query.topic, []).append(
                 build(
                     partition_cls,
                     partition_index=query.partition,
-                    error_code=error_code(refused[query.topic]),
+                    error_code=error_code(refused[query.topic, query.partition]),
                     timestamp=-1,
                     offset=-1,
                     leader_epoch=-1,
                 )
             )
-    queries = [q for q in queries if q.topic not in refused]
+    queries = [q for q in queries if (q.topic, q.partition) not in refused]
     for answer in ctx.core.list_offsets(queries) if queries else ():
         by_topic.setdefault(answer.topic, []).append(
             build(

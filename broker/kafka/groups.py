@@ -1,7 +1,9 @@
 """Classic consumer groups over Kafka's protocol: FindCoordinator, JoinGroup, SyncGroup, Heartbeat, LeaveGroup.
 
 Translation only: the rebalance rounds, fencing and timeouts are `ClassicGroups`' (the domain); errors map
-through the one table in `errors`. This broker is every group's coordinator.
+through the one table in `errors`. A single broker is every group's coordinator; in a cluster a group's
+coordinator is the leader of its `__consumer_offsets` partition (`ClusterInfo.coordinator`), and the
+domain answers NOT_COORDINATOR on any other broker.
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ from kio.schema.errors import ErrorCode
 from logstore.broker.auth.acl import Operation, ResourceType
 from logstore.broker.classic_group_machine.errors import MemberIdRequiredError
 from logstore.broker.classic_group_machine.model import JoinRequest
-from logstore.broker.kafka import sasl
+from logstore.broker.domain.cluster_info import CoordinatorKind
+from logstore.broker.kafka import cluster_answers, sasl
 from logstore.broker.kafka.api_versions import NO_THROTTLE
 from logstore.broker.kafka.codec import build, element, response_type
-from logstore.broker.kafka.context import NODE_ID, RequestContext
+from logstore.broker.kafka.context import RequestContext
 from logstore.broker.kafka.errors import error_code
 from logstore.broker.kafka.versions import FIND_COORDINATOR, HEARTBEAT, JOIN_GROUP, LEAVE_GROUP, SYNC_GROUP
 
@@ -34,38 +37,47 @@ def client_host(ctx: RequestContext) -> str:
 
 
 def find_coordinator(request: Any, version: int, ctx: RequestContext) -> Any:
+    """One key (v0-3) or several of one type (v4+, KIP-699), each answered on its own."""
     cls = response_type(FIND_COORDINATOR, version)
     key_type = getattr(request, "key_type", GROUP_KEY)
-    refused = sasl.refusal(ctx.auth, Operation.DESCRIBE, ResourceType.GROUP, request.key)
+    keys = getattr(request, "coordinator_keys", None)
+    if keys is None:
+        return build(cls, throttle_time=NO_THROTTLE, **_coordinator(key_type, request.key, ctx))
+    coordinator_cls = element(cls, "coordinators")
+    coordinators = tuple(build(coordinator_cls, key=key, **_coordinator(key_type, key, ctx)) for key in keys)
+    return build(cls, throttle_time=NO_THROTTLE, coordinators=coordinators)
+
+
+def _coordinator(key_type: int, key: str, ctx: RequestContext) -> dict[str, Any]:
+    """The fields of one key's answer: the coordinator's node, or the error that there is none."""
+    refused = sasl.refusal(ctx.auth, Operation.DESCRIBE, ResourceType.GROUP, key)
     if key_type == GROUP_KEY and refused is not None:
-        return build(
-            cls,
-            throttle_time=NO_THROTTLE,
-            error_code=error_code(refused),
-            error_message=str(refused),
-            node_id=-1,
-            host="",
-            port=-1,
-        )
+        return _no_coordinator(error_code(refused), str(refused))
     if key_type != GROUP_KEY:
-        return build(
-            cls,
-            throttle_time=NO_THROTTLE,
-            error_code=ErrorCode.coordinator_not_available,
-            error_message="this broker has no transaction coordinator: transactions are not supported",
-            node_id=-1,
-            host="",
-            port=-1,
+        return _no_coordinator(
+            ErrorCode.coordinator_not_available,
+            "this broker has no transaction coordinator: transactions are not supported",
         )
-    return build(
-        cls,
-        throttle_time=NO_THROTTLE,
-        error_code=ErrorCode.none,
-        error_message=None,
-        node_id=NODE_ID,
-        host=ctx.endpoint.host,
-        port=ctx.endpoint.port,
-    )
+    cluster = ctx.core.cluster
+    broker_id = cluster.coordinator(CoordinatorKind.GROUP, key)
+    found = cluster_answers.node(cluster, ctx.endpoint, broker_id)
+    if found is None:
+        return _no_coordinator(
+            ErrorCode.coordinator_not_available,
+            f"group {key!r} has no coordinator right now (its __consumer_offsets partition has no live "
+            "leader); retry shortly",
+        )
+    return {
+        "error_code": ErrorCode.none,
+        "error_message": None,
+        "node_id": found.node_id,
+        "host": found.host,
+        "port": found.port,
+    }
+
+
+def _no_coordinator(code: ErrorCode, message: str) -> dict[str, Any]:
+    return {"error_code": code, "error_message": message, "node_id": -1, "host": "", "port": -1}
 
 
 async def join_group(request: Any, version: int, ctx: RequestContext) -> Any:
