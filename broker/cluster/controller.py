@@ -300,7 +300,18 @@ class Controller:
         return replace(assignment, replicas=assignment.replicas + tuple(added)), states
 
     async def _until_seen(self, revision: int) -> None:
+        """Until the watch has shown this controller its own write at `revision`, so that it does not
+        decide again on the state it just replaced. Bounded: a decision on a stale view is refused by the
+        guarded write anyway, so after two lease times it goes on (and says so) rather than hang."""
+        deadline = asyncio.get_running_loop().time() + 2 * self.elector.ttl_s
         while self.view.revision < revision and self.elector.is_controller():
+            if asyncio.get_running_loop().time() > deadline:
+                log.warning(
+                    "the controller's watch has not shown revision %d (it is at %d); deciding anyway",
+                    revision,
+                    self.view.revision,
+                )
+                return
             self._changed.clear()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), self.elector.ttl_s / 3)
