@@ -302,6 +302,11 @@ class Security:
     def delete_user(self, name: str) -> None:
         self.store.delete_user(name)
 
+    def alter_credentials(
+        self, upsertions: dict[str, list[ScramCredential]], deletions: dict[str, list[Mechanism]]
+    ) -> None:
+        self.store.alter_credentials(upsertions, deletions)
+
     def list_users(self) -> list[UserListing]:
         return self.store.list_users()
 
