@@ -278,6 +278,11 @@ async def share_fetch(request: Any, version: int, ctx: RequestContext) -> Any:
         for hex_id, partition in session.partitions:
             if hex_id not in names:
                 answers.at(hex_id, partition).error = _unknown_topic_id(hex_id)
+            elif (
+                refused := sasl.refusal(ctx.auth, Operation.READ, ResourceType.TOPIC, names[hex_id])
+            ) is not None:
+                answers.at(hex_id, partition).error = refused  # Read at every fetch: a revoked ACL stops it
+                wanted.discard((names[hex_id], partition))
         if epoch == OPEN_EPOCH:  # a full request is answered for every partition it names
             for hex_id, partition in session.partitions:
                 answers.at(hex_id, partition)
