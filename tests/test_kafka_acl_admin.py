@@ -329,3 +329,48 @@ def test_alter_user_scram_credentials_writes_the_users_file_the_offline_tool_rea
     listed = ok(logstore("users", "list", "--data-dir", str(tmp_path / "data")))
     assert "erin\tSCRAM-SHA-512 (iterations 4096)" in listed, listed
     assert "erin-secret" not in (tmp_path / "data" / "users.json").read_text()
+
+
+def test_over_sasl_ssl_a_scram_user_and_an_acl_made_through_kafka_let_it_produce(
+    start_broker: StartBroker, tmp_path: Path
+) -> None:
+    from tests.test_security_together import secured_tls
+    from tests.test_tls import make_pki
+
+    pki = make_pki(tmp_path / "pki")
+    broker = secured_tls(start_broker, tmp_path, pki, [], mutual=False)
+    admin = AdminClient(
+        {
+            "bootstrap.servers": broker.kafka_address,
+            "security.protocol": "SASL_SSL",
+            "ssl.ca.location": pki.cafile,
+            "sasl.mechanisms": "SCRAM-SHA-512",
+            "sasl.username": "admin",
+            "sasl.password": USERS["admin"],
+        }
+    )
+    frank = UserScramCredentialUpsertion(
+        "frank", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 4096), USERS["alice"].encode()
+    )
+    assert admin.alter_user_scram_credentials([frank], request_timeout=TIMEOUT)["frank"].result() is None
+    write = AclBinding(
+        ResourceType.TOPIC, "ord", ResourcePatternType.PREFIXED, "User:frank", "*",
+        AclOperation.WRITE, AclPermissionType.ALLOW,
+    )  # fmt: skip
+    assert admin.create_acls([write], request_timeout=TIMEOUT)[write].result() is None
+    producer = KafkaProducer(
+        bootstrap_servers=broker.kafka_address,
+        security_protocol="SASL_SSL",
+        ssl_cafile=pki.cafile,
+        sasl_mechanism="SCRAM-SHA-256",
+        sasl_plain_username="frank",
+        sasl_plain_password=USERS["alice"],
+        max_block_ms=10_000,
+        retries=0,
+    )
+    try:
+        assert producer.send("orders", b"over tls").get(15).offset == 0
+        with pytest.raises(TopicAuthorizationFailedError):
+            producer.send("secret", b"not allowed").get(15)
+    finally:
+        producer.close(5)

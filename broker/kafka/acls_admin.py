@@ -75,7 +75,7 @@ _BY_CODE: dict[type[Any], dict[int, Any]] = {
 }
 
 
-class _Refused(Exception):
+class Refused(Exception):
     """The request's ACL or filter cannot be served; carries Kafka's code and words."""
 
     def __init__(self, code: ErrorCode, message: str) -> None:
@@ -83,15 +83,15 @@ class _Refused(Exception):
         self.code = code
 
 
-def _invalid(message: str) -> _Refused:
-    return _Refused(ErrorCode.invalid_request, message)
+def _invalid(message: str) -> Refused:
+    return Refused(ErrorCode.invalid_request, message)
 
 
-def refusal(ctx: RequestContext, what: str) -> tuple[Security | None, _Refused | None]:
+def refusal(ctx: RequestContext, what: str) -> tuple[Security | None, Refused | None]:
     """The broker's Security when this connection may `what`, else the answer's error."""
     auth = ctx.auth
     if auth is None or not auth.required or auth.security is None:
-        return None, _Refused(
+        return None, Refused(
             ErrorCode.security_disabled,
             "ACLs are not enforced: this broker runs without --require-auth (no authorizer); manage them "
             "with logstore acls, and start the broker with --require-auth to enforce them",
@@ -100,7 +100,7 @@ def refusal(ctx: RequestContext, what: str) -> tuple[Security | None, _Refused |
     try:
         auth.security.require_super_user(auth.who, what)
     except LogStoreError as exc:
-        return None, _Refused(error_code(exc), str(error_message(exc)))
+        return None, Refused(error_code(exc), str(error_message(exc)))
     return auth.security, None
 
 
@@ -239,7 +239,7 @@ def describe_acls(request: Any, version: int, ctx: RequestContext) -> Any:
             raise refused
         assert security is not None
         wanted = parse_filter(request)
-    except _Refused as exc:
+    except Refused as exc:
         return build(
             cls, throttle_time=NO_THROTTLE, error_code=exc.code, error_message=str(exc), resources=()
         )
@@ -286,14 +286,14 @@ def create_acls(request: Any, version: int, ctx: RequestContext) -> Any:
     cls = response_type(CREATE_ACLS, version)
     result_cls = element(cls, "results")
     security, refused = refusal(ctx, "create ACLs")
-    outcomes: list[AclBinding | _Refused] = []
+    outcomes: list[AclBinding | Refused] = []
     for creation in request.creations:
         if refused is not None:
             outcomes.append(refused)
             continue
         try:
             outcomes.append(parse_creation(creation))
-        except _Refused as exc:
+        except Refused as exc:
             outcomes.append(exc)
     made = [o for o in outcomes if isinstance(o, AclBinding)]
     if made:
@@ -301,7 +301,7 @@ def create_acls(request: Any, version: int, ctx: RequestContext) -> Any:
         try:
             security.create_acls(made)
         except LogStoreError as exc:
-            failed = _Refused(error_code(exc), str(error_message(exc)))
+            failed = Refused(error_code(exc), str(error_message(exc)))
             outcomes = [failed if isinstance(o, AclBinding) else o for o in outcomes]
     results = tuple(
         build(result_cls, error_code=ErrorCode.none, error_message=None)
@@ -319,7 +319,7 @@ def delete_acls(request: Any, version: int, ctx: RequestContext) -> Any:
     result_cls = element(cls, "filter_results")
     matching_cls = element(result_cls, "matching_acls")
     security, refused = refusal(ctx, "delete ACLs")
-    outcomes: list[list[AclBinding] | _Refused] = []
+    outcomes: list[list[AclBinding] | Refused] = []
     for raw in request.filters:
         if refused is not None:
             outcomes.append(refused)
@@ -327,7 +327,7 @@ def delete_acls(request: Any, version: int, ctx: RequestContext) -> Any:
         assert security is not None
         try:
             wanted = parse_filter(raw)
-        except _Refused as exc:
+        except Refused as exc:
             outcomes.append(exc)
             continue
         outcomes.append([b for b in security.describe_acls(wanted.base) if wanted.matches(b)])
@@ -337,11 +337,11 @@ def delete_acls(request: Any, version: int, ctx: RequestContext) -> Any:
         try:
             security.delete_acls(_exactly(b) for b in doomed)
         except LogStoreError as exc:
-            failed = _Refused(error_code(exc), str(error_message(exc)))
+            failed = Refused(error_code(exc), str(error_message(exc)))
             outcomes = [failed if isinstance(o, list) else o for o in outcomes]
     results = []
     for o in outcomes:
-        if isinstance(o, _Refused):
+        if isinstance(o, Refused):
             results.append(build(result_cls, error_code=o.code, error_message=str(o), matching_acls=()))
             continue
         matching = tuple(
