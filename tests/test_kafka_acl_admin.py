@@ -374,3 +374,40 @@ def test_over_sasl_ssl_a_scram_user_and_an_acl_made_through_kafka_let_it_produce
             producer.send("secret", b"not allowed").get(15)
     finally:
         producer.close(5)
+
+
+def test_kafka_python_upserts_describes_and_deletes_scram_credentials(secured: EmbeddedBroker) -> None:
+    from kafka.admin import UserScramCredentialDeletion as DeletionKp
+
+    admin = KafkaAdminClient(bootstrap_servers=secured.kafka_address, **sasl("admin"))
+    try:
+        both = [
+            UserScramCredentialUpsertionKp(
+                "gina", KpScramMechanism.SCRAM_SHA_256, "gina-pw", iterations=4096
+            ),
+            UserScramCredentialUpsertionKp(
+                "gina", KpScramMechanism.SCRAM_SHA_512, "gina-pw", iterations=5000
+            ),
+        ]
+        assert admin.alter_user_scram_credentials(both) == {"gina": None}
+        described = admin.describe_user_scram_credentials(["gina"])["gina"]
+        assert described == {
+            "error": None,
+            "credential_infos": [
+                {"mechanism": KpScramMechanism.SCRAM_SHA_256, "iterations": 4096},
+                {"mechanism": KpScramMechanism.SCRAM_SHA_512, "iterations": 5000},
+            ],
+        }
+        assert set(admin.describe_user_scram_credentials()) == {"admin", "alice", "bob", "gina"}
+        twice = admin.alter_user_scram_credentials(
+            [both[0], DeletionKp("gina", KpScramMechanism.SCRAM_SHA_256)]
+        )
+        assert "twice" in str(twice["gina"])  # DUPLICATE_RESOURCE: nothing of gina's changed
+        assert admin.alter_user_scram_credentials([DeletionKp("gina", KpScramMechanism.SCRAM_SHA_256)]) == {
+            "gina": None
+        }
+        left = admin.describe_user_scram_credentials(["gina"])["gina"]["credential_infos"]
+        assert left == [{"mechanism": KpScramMechanism.SCRAM_SHA_512, "iterations": 5000}]
+    finally:
+        admin.close()
+    assert plain_login(secured, "gina", "gina-pw") == 0  # PLAIN checks against the SCRAM-SHA-512 one
