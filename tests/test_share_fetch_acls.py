@@ -65,11 +65,13 @@ def test_kafka_share_fetch_is_refused_for_a_topic_whose_read_acl_went_after_the_
         first = share_fetch(sock, "g", "m1", 1)
         [partition] = first.responses[0].partitions
         assert partition.error_code == 0 and partition.acquired_records, first
+        offset = partition.acquired_records[0].first_offset
         revoke(secured)
         produce(secured, b"two")
-        refused = share_fetch(sock, "g", "m1", 2)
+        refused = share_fetch(sock, "g", "m1", 2, (fetch_topic(jobs, 0, ((offset, offset, (1,)),)),))
         [partition] = refused.responses[0].partitions
         assert partition.error_code == TOPIC_AUTHORIZATION_FAILED, refused
+        assert partition.acknowledge_error_code == TOPIC_AUTHORIZATION_FAILED, refused  # the accept too
         assert not partition.acquired_records and not partition.records
 
 
