@@ -146,7 +146,11 @@ class BrokerServer:
             raise
         try:
             self._report_start(manager)
-            self.security = Security(SecurityStore(settings.data_dir), settings.super_user_list)
+            self.security = Security(
+                SecurityStore(settings.data_dir),
+                settings.super_user_list,
+                producer_limit=settings.max_producer_bindings,
+            )
             self.security.on_failure = self._count_login_failure
             self._report_security(self.security)
             self.core = BrokerCore(

@@ -161,6 +161,9 @@ class Settings:
     super_users: str = ""
     """Comma-separated principals (`User:admin,User:ops`) that every ACL check lets through, and the only
     ones that may manage users and ACLs while `require_auth` is on."""
+    max_producer_bindings: int = 100_000
+    """Idempotent producer ids whose owning principal is kept (in `producer-owners.jsonl`); past that the
+    binding unused longest goes (see `broker.auth.producer_owners` for what that costs)."""
     broker_id: int = -1
     """This broker's id in its cluster (`--broker-id`); -1 with no `etcd`: a single broker."""
     etcd: str = ""
@@ -244,6 +247,7 @@ class Settings:
                     f"({self.max_partitions_per_topic}); lower it or raise the limit"
                 )
         _check_range("max_open_segments", self.max_open_segments, 0, 2**31 - 1)
+        _check_range("max_producer_bindings", self.max_producer_bindings, 1, 100_000_000)
         _check_range("queued_max_response_bytes", self.queued_max_response_bytes, 64 * 1024, 2**48)
         _check_range(
             "queued_max_response_bytes_per_connection",
@@ -620,6 +624,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="User:NAME[,User:NAME...]",
         default=given,
         help="principals every ACL check lets through; the only ones that may manage users and ACLs",
+    )
+    parser.add_argument(
+        "--max-producer-bindings",
+        type=int,
+        default=given,
+        help="producer ids whose owning principal is remembered across restarts (100000)",
     )
     cluster = parser.add_argument_group("cluster (with --etcd)")
     cluster.add_argument(

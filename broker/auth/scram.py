@@ -96,6 +96,32 @@ def make_credential(
     )
 
 
+def credential_from_salted(
+    mechanism: Mechanism, salt: bytes, salted: bytes, iterations: int
+) -> ScramCredential:
+    """The credential for a SaltedPassword computed by the client (Kafka's AlterUserScramCredentials
+    sends salt, iterations and SaltedPassword, never the password)."""
+    if not MIN_ITERATIONS <= iterations <= MAX_ITERATIONS:
+        raise ScramError(
+            f"iterations must be between {MIN_ITERATIONS} and {MAX_ITERATIONS}, not {iterations}"
+        )
+    if not salt:
+        raise ScramError("the salt must not be empty")
+    if len(salted) != hashlib.new(mechanism.hash_name).digest_size:
+        raise ScramError(
+            f"a {mechanism.value} salted password has {hashlib.new(mechanism.hash_name).digest_size} bytes, "
+            f"not {len(salted)}"
+        )
+    client_key = _hmac(mechanism, salted, b"Client Key")
+    return ScramCredential(
+        mechanism=mechanism,
+        salt=salt,
+        iterations=iterations,
+        stored_key=_h(mechanism, client_key),
+        server_key=_hmac(mechanism, salted, b"Server Key"),
+    )
+
+
 def verify_password(credential: ScramCredential, password: str) -> bool:
     """Whether `password` is the one `credential` was made from (PLAIN, and Basic over gRPC).
 

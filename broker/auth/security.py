@@ -33,6 +33,8 @@ from logstore.broker.auth.acl import (
     check_principal,
     user_principal,
 )
+from logstore.broker.auth.producer_owners import DEFAULT_LIMIT as DEFAULT_PRODUCER_LIMIT
+from logstore.broker.auth.producer_owners import ProducerOwners
 from logstore.broker.auth.scram import (
     DEFAULT_ITERATIONS,
     SALT_BYTES,
@@ -120,6 +122,7 @@ class Security:
         super_users: Iterable[str],
         *,
         clock: Callable[[], float] = time.monotonic,
+        producer_limit: int = DEFAULT_PRODUCER_LIMIT,
     ) -> None:
         self.store = store
         self.super_users = frozenset(check_principal(p) for p in super_users)
@@ -130,7 +133,8 @@ class Security:
         self._headers: dict[bytes, str] = {}
         """HMAC of an authorization header that checked out -> its principal (bounded, oldest out)."""
         self._headers_generation = store.generation
-        self._producers: dict[int, str] = {}
+        self.producers = ProducerOwners(store.data_dir, producer_limit)
+        """Which principal owns each idempotent producer id (durable, bounded)."""
         self._clock = clock
         self._failure_log_due: dict[str, float] = {}
         self.failures: Counter[str] = Counter()
@@ -273,13 +277,14 @@ class Security:
     # --- idempotent producers ---------------------------------------------------------------------------
 
     def bind_producer(self, producer_id: int, principal: str) -> None:
-        """Producer ids never repeat, so the first principal to hold one keeps it."""
-        self._producers.setdefault(producer_id, principal)
+        """Producer ids never repeat, so the first principal to hold one keeps it (across restarts)."""
+        self.producers.bind(producer_id, principal)
 
     def require_producer(self, producer_id: int, principal: str) -> None:
-        """Refuse a batch under a producer id another principal was given (an id given out before a
-        restart is taken by the first principal that uses it)."""
-        owner = self._producers.setdefault(producer_id, principal)
+        """Refuse a batch under a producer id another principal was given (an id the broker holds no
+        binding for, given out before bindings were kept or evicted since, is taken by the first
+        principal that uses it: see `broker.auth.producer_owners`)."""
+        owner = self.producers.bind(producer_id, principal)
         if owner != principal:
             raise ClusterAuthorizationError(
                 f"{principal} may not write under producer id {producer_id}: another principal owns it "
@@ -301,6 +306,11 @@ class Security:
 
     def delete_user(self, name: str) -> None:
         self.store.delete_user(name)
+
+    def alter_credentials(
+        self, upsertions: dict[str, list[ScramCredential]], deletions: dict[str, list[Mechanism]]
+    ) -> None:
+        self.store.alter_credentials(upsertions, deletions)
 
     def list_users(self) -> list[UserListing]:
         return self.store.list_users()

@@ -245,6 +245,29 @@ class SecurityStore:
         self._save_users()
         return self.list_users()[sorted(self.users).index(name)]
 
+    def alter_credentials(
+        self,
+        upsertions: dict[str, list[ScramCredential]],
+        deletions: dict[str, list[Mechanism]],
+    ) -> None:
+        """Set and remove credentials of several users in one write (Kafka's AlterUserScramCredentials;
+        the caller has checked each user's alterations). A user left with no credential is gone."""
+        for name, mechanisms in deletions.items():
+            for mechanism in mechanisms:
+                if mechanism not in self.users.get(name, {}):
+                    raise UnknownUserError(f"user {name!r} has no {mechanism.value} credential to delete")
+        for name in upsertions:
+            check_username(name)
+        for name, mechanisms in deletions.items():
+            for mechanism in mechanisms:
+                del self.users[name][mechanism]
+            if not self.users[name]:
+                del self.users[name]
+        for name, credentials in upsertions.items():
+            self.users.setdefault(name, {}).update((c.mechanism, c) for c in credentials)
+        if upsertions or deletions:
+            self._save_users()
+
     def delete_user(self, name: str) -> None:
         if name not in self.users:
             raise UnknownUserError(f"no user {name!r}")

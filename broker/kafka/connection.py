@@ -28,6 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 from logstore.broker.kafka import (
+    acls_admin,
     admin,
     api_versions,
     configs,
@@ -41,6 +42,7 @@ from logstore.broker.kafka import (
     produce,
     records_admin,
     sasl,
+    scram_admin,
     share,
 )
 from logstore.broker.kafka.codec import (
@@ -54,16 +56,21 @@ from logstore.broker.kafka.context import Held, Later, RequestContext
 from logstore.broker.kafka.hot_answers import Encoded
 from logstore.broker.kafka.versions import (
     ALTER_CONFIGS,
+    ALTER_USER_SCRAM_CREDENTIALS,
     API_VERSIONS,
     APIS,
+    CREATE_ACLS,
     CREATE_PARTITIONS,
     CREATE_TOPICS,
+    DELETE_ACLS,
     DELETE_GROUPS,
     DELETE_RECORDS,
     DELETE_TOPICS,
+    DESCRIBE_ACLS,
     DESCRIBE_CLUSTER,
     DESCRIBE_CONFIGS,
     DESCRIBE_GROUPS,
+    DESCRIBE_USER_SCRAM_CREDENTIALS,
     FETCH,
     FIND_COORDINATOR,
     HEARTBEAT,
@@ -118,6 +125,11 @@ HANDLERS: dict[int, Callable[[Any, int, RequestContext], Any]] = {
     SHARE_GROUP_HEARTBEAT: share.share_group_heartbeat,
     SHARE_FETCH: share.share_fetch,
     SHARE_ACKNOWLEDGE: share.share_acknowledge,
+    DESCRIBE_ACLS: acls_admin.describe_acls,
+    CREATE_ACLS: acls_admin.create_acls,
+    DELETE_ACLS: acls_admin.delete_acls,
+    DESCRIBE_USER_SCRAM_CREDENTIALS: scram_admin.describe_user_scram_credentials,
+    ALTER_USER_SCRAM_CREDENTIALS: scram_admin.alter_user_scram_credentials,
 }
 """Each served key's handler: (request, version, context) -> the answer, None for no answer (acks=0),
 a `Later` of either, or a coroutine of either."""
@@ -156,6 +168,11 @@ PER_ACL = frozenset(
         SHARE_GROUP_HEARTBEAT,
         SHARE_FETCH,
         SHARE_ACKNOWLEDGE,
+        DESCRIBE_ACLS,
+        CREATE_ACLS,
+        DELETE_ACLS,
+        DESCRIBE_USER_SCRAM_CREDENTIALS,
+        ALTER_USER_SCRAM_CREDENTIALS,
     }
 )
 """The keys whose handlers check ACLs per topic, group and cluster: all served keys. A key added to

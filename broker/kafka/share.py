@@ -191,10 +191,11 @@ def _first_error(outcome: PartitionAckOutcome) -> LogStoreError | None:
 
 
 def _acks(
-    topics: Sequence[Any], names: dict[str, str], answers: _Answers
+    topics: Sequence[Any], names: dict[str, str], answers: _Answers, auth: sasl.ConnectionAuth | None
 ) -> tuple[list[PartitionAcks], dict[tuple[str, int], str]]:
     """The request's acknowledgements by topic name; partitions of an unknown topic id are answered
-    UNKNOWN_TOPIC_ID and left out. Also the topic id of each (name, partition) acknowledged."""
+    UNKNOWN_TOPIC_ID, and of a topic the principal may not Read TOPIC_AUTHORIZATION_FAILED, and left
+    out. Also the topic id of each (name, partition) acknowledged."""
     acks: list[PartitionAcks] = []
     ids: dict[tuple[str, int], str] = {}
     count = 0
@@ -206,6 +207,10 @@ def _acks(
             name = names.get(hex_id)
             if name is None:
                 answers.at(hex_id, partition.partition_index).ack_error = _unknown_topic_id(hex_id)
+                continue
+            refused = sasl.refusal(auth, Operation.READ, ResourceType.TOPIC, name)
+            if refused is not None:
+                answers.at(hex_id, partition.partition_index).ack_error = refused
                 continue
             ranges = ack_ranges(partition.acknowledgement_batches)
             count += len(ranges)
@@ -267,7 +272,7 @@ async def share_fetch(request: Any, version: int, ctx: RequestContext) -> Any:
         sasl.require(ctx.auth, Operation.READ, ResourceType.GROUP, request.group_id)
         key = _check_ids(request)
         epoch = request.share_session_epoch
-        acks, ack_ids = _acks(request.topics, names, answers)
+        acks, ack_ids = _acks(request.topics, names, answers, ctx.auth)
         if epoch == OPEN_EPOCH and acks:
             raise InvalidRequestError("a share fetch that opens a session (epoch 0) cannot acknowledge")
         session = ctx.share_sessions.advance(
@@ -278,6 +283,11 @@ async def share_fetch(request: Any, version: int, ctx: RequestContext) -> Any:
         for hex_id, partition in session.partitions:
             if hex_id not in names:
                 answers.at(hex_id, partition).error = _unknown_topic_id(hex_id)
+            elif (
+                refused := sasl.refusal(ctx.auth, Operation.READ, ResourceType.TOPIC, names[hex_id])
+            ) is not None:
+                answers.at(hex_id, partition).error = refused  # Read at every fetch: a revoked ACL stops it
+                wanted.discard((names[hex_id], partition))
         if epoch == OPEN_EPOCH:  # a full request is answered for every partition it names
             for hex_id, partition in session.partitions:
                 answers.at(hex_id, partition)
@@ -399,7 +409,7 @@ async def share_acknowledge(request: Any, version: int, ctx: RequestContext) -> 
             raise InvalidRequestError(
                 "ShareAcknowledge needs an open share session: its epoch cannot be 0 (open one with ShareFetch)"
             )
-        acks, ack_ids = _acks(request.topics, names, answers)
+        acks, ack_ids = _acks(request.topics, names, answers, ctx.auth)
         ctx.share_sessions.advance(key, epoch)
         outcomes = await ctx.core.share.acknowledge(request.group_id, request.member_id, acks)
         if epoch == FINAL_EPOCH:

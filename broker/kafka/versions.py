@@ -20,6 +20,10 @@ a client learns the ids (v10) and may ask by id (v12), and ShareGroupHeartbeat, 
 ShareAcknowledge v1, Kafka 4.1's. Those are flexible versions (tagged fields), which kio reads and writes.
 kafka-python still reads the list as 2.4, since it decides by Produce's maximum.
 
+DescribeAcls, CreateAcls and DeleteAcls v1 (2.4's maximum; kio has no v0): kafka-python reads
+DescribeAcls 2 as 2.5 and 3 as 3.3. DescribeUserScramCredentials and AlterUserScramCredentials v0
+(KIP-554, Kafka 2.7), which no client reads a release from.
+
 Minimums are the oldest version kio has a schema for (Kafka 4's floors: DescribeConfigs 1), except Produce: librdkafka
 turns compression off when Produce's minimum is not 0, so 0 is advertised and v3 is the oldest served
 (v0-2 carry message sets v0/v1, which every client that sends ApiVersions has replaced by RecordBatch
@@ -50,6 +54,8 @@ DELETE_GROUPS = 42
 OFFSET_FOR_LEADER_EPOCH, DESCRIBE_CLUSTER = 23, 60
 SHARE_GROUP_HEARTBEAT, SHARE_FETCH, SHARE_ACKNOWLEDGE = 76, 78, 79
 SASL_HANDSHAKE, SASL_AUTHENTICATE = 17, 36
+DESCRIBE_ACLS, CREATE_ACLS, DELETE_ACLS = 29, 30, 31
+DESCRIBE_USER_SCRAM_CREDENTIALS, ALTER_USER_SCRAM_CREDENTIALS = 50, 51
 
 APIS: dict[int, ApiRange] = {
     PRODUCE: ApiRange("Produce", (0, 8), (3, 8)),
@@ -82,4 +88,9 @@ APIS: dict[int, ApiRange] = {
     SHARE_ACKNOWLEDGE: ApiRange("ShareAcknowledge", (1, 1), (1, 1)),
     SASL_HANDSHAKE: ApiRange("SaslHandshake", (0, 1), (0, 1)),
     SASL_AUTHENTICATE: ApiRange("SaslAuthenticate", (0, 2), (0, 2)),
+    DESCRIBE_ACLS: ApiRange("DescribeAcls", (1, 1), (1, 1)),
+    CREATE_ACLS: ApiRange("CreateAcls", (1, 1), (1, 1)),
+    DELETE_ACLS: ApiRange("DeleteAcls", (1, 1), (1, 1)),
+    DESCRIBE_USER_SCRAM_CREDENTIALS: ApiRange("DescribeUserScramCredentials", (0, 0), (0, 0)),
+    ALTER_USER_SCRAM_CREDENTIALS: ApiRange("AlterUserScramCredentials", (0, 0), (0, 0)),
 }

@@ -40,6 +40,19 @@ def check_producers(records: Iterable[bytes]) -> None:
             checks.security.require_producer(producer_id, checks.principal)
 
 
+def authorizing() -> bool:
+    """Whether the call being handled was admitted by the guard (auth is on)."""
+    return PRINCIPAL.get() is not None
+
+
+def check_reads(topics: Iterable[str]) -> None:
+    """Read on each topic for the call being handled (a no-op without auth): ShareFetch checks its
+    member's topics at every fetch, not only when the heartbeat subscribed to them."""
+    checks = PRINCIPAL.get()
+    if checks is not None:
+        checks.topics(READ, topics)
+
+
 def check_produce(request: Any) -> None:
     """The Produce rule for one request inside a ProduceStream (a no-op without auth): the guard admits
     the stream itself (who is calling), and each request on it is checked as a unary Produce would be,

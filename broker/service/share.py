@@ -34,6 +34,8 @@ from logstore.broker.service.calls import (
     require,
     unary,
 )
+from logstore.broker.service.guard import authorizing, check_reads
+from logstore.broker.service.share_reads import ShareSubscriptions
 from logstore.broker.share_machine.errors import InconsistentGroupProtocolError
 from logstore.wire.logstore.v1 import group_pb2, share_pb2_grpc
 from logstore.wire.logstore.v1 import share_pb2 as pb
@@ -150,6 +152,15 @@ class ShareService(share_pb2_grpc.ShareServiceServicer):
         self._metrics = metrics
         self._fetch_max_bytes = fetch_max_bytes
         self._answers = answers or AnswerBudget(2**62, 2**62)
+        self._subscriptions = ShareSubscriptions(self._described_topics)
+
+    def _described_topics(self, group_id: str, member_id: str) -> list[str]:
+        """A member's topics from its group's description (for one `ShareSubscriptions` no longer holds)."""
+        try:
+            members = self._core.share.describe(group_id).members
+        except REQUEST_ERRORS:
+            return []  # no such group: the fetch itself answers that
+        return [t for m in members if m.member_id == member_id for t in m.topic_names]
 
     @unary
     async def ShareHeartbeat(
@@ -181,6 +192,9 @@ class ShareService(share_pb2_grpc.ShareServiceServicer):
                 heartbeat_interval_ms=intervals[0],
                 session_timeout_ms=intervals[1],
             )
+        self._subscriptions.heard(
+            request.group_id, answer.member_id, request.member_epoch, request.topic_names
+        )
         return pb.ShareHeartbeatResponse(
             member_id=answer.member_id,
             member_epoch=answer.member_epoch,
@@ -207,6 +221,8 @@ class ShareService(share_pb2_grpc.ShareServiceServicer):
         max_bytes = (
             min(request.max_bytes, self._fetch_max_bytes) if request.max_bytes else self._fetch_max_bytes
         )
+        if authorizing() and not request.acknowledge_only:  # Read at every fetch: a revoked ACL stops it
+            check_reads(self._subscriptions.topics(request.group_id, request.member_id))
         lease = call_lease(self._answers, context)
         if not request.acknowledge_only:
             # Like Fetch, a reader whose earlier answers are still unread waits for room here, and the
