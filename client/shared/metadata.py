@@ -10,15 +10,21 @@ creates the topic exactly as a first produce would, and only if the broker itsel
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+from collections.abc import Iterable
 
 import grpc
 from logstore.client.shared.backoff import Backoff
-from logstore.client.shared.connection import Connection
+from logstore.client.shared.connection import BrokerChannel, Connection
 from logstore.client.shared.errors import (
+    BrokerUnavailableError,
     BufferExhaustedError,
     ClientError,
+    InvalidMetadataError,
+    NotEnoughReplicasError,
+    RequestTimedOutError,
     UnknownTopicError,
     error_from_rpc,
 )
@@ -27,8 +33,11 @@ from logstore.client.shared.types import (
     ClusterDescription,
     PartitionInfo,
     TopicDescription,
+    TopicPartition,
 )
 from logstore.wire.logstore.v1 import admin_pb2
+
+log = logging.getLogger(__name__)
 
 
 def describe_cluster(connection: Connection, timeout_s: float) -> ClusterDescription:
@@ -171,3 +180,49 @@ class TopicMetadata:
     def stale(self, now: float) -> list[str]:
         """Topics whose count is older than ``metadata_max_age_ms``."""
         return [topic for topic, at in list(self._fetched_at.items()) if now - at >= self._max_age_s]
+
+
+def route(
+    connection: Connection, tps: Iterable[TopicPartition], timeout_s: float
+) -> tuple[dict[int, tuple[BrokerChannel, list[TopicPartition]]], list[TopicPartition]]:
+    """The partitions grouped by leader, each group with its leader's channel, and those whose leader is
+    still unknown after looking their topics up once (none for a broker alone: it leads everything)."""
+    wanted = list(tps)
+    if not connection.cluster.learned:
+        try:  # first: are the brokers a cluster at all (else the one reached leads everything)
+            describe_cluster(connection, timeout_s)
+        except ClientError as exc:
+            if not exc.retriable:
+                connection.cluster.learned = True  # a broker without DescribeCluster (an older one)
+            log.debug("describing the cluster failed: %s", exc)
+    unknown = {tp.topic for tp in wanted if connection.leader(tp.topic, tp.partition) is None}
+    for topic in sorted(unknown):
+        try:
+            describe_topic(connection, topic, timeout_s)
+        except ClientError as exc:
+            log.debug("looking up the leaders of %s failed: %s", topic, exc)
+    groups: dict[int, tuple[BrokerChannel, list[TopicPartition]]] = {}
+    leaderless: list[TopicPartition] = []
+    for tp in wanted:
+        found = connection.leader(tp.topic, tp.partition)
+        if found is None:
+            leaderless.append(tp)
+            continue
+        broker_id, channel = found
+        groups.setdefault(broker_id, (channel, []))[1].append(tp)
+    return groups, leaderless
+
+
+def note_failure(
+    connection: Connection, broker_id: int, tps: Iterable[TopicPartition], error: ClientError
+) -> None:
+    """After an answer that showed the metadata stale (NOT_LEADER_OR_FOLLOWER and the like) or a broker
+    that could not be reached: forget those leaders, so the next attempt looks them up again."""
+    cluster = connection.cluster
+    if not cluster.clustered:
+        return
+    if isinstance(error, BrokerUnavailableError | RequestTimedOutError):
+        cluster.forget_broker(broker_id)
+    elif isinstance(error, InvalidMetadataError | NotEnoughReplicasError):
+        for tp in tps:
+            cluster.forget_leader(tp.topic, tp.partition)

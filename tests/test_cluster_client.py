@@ -1,0 +1,148 @@
+"""The Python client against three real broker processes and a real etcd: it bootstraps from several
+addresses (or one follower's), sends each partition's batches to its leader, and an idempotent acks=all
+producer carries on through the SIGKILL of a partition's leader with every acknowledged record in the
+log exactly once and each key's records in order; a consumer reads across the same failover."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from logstore.client.admin.api import Admin
+from logstore.client.consumer.api import Consumer
+from logstore.client.producer.api import Producer
+from logstore.client.producer.futures import RecordFuture
+from logstore.client.shared.types import TopicPartition
+
+from tests.cluster_support import Cluster, cluster_of
+
+pytestmark = pytest.mark.slow
+
+PARTITIONS = 6
+KEYS = [f"k{n}".encode() for n in range(24)]
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    yield from cluster_of(tmp_path, 3, ("--default-replication-factor=3", "--min-insync-replicas=2"))
+
+
+def create_replicated(cluster: Cluster, topic: str, bootstrap: list[str] | str) -> dict[int, int]:
+    """Create `topic` with RF 3 through the admin client; wait for full ISRs; its leaders by partition."""
+    with Admin(bootstrap_servers=bootstrap) as admin:
+        created = admin.create_topic(topic, PARTITIONS, {"min.insync.replicas": "2"}, replication_factor=3)
+    assert len(created.partitions) == PARTITIONS
+    leaders = {}
+    for p in range(PARTITIONS):
+        state = cluster.wait_for_isr(topic, p, 3)
+        assert sorted(state.replicas) == [1, 2, 3]
+        leaders[p] = state.leader
+    return leaders
+
+
+def wait_until(condition, what: str, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout_s}s: {what}")
+        time.sleep(0.05)
+
+
+class Reader(threading.Thread):
+    """A consumer (assign, from the start) polling in the background into `records`."""
+
+    def __init__(self, bootstrap: list[str], topic: str) -> None:
+        super().__init__(daemon=True)
+        self.consumer = Consumer(
+            bootstrap_servers=bootstrap, auto_offset_reset="earliest", request_timeout_ms=5000
+        )
+        self.consumer.assign([TopicPartition(topic, p) for p in range(PARTITIONS)])
+        self.records: list[tuple[int, int, bytes, bytes]] = []
+        self.errors: list[BaseException] = []
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                batch = self.consumer.poll(timeout_ms=200)
+            except Exception as exc:  # a retriable error surfaced while the leader is away: keep polling
+                with self.lock:
+                    self.errors.append(exc)
+                continue
+            with self.lock:
+                for tp, records in batch.items():
+                    self.records.extend(
+                        (tp.partition, r.offset, r.key or b"", r.value or b"") for r in records
+                    )
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.records)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join(30)
+        self.consumer.close()
+
+
+def send_round(
+    producer: Producer, topic: str, start: int, count: int
+) -> list[tuple[bytes, bytes, RecordFuture]]:
+    sent = []
+    for n in range(start, start + count):
+        key = KEYS[n % len(KEYS)]
+        value = b"%s:%06d" % (key, n)
+        sent.append((key, value, producer.send(topic, value, key=key)))
+    return sent
+
+
+def test_an_idempotent_producer_and_a_consumer_carry_on_when_a_leader_is_killed(cluster: Cluster) -> None:
+    leaders = create_replicated(cluster, "orders", cluster.bootstrap)
+    assert len(set(leaders.values())) > 1, f"the partitions' leaders should be spread: {leaders}"
+    reader = Reader(cluster.bootstrap, "orders")
+    reader.start()
+    producer = Producer(
+        bootstrap_servers=cluster.bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=2,
+        request_timeout_ms=5000,
+        delivery_timeout_ms=120_000,
+    )
+    sent: list[tuple[bytes, bytes, RecordFuture]] = []
+    try:
+        sent += send_round(producer, "orders", 0, 600)
+        producer.flush(timeout=60)
+        wait_until(lambda: reader.count() >= 600, "the consumer read the first round")
+        victim = leaders[0]
+        # Mid-stream: records are being sent while the leader of partition 0 dies.
+        sent += send_round(producer, "orders", 600, 200)
+        cluster.brokers[victim].kill()
+        sent += send_round(producer, "orders", 800, 1200)
+        producer.flush(timeout=120)
+        cluster.wait_for(
+            lambda: cluster.leader("orders", 0) not in (victim, -1), "partition 0 has a new leader"
+        )
+        acknowledged = {}
+        for key, value, future in sent:
+            metadata = future.get(timeout=0)  # every record acknowledged (none given up)
+            acknowledged[value] = (metadata.partition, metadata.offset, key)
+        wait_until(lambda: reader.count() >= len(sent), "the consumer read every acknowledged record")
+    finally:
+        producer.close()
+        reader.stop()
+    records = reader.records
+    values = [value for _, _, _, value in records]
+    assert len(values) == len(set(values)), "a record was read twice"
+    assert set(values) == set(acknowledged), "the log holds exactly the acknowledged records"
+    for partition, offset, key, value in records:
+        assert acknowledged[value] == (partition, offset, key), f"{value!r} is not where it was acknowledged"
+    for key in KEYS:
+        mine = [v for _, _, k, v in records if k == key]
+        assert mine == sorted(mine), f"records of key {key!r} out of order"
+        expected = sorted(v for v, (_, _, k) in acknowledged.items() if k == key)
+        assert mine == expected
