@@ -5,6 +5,9 @@ log exactly once and each key's records in order; a consumer reads across the sa
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -132,6 +135,8 @@ def test_an_idempotent_producer_and_a_consumer_carry_on_when_a_leader_is_killed(
             metadata = future.get(timeout=0)  # every record acknowledged (none given up)
             acknowledged[value] = (metadata.partition, metadata.offset, key)
         wait_until(lambda: reader.count() >= len(sent), "the consumer read every acknowledged record")
+        # The kill was felt: batches for the dead leader's partitions were sent again.
+        assert producer.metrics()["producer-metrics"]["record-retry-total"] > 0
     finally:
         producer.close()
         reader.stop()
@@ -146,3 +151,97 @@ def test_an_idempotent_producer_and_a_consumer_carry_on_when_a_leader_is_killed(
         assert mine == sorted(mine), f"records of key {key!r} out of order"
         expected = sorted(v for v, (_, _, k) in acknowledged.items() if k == key)
         assert mine == expected
+
+
+def logstore(*args: str) -> subprocess.CompletedProcess[bytes]:
+    done = subprocess.run(
+        [sys.executable, "-m", "logstore.bench.cli", *args], capture_output=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    return done
+
+
+def test_a_producer_bootstrapped_from_one_follower_writes_to_every_leader(cluster: Cluster) -> None:
+    created = logstore(
+        "topics",
+        "create",
+        "payments",
+        "--partitions",
+        str(PARTITIONS),
+        "--replication-factor",
+        "3",
+        "--config",
+        "min.insync.replicas=1",
+        "--bootstrap",
+        ",".join(cluster.bootstrap),
+    )
+    assert created.stdout == b"created topic payments with 6 partitions, replication factor 3\n"
+    leaders = {p: cluster.wait_for_isr("payments", p, 3).leader for p in range(PARTITIONS)}
+    follower = next(b for b in cluster.brokers.values() if b.broker_id != leaders[0])
+    with Producer(bootstrap_servers=follower.address, acks="all", produce_transport="unary") as producer:
+        sent = send_round(producer, "payments", 0, 300)
+        producer.flush(timeout=60)
+        placed = {value: future.get(timeout=0) for _, value, future in sent}
+    assert {m.partition for m in placed.values()} == set(range(PARTITIONS))  # every leader was written to
+    with Consumer(bootstrap_servers=[follower.address], auto_offset_reset="earliest") as consumer:
+        consumer.assign([TopicPartition("payments", p) for p in range(PARTITIONS)])
+        read: dict[bytes, tuple[int, int]] = {}
+        deadline = time.monotonic() + 60
+        while len(read) < len(placed) and time.monotonic() < deadline:
+            for tp, records in consumer.poll(timeout_ms=500).items():
+                read.update((r.value or b"", (tp.partition, r.offset)) for r in records)
+    assert read == {value: (m.partition, m.offset) for value, m in placed.items()}
+    # The flags reached the controller: etcd's assignment has them (the brokers default to 2 in-sync).
+    (assignment,) = cluster._json_prefix("topics/payments").values()
+    assert assignment["replication.factor"] == 3
+    assert assignment["min.insync.replicas"] == 1
+
+
+def test_cluster_status_matches_etcd_before_and_after_a_failover(cluster: Cluster) -> None:
+    create_replicated(cluster, "events", cluster.bootstrap)
+
+    def status() -> dict:
+        document: dict = json.loads(
+            logstore("cluster", "status", "--json", "--bootstrap", ",".join(cluster.bootstrap)).stdout
+        )
+        return document
+
+    def agrees(document: dict) -> bool:
+        for entry in document["topics"]["events"]:
+            state = cluster.partition("events", entry["partition"])
+            assert state is not None
+            seen = (entry["leader"], entry["leader_epoch"], sorted(entry["replicas"]), sorted(entry["isr"]))
+            if seen != (state.leader, state.leader_epoch, sorted(state.replicas), sorted(state.isr)):
+                return False
+            if entry["under_replicated"] != (len(state.isr) < len(state.replicas)):
+                return False
+        return document["controller_id"] == cluster.controller()
+
+    document = status()
+    assert document["clustered"] is True
+    assert {b["broker_id"] for b in document["brokers"]} == {1, 2, 3}
+    for b in document["brokers"]:
+        assert b["endpoints"]["grpc"] == cluster.brokers[b["broker_id"]].address
+    assert agrees(document), document
+    assert document["under_replicated"] == []
+    victim = cluster.leader("events", 0)
+    cluster.brokers[victim].kill()
+    cluster.wait_for(
+        lambda: all(
+            (s := cluster.partition("events", p)) is not None
+            and s.leader not in (victim, -1)
+            and victim not in s.isr
+            for p in range(PARTITIONS)
+        ),
+        "every partition led by a live broker, the dead one out of every ISR",
+    )
+    # The brokers learn etcd's view through their watch: poll until the answer agrees (bounded).
+    cluster.wait_for(lambda: agrees(status()), "cluster status agrees with etcd after the failover", 60)
+    after = status()
+    assert {b["broker_id"] for b in after["brokers"]} == {1, 2, 3} - {victim}
+    assert {(u["topic"], u["partition"]) for u in after["under_replicated"]} == {
+        ("events", p) for p in range(PARTITIONS)
+    }
+    text = logstore("cluster", "status", "--bootstrap", ",".join(cluster.bootstrap)).stdout.decode()
+    assert text.count("UNDER-REPLICATED") == PARTITIONS
+    assert "unreachable" not in text
