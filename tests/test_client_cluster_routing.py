@@ -10,7 +10,7 @@ import sys
 
 import pytest
 from logstore.broker.embedded import EmbeddedBroker
-from logstore.client.admin.api import Admin
+from logstore.client.admin.api import Admin, NewTopic
 from logstore.client.consumer.api import Consumer
 from logstore.client.producer.api import Producer
 from logstore.client.shared.cluster import ClusterMap
@@ -112,7 +112,7 @@ def test_a_broker_alone_describes_itself_as_broker_0(broker: EmbeddedBroker) -> 
         assert (cluster.broker_id, cluster.controller_id) == (0, 0)
         assert [b.broker_id for b in cluster.brokers] == [0]
         assert cluster.brokers[0].endpoints["grpc"].rsplit(":", 1)[1] == broker.address.rsplit(":", 1)[1]
-        (topic,) = admin.create_topics([("orders", 2)])
+        (topic,) = admin.create_topics([NewTopic("orders", 2)])
         assert [(p.leader, p.leader_epoch, p.replicas, p.isr) for p in topic.partitions] == [
             (0, 0, (0,), (0,))
         ] * 2
