@@ -26,7 +26,7 @@ from logstore.client.shared.metadata import describe_cluster, topic_description
 from logstore.client.shared.options import refuse_unknown_options
 from logstore.client.shared.security import Security
 from logstore.client.shared.types import ClusterDescription, TopicDescription
-from logstore.wire.logstore.v1 import admin_pb2
+from logstore.wire.logstore.v1 import admin_pb2, group_pb2_grpc
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -86,7 +86,12 @@ class Admin:
             ),
         )
         self._closed = False
-        self._groups = GroupAdmin(group_stub(self._connection), self._timeout_s)
+        self._groups = GroupAdmin(
+            group_stub(self._connection),
+            self._timeout_s,
+            for_group=lambda group_id: group_stub(self._connection, group_id, self._timeout_s),
+            everywhere=self._group_stubs,
+        )
         self._share = ShareAdmin(share_stub(self._connection), self._timeout_s)
         self._security = SecurityAdmin(self._call)
 
@@ -121,6 +126,15 @@ class Admin:
         return self.create_topics([NewTopic(name, partitions, config, replication_factor)])[0]
 
     # --- the cluster -----------------------------------------------------------------------------------------
+
+    def _group_stubs(self) -> list[group_pb2_grpc.GroupServiceStub]:
+        """A GroupService stub per live broker (each lists the groups it coordinates); the current
+        broker's alone when it is not in a cluster."""
+        cluster = describe_cluster(self._connection, self._timeout_s)
+        if not cluster.clustered:
+            return [group_stub(self._connection)]
+        channels = [self._connection.for_broker(b.broker_id) for b in cluster.brokers]
+        return [group_pb2_grpc.GroupServiceStub(c.calls) for c in channels if c is not None]
 
     def describe_cluster(self) -> ClusterDescription:
         """The live brokers with their listeners' addresses, the controller, and which broker answered
