@@ -22,8 +22,7 @@ from logstore.broker.auth.store import SecurityStore
 from logstore.broker.console import Console
 from logstore.broker.domain.cluster_info import SingleBroker
 from logstore.broker.domain.core import BrokerCore
-from logstore.broker.domain.groups.offset_store import _OFFSETS_TOPIC_CONFIG as OFFSETS_TOPIC_CONFIG
-from logstore.broker.domain.groups.offset_store import OFFSETS_TOPIC
+from logstore.broker.domain.groups.offset_store import OFFSETS_TOPIC, OFFSETS_TOPIC_CONFIG
 from logstore.broker.domain.share.state_store import STATE_TOPIC, STATE_TOPIC_CONFIG
 from logstore.broker.kafka import KafkaListener
 from logstore.broker.malloc import keep_large_buffers, release_free_memory
@@ -31,7 +30,7 @@ from logstore.broker.observability import DISABLED, BrokerMetrics, HttpEndpoint,
 from logstore.broker.replication.node import ClusterNode
 from logstore.broker.service import SERVICE_NAMES, add_services
 from logstore.broker.service.answers import AnswerBudget
-from logstore.broker.settings import Settings, SettingsError
+from logstore.broker.settings import PRODUCER_ID_STRIDE, Settings, SettingsError
 from logstore.broker.tls import ServerTls, TlsError, exposure_warning
 
 from logstore.errors import LogStoreError
@@ -159,6 +158,8 @@ class BrokerServer:
                 group_config=settings.group_config(),
                 offsets_topic_partitions=settings.offsets_topic_partitions,
                 share_config=settings.share_config(),
+                clustered=settings.clustered,
+                producer_id_space=(PRODUCER_ID_STRIDE, settings.broker_id) if settings.clustered else (1, 0),
             )
             if self.metrics.enabled:
                 self.metrics.registry.register(StateCollector(self.core))

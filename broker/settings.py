@@ -59,6 +59,11 @@ class SettingsError(ValueError):
     """A setting is missing, malformed or out of range; the message names it and its source."""
 
 
+PRODUCER_ID_STRIDE = 1024
+"""In a cluster broker N hands out producer ids N, N + 1024, N + 2048, ...: never the same id twice
+across brokers without asking etcd, so broker ids run from 0 to 1023."""
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything `logstore serve` can be told."""
@@ -275,7 +280,7 @@ class Settings:
                     "broker_id is set but etcd is not: a broker joins a cluster with --etcd URL"
                 )
             return
-        _check_range("broker_id", self.broker_id, 0, 2**31 - 1)
+        _check_range("broker_id", self.broker_id, 0, PRODUCER_ID_STRIDE - 1)  # ids interleave producer ids
         if self.tls_cert or self.require_auth:
             raise SettingsError(
                 "a cluster (etcd) with TLS or require_auth is not supported yet: brokers replicate to each "

@@ -826,6 +826,41 @@ class Log:
             if self._high_watermark is not None:
                 self._high_watermark = min(self._high_watermark, self.log_end_offset)
 
+    def truncate_fully_and_start_at(self, offset: int) -> None:
+        """Drop every batch and start again, empty, at `offset` (Kafka's truncateFullyAndStartAt).
+
+        For a follower whose log ends below the leader's log start: retention on the leader deleted what
+        it would need next, so it copies the partition afresh from the leader's start. Its producer state
+        and leader epochs go with its batches. Crash-safe in this order: the segments go, the new empty
+        segment is made (its file name is the new start), then the log-start checkpoint is written.
+        """
+        if offset < 0:
+            raise ValueError(f"a log cannot start at a negative offset ({offset})")
+        with (
+            self._lock,
+            self._fsync_lock,
+            self._offline_on_error(f"truncating fully to start at offset {offset}", lambda: self.directory),
+        ):
+            self._check_open()
+            for segment in reversed(self.segments):
+                segment.delete()
+            self.segments.clear()
+            self._bases.clear()
+            self._add_segment(self._new_segment(offset, active=True))
+            self._deleted_below = offset
+            write_offset_checkpoint(self.directory / LOG_START_FILE, offset)
+            self.flushed_offset = offset
+            self._rebuild_producer_state(clean=False)
+            self._epochs.truncate_from_end(0)
+            if self._high_watermark is not None:
+                self._high_watermark = offset
+            log.warning(
+                "%s-%s: every batch deleted; the log starts again, empty, at offset %d",
+                self.topic,
+                self.partition,
+                offset,
+            )
+
     def closed_segments(self) -> list[LogSegment]:
         with self._lock:
             return list(self.segments[:-1])

@@ -42,8 +42,19 @@ class ClusterBroker:
     """One broker process. Not thread-safe: one test drives it."""
 
     def __init__(
-        self, broker_id: int, root: Path, etcd: EtcdServer, cluster_root: str, extra: tuple[str, ...]
+        self,
+        broker_id: int,
+        root: Path,
+        etcd: EtcdServer,
+        cluster_root: str,
+        extra: tuple[str, ...],
+        *,
+        host: str = "127.0.0.1",
+        prefix: tuple[str, ...] = (),
     ) -> None:
+        """`host` to listen on and advertise, `prefix` to run the broker under (`ip netns exec NS`)."""
+        self.host = host
+        self.prefix = prefix
         self.broker_id = broker_id
         self.data_dir = root / f"broker-{broker_id}"
         self.log_path = root / f"broker-{broker_id}.log"
@@ -57,17 +68,19 @@ class ClusterBroker:
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     @property
     def kafka_address(self) -> str:
-        return f"127.0.0.1:{self.kafka_port}"
+        return f"{self.host}:{self.kafka_port}"
 
     def command(self) -> list[str]:
         return [
+            *self.prefix,
             sys.executable,
             "-m",
             "logstore.broker",
+            f"--host={self.host}",
             f"--broker-id={self.broker_id}",
             f"--etcd={self.etcd.endpoint}",
             f"--cluster-root={self.cluster_root}",
@@ -175,7 +188,7 @@ class Cluster:
 
     def _etcd(self, work: Callable[[aetcd.Client], Any]) -> Any:
         async def run() -> Any:
-            async with aetcd.Client(host="127.0.0.1", port=self.etcd.client_port) as client:
+            async with aetcd.Client(host=self.etcd.host, port=self.etcd.client_port) as client:
                 return await work(client)
 
         return asyncio.run(run())

@@ -42,7 +42,11 @@ class EtcdServer:
     Not thread-safe: one test drives it.
     """
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, *, host: str = "127.0.0.1", prefix: tuple[str, ...] = ()) -> None:
+        """`host` to listen on and `prefix` to run the binary under (`ip netns exec NS`): the network
+        namespace tests put etcd on a private address of their own."""
+        self._host = host
+        self.prefix = prefix
         self.data_dir = data_dir
         self.client_port = free_port()
         self.peer_port = free_port()
@@ -51,18 +55,19 @@ class EtcdServer:
 
     @property
     def host(self) -> str:
-        return "127.0.0.1"
+        return self._host
 
     @property
     def endpoint(self) -> str:
         """The client URL, as `logstore serve --etcd` takes it."""
-        return f"http://127.0.0.1:{self.client_port}"
+        return f"http://{self._host}:{self.client_port}"
 
     def start(self) -> None:
         if self.process is not None:
             raise RuntimeError("etcd is already running")
-        peer = f"http://127.0.0.1:{self.peer_port}"
+        peer = f"http://{self._host}:{self.peer_port}"
         command = [
+            *self.prefix,
             etcd_binary(),
             "--name=logstore-test",
             f"--data-dir={self.data_dir}",

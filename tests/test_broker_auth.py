@@ -337,10 +337,11 @@ def test_a_share_group_needs_read_on_the_group_and_its_topics(secured: Callable[
 
 
 def test_every_call_has_an_authorization_rule() -> None:
-    from logstore.broker.service import ADMIN, FETCH, GROUP, PRODUCE, SHARE
+    from logstore.broker.service import ADMIN, FETCH, GROUP, PRODUCE, REPLICATION, SHARE
     from logstore.broker.service.guard import RULES
 
-    wanted = {(s.full_name, m.name) for s in (ADMIN, PRODUCE, FETCH, GROUP, SHARE) for m in s.methods}
+    services = (ADMIN, PRODUCE, FETCH, GROUP, SHARE, REPLICATION)
+    wanted = {(s.full_name, m.name) for s in services for m in s.methods}
     have = {(service, method) for service, rules in RULES.items() for method in rules}
     assert wanted - have == set(), "give these a Rule in broker/service/guard.py"
     assert have - wanted == set(), "these rules name no call"

@@ -112,3 +112,14 @@ def test_acks_all_reports_an_isr_that_shrank_below_the_minimum_while_waiting() -
     isr.on_leader_append(5)
     isr.on_isr_committed({1})  # follower 2 dropped out; an ISR of one moves the high watermark alone
     assert isr.acks_all(5) is AcksAll.NOT_ENOUGH_REPLICAS_AFTER_APPEND
+
+
+def test_a_follower_the_controller_removed_is_not_proposed_back_until_it_fetches_again() -> None:
+    isr = tracker(leader_end_offset=5, high_watermark=0)
+    isr.on_follower_fetch(2, 5, 1)
+    isr.on_follower_fetch(3, 5, 1)  # then broker 3 dies; its lease expires
+    assert isr.on_isr_committed({1, 2}) == 5  # the controller dropped it
+    assert isr.caught_up() == frozenset()  # its last position is old news
+    assert isr.proposal(2) is None
+    isr.on_follower_fetch(3, 5, 3)  # it came back
+    assert isr.proposal(4) == {1, 2, 3}

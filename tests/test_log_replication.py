@@ -572,3 +572,48 @@ def test_the_manager_writes_high_watermarks_with_its_checkpoints(tmp_path: Path)
     with LogManager(tmp_path / "data", background=False) as manager:
         assert manager.log("t", 0).high_watermark == 3
         assert manager.log("t", 0).leader_epochs.entries == (EpochEntry(0, 0),)
+
+
+# --- a follower left behind by the leader's retention -----------------------------------------------------
+
+
+def test_truncate_fully_and_start_at_copies_afresh_from_the_leaders_log_start(tmp_path: Path) -> None:
+    leader = leader_log(tmp_path)
+    leader.delete_records_before(20)
+    follower = open_log(tmp_path, "follower-0", segment_bytes=1 * KIB)
+    follower.append_replica(leader_log(tmp_path / "old").read(0, 700).data)  # an old copy, ending early
+    assert follower.log_end_offset < leader.log_start_offset
+    follower.set_high_watermark(follower.log_end_offset)
+    follower.truncate_fully_and_start_at(leader.log_start_offset)
+    assert (follower.log_start_offset, follower.log_end_offset) == (20, 20)
+    assert follower.leader_epochs.entries == ()
+    assert follower.high_watermark == 20
+    assert follower.producer_state.producers == {}
+    # The leader serves the whole batch holding offset 20: the follower starts at that batch's base, as
+    # Kafka's does, then takes the leader's log start from the fetch answers.
+    served = leader.read(follower.log_end_offset, 700).data
+    base = next(iter_headers(served))[1].base_offset
+    assert base <= 20
+    follower.truncate_fully_and_start_at(base)
+    follower.append_replica(served)
+    replicate(leader, follower)
+    follower.set_high_watermark(follower.log_end_offset)
+    assert follower.delete_records_before(leader.log_start_offset) == 20
+    assert everything(follower)[-200:] == everything(leader)[-200:]
+    assert follower.leader_epochs.latest_epoch == leader.leader_epochs.latest_epoch
+    follower.close()
+    reopened = open_log(tmp_path, "follower-0", segment_bytes=1 * KIB)
+    assert (reopened.log_start_offset, reopened.log_end_offset) == (20, leader.log_end_offset)
+
+
+def test_a_crash_right_after_truncating_fully_recovers_to_the_new_start(tmp_path: Path) -> None:
+    follower = open_log(tmp_path, segment_bytes=1 * KIB)
+    for n in range(8):
+        follower.append(batch(4, tag=f"n{n}-" + "." * 60), leader_epoch=1)
+    follower.truncate_fully_and_start_at(500)
+    abandon(follower)
+    recovered = open_log(tmp_path, segment_bytes=1 * KIB, clean_shutdown=False)
+    assert (recovered.log_start_offset, recovered.log_end_offset) == (500, 500)
+    assert recovered.leader_epochs.entries == ()
+    recovered.append(batch(1), leader_epoch=2)
+    assert list(iter_records(recovered.read(500, 10**6).data))[0].offset == 500

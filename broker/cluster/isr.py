@@ -5,8 +5,8 @@ Kafka's rules, from Partition / Replica:
 - A follower is caught up at a fetch that reaches the leader's end offset; a fetch that reaches where the
   leader's end was at the follower's previous fetch proves it was caught up at that previous time. A
   follower whose last caught-up time is more than `replica.lag.time.max.ms` ago leaves the ISR.
-- A follower outside the ISR rejoins once its end offset reaches the high watermark and the start of the
-  leader's current epoch (Kafka's rule: it then holds every acknowledged record, so the high watermark
+- A follower outside the ISR rejoins once, fetching after the last ISR change, its end offset reaches the
+  high watermark and the start of the leader's current epoch (Kafka's rule: it then holds every acknowledged record, so the high watermark
   cannot move back; requiring the leader's end offset instead would keep it out forever under load).
 - An ISR change is proposed to the controller and holds only when it commits. Meanwhile the high
   watermark counts the "maximal" ISR (committed plus proposed members), so it never runs ahead of a
@@ -39,6 +39,9 @@ class FollowerProgress:
     last_caught_up_ms: int = 0
     last_fetch_ms: int = 0
     leader_end_at_last_fetch: int = 0
+    fetched_since_isr_change: bool = False
+    """Whether it fetched after the last committed ISR change: only such a follower may rejoin, so a
+    follower the controller removed because it died is not proposed back on its last position."""
 
 
 class IsrTracker:
@@ -96,6 +99,7 @@ class IsrTracker:
         progress.end_offset = fetch_offset
         progress.leader_end_at_last_fetch = self.leader_end_offset
         progress.last_fetch_ms = now_ms
+        progress.fetched_since_isr_change = True
         return self._advance_high_watermark()
 
     def out_of_sync(self, now_ms: int) -> frozenset[int]:
@@ -113,6 +117,7 @@ class IsrTracker:
             r
             for r, p in self.followers.items()
             if r not in self.isr
+            and p.fetched_since_isr_change
             and p.end_offset >= self.high_watermark
             and p.end_offset >= self.epoch_start_offset
         )
@@ -132,6 +137,9 @@ class IsrTracker:
 
     def on_isr_committed(self, isr: Collection[int]) -> int:
         """The controller committed `isr` (ours or one it chose); returns the high watermark."""
+        if frozenset(isr) != self.isr:
+            for progress in self.followers.values():
+                progress.fetched_since_isr_change = False
         self.isr = frozenset(isr)
         self.pending_isr = None
         return self._advance_high_watermark()

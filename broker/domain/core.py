@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from logstore.broker.classic_group_machine.model import ClassicConfig
 from logstore.broker.cluster.errors import InvalidReplicationFactorError
-from logstore.broker.domain.cluster_info import ClusterInfo
+from logstore.broker.domain.cluster_info import ClusterInfo, CoordinatorKind
 from logstore.broker.domain.durability import Flusher
 from logstore.broker.domain.errors import ShuttingDownError
 from logstore.broker.domain.fetch import Reader
@@ -18,6 +18,7 @@ from logstore.broker.domain.groups.classic import ClassicGroups
 from logstore.broker.domain.groups.offset_store import DEFAULT_OFFSETS_PARTITIONS, OFFSETS_TOPIC
 from logstore.broker.domain.produce import Appender
 from logstore.broker.domain.producer_ids import ProducerIdAllocator, highest_producer_id
+from logstore.broker.domain.replicas import Replicas
 from logstore.broker.domain.share.driver import ShareDomain
 from logstore.broker.domain.share.state_store import STATE_TOPIC
 from logstore.broker.domain.subscribe import Room, Subscriptions
@@ -67,8 +68,13 @@ class BrokerCore:
         group_config: CoordinatorConfig | None = None,
         offsets_topic_partitions: int = DEFAULT_OFFSETS_PARTITIONS,
         share_config: ShareGroupConfig | None = None,
+        clustered: bool = False,
+        producer_id_space: tuple[int, int] = (1, 0),
     ) -> None:
         self.manager = manager
+        self._producer_id_stride, self._producer_id_offset = producer_id_space
+        """Producer ids are `n * stride + offset` for the local allocator's n: brokers of a cluster hand out
+        disjoint ids (offset = broker id) without asking each other."""
         self.waiters = AppendWaiters()
         self._executor = ThreadPoolExecutor(max_workers=flush_threads, thread_name_prefix="logstore-fsync")
         self.topics = Topics(
@@ -84,7 +90,7 @@ class BrokerCore:
         self._subscriptions = Subscriptions(self.topics, self.waiters)
         self._producer_ids = ProducerIdAllocator(
             manager.data_dir,
-            highest_in_logs=lambda: highest_producer_id(manager.all_logs()),
+            highest_in_logs=lambda: highest_producer_id(manager.all_logs()) // self._producer_id_stride,
             fresh=not manager.topics(),
         )
         self._groups = GroupDomain(
@@ -93,6 +99,10 @@ class BrokerCore:
             self._flusher,
             group_config or CoordinatorConfig(),
             offsets_topic_partitions=offsets_topic_partitions,
+            clustered=clustered,
+        )
+        self._groups.check_coordinator = lambda group_id: self.cluster.check_coordinator(
+            CoordinatorKind.GROUP, group_id
         )
         self._share = ShareDomain(
             manager,
@@ -103,6 +113,7 @@ class BrokerCore:
             is_consumer_group=lambda group_id: (
                 self._groups.has_group(group_id) or self._classic.has_members(group_id)
             ),
+            clustered=clustered,
         )
         self._classic = ClassicGroups(
             self._groups,
@@ -160,6 +171,22 @@ class BrokerCore:
     @cluster.setter
     def cluster(self, cluster: ClusterInfo) -> None:
         self.topics.cluster = cluster
+
+    @property
+    def replicas(self) -> Replicas:
+        """The data path's replication hooks: `NotReplicated` alone, the replica manager in a cluster."""
+        return self.topics.replicas
+
+    @replicas.setter
+    def replicas(self, replicas: Replicas) -> None:
+        self.topics.replicas = replicas
+        self._groups.replicas = replicas
+
+    def leadership_changed(self, topic: str, partition: int, leading: bool) -> None:
+        """This broker started (or stopped) leading a partition; the coordinators of the groups whose
+        state a partition of an internal topic holds move with its leadership."""
+        if topic == OFFSETS_TOPIC and leading:
+            self._groups.took_over(partition)
 
     def when_shutting_down(self, callback: Callable[[], None]) -> Callable[[], None]:
         """Call `callback` once when the shutdown begins (now, if it has); returns the function that
@@ -228,7 +255,8 @@ class BrokerCore:
     def init_producer_id(self) -> tuple[int, int]:
         """A new producer id and its epoch (always 0: ids are never reused, so never bumped)."""
         self._check_running()
-        return self._producer_ids.allocate(), 0
+        local = self._producer_ids.allocate()
+        return local * self._producer_id_stride + self._producer_id_offset, 0
 
     async def fetch(
         self, specs: Sequence[FetchSpec], *, min_bytes: int, max_wait_s: float, max_bytes: int

@@ -21,6 +21,7 @@ from logstore.wire.logstore.v1 import common_pb2, replication_pb2, replication_p
 from logstore.errors import LogStoreError
 from logstore.leader_epoch import UNDEFINED_EPOCH, EpochEnd, follower_truncation
 from logstore.log import Log
+from logstore.records.layout import iter_headers
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,9 @@ class ReplicaFetcher:
             except LogStoreError as exc:
                 log.warning("replica fetch from broker %d: %s", self.leader_id, exc)
                 await asyncio.sleep(RETRY_BACKOFF_S)
+            except Exception:  # a bug: keep replicating the other partitions rather than stop for good
+                log.exception("replica fetch from broker %d failed; retrying", self.leader_id)
+                await asyncio.sleep(RETRY_BACKOFF_S)
 
     # --- divergence ---------------------------------------------------------------------------------
 
@@ -156,11 +160,11 @@ class ReplicaFetcher:
             if truncation.offset < partition_log.log_end_offset:
                 self._truncate(
                     key,
-                    followed,
+                    asking,
                     truncation.offset,
                     f"the leader's epoch {item.leader_epoch} ends at {item.end_offset}",
                 )
-            followed.truncated = truncation.done
+            asking.truncated = truncation.done
 
     def _truncate(self, key: PartitionKey, followed: Followed, offset: int, why: str) -> None:
         end = followed.log.log_end_offset
@@ -211,9 +215,24 @@ class ReplicaFetcher:
                 continue
             partition_log = followed.log
             if item.records:
+                base = first_base_offset(item.records)
+                if partition_log.log_start_offset == partition_log.log_end_offset > base:
+                    # Copying afresh from a log start inside a batch: the batch comes whole (Kafka's rule).
+                    partition_log.truncate_fully_and_start_at(base)
                 partition_log.append_replica(item.records)
             partition_log.set_high_watermark(min(item.high_watermark, partition_log.log_end_offset))
+            self._follow_log_start(partition_log, item.log_start_offset)
             self._on_appended(partition_log, len(item.records))
+
+    @staticmethod
+    def _follow_log_start(partition_log: Log, leader_start: int) -> None:
+        """Records the leader deleted (retention, DeleteRecords) go here too, up to the high watermark."""
+        hw = partition_log.high_watermark
+        target = min(
+            leader_start, partition_log.log_end_offset, partition_log.log_end_offset if hw is None else hw
+        )
+        if target > partition_log.log_start_offset:
+            partition_log.delete_records_before(target)
 
     def _out_of_range(
         self, key: PartitionKey, followed: Followed, item: replication_pb2.ReplicaFetchResult
@@ -223,18 +242,19 @@ class ReplicaFetcher:
             # Ahead of the leader: our tail was never replicated; find the divergence again.
             followed.truncated = False
             return
-        log.error(
-            "%s-%d: log end %d is below broker %d's log start %d (its retention moved on): this replica "
-            "cannot catch up by fetching; stop the broker, move %s aside and start it again to copy the "
-            "partition afresh",
+        if item.log_start_offset <= partition_log.log_end_offset:
+            followed.paused_until = asyncio.get_running_loop().time() + PAUSE_S  # a stale answer: ask again
+            return
+        log.warning(
+            "%s-%d: log end %d is below broker %d's log start %d (its retention moved on): copying the "
+            "partition afresh from there",
             key[0],
             key[1],
             partition_log.log_end_offset,
             self.leader_id,
             item.log_start_offset,
-            partition_log.directory,
         )
-        followed.paused_until = float("inf")
+        partition_log.truncate_fully_and_start_at(item.log_start_offset)
 
     def _refused(self, key: PartitionKey, followed: Followed, code: int, message: str) -> None:
         name = common_pb2.ErrorCode.Name(code) if code in common_pb2.ErrorCode.values() else str(code)
@@ -250,3 +270,10 @@ class ReplicaFetcher:
             PAUSE_S,
         )
         followed.paused_until = asyncio.get_running_loop().time() + PAUSE_S
+
+
+def first_base_offset(records: bytes) -> int:
+    """The base offset of the first batch of a replica fetch's answer."""
+    for _, header in iter_headers(records):
+        return header.base_offset
+    raise LogStoreError("a replica fetch answered records without a whole batch")

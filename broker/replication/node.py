@@ -38,8 +38,8 @@ from logstore.broker.domain.cluster_info import (
 )
 from logstore.broker.domain.core import BrokerCore
 from logstore.broker.domain.errors import NotLeaderOrFollowerError
-from logstore.broker.domain.groups.offset_store import OFFSETS_TOPIC
-from logstore.broker.domain.share.state_store import STATE_TOPIC
+from logstore.broker.domain.groups.offset_store import OFFSETS_TOPIC, OFFSETS_TOPIC_CONFIG
+from logstore.broker.domain.share.state_store import STATE_TOPIC, STATE_TOPIC_CONFIG
 from logstore.broker.replication.replica_manager import ReplicaManager
 from logstore.broker.settings import Settings
 
@@ -114,7 +114,7 @@ class ClusterNode:
             clock_ms=monotonic_ms,
         )
         self.core.cluster = self
-        self.core.topics.replicas = self.replicas
+        self.core.replicas = self.replicas
         self.core.topics.remote_create = self._auto_create
         self.core.topic_creator = self.create_topic
         self.replicas.apply(self.view)
@@ -321,12 +321,16 @@ class ClusterNode:
             raise not_leader(topic, 0, self.leadership(topic, 0), self.broker_id)
         if topic not in self._creating:
             self._creating.add(topic)
-            self._spawn(self._create_in_background(topic), f"create-{topic}")
+            self._spawn(self._create_in_background(topic, 0, {}, 0), f"create-{topic}")
         raise NotLeaderOrFollowerError(f"topic {topic!r} is being created in the cluster; retry shortly")
 
-    async def _create_in_background(self, topic: str) -> None:
+    async def _create_in_background(
+        self, topic: str, partitions: int, config: dict[str, str], replication_factor: int
+    ) -> None:
         try:
-            await self.create_topic(topic, 0, {}, 0, timeout_s=30)
+            await self.create_topic(topic, partitions, config, replication_factor, timeout_s=30)
+        except TopicExistsError:
+            pass
         except Exception as exc:  # reported; the client's retry asks again
             log.warning("auto-creating topic %s failed: %s", topic, exc)
         finally:
@@ -359,17 +363,51 @@ class ClusterNode:
         raise not_leader(topic, partition, self.leadership(topic, partition), self.broker_id)
 
     def coordinator(self, kind: CoordinatorKind, key: str) -> int:
+        """The leader of the group's partition of its internal topic. The first lookup in a new cluster
+        asks the controller for the internal topic (Kafka creates `__consumer_offsets` the same way) and
+        answers NO_BROKER, so the client retries until its partitions have leaders."""
         topic = OFFSETS_TOPIC if kind is CoordinatorKind.GROUP else STATE_TOPIC
         assignment = self.view.topics.get(topic)
         if assignment is None:
+            self._create_internal_topic(topic)
             return NO_BROKER
         state = self.view.partitions.get((topic, coordinator_partition(key, len(assignment.replicas))))
         return NO_BROKER if state is None else state.leader
 
     def check_coordinator(self, kind: CoordinatorKind, key: str) -> None:
+        """Only the partition's leader as the replica manager runs it (its commits reloaded, its session
+        alive) coordinates; the view saying so is not enough."""
         coordinator = self.coordinator(kind, key)
-        if coordinator != self.broker_id or not self.session_alive():
-            raise not_coordinator(kind, key, coordinator, self.broker_id)
+        if coordinator == self.broker_id and self.session_alive() and self.replicas is not None:
+            topic = OFFSETS_TOPIC if kind is CoordinatorKind.GROUP else STATE_TOPIC
+            partitions = len(self.view.topics[topic].replicas)
+            if (topic, coordinator_partition(key, partitions)) in self.replicas.leaders:
+                return
+        raise not_coordinator(kind, key, coordinator, self.broker_id)
+
+    def _create_internal_topic(self, topic: str) -> None:
+        """Ask for an internal topic with this broker's local partition count and configs, replicated
+        `internal_replication_factor` times (fewer while the cluster has fewer live brokers)."""
+        if topic in self._creating or self.store is None:
+            return
+        live = len(self.view.brokers)
+        if live == 0:
+            return
+        factor = min(self.settings.internal_replication_factor, live)
+        if factor < self.settings.internal_replication_factor:
+            log.warning(
+                "creating internal topic %s with replication factor %d: only %d brokers are live (wanted %d)",
+                topic,
+                factor,
+                live,
+                self.settings.internal_replication_factor,
+            )
+        info = self.core.topics.manager.topic(topic)
+        config = OFFSETS_TOPIC_CONFIG if topic == OFFSETS_TOPIC else STATE_TOPIC_CONFIG
+        self._creating.add(topic)
+        self._spawn(
+            self._create_in_background(topic, info.partitions, dict(config), factor), f"create-{topic}"
+        )
 
 
 def coordinator_partition(key: str, partitions: int) -> int:

@@ -2,8 +2,8 @@
 cluster view (Kafka's ReplicaManager). It is the domain's `Replicas` (leader epochs, high watermarks,
 acks=all waits) and the leader side of the replica fetch.
 
-Every view change is applied whole (`apply`): topics this broker holds replicas of get their local logs
-(created with the topic's configs), a partition whose leader is this broker at a new leader epoch gets a
+Every view change is applied whole (`apply`): every topic of the cluster gets its local logs here
+(created with the topic's configs; empty where this broker holds no replica), a partition whose leader is this broker at a new leader epoch gets a
 fresh `LeaderReplica`, one led elsewhere is followed by that broker's `ReplicaFetcher`. A leader whose etcd
 session may have lapsed (`session_alive` false) stops leading at once: the controller is moving its
 partitions, and it must not accept writes meanwhile.
@@ -134,10 +134,17 @@ class ReplicaManager:
         """Make the local replicas match `view`: create logs, lead, follow or let go."""
         self._view = view
         for topic, assignment in view.topics.items():
-            if any(self.broker_id in replicas for replicas in assignment.replicas):
-                self._ensure_local_topic(topic, len(assignment.replicas), assignment.config)
+            # Every topic, also where no replica is here: the groups this broker coordinates need every
+            # topic's partitions for their assignments and commits.
+            self._ensure_local_topic(topic, len(assignment.replicas), assignment.config)
         self._forget_deleted_topics(view)
         alive = self._session_alive()
+        if not alive and self.leaders:
+            log.warning(
+                "stepping down as leader of %d partitions: etcd has not confirmed this broker's session "
+                "for a session timeout (the controller is moving them)",
+                len(self.leaders),
+            )
         wanted_leaders: set[PartitionKey] = set()
         wanted_followed: dict[PartitionKey, tuple[int, int]] = {}
         for key, state in view.partitions.items():
@@ -213,6 +220,7 @@ class ReplicaManager:
         self.leaders[key] = leader
         leader.appended(partition_log.log_end_offset)  # an ISR of one: everything is replicated
         self._publish(leader)
+        self.core.leadership_changed(key[0], key[1], leading=True)
         log.info(
             "leading %s-%d at epoch %d from offset %d (ISR %s, high watermark %d)",
             key[0],
@@ -228,6 +236,7 @@ class ReplicaManager:
         if leader is not None:
             leader.close()
             self.core.waiters.notify(key)
+            self.core.leadership_changed(key[0], key[1], leading=False)
 
     def _follow(self, key: PartitionKey, leader_id: int, epoch: int) -> None:
         partition_log = self._local_log(key)

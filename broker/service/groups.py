@@ -11,6 +11,7 @@ from collections.abc import Iterable
 
 import grpc
 from logstore.broker.domain.core import BrokerCore
+from logstore.broker.domain.errors import NotCoordinatorError
 from logstore.broker.domain.groups import (
     GroupView,
     OffsetCommitEntry,
@@ -23,6 +24,10 @@ from logstore.broker.group_machine import GroupCoordinatorError, GroupState, Hea
 from logstore.broker.service.calls import MAX_PARTITIONS_PER_REQUEST, check_partition_count, require, unary
 from logstore.wire.logstore.v1 import group_pb2 as pb
 from logstore.wire.logstore.v1 import group_pb2_grpc
+
+REFUSALS = (GroupCoordinatorError, NotCoordinatorError)
+"""Answered in the heartbeat's or commit's error code, as the group protocol's own refusals are (a client
+finds the coordinator again on NOT_COORDINATOR); other calls raise them as a gRPC status."""
 
 log = logging.getLogger("logstore.broker.service")
 
@@ -139,7 +144,7 @@ class GroupService(group_pb2_grpc.GroupServiceServicer):
         groups = self._core.groups
         try:
             answer = groups.heartbeat(heartbeat_request(request, context))
-        except GroupCoordinatorError as error:
+        except REFUSALS as error:
             log.debug("heartbeat of %r in group %r refused: %s", request.member_id, request.group_id, error)
             code, message = partition_error(error)
             return pb.HeartbeatResponse(
@@ -167,7 +172,7 @@ class GroupService(group_pb2_grpc.GroupServiceServicer):
             outcomes = await self._core.groups.commit(
                 request.group_id, request.member_id, request.member_epoch, entries
             )
-        except GroupCoordinatorError as error:
+        except REFUSALS as error:
             log.debug("commit of %r in group %r refused: %s", request.member_id, request.group_id, error)
             code, message = partition_error(error)
             refused = [

@@ -63,6 +63,7 @@ class ClassicGroups:
 
     async def join(self, request: JoinRequest) -> JoinResult:
         """Join (or rejoin) and wait for the rebalance round to complete; raises the refusals."""
+        self._offsets.check_coordinator(request.group_id)
         self._refuse_other_protocols(request.group_id)
         member_id, done = self._coordinator.join(request, self._clock_ms())
         waiting = self._wait(self._joins, request.group_id, member_id)
@@ -78,6 +79,7 @@ class ClassicGroups:
         assignments: dict[str, bytes],
     ) -> SyncResult:
         """Send (leader) or wait for (everyone) the assignment of this generation."""
+        self._offsets.check_coordinator(group_id)
         done = self._coordinator.sync(
             group_id, generation_id, member_id, instance_id, assignments, self._clock_ms()
         )
@@ -86,10 +88,12 @@ class ClassicGroups:
         return await self._answer(waiting, self._syncs, group_id, member_id)
 
     def heartbeat(self, group_id: str, generation_id: int, member_id: str, instance_id: str | None) -> None:
+        self._offsets.check_coordinator(group_id)
         self._coordinator.heartbeat(group_id, generation_id, member_id, instance_id, self._clock_ms())
         self._rearm()
 
     def leave(self, group_id: str, members: list[tuple[str, str | None]]) -> list[Exception | None]:
+        self._offsets.check_coordinator(group_id)
         errors, done = self._coordinator.leave(group_id, members, self._clock_ms())
         self._apply(done)
         return errors
@@ -103,6 +107,7 @@ class ClassicGroups:
         entries: Sequence[OffsetCommitEntry],
     ) -> list[CommitOutcome]:
         """Store offsets once the coordinator allows the commit (fencing first, nothing written if not)."""
+        self._offsets.check_coordinator(group_id)
         self._coordinator.validate_commit(group_id, generation_id, member_id, instance_id)
         if generation_id < 0:
             self._offsets.validate_outside_commit(group_id)  # nor while KIP-848 members hold it
@@ -112,15 +117,17 @@ class ClassicGroups:
     # --- admin ----------------------------------------------------------------------------------------
 
     def describe(self, group_id: str) -> ClassicGroupDescription | None:
+        self._offsets.check_coordinator(group_id)
         self._tick()
         return self._coordinator.describe(group_id)
 
     def list_groups(self) -> list[ClassicGroupListing]:
         self._tick()
-        return self._coordinator.list_groups()
+        return [g for g in self._coordinator.list_groups() if self._offsets.coordinates(g.group_id)]
 
     async def delete(self, group_id: str) -> None:
         """Forget a classic group without members and delete its committed offsets."""
+        self._offsets.check_coordinator(group_id)
         self._tick()
         known = self._coordinator.describe(group_id) is not None
         if known:

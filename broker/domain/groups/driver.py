@@ -24,6 +24,7 @@ import logging
 from collections.abc import Callable, Sequence
 
 from logstore.broker.domain.durability import Flusher
+from logstore.broker.domain.errors import NotCoordinatorError
 from logstore.broker.domain.groups import reset
 from logstore.broker.domain.groups.offset_store import OFFSETS_TOPIC, OffsetAndMetadata, OffsetStore
 from logstore.broker.domain.groups.timer import DeadlineTimer, monotonic_ms
@@ -37,6 +38,7 @@ from logstore.broker.domain.groups.values import (
     ResetOutcome,
     ResetSpec,
 )
+from logstore.broker.domain.replicas import Replicas
 from logstore.broker.domain.topics import Topics
 from logstore.broker.group_machine.coordinator import GroupCoordinator
 from logstore.broker.group_machine.errors import GroupIdNotFoundError, NonEmptyGroupError
@@ -79,6 +81,7 @@ class GroupDomain:
         *,
         offsets_topic_partitions: int,
         clock_ms: Callable[[], int] = monotonic_ms,
+        clustered: bool = False,
     ) -> None:
         self._manager = manager
         self._topics = topics
@@ -89,17 +92,54 @@ class GroupDomain:
         self._coordinator = GroupCoordinator(config, topic_partitions=self._topic_partitions())
         self._timer = DeadlineTimer(self._on_deadline, clock_ms)
         self._background_flushes: set[asyncio.Future[None]] = set()
-        # A topic deleted just before a crash may have left offsets whose tombstones were not durable yet.
-        committed_topics = {tp.topic for group in self._store.groups() for tp in self._store.fetch(group)}
-        for topic in sorted(committed_topics - set(self._topic_partitions())):
-            self._forget_topic(topic)
-        for group_id in self._store.groups():
-            self._coordinator.ensure_group(group_id)
+        self.check_coordinator: Callable[[str], None] = lambda group_id: None
+        """Raise NotCoordinatorError unless this broker coordinates the group (always does, alone)."""
+        if not clustered:
+            # A topic deleted just before a crash may have left offsets whose tombstones were not durable.
+            committed_topics = {tp.topic for group in self._store.groups() for tp in self._store.fetch(group)}
+            for topic in sorted(committed_topics - set(self._topic_partitions())):
+                self._forget_topic(topic)
+            for group_id in self._store.groups():
+                self._coordinator.ensure_group(group_id)
+        # In a cluster, groups are taken up partition by partition as this broker comes to lead the
+        # internal topic's partitions (`took_over`), and a follower's copy is never written here.
         self.foreign_group: Callable[[str], bool] = lambda group_id: False
         """Whether an id belongs to a group of another kind (a share group): such ids are refused here."""
         self.classic_members: Callable[[str], bool] = lambda group_id: False
         """Whether a classic group (Kafka's JoinGroup protocol) of that id has members: a consumer of this
         protocol cannot join it, nor commit from outside it, until they are gone."""
+
+    @property
+    def replicas(self) -> Replicas:
+        """The offsets topic's replication hooks (epochs, ISR waits); `NotReplicated` alone."""
+        return self._store.replicas
+
+    @replicas.setter
+    def replicas(self, replicas: Replicas) -> None:
+        self._store.replicas = replicas
+
+    def coordinates(self, group_id: str) -> bool:
+        """Whether this broker coordinates the group now."""
+        try:
+            self.check_coordinator(group_id)
+        except NotCoordinatorError:
+            return False
+        return True
+
+    def took_over(self, partition: int) -> None:
+        """This broker now leads `partition` of the offsets topic: read the commits its log holds (the
+        previous coordinator wrote them; replication copied them here) and know those groups again."""
+        self._store.reload_partition(partition)
+        groups = self._store.groups_in(partition)
+        for group_id in groups:
+            self._coordinator.ensure_group(group_id)
+        log.info(
+            "coordinating the consumer groups of %s-%d now (%d with committed offsets)",
+            OFFSETS_TOPIC,
+            partition,
+            len(groups),
+        )
+        self._expire()
 
     @property
     def session_timeout_ms(self) -> int:
@@ -141,6 +181,7 @@ class GroupDomain:
 
     def heartbeat(self, request: HeartbeatRequest) -> HeartbeatResponse:
         """Join, stay or leave; raises the coordinator's errors (see `GroupCoordinator.heartbeat`)."""
+        self.check_coordinator(request.group_id)
         self._refuse_foreign(request.group_id)
         response = self._coordinator.heartbeat(request, self._clock_ms())
         if self._timer.due_ms is None or not _is_steady(request, response):
@@ -171,16 +212,19 @@ class GroupDomain:
         Raises the coordinator's fencing errors before anything is written; a member commits with its
         id and current epoch, anyone else with member id "" and epoch -1 while the group is empty.
         """
+        self.check_coordinator(group_id)
         self._refuse_foreign(group_id)
         self._coordinator.validate_commit(group_id, member_id, member_epoch, self._clock_ms())
         return await self.store_commits(group_id, entries)
 
     def validate_outside_commit(self, group_id: str) -> None:
         """Refuse a commit from outside group management while this protocol's group has members."""
+        self.check_coordinator(group_id)
         self._coordinator.validate_commit(group_id, "", -1, self._clock_ms())
 
     async def store_commits(self, group_id: str, entries: Sequence[OffsetCommitEntry]) -> list[CommitOutcome]:
         """Store the valid entries of a commit its protocol has already allowed; returns once fsynced."""
+        self.check_coordinator(group_id)
         outcomes = []
         valid: dict[TopicPartition, OffsetAndMetadata] = {}
         for entry in entries:
@@ -223,6 +267,7 @@ class GroupDomain:
     def fetch_offsets(self, group_id: str, scope: PartitionScope) -> list[Committed]:
         """Committed offsets of the partitions in `scope` (offset -1 if none); all of them if it is empty."""
         check_group_id(group_id)
+        self.check_coordinator(group_id)
         committed = self._store.fetch(group_id)
         if not scope:
             return [_committed(tp, committed[tp]) for tp in sorted(committed)]
@@ -253,11 +298,12 @@ class GroupDomain:
 
     def list_groups(self) -> list[GroupListing]:
         self._expire()
-        return self._coordinator.list_groups()
+        return [g for g in self._coordinator.list_groups() if self.coordinates(g.group_id)]
 
     def describe_group(self, group_id: str) -> GroupView:
         """The group, its members, and per partition the committed offset, log end offset and lag."""
         check_group_id(group_id)
+        self.check_coordinator(group_id)
         self._expire()
         description = self._coordinator.describe_group(group_id)
         if description.state is GroupState.DEAD:
@@ -293,6 +339,7 @@ class GroupDomain:
     async def delete_group(self, group_id: str) -> None:
         """Forget a group without members, and delete its committed offsets (durably)."""
         check_group_id(group_id)
+        self.check_coordinator(group_id)
         self._expire()
         if self.classic_members(group_id):
             raise NonEmptyGroupError(
@@ -316,6 +363,7 @@ class GroupDomain:
     ) -> list[ResetOutcome]:
         """Move the committed offsets of a group without members; all partitions in scope or none."""
         check_group_id(group_id)
+        self.check_coordinator(group_id)
         reset.check_spec(spec)
         self._expire()
         group = self._coordinator.describe_group(group_id)
@@ -359,7 +407,7 @@ class GroupDomain:
 
     def _forget_topic(self, topic: str) -> None:
         """Tombstone every group's offsets of a deleted topic, so a new topic of that name starts clean."""
-        self._store.forget_topic(topic)
+        self._store.forget_topic(topic, writable=self.coordinates)
         for number in range(self._manager.topic(OFFSETS_TOPIC).partitions):
             partition_log = self._manager.log(OFFSETS_TOPIC, number)
             if partition_log.flushed_offset < partition_log.log_end_offset:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import mmh3
@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 OFFSETS_TOPIC = "__consumer_offsets"
 DEFAULT_OFFSETS_PARTITIONS = 8
 _KEY_VERSION = b"\x01"
-_OFFSETS_TOPIC_CONFIG = {
+OFFSETS_TOPIC_CONFIG = {
     "cleanup.policy": "compact",
     "segment.bytes": str(64 * 1024 * 1024),
     "min.cleanable.dirty.ratio": "0.5",
@@ -96,7 +96,7 @@ class OffsetStore:
         # Log offset of the record behind each in-memory value: a write that finishes late never
         # overwrites a newer one.
         self._written_at: dict[tuple[str, TopicPartition], int] = {}
-        self._partitions = ensure_internal_topic(manager, OFFSETS_TOPIC, partitions, _OFFSETS_TOPIC_CONFIG)
+        self._partitions = ensure_internal_topic(manager, OFFSETS_TOPIC, partitions, OFFSETS_TOPIC_CONFIG)
         self.replicas: Replicas = NotReplicated()
         """In a cluster: commits are stamped with the partition's leader epoch and wait for the ISR."""
         self._load(range(self._partitions))
@@ -215,6 +215,10 @@ class OffsetStore:
     def groups(self) -> list[str]:
         return sorted(self._offsets)
 
+    def groups_in(self, partition: int) -> list[str]:
+        """The groups whose commits the internal topic's `partition` holds."""
+        return [group_id for group_id in sorted(self._offsets) if self.partition_for(group_id) == partition]
+
     def delete_group(self, group_id: str, now_ms: int | None = None) -> PendingWrite | None:
         """Write tombstones for every committed offset of the group; None if it had none."""
         return self.delete_offsets(group_id, list(self._offsets.get(group_id, {})), now_ms)
@@ -233,12 +237,20 @@ class OffsetStore:
         partition_log, last_offset = self._append(group_id, builder.build(), now)
         return PendingWrite(partition_log, last_offset, group_id, dict.fromkeys(doomed))
 
-    def forget_topic(self, topic: str, now_ms: int | None = None) -> None:
-        """Drop every group's commits for a deleted topic (so a new topic of that name starts clean).
+    def forget_topic(
+        self,
+        topic: str,
+        now_ms: int | None = None,
+        *,
+        writable: Callable[[str], bool] = lambda group_id: True,
+    ) -> None:
+        """Drop the commits of every group (that this broker may write for: `writable`) for a deleted
+        topic, so a new topic of that name starts clean.
 
         Applied at once: the topic is gone either way; the tombstones only keep a restart from showing
-        the old offsets, and the caller flushes them in the background."""
-        for group_id in list(self._offsets):
+        the old offsets, and the caller flushes them in the background. In a cluster only the coordinator
+        of a group writes its tombstones (the followers copy them)."""
+        for group_id in [g for g in self._offsets if writable(g)]:
             doomed = [tp for tp in self._offsets[group_id] if tp.topic == topic]
             write = self.delete_offsets(group_id, doomed, now_ms)
             if write is not None:

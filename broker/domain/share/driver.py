@@ -136,8 +136,11 @@ class ShareDomain:
         clock_ms: Callable[[], int] = monotonic_ms,
         wall_ms: Callable[[], int] = _wall_ms,
         member_id_factory: Callable[[], str] = _new_member_id,
+        clustered: bool = False,
     ) -> None:
         self._manager = manager
+        self._clustered = clustered
+        """In a cluster share groups are refused (not replicated yet) and their state is never written."""
         self._topics = topics
         self._waiters = waiters
         self._flusher = flusher
@@ -180,6 +183,8 @@ class ShareDomain:
                     gone.setdefault(group_id, []).append(key)
                     continue
                 self._partitions.setdefault(group_id, {})[key] = SharePartition.restore(snapshot, config)
+        if self._clustered:
+            return  # the state topic's log here may be a follower's copy: never append to it
         for group_id, keys in gone.items():
             self._store.write_snapshots(group_id, dict.fromkeys(keys))
 
@@ -219,6 +224,13 @@ class ShareDomain:
             for (topic, partition), share_partition in parts.items()
         ]
 
+    def _refuse_in_cluster(self) -> None:
+        if self._clustered:
+            raise InvalidRequestError(
+                "share groups do not run on a cluster yet (their state is not replicated); use a "
+                "consumer group here, or a single broker (started without --etcd) for work queues"
+            )
+
     def _refuse_consumer_group(self, group_id: str) -> None:
         if self._is_consumer_group(group_id):
             raise InconsistentGroupProtocolError(
@@ -228,6 +240,7 @@ class ShareDomain:
     async def alter_config(self, change: ConfigChange) -> None:
         """Set and remove group configs, all or nothing, durably; applies to new acquisitions at once."""
         group_id = change.group_id
+        self._refuse_in_cluster()
         self._refuse_consumer_group(group_id)
         values = dict(self._own_configs.get(group_id, {}))
         for name in change.delete:
@@ -263,6 +276,7 @@ class ShareDomain:
 
     def heartbeat(self, request: ShareHeartbeat) -> ShareHeartbeatAnswer:
         """Join, stay or leave; raises the core's membership errors."""
+        self._refuse_in_cluster()
         self._refuse_consumer_group(request.group_id)
         now = self._clock_ms()
         answer = self._groups.heartbeat(
@@ -329,6 +343,7 @@ class ShareDomain:
 
     async def fetch(self, spec: ShareFetchSpec) -> ShareFetchAnswer:
         """Apply the acknowledgements, then acquire records, long-polling up to `spec.max_wait_ms`."""
+        self._refuse_in_cluster()
         group_id = spec.group_id
         now = self._clock_ms()
         member = self._member(group_id, spec.member_id)
@@ -361,6 +376,7 @@ class ShareDomain:
         self, group_id: str, member_id: str, acks: Sequence[PartitionAcks]
     ) -> list[PartitionAckOutcome]:
         """Apply acknowledgements without fetching; answered once they are fsynced."""
+        self._refuse_in_cluster()
         now = self._clock_ms()
         self._member(group_id, member_id)
         changes = _Changes()
@@ -722,6 +738,7 @@ class ShareDomain:
 
     async def delete_group(self, group_id: str) -> None:
         """Forget a share group without members: its state and configuration, durably."""
+        self._refuse_in_cluster()
         self._refuse_consumer_group(group_id)
         if not self.has_group(group_id):
             raise GroupIdNotFoundError(f"share group {group_id!r} does not exist")
@@ -746,7 +763,7 @@ class ShareDomain:
             partitions = self._topic_partitions()
             self._groups.topics_changed(partitions)
             count = partitions.get(topic, 0)
-            for group_id, parts in self._partitions.items():
+            for group_id, parts in self._partitions.items() if not self._clustered else ():
                 doomed = [key for key in parts if key[0] == topic and key[1] >= count]
                 if not doomed:
                     continue

@@ -1,0 +1,221 @@
+"""What replication costs, and how a cluster's cost grows with its partitions.
+
+    .venv/bin/python -m logstore.bench.cluster_cost throughput [--runs 3] [--seconds 8]
+    .venv/bin/python -m logstore.bench.cluster_cost scale [--partitions 10,100,1000]
+
+Run from the repository's root: it starts etcd and the brokers with the test suite's harness
+(`tests/cluster_support.py`: Debian's etcd-server, `python -m logstore.broker --etcd ...`, 3 s leases).
+
+`throughput`: acks=all produce to one partition, replication factor 3 over 3 brokers (min.insync.replicas
+2) beside a single broker without etcd (acks=all there waits for the fsync policy only), in alternating
+turns, each turn with a fresh broker set. The producer sends prebuilt ~16 KiB batches of 100-byte records
+with 4 calls in flight, so the figure is the brokers' and replication's rate, not a client's. Everything
+shares this machine's cores: the 3 brokers and the producer compete for them, which a real cluster would
+not; the ratio is the figure to read (the issue's goal: at least 0.40).
+
+`scale`: per partition count, one topic of that many partitions (replication factor 3) on 3 brokers: the
+bytes the cluster's metadata takes in etcd, then SIGKILL of one broker and the time until every
+partition it led has a new leader in etcd, and the controller's CPU seconds over that failover and per
+second while idle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aetcd
+import grpc
+from logstore.broker.embedded import BrokerProcess
+from logstore.wire.logstore.v1 import admin_pb2, admin_pb2_grpc, produce_pb2, produce_pb2_grpc
+
+from logstore.records import BatchBuilder
+
+VALUE = b"v" * 100
+BATCH_BYTES = 16 * 1024
+IN_FLIGHT = 4
+TOPIC = "bench"
+
+
+def batch() -> tuple[bytes, int]:
+    builder = BatchBuilder()
+    count = 0
+    while builder.size_in_bytes() < BATCH_BYTES:
+        builder.append(VALUE)
+        count += 1
+    return builder.build(), count
+
+
+async def produce_for(address: str, seconds: float) -> float:
+    """acks=all records/s to TOPIC-0 at `address` with IN_FLIGHT calls outstanding."""
+    records, count = batch()
+    data = produce_pb2.ProducePartitionData(topic=TOPIC, partition=0, records=records)
+    request = produce_pb2.ProduceRequest(acks=produce_pb2.ACKS_ALL, partitions=[data], timeout_ms=30_000)
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = produce_pb2_grpc.ProduceServiceStub(channel)
+        for _ in range(20):  # warm-up
+            await stub.Produce(request)
+        sent = 0
+        deadline = time.monotonic() + seconds
+
+        async def pipeline() -> None:
+            nonlocal sent
+            while time.monotonic() < deadline:
+                answer = await stub.Produce(request)
+                result = answer.results[0]
+                if result.error_code != 0:
+                    raise RuntimeError(f"produce failed: {result.error_message}")
+                sent += count
+
+        started = time.monotonic()
+        await asyncio.gather(*(pipeline() for _ in range(IN_FLIGHT)))
+        return sent / (time.monotonic() - started)
+
+
+def single_broker_run(seconds: float) -> float:
+    with tempfile.TemporaryDirectory(prefix="logstore-cluster-cost-") as work:
+        broker = BrokerProcess(Path(work) / "data", Path(work) / "broker.log")
+        address = broker.start()
+        try:
+            with grpc.insecure_channel(address) as channel:
+                admin_pb2_grpc.AdminServiceStub(channel).CreateTopic(
+                    admin_pb2.CreateTopicRequest(name=TOPIC, partitions=1)
+                )
+            return asyncio.run(produce_for(address, seconds))
+        finally:
+            broker.terminate()
+
+
+def cluster_run(seconds: float) -> float:
+    from tests.cluster_support import Cluster
+
+    with tempfile.TemporaryDirectory(prefix="logstore-cluster-cost-") as work:
+        cluster = Cluster(Path(work), 3, ("--default-replication-factor=3", "--min-insync-replicas=2"))
+        cluster.start()
+        try:
+            with grpc.insecure_channel(cluster.brokers[1].address) as channel:
+                admin_pb2_grpc.AdminServiceStub(channel).CreateTopic(
+                    admin_pb2.CreateTopicRequest(name=TOPIC, partitions=1)
+                )
+            state = cluster.wait_for_isr(TOPIC, 0, 3)
+            return asyncio.run(produce_for(cluster.brokers[state.leader].address, seconds))
+        finally:
+            cluster.stop()
+
+
+def throughput(runs: int, seconds: float) -> dict[str, Any]:
+    single: list[float] = []
+    replicated: list[float] = []
+    for turn in range(runs):
+        order = (single_broker_run, cluster_run) if turn % 2 == 0 else (cluster_run, single_broker_run)
+        for run in order:
+            rate = run(seconds)
+            (single if run is single_broker_run else replicated).append(rate)
+            print(f"{run.__name__}: {rate:,.0f} records/s", file=sys.stderr)
+    ratio = statistics.median(replicated) / statistics.median(single)
+    return {
+        "single_broker_acks_all_records_s": single,
+        "rf3_acks_all_records_s": replicated,
+        "median_single": statistics.median(single),
+        "median_rf3": statistics.median(replicated),
+        "ratio": ratio,
+    }
+
+
+def process_cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def etcd_bytes(cluster: Any) -> tuple[int, int]:
+    async def read(client: aetcd.Client) -> tuple[int, int]:
+        found = await client.get_prefix(cluster.cluster_root.encode())
+        items = list(found)
+        return len(items), sum(len(kv.key) + len(kv.value) for kv in items)
+
+    result: tuple[int, int] = cluster._etcd(read)
+    return result
+
+
+def scale_run(partitions: int) -> dict[str, Any]:
+    from tests.cluster_support import Cluster
+
+    with tempfile.TemporaryDirectory(prefix="logstore-cluster-scale-") as work:
+        cluster = Cluster(Path(work), 3, ("--default-replication-factor=3", "--min-insync-replicas=2"))
+        cluster.start()
+        try:
+            started = time.monotonic()
+            with grpc.insecure_channel(cluster.brokers[1].address) as channel:
+                admin_pb2_grpc.AdminServiceStub(channel).CreateTopic(
+                    admin_pb2.CreateTopicRequest(name=TOPIC, partitions=partitions), timeout=600
+                )
+            cluster.wait_for(
+                lambda: all(
+                    (s := cluster.partition(TOPIC, p)) is not None and len(s.isr) == 3
+                    for p in (0, partitions - 1)
+                ),
+                "the topic is fully replicated",
+                timeout_s=600,
+            )
+            created_s = time.monotonic() - started
+            keys, size = etcd_bytes(cluster)
+            controller = cluster.controller()
+            assert controller is not None
+            victim = next(i for i in cluster.brokers if i != controller)
+            led = [p for p in range(partitions) if cluster.leader(TOPIC, p) == victim]
+            controller_pid = cluster.brokers[controller].process.pid  # type: ignore[union-attr]
+            idle_before = process_cpu_s(controller_pid)
+            time.sleep(5)
+            idle_cpu_per_s = (process_cpu_s(controller_pid) - idle_before) / 5
+            cpu_before = process_cpu_s(controller_pid)
+            killed = time.monotonic()
+            cluster.brokers[victim].kill()
+            cluster.wait_for(
+                lambda: all(cluster.leader(TOPIC, p) not in (-1, victim) for p in led),
+                "every partition of the killed broker has a new leader",
+                timeout_s=600,
+            )
+            failover_s = time.monotonic() - killed
+            failover_cpu_s = process_cpu_s(controller_pid) - cpu_before
+            return {
+                "partitions": partitions,
+                "create_s": created_s,
+                "etcd_keys": keys,
+                "etcd_bytes": size,
+                "partitions_moved": len(led),
+                "failover_s": failover_s,
+                "controller_cpu_s_during_failover": failover_cpu_s,
+                "controller_idle_cpu_per_s": idle_cpu_per_s,
+            }
+        finally:
+            cluster.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="what", required=True)
+    run = sub.add_parser("throughput")
+    run.add_argument("--runs", type=int, default=3)
+    run.add_argument("--seconds", type=float, default=8.0)
+    grow = sub.add_parser("scale")
+    grow.add_argument("--partitions", default="10,100,1000")
+    args = parser.parse_args()
+    if args.what == "throughput":
+        print(json.dumps(throughput(args.runs, args.seconds), indent=1))
+    else:
+        results = [scale_run(int(n)) for n in args.partitions.split(",")]
+        print(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
