@@ -18,6 +18,7 @@ from logstore.client.admin.api import Admin
 from logstore.client.consumer.api import Consumer
 from logstore.client.producer.api import Producer
 from logstore.client.producer.futures import RecordFuture
+from logstore.client.shared.errors import NotAvailableError
 from logstore.client.shared.types import TopicPartition
 
 from tests.cluster_support import Cluster, cluster_of
@@ -245,3 +246,50 @@ def test_cluster_status_matches_etcd_before_and_after_a_failover(cluster: Cluste
     text = logstore("cluster", "status", "--bootstrap", ",".join(cluster.bootstrap)).stdout.decode()
     assert text.count("UNDER-REPLICATED") == PARTITIONS
     assert "unreachable" not in text
+
+
+def test_a_consumer_group_talks_to_its_coordinator(cluster: Cluster) -> None:
+    from logstore.broker.replication.node import coordinator_partition
+
+    create_replicated(cluster, "orders", cluster.bootstrap)
+    with Producer(bootstrap_servers=cluster.bootstrap, acks="all") as producer:
+        sent = send_round(producer, "orders", 0, 120)
+        producer.flush(timeout=60)
+    found: list[tuple[int, str]] = []
+    with Admin(bootstrap_servers=cluster.bootstrap) as admin:
+
+        def answered() -> bool:  # the first lookup has the controller create __consumer_offsets
+            try:
+                found.append(admin.find_coordinator("workers"))
+            except NotAvailableError:
+                return False
+            return True
+
+        cluster.wait_for(answered, "FindCoordinator names the coordinator of group workers", 60)
+    coordinator, endpoint = found[-1]
+    (assignment,) = cluster._json_prefix("topics/__consumer_offsets").values()
+    partition = coordinator_partition("workers", len(assignment["replicas"]))
+    assert coordinator == cluster.leader("__consumer_offsets", partition)
+    assert endpoint == cluster.brokers[coordinator].address
+    consumer = Consumer(
+        bootstrap_servers=cluster.bootstrap,
+        group_id="workers",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    try:
+        consumer.subscribe(["orders"])
+        read: set[bytes] = set()
+        deadline = time.monotonic() + 90
+        while len(read) < len(sent) and time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=500).values():
+                read.update(r.value or b"" for r in records)
+        assert read == {value for _, value, _ in sent}
+        consumer.commit()
+        committed = {p: consumer.committed(TopicPartition("orders", p)) for p in range(PARTITIONS)}
+    finally:
+        consumer.close()
+    with Admin(bootstrap_servers=cluster.bootstrap) as admin:
+        ends = admin.describe_topics(["orders"])[0].partitions
+        assert committed == {p.partition: p.log_end_offset for p in ends}
+        assert "workers" in {g.group_id for g in admin.list_groups()}

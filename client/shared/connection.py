@@ -215,8 +215,9 @@ class Connection:
     def call_any(self, call: Callable[[BrokerChannel], Answer], doing: str) -> Answer:
         """``call`` on the current broker; while a broker is unreachable (UNAVAILABLE without a broker's
         error code), on the next one, which becomes current. Raises ``Unreachable`` naming each address
-        tried when none answered, or the first other error as is."""
+        tried when none answered; a broker's own answer (even NOT_AVAILABLE from every broker) as is."""
         failures: list[str] = []
+        answered: grpc.RpcError | None = None
         for address in self.candidates():
             channel = self._channel(address)
             try:
@@ -224,11 +225,16 @@ class Connection:
             except grpc.RpcError as exc:
                 if _status(exc) is not grpc.StatusCode.UNAVAILABLE or _has_error_code(exc):
                     raise
-                failures.append(f"{address} ({_details(exc)})")
+                if trailer_code(exc) is not None:  # it answered: unavailable (stopping, no coordinator)
+                    answered = answered or exc
+                else:
+                    failures.append(f"{address} ({_details(exc)})")
                 continue
             if channel is not self._current:
                 self._current = channel
             return answer
+        if answered is not None:
+            raise answered  # what the brokers said, rather than "unreachable"
         raise Unreachable(f"{doing}: no broker answered; unreachable: {', '.join(failures)}")
 
     # --- particular brokers --------------------------------------------------------------------------------
