@@ -18,7 +18,7 @@ from logstore.client.admin.api import Admin
 from logstore.client.consumer.api import Consumer
 from logstore.client.producer.api import Producer
 from logstore.client.producer.futures import RecordFuture
-from logstore.client.shared.errors import NotAvailableError
+from logstore.client.shared.errors import ClientError, CommitFailedError, NotAvailableError
 from logstore.client.shared.types import TopicPartition
 
 from tests.cluster_support import Cluster, cluster_of
@@ -286,10 +286,46 @@ def test_a_consumer_group_talks_to_its_coordinator(cluster: Cluster) -> None:
                 read.update(r.value or b"" for r in records)
         assert read == {value for _, value, _ in sent}
         consumer.commit()
-        committed = {p: consumer.committed(TopicPartition("orders", p)) for p in range(PARTITIONS)}
+        with Admin(bootstrap_servers=cluster.bootstrap) as admin:
+            ends = {p.partition: p.log_end_offset for p in admin.describe_topics(["orders"])[0].partitions}
+            assert "workers" in {g.group_id for g in admin.list_groups()}
+        assert {p: consumer.committed(TopicPartition("orders", p)) for p in range(PARTITIONS)} == ends
+        # The coordinator dies: the member finds the new one (the new leader of the group's partition),
+        # keeps its assignment going, and its commits land there.
+        cluster.brokers[coordinator].kill()
+        cluster.wait_for(
+            lambda: cluster.leader("__consumer_offsets", partition) not in (coordinator, -1),
+            "the group's offsets partition has a new leader",
+        )
+        survivors = [b.address for b in cluster.brokers.values() if b.broker_id != coordinator]
+        with Producer(bootstrap_servers=survivors, acks="all") as producer:
+            more = send_round(producer, "orders", 1000, 120)
+            producer.flush(timeout=60)
+        wanted = {value for _, value, _ in more}
+        deadline = time.monotonic() + 90
+        while not wanted <= read and time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=500).values():
+                read.update(r.value or b"" for r in records)
+        assert wanted <= read
+
+        with Admin(bootstrap_servers=survivors) as admin:
+            ends = {p.partition: p.log_end_offset for p in admin.describe_topics(["orders"])[0].partitions}
+            assert admin.find_coordinator("workers")[0] == cluster.leader("__consumer_offsets", partition)
+        refused: list[ClientError] = []
+
+        def committed_at_the_end() -> bool:
+            """The new coordinator does not know the member (membership is not replicated): its first
+            commit is refused as from a lost member, it rejoins through its heartbeats, gets its
+            partitions back at the committed offsets, reads on, and then commits there."""
+            consumer.poll(timeout_ms=200)
+            try:
+                consumer.commit()
+                found = {p: consumer.committed(TopicPartition("orders", p)) for p in range(PARTITIONS)}
+            except (CommitFailedError, ClientError) as exc:  # lost member, or coordinator still moving
+                refused.append(exc)
+                return False
+            return found == ends
+
+        cluster.wait_for(committed_at_the_end, "the group commits its end offsets at the new coordinator", 90)
     finally:
         consumer.close()
-    with Admin(bootstrap_servers=cluster.bootstrap) as admin:
-        ends = admin.describe_topics(["orders"])[0].partitions
-        assert committed == {p.partition: p.log_end_offset for p in ends}
-        assert "workers" in {g.group_id for g in admin.list_groups()}
