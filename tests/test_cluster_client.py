@@ -104,7 +104,10 @@ def send_round(
     return sent
 
 
-def test_an_idempotent_producer_and_a_consumer_carry_on_when_a_leader_is_killed(cluster: Cluster) -> None:
+@pytest.mark.parametrize("transport", ["stream", "unary"])
+def test_an_idempotent_producer_and_a_consumer_carry_on_when_a_leader_is_killed(
+    cluster: Cluster, transport: str
+) -> None:
     leaders = create_replicated(cluster, "orders", cluster.bootstrap)
     assert len(set(leaders.values())) > 1, f"the partitions' leaders should be spread: {leaders}"
     reader = Reader(cluster.bootstrap, "orders")
@@ -116,6 +119,7 @@ def test_an_idempotent_producer_and_a_consumer_carry_on_when_a_leader_is_killed(
         linger_ms=2,
         request_timeout_ms=5000,
         delivery_timeout_ms=120_000,
+        produce_transport=transport,
     )
     sent: list[tuple[bytes, bytes, RecordFuture]] = []
     try:
