@@ -333,3 +333,40 @@ def test_a_consumer_group_talks_to_its_coordinator(cluster: Cluster) -> None:
         cluster.wait_for(committed_at_the_end, "the group commits its end offsets at the new coordinator", 90)
     finally:
         consumer.close()
+
+
+def test_the_asyncio_producer_routes_to_leaders_and_survives_a_leader_kill(cluster: Cluster) -> None:
+    import asyncio
+
+    from logstore.client.aio.producer import AsyncProducer
+
+    leaders = create_replicated(cluster, "clicks", cluster.bootstrap)
+    victim = leaders[0]
+    follower = next(b for b in cluster.brokers.values() if b.broker_id not in (victim, leaders[1]))
+
+    async def produce() -> dict[bytes, tuple[int, int]]:
+        async with AsyncProducer(
+            [follower.address], acks="all", request_timeout_ms=5000, delivery_timeout_ms=120_000
+        ) as producer:
+            futures = []
+            for n in range(900):
+                if n == 300:
+                    await producer.flush()
+                    cluster.brokers[victim].kill()
+                key = KEYS[n % len(KEYS)]
+                value = b"%s:%06d" % (key, n)
+                futures.append((value, await producer.send_nowait_async("clicks", value, key)))
+            await producer.flush()
+            return {value: ((m := await f).partition, m.offset) for value, f in futures}
+
+    placed = asyncio.run(produce())
+    assert {partition for partition, _ in placed.values()} == set(range(PARTITIONS))
+    survivors = [b.address for b in cluster.brokers.values() if b.broker_id != victim]
+    with Consumer(bootstrap_servers=survivors, auto_offset_reset="earliest") as consumer:
+        consumer.assign([TopicPartition("clicks", p) for p in range(PARTITIONS)])
+        read: list[tuple[bytes, tuple[int, int]]] = []
+        deadline = time.monotonic() + 60
+        while len(read) < len(placed) and time.monotonic() < deadline:
+            for tp, records in consumer.poll(timeout_ms=500).items():
+                read += [(r.value or b"", (tp.partition, r.offset)) for r in records]
+    assert len(read) == len(placed) and dict(read) == placed  # each exactly once, where acknowledged
