@@ -335,6 +335,26 @@ def test_a_consumer_group_talks_to_its_coordinator(cluster: Cluster) -> None:
         consumer.close()
 
 
+def group_coordinated_elsewhere(cluster: Cluster, broker_id: int) -> str:
+    """A group id whose coordinator is not `broker_id` (so calls sent there would be refused)."""
+    with Admin(bootstrap_servers=cluster.bootstrap) as admin:
+        found: list[str] = []
+
+        def look() -> bool:
+            for n in range(20):
+                try:
+                    coordinator, _ = admin.find_coordinator(f"aio-workers-{n}")
+                except NotAvailableError:  # __consumer_offsets being created, or moving
+                    return False
+                if coordinator != broker_id:
+                    found.append(f"aio-workers-{n}")
+                    return True
+            return False
+
+        cluster.wait_for(look, f"a group coordinated by a broker other than {broker_id}", 60)
+    return found[0]
+
+
 def test_the_asyncio_clients_route_to_leaders_and_survive_a_leader_kill(cluster: Cluster) -> None:
     import asyncio
 
@@ -377,3 +397,27 @@ def test_the_asyncio_clients_route_to_leaders_and_survive_a_leader_kill(cluster:
     assert {partition for partition, _ in placed.values()} == set(range(PARTITIONS))
     read = asyncio.run(consume(len(placed)))  # an AsyncConsumer from the same broker, across the leaders
     assert len(read) == len(placed) and dict(read) == placed  # each exactly once, where acknowledged
+
+    async def consume_in_group(group: str) -> tuple[int, dict[int, int | None]]:
+        """An AsyncConsumer in a group: its heartbeats and commits go to the group's coordinator."""
+        from logstore.client.aio.consumer import AsyncConsumer
+
+        seen = 0
+        async with AsyncConsumer(
+            "clicks",
+            bootstrap_servers=[follower.address],
+            group_id=group,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        ) as consumer:
+            deadline = time.monotonic() + 90
+            while seen < len(placed) and time.monotonic() < deadline:
+                seen += sum(len(r) for r in (await consumer.getmany(timeout_ms=500)).values())
+            await consumer.commit()
+            committed = {p: await consumer.committed(TopicPartition("clicks", p)) for p in range(PARTITIONS)}
+        return seen, committed
+
+    group = group_coordinated_elsewhere(cluster, follower.broker_id)
+    seen, committed = asyncio.run(consume_in_group(group))
+    ends = {p: 1 + max(o for part, o in placed.values() if part == p) for p in range(PARTITIONS)}
+    assert seen == len(placed) and committed == ends

@@ -128,13 +128,20 @@ class Admin:
     # --- the cluster -----------------------------------------------------------------------------------------
 
     def _group_stubs(self) -> list[group_pb2_grpc.GroupServiceStub]:
-        """A GroupService stub per live broker (each lists the groups it coordinates); the current
-        broker's alone when it is not in a cluster."""
-        cluster = describe_cluster(self._connection, self._timeout_s)
+        """A GroupService stub per live broker but the current one (each lists the groups it
+        coordinates); none when the broker is alone (or does not say: an older one)."""
+        try:
+            cluster = describe_cluster(self._connection, self._timeout_s)
+        except ClientError:
+            return []
         if not cluster.clustered:
-            return [group_stub(self._connection)]
+            return []
         channels = [self._connection.for_broker(b.broker_id) for b in cluster.brokers]
-        return [group_pb2_grpc.GroupServiceStub(c.calls) for c in channels if c is not None]
+        return [
+            group_pb2_grpc.GroupServiceStub(c.calls)
+            for c in channels
+            if c is not None and c.address != self._connection.address
+        ]
 
     def describe_cluster(self) -> ClusterDescription:
         """The live brokers with their listeners' addresses, the controller, and which broker answered

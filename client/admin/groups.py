@@ -106,8 +106,8 @@ class GroupAdmin:
 
     def list_groups(self) -> list[GroupListing]:
         """Every group, from every coordinator (each broker lists the groups it coordinates)."""
-        stubs = [self._stub] if self._everywhere is None else self._everywhere()
         found: dict[str, GroupListing] = {}
+        stubs = [self._stub]
         for stub in stubs:
             try:
                 answer = stub.ListGroups(group_pb2.ListGroupsRequest(), timeout=self._timeout_s)
@@ -120,6 +120,8 @@ class GroupAdmin:
                         g.group_id, _STATES.get(g.state, "Unknown"), g.member_count, g.type or "consumer"
                     ),
                 )
+            if stub is self._stub and self._everywhere is not None:
+                stubs += self._everywhere()  # in a cluster: the other brokers' groups too
         return sorted(found.values(), key=lambda g: g.group_id) if len(stubs) > 1 else list(found.values())
 
     def describe_group(self, group_id: str) -> GroupDescription:

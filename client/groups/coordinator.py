@@ -57,6 +57,14 @@ class CoordinatorStub:
             self._found = (channel, stub)
         return stub
 
+    def address(self) -> str:
+        """The coordinator's address (looked up if not known; blocking: the asyncio group calls it in a
+        thread). Raises the client's error when it cannot be found."""
+        self.coordinator()
+        with self._lock:
+            found = self._found
+        return found[0].address if found is not None else self._connection.address
+
     def forget(self) -> None:
         """The coordinator moved or is away: look it up again before the next call."""
         with self._lock:
@@ -122,7 +130,7 @@ class _Method:
         try:
             return getattr(self._owner.coordinator(), self._method)
         except ClientError as exc:  # no coordinator found: fail the call as the broker would
-            raise _Lookup(exc) from None
+            raise Lookup(exc) from None
 
     def __call__(self, request: Any, **options: Any) -> Any:
         try:
@@ -161,7 +169,7 @@ class _NoAddress(grpc.RpcError):
         return ()
 
 
-class _Lookup(_NoAddress):
+class Lookup(_NoAddress):
     """The coordinator could not be found: the call fails as UNAVAILABLE (retriable) saying why."""
 
     def __init__(self, cause: ClientError) -> None:
