@@ -183,3 +183,20 @@ def test_cluster_status_of_a_broker_alone(broker: EmbeddedBroker) -> None:
     text = subprocess.run(command, capture_output=True, timeout=60)
     assert text.returncode == 0, text.stderr.decode()
     assert b"single broker" in text.stdout and b"under-replicated partitions: none" in text.stdout
+
+
+def test_the_async_producer_skips_an_unreachable_first_address(broker: EmbeddedBroker) -> None:
+    import asyncio
+
+    from logstore.client.aio.producer import AsyncProducer
+
+    async def produce() -> list[int]:
+        async with AsyncProducer(
+            [dead_address(), broker.address], acks="all", retry_backoff_ms=10
+        ) as producer:
+            futures = [await producer.send_nowait_async("orders", b"v%d" % n) for n in range(10)]
+            return [(await f).offset for f in futures]
+
+    with Admin(bootstrap_servers=broker.address) as admin:
+        admin.create_topic("orders", 1)
+    assert asyncio.run(produce()) == list(range(10))

@@ -48,7 +48,7 @@ from logstore.client.shared.errors import (
     error_from_code,
     error_from_rpc,
 )
-from logstore.client.shared.metadata import TopicMetadata
+from logstore.client.shared.metadata import TopicMetadata, describe_cluster
 from logstore.client.shared.serde import Serializer, serialize
 from logstore.client.shared.types import RecordMetadata
 from logstore.wire.logstore.v1 import produce_pb2, produce_pb2_grpc
@@ -392,10 +392,13 @@ class AsyncProducer:
         attempt = 0
         while not self._aborted and not (self._stopping and not self._accumulator.has_unfinished()):
             try:
-                answer = await self._stub.InitProducerId(
+                stub = self._stub if attempt == 0 else self._stub_for(self._sync.address)
+                answer = await stub.InitProducerId(
                     produce_pb2.InitProducerIdRequest(), timeout=self.config.request_timeout_s
                 )
             except grpc.RpcError as exc:
+                # the broker may be away: the next attempt asks one that answers (a broker alone: it)
+                await asyncio.to_thread(self._find_live_broker)
                 attempt += 1
                 if attempt == 1 or attempt % 10 == 0:
                     log.warning("could not get a producer id (attempt %d, retrying): %s", attempt, exc)
@@ -436,6 +439,11 @@ class AsyncProducer:
             self._work.set()
             self._finish(finished)
         await asyncio.gather(*(self._send_to(address, groups) for address, groups in by_leader.items()))
+
+    def _find_live_broker(self) -> None:
+        """Make the metadata connection's current broker one that answers (in a thread)."""
+        with contextlib.suppress(ClientError):
+            describe_cluster(self._sync, self.config.request_timeout_s)
 
     def _stub_for(self, address: str) -> produce_pb2_grpc.ProduceServiceStub:
         """The stub of the channel to one broker (the bootstrap broker's is made by ``start``)."""
