@@ -421,3 +421,23 @@ def test_the_asyncio_clients_route_to_leaders_and_survive_a_leader_kill(cluster:
     seen, committed = asyncio.run(consume_in_group(group))
     ends = {p: 1 + max(o for part, o in placed.values() if part == p) for p in range(PARTITIONS)}
     assert seen == len(placed) and committed == ends
+
+
+def test_a_broker_without_a_replica_describes_the_topic_and_clients_reach_its_leader(
+    cluster: Cluster,
+) -> None:
+    with Admin(bootstrap_servers=cluster.bootstrap) as admin:
+        admin.create_topic("lonely", 1, {"min.insync.replicas": "1"}, replication_factor=1)
+    state = cluster.wait_for_isr("lonely", 0, 1)
+    outsider = next(b for b in cluster.brokers.values() if b.broker_id != state.leader)
+    with Admin(bootstrap_servers=outsider.address) as admin:
+        (described,) = admin.describe_topics(["lonely"])
+    (partition,) = described.partitions
+    assert (partition.leader, partition.replicas, partition.isr) == (
+        state.leader,
+        (state.leader,),
+        (state.leader,),
+    )
+    with Producer(bootstrap_servers=outsider.address, acks="all") as producer:
+        offsets = [producer.send("lonely", b"v%d" % n).get(timeout=30).offset for n in range(5)]
+    assert offsets == list(range(5))
