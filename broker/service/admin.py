@@ -15,25 +15,64 @@ from logstore.broker.auth.acl import (
 from logstore.broker.auth.scram import DEFAULT_ITERATIONS, Mechanism, ScramError
 from logstore.broker.auth.security import Security
 from logstore.broker.auth.store import UserListing
+from logstore.broker.cluster.errors import ClusterMetadataError
+from logstore.broker.domain.cluster_info import NO_BROKER, ClusterInfo, CoordinatorKind
 from logstore.broker.domain.core import BrokerCore
-from logstore.broker.domain.values import TopicView
+from logstore.broker.domain.values import PartitionOffsets, TopicView
 from logstore.broker.service.calls import require, unary
 from logstore.wire.logstore.v1 import admin_pb2 as pb
 from logstore.wire.logstore.v1 import admin_pb2_grpc
 
-from logstore.errors import InvalidRequestError
+from logstore.errors import InvalidRequestError, UnknownTopicError
+
+COORDINATOR_KINDS = {
+    "": CoordinatorKind.GROUP,
+    "group": CoordinatorKind.GROUP,
+    "share": CoordinatorKind.SHARE,
+}
 
 
-def topic_description(view: TopicView) -> pb.TopicDescription:
-    return pb.TopicDescription(
-        name=view.name,
-        config=view.config,
-        partitions=[
-            pb.PartitionDescription(
-                partition=p.partition, log_start_offset=p.log_start_offset, log_end_offset=p.log_end_offset
-            )
-            for p in view.partitions
+def topic_description(view: TopicView, cluster: ClusterInfo | None = None) -> pb.TopicDescription:
+    """The wire description; with `cluster`, each partition says who leads it and who replicates it
+    (leader -1 and no replicas when the cluster does not know the partition)."""
+    partitions = []
+    for p in view.partitions:
+        entry = pb.PartitionDescription(
+            partition=p.partition, log_start_offset=p.log_start_offset, log_end_offset=p.log_end_offset
+        )
+        leadership = cluster.leadership(view.name, p.partition) if cluster is not None else None
+        if leadership is not None:
+            entry.leader = leadership.leader
+            entry.leader_epoch = leadership.leader_epoch
+            entry.replicas.extend(leadership.replicas)
+            entry.isr.extend(leadership.isr)
+        elif cluster is not None:
+            entry.leader = NO_BROKER
+        partitions.append(entry)
+    return pb.TopicDescription(name=view.name, config=view.config, partitions=partitions)
+
+
+def remote_topic(cluster: ClusterInfo, name: str) -> TopicView | None:
+    """A topic this broker holds no replica of, as the cluster's metadata knows it: its partitions
+    (numbered from 0 until the first the cluster does not know), offsets -1 (unknown here), no config.
+    None when the cluster does not know the topic either, or this broker is alone."""
+    if not cluster.clustered:
+        return None
+    partitions: list[PartitionOffsets] = []
+    while cluster.leadership(name, len(partitions)) is not None:
+        partitions.append(PartitionOffsets(len(partitions), -1, -1))
+    return TopicView(name, {}, partitions) if partitions else None
+
+
+def cluster_description(cluster: ClusterInfo) -> pb.DescribeClusterResponse:
+    return pb.DescribeClusterResponse(
+        brokers=[
+            pb.BrokerDescription(broker_id=node.broker_id, endpoints=dict(node.endpoints))
+            for node in cluster.brokers()
         ],
+        controller_id=cluster.controller_id(),
+        broker_id=cluster.broker_id,
+        clustered=cluster.clustered,
     )
 
 
@@ -100,8 +139,10 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
     async def CreateTopic(
         self, request: pb.CreateTopicRequest, context: grpc.aio.ServicerContext
     ) -> pb.CreateTopicResponse:
-        view = await self._core.create_topic(request.name, request.partitions, dict(request.config))
-        return pb.CreateTopicResponse(topic=topic_description(view))
+        view = await self._core.create_topic(
+            request.name, request.partitions, dict(request.config), request.replication_factor
+        )
+        return pb.CreateTopicResponse(topic=topic_description(view, self._core.cluster))
 
     @unary
     async def DeleteTopic(
@@ -121,23 +162,58 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
     async def DescribeTopic(
         self, request: pb.DescribeTopicRequest, context: grpc.aio.ServicerContext
     ) -> pb.DescribeTopicResponse:
-        return pb.DescribeTopicResponse(
-            topic=topic_description(self._core.admin.describe(request.name, request.allow_auto_create))
-        )
+        cluster = self._core.cluster
+        try:
+            view = self._core.admin.describe(request.name, request.allow_auto_create)
+        except UnknownTopicError:
+            found = remote_topic(cluster, request.name)  # a replica elsewhere: the client needs its leader
+            if found is None:
+                raise
+            view = found
+        return pb.DescribeTopicResponse(topic=topic_description(view, cluster))
 
     @unary
     async def CreatePartitions(
         self, request: pb.CreatePartitionsRequest, context: grpc.aio.ServicerContext
     ) -> pb.CreatePartitionsResponse:
         view = await self._core.add_partitions(request.name, request.total_partitions)
-        return pb.CreatePartitionsResponse(topic=topic_description(view))
+        return pb.CreatePartitionsResponse(topic=topic_description(view, self._core.cluster))
 
     @unary
     async def AlterTopicConfig(
         self, request: pb.AlterTopicConfigRequest, context: grpc.aio.ServicerContext
     ) -> pb.AlterTopicConfigResponse:
         view = await self._core.alter_topic_config(request.name, dict(request.set), list(request.reset))
-        return pb.AlterTopicConfigResponse(topic=topic_description(view))
+        return pb.AlterTopicConfigResponse(topic=topic_description(view, self._core.cluster))
+
+    # --- the cluster ----------------------------------------------------------------------------------
+
+    @unary
+    async def DescribeCluster(
+        self, request: pb.DescribeClusterRequest, context: grpc.aio.ServicerContext
+    ) -> pb.DescribeClusterResponse:
+        self._core.admin  # noqa: B018 - refused while shutting down, like every other admin call
+        return cluster_description(self._core.cluster)
+
+    @unary
+    async def FindCoordinator(
+        self, request: pb.FindCoordinatorRequest, context: grpc.aio.ServicerContext
+    ) -> pb.FindCoordinatorResponse:
+        kind = COORDINATOR_KINDS.get(request.kind)
+        require(kind is not None, f"coordinator kind must be 'group' or 'share', not {request.kind!r}")
+        require(bool(request.key), "name the group (key) whose coordinator to find")
+        assert kind is not None
+        cluster = self._core.cluster
+        self._core.admin  # noqa: B018
+        broker_id = cluster.coordinator(kind, request.key)
+        if broker_id == NO_BROKER:
+            raise ClusterMetadataError(
+                f"{kind.value} {request.key!r} has no coordinator right now (its partition has no leader); "
+                "retry shortly"
+            )
+        node = next((n for n in cluster.brokers() if n.broker_id == broker_id), None)
+        endpoint = node.endpoints.get("grpc", "") if node is not None else ""
+        return pb.FindCoordinatorResponse(broker_id=broker_id, endpoint=endpoint)
 
     # --- users and ACLs (super-users only when auth is on: broker/service/guard.py) ---------------------
 

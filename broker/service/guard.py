@@ -198,6 +198,8 @@ RULES: dict[str, dict[str, Rule]] = {
         "DescribeTopic": Rule(_describe_topic),
         "CreatePartitions": Rule(_topic(ALTER)),
         "AlterTopicConfig": Rule(_topic(Operation.ALTER_CONFIGS)),
+        "DescribeCluster": Rule(_nothing),  # as Kafka's Metadata: brokers and controller for anyone
+        "FindCoordinator": Rule(lambda c, r: c.need(DESCRIBE, GROUP, r.key)),
         "CreateUser": Rule(_super_user("create users")),
         "AlterUser": Rule(_super_user("change users")),
         "DeleteUser": Rule(_super_user("delete users")),

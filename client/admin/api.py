@@ -22,11 +22,11 @@ from logstore.client.groups.rpc import group_stub
 from logstore.client.share.rpc import share_stub
 from logstore.client.shared.connection import DEFAULT_BOOTSTRAP, Connection
 from logstore.client.shared.errors import ClientError, ClosedError, error_from_rpc
-from logstore.client.shared.metadata import topic_description
+from logstore.client.shared.metadata import describe_cluster, topic_description
 from logstore.client.shared.options import refuse_unknown_options
 from logstore.client.shared.security import Security
-from logstore.client.shared.types import TopicDescription
-from logstore.wire.logstore.v1 import admin_pb2
+from logstore.client.shared.types import ClusterDescription, TopicDescription
+from logstore.wire.logstore.v1 import admin_pb2, group_pb2_grpc
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -34,11 +34,13 @@ R = TypeVar("R")
 
 class NewTopic(NamedTuple):
     """A topic to create. ``num_partitions`` 0 means the broker's default; ``config`` uses Kafka's names
-    (``retention.ms``, ``cleanup.policy``, ...) with string values (ints are sent as their digits)."""
+    (``retention.ms``, ``cleanup.policy``, ``min.insync.replicas``, ...) with string values (ints are
+    sent as their digits). ``replication_factor`` 0 means the broker's default (kafka-python's name)."""
 
     name: str
     num_partitions: int = 0
     config: Mapping[str, str | int] | None = None
+    replication_factor: int = 0
 
 
 @refuse_unknown_options
@@ -84,7 +86,12 @@ class Admin:
             ),
         )
         self._closed = False
-        self._groups = GroupAdmin(group_stub(self._connection), self._timeout_s)
+        self._groups = GroupAdmin(
+            group_stub(self._connection),
+            self._timeout_s,
+            for_group=lambda group_id: group_stub(self._connection, group_id, self._timeout_s),
+            everywhere=self._group_stubs,
+        )
         self._share = ShareAdmin(share_stub(self._connection), self._timeout_s)
         self._security = SecurityAdmin(self._call)
 
@@ -99,7 +106,10 @@ class Admin:
                 self._call(
                     "CreateTopic",
                     admin_pb2.CreateTopicRequest(
-                        name=t.name, partitions=t.num_partitions, config=_strings(t.config or {})
+                        name=t.name,
+                        partitions=t.num_partitions,
+                        config=_strings(t.config or {}),
+                        replication_factor=t.replication_factor,
                     ),
                     f"creating topic {t.name!r}",
                 ).topic
@@ -107,9 +117,47 @@ class Admin:
         )
 
     def create_topic(
-        self, name: str, partitions: int = 0, config: Mapping[str, str] | None = None
+        self,
+        name: str,
+        partitions: int = 0,
+        config: Mapping[str, str] | None = None,
+        replication_factor: int = 0,
     ) -> TopicDescription:
-        return self.create_topics([NewTopic(name, partitions, config)])[0]
+        return self.create_topics([NewTopic(name, partitions, config, replication_factor)])[0]
+
+    # --- the cluster -----------------------------------------------------------------------------------------
+
+    def _group_stubs(self) -> list[group_pb2_grpc.GroupServiceStub]:
+        """A GroupService stub per live broker but the current one (each lists the groups it
+        coordinates); none when the broker is alone (or does not say: an older one)."""
+        try:
+            cluster = describe_cluster(self._connection, self._timeout_s)
+        except ClientError:
+            return []
+        if not cluster.clustered:
+            return []
+        channels = [self._connection.for_broker(b.broker_id) for b in cluster.brokers]
+        return [
+            group_pb2_grpc.GroupServiceStub(c.calls)
+            for c in channels
+            if c is not None and c.address != self._connection.address
+        ]
+
+    def describe_cluster(self) -> ClusterDescription:
+        """The live brokers with their listeners' addresses, the controller, and which broker answered
+        (a broker alone answers itself as broker 0, ``clustered`` False)."""
+        self._check_open()
+        return describe_cluster(self._connection, self._timeout_s)
+
+    def find_coordinator(self, group_id: str, kind: str = "group") -> tuple[int, str]:
+        """The broker id and gRPC address of the coordinator of a consumer group (``kind`` "group") or a
+        share group ("share"). Raises ``NotAvailableError`` while it has none."""
+        answer = self._call(
+            "FindCoordinator",
+            admin_pb2.FindCoordinatorRequest(kind=kind, key=group_id),
+            f"finding the coordinator of {kind} {group_id!r}",
+        )
+        return answer.broker_id, answer.endpoint
 
     def delete_topics(self, names: Iterable[str]) -> None:
         """Delete topics and all their data."""
@@ -264,7 +312,9 @@ class Admin:
         if self._closed:
             raise ClosedError("this admin client is closed")
         try:
-            return getattr(self._connection.admin, method)(request, timeout=self._timeout_s)
+            return self._connection.call_any(
+                lambda channel: getattr(channel.admin, method)(request, timeout=self._timeout_s), what
+            )
         except grpc.RpcError as exc:
             raise error_from_rpc(exc, what) from None
 

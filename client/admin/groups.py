@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -79,34 +79,57 @@ class OffsetReset(NamedTuple):
 class GroupAdmin:
     """The group calls, over a GroupService stub. Thread-safe: it keeps no state between calls."""
 
-    def __init__(self, stub: group_pb2_grpc.GroupServiceStub, timeout_s: float) -> None:
+    def __init__(
+        self,
+        stub: group_pb2_grpc.GroupServiceStub,
+        timeout_s: float,
+        *,
+        for_group: Callable[[str], group_pb2_grpc.GroupServiceStub] | None = None,
+        everywhere: Callable[[], list[group_pb2_grpc.GroupServiceStub]] | None = None,
+    ) -> None:
+        """``stub`` serves calls about no group in particular; ``for_group`` gives the stub of a group's
+        coordinator, ``everywhere`` one stub per live broker (a cluster's groups are spread over its
+        coordinators); both default to ``stub`` (a broker alone)."""
         self._stub = stub
         self._timeout_s = timeout_s
+        self._for_group = for_group
+        self._everywhere = everywhere
 
-    def _call(self, method: str, request: object, what: str) -> Any:
-        """The answer of GroupService.<method> (its message type follows the method's name)."""
+    def _call(self, method: str, request: object, what: str, group_id: str | None = None) -> Any:
+        """The answer of GroupService.<method> (its message type follows the method's name), from the
+        coordinator of ``group_id`` when given."""
+        stub = self._stub if group_id is None or self._for_group is None else self._for_group(group_id)
         try:
-            return getattr(self._stub, method)(request, timeout=self._timeout_s)
+            return getattr(stub, method)(request, timeout=self._timeout_s)
         except grpc.RpcError as exc:
             raise error_from_rpc(exc, what) from None
 
     def list_groups(self) -> list[GroupListing]:
-        answer = self._call("ListGroups", group_pb2.ListGroupsRequest(), "listing groups")
-        return [
-            GroupListing(
-                g.group_id,
-                _STATES.get(g.state, "Unknown"),
-                g.member_count,
-                g.type or "consumer",
-            )
-            for g in answer.groups
-        ]
+        """Every group, from every coordinator (each broker lists the groups it coordinates)."""
+        found: dict[str, GroupListing] = {}
+        stubs = [self._stub]
+        for stub in stubs:
+            try:
+                answer = stub.ListGroups(group_pb2.ListGroupsRequest(), timeout=self._timeout_s)
+            except grpc.RpcError as exc:
+                raise error_from_rpc(exc, "listing groups") from None
+            for g in answer.groups:
+                found.setdefault(
+                    g.group_id,
+                    GroupListing(
+                        g.group_id, _STATES.get(g.state, "Unknown"), g.member_count, g.type or "consumer"
+                    ),
+                )
+            if stub is self._stub and self._everywhere is not None:
+                stubs += self._everywhere()  # in a cluster: the other brokers' groups too
+        return sorted(found.values(), key=lambda g: g.group_id) if len(stubs) > 1 else list(found.values())
 
     def describe_group(self, group_id: str) -> GroupDescription:
         answer = self._call(
             "DescribeGroup",
             group_pb2.DescribeGroupRequest(group_id=group_id),
             f"describing group {group_id!r}",
+            group_id,
         )
         group = answer.group
         return GroupDescription(
@@ -139,7 +162,10 @@ class GroupAdmin:
 
     def delete_group(self, group_id: str) -> None:
         self._call(
-            "DeleteGroup", group_pb2.DeleteGroupRequest(group_id=group_id), f"deleting group {group_id!r}"
+            "DeleteGroup",
+            group_pb2.DeleteGroupRequest(group_id=group_id),
+            f"deleting group {group_id!r}",
+            group_id,
         )
 
     def reset_offsets(
@@ -179,7 +205,7 @@ class GroupAdmin:
         else:
             assert shift is not None  # exactly one was given
             request.mode, request.shift = group_pb2.RESET_MODE_SHIFT, shift
-        answer = self._call("ResetOffsets", request, f"resetting offsets of group {group_id!r}")
+        answer = self._call("ResetOffsets", request, f"resetting offsets of group {group_id!r}", group_id)
         return [OffsetReset(r.topic, r.partition, r.previous_offset, r.new_offset) for r in answer.results]
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 import time
 from collections import deque
@@ -38,10 +39,13 @@ from logstore.client.shared.errors import (
     NoOffsetForPartitionError,
     error_from_rpc,
 )
+from logstore.client.shared.metadata import note_failure, route
 from logstore.client.shared.metrics import consumer_meter
 from logstore.client.shared.serde import Deserializer
 from logstore.client.shared.types import TopicPartition
 from logstore.wire.logstore.v1 import fetch_pb2_grpc
+
+log = logging.getLogger(__name__)
 
 Records = dict[TopicPartition, list[ConsumerRecord]]
 
@@ -61,6 +65,8 @@ class _LoopFetcher(Fetcher):
         self.ready = asyncio.Event()
         """Set (on the loop) when records or errors were buffered."""
         self.call: grpc.aio.UnaryUnaryCall | None = None
+        self.calls: list[grpc.aio.UnaryUnaryCall] = []
+        """In a cluster: the Fetch calls of one round, one per partition leader."""
 
     def interrupt(self) -> None:  # any thread, lock held
         super().interrupt()
@@ -74,14 +80,22 @@ class _LoopFetcher(Fetcher):
     def _interrupted(self) -> None:
         if self.call is not None:
             self.call.cancel()
+        for call in self.calls:
+            call.cancel()
         self.wake.set()
 
     def _fail_partition(self, error: Any) -> None:  # any thread, lock held
         super()._fail_partition(error)
         self._on_loop(self.ready.set)
 
-    async def run_async(self, stub: fetch_pb2_grpc.FetchServiceStub) -> None:
-        """The fetch task: the threaded ``run`` loop, with the Fetch call awaited on the loop."""
+    async def run_async(
+        self,
+        stub: fetch_pb2_grpc.FetchServiceStub,
+        stub_for: Callable[[str], fetch_pb2_grpc.FetchServiceStub] | None = None,
+    ) -> None:
+        """The fetch task: the threaded ``run`` loop, with the Fetch call awaited on the loop. In a
+        cluster (``stub_for`` gives the stub of a broker address) each round fetches from every
+        partition leader at once and stores the answers when all are in."""
         while True:
             with self.lock:
                 if self._closed:
@@ -104,6 +118,14 @@ class _LoopFetcher(Fetcher):
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self.wake.wait(), idle)
                 continue
+            cluster = self._connection.cluster
+            if stub_for is not None and (cluster.clustered or not cluster.learned):
+                groups, leaderless = await asyncio.to_thread(
+                    route, self._connection, [tp for tp, _, _ in targets], self._request_timeout_s
+                )
+                if cluster.clustered:
+                    await self._fetch_from_leaders(targets, groups, leaderless, stub_for)
+                    continue
             call = self.call = stub.Fetch(request, timeout=self._timeout_s)
             try:
                 response = await call
@@ -122,6 +144,59 @@ class _LoopFetcher(Fetcher):
             self._away_since = None
             with self.lock:
                 self.store(targets, response.results)
+            self.ready.set()
+
+    async def _fetch_from_leaders(
+        self,
+        targets: list[tuple[TopicPartition, int, int]],
+        groups: dict[int, tuple[Any, list[TopicPartition]]],
+        leaderless: list[TopicPartition],
+        stub_for: Callable[[str], fetch_pb2_grpc.FetchServiceStub],
+    ) -> None:
+        """One round in a cluster: a Fetch call per leader, together; a partition without a known
+        leader, or whose leader refused or could not be reached, backs off and is looked up again."""
+        now = self._clock()
+        with self.lock:
+            for tp in leaderless:
+                partition = self._state.partitions.get(tp)
+                if partition is not None:
+                    partition.backoff_until = now + self._backoff.delay_s(1)
+        rounds = []
+        for broker_id, (channel, tps) in groups.items():
+            chosen = set(tps)
+            mine = [target for target in targets if target[0] in chosen]
+            call = stub_for(channel.address).Fetch(self.request_for(mine), timeout=self._timeout_s)
+            rounds.append((broker_id, mine, call))
+        self.calls = [call for _, _, call in rounds]
+        try:
+            outcomes = await asyncio.gather(*self.calls, return_exceptions=True)
+        finally:
+            self.calls = []
+        stored = False
+        for (broker_id, mine, _), outcome in zip(rounds, outcomes, strict=True):
+            if isinstance(outcome, asyncio.CancelledError):
+                continue  # interrupted on purpose
+            if isinstance(outcome, grpc.RpcError):
+                if outcome.code() is grpc.StatusCode.CANCELLED:
+                    continue
+                error = error_from_rpc(outcome, "Fetch")
+                note_failure(self._connection, broker_id, [tp for tp, _, _ in mine], error)
+                self._call_failures += 1
+                with self.lock:
+                    until = self._clock() + self._backoff.delay_s(self._call_failures)
+                    for tp, _, _ in mine:
+                        partition = self._state.partitions.get(tp)
+                        if partition is not None:
+                            partition.backoff_until = until
+                log.warning("fetching from broker %d failed (retrying): %s", broker_id, error)
+                continue
+            if isinstance(outcome, BaseException):
+                raise outcome
+            self._call_failures = 0
+            with self.lock:
+                self.store(mine, outcome.results)
+            stored = True
+        if stored:
             self.ready.set()
 
 
@@ -159,6 +234,8 @@ class AsyncConsumer:
         self._fetcher: _LoopFetcher | None = None
         self._group: AsyncGroupCoordinator | None = None
         self._channel: grpc.aio.Channel | None = None
+        self._leader_channels: dict[str, grpc.aio.Channel] = {}
+        """In a cluster: a channel per partition leader's address, made as fetches need them."""
         self._task: asyncio.Task[None] | None = None
         self._records: deque[ConsumerRecord] = deque()
         """Records taken (positions already past them) and not yet handed out by ``getone``."""
@@ -190,6 +267,9 @@ class AsyncConsumer:
                 1024 * 1024, max(config.fetch_max_bytes, config.max_partition_fetch_bytes), config.client_id
             ),
         )
+        self._options = channel_options(
+            1024 * 1024, max(config.fetch_max_bytes, config.max_partition_fetch_bytes), config.client_id
+        )
         if config.group_id is not None:
             self._group = AsyncGroupCoordinator(
                 config.group_id,
@@ -211,9 +291,21 @@ class AsyncConsumer:
                 max_poll_interval_ms=config.max_poll_interval_ms,
             )
         stub = fetch_pb2_grpc.FetchServiceStub(self._channel)
-        self._task = asyncio.create_task(fetcher.run_async(stub), name="logstore-aio-fetcher")
+        self._task = asyncio.create_task(fetcher.run_async(stub, self._stub_for), name="logstore-aio-fetcher")
         if self._topics:
             self.subscribe(self._topics, listener=self._listener)
+
+    def _stub_for(self, address: str) -> fetch_pb2_grpc.FetchServiceStub:
+        """The Fetch stub of one broker (on the loop): the bootstrap channel's, or one made for it."""
+        assert self._channel is not None
+        if address == self._connection.bootstrap[0]:
+            return fetch_pb2_grpc.FetchServiceStub(self._channel)
+        channel = self._leader_channels.get(address)
+        if channel is None:
+            channel = self._leader_channels[address] = self.config.security.aio_channel(
+                address, self._options
+            )
+        return fetch_pb2_grpc.FetchServiceStub(channel)
 
     async def stop(self) -> None:
         """Commit (with auto-commit) and leave the group, stop fetching, close. Idempotent."""
@@ -233,6 +325,8 @@ class AsyncConsumer:
                 await self._task
         if self._channel is not None:
             await self._channel.close()
+        for channel in self._leader_channels.values():
+            await channel.close()
         await asyncio.to_thread(self._connection.close)
 
     def _rewind(self) -> None:

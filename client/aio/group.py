@@ -22,6 +22,7 @@ from typing import Any
 import grpc
 import grpc.aio
 from logstore.client.consumer.fetcher import Fetcher
+from logstore.client.groups.coordinator import CoordinatorStub, Lookup
 from logstore.client.groups.driver import _NOTHING_TO_SEND, GroupCoordinator
 from logstore.client.groups.membership import HeartbeatPlan, Reconciliation
 from logstore.client.groups.rpc import (
@@ -30,6 +31,7 @@ from logstore.client.groups.rpc import (
     heartbeat_request,
     partition_set,
 )
+from logstore.client.shared.connection import channel_options
 from logstore.client.shared.errors import (
     ClientError,
     CommitFailedError,
@@ -72,6 +74,10 @@ class AsyncGroupCoordinator(GroupCoordinator):
     ) -> None:
         super().__init__(group_id, connection, state, fetcher, **options)
         self._aio = group_pb2_grpc.GroupServiceStub(channel)
+        """The bootstrap broker's stub: a broker alone coordinates every group."""
+        self._bootstrap_address = connection.address
+        self._aio_channels: dict[str, grpc.aio.Channel] = {}
+        """In a cluster: a channel to the coordinator (a new one when it moves)."""
         self._ready = ready
         """Wakes a getmany waiting for records (group work came up)."""
         self._kick = _Kick()
@@ -79,6 +85,42 @@ class AsyncGroupCoordinator(GroupCoordinator):
         self._task: asyncio.Task[None] | None = None
         self._owed: list[Awaitable[object]] = []
         """What ``async def`` listener callbacks returned inside the shared steps, awaited next."""
+
+    # --- the coordinator -------------------------------------------------------------------------------------
+
+    async def _coordinator(self) -> group_pb2_grpc.GroupServiceStub:
+        """The stub of the group's coordinator (FindCoordinator, in a thread, when not known)."""
+        cluster = self._connection.cluster
+        finder = self._stub
+        if not isinstance(finder, CoordinatorStub) or (cluster.learned and not cluster.clustered):
+            return self._aio
+        try:
+            address = await asyncio.to_thread(finder.address)
+        except ClientError as exc:
+            raise Lookup(exc) from None
+        if address == self._bootstrap_address:
+            return self._aio
+        channel = self._aio_channels.get(address)
+        if channel is None:
+            channel = self._aio_channels[address] = self._connection.security.aio_channel(
+                address, channel_options(1024 * 1024, 64 * 1024 * 1024)
+            )
+        return group_pb2_grpc.GroupServiceStub(channel)
+
+    async def _call(self, method: str, request: Any) -> Any:
+        """One group call to the coordinator; an answer or status saying it moved makes the next call
+        look it up again (this one still fails, and is retried as the threaded client's)."""
+        stub = await self._coordinator()
+        finder = self._stub
+        try:
+            answer = await getattr(stub, method)(request, timeout=self._timeout_s)
+        except grpc.RpcError as exc:
+            if isinstance(finder, CoordinatorStub):
+                finder.observe(exc)
+            raise
+        if isinstance(finder, CoordinatorStub):
+            finder.observe(answer)
+        return answer
 
     # --- the application's side ------------------------------------------------------------------------------
 
@@ -159,7 +201,7 @@ class AsyncGroupCoordinator(GroupCoordinator):
         if request is None:
             return
         try:
-            response = await self._aio.CommitOffsets(request, timeout=self._timeout_s)
+            response = await self._call("CommitOffsets", request)
         except grpc.RpcError as exc:
             raise error_from_rpc(exc, f"committing offsets of group {self.group_id!r}") from None
         check_commit(response, self.group_id)
@@ -182,7 +224,7 @@ class AsyncGroupCoordinator(GroupCoordinator):
             return {}
         request = group_pb2.FetchOffsetsRequest(group_id=self.group_id, partitions=partition_set(wanted))
         try:
-            response = await self._aio.FetchOffsets(request, timeout=self._timeout_s)
+            response = await self._call("FetchOffsets", request)
         except grpc.RpcError as exc:
             raise error_from_rpc(exc, f"fetching committed offsets of group {self.group_id!r}") from None
         return committed_offsets(response)
@@ -215,7 +257,7 @@ class AsyncGroupCoordinator(GroupCoordinator):
                 request = heartbeat_request(self.group_id, plan, self._client_id)
                 sent_at = self._clock()
                 try:
-                    response = await self._aio.Heartbeat(request, timeout=self._timeout_s)
+                    response = await self._call("Heartbeat", request)
                 except grpc.RpcError as exc:
                     self._heartbeat_failed(
                         error_from_rpc(exc, f"heartbeat to group {self.group_id!r}"), sent_at
@@ -236,9 +278,7 @@ class AsyncGroupCoordinator(GroupCoordinator):
         if plan is _NOTHING_TO_SEND:
             return
         try:
-            await self._aio.Heartbeat(
-                heartbeat_request(self.group_id, plan, self._client_id), timeout=self._timeout_s
-            )
+            await self._call("Heartbeat", heartbeat_request(self.group_id, plan, self._client_id))
         except grpc.RpcError as exc:
             self._leave_failed(exc)
 
@@ -268,6 +308,9 @@ class AsyncGroupCoordinator(GroupCoordinator):
             self._stopping = True
         if plan is not None:
             await self._send_leave_async(plan)
+        for channel in self._aio_channels.values():
+            await channel.close()
+        self._aio_channels.clear()
 
 
 async def _listen(callback: Callable[[set[TopicPartition]], object], tps: set[TopicPartition]) -> None:

@@ -35,13 +35,20 @@ from logstore.client.producer.sender import ACKS
 from logstore.client.shared.backoff import Backoff
 from logstore.client.shared.connection import Connection, channel_options, parse_bootstrap
 from logstore.client.shared.errors import (
+    BrokerUnavailableError,
     BufferExhaustedError,
     ClientError,
     ClosedError,
+    InvalidMetadataError,
+    NotEnoughReplicasError,
+    NotLeaderOrFollowerError,
+    RequestTimedOutError,
     SerializationError,
     UnknownPartitionError,
+    error_from_code,
+    error_from_rpc,
 )
-from logstore.client.shared.metadata import TopicMetadata
+from logstore.client.shared.metadata import TopicMetadata, describe_cluster
 from logstore.client.shared.serde import Serializer, serialize
 from logstore.client.shared.types import RecordMetadata
 from logstore.wire.logstore.v1 import produce_pb2, produce_pb2_grpc
@@ -92,6 +99,10 @@ class AsyncProducer:
         self._address = parse_bootstrap(bootstrap_servers)
         self._channel: grpc.aio.Channel | None = None
         self._stub: produce_pb2_grpc.ProduceServiceStub | None = None
+        self._stubs: dict[str, produce_pb2_grpc.ProduceServiceStub] = {}
+        """The stub of each broker address produce calls went to (partition leaders, in a cluster)."""
+        self._extra_channels: list[grpc.aio.Channel] = []
+        self._refreshing: set[str] = set()
         self._work: asyncio.Event | None = None
         self._memory_freed: asyncio.Event | None = None
         self._sender: asyncio.Task[None] | None = None
@@ -114,6 +125,7 @@ class AsyncProducer:
             self._address, channel_options(config.max_request_size, 1024 * 1024, config.client_id)
         )
         self._stub = produce_pb2_grpc.ProduceServiceStub(self._channel)
+        self._stubs[self._address] = self._stub
         self._work = asyncio.Event()
         self._memory_freed = asyncio.Event()
         self._accumulator.new_batch_hook = self._work.set
@@ -140,6 +152,8 @@ class AsyncProducer:
                 await asyncio.gather(*self._calls, return_exceptions=True)
             assert self._channel is not None
             await self._channel.close()
+        for channel in self._extra_channels:
+            await channel.close()
         await asyncio.to_thread(self._sync.close)
 
     async def __aenter__(self) -> AsyncProducer:
@@ -367,7 +381,7 @@ class AsyncProducer:
                     break
                 call = asyncio.create_task(self._send(batches))
                 self._calls.add(call)
-                call.add_done_callback(self._calls.discard)
+                call.add_done_callback(self._call_done)
             timeout = None if wake is None else max(0.0, wake - now)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(work.wait(), timeout)
@@ -378,10 +392,13 @@ class AsyncProducer:
         attempt = 0
         while not self._aborted and not (self._stopping and not self._accumulator.has_unfinished()):
             try:
-                answer = await self._stub.InitProducerId(
+                stub = self._stub if attempt == 0 else self._stub_for(self._sync.address)
+                answer = await stub.InitProducerId(
                     produce_pb2.InitProducerIdRequest(), timeout=self.config.request_timeout_s
                 )
             except grpc.RpcError as exc:
+                # the broker may be away: the next attempt asks one that answers (a broker alone: it)
+                await asyncio.to_thread(self._find_live_broker)
                 attempt += 1
                 if attempt == 1 or attempt % 10 == 0:
                     log.warning("could not get a producer id (attempt %d, retrying): %s", attempt, exc)
@@ -392,22 +409,117 @@ class AsyncProducer:
             return
 
     async def _send(self, batches: list[ProducerBatch]) -> None:
-        """One Produce call, its answer fed back to the accumulator."""
-        assert self._stub is not None and self._work is not None and self._memory_freed is not None
+        """One drained request: a Produce call per partition leader (one call for a broker alone). A
+        partition without a known leader fails this attempt as retriable, and has its leaders looked up
+        again (in a thread) before the retry."""
+        by_leader: dict[str, list[list[ProducerBatch]]] = {}
+        unroutable: list[list[ProducerBatch]] = []
+        for group in by_partition(batches):
+            found = self._sync.leader(group[0].topic, group[0].partition)
+            if found is None:
+                unroutable.append(group)
+            else:
+                by_leader.setdefault(found[1].address, []).append(group)
+        if unroutable:
+            error = NotLeaderOrFollowerError(
+                f"no known leader for {', '.join(f'{g[0].topic}-{g[0].partition}' for g in unroutable)} "
+                "right now: looking it up again"
+            )
+            now = time.monotonic()
+            finished = [
+                done
+                for g in unroutable
+                for b in g
+                for done in self._accumulator.fail(b, error, now, uncertain=False)
+            ]
+            for topic in {g[0].topic for g in unroutable}:
+                self._refresh_soon(topic)
+            assert self._memory_freed is not None and self._work is not None
+            self._memory_freed.set()
+            self._work.set()
+            self._finish(finished)
+        await asyncio.gather(*(self._send_to(address, groups) for address, groups in by_leader.items()))
+
+    def _find_live_broker(self) -> None:
+        """Make the metadata connection's current broker one that answers (in a thread)."""
+        with contextlib.suppress(ClientError):
+            describe_cluster(self._sync, self.config.request_timeout_s)
+
+    def _stub_for(self, address: str) -> produce_pb2_grpc.ProduceServiceStub:
+        """The stub of the channel to one broker (the bootstrap broker's is made by ``start``)."""
+        stub = self._stubs.get(address)
+        if stub is None:
+            config = self.config
+            channel = config.security.aio_channel(
+                address, channel_options(config.max_request_size, 1024 * 1024, config.client_id)
+            )
+            self._extra_channels.append(channel)
+            stub = self._stubs[address] = produce_pb2_grpc.ProduceServiceStub(channel)
+        return stub
+
+    def _refresh_soon(self, topic: str) -> None:
+        """Look the topic's leaders up again, in a thread, unless that is under way."""
+        if topic in self._refreshing:
+            return
+        self._refreshing.add(topic)
+
+        async def refresh() -> None:
+            try:
+                await asyncio.to_thread(self._metadata.refresh, topic)
+            except ClientError as exc:
+                log.debug("looking up the leaders of %s failed (the retry looks again): %s", topic, exc)
+            finally:
+                self._refreshing.discard(topic)
+
+        task = asyncio.create_task(refresh())
+        self._calls.add(task)
+        task.add_done_callback(self._call_done)
+
+    def _call_done(self, call: asyncio.Task[None]) -> None:
+        """A call (or look-up) task ended: the sender loop may have been waiting for it alone (a stop
+        waits for the calls in flight)."""
+        self._calls.discard(call)
+        if self._work is not None:
+            self._work.set()
+
+    def _note_stale(self, groups: list[list[ProducerBatch]], error: ClientError, failed_call: bool) -> None:
+        """Forget what a failure showed stale (the leader, or every partition of an unreachable broker)."""
+        cluster = self._sync.cluster
+        if not cluster.clustered:
+            return
+        if failed_call and isinstance(error, BrokerUnavailableError | RequestTimedOutError):
+            for group in groups:
+                leader = cluster.leader_of(group[0].topic, group[0].partition)
+                if leader is not None:
+                    cluster.forget_broker(leader)
+        elif isinstance(error, InvalidMetadataError | NotEnoughReplicasError) or failed_call:
+            for group in groups:
+                cluster.forget_leader(group[0].topic, group[0].partition)
+        else:
+            return
+        for topic in {g[0].topic for g in groups}:
+            self._refresh_soon(topic)
+
+    async def _send_to(self, address: str, groups: list[list[ProducerBatch]]) -> None:
+        """One Produce call to one broker, its answer fed back to the accumulator."""
+        assert self._work is not None and self._memory_freed is not None
         accumulator = self._accumulator
-        groups = by_partition(batches)
         request = produce_request(groups, accumulator.producer_id, self._acks)
         finished: Finished = []
         acked: Acked = []
         try:
-            response = await self._stub.Produce(request, timeout=self.config.request_timeout_s)
+            response = await self._stub_for(address).Produce(request, timeout=self.config.request_timeout_s)
         except grpc.RpcError as exc:
             if self._aborted:
                 return
+            self._note_stale(groups, error_from_rpc(exc, "Produce"), True)
             finished = call_failed(accumulator, groups, exc, time.monotonic())
         else:
             if self._aborted:
                 return
+            for group, result in zip(groups, response.results, strict=False):
+                if result.error_code:
+                    self._note_stale([group], error_from_code(result.error_code, ""), False)
             finished, acked = answered(accumulator, groups, list(response.results), time.monotonic())
         finally:
             self._memory_freed.set()

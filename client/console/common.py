@@ -49,7 +49,7 @@ def add_bootstrap(parser: argparse.ArgumentParser, *, security: bool = True) -> 
         "--bootstrap",
         metavar="HOST:PORT",
         default=argparse.SUPPRESS,
-        help=f"the broker's address (default: ${BOOTSTRAP_ENV} or {DEFAULT_BOOTSTRAP})",
+        help=f"the broker address(es), comma-separated (default: ${BOOTSTRAP_ENV} or {DEFAULT_BOOTSTRAP})",
     )
     if security:
         add_security(parser)

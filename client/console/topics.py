@@ -21,7 +21,16 @@ def add_parser(subcommands: Any) -> None:
         help="partition count, at least 1 (default: the broker's default_partitions)",
     )
     create.add_argument(
-        "--config", action="append", metavar="KEY=VALUE", help="a topic setting, e.g. retention.ms=3600000"
+        "--replication-factor",
+        type=int,
+        help="replicas of each partition, at most the live brokers (default: the broker's "
+        "--default-replication-factor; a broker alone holds 1)",
+    )
+    create.add_argument(
+        "--config",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a topic setting, e.g. retention.ms=3600000 or min.insync.replicas=2",
     )
     create.set_defaults(handler=friendly(_create))
 
@@ -60,9 +69,21 @@ def _create(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         raise ValueError(
             f"--partitions must be at least 1, got {args.partitions} (leave it out for the broker's default)"
         )
+    if args.replication_factor is not None and args.replication_factor < 1:
+        raise ValueError(
+            f"--replication-factor must be at least 1, got {args.replication_factor} "
+            "(leave it out for the broker's default)"
+        )
     with _admin(args) as admin:
-        topic = admin.create_topic(args.name, args.partitions or 0, key_values(args.config, "--config"))
-    print(f"created topic {topic.name} with {len(topic.partitions)} partitions")
+        topic = admin.create_topic(
+            args.name,
+            args.partitions or 0,
+            key_values(args.config, "--config"),
+            replication_factor=args.replication_factor or 0,
+        )
+    factor = len(topic.partitions[0].replicas) if topic.partitions else 1
+    replicas = f", replication factor {factor}" if factor > 1 else ""
+    print(f"created topic {topic.name} with {len(topic.partitions)} partitions{replicas}")
     return 0
 
 
@@ -83,6 +104,7 @@ def _describe(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             print(
                 f"\tpartition: {p.partition}\tstart offset: {p.log_start_offset}\tend offset: {p.log_end_offset}"
                 f"\trecords: {p.log_end_offset - p.log_start_offset}"
+                f"\tleader: {p.leader}\treplicas: {','.join(map(str, p.replicas))}\tisr: {','.join(map(str, p.isr))}"
             )
     return 0
 

@@ -1,7 +1,10 @@
 """The consumer's fetcher thread: reads ahead while the application handles what it already has.
 
-The thread keeps one Fetch call open for the partitions that have less than ``max_partition_fetch_bytes``
-buffered, stores each answer as raw bytes, and goes straight on to the next call. Decoding happens in the
+The thread keeps one Fetch call open per partition leader for the partitions that have less than
+``max_partition_fetch_bytes`` buffered, stores each answer as raw bytes, and goes straight on to the next
+call to that leader (a broker alone leads everything: one call at a time, as before clusters). A
+partition refused with NOT_LEADER_OR_FOLLOWER, or whose leader could not be reached, backs off and has
+its leader looked up again before the next fetch. Decoding happens in the
 application's thread when records are taken (``take``), batch by batch, so the thread here only waits on
 the network. A seek, pause or reassignment cancels the call in flight, so it takes effect at once rather
 than after a long-poll; data fetched for an older generation of a partition is dropped.
@@ -9,6 +12,7 @@ than after a long-poll; data fetched for an older generation of a partition is d
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import threading
@@ -32,7 +36,7 @@ from logstore.client.shared.errors import (
     error_from_code,
     error_from_rpc,
 )
-from logstore.client.shared.metadata import describe_topic
+from logstore.client.shared.metadata import describe_topic, note_failure, route
 from logstore.client.shared.metrics import consumer_meter
 from logstore.client.shared.types import TopicPartition
 from logstore.wire.logstore.v1 import common_pb2, fetch_pb2
@@ -256,7 +260,10 @@ class Fetcher(threading.Thread):
         self._buffer: deque[CompletedFetch] = deque()
         self._buffered: dict[TopicPartition, int] = {}
         self._errors: deque[ClientError] = deque(maxlen=MAX_PENDING_ERRORS)
-        self._call: grpc.Future | None = None
+        self._calls: dict[int, tuple[grpc.Future, list[tuple[TopicPartition, int, int]]]] = {}
+        """The Fetch call in flight to each leader, with its targets."""
+        self._done: list[int] = []
+        """Leaders whose call has ended, for the thread to read (under the lock)."""
         self._closed = False
         self._call_failures = 0
         self._request_timeout_s = request_timeout_ms / 1000.0
@@ -341,9 +348,9 @@ class Fetcher(threading.Thread):
         return bool(self._buffer) or bool(self._errors)
 
     def interrupt(self) -> None:
-        """Positions or the assignment changed: abandon the call in flight and plan again."""
-        if self._call is not None:
-            self._call.cancel()
+        """Positions or the assignment changed: abandon the calls in flight and plan again."""
+        for call, _ in list(self._calls.values()):
+            call.cancel()
         self.work.notify()
 
     def clear(self, tps: set[TopicPartition] | None = None) -> None:
@@ -442,16 +449,23 @@ class Fetcher(threading.Thread):
                 if answer is not None:
                     self._state.complete_reset(tp, answer.offset, generation)
 
-    def plan(self, now: float) -> tuple[list[tuple[TopicPartition, int, int]], fetch_pb2.FetchRequest]:
+    def plan(
+        self, now: float, busy: frozenset[TopicPartition] | set[TopicPartition] = frozenset()
+    ) -> tuple[list[tuple[TopicPartition, int, int]], fetch_pb2.FetchRequest]:
         """The next Fetch call: its targets (partition, generation, offset) and request; no targets when
-        nothing needs fetching. Called with the lock held, by this thread or an asyncio driver
-        (``logstore.client.aio``), which then hands the answer to ``store``."""
+        nothing needs fetching (``busy`` partitions have a call in flight). Called with the lock held, by
+        this thread or an asyncio driver (``logstore.client.aio``), which then hands the answer to
+        ``store``."""
         targets = [
             (tp, partition.generation, cast(int, partition.fetch_offset))  # fetchable: it has one
             for tp, partition in self._state.fetchable(now)
-            if self._buffered.get(tp, 0) < self._partition_bytes
+            if self._buffered.get(tp, 0) < self._partition_bytes and tp not in busy
         ]
-        request = fetch_pb2.FetchRequest(
+        self._planned_at = now
+        return targets, self.request_for(targets)
+
+    def request_for(self, targets: list[tuple[TopicPartition, int, int]]) -> fetch_pb2.FetchRequest:
+        return fetch_pb2.FetchRequest(
             partitions=[
                 fetch_pb2.FetchPartition(
                     topic=tp.topic, partition=tp.partition, offset=offset, max_bytes=self._partition_bytes
@@ -462,19 +476,58 @@ class Fetcher(threading.Thread):
             max_wait_ms=self._max_wait_ms,
             max_bytes=self._max_bytes,
         )
-        self._planned_at = now
-        return targets, request
 
     def _fetch_once(self) -> None:
+        """Start a call to each leader that has none in flight and partitions to read, then wait for a
+        call to end (or for anything else that changes the plan) and store its answer."""
         state = self._state
         with self.lock:
             now = self._clock()
-            targets, request = self.plan(now)
-            if not targets:
-                if not self._closed and not state.resets_needed():
+            busy = {tp for _, targets in self._calls.values() for tp, _, _ in targets}
+            targets, _ = self.plan(now, busy)
+        started: list[tuple[int, grpc.Future]] = []
+        if targets:
+            groups, leaderless = route(
+                self._connection, (tp for tp, _, _ in targets), self._request_timeout_s
+            )
+            with self.lock:
+                for tp in leaderless:  # looked up again at its next turn
+                    partition = state.partitions.get(tp)
+                    if partition is not None:
+                        partition.backoff_until = now + self._backoff.delay_s(1)
+                for broker_id, (channel, tps) in groups.items():
+                    if broker_id in self._calls or self._closed:
+                        continue  # its call in flight comes first
+                    chosen = set(tps)
+                    mine = [target for target in targets if target[0] in chosen]
+                    call = channel.fetch.Fetch.future(self.request_for(mine), timeout=self._timeout_s)
+                    self._calls[broker_id] = (call, mine)
+                    started.append((broker_id, call))
+        for broker_id, call in started:  # outside the lock: a call already ended runs its callback here
+            call.add_done_callback(functools.partial(self._call_ended, broker_id))
+        with self.lock:
+            if not self._calls:
+                if not targets and not self._closed and not state.resets_needed():
                     self.work.wait(self._idle_wait(now))
                 return
-            call = self._call = self._connection.fetch.Fetch.future(request, timeout=self._timeout_s)
+            if not self._done and not self._closed:
+                self.work.wait(self._idle_wait(now))
+            done, self._done = self._done, []
+            ended = [
+                (broker_id, *self._calls.pop(broker_id)) for broker_id in done if broker_id in self._calls
+            ]
+        for broker_id, call, mine in ended:
+            self._read_answer(broker_id, call, mine)
+
+    def _call_ended(self, broker_id: int, _call: object = None) -> None:
+        """Runs on a grpc thread: wake the fetcher to read the call's answer."""
+        with self.lock:
+            self._done.append(broker_id)
+            self.work.notify()
+
+    def _read_answer(
+        self, broker_id: int, call: grpc.Future, mine: list[tuple[TopicPartition, int, int]]
+    ) -> None:
         try:
             response = call.result()
         except grpc.FutureCancelledError:
@@ -482,15 +535,26 @@ class Fetcher(threading.Thread):
         except grpc.RpcError as exc:
             if call.cancelled() or exc.code() is grpc.StatusCode.CANCELLED:
                 return  # interrupted on purpose
-            self._failed_call(error_from_rpc(exc, "Fetch"), "fetching")
+            error = error_from_rpc(exc, "Fetch")
+            note_failure(self._connection, broker_id, [tp for tp, _, _ in mine], error)
+            if self._connection.cluster.clustered and error.retriable:
+                # one broker away: its partitions back off (and find their new leader); the others go on
+                self._call_failures += 1
+                self.metrics.count("fetch-error")
+                with self.lock:
+                    until = self._clock() + self._backoff.delay_s(self._call_failures)
+                    for tp, _, _ in mine:
+                        partition = self._state.partitions.get(tp)
+                        if partition is not None:
+                            partition.backoff_until = until
+                log.warning("fetching from broker %d failed (retrying): %s", broker_id, error)
+                return
+            self._failed_call(error, "fetching")
             return
-        finally:
-            with self.lock:
-                self._call = None
         self._call_failures = 0
         self._away_since = None
         with self.lock:
-            self.store(targets, response.results)
+            self.store(mine, response.results)
 
     def _idle_wait(self, now: float) -> float | None:
         """How long to sleep with nothing to fetch: until a backoff ends or the subscription refresh."""
@@ -566,6 +630,7 @@ class Fetcher(threading.Thread):
                 )
                 continue
             partition.backoff_until = now + self._backoff.delay_s(10 if not error.retriable else 1)
+            note_failure(self._connection, -1, [tp], error)
             if error.retriable:
                 log.debug("fetching %s failed, will retry: %s", tp, error)
             else:

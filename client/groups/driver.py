@@ -131,7 +131,7 @@ class GroupCoordinator:
                 f"({session_timeout_ms}), or the member times out between heartbeats"
             )
         self.group_id = group_id
-        self._stub = group_stub(connection)
+        self._stub = group_stub(connection, group_id, request_timeout_s)  # to its coordinator
         self._connection = connection
         self._state = state
         self._fetcher = fetcher

@@ -4,8 +4,10 @@ and out. The consumer's group driver and the admin client share them."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Any, cast
 
 import grpc
+from logstore.client.groups.coordinator import CoordinatorStub
 from logstore.client.groups.membership import HeartbeatAnswer, HeartbeatPlan, partitions
 from logstore.client.shared.connection import Connection
 from logstore.client.shared.errors import (
@@ -26,9 +28,16 @@ OUTSIDE_MEMBER_EPOCH = -1
 """What commits from outside the group (assign() consumers, tools) send as member id and epoch."""
 
 
-def group_stub(connection: Connection) -> group_pb2_grpc.GroupServiceStub:
-    # The Connection carries stubs for the topic services only; groups go over the same channel.
-    return group_pb2_grpc.GroupServiceStub(connection.calls)  # with the interceptors
+def group_stub(
+    connection: Connection, group_id: str | None = None, timeout_s: float = 30.0
+) -> group_pb2_grpc.GroupServiceStub:
+    """The GroupService stub for one group's calls: on its coordinator's channel (``CoordinatorStub``,
+    found again when it moves); without ``group_id``, on the current broker's (listing groups)."""
+    if group_id is None:
+        # The Connection carries stubs for the topic services only; groups go over the same channel.
+        return group_pb2_grpc.GroupServiceStub(connection.calls)  # with the interceptors
+    stub: Any = CoordinatorStub(connection, group_pb2_grpc.GroupServiceStub, group_id, timeout_s=timeout_s)
+    return cast(group_pb2_grpc.GroupServiceStub, stub)
 
 
 def partition_set(tps: Iterable[TopicPartition]) -> list[group_pb2.TopicPartitions]:

@@ -12,6 +12,7 @@ import grpc
 from logstore.client.producer.accumulator import Accumulator, Finished, ProducerBatch
 from logstore.client.shared.errors import (
     BrokerStorageError,
+    NotEnoughReplicasAfterAppendError,
     RequestTimedOutError,
     UnknownBrokerError,
     error_from_code,
@@ -20,8 +21,14 @@ from logstore.client.shared.errors import (
 )
 from logstore.wire.logstore.v1 import produce_pb2
 
-UNCERTAIN_ERRORS = (RequestTimedOutError, BrokerStorageError, UnknownBrokerError)
-"""Answers after which the batch may or may not be written: retried as a possible duplicate."""
+UNCERTAIN_ERRORS = (
+    RequestTimedOutError,
+    BrokerStorageError,
+    UnknownBrokerError,
+    NotEnoughReplicasAfterAppendError,
+)
+"""Answers after which the batch may or may not be written: retried as a possible duplicate (written on
+the leader but not yet on enough replicas counts: a new leader may or may not have it)."""
 
 Acked = list[tuple[ProducerBatch, int, int]]
 """Batches the broker took, each with its base offset and log-append time (-1, -1 for acks=0)."""

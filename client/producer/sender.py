@@ -1,5 +1,13 @@
 """The producer's sender thread: drains the accumulator into Produce requests and feeds the answers back.
 
+Each drained request is split by partition leader (``Connection.leader``): one request per broker, on
+that broker's channel (and, with ``"stream"``, that broker's own ProduceStream). A partition whose leader
+is not known, or whose request was refused with NOT_LEADER_OR_FOLLOWER (or any stale-metadata error),
+or whose broker could not be reached, fails that attempt as a retriable error: the accumulator retries
+it under its usual rules (backoff, ``delivery_timeout_ms``, an idempotent batch keeps its sequence) and
+the sender looks the topic's leaders up again before the retry goes out. A broker alone is broker 0 and
+leads everything, so there each request goes, whole, to it as before.
+
 It keeps up to ``max_in_flight`` requests unanswered at once. With ``produce_transport="unary"`` each
 is a Produce call (a grpc future), each partition in at most one of them (the accumulator's drain sees
 to that), so calls that overtake each other on the way cannot reorder a partition. With ``"stream"``
@@ -11,6 +19,7 @@ outside it, so ``send()`` is never held up by the network.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -29,9 +38,13 @@ from logstore.client.producer.calls import (
 from logstore.client.producer.config import ProducerConfig
 from logstore.client.producer.stream import RequestStream
 from logstore.client.shared.backoff import Backoff
-from logstore.client.shared.connection import Connection
+from logstore.client.shared.connection import BrokerChannel, Connection
 from logstore.client.shared.errors import (
     ClientError,
+    InvalidMetadataError,
+    NotEnoughReplicasError,
+    NotLeaderOrFollowerError,
+    error_from_code,
     error_from_rpc,
 )
 from logstore.client.shared.metadata import TopicMetadata
@@ -46,10 +59,16 @@ METADATA_CHECK_INTERVAL_S = 5.0
 _Groups = list[list[ProducerBatch]]
 """The batches of one request, one list per partition entry."""
 _Answer = tuple[
-    _Groups, "produce_pb2.ProduceResponse | produce_pb2.ProduceStreamResponse | grpc.RpcError", bool
+    _Groups,
+    "produce_pb2.ProduceResponse | produce_pb2.ProduceStreamResponse | grpc.RpcError | ClientError",
+    bool,
+    int,
 ]
-"""The batches of one request, its answer or the error that failed its call (or broke its stream), and
-whether it went on the stream."""
+"""The batches of one request, its answer or the error that failed its call (or broke its stream, or
+kept it from being sent: a ``ClientError``), whether it went on the stream, and the broker it went to."""
+STALE_METADATA = (InvalidMetadataError, NotEnoughReplicasError)
+"""Answers after which the partition's leader is looked up again before the retry (the ISR may have
+shrunk because the leader is being replaced)."""
 
 
 NEVER_SERVED = (
@@ -102,15 +121,11 @@ class Sender(threading.Thread):
         self._needs_producer_id = accumulator.idempotent
         self._next_metadata_check = clock() + METADATA_CHECK_INTERVAL_S
         self.fatal_error: BaseException | None = None
-        self._stream: RequestStream[_Groups] | None = None
-        """With ``produce_transport="stream"``: the one ProduceStream that carries every request."""
-        if config.produce_transport == "stream":
-            self._stream = RequestStream(
-                connection.produce.ProduceStream,
-                self._stream_outcome,
-                request_timeout_s=self._request_timeout_s,
-                clock=clock,
-            )
+        self._streaming = config.produce_transport == "stream"
+        self._streams: dict[int, RequestStream[_Groups]] = {}
+        """With ``produce_transport="stream"``: the ProduceStream of each broker, carrying its requests."""
+        self._stale: set[str] = set()
+        """Topics whose leaders to look up again before the next drain (under the lock)."""
 
     # --- control (called from other threads) ------------------------------------------------------------
 
@@ -126,8 +141,8 @@ class Sender(threading.Thread):
     def run(self) -> None:
         try:
             self._loop()
-            if self._stream is not None:
-                self._stream.close()
+            for stream in list(self._streams.values()):
+                stream.close()
         except BaseException as exc:  # a bug: fail what is left rather than hang every flush()
             log.exception("the producer's sender thread failed; failing all buffered records")
             self.fatal_error = exc
@@ -147,6 +162,7 @@ class Sender(threading.Thread):
             if self._needs_producer_id and not self._init_producer_id():
                 continue
             self._refresh_metadata_if_due()
+            self._refresh_stale_leaders()
             with self.work:
                 if self._aborted or (
                     self._stopping and not self._in_flight and not accumulator.has_unfinished()
@@ -168,8 +184,9 @@ class Sender(threading.Thread):
                     timeout = self._next_metadata_check - now
                     if wake is not None:
                         timeout = min(timeout, wake - now)
-                    if self._stream is not None and (due := self._stream.check(now)) is not None:
-                        timeout = min(timeout, due - now)
+                    for stream in list(self._streams.values()):
+                        if (due := stream.check(now)) is not None:
+                            timeout = min(timeout, due - now)
                     self.work.wait(max(0.0, timeout))
                     continue
             self._finish(finished)
@@ -199,8 +216,11 @@ class Sender(threading.Thread):
                 expired = self._accumulator.expire(self._clock())
             self._finish(expired)
             try:
-                answer = self._connection.produce.InitProducerId(
-                    produce_pb2.InitProducerIdRequest(), timeout=self._request_timeout_s
+                answer = self._connection.call_any(
+                    lambda channel: channel.produce.InitProducerId(
+                        produce_pb2.InitProducerIdRequest(), timeout=self._request_timeout_s
+                    ),
+                    "InitProducerId",
                 )
             except grpc.RpcError as exc:
                 error = error_from_rpc(exc, "InitProducerId")
@@ -220,42 +240,137 @@ class Sender(threading.Thread):
     # --- calls ----------------------------------------------------------------------------------------------
 
     def _send(self, batches: list[ProducerBatch]) -> None:
-        groups = by_partition(batches)
-        request = produce_request(groups, self._accumulator.producer_id, self._acks)
-        if self._stream is not None:
-            self._stream.send(groups, request)
-            return
-        future = self._connection.produce.Produce.future(request, timeout=self._request_timeout_s)
-        future.add_done_callback(lambda done: self._answered(groups, done))
+        """Send one drained request: one call per partition leader (counted in flight as one each)."""
+        by_leader: dict[int, _Groups] = {}
+        channels = {}
+        unroutable: _Groups = []
+        for group in by_partition(batches):
+            first = group[0]
+            found = self._connection.leader(first.topic, first.partition)
+            if found is None:
+                unroutable.append(group)
+                continue
+            broker_id, channel = found
+            by_leader.setdefault(broker_id, []).append(group)
+            channels[broker_id] = channel
+        parts = len(by_leader) + (1 if unroutable else 0)
+        if parts > 1:
+            with self.work:
+                self._in_flight += parts - 1
+        if unroutable:
+            topics = sorted({g[0].topic for g in unroutable})
+            error = NotLeaderOrFollowerError(
+                f"no known leader for {', '.join(f'{g[0].topic}-{g[0].partition}' for g in unroutable)} "
+                "(the partition has none right now, or its broker is not known yet): looking it up again"
+            )
+            with self.work:
+                self._stale.update(topics)
+                self._answers.append((unroutable, error, False, -1))
+                self.work.notify()
+        producer_id = self._accumulator.producer_id
+        for broker_id, groups in by_leader.items():
+            request = produce_request(groups, producer_id, self._acks)
+            if self._streaming:
+                self._stream_for(broker_id, channels[broker_id]).send(groups, request)
+                continue
+            future = channels[broker_id].produce.Produce.future(request, timeout=self._request_timeout_s)
+            future.add_done_callback(lambda done, g=groups, b=broker_id: self._answered(g, done, b))
 
-    def _answered(self, groups: _Groups, future: grpc.Future) -> None:
+    def _stream_for(self, broker_id: int, channel: BrokerChannel) -> RequestStream[_Groups]:
+        """The broker's ProduceStream (made on first use; it reopens itself after breaking). A broker
+        reached at a new address (it moved) gets a new one."""
+        stream = self._streams.get(broker_id)
+        if stream is None or stream.address != channel.address:
+            if stream is not None:
+                stream.close()
+            stream = RequestStream(
+                channel.produce.ProduceStream,
+                functools.partial(self._stream_outcome, broker_id=broker_id),
+                request_timeout_s=self._request_timeout_s,
+                clock=self._clock,
+                address=channel.address,
+            )
+            self._streams[broker_id] = stream
+        return stream
+
+    def _answered(self, groups: _Groups, future: grpc.Future, broker_id: int) -> None:
         """Runs on a grpc thread: hand the answer to the sender thread."""
         try:
             outcome = future.result()
         except grpc.RpcError as exc:
             outcome = exc
         with self.work:
-            self._answers.append((groups, outcome, False))
+            self._answers.append((groups, outcome, False, broker_id))
             self.work.notify()
 
     def _stream_outcome(
-        self, groups: _Groups, outcome: produce_pb2.ProduceStreamResponse | grpc.RpcError
+        self, groups: _Groups, outcome: produce_pb2.ProduceStreamResponse | grpc.RpcError, broker_id: int
     ) -> None:
         """Runs on the stream's reading thread, in request order: hand the answer to the sender thread."""
         with self.work:
-            self._answers.append((groups, outcome, True))
+            self._answers.append((groups, outcome, True, broker_id))
             self.work.notify()
+
+    # --- leaders ----------------------------------------------------------------------------------------------
+
+    def _refresh_stale_leaders(self) -> None:
+        """Look up again (outside the lock) the leaders of topics an answer showed stale."""
+        with self.work:
+            if not self._stale:
+                return
+            topics, self._stale = sorted(self._stale), set()
+        for topic in topics:
+            try:
+                self._metadata.refresh(topic)
+            except ClientError as exc:
+                log.debug("looking up the leaders of %s failed (the retry looks again): %s", topic, exc)
+                with self.work:
+                    self._stale.add(topic)
+
+    def _note_stale(self, groups: _Groups, outcome: object, broker_id: int) -> None:
+        """Under the lock: after a failed call or refused partitions, forget what the answer showed
+        wrong (a broker unreachable, a partition not led there) so the retry looks it up again."""
+        cluster = self._connection.cluster
+        if isinstance(outcome, grpc.RpcError):
+            if broker_id >= 0 and _status(outcome) in (
+                grpc.StatusCode.UNAVAILABLE,
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+            ):
+                cluster.forget_broker(broker_id)
+            self._stale.update(g[0].topic for g in groups)
+            return
+        if isinstance(outcome, ClientError):
+            return  # unroutable: already marked
+        if isinstance(outcome, produce_pb2.ProduceStreamResponse):
+            results = outcome.response.results
+        elif isinstance(outcome, produce_pb2.ProduceResponse):
+            results = outcome.results
+        else:
+            return
+        for group, result in zip(groups, results, strict=False):
+            if result.error_code and isinstance(error_from_code(result.error_code, ""), STALE_METADATA):
+                cluster.forget_leader(group[0].topic, group[0].partition)
+                self._stale.add(group[0].topic)
 
     def _handle_answers(self, answers: list[_Answer]) -> None:
         accumulator = self._accumulator
-        for groups, outcome, streamed in answers:
+        for groups, outcome, streamed, broker_id in answers:
             acked: Acked = []
             with self.work:
                 self._in_flight -= 1
                 if self._aborted:
                     continue
                 now = self._clock()
-                if isinstance(outcome, grpc.RpcError):
+                if self._connection.cluster.clustered:
+                    self._note_stale(groups, outcome, broker_id)
+                if isinstance(outcome, ClientError):  # not sent: no leader known
+                    finished = [
+                        done
+                        for group in groups
+                        for batch in group
+                        for done in accumulator.fail(batch, outcome, now, uncertain=False)
+                    ]
+                elif isinstance(outcome, grpc.RpcError):
                     uncertain = None
                     if streamed:  # whatever ended the stream, the broker may have appended its requests
                         status = _status(outcome)
@@ -263,7 +378,7 @@ class Sender(threading.Thread):
                         # ... unless it never served the call at all (no such call, or the guard refused
                         # the stream's caller before its handler read a request)
                         uncertain = status not in NEVER_SERVED
-                        if unimplemented and self._stream is not None:
+                        if unimplemented and self._streaming:
                             self._fall_back_to_unary()
                     finished = call_failed(accumulator, groups, outcome, now, uncertain=uncertain)
                 elif isinstance(outcome, produce_pb2.ProduceStreamResponse):
@@ -284,9 +399,10 @@ class Sender(threading.Thread):
             "(produce_transport='unary' skips the attempt)",
             self._connection.address,
         )
-        assert self._stream is not None
-        self._stream.close()
-        self._stream = None
+        for stream in self._streams.values():
+            stream.close()
+        self._streams.clear()
+        self._streaming = False
         self._accumulator.pipelined = False
 
     @staticmethod

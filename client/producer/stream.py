@@ -85,7 +85,10 @@ class RequestStream(Generic[Item]):
         *,
         request_timeout_s: float,
         clock: Callable[[], float] = time.monotonic,
+        address: str = "",
     ) -> None:
+        self.address = address
+        """The broker address the stream goes to (the sender makes one per broker)."""
         self._open_stream = open_stream
         self._on_outcome = on_outcome
         self._request_timeout_s = request_timeout_s

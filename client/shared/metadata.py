@@ -1,4 +1,7 @@
-"""Partition counts of topics, as the producer and consumer need them, cached and refreshed.
+"""Partition counts and leaders of topics, as the producer and consumer need them, cached and refreshed.
+
+In a cluster each DescribeTopic answer also tells the connection's ``ClusterMap`` who leads each
+partition, and a leader whose address is not known yet makes it ask DescribeCluster too.
 
 The producer must know a topic's partition count before it can place a keyed record. For an unknown
 topic it asks with ``DescribeTopic(allow_auto_create=True)`` when ``auto_create`` is on: the broker then
@@ -7,36 +10,106 @@ creates the topic exactly as a first produce would, and only if the broker itsel
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+from collections.abc import Iterable
 
 import grpc
 from logstore.client.shared.backoff import Backoff
-from logstore.client.shared.connection import Connection
+from logstore.client.shared.connection import BrokerChannel, Connection
 from logstore.client.shared.errors import (
+    BrokerUnavailableError,
     BufferExhaustedError,
     ClientError,
+    InvalidMetadataError,
+    NotEnoughReplicasError,
+    RequestTimedOutError,
     UnknownTopicError,
     error_from_rpc,
 )
-from logstore.client.shared.types import PartitionInfo, TopicDescription
+from logstore.client.shared.types import (
+    BrokerMetadata,
+    ClusterDescription,
+    PartitionInfo,
+    TopicDescription,
+    TopicPartition,
+)
 from logstore.wire.logstore.v1 import admin_pb2
+
+log = logging.getLogger(__name__)
+
+
+def describe_cluster(connection: Connection, timeout_s: float) -> ClusterDescription:
+    """One DescribeCluster call (to any broker that answers), remembered by the connection."""
+    request = admin_pb2.DescribeClusterRequest()
+    try:
+        answer = connection.call_any(
+            lambda channel: channel.admin.DescribeCluster(request, timeout=timeout_s), "DescribeCluster"
+        )
+    except grpc.RpcError as exc:
+        raise error_from_rpc(exc, "describing the cluster") from None
+    description = cluster_description(answer)
+    connection.cluster.learn_cluster(description)
+    return description
+
+
+def cluster_description(answer: admin_pb2.DescribeClusterResponse) -> ClusterDescription:
+    brokers = [BrokerMetadata(b.broker_id, dict(b.endpoints)) for b in answer.brokers]
+    return ClusterDescription(
+        brokers, answer.controller_id, answer.broker_id, answer.clustered, answer.cluster_id
+    )
 
 
 def describe_topic(
     connection: Connection, name: str, timeout_s: float, *, allow_auto_create: bool = False
 ) -> TopicDescription:
-    """One DescribeTopic call, as plain values. Raises the client's errors."""
+    """One DescribeTopic call (to any broker that answers), as plain values; the partitions' leaders
+    are remembered by the connection. Raises the client's errors."""
     request = admin_pb2.DescribeTopicRequest(name=name, allow_auto_create=allow_auto_create)
     try:
-        answer = connection.admin.DescribeTopic(request, timeout=timeout_s)
+        answer = connection.call_any(
+            lambda channel: channel.admin.DescribeTopic(request, timeout=timeout_s),
+            f"describing topic {name!r}",
+        )
     except grpc.RpcError as exc:
         raise error_from_rpc(exc, f"describing topic {name!r}") from None
-    return topic_description(answer.topic)
+    description = topic_description(answer.topic)
+    learn_leaders(connection, description, timeout_s)
+    return description
+
+
+def learn_leaders(connection: Connection, description: TopicDescription, timeout_s: float) -> None:
+    """Remember the topic's leaders; look the cluster up when one of them is a broker not known yet (or
+    the first time, to learn whether the brokers form a cluster at all)."""
+    cluster = connection.cluster
+    cluster.learn_topic(description.name, description.partitions)
+    unknown = (
+        any(p.leader >= 0 and not cluster.knows(p.leader) for p in description.partitions)
+        or not cluster.learned
+    )
+    if unknown:
+        try:
+            describe_cluster(connection, timeout_s)
+        except ClientError as exc:
+            if not exc.retriable:  # a broker without DescribeCluster (an older one): it is alone
+                cluster.learned = True
+            # otherwise the leaders stay unknown until the next refresh; the sender and fetcher retry
 
 
 def topic_description(topic: admin_pb2.TopicDescription) -> TopicDescription:
-    partitions = [PartitionInfo(p.partition, p.log_start_offset, p.log_end_offset) for p in topic.partitions]
+    partitions = [
+        PartitionInfo(
+            p.partition,
+            p.log_start_offset,
+            p.log_end_offset,
+            p.leader,
+            p.leader_epoch,
+            tuple(p.replicas) or (p.leader,),
+            tuple(p.isr) or (p.leader,),
+        )
+        for p in topic.partitions
+    ]
     return TopicDescription(topic.name, dict(topic.config), partitions)
 
 
@@ -107,3 +180,49 @@ class TopicMetadata:
     def stale(self, now: float) -> list[str]:
         """Topics whose count is older than ``metadata_max_age_ms``."""
         return [topic for topic, at in list(self._fetched_at.items()) if now - at >= self._max_age_s]
+
+
+def route(
+    connection: Connection, tps: Iterable[TopicPartition], timeout_s: float
+) -> tuple[dict[int, tuple[BrokerChannel, list[TopicPartition]]], list[TopicPartition]]:
+    """The partitions grouped by leader, each group with its leader's channel, and those whose leader is
+    still unknown after looking their topics up once (none for a broker alone: it leads everything)."""
+    wanted = list(tps)
+    if not connection.cluster.learned:
+        try:  # first: are the brokers a cluster at all (else the one reached leads everything)
+            describe_cluster(connection, timeout_s)
+        except ClientError as exc:
+            if not exc.retriable:
+                connection.cluster.learned = True  # a broker without DescribeCluster (an older one)
+            log.debug("describing the cluster failed: %s", exc)
+    unknown = {tp.topic for tp in wanted if connection.leader(tp.topic, tp.partition) is None}
+    for topic in sorted(unknown):
+        try:
+            describe_topic(connection, topic, timeout_s)
+        except ClientError as exc:
+            log.debug("looking up the leaders of %s failed: %s", topic, exc)
+    groups: dict[int, tuple[BrokerChannel, list[TopicPartition]]] = {}
+    leaderless: list[TopicPartition] = []
+    for tp in wanted:
+        found = connection.leader(tp.topic, tp.partition)
+        if found is None:
+            leaderless.append(tp)
+            continue
+        broker_id, channel = found
+        groups.setdefault(broker_id, (channel, []))[1].append(tp)
+    return groups, leaderless
+
+
+def note_failure(
+    connection: Connection, broker_id: int, tps: Iterable[TopicPartition], error: ClientError
+) -> None:
+    """After an answer that showed the metadata stale (NOT_LEADER_OR_FOLLOWER and the like) or a broker
+    that could not be reached: forget those leaders, so the next attempt looks them up again."""
+    cluster = connection.cluster
+    if not cluster.clustered:
+        return
+    if isinstance(error, BrokerUnavailableError | RequestTimedOutError):
+        cluster.forget_broker(broker_id)
+    elif isinstance(error, InvalidMetadataError | NotEnoughReplicasError):
+        for tp in tps:
+            cluster.forget_leader(tp.topic, tp.partition)

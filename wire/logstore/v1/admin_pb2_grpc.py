@@ -65,6 +65,16 @@ class AdminServiceStub:
                 request_serializer=logstore_dot_v1_dot_admin__pb2.AlterTopicConfigRequest.SerializeToString,
                 response_deserializer=logstore_dot_v1_dot_admin__pb2.AlterTopicConfigResponse.FromString,
                 _registered_method=True)
+        self.DescribeCluster = channel.unary_unary(
+                '/logstore.v1.AdminService/DescribeCluster',
+                request_serializer=logstore_dot_v1_dot_admin__pb2.DescribeClusterRequest.SerializeToString,
+                response_deserializer=logstore_dot_v1_dot_admin__pb2.DescribeClusterResponse.FromString,
+                _registered_method=True)
+        self.FindCoordinator = channel.unary_unary(
+                '/logstore.v1.AdminService/FindCoordinator',
+                request_serializer=logstore_dot_v1_dot_admin__pb2.FindCoordinatorRequest.SerializeToString,
+                response_deserializer=logstore_dot_v1_dot_admin__pb2.FindCoordinatorResponse.FromString,
+                _registered_method=True)
         self.CreateUser = channel.unary_unary(
                 '/logstore.v1.AdminService/CreateUser',
                 request_serializer=logstore_dot_v1_dot_admin__pb2.CreateUserRequest.SerializeToString,
@@ -145,6 +155,24 @@ class AdminServiceServicer:
 
     def AlterTopicConfig(self, request, context):
         """Changes some configuration settings of a topic; the others keep their values.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DescribeCluster(self, request, context):
+        """The cluster as this broker sees it: the live brokers with their listeners' addresses, the
+        controller and this broker's id. A single broker (no --etcd) answers itself as broker 0 and
+        controller. Clients bootstrap from it and keep a channel per broker.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FindCoordinator(self, request, context):
+        """The broker that coordinates a consumer group (kind "group") or share group ("share"): the leader
+        of the internal partition the group's id maps to. UNAVAILABLE (ERROR_CODE_NOT_AVAILABLE) while that
+        partition has no leader; group calls sent elsewhere are refused with ERROR_CODE_NOT_COORDINATOR.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -233,6 +261,16 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.AlterTopicConfig,
                     request_deserializer=logstore_dot_v1_dot_admin__pb2.AlterTopicConfigRequest.FromString,
                     response_serializer=logstore_dot_v1_dot_admin__pb2.AlterTopicConfigResponse.SerializeToString,
+            ),
+            'DescribeCluster': grpc.unary_unary_rpc_method_handler(
+                    servicer.DescribeCluster,
+                    request_deserializer=logstore_dot_v1_dot_admin__pb2.DescribeClusterRequest.FromString,
+                    response_serializer=logstore_dot_v1_dot_admin__pb2.DescribeClusterResponse.SerializeToString,
+            ),
+            'FindCoordinator': grpc.unary_unary_rpc_method_handler(
+                    servicer.FindCoordinator,
+                    request_deserializer=logstore_dot_v1_dot_admin__pb2.FindCoordinatorRequest.FromString,
+                    response_serializer=logstore_dot_v1_dot_admin__pb2.FindCoordinatorResponse.SerializeToString,
             ),
             'CreateUser': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateUser,
@@ -433,6 +471,60 @@ class AdminService:
             '/logstore.v1.AdminService/AlterTopicConfig',
             logstore_dot_v1_dot_admin__pb2.AlterTopicConfigRequest.SerializeToString,
             logstore_dot_v1_dot_admin__pb2.AlterTopicConfigResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DescribeCluster(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/logstore.v1.AdminService/DescribeCluster',
+            logstore_dot_v1_dot_admin__pb2.DescribeClusterRequest.SerializeToString,
+            logstore_dot_v1_dot_admin__pb2.DescribeClusterResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FindCoordinator(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/logstore.v1.AdminService/FindCoordinator',
+            logstore_dot_v1_dot_admin__pb2.FindCoordinatorRequest.SerializeToString,
+            logstore_dot_v1_dot_admin__pb2.FindCoordinatorResponse.FromString,
             options,
             channel_credentials,
             insecure,
