@@ -4,6 +4,8 @@ in every broker's local logs; a change that cannot be met is refused where it wa
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import grpc
 import pytest
 from logstore.wire.logstore.v1 import admin_pb2
 
+from logstore.records import build_batch
 from tests.cluster_support import Cluster, cluster_of
 from tests.conftest import Stubs
 
@@ -99,3 +102,55 @@ def test_a_min_insync_replicas_above_the_replication_factor_is_refused(cluster: 
         )
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "no acks=all write could ever succeed" in str(refused.value.details())
+
+
+def test_a_partition_reassigned_to_other_brokers_keeps_every_record_and_moves_its_leader(
+    cluster: Cluster,
+) -> None:
+    """`logstore topics reassign`: the new replica joins and catches up, then the old leader, left out,
+    hands over (leader epoch bumped); the moved partition holds every record, and takes new ones."""
+    admin = Stubs.connect(cluster.brokers[1].address)
+    admin.admin.CreateTopic(
+        admin_pb2.CreateTopicRequest(
+            name="moving", partitions=1, replication_factor=2, config={"min.insync.replicas": "1"}
+        )
+    )
+    before = cluster.wait_for_isr("moving", 0, 2)
+    newcomer = next(i for i in cluster.brokers if i not in before.replicas)
+    staying = next(r for r in before.replicas if r != before.leader)
+    leader = Stubs.connect(cluster.brokers[before.leader].address)
+    for i in range(50):
+        assert leader.produce_one("moving", 0, build_batch([f"r{i}".encode()])).error_code == 0
+    done = subprocess.run(
+        [sys.executable, "-m", "logstore.bench.cli", "topics", "reassign", "moving",
+         "--replicas", f"0={newcomer},{staying}", "--bootstrap", cluster.brokers[staying].address],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert f"moving moving-0 to brokers {newcomer},{staying}" in done.stdout
+
+    def moved() -> bool:
+        state = cluster.partition("moving", 0)
+        return state is not None and state.replicas == (newcomer, staying) and state.leader == newcomer
+
+    cluster.wait_for(moved, f"moving-0 is on brokers {newcomer},{staying}, led by {newcomer}")
+    after = cluster.partition("moving", 0)
+    assert after is not None and after.leader_epoch == before.leader_epoch + 1
+    assignment = cluster._json_prefix("topics/moving")[f"{cluster.cluster_root}/topics/moving"]
+    assert assignment["replicas"] == [[newcomer, staying]]
+    new_leader = Stubs.connect(cluster.brokers[newcomer].address)
+    result = new_leader.produce_one("moving", 0, build_batch([b"after the move"]))
+    assert result.error_code == 0 and result.base_offset == 50, result.error_message
+    assert new_leader.values("moving", 0) == [f"r{i}".encode() for i in range(50)] + [b"after the move"]
+    refused = Stubs.connect(cluster.brokers[before.leader].address).produce_one(
+        "moving", 0, build_batch([b"to the old leader"])
+    )
+    assert refused.error_code == 35, refused.error_message  # NOT_LEADER_OR_FOLLOWER
+
+    with pytest.raises(grpc.RpcError) as bad:
+        admin.admin.ReassignPartitions(
+            admin_pb2.ReassignPartitionsRequest(
+                name="moving", partitions=[admin_pb2.PartitionReassignment(partition=0, replicas=[1, 9])]
+            )
+        )
+    assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "not live" in str(bad.value.details())

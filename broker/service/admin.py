@@ -215,6 +215,15 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         endpoint = node.endpoints.get("grpc", "") if node is not None else ""
         return pb.FindCoordinatorResponse(broker_id=broker_id, endpoint=endpoint)
 
+    @unary
+    async def ReassignPartitions(
+        self, request: pb.ReassignPartitionsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ReassignPartitionsResponse:
+        targets = {p.partition: list(p.replicas) for p in request.partitions}
+        require(len(targets) == len(request.partitions), "name each partition at most once")
+        await self._core.reassign_partitions(request.name, targets)
+        return pb.ReassignPartitionsResponse()
+
     # --- users and ACLs (super-users only when auth is on: broker/service/guard.py) ---------------------
 
     async def _set_user(self, request: pb.CreateUserRequest, *, create: bool) -> pb.CreateUserResponse:

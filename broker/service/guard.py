@@ -200,6 +200,7 @@ RULES: dict[str, dict[str, Rule]] = {
         "AlterTopicConfig": Rule(_topic(Operation.ALTER_CONFIGS)),
         "DescribeCluster": Rule(_nothing),  # as Kafka's Metadata: brokers and controller for anyone
         "FindCoordinator": Rule(lambda c, r: c.need(DESCRIBE, GROUP, r.key)),
+        "ReassignPartitions": Rule(lambda c, r: c.need(ALTER, CLUSTER, CLUSTER_NAME)),
         "CreateUser": Rule(_super_user("create users")),
         "AlterUser": Rule(_super_user("change users")),
         "DeleteUser": Rule(_super_user("delete users")),

@@ -143,6 +143,22 @@ class Admin:
             if c is not None and c.address != self._connection.address
         ]
 
+    def reassign_partitions(self, topic: str, targets: Mapping[int, Sequence[int]]) -> None:
+        """Move partitions of ``topic`` to new replica lists ``{partition: [broker ids]}`` (Kafka's
+        ``alter_partition_reassignments``); returns once the moves are asked for, not done (the new
+        replicas first catch up): ``describe_topics`` shows each partition's replicas as they change."""
+        self._call(
+            "ReassignPartitions",
+            admin_pb2.ReassignPartitionsRequest(
+                name=topic,
+                partitions=[
+                    admin_pb2.PartitionReassignment(partition=p, replicas=list(r))
+                    for p, r in sorted(targets.items())
+                ],
+            ),
+            f"reassigning partitions of {topic!r}",
+        )
+
     def describe_cluster(self) -> ClusterDescription:
         """The live brokers with their listeners' addresses, the controller, and which broker answered
         (a broker alone answers itself as broker 0, ``clustered`` False)."""

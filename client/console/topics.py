@@ -1,4 +1,4 @@
-"""``logstore topics create|list|describe|alter|delete``: topic administration from the shell."""
+"""``logstore topics create|list|describe|alter|reassign|delete``: topic administration from the shell."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from logstore.client.console.common import add_bootstrap, bootstrap, friendly, k
 
 
 def add_parser(subcommands: Any) -> None:
-    parser = subcommands.add_parser("topics", help="create, list, describe, alter and delete topics")
+    parser = subcommands.add_parser(
+        "topics", help="create, list, describe, alter, reassign and delete topics"
+    )
     add_bootstrap(parser)
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
@@ -50,11 +52,26 @@ def add_parser(subcommands: Any) -> None:
     )
     alter.set_defaults(handler=friendly(_alter))
 
+    reassign = actions.add_parser(
+        "reassign",
+        help="move partitions to other brokers (a cluster): new replicas join, catch up, then the old leave",
+    )
+    reassign.add_argument("name", help="the topic whose partitions move")
+    reassign.add_argument(
+        "--replicas",
+        action="append",
+        required=True,
+        metavar="PARTITION=ID,ID,...",
+        help="a partition and its new replica list, the first its preferred leader, e.g. 0=2,3,4 (repeat "
+        "for more partitions); `logstore cluster status` shows the progress",
+    )
+    reassign.set_defaults(handler=friendly(_reassign))
+
     delete = actions.add_parser("delete", help="delete topics and all their data")
     delete.add_argument("names", nargs="+", metavar="NAME", help="the topics to delete")
     delete.set_defaults(handler=friendly(_delete))
 
-    for action in (create, listing, describe, alter, delete):
+    for action in (create, listing, describe, alter, reassign, delete):
         add_bootstrap(action)
 
 
@@ -120,6 +137,24 @@ def _alter(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         if changes or args.reset_config:
             admin.alter_configs({args.name: changes}, reset={args.name: args.reset_config or []})
             print(f"updated the configuration of topic {args.name}")
+    return 0
+
+
+def _reassign(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    targets = {}
+    for item in args.replicas:
+        partition, _, brokers = item.partition("=")
+        try:
+            targets[int(partition)] = [int(b) for b in brokers.split(",")]
+        except ValueError:
+            raise ValueError(
+                f"--replicas {item!r}: write PARTITION=ID,ID,... such as 0=2,3,4 (broker ids, comma-separated)"
+            ) from None
+    with _admin(args) as admin:
+        admin.reassign_partitions(args.name, targets)
+    for partition, brokers in sorted(targets.items()):
+        print(f"moving {args.name}-{partition} to brokers {','.join(map(str, brokers))}")
+    print("the controller moves them once the new replicas are in sync: see `logstore cluster status`")
     return 0
 
 

@@ -75,6 +75,11 @@ class AdminServiceStub:
                 request_serializer=logstore_dot_v1_dot_admin__pb2.FindCoordinatorRequest.SerializeToString,
                 response_deserializer=logstore_dot_v1_dot_admin__pb2.FindCoordinatorResponse.FromString,
                 _registered_method=True)
+        self.ReassignPartitions = channel.unary_unary(
+                '/logstore.v1.AdminService/ReassignPartitions',
+                request_serializer=logstore_dot_v1_dot_admin__pb2.ReassignPartitionsRequest.SerializeToString,
+                response_deserializer=logstore_dot_v1_dot_admin__pb2.ReassignPartitionsResponse.FromString,
+                _registered_method=True)
         self.CreateUser = channel.unary_unary(
                 '/logstore.v1.AdminService/CreateUser',
                 request_serializer=logstore_dot_v1_dot_admin__pb2.CreateUserRequest.SerializeToString,
@@ -178,6 +183,17 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReassignPartitions(self, request, context):
+        """Moves partitions to other brokers (Kafka's AlterPartitionReassignments): the controller adds the new
+        replicas, waits until they are in sync, then drops the old ones (a leader not in the new list hands
+        over). Answers once the moves are asked for; DescribeTopic (and `logstore cluster status`) show
+        progress. INVALID_ARGUMENT (ERROR_CODE_INVALID_REPLICATION_FACTOR) for brokers not live or listed
+        twice, NOT_FOUND for an unknown topic or partition, INVALID_ARGUMENT on a single broker.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateUser(self, request, context):
         """Users and ACLs. When the broker runs with --require-auth, only its super-users may call these
         (PERMISSION_DENIED, ERROR_CODE_CLUSTER_AUTHORIZATION_FAILED otherwise).
@@ -271,6 +287,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.FindCoordinator,
                     request_deserializer=logstore_dot_v1_dot_admin__pb2.FindCoordinatorRequest.FromString,
                     response_serializer=logstore_dot_v1_dot_admin__pb2.FindCoordinatorResponse.SerializeToString,
+            ),
+            'ReassignPartitions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReassignPartitions,
+                    request_deserializer=logstore_dot_v1_dot_admin__pb2.ReassignPartitionsRequest.FromString,
+                    response_serializer=logstore_dot_v1_dot_admin__pb2.ReassignPartitionsResponse.SerializeToString,
             ),
             'CreateUser': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateUser,
@@ -525,6 +546,33 @@ class AdminService:
             '/logstore.v1.AdminService/FindCoordinator',
             logstore_dot_v1_dot_admin__pb2.FindCoordinatorRequest.SerializeToString,
             logstore_dot_v1_dot_admin__pb2.FindCoordinatorResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReassignPartitions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/logstore.v1.AdminService/ReassignPartitions',
+            logstore_dot_v1_dot_admin__pb2.ReassignPartitionsRequest.SerializeToString,
+            logstore_dot_v1_dot_admin__pb2.ReassignPartitionsResponse.FromString,
             options,
             channel_credentials,
             insecure,
