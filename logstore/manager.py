@@ -444,10 +444,22 @@ class LogManager:
         if self._closed:
             raise LogClosedError("the log manager is closed")
 
-    def create_topic(self, name: str, partitions: int, config: Mapping[str, Any] | None = None) -> TopicInfo:
+    def create_topic(
+        self,
+        name: str,
+        partitions: int,
+        config: Mapping[str, Any] | None = None,
+        *,
+        topic_id: str | None = None,
+    ) -> TopicInfo:
         """Create a topic, all or nothing: its partitions are opened first and `meta.json` written last, so
-        a failure midway (out of descriptors, disk full) leaves no trace and the topic does not exist."""
+        a failure midway (out of descriptors, disk full) leaves no trace and the topic does not exist.
+        `topic_id` (32 hex digits) is given by a cluster, so every broker names the topic alike; else new."""
         validate_topic_name(name)
+        if topic_id is not None and not re.fullmatch(r"[0-9a-f]{32}", topic_id):
+            raise InvalidTopicError(
+                f"topic {name!r}: a topic id is 32 lowercase hex digits, not {topic_id!r}"
+            )
         if not _is_int(partitions) or not 1 <= partitions <= self.max_partitions:
             raise InvalidPartitionCountError(
                 f"topic {name!r}: partition count must be between 1 and {self.max_partitions} "
@@ -464,7 +476,7 @@ class LogManager:
                     f"topic {name!r} collides with existing topic {clash!r}: '.' and '_' may not be the only "
                     "difference between two names"
                 )
-            info = TopicInfo(name, partitions, topic_config, uuid.uuid4().hex)
+            info = TopicInfo(name, partitions, topic_config, topic_id or uuid.uuid4().hex)
             logs = self._open_new_logs(info, range(partitions), f"topic {name!r}")
             self._topics[name] = info
             self._logs[name] = logs

@@ -13,7 +13,8 @@ import grpc
 import pytest
 from logstore.wire.logstore.v1 import admin_pb2
 
-from logstore.records import build_batch
+from logstore.manager import LogManager
+from logstore.records import build_batch, iter_records
 from tests.cluster_support import Cluster, cluster_of
 from tests.conftest import Stubs
 
@@ -154,3 +155,46 @@ def test_a_partition_reassigned_to_other_brokers_keeps_every_record_and_moves_it
             )
         )
     assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "not live" in str(bad.value.details())
+
+
+def test_a_broker_away_while_its_topic_was_deleted_and_made_again_keeps_none_of_the_old_records(
+    cluster: Cluster,
+) -> None:
+    """Topic ids (KIP-516): the controller names each topic; a broker that still holds an earlier topic of
+    the same name drops it for the new one instead of mixing the old records into it."""
+    admin = Stubs.connect(cluster.brokers[1].address)
+    admin.create_topic("reborn", partitions=1)
+    state = cluster.wait_for_isr("reborn", 0, 3)
+    away = next(i for i in cluster.brokers if i != state.leader and i != cluster.controller())
+    leader = Stubs.connect(cluster.brokers[state.leader].address)
+    for i in range(30):
+        assert leader.produce_one("reborn", 0, build_batch([f"old{i}".encode()])).error_code == 0
+    cluster.wait_for_isr("reborn", 0, 3)
+    cluster.brokers[away].stop()
+    cluster.wait_for(lambda: away not in cluster.live_brokers(), f"broker {away} is gone")
+    admin = Stubs.connect(cluster.brokers[state.leader].address)  # not the broker that is away
+    admin.admin.DeleteTopic(admin_pb2.DeleteTopicRequest(name="reborn"))
+    admin.admin.CreateTopic(
+        admin_pb2.CreateTopicRequest(
+            name="reborn", partitions=1, replication_factor=2, config={"min.insync.replicas": "1"}
+        )
+    )
+    new = cluster.wait_for_isr("reborn", 0, 2)
+    fresh = Stubs.connect(cluster.brokers[new.leader].address)
+    for i in range(5):
+        assert fresh.produce_one("reborn", 0, build_batch([f"new{i}".encode()])).error_code == 0
+    cluster.brokers[away].start()
+    admin.admin.ReassignPartitions(
+        admin_pb2.ReassignPartitionsRequest(
+            name="reborn",
+            partitions=[admin_pb2.PartitionReassignment(partition=0, replicas=[*new.replicas, away])],
+        )
+    )
+    cluster.wait_for(
+        lambda: (s := cluster.partition("reborn", 0)) is not None and len(s.isr) == 3,
+        f"broker {away} replicates the new topic",
+    )
+    cluster.stop()
+    with LogManager(cluster.brokers[away].data_dir) as manager:
+        values = [r.value for r in iter_records(manager.log("reborn", 0).read(0, 1 << 20).data)]
+    assert values == [f"new{i}".encode() for i in range(5)], values

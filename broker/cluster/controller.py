@@ -14,6 +14,7 @@ import contextlib
 import logging
 import random
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 
@@ -343,7 +344,7 @@ class Controller:
             shift=self.rng.randrange(count),
         )
         assignment = TopicAssignment(
-            tuple(replicas), replication_factor, min_insync_replicas, dict(config or {})
+            tuple(replicas), replication_factor, min_insync_replicas, dict(config or {}), uuid.uuid4().hex
         )
         states = {p: initial_state(r, self.view.live_brokers) for p, r in enumerate(replicas)}
         await self.store.create_topic(status.epoch, name, assignment, states)

@@ -168,6 +168,9 @@ class TopicAssignment:
     replication_factor: int
     min_insync_replicas: int = 1
     config: Mapping[str, str] = field(default_factory=dict)
+    topic_id: str = ""
+    """32 hex digits the controller gives the topic, so every broker's local log has the same id (Kafka's
+    topic id in Metadata); empty for topics written before ids were."""
 
     def encode(self) -> bytes:
         value: dict[str, Any] = {
@@ -177,6 +180,8 @@ class TopicAssignment:
         }
         if self.config:
             value["config"] = dict(self.config)
+        if self.topic_id:
+            value["topic_id"] = self.topic_id
         return _dump(value)
 
     @classmethod
@@ -187,11 +192,15 @@ class TopicAssignment:
             isinstance(k, str) and isinstance(v, str) for k, v in config.items()
         ):
             raise ClusterMetadataError(f"{key!r}: config must map setting names to strings")
+        topic_id = value.get("topic_id", "")
+        if not isinstance(topic_id, str):
+            raise ClusterMetadataError(f"{key!r}: topic_id must be a string")
         return cls(
             tuple(_ids(key, r, "replicas") for r in _list(key, value, "replicas")),
             _int(key, value, "replication.factor"),
             _int(key, value, "min.insync.replicas"),
             config,
+            topic_id,
         )
 
 

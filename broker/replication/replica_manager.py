@@ -138,7 +138,9 @@ class ReplicaManager:
             # Every topic, also where no replica is here: the groups this broker coordinates need every
             # topic's partitions for their assignments and commits.
             try:
-                self._ensure_local_topic(topic, len(assignment.replicas), assignment.config)
+                self._ensure_local_topic(
+                    topic, len(assignment.replicas), assignment.config, assignment.topic_id
+                )
             except LogStoreError as exc:  # one topic's trouble must not stop the others' replication
                 log.error("cannot make the local log of topic %s as the cluster says: %s", topic, exc)
         self._forget_deleted_topics(view)
@@ -293,18 +295,43 @@ class ReplicaManager:
         except LogStoreError:
             return None
 
-    def _ensure_local_topic(self, topic: str, partitions: int, config: dict[str, str] | object) -> None:
+    def _ensure_local_topic(
+        self, topic: str, partitions: int, config: dict[str, str] | object, topic_id: str = ""
+    ) -> None:
         manager = self.core.topics.manager
         self._topics_seen.add(topic)
         try:
             info = manager.topic(topic)
         except LogStoreError:
             try:
-                manager.create_topic(topic, partitions, dict(config) if isinstance(config, dict) else None)
+                manager.create_topic(
+                    topic,
+                    partitions,
+                    dict(config) if isinstance(config, dict) else None,
+                    topic_id=topic_id or None,
+                )
             except TopicExistsError:
                 return
             log.info("created the local log of %s (%d partitions) for its replicas here", topic, partitions)
             self.core.topics.on_change(topic)
+            return
+        if topic_id and info.topic_id != topic_id and topic not in self.core.topics.internal:
+            # An earlier topic of this name, deleted from the cluster while this broker was away: its
+            # records must not mix into the new topic's partitions (Kafka's topic ids, KIP-516).
+            for key in [k for k in self.leaders if k[0] == topic]:
+                self._stop_leading(key)
+            for key in [k for k in self.followed if k[0] == topic]:
+                self._stop_following(key)
+            log.warning(
+                "topic %s here has id %s but the cluster's topic of that name is %s: the local one was "
+                "deleted from the cluster while this broker was away; deleting it and starting the new one",
+                topic,
+                info.topic_id,
+                topic_id,
+            )
+            manager.delete_topic(topic)
+            self.core.topics.on_change(topic)
+            self._ensure_local_topic(topic, partitions, config, topic_id)
             return
         if info.partitions < partitions:
             manager.add_partitions(topic, partitions)
