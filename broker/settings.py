@@ -686,6 +686,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=given,
         help="let an out-of-sync replica lead when no in-sync one is alive; loses records (off)",
     )
+    cluster.add_argument(
+        "--leader-imbalance-check-interval-ms",
+        type=int,
+        default=given,
+        help="how often the controller moves leadership back to preferred replicas; 0: never (300000)",
+    )
     parser.add_argument("--log-level", choices=LOG_LEVELS, type=str.upper, default=given, help="(INFO)")
     parser.add_argument(
         "--topic-default",
