@@ -14,7 +14,7 @@ from typing import Any
 
 import grpc
 from logstore.client.shared.connection import BrokerChannel, Connection
-from logstore.client.shared.errors import ClientError, error_from_rpc, trailer_code
+from logstore.client.shared.errors import ClientError, LocalUnavailable, error_from_rpc, trailer_code
 from logstore.client.shared.metadata import describe_cluster
 from logstore.wire.logstore.v1 import admin_pb2, common_pb2
 
@@ -96,7 +96,7 @@ class CoordinatorStub:
             channel = connection.for_broker(answer.broker_id)
         if channel is None:
             raise error_from_rpc(
-                _NoAddress(f"coordinator broker {answer.broker_id} is not among the live brokers"),
+                LocalUnavailable(f"coordinator broker {answer.broker_id} is not among the live brokers"),
                 f"finding the coordinator of {self._kind} {self.group_id!r}",
             )
         log.debug("%s %s: coordinator is broker %d", self._kind, self.group_id, answer.broker_id)
@@ -154,22 +154,7 @@ class _Method:
         return future
 
 
-class _NoAddress(grpc.RpcError):
-    def __init__(self, details: str) -> None:
-        super().__init__(details)
-        self._details = details
-
-    def code(self) -> grpc.StatusCode:
-        return grpc.StatusCode.UNAVAILABLE
-
-    def details(self) -> str:
-        return self._details
-
-    def trailing_metadata(self) -> tuple[()]:
-        return ()
-
-
-class Lookup(_NoAddress):
+class Lookup(LocalUnavailable):
     """The coordinator could not be found: the call fails as UNAVAILABLE (retriable) saying why."""
 
     def __init__(self, cause: ClientError) -> None:

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
 import grpc
+from logstore.client.shared.errors import LocalUnavailable
 from logstore.wire.logstore.v1 import produce_pb2
 
 log = logging.getLogger(__name__)
@@ -33,23 +34,10 @@ Outcome = produce_pb2.ProduceStreamResponse | grpc.RpcError
 """What becomes of one request: its answer, or the error that broke its stream before the answer."""
 
 
-class StreamBroken(grpc.RpcError):
+class StreamBroken(LocalUnavailable):
     """The stream was given up by the client (a missing answer, or no answer in time): gRPC's own error
     would only say CANCELLED, so this one says why. Its status is UNAVAILABLE: the request may have been
     carried out, and may be retried."""
-
-    def __init__(self, details: str) -> None:
-        super().__init__(details)
-        self._details = details
-
-    def code(self) -> grpc.StatusCode:
-        return grpc.StatusCode.UNAVAILABLE
-
-    def details(self) -> str:
-        return self._details
-
-    def trailing_metadata(self) -> tuple[()]:
-        return ()
 
 
 class _Call(Generic[Item]):

@@ -19,7 +19,7 @@ from typing import TypeVar
 
 import grpc
 from logstore.client.shared.cluster import ClusterMap
-from logstore.client.shared.errors import trailer_code
+from logstore.client.shared.errors import LocalUnavailable, trailer_code
 from logstore.client.shared.security import PLAINTEXT, Security
 from logstore.wire.logstore.v1 import admin_pb2_grpc, common_pb2, fetch_pb2_grpc, produce_pb2_grpc
 
@@ -117,21 +117,8 @@ class BrokerChannel:
         self._transport.close()
 
 
-class Unreachable(grpc.RpcError):
+class Unreachable(LocalUnavailable):
     """No bootstrap address or known broker answered: UNAVAILABLE, naming each address and why."""
-
-    def __init__(self, details: str) -> None:
-        super().__init__(details)
-        self._details = details
-
-    def code(self) -> grpc.StatusCode:
-        return grpc.StatusCode.UNAVAILABLE
-
-    def details(self) -> str:
-        return self._details
-
-    def trailing_metadata(self) -> tuple[()]:
-        return ()
 
 
 def _status(error: grpc.RpcError) -> grpc.StatusCode | None:

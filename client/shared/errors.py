@@ -540,3 +540,21 @@ def error_from_rpc(error: grpc.RpcError, what: str) -> ClientError:
 def is_uncertain(error: grpc.RpcError) -> bool:
     """True when a failed call may still have been carried out by the broker."""
     return not hasattr(error, "code") or error.code() in UNCERTAIN_STATUSES
+
+
+class LocalUnavailable(grpc.RpcError):
+    """An RpcError the client raises itself (no broker answered, a stream given up): status UNAVAILABLE,
+    so callers retry it as they retry the transport's own, with details that say why."""
+
+    def __init__(self, details: str) -> None:
+        super().__init__(details)
+        self._details = details
+
+    def code(self) -> grpc.StatusCode:
+        return grpc.StatusCode.UNAVAILABLE
+
+    def details(self) -> str:
+        return self._details
+
+    def trailing_metadata(self) -> tuple[()]:
+        return ()
