@@ -27,6 +27,7 @@ from logstore.broker.domain.share.state_store import STATE_TOPIC, STATE_TOPIC_CO
 from logstore.broker.kafka import KafkaListener
 from logstore.broker.malloc import keep_large_buffers, release_free_memory
 from logstore.broker.observability import DISABLED, BrokerMetrics, HttpEndpoint, Readiness, StateCollector
+from logstore.broker.observability.grpc_connections import open_connections, server_ids
 from logstore.broker.replication.node import ClusterNode
 from logstore.broker.service import SERVICE_NAMES, add_services
 from logstore.broker.service.answers import AnswerBudget
@@ -167,6 +168,7 @@ class BrokerServer:
             )
             if self.metrics.enabled:
                 self.metrics.registry.register(StateCollector(self.core))
+            servers_before = server_ids()
             server = grpc.aio.server(options=grpc_options(settings))
             self.answers = AnswerBudget(
                 settings.queued_max_response_bytes,
@@ -201,6 +203,8 @@ class BrokerServer:
                 ) from None
             await server.start()
             self._server = server
+            ours = server_ids() - servers_before
+            self.metrics.count_connections("grpc", lambda: open_connections(ours))
             if settings.serves_kafka:
                 await self._start_kafka()
             if settings.clustered:

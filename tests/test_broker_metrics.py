@@ -12,6 +12,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import grpc
 import pytest
 from kafka import KafkaProducer
 from logstore.bench.cli import build_parser
@@ -20,7 +21,7 @@ from logstore.broker.observability import BrokerMetrics, HttpEndpoint, Readiness
 from logstore.broker.server import BindError
 from logstore.broker.settings import Settings, SettingsError, from_arguments, load
 from logstore.client import AcknowledgeType, Admin, Consumer, ShareConsumer, TopicPartition
-from logstore.wire.logstore.v1 import fetch_pb2
+from logstore.wire.logstore.v1 import admin_pb2_grpc, fetch_pb2, fetch_pb2_grpc, produce_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
 from logstore.records import build_batch
@@ -124,6 +125,31 @@ def test_the_kafka_listener_counts_records_bytes_requests_and_connections(
     assert grew(before, after, "logstore_requests_total", listener="kafka", api="Produce") >= 1
     assert grew(before, after, "logstore_requests_total", listener="kafka", api="Metadata") >= 1
     assert grew(before, after, "logstore_connections_opened_total", listener="kafka") >= 1
+
+
+def test_the_grpc_listener_counts_the_connections_open_now(broker: EmbeddedBroker, stubs: Stubs) -> None:
+    """One TCP connection per client channel (channelz's sockets), whatever the calls on it."""
+    stubs.create_topic("views")
+    before = value(scrape(broker), "logstore_connections", listener="grpc")
+    assert before >= 1  # the fixture's own channel
+    own = [("grpc.use_local_subchannel_pool", 1)]  # a connection of its own, not shared with `stubs`
+    channels = [grpc.insecure_channel(broker.address, options=own) for _ in range(2)]
+    try:
+        for channel in channels:
+            Stubs(
+                channel,
+                admin_pb2_grpc.AdminServiceStub(channel),
+                produce_pb2_grpc.ProduceServiceStub(channel),
+                fetch_pb2_grpc.FetchServiceStub(channel),
+            ).produce_one("views", 0, build_batch([b"v"]))
+        assert value(scrape(broker), "logstore_connections", listener="grpc") == before + 2
+    finally:
+        for channel in channels:
+            channel.close()
+    deadline = time.monotonic() + 10
+    while value(scrape(broker), "logstore_connections", listener="grpc") != before:
+        assert time.monotonic() < deadline, "closed channels still counted"
+        time.sleep(0.05)
 
 
 def poll_all(consumer: Consumer, count: int) -> int:

@@ -12,7 +12,7 @@ Names follow Kafka's exporters and Redpanda, prefixed `logstore_`; docs/metrics.
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from logstore.broker.domain.share.values import AcquiredRecords
@@ -229,6 +229,10 @@ class BrokerMetrics:
     def connection_closed(self, listener: str) -> None:
         self.connections.labels(listener).dec()
 
+    def count_connections(self, listener: str, count: Callable[[], int]) -> None:
+        """A listener whose connections are counted when scraped (gRPC: `grpc_connections`)."""
+        self.connections.labels(listener).set_function(count)
+
     def observe_fsync(self, seconds: float) -> None:
         self.fsync_seconds.observe(seconds)
 
@@ -282,6 +286,9 @@ class DisabledMetrics(BrokerMetrics):
         pass
 
     def connection_closed(self, listener: str) -> None:
+        pass
+
+    def count_connections(self, listener: str, count: Callable[[], int]) -> None:
         pass
 
     def observe_fsync(self, seconds: float) -> None:
