@@ -193,7 +193,7 @@ def test_an_error_from_the_api_is_shown_in_the_page(broker: EmbeddedBroker, brow
     assert "missing" in text_of(browser, "error")
 
 
-def test_a_share_group_shows_in_flight_and_archived_records(
+def test_a_share_group_shows_in_flight_and_archived_records_and_delivery_counts(
     broker: EmbeddedBroker, stubs: Stubs, browser: WebDriver, tmp_path: Path
 ) -> None:
     from tests.test_broker_metrics import share_records
@@ -217,7 +217,7 @@ def test_a_share_group_shows_in_flight_and_archived_records(
             "archived",
             "lag",
         )
-    )
-    assert api["archived"] == 2
+    ) + " " + ", ".join(f"{times}\u00d7: {n}" for times, n in api["delivery_counts"].items())
+    assert api["archived"] == 2 and api["delivery_counts"] == {"0": 1}  # the released one
     assert "share.delivery.count.limit" in text_of(browser, "view")
     browser.save_screenshot(str(tmp_path / "share.png"))

@@ -74,7 +74,7 @@ def test_first_acquisition_takes_new_offsets_from_the_start_with_count_one() -> 
     assert (p.start_offset, p.end_offset) == (10, 15)
     assert p.acquired_by("a") == 5
     assert p.next_deadline_ms() == LOCK
-    assert p.counts(0) == PartitionCounts(10, 15, 5, 5, 0, 0)
+    assert p.counts(0) == PartitionCounts(10, 15, 5, 5, 0, 0, ((1, 5),))  # 5 in flight, delivered once
 
 
 def test_max_records_cuts_new_offsets_and_the_middle_of_a_span() -> None:
@@ -112,6 +112,7 @@ def test_ranges_are_split_where_delivery_counts_differ_and_merged_where_equal() 
         AcquiredRange(2, 3, 2),
         AcquiredRange(4, 5, 1),
     ]
+    assert p.counts(5).delivery_counts == ((1, 2), (2, 2), (3, 2))  # what the console shows per partition
 
 
 def test_new_offsets_are_taken_only_when_the_read_reaches_the_end() -> None:
@@ -183,14 +184,14 @@ def test_accept_advances_the_start_past_done_offsets() -> None:
     assert p.start_offset == 0
     ok(p, "a", 1, ack(0, 2, ACCEPT))
     assert p.start_offset == 6
-    assert p.counts(1) == PartitionCounts(6, 10, 4, 4, 0, 0)
+    assert p.counts(1) == PartitionCounts(6, 10, 4, 4, 0, 0, ((1, 4),))
 
 
 def test_done_offsets_behind_an_open_one_stay_in_the_window() -> None:
     p = fresh(0)
     p.acquire("a", 0, 0, 9, 100)
     ok(p, "a", 1, ack(1, 9, ACCEPT))
-    assert p.counts(1) == PartitionCounts(0, 10, 1, 1, 0, 9)
+    assert p.counts(1) == PartitionCounts(0, 10, 1, 1, 0, 9, ((1, 1),))
 
 
 def test_an_ack_over_spans_with_different_counts_applies_to_each() -> None:

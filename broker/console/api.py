@@ -402,6 +402,7 @@ class Console:
                         "acquired": p.acquired_records,
                         "archived": p.archived_records,
                         "lag": p.lag,
+                        "delivery_counts": {str(times): records for times, records in p.delivery_counts},
                     }
                     for p in view.partitions
                 ],

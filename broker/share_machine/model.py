@@ -118,6 +118,10 @@ class PartitionCounts:
     """Offsets archived since the group first read the partition."""
     done_in_window: int
     """Offsets in the window already acknowledged or archived."""
+    delivery_counts: tuple[tuple[int, int], ...] = ()
+    """(times delivered, records) of the offsets in flight, by delivery count: 0 not delivered yet (or given
+    back unprocessed: a release does not count), 2 and more redelivered (what a queue's operator watches
+    before records reach the delivery limit)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -190,15 +190,25 @@ class SharePartition:
 
     def counts(self, now_ms: int) -> PartitionCounts:
         in_flight = acquired = done = 0
+        deliveries: dict[int, int] = {}
         for span in self._spans:
             size = span.last - span.first + 1
             if span.state in _DONE:
                 done += size
             else:
                 in_flight += size
+                deliveries[span.count] = deliveries.get(span.count, 0) + size
                 if span.state is _ACQUIRED and span.deadline > now_ms:
                     acquired += size
-        return PartitionCounts(self._start, self._end, in_flight, acquired, self._archived_total, done)
+        return PartitionCounts(
+            self._start,
+            self._end,
+            in_flight,
+            acquired,
+            self._archived_total,
+            done,
+            tuple(sorted(deliveries.items())),
+        )
 
     def acquired_by(self, member_id: str) -> int:
         """How many offsets `member_id` holds now (locks past their deadline count until `expire` runs)."""

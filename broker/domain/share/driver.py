@@ -712,6 +712,7 @@ class ShareDomain:
                     counts.acquired,
                     counts.archived_total,
                     max(0, end - counts.start_offset - counts.done_in_window),
+                    counts.delivery_counts,
                 )
             )
         members: list[ShareMemberView] = []

@@ -125,6 +125,8 @@ class SharePartitionView:
     acquired_records: int
     archived_records: int
     lag: int
+    delivery_counts: tuple[tuple[int, int], ...] = ()
+    """(times delivered, records) of the records in flight (`PartitionCounts.delivery_counts`)."""
 
 
 @dataclass(frozen=True, slots=True)
