@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from logstore.wire.logstore.v1 import admin_pb2, produce_pb2
 
-from logstore.manager import LogManager
-from logstore.records import build_batch, iter_records
+from logstore.records import build_batch
+from tests.cluster_load import stored_records
 from tests.cluster_support import Cluster, cluster_of
 from tests.conftest import Stubs
 
@@ -32,9 +32,7 @@ def produce(stubs: Stubs, topic: str, records: bytes) -> produce_pb2.ProducePart
 
 
 def stored(data_dir: Path, topic: str) -> list[tuple[int, bytes | None]]:
-    with LogManager(data_dir) as manager:
-        result = manager.log(topic, 0).read(0, 1 << 30)
-    return [(r.offset, r.value) for r in iter_records(result.data)]
+    return [(offset, value) for offset, _, value in stored_records(data_dir, topic)]
 
 
 def test_a_replicated_topic_is_written_on_every_replica(cluster: Cluster) -> None:

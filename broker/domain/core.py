@@ -152,7 +152,7 @@ class BrokerCore:
             return self.topics.create(name, partitions, config)
         self.topics.refuse_internal(name, "created")
         validate_topic_name(name)
-        self.topics.check_config(config or {}, replicas=1 << 30)  # the node checks it against the factor
+        self.topics.check_config(config or {}, replicas=None)
         await self.cluster_admin.create_topic(
             name, partitions, dict(config or {}), replication_factor, timeout_s
         )

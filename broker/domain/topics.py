@@ -170,12 +170,13 @@ class Topics:
             self.visible_end(name, partition, partition_log) if before == HIGH_WATERMARK else before
         )
 
-    def check_config(self, config: Mapping[str, str], *, replicas: int) -> TopicConfig:
+    def check_config(self, config: Mapping[str, str], *, replicas: int | None) -> TopicConfig:
         """The topic config `config` makes over the broker's defaults; raises if it is invalid here or
-        asks acks=all for more in-sync replicas than the topic has (`replicas`)."""
+        asks acks=all for more in-sync replicas than the topic has (`replicas`; None: the cluster checks
+        that against the replication factor it settles on)."""
         checked = TopicConfig.from_mapping(config, base=self.manager.default_config)
         self._check_batch_limit(checked)
-        if checked.min_insync_replicas > replicas:
+        if replicas is not None and checked.min_insync_replicas > replicas:
             alone = " (this broker is alone, started without --etcd)" if replicas == 1 else ""
             raise InvalidConfigError(
                 f"min.insync.replicas {checked.min_insync_replicas} is more than the topic's {replicas} "

@@ -481,24 +481,30 @@ class ClusterNode:
         """The leader of the group's partition of its internal topic. The first lookup in a new cluster
         asks the controller for the internal topic (Kafka creates `__consumer_offsets` the same way) and
         answers NO_BROKER, so the client retries until its partitions have leaders."""
-        topic = OFFSETS_TOPIC if kind is CoordinatorKind.GROUP else STATE_TOPIC
-        assignment = self.view.topics.get(topic)
-        if assignment is None:
-            self._create_internal_topic(topic)
-            return NO_BROKER
-        state = self.view.partitions.get((topic, coordinator_partition(key, len(assignment.replicas))))
+        where = self._group_partition(kind, key)
+        state = None if where is None else self.view.partitions.get(where)
         return NO_BROKER if state is None else state.leader
 
     def check_coordinator(self, kind: CoordinatorKind, key: str) -> None:
         """Only the partition's leader as the replica manager runs it (its commits reloaded, its session
         alive) coordinates; the view saying so is not enough."""
-        coordinator = self.coordinator(kind, key)
-        if coordinator == self.broker_id and self.session_alive() and self.replicas is not None:
-            topic = OFFSETS_TOPIC if kind is CoordinatorKind.GROUP else STATE_TOPIC
-            partitions = len(self.view.topics[topic].replicas)
-            if (topic, coordinator_partition(key, partitions)) in self.replicas.leaders:
-                return
+        where = self._group_partition(kind, key)
+        state = None if where is None else self.view.partitions.get(where)
+        coordinator = NO_BROKER if state is None else state.leader
+        leading = self.replicas is not None and where in self.replicas.leaders
+        if coordinator == self.broker_id and leading and self.session_alive():
+            return
         raise not_coordinator(kind, key, coordinator, self.broker_id)
+
+    def _group_partition(self, kind: CoordinatorKind, key: str) -> tuple[str, int] | None:
+        """The internal-topic partition that holds group `key`'s state; None (and the topic asked for)
+        while the cluster has no such topic yet."""
+        topic = OFFSETS_TOPIC if kind is CoordinatorKind.GROUP else STATE_TOPIC
+        assignment = self.view.topics.get(topic)
+        if assignment is None:
+            self._create_internal_topic(topic)
+            return None
+        return topic, coordinator_partition(key, len(assignment.replicas))
 
     def _create_internal_topic(self, topic: str) -> None:
         """Ask for an internal topic with this broker's local partition count and configs, replicated

@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable
 
 import grpc
-from logstore.broker.cluster.metadata import NO_LEADER, IsrRequest, PartitionState
+from logstore.broker.cluster.metadata import NO_LEADER, IsrRequest, PartitionState, TopicAssignment
 from logstore.broker.cluster.view import ClusterView
 from logstore.broker.domain.core import BrokerCore
 from logstore.broker.domain.errors import (
@@ -62,6 +62,9 @@ class ReplicaManager:
         """Partition -> the leader this broker follows it from."""
         self.fetchers: dict[int, ReplicaFetcher] = {}
         self._topics_seen: set[str] = set()
+        self._applied: dict[str, TopicAssignment] = {}
+        """The assignment each local topic was last made to match: `apply` runs every second, and a topic
+        whose assignment has not changed since needs no look at its logs or configs."""
         self._view: ClusterView | None = None
 
     # --- the domain's Replicas ----------------------------------------------------------------------
@@ -137,12 +140,16 @@ class ReplicaManager:
         for topic, assignment in view.topics.items():
             # Every topic, also where no replica is here: the groups this broker coordinates need every
             # topic's partitions for their assignments and commits.
+            if self._applied.get(topic) == assignment:
+                continue
             try:
                 self._ensure_local_topic(
                     topic, len(assignment.replicas), assignment.config, assignment.topic_id
                 )
             except LogStoreError as exc:  # one topic's trouble must not stop the others' replication
                 log.error("cannot make the local log of topic %s as the cluster says: %s", topic, exc)
+                continue
+            self._applied[topic] = assignment
         self._forget_deleted_topics(view)
         alive = self._session_alive()
         if not alive and self.leaders:
@@ -357,6 +364,7 @@ class ReplicaManager:
         here too. Local topics the cluster never named are left alone (never delete on absence)."""
         for topic in sorted(self._topics_seen - set(view.topics)):
             self._topics_seen.discard(topic)
+            self._applied.pop(topic, None)
             for key in [k for k in self.leaders if k[0] == topic]:
                 self._stop_leading(key)
             for key in [k for k in self.followed if k[0] == topic]:

@@ -184,10 +184,7 @@ class _LoopFetcher(Fetcher):
                 self._call_failures += 1
                 with self.lock:
                     until = self._clock() + self._backoff.delay_s(self._call_failures)
-                    for tp, _, _ in mine:
-                        partition = self._state.partitions.get(tp)
-                        if partition is not None:
-                            partition.backoff_until = until
+                    self._state.back_off((tp for tp, _, _ in mine), until)
                 log.warning("fetching from broker %d failed (retrying): %s", broker_id, error)
                 continue
             if isinstance(outcome, BaseException):

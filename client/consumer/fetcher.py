@@ -543,10 +543,7 @@ class Fetcher(threading.Thread):
                 self.metrics.count("fetch-error")
                 with self.lock:
                     until = self._clock() + self._backoff.delay_s(self._call_failures)
-                    for tp, _, _ in mine:
-                        partition = self._state.partitions.get(tp)
-                        if partition is not None:
-                            partition.backoff_until = until
+                    self._state.back_off((tp for tp, _, _ in mine), until)
                 log.warning("fetching from broker %d failed (retrying): %s", broker_id, error)
                 return
             self._failed_call(error, "fetching")

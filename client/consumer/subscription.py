@@ -110,6 +110,13 @@ class SubscriptionState:
         state.backoff_until = 0.0
         state.stalled = False
 
+    def back_off(self, partitions: Iterable[TopicPartition], until: float) -> None:
+        """Fetch none of ``partitions`` (still assigned) before ``until``: their broker failed the call."""
+        for tp in partitions:
+            state = self.partitions.get(tp)
+            if state is not None:
+                state.backoff_until = until
+
     def resets_needed(self) -> list[tuple[TopicPartition, str, int]]:
         """Partitions waiting for a position by lookup: ``(tp, "earliest" | "latest", generation)``."""
         return [
