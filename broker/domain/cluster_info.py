@@ -143,5 +143,6 @@ def not_coordinator(kind: CoordinatorKind, key: str, coordinator: int, me: int) 
     if coordinator == NO_BROKER:
         return NotCoordinatorError(f"{kind.value} {key!r} has no coordinator right now; retry shortly")
     return NotCoordinatorError(
-        f"{kind.value} {key!r} is coordinated by broker {coordinator}, not broker {me}; find it again"
+        f"{kind.value} {key!r} is coordinated by broker {coordinator}, not broker {me}; find it again",
+        coordinator,
     )

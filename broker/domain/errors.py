@@ -94,3 +94,8 @@ class UnknownLeaderEpochError(BrokerError):
 class NotCoordinatorError(BrokerError):
     """This broker is not the coordinator of the group (in a cluster, the coordinator lives on the
     leader of the group's internal-topic partition and moves with it): find it again and retry."""
+
+    def __init__(self, message: str, coordinator: int = -1) -> None:
+        super().__init__(message)
+        self.coordinator = coordinator
+        """The broker id that coordinates the group now, as this broker sees it; -1 when none does."""
