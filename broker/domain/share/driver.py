@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable, Sequence
 from logstore.broker.domain.durability import Flusher
 from logstore.broker.domain.groups.timer import DeadlineTimer, monotonic_ms
 from logstore.broker.domain.share.dlq import DeadLetters, DeadLetterTarget
+from logstore.broker.domain.share.remote import ShareForwarder
 from logstore.broker.domain.share.state_store import PartitionKey, ShareStateStore, Written
 from logstore.broker.domain.share.values import (
     AckRange,
@@ -159,6 +160,8 @@ class ShareDomain:
         self._rotation: dict[tuple[str, str], int] = {}
         self._bytes_per_record: dict[PartitionKey, float] = {}
         self._background: set[asyncio.Future[None]] = set()
+        self.forwarder: ShareForwarder | None = None
+        """In a cluster: hands fetches and acknowledgements to the group's coordinator."""
         self.closing = False
         """Set at shutdown: long-polls answer at once with what they have."""
         self._restore()
@@ -341,8 +344,10 @@ class ShareDomain:
 
     # --- fetch and acknowledge ----------------------------------------------------------------------
 
-    async def fetch(self, spec: ShareFetchSpec) -> ShareFetchAnswer:
-        """Apply the acknowledgements, then acquire records, long-polling up to `spec.max_wait_ms`."""
+    async def fetch(self, spec: ShareFetchSpec, *, forwarded: bool = False) -> ShareFetchAnswer:
+        """Apply the acknowledgements, then acquire records, long-polling up to `spec.max_wait_ms`.
+        In a cluster, a broker that does not coordinate the group forwards the call to the one that
+        does, unless it was `forwarded` here already (then NotCoordinatorError)."""
         self._refuse_in_cluster()
         group_id = spec.group_id
         now = self._clock_ms()
@@ -373,9 +378,10 @@ class ShareDomain:
         return ShareFetchAnswer(acquired, outcomes, self.config(group_id).record_lock_duration_ms)
 
     async def acknowledge(
-        self, group_id: str, member_id: str, acks: Sequence[PartitionAcks]
+        self, group_id: str, member_id: str, acks: Sequence[PartitionAcks], *, forwarded: bool = False
     ) -> list[PartitionAckOutcome]:
-        """Apply acknowledgements without fetching; answered once they are fsynced."""
+        """Apply acknowledgements without fetching; answered once they are fsynced (forwarded as
+        `fetch` is)."""
         self._refuse_in_cluster()
         now = self._clock_ms()
         self._member(group_id, member_id)
