@@ -1,14 +1,16 @@
 """Share-group administration for ``Admin``: describe (members, and per partition the window and its
-counts), group configurations (set, remove, describe) and delete, over the ShareService."""
+counts), group configurations (set, remove, describe) and delete, over the ShareService. Each call goes
+to the group's coordinator (in a cluster, the leader of its ``__share_group_state`` partition, found
+with FindCoordinator), and again to the coordinator found again while it moves (``call_coordinator``)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
-import grpc
-from logstore.client.shared.errors import error_from_rpc
-from logstore.wire.logstore.v1 import group_pb2, share_pb2, share_pb2_grpc
+from logstore.client.groups.coordinator import CoordinatorStub, call_coordinator
+from logstore.client.shared.backoff import Backoff
+from logstore.wire.logstore.v1 import group_pb2, share_pb2
 
 _STATES = {group_pb2.GROUP_STATE_EMPTY: "Empty", group_pb2.GROUP_STATE_STABLE: "Stable"}
 
@@ -57,17 +59,25 @@ class GroupConfigEntry(NamedTuple):
 
 
 class ShareAdmin:
-    """The share-group calls, over a ShareService stub. Thread-safe: it keeps no state between calls."""
+    """The share-group calls, each on the stub of the group's coordinator (``for_group``, looked up
+    afresh for each call, as the group admin calls are). Thread-safe: it keeps no state between calls."""
 
-    def __init__(self, stub: share_pb2_grpc.ShareServiceStub, timeout_s: float) -> None:
-        self._stub = stub
+    def __init__(
+        self, for_group: Callable[[str], CoordinatorStub], timeout_s: float, backoff: Backoff
+    ) -> None:
+        self._for_group = for_group
         self._timeout_s = timeout_s
+        self._backoff = backoff
 
-    def _call(self, method: str, request: object, what: str) -> Any:
-        try:
-            return getattr(self._stub, method)(request, timeout=self._timeout_s)
-        except grpc.RpcError as exc:
-            raise error_from_rpc(exc, what) from None
+    def _call(self, method: str, request: Any, what: str) -> Any:
+        return call_coordinator(
+            self._for_group(request.group_id),
+            method,
+            request,
+            what,
+            timeout_s=self._timeout_s,
+            backoff=self._backoff,
+        )
 
     def describe_share_group(self, group_id: str) -> ShareGroupDescription:
         answer = self._call(

@@ -17,12 +17,13 @@ import contextlib
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import grpc.aio
+from logstore.client.aio.coordinator import AioCoordinator
 from logstore.client.consumer.fetcher import Fetcher
-from logstore.client.groups.coordinator import CoordinatorStub, Lookup
+from logstore.client.groups.coordinator import CoordinatorStub
 from logstore.client.groups.driver import _NOTHING_TO_SEND, GroupCoordinator
 from logstore.client.groups.membership import HeartbeatPlan, Reconciliation
 from logstore.client.groups.rpc import (
@@ -73,11 +74,14 @@ class AsyncGroupCoordinator(GroupCoordinator):
         **options: Any,
     ) -> None:
         super().__init__(group_id, connection, state, fetcher, **options)
-        self._aio = group_pb2_grpc.GroupServiceStub(channel)
-        """The bootstrap broker's stub: a broker alone coordinates every group."""
-        self._bootstrap_address = connection.address
-        self._aio_channels: dict[str, grpc.aio.Channel] = {}
-        """In a cluster: a channel to the coordinator (a new one when it moves)."""
+        self._aio = AioCoordinator(
+            cast(CoordinatorStub, self._stub),  # group_stub(connection, group_id) made one
+            connection,
+            group_pb2_grpc.GroupServiceStub,
+            channel,
+            channel_options(1024 * 1024, 64 * 1024 * 1024),
+        )
+        """The group's coordinator: the bootstrap broker's stub for a broker alone."""
         self._ready = ready
         """Wakes a getmany waiting for records (group work came up)."""
         self._kick = _Kick()
@@ -88,39 +92,10 @@ class AsyncGroupCoordinator(GroupCoordinator):
 
     # --- the coordinator -------------------------------------------------------------------------------------
 
-    async def _coordinator(self) -> group_pb2_grpc.GroupServiceStub:
-        """The stub of the group's coordinator (FindCoordinator, in a thread, when not known)."""
-        cluster = self._connection.cluster
-        finder = self._stub
-        if not isinstance(finder, CoordinatorStub) or (cluster.learned and not cluster.clustered):
-            return self._aio
-        try:
-            address = await asyncio.to_thread(finder.address)
-        except ClientError as exc:
-            raise Lookup(exc) from None
-        if address == self._bootstrap_address:
-            return self._aio
-        channel = self._aio_channels.get(address)
-        if channel is None:
-            channel = self._aio_channels[address] = self._connection.security.aio_channel(
-                address, channel_options(1024 * 1024, 64 * 1024 * 1024)
-            )
-        return group_pb2_grpc.GroupServiceStub(channel)
-
     async def _call(self, method: str, request: Any) -> Any:
         """One group call to the coordinator; an answer or status saying it moved makes the next call
         look it up again (this one still fails, and is retried as the threaded client's)."""
-        stub = await self._coordinator()
-        finder = self._stub
-        try:
-            answer = await getattr(stub, method)(request, timeout=self._timeout_s)
-        except grpc.RpcError as exc:
-            if isinstance(finder, CoordinatorStub):
-                finder.observe(exc)
-            raise
-        if isinstance(finder, CoordinatorStub):
-            finder.observe(answer)
-        return answer
+        return await self._aio.call(method, request, self._timeout_s)
 
     # --- the application's side ------------------------------------------------------------------------------
 
@@ -308,9 +283,7 @@ class AsyncGroupCoordinator(GroupCoordinator):
             self._stopping = True
         if plan is not None:
             await self._send_leave_async(plan)
-        for channel in self._aio_channels.values():
-            await channel.close()
-        self._aio_channels.clear()
+        await self._aio.aclose()
 
 
 async def _listen(callback: Callable[[set[TopicPartition]], object], tps: set[TopicPartition]) -> None:

@@ -26,6 +26,8 @@ from typing import Any
 
 import grpc
 import grpc.aio
+from logstore.client.aio.coordinator import AioCoordinator
+from logstore.client.groups.coordinator import moved
 from logstore.client.share.acks import ACCEPT, AcknowledgeType
 from logstore.client.share.config import ShareConsumerConfig
 from logstore.client.share.holdings import (
@@ -33,16 +35,16 @@ from logstore.client.share.holdings import (
     FetchRetry,
     Holdings,
     Ranges,
+    SentAcks,
     deserialized,
     fetch_request,
-    refused_by,
     report,
 )
 from logstore.client.share.membership import ShareMember, heartbeat_request
 from logstore.client.share.records import ShareRecord
-from logstore.client.share.rpc import Pending, acknowledgements
+from logstore.client.share.rpc import Pending, acknowledgements, share_coordinator
 from logstore.client.shared.backoff import Backoff
-from logstore.client.shared.connection import DEFAULT_BOOTSTRAP, channel_options, parse_bootstrap
+from logstore.client.shared.connection import DEFAULT_BOOTSTRAP, Connection, channel_options
 from logstore.client.shared.errors import (
     ClientError,
     ClosedError,
@@ -58,22 +60,6 @@ log = logging.getLogger(__name__)
 CLOSE_FETCH_GRACE_S = 0.2
 """How long stop() waits for the fetch in flight before cancelling it (as ShareConsumer.close)."""
 _GETONE_WAIT_MS = 1000.0
-
-
-class _Sent:
-    """A ShareAcknowledge on its way."""
-
-    __slots__ = ("callback", "pending", "task")
-
-    def __init__(
-        self,
-        task: asyncio.Future[share_pb2.ShareAcknowledgeResponse],
-        pending: Pending,
-        callback: AcknowledgementCommitCallback | None,
-    ) -> None:
-        self.task = task
-        self.pending = pending
-        self.callback = callback
 
 
 class AsyncShareConsumer:
@@ -107,14 +93,16 @@ class AsyncShareConsumer:
         self.group_id = group_id
         self.topics = tuple(dict.fromkeys(names))
         self._implicit = config.implicit
-        self._address = parse_bootstrap(config.bootstrap_servers)
         self._clock = clock
-        backoff = Backoff(config.retry_backoff_ms, config.retry_backoff_max_ms)
+        self._backoff = backoff = Backoff(config.retry_backoff_ms, config.retry_backoff_max_ms)
         self._member = ShareMember(group_id, self.topics, backoff, config.request_timeout_s)
         self._holdings = Holdings(group_id)
         self._retry = FetchRetry(group_id, backoff, config.request_timeout_s)
+        self._connection: Connection | None = None
+        """The threaded client's connection, for the rare lookups (DescribeCluster, FindCoordinator)."""
         self._channel: grpc.aio.Channel | None = None
-        self._stub: share_pb2_grpc.ShareServiceStub | None = None
+        self._coordinator: AioCoordinator | None = None
+        """Every ShareService call goes to the group's coordinator (the bootstrap broker, alone)."""
         self._heartbeat: asyncio.Task[None] | None = None
         self._wake_heartbeat = asyncio.Event()
         """Set to make the heartbeat task look again (rejoin, stop); replaced by each wait."""
@@ -122,7 +110,7 @@ class AsyncShareConsumer:
         """Set (and replaced) when the member joins, is lost or fails; polls that wait for it wake."""
         self._fetch: asyncio.Future[share_pb2.ShareFetchResponse] | None = None
         """The ShareFetch in flight, at most one; never awaited directly, so a cancelled caller leaves it."""
-        self._sent: list[_Sent] = []
+        self._sent: list[SentAcks] = []
         self._records: deque[ShareRecord] = deque()
         """Taken from a fetch (held) and not handed out yet."""
         self._handed: list[ShareRecord] = []
@@ -139,10 +127,19 @@ class AsyncShareConsumer:
         if self._heartbeat is not None:
             return
         config = self.config
-        self._channel = config.security.aio_channel(
-            self._address, channel_options(4 * 1024 * 1024, config.fetch_max_bytes, config.client_id)
+        options = channel_options(4 * 1024 * 1024, config.fetch_max_bytes, config.client_id)
+        self._connection = connection = Connection(
+            config.bootstrap_servers,
+            max_send_bytes=1024 * 1024,
+            max_receive_bytes=1024 * 1024,
+            client_id=config.client_id,
+            security=config.security,
         )
-        self._stub = share_pb2_grpc.ShareServiceStub(self._channel)
+        self._channel = config.security.aio_channel(connection.address, options)
+        finder = share_coordinator(connection, self.group_id, config.request_timeout_s)
+        self._coordinator = AioCoordinator(
+            finder, connection, share_pb2_grpc.ShareServiceStub, self._channel, options
+        )
         self._heartbeat = asyncio.create_task(self._heartbeats(), name="logstore-aio-share-heartbeat")
 
     async def stop(self, timeout_ms: float | None = None) -> None:
@@ -190,16 +187,20 @@ class AsyncShareConsumer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._heartbeat
         plan = member.leave_plan()
-        assert self._stub is not None and self._channel is not None
+        coordinator, channel, connection = self._coordinator, self._channel, self._connection
+        assert coordinator is not None and channel is not None and connection is not None
         if plan is not None:
             request = heartbeat_request(self.group_id, plan, self.config.client_id)
             try:
-                await self._stub.ShareHeartbeat(request, timeout=self.config.request_timeout_s)
+                await coordinator.call("ShareHeartbeat", request, self.config.request_timeout_s)
             except grpc.RpcError as exc:
                 log.warning("%s", member.leave_failed(error_from_rpc(exc, "leaving")))
         for sent in self._sent:
-            sent.task.cancel()
-        await self._channel.close()
+            if sent.call is not None:
+                sent.call.cancel()
+        await coordinator.aclose()
+        await channel.close()
+        await asyncio.to_thread(connection.close)
 
     async def __aenter__(self) -> AsyncShareConsumer:
         await self.start()
@@ -342,7 +343,7 @@ class AsyncShareConsumer:
     def _check_open(self) -> None:
         if self._closed:
             raise ClosedError("this share consumer is stopped")
-        if self._stub is None:
+        if self._coordinator is None:
             raise IllegalStateError("the consumer is not started: await consumer.start() or use `async with`")
 
     def _decided(self) -> Ranges:
@@ -379,10 +380,10 @@ class AsyncShareConsumer:
         member = self._member
         if not member.joined:
             return
-        assert self._stub is not None
+        assert self._coordinator is not None
         request = fetch_request(self.group_id, member.member_id, self.config)
-        call = self._stub.ShareFetch(
-            request, timeout=self.config.request_timeout_s + self.config.fetch_max_wait_ms / 1000.0
+        call = self._coordinator.call(
+            "ShareFetch", request, self.config.request_timeout_s + self.config.fetch_max_wait_ms / 1000.0
         )
         self._fetch = asyncio.ensure_future(call)
 
@@ -401,8 +402,14 @@ class AsyncShareConsumer:
                 error_from_rpc(exc, f"fetching for share group {self.group_id!r}"), self._clock()
             )
             return []
+        try:
+            records = self._holdings.take(response)
+        except ClientError as exc:
+            if not moved(exc):
+                raise
+            self._retry.failed(exc, self._clock())
+            return []
         self._retry.succeeded()
-        records = self._holdings.take(response)
         if records is None:  # the broker forgot this member: what it held was released
             self._member.rejoin()
             self._wake_heartbeat.set()
@@ -412,63 +419,86 @@ class AsyncShareConsumer:
 
     def _send(self, pending: Pending, callback: AcknowledgementCommitCallback | None) -> None:
         """A ShareAcknowledge for ``pending``, without waiting for it."""
-        assert self._stub is not None
         request = share_pb2.ShareAcknowledgeRequest(
             group_id=self.group_id,
             member_id=self._member.member_id,
             acknowledgements=acknowledgements(pending),
         )
-        call = self._stub.ShareAcknowledge(request, timeout=self.config.request_timeout_s)
-        self._sent.append(_Sent(asyncio.ensure_future(call), pending, callback))
+        self._sent.append(SentAcks(self._acknowledge(request), request, pending, callback, self._clock()))
 
-    async def _wait(self, sent: _Sent, timeout_s: float) -> dict[TopicPartition, Exception]:
-        """Wait for one ShareAcknowledge (a cancelled caller leaves it for the next); report it; the
-        refused partitions' errors."""
-        await asyncio.wait([sent.task], timeout=timeout_s)
-        if sent not in self._sent:  # reported meanwhile by another caller
-            return {}
-        self._sent.remove(sent)
-        return self._outcome(sent, timeout_s)
+    def _acknowledge(self, request: share_pb2.ShareAcknowledgeRequest) -> asyncio.Future[Any]:
+        assert self._coordinator is not None
+        call = self._coordinator.call("ShareAcknowledge", request, self.config.request_timeout_s)
+        return asyncio.ensure_future(call)
 
-    def _outcome(self, sent: _Sent, timeout_s: float) -> dict[TopicPartition, Exception]:
-        task = sent.task
-        refused: dict[TopicPartition, Exception]
-        if not task.done():
-            task.cancel()
-            error = ClientError(
-                f"share group {self.group_id!r}: no answer to the acknowledgements in {timeout_s * 1000:.0f} ms"
-            )
-            refused = dict.fromkeys(sent.pending, error)
-        elif task.cancelled():
-            refused = dict.fromkeys(sent.pending, ClosedError("the acknowledgements were cancelled"))
-        elif (exc := task.exception()) is not None:
-            where = f"acknowledging for share group {self.group_id!r}"
-            failure = (
-                error_from_rpc(exc, where)
-                if isinstance(exc, grpc.RpcError)
-                else ClientError(f"{where}: {exc!r}")
-            )
-            refused = dict.fromkeys(sent.pending, failure)
+    async def _wait(self, sent: SentAcks, timeout_s: float) -> dict[TopicPartition, Exception]:
+        """Wait for one ShareAcknowledge (sent again while the coordinator moved; a cancelled caller leaves
+        it for the next); report it; the refused partitions' errors."""
+        deadline = self._clock() + timeout_s
+        while True:
+            if sent not in self._sent:  # reported meanwhile by another caller
+                return {}
+            if sent.call is None:  # to go again, after its backoff
+                pause = sent.retry_at - self._clock()
+                if pause >= deadline - self._clock():
+                    return self._reported(sent, sent.given_up())
+                if pause > 0:
+                    await asyncio.sleep(pause)
+                    continue  # (another caller may have sent it meanwhile)
+                sent.call = self._acknowledge(sent.request)
+            call = sent.call
+            await asyncio.wait([call], timeout=max(0.0, deadline - self._clock()))
+            if sent not in self._sent or sent.call is not call:
+                continue
+            if not call.done():
+                call.cancel()
+                error = ClientError(
+                    f"share group {self.group_id!r}: no answer to the acknowledgements in "
+                    f"{timeout_s * 1000:.0f} ms"
+                )
+                return self._reported(sent, dict.fromkeys(sent.pending, error))
+            refused = self._settle(sent)
+            if refused is not None:
+                return self._reported(sent, refused)
+
+    def _settle(self, sent: SentAcks) -> dict[TopicPartition, Exception] | None:
+        """The refused partitions of a finished ShareAcknowledge; None when it goes again."""
+        task = sent.call
+        if task.cancelled():
+            return dict.fromkeys(sent.pending, ClosedError("the acknowledgements were cancelled"))
+        exc = task.exception()
+        answer: share_pb2.ShareAcknowledgeResponse | ClientError
+        if exc is None:
+            answer = task.result()
+        elif isinstance(exc, grpc.RpcError):
+            answer = error_from_rpc(exc, f"acknowledging for share group {self.group_id!r}")
         else:
-            refused = refused_by(task.result(), sent.pending, self.group_id)
+            answer = ClientError(f"acknowledging for share group {self.group_id!r}: {exc!r}")
+        return sent.settle(answer, self._clock(), self._backoff, self.config.request_timeout_s)
+
+    def _reported(self, sent: SentAcks, refused: dict[TopicPartition, Exception]) -> dict:
+        self._sent.remove(sent)
         report(self.group_id, sent.pending, refused, sent.callback or self._commit_callback)
         return refused
 
     def _report_done(self) -> None:
-        """Report the ShareAcknowledges that have been answered (callbacks run here, on the loop)."""
-        if not self._sent:
-            return
-        done = [sent for sent in self._sent if sent.task.done()]
-        for sent in done:
-            self._sent.remove(sent)
-            self._outcome(sent, 0)
+        """Report the ShareAcknowledges that have been answered (callbacks run here, on the loop); send
+        again those due to go again."""
+        now = self._clock()
+        for sent in list(self._sent):
+            if sent.call is None:
+                if now >= sent.retry_at:
+                    sent.call = self._acknowledge(sent.request)
+            elif sent.call.done() and (refused := self._settle(sent)) is not None:
+                self._reported(sent, refused)
 
     # --- the heartbeat task -----------------------------------------------------------------------------------
 
     async def _heartbeats(self) -> None:
         """Drive the ``ShareMember`` core: send each heartbeat it plans, when due, and give it the answer."""
         member = self._member
-        assert self._stub is not None
+        coordinator = self._coordinator
+        assert coordinator is not None
         timeout_s = self.config.request_timeout_s
         try:
             while True:
@@ -483,7 +513,7 @@ class AsyncShareConsumer:
                 request = heartbeat_request(self.group_id, member.plan(), self.config.client_id)
                 sent_at = self._clock()
                 try:
-                    response = await self._stub.ShareHeartbeat(request, timeout=timeout_s)
+                    response = await coordinator.call("ShareHeartbeat", request, timeout_s)
                 except grpc.RpcError as exc:
                     error = error_from_rpc(exc, f"heartbeat to share group {self.group_id!r}")
                     note = member.on_failure(error, sent_at, self._clock())

@@ -1,26 +1,39 @@
-"""Group calls sent to the group's coordinator: ``CoordinatorStub`` looks like a GroupServiceStub, but
-each call goes to the broker FindCoordinator names for the group (the leader of the group's
-``__consumer_offsets`` partition), found again after an answer of NOT_COORDINATOR or a coordinator that
-could not be reached; the call itself still fails (retriable), and the caller's usual retry reaches
-the new coordinator. A broker alone coordinates every group: its calls go to it, as before clusters.
+"""Group calls sent to the group's coordinator: ``CoordinatorStub`` looks like a GroupServiceStub (or,
+with ``kind="share"``, a ShareServiceStub), but each call goes to the broker FindCoordinator names for the
+group (the leader of the group's ``__consumer_offsets`` or ``__share_group_state`` partition), found again
+after an answer of NOT_COORDINATOR or NOT_AVAILABLE or a coordinator that could not be reached; the call
+itself still fails (retriable), and the caller's usual retry reaches the new coordinator
+(``call_coordinator`` is that retry for one-off calls, the admin client's). A broker alone coordinates
+every group: its calls go to it, as before clusters.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
+from concurrent import futures
 from typing import Any
 
 import grpc
+from logstore.client.shared.backoff import Backoff
 from logstore.client.shared.connection import BrokerChannel, Connection
-from logstore.client.shared.errors import ClientError, LocalUnavailable, error_from_rpc, trailer_code
+from logstore.client.shared.errors import (
+    ClientError,
+    LocalUnavailable,
+    MemberLostError,
+    error_from_rpc,
+    trailer_code,
+)
 from logstore.client.shared.metadata import describe_cluster
 from logstore.wire.logstore.v1 import admin_pb2, common_pb2
 
 log = logging.getLogger(__name__)
 
 MOVED_STATUSES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+MOVED_CODES = frozenset({common_pb2.ERROR_CODE_NOT_COORDINATOR, common_pb2.ERROR_CODE_NOT_AVAILABLE})
+"""Error codes (in a trailer or an answer's ``error_code``) that say: no longer (or not yet) coordinating."""
 
 
 class CoordinatorStub:
@@ -107,9 +120,9 @@ class CoordinatorStub:
         if isinstance(outcome, grpc.RpcError):
             code = trailer_code(outcome)
             status = outcome.code() if callable(getattr(outcome, "code", None)) else None
-            if code == common_pb2.ERROR_CODE_NOT_COORDINATOR or (code is None and status in MOVED_STATUSES):
+            if code in MOVED_CODES or (code is None and status in MOVED_STATUSES):
                 self.forget()
-        elif getattr(outcome, "error_code", 0) == common_pb2.ERROR_CODE_NOT_COORDINATOR:
+        elif getattr(outcome, "error_code", 0) in MOVED_CODES:
             self.forget()
 
     def __getattr__(self, method: str) -> _Method:
@@ -142,7 +155,14 @@ class _Method:
         return answer
 
     def future(self, request: Any, **options: Any) -> Any:
-        future = self._target().future(request, **options)
+        """As a grpc stub's: failures come through the future, a coordinator not found too."""
+        try:
+            target = self._target()
+        except Lookup as exc:
+            failed: futures.Future[Any] = futures.Future()
+            failed.set_exception(exc)
+            return failed
+        future = target.future(request, **options)
 
         def done(call: grpc.Future) -> None:
             if call.cancelled():
@@ -159,3 +179,31 @@ class Lookup(LocalUnavailable):
 
     def __init__(self, cause: ClientError) -> None:
         super().__init__(str(cause))
+
+
+def moved(error: ClientError) -> bool:
+    """Whether a failed group call may succeed at the group's coordinator found again (it moved, was
+    away, or none coordinated for a moment), as opposed to an answer the coordinator would repeat."""
+    return error.retriable and not isinstance(error, MemberLostError)
+
+
+def call_coordinator(
+    stub: CoordinatorStub, method: str, request: Any, what: str, *, timeout_s: float, backoff: Backoff
+) -> Any:
+    """``stub.<method>(request)``, sent again to the coordinator found again while it ``moved``, with
+    ``backoff`` between attempts, until ``timeout_s`` has passed; then (or for any other failure) the
+    client's error for the last failure. For calls made once, such as the admin client's."""
+    deadline = time.monotonic() + timeout_s
+    attempt = 0
+    while True:
+        remaining = max(0.001, deadline - time.monotonic())
+        try:
+            return getattr(stub, method)(request, timeout=remaining)
+        except grpc.RpcError as exc:
+            error = error_from_rpc(exc, what)
+        attempt += 1
+        pause = backoff.delay_s(attempt)
+        if not moved(error) or time.monotonic() + pause >= deadline:
+            raise error from None
+        log.debug("%s: retrying at the coordinator found again: %s", what, error)
+        time.sleep(pause)

@@ -25,19 +25,21 @@ import logging
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from concurrent import futures
 from typing import Any
 
 import grpc
 from logstore.client.consumer.config import FOREVER
+from logstore.client.groups.coordinator import moved
 from logstore.client.share.acks import AcknowledgeType
 from logstore.client.share.config import ShareConsumerConfig
 from logstore.client.share.holdings import (
     AcknowledgementCommitCallback,
     FetchRetry,
     Holdings,
+    SentAcks,
     deserialized,
     fetch_request,
-    refused_by,
     report,
 )
 from logstore.client.share.membership import ShareMembership
@@ -60,17 +62,6 @@ log = logging.getLogger(__name__)
 
 CLOSE_FETCH_GRACE_S = 0.2
 """How long close() waits for the fetch in flight before cancelling it (see close)."""
-
-
-class _Sent:
-    """Acknowledgements on their way (a ShareAcknowledge or a ShareFetch carrying them)."""
-
-    __slots__ = ("callback", "future", "pending")
-
-    def __init__(self, future: Any, pending: Pending, callback: AcknowledgementCommitCallback | None) -> None:
-        self.future = future
-        self.pending = pending
-        self.callback = callback
 
 
 @refuse_unknown_options
@@ -164,7 +155,7 @@ class ShareConsumer:
             client_id=client_id,
             security=config.security,
         )
-        self._stub = share_stub(self._connection)
+        self._stub = share_stub(self._connection, group_id, self._timeout_s)  # to the group's coordinator
         self._lock = threading.Lock()
         self._membership = ShareMembership(
             self._stub,
@@ -180,7 +171,7 @@ class ShareConsumer:
         self._fetch: Any = None
         """The ShareFetch in flight (a grpc future), at most one."""
         self._fetch_done = threading.Event()
-        self._sent: list[_Sent] = []
+        self._sent: list[SentAcks] = []
         self._ready: list[ShareRecord] = []
         """Records taken in (held) but not handed out yet: commit_sync waited for their fetch."""
         self._commit_callback: AcknowledgementCommitCallback | None = None
@@ -395,8 +386,13 @@ class ShareConsumer:
             response = future.result()
         except grpc.RpcError as exc:
             return self._fetch_failed(error_from_rpc(exc, f"fetching for share group {self.group_id!r}"))
+        try:
+            records = self._holdings.take(response)
+        except ClientError as exc:
+            if not moved(exc):
+                raise
+            return self._fetch_failed(exc)
         self._retry.succeeded()
-        records = self._holdings.take(response)
         if records is None:  # the broker forgot this member: what it held was released
             with self._lock:
                 self._membership.rejoin()
@@ -416,41 +412,71 @@ class ShareConsumer:
             acknowledgements=acknowledgements(pending),
         )
         future = self._stub.ShareAcknowledge.future(request, timeout=self._timeout_s)
-        self._sent.append(_Sent(future, pending, callback))
+        self._sent.append(SentAcks(future, request, pending, callback, time.monotonic()))
 
-    def _sent_so_far(self) -> list[_Sent]:
+    def _resend(self, sent: SentAcks) -> None:
+        sent.call = self._stub.ShareAcknowledge.future(sent.request, timeout=self._timeout_s)
+
+    def _sent_so_far(self) -> list[SentAcks]:
         sent, self._sent = self._sent, []
         return sent
 
-    def _wait(self, sent: _Sent, timeout_s: float) -> dict[TopicPartition, Exception]:
-        """Wait for one ShareAcknowledge; report it; the refused partitions' errors."""
+    def _settle(self, sent: SentAcks) -> dict[TopicPartition, Exception] | None:
+        """The refused partitions of an answered ShareAcknowledge; None when it goes again."""
         try:
-            response = sent.future.result(timeout=timeout_s)
-        except grpc.FutureTimeoutError:
-            sent.future.cancel()
-            error: ClientError = ClientError(
-                f"share group {self.group_id!r}: no answer to the acknowledgements in {timeout_s * 1000:.0f} ms"
-            )
-            refused: dict[TopicPartition, Exception] = dict.fromkeys(sent.pending, error)
+            answer = sent.call.result(timeout=0)
         except grpc.RpcError as exc:
-            refused = dict.fromkeys(
-                sent.pending, error_from_rpc(exc, f"acknowledging for share group {self.group_id!r}")
-            )
-        else:
-            refused = refused_by(response, sent.pending, self.group_id)
+            answer = error_from_rpc(exc, f"acknowledging for share group {self.group_id!r}")
+        return sent.settle(answer, time.monotonic(), self._backoff, self._timeout_s)
+
+    def _wait(self, sent: SentAcks, timeout_s: float) -> dict[TopicPartition, Exception]:
+        """Wait for one ShareAcknowledge (sending it again while the coordinator moved); report it; the
+        refused partitions' errors."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if sent.call is None:  # to go again, after its backoff
+                pause = sent.retry_at - time.monotonic()
+                if pause >= deadline - time.monotonic():
+                    refused = sent.given_up()
+                    break
+                if pause > 0:
+                    time.sleep(pause)
+                self._resend(sent)
+            try:
+                sent.call.result(timeout=max(0.0, deadline - time.monotonic()))
+            except (grpc.FutureTimeoutError, futures.TimeoutError):
+                sent.call.cancel()
+                error = ClientError(
+                    f"share group {self.group_id!r}: no answer to the acknowledgements in "
+                    f"{timeout_s * 1000:.0f} ms"
+                )
+                refused = dict.fromkeys(sent.pending, error)
+                break
+            except grpc.RpcError:
+                pass  # settled below
+            settled = self._settle(sent)
+            if settled is not None:
+                refused = settled
+                break
         report(self.group_id, sent.pending, refused, sent.callback or self._commit_callback)
         return refused
 
     def _report_done(self) -> None:
-        """Report the ShareAcknowledges that have been answered (callbacks run here, in the app's thread)."""
+        """Report the ShareAcknowledges that have been answered (callbacks run here, in the app's thread);
+        send again those due to go again."""
         if not self._sent:
             return
         waiting = []
+        now = time.monotonic()
         for sent in self._sent:
-            if sent.future.done():
-                self._wait(sent, 0)
-            else:
+            if sent.call is None:
+                if now >= sent.retry_at:
+                    self._resend(sent)
                 waiting.append(sent)
+            elif not sent.call.done() or (refused := self._settle(sent)) is None:
+                waiting.append(sent)
+            else:
+                report(self.group_id, sent.pending, refused, sent.callback or self._commit_callback)
         self._sent = waiting
 
 

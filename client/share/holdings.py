@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from logstore.client.groups.coordinator import moved
 from logstore.client.share.acks import AcknowledgeType, PartitionLedger, outcome
 from logstore.client.share.records import Acquired, ShareRecord, share_record_class, take_records
 from logstore.client.share.rpc import Pending, failures
@@ -21,6 +22,7 @@ from logstore.client.shared.errors import (
     IllegalStateError,
     MemberLostError,
     SerializationError,
+    error_from_code,
     for_code,
     group_error,
 )
@@ -55,6 +57,9 @@ class Holdings:
         if code:
             if issubclass(for_code(code), MemberLostError | GroupIdNotFoundError):
                 return None
+            error = error_from_code(code, response.error_message, where=f"share group {self.group_id!r}")
+            if moved(error):  # the coordinator moved (or none for a moment): the fetch is retried
+                raise error
             raise group_error(code, response.error_message, self.group_id)
         out: list[ShareRecord] = []
         for part in response.partitions:
@@ -137,6 +142,68 @@ def refused_by(response: share_pb2.ShareAcknowledgeResponse, pending: Pending, g
     if response.error_code:
         return dict.fromkeys(pending, group_error(response.error_code, response.error_message, group_id))
     return {tp: errors[0][1] for tp, errors in failures(response.results).items()}
+
+
+class SentAcks:
+    """One ShareAcknowledge on its way: its ``call`` (a grpc future for ``ShareConsumer``, an asyncio
+    task for ``AsyncShareConsumer``), the ``request`` and what it carries. One refused as a whole because
+    the coordinator moved or could not be reached (``moved``) goes again, after the backoff, until
+    request_timeout_ms has passed since it was first sent: ``settle`` says so and the consumer sends
+    ``request`` again at ``retry_at``. (Records of a member whose coordinator moved are available again
+    there: their ranges come back INVALID_RECORD_STATE, refused as for an expired lock.) Not thread-safe:
+    its consumer's thread or loop only."""
+
+    __slots__ = ("attempts", "call", "callback", "first_at", "last_error", "pending", "request", "retry_at")
+
+    def __init__(
+        self,
+        call: Any,
+        request: share_pb2.ShareAcknowledgeRequest,
+        pending: Pending,
+        callback: AcknowledgementCommitCallback | None,
+        now: float,
+    ) -> None:
+        self.call: Any = call
+        """None while waiting to be sent again (at ``retry_at``)."""
+        self.request = request
+        self.pending = pending
+        self.callback = callback
+        self.first_at = now
+        self.attempts = 1
+        self.retry_at = now
+        self.last_error: ClientError | None = None
+
+    def settle(
+        self,
+        answer: share_pb2.ShareAcknowledgeResponse | ClientError,
+        now: float,
+        backoff: Backoff,
+        timeout_s: float,
+    ) -> dict[TopicPartition, Exception] | None:
+        """The refused partitions of an answer (or of the call's failure), or None when it is to be sent
+        again (``call`` is None, ``retry_at`` set)."""
+        if isinstance(answer, ClientError):
+            error: ClientError | None = answer
+        elif answer.error_code:
+            group_id = self.request.group_id
+            error = error_from_code(
+                answer.error_code, answer.error_message, where=f"share group {group_id!r}"
+            )
+        else:
+            error = None
+        if error is not None and moved(error) and now - self.first_at < timeout_s:
+            self.call, self.last_error = None, error
+            self.retry_at = now + backoff.delay_s(self.attempts)
+            self.attempts += 1
+            return None
+        if isinstance(answer, ClientError):
+            return dict.fromkeys(self.pending, answer)
+        return refused_by(answer, self.pending, self.request.group_id)
+
+    def given_up(self) -> dict[TopicPartition, Exception]:
+        """The refusal of acknowledgements waiting to be sent again when the wait for them ends."""
+        error = self.last_error or ClientError("the acknowledgements were not sent again")
+        return dict.fromkeys(self.pending, error)
 
 
 def report(

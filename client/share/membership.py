@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import grpc
+from logstore.client.groups.coordinator import moved
 from logstore.client.shared.backoff import Backoff
 from logstore.client.shared.errors import (
     BrokerUnavailableError,
@@ -26,6 +27,7 @@ from logstore.client.shared.errors import (
     GroupError,
     GroupIdNotFoundError,
     MemberLostError,
+    error_from_code,
     error_from_rpc,
     for_code,
     group_error,
@@ -133,13 +135,18 @@ class ShareMember:
         return note
 
     def on_answer(self, response: share_pb2.ShareHeartbeatResponse, now: float) -> str | None:
-        """Adopt a heartbeat answer."""
+        """Adopt a heartbeat answer. One saying the broker does not coordinate the group (it moved, or
+        none does for a moment) is retried as a failure: the stub finds the coordinator again."""
+        code = response.error_code
+        if code:
+            error = error_from_code(code, response.error_message, where=f"share group {self.group_id!r}")
+            if moved(error):
+                return self.on_failure(error, now, now)
         note = None
         if self._failing_since is not None:
             note = f"share group {self.group_id}: the broker answers again"
         self._failing_since = None
         self.unreachable = None
-        code = response.error_code
         if code:
             cls = for_code(code)
             if issubclass(cls, MemberLostError | GroupIdNotFoundError):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Any, cast
 
+from logstore.client.groups.coordinator import CoordinatorStub
 from logstore.client.share.acks import AckRange
 from logstore.client.shared.connection import Connection
 from logstore.client.shared.errors import ClientError, error_from_code
@@ -14,9 +16,23 @@ Pending = Mapping[TopicPartition, list[tuple[int, int, int]]]
 """Acknowledgements to send: per partition, (first, last, outcome) ranges (see ``acks.outcome``)."""
 
 
-def share_stub(connection: Connection) -> share_pb2_grpc.ShareServiceStub:
-    # The Connection carries stubs for the topic services only; share groups go over the same channel.
-    return share_pb2_grpc.ShareServiceStub(connection.calls)  # with the interceptors
+SHARE_KIND = "share"
+"""FindCoordinator's kind for a share group (coordinated by the leader of its ``__share_group_state``
+partition)."""
+
+
+def share_coordinator(connection: Connection, group_id: str, timeout_s: float) -> CoordinatorStub:
+    """A ShareService stub, as far as calls go, for one share group: each call on its coordinator's
+    channel (with the interceptors), found with FindCoordinator and found again when it moves."""
+    return CoordinatorStub(
+        connection, share_pb2_grpc.ShareServiceStub, group_id, kind=SHARE_KIND, timeout_s=timeout_s
+    )
+
+
+def share_stub(connection: Connection, group_id: str, timeout_s: float) -> share_pb2_grpc.ShareServiceStub:
+    """``share_coordinator``, typed as the stub it stands for."""
+    stub: Any = share_coordinator(connection, group_id, timeout_s)
+    return cast(share_pb2_grpc.ShareServiceStub, stub)
 
 
 def acknowledgements(pending: Pending) -> list[share_pb2.PartitionAcknowledgements]:

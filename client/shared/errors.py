@@ -155,6 +155,10 @@ class InvalidReplicationFactorError(ClientError):
     """The replication factor is below 1 or above the number of live brokers."""
 
 
+class UnsupportedVersionError(ClientError):
+    """The broker does not know the call (UNIMPLEMENTED: an older broker, or not a logstore broker)."""
+
+
 class BrokerInternalError(ClientError):
     """The broker failed the whole call with an internal error (a bug); retrying will not help."""
 
@@ -443,6 +447,7 @@ _BY_STATUS: dict[grpc.StatusCode, type[ClientError]] = {
     grpc.StatusCode.RESOURCE_EXHAUSTED: RecordTooLargeError,
     grpc.StatusCode.INTERNAL: BrokerInternalError,
     grpc.StatusCode.UNKNOWN: UnknownBrokerError,
+    grpc.StatusCode.UNIMPLEMENTED: UnsupportedVersionError,
     grpc.StatusCode.CANCELLED: BrokerUnavailableError,
     grpc.StatusCode.UNAUTHENTICATED: AuthenticationFailedError,
     grpc.StatusCode.PERMISSION_DENIED: AuthorizationError,
