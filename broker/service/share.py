@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 
 import grpc
 from logstore.broker.domain.core import BrokerCore
+from logstore.broker.domain.errors import NotCoordinatorError
 from logstore.broker.domain.share.values import (
     DEFAULT_MAX_RECORDS,
     AckRange,
@@ -46,7 +47,7 @@ ACQUIRE_MODES = frozenset(pb.ShareAcquireMode.values())
 
 MAX_RANGES_PER_REQUEST = 10_000
 """Most acknowledged ranges in one request (share.proto: more is INVALID_ARGUMENT)."""
-REQUEST_ERRORS = (GroupCoordinatorError, InconsistentGroupProtocolError)
+REQUEST_ERRORS = (GroupCoordinatorError, InconsistentGroupProtocolError, NotCoordinatorError)
 """Errors of a whole share-group request, answered in its error_code field."""
 
 
