@@ -200,3 +200,77 @@ def test_the_async_producer_skips_an_unreachable_first_address(broker: EmbeddedB
     with Admin(bootstrap_servers=broker.address) as admin:
         admin.create_topic("orders", 1)
     assert asyncio.run(produce()) == list(range(10))
+
+
+def test_the_share_consumers_and_admin_skip_an_unreachable_first_address(broker: EmbeddedBroker) -> None:
+    import asyncio
+
+    from logstore.client.aio.share import AsyncShareConsumer
+    from logstore.client.share.api import ShareConsumer
+
+    bootstrap = [dead_address(), broker.address]
+    with Admin(bootstrap_servers=bootstrap) as admin:
+        admin.create_topic("jobs", 2)
+        admin.alter_group_config("workers", {"share.auto.offset.reset": "earliest"})
+        assert admin.find_coordinator("workers", "share")[0] == 0
+    with Producer(bootstrap_servers=broker.address) as producer:
+        for n in range(20):
+            producer.send("jobs", b"job-%d" % n, partition=n % 2)
+    got: list[bytes] = []
+    with ShareConsumer(
+        "jobs", group_id="workers", bootstrap=bootstrap, max_poll_records=5, share_acquire_mode="record_limit"
+    ) as consumer:
+        while len(got) < 10:  # (implicit mode: every record handed out is accepted)
+            got += [r.value or b"" for r in consumer.poll(timeout_ms=10_000)]
+        assert consumer.commit_sync() == {}
+
+    async def rest() -> list[bytes]:
+        values: list[bytes] = []
+        async with AsyncShareConsumer("jobs", group_id="workers", bootstrap_servers=bootstrap) as worker:
+            while not values or len(values) + len(got) < 20:
+                for records in (await worker.getmany(timeout_ms=10_000)).values():
+                    values += [r.value or b"" for r in records]
+            assert await worker.commit() == {}
+        return values
+
+    got += asyncio.run(rest())
+    assert sorted(got) == sorted(b"job-%d" % n for n in range(20))
+    with Admin(bootstrap_servers=bootstrap) as admin:
+        group = admin.describe_share_group("workers")
+    assert group.members == [] and sum(p.lag for p in group.partitions) == 0
+
+
+def test_share_clients_that_reach_no_broker_say_so_naming_each_address() -> None:
+    import asyncio
+
+    from logstore.client.aio.share import AsyncShareConsumer
+    from logstore.client.share.api import ShareConsumer
+
+    first, second = dead_address(), dead_address()
+    with (
+        Admin(bootstrap_servers=[first, second], request_timeout_ms=1000) as admin,
+        pytest.raises(BrokerUnavailableError) as failed,
+    ):
+        admin.describe_share_group("workers")
+    for text in (str(failed.value),):
+        assert "no broker answered" in text and first in text and second in text
+    with (
+        ShareConsumer("jobs", group_id="workers", bootstrap=[first, second], request_timeout_ms=1000) as c,
+        pytest.raises(BrokerUnavailableError) as failed,
+    ):
+        while True:
+            c.poll(timeout_ms=500)
+    text = str(failed.value)
+    assert "no broker answered" in text and first in text and second in text
+
+    async def poll() -> str:
+        async with AsyncShareConsumer(
+            "jobs", group_id="workers", bootstrap_servers=[first, second], request_timeout_ms=1000
+        ) as worker:
+            with pytest.raises(BrokerUnavailableError) as failed:
+                while True:
+                    await worker.getmany(timeout_ms=500)
+            return str(failed.value)
+
+    text = asyncio.run(poll())
+    assert "no broker answered" in text and first in text and second in text

@@ -67,3 +67,17 @@ def test_leave_is_sent_only_by_a_member_that_joined_and_only_once() -> None:
     m.on_answer(answer(epoch=3), now=0.0)
     assert m.leave_plan() == SharePlan("m1", LEAVE_EPOCH, ())
     assert m.leave_plan() is None and m.due_in(0.0) is None
+
+
+@pytest.mark.parametrize("code", [common_pb2.ERROR_CODE_NOT_COORDINATOR, common_pb2.ERROR_CODE_NOT_AVAILABLE])
+def test_an_answer_from_a_broker_that_does_not_coordinate_the_group_is_retried(
+    code: common_pb2.ErrorCode,
+) -> None:
+    m = member()
+    m.on_answer(answer(epoch=2), now=0.0)
+    note = m.on_answer(answer(code=code), now=1.0)
+    assert note is not None and "retrying" in note, "logged once, as an unreachable broker"
+    assert m.fatal is None and not m.lost, "the coordinator moved: the member is not lost for that"
+    assert m.due_in(1.0) == pytest.approx(0.1) and m.plan() == SharePlan("m1", 2, ())
+    m.on_answer(answer(code=common_pb2.ERROR_CODE_UNKNOWN_MEMBER_ID), now=2.0)
+    assert m.lost and m.plan() == SharePlan("", JOIN_EPOCH, ("tasks",)), "the new coordinator: rejoin"

@@ -46,11 +46,12 @@ class AioCoordinator:
         UNAVAILABLE RpcError, retriable) when it cannot be found."""
         cluster = self._connection.cluster
         if cluster.learned and not cluster.clustered:
-            return self._bootstrap
-        try:
-            address = await asyncio.to_thread(self.finder.address)
-        except ClientError as exc:
-            raise Lookup(exc) from None
+            address = self._connection.address  # alone: the broker reached (maybe not the first address)
+        else:
+            try:
+                address = await asyncio.to_thread(self.finder.address)
+            except ClientError as exc:
+                raise Lookup(exc) from None
         if address == self._bootstrap_address:
             return self._bootstrap
         channel = self._channels.get(address)
