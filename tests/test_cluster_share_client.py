@@ -322,6 +322,8 @@ def test_admin_share_calls_and_the_cli_at_a_non_coordinator(cluster: Cluster) ->
         group_view = admin.describe_share_group(group)
         assert group_view.members == []
         assert sum(p.lag for p in group_view.partitions) == 0
+    listed = [line.split() for line in logstore(address, "groups", "list").stdout.splitlines()]
+    assert [group, "share", "Empty", "0"] in listed, listed
     logstore(address, "groups", "delete", group)
     with Admin(address) as admin, pytest.raises(GroupIdNotFoundError):
         admin.describe_share_group(group)

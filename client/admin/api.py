@@ -20,7 +20,6 @@ from logstore.client.admin.security import AclBinding, AclBindingFilter, Securit
 from logstore.client.admin.share import GroupConfigEntry, ShareAdmin, ShareGroupDescription
 from logstore.client.groups.rpc import group_stub
 from logstore.client.share.rpc import share_coordinator
-from logstore.client.shared.backoff import Backoff
 from logstore.client.shared.connection import DEFAULT_BOOTSTRAP, Connection
 from logstore.client.shared.errors import ClientError, ClosedError, error_from_rpc
 from logstore.client.shared.metadata import describe_cluster, topic_description
@@ -96,7 +95,6 @@ class Admin:
         self._share = ShareAdmin(
             lambda group_id: share_coordinator(self._connection, group_id, self._timeout_s),
             self._timeout_s,
-            Backoff(100, 1000),  # the clients' retry_backoff_ms and retry_backoff_max_ms defaults
         )
         self._security = SecurityAdmin(self._call)
 

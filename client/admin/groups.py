@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 import grpc
+from logstore.client.groups.coordinator import ADMIN_BACKOFF, call_coordinator
 from logstore.client.groups.rpc import flatten
 from logstore.client.shared.errors import error_from_rpc
 from logstore.client.shared.types import TopicPartition
@@ -95,10 +96,17 @@ class GroupAdmin:
         self._for_group = for_group
         self._everywhere = everywhere
 
-    def _call(self, method: str, request: object, what: str, group_id: str | None = None) -> Any:
+    def _call(
+        self, method: str, request: object, what: str, group_id: str | None = None, *, again: bool = False
+    ) -> Any:
         """The answer of GroupService.<method> (its message type follows the method's name), from the
-        coordinator of ``group_id`` when given."""
+        coordinator of ``group_id`` when given; with ``again`` (calls that may be repeated: describe,
+        delete) sent again while the coordinator moves or none is there yet (``call_coordinator``)."""
         stub = self._stub if group_id is None or self._for_group is None else self._for_group(group_id)
+        if again:
+            return call_coordinator(
+                stub, method, request, what, timeout_s=self._timeout_s, backoff=ADMIN_BACKOFF
+            )
         try:
             return getattr(stub, method)(request, timeout=self._timeout_s)
         except grpc.RpcError as exc:
@@ -130,6 +138,7 @@ class GroupAdmin:
             group_pb2.DescribeGroupRequest(group_id=group_id),
             f"describing group {group_id!r}",
             group_id,
+            again=True,
         )
         group = answer.group
         return GroupDescription(
@@ -166,6 +175,7 @@ class GroupAdmin:
             group_pb2.DeleteGroupRequest(group_id=group_id),
             f"deleting group {group_id!r}",
             group_id,
+            again=True,
         )
 
     def reset_offsets(

@@ -8,8 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
-from logstore.client.groups.coordinator import CoordinatorStub, call_coordinator
-from logstore.client.shared.backoff import Backoff
+from logstore.client.groups.coordinator import ADMIN_BACKOFF, CoordinatorStub, call_coordinator
 from logstore.wire.logstore.v1 import group_pb2, share_pb2
 
 _STATES = {group_pb2.GROUP_STATE_EMPTY: "Empty", group_pb2.GROUP_STATE_STABLE: "Stable"}
@@ -62,12 +61,9 @@ class ShareAdmin:
     """The share-group calls, each on the stub of the group's coordinator (``for_group``, looked up
     afresh for each call, as the group admin calls are). Thread-safe: it keeps no state between calls."""
 
-    def __init__(
-        self, for_group: Callable[[str], CoordinatorStub], timeout_s: float, backoff: Backoff
-    ) -> None:
+    def __init__(self, for_group: Callable[[str], CoordinatorStub], timeout_s: float) -> None:
         self._for_group = for_group
         self._timeout_s = timeout_s
-        self._backoff = backoff
 
     def _call(self, method: str, request: Any, what: str) -> Any:
         return call_coordinator(
@@ -76,7 +72,7 @@ class ShareAdmin:
             request,
             what,
             timeout_s=self._timeout_s,
-            backoff=self._backoff,
+            backoff=ADMIN_BACKOFF,
         )
 
     def describe_share_group(self, group_id: str) -> ShareGroupDescription:

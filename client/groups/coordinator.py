@@ -20,6 +20,7 @@ import grpc
 from logstore.client.shared.backoff import Backoff
 from logstore.client.shared.connection import BrokerChannel, Connection
 from logstore.client.shared.errors import (
+    ERROR_CODE_KEY,
     ClientError,
     LocalUnavailable,
     MemberLostError,
@@ -175,10 +176,20 @@ class _Method:
 
 
 class Lookup(LocalUnavailable):
-    """The coordinator could not be found: the call fails as UNAVAILABLE (retriable) saying why."""
+    """The coordinator could not be found: the call fails as UNAVAILABLE (retriable) saying why, with the
+    broker's error code when one answered (NOT_AVAILABLE: none coordinates the group yet), so that it is
+    not taken for a broker that could not be reached."""
 
     def __init__(self, cause: ClientError) -> None:
         super().__init__(str(cause))
+        self._code = cause.code
+
+    def trailing_metadata(self) -> tuple[tuple[str, str], ...]:  # type: ignore[override]
+        return () if self._code is None else ((ERROR_CODE_KEY, str(self._code)),)
+
+
+ADMIN_BACKOFF = Backoff(100, 1000)
+"""Between the admin client's attempts (the clients' retry_backoff_ms and retry_backoff_max_ms defaults)."""
 
 
 def moved(error: ClientError) -> bool:
@@ -188,9 +199,9 @@ def moved(error: ClientError) -> bool:
 
 
 def call_coordinator(
-    stub: CoordinatorStub, method: str, request: Any, what: str, *, timeout_s: float, backoff: Backoff
+    stub: Any, method: str, request: Any, what: str, *, timeout_s: float, backoff: Backoff
 ) -> Any:
-    """``stub.<method>(request)``, sent again to the coordinator found again while it ``moved``, with
+    """``stub.<method>(request)`` (a ``CoordinatorStub``), sent again to the coordinator found again while it ``moved``, with
     ``backoff`` between attempts, until ``timeout_s`` has passed; then (or for any other failure) the
     client's error for the last failure. For calls made once, such as the admin client's."""
     deadline = time.monotonic() + timeout_s
