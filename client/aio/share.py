@@ -44,7 +44,12 @@ from logstore.client.share.membership import ShareMember, heartbeat_request
 from logstore.client.share.records import ShareRecord
 from logstore.client.share.rpc import Pending, acknowledgements, share_coordinator
 from logstore.client.shared.backoff import Backoff
-from logstore.client.shared.connection import DEFAULT_BOOTSTRAP, Connection, channel_options
+from logstore.client.shared.connection import (
+    DEFAULT_BOOTSTRAP,
+    Connection,
+    channel_options,
+    parse_bootstrap_list,
+)
 from logstore.client.shared.errors import (
     ClientError,
     ClosedError,
@@ -90,6 +95,7 @@ class AsyncShareConsumer:
         if options.get("interceptors"):
             raise ValueError("AsyncShareConsumer takes no interceptors (grpc.aio's differ from grpc's)")
         self.config = config = ShareConsumerConfig(group_id, bootstrap_servers, **options)
+        parse_bootstrap_list(config.bootstrap_servers)  # a bad address is refused here, not at start()
         self.group_id = group_id
         self.topics = tuple(dict.fromkeys(names))
         self._implicit = config.implicit

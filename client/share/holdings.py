@@ -194,6 +194,7 @@ class SentAcks:
         if error is not None and moved(error) and now - self.first_at < timeout_s:
             self.call, self.last_error = None, error
             self.retry_at = now + backoff.delay_s(self.attempts)
+            log.debug("share group %s: acknowledgements go again: %s", self.request.group_id, error)
             self.attempts += 1
             return None
         if isinstance(answer, ClientError):
