@@ -154,3 +154,31 @@ def test_accepted_records_survive_the_share_coordinator_being_killed(cluster: Cl
     for state in by_partition.values():
         assert (state.start_offset, state.in_flight_records, state.lag) == (2 * PER_PARTITION, 0, 0), state
     cluster.brokers[coordinator].start()
+
+
+def test_the_coordinator_follows_a_data_partition_to_its_new_leader(cluster: Cluster) -> None:
+    stubs(cluster, 1).create_topic(TOPIC, partitions=PARTITIONS)
+    for partition in range(PARTITIONS):
+        cluster.wait_for_isr(TOPIC, partition, 3)
+    produce(cluster, 0, PER_PARTITION)
+    group = "transcoders"
+    coordinator = coordinator_of(cluster, group, asking=1)
+    data_leader = next(
+        cluster.leader(TOPIC, p) for p in range(PARTITIONS) if cluster.leader(TOPIC, p) != coordinator
+    )
+    set_earliest(cluster, coordinator, group)
+    member = joined(cluster, coordinator, group)
+    first = consume(member, cluster, PARTITIONS * PER_PARTITION)
+    assert len(set(first)) == len(first) == PARTITIONS * PER_PARTITION
+
+    cluster.brokers[data_leader].kill()
+    cluster.wait_for(
+        lambda: all(cluster.leader(TOPIC, p) != data_leader for p in range(PARTITIONS)),
+        f"every partition of {TOPIC} moves off the killed broker {data_leader}",
+    )
+    produce(cluster, PER_PARTITION, PER_PARTITION)
+    second = consume(member, cluster, PARTITIONS * PER_PARTITION)  # the same member: its coordinator lives
+    assert sorted(second) == [
+        (p, o) for p in range(PARTITIONS) for o in range(PER_PARTITION, 2 * PER_PARTITION)
+    ]
+    cluster.brokers[data_leader].start()
