@@ -14,9 +14,11 @@ record again after the restart.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import mmh3
 from logstore.broker.domain.share.state_store import Written
@@ -77,24 +79,11 @@ class DeadLetters:
                 exc,
             )
             return []
-        builders: dict[int, BatchBuilder] = {}
-        written: list[Written] = []
-        for span in archived:
-            for record in _records(source, span.first_offset, span.last_offset):
-                number = _partition_for(record.key, partitions)
-                builder = builders.get(number)
-                if builder is None:
-                    builder = builders[number] = BatchBuilder()
-                builder.append(
-                    record.value if target.copy_record else None,
-                    key=record.key if target.copy_record else None,
-                    headers=_headers(target, topic, partition, record, span),
-                )
-                if builder.size_in_bytes() >= BATCH_BYTES:
-                    written.append(self._append(target.topic, number, builders.pop(number)))
-        for number, builder in builders.items():
-            written.append(self._append(target.topic, number, builder))
-        return written
+        spans = ((span, _records(source, span.first_offset, span.last_offset)) for span in archived)
+        return [
+            self._append(target.topic, number, batch)
+            for number, batch in dead_letter_batches(target, topic, partition, spans, partitions)
+        ]
 
     def _dead_letter_partitions(self, name: str) -> int:
         try:
@@ -104,11 +93,39 @@ class DeadLetters:
             log.info("created dead-letter topic %s with 1 partition", name)
             return 1
 
-    def _append(self, name: str, number: int, builder: BatchBuilder) -> Written:
+    def _append(self, name: str, number: int, batch: bytes) -> Written:
         target_log: Log = self._topics.log(name, number)
-        result = target_log.append(builder.build())
+        result = target_log.append(batch)
         self._waiters.notify((name, number))
         return Written(target_log, result.last_offset, name, number)
+
+
+def dead_letter_batches(
+    target: DeadLetterTarget,
+    topic: str,
+    partition: int,
+    spans: Iterable[tuple[Archived, Iterable[Record]]],
+    partitions: int,
+) -> Iterator[tuple[int, bytes]]:
+    """(dead-letter partition, batch) for the archived records of `topic`-`partition`, given with the
+    span that archived them; batches are cut at about BATCH_BYTES. Pure: the local and the cluster's
+    senders both build with it."""
+    builders: dict[int, BatchBuilder] = {}
+    for span, records in spans:
+        for record in records:
+            number = _partition_for(record.key, partitions)
+            builder = builders.get(number)
+            if builder is None:
+                builder = builders[number] = BatchBuilder()
+            builder.append(
+                record.value if target.copy_record else None,
+                key=record.key if target.copy_record else None,
+                headers=_headers(target, topic, partition, record, span),
+            )
+            if builder.size_in_bytes() >= BATCH_BYTES:
+                yield number, builders.pop(number).build()
+    for number, builder in builders.items():
+        yield number, builder.build()
 
 
 def _records(source: Log, first: int, last: int) -> Iterator[Record]:
@@ -160,3 +177,69 @@ def _headers(
         (HEADER_GROUP, target.group_id.encode()),
     ]
     return headers
+
+
+ArchivedRanges = list[tuple[tuple[str, int], list[Archived]]]
+"""((topic, partition), archived spans) in the order they were archived."""
+
+
+class RemoteDeadLetters(Protocol):
+    """In a cluster: produces a group's dead letters to the dead-letter topic's leaders (creating the
+    topic through the controller), reading the archived records from their partitions' leaders. Raises
+    a LogStoreError when it could not within its time."""
+
+    async def send(
+        self, target: DeadLetterTarget, topic: str, partition: int, archived: Sequence[Archived]
+    ) -> None: ...
+
+
+class DeadLetterGate:
+    """Keeps a cluster's dead letters at least once. A dead letter there is a produce to another broker,
+    so it cannot go out in the same step as the snapshot that archives its record, as on a single broker;
+    instead every group's archived ranges wait in its `pending` list from the moment they are archived,
+    and `drain` sends all of them before a snapshot of the group is taken. A snapshot that says
+    "archived" is thus written only after its dead letter is on the dead-letter topic; a crash in between
+    delivers the record again (and dead-letters it again). Not thread-safe: the broker's loop."""
+
+    def __init__(self, sender: RemoteDeadLetters) -> None:
+        self._sender = sender
+        self._pending: dict[str, ArchivedRanges] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def pending(self, group_id: str) -> ArchivedRanges:
+        """The group's list of archived ranges not sent yet: changes append to it as they archive."""
+        return self._pending.setdefault(group_id, [])
+
+    def lock(self, group_id: str) -> asyncio.Lock:
+        """Held while the group's dead letters are sent and its snapshot is written, so two requests'
+        writes never overtake each other's dead letters."""
+        return self._locks.setdefault(group_id, asyncio.Lock())
+
+    async def drain(self, group_id: str, target: DeadLetterTarget | None) -> None:
+        """Send every pending range of the group (with no target, the group has no dead-letter topic:
+        they are dropped, as on a single broker). A range that cannot be sent is logged and dropped, so
+        one unreachable topic does not stop the group's acknowledgements."""
+        pending = self._pending.get(group_id)
+        while pending:
+            ranges = list(pending)
+            pending.clear()
+            if target is None:
+                continue
+            for (topic, partition), archived in ranges:
+                try:
+                    await self._sender.send(target, topic, partition, archived)
+                except LogStoreError as exc:
+                    log.warning(
+                        "share group %s: could not send %d archived ranges of %s-%d to dead-letter topic %s "
+                        "(dropped): %s",
+                        group_id,
+                        len(archived),
+                        topic,
+                        partition,
+                        target.topic,
+                        exc,
+                    )
+
+    def forget(self, group_id: str) -> None:
+        self._pending.pop(group_id, None)
+        self._locks.pop(group_id, None)

@@ -38,7 +38,7 @@ from logstore.broker.domain.durability import Flusher
 from logstore.broker.domain.errors import NotCoordinatorError, NotLeaderOrFollowerError
 from logstore.broker.domain.groups.timer import DeadlineTimer, monotonic_ms
 from logstore.broker.domain.replicas import Replicas
-from logstore.broker.domain.share.dlq import DeadLetters, DeadLetterTarget
+from logstore.broker.domain.share.dlq import DeadLetterGate, DeadLetters, DeadLetterTarget
 from logstore.broker.domain.share.remote import ShareForwarder
 from logstore.broker.domain.share.sources import LocalSource, PartitionSource, RemoteSources, SourceNotReady
 from logstore.broker.domain.share.state_store import STATE_TOPIC, PartitionKey, ShareStateStore, Written
@@ -175,6 +175,8 @@ class ShareDomain:
         """In a cluster: hands fetches and acknowledgements to the group's coordinator."""
         self.remote_sources: RemoteSources | None = None
         """In a cluster: the data partitions this broker does not lead, as fetched from their leaders."""
+        self.dead_letter_gate: DeadLetterGate | None = None
+        """In a cluster: dead letters go out through it, each before the snapshot that archives it."""
         self.check_coordinator: Callable[[str], None] = lambda group_id: None
         """Raise NotCoordinatorError unless this broker coordinates the group (always does, alone)."""
         self.closing = False
@@ -249,6 +251,8 @@ class ShareDomain:
             self._own_configs.pop(group_id, None)
             self._configs.pop(group_id, None)
             self._groups.forget_group(group_id)
+            if self.dead_letter_gate is not None:
+                self.dead_letter_gate.forget(group_id)
             for rotation in [r for r in self._rotation if r[0] == group_id]:
                 del self._rotation[rotation]
             self._waiters.notify(group_key(group_id))
@@ -324,7 +328,7 @@ class ShareDomain:
             values.pop(name, None)
         values.update(change.set)
         config = parse_group_config(values, self._defaults)
-        if self._clustered and config.dead_letter_topic:
+        if self._clustered and config.dead_letter_topic and self.dead_letter_gate is None:
             raise InvalidConfigError(
                 "errors.deadletterqueue.topic.name cannot be set on a cluster yet (dead letters are written "
                 "on a single broker only); leave it unset here and reject records to archive them"
@@ -397,7 +401,7 @@ class ShareDomain:
     def _member_gone(self, gone: MemberGone, now: int) -> None:
         """A member left or timed out: what it holds is released (archived at the delivery limit)."""
         self._rotation.pop((gone.group_id, gone.member_id), None)
-        changes = _Changes()
+        changes = self._changes(gone.group_id)
         for key, share_partition in self._partitions.get(gone.group_id, {}).items():
             if not share_partition.acquired_by(gone.member_id):
                 continue
@@ -428,7 +432,7 @@ class ShareDomain:
             return await forwarder.fetch(coordinator, spec)
         now = self._clock_ms()
         member = self._member(group_id, spec.member_id)
-        changes = _Changes()
+        changes = self._changes(group_id)
         outcomes = self._apply_acks(group_id, spec.member_id, spec.acks, now, changes) if spec.acks else []
         written: list[Written] = []
         acquired: list[AcquiredRecords] = []
@@ -440,14 +444,16 @@ class ShareDomain:
                 remaining = deadline - loop.time()
                 if acquired or self.closing or remaining <= 0:
                     break
-                written += self._persist(group_id, changes)  # acknowledgements, new share-partitions
+                written += await self._persist_now(
+                    group_id, changes
+                )  # acknowledgements, new share-partitions
                 await self._waiters.wait(self._wait_keys(group_id, member), remaining)
                 now = self._clock_ms()
                 try:
                     member = self._member(group_id, spec.member_id)
                 except LogStoreError:  # removed meanwhile: answer empty, the next call learns why
                     break
-        written += self._persist(group_id, changes)
+        written += await self._persist_now(group_id, changes)
         if spec.acks and written:  # acquisitions alone need only the page cache
             await self._flush(written, replicated=True)
         self._arm_for(group_id, acquired)
@@ -464,9 +470,9 @@ class ShareDomain:
             return await forwarder.acknowledge(coordinator, group_id, member_id, acks)
         now = self._clock_ms()
         self._member(group_id, member_id)
-        changes = _Changes()
+        changes = self._changes(group_id)
         outcomes = self._apply_acks(group_id, member_id, acks, now, changes)
-        written = self._persist(group_id, changes)
+        written = await self._persist_now(group_id, changes)
         if written:
             await self._flush(written, replicated=True)
         self._arm_for(group_id, ())
@@ -704,10 +710,9 @@ class ShareDomain:
     def _persist(self, group_id: str, changes: _Changes) -> list[Written]:
         """Send archived records to the dead-letter topic, then append one batch of snapshots."""
         written: list[Written] = []
-        if changes.archived:
-            config = self.config(group_id)
-            if config.dead_letter_topic and not self._clustered:  # refused in a cluster (alter_config)
-                target = DeadLetterTarget(group_id, config.dead_letter_topic, config.dead_letter_copy_record)
+        if changes.archived and not self._clustered:  # a cluster's go through the DeadLetterGate
+            target = self._dead_letter_target(group_id)
+            if target is not None:
                 for (topic, partition), archived in changes.archived:
                     written += self._dead_letters.send(target, topic, partition, archived)
             changes.archived = []
@@ -716,6 +721,27 @@ class ShareDomain:
             written.append(self._store.write_snapshots(group_id, snapshots))
             changes.touched = {}
         return written
+
+    async def _persist_now(self, group_id: str, changes: _Changes) -> list[Written]:
+        """`_persist`, after (in a cluster) the dead letters of everything archived so far are out."""
+        gate = self.dead_letter_gate
+        if not self._clustered or gate is None:
+            return self._persist(group_id, changes)
+        async with gate.lock(group_id):
+            await gate.drain(group_id, self._dead_letter_target(group_id))
+            return self._persist(group_id, changes)  # no await since the drain: nothing archived meanwhile
+
+    def _changes(self, group_id: str) -> _Changes:
+        changes = _Changes()
+        if self._clustered and self.dead_letter_gate is not None:
+            changes.archived = self.dead_letter_gate.pending(group_id)
+        return changes
+
+    def _dead_letter_target(self, group_id: str) -> DeadLetterTarget | None:
+        config = self.config(group_id)
+        if not config.dead_letter_topic:
+            return None
+        return DeadLetterTarget(group_id, config.dead_letter_topic, config.dead_letter_copy_record)
 
     async def _flush(self, written: Iterable[Written], *, replicated: bool = False) -> None:
         """fsync what was written; `replicated`: also wait for the state records to be on every in-sync
@@ -746,6 +772,11 @@ class ShareDomain:
 
     def _write_in_background(self, group_id: str, changes: _Changes) -> None:
         """Persist changes nobody waits for (timeouts, a deleted topic) and fsync them off the loop."""
+        if self._clustered:
+            task = asyncio.ensure_future(self._write_later(group_id, changes))
+            self._background.add(task)
+            task.add_done_callback(self._flush_done)
+            return
         try:
             written = self._persist(group_id, changes)
         except LogStoreError:
@@ -755,6 +786,15 @@ class ShareDomain:
             flush = asyncio.ensure_future(self._flush(written))
             self._background.add(flush)
             flush.add_done_callback(self._flush_done)
+
+    async def _write_later(self, group_id: str, changes: _Changes) -> None:
+        try:
+            written = await self._persist_now(group_id, changes)
+        except LogStoreError:  # not the coordinator any more, say: the new one replays what was written
+            log.warning("share group %s: could not persist its state", group_id, exc_info=True)
+            return
+        if written:
+            await self._flush(written)
 
     def _flush_done(self, flush: asyncio.Future[None]) -> None:
         self._background.discard(flush)
@@ -793,7 +833,7 @@ class ShareDomain:
             self._member_gone(gone, now)
         upcoming: list[int] = []
         for group_id, parts in self._partitions.items():
-            changes = _Changes()
+            changes = self._changes(group_id)
             for key, share_partition in parts.items():
                 due = share_partition.next_deadline_ms()
                 if due is not None and due <= now:
@@ -883,6 +923,8 @@ class ShareDomain:
         if self._own_configs.pop(group_id, None) is not None:
             written.append(self._store.write_config(group_id, None))
         self._configs.pop(group_id, None)
+        if self.dead_letter_gate is not None:
+            self.dead_letter_gate.forget(group_id)
         if written:
             await self._flush(written, replicated=True)
         log.info("deleted share group %s", group_id)
