@@ -328,11 +328,6 @@ class ShareDomain:
             values.pop(name, None)
         values.update(change.set)
         config = parse_group_config(values, self._defaults)
-        if self._clustered and config.dead_letter_topic and self.dead_letter_gate is None:
-            raise InvalidConfigError(
-                "errors.deadletterqueue.topic.name cannot be set on a cluster yet (dead letters are written "
-                "on a single broker only); leave it unset here and reject records to archive them"
-            )
         written = self._store.write_config(group_id, values or None)
         await self._flush([written], replicated=True)
         if values:
