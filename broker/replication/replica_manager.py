@@ -74,9 +74,15 @@ class ReplicaManager:
         return None if leader is None else leader.leader_epoch
 
     def appended(self, topic: str, partition: int, end_offset: int) -> None:
+        """Every leader append comes here (produce, commits, share state), so followers long-polling the
+        partition are woken by each one, not only by client produce (which wakes its readers too)."""
         leader = self.leaders.get((topic, partition))
-        if leader is not None and leader.appended(end_offset):
+        if leader is None:
+            return
+        if leader.appended(end_offset):
             self._publish(leader)
+        else:
+            self.core.waiters.notify((topic, partition))
 
     def visible_end(self, topic: str, partition: int) -> int | None:
         leader = self.leaders.get((topic, partition))
