@@ -712,8 +712,12 @@ class ShareDomain:
                     written += self._dead_letters.send(target, topic, partition, archived)
             changes.archived = []
         if changes.touched:
-            snapshots = {key: sp.snapshot() for key, sp in changes.touched.items()}
-            written.append(self._store.write_snapshots(group_id, snapshots))
+            current = self._partitions.get(group_id, {})
+            snapshots = {  # not a share-partition forgotten meanwhile (the coordinator moved and came back)
+                key: sp.snapshot() for key, sp in changes.touched.items() if current.get(key) is sp
+            }
+            if snapshots:
+                written.append(self._store.write_snapshots(group_id, snapshots))
             changes.touched = {}
         return written
 
