@@ -71,5 +71,14 @@ def test_an_offset_by_timestamp_is_asked_of_the_leader_once_and_then_answered() 
     with pytest.raises(SourceNotReady):
         remote.offset_for_timestamp(5_000)
     assert remote.timestamp_query == 5_000 and remote.wake.is_set()
-    remote.timestamp_answer = (5_000, 0, 17)
+    remote.timestamp_answer = (5_000, 17)
     assert remote.offset_for_timestamp(5_001) == 17
+
+
+def test_offsets_compaction_removed_are_answered_by_the_next_batch() -> None:
+    remote = RemotePartition(("jobs", 0), now_ms=0)
+    remote.answered(0, 100, -1, b"")
+    assert remote.read(5, 1 << 20) == b""
+    assert remote.answered(0, 100, 5, batches(10, 1))  # the leader answers 5 with the batch at 10
+    assert bases(remote.read(5, 1 << 20)) == [10]  # no second ask: the gap is the member's to accept
+    assert remote.wanted is None

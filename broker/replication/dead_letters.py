@@ -23,6 +23,7 @@ from typing import TypeVar
 import grpc
 from logstore.broker.domain.errors import RequestTimedOutError
 from logstore.broker.domain.share.dlq import DeadLetterTarget, batches_end, dead_letter_batches
+from logstore.broker.replication.remote_reads import leader_channel
 from logstore.broker.share_machine.model import Archived
 from logstore.wire.logstore.v1 import common_pb2, fetch_pb2, fetch_pb2_grpc, produce_pb2, produce_pb2_grpc
 
@@ -122,8 +123,7 @@ class ClusterDeadLetters:
     ) -> T:
         """One call to the partition's leader as the view says now, retried while it cannot be reached."""
         while True:
-            leader = self._leader_of(topic, partition)
-            channel = None if leader is None or leader < 0 else self._channel_to(leader)
+            leader, channel = leader_channel(self._leader_of, self._channel_to, topic, partition)
             if channel is not None:
                 try:
                     return await call(channel)

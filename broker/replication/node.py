@@ -47,7 +47,7 @@ from logstore.broker.domain.cluster_info import (
 from logstore.broker.domain.core import BrokerCore
 from logstore.broker.domain.errors import NotLeaderOrFollowerError, RequestTimedOutError
 from logstore.broker.domain.groups.offset_store import OFFSETS_TOPIC, OFFSETS_TOPIC_CONFIG
-from logstore.broker.domain.share.dlq import DeadLetterGate
+from logstore.broker.domain.share.dead_letter_gate import DeadLetterGate
 from logstore.broker.domain.share.state_store import STATE_TOPIC, STATE_TOPIC_CONFIG
 from logstore.broker.replication.dead_letters import ClusterDeadLetters
 from logstore.broker.replication.remote_reads import RemoteReads
@@ -526,6 +526,8 @@ class ClusterNode:
         leading = self.replicas is not None and where in self.replicas.leaders
         if coordinator == self.broker_id and leading and self.session_alive():
             return
+        if coordinator == self.broker_id:  # elected here, not taken up yet (or the session lapsed)
+            coordinator = NO_BROKER
         raise not_coordinator(kind, key, coordinator, self.broker_id)
 
     def _group_partition(self, kind: CoordinatorKind, key: str) -> tuple[str, int] | None:

@@ -22,6 +22,7 @@ from logstore.broker.domain.core import BrokerCore
 from logstore.broker.domain.errors import (
     FencedLeaderEpochError,
     NotLeaderOrFollowerError,
+    RequestTimedOutError,
     UnknownLeaderEpochError,
 )
 from logstore.broker.replication.fetcher import ReplicaFetcher
@@ -100,7 +101,13 @@ class ReplicaManager:
                 f"{topic}-{partition}: this broker stopped leading it before the write was replicated; "
                 "retry on the new leader (an idempotent retry is deduplicated)"
             )
-        await leader.replicated(end_offset)
+        try:
+            await asyncio.wait_for(leader.replicated(end_offset), timeout_s)
+        except TimeoutError:
+            raise RequestTimedOutError(
+                f"{topic}-{partition}: written, but not on every in-sync replica within {timeout_s:g} s "
+                f"(in sync: {sorted(leader.tracker.isr)}); it may still be, so retry (idempotently)"
+            ) from None
 
     # --- the leader side of replica fetches ---------------------------------------------------------
 

@@ -14,11 +14,9 @@ record again after the restart.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 import mmh3
 from logstore.broker.domain.share.state_store import Written
@@ -177,69 +175,3 @@ def _headers(
         (HEADER_GROUP, target.group_id.encode()),
     ]
     return headers
-
-
-ArchivedRanges = list[tuple[tuple[str, int], list[Archived]]]
-"""((topic, partition), archived spans) in the order they were archived."""
-
-
-class RemoteDeadLetters(Protocol):
-    """In a cluster: produces a group's dead letters to the dead-letter topic's leaders (creating the
-    topic through the controller), reading the archived records from their partitions' leaders. Raises
-    a LogStoreError when it could not within its time."""
-
-    async def send(
-        self, target: DeadLetterTarget, topic: str, partition: int, archived: Sequence[Archived]
-    ) -> None: ...
-
-
-class DeadLetterGate:
-    """Keeps a cluster's dead letters at least once. A dead letter there is a produce to another broker,
-    so it cannot go out in the same step as the snapshot that archives its record, as on a single broker;
-    instead every group's archived ranges wait in its `pending` list from the moment they are archived,
-    and `drain` sends all of them before a snapshot of the group is taken. A snapshot that says
-    "archived" is thus written only after its dead letter is on the dead-letter topic; a crash in between
-    delivers the record again (and dead-letters it again). Not thread-safe: the broker's loop."""
-
-    def __init__(self, sender: RemoteDeadLetters) -> None:
-        self._sender = sender
-        self._pending: dict[str, ArchivedRanges] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
-
-    def pending(self, group_id: str) -> ArchivedRanges:
-        """The group's list of archived ranges not sent yet: changes append to it as they archive."""
-        return self._pending.setdefault(group_id, [])
-
-    def lock(self, group_id: str) -> asyncio.Lock:
-        """Held while the group's dead letters are sent and its snapshot is written, so two requests'
-        writes never overtake each other's dead letters."""
-        return self._locks.setdefault(group_id, asyncio.Lock())
-
-    async def drain(self, group_id: str, target: DeadLetterTarget | None) -> None:
-        """Send every pending range of the group (with no target, the group has no dead-letter topic:
-        they are dropped, as on a single broker). A range that cannot be sent is logged and dropped, so
-        one unreachable topic does not stop the group's acknowledgements."""
-        pending = self._pending.get(group_id)
-        while pending:
-            ranges = list(pending)
-            pending.clear()
-            if target is None:
-                continue
-            for (topic, partition), archived in ranges:
-                try:
-                    await self._sender.send(target, topic, partition, archived)
-                except LogStoreError as exc:
-                    log.warning(
-                        "share group %s: could not send %d archived ranges of %s-%d to dead-letter topic %s "
-                        "(dropped): %s",
-                        group_id,
-                        len(archived),
-                        topic,
-                        partition,
-                        target.topic,
-                        exc,
-                    )
-
-    def forget(self, group_id: str) -> None:
-        self._pending.pop(group_id, None)
-        self._locks.pop(group_id, None)
