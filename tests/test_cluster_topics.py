@@ -109,7 +109,8 @@ def test_a_partition_reassigned_to_other_brokers_keeps_every_record_and_moves_it
     cluster: Cluster,
 ) -> None:
     """`logstore topics reassign`: the new replica joins and catches up, then the old leader, left out,
-    hands over (leader epoch bumped); the moved partition holds every record, and takes new ones."""
+    hands over (leader epoch bumped) and empties its copy; the moved partition holds every record, and takes
+    new ones."""
     admin = Stubs.connect(cluster.brokers[1].address)
     admin.admin.CreateTopic(
         admin_pb2.CreateTopicRequest(
@@ -135,6 +136,7 @@ def test_a_partition_reassigned_to_other_brokers_keeps_every_record_and_moves_it
         return state is not None and state.replicas == (newcomer, staying) and state.leader == newcomer
 
     cluster.wait_for(moved, f"moving-0 is on brokers {newcomer},{staying}, led by {newcomer}")
+
     after = cluster.partition("moving", 0)
     assert after is not None and after.leader_epoch == before.leader_epoch + 1
     assignment = cluster._json_prefix("topics/moving")[f"{cluster.cluster_root}/topics/moving"]
@@ -155,6 +157,16 @@ def test_a_partition_reassigned_to_other_brokers_keeps_every_record_and_moves_it
             )
         )
     assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "not live" in str(bad.value.details())
+
+    removed = cluster.brokers[before.leader]
+    cluster.wait_for(
+        lambda: "moving-0: this broker is no longer one of its replicas" in removed.log_tail(20_000),
+        f"broker {before.leader}, no longer a replica of moving-0, empties its copy",
+    )
+    removed.stop()
+    with LogManager(removed.data_dir) as manager:
+        emptied = manager.log("moving", 0)
+        assert (emptied.log_start_offset, emptied.log_end_offset) == (0, 0)
 
 
 def test_a_broker_away_while_its_topic_was_deleted_and_made_again_keeps_none_of_the_old_records(
