@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from typing import Protocol
+from collections.abc import AsyncGenerator, Iterator
+from typing import Protocol, cast
 
 import grpc
 import pytest
 from logstore.broker.domain.replicas import NotReplicated
 from logstore.broker.domain.subscribe import Subscriptions
 from logstore.broker.domain.topics import Topics
-from logstore.broker.domain.values import StartFrom, SubscribeStart
+from logstore.broker.domain.values import PartitionRead, StartFrom, SubscribeStart
 from logstore.broker.domain.waiters import AppendWaiters
 from logstore.broker.embedded import EmbeddedBroker
 from logstore.wire.logstore.v1 import admin_pb2
@@ -207,7 +207,7 @@ def test_a_start_past_the_high_watermark_but_in_the_log_waits_for_the_watermark(
         replicas.hw = 3
         waiters.notify(("t", 0))
         (read,) = await asyncio.wait_for(first, DEADLINE_S)
-        await stream.aclose()
+        await cast(AsyncGenerator[list[PartitionRead], None], stream).aclose()
         return [r.value for r in iter_records(read.records)]
 
     try:
