@@ -41,6 +41,7 @@ class Stream:
 
     number: int
     broker_id: int
+    address: str
     partitions: set[TopicPartition]
     call: grpc.Call
     cancelled: bool = False
@@ -213,6 +214,7 @@ class Streams:
                 self._start(broker_id, channel, tps)
                 continue
             # One stream per broker: end its stream, and subscribe all of them together once it ended.
+            log.debug("subscribing %s at broker %d together with its stream's partitions", tps, broker_id)
             self._merging.setdefault(broker_id, set()).update(tps)
             for tp in tps:
                 self._due[tp] = float("inf")
@@ -236,7 +238,7 @@ class Streams:
             if self._handoff.closed:
                 return
             call = channel.fetch.Subscribe(request)
-            stream = Stream(next(self._numbers), broker_id, set(tps), call)
+            stream = Stream(next(self._numbers), broker_id, channel.address, set(tps), call)
             self._streams[stream.number] = stream
         for tp in tps:
             del self._due[tp]
@@ -267,7 +269,10 @@ class Streams:
         note_failure(self._connection, stream.broker_id, tps, error)
         if isinstance(error, NotAvailableError):  # stopping: its partitions are moving elsewhere
             self._connection.cluster.forget_broker(stream.broker_id)
-        self._retry_later(tps, f"live tail lost broker {stream.broker_id} ({failure.code().name}): {error}")
+        self._retry_later(
+            tps,
+            f"live tail lost broker {stream.broker_id} at {stream.address} ({failure.code().name}): {error}",
+        )
 
     def _retry_later(self, tps: list[TopicPartition], why: str) -> None:
         now = time.monotonic()
