@@ -207,19 +207,19 @@ class Streams:
                 why += f" ({lookup_errors[-1]})"
             self._retry_later(leaderless, why)
         for broker_id, (channel, tps) in groups.items():
-            live = next(
-                (s for s in self._streams.values() if s.broker_id == broker_id and not s.cancelled), None
-            )
-            if live is None:
+            current = next((s for s in self._streams.values() if s.broker_id == broker_id), None)
+            if current is None:
                 self._start(broker_id, channel, tps)
                 continue
-            # One stream per broker: end its stream, and subscribe all of them together once it ended.
+            # One stream per broker: end its stream (if not ending already), and subscribe all of them
+            # together once it has ended.
             log.debug("subscribing %s at broker %d together with its stream's partitions", tps, broker_id)
             self._merging.setdefault(broker_id, set()).update(tps)
             for tp in tps:
                 self._due[tp] = float("inf")
-            live.cancelled = True
-            live.call.cancel()
+            if not current.cancelled:
+                current.cancelled = True
+                current.call.cancel()
 
     def _start(self, broker_id: int, channel: BrokerChannel, tps: list[TopicPartition]) -> None:
         request = fetch_pb2.SubscribeRequest(
