@@ -105,6 +105,37 @@ def test_a_min_insync_replicas_above_the_replication_factor_is_refused(cluster: 
     assert "no acks=all write could ever succeed" in str(refused.value.details())
 
 
+def test_every_broker_describes_a_topics_min_insync_replicas_as_the_cluster_holds_it(
+    cluster: Cluster,
+) -> None:
+    """DescribeTopic's config lists min.insync.replicas (Kafka's DescribeConfigs does) with the value in
+    the cluster's topic assignment, the one acks=all is held to: given at creation, the creating broker's
+    --min-insync-replicas when not given, and after a change, on every broker alike."""
+    admin = Stubs.connect(cluster.brokers[1].address).admin
+    admin.CreateTopic(
+        admin_pb2.CreateTopicRequest(name="given", partitions=1, config={"min.insync.replicas": "3"})
+    )
+    Stubs.connect(cluster.brokers[2].address).admin.CreateTopic(
+        admin_pb2.CreateTopicRequest(name="defaulted", partitions=1)
+    )
+
+    def assigned(topic: str) -> str:
+        return str(
+            cluster._json_prefix(f"topics/{topic}")[f"{cluster.cluster_root}/topics/{topic}"][
+                "min.insync.replicas"
+            ]
+        )
+
+    def everywhere(topic: str, value: str) -> bool:
+        return on_every_broker(cluster, topic, lambda t: t.config.get("min.insync.replicas") == value)
+
+    cluster.wait_for(lambda: everywhere("given", "3") and everywhere("defaulted", "2"), "as created")
+    assert (assigned("given"), assigned("defaulted")) == ("3", "2")
+    admin.AlterTopicConfig(admin_pb2.AlterTopicConfigRequest(name="given", set={"min.insync.replicas": "2"}))
+    cluster.wait_for(lambda: everywhere("given", "2"), "every broker describes the changed value")
+    assert assigned("given") == "2"
+
+
 def test_a_partition_reassigned_to_other_brokers_keeps_every_record_and_moves_its_leader(
     cluster: Cluster,
 ) -> None:
