@@ -16,6 +16,11 @@ carrying them would hand over its records only after that fsync too. Apart, the 
 acknowledgements at once (freeing the lock window the fetch acquires from) and the fetch answers
 without waiting for the disk; the acknowledgements' answer comes when they are durable. Records
 acquired ahead and never handed out are released by close() without counting an attempt.
+
+In a cluster every call goes to the group's share coordinator (``share_stub``: found with
+FindCoordinator, found again when it moves; see docs/cluster-clients.md). A member the new coordinator
+does not know rejoins; what it held is available again there, and its acknowledgements are refused
+(INVALID_RECORD_STATE), as for an expired lock.
 """
 
 from __future__ import annotations
