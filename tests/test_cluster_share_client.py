@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -86,6 +87,23 @@ def full_isrs(cluster: Cluster, topic: str) -> None:
     assert partitions, f"{topic} is not in the cluster"
     for partition in partitions:
         cluster.wait_for_isr(topic, partition, 3, timeout_s=60)
+
+
+SHARE_CALLS = ("ShareHeartbeat", "ShareFetch", "ShareAcknowledge")
+
+
+def share_calls(cluster: Cluster, broker_id: int) -> dict[str, float]:
+    """The ShareService calls a broker received over gRPC, from its /metrics (logstore_requests)."""
+    url = f"http://127.0.0.1:{cluster.brokers[broker_id].http_port}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as answer:
+        text = answer.read().decode()
+    counts = dict.fromkeys(SHARE_CALLS, 0.0)
+    for line in text.splitlines():
+        if line.startswith("logstore_requests_total{") and 'listener="grpc"' in line:
+            api = line.split('api="', 1)[1].split('"', 1)[0]
+            if api in counts:
+                counts[api] = float(line.rsplit(" ", 1)[1])
+    return counts
 
 
 def others(cluster: Cluster, broker_id: int) -> list[str]:
@@ -282,6 +300,11 @@ def test_a_share_consumer_bootstrapped_at_a_non_coordinator_consumes_everything(
 
     delivered = [where for _, where, _ in ledger.delivered]
     assert sorted(delivered) == sorted(records), "each record delivered once, none lost"
+    bootstrap_id = next(i for i, b in cluster.brokers.items() if b.address == bootstrap)
+    assert share_calls(cluster, bootstrap_id) == dict.fromkeys(SHARE_CALLS, 0.0), (
+        "the broker bootstrapped with does not coordinate: no share call went there (not even to be forwarded)"
+    )
+    assert all(share_calls(cluster, coordinator).values()), "every kind went to the coordinator"
     assert ledger.again == []
     cluster.wait_for(settled(cluster, group), "nothing in flight and no lag, as every broker describes it")
     with Admin(bootstrap) as admin:
