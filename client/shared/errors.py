@@ -156,7 +156,9 @@ class InvalidReplicationFactorError(ClientError):
 
 
 class UnsupportedVersionError(ClientError):
-    """The broker does not know the call (UNIMPLEMENTED: an older broker, or not a logstore broker)."""
+    """The broker does not know the call (UNIMPLEMENTED: an older broker, or not a logstore broker).
+    Raised where the client falls back on not knowing (DescribeCluster: then the broker is alone); other
+    UNIMPLEMENTED answers stay ``UnknownBrokerError`` (the producer retries a ProduceStream one unary)."""
 
 
 class BrokerInternalError(ClientError):
@@ -447,7 +449,6 @@ _BY_STATUS: dict[grpc.StatusCode, type[ClientError]] = {
     grpc.StatusCode.RESOURCE_EXHAUSTED: RecordTooLargeError,
     grpc.StatusCode.INTERNAL: BrokerInternalError,
     grpc.StatusCode.UNKNOWN: UnknownBrokerError,
-    grpc.StatusCode.UNIMPLEMENTED: UnsupportedVersionError,
     grpc.StatusCode.CANCELLED: BrokerUnavailableError,
     grpc.StatusCode.UNAUTHENTICATED: AuthenticationFailedError,
     grpc.StatusCode.PERMISSION_DENIED: AuthorizationError,

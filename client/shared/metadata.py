@@ -26,6 +26,7 @@ from logstore.client.shared.errors import (
     NotEnoughReplicasError,
     RequestTimedOutError,
     UnknownTopicError,
+    UnsupportedVersionError,
     error_from_rpc,
 )
 from logstore.client.shared.types import (
@@ -48,7 +49,11 @@ def describe_cluster(connection: Connection, timeout_s: float) -> ClusterDescrip
             lambda channel: channel.admin.DescribeCluster(request, timeout=timeout_s), "DescribeCluster"
         )
     except grpc.RpcError as exc:
-        raise error_from_rpc(exc, "describing the cluster") from None
+        error = error_from_rpc(exc, "describing the cluster")
+        if callable(getattr(exc, "code", None)) and exc.code() is grpc.StatusCode.UNIMPLEMENTED:
+            # not retriable: the callers take a broker without DescribeCluster to be alone
+            raise UnsupportedVersionError(str(error)) from None
+        raise error from None
     description = cluster_description(answer)
     connection.cluster.learn_cluster(description)
     return description
