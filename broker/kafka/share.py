@@ -6,6 +6,14 @@ a share session (`share_sessions`) says which partitions a fetch reads, and ackn
 offset ranges with one type for the range or one per offset (0 marks a gap: an offset with no record).
 Errors of the whole request go in its `error_code`, those of a partition or of its acknowledgements in
 the partition's fields, through the one table in `errors`.
+
+In a cluster a share group lives with its coordinator (the leader of its `__share_group_state`
+partition). ShareFetch and ShareAcknowledge reach partition leaders, and the domain forwards them there.
+Kafka clients find a share group's coordinator with FindCoordinator key type GROUP, which answers the
+consumer-group coordinator of that id (a broker cannot tell a share group's id from a consumer group's
+before the group exists); when that broker does not coordinate the share group, it passes the
+ShareGroupHeartbeat on to the broker that does (`HeartbeatForwarder`) instead of answering
+NOT_COORDINATOR, which would only send the client back to itself.
 """
 
 from __future__ import annotations
@@ -15,11 +23,13 @@ import logging
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from kio.schema.errors import ErrorCode
 from kio.static.primitive import i32Timedelta
 from logstore.broker.auth.acl import Operation, ResourceType
+from logstore.broker.domain.cluster_info import NO_BROKER
+from logstore.broker.domain.errors import NotCoordinatorError
 from logstore.broker.domain.share.values import (
     DEFAULT_MAX_RECORDS,
     AckRange,
@@ -28,6 +38,7 @@ from logstore.broker.domain.share.values import (
     ShareFetchAnswer,
     ShareFetchSpec,
     ShareHeartbeat,
+    ShareHeartbeatAnswer,
 )
 from logstore.broker.kafka import sasl
 from logstore.broker.kafka.api_versions import NO_THROTTLE
@@ -72,7 +83,31 @@ def _uuid_hex(topic_id: uuid.UUID | None) -> str:
 # --- ShareGroupHeartbeat ---------------------------------------------------------------------------------
 
 
-def share_group_heartbeat(request: Any, version: int, ctx: RequestContext) -> Any:
+@runtime_checkable
+class HeartbeatForwarder(Protocol):
+    """The part of the cluster's share forwarder (`GrpcShareForwarder`) that passes a heartbeat on."""
+
+    async def heartbeat(self, coordinator: int, beat: ShareHeartbeat) -> ShareHeartbeatAnswer: ...
+
+
+async def heartbeat(ctx: RequestContext, beat: ShareHeartbeat) -> ShareHeartbeatAnswer:
+    """The domain's answer, or in a cluster the coordinator's when this broker does not coordinate the
+    group and knows who does (the coordinator never passes it on again: it answers or refuses)."""
+    share = ctx.core.share
+    try:
+        return share.heartbeat(beat)
+    except NotCoordinatorError as exc:
+        forwarder = share.forwarder
+        coordinator = exc.coordinator
+        if not isinstance(forwarder, HeartbeatForwarder) or coordinator in (
+            NO_BROKER,
+            ctx.core.cluster.broker_id,
+        ):
+            raise
+        return await forwarder.heartbeat(coordinator, beat)
+
+
+async def share_group_heartbeat(request: Any, version: int, ctx: RequestContext) -> Any:
     cls = response_type(SHARE_GROUP_HEARTBEAT, version)
     share = ctx.core.share
     beat = ShareHeartbeat(
@@ -91,7 +126,7 @@ def share_group_heartbeat(request: Any, version: int, ctx: RequestContext) -> An
         sasl.require(ctx.auth, Operation.READ, ResourceType.GROUP, request.group_id)
         for topic in beat.topic_names:
             sasl.require(ctx.auth, Operation.READ, ResourceType.TOPIC, topic)
-        answer = share.heartbeat(beat)
+        answer = await heartbeat(ctx, beat)
     except LogStoreError as exc:
         log.debug("share heartbeat of %r in %r refused: %s", request.member_id, request.group_id, exc)
         return build(
