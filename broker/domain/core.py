@@ -115,6 +115,9 @@ class BrokerCore:
             ),
             clustered=clustered,
         )
+        self._share.check_coordinator = lambda group_id: self.cluster.check_coordinator(
+            CoordinatorKind.SHARE, group_id
+        )
         self._classic = ClassicGroups(
             self._groups,
             ClassicConfig(
@@ -240,12 +243,17 @@ class BrokerCore:
     def replicas(self, replicas: Replicas) -> None:
         self.topics.replicas = replicas
         self._groups.replicas = replicas
+        self._share.replicas = replicas
 
     def leadership_changed(self, topic: str, partition: int, leading: bool) -> None:
         """This broker started (or stopped) leading a partition; the coordinators of the groups whose
         state a partition of an internal topic holds move with its leadership."""
         if topic == OFFSETS_TOPIC and leading:
             self._groups.took_over(partition)
+        elif topic == STATE_TOPIC and leading:
+            self._share.took_over(partition)
+        elif topic == STATE_TOPIC:
+            self._share.gave_up(partition)
 
     def when_shutting_down(self, callback: Callable[[], None]) -> Callable[[], None]:
         """Call `callback` once when the shutdown begins (now, if it has); returns the function that

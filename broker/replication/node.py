@@ -48,6 +48,7 @@ from logstore.broker.domain.core import BrokerCore
 from logstore.broker.domain.errors import NotLeaderOrFollowerError, RequestTimedOutError
 from logstore.broker.domain.groups.offset_store import OFFSETS_TOPIC, OFFSETS_TOPIC_CONFIG
 from logstore.broker.domain.share.state_store import STATE_TOPIC, STATE_TOPIC_CONFIG
+from logstore.broker.replication.remote_reads import RemoteReads
 from logstore.broker.replication.replica_manager import ReplicaManager
 from logstore.broker.settings import Settings
 
@@ -101,6 +102,8 @@ class ClusterNode:
         self._tasks: list[asyncio.Task[Any]] = []
         self._channels: dict[tuple[int, str], grpc.aio.Channel] = {}
         self._creating: set[str] = set()
+        self.remote_reads: RemoteReads | None = None
+        """The data partitions other brokers lead, read for the share groups coordinated here."""
 
     # --- lifecycle ----------------------------------------------------------------------------------
 
@@ -134,6 +137,10 @@ class ClusterNode:
         self.core.replicas = self.replicas
         self.core.topics.remote_create = self._auto_create
         self.core.cluster_admin = self
+        self.remote_reads = RemoteReads(
+            self._leader_of, self._replica_channel, self.core.waiters, monotonic_ms
+        )
+        self.core.share.remote_sources = self.remote_reads
         self.replicas.apply(self.view)
         self._spawn(self.store.follow(self.view, self._changed), "etcd-watch")
         self._spawn(self._apply_changes(), "cluster-apply")
@@ -166,6 +173,8 @@ class ClusterNode:
         self._tasks.clear()
         if self.replicas is not None:
             await self.replicas.close()
+        if self.remote_reads is not None:
+            await self.remote_reads.close()
         if self.session is not None:
             await self.session.close()
         for channel in self._channels.values():
@@ -268,6 +277,10 @@ class ClusterNode:
                     await self.store.request_isr(topic, partition, request, lease)
                 except ETCD_ERRORS as exc:
                     log.warning("could not send the ISR change of %s-%d: %s", topic, partition, exc)
+
+    def _leader_of(self, topic: str, partition: int) -> int | None:
+        state = self.view.partitions.get((topic, partition))
+        return None if state is None else state.leader
 
     def _replica_channel(self, broker_id: int) -> grpc.aio.Channel | None:
         return self._channel(broker_id, "grpc", REPLICA_CHANNEL_OPTIONS)

@@ -272,6 +272,11 @@ class ShareGroups:
         """Ids of the share groups known here (with members now or before), sorted."""
         return sorted(self._groups)
 
+    def forget_group(self, group_id: str) -> None:
+        """Forgets a group with its members, without a word to them: its coordinator moved to another
+        broker (in a cluster), where they join again."""
+        self._groups.pop(group_id, None)
+
     def remove_group(self, group_id: str) -> None:
         """Forgets a group (delete). Raises `NonEmptyGroupError` while it has members; an unknown group is
         a no-op (the driver may know it only from its persisted state)."""

@@ -108,7 +108,7 @@ class DeadLetters:
         target_log: Log = self._topics.log(name, number)
         result = target_log.append(builder.build())
         self._waiters.notify((name, number))
-        return Written(target_log, result.last_offset)
+        return Written(target_log, result.last_offset, name, number)
 
 
 def _records(source: Log, first: int, last: int) -> Iterator[Record]:

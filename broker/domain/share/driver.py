@@ -15,7 +15,13 @@ what an acknowledgement does. This class gives it what it cannot have itself:
   changes (releases, expiries, acknowledgements freeing the window), through the broker's AppendWaiters
   under keys no topic can have (a NUL byte in the name);
 - topics and retention: a deleted topic's share state is forgotten (tombstones), a share-partition
-  whose records retention removed starts at the log start.
+  whose records retention removed starts at the log start;
+- a cluster: the coordinator of a group is the leader of its `__share_group_state` partition. It keeps
+  all of the group's state, takes a partition's groups up when it comes to lead it (`took_over`: their
+  state is replayed from the replicated log) and drops them when it stops (`gave_up`); it reads data
+  partitions through `PartitionSource`s (its own log where it leads, the leader's otherwise), and waits
+  for the in-sync replicas before answering an acknowledgement. Elsewhere a fetch or acknowledgement is
+  forwarded to the coordinator, and every other call answers NOT_COORDINATOR.
 
 Not thread-safe: the broker's event loop only.
 """
@@ -29,10 +35,13 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 
 from logstore.broker.domain.durability import Flusher
+from logstore.broker.domain.errors import NotCoordinatorError, NotLeaderOrFollowerError
 from logstore.broker.domain.groups.timer import DeadlineTimer, monotonic_ms
+from logstore.broker.domain.replicas import Replicas
 from logstore.broker.domain.share.dlq import DeadLetters, DeadLetterTarget
 from logstore.broker.domain.share.remote import ShareForwarder
-from logstore.broker.domain.share.state_store import PartitionKey, ShareStateStore, Written
+from logstore.broker.domain.share.sources import LocalSource, PartitionSource, RemoteSources, SourceNotReady
+from logstore.broker.domain.share.state_store import STATE_TOPIC, PartitionKey, ShareStateStore, Written
 from logstore.broker.domain.share.values import (
     AckRange,
     AcquiredRecords,
@@ -75,12 +84,13 @@ from logstore.broker.share_machine.model import PartitionCounts
 from logstore.broker.share_machine.partition import SharePartition
 
 from logstore.errors import InvalidConfigError, InvalidRequestError, LogStoreError
-from logstore.log import Log
 from logstore.manager import LogManager
 from logstore.records import iter_headers
 
 log = logging.getLogger(__name__)
 
+ACK_REPLICATION_TIMEOUT_S = 30.0
+"""How long an acknowledgement waits for the in-sync replicas of its state record (in a cluster)."""
 RETRY_AFTER_FAILURE_MS = 1000
 """When timeout handling hit a bug, try again this much later rather than at once."""
 MIN_READ_BYTES = 16 * 1024
@@ -141,7 +151,8 @@ class ShareDomain:
     ) -> None:
         self._manager = manager
         self._clustered = clustered
-        """In a cluster share groups are refused (not replicated yet) and their state is never written."""
+        """In a cluster: groups are taken up and dropped with the state topic's partitions, and data is
+        read through sources (see the module's docstring)."""
         self._topics = topics
         self._waiters = waiters
         self._flusher = flusher
@@ -150,7 +161,7 @@ class ShareDomain:
         self._clock_ms = clock_ms
         self._wall_ms = wall_ms
         self._new_member_id = member_id_factory
-        self._store = ShareStateStore(manager)
+        self._store = ShareStateStore(manager, clustered=clustered)
         self._dead_letters = DeadLetters(topics, waiters)
         self._groups = ShareGroups(self._topic_partitions())
         self._timer = DeadlineTimer(self._on_deadline, clock_ms)
@@ -162,14 +173,31 @@ class ShareDomain:
         self._background: set[asyncio.Future[None]] = set()
         self.forwarder: ShareForwarder | None = None
         """In a cluster: hands fetches and acknowledgements to the group's coordinator."""
+        self.remote_sources: RemoteSources | None = None
+        """In a cluster: the data partitions this broker does not lead, as fetched from their leaders."""
+        self.check_coordinator: Callable[[str], None] = lambda group_id: None
+        """Raise NotCoordinatorError unless this broker coordinates the group (always does, alone)."""
         self.closing = False
         """Set at shutdown: long-polls answer at once with what they have."""
         self._restore()
 
     # --- start-up -----------------------------------------------------------------------------------
 
-    def _restore(self) -> None:
-        replayed = self._store.replay()
+    @property
+    def replicas(self) -> Replicas:
+        """The state topic's replication hooks (epochs, ISR waits); `NotReplicated` alone."""
+        return self._store.replicas
+
+    @replicas.setter
+    def replicas(self, replicas: Replicas) -> None:
+        self._store.replicas = replicas
+
+    def _restore(self, partitions: Sequence[int] | None = None) -> None:
+        """Know again the groups whose state the state topic (or some of its partitions) holds. In a
+        cluster nothing is read at start-up: `took_over` reads each partition this broker comes to lead."""
+        if self._clustered and partitions is None:
+            return
+        replayed = self._store.replay(partitions)
         for group_id, values in replayed.configs.items():
             try:
                 self._configs[group_id] = parse_group_config(values, self._defaults)
@@ -186,10 +214,44 @@ class ShareDomain:
                     gone.setdefault(group_id, []).append(key)
                     continue
                 self._partitions.setdefault(group_id, {})[key] = SharePartition.restore(snapshot, config)
-        if self._clustered:
-            return  # the state topic's log here may be a follower's copy: never append to it
         for group_id, keys in gone.items():
             self._store.write_snapshots(group_id, dict.fromkeys(keys))
+
+    def took_over(self, partition: int) -> None:
+        """This broker now leads `partition` of the state topic: replay it (the previous coordinator
+        wrote it; replication copied it here) and coordinate its groups. Members join again: membership
+        is not replicated, and what they held is available again, its delivery counts kept."""
+        self._forget_partition(partition)
+        self._restore((partition,))
+        groups = [g for g in set(self._partitions) | set(self._own_configs) if self._in(g, partition)]
+        log.info(
+            "coordinating the share groups of %s-%d now (%d with state)", STATE_TOPIC, partition, len(groups)
+        )
+        self._arm(self._groups.next_deadline_ms())
+        for group_id in groups:
+            self._arm_for_all(group_id)
+
+    def gave_up(self, partition: int) -> None:
+        """This broker stopped leading `partition` of the state topic: forget its groups (their new
+        coordinator replays them) and wake their long-polls, which then answer NOT_COORDINATOR."""
+        self._forget_partition(partition)
+
+    def _in(self, group_id: str, partition: int) -> bool:
+        return self._store.partition_for(group_id) == partition
+
+    def _forget_partition(self, partition: int) -> None:
+        ids = set(self._partitions) | set(self._own_configs) | set(self._groups.groups())
+        for group_id in [g for g in ids if self._in(g, partition)]:
+            parts = self._partitions.pop(group_id, {})
+            for key in parts:
+                self._bytes_per_record.pop(key, None)
+                self._waiters.notify(share_key(group_id, *key))
+            self._own_configs.pop(group_id, None)
+            self._configs.pop(group_id, None)
+            self._groups.forget_group(group_id)
+            for rotation in [r for r in self._rotation if r[0] == group_id]:
+                del self._rotation[rotation]
+            self._waiters.notify(group_key(group_id))
 
     # --- configuration -------------------------------------------------------------------------------
 
@@ -227,12 +289,17 @@ class ShareDomain:
             for (topic, partition), share_partition in parts.items()
         ]
 
-    def _refuse_in_cluster(self) -> None:
-        if self._clustered:
-            raise InvalidRequestError(
-                "share groups do not run on a cluster yet (their state is not replicated); use a "
-                "consumer group here, or a single broker (started without --etcd) for work queues"
-            )
+    def _elsewhere(self, group_id: str, forwarded: bool) -> tuple[ShareForwarder, int] | None:
+        """None when this broker coordinates the group; the forwarder and the coordinator's id when
+        another does and the call may travel there; raises NotCoordinatorError otherwise (a call that
+        was forwarded here already, or no coordinator known)."""
+        try:
+            self.check_coordinator(group_id)
+        except NotCoordinatorError as exc:
+            if forwarded or self.forwarder is None or exc.coordinator < 0:
+                raise
+            return self.forwarder, exc.coordinator
+        return None
 
     def _refuse_consumer_group(self, group_id: str) -> None:
         if self._is_consumer_group(group_id):
@@ -243,7 +310,7 @@ class ShareDomain:
     async def alter_config(self, change: ConfigChange) -> None:
         """Set and remove group configs, all or nothing, durably; applies to new acquisitions at once."""
         group_id = change.group_id
-        self._refuse_in_cluster()
+        self.check_coordinator(group_id)
         self._refuse_consumer_group(group_id)
         values = dict(self._own_configs.get(group_id, {}))
         for name in change.delete:
@@ -257,8 +324,13 @@ class ShareDomain:
             values.pop(name, None)
         values.update(change.set)
         config = parse_group_config(values, self._defaults)
+        if self._clustered and config.dead_letter_topic:
+            raise InvalidConfigError(
+                "errors.deadletterqueue.topic.name cannot be set on a cluster yet (dead letters are written "
+                "on a single broker only); leave it unset here and reject records to archive them"
+            )
         written = self._store.write_config(group_id, values or None)
-        await self._flusher.flush(written.log, written.last_offset + 1)
+        await self._flush([written], replicated=True)
         if values:
             self._own_configs[group_id] = values
             self._configs[group_id] = config
@@ -270,6 +342,7 @@ class ShareDomain:
         log.info("share group %s: configuration %s", group_id, values or "back to the broker's defaults")
 
     def describe_config(self, group_id: str) -> list[ConfigEntry]:
+        self.check_coordinator(group_id)
         self._refuse_consumer_group(group_id)
         own = self._own_configs.get(group_id, {})
         effective = config_to_strings(self.config(group_id))
@@ -279,7 +352,7 @@ class ShareDomain:
 
     def heartbeat(self, request: ShareHeartbeat) -> ShareHeartbeatAnswer:
         """Join, stay or leave; raises the core's membership errors."""
-        self._refuse_in_cluster()
+        self.check_coordinator(request.group_id)
         self._refuse_consumer_group(request.group_id)
         now = self._clock_ms()
         answer = self._groups.heartbeat(
@@ -348,8 +421,11 @@ class ShareDomain:
         """Apply the acknowledgements, then acquire records, long-polling up to `spec.max_wait_ms`.
         In a cluster, a broker that does not coordinate the group forwards the call to the one that
         does, unless it was `forwarded` here already (then NotCoordinatorError)."""
-        self._refuse_in_cluster()
         group_id = spec.group_id
+        elsewhere = self._elsewhere(group_id, forwarded)
+        if elsewhere is not None:
+            forwarder, coordinator = elsewhere
+            return await forwarder.fetch(coordinator, spec)
         now = self._clock_ms()
         member = self._member(group_id, spec.member_id)
         changes = _Changes()
@@ -373,7 +449,7 @@ class ShareDomain:
                     break
         written += self._persist(group_id, changes)
         if spec.acks and written:  # acquisitions alone need only the page cache
-            await self._flush(written)
+            await self._flush(written, replicated=True)
         self._arm_for(group_id, acquired)
         return ShareFetchAnswer(acquired, outcomes, self.config(group_id).record_lock_duration_ms)
 
@@ -382,14 +458,17 @@ class ShareDomain:
     ) -> list[PartitionAckOutcome]:
         """Apply acknowledgements without fetching; answered once they are fsynced (forwarded as
         `fetch` is)."""
-        self._refuse_in_cluster()
+        elsewhere = self._elsewhere(group_id, forwarded)
+        if elsewhere is not None:
+            forwarder, coordinator = elsewhere
+            return await forwarder.acknowledge(coordinator, group_id, member_id, acks)
         now = self._clock_ms()
         self._member(group_id, member_id)
         changes = _Changes()
         outcomes = self._apply_acks(group_id, member_id, acks, now, changes)
         written = self._persist(group_id, changes)
         if written:
-            await self._flush(written)
+            await self._flush(written, replicated=True)
         self._arm_for(group_id, ())
         return outcomes
 
@@ -403,7 +482,7 @@ class ShareDomain:
             share_partition = parts.get(key)
             if share_partition is None:
                 try:
-                    self._topics.log(entry.topic, entry.partition)
+                    self._check_partition(entry.topic, entry.partition)
                 except LogStoreError as exc:
                     outcomes.append(PartitionAckOutcome(entry.topic, entry.partition, error=exc))
                     continue
@@ -513,26 +592,30 @@ class ShareDomain:
     ) -> AcquiredRecords | None:
         key = (topic, partition)
         try:
-            partition_log = self._topics.log(topic, partition)
+            source = self._source(topic, partition)
         except LogStoreError:
             return None
-        share_partition = self._share_partition(group_id, key, partition_log, changes)
-        if partition_log.log_start_offset > share_partition.start_offset:
-            share_partition.advance_to(partition_log.log_start_offset)
+        if source is None:
+            return None
+        share_partition = self._share_partition(group_id, key, source, changes)
+        if share_partition is None:
+            return None
+        if source.log_start_offset > share_partition.start_offset:
+            share_partition.advance_to(source.log_start_offset)
             changes.touched[key] = share_partition
         expired = share_partition.expire(now)
         if expired:
             changes.touched[key] = share_partition
             changes.add_archived(key, expired)
         first = share_partition.next_fetch_offset(now)
-        end = partition_log.log_end_offset
+        end = source.log_end_offset
         if first is None or first >= end:
             return None
         per_record = self._bytes_per_record.get(key, DEFAULT_BYTES_PER_RECORD)
         wanted = min(records_left, share_partition.config.partition_max_record_locks)
         read_bytes = max(MIN_READ_BYTES, min(bytes_left, int(wanted * per_record * 1.25)))
         try:
-            data = partition_log.read(first, read_bytes).data
+            data = source.read(first, read_bytes)
         except LogStoreError as exc:
             log.debug("share group %s: cannot read %s-%d at %d: %s", group_id, topic, partition, first, exc)
             return None
@@ -560,13 +643,18 @@ class ShareDomain:
         return AcquiredRecords(topic, partition, data, ranges)
 
     def _share_partition(
-        self, group_id: str, key: PartitionKey, partition_log: Log, changes: _Changes
-    ) -> SharePartition:
+        self, group_id: str, key: PartitionKey, source: PartitionSource, changes: _Changes
+    ) -> SharePartition | None:
+        """The group's share-partition of `key`, made at its starting offset on first use; None while a
+        remote source cannot tell that offset yet (it is asking the leader)."""
         parts = self._partitions.setdefault(group_id, {})
         share_partition = parts.get(key)
         if share_partition is None:
             config = self.config(group_id)
-            start = self._initial_offset(config, partition_log)
+            try:
+                start = self._initial_offset(config, source)
+            except SourceNotReady:
+                return None
             share_partition = parts[key] = SharePartition(start, config)
             changes.touched[key] = share_partition  # persisted before anything is acquired from it
             log.info(
@@ -579,14 +667,29 @@ class ShareDomain:
             )
         return share_partition
 
-    def _initial_offset(self, config: ShareGroupConfig, partition_log: Log) -> int:
+    def _initial_offset(self, config: ShareGroupConfig, source: PartitionSource) -> int:
         if config.auto_offset_reset == LATEST:
-            return partition_log.log_end_offset
+            return source.log_end_offset
         if config.auto_offset_reset == EARLIEST:
-            return partition_log.log_start_offset
+            return source.log_start_offset
         duration = reset_duration_ms(config.auto_offset_reset) or 0
-        found = partition_log.offset_for_timestamp(self._wall_ms() - duration)
-        return partition_log.log_end_offset if found is None else found[0]
+        found = source.offset_for_timestamp(self._wall_ms() - duration)
+        return source.log_end_offset if found is None else found
+
+    def _source(self, topic: str, partition: int) -> PartitionSource | None:
+        """Where to read a data partition: its log alone or where this broker leads it (up to the high
+        watermark), the leader's copy as last fetched otherwise (None until it has answered once).
+        Raises UnknownTopicError / UnknownPartitionError."""
+        partition_log = self._topics.log(topic, partition)
+        if not self._clustered:
+            return LocalSource(partition_log)
+        high_watermark = self.replicas.visible_end(topic, partition)  # None: another broker leads it
+        if high_watermark is not None:
+            return LocalSource(partition_log, high_watermark)
+        return None if self.remote_sources is None else self.remote_sources.source(topic, partition)
+
+    def _check_partition(self, topic: str, partition: int) -> None:
+        self._topics.log(topic, partition)
 
     def _wait_keys(self, group_id: str, member: ShareMember) -> list[PartitionKey]:
         keys = [group_key(group_id)]
@@ -603,7 +706,7 @@ class ShareDomain:
         written: list[Written] = []
         if changes.archived:
             config = self.config(group_id)
-            if config.dead_letter_topic:
+            if config.dead_letter_topic and not self._clustered:  # refused in a cluster (alter_config)
                 target = DeadLetterTarget(group_id, config.dead_letter_topic, config.dead_letter_copy_record)
                 for (topic, partition), archived in changes.archived:
                     written += self._dead_letters.send(target, topic, partition, archived)
@@ -614,15 +717,32 @@ class ShareDomain:
             changes.touched = {}
         return written
 
-    async def _flush(self, written: Iterable[Written]) -> None:
-        ends: dict[Log, int] = {}
+    async def _flush(self, written: Iterable[Written], *, replicated: bool = False) -> None:
+        """fsync what was written; `replicated`: also wait for the state records to be on every in-sync
+        replica (in a cluster: an acknowledgement is answered only once a failover cannot lose it)."""
+        ends: dict[Written, int] = {}
         for write in written:
-            ends[write.log] = max(ends.get(write.log, 0), write.last_offset + 1)
-        if len(ends) == 1:
-            ((target, end),) = ends.items()
-            await self._flusher.flush(target, end)
+            key = Written(write.log, 0, write.topic, write.partition)
+            ends[key] = max(ends.get(key, 0), write.last_offset + 1)
+        waits = [self._flusher.flush(target.log, end) for target, end in ends.items()]
+        if replicated and self._clustered:
+            waits += [
+                self._replicated(target, end) for target, end in ends.items() if target.topic == STATE_TOPIC
+            ]
+        if len(waits) == 1:
+            await waits[0]
         else:
-            await asyncio.gather(*(self._flusher.flush(target, end) for target, end in ends.items()))
+            await asyncio.gather(*waits)
+
+    async def _replicated(self, target: Written, end: int) -> None:
+        try:
+            await self.replicas.replicated(target.topic, target.partition, end, ACK_REPLICATION_TIMEOUT_S)
+        except NotLeaderOrFollowerError as exc:
+            raise NotCoordinatorError(
+                f"{target.topic}-{target.partition} moved to another broker before this change was on "
+                "every in-sync replica, so it may be lost: find the coordinator again and retry (records "
+                "whose acknowledgement was lost are delivered again)"
+            ) from exc
 
     def _write_in_background(self, group_id: str, changes: _Changes) -> None:
         """Persist changes nobody waits for (timeouts, a deleted topic) and fsync them off the loop."""
@@ -648,6 +768,10 @@ class ShareDomain:
         deadline; firing early just finds nothing due and re-arms)."""
         if due_ms is not None and (self._timer.due_ms is None or due_ms < self._timer.due_ms):
             self._timer.arm(due_ms)
+
+    def _arm_for_all(self, group_id: str) -> None:
+        for share_partition in self._partitions.get(group_id, {}).values():
+            self._arm(share_partition.next_deadline_ms())
 
     def _arm_for(self, group_id: str, acquired: Iterable[AcquiredRecords]) -> None:
         parts = self._partitions.get(group_id, {})
@@ -691,6 +815,7 @@ class ShareDomain:
     # --- admin --------------------------------------------------------------------------------------
 
     def describe(self, group_id: str) -> ShareGroupView:
+        self.check_coordinator(group_id)
         self._refuse_consumer_group(group_id)
         if not self.has_group(group_id):
             raise GroupIdNotFoundError(f"share group {group_id!r} does not exist")
@@ -700,13 +825,13 @@ class ShareDomain:
         for key in sorted(parts):
             share_partition = parts[key]
             try:
-                partition_log = self._topics.log(*key)
+                source = self._source(*key)
             except LogStoreError:
                 continue
-            if partition_log.log_start_offset > share_partition.start_offset:
-                share_partition.advance_to(partition_log.log_start_offset)
+            if source is not None and source.log_start_offset > share_partition.start_offset:
+                share_partition.advance_to(source.log_start_offset)
             counts = share_partition.counts(now)
-            end = partition_log.log_end_offset
+            end = counts.end_offset if source is None else source.log_end_offset
             partitions.append(
                 SharePartitionView(
                     key[0],
@@ -745,7 +870,7 @@ class ShareDomain:
 
     async def delete_group(self, group_id: str) -> None:
         """Forget a share group without members: its state and configuration, durably."""
-        self._refuse_in_cluster()
+        self.check_coordinator(group_id)
         self._refuse_consumer_group(group_id)
         if not self.has_group(group_id):
             raise GroupIdNotFoundError(f"share group {group_id!r} does not exist")
@@ -759,7 +884,7 @@ class ShareDomain:
             written.append(self._store.write_config(group_id, None))
         self._configs.pop(group_id, None)
         if written:
-            await self._flush(written)
+            await self._flush(written, replicated=True)
         log.info("deleted share group %s", group_id)
 
     # --- topics -------------------------------------------------------------------------------------
@@ -770,7 +895,7 @@ class ShareDomain:
             partitions = self._topic_partitions()
             self._groups.topics_changed(partitions)
             count = partitions.get(topic, 0)
-            for group_id, parts in self._partitions.items() if not self._clustered else ():
+            for group_id, parts in self._partitions.items():
                 doomed = [key for key in parts if key[0] == topic and key[1] >= count]
                 if not doomed:
                     continue

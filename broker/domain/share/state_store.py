@@ -16,6 +16,10 @@ JSON; keys stay versioned JSON, small and readable with `logstore dump-log`. At 
 is replayed; a batch that fails its check stops the broker, naming the file (starting without the state
 would redeliver accepted records).
 
+In a cluster the topic is replicated like any other: a partition's leader (the coordinator of the
+groups it holds) stamps its leader epoch on every batch, replays the partition when it takes it over,
+and never appends to a partition it does not lead (a follower's copy is the replica fetcher's).
+
 Not thread-safe: the broker calls it from its event loop only.
 """
 
@@ -24,11 +28,13 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import mmh3
+from logstore.broker.domain.errors import NotCoordinatorError
 from logstore.broker.domain.internal_topics import ensure_internal_topic
+from logstore.broker.domain.replicas import NotReplicated, Replicas
 from logstore.broker.share_machine.model import PartitionSnapshot, PersistedSpan, RecordState
 
 from logstore.errors import CorruptRecordError, CorruptSegmentError
@@ -160,19 +166,31 @@ class Replayed:
 
 @dataclass(frozen=True, slots=True)
 class Written:
-    """Where a write went: flush `log` up to `last_offset + 1` to make it durable."""
+    """Where a write went: flush `log` up to `last_offset + 1` to make it durable (and, in a cluster,
+    wait for partition `partition` of `topic` to be on every in-sync replica up to there)."""
 
     log: Log
     last_offset: int
+    topic: str
+    partition: int
 
 
 class ShareStateStore:
     """Appends share-group state records and replays them at start-up."""
 
-    def __init__(self, manager: LogManager, partitions: int = DEFAULT_STATE_PARTITIONS) -> None:
+    def __init__(
+        self, manager: LogManager, partitions: int = DEFAULT_STATE_PARTITIONS, *, clustered: bool = False
+    ) -> None:
         self._manager = manager
+        self._clustered = clustered
         self._partitions = ensure_internal_topic(manager, STATE_TOPIC, partitions, STATE_TOPIC_CONFIG)
         self._keys: dict[tuple[str, str, int], bytes] = {}
+        self.replicas: Replicas = NotReplicated()
+        """In a cluster: the leader epoch to stamp, and the high watermark to move, on each append."""
+
+    @property
+    def partitions(self) -> int:
+        return self._partitions
 
     def partition_for(self, group_id: str) -> int:
         return mmh3.hash(group_id.encode(), seed=0, signed=False) % self._partitions
@@ -180,11 +198,12 @@ class ShareStateStore:
     def log_for(self, group_id: str) -> Log:
         return self._manager.log(STATE_TOPIC, self.partition_for(group_id))
 
-    def replay(self) -> Replayed:
-        """Read the whole topic; later records of a key replace earlier ones, tombstones delete."""
+    def replay(self, partitions: Iterable[int] | None = None) -> Replayed:
+        """Read the topic (or some of its partitions); later records of a key replace earlier ones,
+        tombstones delete."""
         replayed = Replayed()
         records = 0
-        for partition in range(self._partitions):
+        for partition in range(self._partitions) if partitions is None else partitions:
             partition_log = self._manager.log(STATE_TOPIC, partition)
             offset = partition_log.log_start_offset
             while offset < partition_log.log_end_offset:
@@ -239,9 +258,20 @@ class ShareStateStore:
         return self._append(group_id, builder, now)
 
     def _append(self, group_id: str, builder: BatchBuilder, now: int) -> Written:
-        partition_log = self.log_for(group_id)
-        result = partition_log.append(builder.build(), now_ms=now)
-        return Written(partition_log, result.last_offset)
+        partition = self.partition_for(group_id)
+        partition_log = self._manager.log(STATE_TOPIC, partition)
+        epoch = self.replicas.leader_epoch(STATE_TOPIC, partition)
+        if epoch is None and self._clustered:  # the driver checks first; this keeps a follower's copy whole
+            raise NotCoordinatorError(
+                f"share group {group_id!r}: this broker no longer leads {STATE_TOPIC}-{partition}, so it "
+                "does not coordinate the group; find its coordinator again"
+            )
+        if epoch is None:
+            result = partition_log.append(builder.build(), now_ms=now)
+        else:
+            result = partition_log.append(builder.build(), now_ms=now, leader_epoch=epoch)
+        self.replicas.appended(STATE_TOPIC, partition, result.last_offset + 1)
+        return Written(partition_log, result.last_offset, STATE_TOPIC, partition)
 
     def logs(self) -> list[Log]:
         return [self._manager.log(STATE_TOPIC, number) for number in range(self._partitions)]

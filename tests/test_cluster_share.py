@@ -1,0 +1,156 @@
+"""Share groups in a cluster, through the raw ShareService: a group is coordinated by the leader of its
+`__share_group_state` partition, which reads the data partitions other brokers lead from them; other
+brokers answer a heartbeat with NOT_COORDINATOR; and what members accepted survives the coordinator's
+`kill -9`, because the new leader of that partition had it replicated before the acknowledgement was
+answered (the new members get only what was never accepted)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from logstore.wire.logstore.v1 import admin_pb2
+from logstore.wire.logstore.v1 import common_pb2 as common
+from logstore.wire.logstore.v1 import share_pb2 as pb
+
+from logstore.records import BatchBuilder
+from tests.cluster_support import Cluster, cluster_of
+from tests.conftest import Stubs
+from tests.share_members import ACCEPT, ShareMember, acks, owned, share_stub
+
+pytestmark = pytest.mark.slow
+
+TOPIC = "jobs"
+PARTITIONS = 3
+PER_PARTITION = 40
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    yield from cluster_of(tmp_path, 3, ("--default-replication-factor=3", "--min-insync-replicas=2"))
+
+
+def stubs(cluster: Cluster, broker_id: int) -> Stubs:
+    return Stubs.connect(cluster.brokers[broker_id].address)
+
+
+def coordinator_of(cluster: Cluster, group_id: str, asking: int, not_this: int = -1) -> int:
+    """The share coordinator as `asking` sees it (the first lookup creates the state topic)."""
+    found: list[int] = []
+
+    def known() -> bool:
+        try:
+            answer = stubs(cluster, asking).admin.FindCoordinator(
+                admin_pb2.FindCoordinatorRequest(kind="share", key=group_id)
+            )
+        except grpc.RpcError as exc:  # UNAVAILABLE while the state partition has no leader
+            assert exc.code() is grpc.StatusCode.UNAVAILABLE, exc
+            return False
+        found[:] = [answer.broker_id]
+        return answer.broker_id > 0 and answer.broker_id != not_this
+
+    cluster.wait_for(known, f"share group {group_id} has a coordinator (other than {not_this})")
+    return found[0]
+
+
+def produce(cluster: Cluster, start: int, count: int) -> None:
+    """`count` records to each partition, sent to its leader (retried while leadership moves)."""
+    for partition in range(PARTITIONS):
+        builder = BatchBuilder()
+        for i in range(start, start + count):
+            builder.append(b"v%d" % i, key=b"k%d" % i)
+        data = builder.build()
+
+        def sent(partition: int = partition, data: bytes = data) -> bool:
+            leader = cluster.leader(TOPIC, partition)
+            if leader not in cluster.live_brokers():
+                return False
+            return (
+                stubs(cluster, leader).produce_one(TOPIC, partition, data).error_code
+                == common.ERROR_CODE_NONE
+            )
+
+        cluster.wait_for(sent, f"{TOPIC}-{partition} takes {count} records")
+
+
+def joined(cluster: Cluster, broker_id: int, group_id: str) -> ShareMember:
+    member = ShareMember(share_stub(stubs(cluster, broker_id).channel), group_id, [TOPIC])
+    cluster.wait_for(
+        lambda: member.heartbeat().error_code == common.ERROR_CODE_NONE,
+        f"a member of {group_id} joins on broker {broker_id}",
+    )
+    return member
+
+
+def set_earliest(cluster: Cluster, broker_id: int, group_id: str) -> None:
+    stub = share_stub(stubs(cluster, broker_id).channel)
+    request = pb.AlterGroupConfigRequest(group_id=group_id, set={"share.auto.offset.reset": "earliest"})
+
+    def altered() -> bool:
+        try:
+            stub.AlterGroupConfig(request)
+        except grpc.RpcError:  # the state partition's leader is still taking it over
+            return False
+        return True
+
+    cluster.wait_for(altered, f"share group {group_id} takes its configuration on broker {broker_id}")
+
+
+def consume(member: ShareMember, cluster: Cluster, expected: int) -> list[tuple[int, int]]:
+    """Fetch and accept (in the next fetch) until `expected` records came; their (partition, offset)."""
+    got: list[tuple[int, int]] = []
+    pending: list[pb.PartitionAcknowledgements] = []
+
+    def more() -> bool:
+        answer = member.fetch(*pending, max_wait_ms=500, max_records=50)
+        assert answer.error_code == common.ERROR_CODE_NONE, answer.error_message
+        for result in answer.acknowledgement_results:
+            assert all(r.error_code == common.ERROR_CODE_NONE for r in result.results), result
+        records = owned(answer)
+        pending[:] = [acks(TOPIC, p, (o, o, ACCEPT)) for _, p, o, _, _ in records]
+        got.extend((p, o) for _, p, o, _, _ in records)
+        return len(got) >= expected
+
+    cluster.wait_for(more, f"{expected} records delivered", timeout_s=60)
+    final = member.acknowledge(*pending)
+    assert final.error_code == common.ERROR_CODE_NONE, final.error_message
+    return got
+
+
+def test_accepted_records_survive_the_share_coordinator_being_killed(cluster: Cluster) -> None:
+    stubs(cluster, 1).create_topic(TOPIC, partitions=PARTITIONS)
+    for partition in range(PARTITIONS):
+        cluster.wait_for_isr(TOPIC, partition, 3)
+    produce(cluster, 0, PER_PARTITION)
+    group = "render-farm"
+    coordinator = coordinator_of(cluster, group, asking=1)
+    other = next(b for b in cluster.brokers if b != coordinator)
+    refused = ShareMember(share_stub(stubs(cluster, other).channel), group, [TOPIC]).heartbeat()
+    assert refused.error_code == common.ERROR_CODE_NOT_COORDINATOR, refused.error_message
+    assert f"broker {coordinator}" in refused.error_message
+    led_elsewhere = [p for p in range(PARTITIONS) if cluster.leader(TOPIC, p) != coordinator]
+    assert led_elsewhere, "the test needs a partition the coordinator does not lead"
+
+    set_earliest(cluster, coordinator, group)
+    first = consume(joined(cluster, coordinator, group), cluster, PARTITIONS * PER_PARTITION)
+    assert sorted(first) == [(p, o) for p in range(PARTITIONS) for o in range(PER_PARTITION)]
+
+    cluster.brokers[coordinator].kill()
+    survivor = next(b for b in cluster.brokers if b != coordinator)
+    moved = coordinator_of(cluster, group, asking=survivor, not_this=coordinator)
+    produce(cluster, PER_PARTITION, PER_PARTITION)
+    second = consume(joined(cluster, moved, group), cluster, PARTITIONS * PER_PARTITION)
+    assert sorted(second) == [
+        (p, o) for p in range(PARTITIONS) for o in range(PER_PARTITION, 2 * PER_PARTITION)
+    ]
+
+    view = share_stub(stubs(cluster, moved).channel).DescribeShareGroup(
+        pb.DescribeShareGroupRequest(group_id=group)
+    )
+    by_partition = {p.partition: p for p in view.group.partitions}
+    assert sorted(by_partition) == list(range(PARTITIONS))
+    for state in by_partition.values():
+        assert (state.start_offset, state.in_flight_records, state.lag) == (2 * PER_PARTITION, 0, 0), state
+    cluster.brokers[coordinator].start()
