@@ -46,6 +46,7 @@ from kafka.protocol.producer import (
     ProduceResponse,
 )
 from logstore.broker.embedded import EmbeddedBroker
+from logstore.broker.kafka.groups import share_state_group
 from logstore.broker.kafka.versions import (
     ALTER_CONFIGS,
     APIS,
@@ -181,6 +182,20 @@ def test_find_coordinator(kafka_broker: EmbeddedBroker, version: int) -> None:
     assert [(a.error_code, a.node_id, a.port) for a in answers] == [(0, 0, kafka_broker.kafka_port)] * len(
         answers
     )
+
+
+@pytest.mark.parametrize(
+    ("key", "group"),
+    [
+        ("g1:AAAAAAAAAAAAAAAAAAAAAA:0", "g1"),  # Kafka's share-partition key
+        ("a:b:AAAAAAAAAAAAAAAAAAAAAA:12", "a:b"),  # a group id may hold colons
+        ("g1", "g1"),
+        ("a:b:1", "a:b:1"),  # "b" is no topic id: the whole key is the group
+        ("g1:AAAAAAAAAAAAAAAAAAAAAA:x", "g1:AAAAAAAAAAAAAAAAAAAAAA:x"),
+    ],
+)
+def test_a_share_key_names_its_group(key: str, group: str) -> None:
+    assert share_state_group(key) == group
 
 
 @pytest.mark.parametrize("version", served(OFFSET_FOR_LEADER_EPOCH))
