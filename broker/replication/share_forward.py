@@ -13,9 +13,11 @@ NotCoordinatorError: the client finds the coordinator again, as after any coordi
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Protocol, TypeVar
 
 import grpc
+from google.protobuf.message import Message
 from logstore.broker.domain.errors import NotCoordinatorError
 from logstore.broker.domain.share.values import (
     AckRange,
@@ -46,6 +48,19 @@ UNREACHABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_E
 FORWARDED_METADATA = ((FORWARDED_KEY, "1"),)
 
 
+class _Refusable(Protocol):
+    """A ShareService answer: an error of the whole request in `error_code`."""
+
+    @property
+    def error_code(self) -> int: ...
+
+    @property
+    def error_message(self) -> str: ...
+
+
+Answer = TypeVar("Answer", bound=_Refusable)
+
+
 class GrpcShareForwarder:
     """Implements `ShareForwarder` (and heartbeats, for the Kafka listener) on the broker's loop.
 
@@ -59,38 +74,25 @@ class GrpcShareForwarder:
         self._margin_s = margin_s
 
     async def fetch(self, coordinator: int, spec: ShareFetchSpec) -> ShareFetchAnswer:
-        stub = self._stub(coordinator, spec.group_id)
-        timeout = (0 if spec.acknowledge_only else spec.max_wait_ms / 1000) + self._margin_s
-        try:
-            response = await stub.ShareFetch(
-                fetch_request(spec), timeout=timeout, metadata=FORWARDED_METADATA
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise _call_failed(exc, coordinator, spec.group_id) from exc
-        _raise_for(response.error_code, response.error_message)
+        long_poll_s = 0 if spec.acknowledge_only else spec.max_wait_ms / 1000
+        response = await self._call(
+            coordinator, spec.group_id, lambda stub: stub.ShareFetch, fetch_request(spec), long_poll_s
+        )
         return fetch_answer(response)
 
     async def acknowledge(
         self, coordinator: int, group_id: str, member_id: str, acks: Sequence[PartitionAcks]
     ) -> list[PartitionAckOutcome]:
-        stub = self._stub(coordinator, group_id)
         request = pb.ShareAcknowledgeRequest(
             group_id=group_id, member_id=member_id, acknowledgements=acknowledgement_requests(acks)
         )
-        try:
-            response = await stub.ShareAcknowledge(
-                request, timeout=self._margin_s, metadata=FORWARDED_METADATA
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise _call_failed(exc, coordinator, group_id) from exc
-        _raise_for(response.error_code, response.error_message)
+        response = await self._call(coordinator, group_id, lambda stub: stub.ShareAcknowledge, request)
         return ack_outcomes(response.results)
 
     async def heartbeat(self, coordinator: int, beat: ShareHeartbeat) -> ShareHeartbeatAnswer:
         """A Kafka share consumer's heartbeat: Kafka clients find a share group's coordinator with
         FindCoordinator key type GROUP, which names the consumer-group coordinator of that id; the
         share coordinator may be another broker, so that broker passes the heartbeat on."""
-        stub = self._stub(coordinator, beat.group_id)
         request = pb.ShareHeartbeatRequest(
             group_id=beat.group_id,
             member_id=beat.member_id,
@@ -99,11 +101,7 @@ class GrpcShareForwarder:
             client_id=beat.client_id,
             client_host=beat.client_host,
         )
-        try:
-            response = await stub.ShareHeartbeat(request, timeout=self._margin_s, metadata=FORWARDED_METADATA)
-        except grpc.aio.AioRpcError as exc:
-            raise _call_failed(exc, coordinator, beat.group_id) from exc
-        _raise_for(response.error_code, response.error_message)
+        response = await self._call(coordinator, beat.group_id, lambda stub: stub.ShareHeartbeat, request)
         return ShareHeartbeatAnswer(
             response.member_id,
             response.member_epoch,
@@ -111,6 +109,28 @@ class GrpcShareForwarder:
             response.session_timeout_ms,
             [(t.topic, list(t.partitions)) for t in response.assignment],
         )
+
+    async def _call(
+        self,
+        coordinator: int,
+        group_id: str,
+        method: Callable[[share_pb2_grpc.ShareServiceStub], Callable[..., Awaitable[Answer]]],
+        request: Message,
+        long_poll_s: float = 0.0,
+    ) -> Answer:
+        """One call to the coordinator's ShareService, marked forwarded; an error of the whole request
+        it answered (in `error_code` or as a status) is raised as its domain raised it."""
+        stub = self._stub(coordinator, group_id)
+        try:
+            response = await method(stub)(
+                request, timeout=long_poll_s + self._margin_s, metadata=FORWARDED_METADATA
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _call_failed(exc, coordinator, group_id) from exc
+        error = _error(response.error_code, response.error_message)
+        if error is not None:
+            raise error
+        return response
 
     def _stub(self, coordinator: int, group_id: str) -> share_pb2_grpc.ShareServiceStub:
         channel = self._channel_to(coordinator)
@@ -210,12 +230,6 @@ def ack_outcomes(results: Iterable[pb.PartitionAcknowledgementResults]) -> list[
 
 def _error(code: int, message: str) -> LogStoreError | None:
     return None if code == common_pb2.ERROR_CODE_NONE else error_from_code(code, message)
-
-
-def _raise_for(code: int, message: str) -> None:
-    error = _error(code, message)
-    if error is not None:
-        raise error
 
 
 def _call_failed(exc: grpc.aio.AioRpcError, coordinator: int, group_id: str) -> LogStoreError:
