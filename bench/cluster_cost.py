@@ -2,6 +2,8 @@
 
     .venv/bin/python -m logstore.bench.cluster_cost throughput [--runs 3] [--seconds 8]
     .venv/bin/python -m logstore.bench.cluster_cost scale [--partitions 10,100,1000]
+    .venv/bin/python -m logstore.bench.cluster_cost share [--runs 3] [--records 60000]
+    .venv/bin/python -m logstore.bench.cluster_cost commit [--runs 3] [--commits 50]
 
 Run from the repository's root: it starts etcd and the brokers with the test suite's harness
 (`tests/cluster_support.py`: Debian's etcd-server, `python -m logstore.broker --etcd ...`, 3 s leases).
@@ -17,6 +19,16 @@ not; the ratio is the figure to read (the issue's goal: at least 0.40).
 bytes the cluster's metadata takes in etcd, then SIGKILL of one broker and the time until every
 partition it led has a new leader in etcd, and the controller's CPU seconds over that failover and per
 second while idle.
+
+`share`: one share-group member accepting `--records` records (100 bytes) of a 3-partition topic, the
+acknowledgements riding on the next ShareFetch (up to 500 records each), until the last is answered, on a
+single broker and on the group's coordinator in a 3-broker cluster (replication factor 3), where two of
+the three partitions are usually led by other brokers and read from them, and every acknowledgement waits
+for the state partition's in-sync replicas. Alternating turns, fresh brokers each turn.
+
+`commit`: a consumer-group member's CommitOffsets latency, one commit after another, on a single broker
+and on the group's coordinator in a 3-broker cluster (the commit is answered once on every in-sync
+replica of its `__consumer_offsets` partition): median and max per turn.
 """
 
 from __future__ import annotations
@@ -35,7 +47,15 @@ from typing import Any
 import aetcd
 import grpc
 from logstore.broker.embedded import BrokerProcess
-from logstore.wire.logstore.v1 import admin_pb2, admin_pb2_grpc, produce_pb2, produce_pb2_grpc
+from logstore.wire.logstore.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    group_pb2_grpc,
+    produce_pb2,
+    produce_pb2_grpc,
+    share_pb2,
+    share_pb2_grpc,
+)
 
 from logstore.records import BatchBuilder
 
@@ -130,6 +150,231 @@ def throughput(runs: int, seconds: float) -> dict[str, Any]:
     }
 
 
+SHARE_PARTITIONS = 3
+
+
+async def prefill(address_of: Any, records: int) -> int:
+    """About `records` records spread over the share topic's partitions, acks=all, at each partition's
+    leader; returns how many exactly."""
+    data, count = batch()
+    batches = max(1, records // SHARE_PARTITIONS // count)
+    for partition in range(SHARE_PARTITIONS):
+        async with grpc.aio.insecure_channel(address_of(partition)) as channel:
+            stub = produce_pb2_grpc.ProduceServiceStub(channel)
+            part = produce_pb2.ProducePartitionData(topic=TOPIC, partition=partition, records=data)
+            for _ in range(batches):
+                answer = await stub.Produce(
+                    produce_pb2.ProduceRequest(acks=produce_pb2.ACKS_ALL, partitions=[part])
+                )
+                assert answer.results[0].error_code == 0, answer.results[0].error_message
+    return batches * count * SHARE_PARTITIONS
+
+
+async def accept_all(address: str, group: str, records: int) -> float:
+    """Accepted records/s of one member that takes and accepts `records` records."""
+    async with grpc.aio.insecure_channel(
+        address, options=[("grpc.max_receive_message_length", 64 << 20)]
+    ) as channel:
+        stub = share_pb2_grpc.ShareServiceStub(channel)
+        await stub.AlterGroupConfig(
+            share_pb2.AlterGroupConfigRequest(group_id=group, set={"share.auto.offset.reset": "earliest"})
+        )
+        joined = await stub.ShareHeartbeat(
+            share_pb2.ShareHeartbeatRequest(group_id=group, member_epoch=0, topic_names=[TOPIC])
+        )
+        assert joined.error_code == 0, joined.error_message
+        pending: list[share_pb2.PartitionAcknowledgements] = []
+        accepted = 0
+        started = time.perf_counter()
+        while accepted < records:
+            answer = await stub.ShareFetch(
+                share_pb2.ShareFetchRequest(
+                    group_id=group,
+                    member_id=joined.member_id,
+                    acknowledgements=pending,
+                    max_records=500,
+                    max_wait_ms=500,
+                )
+            )
+            assert answer.error_code == 0, answer.error_message
+            pending = []
+            for part in answer.partitions:
+                ranges = [
+                    share_pb2.ShareAcknowledgement(
+                        first_offset=r.first_offset,
+                        last_offset=r.last_offset,
+                        type=share_pb2.ACKNOWLEDGE_TYPE_ACCEPT,
+                    )
+                    for r in part.acquired_ranges
+                ]
+                accepted += sum(r.last_offset - r.first_offset + 1 for r in part.acquired_ranges)
+                pending.append(
+                    share_pb2.PartitionAcknowledgements(
+                        topic=part.topic, partition=part.partition, ranges=ranges
+                    )
+                )
+        final = await stub.ShareAcknowledge(
+            share_pb2.ShareAcknowledgeRequest(
+                group_id=group, member_id=joined.member_id, acknowledgements=pending
+            )
+        )
+        assert final.error_code == 0, final.error_message
+        return accepted / (time.perf_counter() - started)
+
+
+def share_single_run(records: int) -> float:
+    with tempfile.TemporaryDirectory(prefix="logstore-cluster-cost-") as work:
+        broker = BrokerProcess(Path(work) / "data", Path(work) / "broker.log")
+        address = broker.start()
+        try:
+            with grpc.insecure_channel(address) as channel:
+                admin_pb2_grpc.AdminServiceStub(channel).CreateTopic(
+                    admin_pb2.CreateTopicRequest(name=TOPIC, partitions=SHARE_PARTITIONS)
+                )
+            written = asyncio.run(prefill(lambda partition: address, records))
+            return asyncio.run(accept_all(address, "bench", written))
+        finally:
+            broker.terminate()
+
+
+def share_cluster_run(records: int) -> float:
+    from tests.cluster_support import Cluster
+
+    with tempfile.TemporaryDirectory(prefix="logstore-cluster-cost-") as work:
+        cluster = Cluster(Path(work), 3, ("--default-replication-factor=3", "--min-insync-replicas=2"))
+        cluster.start()
+        try:
+            coordinator = _coordinator(cluster, "share", "bench")
+            for partition in range(SHARE_PARTITIONS):
+                cluster.wait_for_isr(TOPIC, partition, 3)
+            cluster.wait_for_isr("__share_group_state", _state_partition("bench"), 3)
+            leaders = [cluster.leader(TOPIC, partition) for partition in range(SHARE_PARTITIONS)]
+            print(f"coordinator {coordinator}, partition leaders {leaders}", file=sys.stderr)
+            written = asyncio.run(
+                prefill(lambda partition: cluster.brokers[leaders[partition]].address, records)
+            )
+            return asyncio.run(accept_all(cluster.brokers[coordinator].address, "bench", written))
+        finally:
+            cluster.stop()
+
+
+def _state_partition(group: str) -> int:
+    """The group's partition of its internal topic (both have 8 partitions by default)."""
+    from logstore.broker.replication.node import coordinator_partition
+
+    return coordinator_partition(group, 8)
+
+
+def share(runs: int, records: int) -> dict[str, Any]:
+    single: list[float] = []
+    clustered: list[float] = []
+    for turn in range(runs):
+        order = (
+            (share_single_run, share_cluster_run) if turn % 2 == 0 else (share_cluster_run, share_single_run)
+        )
+        for run in order:
+            rate = run(records)
+            (single if run is share_single_run else clustered).append(rate)
+            print(f"{run.__name__}: {rate:,.0f} records/s", file=sys.stderr)
+    return {
+        "single_broker_accepted_records_s": single,
+        "cluster_coordinator_accepted_records_s": clustered,
+        "median_single": statistics.median(single),
+        "median_cluster": statistics.median(clustered),
+        "ratio": statistics.median(clustered) / statistics.median(single),
+    }
+
+
+def commit_latencies(address: str, commits: int) -> list[float]:
+    from tests.conftest import GroupMember
+
+    with grpc.insecure_channel(address) as channel:
+        member = GroupMember(group_pb2_grpc.GroupServiceStub(channel), "bench", topics=[TOPIC])
+        deadline = time.monotonic() + 30
+        while member.heartbeat().error_code != 0 or not member.assignment:
+            assert time.monotonic() < deadline, "the member never got its partition"
+            time.sleep(0.1)
+        took = []
+        for offset in range(commits):
+            started = time.perf_counter()
+            answer = member.commit({(TOPIC, 0): offset})
+            took.append(time.perf_counter() - started)
+            assert answer.error_code == 0, answer.error_message
+        return took
+
+
+def commit_single_run(commits: int) -> list[float]:
+    with tempfile.TemporaryDirectory(prefix="logstore-cluster-cost-") as work:
+        broker = BrokerProcess(Path(work) / "data", Path(work) / "broker.log")
+        address = broker.start()
+        try:
+            with grpc.insecure_channel(address) as channel:
+                admin_pb2_grpc.AdminServiceStub(channel).CreateTopic(
+                    admin_pb2.CreateTopicRequest(name=TOPIC, partitions=1)
+                )
+            return commit_latencies(address, commits)
+        finally:
+            broker.terminate()
+
+
+def commit_cluster_run(commits: int) -> list[float]:
+    from tests.cluster_support import Cluster
+
+    with tempfile.TemporaryDirectory(prefix="logstore-cluster-cost-") as work:
+        cluster = Cluster(Path(work), 3, ("--default-replication-factor=3", "--min-insync-replicas=2"))
+        cluster.start()
+        try:
+            coordinator = _coordinator(cluster, "group", "bench")
+            cluster.wait_for_isr(TOPIC, 0, 3)
+            cluster.wait_for_isr("__consumer_offsets", _state_partition("bench"), 3)
+            return commit_latencies(cluster.brokers[coordinator].address, commits)
+        finally:
+            cluster.stop()
+
+
+def _coordinator(cluster: Any, kind: str, group: str) -> int:
+    """Create the topic (one partition per share partition count) and find the group's coordinator."""
+    with grpc.insecure_channel(cluster.brokers[1].address) as channel:
+        admin = admin_pb2_grpc.AdminServiceStub(channel)
+        partitions = SHARE_PARTITIONS if kind == "share" else 1
+        admin.CreateTopic(admin_pb2.CreateTopicRequest(name=TOPIC, partitions=partitions))
+        request = admin_pb2.FindCoordinatorRequest(kind=kind, key=group)
+        found: list[int] = []
+
+        def known() -> bool:
+            try:
+                found[:] = [admin.FindCoordinator(request).broker_id]
+            except grpc.RpcError:
+                return False
+            return found[0] > 0
+
+        cluster.wait_for(known, f"{kind} group {group} has a coordinator")
+        return found[0]
+
+
+def commit(runs: int, commits: int) -> dict[str, Any]:
+    single: list[float] = []
+    clustered: list[float] = []
+    for turn in range(runs):
+        order = (
+            (commit_single_run, commit_cluster_run)
+            if turn % 2 == 0
+            else (commit_cluster_run, commit_single_run)
+        )
+        for run in order:
+            took = run(commits)
+            (single if run is commit_single_run else clustered).extend(took)
+            print(f"{run.__name__}: median {statistics.median(took) * 1000:.2f} ms", file=sys.stderr)
+    return {
+        "single_broker_commit_ms_median": statistics.median(single) * 1000,
+        "single_broker_commit_ms_max": max(single) * 1000,
+        "cluster_commit_ms_median": statistics.median(clustered) * 1000,
+        "cluster_commit_ms_max": max(clustered) * 1000,
+        "commits_per_setup": commits,
+        "runs": runs,
+    }
+
+
 def process_cpu_s(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -209,9 +454,19 @@ def main() -> None:
     run.add_argument("--seconds", type=float, default=8.0)
     grow = sub.add_parser("scale")
     grow.add_argument("--partitions", default="10,100,1000")
+    commits = sub.add_parser("commit")
+    commits.add_argument("--runs", type=int, default=3)
+    commits.add_argument("--commits", type=int, default=50)
+    queue = sub.add_parser("share")
+    queue.add_argument("--runs", type=int, default=3)
+    queue.add_argument("--records", type=int, default=60_000)
     args = parser.parse_args()
     if args.what == "throughput":
         print(json.dumps(throughput(args.runs, args.seconds), indent=1))
+    elif args.what == "commit":
+        print(json.dumps(commit(args.runs, args.commits), indent=1))
+    elif args.what == "share":
+        print(json.dumps(share(args.runs, args.records), indent=1))
     else:
         results = [scale_run(int(n)) for n in args.partitions.split(",")]
         print(json.dumps(results, indent=1))

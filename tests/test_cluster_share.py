@@ -11,14 +11,14 @@ from pathlib import Path
 
 import grpc
 import pytest
-from logstore.wire.logstore.v1 import admin_pb2
+from logstore.wire.logstore.v1 import admin_pb2, share_pb2_grpc
 from logstore.wire.logstore.v1 import common_pb2 as common
 from logstore.wire.logstore.v1 import share_pb2 as pb
 
-from logstore.records import BatchBuilder
+from logstore.records import BatchBuilder, iter_records
 from tests.cluster_support import Cluster, cluster_of
 from tests.conftest import Stubs
-from tests.share_members import ACCEPT, ShareMember, acks, owned, share_stub
+from tests.share_members import ACCEPT, REJECT, ShareMember, acks, owned, share_stub
 
 pytestmark = pytest.mark.slow
 
@@ -87,15 +87,10 @@ def joined(cluster: Cluster, broker_id: int, group_id: str) -> ShareMember:
 def set_earliest(cluster: Cluster, broker_id: int, group_id: str) -> None:
     stub = share_stub(stubs(cluster, broker_id).channel)
     request = pb.AlterGroupConfigRequest(group_id=group_id, set={"share.auto.offset.reset": "earliest"})
-
-    def altered() -> bool:
-        try:
-            stub.AlterGroupConfig(request)
-        except grpc.RpcError:  # the state partition's leader is still taking it over
-            return False
-        return True
-
-    cluster.wait_for(altered, f"share group {group_id} takes its configuration on broker {broker_id}")
+    cluster.wait_for(
+        lambda: _altered(stub, request),
+        f"share group {group_id} takes its configuration on broker {broker_id}",
+    )
 
 
 def consume(member: ShareMember, cluster: Cluster, expected: int) -> list[tuple[int, int]]:
@@ -154,3 +149,88 @@ def test_accepted_records_survive_the_share_coordinator_being_killed(cluster: Cl
     for state in by_partition.values():
         assert (state.start_offset, state.in_flight_records, state.lag) == (2 * PER_PARTITION, 0, 0), state
     cluster.brokers[coordinator].start()
+
+
+def test_the_coordinator_follows_a_data_partition_to_its_new_leader(cluster: Cluster) -> None:
+    stubs(cluster, 1).create_topic(TOPIC, partitions=PARTITIONS)
+    for partition in range(PARTITIONS):
+        cluster.wait_for_isr(TOPIC, partition, 3)
+    produce(cluster, 0, PER_PARTITION)
+    group = "transcoders"
+    coordinator = coordinator_of(cluster, group, asking=1)
+    data_leader = next(
+        cluster.leader(TOPIC, p) for p in range(PARTITIONS) if cluster.leader(TOPIC, p) != coordinator
+    )
+    set_earliest(cluster, coordinator, group)
+    member = joined(cluster, coordinator, group)
+    first = consume(member, cluster, PARTITIONS * PER_PARTITION)
+    assert len(set(first)) == len(first) == PARTITIONS * PER_PARTITION
+
+    cluster.brokers[data_leader].kill()
+    cluster.wait_for(
+        lambda: all(cluster.leader(TOPIC, p) != data_leader for p in range(PARTITIONS)),
+        f"every partition of {TOPIC} moves off the killed broker {data_leader}",
+    )
+    produce(cluster, PER_PARTITION, PER_PARTITION)
+    second = consume(member, cluster, PARTITIONS * PER_PARTITION)  # the same member: its coordinator lives
+    assert sorted(second) == [
+        (p, o) for p in range(PARTITIONS) for o in range(PER_PARTITION, 2 * PER_PARTITION)
+    ]
+    cluster.brokers[data_leader].start()
+
+
+def test_rejected_records_reach_the_dead_letter_topic_on_its_leader(cluster: Cluster) -> None:
+    stubs(cluster, 1).create_topic(TOPIC, partitions=PARTITIONS)
+    for partition in range(PARTITIONS):
+        cluster.wait_for_isr(TOPIC, partition, 3)
+    produce(cluster, 0, PER_PARTITION)
+    group = "thumbnails"
+    coordinator = coordinator_of(cluster, group, asking=1)
+    stub = share_stub(stubs(cluster, coordinator).channel)
+    request = pb.AlterGroupConfigRequest(
+        group_id=group,
+        set={"share.auto.offset.reset": "earliest", "errors.deadletterqueue.topic.name": "thumbnails-dlq"},
+    )
+    cluster.wait_for(lambda: _altered(stub, request), f"share group {group} takes its configuration")
+    member = joined(cluster, coordinator, group)
+    rejected: set[tuple[int, int]] = set()
+    accepted: set[tuple[int, int]] = set()
+    pending: list[pb.PartitionAcknowledgements] = []
+
+    def more() -> bool:
+        answer = member.fetch(*pending, max_wait_ms=500, max_records=50)
+        assert answer.error_code == common.ERROR_CODE_NONE, answer.error_message
+        pending.clear()
+        for _, partition, offset, _, _ in owned(answer):
+            kind = REJECT if offset % 4 == 0 else ACCEPT
+            (rejected if kind == REJECT else accepted).add((partition, offset))
+            pending.append(acks(TOPIC, partition, (offset, offset, kind)))
+        return len(rejected) + len(accepted) >= PARTITIONS * PER_PARTITION
+
+    cluster.wait_for(more, "every record delivered once", timeout_s=60)
+    assert member.acknowledge(*pending).error_code == common.ERROR_CODE_NONE
+
+    def dead_letters() -> set[tuple[int, int]]:
+        state = cluster.partition("thumbnails-dlq", 0)
+        if state is None or state.leader < 0:
+            return set()
+        found = set()
+        for record in iter_records(stubs(cluster, state.leader).fetch_one("thumbnails-dlq", 0, 0).records):
+            headers = dict(record.headers)
+            assert headers["__dlq.errors.group.id"] == group.encode()
+            assert headers["__dlq.errors.topic"] == TOPIC.encode()
+            found.add(
+                (int(headers["__dlq.errors.partition"] or b""), int(headers["__dlq.errors.offset"] or b""))
+            )
+        return found
+
+    cluster.wait_for(lambda: dead_letters() == rejected, "every rejected record is on the dead-letter topic")
+    assert len(rejected) == PARTITIONS * PER_PARTITION // 4
+
+
+def _altered(stub: share_pb2_grpc.ShareServiceStub, request: pb.AlterGroupConfigRequest) -> bool:
+    try:
+        stub.AlterGroupConfig(request)
+    except grpc.RpcError:  # the state partition's leader is still taking it over
+        return False
+    return True

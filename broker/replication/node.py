@@ -47,7 +47,9 @@ from logstore.broker.domain.cluster_info import (
 from logstore.broker.domain.core import BrokerCore
 from logstore.broker.domain.errors import NotLeaderOrFollowerError, RequestTimedOutError
 from logstore.broker.domain.groups.offset_store import OFFSETS_TOPIC, OFFSETS_TOPIC_CONFIG
+from logstore.broker.domain.share.dead_letter_gate import DeadLetterGate
 from logstore.broker.domain.share.state_store import STATE_TOPIC, STATE_TOPIC_CONFIG
+from logstore.broker.replication.dead_letters import ClusterDeadLetters
 from logstore.broker.replication.remote_reads import RemoteReads
 from logstore.broker.replication.replica_manager import ReplicaManager
 from logstore.broker.settings import Settings
@@ -141,6 +143,11 @@ class ClusterNode:
             self._leader_of, self._replica_channel, self.core.waiters, monotonic_ms
         )
         self.core.share.remote_sources = self.remote_reads
+        self.core.share.dead_letter_gate = DeadLetterGate(
+            ClusterDeadLetters(
+                self._leader_of, self._partitions_of, self._replica_channel, self._create_dead_letter_topic
+            )
+        )
         self.replicas.apply(self.view)
         self._spawn(self.store.follow(self.view, self._changed), "etcd-watch")
         self._spawn(self._apply_changes(), "cluster-apply")
@@ -281,6 +288,18 @@ class ClusterNode:
     def _leader_of(self, topic: str, partition: int) -> int | None:
         state = self.view.partitions.get((topic, partition))
         return None if state is None else state.leader
+
+    def _partitions_of(self, topic: str) -> int | None:
+        assignment = self.view.topics.get(topic)
+        return None if assignment is None else len(assignment.replicas)
+
+    async def _create_dead_letter_topic(self, name: str) -> None:
+        """A share group's dead-letter topic, made on first use with one partition (as a single broker
+        does) and the cluster's default replication factor (fewer while fewer brokers are live)."""
+        factor = max(1, min(self.settings.default_replication_factor, len(self.view.brokers)))
+        min_isr = min(self.settings.min_insync_replicas, factor)
+        await self.create_topic(name, 1, {"min.insync.replicas": str(min_isr)}, factor, timeout_s=30)
+        log.info("created dead-letter topic %s with 1 partition, replication factor %d", name, factor)
 
     def _replica_channel(self, broker_id: int) -> grpc.aio.Channel | None:
         return self._channel(broker_id, "grpc", REPLICA_CHANNEL_OPTIONS)
@@ -507,6 +526,8 @@ class ClusterNode:
         leading = self.replicas is not None and where in self.replicas.leaders
         if coordinator == self.broker_id and leading and self.session_alive():
             return
+        if coordinator == self.broker_id:  # elected here, not taken up yet (or the session lapsed)
+            coordinator = NO_BROKER
         raise not_coordinator(kind, key, coordinator, self.broker_id)
 
     def _group_partition(self, kind: CoordinatorKind, key: str) -> tuple[str, int] | None:

@@ -31,14 +31,20 @@ from logstore.records import iter_headers
 log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 1 << 20
+"""Most bytes one Fetch answer brings (and one kept chunk holds)."""
 MAX_CHUNKS = 4
+"""Fetch answers kept per partition: what was read lately, for releases and lagging groups."""
 LONG_POLL_MS = 500
+"""How long a Fetch at the high watermark waits for new records (a read elsewhere cuts it short)."""
 RETRY_MS = 200
 """After a refusal (not the leader, leader unknown, unreachable): ask again this much later."""
 IDLE_MS = 60_000
+"""A partition nobody read for this long is dropped with its task."""
 TIMESTAMP_ANSWER_MS = 5_000
-"""A timestamp lookup answers later lookups this long (the share-partition asks once, at its start)."""
+"""A timestamp lookup answers lookups for up to this much later a time (the share-partition asks once,
+at its start, with the wall clock of each attempt)."""
 CALL_MARGIN_S = 5.0
+"""A call's deadline beyond its own wait."""
 
 PartitionKey = tuple[str, int]
 
@@ -66,8 +72,8 @@ class RemotePartition:
         """An offset a read could not answer: fetched next."""
         self.used_ms = now_ms
         self.timestamp_query: int | None = None
-        self.timestamp_answer: tuple[int, int, int | None] | None = None
-        """(timestamp asked, when answered, first offset at or after it or None)."""
+        self.timestamp_answer: tuple[int, int | None] | None = None
+        """(timestamp asked, the first offset at or after it below the high watermark, or None)."""
         self.wake = asyncio.Event()
 
     # --- PartitionSource ------------------------------------------------------------------------------
@@ -97,7 +103,7 @@ class RemotePartition:
     def offset_for_timestamp(self, timestamp_ms: int) -> int | None:
         answer = self.timestamp_answer
         if answer is not None and answer[0] <= timestamp_ms <= answer[0] + TIMESTAMP_ANSWER_MS:
-            return answer[2]
+            return answer[1]
         self.timestamp_query = timestamp_ms
         self.wake.set()
         raise SourceNotReady(f"{self.key[0]}-{self.key[1]}: asking its leader for an offset by timestamp")
@@ -127,12 +133,27 @@ class RemotePartition:
                 if base < 0:
                     base = header.base_offset
                 end = header.last_offset + 1
+            if 0 <= asked < base:  # compaction removed [asked, base): the chunk answers for them too
+                base = asked
             if base >= 0:
                 self.chunks = [c for c in self.chunks if c.end <= base or c.base >= end][-(MAX_CHUNKS - 1) :]
                 self.chunks.append(_Chunk(base, end, data))
                 changed = True
         self.chunks = [c for c in self.chunks if c.end > start]
         return changed
+
+
+def leader_channel(
+    leader_of: Callable[[str, int], int | None],
+    channel_to: Callable[[int], grpc.aio.Channel | None],
+    topic: str,
+    partition: int,
+) -> tuple[int | None, grpc.aio.Channel | None]:
+    """The partition's leader as the view says now, and the channel to it (None: no leader, or not
+    registered yet)."""
+    leader = leader_of(topic, partition)
+    channel = None if leader is None or leader < 0 else channel_to(leader)
+    return leader, channel
 
 
 async def _answer(call: grpc.aio.UnaryUnaryCall) -> fetch_pb2.FetchResponse:
@@ -184,6 +205,13 @@ class RemoteReads:
         remote.used_ms = now
         return remote if remote.ready else None
 
+    def forget_topic(self, topic: str) -> None:
+        for key in [key for key in self._partitions if key[0] == topic]:
+            del self._partitions[key]
+            task = self._tasks.pop(key, None)
+            if task is not None:
+                task.cancel()
+
     async def close(self) -> None:
         self._closed = True
         tasks = list(self._tasks.values())
@@ -212,8 +240,6 @@ class RemoteReads:
                     await asyncio.sleep(RETRY_MS / 1000)
                 if changed:
                     self._waiters.notify(key)
-        except asyncio.CancelledError:
-            raise
         except Exception:  # a bug: drop the partition; the next read starts a new task
             log.exception("reading %s-%d from its leader failed", key[0], key[1])
         finally:
@@ -222,8 +248,7 @@ class RemoteReads:
                 self._tasks.pop(key, None)
 
     def _stub(self, key: PartitionKey) -> fetch_pb2_grpc.FetchServiceStub | None:
-        leader = self._leader_of(*key)
-        channel = None if leader is None or leader < 0 else self._channel_to(leader)
+        _, channel = leader_channel(self._leader_of, self._channel_to, *key)
         return None if channel is None else fetch_pb2_grpc.FetchServiceStub(channel)
 
     async def _list_offsets(self, stub: fetch_pb2_grpc.FetchServiceStub, remote: RemotePartition) -> bool:
@@ -250,11 +275,14 @@ class RemoteReads:
         if any(r.error_code != common_pb2.ERROR_CODE_NONE for r in results) or len(results) != len(queries):
             await asyncio.sleep(RETRY_MS / 1000)
             return False
+        changed = remote.answered(results[0].offset, results[1].offset, -1, b"")
         if asked is not None:
             found = results[2].offset
-            remote.timestamp_answer = (asked, self._clock_ms(), None if found < 0 else found)
+            committed = 0 <= found < remote.high_watermark
+            remote.timestamp_answer = (asked, found if committed else None)
             remote.timestamp_query = None
-        return remote.answered(results[0].offset, results[1].offset, -1, b"")
+            changed = True  # the share-partition waiting for it can start now
+        return changed
 
     async def _fetch(self, stub: fetch_pb2_grpc.FetchServiceStub, remote: RemotePartition) -> bool:
         """One Fetch at `next_offset`; a long-poll at the high watermark is cut short when a read
@@ -274,18 +302,21 @@ class RemoteReads:
         )
         remote.wake.clear()
         call = stub.Fetch(request, timeout=wait_ms / 1000 + CALL_MARGIN_S)
-        answer = asyncio.ensure_future(_answer(call))
-        woken = asyncio.ensure_future(remote.wake.wait())
-        try:
-            await asyncio.wait({answer, woken}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            woken.cancel()
-            if not answer.done():  # a read wants another offset, or a timestamp, or we stop
-                call.cancel()
-                answer.cancel()
-        if answer.cancelled() or not answer.done():
-            return False
-        response = answer.result()
+        if wait_ms == 0:  # a wanted offset: not cut short, or two reads far apart would cancel each other
+            response = await call
+        else:
+            answer = asyncio.ensure_future(_answer(call))
+            woken = asyncio.ensure_future(remote.wake.wait())
+            try:
+                await asyncio.wait({answer, woken}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                woken.cancel()
+                if not answer.done():  # a read wants an offset, or a timestamp, or we stop
+                    call.cancel()
+                    answer.cancel()
+            if answer.cancelled() or not answer.done():
+                return False
+            response = answer.result()
         result = response.results[0]
         if result.error_code == common_pb2.ERROR_CODE_OFFSET_OUT_OF_RANGE and result.log_start_offset >= 0:
             remote.wanted = None  # retention moved the start past it: the driver follows the new start

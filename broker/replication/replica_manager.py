@@ -22,6 +22,7 @@ from logstore.broker.domain.core import BrokerCore
 from logstore.broker.domain.errors import (
     FencedLeaderEpochError,
     NotLeaderOrFollowerError,
+    RequestTimedOutError,
     UnknownLeaderEpochError,
 )
 from logstore.broker.replication.fetcher import ReplicaFetcher
@@ -74,9 +75,15 @@ class ReplicaManager:
         return None if leader is None else leader.leader_epoch
 
     def appended(self, topic: str, partition: int, end_offset: int) -> None:
+        """Every leader append comes here (produce, commits, share state), so followers long-polling the
+        partition are woken by each one, not only by client produce (which wakes its readers too)."""
         leader = self.leaders.get((topic, partition))
-        if leader is not None and leader.appended(end_offset):
+        if leader is None:
+            return
+        if leader.appended(end_offset):
             self._publish(leader)
+        else:
+            self.core.waiters.notify((topic, partition))
 
     def visible_end(self, topic: str, partition: int) -> int | None:
         leader = self.leaders.get((topic, partition))
@@ -94,7 +101,13 @@ class ReplicaManager:
                 f"{topic}-{partition}: this broker stopped leading it before the write was replicated; "
                 "retry on the new leader (an idempotent retry is deduplicated)"
             )
-        await leader.replicated(end_offset)
+        try:
+            await asyncio.wait_for(leader.replicated(end_offset), timeout_s)
+        except TimeoutError:
+            raise RequestTimedOutError(
+                f"{topic}-{partition}: written, but not on every in-sync replica within {timeout_s:g} s "
+                f"(in sync: {sorted(leader.tracker.isr)}); it may still be, so retry (idempotently)"
+            ) from None
 
     # --- the leader side of replica fetches ---------------------------------------------------------
 

@@ -15,7 +15,7 @@ record again after the restart.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import mmh3
@@ -77,24 +77,11 @@ class DeadLetters:
                 exc,
             )
             return []
-        builders: dict[int, BatchBuilder] = {}
-        written: list[Written] = []
-        for span in archived:
-            for record in _records(source, span.first_offset, span.last_offset):
-                number = _partition_for(record.key, partitions)
-                builder = builders.get(number)
-                if builder is None:
-                    builder = builders[number] = BatchBuilder()
-                builder.append(
-                    record.value if target.copy_record else None,
-                    key=record.key if target.copy_record else None,
-                    headers=_headers(target, topic, partition, record, span),
-                )
-                if builder.size_in_bytes() >= BATCH_BYTES:
-                    written.append(self._append(target.topic, number, builders.pop(number)))
-        for number, builder in builders.items():
-            written.append(self._append(target.topic, number, builder))
-        return written
+        spans = ((span, _records(source, span.first_offset, span.last_offset)) for span in archived)
+        return [
+            self._append(target.topic, number, batch)
+            for number, batch in dead_letter_batches(target, topic, partition, spans, partitions)
+        ]
 
     def _dead_letter_partitions(self, name: str) -> int:
         try:
@@ -104,11 +91,39 @@ class DeadLetters:
             log.info("created dead-letter topic %s with 1 partition", name)
             return 1
 
-    def _append(self, name: str, number: int, builder: BatchBuilder) -> Written:
+    def _append(self, name: str, number: int, batch: bytes) -> Written:
         target_log: Log = self._topics.log(name, number)
-        result = target_log.append(builder.build())
+        result = target_log.append(batch)
         self._waiters.notify((name, number))
         return Written(target_log, result.last_offset, name, number)
+
+
+def dead_letter_batches(
+    target: DeadLetterTarget,
+    topic: str,
+    partition: int,
+    spans: Iterable[tuple[Archived, Iterable[Record]]],
+    partitions: int,
+) -> Iterator[tuple[int, bytes]]:
+    """(dead-letter partition, batch) for the archived records of `topic`-`partition`, given with the
+    span that archived them; batches are cut at about BATCH_BYTES. Pure: the local and the cluster's
+    senders both build with it."""
+    builders: dict[int, BatchBuilder] = {}
+    for span, records in spans:
+        for record in records:
+            number = _partition_for(record.key, partitions)
+            builder = builders.get(number)
+            if builder is None:
+                builder = builders[number] = BatchBuilder()
+            builder.append(
+                record.value if target.copy_record else None,
+                key=record.key if target.copy_record else None,
+                headers=_headers(target, topic, partition, record, span),
+            )
+            if builder.size_in_bytes() >= BATCH_BYTES:
+                yield number, builders.pop(number).build()
+    for number, builder in builders.items():
+        yield number, builder.build()
 
 
 def _records(source: Log, first: int, last: int) -> Iterator[Record]:

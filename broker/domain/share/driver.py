@@ -38,6 +38,7 @@ from logstore.broker.domain.durability import Flusher
 from logstore.broker.domain.errors import NotCoordinatorError, NotLeaderOrFollowerError
 from logstore.broker.domain.groups.timer import DeadlineTimer, monotonic_ms
 from logstore.broker.domain.replicas import Replicas
+from logstore.broker.domain.share.dead_letter_gate import DeadLetterGate
 from logstore.broker.domain.share.dlq import DeadLetters, DeadLetterTarget
 from logstore.broker.domain.share.remote import ShareForwarder
 from logstore.broker.domain.share.sources import LocalSource, PartitionSource, RemoteSources, SourceNotReady
@@ -84,6 +85,7 @@ from logstore.broker.share_machine.model import PartitionCounts
 from logstore.broker.share_machine.partition import SharePartition
 
 from logstore.errors import InvalidConfigError, InvalidRequestError, LogStoreError
+from logstore.log import Log
 from logstore.manager import LogManager
 from logstore.records import iter_headers
 
@@ -121,11 +123,13 @@ class _Changes:
     """What one request (or timer round) changed in one group: share-partitions to persist, and
     archived ranges for the dead-letter topic."""
 
-    __slots__ = ("archived", "touched")
+    __slots__ = ("archived", "generation", "touched")
 
-    def __init__(self) -> None:
+    def __init__(self, generation: int = 0) -> None:
         self.touched: dict[PartitionKey, SharePartition] = {}
         self.archived: list[tuple[PartitionKey, list[Archived]]] = []
+        self.generation = generation
+        """How many times the group's state partition had been taken up or given up when this began."""
 
     def add_archived(self, key: PartitionKey, archived: list[Archived]) -> None:
         if archived:
@@ -175,8 +179,13 @@ class ShareDomain:
         """In a cluster: hands fetches and acknowledgements to the group's coordinator."""
         self.remote_sources: RemoteSources | None = None
         """In a cluster: the data partitions this broker does not lead, as fetched from their leaders."""
-        self.check_coordinator: Callable[[str], None] = lambda group_id: None
-        """Raise NotCoordinatorError unless this broker coordinates the group (always does, alone)."""
+        self.dead_letter_gate: DeadLetterGate | None = None
+        """In a cluster: dead letters go out through it, each before the snapshot that archives it."""
+        self._check_coordinator: Callable[[str], None] = lambda group_id: None
+        self._generations: dict[int, int] = {}
+        """Per state partition: how many times it was taken up or given up (see `_Changes.generation`)."""
+        self._unloadable: dict[int, LogStoreError] = {}
+        """State partitions this broker leads but could not replay: their groups are refused."""
         self.closing = False
         """Set at shutdown: long-polls answer at once with what they have."""
         self._restore()
@@ -220,9 +229,16 @@ class ShareDomain:
     def took_over(self, partition: int) -> None:
         """This broker now leads `partition` of the state topic: replay it (the previous coordinator
         wrote it; replication copied it here) and coordinate its groups. Members join again: membership
-        is not replicated, and what they held is available again, its delivery counts kept."""
+        is not replicated, and what they held is available again, its delivery counts kept. If the
+        partition cannot be read, its groups are refused (naming why) until a later take-over reads it."""
         self._forget_partition(partition)
-        self._restore((partition,))
+        try:
+            self._restore((partition,))
+        except LogStoreError as exc:
+            self._forget_partition(partition)
+            self._unloadable[partition] = exc
+            log.error("cannot coordinate the share groups of %s-%d: %s", STATE_TOPIC, partition, exc)
+            return
         groups = [g for g in set(self._partitions) | set(self._own_configs) if self._in(g, partition)]
         log.info(
             "coordinating the share groups of %s-%d now (%d with state)", STATE_TOPIC, partition, len(groups)
@@ -236,10 +252,29 @@ class ShareDomain:
         coordinator replays them) and wake their long-polls, which then answer NOT_COORDINATOR."""
         self._forget_partition(partition)
 
+    @property
+    def check_coordinator(self) -> Callable[[str], None]:
+        """Raises NotCoordinatorError unless this broker coordinates the group (always does, alone), or
+        the error that kept it from reading the group's state."""
+        return self._coordinates
+
+    @check_coordinator.setter
+    def check_coordinator(self, check: Callable[[str], None]) -> None:
+        self._check_coordinator = check
+
+    def _coordinates(self, group_id: str) -> None:
+        self._check_coordinator(group_id)
+        if self._unloadable:
+            failure = self._unloadable.get(self._store.partition_for(group_id))
+            if failure is not None:
+                raise failure
+
     def _in(self, group_id: str, partition: int) -> bool:
         return self._store.partition_for(group_id) == partition
 
     def _forget_partition(self, partition: int) -> None:
+        self._generations[partition] = self._generations.get(partition, 0) + 1
+        self._unloadable.pop(partition, None)
         ids = set(self._partitions) | set(self._own_configs) | set(self._groups.groups())
         for group_id in [g for g in ids if self._in(g, partition)]:
             parts = self._partitions.pop(group_id, {})
@@ -249,6 +284,8 @@ class ShareDomain:
             self._own_configs.pop(group_id, None)
             self._configs.pop(group_id, None)
             self._groups.forget_group(group_id)
+            if self.dead_letter_gate is not None:
+                self.dead_letter_gate.forget(group_id)
             for rotation in [r for r in self._rotation if r[0] == group_id]:
                 del self._rotation[rotation]
             self._waiters.notify(group_key(group_id))
@@ -324,11 +361,6 @@ class ShareDomain:
             values.pop(name, None)
         values.update(change.set)
         config = parse_group_config(values, self._defaults)
-        if self._clustered and config.dead_letter_topic:
-            raise InvalidConfigError(
-                "errors.deadletterqueue.topic.name cannot be set on a cluster yet (dead letters are written "
-                "on a single broker only); leave it unset here and reject records to archive them"
-            )
         written = self._store.write_config(group_id, values or None)
         await self._flush([written], replicated=True)
         if values:
@@ -397,7 +429,7 @@ class ShareDomain:
     def _member_gone(self, gone: MemberGone, now: int) -> None:
         """A member left or timed out: what it holds is released (archived at the delivery limit)."""
         self._rotation.pop((gone.group_id, gone.member_id), None)
-        changes = _Changes()
+        changes = self._changes(gone.group_id)
         for key, share_partition in self._partitions.get(gone.group_id, {}).items():
             if not share_partition.acquired_by(gone.member_id):
                 continue
@@ -428,7 +460,7 @@ class ShareDomain:
             return await forwarder.fetch(coordinator, spec)
         now = self._clock_ms()
         member = self._member(group_id, spec.member_id)
-        changes = _Changes()
+        changes = self._changes(group_id)
         outcomes = self._apply_acks(group_id, spec.member_id, spec.acks, now, changes) if spec.acks else []
         written: list[Written] = []
         acquired: list[AcquiredRecords] = []
@@ -440,14 +472,17 @@ class ShareDomain:
                 remaining = deadline - loop.time()
                 if acquired or self.closing or remaining <= 0:
                     break
-                written += self._persist(group_id, changes)  # acknowledgements, new share-partitions
+                written += await self._persist_now(
+                    group_id, changes
+                )  # acknowledgements, new share-partitions
                 await self._waiters.wait(self._wait_keys(group_id, member), remaining)
+                self.check_coordinator(group_id)  # it may have moved meanwhile: NOT_COORDINATOR, not empty
                 now = self._clock_ms()
                 try:
                     member = self._member(group_id, spec.member_id)
                 except LogStoreError:  # removed meanwhile: answer empty, the next call learns why
                     break
-        written += self._persist(group_id, changes)
+        written += await self._persist_now(group_id, changes)
         if spec.acks and written:  # acquisitions alone need only the page cache
             await self._flush(written, replicated=True)
         self._arm_for(group_id, acquired)
@@ -464,9 +499,9 @@ class ShareDomain:
             return await forwarder.acknowledge(coordinator, group_id, member_id, acks)
         now = self._clock_ms()
         self._member(group_id, member_id)
-        changes = _Changes()
+        changes = self._changes(group_id)
         outcomes = self._apply_acks(group_id, member_id, acks, now, changes)
-        written = self._persist(group_id, changes)
+        written = await self._persist_now(group_id, changes)
         if written:
             await self._flush(written, replicated=True)
         self._arm_for(group_id, ())
@@ -482,7 +517,7 @@ class ShareDomain:
             share_partition = parts.get(key)
             if share_partition is None:
                 try:
-                    self._check_partition(entry.topic, entry.partition)
+                    self._topics.log(entry.topic, entry.partition)  # unknown topic or partition: say so
                 except LogStoreError as exc:
                     outcomes.append(PartitionAckOutcome(entry.topic, entry.partition, error=exc))
                     continue
@@ -688,9 +723,6 @@ class ShareDomain:
             return LocalSource(partition_log, high_watermark)
         return None if self.remote_sources is None else self.remote_sources.source(topic, partition)
 
-    def _check_partition(self, topic: str, partition: int) -> None:
-        self._topics.log(topic, partition)
-
     def _wait_keys(self, group_id: str, member: ShareMember) -> list[PartitionKey]:
         keys = [group_key(group_id)]
         for topic in member.assignment:
@@ -704,48 +736,84 @@ class ShareDomain:
     def _persist(self, group_id: str, changes: _Changes) -> list[Written]:
         """Send archived records to the dead-letter topic, then append one batch of snapshots."""
         written: list[Written] = []
-        if changes.archived:
-            config = self.config(group_id)
-            if config.dead_letter_topic and not self._clustered:  # refused in a cluster (alter_config)
-                target = DeadLetterTarget(group_id, config.dead_letter_topic, config.dead_letter_copy_record)
+        if changes.archived and not self._clustered:  # a cluster's go through the DeadLetterGate
+            target = self._dead_letter_target(group_id)
+            if target is not None:
                 for (topic, partition), archived in changes.archived:
                     written += self._dead_letters.send(target, topic, partition, archived)
             changes.archived = []
         if changes.touched:
-            snapshots = {key: sp.snapshot() for key, sp in changes.touched.items()}
-            written.append(self._store.write_snapshots(group_id, snapshots))
+            current = self._partitions.get(group_id, {})
+            snapshots = {key: sp.snapshot() for key, sp in changes.touched.items() if current.get(key) is sp}
+            moved = changes.generation != self._generations.get(self._store.partition_for(group_id), 0)
+            if moved and len(snapshots) < len(changes.touched):
+                raise NotCoordinatorError(  # its state was forgotten meanwhile: writing it would undo newer
+                    f"share group {group_id!r}: its coordinator moved during this request, so what it "
+                    "changed was not recorded (records it acknowledged are delivered again); find the "
+                    "coordinator again and retry"
+                )
+            if snapshots:  # a share-partition forgotten with its deleted topic or group is not brought back
+                written.append(self._store.write_snapshots(group_id, snapshots))
             changes.touched = {}
         return written
+
+    async def _persist_now(self, group_id: str, changes: _Changes) -> list[Written]:
+        """`_persist`, after (in a cluster) the dead letters of everything archived so far are out."""
+        gate = self.dead_letter_gate
+        if not self._clustered or gate is None:
+            return self._persist(group_id, changes)
+        async with gate.lock(group_id):
+            await gate.drain(group_id, self._dead_letter_target(group_id))
+            return self._persist(group_id, changes)  # no await since the drain: nothing archived meanwhile
+
+    def _changes(self, group_id: str) -> _Changes:
+        changes = _Changes(self._generations.get(self._store.partition_for(group_id), 0))
+        if self._clustered and self.dead_letter_gate is not None:
+            changes.archived = self.dead_letter_gate.pending(group_id)
+        return changes
+
+    def _dead_letter_target(self, group_id: str) -> DeadLetterTarget | None:
+        config = self.config(group_id)
+        if not config.dead_letter_topic:
+            return None
+        return DeadLetterTarget(group_id, config.dead_letter_topic, config.dead_letter_copy_record)
 
     async def _flush(self, written: Iterable[Written], *, replicated: bool = False) -> None:
         """fsync what was written; `replicated`: also wait for the state records to be on every in-sync
         replica (in a cluster: an acknowledgement is answered only once a failover cannot lose it)."""
-        ends: dict[Written, int] = {}
+        ends: dict[tuple[Log, str, int], int] = {}
         for write in written:
-            key = Written(write.log, 0, write.topic, write.partition)
+            key = (write.log, write.topic, write.partition)
             ends[key] = max(ends.get(key, 0), write.last_offset + 1)
-        waits = [self._flusher.flush(target.log, end) for target, end in ends.items()]
+        waits = [self._flusher.flush(target, end) for (target, _, _), end in ends.items()]
         if replicated and self._clustered:
             waits += [
-                self._replicated(target, end) for target, end in ends.items() if target.topic == STATE_TOPIC
+                self._replicated(topic, partition, end)
+                for (_, topic, partition), end in ends.items()
+                if topic == STATE_TOPIC
             ]
         if len(waits) == 1:
             await waits[0]
         else:
             await asyncio.gather(*waits)
 
-    async def _replicated(self, target: Written, end: int) -> None:
+    async def _replicated(self, topic: str, partition: int, end: int) -> None:
         try:
-            await self.replicas.replicated(target.topic, target.partition, end, ACK_REPLICATION_TIMEOUT_S)
+            await self.replicas.replicated(topic, partition, end, ACK_REPLICATION_TIMEOUT_S)
         except NotLeaderOrFollowerError as exc:
             raise NotCoordinatorError(
-                f"{target.topic}-{target.partition} moved to another broker before this change was on "
+                f"{topic}-{partition} moved to another broker before this change was on "
                 "every in-sync replica, so it may be lost: find the coordinator again and retry (records "
                 "whose acknowledgement was lost are delivered again)"
             ) from exc
 
     def _write_in_background(self, group_id: str, changes: _Changes) -> None:
         """Persist changes nobody waits for (timeouts, a deleted topic) and fsync them off the loop."""
+        if self._clustered:
+            task = asyncio.ensure_future(self._write_later(group_id, changes))
+            self._background.add(task)
+            task.add_done_callback(self._flush_done)
+            return
         try:
             written = self._persist(group_id, changes)
         except LogStoreError:
@@ -755,6 +823,15 @@ class ShareDomain:
             flush = asyncio.ensure_future(self._flush(written))
             self._background.add(flush)
             flush.add_done_callback(self._flush_done)
+
+    async def _write_later(self, group_id: str, changes: _Changes) -> None:
+        try:
+            written = await self._persist_now(group_id, changes)
+        except LogStoreError:  # not the coordinator any more, say: the new one replays what was written
+            log.warning("share group %s: could not persist its state", group_id, exc_info=True)
+            return
+        if written:
+            await self._flush(written)
 
     def _flush_done(self, flush: asyncio.Future[None]) -> None:
         self._background.discard(flush)
@@ -793,7 +870,7 @@ class ShareDomain:
             self._member_gone(gone, now)
         upcoming: list[int] = []
         for group_id, parts in self._partitions.items():
-            changes = _Changes()
+            changes = self._changes(group_id)
             for key, share_partition in parts.items():
                 due = share_partition.next_deadline_ms()
                 if due is not None and due <= now:
@@ -876,6 +953,10 @@ class ShareDomain:
             raise GroupIdNotFoundError(f"share group {group_id!r} does not exist")
         if self._has_members(group_id):
             self._groups.remove_group(group_id)  # raises NonEmptyGroupError while it has members
+        gate = self.dead_letter_gate
+        if gate is not None:  # what it archived goes out first, as a single broker's already has
+            async with gate.lock(group_id):
+                await gate.drain(group_id, self._dead_letter_target(group_id))
         written = []
         parts = self._partitions.pop(group_id, {})
         if parts:
@@ -883,6 +964,8 @@ class ShareDomain:
         if self._own_configs.pop(group_id, None) is not None:
             written.append(self._store.write_config(group_id, None))
         self._configs.pop(group_id, None)
+        if self.dead_letter_gate is not None:
+            self.dead_letter_gate.forget(group_id)
         if written:
             await self._flush(written, replicated=True)
         log.info("deleted share group %s", group_id)
@@ -895,22 +978,39 @@ class ShareDomain:
             partitions = self._topic_partitions()
             self._groups.topics_changed(partitions)
             count = partitions.get(topic, 0)
+            if self.remote_sources is not None and topic not in partitions:
+                self.remote_sources.forget_topic(topic)  # a topic made again must not serve the old records
             for group_id, parts in self._partitions.items():
                 doomed = [key for key in parts if key[0] == topic and key[1] >= count]
-                if not doomed:
-                    continue
-                for key in doomed:
-                    del parts[key]
-                    self._bytes_per_record.pop(key, None)
-                    self._waiters.notify(share_key(group_id, *key))
-                written = self._store.write_snapshots(group_id, dict.fromkeys(doomed))
-                flush = asyncio.ensure_future(self._flush([written]))
-                self._background.add(flush)
-                flush.add_done_callback(self._flush_done)
+                if doomed:
+                    self._forget_share_partitions(group_id, parts, doomed)
             for group_id in self._groups.groups():
                 self._waiters.notify(group_key(group_id))
         except Exception:  # the topic change itself is done; do not fail the call that made it
             log.exception("share groups could not follow the change of topic %s", topic)
+
+    def _forget_share_partitions(
+        self, group_id: str, parts: dict[PartitionKey, SharePartition], doomed: list[PartitionKey]
+    ) -> None:
+        """A deleted topic's share-partitions of one group: gone from memory, tombstones written (one
+        group's failure, say it is not coordinated here any more, does not stop the others')."""
+        for key in doomed:
+            del parts[key]
+            self._bytes_per_record.pop(key, None)
+            self._waiters.notify(share_key(group_id, *key))
+        try:
+            written = self._store.write_snapshots(group_id, dict.fromkeys(doomed))
+        except LogStoreError as exc:
+            log.warning(
+                "share group %s: cannot write tombstones for %d share-partitions: %s",
+                group_id,
+                len(doomed),
+                exc,
+            )
+            return
+        flush = asyncio.ensure_future(self._flush([written]))
+        self._background.add(flush)
+        flush.add_done_callback(self._flush_done)
 
     def _topic_partitions(self) -> dict[str, int]:
         return {info.name: info.partitions for info in self._manager.topics()}

@@ -56,6 +56,10 @@ class RemoteSources(Protocol):
         the partition's waiters)."""
         ...
 
+    def forget_topic(self, topic: str) -> None:
+        """The topic was deleted (and may be made again): drop what was fetched of it."""
+        ...
+
 
 class LocalSource:
     """A partition this broker holds: its log, read up to `end` (the high watermark) if given."""
@@ -82,4 +86,6 @@ class LocalSource:
 
     def offset_for_timestamp(self, timestamp_ms: int) -> int | None:
         found = self._log.offset_for_timestamp(timestamp_ms)
-        return None if found is None else found[0]
+        if found is None or (self._end is not None and found[0] >= self._end):
+            return None  # nothing committed at or after it: start at the high watermark, never past it
+        return found[0]

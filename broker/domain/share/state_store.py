@@ -13,7 +13,7 @@ A tombstone (a null value) deletes either. One group's records all go to one par
 Snapshots are written often (every acquisition and every acknowledgement: hundreds per second when a
 consumer takes 300,000 records/s), so their value is a compact binary encoding of varints rather than
 JSON; keys stay versioned JSON, small and readable with `logstore dump-log`. At start-up the whole topic
-is replayed; a batch that fails its check stops the broker, naming the file (starting without the state
+is replayed (in a cluster, each partition when this broker comes to lead it); a batch that fails its check stops the broker, naming the file (starting without the state
 would redeliver accepted records).
 
 In a cluster the topic is replicated like any other: a partition's leader (the coordinator of the
