@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Protocol
+import asyncio
+from collections.abc import AsyncGenerator, Iterator
+from typing import Protocol, cast
 
 import grpc
 import pytest
+from logstore.broker.domain.replicas import NotReplicated
+from logstore.broker.domain.subscribe import Subscriptions
+from logstore.broker.domain.topics import Topics
+from logstore.broker.domain.values import PartitionRead, StartFrom, SubscribeStart
+from logstore.broker.domain.waiters import AppendWaiters
 from logstore.broker.embedded import EmbeddedBroker
 from logstore.wire.logstore.v1 import admin_pb2
 from logstore.wire.logstore.v1 import common_pb2 as common
 from logstore.wire.logstore.v1 import fetch_pb2 as pb
 
+from logstore.errors import OffsetOutOfRangeError
+from logstore.manager import LogManager
 from logstore.records import Record, build_batch, iter_records
 from tests.waiting import broker_waiters, wait_until
 
@@ -159,3 +167,50 @@ def test_a_deleted_topic_is_reported_once_and_dropped(broker, stubs) -> None:
     assert next(stream).partitions[0].error_code == common.ERROR_CODE_UNKNOWN_TOPIC
     assert list(stream) == [], "with no partition left the stream ends"
     assert stream.code() == grpc.StatusCode.OK
+
+
+# --- a cluster leader: clients read up to the high watermark -------------------------------------------
+
+
+class _LaggingWatermark(NotReplicated):
+    """A leader's replicas whose high watermark is `hw` (below the log end until moved)."""
+
+    def __init__(self, hw: int) -> None:
+        self.hw = hw
+
+    def visible_end(self, topic: str, partition: int) -> int | None:
+        return self.hw
+
+
+def test_a_start_past_the_high_watermark_but_in_the_log_waits_for_the_watermark(tmp_path) -> None:
+    """A new leader's high watermark can lag the one the old leader showed (it learns its followers'
+    ends at their next fetch): a tail resuming there where it stopped on the old leader is not refused
+    with OFFSET_OUT_OF_RANGE, and gets the records once the watermark covers them, none before."""
+    manager = LogManager(tmp_path, background=False)
+    waiters = AppendWaiters()
+    topics = Topics(manager, waiters, auto_create=False, default_partitions=1, max_batch_bytes=1 << 20)
+    manager.create_topic("t", 1)
+    for value in (b"a", b"b", b"c"):
+        manager.log("t", 0).append(build_batch([value]))
+    topics.replicas = replicas = _LaggingWatermark(1)
+    subscriptions = Subscriptions(topics, waiters)
+
+    async def run() -> list[bytes | None]:
+        positions = subscriptions.resolve([SubscribeStart("t", 0, StartFrom.OFFSET, 2, 0)])
+        assert positions == {("t", 0): 2}
+        with pytest.raises(OffsetOutOfRangeError):
+            subscriptions.resolve([SubscribeStart("t", 0, StartFrom.OFFSET, 4, 0)])  # past the log end
+        stream = subscriptions.run(positions, 1 << 20)
+        first = asyncio.ensure_future(anext(stream))
+        await asyncio.sleep(0)
+        assert not first.done() and len(waiters) == 1, "nothing past the watermark is sent"
+        replicas.hw = 3
+        waiters.notify(("t", 0))
+        (read,) = await asyncio.wait_for(first, DEADLINE_S)
+        await cast(AsyncGenerator[list[PartitionRead], None], stream).aclose()
+        return [r.value for r in iter_records(read.records)]
+
+    try:
+        assert asyncio.run(run()) == [b"c"]
+    finally:
+        manager.close()

@@ -9,7 +9,13 @@ from collections.abc import Iterator
 import pytest
 from logstore.broker.embedded import EmbeddedBroker
 from logstore.client import Admin, ConsumerRecord, Producer, Tail, TopicPartition, tail
-from logstore.client.shared.errors import UnknownTopicError
+from logstore.client.shared.errors import BrokerUnavailableError, UnknownTopicError
+
+from tests.etcd_support import free_port
+
+
+def dead_address() -> str:
+    return f"127.0.0.1:{free_port()}"
 
 
 def produce(address: str, topic: str, *values: bytes, **send: object) -> None:
@@ -124,3 +130,18 @@ def test_unknown_topic_and_deleted_topic(two_partitions: EmbeddedBroker) -> None
     item = reader.records.get(timeout=15)
     assert isinstance(item, BaseException) and "live-0" in str(item)
     reader.stop()
+
+
+def test_unreachable_bootstrap_addresses_are_skipped_and_named(two_partitions: EmbeddedBroker) -> None:
+    first, second = dead_address(), dead_address()
+    with pytest.raises(BrokerUnavailableError) as failed:
+        Tail("live", bootstrap=[first, second], request_timeout_ms=5000)
+    assert (
+        "no broker answered" in str(failed.value)
+        and first in str(failed.value)
+        and second in str(failed.value)
+    )
+    reader = Reader(Tail("live", bootstrap=[first, two_partitions.address]))
+    produce(two_partitions.address, "live", b"through", partition=1)
+    assert [r.value for r in reader.next()] == [b"through"]
+    assert reader.stop() is None

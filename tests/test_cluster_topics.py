@@ -105,11 +105,43 @@ def test_a_min_insync_replicas_above_the_replication_factor_is_refused(cluster: 
     assert "no acks=all write could ever succeed" in str(refused.value.details())
 
 
+def test_every_broker_describes_a_topics_min_insync_replicas_as_the_cluster_holds_it(
+    cluster: Cluster,
+) -> None:
+    """DescribeTopic's config lists min.insync.replicas (Kafka's DescribeConfigs does) with the value in
+    the cluster's topic assignment, the one acks=all is held to: given at creation, the creating broker's
+    --min-insync-replicas when not given, and after a change, on every broker alike."""
+    admin = Stubs.connect(cluster.brokers[1].address).admin
+    admin.CreateTopic(
+        admin_pb2.CreateTopicRequest(name="given", partitions=1, config={"min.insync.replicas": "3"})
+    )
+    Stubs.connect(cluster.brokers[2].address).admin.CreateTopic(
+        admin_pb2.CreateTopicRequest(name="defaulted", partitions=1)
+    )
+
+    def assigned(topic: str) -> str:
+        return str(
+            cluster._json_prefix(f"topics/{topic}")[f"{cluster.cluster_root}/topics/{topic}"][
+                "min.insync.replicas"
+            ]
+        )
+
+    def everywhere(topic: str, value: str) -> bool:
+        return on_every_broker(cluster, topic, lambda t: t.config.get("min.insync.replicas") == value)
+
+    cluster.wait_for(lambda: everywhere("given", "3") and everywhere("defaulted", "2"), "as created")
+    assert (assigned("given"), assigned("defaulted")) == ("3", "2")
+    admin.AlterTopicConfig(admin_pb2.AlterTopicConfigRequest(name="given", set={"min.insync.replicas": "2"}))
+    cluster.wait_for(lambda: everywhere("given", "2"), "every broker describes the changed value")
+    assert assigned("given") == "2"
+
+
 def test_a_partition_reassigned_to_other_brokers_keeps_every_record_and_moves_its_leader(
     cluster: Cluster,
 ) -> None:
     """`logstore topics reassign`: the new replica joins and catches up, then the old leader, left out,
-    hands over (leader epoch bumped); the moved partition holds every record, and takes new ones."""
+    hands over (leader epoch bumped) and empties its copy; the moved partition holds every record, and takes
+    new ones."""
     admin = Stubs.connect(cluster.brokers[1].address)
     admin.admin.CreateTopic(
         admin_pb2.CreateTopicRequest(
@@ -135,6 +167,7 @@ def test_a_partition_reassigned_to_other_brokers_keeps_every_record_and_moves_it
         return state is not None and state.replicas == (newcomer, staying) and state.leader == newcomer
 
     cluster.wait_for(moved, f"moving-0 is on brokers {newcomer},{staying}, led by {newcomer}")
+
     after = cluster.partition("moving", 0)
     assert after is not None and after.leader_epoch == before.leader_epoch + 1
     assignment = cluster._json_prefix("topics/moving")[f"{cluster.cluster_root}/topics/moving"]
@@ -155,6 +188,16 @@ def test_a_partition_reassigned_to_other_brokers_keeps_every_record_and_moves_it
             )
         )
     assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "not live" in str(bad.value.details())
+
+    removed = cluster.brokers[before.leader]
+    cluster.wait_for(
+        lambda: "moving-0: this broker is no longer one of its replicas" in removed.log_tail(20_000),
+        f"broker {before.leader}, no longer a replica of moving-0, empties its copy",
+    )
+    removed.stop()
+    with LogManager(removed.data_dir) as manager:
+        emptied = manager.log("moving", 0)
+        assert (emptied.log_start_offset, emptied.log_end_offset) == (0, 0)
 
 
 def test_a_broker_away_while_its_topic_was_deleted_and_made_again_keeps_none_of_the_old_records(

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import pytest
 from logstore.broker.domain.share.sources import SourceNotReady
-from logstore.broker.replication.remote_reads import MAX_CHUNKS, RemotePartition
+from logstore.broker.domain.waiters import AppendWaiters
+from logstore.broker.replication import remote_reads
+from logstore.broker.replication.remote_reads import MAX_CHUNKS, RemotePartition, RemoteReads
 
 from logstore.errors import OffsetOutOfRangeError
 from logstore.records import BatchBuilder, iter_headers
@@ -82,3 +84,18 @@ def test_offsets_compaction_removed_are_answered_by_the_next_batch() -> None:
     assert remote.answered(0, 100, 5, batches(10, 1))  # the leader answers 5 with the batch at 10
     assert bases(remote.read(5, 1 << 20)) == [10]  # no second ask: the gap is the member's to accept
     assert remote.wanted is None
+
+
+def test_the_answers_kept_over_every_partition_stay_within_the_budget(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    reads = RemoteReads(lambda topic, partition: None, lambda broker: None, AppendWaiters(), lambda: 0)
+    chunk = len(batches(0, 2))
+    monkeypatch.setattr(remote_reads, "MAX_TOTAL_BYTES", 3 * chunk)
+    partitions = [RemotePartition(("jobs", p), now_ms=0) for p in range(4)]
+    for remote in partitions:  # one answer each, oldest first
+        remote.answered(0, 1000, -1, batches(0, 2))
+        reads._keep_within_budget(remote)
+    assert [len(remote.chunks) for remote in partitions] == [0, 1, 1, 1]  # the oldest answer went
+    assert bases(partitions[0].read(0, 1 << 20)) == []  # and a read of it fetches it again
+    assert partitions[0].wanted == 0

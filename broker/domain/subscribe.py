@@ -59,12 +59,16 @@ class Subscriptions:
                 )
             found = partition_log.offset_for_timestamp(start.timestamp_ms)
             return end if found is None else found[0]
-        if not first <= start.offset <= end:
+        # Valid up to the log end, as for Fetch: a new leader's high watermark can lag the one its
+        # predecessor showed (it learns its followers' ends at their next fetch), so a client resuming
+        # where it stopped reading there must not be refused; it is sent nothing past the watermark.
+        last = partition_log.log_end_offset
+        if not first <= start.offset <= last:
             raise OffsetOutOfRangeError(
                 f"cannot start {start.topic}-{start.partition} at offset {start.offset}: "
-                f"valid offsets are {first} to {end}",
+                f"valid offsets are {first} to {last}",
                 log_start_offset=first,
-                log_end_offset=end,
+                log_end_offset=last,
             )
         return start.offset
 

@@ -9,13 +9,15 @@ the driver acquires from them (`RemotePartition` is a `PartitionSource`). A read
 long-polls at the high watermark, so new records wake the share groups' long-polls as a local append
 does (through the broker's `AppendWaiters`, under the partition's own key).
 
-Bounded: at most `MAX_CHUNKS` answers of at most `CHUNK_BYTES` each per partition, one call in flight
-per partition, and a partition nobody read for `IDLE_MS` is dropped with its task.
+Bounded: at most `MAX_CHUNKS` answers of at most `CHUNK_BYTES` each per partition and `MAX_TOTAL_BYTES`
+over all of them (the oldest answers go first), one call in flight per partition, and a partition nobody
+read for `IDLE_MS` is dropped with its task.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +40,9 @@ LONG_POLL_MS = 500
 """How long a Fetch at the high watermark waits for new records (a read elsewhere cuts it short)."""
 RETRY_MS = 200
 """After a refusal (not the leader, leader unknown, unreachable): ask again this much later."""
+MAX_TOTAL_BYTES = 64 << 20
+"""Most bytes of kept answers over every remote partition: a share group reading a thousand partitions
+costs this much, not a thousand times 4 MiB; a read of an evicted answer fetches it again."""
 IDLE_MS = 60_000
 """A partition nobody read for this long is dropped with its task."""
 TIMESTAMP_ANSWER_MS = 5_000
@@ -49,7 +54,7 @@ CALL_MARGIN_S = 5.0
 PartitionKey = tuple[str, int]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class _Chunk:
     """One Fetch answer: whole batches covering offsets [base, end)."""
 
@@ -68,6 +73,8 @@ class RemotePartition:
         self.start = 0
         self.high_watermark = 0
         self.chunks: list[_Chunk] = []
+        self.newest: _Chunk | None = None
+        """The answer `answered` kept last, until the reader accounts for it."""
         self.wanted: int | None = None
         """An offset a read could not answer: fetched next."""
         self.used_ms = now_ms
@@ -137,7 +144,8 @@ class RemotePartition:
                 base = asked
             if base >= 0:
                 self.chunks = [c for c in self.chunks if c.end <= base or c.base >= end][-(MAX_CHUNKS - 1) :]
-                self.chunks.append(_Chunk(base, end, data))
+                self.newest = _Chunk(base, end, data)
+                self.chunks.append(self.newest)
                 changed = True
         self.chunks = [c for c in self.chunks if c.end > start]
         return changed
@@ -191,6 +199,9 @@ class RemoteReads:
         self._clock_ms = clock_ms
         self._partitions: dict[PartitionKey, RemotePartition] = {}
         self._tasks: dict[PartitionKey, asyncio.Task[None]] = {}
+        self._kept: collections.deque[tuple[RemotePartition, _Chunk]] = collections.deque()
+        """Every kept answer, oldest first (some may have left their partition already)."""
+        self._kept_bytes = 0
         self._closed = False
 
     def source(self, topic: str, partition: int) -> RemotePartition | None:
@@ -239,6 +250,7 @@ class RemoteReads:
                     changed = False
                     await asyncio.sleep(RETRY_MS / 1000)
                 if changed:
+                    self._keep_within_budget(remote)
                     self._waiters.notify(key)
         except Exception:  # a bug: drop the partition; the next read starts a new task
             log.exception("reading %s-%d from its leader failed", key[0], key[1])
@@ -246,6 +258,18 @@ class RemoteReads:
             if self._partitions.get(key) is remote:
                 del self._partitions[key]
                 self._tasks.pop(key, None)
+
+    def _keep_within_budget(self, remote: RemotePartition) -> None:
+        """Account the partition's newest answer, then drop the oldest answers over MAX_TOTAL_BYTES
+        (an answer its partition already let go of just stops counting)."""
+        newest, remote.newest = remote.newest, None
+        if newest is not None:
+            self._kept.append((remote, newest))
+            self._kept_bytes += len(newest.data)
+        while self._kept_bytes > MAX_TOTAL_BYTES and len(self._kept) > 1:
+            owner, chunk = self._kept.popleft()
+            self._kept_bytes -= len(chunk.data)
+            owner.chunks = [c for c in owner.chunks if c is not chunk]
 
     def _stub(self, key: PartitionKey) -> fetch_pb2_grpc.FetchServiceStub | None:
         _, channel = leader_channel(self._leader_of, self._channel_to, *key)

@@ -63,6 +63,10 @@ class ReplicaManager:
         """Partition -> the leader this broker follows it from."""
         self.fetchers: dict[int, ReplicaFetcher] = {}
         self._topics_seen: set[str] = set()
+        self._replica_of: set[PartitionKey] = set()
+        """Partitions this broker was a replica of in a view this process applied: only those are emptied
+        when a reassignment takes the broker out (never on a view that merely does not list it, nor for
+        a removal that happened while it was down: that copy stays)."""
         self._applied: dict[str, TopicAssignment] = {}
         """The assignment each local topic was last made to match: `apply` runs every second, and a topic
         whose assignment has not changed since needs no look at its logs or configs."""
@@ -173,9 +177,13 @@ class ReplicaManager:
             )
         wanted_leaders: set[PartitionKey] = set()
         wanted_followed: dict[PartitionKey, tuple[int, int]] = {}
+        removed: list[PartitionKey] = []
         for key, state in view.partitions.items():
             if self.broker_id not in state.replicas:
+                if key in self._replica_of:
+                    removed.append(key)
                 continue
+            self._replica_of.add(key)
             if state.leader == self.broker_id:
                 if alive:
                     wanted_leaders.add(key)
@@ -190,6 +198,31 @@ class ReplicaManager:
         for key in list(self.followed):
             if key not in wanted_followed:
                 self._stop_following(key)
+        for key in removed:
+            self._drop_removed_replica(key)
+
+    def _drop_removed_replica(self, key: PartitionKey) -> None:
+        """A reassignment took this broker out of the partition's replicas (the controller wrote its
+        final replica list, and every replica in it is in sync): its copy is of no use and its disk is
+        wanted back, so the local log is emptied, as Kafka deletes a removed replica. It stays, empty at
+        offset 0, as every broker's log of every topic does; should the broker be made a replica again it
+        copies the partition afresh from the leader's log start."""
+        self._replica_of.discard(key)
+        partition_log = self._local_log(key)
+        if partition_log is None or partition_log.log_end_offset == 0:
+            return
+        dropped = partition_log.log_end_offset - partition_log.log_start_offset
+        try:
+            partition_log.truncate_fully_and_start_at(0)
+        except LogStoreError as exc:
+            log.warning("%s-%d: cannot empty the removed replica's log: %s", key[0], key[1], exc)
+            return
+        log.info(
+            "%s-%d: this broker is no longer one of its replicas; emptied its local copy (%d offsets)",
+            key[0],
+            key[1],
+            dropped,
+        )
 
     def step_down_all(self, why: str) -> None:
         """Stop leading everything at once (the etcd session may have lapsed)."""
@@ -378,6 +411,7 @@ class ReplicaManager:
         for topic in sorted(self._topics_seen - set(view.topics)):
             self._topics_seen.discard(topic)
             self._applied.pop(topic, None)
+            self._replica_of = {key for key in self._replica_of if key[0] != topic}
             for key in [k for k in self.leaders if k[0] == topic]:
                 self._stop_leading(key)
             for key in [k for k in self.followed if k[0] == topic]:

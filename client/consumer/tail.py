@@ -8,11 +8,14 @@ It uses the broker's ``Subscribe`` stream, starts at the end of each partition (
 time), keeps no state on the broker and commits nothing. Start offsets are looked up when the tail
 opens, and it follows by offset from then on, so if the broker restarts the tail reconnects and carries on
 from the next offset of each partition without losing or repeating records.
+
+In a cluster it keeps one stream per partition leader (``tail_streams``), and when a leader goes away
+or stops leading a partition, it finds the new leader and subscribes there from the partition's next
+offset, with the same guarantee.
 """
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Iterable, Iterator
 
@@ -20,18 +23,15 @@ import grpc
 from logstore.client.consumer.fetcher import CompletedFetch
 from logstore.client.consumer.offsets import EARLIEST, LATEST, TIMESTAMP, list_offsets
 from logstore.client.consumer.records import DECODE_CHUNK, ConsumerRecord, with_deserializers
+from logstore.client.consumer.tail_streams import Stream, Streams
 from logstore.client.shared.backoff import Backoff
 from logstore.client.shared.connection import DEFAULT_BOOTSTRAP, Connection
-from logstore.client.shared.errors import ClosedError, CorruptRecordError, error_from_code, error_from_rpc
+from logstore.client.shared.errors import ClosedError, CorruptRecordError, error_from_code
 from logstore.client.shared.metadata import describe_topic
 from logstore.client.shared.security import Security
 from logstore.client.shared.serde import Deserializer, resolve_deserializer
 from logstore.client.shared.types import TopicPartition
 from logstore.wire.logstore.v1 import fetch_pb2
-
-log = logging.getLogger(__name__)
-
-_RECONNECT = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN})
 
 
 class Tail:
@@ -91,9 +91,8 @@ class Tail:
             ),
         )
         self._lock = threading.Lock()
-        self._call: grpc.Call | None = None
+        self._streams: Streams | None = None
         self._closed = False
-        self._stopped = threading.Event()
         try:
             wanted = [TopicPartition(*tp) for tp in partitions or ()]
             for topic in topics:
@@ -119,58 +118,42 @@ class Tail:
         return {tp: found[tp].offset for tp in partitions}  # type: ignore[union-attr]
 
     def __iter__(self) -> Iterator[ConsumerRecord]:
-        attempt = 0
-        while True:
-            with self._lock:
-                if self._closed:
-                    return
-                request = fetch_pb2.SubscribeRequest(
-                    partitions=[
-                        fetch_pb2.SubscribePartition(
-                            topic=tp.topic,
-                            partition=tp.partition,
-                            start_from=fetch_pb2.START_FROM_OFFSET,
-                            offset=offset,
-                        )
-                        for tp, offset in self.positions.items()
-                    ],
-                    max_bytes=self._max_bytes,
-                )
-                if not request.partitions:
-                    return
-                call = self._call = self._connection.fetch.Subscribe(request)
-            try:
-                for message in call:
-                    attempt = 0
-                    yield from self._records(message)
+        with self._lock:
+            if self._closed:
                 return
-            except grpc.RpcError as exc:
-                if self._closed or exc.code() is grpc.StatusCode.CANCELLED:
+            streams = self._streams = Streams(
+                self._connection,
+                self.positions,
+                max_bytes=self._max_bytes,
+                timeout_s=self._timeout_s,
+                backoff=self._backoff,
+                closing=lambda: self._closed,
+            )
+        try:
+            while True:
+                taken = streams.next()
+                if taken is None:
                     return
-                if exc.code() not in _RECONNECT:
-                    raise error_from_rpc(exc, "Subscribe") from None
-                attempt += 1
-                delay = self._backoff.delay_s(attempt)
-                log.warning(
-                    "live tail lost the broker (%s); reconnecting in %.0f ms", exc.code().name, delay * 1000
-                )
-                with self._lock:
-                    self._call = None
-                    if self._closed:
-                        return
-                self._stopped.wait(delay)
-            except BaseException:  # a corrupt batch, or the application stopped iterating: end the stream
-                call.cancel()
-                with self._lock:
-                    self._call = None
-                raise
+                stream, message = taken
+                yield from self._records(message, stream)
+        finally:  # closed, a corrupt batch, or the application stopped iterating: end every stream
+            streams.close()
+            with self._lock:
+                if self._streams is streams:
+                    self._streams = None
 
-    def _records(self, message: fetch_pb2.SubscribeResponse) -> Iterator[ConsumerRecord]:
+    def _records(
+        self, message: fetch_pb2.SubscribeResponse, stream: Stream | None = None
+    ) -> Iterator[ConsumerRecord]:
+        streams = self._streams if stream is not None else None
         for result in message.partitions:
             tp = TopicPartition(result.topic, result.partition)
             if result.error_code:
+                error = error_from_code(result.error_code, result.error_message, where=str(tp))
+                if stream is not None and streams is not None and streams.reroute(stream, tp, error):
+                    continue  # leadership moved (or the broker had a moment): subscribed again elsewhere
                 self.positions.pop(tp, None)
-                raise error_from_code(result.error_code, result.error_message, where=str(tp))
+                raise error
             # Decoded as the consumer does: the records before a corrupt batch are delivered first, then
             # a CorruptRecordError (not the storage engine's raw error) names the partition and offset.
             fetched = CompletedFetch(tp, 0, result.records, self.positions[tp])
@@ -182,6 +165,8 @@ class Tail:
                 if not records:
                     break
                 self.positions[tp] = records[-1].offset + 1
+                if streams is not None:
+                    streams.arrived(tp)
                 if self._key_deserializer is not None or self._value_deserializer is not None:
                     with_deserializers(records, self._key_deserializer, self._value_deserializer)
                 yield from records
@@ -192,9 +177,9 @@ class Tail:
             if self._closed:
                 return
             self._closed = True
-            self._stopped.set()
-            if self._call is not None:
-                self._call.cancel()
+            streams = self._streams
+        if streams is not None:
+            streams.close()
         self._connection.close()
 
     def __enter__(self) -> Tail:

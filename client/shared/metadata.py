@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import grpc
 from logstore.client.shared.backoff import Backoff
@@ -183,10 +183,15 @@ class TopicMetadata:
 
 
 def route(
-    connection: Connection, tps: Iterable[TopicPartition], timeout_s: float
+    connection: Connection,
+    tps: Iterable[TopicPartition],
+    timeout_s: float,
+    *,
+    on_error: Callable[[ClientError], None] | None = None,
 ) -> tuple[dict[int, tuple[BrokerChannel, list[TopicPartition]]], list[TopicPartition]]:
     """The partitions grouped by leader, each group with its leader's channel, and those whose leader is
-    still unknown after looking their topics up once (none for a broker alone: it leads everything)."""
+    still unknown after looking their topics up once (none for a broker alone: it leads everything).
+    ``on_error`` is told why a lookup failed (for example no broker answered: it names each address)."""
     wanted = list(tps)
     if not connection.cluster.learned:
         try:  # first: are the brokers a cluster at all (else the one reached leads everything)
@@ -195,12 +200,16 @@ def route(
             if not exc.retriable:
                 connection.cluster.learned = True  # a broker without DescribeCluster (an older one)
             log.debug("describing the cluster failed: %s", exc)
+            if on_error is not None:
+                on_error(exc)
     unknown = {tp.topic for tp in wanted if connection.leader(tp.topic, tp.partition) is None}
     for topic in sorted(unknown):
         try:
             describe_topic(connection, topic, timeout_s)
         except ClientError as exc:
             log.debug("looking up the leaders of %s failed: %s", topic, exc)
+            if on_error is not None:
+                on_error(exc)
     groups: dict[int, tuple[BrokerChannel, list[TopicPartition]]] = {}
     leaderless: list[TopicPartition] = []
     for tp in wanted:
