@@ -29,7 +29,6 @@ from logstore.broker.malloc import keep_large_buffers, release_free_memory
 from logstore.broker.observability import DISABLED, BrokerMetrics, HttpEndpoint, Readiness, StateCollector
 from logstore.broker.observability.grpc_connections import open_connections, server_ids
 from logstore.broker.replication.node import ClusterNode
-from logstore.broker.replication.share_forward import GrpcShareForwarder
 from logstore.broker.service import SERVICE_NAMES, add_services
 from logstore.broker.service.answers import AnswerBudget
 from logstore.broker.settings import PRODUCER_ID_STRIDE, Settings, SettingsError
@@ -247,9 +246,6 @@ class BrokerServer:
             endpoints["http"] = settings.advertised(self.http.port)
         self.cluster = ClusterNode(self.core, settings, endpoints)
         await self.cluster.start()
-        # Stopgap until ClusterNode.start wires it itself: share calls for groups another broker
-        # coordinates travel there over the node's inter-broker channels.
-        self.core.share.forwarder = GrpcShareForwarder(self.cluster._replica_channel)
 
     async def _start_http(self) -> None:
         settings = self.settings

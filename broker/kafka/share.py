@@ -23,13 +23,11 @@ import logging
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from kio.schema.errors import ErrorCode
 from kio.static.primitive import i32Timedelta
 from logstore.broker.auth.acl import Operation, ResourceType
-from logstore.broker.domain.cluster_info import NO_BROKER
-from logstore.broker.domain.errors import NotCoordinatorError
 from logstore.broker.domain.share.values import (
     DEFAULT_MAX_RECORDS,
     AckRange,
@@ -38,7 +36,6 @@ from logstore.broker.domain.share.values import (
     ShareFetchAnswer,
     ShareFetchSpec,
     ShareHeartbeat,
-    ShareHeartbeatAnswer,
 )
 from logstore.broker.kafka import sasl
 from logstore.broker.kafka.api_versions import NO_THROTTLE
@@ -83,30 +80,6 @@ def _uuid_hex(topic_id: uuid.UUID | None) -> str:
 # --- ShareGroupHeartbeat ---------------------------------------------------------------------------------
 
 
-@runtime_checkable
-class HeartbeatForwarder(Protocol):
-    """The part of the cluster's share forwarder (`GrpcShareForwarder`) that passes a heartbeat on."""
-
-    async def heartbeat(self, coordinator: int, beat: ShareHeartbeat) -> ShareHeartbeatAnswer: ...
-
-
-async def heartbeat(ctx: RequestContext, beat: ShareHeartbeat) -> ShareHeartbeatAnswer:
-    """The domain's answer, or in a cluster the coordinator's when this broker does not coordinate the
-    group and knows who does (the coordinator never passes it on again: it answers or refuses)."""
-    share = ctx.core.share
-    try:
-        return share.heartbeat(beat)
-    except NotCoordinatorError as exc:
-        forwarder = share.forwarder
-        coordinator = exc.coordinator
-        if not isinstance(forwarder, HeartbeatForwarder) or coordinator in (
-            NO_BROKER,
-            ctx.core.cluster.broker_id,
-        ):
-            raise
-        return await forwarder.heartbeat(coordinator, beat)
-
-
 async def share_group_heartbeat(request: Any, version: int, ctx: RequestContext) -> Any:
     cls = response_type(SHARE_GROUP_HEARTBEAT, version)
     share = ctx.core.share
@@ -126,7 +99,7 @@ async def share_group_heartbeat(request: Any, version: int, ctx: RequestContext)
         sasl.require(ctx.auth, Operation.READ, ResourceType.GROUP, request.group_id)
         for topic in beat.topic_names:
             sasl.require(ctx.auth, Operation.READ, ResourceType.TOPIC, topic)
-        answer = await heartbeat(ctx, beat)
+        answer = await share.heartbeat_anywhere(beat)
     except LogStoreError as exc:
         log.debug("share heartbeat of %r in %r refused: %s", request.member_id, request.group_id, exc)
         return build(
