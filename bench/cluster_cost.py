@@ -35,12 +35,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -100,35 +102,51 @@ async def produce_for(address: str, seconds: float) -> float:
         return sent / (time.monotonic() - started)
 
 
-def single_broker_run(seconds: float) -> float:
+@contextlib.contextmanager
+def single_broker(partitions: int = 1) -> Iterator[str]:
+    """A fresh broker without etcd with TOPIC made; yields its address."""
     with tempfile.TemporaryDirectory(prefix="logstore-cluster-cost-") as work:
         broker = BrokerProcess(Path(work) / "data", Path(work) / "broker.log")
         address = broker.start()
         try:
-            with grpc.insecure_channel(address) as channel:
-                admin_pb2_grpc.AdminServiceStub(channel).CreateTopic(
-                    admin_pb2.CreateTopicRequest(name=TOPIC, partitions=1)
-                )
-            return asyncio.run(produce_for(address, seconds))
+            create_topic(address, partitions)
+            yield address
         finally:
             broker.terminate()
 
 
-def cluster_run(seconds: float) -> float:
+@contextlib.contextmanager
+def three_brokers() -> Iterator[Any]:
+    """A fresh cluster of 3 (replication factor 3, min.insync.replicas 2); yields the test harness's
+    `Cluster`."""
     from tests.cluster_support import Cluster
 
     with tempfile.TemporaryDirectory(prefix="logstore-cluster-cost-") as work:
         cluster = Cluster(Path(work), 3, ("--default-replication-factor=3", "--min-insync-replicas=2"))
         cluster.start()
         try:
-            with grpc.insecure_channel(cluster.brokers[1].address) as channel:
-                admin_pb2_grpc.AdminServiceStub(channel).CreateTopic(
-                    admin_pb2.CreateTopicRequest(name=TOPIC, partitions=1)
-                )
-            state = cluster.wait_for_isr(TOPIC, 0, 3)
-            return asyncio.run(produce_for(cluster.brokers[state.leader].address, seconds))
+            yield cluster
         finally:
             cluster.stop()
+
+
+def create_topic(address: str, partitions: int) -> None:
+    with grpc.insecure_channel(address) as channel:
+        admin_pb2_grpc.AdminServiceStub(channel).CreateTopic(
+            admin_pb2.CreateTopicRequest(name=TOPIC, partitions=partitions)
+        )
+
+
+def single_broker_run(seconds: float) -> float:
+    with single_broker() as address:
+        return asyncio.run(produce_for(address, seconds))
+
+
+def cluster_run(seconds: float) -> float:
+    with three_brokers() as cluster:
+        create_topic(cluster.brokers[1].address, 1)
+        state = cluster.wait_for_isr(TOPIC, 0, 3)
+        return asyncio.run(produce_for(cluster.brokers[state.leader].address, seconds))
 
 
 def throughput(runs: int, seconds: float) -> dict[str, Any]:
@@ -223,39 +241,21 @@ async def accept_all(address: str, group: str, records: int) -> float:
 
 
 def share_single_run(records: int) -> float:
-    with tempfile.TemporaryDirectory(prefix="logstore-cluster-cost-") as work:
-        broker = BrokerProcess(Path(work) / "data", Path(work) / "broker.log")
-        address = broker.start()
-        try:
-            with grpc.insecure_channel(address) as channel:
-                admin_pb2_grpc.AdminServiceStub(channel).CreateTopic(
-                    admin_pb2.CreateTopicRequest(name=TOPIC, partitions=SHARE_PARTITIONS)
-                )
-            written = asyncio.run(prefill(lambda partition: address, records))
-            return asyncio.run(accept_all(address, "bench", written))
-        finally:
-            broker.terminate()
+    with single_broker(SHARE_PARTITIONS) as address:
+        written = asyncio.run(prefill(lambda partition: address, records))
+        return asyncio.run(accept_all(address, "bench", written))
 
 
 def share_cluster_run(records: int) -> float:
-    from tests.cluster_support import Cluster
-
-    with tempfile.TemporaryDirectory(prefix="logstore-cluster-cost-") as work:
-        cluster = Cluster(Path(work), 3, ("--default-replication-factor=3", "--min-insync-replicas=2"))
-        cluster.start()
-        try:
-            coordinator = _coordinator(cluster, "share", "bench")
-            for partition in range(SHARE_PARTITIONS):
-                cluster.wait_for_isr(TOPIC, partition, 3)
-            cluster.wait_for_isr("__share_group_state", _state_partition("bench"), 3)
-            leaders = [cluster.leader(TOPIC, partition) for partition in range(SHARE_PARTITIONS)]
-            print(f"coordinator {coordinator}, partition leaders {leaders}", file=sys.stderr)
-            written = asyncio.run(
-                prefill(lambda partition: cluster.brokers[leaders[partition]].address, records)
-            )
-            return asyncio.run(accept_all(cluster.brokers[coordinator].address, "bench", written))
-        finally:
-            cluster.stop()
+    with three_brokers() as cluster:
+        coordinator = _coordinator(cluster, "share", "bench")
+        for partition in range(SHARE_PARTITIONS):
+            cluster.wait_for_isr(TOPIC, partition, 3)
+        cluster.wait_for_isr("__share_group_state", _state_partition("bench"), 3)
+        leaders = [cluster.leader(TOPIC, partition) for partition in range(SHARE_PARTITIONS)]
+        print(f"coordinator {coordinator}, partition leaders {leaders}", file=sys.stderr)
+        written = asyncio.run(prefill(lambda partition: cluster.brokers[leaders[partition]].address, records))
+        return asyncio.run(accept_all(cluster.brokers[coordinator].address, "bench", written))
 
 
 def _state_partition(group: str) -> int:
@@ -304,32 +304,16 @@ def commit_latencies(address: str, commits: int) -> list[float]:
 
 
 def commit_single_run(commits: int) -> list[float]:
-    with tempfile.TemporaryDirectory(prefix="logstore-cluster-cost-") as work:
-        broker = BrokerProcess(Path(work) / "data", Path(work) / "broker.log")
-        address = broker.start()
-        try:
-            with grpc.insecure_channel(address) as channel:
-                admin_pb2_grpc.AdminServiceStub(channel).CreateTopic(
-                    admin_pb2.CreateTopicRequest(name=TOPIC, partitions=1)
-                )
-            return commit_latencies(address, commits)
-        finally:
-            broker.terminate()
+    with single_broker() as address:
+        return commit_latencies(address, commits)
 
 
 def commit_cluster_run(commits: int) -> list[float]:
-    from tests.cluster_support import Cluster
-
-    with tempfile.TemporaryDirectory(prefix="logstore-cluster-cost-") as work:
-        cluster = Cluster(Path(work), 3, ("--default-replication-factor=3", "--min-insync-replicas=2"))
-        cluster.start()
-        try:
-            coordinator = _coordinator(cluster, "group", "bench")
-            cluster.wait_for_isr(TOPIC, 0, 3)
-            cluster.wait_for_isr("__consumer_offsets", _state_partition("bench"), 3)
-            return commit_latencies(cluster.brokers[coordinator].address, commits)
-        finally:
-            cluster.stop()
+    with three_brokers() as cluster:
+        coordinator = _coordinator(cluster, "group", "bench")
+        cluster.wait_for_isr(TOPIC, 0, 3)
+        cluster.wait_for_isr("__consumer_offsets", _state_partition("bench"), 3)
+        return commit_latencies(cluster.brokers[coordinator].address, commits)
 
 
 def _coordinator(cluster: Any, kind: str, group: str) -> int:

@@ -180,3 +180,38 @@ def partition_error(error: BaseException | None) -> tuple[common.ErrorCode, str]
     if error is None:
         return common.ERROR_CODE_NONE, ""
     return mapping_for(error).code, describe(error)
+
+
+def _by_code() -> dict[int, type[BaseException]]:
+    """The table read backwards, for answers of another broker (a forwarded call): per code the most
+    general class listed for it (the one every other class of that code derives from), else the first
+    of the engine's, else the first listed. Any class of a code maps forward to that code again, so an
+    answer passed on keeps its code."""
+    classes: dict[int, list[type[BaseException]]] = {}
+    for cls, mapping in TABLE.items():
+        classes.setdefault(mapping.code, []).append(cls)
+
+    def pick(listed: list[type[BaseException]]) -> type[BaseException]:
+        general = [c for c in listed if all(issubclass(o, c) for o in listed)]
+        engines = [c for c in listed if c.__module__ == engine.__name__]
+        return (general or engines or listed)[0]
+
+    return {code: pick(listed) for code, listed in classes.items()}
+
+
+CLASS_BY_CODE = _by_code()
+_REQUIRED_FIELDS: dict[type[BaseException], dict[str, int]] = {
+    engine.OffsetOutOfRangeError: {"log_start_offset": -1, "log_end_offset": -1},  # not on the wire
+}
+
+
+def error_from_code(code: int, message: str) -> engine.LogStoreError:
+    """The error another broker answered with `code` (an `ErrorCode`) and `message`, as this broker's
+    domain would raise it; a code this table does not know (ERROR_CODE_UNKNOWN: the other broker's bug)
+    is a plain LogStoreError, which maps to UNEXPECTED again."""
+    cls = CLASS_BY_CODE.get(code)
+    if cls is None:
+        return engine.LogStoreError(message)
+    error = cls(message, **_REQUIRED_FIELDS.get(cls, {}))
+    assert isinstance(error, engine.LogStoreError)
+    return error

@@ -66,3 +66,20 @@ def test_unexpected_errors_are_internal_and_point_to_the_log() -> None:
 
 def test_no_error_is_code_none_with_no_message() -> None:
     assert errors.partition_error(None) == (common.ERROR_CODE_NONE, "")
+
+
+def test_every_code_read_back_is_a_class_that_maps_to_that_code_again() -> None:
+    """What another broker answered (a forwarded share call) is raised here as a class of the same code,
+    so this broker answers its own client with the code the coordinator gave."""
+    codes = {mapping.code for mapping in errors.TABLE.values()}
+    assert set(errors.CLASS_BY_CODE) == codes
+    for code in codes:
+        error = errors.error_from_code(code, "from the coordinator")
+        assert errors.mapping_for(error).code == code
+        assert str(error) == "from the coordinator"
+    # where several classes share a code, the general one: the others' base, else the engine's
+    assert errors.CLASS_BY_CODE[common.ERROR_CODE_STORAGE_ERROR] is engine.StorageError
+    assert errors.CLASS_BY_CODE[common.ERROR_CODE_INVALID_TOPIC] is engine.InvalidTopicError
+    assert errors.CLASS_BY_CODE[common.ERROR_CODE_NOT_COORDINATOR] is broker_errors.NotCoordinatorError
+    unknown = errors.error_from_code(common.ERROR_CODE_UNKNOWN, "a bug over there")
+    assert errors.mapping_for(unknown) is errors.UNEXPECTED

@@ -441,3 +441,30 @@ def test_a_broker_without_a_replica_describes_the_topic_and_clients_reach_its_le
     with Producer(bootstrap_servers=outsider.address, acks="all") as producer:
         offsets = [producer.send("lonely", b"v%d" % n).get(timeout=30).offset for n in range(5)]
     assert offsets == list(range(5))
+
+
+def test_an_asyncio_consumer_hands_out_a_leaders_records_while_another_leader_long_polls(
+    cluster: Cluster,
+) -> None:
+    """Each leader's answer is stored as it comes: with fetch_max_wait_ms far beyond the poll, a record
+    on one leader reaches getmany while the call to a leader with nothing to send is still waiting (when
+    a round waited for every leader, the poll came back empty)."""
+    import asyncio
+
+    from logstore.client.aio.consumer import AsyncConsumer
+
+    leaders = create_replicated(cluster, "sparse", cluster.bootstrap)
+    busy = 0
+    idle = next(p for p in range(PARTITIONS) if leaders[p] != leaders[busy])
+
+    async def first_poll() -> dict[TopicPartition, list[bytes | None]]:
+        async with AsyncConsumer(
+            bootstrap_servers=cluster.bootstrap, auto_offset_reset="earliest", fetch_max_wait_ms=60_000
+        ) as consumer:
+            consumer.assign([TopicPartition("sparse", busy), TopicPartition("sparse", idle)])
+            with Producer(cluster.bootstrap, acks="all") as producer:
+                producer.send("sparse", b"only one", partition=busy).get(30)
+            got = await consumer.getmany(timeout_ms=20_000)
+            return {tp: [r.value for r in records] for tp, records in got.items()}
+
+    assert asyncio.run(first_poll()) == {TopicPartition("sparse", busy): [b"only one"]}

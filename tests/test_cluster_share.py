@@ -75,6 +75,14 @@ def produce(cluster: Cluster, start: int, count: int) -> None:
         cluster.wait_for(sent, f"{TOPIC}-{partition} takes {count} records")
 
 
+def topic_with_records(cluster: Cluster) -> None:
+    """TOPIC, every partition on 3 in-sync replicas, PER_PARTITION records in each."""
+    stubs(cluster, 1).create_topic(TOPIC, partitions=PARTITIONS)
+    for partition in range(PARTITIONS):
+        cluster.wait_for_isr(TOPIC, partition, 3)
+    produce(cluster, 0, PER_PARTITION)
+
+
 def joined(cluster: Cluster, broker_id: int, group_id: str) -> ShareMember:
     member = ShareMember(share_stub(stubs(cluster, broker_id).channel), group_id, [TOPIC])
     cluster.wait_for(
@@ -115,10 +123,7 @@ def consume(member: ShareMember, cluster: Cluster, expected: int) -> list[tuple[
 
 
 def test_accepted_records_survive_the_share_coordinator_being_killed(cluster: Cluster) -> None:
-    stubs(cluster, 1).create_topic(TOPIC, partitions=PARTITIONS)
-    for partition in range(PARTITIONS):
-        cluster.wait_for_isr(TOPIC, partition, 3)
-    produce(cluster, 0, PER_PARTITION)
+    topic_with_records(cluster)
     group = "render-farm"
     coordinator = coordinator_of(cluster, group, asking=1)
     other = next(b for b in cluster.brokers if b != coordinator)
@@ -152,10 +157,7 @@ def test_accepted_records_survive_the_share_coordinator_being_killed(cluster: Cl
 
 
 def test_the_coordinator_follows_a_data_partition_to_its_new_leader(cluster: Cluster) -> None:
-    stubs(cluster, 1).create_topic(TOPIC, partitions=PARTITIONS)
-    for partition in range(PARTITIONS):
-        cluster.wait_for_isr(TOPIC, partition, 3)
-    produce(cluster, 0, PER_PARTITION)
+    topic_with_records(cluster)
     group = "transcoders"
     coordinator = coordinator_of(cluster, group, asking=1)
     data_leader = next(
@@ -180,10 +182,7 @@ def test_the_coordinator_follows_a_data_partition_to_its_new_leader(cluster: Clu
 
 
 def test_rejected_records_reach_the_dead_letter_topic_on_its_leader(cluster: Cluster) -> None:
-    stubs(cluster, 1).create_topic(TOPIC, partitions=PARTITIONS)
-    for partition in range(PARTITIONS):
-        cluster.wait_for_isr(TOPIC, partition, 3)
-    produce(cluster, 0, PER_PARTITION)
+    topic_with_records(cluster)
     group = "thumbnails"
     coordinator = coordinator_of(cluster, group, asking=1)
     stub = share_stub(stubs(cluster, coordinator).channel)

@@ -46,6 +46,7 @@ from kafka.protocol.producer import (
     ProduceResponse,
 )
 from logstore.broker.embedded import EmbeddedBroker
+from logstore.broker.kafka.groups import share_state_group
 from logstore.broker.kafka.versions import (
     ALTER_CONFIGS,
     APIS,
@@ -171,6 +172,30 @@ def test_find_coordinator(kafka_broker: EmbeddedBroker, version: int) -> None:
     refused = call(kafka_broker, transactional, FindCoordinatorResponse, version)
     first = refused.coordinators[0] if version >= 4 else refused
     assert (first.error_code, first.node_id) == (15, -1)  # COORDINATOR_NOT_AVAILABLE
+    # KIP-932's share key type: Kafka's "group:topicId:partition" or a plain group id, both this broker
+    share_key = "g1:AAAAAAAAAAAAAAAAAAAAAA:0"
+    share = FindCoordinatorRequest(
+        version=version, key=share_key, key_type=2, coordinator_keys=[share_key, "g2"]
+    )
+    found = call(kafka_broker, share, FindCoordinatorResponse, version)
+    answers = found.coordinators if version >= 4 else [found]
+    assert [(a.error_code, a.node_id, a.port) for a in answers] == [(0, 0, kafka_broker.kafka_port)] * len(
+        answers
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "group"),
+    [
+        ("g1:AAAAAAAAAAAAAAAAAAAAAA:0", "g1"),  # Kafka's share-partition key
+        ("a:b:AAAAAAAAAAAAAAAAAAAAAA:12", "a:b"),  # a group id may hold colons
+        ("g1", "g1"),
+        ("a:b:1", "a:b:1"),  # "b" is no topic id: the whole key is the group
+        ("g1:AAAAAAAAAAAAAAAAAAAAAA:x", "g1:AAAAAAAAAAAAAAAAAAAAAA:x"),
+    ],
+)
+def test_a_share_key_names_its_group(key: str, group: str) -> None:
+    assert share_state_group(key) == group
 
 
 @pytest.mark.parametrize("version", served(OFFSET_FOR_LEADER_EPOCH))

@@ -15,6 +15,8 @@ from logstore.broker.auth.acl import Operation, ResourceType
 from logstore.broker.classic_group_machine.errors import MemberIdRequiredError
 from logstore.broker.classic_group_machine.model import JoinRequest
 from logstore.broker.domain.cluster_info import CoordinatorKind
+from logstore.broker.domain.groups.offset_store import OFFSETS_TOPIC
+from logstore.broker.domain.share.state_store import STATE_TOPIC
 from logstore.broker.kafka import cluster_answers, sasl
 from logstore.broker.kafka.api_versions import NO_THROTTLE
 from logstore.broker.kafka.codec import build, element, response_type
@@ -25,7 +27,14 @@ from logstore.broker.kafka.versions import FIND_COORDINATOR, HEARTBEAT, JOIN_GRO
 from logstore.errors import LogStoreError
 
 GROUP_KEY = 0
-"""FindCoordinator's key type for a consumer group (1 is a transactional id)."""
+"""FindCoordinator's key type for a group (1 is a transactional id, not supported)."""
+SHARE_KEY = 2
+"""FindCoordinator's key type for a share-partition's state (KIP-932): Kafka's key is
+"groupId:topicId:partition"; here all of a share group's state lives with its coordinator, so the key
+names the group (a plain group id is taken as well)."""
+KINDS = {GROUP_KEY: CoordinatorKind.GROUP, SHARE_KEY: CoordinatorKind.SHARE}
+TOPIC_ID_CHARS = 22
+"""A Kafka topic id (Uuid) as text: 16 bytes in URL-safe base64 without padding."""
 JOIN_WITH_MEMBER_ID_VERSION = 4
 """From JoinGroup v4 a new member is first given its id (KIP-394)."""
 
@@ -50,21 +59,24 @@ def find_coordinator(request: Any, version: int, ctx: RequestContext) -> Any:
 
 def _coordinator(key_type: int, key: str, ctx: RequestContext) -> dict[str, Any]:
     """The fields of one key's answer: the coordinator's node, or the error that there is none."""
-    refused = sasl.refusal(ctx.auth, Operation.DESCRIBE, ResourceType.GROUP, key)
-    if key_type == GROUP_KEY and refused is not None:
-        return _no_coordinator(error_code(refused), str(refused))
-    if key_type != GROUP_KEY:
+    kind = KINDS.get(key_type)
+    if kind is None:
         return _no_coordinator(
             ErrorCode.coordinator_not_available,
             "this broker has no transaction coordinator: transactions are not supported",
         )
+    group_id = share_state_group(key) if kind is CoordinatorKind.SHARE else key
+    refused = sasl.refusal(ctx.auth, Operation.DESCRIBE, ResourceType.GROUP, group_id)
+    if refused is not None:
+        return _no_coordinator(error_code(refused), str(refused))
     cluster = ctx.core.cluster
-    broker_id = cluster.coordinator(CoordinatorKind.GROUP, key)
+    broker_id = cluster.coordinator(kind, group_id)
     found = cluster_answers.node(cluster, ctx.endpoint, broker_id)
     if found is None:
+        topic = OFFSETS_TOPIC if kind is CoordinatorKind.GROUP else STATE_TOPIC
         return _no_coordinator(
             ErrorCode.coordinator_not_available,
-            f"group {key!r} has no coordinator right now (its __consumer_offsets partition has no live "
+            f"group {group_id!r} has no coordinator right now (its {topic} partition has no live "
             "leader); retry shortly",
         )
     return {
@@ -74,6 +86,15 @@ def _coordinator(key_type: int, key: str, ctx: RequestContext) -> dict[str, Any]
         "host": found.host,
         "port": found.port,
     }
+
+
+def share_state_group(key: str) -> str:
+    """The group of a SHARE key: "groupId:topicId:partition" (a topic id is 22 characters of base64)
+    gives groupId; anything else is taken as a group id itself."""
+    parts = key.rsplit(":", 2)
+    if len(parts) == 3 and len(parts[1]) == TOPIC_ID_CHARS and parts[2].isdigit():
+        return parts[0]
+    return key
 
 
 def _no_coordinator(code: ErrorCode, message: str) -> dict[str, Any]:

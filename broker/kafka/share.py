@@ -6,6 +6,14 @@ a share session (`share_sessions`) says which partitions a fetch reads, and ackn
 offset ranges with one type for the range or one per offset (0 marks a gap: an offset with no record).
 Errors of the whole request go in its `error_code`, those of a partition or of its acknowledgements in
 the partition's fields, through the one table in `errors`.
+
+In a cluster a share group lives with its coordinator (the leader of its `__share_group_state`
+partition). ShareFetch and ShareAcknowledge reach partition leaders, and the domain forwards them there.
+Kafka clients find a share group's coordinator with FindCoordinator key type GROUP, which answers the
+consumer-group coordinator of that id (a broker cannot tell a share group's id from a consumer group's
+before the group exists); when that broker does not coordinate the share group, it passes the
+ShareGroupHeartbeat on to the broker that does (`HeartbeatForwarder`) instead of answering
+NOT_COORDINATOR, which would only send the client back to itself.
 """
 
 from __future__ import annotations
@@ -72,7 +80,7 @@ def _uuid_hex(topic_id: uuid.UUID | None) -> str:
 # --- ShareGroupHeartbeat ---------------------------------------------------------------------------------
 
 
-def share_group_heartbeat(request: Any, version: int, ctx: RequestContext) -> Any:
+async def share_group_heartbeat(request: Any, version: int, ctx: RequestContext) -> Any:
     cls = response_type(SHARE_GROUP_HEARTBEAT, version)
     share = ctx.core.share
     beat = ShareHeartbeat(
@@ -91,7 +99,7 @@ def share_group_heartbeat(request: Any, version: int, ctx: RequestContext) -> An
         sasl.require(ctx.auth, Operation.READ, ResourceType.GROUP, request.group_id)
         for topic in beat.topic_names:
             sasl.require(ctx.auth, Operation.READ, ResourceType.TOPIC, topic)
-        answer = share.heartbeat(beat)
+        answer = await share.heartbeat_anywhere(beat)
     except LogStoreError as exc:
         log.debug("share heartbeat of %r in %r refused: %s", request.member_id, request.group_id, exc)
         return build(

@@ -136,25 +136,15 @@ class ClusterDeadLetters:
 def _fetch(
     request: fetch_pb2.FetchRequest,
 ) -> Callable[[grpc.aio.Channel], Awaitable[fetch_pb2.FetchResponse]]:
-    async def call(channel: grpc.aio.Channel) -> fetch_pb2.FetchResponse:
-        response: fetch_pb2.FetchResponse = await fetch_pb2_grpc.FetchServiceStub(channel).Fetch(
-            request, timeout=CALL_TIMEOUT_S
-        )
-        return response
-
-    return call
+    return lambda channel: fetch_pb2_grpc.FetchServiceStub(channel).Fetch(request, timeout=CALL_TIMEOUT_S)
 
 
 def _produce(
     request: produce_pb2.ProduceRequest,
 ) -> Callable[[grpc.aio.Channel], Awaitable[produce_pb2.ProduceResponse]]:
-    async def call(channel: grpc.aio.Channel) -> produce_pb2.ProduceResponse:
-        response: produce_pb2.ProduceResponse = await produce_pb2_grpc.ProduceServiceStub(channel).Produce(
-            request, timeout=CALL_TIMEOUT_S
-        )
-        return response
-
-    return call
+    return lambda channel: produce_pb2_grpc.ProduceServiceStub(channel).Produce(
+        request, timeout=CALL_TIMEOUT_S
+    )
 
 
 async def _pause(deadline: float, why: str) -> None:

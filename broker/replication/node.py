@@ -52,6 +52,7 @@ from logstore.broker.domain.share.state_store import STATE_TOPIC, STATE_TOPIC_CO
 from logstore.broker.replication.dead_letters import ClusterDeadLetters
 from logstore.broker.replication.remote_reads import RemoteReads
 from logstore.broker.replication.replica_manager import ReplicaManager
+from logstore.broker.replication.share_forward import GrpcShareForwarder
 from logstore.broker.settings import Settings
 
 from logstore.errors import (
@@ -143,6 +144,7 @@ class ClusterNode:
             self._leader_of, self._replica_channel, self.core.waiters, monotonic_ms
         )
         self.core.share.remote_sources = self.remote_reads
+        self.core.share.forwarder = GrpcShareForwarder(self._replica_channel)
         self.core.share.dead_letter_gate = DeadLetterGate(
             ClusterDeadLetters(
                 self._leader_of, self._partitions_of, self._replica_channel, self._create_dead_letter_topic

@@ -5,6 +5,11 @@ plain values, the share domain decides, its answers are turned back. As share.pr
 answers group errors in its `error_code`, ShareFetch and ShareAcknowledge answer errors of the whole
 request (unknown member or group, a consumer group's id) in theirs and per-partition or per-range errors
 in the entries; the admin calls fail through gRPC statuses with the code in the trailer.
+
+In a cluster a broker that does not coordinate the group answers NOT_COORDINATOR the same way (in
+`error_code` for the heartbeat, fetch and acknowledge, as a status for the admin calls), except that it
+forwards a ShareFetch or ShareAcknowledge to the coordinator itself (the domain does). A call forwarded
+by another broker carries `FORWARDED_KEY` in its metadata and is never forwarded again.
 """
 
 from __future__ import annotations
@@ -49,6 +54,21 @@ MAX_RANGES_PER_REQUEST = 10_000
 """Most acknowledged ranges in one request (share.proto: more is INVALID_ARGUMENT)."""
 REQUEST_ERRORS = (GroupCoordinatorError, InconsistentGroupProtocolError, NotCoordinatorError)
 """Errors of a whole share-group request, answered in its error_code field."""
+FORWARDED_KEY = "logstore-forwarded"
+"""The call metadata entry (value "1") of a ShareFetch or ShareAcknowledge that a broker forwarded to the
+group's coordinator (`broker/replication/share_forward.py`)."""
+
+
+def forwarded(context: grpc.aio.ServicerContext) -> bool:
+    """Whether another broker forwarded this call here (then it is served here or refused, never passed on)."""
+    return any(key == FORWARDED_KEY and value == "1" for key, value in context.invocation_metadata() or ())
+
+
+def partition_filter(request: pb.ShareFetchRequest) -> frozenset[tuple[str, int]] | None:
+    """The request's `partitions`, None when not sent (all of the member's assignment)."""
+    if not request.HasField("partitions"):
+        return None
+    return frozenset((t.topic, p) for t in request.partitions.topics for p in t.partitions)
 
 
 def check_group_id(group_id: str) -> None:
@@ -240,9 +260,10 @@ class ShareService(share_pb2_grpc.ShareServiceServicer):
             priority=request.priority,
             acknowledge_only=request.acknowledge_only,
             record_limit=request.acquire_mode == pb.SHARE_ACQUIRE_MODE_RECORD_LIMIT,
+            partitions=partition_filter(request),
         )
         try:
-            answer = await self._core.share.fetch(spec)
+            answer = await self._core.share.fetch(spec, forwarded=forwarded(context))
         except REQUEST_ERRORS as error:
             code, message = partition_error(error)
             return pb.ShareFetchResponse(error_code=code, error_message=message).SerializeToString()
@@ -276,7 +297,9 @@ class ShareService(share_pb2_grpc.ShareServiceServicer):
         check_group_id(request.group_id)
         acks = acknowledgements(request.acknowledgements)
         try:
-            outcomes = await self._core.share.acknowledge(request.group_id, request.member_id, acks)
+            outcomes = await self._core.share.acknowledge(
+                request.group_id, request.member_id, acks, forwarded=forwarded(context)
+            )
         except REQUEST_ERRORS as error:
             code, message = partition_error(error)
             return pb.ShareAcknowledgeResponse(error_code=code, error_message=message)

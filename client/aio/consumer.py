@@ -66,7 +66,12 @@ class _LoopFetcher(Fetcher):
         """Set (on the loop) when records or errors were buffered."""
         self.call: grpc.aio.UnaryUnaryCall | None = None
         self.calls: list[grpc.aio.UnaryUnaryCall] = []
-        """In a cluster: the Fetch calls of one round, one per partition leader."""
+        """In a cluster: the Fetch calls in flight, at most one per partition leader."""
+        self.in_flight: dict[int, tuple[list[tuple[TopicPartition, int, int]], asyncio.Task[None]]] = {}
+        """In a cluster: broker id -> the targets of its Fetch call in flight, and the task reading it."""
+        self.crashed: BaseException | None = None
+        """An unexpected error of a call's task, raised by the fetch task (as an error of a call it
+        awaited itself would be)."""
 
     def interrupt(self) -> None:  # any thread, lock held
         super().interrupt()
@@ -94,9 +99,23 @@ class _LoopFetcher(Fetcher):
         stub_for: Callable[[str], fetch_pb2_grpc.FetchServiceStub] | None = None,
     ) -> None:
         """The fetch task: the threaded ``run`` loop, with the Fetch call awaited on the loop. In a
-        cluster (``stub_for`` gives the stub of a broker address) each round fetches from every
-        partition leader at once and stores the answers when all are in."""
+        cluster (``stub_for`` gives the stub of a broker address) it keeps a call in flight to every
+        partition leader with something to read, as the threaded ``Fetcher`` does, and stores each
+        answer as it comes: a leader with nothing to send holds nobody else's records."""
+        try:
+            await self._run(stub, stub_for)
+        finally:
+            for _, task in list(self.in_flight.values()):
+                task.cancel()
+
+    async def _run(
+        self,
+        stub: fetch_pb2_grpc.FetchServiceStub,
+        stub_for: Callable[[str], fetch_pb2_grpc.FetchServiceStub] | None,
+    ) -> None:
         while True:
+            if self.crashed is not None:
+                raise self.crashed
             with self.lock:
                 if self._closed:
                     return
@@ -109,7 +128,8 @@ class _LoopFetcher(Fetcher):
             self.wake.clear()
             with self.lock:
                 now = self._clock()
-                targets, request = self.plan(now)
+                busy = {tp for mine, _ in self.in_flight.values() for tp, _, _ in mine}
+                targets, request = self.plan(now, busy)
                 idle = None if targets else self._idle_wait(now)
                 if self._closed:
                     return
@@ -153,48 +173,62 @@ class _LoopFetcher(Fetcher):
         leaderless: list[TopicPartition],
         stub_for: Callable[[str], fetch_pb2_grpc.FetchServiceStub],
     ) -> None:
-        """One round in a cluster: a Fetch call per leader, together; a partition without a known
-        leader, or whose leader refused or could not be reached, backs off and is looked up again."""
+        """Start a Fetch call to each leader that has none in flight (a partition without a known
+        leader backs off and is looked up again), or, if none could start, wait for one to end."""
         now = self._clock()
         with self.lock:
             for tp in leaderless:
                 partition = self._state.partitions.get(tp)
                 if partition is not None:
                     partition.backoff_until = now + self._backoff.delay_s(1)
-        rounds = []
+        started = False
         for broker_id, (channel, tps) in groups.items():
+            if broker_id in self.in_flight:
+                continue  # its call in flight comes first; the partition is planned again after it
             chosen = set(tps)
             mine = [target for target in targets if target[0] in chosen]
             call = stub_for(channel.address).Fetch(self.request_for(mine), timeout=self._timeout_s)
-            rounds.append((broker_id, mine, call))
-        self.calls = [call for _, _, call in rounds]
+            self.calls.append(call)
+            task = asyncio.ensure_future(self._answer_of(broker_id, mine, call))
+            self.in_flight[broker_id] = (mine, task)
+            started = True
+        if not started and self.in_flight:
+            await self.wake.wait()
+
+    async def _answer_of(
+        self, broker_id: int, mine: list[tuple[TopicPartition, int, int]], call: grpc.aio.UnaryUnaryCall
+    ) -> None:
+        """One leader's answer, stored as soon as it comes; a leader that refused or could not be
+        reached backs its partitions off (they find their new leader), the others go on."""
         try:
-            outcomes = await asyncio.gather(*self.calls, return_exceptions=True)
-        finally:
-            self.calls = []
-        stored = False
-        for (broker_id, mine, _), outcome in zip(rounds, outcomes, strict=True):
-            if isinstance(outcome, asyncio.CancelledError):
-                continue  # interrupted on purpose
-            if isinstance(outcome, grpc.RpcError):
-                if outcome.code() is grpc.StatusCode.CANCELLED:
-                    continue
-                error = error_from_rpc(outcome, "Fetch")
-                note_failure(self._connection, broker_id, [tp for tp, _, _ in mine], error)
-                self._call_failures += 1
-                with self.lock:
-                    until = self._clock() + self._backoff.delay_s(self._call_failures)
-                    self._state.back_off((tp for tp, _, _ in mine), until)
-                log.warning("fetching from broker %d failed (retrying): %s", broker_id, error)
-                continue
-            if isinstance(outcome, BaseException):
-                raise outcome
-            self._call_failures = 0
+            response = await call
+        except asyncio.CancelledError:
+            if not call.cancelled():
+                raise  # the fetch task stops
+            return  # interrupted on purpose
+        except grpc.RpcError as exc:
+            if exc.code() is grpc.StatusCode.CANCELLED:
+                return
+            error = error_from_rpc(exc, "Fetch")
+            note_failure(self._connection, broker_id, [tp for tp, _, _ in mine], error)
+            self._call_failures += 1
             with self.lock:
-                self.store(mine, outcome.results)
-            stored = True
-        if stored:
-            self.ready.set()
+                until = self._clock() + self._backoff.delay_s(self._call_failures)
+                self._state.back_off((tp for tp, _, _ in mine), until)
+            log.warning("fetching from broker %d failed (retrying): %s", broker_id, error)
+            return
+        except Exception as exc:  # a bug: the fetch task raises it, as it would its own call's
+            self.crashed = exc
+            return
+        finally:
+            self.in_flight.pop(broker_id, None)
+            with contextlib.suppress(ValueError):
+                self.calls.remove(call)
+            self.wake.set()
+        self._call_failures = 0
+        with self.lock:
+            self.store(mine, response.results)
+        self.ready.set()
 
 
 class AsyncConsumer:

@@ -409,6 +409,18 @@ class ShareDomain:
             [(topic.topic, topic.partitions) for topic in answer.assignment],
         )
 
+    async def heartbeat_anywhere(self, request: ShareHeartbeat) -> ShareHeartbeatAnswer:
+        """A heartbeat as Kafka's share clients send it: librdkafka finds a share group's coordinator
+        with FindCoordinator key type GROUP, which names the consumer-group coordinator of the id, and a
+        broker cannot tell a share group's id from a consumer group's before the group exists. So one
+        this broker does not coordinate is passed to the share coordinator (which never passes it on:
+        it answers or refuses). gRPC heartbeats use `heartbeat` and answer NOT_COORDINATOR instead."""
+        elsewhere = self._elsewhere(request.group_id, forwarded=False)
+        if elsewhere is not None:
+            forwarder, coordinator = elsewhere
+            return await forwarder.heartbeat(coordinator, request)
+        return self.heartbeat(request)
+
     def is_member(self, group_id: str, member_id: str) -> bool:
         """Whether the member is in the group now (it has not left or timed out)."""
         try:

@@ -22,6 +22,8 @@ from logstore.broker.domain.share.values import (
     PartitionAcks,
     ShareFetchAnswer,
     ShareFetchSpec,
+    ShareHeartbeat,
+    ShareHeartbeatAnswer,
 )
 
 
@@ -36,3 +38,5 @@ class ShareForwarder(Protocol):
     async def acknowledge(
         self, coordinator: int, group_id: str, member_id: str, acks: Sequence[PartitionAcks]
     ) -> list[PartitionAckOutcome]: ...
+
+    async def heartbeat(self, coordinator: int, beat: ShareHeartbeat) -> ShareHeartbeatAnswer: ...

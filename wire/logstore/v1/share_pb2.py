@@ -26,7 +26,7 @@ from logstore.wire.logstore.v1 import common_pb2 as logstore_dot_v1_dot_common__
 from logstore.wire.logstore.v1 import group_pb2 as logstore_dot_v1_dot_group__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17logstore/v1/share.proto\x12\x0blogstore.v1\x1a\x18logstore/v1/common.proto\x1a\x17logstore/v1/group.proto\"\x8f\x01\n\x15ShareHeartbeatRequest\x12\x10\n\x08group_id\x18\x01 \x01(\t\x12\x11\n\tmember_id\x18\x02 \x01(\t\x12\x14\n\x0cmember_epoch\x18\x03 \x01(\x05\x12\x13\n\x0btopic_names\x18\x04 \x03(\t\x12\x11\n\tclient_id\x18\x05 \x01(\t\x12\x13\n\x0b\x63lient_host\x18\x06 \x01(\t\"\xf1\x01\n\x16ShareHeartbeatResponse\x12*\n\nerror_code\x18\x01 \x01(\x0e\x32\x16.logstore.v1.ErrorCode\x12\x15\n\rerror_message\x18\x02 \x01(\t\x12\x11\n\tmember_id\x18\x03 \x01(\t\x12\x14\n\x0cmember_epoch\x18\x04 \x01(\x05\x12\x1d\n\x15heartbeat_interval_ms\x18\x05 \x01(\x05\x12\x1a\n\x12session_timeout_ms\x18\x06 \x01(\x05\x12\x30\n\nassignment\x18\x07 \x03(\x0b\x32\x1c.logstore.v1.TopicPartitions\"\x97\x01\n\x14ShareAcknowledgement\x12\x14\n\x0c\x66irst_offset\x18\x01 \x01(\x03\x12\x13\n\x0blast_offset\x18\x02 \x01(\x03\x12*\n\x04type\x18\x03 \x01(\x0e\x32\x1c.logstore.v1.AcknowledgeType\x12\x10\n\x08\x64\x65lay_ms\x18\x04 \x01(\x03\x12\x16\n\x0enot_an_attempt\x18\x05 \x01(\x08\"p\n\x19PartitionAcknowledgements\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x31\n\x06ranges\x18\x03 \x03(\x0b\x32!.logstore.v1.ShareAcknowledgement\"\x85\x01\n\x15\x41\x63knowledgementResult\x12\x14\n\x0c\x66irst_offset\x18\x01 \x01(\x03\x12\x13\n\x0blast_offset\x18\x02 \x01(\x03\x12*\n\nerror_code\x18\x03 \x01(\x0e\x32\x16.logstore.v1.ErrorCode\x12\x15\n\rerror_message\x18\x04 \x01(\t\"\xbb\x01\n\x1fPartitionAcknowledgementResults\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12*\n\nerror_code\x18\x03 \x01(\x0e\x32\x16.logstore.v1.ErrorCode\x12\x15\n\rerror_message\x18\x04 \x01(\t\x12\x33\n\x07results\x18\x05 \x03(\x0b\x32\".logstore.v1.AcknowledgementResult\"\x98\x02\n\x11ShareFetchRequest\x12\x10\n\x08group_id\x18\x01 \x01(\t\x12\x11\n\tmember_id\x18\x02 \x01(\t\x12@\n\x10\x61\x63knowledgements\x18\x03 \x03(\x0b\x32&.logstore.v1.PartitionAcknowledgements\x12\x13\n\x0bmax_wait_ms\x18\x04 \x01(\x05\x12\x13\n\x0bmax_records\x18\x05 \x01(\x05\x12\x11\n\tmax_bytes\x18\x06 \x01(\x05\x12\x10\n\x08priority\x18\x07 \x01(\x08\x12\x18\n\x10\x61\x63knowledge_only\x18\x08 \x01(\x08\x12\x33\n\x0c\x61\x63quire_mode\x18\t \x01(\x0e\x32\x1d.logstore.v1.ShareAcquireMode\"R\n\rAcquiredRange\x12\x14\n\x0c\x66irst_offset\x18\x01 \x01(\x03\x12\x13\n\x0blast_offset\x18\x02 \x01(\x03\x12\x16\n\x0e\x64\x65livery_count\x18\x03 \x01(\x05\"\xc2\x01\n\x15SharePartitionRecords\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12*\n\nerror_code\x18\x03 \x01(\x0e\x32\x16.logstore.v1.ErrorCode\x12\x15\n\rerror_message\x18\x04 \x01(\t\x12\x0f\n\x07records\x18\x05 \x01(\x0c\x12\x33\n\x0f\x61\x63quired_ranges\x18\x06 \x03(\x0b\x32\x1a.logstore.v1.AcquiredRange\"\xf8\x01\n\x12ShareFetchResponse\x12*\n\nerror_code\x18\x01 \x01(\x0e\x32\x16.logstore.v1.ErrorCode\x12\x15\n\rerror_message\x18\x02 \x01(\t\x12\x36\n\npartitions\x18\x03 \x03(\x0b\x32\".logstore.v1.SharePartitionRecords\x12M\n\x17\x61\x63knowledgement_results\x18\x04 \x03(\x0b\x32,.logstore.v1.PartitionAcknowledgementResults\x12\x18\n\x10lock_duration_ms\x18\x05 \x01(\x05\"\x80\x01\n\x17ShareAcknowledgeRequest\x12\x10\n\x08group_id\x18\x01 \x01(\t\x12\x11\n\tmember_id\x18\x02 \x01(\t\x12@\n\x10\x61\x63knowledgements\x18\x03 \x03(\x0b\x32&.logstore.v1.PartitionAcknowledgements\"\x9c\x01\n\x18ShareAcknowledgeResponse\x12*\n\nerror_code\x18\x01 \x01(\x0e\x32\x16.logstore.v1.ErrorCode\x12\x15\n\rerror_message\x18\x02 \x01(\t\x12=\n\x07results\x18\x03 \x03(\x0b\x32,.logstore.v1.PartitionAcknowledgementResults\"-\n\x19\x44\x65scribeShareGroupRequest\x12\x10\n\x08group_id\x18\x01 \x01(\t\"\x98\x01\n\x16ShareMemberDescription\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\x14\n\x0cmember_epoch\x18\x02 \x01(\x05\x12\x11\n\tclient_id\x18\x03 \x01(\t\x12\x13\n\x0b\x63lient_host\x18\x04 \x01(\t\x12\x13\n\x0btopic_names\x18\x05 \x03(\t\x12\x18\n\x10\x61\x63quired_records\x18\x06 \x01(\x03\"\xdb\x01\n\x19SharePartitionDescription\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x14\n\x0cstart_offset\x18\x03 \x01(\x03\x12\x12\n\nend_offset\x18\x04 \x01(\x03\x12\x16\n\x0elog_end_offset\x18\x05 \x01(\x03\x12\x19\n\x11in_flight_records\x18\x06 \x01(\x03\x12\x18\n\x10\x61\x63quired_records\x18\x07 \x01(\x03\x12\x18\n\x10\x61rchived_records\x18\x08 \x01(\x03\x12\x0b\n\x03lag\x18\t \x01(\x03\"\xf3\x01\n\x15ShareGroupDescription\x12\x10\n\x08group_id\x18\x01 \x01(\t\x12&\n\x05state\x18\x02 \x01(\x0e\x32\x17.logstore.v1.GroupState\x12\x13\n\x0bgroup_epoch\x18\x03 \x01(\x05\x12\x34\n\x07members\x18\x04 \x03(\x0b\x32#.logstore.v1.ShareMemberDescription\x12:\n\npartitions\x18\x05 \x03(\x0b\x32&.logstore.v1.SharePartitionDescription\x12\x19\n\x11\x64\x65\x61\x64_letter_topic\x18\x06 \x01(\t\"O\n\x1a\x44\x65scribeShareGroupResponse\x12\x31\n\x05group\x18\x01 \x01(\x0b\x32\".logstore.v1.ShareGroupDescription\"\xa3\x01\n\x17\x41lterGroupConfigRequest\x12\x10\n\x08group_id\x18\x01 \x01(\t\x12:\n\x03set\x18\x02 \x03(\x0b\x32-.logstore.v1.AlterGroupConfigRequest.SetEntry\x12\x0e\n\x06\x64\x65lete\x18\x03 \x03(\t\x1a*\n\x08SetEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x1a\n\x18\x41lterGroupConfigResponse\".\n\x1a\x44\x65scribeGroupConfigRequest\x12\x10\n\x08group_id\x18\x01 \x01(\t\"G\n\x10GroupConfigEntry\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\x12\x16\n\x0eis_group_value\x18\x03 \x01(\x08\"M\n\x1b\x44\x65scribeGroupConfigResponse\x12.\n\x07\x63onfigs\x18\x01 \x03(\x0b\x32\x1d.logstore.v1.GroupConfigEntry\"+\n\x17\x44\x65leteShareGroupRequest\x12\x10\n\x08group_id\x18\x01 \x01(\t\"\x1a\n\x18\x44\x65leteShareGroupResponse*\xa7\x01\n\x0f\x41\x63knowledgeType\x12 \n\x1c\x41\x43KNOWLEDGE_TYPE_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x41\x43KNOWLEDGE_TYPE_ACCEPT\x10\x01\x12\x1c\n\x18\x41\x43KNOWLEDGE_TYPE_RELEASE\x10\x02\x12\x1b\n\x17\x41\x43KNOWLEDGE_TYPE_REJECT\x10\x03\x12\x1a\n\x16\x41\x43KNOWLEDGE_TYPE_RENEW\x10\x04*_\n\x10ShareAcquireMode\x12&\n\"SHARE_ACQUIRE_MODE_BATCH_OPTIMIZED\x10\x00\x12#\n\x1fSHARE_ACQUIRE_MODE_RECORD_LIMIT\x10\x01\x32\xac\x05\n\x0cShareService\x12Y\n\x0eShareHeartbeat\x12\".logstore.v1.ShareHeartbeatRequest\x1a#.logstore.v1.ShareHeartbeatResponse\x12M\n\nShareFetch\x12\x1e.logstore.v1.ShareFetchRequest\x1a\x1f.logstore.v1.ShareFetchResponse\x12_\n\x10ShareAcknowledge\x12$.logstore.v1.ShareAcknowledgeRequest\x1a%.logstore.v1.ShareAcknowledgeResponse\x12\x65\n\x12\x44\x65scribeShareGroup\x12&.logstore.v1.DescribeShareGroupRequest\x1a\'.logstore.v1.DescribeShareGroupResponse\x12_\n\x10\x41lterGroupConfig\x12$.logstore.v1.AlterGroupConfigRequest\x1a%.logstore.v1.AlterGroupConfigResponse\x12h\n\x13\x44\x65scribeGroupConfig\x12\'.logstore.v1.DescribeGroupConfigRequest\x1a(.logstore.v1.DescribeGroupConfigResponse\x12_\n\x10\x44\x65leteShareGroup\x12$.logstore.v1.DeleteShareGroupRequest\x1a%.logstore.v1.DeleteShareGroupResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17logstore/v1/share.proto\x12\x0blogstore.v1\x1a\x18logstore/v1/common.proto\x1a\x17logstore/v1/group.proto\"\x8f\x01\n\x15ShareHeartbeatRequest\x12\x10\n\x08group_id\x18\x01 \x01(\t\x12\x11\n\tmember_id\x18\x02 \x01(\t\x12\x14\n\x0cmember_epoch\x18\x03 \x01(\x05\x12\x13\n\x0btopic_names\x18\x04 \x03(\t\x12\x11\n\tclient_id\x18\x05 \x01(\t\x12\x13\n\x0b\x63lient_host\x18\x06 \x01(\t\"\xf1\x01\n\x16ShareHeartbeatResponse\x12*\n\nerror_code\x18\x01 \x01(\x0e\x32\x16.logstore.v1.ErrorCode\x12\x15\n\rerror_message\x18\x02 \x01(\t\x12\x11\n\tmember_id\x18\x03 \x01(\t\x12\x14\n\x0cmember_epoch\x18\x04 \x01(\x05\x12\x1d\n\x15heartbeat_interval_ms\x18\x05 \x01(\x05\x12\x1a\n\x12session_timeout_ms\x18\x06 \x01(\x05\x12\x30\n\nassignment\x18\x07 \x03(\x0b\x32\x1c.logstore.v1.TopicPartitions\"\x97\x01\n\x14ShareAcknowledgement\x12\x14\n\x0c\x66irst_offset\x18\x01 \x01(\x03\x12\x13\n\x0blast_offset\x18\x02 \x01(\x03\x12*\n\x04type\x18\x03 \x01(\x0e\x32\x1c.logstore.v1.AcknowledgeType\x12\x10\n\x08\x64\x65lay_ms\x18\x04 \x01(\x03\x12\x16\n\x0enot_an_attempt\x18\x05 \x01(\x08\"p\n\x19PartitionAcknowledgements\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x31\n\x06ranges\x18\x03 \x03(\x0b\x32!.logstore.v1.ShareAcknowledgement\"\x85\x01\n\x15\x41\x63knowledgementResult\x12\x14\n\x0c\x66irst_offset\x18\x01 \x01(\x03\x12\x13\n\x0blast_offset\x18\x02 \x01(\x03\x12*\n\nerror_code\x18\x03 \x01(\x0e\x32\x16.logstore.v1.ErrorCode\x12\x15\n\rerror_message\x18\x04 \x01(\t\"\xbb\x01\n\x1fPartitionAcknowledgementResults\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12*\n\nerror_code\x18\x03 \x01(\x0e\x32\x16.logstore.v1.ErrorCode\x12\x15\n\rerror_message\x18\x04 \x01(\t\x12\x33\n\x07results\x18\x05 \x03(\x0b\x32\".logstore.v1.AcknowledgementResult\"\xc7\x02\n\x11ShareFetchRequest\x12\x10\n\x08group_id\x18\x01 \x01(\t\x12\x11\n\tmember_id\x18\x02 \x01(\t\x12@\n\x10\x61\x63knowledgements\x18\x03 \x03(\x0b\x32&.logstore.v1.PartitionAcknowledgements\x12\x13\n\x0bmax_wait_ms\x18\x04 \x01(\x05\x12\x13\n\x0bmax_records\x18\x05 \x01(\x05\x12\x11\n\tmax_bytes\x18\x06 \x01(\x05\x12\x10\n\x08priority\x18\x07 \x01(\x08\x12\x18\n\x10\x61\x63knowledge_only\x18\x08 \x01(\x08\x12\x33\n\x0c\x61\x63quire_mode\x18\t \x01(\x0e\x32\x1d.logstore.v1.ShareAcquireMode\x12-\n\npartitions\x18\n \x01(\x0b\x32\x19.logstore.v1.PartitionSet\"R\n\rAcquiredRange\x12\x14\n\x0c\x66irst_offset\x18\x01 \x01(\x03\x12\x13\n\x0blast_offset\x18\x02 \x01(\x03\x12\x16\n\x0e\x64\x65livery_count\x18\x03 \x01(\x05\"\xc2\x01\n\x15SharePartitionRecords\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12*\n\nerror_code\x18\x03 \x01(\x0e\x32\x16.logstore.v1.ErrorCode\x12\x15\n\rerror_message\x18\x04 \x01(\t\x12\x0f\n\x07records\x18\x05 \x01(\x0c\x12\x33\n\x0f\x61\x63quired_ranges\x18\x06 \x03(\x0b\x32\x1a.logstore.v1.AcquiredRange\"\xf8\x01\n\x12ShareFetchResponse\x12*\n\nerror_code\x18\x01 \x01(\x0e\x32\x16.logstore.v1.ErrorCode\x12\x15\n\rerror_message\x18\x02 \x01(\t\x12\x36\n\npartitions\x18\x03 \x03(\x0b\x32\".logstore.v1.SharePartitionRecords\x12M\n\x17\x61\x63knowledgement_results\x18\x04 \x03(\x0b\x32,.logstore.v1.PartitionAcknowledgementResults\x12\x18\n\x10lock_duration_ms\x18\x05 \x01(\x05\"\x80\x01\n\x17ShareAcknowledgeRequest\x12\x10\n\x08group_id\x18\x01 \x01(\t\x12\x11\n\tmember_id\x18\x02 \x01(\t\x12@\n\x10\x61\x63knowledgements\x18\x03 \x03(\x0b\x32&.logstore.v1.PartitionAcknowledgements\"\x9c\x01\n\x18ShareAcknowledgeResponse\x12*\n\nerror_code\x18\x01 \x01(\x0e\x32\x16.logstore.v1.ErrorCode\x12\x15\n\rerror_message\x18\x02 \x01(\t\x12=\n\x07results\x18\x03 \x03(\x0b\x32,.logstore.v1.PartitionAcknowledgementResults\"-\n\x19\x44\x65scribeShareGroupRequest\x12\x10\n\x08group_id\x18\x01 \x01(\t\"\x98\x01\n\x16ShareMemberDescription\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\x14\n\x0cmember_epoch\x18\x02 \x01(\x05\x12\x11\n\tclient_id\x18\x03 \x01(\t\x12\x13\n\x0b\x63lient_host\x18\x04 \x01(\t\x12\x13\n\x0btopic_names\x18\x05 \x03(\t\x12\x18\n\x10\x61\x63quired_records\x18\x06 \x01(\x03\"\xdb\x01\n\x19SharePartitionDescription\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x14\n\x0cstart_offset\x18\x03 \x01(\x03\x12\x12\n\nend_offset\x18\x04 \x01(\x03\x12\x16\n\x0elog_end_offset\x18\x05 \x01(\x03\x12\x19\n\x11in_flight_records\x18\x06 \x01(\x03\x12\x18\n\x10\x61\x63quired_records\x18\x07 \x01(\x03\x12\x18\n\x10\x61rchived_records\x18\x08 \x01(\x03\x12\x0b\n\x03lag\x18\t \x01(\x03\"\xf3\x01\n\x15ShareGroupDescription\x12\x10\n\x08group_id\x18\x01 \x01(\t\x12&\n\x05state\x18\x02 \x01(\x0e\x32\x17.logstore.v1.GroupState\x12\x13\n\x0bgroup_epoch\x18\x03 \x01(\x05\x12\x34\n\x07members\x18\x04 \x03(\x0b\x32#.logstore.v1.ShareMemberDescription\x12:\n\npartitions\x18\x05 \x03(\x0b\x32&.logstore.v1.SharePartitionDescription\x12\x19\n\x11\x64\x65\x61\x64_letter_topic\x18\x06 \x01(\t\"O\n\x1a\x44\x65scribeShareGroupResponse\x12\x31\n\x05group\x18\x01 \x01(\x0b\x32\".logstore.v1.ShareGroupDescription\"\xa3\x01\n\x17\x41lterGroupConfigRequest\x12\x10\n\x08group_id\x18\x01 \x01(\t\x12:\n\x03set\x18\x02 \x03(\x0b\x32-.logstore.v1.AlterGroupConfigRequest.SetEntry\x12\x0e\n\x06\x64\x65lete\x18\x03 \x03(\t\x1a*\n\x08SetEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x1a\n\x18\x41lterGroupConfigResponse\".\n\x1a\x44\x65scribeGroupConfigRequest\x12\x10\n\x08group_id\x18\x01 \x01(\t\"G\n\x10GroupConfigEntry\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\x12\x16\n\x0eis_group_value\x18\x03 \x01(\x08\"M\n\x1b\x44\x65scribeGroupConfigResponse\x12.\n\x07\x63onfigs\x18\x01 \x03(\x0b\x32\x1d.logstore.v1.GroupConfigEntry\"+\n\x17\x44\x65leteShareGroupRequest\x12\x10\n\x08group_id\x18\x01 \x01(\t\"\x1a\n\x18\x44\x65leteShareGroupResponse*\xa7\x01\n\x0f\x41\x63knowledgeType\x12 \n\x1c\x41\x43KNOWLEDGE_TYPE_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x41\x43KNOWLEDGE_TYPE_ACCEPT\x10\x01\x12\x1c\n\x18\x41\x43KNOWLEDGE_TYPE_RELEASE\x10\x02\x12\x1b\n\x17\x41\x43KNOWLEDGE_TYPE_REJECT\x10\x03\x12\x1a\n\x16\x41\x43KNOWLEDGE_TYPE_RENEW\x10\x04*_\n\x10ShareAcquireMode\x12&\n\"SHARE_ACQUIRE_MODE_BATCH_OPTIMIZED\x10\x00\x12#\n\x1fSHARE_ACQUIRE_MODE_RECORD_LIMIT\x10\x01\x32\xac\x05\n\x0cShareService\x12Y\n\x0eShareHeartbeat\x12\".logstore.v1.ShareHeartbeatRequest\x1a#.logstore.v1.ShareHeartbeatResponse\x12M\n\nShareFetch\x12\x1e.logstore.v1.ShareFetchRequest\x1a\x1f.logstore.v1.ShareFetchResponse\x12_\n\x10ShareAcknowledge\x12$.logstore.v1.ShareAcknowledgeRequest\x1a%.logstore.v1.ShareAcknowledgeResponse\x12\x65\n\x12\x44\x65scribeShareGroup\x12&.logstore.v1.DescribeShareGroupRequest\x1a\'.logstore.v1.DescribeShareGroupResponse\x12_\n\x10\x41lterGroupConfig\x12$.logstore.v1.AlterGroupConfigRequest\x1a%.logstore.v1.AlterGroupConfigResponse\x12h\n\x13\x44\x65scribeGroupConfig\x12\'.logstore.v1.DescribeGroupConfigRequest\x1a(.logstore.v1.DescribeGroupConfigResponse\x12_\n\x10\x44\x65leteShareGroup\x12$.logstore.v1.DeleteShareGroupRequest\x1a%.logstore.v1.DeleteShareGroupResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,10 +35,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ALTERGROUPCONFIGREQUEST_SETENTRY']._loaded_options = None
   _globals['_ALTERGROUPCONFIGREQUEST_SETENTRY']._serialized_options = b'8\001'
-  _globals['_ACKNOWLEDGETYPE']._serialized_start=3399
-  _globals['_ACKNOWLEDGETYPE']._serialized_end=3566
-  _globals['_SHAREACQUIREMODE']._serialized_start=3568
-  _globals['_SHAREACQUIREMODE']._serialized_end=3663
+  _globals['_ACKNOWLEDGETYPE']._serialized_start=3446
+  _globals['_ACKNOWLEDGETYPE']._serialized_end=3613
+  _globals['_SHAREACQUIREMODE']._serialized_start=3615
+  _globals['_SHAREACQUIREMODE']._serialized_end=3710
   _globals['_SHAREHEARTBEATREQUEST']._serialized_start=92
   _globals['_SHAREHEARTBEATREQUEST']._serialized_end=235
   _globals['_SHAREHEARTBEATRESPONSE']._serialized_start=238
@@ -52,43 +52,43 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PARTITIONACKNOWLEDGEMENTRESULTS']._serialized_start=886
   _globals['_PARTITIONACKNOWLEDGEMENTRESULTS']._serialized_end=1073
   _globals['_SHAREFETCHREQUEST']._serialized_start=1076
-  _globals['_SHAREFETCHREQUEST']._serialized_end=1356
-  _globals['_ACQUIREDRANGE']._serialized_start=1358
-  _globals['_ACQUIREDRANGE']._serialized_end=1440
-  _globals['_SHAREPARTITIONRECORDS']._serialized_start=1443
-  _globals['_SHAREPARTITIONRECORDS']._serialized_end=1637
-  _globals['_SHAREFETCHRESPONSE']._serialized_start=1640
-  _globals['_SHAREFETCHRESPONSE']._serialized_end=1888
-  _globals['_SHAREACKNOWLEDGEREQUEST']._serialized_start=1891
-  _globals['_SHAREACKNOWLEDGEREQUEST']._serialized_end=2019
-  _globals['_SHAREACKNOWLEDGERESPONSE']._serialized_start=2022
-  _globals['_SHAREACKNOWLEDGERESPONSE']._serialized_end=2178
-  _globals['_DESCRIBESHAREGROUPREQUEST']._serialized_start=2180
-  _globals['_DESCRIBESHAREGROUPREQUEST']._serialized_end=2225
-  _globals['_SHAREMEMBERDESCRIPTION']._serialized_start=2228
-  _globals['_SHAREMEMBERDESCRIPTION']._serialized_end=2380
-  _globals['_SHAREPARTITIONDESCRIPTION']._serialized_start=2383
-  _globals['_SHAREPARTITIONDESCRIPTION']._serialized_end=2602
-  _globals['_SHAREGROUPDESCRIPTION']._serialized_start=2605
-  _globals['_SHAREGROUPDESCRIPTION']._serialized_end=2848
-  _globals['_DESCRIBESHAREGROUPRESPONSE']._serialized_start=2850
-  _globals['_DESCRIBESHAREGROUPRESPONSE']._serialized_end=2929
-  _globals['_ALTERGROUPCONFIGREQUEST']._serialized_start=2932
-  _globals['_ALTERGROUPCONFIGREQUEST']._serialized_end=3095
-  _globals['_ALTERGROUPCONFIGREQUEST_SETENTRY']._serialized_start=3053
-  _globals['_ALTERGROUPCONFIGREQUEST_SETENTRY']._serialized_end=3095
-  _globals['_ALTERGROUPCONFIGRESPONSE']._serialized_start=3097
-  _globals['_ALTERGROUPCONFIGRESPONSE']._serialized_end=3123
-  _globals['_DESCRIBEGROUPCONFIGREQUEST']._serialized_start=3125
-  _globals['_DESCRIBEGROUPCONFIGREQUEST']._serialized_end=3171
-  _globals['_GROUPCONFIGENTRY']._serialized_start=3173
-  _globals['_GROUPCONFIGENTRY']._serialized_end=3244
-  _globals['_DESCRIBEGROUPCONFIGRESPONSE']._serialized_start=3246
-  _globals['_DESCRIBEGROUPCONFIGRESPONSE']._serialized_end=3323
-  _globals['_DELETESHAREGROUPREQUEST']._serialized_start=3325
-  _globals['_DELETESHAREGROUPREQUEST']._serialized_end=3368
-  _globals['_DELETESHAREGROUPRESPONSE']._serialized_start=3370
-  _globals['_DELETESHAREGROUPRESPONSE']._serialized_end=3396
-  _globals['_SHARESERVICE']._serialized_start=3666
-  _globals['_SHARESERVICE']._serialized_end=4350
+  _globals['_SHAREFETCHREQUEST']._serialized_end=1403
+  _globals['_ACQUIREDRANGE']._serialized_start=1405
+  _globals['_ACQUIREDRANGE']._serialized_end=1487
+  _globals['_SHAREPARTITIONRECORDS']._serialized_start=1490
+  _globals['_SHAREPARTITIONRECORDS']._serialized_end=1684
+  _globals['_SHAREFETCHRESPONSE']._serialized_start=1687
+  _globals['_SHAREFETCHRESPONSE']._serialized_end=1935
+  _globals['_SHAREACKNOWLEDGEREQUEST']._serialized_start=1938
+  _globals['_SHAREACKNOWLEDGEREQUEST']._serialized_end=2066
+  _globals['_SHAREACKNOWLEDGERESPONSE']._serialized_start=2069
+  _globals['_SHAREACKNOWLEDGERESPONSE']._serialized_end=2225
+  _globals['_DESCRIBESHAREGROUPREQUEST']._serialized_start=2227
+  _globals['_DESCRIBESHAREGROUPREQUEST']._serialized_end=2272
+  _globals['_SHAREMEMBERDESCRIPTION']._serialized_start=2275
+  _globals['_SHAREMEMBERDESCRIPTION']._serialized_end=2427
+  _globals['_SHAREPARTITIONDESCRIPTION']._serialized_start=2430
+  _globals['_SHAREPARTITIONDESCRIPTION']._serialized_end=2649
+  _globals['_SHAREGROUPDESCRIPTION']._serialized_start=2652
+  _globals['_SHAREGROUPDESCRIPTION']._serialized_end=2895
+  _globals['_DESCRIBESHAREGROUPRESPONSE']._serialized_start=2897
+  _globals['_DESCRIBESHAREGROUPRESPONSE']._serialized_end=2976
+  _globals['_ALTERGROUPCONFIGREQUEST']._serialized_start=2979
+  _globals['_ALTERGROUPCONFIGREQUEST']._serialized_end=3142
+  _globals['_ALTERGROUPCONFIGREQUEST_SETENTRY']._serialized_start=3100
+  _globals['_ALTERGROUPCONFIGREQUEST_SETENTRY']._serialized_end=3142
+  _globals['_ALTERGROUPCONFIGRESPONSE']._serialized_start=3144
+  _globals['_ALTERGROUPCONFIGRESPONSE']._serialized_end=3170
+  _globals['_DESCRIBEGROUPCONFIGREQUEST']._serialized_start=3172
+  _globals['_DESCRIBEGROUPCONFIGREQUEST']._serialized_end=3218
+  _globals['_GROUPCONFIGENTRY']._serialized_start=3220
+  _globals['_GROUPCONFIGENTRY']._serialized_end=3291
+  _globals['_DESCRIBEGROUPCONFIGRESPONSE']._serialized_start=3293
+  _globals['_DESCRIBEGROUPCONFIGRESPONSE']._serialized_end=3370
+  _globals['_DELETESHAREGROUPREQUEST']._serialized_start=3372
+  _globals['_DELETESHAREGROUPREQUEST']._serialized_end=3415
+  _globals['_DELETESHAREGROUPRESPONSE']._serialized_start=3417
+  _globals['_DELETESHAREGROUPRESPONSE']._serialized_end=3443
+  _globals['_SHARESERVICE']._serialized_start=3713
+  _globals['_SHARESERVICE']._serialized_end=4397
 # @@protoc_insertion_point(module_scope)

@@ -114,7 +114,7 @@ class PartitionAcknowledgementResults(_message.Message):
     def __init__(self, topic: _Optional[str] = ..., partition: _Optional[int] = ..., error_code: _Optional[_Union[_common_pb2.ErrorCode, str]] = ..., error_message: _Optional[str] = ..., results: _Optional[_Iterable[_Union[AcknowledgementResult, _Mapping]]] = ...) -> None: ...
 
 class ShareFetchRequest(_message.Message):
-    __slots__ = ("group_id", "member_id", "acknowledgements", "max_wait_ms", "max_records", "max_bytes", "priority", "acknowledge_only", "acquire_mode")
+    __slots__ = ("group_id", "member_id", "acknowledgements", "max_wait_ms", "max_records", "max_bytes", "priority", "acknowledge_only", "acquire_mode", "partitions")
     GROUP_ID_FIELD_NUMBER: _ClassVar[int]
     MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
     ACKNOWLEDGEMENTS_FIELD_NUMBER: _ClassVar[int]
@@ -124,6 +124,7 @@ class ShareFetchRequest(_message.Message):
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
     ACKNOWLEDGE_ONLY_FIELD_NUMBER: _ClassVar[int]
     ACQUIRE_MODE_FIELD_NUMBER: _ClassVar[int]
+    PARTITIONS_FIELD_NUMBER: _ClassVar[int]
     group_id: str
     member_id: str
     acknowledgements: _containers.RepeatedCompositeFieldContainer[PartitionAcknowledgements]
@@ -133,7 +134,8 @@ class ShareFetchRequest(_message.Message):
     priority: bool
     acknowledge_only: bool
     acquire_mode: ShareAcquireMode
-    def __init__(self, group_id: _Optional[str] = ..., member_id: _Optional[str] = ..., acknowledgements: _Optional[_Iterable[_Union[PartitionAcknowledgements, _Mapping]]] = ..., max_wait_ms: _Optional[int] = ..., max_records: _Optional[int] = ..., max_bytes: _Optional[int] = ..., priority: _Optional[bool] = ..., acknowledge_only: _Optional[bool] = ..., acquire_mode: _Optional[_Union[ShareAcquireMode, str]] = ...) -> None: ...
+    partitions: _group_pb2.PartitionSet
+    def __init__(self, group_id: _Optional[str] = ..., member_id: _Optional[str] = ..., acknowledgements: _Optional[_Iterable[_Union[PartitionAcknowledgements, _Mapping]]] = ..., max_wait_ms: _Optional[int] = ..., max_records: _Optional[int] = ..., max_bytes: _Optional[int] = ..., priority: _Optional[bool] = ..., acknowledge_only: _Optional[bool] = ..., acquire_mode: _Optional[_Union[ShareAcquireMode, str]] = ..., partitions: _Optional[_Union[_group_pb2.PartitionSet, _Mapping]] = ...) -> None: ...
 
 class AcquiredRange(_message.Message):
     __slots__ = ("first_offset", "last_offset", "delivery_count")
