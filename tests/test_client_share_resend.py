@@ -1,18 +1,23 @@
-"""What a share consumer does, in its pure parts, when the share coordinator moves: a ShareFetch answered
-NOT_COORDINATOR is a retriable failure (``Holdings.take``), and a ShareAcknowledge refused as a whole
+"""What a share client does, in its pure parts, when the share coordinator moves: a ShareFetch answered
+NOT_COORDINATOR is a retriable failure (``Holdings.take``); a ShareAcknowledge refused as a whole
 because the coordinator moved or could not be reached goes again after the backoff until
-request_timeout_ms (``SentAcks.settle``), while ranges refused INVALID_RECORD_STATE (what a new
-coordinator answers for records the member held: they are available again there) are final refusals."""
+request_timeout_ms (``SentAcks.settle``), as the admin's one-off calls do (``call_coordinator``); ranges
+refused INVALID_RECORD_STATE (what a new coordinator answers for records the member held: they are
+available again there), an unknown member and a non-empty group are final refusals."""
 
 from __future__ import annotations
 
+import grpc
 import pytest
+from logstore.client.groups.coordinator import call_coordinator
 from logstore.client.share.holdings import Holdings, SentAcks
 from logstore.client.shared.backoff import Backoff
 from logstore.client.shared.errors import (
+    ERROR_CODE_KEY,
     BrokerUnavailableError,
     GroupError,
     InvalidRecordStateError,
+    NonEmptyGroupError,
     NotCoordinatorError,
     UnknownMemberIdError,
 )
@@ -86,3 +91,49 @@ def test_ranges_refused_invalid_record_state_and_an_unknown_member_are_final() -
     unknown = share_pb2.ShareAcknowledgeResponse(error_code=common_pb2.ERROR_CODE_UNKNOWN_MEMBER_ID)
     refused = sent().settle(unknown, 0.1, BACKOFF, timeout_s=10.0)
     assert refused is not None and isinstance(refused[TP], UnknownMemberIdError)
+
+
+class Refused(grpc.RpcError):
+    """A call the broker refused with ``code`` in its trailer (as the broker's gRPC errors do)."""
+
+    def __init__(self, code: int) -> None:
+        self._code = code
+
+    def code(self) -> grpc.StatusCode:
+        return grpc.StatusCode.FAILED_PRECONDITION
+
+    def details(self) -> str:
+        return common_pb2.ErrorCode.Name(self._code)
+
+    def trailing_metadata(self) -> tuple[tuple[str, str], ...]:  # type: ignore[override]
+        return ((ERROR_CODE_KEY, str(self._code)),)
+
+
+class Answers:
+    """A stub whose DeleteShareGroup raises each of ``failures`` in turn, then answers."""
+
+    def __init__(self, *failures: int) -> None:
+        self.failures = list(failures)
+        self.calls = 0
+
+    def DeleteShareGroup(self, request: object, timeout: float) -> str:
+        self.calls += 1
+        if self.failures:
+            raise Refused(self.failures.pop(0))
+        return "deleted"
+
+
+def test_a_one_off_call_goes_again_while_the_coordinator_moves_but_not_for_other_refusals() -> None:
+    moving = Answers(common_pb2.ERROR_CODE_NOT_COORDINATOR, common_pb2.ERROR_CODE_NOT_AVAILABLE)
+    fast = Backoff(1, 1, jitter=0)
+    assert (
+        call_coordinator(moving, "DeleteShareGroup", None, "deleting", timeout_s=5, backoff=fast) == "deleted"
+    )
+    assert moving.calls == 3
+    busy = Answers(common_pb2.ERROR_CODE_NON_EMPTY_GROUP)  # retriable, but not by asking again at once
+    with pytest.raises(NonEmptyGroupError):
+        call_coordinator(busy, "DeleteShareGroup", None, "deleting", timeout_s=5, backoff=fast)
+    assert busy.calls == 1
+    away = Answers(*[common_pb2.ERROR_CODE_NOT_COORDINATOR] * 1000)
+    with pytest.raises(NotCoordinatorError):
+        call_coordinator(away, "DeleteShareGroup", None, "deleting", timeout_s=0.05, backoff=fast)

@@ -21,9 +21,12 @@ from logstore.client.shared.backoff import Backoff
 from logstore.client.shared.connection import BrokerChannel, Connection
 from logstore.client.shared.errors import (
     ERROR_CODE_KEY,
+    BrokerUnavailableError,
     ClientError,
     LocalUnavailable,
-    MemberLostError,
+    NotAvailableError,
+    NotCoordinatorError,
+    RequestTimedOutError,
     error_from_rpc,
     trailer_code,
 )
@@ -192,18 +195,22 @@ ADMIN_BACKOFF = Backoff(100, 1000)
 """Between the admin client's attempts (the clients' retry_backoff_ms and retry_backoff_max_ms defaults)."""
 
 
+MOVED_ERRORS = (NotCoordinatorError, NotAvailableError, BrokerUnavailableError, RequestTimedOutError)
+"""What a group call fails with when its coordinator moved, was away, or none coordinated for a moment."""
+
+
 def moved(error: ClientError) -> bool:
-    """Whether a failed group call may succeed at the group's coordinator found again (it moved, was
-    away, or none coordinated for a moment), as opposed to an answer the coordinator would repeat."""
-    return error.retriable and not isinstance(error, MemberLostError)
+    """Whether a failed group call may succeed at the group's coordinator found again, as opposed to an
+    answer the coordinator would repeat (NON_EMPTY_GROUP is retriable, but not by asking again now)."""
+    return isinstance(error, MOVED_ERRORS)
 
 
 def call_coordinator(
     stub: Any, method: str, request: Any, what: str, *, timeout_s: float, backoff: Backoff
 ) -> Any:
-    """``stub.<method>(request)`` (a ``CoordinatorStub``), sent again to the coordinator found again while it ``moved``, with
-    ``backoff`` between attempts, until ``timeout_s`` has passed; then (or for any other failure) the
-    client's error for the last failure. For calls made once, such as the admin client's."""
+    """``stub.<method>(request)`` (a ``CoordinatorStub``), sent again to the coordinator found again
+    while it ``moved``, with ``backoff`` between attempts, until ``timeout_s`` has passed; then (or for
+    any other failure) the client's error for the last failure. For calls made once (the admin's)."""
     deadline = time.monotonic() + timeout_s
     attempt = 0
     while True:
