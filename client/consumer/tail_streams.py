@@ -116,8 +116,9 @@ def _pump(call: grpc.Call, number: int, handoff: Handoff) -> None:
 
 
 class Streams:
-    """The streams of one iteration of a tail. Only the iterating thread calls ``next``, ``reroute`` and
-    ``arrived``; ``close`` may come from any thread."""
+    """The streams of one iteration of a tail. Not thread-safe but for ``close``: only the iterating
+    thread calls ``next``, ``reroute`` and ``arrived``; ``close`` may come from any thread (the lock
+    guards the stream table they share)."""
 
     def __init__(
         self,
