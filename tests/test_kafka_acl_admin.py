@@ -50,6 +50,16 @@ from tests.test_kafka_auth import _plain_login
 TIMEOUT = 30
 ANY_VALUE: Any = None
 """A filter's "any name / principal / host" (confluent-kafka's stubs say str, its code takes None)."""
+EVERYTHING = AclBindingFilter(
+    ResourceType.ANY,
+    ANY_VALUE,
+    ResourcePatternType.ANY,
+    ANY_VALUE,
+    ANY_VALUE,
+    AclOperation.ANY,
+    AclPermissionType.ANY,
+)
+"""A filter matching every ACL binding."""
 
 
 def per_user(futures: Any) -> dict[str, Any]:
@@ -146,16 +156,7 @@ def test_confluent_kafka_creates_describes_and_deletes_acls_in_the_store_logstor
     assert "User:alice allow Write on topic:orders (literal)" in listed, listed
     assert "User:bob deny Read on group:bill (prefixed)" in listed, listed
 
-    everything = AclBindingFilter(
-        ResourceType.ANY,
-        ANY_VALUE,
-        ResourcePatternType.ANY,
-        ANY_VALUE,
-        ANY_VALUE,
-        AclOperation.ANY,
-        AclPermissionType.ANY,
-    )
-    assert set(admin.describe_acls(everything, request_timeout=TIMEOUT).result()) == {write, read}
+    assert set(admin.describe_acls(EVERYTHING, request_timeout=TIMEOUT).result()) == {write, read}
     # MATCH: literal and prefixed patterns that cover the name "billing"
     covering = AclBindingFilter(
         ResourceType.GROUP, "billing", ResourcePatternType.MATCH, ANY_VALUE, ANY_VALUE, AclOperation.ANY,
@@ -191,18 +192,9 @@ def test_a_non_super_user_is_refused_cluster_authorization_failed(secured: Embed
     with pytest.raises(KafkaException) as refused:
         admin.create_acls([binding], request_timeout=TIMEOUT)[binding].result()
     assert refused.value.args[0].code() == 31  # CLUSTER_AUTHORIZATION_FAILED
-    everything = AclBindingFilter(
-        ResourceType.ANY,
-        ANY_VALUE,
-        ResourcePatternType.ANY,
-        ANY_VALUE,
-        ANY_VALUE,
-        AclOperation.ANY,
-        AclPermissionType.ANY,
-    )
     # librdkafka drops DescribeAcls's error code (rd_kafka_DescribeAclsResponse_parse returns no error
     # whatever the code): the refusal reaches it as an empty listing; kafka-python below sees the code
-    assert admin.describe_acls(everything, request_timeout=TIMEOUT).result() == []
+    assert admin.describe_acls(EVERYTHING, request_timeout=TIMEOUT).result() == []
     kp = KafkaAdminClient(bootstrap_servers=secured.kafka_address, **sasl("bob"))
     try:
         with pytest.raises(ClusterAuthorizationFailedError):

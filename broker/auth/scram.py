@@ -81,19 +81,17 @@ def make_credential(
     mechanism: Mechanism, password: str, salt: bytes, iterations: int = DEFAULT_ITERATIONS
 ) -> ScramCredential:
     """The credential to store for `password` (the caller draws `salt` from `secrets`)."""
+    _check_iterations(iterations)  # before the expensive PBKDF2
+    return credential_from_salted(
+        mechanism, salt, salted_password(mechanism, password, salt, iterations), iterations
+    )
+
+
+def _check_iterations(iterations: int) -> None:
     if not MIN_ITERATIONS <= iterations <= MAX_ITERATIONS:
         raise ScramError(
             f"iterations must be between {MIN_ITERATIONS} and {MAX_ITERATIONS}, not {iterations}"
         )
-    salted = salted_password(mechanism, password, salt, iterations)
-    client_key = _hmac(mechanism, salted, b"Client Key")
-    return ScramCredential(
-        mechanism=mechanism,
-        salt=salt,
-        iterations=iterations,
-        stored_key=_h(mechanism, client_key),
-        server_key=_hmac(mechanism, salted, b"Server Key"),
-    )
 
 
 def credential_from_salted(
@@ -101,10 +99,7 @@ def credential_from_salted(
 ) -> ScramCredential:
     """The credential for a SaltedPassword computed by the client (Kafka's AlterUserScramCredentials
     sends salt, iterations and SaltedPassword, never the password)."""
-    if not MIN_ITERATIONS <= iterations <= MAX_ITERATIONS:
-        raise ScramError(
-            f"iterations must be between {MIN_ITERATIONS} and {MAX_ITERATIONS}, not {iterations}"
-        )
+    _check_iterations(iterations)
     if not salt:
         raise ScramError("the salt must not be empty")
     if len(salted) != hashlib.new(mechanism.hash_name).digest_size:
